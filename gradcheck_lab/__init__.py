@@ -1,0 +1,17 @@
+"""gradcheck-lab: verify gradients three ways (symbolic, autograd, finite differences).
+
+The Python API sits next to the YAML route: ``check(...)`` for a case written in Python,
+``run_file(path)`` for a case file. Both return the Result objects the CLI reports.
+Importing this package imports neither torch nor sympy.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from gradcheck_lab.api import check, run_file  # noqa: E402
+from gradcheck_lab.errors import CaseError, GradcheckLabError, ImplError  # noqa: E402
+from gradcheck_lab.results import Mismatch, Result  # noqa: E402
+
+__all__ = ["CaseError", "GradcheckLabError", "ImplError", "Mismatch", "Result", "__version__",
+           "check", "run_file"]

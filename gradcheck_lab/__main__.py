@@ -1,0 +1,7 @@
+"""``python -m gradcheck_lab run ...``"""
+
+import sys
+
+from gradcheck_lab.cli import main
+
+sys.exit(main())

@@ -1,0 +1,99 @@
+"""The parsed case: frozen data handed from the loader to the points and the oracles."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gradcheck_lab.casefile.program import Program
+from gradcheck_lab.ops import Shape
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How one input's values are made: a literal, or an init with a seed."""
+
+    name: str
+    shape: Shape
+    is_integer: bool
+    requires_grad: bool
+    literal: np.ndarray | None = None  # object array of Fractions/ints, or a float64 array
+    init: str | None = None
+    seed: int | None = None
+    low: float | int | None = None
+    high: float | int | None = None
+    mean: float = 0.0
+    std: float = 1.0
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+
+@dataclass(frozen=True)
+class ImplRef:
+    """``impl: FILE.py:NAME``, resolved inside the case file's directory (not yet imported)."""
+
+    path: Path
+    spelled: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """One hand-worked answer: a program node (expression) or a literal array."""
+
+    key: str
+    target: str  # "value" or an input name
+    node: int | None = None
+    literal: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    rtol: float | None = None
+    atol: float | None = None
+
+
+@dataclass(frozen=True)
+class Case:
+    """A validated case: everything the oracles need, and where each key was written."""
+
+    name: str
+    file: str
+    line: int | None
+    inputs: tuple[InputSpec, ...]
+    program: Program
+    dtypes: tuple[str, ...] = ("float64",)
+    devices: tuple[str, ...] = ("cpu",)
+    description: str | None = None
+    impl: ImplRef | Callable[..., Any] | None = None
+    expectations: tuple[Expectation, ...] = ()
+    tolerance: Mapping[str, Tolerance] = field(default_factory=dict)  # by dtype
+    seed: int = 0
+    lines: Mapping[str, int] = field(default_factory=dict)
+
+    def line_of(self, key: str) -> int | None:
+        """The line of ``key`` ("let.q", "output", ...) or of its closest parent."""
+        while key:
+            if key in self.lines:
+                return self.lines[key]
+            key = key.rpartition(".")[0]
+        return self.line
+
+    @property
+    def differentiable_inputs(self) -> tuple[InputSpec, ...]:
+        return tuple(spec for spec in self.inputs if spec.requires_grad)
+
+    @property
+    def impl_label(self) -> str | None:
+        if self.impl is None:
+            return None
+        if isinstance(self.impl, ImplRef):
+            return self.impl.spelled
+        return getattr(self.impl, "__qualname__", repr(self.impl))

@@ -1,0 +1,309 @@
+"""Expression text -> the project's own IR, through ``ast.parse`` and a whitelist.
+
+Nothing is evaluated: the AST is only walked. Constant sub-expressions are folded exactly (as
+Fractions) when their size is bounded, so ``9 ** 9 ** 9`` is an error here, before any symbolic
+work starts. Which names are functions, and what keywords they take, comes from the op table.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
+
+from gradcheck_lab.errors import SpecError
+from gradcheck_lab.ops import OPS, Param, ParamValue, suggest
+
+BINARY_OPERATORS: dict[type, str] = {
+    ast.Add: "add",
+    ast.Sub: "sub",
+    ast.Mult: "mul",
+    ast.Div: "div",
+    ast.Pow: "pow",
+    ast.MatMult: "matmul",
+}
+_OPERATOR_SPELLING = {
+    ast.FloorDiv: "//", ast.Mod: "%", ast.LShift: "<<", ast.RShift: ">>",
+    ast.BitOr: "|", ast.BitXor: "^", ast.BitAnd: "&", ast.Not: "not", ast.Invert: "~",
+}
+_FORBIDDEN_NODES = {
+    ast.Attribute: "attribute access",
+    ast.Subscript: "subscripts",
+    ast.Lambda: "lambdas",
+    ast.ListComp: "comprehensions",
+    ast.SetComp: "comprehensions",
+    ast.DictComp: "comprehensions",
+    ast.GeneratorExp: "comprehensions",
+    ast.JoinedStr: "f-strings",
+    ast.IfExp: "conditional expressions",
+    ast.NamedExpr: "assignment expressions (:=)",
+    ast.Compare: "comparisons",
+    ast.BoolOp: "boolean operators",
+    ast.Await: "await",
+    ast.Yield: "yield",
+    ast.YieldFrom: "yield",
+    ast.Starred: "starred arguments",
+    ast.Dict: "dict displays",
+    ast.Set: "set displays",
+    ast.Slice: "slices",
+}
+
+
+@dataclass(frozen=True)
+class ExprLimits:
+    """Bounds checked before and while parsing, so hostile text cannot hang the parser."""
+
+    max_length: int = 10_000
+    max_nodes: int = 5_000
+    max_depth: int = 200
+    max_constant_bits: int = 4_096
+
+
+@dataclass(frozen=True)
+class Name:
+    id: str
+    offset: int
+
+
+@dataclass(frozen=True)
+class Const:
+    value: Fraction
+    offset: int
+
+
+@dataclass(frozen=True)
+class Call:
+    op: str
+    args: tuple[Expr, ...]
+    params: tuple[tuple[str, ParamValue], ...]
+    offset: int
+
+
+Expr = Name | Const | Call
+
+
+def parse_expression(text: str, limits: ExprLimits = ExprLimits()) -> Expr:
+    """Parse one expression of the case language; raises SpecError with a column offset."""
+    if len(text) > limits.max_length:
+        raise SpecError(f"expression is {len(text)} characters long (limit {limits.max_length})")
+    if not text.strip():
+        raise SpecError("expression is empty")
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as exc:
+        offset = (exc.offset - 1) if exc.offset else None
+        raise SpecError(f"not a valid expression: {exc.msg}", offset) from None
+    except (RecursionError, MemoryError, ValueError):
+        raise SpecError("expression is nested too deeply or is not text") from None
+    shift = len(text) - len(text.lstrip())
+    return _Builder(text.strip(), limits, shift).build(tree.body, 0)
+
+
+def parse_number(value: int | Decimal | Fraction) -> Fraction:
+    """An exact Fraction for a YAML number (never a float, so decimals stay exact)."""
+    return Fraction(value)
+
+
+class _Builder:
+    def __init__(self, text: str, limits: ExprLimits, shift: int) -> None:
+        self.text = text
+        self.limits = limits
+        self.shift = shift
+        self.nodes = 0
+
+    def fail(self, message: str, node: ast.AST | None = None) -> SpecError:
+        offset = getattr(node, "col_offset", None)
+        return SpecError(message, None if offset is None else offset + self.shift)
+
+    def build(self, node: ast.AST, depth: int) -> Expr:
+        self.nodes += 1
+        if self.nodes > self.limits.max_nodes:
+            raise self.fail(f"expression has more than {self.limits.max_nodes} parts")
+        if depth > self.limits.max_depth:
+            raise self.fail(f"expression is nested deeper than {self.limits.max_depth}", node)
+        offset = getattr(node, "col_offset", 0) + self.shift
+        if isinstance(node, ast.Constant):
+            return Const(self.constant(node), offset)
+        if isinstance(node, ast.Name):
+            if node.id.startswith("__"):
+                raise self.fail(f"dunder name {node.id!r} is not allowed", node)
+            if node.id in OPS and OPS[node.id].callable:
+                raise self.fail(f"{node.id!r} is a function: call it, as in {node.id}(x)", node)
+            return Name(node.id, offset)
+        if isinstance(node, ast.UnaryOp):
+            if isinstance(node.op, ast.UAdd):
+                return self.build(node.operand, depth + 1)
+            if isinstance(node.op, ast.USub):
+                return self.fold("neg", (self.build(node.operand, depth + 1),), (), offset)
+            raise self.fail(f"operator {_spelling(node.op)!r} is not supported", node)
+        if isinstance(node, ast.BinOp):
+            op = BINARY_OPERATORS.get(type(node.op))
+            if op is None:
+                raise self.fail(
+                    f"operator {_spelling(node.op)!r} is not supported "
+                    "(use + - * / ** @)", node)
+            args = (self.build(node.left, depth + 1), self.build(node.right, depth + 1))
+            return self.fold(op, args, (), offset)
+        if isinstance(node, ast.Call):
+            return self.call(node, depth, offset)
+        if isinstance(node, (ast.Tuple, ast.List)):
+            raise self.fail("tuples and lists are only allowed as dim=(...) arguments", node)
+        what = _FORBIDDEN_NODES.get(type(node), type(node).__name__)
+        raise self.fail(f"{what} not allowed in an expression", node)
+
+    def constant(self, node: ast.Constant) -> Fraction:
+        value = node.value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.fail(f"constant {value!r} is not a real number", node)
+        if isinstance(value, int):
+            if value.bit_length() > self.limits.max_constant_bits:
+                raise self.fail("integer constant is too large", node)
+            return Fraction(value)
+        # Take the decimal text as written, so 0.1 is exactly 1/10.
+        literal = ast.get_source_segment(self.text, node) or repr(value)
+        try:
+            exact = Fraction(Decimal(literal.replace("_", "")))
+        except (InvalidOperation, ValueError):
+            exact = Fraction(value)
+        if not math.isfinite(value):
+            raise self.fail(f"constant {literal} is out of the float64 range", node)
+        return exact
+
+    def call(self, node: ast.Call, depth: int, offset: int) -> Expr:
+        if not isinstance(node.func, ast.Name):
+            raise self.fail("only plain function names can be called (no attributes)", node)
+        name = node.func.id
+        op = OPS.get(name)
+        if op is None or not op.callable:
+            hint = suggest(name, [n for n, o in OPS.items() if o.callable])
+            raise self.fail(f"unknown function {name!r}{hint}", node)
+        if len(node.args) > op.max_args + len(op.params):
+            raise self.fail(f"{name}() takes at most {op.max_args} tensor arguments", node)
+        tensor_args = node.args[: op.max_args]
+        extra_positional = node.args[op.max_args:]
+        params: dict[str, ParamValue] = {}
+        for param, arg in zip(op.params, extra_positional):
+            params[param.name] = self.param_value(name, param, arg)
+        known = {p.name for p in op.params}
+        for keyword in node.keywords:
+            if keyword.arg is None:
+                raise self.fail("**kwargs are not allowed", node)
+            if keyword.arg not in known:
+                hint = suggest(keyword.arg, sorted(known))
+                accepted = ", ".join(sorted(known)) or "none"
+                raise self.fail(
+                    f"{name}() has no keyword {keyword.arg!r}{hint} (accepted: {accepted})",
+                    keyword.value)
+            if keyword.arg in params:
+                raise self.fail(f"{name}() got {keyword.arg!r} twice", keyword.value)
+            param = next(p for p in op.params if p.name == keyword.arg)
+            params[keyword.arg] = self.param_value(name, param, keyword.value)
+        if len(tensor_args) < op.min_args:
+            raise self.fail(
+                f"{name}() needs at least {op.min_args} argument(s), got {len(tensor_args)}",
+                node)
+        args = tuple(self.build(arg, depth + 1) for arg in tensor_args)
+        filled = tuple((p.name, params.get(p.name, p.default)) for p in op.params)
+        for p, (_, value) in zip(op.params, filled):
+            if p.required and value is None:
+                raise self.fail(f"{name}() needs the keyword {p.name}=", node)
+        return self.fold(name, args, filled, offset)
+
+    def param_value(self, op_name: str, param: Param, node: ast.AST) -> ParamValue:
+        """Static keyword values: an int, a bool, or a tuple of ints (never an expression)."""
+
+        def integer(item: ast.AST) -> int:
+            sign = 1
+            if isinstance(item, ast.UnaryOp) and isinstance(item.op, ast.USub):
+                sign, item = -1, item.operand
+            if (isinstance(item, ast.Constant) and isinstance(item.value, int)
+                    and not isinstance(item.value, bool) and abs(item.value) < 2**31):
+                return sign * item.value
+            raise self.fail(f"{op_name}(): {param.name}= needs an integer", item)
+
+        if param.kind == "bool":
+            if isinstance(node, ast.Constant) and isinstance(node.value, bool):
+                return node.value
+            raise self.fail(f"{op_name}(): {param.name}= needs True or False", node)
+        if param.kind == "dims" and isinstance(node, (ast.Tuple, ast.List)):
+            if len(node.elts) > 16:
+                raise self.fail(f"{op_name}(): {param.name}= lists at most 16 dims", node)
+            return tuple(integer(item) for item in node.elts)
+        return integer(node)
+
+    def fold(
+        self, op: str, args: tuple[Expr, ...], params: tuple[tuple[str, ParamValue], ...],
+        offset: int,
+    ) -> Expr:
+        """Fold arithmetic on constants exactly, refusing results too large to hold."""
+        if not all(isinstance(a, Const) for a in args) or op not in _FOLDABLE:
+            return Call(op, args, params, offset)
+        values = [a.value for a in args]  # type: ignore[union-attr]
+        result = _FOLDABLE[op](self, values, offset)
+        if result is None:
+            return Call(op, args, params, offset)
+        bits = max(result.numerator.bit_length(), result.denominator.bit_length())
+        if bits > self.limits.max_constant_bits:
+            raise SpecError("constant is too large to evaluate exactly", offset)
+        return Const(result, offset)
+
+    def fold_pow(self, values: list[Fraction], offset: int) -> Fraction | None:
+        base, exponent = values
+        if exponent.denominator != 1:
+            if base < 0:
+                raise SpecError("a negative constant to a fractional power is not real", offset)
+            if base == 0:
+                return Fraction(0) if exponent > 0 else _raise_zero_division(offset)
+            log2 = float(exponent) * _log2(base)
+            if abs(log2) > 1000:
+                raise SpecError("constant power is out of the float64 range", offset)
+            return Fraction(float(base) ** float(exponent))
+        power = exponent.numerator
+        if base == 0:
+            return Fraction(0) if power > 0 else (
+                Fraction(1) if power == 0 else _raise_zero_division(offset))
+        size = max(base.numerator.bit_length(), base.denominator.bit_length(), 1)
+        if abs(power) * size > self.limits.max_constant_bits:
+            raise SpecError(
+                f"constant power is too large to evaluate (about 2^{abs(power) * size} bits)",
+                offset)
+        return base**power
+
+
+def _log2(value: Fraction) -> float:
+    return math.log2(value.numerator) - math.log2(value.denominator)
+
+
+def _raise_zero_division(offset: int) -> Fraction:
+    raise SpecError("division by zero in a constant", offset)
+
+
+def _divide(_builder: _Builder, values: list[Fraction], offset: int) -> Fraction:
+    if values[1] == 0:
+        _raise_zero_division(offset)
+    return values[0] / values[1]
+
+
+_FOLDABLE = {
+    "add": lambda _b, v, _o: v[0] + v[1],
+    "sub": lambda _b, v, _o: v[0] - v[1],
+    "mul": lambda _b, v, _o: v[0] * v[1],
+    "div": _divide,
+    "neg": lambda _b, v, _o: -v[0],
+    "pow": lambda b, v, o: b.fold_pow(v, o),
+}
+
+
+def _spelling(op: ast.AST) -> str:
+    return _OPERATOR_SPELLING.get(type(op), type(op).__name__)
+
+
+def names_in(expr: Expr) -> list[Name]:
+    """Every name the expression refers to, in reading order."""
+    if isinstance(expr, Name):
+        return [expr]
+    if isinstance(expr, Call):
+        return [name for arg in expr.args for name in names_in(arg)]
+    return []

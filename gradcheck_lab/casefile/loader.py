@@ -1,0 +1,461 @@
+"""Case files -> validated Case objects, or CaseErrors at ``file:line: key``.
+
+Only this module reads case files. Each case of a file is validated on its own, so one
+invalid case does not keep the file's other cases from running.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+
+from gradcheck_lab.casefile.case import Case, Expectation, ImplRef, InputSpec, Tolerance
+from gradcheck_lab.casefile.expr import Const, ExprLimits, parse_expression
+from gradcheck_lab.casefile.program import DEFAULT_MAX_NODE_ELEMENTS, ProgramBuilder
+from gradcheck_lab.casefile.schema import (
+    CASE_KEYS,
+    CaseModel,
+    LiteralInput,
+    RandomInput,
+    describe,
+)
+from gradcheck_lab.casefile.yaml_reader import (
+    ReadLimits,
+    YamlDocument,
+    YamlReadError,
+    decode_text,
+    read_yaml,
+)
+from gradcheck_lab.errors import CaseError, SpecError
+from gradcheck_lab.ops import suggest
+
+CASE_FILE_SUFFIXES = (".yaml", ".yml")
+_KNOWN_KEYS = sorted({*CASE_KEYS, *LiteralInput.model_fields, *RandomInput.model_fields,
+                      "rtol", "atol", "cases"})
+
+
+@dataclass(frozen=True)
+class LoadLimits:
+    """Bounds checked before anything is allocated; the CLI can raise them."""
+
+    max_file_bytes: int = 16 * 2**20
+    max_input_elements: int = 50_000_000
+    max_node_elements: int = DEFAULT_MAX_NODE_ELEMENTS
+    yaml: ReadLimits = field(default_factory=ReadLimits)
+    expr: ExprLimits = field(default_factory=ExprLimits)
+
+
+CaseOrError = Case | CaseError
+
+
+def display_path(path: Path) -> str:
+    """The path as users name it: relative to the working directory when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def load_file(path: Path, limits: LoadLimits = LoadLimits()) -> list[CaseOrError]:
+    """Every case in a file, each a Case or a CaseError. Never raises for bad content."""
+    label = display_path(path)
+    try:
+        size = path.stat().st_size
+        if size > limits.max_file_bytes:
+            return [CaseError(label, 1, "document",
+                              f"file is {size} bytes (limit {limits.max_file_bytes})")]
+        raw = path.read_bytes()
+    except OSError as exc:
+        return [CaseError(label, None, "document", f"cannot read the file: {exc.strerror}")]
+    return load_bytes(raw, label, path.parent, limits)
+
+
+def load_bytes(raw: bytes, label: str, base_dir: Path,
+               limits: LoadLimits = LoadLimits()) -> list[CaseOrError]:
+    try:
+        document = read_yaml(decode_text(raw), limits.yaml)
+    except YamlReadError as exc:
+        key = _dotted(exc.path) or "document"
+        return [CaseError(label, exc.line, key, exc.message)]
+    return list(_cases_of(document, label, base_dir, limits))
+
+
+def _cases_of(document: YamlDocument, label: str, base_dir: Path,
+              limits: LoadLimits) -> Iterator[CaseOrError]:
+    data = document.data
+    stem = Path(label).stem
+    if not isinstance(data, dict):
+        yield CaseError(label, document.line_of(()), "document",
+                        f"expected a case (a mapping) or cases: [...], got {_kind(data)}")
+        return
+    if "cases" not in data:
+        yield _build_or_error(data, document, (), label, base_dir, stem, limits)
+        return
+    others = sorted(set(data) - {"cases"})
+    if others:
+        yield CaseError(label, document.line_of((others[0],)), others[0],
+                        "a file with cases: holds nothing else at the top level")
+        return
+    cases = data["cases"]
+    if not isinstance(cases, list) or not cases:
+        yield CaseError(label, document.line_of(("cases",)), "cases",
+                        f"expected a non-empty list of cases, got {describe(cases)}")
+        return
+    seen: dict[str, int] = {}
+    for index, item in enumerate(cases):
+        prefix = ("cases", index)
+        if not isinstance(item, dict):
+            yield CaseError(label, document.line_of(prefix), f"cases[{index}]",
+                            f"expected a case (a mapping), got {_kind(item)}")
+            continue
+        result = _build_or_error(item, document, prefix, label, base_dir, f"{stem}_{index}",
+                                 limits)
+        if isinstance(result, Case):
+            if result.name in seen:
+                yield CaseError(label, document.line_of(prefix + ("name",)),
+                                f"cases[{index}].name",
+                                f"duplicate case name {result.name!r} (first at case "
+                                f"{seen[result.name]})")
+                continue
+            seen[result.name] = index
+        yield result
+
+
+def _build_or_error(data: dict, document: YamlDocument, prefix: tuple, label: str,
+                    base_dir: Path, default_name: str, limits: LoadLimits) -> CaseOrError:
+    try:
+        return build_case(data, label=label, base_dir=base_dir, default_name=default_name,
+                          document=document, prefix=prefix, limits=limits)
+    except CaseError as exc:
+        name = data.get("name")
+        if isinstance(name, str) and name.strip():
+            exc.case = name
+        elif prefix:
+            exc.case = default_name
+        return exc
+
+
+def build_case(
+    data: dict[str, Any],
+    *,
+    label: str,
+    base_dir: Path | None,
+    default_name: str,
+    document: YamlDocument | None = None,
+    prefix: tuple = (),
+    limits: LoadLimits = LoadLimits(),
+    impl: Callable[..., Any] | None = None,
+) -> Case:
+    """Validate one case mapping into a Case; raises CaseError at the offending key."""
+    builder = _CaseBuilder(label, document, prefix, limits)
+    try:
+        model = CaseModel.model_validate(data)
+    except ValidationError as exc:
+        raise builder.from_validation(exc, data) from None
+    return builder.build(model, base_dir, default_name, impl)
+
+
+class _CaseBuilder:
+    def __init__(self, label: str, document: YamlDocument | None, prefix: tuple,
+                 limits: LoadLimits) -> None:
+        self.label = label
+        self.document = document
+        self.prefix = prefix
+        self.limits = limits
+        self.case_key = _dotted(prefix)
+
+    # -- locating keys -------------------------------------------------------------------
+    def line(self, path: tuple) -> int | None:
+        if self.document is None:
+            return None
+        return self.document.line_of(self.prefix + path)
+
+    def error(self, path: tuple, message: str, offset: int | None = None) -> CaseError:
+        key = ".".join(p for p in [self.case_key, _dotted(path)] if p) or "document"
+        return CaseError(self.label, self.line(path), key, message, self.column(path, offset))
+
+    def column(self, path: tuple, offset: int | None) -> int | None:
+        """1-based column of an expression error, when the expression sits on one line."""
+        if offset is None or self.document is None:
+            return None
+        mark = self.document.value_marks.get(self.prefix + path)
+        if mark is None or mark.style not in (None, "'", '"'):
+            return None
+        return mark.column + 1 + offset + (0 if mark.style is None else 1)
+
+    def from_validation(self, exc: ValidationError, data: dict) -> CaseError:
+        problems = []
+        for problem in exc.errors(include_url=False):
+            path, missing = _data_path(data, problem["loc"], problem["type"] == "missing")
+            # A missing key is reported after the others: with `outptu` misspelled, the
+            # unknown key (and its suggestion) is the useful message.
+            order = (missing is not None, self.line(path) or 0)
+            problems.append((order, path + ((missing,) if missing else ()),
+                             _message(problem, missing)))
+        problems.sort(key=lambda item: item[0])
+        _, path, message = problems[0]
+        if len(problems) > 1:
+            message += f" (and {len(problems) - 1} more problem(s) in this case)"
+        return self.error(path, message)
+
+    # -- building -------------------------------------------------------------------------
+    def build(self, model: CaseModel, base_dir: Path | None, default_name: str,
+              impl: Callable[..., Any] | None) -> Case:
+        inputs = self.inputs(model)
+        builder = ProgramBuilder(self.limits.max_node_elements)
+        for spec in inputs:
+            builder.add_input(spec.name, spec.shape, spec.is_integer, spec.requires_grad)
+        if not any(spec.requires_grad for spec in inputs):
+            raise self.error(("inputs",), "no input requires a gradient: nothing to check")
+        for name, text in (model.let or {}).items():
+            if name in builder.inputs:
+                raise self.error(("let", name), f"{name!r} is already an input")
+            self.expression(builder, ("let", name), text, lambda e, n=name: builder.add_let(n, e))
+        output = self.expression(builder, ("output",), model.output,
+                                 lambda e: builder.add_expression(e, "output"))
+        if builder.nodes[output].is_integer:
+            raise self.error(("output",), "the output is an integer tensor: nothing to "
+                                          "differentiate")
+        expectations = self.expectations(model, builder, output)
+        lines = {_dotted(path): self.line(path) for path in self._key_paths(model)}
+        return Case(
+            name=model.name or default_name,
+            file=self.label,
+            line=self.line(()),
+            description=model.description,
+            inputs=inputs,
+            program=builder.build(output),
+            dtypes=tuple(model.dtypes),
+            devices=tuple(model.devices),
+            impl=impl if impl is not None else self.impl_ref(model.impl, base_dir),
+            expectations=expectations,
+            tolerance=self.tolerance(model),
+            seed=model.seed,
+            lines={k: v for k, v in lines.items() if v is not None},
+        )
+
+    def expression(self, builder: ProgramBuilder, path: tuple, text: Any,
+                   add: Callable[[Any], int]) -> int:
+        try:
+            expr = (Const(text, 0) if isinstance(text, Fraction)
+                    else parse_expression(text, self.limits.expr))
+            return add(expr)
+        except SpecError as exc:
+            raise self.error(path, exc.message, exc.offset) from None
+
+    def inputs(self, model: CaseModel) -> tuple[InputSpec, ...]:
+        specs = []
+        total = 0
+        for name, spec in model.inputs.items():
+            made = _input_spec(name, spec)
+            total += made.size
+            if total > self.limits.max_input_elements:
+                raise self.error(("inputs", name),
+                                 f"inputs hold {total} elements so far, over the limit of "
+                                 f"{self.limits.max_input_elements}")
+            specs.append(made)
+        return tuple(specs)
+
+    def impl_ref(self, spelled: str | None, base_dir: Path | None) -> ImplRef | None:
+        if spelled is None:
+            return None
+        try:
+            return resolve_impl(spelled, base_dir)
+        except SpecError as exc:
+            raise self.error(("impl",), exc.message) from None
+
+    def expectations(self, model: CaseModel, builder: ProgramBuilder,
+                     output: int) -> tuple[Expectation, ...]:
+        if model.expect is None:
+            return ()
+        output_shape = builder.nodes[output].shape
+        found = []
+        if model.expect.value is not None:
+            found.append(self.expectation(builder, ("expect", "value"), model.expect.value,
+                                          "value", output_shape))
+        grads = model.expect.grad or {}
+        if grads and output_shape != ():
+            raise self.error(("expect", "grad"), "expect.grad needs a scalar output; the "
+                                                  f"output has shape {list(output_shape)}")
+        for name, value in grads.items():
+            node = builder.nodes[builder.inputs[name]] if name in builder.inputs else None
+            if node is None:
+                raise self.error(("expect", "grad", name),
+                                 f"{name!r} is not an input{suggest(name, list(builder.inputs))}")
+            if not node.needs_grad:
+                raise self.error(("expect", "grad", name), f"input {name!r} is not "
+                                                           "differentiated (requires_grad false)")
+            found.append(self.expectation(builder, ("expect", "grad", name), value, name,
+                                          node.shape))
+        return tuple(found)
+
+    def expectation(self, builder: ProgramBuilder, path: tuple, value: Any, target: str,
+                    shape: tuple[int, ...]) -> Expectation:
+        key = _dotted(path)
+        if isinstance(value, np.ndarray):
+            if value.shape not in (shape, ()):
+                raise self.error(path, f"expected shape {list(shape)}, got {list(value.shape)}")
+            return Expectation(key, target, literal=value)
+        index = self.expression(builder, path, value,
+                                lambda e: builder.add_expression(e, key))
+        got = builder.nodes[index].shape
+        if got not in (shape, ()):
+            raise self.error(path, f"expression has shape {list(got)}, expected {list(shape)}")
+        builder.roots[key] = index
+        return Expectation(key, target, node=index)
+
+    def tolerance(self, model: CaseModel) -> dict[str, Tolerance]:
+        spec = model.tolerance
+        if spec is None:
+            return {}
+        if isinstance(spec, dict):
+            unknown = sorted(set(spec) - set(model.dtypes))
+            if unknown:
+                raise self.error(("tolerance", unknown[0]),
+                                 f"{unknown[0]} is not among the case's dtypes {model.dtypes}")
+            return {dtype: Tolerance(t.rtol, t.atol) for dtype, t in spec.items()}
+        return {dtype: Tolerance(spec.rtol, spec.atol) for dtype in model.dtypes}
+
+    def _key_paths(self, model: CaseModel) -> Iterator[tuple]:
+        yield ()
+        for key in CaseModel.model_fields:
+            yield (key,)
+        for name in model.inputs:
+            yield ("inputs", name)
+        for name in model.let or {}:
+            yield ("let", name)
+        if model.expect is not None:
+            yield ("expect", "value")
+            for name in model.expect.grad or {}:
+                yield ("expect", "grad", name)
+
+
+def _input_spec(name: str, spec: Any) -> InputSpec:
+    if isinstance(spec, RandomInput):
+        is_integer = spec.init == "randint"
+        requires_grad = not is_integer and spec.requires_grad is not False
+        def number(value: Fraction | None) -> float | int | None:
+            if value is None:
+                return None
+            return int(value) if is_integer else float(value)
+        return InputSpec(
+            name, spec.shape, is_integer, requires_grad, init=spec.init,
+            seed=spec.seed if spec.seed is not None else derived_seed(name),
+            low=number(spec.low) if spec.low is not None else (0 if is_integer else 0.0),
+            high=number(spec.high) if spec.high is not None else 1.0,
+            mean=float(spec.mean) if spec.mean is not None else 0.0,
+            std=spec.std if spec.std is not None else 1.0,
+        )
+    if isinstance(spec, LiteralInput):
+        is_integer = spec.dtype == "int64"
+        literal = np.asarray(spec.value)
+        if is_integer:
+            literal = np.vectorize(int, otypes=[object])(literal).astype(np.int64)
+        requires_grad = not is_integer and spec.requires_grad is not False
+        return InputSpec(name, literal.shape, is_integer, requires_grad, literal=literal)
+    literal = spec if isinstance(spec, np.ndarray) else np.asarray(spec, dtype=object)
+    if literal.dtype.kind in "iu":
+        literal = literal.astype(np.float64)  # arrays from the Python API: real-valued here
+    return InputSpec(name, literal.shape, False, True, literal=literal)
+
+
+def derived_seed(name: str) -> int:
+    """A seed from the input's name, stable across runs and machines (not Python's hash)."""
+    value = 0
+    for byte in name.encode("utf-8"):
+        value = (value * 131 + byte) % (2**31 - 1)
+    return value
+
+
+def resolve_impl(spelled: str, base_dir: Path | None) -> ImplRef:
+    """``FILE.py:NAME`` inside ``base_dir``; raises SpecError for anything else."""
+    file_part, sep, name = spelled.rpartition(":")
+    if not sep or not file_part or not name:
+        raise SpecError(f"expected FILE.py:NAME, got {describe(spelled)}")
+    if not name.isidentifier() or name.startswith("_"):
+        raise SpecError(f"{name!r} is not a public top-level name (no dots, no leading _)")
+    if PurePosixPath(file_part).is_absolute() or PureWindowsPath(file_part).is_absolute():
+        raise SpecError("impl must be a path relative to the case file's directory")
+    parts = PurePosixPath(file_part.replace("\\", "/")).parts
+    if ".." in parts:
+        raise SpecError("impl may not leave the case file's directory (no '..')")
+    if not file_part.endswith(".py"):
+        raise SpecError(f"impl names a Python file, FILE.py:NAME; got {file_part!r}")
+    if base_dir is None:
+        raise SpecError("impl: FILE.py:NAME needs a case file; pass a callable instead")
+    root = base_dir.resolve()
+    path = (root / Path(*parts)).resolve()
+    if not path.is_relative_to(root):
+        raise SpecError("impl resolves outside the case file's directory (through a link)")
+    if not path.is_file():
+        raise SpecError(f"impl file {file_part!r} not found next to the case file")
+    return ImplRef(path, spelled, name)
+
+
+def _data_path(data: Any, loc: tuple, is_missing: bool) -> tuple[tuple, str | None]:
+    """Follow a pydantic error location through the data, skipping union tags.
+
+    Returns the path that exists and, for a missing key, that key's name.
+    """
+    path: list = []
+    current = data
+    missing = None
+    for index, part in enumerate(loc):
+        if isinstance(current, dict) and part in current:
+            path.append(part)
+            current = current[part]
+        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+            path.append(part)
+            current = current[part]
+        elif is_missing and index == len(loc) - 1 and isinstance(part, str):
+            missing = part
+    return tuple(path), missing
+
+
+def _message(problem: dict, missing: str | None) -> str:
+    kind = problem["type"]
+    value = problem.get("input")
+    ctx = problem.get("ctx") or {}
+    if kind == "missing":
+        return f"missing required key {missing!r}" if missing else "missing required key"
+    if kind == "extra_forbidden":
+        key = problem["loc"][-1]
+        return f"unknown key {key!r}{suggest(str(key), _KNOWN_KEYS)}"
+    if kind == "literal_error":
+        return f"expected {ctx.get('expected', 'one of the listed values')}, got {describe(value)}"
+    simple = {
+        "bool_type": "expected true or false",
+        "string_type": "expected text",
+        "dict_type": "expected a mapping",
+        "model_type": "expected a mapping",
+        "model_attributes_type": "expected a mapping",
+        "list_type": "expected a list",
+        "int_type": "expected an integer",
+        "too_short": "needs at least one entry",
+    }
+    if kind in simple:
+        return f"{simple[kind]}, got {describe(value)}"
+    return problem["msg"]
+
+
+def _dotted(path: tuple) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _kind(value: Any) -> str:
+    return {list: "a list", str: "text", type(None): "nothing"}.get(type(value),
+                                                                 f"{describe(value)}")
+
+
+def is_case_file(path: Path) -> bool:
+    return path.suffix.lower() in CASE_FILE_SUFFIXES
+

@@ -1,0 +1,148 @@
+"""The parsed computation: a graph of op nodes with shapes inferred and checked at load time.
+
+Inputs, ``let`` steps, the ``output`` and ``expect`` expressions all become nodes of one
+Program. Every node remembers the case key it came from, so a problem found later (a shape
+rule, a target out of range) is reported at that key.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from gradcheck_lab.casefile.expr import Call, Const, Expr, Name
+from gradcheck_lab.errors import SpecError
+from gradcheck_lab.ops import OPS, ArgInfo, ParamValue, Shape, suggest
+
+DEFAULT_MAX_NODE_ELEMENTS = 100_000_000
+
+
+@dataclass(frozen=True)
+class Node:
+    """One value of the computation. ``op`` is "input", "const" or a name in the op table."""
+
+    index: int
+    op: str
+    args: tuple[int, ...]
+    params: tuple[tuple[str, ParamValue], ...]
+    shape: Shape
+    is_integer: bool
+    needs_grad: bool
+    key: str
+    offset: int | None = None
+    name: str | None = None
+    const: Fraction | None = None
+
+    @property
+    def param_dict(self) -> dict[str, ParamValue]:
+        return dict(self.params)
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+
+@dataclass(frozen=True)
+class Program:
+    """Nodes in evaluation order; names of inputs and lets; the output; named extra roots."""
+
+    nodes: tuple[Node, ...]
+    inputs: dict[str, int]
+    lets: dict[str, int]
+    output: int
+    roots: dict[str, int] = field(default_factory=dict)  # e.g. "expect.grad.x" -> node
+
+    def node(self, name: str) -> Node:
+        return self.nodes[self.inputs.get(name, self.lets.get(name, -1))]
+
+    @property
+    def output_node(self) -> Node:
+        return self.nodes[self.output]
+
+    def needed_for(self, roots: list[int]) -> list[int]:
+        """Indices of the nodes ``roots`` depend on, in evaluation order."""
+        needed: set[int] = set()
+        stack = list(roots)
+        while stack:
+            index = stack.pop()
+            if index not in needed:
+                needed.add(index)
+                stack.extend(self.nodes[index].args)
+        return sorted(needed)
+
+
+class ProgramBuilder:
+    """Adds inputs and expressions one at a time, checking names, kinds and shapes."""
+
+    def __init__(self, max_node_elements: int = DEFAULT_MAX_NODE_ELEMENTS) -> None:
+        self.nodes: list[Node] = []
+        self.inputs: dict[str, int] = {}
+        self.lets: dict[str, int] = {}
+        self.roots: dict[str, int] = {}
+        self.max_node_elements = max_node_elements
+
+    def add_input(self, name: str, shape: Shape, is_integer: bool, requires_grad: bool) -> int:
+        index = self._append(Node(len(self.nodes), "input", (), (), shape, is_integer,
+                                  requires_grad and not is_integer, f"inputs.{name}", name=name))
+        self.inputs[name] = index
+        return index
+
+    def add_let(self, name: str, expr: Expr) -> int:
+        index = self.add_expression(expr, f"let.{name}")
+        self.lets[name] = index
+        return index
+
+    def add_expression(self, expr: Expr, key: str) -> int:
+        if isinstance(expr, Const):
+            return self._append(Node(len(self.nodes), "const", (), (), (), False, False, key,
+                                     expr.offset, const=expr.value))
+        if isinstance(expr, Name):
+            return self._resolve(expr)
+        assert isinstance(expr, Call)
+        op = OPS[expr.op]
+        args = [self.add_expression(arg, key) for arg in expr.args]
+        infos = []
+        for position, index in enumerate(args):
+            node = self.nodes[index]
+            if node.is_integer and position not in op.integer_args:
+                raise SpecError(
+                    f"{_spelled(expr.op)} needs real-valued arguments, but "
+                    f"{node.name or 'argument ' + str(position + 1)} is an integer tensor "
+                    "(integer tensors are class targets, e.g. for cross_entropy)", expr.offset)
+            infos.append(ArgInfo(node.shape, node.is_integer, node.op == "const"))
+        params = dict(expr.params)
+        try:
+            shape = tuple(op.shape(infos, params))
+        except SpecError as exc:
+            raise SpecError(exc.message, expr.offset) from None
+        elements = math.prod(shape)
+        if elements > self.max_node_elements:
+            raise SpecError(
+                f"{_spelled(expr.op)} would produce shape {list(shape)} with {elements} elements "
+                f"(limit {self.max_node_elements})", expr.offset)
+        needs_grad = any(self.nodes[index].needs_grad for position, index in enumerate(args)
+                         if position not in op.nondifferentiable_args)
+        return self._append(Node(len(self.nodes), expr.op, tuple(args), expr.params, shape,
+                                 False, needs_grad, key, expr.offset))
+
+    def build(self, output: int) -> Program:
+        return Program(tuple(self.nodes), dict(self.inputs), dict(self.lets), output,
+                       dict(self.roots))
+
+    def _resolve(self, name: Name) -> int:
+        if name.id in self.lets:
+            return self.lets[name.id]
+        if name.id in self.inputs:
+            return self.inputs[name.id]
+        known = [*self.inputs, *self.lets]
+        raise SpecError(f"undefined name {name.id!r}{suggest(name.id, known)}", name.offset)
+
+    def _append(self, node: Node) -> int:
+        self.nodes.append(node)
+        return node.index
+
+
+def _spelled(op: str) -> str:
+    infix = OPS[op].infix
+    return f"'{infix}'" if infix else f"{op}()"

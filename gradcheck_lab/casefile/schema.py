@@ -1,0 +1,338 @@
+"""The case-file format, defined once: pydantic models that validate a case and give its
+JSON Schema. Values keep their exactness: numbers come back as Fractions, tensors as object
+arrays of Fractions (ints for integer tensors), expressions as text for the parser.
+"""
+
+from __future__ import annotations
+
+import keyword
+import math
+import re
+from decimal import Decimal
+from fractions import Fraction
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PlainValidator,
+    Tag,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from gradcheck_lab.ops import OPS
+
+FLOAT64_MAX = Fraction(np.finfo(np.float64).max)
+INT64_RANGE = (-(2**63), 2**63 - 1)
+MAX_LITERAL_DIMS = 8
+DTYPES = ("float64", "float32", "float16", "bfloat16")
+INITS = ("randn", "uniform", "randint", "zeros", "ones")
+_DEVICE = re.compile(r"^(cpu|cuda(:[0-9]+)?)$")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_CASE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
+
+
+def _fail(kind: str, message: str) -> PydanticCustomError:
+    return PydanticCustomError(kind, message)
+
+
+def describe(value: Any) -> str:
+    """A short rendering of a user's value for error messages."""
+    if isinstance(value, Decimal):
+        return str(value)
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def to_fraction(value: Any) -> Fraction:
+    """An exact, finite Fraction for a number; a validation error for anything else."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal, Fraction,
+                                                         np.integer, np.floating)):
+        raise _fail("number", f"expected a number, got {describe(value)}")
+    if isinstance(value, (float, np.floating)) and not math.isfinite(value):
+        raise _fail("number", f"{value} is not allowed: values must be finite numbers")
+    if isinstance(value, Decimal) and not value.is_finite():
+        raise _fail("number", f"{value} is not allowed: values must be finite numbers")
+    exact = Fraction(value) if not isinstance(value, np.generic) else Fraction(value.item())
+    if abs(exact) > FLOAT64_MAX:
+        raise _fail("number", f"{describe(value)} is beyond the float64 range")
+    return exact
+
+
+def _number(value: Any) -> Fraction:
+    return to_fraction(value)
+
+
+def _positive(value: Any) -> float:
+    exact = to_fraction(value)
+    if exact <= 0:
+        raise _fail("positive", f"expected a positive number, got {describe(value)}")
+    return float(exact)
+
+
+def _seed(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+        raise _fail("seed", f"expected a whole number in [0, 2**63), got {describe(value)}")
+    return value
+
+
+def tensor_literal(value: Any) -> np.ndarray:
+    """Nested lists of numbers (or an array) -> an object array of exact Fractions."""
+    if hasattr(value, "detach"):  # a torch tensor given through the Python API
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "iuf" or value.size == 0:
+            raise _fail("tensor", "expected a non-empty array of real numbers")
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise _fail("tensor", "NaN or inf in a tensor: values must be finite numbers")
+        return value.astype(np.int64 if value.dtype.kind in "iu" else np.float64)
+    if not isinstance(value, list):
+        return np.asarray(to_fraction(value), dtype=object).reshape(())
+    shape: list[int] = []
+    probe: Any = value
+    while isinstance(probe, list):
+        if not probe:
+            raise _fail("tensor", "empty lists are not allowed in a tensor")
+        shape.append(len(probe))
+        if len(shape) > MAX_LITERAL_DIMS:
+            raise _fail("tensor", f"tensor nests deeper than {MAX_LITERAL_DIMS} dims")
+        probe = probe[0]
+    flat: list[Fraction] = []
+
+    def walk(item: Any, depth: int, where: str) -> None:
+        if depth == len(shape):
+            if isinstance(item, list):
+                raise _fail("tensor", f"ragged tensor: {where or 'value'} is nested deeper "
+                                      "than its neighbours")
+            try:
+                flat.append(to_fraction(item))
+            except PydanticCustomError as exc:
+                raise _fail("tensor", f"element {where}: {exc.message()}") from None
+            return
+        if not isinstance(item, list) or len(item) != shape[depth]:
+            raise _fail("tensor", f"ragged tensor: {where or 'value'} should be a list of "
+                                  f"{shape[depth]} items like its neighbours")
+        for i, child in enumerate(item):
+            walk(child, depth + 1, f"{where}[{i}]")
+
+    walk(value, 0, "")
+    array = np.empty(len(flat), dtype=object)
+    array[:] = flat
+    return array.reshape(shape)
+
+
+def _identifier(value: Any) -> str:
+    if not isinstance(value, str) or not _IDENTIFIER.match(value):
+        raise _fail("name", f"{describe(value)} is not a valid name (letters, digits, _)")
+    if keyword.iskeyword(value) or keyword.issoftkeyword(value):
+        raise _fail("name", f"{value!r} is a Python keyword and cannot be a name")
+    if value.startswith("__"):
+        raise _fail("name", f"{value!r}: names starting with __ are not allowed")
+    if value in OPS and OPS[value].callable:
+        raise _fail("name", f"{value!r} is a function of the case language and cannot be a name")
+    return value
+
+
+def _case_name(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not _CASE_NAME.match(value) or len(value) > 100:
+        raise _fail("name", f"{describe(value)} is not a valid case name "
+                            "(letters, digits and _ . + -, at most 100)")
+    return value
+
+
+def _expression(value: Any) -> str | Fraction:
+    if isinstance(value, str):
+        return value
+    try:
+        return to_fraction(value)
+    except PydanticCustomError:
+        raise _fail("expression", f"expected an expression (text) or a number, "
+                                  f"got {describe(value)}") from None
+
+
+def _expression_or_tensor(value: Any) -> str | np.ndarray:
+    return value if isinstance(value, str) else tensor_literal(value)
+
+
+def _device(value: Any) -> str:
+    if not isinstance(value, str) or not _DEVICE.match(value):
+        raise _fail("device", f"unknown device {describe(value)} (expected cpu, cuda or cuda:N)")
+    return value
+
+
+def _shape(value: Any) -> tuple[int, ...]:
+    if not isinstance(value, list) or len(value) > MAX_LITERAL_DIMS or not all(
+        isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in value
+    ):
+        raise _fail("shape", f"expected a list of at most {MAX_LITERAL_DIMS} positive "
+                             f"integers, got {describe(value)}")
+    return tuple(value)
+
+
+Number = Annotated[Fraction, PlainValidator(_number), WithJsonSchema({"type": "number"})]
+PositiveNumber = Annotated[float, PlainValidator(_positive),
+                           WithJsonSchema({"type": "number", "exclusiveMinimum": 0})]
+Seed = Annotated[int, PlainValidator(_seed),
+                 WithJsonSchema({"type": "integer", "minimum": 0})]
+_NESTED_NUMBERS = {"$ref": "#/$defs/NestedNumbers"}
+TensorLiteral = Annotated[Any, PlainValidator(tensor_literal), WithJsonSchema(_NESTED_NUMBERS)]
+Identifier = Annotated[str, PlainValidator(_identifier),
+                       WithJsonSchema({"type": "string", "pattern": _IDENTIFIER.pattern})]
+CaseName = Annotated[str, PlainValidator(_case_name),
+                     WithJsonSchema({"type": "string", "pattern": _CASE_NAME.pattern})]
+Expression = Annotated[Any, PlainValidator(_expression),
+                       WithJsonSchema({"type": ["string", "number"]})]
+ExpressionOrTensor = Annotated[Any, PlainValidator(_expression_or_tensor),
+                               WithJsonSchema({"anyOf": [{"type": "string"}, _NESTED_NUMBERS]})]
+Device = Annotated[str, PlainValidator(_device),
+                   WithJsonSchema({"type": "string", "pattern": _DEVICE.pattern})]
+ShapeList = Annotated[tuple[int, ...], PlainValidator(_shape),
+                      WithJsonSchema({"type": "array", "items": {"type": "integer",
+                                                                 "minimum": 1}})]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True,
+                              arbitrary_types_allowed=True)
+
+
+class LiteralInput(_Strict):
+    """``{value: [...], dtype: int64, requires_grad: false}``."""
+
+    value: TensorLiteral
+    dtype: Literal["int64"] | None = None
+    requires_grad: bool | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> LiteralInput:
+        if self.dtype == "int64":
+            values = np.asarray(self.value, dtype=object).reshape(-1)
+            for item in values:
+                if Fraction(item).denominator != 1 or not (
+                        INT64_RANGE[0] <= item <= INT64_RANGE[1]):
+                    raise _fail("int64", f"int64 tensor holds {describe(item)}, not an integer")
+            if self.requires_grad:
+                raise _fail("int64", "integer tensors are never differentiated: "
+                                     "drop requires_grad")
+        return self
+
+
+class RandomInput(_Strict):
+    """``{shape: [...], init: randn|uniform|randint|zeros|ones, seed: N, ...}``."""
+
+    shape: ShapeList
+    init: Literal["randn", "uniform", "randint", "zeros", "ones"]
+    seed: Seed | None = None
+    low: Number | None = None
+    high: Number | None = None
+    mean: Number | None = None
+    std: PositiveNumber | None = None
+    dtype: Literal["int64"] | None = None
+    requires_grad: bool | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> RandomInput:
+        if self.init != "randn" and (self.mean is not None or self.std is not None):
+            raise _fail("init", "mean and std apply to init: randn only")
+        if self.init in ("randn", "zeros", "ones") and (
+                self.low is not None or self.high is not None):
+            raise _fail("init", f"low and high apply to uniform and randint, not {self.init}")
+        if self.init == "randint":
+            if self.high is None:
+                raise _fail("init", "randint needs high (and optionally low, default 0)")
+            for bound in (self.low, self.high):
+                if bound is not None and bound.denominator != 1:
+                    raise _fail("init", f"randint bounds must be integers, got {bound}")
+            if self.requires_grad:
+                raise _fail("init", "randint inputs are integers and never differentiated")
+        elif self.dtype == "int64":
+            raise _fail("init", f"dtype int64 goes with init: randint, not {self.init}")
+        low = self.low if self.low is not None else 0
+        high = self.high if self.high is not None else 1
+        if self.init in ("uniform", "randint") and not low < high:
+            raise _fail("init", f"low must be below high, got low={low} high={high}")
+        return self
+
+
+def _input_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return "value" if "value" in value else "random"
+    if isinstance(value, (list, np.ndarray)) or hasattr(value, "detach"):
+        return "tensor"
+    if isinstance(value, (int, float, Decimal, Fraction, np.number)) and not isinstance(
+            value, bool):
+        return "scalar"
+    return None
+
+
+InputSpecModel = Annotated[
+    Annotated[Number, Tag("scalar")]
+    | Annotated[TensorLiteral, Tag("tensor")]
+    | Annotated[LiteralInput, Tag("value")]
+    | Annotated[RandomInput, Tag("random")],
+    Discriminator(
+        _input_kind,
+        custom_error_type="input",
+        custom_error_message="an input is a number, a nested list of numbers, "
+                             "{value: ...} or {shape: [...], init: ...}",
+    ),
+]
+
+
+class ToleranceModel(_Strict):
+    rtol: PositiveNumber | None = None
+    atol: PositiveNumber | None = None
+
+
+class ExpectModel(_Strict):
+    """Hand-worked answers: the output's value and gradients (numbers, lists or expressions)."""
+
+    value: ExpressionOrTensor | None = None
+    grad: dict[Identifier, ExpressionOrTensor] | None = None
+
+
+def _tolerance_kind(value: Any) -> str:
+    if isinstance(value, dict) and set(value) & set(DTYPES):
+        return "per_dtype"
+    return "flat"
+
+
+ToleranceSpec = Annotated[
+    Annotated[ToleranceModel, Tag("flat")]
+    | Annotated[dict[Literal[DTYPES], ToleranceModel], Tag("per_dtype")],  # type: ignore[valid-type]
+    Discriminator(_tolerance_kind),
+]
+
+
+class CaseModel(_Strict):
+    """One case. See the README's case format section for each key."""
+
+    name: CaseName | None = None
+    description: str | None = None
+    inputs: dict[Identifier, InputSpecModel] = Field(min_length=1)
+    let: dict[Identifier, Expression] | None = None
+    output: Expression
+    impl: str | None = None
+    expect: ExpectModel | None = None
+    dtypes: list[Literal[DTYPES]] = Field(default=["float64"], min_length=1)  # type: ignore[valid-type]
+    devices: list[Device] = Field(default=["cpu"], min_length=1)
+    tolerance: ToleranceSpec | None = None
+    seed: Seed = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> CaseModel:
+        for key in ("dtypes", "devices"):
+            values = getattr(self, key)
+            if len(set(values)) != len(values):
+                raise _fail("repeated", f"{key} lists {describe(values)} with repeats")
+        return self
+
+
+CASE_KEYS = tuple(CaseModel.model_fields)

@@ -1,0 +1,252 @@
+"""Read YAML text as plain data (YAML 1.2 core schema) with the line of every key.
+
+Only PyYAML's reader, scanner, parser and composer run: no object is ever constructed from a
+tag, so ``!!python/...`` cannot execute anything. The node tree is converted here, with limits
+on depth and on the number of nodes (aliases are counted each time they are expanded).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import yaml
+
+from gradcheck_lab.errors import SpecError
+
+Path = tuple[str | int, ...]
+
+# Tags a case file may spell out explicitly: plain data only.
+_PLAIN_DATA_TAGS = {
+    "tag:yaml.org,2002:str",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:null",
+    "tag:yaml.org,2002:map",
+    "tag:yaml.org,2002:seq",
+}
+_PLAIN = "gradcheck-lab:plain"  # an untagged plain scalar, resolved here by the YAML 1.2 rules
+
+# YAML 1.2 core schema (https://yaml.org/spec/1.2.2/#1023-core-schema).
+_NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
+_BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+_INT10 = re.compile(r"^[-+]?[0-9]+$")
+_INT8 = re.compile(r"^0o[0-7]+$")
+_INT16 = re.compile(r"^0x[0-9a-fA-F]+$")
+_FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
+_INF = re.compile(r"^[-+]?\.(?:inf|Inf|INF)$")
+_NAN = re.compile(r"^\.(?:nan|NaN|NAN)$")
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """Bounds that keep hostile input from exhausting time or memory."""
+
+    max_depth: int = 64
+    max_nodes: int = 2_000_000
+
+
+@dataclass(frozen=True)
+class ValueMark:
+    """Where a value starts: 1-based line, 0-based column, and its scalar style.
+
+    ``style`` is None for a plain scalar, a quote or block character otherwise, and "" for a
+    collection.
+    """
+
+    line: int
+    column: int
+    style: str | None
+
+
+@dataclass
+class YamlDocument:
+    """Plain data (dict, list, str, int, Decimal, float inf/nan, bool, None) plus positions.
+
+    ``key_lines[path]`` is the 1-based line of the key (or sequence item) at ``path``;
+    ``value_marks[path]`` is where the value there starts.
+    """
+
+    data: Any
+    key_lines: dict[Path, int] = field(default_factory=dict)
+    value_marks: dict[Path, ValueMark] = field(default_factory=dict)
+
+    def line_of(self, path: Path) -> int:
+        """The line of the deepest part of ``path`` that exists in the document."""
+        while path:
+            if path in self.key_lines:
+                return self.key_lines[path]
+            path = path[:-1]
+        return self.key_lines.get((), 1)
+
+
+class _Resolver(yaml.resolver.BaseResolver):
+    """Marks untagged plain scalars so that YAML 1.2 rules (not PyYAML's 1.1) resolve them."""
+
+    def resolve(self, kind: type, value: Any, implicit: tuple[bool, bool]) -> str:
+        if kind is yaml.ScalarNode and implicit[0]:
+            return _PLAIN
+        return super().resolve(kind, value, implicit)
+
+
+class _Composer(
+    yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, yaml.composer.Composer, _Resolver
+):
+    def __init__(self, text: str) -> None:
+        yaml.reader.Reader.__init__(self, text)
+        yaml.scanner.Scanner.__init__(self)
+        yaml.parser.Parser.__init__(self)
+        yaml.composer.Composer.__init__(self)
+        _Resolver.__init__(self)
+
+
+class YamlReadError(SpecError):
+    """A problem with the YAML itself, at a 1-based line."""
+
+    def __init__(self, message: str, line: int, path: Path = ()) -> None:
+        super().__init__(message)
+        self.line = line
+        self.path = path
+
+
+def decode_text(raw: bytes) -> str:
+    """UTF-8 text of a case file, or a YamlReadError at the line of the first bad byte."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise YamlReadError(
+            f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})", line
+        ) from None
+
+
+def read_yaml(text: str, limits: ReadLimits = ReadLimits()) -> YamlDocument:
+    """Parse one YAML document into plain data with key lines; raises YamlReadError."""
+    loader = _Composer(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise YamlReadError(f"invalid YAML: {problem}", line) from None
+    except yaml.YAMLError as exc:
+        raise YamlReadError(f"invalid YAML: {exc}", 1) from None
+    except RecursionError:
+        raise YamlReadError(
+            f"invalid YAML: nesting is deeper than the parser can follow "
+            f"(limit {limits.max_depth})",
+            1,
+        ) from None
+    finally:
+        loader.dispose()
+    if node is None:
+        raise YamlReadError("the file holds no YAML document (empty file)", 1)
+    document = YamlDocument(data=None)
+    document.key_lines[()] = node.start_mark.line + 1
+    budget = [limits.max_nodes]
+    document.data = _convert(node, (), 0, document, limits, budget)
+    return document
+
+
+def _convert(
+    node: yaml.Node,
+    path: Path,
+    depth: int,
+    document: YamlDocument,
+    limits: ReadLimits,
+    budget: list[int],
+) -> Any:
+    line = node.start_mark.line + 1
+    if depth > limits.max_depth:
+        raise YamlReadError(f"nesting deeper than {limits.max_depth} levels", line, path)
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise YamlReadError(
+            f"more than {limits.max_nodes} YAML nodes once aliases are expanded "
+            "(an alias expansion bomb?)",
+            line,
+            path,
+        )
+    tag = node.tag
+    if tag != _PLAIN and tag not in _PLAIN_DATA_TAGS:
+        raise YamlReadError(f"YAML tag {tag!r} is not allowed: case files hold plain data only",
+                            line, path)
+    style = node.style if isinstance(node, yaml.ScalarNode) else ""
+    document.value_marks[path] = ValueMark(line, node.start_mark.column, style)
+    if isinstance(node, yaml.MappingNode):
+        if tag not in (_PLAIN, "tag:yaml.org,2002:map"):
+            raise YamlReadError(f"a mapping cannot carry the tag {tag!r}", line, path)
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key_line = key_node.start_mark.line + 1
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise YamlReadError("mapping keys must be plain names, not collections",
+                                    key_line, path)
+            if key_node.tag != _PLAIN and key_node.tag not in _PLAIN_DATA_TAGS:
+                raise YamlReadError(f"YAML tag {key_node.tag!r} is not allowed", key_line, path)
+            key = key_node.value
+            if key in result:
+                raise YamlReadError(f"duplicate key {key!r}", key_line, path + (key,))
+            document.key_lines[path + (key,)] = key_line
+            result[key] = _convert(value_node, path + (key,), depth + 1, document, limits, budget)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        if tag not in (_PLAIN, "tag:yaml.org,2002:seq"):
+            raise YamlReadError(f"a sequence cannot carry the tag {tag!r}", line, path)
+        items = []
+        for index, item in enumerate(node.value):
+            document.key_lines[path + (index,)] = item.start_mark.line + 1
+            items.append(_convert(item, path + (index,), depth + 1, document, limits, budget))
+        return items
+    return _scalar(node, line, path)
+
+
+def _scalar(node: yaml.ScalarNode, line: int, path: Path) -> Any:
+    text = node.value
+    tag = node.tag
+    if tag == _PLAIN:
+        return _resolve_plain(text, line, path)
+    if tag == "tag:yaml.org,2002:str":
+        return text
+    # An explicitly tagged scalar (!!int 3, !!float 1e-3, ...) must read as that type.
+    value = _resolve_plain(text, line, path)
+    expected = {
+        "tag:yaml.org,2002:int": (int,),
+        "tag:yaml.org,2002:float": (int, Decimal, float),
+        "tag:yaml.org,2002:bool": (bool,),
+        "tag:yaml.org,2002:null": (type(None),),
+    }.get(tag, ())
+    if isinstance(value, bool) and bool not in expected:
+        expected = ()
+    if not isinstance(value, expected):
+        raise YamlReadError(f"{text!r} is not a valid {tag.rsplit(':', 1)[-1]}", line, path)
+    if tag == "tag:yaml.org,2002:float" and isinstance(value, int):
+        return Decimal(value)
+    return value
+
+
+def _resolve_plain(text: str, line: int, path: Path) -> Any:
+    if _NULL.match(text):
+        return None
+    if _BOOL.match(text):
+        return text.lower() == "true"
+    try:
+        if _INT10.match(text):
+            return int(text)
+        if _INT8.match(text):
+            return int(text[2:], 8)
+        if _INT16.match(text):
+            return int(text[2:], 16)
+    except ValueError:  # Python refuses to convert integers of more than 4300 digits
+        raise YamlReadError(f"integer {text[:20]}... is too long", line, path) from None
+    if _FLOAT.match(text):
+        return Decimal(text)
+    if _INF.match(text):
+        return float("-inf") if text.startswith("-") else float("inf")
+    if _NAN.match(text):
+        return float("nan")
+    return text

@@ -1,0 +1,319 @@
+"""Compare the oracles' gradients, forward values and ``expect`` entries. Returns data.
+
+Symbolic vs autograd is compared on every element. Finite differences arbitrate: where the
+first two disagree, the one that finite differences side with is right and the other is the
+odd one out. Where symbolic and autograd agree but finite differences disagree beyond their
+own error bar, finite differences are the odd one out (the impl's forward may not compute the
+function its backward differentiates). Nothing here raises for a disagreement or prints.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gradcheck_lab.casefile import Case
+from gradcheck_lab.oracles.base import FiniteDifferences, Gradients, Probe, describe_probes
+from gradcheck_lab.oracles.symbolic import METHOD_EXACT
+from gradcheck_lab.points import Point
+from gradcheck_lab.results import Mismatch
+from gradcheck_lab.tolerances import ToleranceRule, gradient_scale, symbolic_rule
+
+WORST_PER_GROUP = 5
+# Finite-difference error bars are estimates: allow twice the estimate before they count.
+FD_SAFETY = 2.0
+# A finite-difference error bar wider than this fraction of the gradient's scale cannot
+# confirm anything useful: such elements are reported as inconclusive.
+FD_INCONCLUSIVE = 1e-3
+SYMBOLIC, AUTOGRAD, FD, EXPECT = "symbolic", "autograd", "finite_difference", "expect"
+_UNDECIDED = "undecided"  # no finite difference at this element: the input's majority decides
+
+
+@dataclass
+class Verdict:
+    status: str
+    message: str
+    mismatches: list[Mismatch] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    tolerance: dict[str, object] = field(default_factory=dict)
+
+
+def compare(case: Case, point: Point, probes: tuple[Probe, ...], symbolic: Gradients,
+            autograd: Gradients, fd: FiniteDifferences | None,
+            rule: ToleranceRule) -> Verdict:
+    comparison = _Comparison(case, point, probes, symbolic, autograd, fd, rule)
+    return comparison.run()
+
+
+def _rel(abs_err: float, reference: float) -> float:
+    if reference != 0 and np.isfinite(reference):
+        return abs_err / abs(reference)
+    return 0.0 if abs_err == 0 else float("inf")
+
+
+def _agree(a: np.ndarray, b: np.ndarray, bound: np.ndarray) -> np.ndarray:
+    """Elementwise agreement; NaN or inf on either side never agrees."""
+    with np.errstate(all="ignore"):
+        close = np.abs(a - b) <= bound
+    return close & np.isfinite(a) & np.isfinite(b)
+
+
+class _Comparison:
+    def __init__(self, case: Case, point: Point, probes: tuple[Probe, ...],
+                 symbolic: Gradients, autograd: Gradients, fd: FiniteDifferences | None,
+                 rule: ToleranceRule) -> None:
+        self.case = case
+        self.point = point
+        self.probes = probes
+        self.sym = symbolic
+        self.ag = autograd
+        self.fd = fd
+        self.rule = rule
+        self.sym_rule = symbolic_rule(symbolic.method == METHOD_EXACT)
+        self.mismatches: list[Mismatch] = []
+        self.summary: list[str] = []
+        self.notes: list[str] = [*symbolic.notes, *autograd.notes, *(fd.notes if fd else ())]
+        self.inconclusive = 0
+        self.largest_atol = 0.0
+
+    def run(self) -> Verdict:
+        for spec in self.case.differentiable_inputs:
+            self.gradient(spec.name)
+        self.values()
+        for expectation in self.case.expectations:
+            self.expectation(expectation.key, expectation.target, expectation)
+        if self.inconclusive:
+            self.notes.append(
+                f"finite differences were inconclusive at {self.inconclusive} comparison(s): "
+                f"their error bar exceeds {FD_INCONCLUSIVE:g} of the gradient's scale "
+                "(ill-conditioned differences); the verdict there rests on symbolic vs autograd")
+        status = "fail" if self.mismatches else "pass"
+        return Verdict(status, self.message(status), self.mismatches, self.notes, self.counts(),
+                       self.tolerance())
+
+    # -- gradients ------------------------------------------------------------------------
+    def scale(self, name: str, k: int, reference: np.ndarray) -> float:
+        projected = float(np.abs(np.sum(self.probes[k].cotangent * self.sym.value)))
+        magnitude = float(np.max(np.abs(self.point.values[name]))) if reference.size else 1.0
+        return gradient_scale(reference, projected, magnitude)
+
+    def gradient(self, name: str) -> None:
+        """Symbolic vs autograd on every element; finite differences decide the odd one."""
+        disagreements: list[tuple[float, int, int, str | None]] = []  # err, probe, element, odd
+        odd_votes: Counter[str] = Counter()
+        fd_odd_elements: set[int] = set()
+        for k in range(len(self.probes)):
+            s = self.sym.per_probe[k][name].reshape(-1)
+            a = self.ag.per_probe[k][name].reshape(-1)
+            scale = self.scale(name, k, s)
+            self.largest_atol = max(self.largest_atol, self.rule.absolute(scale))
+            bound_s, bound_a = self.sym_rule.bound(s, scale), self.rule.bound(s, scale)
+            agree_sa = _agree(s, a, bound_s + bound_a)
+            fd_value, fd_bound, fd_at = self.fd_partials(name, k)
+            odd_here: dict[int, str | None] = {}
+            for position, flat in enumerate(fd_at):
+                f, bf = fd_value[position], fd_bound[position]
+                if not (np.isfinite(f) and np.isfinite(bf)) or bf > FD_INCONCLUSIVE * (
+                        abs(s[flat]) + scale):
+                    self.inconclusive += 1
+                    continue
+                side_s = bool(_agree(s[flat], f, bound_s[flat] + bf))
+                side_a = bool(_agree(a[flat], f, bound_a[flat] + bf))
+                if not agree_sa[flat]:
+                    odd_here[flat] = AUTOGRAD if side_s and not side_a else (
+                        SYMBOLIC if side_a and not side_s else None)
+                elif not side_s and not side_a:
+                    fd_odd_elements.add(int(flat))
+                    self.add(name, (AUTOGRAD, FD), FD, flat, k,
+                             {SYMBOLIC: s[flat], AUTOGRAD: a[flat], FD: f},
+                             abs(a[flat] - f), s[flat], bound_a[flat] + bf)
+            odd_votes.update(odd for odd in odd_here.values() if odd is not None)
+            odd_votes.update(self.directional_votes(name, k, s, a, bound_s, bound_a, scale))
+            with np.errstate(all="ignore"):
+                errors = np.abs(s - a)
+            for flat in np.flatnonzero(~agree_sa):
+                error = float(errors[flat]) if np.isfinite(errors[flat]) else float("inf")
+                disagreements.append((error, k, int(flat), odd_here.get(int(flat), _UNDECIDED)))
+        group_odd = odd_votes.most_common(1)[0][0] if odd_votes else None
+        disagreements.sort(key=lambda item: -item[0])
+        elements = len({flat for _, _, flat, _ in disagreements})
+        for error, k, flat, odd in disagreements[:WORST_PER_GROUP]:
+            s = self.sym.per_probe[k][name].reshape(-1)
+            a = self.ag.per_probe[k][name].reshape(-1)
+            scale = self.scale(name, k, s)
+            values = {SYMBOLIC: s[flat], AUTOGRAD: a[flat]}
+            fd_value, _, fd_at = self.fd_partials(name, k)
+            at = np.flatnonzero(fd_at == flat)
+            if at.size:
+                values[FD] = fd_value[at[0]]
+            allowed = self.sym_rule.bound(s[flat], scale) + self.rule.bound(s[flat], scale)
+            self.add(name, (SYMBOLIC, AUTOGRAD), group_odd if odd is _UNDECIDED else odd, flat,
+                     k, values, error, s[flat], float(allowed), elements=elements)
+        if disagreements:
+            self.summary.append(self.describe_odd(name, group_odd, elements))
+        if fd_odd_elements:
+            self.summary.append(
+                f"{name}: {FD} is the odd one out ({_count(len(fd_odd_elements))}); symbolic "
+                "and autograd agree, so the function's forward may not match its backward")
+
+    def fd_partials(self, name: str, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self.fd is None or name not in self.fd.per_input:
+            return np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64)
+        estimates = self.fd.per_input[name]
+        return (estimates.partials[k], FD_SAFETY * estimates.partial_errors[k],
+                estimates.indices)
+
+    def directional_votes(self, name: str, k: int, s: np.ndarray, a: np.ndarray,
+                          bound_s: np.ndarray, bound_a: np.ndarray, scale: float) -> list[str]:
+        """Compare <d, S> and <d, A> with the finite difference along each direction d."""
+        if self.fd is None or name not in self.fd.per_input:
+            return []
+        estimates = self.fd.per_input[name]
+        votes = []
+        for j, direction in enumerate(estimates.directions):
+            d = direction.reshape(-1)
+            f = estimates.directional[k, j]
+            bf = FD_SAFETY * estimates.directional_errors[k, j]
+            sd, ad = float(d @ s), float(d @ a)
+            bsd, bad = float(np.abs(d) @ bound_s), float(np.abs(d) @ bound_a)
+            if not (np.isfinite(f) and np.isfinite(bf)) or bf > FD_INCONCLUSIVE * (
+                    abs(sd) + scale * float(np.abs(d).sum())):
+                self.inconclusive += 1
+                continue
+            side_s, side_a = bool(_agree(sd, f, bsd + bf)), bool(_agree(ad, f, bad + bf))
+            if _agree(sd, ad, bsd + bad):
+                if not side_s and not side_a:
+                    self.add(name, (AUTOGRAD, FD), FD, None, k,
+                             {SYMBOLIC: sd, AUTOGRAD: ad, FD: f}, abs(ad - f), sd, bad + bf,
+                             direction=j)
+                    self.summary.append(f"{name}: {FD} is the odd one out along direction {j}; "
+                                        "symbolic and autograd agree")
+            elif side_s != side_a:
+                votes.append(AUTOGRAD if side_s else SYMBOLIC)
+        return votes
+
+    def describe_odd(self, name: str, odd: str | None, count: int) -> str:
+        if odd is not None:
+            return f"{name}: {odd} is the odd one out ({_count(count)})"
+        return (f"{name}: symbolic and autograd disagree ({_count(count)}); finite differences "
+                "could not tell which is right")
+
+    # -- forward values and hand-worked answers -------------------------------------------
+    def values(self) -> None:
+        s = np.asarray(self.sym.value, dtype=np.float64).reshape(-1)
+        a = np.asarray(self.ag.value, dtype=np.float64).reshape(-1)
+        scale = gradient_scale(s, 0.0, 1.0)
+        bound = self.sym_rule.bound(s, scale) + self.rule.bound(s, scale)
+        bad = np.flatnonzero(~_agree(s, a, bound))
+        if not bad.size:
+            return
+        fd_value = None if self.fd is None else np.asarray(self.fd.value).reshape(-1)
+        for flat in bad[:WORST_PER_GROUP]:
+            values = {SYMBOLIC: s[flat], AUTOGRAD: a[flat]}
+            if fd_value is not None:
+                values[FD] = fd_value[flat]
+            self.add(None, (SYMBOLIC, AUTOGRAD), None, flat, None, values,
+                     abs(s[flat] - a[flat]), s[flat], bound[flat], check="value",
+                     elements=len(bad), shape=np.shape(self.sym.value))
+        flat = bad[0]
+        where = "" if np.ndim(self.sym.value) == 0 else f" ({_count(len(bad))})"
+        self.summary.append(
+            f"value: the function under test returns {a[flat]:.10g}, the spec gives "
+            f"{s[flat]:.10g}{where}")
+
+    def expectation(self, key: str, target: str, expectation: object) -> None:
+        literal = getattr(expectation, "literal", None)
+        if literal is not None:
+            expected = np.vectorize(float, otypes=[np.float64])(literal)
+        else:
+            expected = np.asarray(self.sym.roots[key], dtype=np.float64)
+        if target == "value":
+            s, a, shape = self.sym.value, self.ag.value, np.shape(self.sym.value)
+            scale = gradient_scale(np.asarray(s, dtype=np.float64).reshape(-1), 0.0, 1.0)
+        else:
+            s = self.sym.per_probe[0][target]
+            a = self.ag.per_probe[0][target]
+            shape = np.shape(s)
+            scale = self.scale(target, 0, s.reshape(-1))
+        e = np.broadcast_to(expected, shape).reshape(-1)
+        s = np.asarray(s, dtype=np.float64).reshape(-1)
+        a = np.asarray(a, dtype=np.float64).reshape(-1)
+        own = self.sym_rule.bound(e, scale)  # a hand-worked number is taken as exact
+        with_s = _agree(e, s, own + self.sym_rule.bound(s, scale))
+        with_a = _agree(e, a, own + self.rule.bound(s, scale))
+        bad = np.flatnonzero(~(with_s & with_a))
+        if not bad.size:
+            return
+        for flat in bad[:WORST_PER_GROUP]:
+            off_s, off_a = not with_s[flat], not with_a[flat]
+            odd = EXPECT if off_s and off_a else (AUTOGRAD if off_a else SYMBOLIC)
+            other = SYMBOLIC if off_s else AUTOGRAD
+            other_value = s[flat] if off_s else a[flat]
+            self.add(None if target == "value" else target, (EXPECT, other), odd, flat, None,
+                     {EXPECT: e[flat], SYMBOLIC: s[flat], AUTOGRAD: a[flat]},
+                     abs(e[flat] - other_value), e[flat], float(own[flat]), check="expect",
+                     elements=len(bad), shape=shape)
+        first = bad[0]
+        if not with_s[first] and not with_a[first]:
+            self.summary.append(f"{key}: the hand-worked answer {e[first]:.10g} disagrees with "
+                                f"symbolic and autograd ({s[first]:.10g})")
+        else:
+            self.summary.append(f"{key}: the hand-worked answer {e[first]:.10g} disagrees with "
+                                f"{SYMBOLIC if not with_s[first] else AUTOGRAD}")
+
+    # -- recording ------------------------------------------------------------------------
+    def add(self, name: str | None, oracles: tuple[str, str], odd: str | None, flat: int | None,
+            k: int | None, values: dict[str, float], abs_err: float, reference: float,
+            allowed: float, *, check: str = "gradient", elements: int | None = 1,
+            direction: int | None = None, shape: tuple[int, ...] | None = None) -> None:
+        index = None
+        if flat is not None:
+            if shape is None:
+                shape = self.point.values[name].shape if name is not None else ()
+            index = tuple(int(i) for i in np.unravel_index(int(flat), shape)) if shape else ()
+        probe = None
+        if k is not None and not (len(self.probes) == 1 and self.probes[0].label == "output"):
+            probe = self.probes[k].label
+        self.mismatches.append(Mismatch(
+            input=name, oracles=oracles, odd_oracle=odd,
+            values={key: float(v) for key, v in values.items()},
+            abs_err=float(abs_err), rel_err=_rel(float(abs_err), float(reference)),
+            allowed=float(allowed), check=check, index=index, direction=direction, probe=probe,
+            elements=elements if elements is not None else 1,
+        ))
+
+    def message(self, status: str) -> str:
+        if status == "fail":
+            return "; ".join(self.summary)
+        elements = sum(spec.size for spec in self.case.differentiable_inputs)
+        fd = f"; finite differences agree on {self.fd.compared}" if self.fd else ""
+        return f"{_count(elements)} agree, symbolic vs autograd{fd}"
+
+    def counts(self) -> dict[str, int]:
+        elements = sum(spec.size for spec in self.case.differentiable_inputs)
+        counts = {
+            "gradient_elements": elements,
+            "symbolic_vs_autograd": elements * len(self.probes),
+            "finite_difference": self.fd.compared if self.fd else 0,
+            "probes": len(self.probes),
+        }
+        if self.fd is not None:
+            counts["finite_difference_evaluations"] = self.fd.evaluations
+        return counts
+
+    def tolerance(self) -> dict[str, object]:
+        return {
+            "rtol": self.rule.rtol,
+            "atol": self.rule.atol if self.rule.atol is not None else self.largest_atol,
+            "rule": self.rule.describe(),
+            "symbolic": self.sym_rule.describe(),
+            "finite_difference": f"per-element error bar from steps h and 2h, ×{FD_SAFETY:g}",
+            "probes": describe_probes(self.probes),
+        }
+
+
+def _count(n: int) -> str:
+    return f"{n} element{'s' if n != 1 else ''}"

@@ -1,0 +1,49 @@
+"""The project's error types. Everything a user can get wrong in a case raises CaseError."""
+
+from __future__ import annotations
+
+
+class GradcheckLabError(Exception):
+    """Base class of every error gradcheck-lab raises on purpose."""
+
+
+class CaseError(GradcheckLabError):
+    """A problem in a case file, rendered as ``file:line[:column]: key: message``."""
+
+    def __init__(
+        self, file: str, line: int | None, key: str, message: str, column: int | None = None,
+        case: str | None = None,
+    ) -> None:
+        self.case = case  # the case's name, when the problem is inside one named case
+        self.file = file
+        self.line = line
+        self.key = key
+        self.message = message
+        self.column = column
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        where = self.file
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        return f"{where}: {self.key}: {self.message}"
+
+
+class SpecError(GradcheckLabError):
+    """A problem found before the file and line are known (parser, shape rules, validators).
+
+    The loader catches it and re-raises it as a CaseError at the right key; ``offset`` is a
+    0-based column inside the expression text when the problem has one.
+    """
+
+    def __init__(self, message: str, offset: int | None = None, key: str | None = None) -> None:
+        self.message = message
+        self.offset = offset
+        self.key = key  # the case key whose expression failed, when known (e.g. "let.q")
+        super().__init__(message)
+
+
+class ImplError(GradcheckLabError):
+    """The implementation under test raised or returned something unusable."""

@@ -1,0 +1,13 @@
+"""The op table of the case language: every op, defined once, looked up by name."""
+
+from __future__ import annotations
+
+from gradcheck_lab.ops.base import ArgInfo, Op, Param, Params, ParamValue, Shape, suggest
+from gradcheck_lab.ops.elementwise import FUNCTIONS, OPERATORS
+from gradcheck_lab.ops.linalg import LINALG
+from gradcheck_lab.ops.nn import NN
+from gradcheck_lab.ops.reductions import REDUCTIONS
+
+OPS: dict[str, Op] = {op.name: op for op in [*OPERATORS, *FUNCTIONS, *REDUCTIONS, *LINALG, *NN]}
+
+__all__ = ["OPS", "ArgInfo", "Op", "Param", "ParamValue", "Params", "Shape", "suggest"]

@@ -1,0 +1,154 @@
+"""Elementwise derivative rules: differentiated by sympy, evaluated over numpy arrays.
+
+Each elementwise op gives its scalar sympy form; sympy differentiates it once (cached per op)
+and the derivative is compiled here into numpy calls by walking the expression tree: no
+``lambdify``, no generated code. Where float64 overflows (sigmoid' at -800 is inf/inf) the
+affected elements are re-evaluated by mpmath at 30 digits.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+NumpyFunction = Callable[..., Any]
+_HIGH_PRECISION_DIGITS = 30
+_MAX_HIGH_PRECISION_ELEMENTS = 100_000
+
+
+@dataclass(frozen=True)
+class ElementwiseRule:
+    """A scalar function of k symbols and its k partial derivatives, sympy and numpy forms."""
+
+    symbols: tuple[Any, ...]
+    function: Any
+    partials: tuple[Any, ...]
+    partials_numpy: tuple[NumpyFunction, ...]
+
+    def partial(self, position: int, *arrays: np.ndarray) -> np.ndarray:
+        """∂f/∂(argument position) evaluated elementwise over broadcast arrays."""
+        with np.errstate(all="ignore"):
+            result = np.asarray(self.partials_numpy[position](*arrays), dtype=np.float64)
+        shape = np.broadcast_shapes(*(np.shape(a) for a in arrays))
+        result = np.broadcast_to(result, shape).copy()
+        inputs_finite = np.ones(shape, dtype=bool)
+        for array in arrays:
+            inputs_finite &= np.broadcast_to(np.isfinite(array), shape)
+        redo = np.argwhere(~np.isfinite(result) & inputs_finite)
+        if 0 < len(redo) <= _MAX_HIGH_PRECISION_ELEMENTS:
+            broadcast = [np.broadcast_to(a, shape) for a in arrays]
+            for index in map(tuple, redo):
+                point = [float(b[index]) for b in broadcast]
+                result[index] = self.high_precision(position, point)
+        return result
+
+    def high_precision(self, position: int, point: Sequence[float]) -> float:
+        import sympy
+
+        substitutions = {
+            symbol: sympy.Float(value, _HIGH_PRECISION_DIGITS)
+            for symbol, value in zip(self.symbols, point)
+        }
+        value = self.partials[position].xreplace(substitutions).evalf(_HIGH_PRECISION_DIGITS)
+        return sympy_to_float(value)
+
+
+def sympy_to_float(value: Any) -> float:
+    """A float for a sympy number: zoo/oo become inf, non-real values become nan."""
+    import sympy
+
+    if value is sympy.zoo or value is sympy.oo:
+        return float("inf")
+    if value is sympy.S.NegativeInfinity:
+        return float("-inf")
+    if value is sympy.nan:
+        return float("nan")
+    try:
+        if value.is_real is False:
+            return float("nan")
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+@functools.cache
+def derive(name: str, arity: int, form: Callable[..., Any]) -> ElementwiseRule:
+    """Differentiate ``form`` (sympy module, *symbols) -> expression; cached per op."""
+    import sympy
+
+    symbols = tuple(sympy.Symbol(f"s{i}", real=True) for i in range(arity))
+    function = form(sympy, *symbols)
+    partials = tuple(sympy.diff(function, symbol) for symbol in symbols)
+    compiled = tuple(compile_to_numpy(p, symbols) for p in partials)
+    return ElementwiseRule(symbols, function, partials, compiled)
+
+
+def compile_to_numpy(expr: Any, symbols: Sequence[Any]) -> NumpyFunction:
+    """A numpy function of ``symbols`` that computes ``expr``, built by walking its tree."""
+    import sympy
+
+    position = {symbol: i for i, symbol in enumerate(symbols)}
+    unary = {
+        sympy.exp: np.exp, sympy.log: np.log, sympy.sin: np.sin, sympy.cos: np.cos,
+        sympy.tan: np.tan, sympy.tanh: np.tanh, sympy.sinh: np.sinh, sympy.cosh: np.cosh,
+        sympy.sign: np.sign, sympy.Abs: np.abs,
+    }
+    relations = {
+        sympy.StrictGreaterThan: np.greater, sympy.GreaterThan: np.greater_equal,
+        sympy.StrictLessThan: np.less, sympy.LessThan: np.less_equal,
+        sympy.Equality: np.equal, sympy.Unequality: np.not_equal,
+    }
+
+    def build(node: Any) -> NumpyFunction:
+        if node in position:
+            index = position[node]
+            return lambda *a: a[index]
+        if node is sympy.true:
+            return lambda *a: True
+        if node is sympy.false:
+            return lambda *a: False
+        if node.is_number and not node.free_symbols:
+            constant = sympy_to_float(node)
+            return lambda *a: constant
+        if node.is_Add:
+            terms = [build(t) for t in node.args]
+            return lambda *a: functools.reduce(np.add, (t(*a) for t in terms))
+        if node.is_Mul:
+            factors = [build(f) for f in node.args]
+            return lambda *a: functools.reduce(np.multiply, (f(*a) for f in factors))
+        if node.is_Pow:
+            base, exponent = build(node.args[0]), node.args[1]
+            if exponent == sympy.Rational(1, 2):
+                return lambda *a: np.sqrt(base(*a))
+            if exponent == sympy.Rational(-1, 2):
+                return lambda *a: 1.0 / np.sqrt(base(*a))
+            power = build(exponent)
+            return lambda *a: np.power(base(*a), power(*a))
+        if node.func in unary:
+            function, argument = unary[node.func], build(node.args[0])
+            return lambda *a: function(argument(*a))
+        if node.func in relations:
+            relation = relations[node.func]
+            left, right = build(node.args[0]), build(node.args[1])
+            return lambda *a: relation(left(*a), right(*a))
+        if isinstance(node, sympy.Piecewise):
+            pieces = [(build(e), build(c)) for e, c in node.args]
+
+            def piecewise(*a: Any) -> Any:
+                shape = np.broadcast_shapes(*(np.shape(x) for x in a))
+                result = np.full(shape, np.nan)
+                done = np.zeros(shape, dtype=bool)
+                for value, condition in pieces:
+                    take = np.broadcast_to(condition(*a), shape) & ~done
+                    result = np.where(take, np.broadcast_to(value(*a), shape), result)
+                    done |= take
+                return result
+
+            return piecewise
+        raise NotImplementedError(f"no numpy form for sympy {node.func.__name__}")
+
+    return build(expr)

@@ -1,0 +1,117 @@
+"""Matrix products: matmul (``@``, torch.matmul semantics) and linear (x @ W.T + b)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from gradcheck_lab.errors import SpecError
+from gradcheck_lab.ops.base import (
+    ArgInfo,
+    Op,
+    Params,
+    Shape,
+    broadcast_shapes,
+    object_array,
+    torch_module,
+    unbroadcast,
+)
+
+
+def _matmul_shape(args: Sequence[ArgInfo], params: Params) -> Shape:
+    a, b = args[0].shape, args[1].shape
+    if not a or not b:
+        raise SpecError("@ needs tensors of at least 1 dimension on both sides, got a scalar")
+    if a[-1] != (b[0] if len(b) == 1 else b[-2]):
+        raise SpecError(f"@ cannot multiply shapes {list(a)} and {list(b)}: inner sizes differ")
+    if len(a) == 1 and len(b) == 1:
+        return ()
+    if len(b) == 1:
+        return a[:-1]
+    if len(a) == 1:
+        return b[:-2] + b[-1:]
+    return broadcast_shapes(a[:-2], b[:-2]) + (a[-2], b[-1])
+
+
+def _matmul_vjp(g, args, out, params, needs):  # noqa: ANN001, ANN202
+    """C = A @ B: dA = dC @ B^T, dB = A^T @ dC, with 1-d operands promoted and batch dims summed."""
+    a, b = args
+    a2 = a[np.newaxis, :] if a.ndim == 1 else a
+    b2 = b[:, np.newaxis] if b.ndim == 1 else b
+    g2 = np.asarray(g)
+    if b.ndim == 1:
+        g2 = g2[..., np.newaxis]
+    if a.ndim == 1:
+        g2 = g2[..., np.newaxis, :]
+    grads: list[np.ndarray | None] = [None, None]
+    if needs[0]:
+        grads[0] = unbroadcast(g2 @ np.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
+    if needs[1]:
+        grads[1] = unbroadcast(np.swapaxes(a2, -1, -2) @ g2, b2.shape).reshape(b.shape)
+    return grads
+
+
+def _linear_shape(args: Sequence[ArgInfo], params: Params) -> Shape:
+    x, weight = args[0].shape, args[1].shape
+    if len(weight) != 2:
+        raise SpecError(f"linear(x, W, b): W must be 2-d (out, in), got shape {list(weight)}")
+    if not x or x[-1] != weight[1]:
+        raise SpecError(
+            f"linear(x, W, b): x's last dim must equal W's in-features {weight[1]}, "
+            f"got x of shape {list(x)}")
+    if len(args) == 3 and args[2].shape != (weight[0],):
+        raise SpecError(
+            f"linear(x, W, b): b must have shape [{weight[0]}], got {list(args[2].shape)}")
+    return x[:-1] + (weight[0],)
+
+
+def _linear_vjp(g, args, out, params, needs):  # noqa: ANN001, ANN202
+    """y = x W^T + b: dx = dy W, dW = dy^T x (summed over batch), db = sum of dy over batch."""
+    x, weight = args[0], args[1]
+    g2 = np.reshape(g, (-1, weight.shape[0]))
+    grads: list[np.ndarray | None] = [None] * len(args)
+    if needs[0]:
+        grads[0] = np.reshape(g2 @ weight, x.shape)
+    if needs[1]:
+        grads[1] = g2.T @ np.reshape(x, (-1, weight.shape[1]))
+    if len(args) == 3 and needs[2]:
+        grads[2] = g2.sum(axis=0)
+    return grads
+
+
+def _linear_numpy(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
+    out = np.matmul(args[0], args[1].T)
+    return out + args[2] if len(args) == 3 else out
+
+
+def _linear_torch(args: Sequence[object], params: Params) -> object:
+    functional = torch_module().nn.functional
+    return functional.linear(*args)
+
+
+MATMUL = Op(
+    name="matmul",
+    min_args=2,
+    max_args=2,
+    shape=_matmul_shape,
+    torch=lambda args, p: torch_module().matmul(args[0], args[1]),
+    numpy=lambda args, p: np.asarray(np.matmul(args[0], args[1])),
+    vjp=_matmul_vjp,
+    sympy=lambda args, p: object_array(np.matmul(args[0], args[1])),
+    callable=False,
+    infix="@",
+)
+
+LINEAR = Op(
+    name="linear",
+    min_args=2,
+    max_args=3,
+    shape=_linear_shape,
+    torch=_linear_torch,
+    numpy=_linear_numpy,
+    vjp=_linear_vjp,
+    sympy=lambda args, p: object_array(_linear_numpy(args, p)),
+)
+
+LINALG = [MATMUL, LINEAR]

@@ -1,0 +1,243 @@
+"""Neural-network ops: softmax, log_softmax, cross_entropy and mse_loss, with torch semantics.
+
+Closed-form VJPs (the rule sweep) and sympy forms over object arrays (the exact oracle and the
+tests that confirm the closed forms agree with sympy's differentiation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from gradcheck_lab.errors import SpecError
+from gradcheck_lab.ops.base import (
+    ArgInfo,
+    Op,
+    Param,
+    Params,
+    Shape,
+    elementwise_sympy,
+    normalize_dim,
+    object_array,
+    torch_module,
+)
+
+_DIM = (Param("dim", "int", default=-1),)
+
+
+def _dim(params: Params, ndim: int, op: str) -> int:
+    return normalize_dim(int(params["dim"]), ndim, op)  # type: ignore[arg-type]
+
+
+def _same_shape(op: str):  # noqa: ANN202
+    def rule(args: Sequence[ArgInfo], params: Params) -> Shape:
+        _dim(params, len(args[0].shape), op)
+        return args[0].shape
+
+    return rule
+
+
+def _log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
+    shifted = x - np.max(x, axis=axis, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+
+def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
+    return np.exp(_log_softmax(x, axis))
+
+
+def _axis(x: np.ndarray, params: Params, op: str) -> int | None:
+    """The numpy axis (None for a 0-d tensor, where softmax is over its single element)."""
+    return None if x.ndim == 0 else _dim(params, x.ndim, op)
+
+
+def _softmax_vjp(g, args, out, params, needs):  # noqa: ANN001, ANN202
+    """y = softmax(x): dx = y * (dy - sum(dy * y))."""
+    axis = _axis(args[0], params, "softmax")
+    return [out * (g - np.sum(g * out, axis=axis, keepdims=True))]
+
+
+def _log_softmax_vjp(g, args, out, params, needs):  # noqa: ANN001, ANN202
+    """y = log_softmax(x): dx = dy - softmax(x) * sum(dy)."""
+    axis = _axis(args[0], params, "log_softmax")
+    return [g - np.exp(out) * np.sum(g, axis=axis, keepdims=True)]
+
+
+def _sympy_log_softmax(x: np.ndarray, axis: int | None) -> np.ndarray:
+    import sympy
+
+    exps = elementwise_sympy(sympy.exp)(x)
+    total = object_array(np.sum(exps, axis=axis, keepdims=True))
+    return x - elementwise_sympy(sympy.log)(total)
+
+
+def _sympy_softmax(x: np.ndarray, axis: int | None) -> np.ndarray:
+    import sympy
+
+    exps = elementwise_sympy(sympy.exp)(x)
+    return exps / object_array(np.sum(exps, axis=axis, keepdims=True))
+
+
+def _torch_softmax(name: str):  # noqa: ANN202
+    def lower(args: Sequence[object], params: Params) -> object:
+        (x,) = args
+        return getattr(torch_module(), name)(x, dim=_dim(params, x.ndim, name))
+
+    return lower
+
+
+SOFTMAX = Op(
+    name="softmax",
+    min_args=1,
+    max_args=1,
+    params=_DIM,
+    shape=_same_shape("softmax"),
+    torch=_torch_softmax("softmax"),
+    numpy=lambda args, p: _softmax(args[0], _axis(args[0], p, "softmax")),
+    vjp=_softmax_vjp,
+    sympy=lambda args, p: _sympy_softmax(args[0], _axis(args[0], p, "softmax")),
+)
+
+LOG_SOFTMAX = Op(
+    name="log_softmax",
+    min_args=1,
+    max_args=1,
+    params=_DIM,
+    shape=_same_shape("log_softmax"),
+    torch=_torch_softmax("log_softmax"),
+    numpy=lambda args, p: _log_softmax(args[0], _axis(args[0], p, "log_softmax")),
+    vjp=_log_softmax_vjp,
+    sympy=lambda args, p: _sympy_log_softmax(args[0], _axis(args[0], p, "log_softmax")),
+)
+
+
+# cross_entropy(logits, target), mean reduction. logits (N, C) or (C,); target either class
+# indices (an integer tensor of shape (N,) or ()) or probabilities (real, logits' shape).
+
+
+def _cross_entropy_shape(args: Sequence[ArgInfo], params: Params) -> Shape:
+    logits, target = args
+    if len(logits.shape) not in (1, 2):
+        raise SpecError(
+            f"cross_entropy: logits must be (N, C) or (C,), got shape {list(logits.shape)}")
+    indices_shape = logits.shape[:-1]
+    if target.is_integer and target.shape != indices_shape:
+        raise SpecError(
+            f"cross_entropy: class-index target must have shape {list(indices_shape)} for "
+            f"logits of shape {list(logits.shape)}, got {list(target.shape)}")
+    if not target.is_integer and target.shape != logits.shape:
+        raise SpecError(
+            f"cross_entropy: target must be class indices (an integer tensor of shape "
+            f"{list(indices_shape)}; write {{value: [...], dtype: int64}} or init: randint) "
+            f"or probabilities of the logits' shape {list(logits.shape)}; "
+            f"got a real tensor of shape {list(target.shape)}")
+    return ()
+
+
+def _batch_size(logits: np.ndarray) -> int:
+    return logits.shape[0] if logits.ndim == 2 else 1
+
+
+def _check_classes(target: np.ndarray, classes: int) -> np.ndarray:
+    indices = np.asarray(target).astype(np.int64)
+    bad = indices[(indices < 0) | (indices >= classes)]
+    if bad.size:
+        raise SpecError(
+            f"cross_entropy: target class {int(bad.flat[0])} is outside [0, {classes})")
+    return indices
+
+
+def _is_index_target(target: np.ndarray) -> bool:
+    return np.issubdtype(np.asarray(target).dtype, np.integer)
+
+
+def _cross_entropy_numpy(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
+    logits, target = args
+    log_probs = _log_softmax(logits, -1)
+    if _is_index_target(target):
+        indices = _check_classes(target, logits.shape[-1])
+        picked = np.take_along_axis(log_probs, indices[..., np.newaxis], axis=-1)
+        return np.asarray(-np.mean(picked))
+    return np.asarray(-np.sum(target * log_probs) / _batch_size(logits))
+
+
+def _cross_entropy_vjp(g, args, out, params, needs):  # noqa: ANN001, ANN202
+    """d/dz = (softmax(z) * sum(t) - t) / N, with t one-hot for index targets; d/dt = -log_softmax / N."""
+    logits, target = args
+    n = _batch_size(logits)
+    probs = _softmax(logits, -1)
+    if _is_index_target(target):
+        onehot = np.zeros_like(logits)
+        indices = _check_classes(target, logits.shape[-1])
+        np.put_along_axis(onehot, indices[..., np.newaxis], 1.0, axis=-1)
+        return [g * (probs - onehot) / n, None]
+    grads: list[np.ndarray | None] = [None, None]
+    if needs[0]:
+        grads[0] = g * (probs * np.sum(target, axis=-1, keepdims=True) - target) / n
+    if needs[1]:
+        grads[1] = -g * _log_softmax(logits, -1) / n
+    return grads
+
+
+def _cross_entropy_sympy(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
+    import sympy
+
+    logits, target = args
+    log_probs = _sympy_log_softmax(logits, -1)
+    n = sympy.Integer(_batch_size(logits))
+    if _is_index_target(target):
+        indices = _check_classes(target, logits.shape[-1])
+        picked = np.take_along_axis(log_probs, indices[..., np.newaxis], axis=-1)
+        return object_array(-np.sum(picked) / n)
+    return object_array(-np.sum(target * log_probs) / n)
+
+
+def _cross_entropy_torch(args: Sequence[object], params: Params) -> object:
+    torch = torch_module()
+    logits, target = args
+    if not target.is_floating_point():
+        target = target.long()
+    return torch.nn.functional.cross_entropy(logits, target)
+
+
+CROSS_ENTROPY = Op(
+    name="cross_entropy",
+    min_args=2,
+    max_args=2,
+    shape=_cross_entropy_shape,
+    torch=_cross_entropy_torch,
+    numpy=_cross_entropy_numpy,
+    vjp=_cross_entropy_vjp,
+    sympy=_cross_entropy_sympy,
+    integer_args=frozenset({1}),
+)
+
+
+def _mse_shape(args: Sequence[ArgInfo], params: Params) -> Shape:
+    if args[0].shape != args[1].shape:
+        raise SpecError(
+            f"mse_loss(pred, target) needs equal shapes, got {list(args[0].shape)} and "
+            f"{list(args[1].shape)} (torch would broadcast them, usually a bug)")
+    return ()
+
+
+def _mse_vjp(g, args, out, params, needs):  # noqa: ANN001, ANN202
+    """L = mean((p - t)^2): dp = 2 (p - t) / n, dt = -dp."""
+    pred, target = args
+    local = 2.0 * (pred - target) / max(pred.size, 1) * g
+    return [local if needs[0] else None, -local if needs[1] else None]
+
+
+MSE_LOSS = Op(
+    name="mse_loss",
+    min_args=2,
+    max_args=2,
+    shape=_mse_shape,
+    torch=lambda args, p: torch_module().nn.functional.mse_loss(args[0], args[1]),
+    numpy=lambda args, p: np.asarray(np.mean((args[0] - args[1]) ** 2)),
+    vjp=_mse_vjp,
+    sympy=lambda args, p: object_array(np.sum((args[0] - args[1]) ** 2) / max(args[0].size, 1)),
+)
+
+NN = [SOFTMAX, LOG_SOFTMAX, CROSS_ENTROPY, MSE_LOSS]

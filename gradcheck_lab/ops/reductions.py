@@ -1,0 +1,113 @@
+"""Reductions: sum and mean over all dims or over ``dim=`` (int or tuple), ``keepdim=``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from gradcheck_lab.ops.base import (
+    ArgInfo,
+    Op,
+    Param,
+    Params,
+    Shape,
+    normalize_dims,
+    object_array,
+    torch_module,
+)
+
+_PARAMS = (Param("dim", "dims"), Param("keepdim", "bool", default=False))
+
+
+def _axes(params: Params, ndim: int, op: str) -> tuple[int, ...]:
+    dims = normalize_dims(params["dim"], ndim, op)
+    return tuple(range(ndim)) if dims is None else dims
+
+
+def _reduced_shape(op: str) -> object:
+    def rule(args: Sequence[ArgInfo], params: Params) -> Shape:
+        shape = args[0].shape
+        axes = _axes(params, len(shape), op)
+        if params["keepdim"]:
+            return tuple(1 if i in axes else n for i, n in enumerate(shape))
+        return tuple(n for i, n in enumerate(shape) if i not in axes)
+
+    return rule
+
+
+def _count(shape: Shape, axes: tuple[int, ...]) -> int:
+    return int(np.prod([shape[i] for i in axes], dtype=np.int64)) if shape else 1
+
+
+def _expand_back(g: np.ndarray, shape: Shape, axes: tuple[int, ...]) -> np.ndarray:
+    """The VJP of a reduction: broadcast the cotangent back over the reduced axes."""
+    kept = tuple(1 if i in axes else n for i, n in enumerate(shape))
+    return np.broadcast_to(np.reshape(g, kept), shape).copy()
+
+
+def _torch_reduce(name: str):  # noqa: ANN202 - small local factory
+    def lower(args: Sequence[object], params: Params) -> object:
+        torch = torch_module()
+        (a,) = args
+        axes = _axes(params, a.ndim, name)
+        if a.ndim == 0:
+            return getattr(torch, name)(a)
+        return getattr(torch, name)(a, dim=axes, keepdim=bool(params["keepdim"]))
+
+    return lower
+
+
+def _sum_vjp(g, args, out, params, needs):  # noqa: ANN001, ANN202
+    shape = np.shape(args[0])
+    return [_expand_back(g, shape, _axes(params, len(shape), "sum"))]
+
+
+def _mean_vjp(g, args, out, params, needs):  # noqa: ANN001, ANN202
+    shape = np.shape(args[0])
+    axes = _axes(params, len(shape), "mean")
+    return [_expand_back(g, shape, axes) / _count(shape, axes)]
+
+
+def _sympy_sum(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
+    a = args[0]
+    axes = _axes(params, a.ndim, "sum")
+    return object_array(np.sum(a, axis=axes, keepdims=bool(params["keepdim"])))
+
+
+def _sympy_mean(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
+    import sympy
+
+    a = args[0]
+    axes = _axes(params, a.ndim, "mean")
+    total = np.sum(a, axis=axes, keepdims=bool(params["keepdim"]))
+    return object_array(total) / sympy.Integer(_count(a.shape, axes))
+
+
+SUM = Op(
+    name="sum",
+    min_args=1,
+    max_args=1,
+    params=_PARAMS,
+    shape=_reduced_shape("sum"),
+    torch=_torch_reduce("sum"),
+    numpy=lambda args, p: np.sum(args[0], axis=_axes(p, np.ndim(args[0]), "sum"),
+                                 keepdims=bool(p["keepdim"])),
+    vjp=_sum_vjp,
+    sympy=_sympy_sum,
+)
+
+MEAN = Op(
+    name="mean",
+    min_args=1,
+    max_args=1,
+    params=_PARAMS,
+    shape=_reduced_shape("mean"),
+    torch=_torch_reduce("mean"),
+    numpy=lambda args, p: np.mean(args[0], axis=_axes(p, np.ndim(args[0]), "mean"),
+                                  keepdims=bool(p["keepdim"])),
+    vjp=_mean_vjp,
+    sympy=_sympy_mean,
+)
+
+REDUCTIONS = [SUM, MEAN]

@@ -1,0 +1,95 @@
+"""What every oracle hands to the comparison: plain, frozen data.
+
+A probe is a cotangent for the output: one (1.0) for a scalar output, the basis vectors of a
+small tensor output (the full Jacobian), or seeded random vectors for a large one, so that a
+backward that ignores or mishandles its incoming gradient is caught.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+FULL_JACOBIAN_MAX_OUTPUTS = 16
+RANDOM_PROBES = 3
+_PROBE_STREAM = 1  # seed stream of the cotangents; finite differences use their own
+
+
+@dataclass(frozen=True)
+class Probe:
+    label: str
+    cotangent: np.ndarray  # float64, the output's shape
+
+
+@dataclass(frozen=True)
+class Gradients:
+    """Vector-Jacobian products of one oracle: ``per_probe[k][input]`` is a float64 array."""
+
+    oracle: str
+    method: str
+    value: np.ndarray
+    per_probe: tuple[dict[str, np.ndarray], ...]
+    notes: tuple[str, ...] = ()
+    kinks: tuple[str, ...] = ()  # where the function is not differentiable at this point
+    roots: dict[str, np.ndarray] = field(default_factory=dict)  # evaluated expect expressions
+    formulas: dict[str, Any] = field(default_factory=dict)  # exact derivatives, per input
+
+
+@dataclass(frozen=True)
+class Estimates:
+    """Finite-difference estimates for one input, with an error estimate for each.
+
+    ``partials``: flat element indices and, per probe, the estimated VJP element there.
+    ``directions``: direction vectors (input-shaped) and, per probe, the estimated
+    directional derivative <direction, VJP>.
+    """
+
+    indices: np.ndarray  # (k,) flat indices
+    partials: np.ndarray  # (probes, k)
+    partial_errors: np.ndarray  # (probes, k)
+    directions: np.ndarray  # (d, *input shape)
+    directional: np.ndarray  # (probes, d)
+    directional_errors: np.ndarray  # (probes, d)
+
+
+@dataclass(frozen=True)
+class FiniteDifferences:
+    method: str
+    value: np.ndarray  # the function's output at the point, float64
+    per_input: dict[str, Estimates]
+    evaluations: int
+    notes: tuple[str, ...] = ()
+
+    @property
+    def compared(self) -> int:
+        """Partial or directional derivatives estimated, counted per probe."""
+        return sum(e.partials.size + e.directional.size for e in self.per_input.values())
+
+
+def make_probes(output_shape: tuple[int, ...], seed: int) -> tuple[Probe, ...]:
+    """Cotangents for the output; deterministic for a given case seed."""
+    if output_shape == ():
+        return (Probe("output", np.array(1.0)),)
+    size = math.prod(output_shape)
+    if size <= FULL_JACOBIAN_MAX_OUTPUTS:
+        probes = []
+        for flat in range(size):
+            basis = np.zeros(size)
+            basis[flat] = 1.0
+            index = ",".join(str(i) for i in np.unravel_index(flat, output_shape))
+            probes.append(Probe(f"output[{index}]", basis.reshape(output_shape)))
+        return tuple(probes)
+    rng = np.random.default_rng([seed, _PROBE_STREAM])
+    return tuple(Probe(f"cotangent {k}", rng.standard_normal(output_shape))
+                 for k in range(RANDOM_PROBES))
+
+
+def describe_probes(probes: tuple[Probe, ...]) -> str:
+    if len(probes) == 1 and probes[0].label == "output":
+        return "scalar output"
+    if probes[0].label.startswith("output["):
+        return f"full Jacobian ({len(probes)} output elements)"
+    return f"{len(probes)} seeded random cotangents"

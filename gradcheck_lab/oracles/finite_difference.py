@@ -1,0 +1,120 @@
+"""The finite-difference oracle: central differences in float64, with their own error bars.
+
+Steps are relative to each element's magnitude, h = 1e-6·max(1, |x|) (for float64 central
+differences this balances truncation, O(h²), against round-off, O(eps/h)). Every estimate is
+taken at h and at 2h: their difference (about three times the truncation error at h) plus a
+round-off term is the estimate's error bar, so an ill-conditioned difference widens its own
+bar instead of failing a correct gradient.
+
+Small cases get every partial derivative. Large ones get directional derivatives along seeded
+random directions for each input, plus partials at the elements that the caller names (where
+symbolic and autograd disagree most), so the cost stays bounded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from gradcheck_lab.casefile import Case
+from gradcheck_lab.oracles.base import Estimates, FiniteDifferences, Probe
+from gradcheck_lab.oracles.torch_function import TorchFunction
+from gradcheck_lab.points import Point
+
+RELATIVE_STEP = 1e-6
+ALL_PARTIALS_MAX_ELEMENTS = 2048
+DIRECTIONS_PER_INPUT = 8
+_EPS64 = float(np.finfo(np.float64).eps)
+_ROUNDOFF_FACTOR = 4.0  # a few ulps of the function's value per evaluation
+_DIRECTION_STREAM = 2  # seed stream of the directions (the cotangents use stream 1)
+
+METHOD = "central, h=1e-6·max(1,|x|), error from h vs 2h"
+
+
+def estimate(case: Case, point: Point, probes: tuple[Probe, ...], device: str, *,
+             focus: dict[str, np.ndarray] | None = None, mode: str = "auto") -> FiniteDifferences:
+    """Estimates for every differentiable input. ``mode``: "auto", "all" or "projections"."""
+    import torch
+
+    function = TorchFunction(case, "float64", device)
+    base = {name: np.asarray(values) for name, values in point.values.items()}
+    counter = [0]
+
+    def evaluate(name: str | None = None, replacement: np.ndarray | None = None) -> np.ndarray:
+        tensors = {}
+        for spec in case.inputs:
+            values = replacement if spec.name == name else base[spec.name]
+            dtype = torch.int64 if spec.is_integer else torch.float64
+            tensors[spec.name] = torch.tensor(values, dtype=dtype, device=device)
+        counter[0] += 1
+        with torch.no_grad():
+            out = function(tensors)
+        return out.detach().to(torch.float64).cpu().numpy().reshape(-1)
+
+    value = evaluate()
+    cotangents = np.stack([np.asarray(p.cotangent, dtype=np.float64).reshape(-1)
+                           for p in probes])
+    differentiable = case.differentiable_inputs
+    total = sum(spec.size for spec in differentiable)
+    all_partials = mode == "all" or (mode == "auto" and total <= ALL_PARTIALS_MAX_ELEMENTS)
+    per_input: dict[str, Estimates] = {}
+    for number, spec in enumerate(differentiable):
+        x = base[spec.name]
+        if all_partials:
+            indices = np.arange(x.size)
+        else:
+            indices = np.asarray((focus or {}).get(spec.name, np.zeros(0, dtype=np.int64)),
+                                 dtype=np.int64)
+        partials, partial_errors = [], []
+        for flat in indices:
+            direction = np.zeros(x.size)
+            direction[flat] = 1.0
+            step = RELATIVE_STEP * max(1.0, abs(float(x.reshape(-1)[flat])))
+            column, error = _central(evaluate, spec.name, x, direction.reshape(x.shape), step)
+            partials.append(cotangents @ column)
+            partial_errors.append(np.abs(cotangents) @ error)
+        directions = np.zeros((0, *x.shape))
+        directional, directional_errors = [], []
+        if not all_partials:
+            rng = np.random.default_rng([case.seed, _DIRECTION_STREAM, number])
+            scale = np.maximum(1.0, np.abs(x))
+            directions = rng.standard_normal((DIRECTIONS_PER_INPUT, *x.shape)) * scale
+            for direction in directions:
+                column, error = _central(evaluate, spec.name, x, direction, RELATIVE_STEP)
+                directional.append(cotangents @ column)
+                directional_errors.append(np.abs(cotangents) @ error)
+        per_input[spec.name] = Estimates(
+            indices=indices,
+            partials=_columns(partials, len(probes)),
+            partial_errors=_columns(partial_errors, len(probes)),
+            directions=directions,
+            directional=_columns(directional, len(probes)),
+            directional_errors=_columns(directional_errors, len(probes)),
+        )
+    kind = "every partial" if all_partials else (
+        f"{DIRECTIONS_PER_INPUT} random directions per input + focus elements")
+    return FiniteDifferences(f"{METHOD}; {kind}; on {function.label}", value.reshape(
+        case.program.output_node.shape), per_input, counter[0])
+
+
+def _central(evaluate: Any, name: str, x: np.ndarray, direction: np.ndarray,
+             step: float) -> tuple[np.ndarray, np.ndarray]:
+    """d/dt f(x + t·direction) at t = 0, and an error bar for each output element."""
+    outputs = {}
+    for multiple in (1, -1, 2, -2):
+        outputs[multiple] = evaluate(name, x + (multiple * step) * direction)
+    with np.errstate(all="ignore"):
+        at_h = (outputs[1] - outputs[-1]) / (2 * step)
+        at_2h = (outputs[2] - outputs[-2]) / (4 * step)
+        magnitude = np.max(np.abs(np.stack(list(outputs.values()))), axis=0)
+        roundoff = _ROUNDOFF_FACTOR * _EPS64 * magnitude / step
+        error = np.abs(at_h - at_2h) + roundoff
+    return at_h, error
+
+
+def _columns(rows: list[np.ndarray], probes: int) -> np.ndarray:
+    """Stack per-element rows of probe values into a (probes, elements) array."""
+    if not rows:
+        return np.zeros((probes, 0))
+    return np.stack(rows, axis=1)

@@ -1,0 +1,135 @@
+"""The function under test, in torch: the case's impl, or its spec lowered op by op.
+
+Shared by the autograd and finite-difference oracles. ``impl: FILE.py:NAME`` is imported from
+the case file's directory, like a conftest.py: it is the user's own code and runs as such.
+Whatever it returns is checked before any oracle uses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from gradcheck_lab.casefile import Case, ImplRef
+from gradcheck_lab.casefile.program import Program
+from gradcheck_lab.errors import ImplError, SpecError
+from gradcheck_lab.ops import OPS
+
+_MODULES: dict[tuple[Path, int], ModuleType] = {}
+
+
+def describe_exception(exc: BaseException, near: Path | None = None) -> str:
+    """``TypeError: message (file.py:12)``, naming the deepest frame in the user's file."""
+    where = ""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if near is not None:
+        frames = [f for f in frames if Path(f.filename).resolve() == near] or frames
+    if frames:
+        where = f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})"
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}{': ' + message if message else ''}{where}"
+
+
+def load_impl(ref: ImplRef) -> Callable[..., Any]:
+    """Import the impl's file (once per version of the file) and return its callable."""
+    try:
+        key = (ref.path, ref.path.stat().st_mtime_ns)
+    except OSError as exc:
+        raise ImplError(f"impl {ref.spelled}: cannot read {ref.path.name}: {exc.strerror}")
+    module = _MODULES.get(key)
+    if module is None:
+        digest = hashlib.sha1(str(key).encode()).hexdigest()[:10]
+        name = f"gradcheck_lab_impl_{ref.path.stem}_{digest}"
+        spec = importlib.util.spec_from_file_location(name, ref.path)
+        if spec is None or spec.loader is None:
+            raise ImplError(f"impl {ref.spelled}: {ref.path.name} cannot be imported")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        # Like a conftest.py: the impl may import modules that sit beside it.
+        sys.path.insert(0, str(ref.path.parent))
+        try:
+            spec.loader.exec_module(module)
+        except (Exception, SystemExit) as exc:
+            sys.modules.pop(name, None)
+            raise ImplError(f"impl {ref.spelled}: importing {ref.path.name} raised "
+                            f"{describe_exception(exc, ref.path)}") from None
+        finally:
+            if str(ref.path.parent) in sys.path:
+                sys.path.remove(str(ref.path.parent))
+        _MODULES[key] = module
+    function = getattr(module, ref.name, None)
+    if function is None:
+        raise ImplError(f"impl {ref.spelled}: {ref.path.name} has no top-level {ref.name!r}")
+    if not callable(function):
+        raise ImplError(f"impl {ref.spelled}: {ref.name!r} is not callable")
+    return function
+
+
+class TorchFunction:
+    """Calls the impl (checked) or the lowered spec on a dict of tensors."""
+
+    def __init__(self, case: Case, dtype: str, device: str) -> None:
+        self.case = case
+        self.dtype = dtype
+        self.device = device
+        self.output_shape = case.program.output_node.shape
+        if case.impl is None:
+            self.impl = None
+            self.label = "spec lowered to torch"
+        else:
+            self.impl = case.impl if callable(case.impl) else load_impl(case.impl)
+            self.label = f"impl {case.impl_label}"
+
+    def __call__(self, tensors: dict[str, Any]) -> Any:
+        if self.impl is None:
+            return lower(self.case.program, tensors, self.dtype, self.device)
+        path = self.case.impl.path if isinstance(self.case.impl, ImplRef) else None
+        try:
+            out = self.impl(**tensors)
+        except (Exception, SystemExit) as exc:
+            raise ImplError(f"{self.label} raised {describe_exception(exc, path)}") from None
+        self._check(out)
+        return out
+
+    def _check(self, out: Any) -> None:
+        import torch
+
+        expected = f"a tensor of shape {list(self.output_shape)}"
+        if not isinstance(out, torch.Tensor):
+            raise ImplError(f"{self.label} returned {type(out).__name__}, expected {expected}")
+        if tuple(out.shape) != self.output_shape:
+            raise ImplError(f"{self.label} returned shape {list(out.shape)}; the spec's output "
+                            f"has shape {list(self.output_shape)}")
+        if out.dtype != getattr(torch, self.dtype):
+            raise ImplError(f"{self.label} returned {str(out.dtype).removeprefix('torch.')} "
+                            f"for {self.dtype} inputs")
+        if out.device.type != torch.device(self.device).type:
+            raise ImplError(f"{self.label} returned a tensor on {out.device}, "
+                            f"expected {self.device}")
+
+
+def lower(program: Program, tensors: dict[str, Any], dtype: str, device: str) -> Any:
+    """Evaluate the spec with torch ops (each op's torch form from the op table)."""
+    import torch
+
+    env: dict[int, Any] = {}
+    for index in program.needed_for([program.output]):
+        node = program.nodes[index]
+        if node.op == "input":
+            env[index] = tensors[node.name]
+        elif node.op == "const":
+            env[index] = torch.tensor(float(node.const), dtype=getattr(torch, dtype),
+                                      device=device)
+        else:
+            try:
+                env[index] = OPS[node.op].torch([env[a] for a in node.args], node.param_dict)
+            except (RuntimeError, IndexError, ValueError) as exc:
+                raise SpecError(f"torch could not evaluate {node.op}(): "
+                                f"{describe_exception(exc)}", node.offset, node.key) from None
+    return env[program.output]

@@ -1,0 +1,71 @@
+"""Case x dtype -> Point: the input values every oracle sees.
+
+Random inputs follow the case format's definition exactly (a seeded torch.Generator, drawn in
+float64 on CPU), then are rounded to the case's dtype. The symbolic and finite-difference
+oracles work at those rounded values in float64, so a float32 verdict measures the backward's
+error, not the rounding of its inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import numpy as np
+
+from gradcheck_lab.casefile import Case, InputSpec
+
+
+@dataclass(frozen=True)
+class Point:
+    """Input values: float64 arrays (rounded to ``dtype``) or int64 arrays; exact literals."""
+
+    dtype: str
+    values: dict[str, np.ndarray]
+    # Object arrays of Fractions for literals written as ints or decimals (float64 only); other
+    # values are exactly their binary floats.
+    exact: dict[str, np.ndarray]
+
+    def scale(self, name: str) -> float:
+        """The input's magnitude, max(1, max |x|): the unit of its finite-difference steps."""
+        values = self.values[name]
+        return float(max(1.0, np.max(np.abs(values)))) if values.size else 1.0
+
+
+def make_point(case: Case, dtype: str) -> Point:
+    import torch
+
+    values: dict[str, np.ndarray] = {}
+    exact: dict[str, np.ndarray] = {}
+    target = getattr(torch, dtype)
+    for spec in case.inputs:
+        drawn = _draw(spec, torch)
+        if spec.is_integer:
+            values[spec.name] = drawn.numpy().astype(np.int64)
+            continue
+        rounded = drawn.to(target).to(torch.float64).numpy().copy()
+        values[spec.name] = rounded
+        if spec.literal is not None and spec.literal.dtype == object and dtype == "float64":
+            exact[spec.name] = spec.literal
+    return Point(dtype, values, exact)
+
+
+def _draw(spec: InputSpec, torch: object):  # noqa: ANN202 - returns a torch.Tensor
+    if spec.literal is not None:
+        if spec.is_integer:
+            return torch.tensor(np.asarray(spec.literal, dtype=np.int64))
+        as_float = np.vectorize(float, otypes=[np.float64])(spec.literal) if (
+            spec.literal.dtype == object) else spec.literal.astype(np.float64)
+        return torch.tensor(np.asarray(as_float, dtype=np.float64))
+    generator = torch.Generator().manual_seed(spec.seed)
+    shape = spec.shape
+    if spec.init == "randn":
+        return torch.randn(shape, generator=generator, dtype=torch.float64) * spec.std + spec.mean
+    if spec.init == "uniform":
+        unit = torch.rand(shape, generator=generator, dtype=torch.float64)
+        return unit * (spec.high - spec.low) + spec.low
+    if spec.init == "randint":
+        return torch.randint(int(spec.low), int(spec.high), shape, generator=generator)
+    if spec.init == "zeros":
+        return torch.zeros(shape, dtype=torch.float64)
+    if spec.init == "ones":
+        return torch.ones(shape, dtype=torch.float64)
+    raise AssertionError(f"unknown init {spec.init}")  # the schema admits no other

@@ -1,0 +1,144 @@
+"""Terminal and JSON reports of results. Rich does the layout; it honours NO_COLOR and
+drops colour when the output is not a terminal."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from gradcheck_lab.results import Mismatch, Result, summarize
+
+STATUS_STYLE = {"pass": "green", "fail": "bold red", "error": "bold magenta", "skip": "yellow"}
+_ORACLE_SHORT = {"symbolic": "sym", "autograd": "autograd", "finite_difference": "fd",
+                 "expect": "expect"}
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return ""
+    return f"{value:.6g}" if abs(value) >= 1e-4 or value == 0 else f"{value:.3e}"
+
+
+class TerminalReport:
+    """Streams one row per result, then the details of failures and a summary line."""
+
+    def __init__(self, console: Console | None = None, *, verbose: bool = False) -> None:
+        # Off a terminal (CI logs, pipes) rich assumes 80 columns; tables need more.
+        self.console = console or Console(highlight=False)
+        if not self.console.is_terminal and self.console.width < 120:
+            self.console.width = 120
+        self.verbose = verbose
+        self.results: list[Result] = []
+
+    def header(self, environment: dict[str, Any]) -> None:
+        parts = [f"{k} {v}" for k, v in environment.items()
+                 if k in ("torch", "sympy", "numpy", "python", "threads") and v is not None]
+        self.console.print(Text("gradcheck-lab · " + " · ".join(parts), style="dim"),
+                           soft_wrap=True)
+
+    def add(self, result: Result) -> None:
+        """One line per result; long messages are left to the terminal to wrap, so each
+        error stays one line for grep and CI logs."""
+        self.results.append(result)
+        where = f"{result.file}:{result.line}" if result.line else result.file
+        shown = result.message if result.status != "pass" or self.verbose else where
+        line = Text()
+        line.append(f"{result.status.upper():<6}", style=STATUS_STYLE[result.status])
+        line.append(f"{result.label:<36} ")
+        timing = f"{result.duration_s:.2f}s" if result.duration_s else ""
+        line.append(f"{timing:>7}  ", style="dim")
+        line.append(shown, style="dim" if result.status == "pass" else "")
+        self.console.print(line, soft_wrap=True)
+
+    def finish(self, elapsed: float) -> None:
+        for result in self.results:
+            if result.status == "fail":
+                self.failure(result)
+            elif result.status == "error" and self.verbose and result.details:
+                self.console.print(Text(result.details, style="dim"))
+        summary = summarize(self.results)
+        parts = [f"{summary[s]} {label}" for s, label in
+                 (("pass", "passed"), ("fail", "failed"), ("error", "errors"),
+                  ("skip", "skipped"))]
+        style = "red" if summary["fail"] or summary["error"] else "green"
+        self.console.print(Text(f"{', '.join(parts)} in {elapsed:.1f}s", style=style))
+
+    def failure(self, result: Result) -> None:
+        self.console.print()
+        self.console.print(Text(f"{result.label} at {result.file}:{result.line}: "
+                                f"{result.message}", style="bold red"), soft_wrap=True)
+        self.console.print(mismatch_table(result.mismatches))
+        for note in result.notes:
+            self.console.print(Text(f"note: {note}", style="dim"))
+        self.console.print(Text(settings_line(result), style="dim"), soft_wrap=True)
+
+
+def mismatch_table(mismatches: Iterable[Mismatch]) -> Table:
+    """The worst disagreements: where, which oracle is odd, each oracle's value, errors."""
+    table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
+    for column, justify in (("what", "left"), ("where", "left"), ("odd one out", "left"),
+                            ("symbolic", "right"), ("autograd", "right"),
+                            ("fin. diff.", "right"), ("expect", "right"),
+                            ("abs err", "right"), ("rel err", "right"), ("allowed", "right")):
+        table.add_column(column, justify=justify, no_wrap=True)
+    for m in mismatches:
+        what = m.input or "output"
+        if m.check != "gradient":
+            what = f"{m.check} {m.input}" if m.input else m.check
+        where = (f"dir {m.direction}" if m.direction is not None
+                 else "[" + ",".join(map(str, m.index)) + "]" if m.index else "")
+        if m.probe:
+            where += f" @{m.probe}"
+        if m.elements > 1:
+            what += f" ({m.elements})"
+        table.add_row(
+            what, where, m.odd_oracle or "?",
+            _fmt(m.values.get("symbolic")), _fmt(m.values.get("autograd")),
+            _fmt(m.values.get("finite_difference")), _fmt(m.values.get("expect")),
+            _fmt(m.abs_err), _fmt(m.rel_err), _fmt(m.allowed),
+        )
+    return table
+
+
+def settings_line(result: Result) -> str:
+    """What a verdict was reached with: dtype, device, seed, tolerance, oracles."""
+    tolerance = result.tolerance.get("rule", "")
+    fd = result.oracles.get("finite_difference", "")
+    return (f"dtype {result.dtype}, device {result.device}, seed {result.seed}; tolerance "
+            f"{tolerance}; finite differences {fd}; symbolic {result.oracles.get('symbolic')}")
+
+
+def results_document(results: list[Result], environment: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "results": [r.to_json() for r in results],
+        "summary": summarize(results),
+        "environment": environment,
+    }
+
+
+def write_json(path: Path, results: list[Result], environment: dict[str, Any]) -> None:
+    """Write the whole report at once, through a temporary file, so it is never half-written."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(results_document(results, environment), indent=2) + "\n",
+                         encoding="utf-8")
+    temporary.replace(path)
+
+
+class JsonLines:
+    """Appends one flushed line per result, so a killed run keeps what it finished."""
+
+    def __init__(self, path: Path) -> None:
+        self.handle = path.open("a", encoding="utf-8")
+
+    def add(self, result: Result) -> None:
+        self.handle.write(json.dumps(result.to_json()) + "\n")
+        self.handle.flush()
+
+    def close(self) -> None:
+        self.handle.close()

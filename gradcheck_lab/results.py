@@ -1,0 +1,132 @@
+"""Results: plain data with ``to_json()``. The JSON keys are the contract of the core issue."""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass, field
+from typing import Any
+
+STATUSES = ("pass", "fail", "error", "skip")
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """One element (or direction) where two oracles, or an oracle and a value, disagree."""
+
+    input: str | None  # None for the forward value
+    oracles: tuple[str, str]
+    odd_oracle: str | None
+    values: dict[str, float]
+    abs_err: float
+    rel_err: float
+    allowed: float  # the bound |a - b| had to stay within
+    check: str = "gradient"  # gradient | value | expect
+    index: tuple[int, ...] | None = None
+    direction: int | None = None  # for a directional (projected) comparison
+    probe: str | None = None  # which cotangent, for tensor outputs
+    elements: int = 1  # how many elements of this input and pair disagree in all
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "input": self.input,
+            "oracles": list(self.oracles),
+            "odd_oracle": self.odd_oracle,
+            "index": list(self.index) if self.index is not None else None,
+            "values": {k: _number(v) for k, v in self.values.items()},
+            "abs_err": _number(self.abs_err),
+            "rel_err": _number(self.rel_err),
+            "allowed": _number(self.allowed),
+            "check": self.check,
+            "elements": self.elements,
+        }
+        if self.direction is not None:
+            data["direction"] = self.direction
+        if self.probe is not None:
+            data["probe"] = self.probe
+        return data
+
+
+@dataclass
+class Result:
+    """The verdict for one case × dtype × device."""
+
+    case: str
+    file: str
+    line: int | None
+    dtype: str | None
+    device: str | None
+    status: str
+    message: str
+    mismatches: list[Mismatch] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    oracles: dict[str, str] = field(default_factory=dict)
+    tolerance: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    seed: int | None = None
+    duration_s: float = 0.0
+    details: str | None = None  # a traceback, kept for --debug
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("pass", "skip")
+
+    @property
+    def label(self) -> str:
+        if self.dtype is None:
+            return self.case
+        return f"{self.case}[{self.dtype}-{self.device}]"
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "case": self.case,
+            "file": self.file,
+            "line": self.line,
+            "dtype": self.dtype,
+            "device": self.device,
+            "status": self.status,
+            "message": self.message,
+            "mismatches": [m.to_json() for m in self.mismatches],
+            "counts": dict(self.counts),
+            "oracles": dict(self.oracles),
+            "tolerance": dict(self.tolerance),
+            "notes": list(self.notes),
+            "seed": self.seed,
+            "duration_s": round(self.duration_s, 6),
+        }
+        return data
+
+
+def summarize(results: list[Result]) -> dict[str, int]:
+    summary = dict.fromkeys(STATUSES, 0)
+    for result in results:
+        summary[result.status] += 1
+    return summary
+
+
+def environment() -> dict[str, Any]:
+    """Versions and settings that a verdict depends on."""
+    import numpy
+    import sympy
+    import torch
+
+    return {
+        "torch": torch.__version__,
+        "sympy": sympy.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+        "platform": platform.platform(),
+    }
+
+
+def _number(value: float) -> float | str | None:
+    """JSON has no NaN or inf: write them as strings so the file stays standard JSON."""
+    if value is None:
+        return None
+    value = float(value)
+    if value != value:
+        return "nan"
+    if value in (float("inf"), float("-inf")):
+        return "inf" if value > 0 else "-inf"
+    return value

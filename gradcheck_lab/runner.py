@@ -1,0 +1,199 @@
+"""Expand cases × dtypes × devices, run the three oracles, compare, and yield results.
+
+Results are yielded one at a time, so front doors can stream them (progress, JSONL). A case
+that cannot be checked becomes an ``error`` result; nothing here stops the other cases.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gradcheck_lab.casefile import Case, LoadLimits, is_case_file, load_file
+from gradcheck_lab.errors import CaseError, ImplError, SpecError
+from gradcheck_lab.results import Result
+
+FD_FOCUS_ELEMENTS = 16
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    symbolic_mode: str = "auto"  # auto | exact | sweep
+    fd_mode: str = "auto"  # auto | all | projections
+    limits: LoadLimits = LoadLimits()
+
+
+def discover(paths: Iterable[Path]) -> tuple[list[Path], list[Result]]:
+    """Case files under ``paths`` (directories searched recursively, sorted); and an error
+    result for every path that does not exist or holds no case file."""
+    found: list[Path] = []
+    problems: list[Result] = []
+    for path in paths:
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and is_case_file(p))
+            if not files:
+                problems.append(_path_error(path, "no *.yaml or *.yml case files here"))
+            found.extend(files)
+        elif path.is_file():
+            found.append(path)
+        else:
+            problems.append(_path_error(path, "no such file or directory"))
+    return found, problems
+
+
+def run_paths(paths: Iterable[Path], options: RunOptions = RunOptions()) -> Iterator[Result]:
+    files, problems = discover(paths)
+    yield from problems
+    for path in files:
+        yield from run_file_cases(load_file(path, options.limits), options)
+
+
+def run_file_cases(loaded: list[Case | CaseError], options: RunOptions) -> Iterator[Result]:
+    for item in loaded:
+        if isinstance(item, CaseError):
+            yield error_result(item)
+        else:
+            yield from run_case(item, options)
+
+
+def error_result(error: CaseError) -> Result:
+    """A case (or file) that could not be parsed: dtype and device are null."""
+    return Result(case=error.case or Path(error.file).stem, file=error.file, line=error.line, dtype=None, device=None,
+                  status="error", message=error.render())
+
+
+def run_case(case: Case, options: RunOptions = RunOptions(),
+             only: tuple[str, str] | None = None) -> Iterator[Result]:
+    """One result per dtype × device (or only the one named by ``only``)."""
+    for dtype in case.dtypes:
+        devices = [d for d in case.devices if only is None or only == (dtype, d)]
+        if not devices:
+            continue
+        state = _DtypeState(case, dtype, options)
+        for device in devices:
+            yield state.run(device)
+
+
+class _DtypeState:
+    """What one dtype shares across devices: the point and the symbolic gradients."""
+
+    def __init__(self, case: Case, dtype: str, options: RunOptions) -> None:
+        self.case = case
+        self.dtype = dtype
+        self.options = options
+        self.prepared: tuple | BaseException | None = None
+
+    def result(self, device: str, status: str, message: str, **extra: object) -> Result:
+        return Result(case=self.case.name, file=self.case.file, line=self.case.line,
+                      dtype=self.dtype, device=device, status=status, message=message,
+                      seed=self.case.seed, **extra)
+
+    def prepare(self) -> tuple:
+        """Point, probes and symbolic gradients, computed once (a failure is kept too)."""
+        from gradcheck_lab.oracles import symbolic
+        from gradcheck_lab.oracles.base import make_probes
+        from gradcheck_lab.points import make_point
+
+        if self.prepared is None:
+            try:
+                point = make_point(self.case, self.dtype)
+                probes = make_probes(self.case.program.output_node.shape, self.case.seed)
+                sym = symbolic.gradients(self.case.program, point, probes,
+                                         self.options.symbolic_mode)
+                self.prepared = (point, probes, sym)
+            except Exception as exc:  # noqa: BLE001 - reported for every device
+                self.prepared = exc
+        if isinstance(self.prepared, BaseException):
+            raise self.prepared
+        return self.prepared
+
+    def run(self, device: str) -> Result:
+        started = time.perf_counter()
+        if device.startswith("cuda") and not _cuda_available(device):
+            return self.result(device, "skip", f"{device} is not available on this machine")
+        try:
+            point, probes, sym = self.prepare()
+            if sym.kinks:
+                return self.result(device, "skip", "; ".join(sym.kinks),
+                                   oracles={"symbolic": sym.method})
+            result = self.check(device, point, probes, sym)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes an error result
+            result = self.failed(device, exc)
+        result.duration_s = time.perf_counter() - started
+        return result
+
+    def check(self, device: str, point: object, probes: tuple, sym: object) -> Result:
+        from gradcheck_lab.compare import compare
+        from gradcheck_lab.oracles import autograd, finite_difference
+        from gradcheck_lab.tolerances import rule_for
+
+        ag = autograd.gradients(self.case, point, probes, self.dtype, device)
+        focus = focus_elements(self.case, sym, ag, FD_FOCUS_ELEMENTS)
+        fd = finite_difference.estimate(self.case, point, probes, device, focus=focus,
+                                        mode=self.options.fd_mode)
+        rule = rule_for(self.dtype, self.case.tolerance.get(self.dtype))
+        verdict = compare(self.case, point, probes, sym, ag, fd, rule)
+        return self.result(
+            device, verdict.status, verdict.message, mismatches=verdict.mismatches,
+            counts=verdict.counts, tolerance=verdict.tolerance, notes=verdict.notes,
+            oracles={"symbolic": sym.method, "autograd": ag.method,
+                     "finite_difference": fd.method},
+        )
+
+    def failed(self, device: str, exc: BaseException) -> Result:
+        details = "".join(traceback.format_exception(exc))
+        if isinstance(exc, SpecError):
+            key = exc.key or "output"
+            error = CaseError(self.case.file, self.case.line_of(key), key, exc.message)
+            message = error.render()
+        elif isinstance(exc, ImplError):
+            error = CaseError(self.case.file, self.case.line_of("impl"), "impl", str(exc))
+            message = error.render()
+        else:
+            message = (f"{self.case.file}:{self.case.line}: internal error while checking "
+                       f"{self.case.name}: {type(exc).__name__}: {exc} (run with --debug and "
+                       "report it)")
+        return self.result(device, "error", message, details=details)
+
+
+def focus_elements(case: Case, sym: object, ag: object, count: int) -> dict[str, np.ndarray]:
+    """The ``count`` elements where symbolic and autograd differ most, relative to the
+    gradient's scale, over all inputs and probes: where finite differences should look."""
+    candidates: list[tuple[float, str, int]] = []
+    for spec in case.differentiable_inputs:
+        worst = None
+        for k in range(len(sym.per_probe)):
+            s = sym.per_probe[k][spec.name].reshape(-1)
+            a = ag.per_probe[k][spec.name].reshape(-1)
+            with np.errstate(all="ignore"):
+                scale = max(float(np.nanmax(np.abs(s))) if s.size else 0.0, 1e-300)
+                gap = np.nan_to_num(np.abs(s - a) / scale, nan=np.inf, posinf=np.inf)
+            worst = gap if worst is None else np.maximum(worst, gap)
+        if worst is None or not worst.size:
+            continue
+        top = np.argsort(-worst)[:count]
+        candidates.extend((float(worst[i]), spec.name, int(i)) for i in top)
+    candidates.sort(key=lambda item: -item[0])
+    chosen: dict[str, list[int]] = {}
+    for _, name, flat in candidates[:count]:
+        chosen.setdefault(name, []).append(flat)
+    return {name: np.asarray(sorted(flats), dtype=np.int64) for name, flats in chosen.items()}
+
+
+def _cuda_available(device: str) -> bool:
+    import torch
+
+    if not torch.cuda.is_available():
+        return False
+    index = int(device.split(":")[1]) if ":" in device else 0
+    return index < torch.cuda.device_count()
+
+
+def _path_error(path: Path, message: str) -> Result:
+    return Result(case=path.stem or str(path), file=str(path), line=None, dtype=None,
+                  device=None, status="error", message=f"{path}: path: {message}")
