@@ -206,7 +206,8 @@ class _Comparison:
         s = np.asarray(self.sym.value, dtype=np.float64).reshape(-1)
         a = np.asarray(self.ag.value, dtype=np.float64).reshape(-1)
         scale = gradient_scale(s, 0.0, 1.0)
-        bound = self.sym_rule.bound(s, scale) + self.rule.bound(s, scale)
+        terms = self.sym.term_scale
+        bound = self.sym_rule.bound(s, scale, terms) + self.rule.bound(s, scale, terms)
         bad = np.flatnonzero(~_agree(s, a, bound))
         if not bad.size:
             return
@@ -289,7 +290,12 @@ class _Comparison:
         if status == "fail":
             return "; ".join(self.summary)
         elements = sum(spec.size for spec in self.case.differentiable_inputs)
-        fd = f"; finite differences agree on {self.fd.compared}" if self.fd else ""
+        fd = ""
+        if self.fd is not None:
+            confirmed = self.fd.compared - self.inconclusive
+            fd = f"; finite differences agree on {confirmed}"
+            if self.inconclusive:
+                fd += f", inconclusive on {self.inconclusive}"
         return f"{_count(elements)} agree, symbolic vs autograd{fd}"
 
     def counts(self) -> dict[str, int]:

@@ -135,7 +135,7 @@ class _DtypeState:
         ag = autograd.gradients(self.case, point, probes, self.dtype, device)
         focus = focus_elements(self.case, sym, ag, FD_FOCUS_ELEMENTS)
         fd = finite_difference.estimate(self.case, point, probes, device, focus=focus,
-                                        mode=self.options.fd_mode)
+                                        mode=self.options.fd_mode, term_scale=sym.term_scale)
         rule = rule_for(self.dtype, self.case.tolerance.get(self.dtype))
         verdict = compare(self.case, point, probes, sym, ag, fd, rule)
         return self.result(

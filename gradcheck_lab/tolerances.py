@@ -25,6 +25,9 @@ EPSILON = {
 }
 # The exact oracle's only error is the final rounding to float64.
 EXACT_RTOL = 4 * EPSILON["float64"]
+# A computed value carries the rounding of its largest intermediate, a few ulps per step:
+# sum((x + 1e8) - 1e8) in float32 is 0, not 2, and that is float32's precision, not a bug.
+TERM_ULPS = 16
 
 
 @dataclass(frozen=True)
@@ -36,11 +39,15 @@ class ToleranceRule:
     atol: float | None  # None: derived per comparison, rtol × scale
     source: str
 
-    def bound(self, reference: np.ndarray, scale: float) -> np.ndarray:
-        return self.absolute(scale) + self.rtol * np.abs(reference)
+    def bound(self, reference: np.ndarray, scale: float, terms: float = 0.0) -> np.ndarray:
+        return self.absolute(scale, terms) + self.rtol * np.abs(reference)
 
-    def absolute(self, scale: float) -> float:
-        return self.atol if self.atol is not None else self.rtol * scale
+    def absolute(self, scale: float, terms: float = 0.0) -> float:
+        """rtol × scale, or the rounding of the largest term (``terms``) if that is larger;
+        a case's own atol replaces both."""
+        if self.atol is not None:
+            return self.atol
+        return max(self.rtol * scale, TERM_ULPS * EPSILON[self.dtype] * terms)
 
     def describe(self) -> str:
         atol = (f"atol = {self.atol:g}" if self.atol is not None

@@ -36,6 +36,9 @@ class Gradients:
     kinks: tuple[str, ...] = ()  # where the function is not differentiable at this point
     roots: dict[str, np.ndarray] = field(default_factory=dict)  # evaluated expect expressions
     formulas: dict[str, Any] = field(default_factory=dict)  # exact derivatives, per input
+    # The largest |intermediate value| of the forward: the size of the terms that rounding
+    # acts on (sum((x + 1e8) - 1e8) is 2 but is computed through 1e8).
+    term_scale: float = 0.0
 
 
 @dataclass(frozen=True)

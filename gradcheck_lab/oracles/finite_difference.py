@@ -2,8 +2,11 @@
 
 Steps are relative to each element's magnitude, h = 1e-6·max(1, |x|) (for float64 central
 differences this balances truncation, O(h²), against round-off, O(eps/h)). Every estimate is
-taken at h and at 2h: their difference (about three times the truncation error at h) plus a
-round-off term is the estimate's error bar, so an ill-conditioned difference widens its own
+taken at h and at 2h, and its error bar adds three parts: their difference (about three times
+the truncation error at h); the noise seen in the fourth difference of the five values
+f(x + kh), k = -2..2 (near zero for a smooth function, the size of the round-off noise for a
+noisy one); and a round-off floor from the largest term involved (the function's values, or a
+larger intermediate the caller knows of). An ill-conditioned difference thus widens its own
 bar instead of failing a correct gradient.
 
 Small cases get every partial derivative. Large ones get directional derivatives along seeded
@@ -33,8 +36,13 @@ METHOD = "central, h=1e-6·max(1,|x|), error from h vs 2h"
 
 
 def estimate(case: Case, point: Point, probes: tuple[Probe, ...], device: str, *,
-             focus: dict[str, np.ndarray] | None = None, mode: str = "auto") -> FiniteDifferences:
-    """Estimates for every differentiable input. ``mode``: "auto", "all" or "projections"."""
+             focus: dict[str, np.ndarray] | None = None, mode: str = "auto",
+             term_scale: float = 0.0) -> FiniteDifferences:
+    """Estimates for every differentiable input. ``mode``: "auto", "all" or "projections".
+
+    ``term_scale``: the largest intermediate value of the computation, when known, for the
+    round-off floor of the error bars.
+    """
     import torch
 
     function = TorchFunction(case, "float64", device)
@@ -53,6 +61,11 @@ def estimate(case: Case, point: Point, probes: tuple[Probe, ...], device: str, *
         return out.detach().to(torch.float64).cpu().numpy().reshape(-1)
 
     value = evaluate()
+
+    def central(name: str, x: np.ndarray, direction: np.ndarray,
+                step: float) -> tuple[np.ndarray, np.ndarray]:
+        return _central(evaluate, value, term_scale, name, x, direction, step)
+
     cotangents = np.stack([np.asarray(p.cotangent, dtype=np.float64).reshape(-1)
                            for p in probes])
     differentiable = case.differentiable_inputs
@@ -71,7 +84,7 @@ def estimate(case: Case, point: Point, probes: tuple[Probe, ...], device: str, *
             direction = np.zeros(x.size)
             direction[flat] = 1.0
             step = RELATIVE_STEP * max(1.0, abs(float(x.reshape(-1)[flat])))
-            column, error = _central(evaluate, spec.name, x, direction.reshape(x.shape), step)
+            column, error = central(spec.name, x, direction.reshape(x.shape), step)
             partials.append(cotangents @ column)
             partial_errors.append(np.abs(cotangents) @ error)
         directions = np.zeros((0, *x.shape))
@@ -81,7 +94,7 @@ def estimate(case: Case, point: Point, probes: tuple[Probe, ...], device: str, *
             scale = np.maximum(1.0, np.abs(x))
             directions = rng.standard_normal((DIRECTIONS_PER_INPUT, *x.shape)) * scale
             for direction in directions:
-                column, error = _central(evaluate, spec.name, x, direction, RELATIVE_STEP)
+                column, error = central(spec.name, x, direction, RELATIVE_STEP)
                 directional.append(cotangents @ column)
                 directional_errors.append(np.abs(cotangents) @ error)
         per_input[spec.name] = Estimates(
@@ -98,18 +111,20 @@ def estimate(case: Case, point: Point, probes: tuple[Probe, ...], device: str, *
         case.program.output_node.shape), per_input, counter[0])
 
 
-def _central(evaluate: Any, name: str, x: np.ndarray, direction: np.ndarray,
-             step: float) -> tuple[np.ndarray, np.ndarray]:
+def _central(evaluate: Any, center: np.ndarray, term_scale: float, name: str, x: np.ndarray,
+             direction: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:
     """d/dt f(x + t·direction) at t = 0, and an error bar for each output element."""
-    outputs = {}
+    outputs = {0: center}
     for multiple in (1, -1, 2, -2):
         outputs[multiple] = evaluate(name, x + (multiple * step) * direction)
     with np.errstate(all="ignore"):
         at_h = (outputs[1] - outputs[-1]) / (2 * step)
         at_2h = (outputs[2] - outputs[-2]) / (4 * step)
-        magnitude = np.max(np.abs(np.stack(list(outputs.values()))), axis=0)
+        fourth = outputs[2] - 4 * outputs[1] + 6 * outputs[0] - 4 * outputs[-1] + outputs[-2]
+        magnitude = np.maximum(np.max(np.abs(np.stack(list(outputs.values()))), axis=0),
+                               term_scale)
         roundoff = _ROUNDOFF_FACTOR * _EPS64 * magnitude / step
-        error = np.abs(at_h - at_2h) + roundoff
+        error = np.abs(at_h - at_2h) + np.abs(fourth) / (2 * step) + roundoff
     return at_h, error
 
 

@@ -38,13 +38,26 @@ def gradients(program: Program, point: Point, probes: tuple[Probe, ...],
     env = numpy_forward(program, point, roots)
     kinks = tuple(_kinks(program, env))
     roots_values = {key: env[index] for key, index in program.roots.items()}
+    scale = term_scale(program, env)
     if mode == "exact" or (mode == "auto" and exact_is_affordable(program)):
         value, per_probe, formulas = _exact(program, point, probes)
         return Gradients("symbolic", METHOD_EXACT, value, per_probe, kinks=kinks,
-                         roots=roots_values, formulas=formulas)
+                         roots=roots_values, formulas=formulas, term_scale=scale)
     per_probe = tuple(sweep(program, env, probe.cotangent) for probe in probes)
     return Gradients("symbolic", METHOD_SWEEP, env[program.output], per_probe, kinks=kinks,
-                     roots=roots_values)
+                     roots=roots_values, term_scale=scale)
+
+
+def term_scale(program: Program, env: dict[int, np.ndarray]) -> float:
+    """The largest finite |value| among the real-valued nodes of the forward."""
+    largest = 0.0
+    for index, values in env.items():
+        if program.nodes[index].is_integer or not values.size:
+            continue
+        finite = np.abs(values[np.isfinite(values)])
+        if finite.size:
+            largest = max(largest, float(finite.max()))
+    return largest
 
 
 def exact_is_affordable(program: Program) -> bool:
