@@ -9,9 +9,9 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from gradcheck_lab.api import check, run_file  # noqa: E402
-from gradcheck_lab.errors import CaseError, GradcheckLabError, ImplError  # noqa: E402
-from gradcheck_lab.results import Mismatch, Result  # noqa: E402
+from gradcheck_lab.api import check, run_file
+from gradcheck_lab.errors import CaseError, GradcheckLabError, ImplError
+from gradcheck_lab.results import Mismatch, Result
 
 __all__ = ["CaseError", "GradcheckLabError", "ImplError", "Mismatch", "Result", "__version__",
            "check", "run_file"]

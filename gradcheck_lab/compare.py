@@ -253,9 +253,11 @@ class _Comparison:
             odd = EXPECT if off_s and off_a else (AUTOGRAD if off_a else SYMBOLIC)
             other = SYMBOLIC if off_s else AUTOGRAD
             other_value = s[flat] if off_s else a[flat]
+            other_rule = self.sym_rule if off_s else self.rule
+            allowed = own[flat] + other_rule.bound(s[flat], scale)
             self.add(None if target == "value" else target, (EXPECT, other), odd, flat, None,
                      {EXPECT: e[flat], SYMBOLIC: s[flat], AUTOGRAD: a[flat]},
-                     abs(e[flat] - other_value), e[flat], float(own[flat]), check="expect",
+                     abs(e[flat] - other_value), e[flat], float(allowed), check="expect",
                      elements=len(bad), shape=shape)
         first = bad[0]
         if not with_s[first] and not with_a[first]:
@@ -274,7 +276,8 @@ class _Comparison:
         if flat is not None:
             if shape is None:
                 shape = self.point.values[name].shape if name is not None else ()
-            index = tuple(int(i) for i in np.unravel_index(int(flat), shape)) if shape else ()
+            # A scalar is element [0], as the JSON contract's example writes it.
+            index = tuple(int(i) for i in np.unravel_index(int(flat), shape)) if shape else (0,)
         probe = None
         if k is not None and not (len(self.probes) == 1 and self.probes[0].label == "output"):
             probe = self.probes[k].label

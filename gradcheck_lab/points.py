@@ -9,6 +9,8 @@ error, not the rounding of its inputs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 
 from gradcheck_lab.casefile import Case, InputSpec
@@ -48,7 +50,7 @@ def make_point(case: Case, dtype: str) -> Point:
     return Point(dtype, values, exact)
 
 
-def _draw(spec: InputSpec, torch: object):  # noqa: ANN202 - returns a torch.Tensor
+def _draw(spec: InputSpec, torch: Any) -> Any:  # torch module -> torch.Tensor
     if spec.literal is not None:
         if spec.is_integer:
             return torch.tensor(np.asarray(spec.literal, dtype=np.int64))

@@ -79,7 +79,7 @@ def _looks_like_case(path: Path) -> bool:
         return False
 
 
-class CaseFailure(Exception):
+class CaseFailedError(Exception):
     """Raised by an item whose result is ``fail`` or ``error``; carries the result."""
 
     def __init__(self, result: Any) -> None:
@@ -132,11 +132,11 @@ class CaseItem(pytest.Item):
         if result.status == "skip":
             pytest.skip(result.message)
         if result.status != "pass":
-            raise CaseFailure(result)
+            raise CaseFailedError(result)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
                      style: str | None = None) -> str:
-        if isinstance(excinfo.value, CaseFailure):
+        if isinstance(excinfo.value, CaseFailedError):
             return render_failure(excinfo.value.result)
         return super().repr_failure(excinfo, style)
 
@@ -154,11 +154,11 @@ class InvalidCaseItem(pytest.Item):
         self.error = error
 
     def runtest(self) -> None:
-        raise CaseFailure(self.error)
+        raise CaseFailedError(self.error)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
                      style: str | None = None) -> str:
-        if isinstance(excinfo.value, CaseFailure):
+        if isinstance(excinfo.value, CaseFailedError):
             return self.error.render()
         return super().repr_failure(excinfo, style)
 

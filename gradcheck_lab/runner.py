@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ FD_FOCUS_ELEMENTS = 16
 class RunOptions:
     symbolic_mode: str = "auto"  # auto | exact | sweep
     fd_mode: str = "auto"  # auto | all | projections
-    limits: LoadLimits = LoadLimits()
+    limits: LoadLimits = field(default_factory=LoadLimits)
 
 
 def discover(paths: Iterable[Path]) -> tuple[list[Path], list[Result]]:
@@ -63,8 +63,8 @@ def run_file_cases(loaded: list[Case | CaseError], options: RunOptions) -> Itera
 
 def error_result(error: CaseError) -> Result:
     """A case (or file) that could not be parsed: dtype and device are null."""
-    return Result(case=error.case or Path(error.file).stem, file=error.file, line=error.line, dtype=None, device=None,
-                  status="error", message=error.render())
+    return Result(case=error.case or Path(error.file).stem, file=error.file, line=error.line,
+                  dtype=None, device=None, status="error", message=error.render())
 
 
 def run_case(case: Case, options: RunOptions = RunOptions(),
@@ -106,7 +106,7 @@ class _DtypeState:
                 sym = symbolic.gradients(self.case.program, point, probes,
                                          self.options.symbolic_mode)
                 self.prepared = (point, probes, sym)
-            except Exception as exc:  # noqa: BLE001 - reported for every device
+            except Exception as exc:
                 self.prepared = exc
         if isinstance(self.prepared, BaseException):
             raise self.prepared
@@ -122,7 +122,7 @@ class _DtypeState:
                 return self.result(device, "skip", "; ".join(sym.kinks),
                                    oracles={"symbolic": sym.method})
             result = self.check(device, point, probes, sym)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes an error result
+        except Exception as exc:
             result = self.failed(device, exc)
         result.duration_s = time.perf_counter() - started
         return result

@@ -184,7 +184,7 @@ class _Builder:
         tensor_args = node.args[: op.max_args]
         extra_positional = node.args[op.max_args:]
         params: dict[str, ParamValue] = {}
-        for param, arg in zip(op.params, extra_positional):
+        for param, arg in zip(op.params, extra_positional, strict=False):
             params[param.name] = self.param_value(name, param, arg)
         known = {p.name for p in op.params}
         for keyword in node.keywords:
@@ -206,7 +206,7 @@ class _Builder:
                 node)
         args = tuple(self.build(arg, depth + 1) for arg in tensor_args)
         filled = tuple((p.name, params.get(p.name, p.default)) for p in op.params)
-        for p, (_, value) in zip(op.params, filled):
+        for p, (_, value) in zip(op.params, filled, strict=True):
             if p.required and value is None:
                 raise self.fail(f"{name}() needs the keyword {p.name}=", node)
         return self.fold(name, args, filled, offset)

@@ -118,7 +118,7 @@ def _cases_of(document: YamlDocument, label: str, base_dir: Path,
                                  limits)
         if isinstance(result, Case):
             if result.name in seen:
-                yield CaseError(label, document.line_of(prefix + ("name",)),
+                yield CaseError(label, document.line_of((*prefix, "name")),
                                 f"cases[{index}].name",
                                 f"duplicate case name {result.name!r} (first at case "
                                 f"{seen[result.name]})")
@@ -407,10 +407,9 @@ def _data_path(data: Any, loc: tuple, is_missing: bool) -> tuple[tuple, str | No
     current = data
     missing = None
     for index, part in enumerate(loc):
-        if isinstance(current, dict) and part in current:
-            path.append(part)
-            current = current[part]
-        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+        in_dict = isinstance(current, dict) and part in current
+        in_list = isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current)
+        if in_dict or in_list:
             path.append(part)
             current = current[part]
         elif is_missing and index == len(loc) - 1 and isinstance(part, str):

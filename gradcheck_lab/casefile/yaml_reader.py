@@ -190,17 +190,17 @@ def _convert(
                 raise YamlReadError(f"YAML tag {key_node.tag!r} is not allowed", key_line, path)
             key = key_node.value
             if key in result:
-                raise YamlReadError(f"duplicate key {key!r}", key_line, path + (key,))
-            document.key_lines[path + (key,)] = key_line
-            result[key] = _convert(value_node, path + (key,), depth + 1, document, limits, budget)
+                raise YamlReadError(f"duplicate key {key!r}", key_line, (*path, key))
+            document.key_lines[(*path, key)] = key_line
+            result[key] = _convert(value_node, (*path, key), depth + 1, document, limits, budget)
         return result
     if isinstance(node, yaml.SequenceNode):
         if tag not in (_PLAIN, "tag:yaml.org,2002:seq"):
             raise YamlReadError(f"a sequence cannot carry the tag {tag!r}", line, path)
         items = []
         for index, item in enumerate(node.value):
-            document.key_lines[path + (index,)] = item.start_mark.line + 1
-            items.append(_convert(item, path + (index,), depth + 1, document, limits, budget))
+            document.key_lines[(*path, index)] = item.start_mark.line + 1
+            items.append(_convert(item, (*path, index), depth + 1, document, limits, budget))
         return items
     return _scalar(node, line, path)
 

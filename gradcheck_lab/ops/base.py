@@ -20,6 +20,10 @@ from gradcheck_lab.errors import SpecError
 Shape = tuple[int, ...]
 ParamValue = int | bool | tuple[int, ...] | None
 Params = dict[str, ParamValue]
+Arrays = Sequence[np.ndarray]
+Gradients = list[np.ndarray | None]
+ShapeRule = Callable[[Sequence["ArgInfo"], Params], Shape]
+TorchForm = Callable[[Sequence[Any], Params], Any]
 
 
 @dataclass(frozen=True)
@@ -48,12 +52,12 @@ class Op:
     name: str
     min_args: int
     max_args: int
-    shape: Callable[[Sequence[ArgInfo], Params], Shape]
-    torch: Callable[[Sequence[Any], Params], Any]
-    numpy: Callable[[Sequence[np.ndarray], Params], np.ndarray]
-    vjp: Callable[[np.ndarray, Sequence[np.ndarray], np.ndarray, Params, Sequence[bool]],
-                  list[np.ndarray | None]]
-    sympy: Callable[[Sequence[np.ndarray], Params], np.ndarray]
+    shape: ShapeRule
+    torch: TorchForm
+    numpy: Callable[[Arrays, Params], np.ndarray]
+    # (cotangent of the output, arguments, output, params, which arguments need a gradient)
+    vjp: Callable[[np.ndarray, Arrays, np.ndarray, Params, Sequence[bool]], Gradients]
+    sympy: Callable[[Arrays, Params], np.ndarray]
     params: tuple[Param, ...] = ()
     # Argument positions that may be integer tensors (class targets); all others must be real.
     integer_args: frozenset[int] = frozenset()

@@ -51,7 +51,7 @@ class ElementwiseRule:
 
         substitutions = {
             symbol: sympy.Float(value, _HIGH_PRECISION_DIGITS)
-            for symbol, value in zip(self.symbols, point)
+            for symbol, value in zip(self.symbols, point, strict=True)
         }
         value = self.partials[position].xreplace(substitutions).evalf(_HIGH_PRECISION_DIGITS)
         return sympy_to_float(value)

@@ -9,6 +9,8 @@ import numpy as np
 from gradcheck_lab.errors import SpecError
 from gradcheck_lab.ops.base import (
     ArgInfo,
+    Arrays,
+    Gradients,
     Op,
     Params,
     Shape,
@@ -31,10 +33,11 @@ def _matmul_shape(args: Sequence[ArgInfo], params: Params) -> Shape:
         return a[:-1]
     if len(a) == 1:
         return b[:-2] + b[-1:]
-    return broadcast_shapes(a[:-2], b[:-2]) + (a[-2], b[-1])
+    return (*broadcast_shapes(a[:-2], b[:-2]), a[-2], b[-1])
 
 
-def _matmul_vjp(g, args, out, params, needs):  # noqa: ANN001, ANN202
+def _matmul_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
+                needs: Sequence[bool]) -> Gradients:
     """C = A @ B: dA = dC @ B^T, dB = A^T @ dC, with 1-d operands promoted and batch dims summed."""
     a, b = args
     a2 = a[np.newaxis, :] if a.ndim == 1 else a
@@ -63,10 +66,11 @@ def _linear_shape(args: Sequence[ArgInfo], params: Params) -> Shape:
     if len(args) == 3 and args[2].shape != (weight[0],):
         raise SpecError(
             f"linear(x, W, b): b must have shape [{weight[0]}], got {list(args[2].shape)}")
-    return x[:-1] + (weight[0],)
+    return (*x[:-1], weight[0])
 
 
-def _linear_vjp(g, args, out, params, needs):  # noqa: ANN001, ANN202
+def _linear_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
+                needs: Sequence[bool]) -> Gradients:
     """y = x W^T + b: dx = dy W, dW = dy^T x (summed over batch), db = sum of dy over batch."""
     x, weight = args[0], args[1]
     g2 = np.reshape(g, (-1, weight.shape[0]))

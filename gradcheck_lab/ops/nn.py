@@ -13,10 +13,14 @@ import numpy as np
 from gradcheck_lab.errors import SpecError
 from gradcheck_lab.ops.base import (
     ArgInfo,
+    Arrays,
+    Gradients,
     Op,
     Param,
     Params,
     Shape,
+    ShapeRule,
+    TorchForm,
     elementwise_sympy,
     normalize_dim,
     object_array,
@@ -30,7 +34,7 @@ def _dim(params: Params, ndim: int, op: str) -> int:
     return normalize_dim(int(params["dim"]), ndim, op)  # type: ignore[arg-type]
 
 
-def _same_shape(op: str):  # noqa: ANN202
+def _same_shape(op: str) -> ShapeRule:
     def rule(args: Sequence[ArgInfo], params: Params) -> Shape:
         _dim(params, len(args[0].shape), op)
         return args[0].shape
@@ -52,13 +56,15 @@ def _axis(x: np.ndarray, params: Params, op: str) -> int | None:
     return None if x.ndim == 0 else _dim(params, x.ndim, op)
 
 
-def _softmax_vjp(g, args, out, params, needs):  # noqa: ANN001, ANN202
+def _softmax_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
+                 needs: Sequence[bool]) -> Gradients:
     """y = softmax(x): dx = y * (dy - sum(dy * y))."""
     axis = _axis(args[0], params, "softmax")
     return [out * (g - np.sum(g * out, axis=axis, keepdims=True))]
 
 
-def _log_softmax_vjp(g, args, out, params, needs):  # noqa: ANN001, ANN202
+def _log_softmax_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
+                     needs: Sequence[bool]) -> Gradients:
     """y = log_softmax(x): dx = dy - softmax(x) * sum(dy)."""
     axis = _axis(args[0], params, "log_softmax")
     return [g - np.exp(out) * np.sum(g, axis=axis, keepdims=True)]
@@ -79,7 +85,7 @@ def _sympy_softmax(x: np.ndarray, axis: int | None) -> np.ndarray:
     return exps / object_array(np.sum(exps, axis=axis, keepdims=True))
 
 
-def _torch_softmax(name: str):  # noqa: ANN202
+def _torch_softmax(name: str) -> TorchForm:
     def lower(args: Sequence[object], params: Params) -> object:
         (x,) = args
         return getattr(torch_module(), name)(x, dim=_dim(params, x.ndim, name))
@@ -162,8 +168,9 @@ def _cross_entropy_numpy(args: Sequence[np.ndarray], params: Params) -> np.ndarr
     return np.asarray(-np.sum(target * log_probs) / _batch_size(logits))
 
 
-def _cross_entropy_vjp(g, args, out, params, needs):  # noqa: ANN001, ANN202
-    """d/dz = (softmax(z) * sum(t) - t) / N, with t one-hot for index targets; d/dt = -log_softmax / N."""
+def _cross_entropy_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
+                       needs: Sequence[bool]) -> Gradients:
+    """d/dz = (softmax(z) * sum(t) - t) / N (t one-hot for indices); d/dt = -log_softmax / N."""
     logits, target = args
     n = _batch_size(logits)
     probs = _softmax(logits, -1)
@@ -222,7 +229,8 @@ def _mse_shape(args: Sequence[ArgInfo], params: Params) -> Shape:
     return ()
 
 
-def _mse_vjp(g, args, out, params, needs):  # noqa: ANN001, ANN202
+def _mse_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
+             needs: Sequence[bool]) -> Gradients:
     """L = mean((p - t)^2): dp = 2 (p - t) / n, dt = -dp."""
     pred, target = args
     local = 2.0 * (pred - target) / max(pred.size, 1) * g

@@ -8,10 +8,14 @@ import numpy as np
 
 from gradcheck_lab.ops.base import (
     ArgInfo,
+    Arrays,
+    Gradients,
     Op,
     Param,
     Params,
     Shape,
+    ShapeRule,
+    TorchForm,
     normalize_dims,
     object_array,
     torch_module,
@@ -25,7 +29,7 @@ def _axes(params: Params, ndim: int, op: str) -> tuple[int, ...]:
     return tuple(range(ndim)) if dims is None else dims
 
 
-def _reduced_shape(op: str) -> object:
+def _reduced_shape(op: str) -> ShapeRule:
     def rule(args: Sequence[ArgInfo], params: Params) -> Shape:
         shape = args[0].shape
         axes = _axes(params, len(shape), op)
@@ -46,7 +50,7 @@ def _expand_back(g: np.ndarray, shape: Shape, axes: tuple[int, ...]) -> np.ndarr
     return np.broadcast_to(np.reshape(g, kept), shape).copy()
 
 
-def _torch_reduce(name: str):  # noqa: ANN202 - small local factory
+def _torch_reduce(name: str) -> TorchForm:
     def lower(args: Sequence[object], params: Params) -> object:
         torch = torch_module()
         (a,) = args
@@ -58,12 +62,14 @@ def _torch_reduce(name: str):  # noqa: ANN202 - small local factory
     return lower
 
 
-def _sum_vjp(g, args, out, params, needs):  # noqa: ANN001, ANN202
+def _sum_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
+             needs: Sequence[bool]) -> Gradients:
     shape = np.shape(args[0])
     return [_expand_back(g, shape, _axes(params, len(shape), "sum"))]
 
 
-def _mean_vjp(g, args, out, params, needs):  # noqa: ANN001, ANN202
+def _mean_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
+              needs: Sequence[bool]) -> Gradients:
     shape = np.shape(args[0])
     axes = _axes(params, len(shape), "mean")
     return [_expand_back(g, shape, axes) / _count(shape, axes)]

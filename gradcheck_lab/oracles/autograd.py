@@ -60,7 +60,7 @@ def gradients(case: Case, point: Point, probes: tuple[Probe, ...], dtype: str,
             raise ImplError(f"backward of {function.label} raised "
                             f"{describe_exception(exc)}") from None
         found = {}
-        for name, grad in zip(names, grads):
+        for name, grad in zip(names, grads, strict=True):
             if grad is None:
                 missing.add(name)
                 found[name] = zeros[name]

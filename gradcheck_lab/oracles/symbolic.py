@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from gradcheck_lab.casefile.program import Node, Program
+from gradcheck_lab.casefile.program import Program
 from gradcheck_lab.errors import SpecError
-from gradcheck_lab.oracles.base import Gradients, Probe
 from gradcheck_lab.ops import OPS
 from gradcheck_lab.ops.derivatives import sympy_to_float
+from gradcheck_lab.oracles.base import Gradients, Probe
 from gradcheck_lab.points import Point
 
 # Elementwise sympy expressions grow with the graph: beyond these sizes, use the rule sweep.
@@ -107,7 +107,7 @@ def sweep(program: Program, env: dict[int, np.ndarray],
             needs = [program.nodes[a].needs_grad and position not in op.nondifferentiable_args
                      for position, a in enumerate(node.args)]
             local = op.vjp(g, [env[a] for a in node.args], env[index], node.param_dict, needs)
-            for arg, grad in zip(node.args, local):
+            for arg, grad in zip(node.args, local, strict=True):
                 if grad is not None:
                     adjoints[arg] = adjoints[arg] + grad if arg in adjoints else grad
     return {

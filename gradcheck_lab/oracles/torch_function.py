@@ -41,7 +41,8 @@ def load_impl(ref: ImplRef) -> Callable[..., Any]:
     try:
         key = (ref.path, ref.path.stat().st_mtime_ns)
     except OSError as exc:
-        raise ImplError(f"impl {ref.spelled}: cannot read {ref.path.name}: {exc.strerror}")
+        raise ImplError(
+            f"impl {ref.spelled}: cannot read {ref.path.name}: {exc.strerror}") from None
     module = _MODULES.get(key)
     if module is None:
         digest = hashlib.sha1(str(key).encode()).hexdigest()[:10]

@@ -1,0 +1,178 @@
+"""The comparison on its own: which oracle is the odd one out, and when nothing is wrong.
+
+The symbolic and finite-difference results are real; the autograd (or symbolic) result is
+perturbed by hand, so each test knows exactly which element is wrong and by whom.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from gradcheck_lab.casefile import Tolerance, build_case
+from gradcheck_lab.compare import compare
+from gradcheck_lab.oracles import autograd, finite_difference, symbolic
+from gradcheck_lab.oracles.base import Estimates, FiniteDifferences, Gradients, make_probes
+from gradcheck_lab.points import make_point
+from gradcheck_lab.tolerances import default_rtol, rule_for
+
+SPEC = {"inputs": {"x": [0.5, -1.0, 2.0], "w": [[1.0, 2.0], [3.0, -1.0], [0.5, 0.25]]},
+        "output": "sum(tanh(x @ w) ** 2)"}
+
+
+def oracles(data: dict = SPEC, dtype: str = "float64"):
+    case = build_case(data, label="<test>", base_dir=None, default_name="t")
+    point = make_point(case, dtype)
+    probes = make_probes(case.program.output_node.shape, case.seed)
+    sym = symbolic.gradients(case.program, point, probes)
+    ag = autograd.gradients(case, point, probes, dtype, "cpu")
+    fd = finite_difference.estimate(case, point, probes, "cpu", term_scale=sym.term_scale)
+    return case, point, probes, sym, ag, fd
+
+
+def perturbed(grads: Gradients, name: str, index: tuple, factor: float = 1.0,
+              value: float | None = None) -> Gradients:
+    changed = {k: v.copy() for k, v in grads.per_probe[0].items()}
+    changed[name][index] = value if value is not None else changed[name][index] * factor
+    return dataclasses.replace(grads, per_probe=(changed,))
+
+
+def verdict(case, point, probes, sym, ag, fd, dtype="float64", override=None):
+    return compare(case, point, probes, sym, ag, fd, rule_for(dtype, override))
+
+
+def test_correct_gradients_pass_with_counts() -> None:
+    case, point, probes, sym, ag, fd = oracles()
+    result = verdict(case, point, probes, sym, ag, fd)
+    assert result.status == "pass", result.message
+    assert result.mismatches == []
+    assert result.counts["gradient_elements"] == 9
+    assert result.counts["symbolic_vs_autograd"] == 9
+    assert result.counts["finite_difference"] == 9
+
+
+def test_one_wrong_autograd_element_names_autograd_and_the_element() -> None:
+    case, point, probes, sym, ag, fd = oracles()
+    result = verdict(case, point, probes, sym, perturbed(ag, "w", (1, 0), 1.001), fd)
+    assert result.status == "fail"
+    (mismatch,) = result.mismatches
+    assert (mismatch.input, mismatch.index, mismatch.odd_oracle) == ("w", (1, 0), "autograd")
+    assert mismatch.oracles == ("symbolic", "autograd")
+    assert mismatch.rel_err == pytest.approx(1e-3, rel=1e-6)
+    assert result.message == "w: autograd is the odd one out (1 element)"
+
+
+def test_a_wrong_symbolic_result_is_named_too() -> None:
+    case, point, probes, sym, ag, fd = oracles()
+    result = verdict(case, point, probes, perturbed(sym, "x", (2,), -1.0), ag, fd)
+    assert [m.odd_oracle for m in result.mismatches] == ["symbolic"]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_nan_or_inf_in_a_gradient_is_a_mismatch(bad: float) -> None:
+    case, point, probes, sym, ag, fd = oracles()
+    result = verdict(case, point, probes, sym, perturbed(ag, "x", (0,), value=bad), fd)
+    assert result.status == "fail"
+    assert result.mismatches[0].index == (0,)
+
+
+def test_detects_a_relative_error_of_1e_minus_5_everywhere_in_float64() -> None:
+    case, point, probes, sym, ag, fd = oracles()
+    scaled = dataclasses.replace(ag, per_probe=({k: v * (1 + 1e-5)
+                                                 for k, v in ag.per_probe[0].items()},))
+    result = verdict(case, point, probes, sym, scaled, fd)
+    assert result.status == "fail"
+    assert {m.odd_oracle for m in result.mismatches} == {"autograd"}
+
+
+def test_finite_differences_are_odd_when_symbolic_and_autograd_agree() -> None:
+    case, point, probes, sym, ag, fd = oracles()
+    estimates = fd.per_input["x"]
+    wrong = estimates.partials.copy()
+    wrong[0, 1] += 0.5
+    broken = dataclasses.replace(fd, per_input={**fd.per_input,
+                                                "x": dataclasses.replace(estimates,
+                                                                         partials=wrong)})
+    result = verdict(case, point, probes, sym, ag, broken)
+    (mismatch,) = result.mismatches
+    assert (mismatch.odd_oracle, mismatch.index) == ("finite_difference", (1,))
+
+
+def test_a_wide_finite_difference_error_bar_is_inconclusive_not_a_failure() -> None:
+    case, point, probes, sym, ag, fd = oracles()
+    estimates = fd.per_input["x"]
+    noisy = dataclasses.replace(estimates, partials=estimates.partials + 0.5,
+                                partial_errors=estimates.partial_errors + 10.0)
+    result = verdict(case, point, probes, sym, ag,
+                     dataclasses.replace(fd, per_input={**fd.per_input, "x": noisy}))
+    assert result.status == "pass"
+    assert any("inconclusive at 3" in note for note in result.notes)
+
+
+def test_without_finite_differences_at_the_element_the_majority_decides() -> None:
+    case, point, probes, sym, ag, fd = oracles()
+    only_directions = {
+        name: Estimates(np.zeros(0, dtype=np.int64), np.zeros((1, 0)), np.zeros((1, 0)),
+                        e.directions, e.directional, e.directional_errors)
+        for name, e in finite_difference.estimate(case, point, probes, "cpu",
+                                                  mode="projections").per_input.items()}
+    projected = FiniteDifferences("projections", fd.value, only_directions, 0)
+    result = verdict(case, point, probes, sym, perturbed(ag, "w", (0, 1), 1.5), projected)
+    assert result.mismatches[0].odd_oracle == "autograd"
+
+
+def test_tolerance_override_replaces_the_derived_rule() -> None:
+    case, point, probes, sym, ag, fd = oracles()
+    slightly_off = perturbed(ag, "x", (0,), 1 + 1e-6)
+    assert verdict(case, point, probes, sym, slightly_off, fd).status == "fail"
+    loose = Tolerance(rtol=1e-4, atol=None)
+    result = verdict(case, point, probes, sym, slightly_off, fd, override=loose)
+    assert result.status == "pass"
+    assert result.tolerance["rtol"] == 1e-4
+
+
+def test_float32_tolerance_comes_from_float32_epsilon() -> None:
+    case, point, probes, sym, ag, fd = oracles(dtype="float32")
+    result = verdict(case, point, probes, sym, ag, fd, dtype="float32")
+    assert result.status == "pass", result.message
+    assert result.tolerance["rtol"] == default_rtol("float32") == pytest.approx(3.4527e-4,
+                                                                                 rel=1e-4)
+
+
+def test_a_wrong_hand_worked_answer_makes_expect_the_odd_one() -> None:
+    data = {"inputs": {"x": 1, "y": 3, "z": 3}, "let": {"q": "(x + y) * z"},
+            "output": "q**2", "expect": {"value": 144, "grad": {"x": 72, "y": 70, "z": 96}}}
+    case, point, probes, sym, ag, fd = oracles(data)
+    result = verdict(case, point, probes, sym, ag, fd)
+    (mismatch,) = result.mismatches
+    assert (mismatch.check, mismatch.input, mismatch.odd_oracle) == ("expect", "y", "expect")
+    assert mismatch.values["expect"] == 70
+    assert "expect.grad.y" in result.message
+
+
+def test_an_expected_value_expression_is_evaluated() -> None:
+    data = {"inputs": {"x": {"shape": [2, 2], "init": "randn"}}, "output": "mean(x**2)",
+            "expect": {"grad": {"x": "x / 3"}}}  # wrong on purpose: the gradient is x / 2
+    case, point, probes, sym, ag, fd = oracles(data)
+    result = verdict(case, point, probes, sym, ag, fd)
+    assert {m.odd_oracle for m in result.mismatches} == {"expect"}
+    assert len(result.mismatches) == 4
+
+
+def test_forward_value_mismatch_between_spec_and_impl() -> None:
+    data = {"inputs": {"x": [1.0, 2.0]}, "output": "sum(x * x)"}
+    case = build_case(data, label="<t>", base_dir=None, default_name="t",
+                      impl=lambda x: (x * x).sum() + 1e-3)
+    point = make_point(case, "float64")
+    probes = make_probes((), 0)
+    sym = symbolic.gradients(case.program, point, probes)
+    ag = autograd.gradients(case, point, probes, "float64", "cpu")
+    fd = finite_difference.estimate(case, point, probes, "cpu")
+    result = verdict(case, point, probes, sym, ag, fd)
+    (mismatch,) = result.mismatches
+    assert mismatch.check == "value"
+    assert mismatch.values["autograd"] == pytest.approx(5.001)
+    assert mismatch.values["symbolic"] == float(Fraction(5))

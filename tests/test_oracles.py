@@ -1,0 +1,208 @@
+"""The three oracles, each on its own: exactness, agreement of the two symbolic paths,
+finite-difference error bars that hold, autograd's handling of missing gradients, probes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sympy
+
+from gradcheck_lab.casefile import build_case, load_file
+from gradcheck_lab.oracles import autograd, finite_difference, symbolic
+from gradcheck_lab.oracles.base import FULL_JACOBIAN_MAX_OUTPUTS, RANDOM_PROBES, make_probes
+from gradcheck_lab.points import make_point
+from tests.conftest import CASES, REPO
+
+EPS64 = float(np.finfo(np.float64).eps)
+
+
+def case_from(data: dict, impl=None):
+    return build_case(data, label="<test>", base_dir=None, default_name="t", impl=impl)
+
+
+def oracle_inputs(case, dtype: str = "float64"):
+    point = make_point(case, dtype)
+    probes = make_probes(case.program.output_node.shape, case.seed)
+    return point, probes
+
+
+def test_r144_is_exact() -> None:
+    (case,) = load_file(CASES / "r144.yaml")
+    point, probes = oracle_inputs(case)
+    grads = symbolic.gradients(case.program, point, probes)
+    assert grads.method == symbolic.METHOD_EXACT
+    assert {name: float(g) for name, g in grads.per_probe[0].items()} == {
+        "x": 72.0, "y": 72.0, "z": 96.0}
+    assert float(grads.value) == 144.0
+    x, y, z = (sympy.Symbol(n, real=True) for n in "xyz")
+    # The formula itself is kept (for `explain`): dr/dz = 2 z (x + y)^2.
+    assert sympy.simplify(grads.formulas["z"][()] - 2 * z * (x + y) ** 2) == 0
+
+
+def test_decimal_literals_stay_exact() -> None:
+    case = case_from({"inputs": {"x": Fraction(1, 10)}, "output": "x * x * 3"})
+    point, probes = oracle_inputs(case)
+    grads = symbolic.gradients(case.program, point, probes, mode="exact")
+    # d/dx 3x² = 6x = 0.6 exactly; float(Fraction(3, 5)) is the correctly rounded 0.6.
+    assert grads.per_probe[0]["x"] == float(Fraction(3, 5))
+
+
+@pytest.mark.parametrize("output, inputs", [
+    ("mean(x**2)", {"x": {"shape": [2, 3], "init": "randn"}}),
+    ("sum(softmax(x) * log_softmax(x))", {"x": {"shape": [5], "init": "randn"}}),
+    ("cross_entropy(linear(x, W, b), t)", {
+        "x": {"shape": [3, 4], "init": "randn", "requires_grad": False},
+        "W": {"shape": [2, 4], "init": "randn"}, "b": {"shape": [2], "init": "randn"},
+        "t": {"value": [0, 1, 1], "dtype": "int64"}}),
+    ("tanh(A @ v) / (1 + sigmoid(v @ A))", {
+        "A": {"shape": [3, 3], "init": "randn"}, "v": {"shape": [3], "init": "randn"}}),
+])
+def test_rule_sweep_matches_exact_elementwise_sympy(output: str, inputs: dict) -> None:
+    case = case_from({"inputs": inputs, "output": output})
+    point, probes = oracle_inputs(case)
+    exact = symbolic.gradients(case.program, point, probes, mode="exact")
+    swept = symbolic.gradients(case.program, point, probes, mode="sweep")
+    for k in range(len(probes)):
+        for name, reference in exact.per_probe[k].items():
+            # Both are float64 results of the same math; the sweep rounds at every step, so
+            # allow a few hundred ulps of the gradient's scale.
+            scale = max(1.0, float(np.max(np.abs(reference))))
+            np.testing.assert_allclose(swept.per_probe[k][name], reference, rtol=0,
+                                       atol=256 * EPS64 * scale)
+
+
+def test_symbolic_oracle_never_imports_torch(tmp_path: Path) -> None:
+    script = """
+import sys
+import numpy as np
+from gradcheck_lab.casefile import build_case
+from gradcheck_lab.oracles import symbolic
+from gradcheck_lab.oracles.base import make_probes
+from gradcheck_lab.points import Point
+case = build_case({"inputs": {"x": [0.5, 2.0], "W": [[1, 2], [3, 4]]},
+                   "output": "sum(tanh(W @ x))"}, label="t", base_dir=None, default_name="t")
+point = Point("float64", {"x": np.array([0.5, 2.0]), "W": np.array([[1., 2.], [3., 4.]])}, {})
+probes = make_probes((), 0)
+for mode in ("exact", "sweep"):
+    symbolic.gradients(case.program, point, probes, mode=mode)
+print("torch" in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=REPO, check=True)
+    assert done.stdout.strip() == "False"
+
+
+def test_random_inputs_follow_the_documented_definition() -> None:
+    import torch
+
+    case = case_from({"inputs": {
+        "a": {"shape": [3, 2], "init": "randn", "seed": 7, "std": 2, "mean": 1},
+        "b": {"shape": [4], "init": "uniform", "low": -2, "high": 5, "seed": 8},
+        "t": {"shape": [5], "init": "randint", "low": 1, "high": 4, "seed": 9},
+    }, "output": "sum(a) + sum(b)"})
+    point = make_point(case, "float64")
+    gen = torch.Generator().manual_seed
+    expected_a = torch.randn((3, 2), generator=gen(7), dtype=torch.float64) * 2 + 1
+    expected_b = torch.rand((4,), generator=gen(8), dtype=torch.float64) * 7 - 2
+    expected_t = torch.randint(1, 4, (5,), generator=gen(9))
+    np.testing.assert_array_equal(point.values["a"], expected_a.numpy())
+    np.testing.assert_array_equal(point.values["b"], expected_b.numpy())
+    np.testing.assert_array_equal(point.values["t"], expected_t.numpy())
+
+
+def test_float32_point_is_rounded_so_oracles_see_the_same_values() -> None:
+    case = case_from({"inputs": {"x": [0.1, 1 / 3]}, "output": "sum(x)"})
+    point = make_point(case, "float32")
+    np.testing.assert_array_equal(point.values["x"],
+                                  np.array([0.1, 1 / 3], dtype=np.float32).astype(np.float64))
+    assert "x" not in point.exact  # exact literals only at float64
+
+
+def test_probes_cover_the_jacobian_or_use_seeded_cotangents() -> None:
+    assert len(make_probes((), 0)) == 1
+    small = make_probes((2, 3), 0)
+    assert len(small) == 6
+    np.testing.assert_array_equal(sum(p.cotangent for p in small), np.ones((2, 3)))
+    large = make_probes((FULL_JACOBIAN_MAX_OUTPUTS + 1,), 5)
+    assert len(large) == RANDOM_PROBES
+    again = make_probes((FULL_JACOBIAN_MAX_OUTPUTS + 1,), 5)
+    other_seed = make_probes((FULL_JACOBIAN_MAX_OUTPUTS + 1,), 6)
+    np.testing.assert_array_equal(large[0].cotangent, again[0].cotangent)
+    assert not np.array_equal(large[0].cotangent, other_seed[0].cotangent)
+
+
+@pytest.mark.parametrize("output, values", [
+    ("sum(exp(x) * sin(x))", [0.3, -1.2, 2.5]),
+    ("sum(tan(x))", [1.5, 1.57]),  # near the pole: large third derivative
+    ("sum(log(x))", [1e-3, 7.0]),
+])
+def test_finite_difference_error_bars_cover_the_true_error(output: str, values: list) -> None:
+    case = case_from({"inputs": {"x": values}, "output": output})
+    point, probes = oracle_inputs(case)
+    exact = symbolic.gradients(case.program, point, probes, mode="exact").per_probe[0]["x"]
+    fd = finite_difference.estimate(case, point, probes, "cpu", mode="all")
+    estimates = fd.per_input["x"]
+    true_error = np.abs(estimates.partials[0] - exact.reshape(-1)[estimates.indices])
+    assert np.all(true_error <= estimates.partial_errors[0])
+
+
+def test_finite_difference_bars_widen_for_cancellation() -> None:
+    # (x + 1e8) - 1e8 rounds at 1e8: the difference quotient is off by ~1e-3 and its bar
+    # must say so instead of claiming 1e-10 accuracy.
+    case = case_from({"inputs": {"x": [0.5, 1.5]}, "output": "sum((x + 1e8) - 1e8)"})
+    point, probes = oracle_inputs(case)
+    sym = symbolic.gradients(case.program, point, probes)
+    fd = finite_difference.estimate(case, point, probes, "cpu", mode="all",
+                                    term_scale=sym.term_scale)
+    estimates = fd.per_input["x"]
+    assert np.all(np.abs(estimates.partials[0] - 1.0) <= estimates.partial_errors[0])
+    assert np.all(estimates.partial_errors[0] > 1e-4)
+
+
+def test_projections_for_large_inputs_and_focus_elements() -> None:
+    case = case_from({"inputs": {"W": {"shape": [50, 50], "init": "randn"}},
+                      "output": "sum(tanh(W) ** 2)"})
+    point, probes = oracle_inputs(case)
+    focus = {"W": np.array([3, 77])}
+    fd = finite_difference.estimate(case, point, probes, "cpu", focus=focus)
+    estimates = fd.per_input["W"]
+    assert list(estimates.indices) == [3, 77]
+    assert estimates.directions.shape == (finite_difference.DIRECTIONS_PER_INPUT, 50, 50)
+    exact = symbolic.gradients(case.program, point, probes, mode="sweep").per_probe[0]["W"]
+    projected = np.tensordot(estimates.directions, exact, axes=2)
+    assert np.all(np.abs(estimates.directional[0] - projected) <= estimates.directional_errors[0])
+
+
+def test_autograd_counts_a_missing_gradient_as_zeros_and_says_so() -> None:
+    import torch
+
+    class DropsBias(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, b):
+            return (x * 2 + b).sum()
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad * 2 * torch.ones(3, dtype=grad.dtype), None
+
+    case = case_from({"inputs": {"x": [1.0, 2.0, 3.0], "b": 0.5},
+                      "output": "sum(x * 2 + b)"}, impl=lambda x, b: DropsBias.apply(x, b))
+    point, probes = oracle_inputs(case)
+    grads = autograd.gradients(case, point, probes, "float64", "cpu")
+    assert float(grads.per_probe[0]["b"]) == 0.0
+    np.testing.assert_array_equal(grads.per_probe[0]["x"], [2.0, 2.0, 2.0])
+    assert any("no gradient for b" in note for note in grads.notes)
+
+
+def test_relu_exactly_at_zero_is_a_kink_not_a_failure() -> None:
+    from gradcheck_lab.runner import run_case
+
+    case = case_from({"inputs": {"x": [1.0, 0.0, -2.0]}, "output": "sum(relu(x))"})
+    (result,) = run_case(case)
+    assert result.status == "skip"
+    assert "not differentiable at x[1]" in result.message

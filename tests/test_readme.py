@@ -1,0 +1,83 @@
+"""The README's promises: two Quick start commands, examples that load and run, a JSON example
+whose keys the real output has."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from gradcheck_lab.casefile import Case
+from gradcheck_lab.casefile.loader import load_bytes
+from gradcheck_lab.cli import main
+from tests.conftest import REPO
+
+README = (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def fenced_blocks(language: str, text: str = README) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.DOTALL)
+
+
+def section(title: str) -> str:
+    match = re.search(rf"^## {title}\n(.*?)(?=^## )", README, flags=re.DOTALL | re.MULTILINE)
+    assert match, f"README has no section {title!r}"
+    return match.group(1)
+
+
+def test_quick_start_holds_exactly_two_one_line_commands() -> None:
+    commands = [line for block in fenced_blocks(r"\w*", section("Quick start"))
+                for line in block.splitlines() if line.strip() and not line.startswith("#")]
+    assert len(commands) == 2
+    assert "gradcheck-lab run cases" in commands[0]
+    assert "pytest" in commands[1]
+    assert all("constraints.txt" in command for command in commands)
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    test_command = next(line for block in fenced_blocks(r"\w*", section("Quick start"))
+                    for line in block.splitlines() if "pytest" in line)
+    assert test_command in (REPO / ".ci" / "run").read_text(encoding="utf-8")
+
+
+def test_every_complete_yaml_example_is_a_valid_case(tmp_path: Path) -> None:
+    complete = [block for block in fenced_blocks("yaml") if re.search(r"^output:", block, re.M)]
+    assert complete, "the README should show a whole case"
+    for block in complete:
+        if "impl:" in block:
+            continue  # refers to a file next to a real case
+        (loaded,) = load_bytes(block.encode(), "README.md", tmp_path)
+        assert isinstance(loaded, Case), loaded
+
+
+def test_the_inputs_example_is_valid(tmp_path: Path) -> None:
+    block = next(b for b in fenced_blocks("yaml") if b.startswith("inputs:"))
+    text = block + "output: sum(v) + x + sum(W) + sum(c) + sum(h)\n"
+    (loaded,) = load_bytes(text.encode(), "README.md", tmp_path)
+    assert isinstance(loaded, Case), loaded
+    assert [spec.name for spec in loaded.inputs if spec.requires_grad] == ["x", "v", "W", "h"]
+
+
+def test_python_api_example_runs_as_a_test_file(tmp_path: Path) -> None:
+    (example,) = fenced_blocks("python")
+    test_file = tmp_path / "test_readme_example.py"
+    test_file.write_text(example, encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           str(test_file)], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 passed" in done.stdout
+
+
+def test_json_example_keys_exist_in_real_output(tmp_path: Path) -> None:
+    example = json.loads(fenced_blocks("json")[0])
+    out = tmp_path / "out.json"
+    assert main(["run", str(REPO / "cases" / "r144.yaml"), "--json", str(out)]) == 0
+    real = json.loads(out.read_text())
+    assert set(example) == set(real)
+    assert set(example["results"][0]) == set(real["results"][0])
+    assert set(example["summary"]) == set(real["summary"])
+    assert set(example["environment"]) == set(real["environment"])
+    assert set(example["results"][0]["counts"]) == set(real["results"][0]["counts"])
+    assert set(example["results"][0]["tolerance"]) == set(real["results"][0]["tolerance"])
