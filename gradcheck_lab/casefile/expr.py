@@ -64,13 +64,13 @@ class ExprLimits:
 @dataclass(frozen=True)
 class Name:
     id: str
-    offset: int
+    offset: int | None
 
 
 @dataclass(frozen=True)
 class Const:
     value: Fraction
-    offset: int
+    offset: int | None
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ class Call:
     op: str
     args: tuple[Expr, ...]
     params: tuple[tuple[str, ParamValue], ...]
-    offset: int
+    offset: int | None
 
 
 Expr = Name | Const | Call
@@ -90,15 +90,22 @@ def parse_expression(text: str, limits: ExprLimits = ExprLimits()) -> Expr:
         raise SpecError(f"expression is {len(text)} characters long (limit {limits.max_length})")
     if not text.strip():
         raise SpecError("expression is empty")
+    source = text.strip()
+    multiline = "\n" in source
+    if multiline:
+        # A YAML block scalar may break an expression over lines, indented as the writer
+        # likes: inside parentheses Python ignores line breaks and indentation.
+        source = f"(\n{source}\n)"
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        tree = ast.parse(source, mode="eval")
     except SyntaxError as exc:
-        offset = (exc.offset - 1) if exc.offset else None
+        offset = (exc.offset - 1) if exc.offset and not multiline else None
         raise SpecError(f"not a valid expression: {exc.msg}", offset) from None
     except (RecursionError, MemoryError, ValueError):
         raise SpecError("expression is nested too deeply or is not text") from None
-    shift = len(text) - len(text.lstrip())
-    return _Builder(text.strip(), limits, shift).build(tree.body, 0)
+    # Column offsets are reported for one-line expressions only.
+    shift = None if multiline else len(text) - len(text.lstrip())
+    return _Builder(source, limits, shift).build(tree.body, 0)
 
 
 def parse_number(value: int | Decimal | Fraction) -> Fraction:
@@ -107,15 +114,18 @@ def parse_number(value: int | Decimal | Fraction) -> Fraction:
 
 
 class _Builder:
-    def __init__(self, text: str, limits: ExprLimits, shift: int) -> None:
+    def __init__(self, text: str, limits: ExprLimits, shift: int | None) -> None:
         self.text = text
         self.limits = limits
         self.shift = shift
         self.nodes = 0
 
     def fail(self, message: str, node: ast.AST | None = None) -> SpecError:
-        offset = getattr(node, "col_offset", None)
-        return SpecError(message, None if offset is None else offset + self.shift)
+        return SpecError(message, self.offset(node))
+
+    def offset(self, node: ast.AST | None) -> int | None:
+        column = getattr(node, "col_offset", None)
+        return None if column is None or self.shift is None else column + self.shift
 
     def build(self, node: ast.AST, depth: int) -> Expr:
         self.nodes += 1
@@ -123,7 +133,7 @@ class _Builder:
             raise self.fail(f"expression has more than {self.limits.max_nodes} parts")
         if depth > self.limits.max_depth:
             raise self.fail(f"expression is nested deeper than {self.limits.max_depth}", node)
-        offset = getattr(node, "col_offset", 0) + self.shift
+        offset = self.offset(node)
         if isinstance(node, ast.Constant):
             return Const(self.constant(node), offset)
         if isinstance(node, ast.Name):
@@ -171,7 +181,7 @@ class _Builder:
             raise self.fail(f"constant {literal} is out of the float64 range", node)
         return exact
 
-    def call(self, node: ast.Call, depth: int, offset: int) -> Expr:
+    def call(self, node: ast.Call, depth: int, offset: int | None) -> Expr:
         if not isinstance(node.func, ast.Name):
             raise self.fail("only plain function names can be called (no attributes)", node)
         name = node.func.id
@@ -235,7 +245,7 @@ class _Builder:
 
     def fold(
         self, op: str, args: tuple[Expr, ...], params: tuple[tuple[str, ParamValue], ...],
-        offset: int,
+        offset: int | None,
     ) -> Expr:
         """Fold arithmetic on constants exactly, refusing results too large to hold."""
         if not all(isinstance(a, Const) for a in args) or op not in _FOLDABLE:
@@ -249,7 +259,7 @@ class _Builder:
             raise SpecError("constant is too large to evaluate exactly", offset)
         return Const(result, offset)
 
-    def fold_pow(self, values: list[Fraction], offset: int) -> Fraction | None:
+    def fold_pow(self, values: list[Fraction], offset: int | None) -> Fraction | None:
         base, exponent = values
         if exponent.denominator != 1:
             if base < 0:
@@ -276,11 +286,11 @@ def _log2(value: Fraction) -> float:
     return math.log2(value.numerator) - math.log2(value.denominator)
 
 
-def _raise_zero_division(offset: int) -> Fraction:
+def _raise_zero_division(offset: int | None) -> Fraction:
     raise SpecError("division by zero in a constant", offset)
 
 
-def _divide(_builder: _Builder, values: list[Fraction], offset: int) -> Fraction:
+def _divide(_builder: _Builder, values: list[Fraction], offset: int | None) -> Fraction:
     if values[1] == 0:
         _raise_zero_division(offset)
     return values[0] / values[1]
