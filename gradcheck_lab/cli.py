@@ -49,7 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="finite differences on every partial, along random directions, or "
                           "auto by size")
     run.add_argument("--threads", type=_positive_int, metavar="N",
-                     help="torch CPU threads (default: torch's own choice, reported)")
+                     help="torch CPU threads for the checks (default: torch's own choice, "
+                          "reported)")
+    run.add_argument("--timings", action="store_true",
+                     help="also time the forward and the backward of each case (median and "
+                          "IQR over rounds, each round on a fresh graph)")
+    run.add_argument("--timing-threads", type=_positive_int, metavar="N", default=1,
+                     help="torch CPU threads while timing (default 1: shared machines are "
+                          "noisy)")
+    run.add_argument("--timing-rounds", type=_positive_int, metavar="N", default=5,
+                     help="at least this many timed rounds per pass (default 5)")
     run.add_argument("--max-input-elements", type=_positive_int, metavar="N",
                      default=50_000_000, help="refuse cases whose inputs hold more elements")
     run.add_argument("--max-file-bytes", type=_positive_int, metavar="N",
@@ -71,6 +80,7 @@ def run_command(args: argparse.Namespace) -> int:
     from gradcheck_lab.report import JsonLines, TerminalReport, write_json
     from gradcheck_lab.results import environment
     from gradcheck_lab.runner import RunOptions, run_paths
+    from gradcheck_lab.timing import TimingSettings
 
     started = time.perf_counter()
     if args.threads:
@@ -81,6 +91,8 @@ def run_command(args: argparse.Namespace) -> int:
         symbolic_mode=args.symbolic, fd_mode=args.fd,
         limits=LoadLimits(max_file_bytes=args.max_file_bytes,
                           max_input_elements=args.max_input_elements),
+        timings=TimingSettings(min_rounds=args.timing_rounds, threads=args.timing_threads)
+        if args.timings else None,
     )
     env = environment()
     report = TerminalReport(verbose=args.verbose or args.debug)

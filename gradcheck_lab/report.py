@@ -53,6 +53,8 @@ class TerminalReport:
         line.append(f"{result.label:<36} ")
         timing = f"{result.duration_s:.2f}s" if result.duration_s else ""
         line.append(f"{timing:>7}  ", style="dim")
+        if result.timings:
+            line.append(timings_text(result.timings) + "  ", style="cyan")
         line.append(shown, style="dim" if result.status == "pass" else "")
         self.console.print(line, soft_wrap=True)
 
@@ -77,6 +79,24 @@ class TerminalReport:
         for note in result.notes:
             self.console.print(Text(f"note: {note}", style="dim"))
         self.console.print(Text(settings_line(result), style="dim"), soft_wrap=True)
+
+
+def timings_text(timings: dict[str, dict[str, Any]]) -> str:
+    """``fwd 0.41 ms ±0.02 ms · bwd 0.93 ms ±0.05 ms`` (median ± IQR)."""
+    parts = []
+    for which, short in (("forward", "fwd"), ("backward", "bwd")):
+        stats = timings.get(which)
+        if stats:
+            parts.append(f"{short} {_duration(stats['median_s'])} ±{_duration(stats['iqr_s'])}")
+    return " · ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds * 1e6:.0f} µs"
 
 
 def mismatch_table(mismatches: Iterable[Mismatch]) -> Table:

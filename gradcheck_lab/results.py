@@ -65,6 +65,7 @@ class Result:
     seed: int | None = None
     duration_s: float = 0.0
     details: str | None = None  # a traceback, kept for --debug
+    timings: dict[str, dict[str, Any]] | None = None  # forward/backward, with --timings
 
     @property
     def ok(self) -> bool:
@@ -93,6 +94,8 @@ class Result:
             "seed": self.seed,
             "duration_s": round(self.duration_s, 6),
         }
+        if self.timings is not None:
+            data["timings"] = self.timings
         return data
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from gradcheck_lab.casefile import Case, LoadLimits, is_case_file, load_file
 from gradcheck_lab.errors import CaseError, ImplError, SpecError
 from gradcheck_lab.results import Result
+from gradcheck_lab.timing import TimingSettings
 
 FD_FOCUS_ELEMENTS = 16
 
@@ -26,6 +27,7 @@ class RunOptions:
     symbolic_mode: str = "auto"  # auto | exact | sweep
     fd_mode: str = "auto"  # auto | all | projections
     limits: LoadLimits = field(default_factory=LoadLimits)
+    timings: TimingSettings | None = None  # time forward and backward of checked cases
 
 
 def discover(paths: Iterable[Path]) -> tuple[list[Path], list[Result]]:
@@ -122,6 +124,8 @@ class _DtypeState:
                 return self.result(device, "skip", "; ".join(sym.kinks),
                                    oracles={"symbolic": sym.method})
             result = self.check(device, point, probes, sym)
+            if self.options.timings is not None:
+                result.timings = self.timings(device)
         except Exception as exc:
             result = self.failed(device, exc)
         result.duration_s = time.perf_counter() - started
@@ -144,6 +148,12 @@ class _DtypeState:
             oracles={"symbolic": sym.method, "autograd": ag.method,
                      "finite_difference": fd.method},
         )
+
+    def timings(self, device: str) -> dict[str, dict[str, object]]:
+        from gradcheck_lab.timing import time_case
+
+        stats = time_case(self.case, self.dtype, device, self.options.timings)
+        return {which: value.to_json() for which, value in stats.items()}
 
     def failed(self, device: str, exc: BaseException) -> Result:
         details = "".join(traceback.format_exception(exc))

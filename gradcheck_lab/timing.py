@@ -1,0 +1,204 @@
+"""The one timing path, shared by `gradcheck-lab run --timings` and `pytest --benchmark` items.
+
+A timed pass is a ``setup`` (fresh leaves; for the backward also the forward, so every round
+differentiates a fresh graph) and a ``target`` (the timed region: the forward, or
+``torch.autograd.grad`` alone, no accumulation). On CUDA the target synchronizes before it
+returns, the CLI path times it with CUDA events, and TF32 is off so float32 means float32.
+CPU threads are fixed while timing (1 by default: shared machines are noisy) and reported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from gradcheck_lab.casefile import Case
+
+PASSES = ("forward", "backward")
+DEFAULT_THREADS = 1
+
+
+@dataclass(frozen=True)
+class TimingSettings:
+    """Rounds as pytest-benchmark counts them: at least ``min_rounds``, more while the total
+    stays under ``max_time`` seconds, after ``warmup_rounds`` untimed rounds."""
+
+    min_rounds: int = 5
+    max_time: float = 0.5
+    warmup_rounds: int = 3
+    max_rounds: int = 10_000
+    threads: int | None = DEFAULT_THREADS  # None: leave torch's setting as it is
+
+    def rounds_for(self, seconds_per_round: float) -> int:
+        wanted = math.ceil(self.max_time / max(seconds_per_round, 1e-9))
+        return int(min(max(wanted, self.min_rounds), self.max_rounds))
+
+
+@dataclass(frozen=True)
+class TimingStats:
+    median_s: float
+    iqr_s: float
+    rounds: int
+    threads: int
+    timer: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"median_s": self.median_s, "iqr_s": self.iqr_s, "rounds": self.rounds,
+                "threads": self.threads, "timer": self.timer}
+
+
+class TimedPass:
+    """The forward or the backward of one case at one dtype and device, ready to time."""
+
+    def __init__(self, case: Case, dtype: str, device: str, which: str) -> None:
+        from gradcheck_lab.oracles.base import make_probes
+        from gradcheck_lab.oracles.torch_function import TorchFunction
+        from gradcheck_lab.points import make_point
+
+        if which not in PASSES:
+            raise ValueError(f"which must be one of {PASSES}, got {which!r}")
+        self.case = case
+        self.dtype = dtype
+        self.device = device
+        self.which = which
+        self.point = make_point(case, dtype)
+        self.function = TorchFunction(case, dtype, device)
+        self.cotangent = make_probes(case.program.output_node.shape, case.seed)[0].cotangent
+        self.names = [spec.name for spec in case.differentiable_inputs]
+        # The timed region, bound once so that it adds no dispatch of its own: the forward,
+        # or torch.autograd.grad alone.
+        self.target: Callable[..., None] = self._timed_region()
+
+    @property
+    def on_cuda(self) -> bool:
+        return self.device.startswith("cuda")
+
+    def synchronize(self) -> None:
+        if self.on_cuda:
+            import torch
+
+            torch.cuda.synchronize(self.device)
+
+    def setup(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Fresh leaves, and for the backward a fresh graph: all outside the timed region."""
+        import torch
+
+        from gradcheck_lab.oracles.autograd import make_leaves
+
+        leaves = make_leaves(self.case, self.point, self.dtype, self.device)
+        if self.which == "forward":
+            self.synchronize()
+            return (leaves,), {}
+        with torch.enable_grad():
+            out = self.function(leaves)
+        cotangent = torch.tensor(self.cotangent, dtype=out.dtype, device=out.device)
+        differentiable = [leaves[name] for name in self.names]
+        self.synchronize()
+        return (out, differentiable, cotangent), {}
+
+    def _forward(self, leaves: dict[str, Any]) -> None:
+        import torch
+
+        with torch.enable_grad():
+            self.function(leaves)
+
+    def _backward(self, out: Any, differentiable: list[Any], cotangent: Any) -> None:
+        import torch
+
+        torch.autograd.grad(out, differentiable, grad_outputs=cotangent, allow_unused=True)
+
+    def _timed_region(self) -> Callable[..., None]:
+        timed = self._forward if self.which == "forward" else self._backward
+        if not self.on_cuda:
+            return timed
+
+        def synchronized(*args: Any) -> None:
+            timed(*args)
+            self.synchronize()
+
+        return synchronized
+
+
+@contextlib.contextmanager
+def timing_environment(device: str, threads: int | None) -> Iterator[int]:
+    """Fix the CPU thread count and turn TF32 off; restore both afterwards."""
+    import torch
+
+    previous_threads = torch.get_num_threads()
+    cuda = torch.backends.cuda.matmul
+    previous_tf32 = (cuda.allow_tf32, torch.backends.cudnn.allow_tf32)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    cuda.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous_threads)
+        cuda.allow_tf32, torch.backends.cudnn.allow_tf32 = previous_tf32
+
+
+def seconds_per_round(timed: TimedPass, pilots: int = 3) -> float:
+    """Untimed pilot rounds, after one warm-up call, to size the number of rounds."""
+    times = []
+    for _ in range(pilots + 1):
+        args, kwargs = timed.setup()
+        started = time.perf_counter()
+        timed.target(*args, **kwargs)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times[1:])
+
+
+def measure(timed: TimedPass, settings: TimingSettings = TimingSettings()) -> TimingStats:
+    """Time ``timed`` round by round (setup untimed) and summarize as median and IQR."""
+    with timing_environment(timed.device, settings.threads) as threads:
+        for _ in range(settings.warmup_rounds):
+            args, kwargs = timed.setup()
+            timed.target(*args, **kwargs)
+        rounds = settings.rounds_for(seconds_per_round(timed))
+        clock = _cuda_clock(timed.device) if timed.on_cuda else _wall_clock
+        samples = []
+        for _ in range(rounds):
+            args, kwargs = timed.setup()
+            samples.append(clock(lambda a=args, k=kwargs: timed.target(*a, **k)))
+    return TimingStats(statistics.median(samples), interquartile_range(samples), rounds,
+                       threads, "cuda events" if timed.on_cuda else "time.perf_counter")
+
+
+def time_case(case: Case, dtype: str, device: str,
+              settings: TimingSettings = TimingSettings()) -> dict[str, TimingStats]:
+    return {which: measure(TimedPass(case, dtype, device, which), settings)
+            for which in PASSES}
+
+
+def interquartile_range(samples: list[float]) -> float:
+    if len(samples) < 2:
+        return 0.0
+    quartiles = statistics.quantiles(samples, n=4, method="inclusive")
+    return quartiles[2] - quartiles[0]
+
+
+def _wall_clock(run: Callable[[], None]) -> float:
+    started = time.perf_counter()
+    run()
+    return time.perf_counter() - started
+
+
+def _cuda_clock(device: str) -> Callable[[Callable[[], None]], float]:
+    import torch
+
+    def clock(run: Callable[[], None]) -> float:
+        start = torch.cuda.Event(enable_timing=True)
+        end = torch.cuda.Event(enable_timing=True)
+        start.record()
+        run()
+        end.record()
+        torch.cuda.synchronize(device)
+        return start.elapsed_time(end) / 1000.0
+
+    return clock
