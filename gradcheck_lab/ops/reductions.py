@@ -25,7 +25,9 @@ _PARAMS = (Param("dim", "dims"), Param("keepdim", "bool", default=False))
 
 
 def _axes(params: Params, ndim: int, op: str) -> tuple[int, ...]:
-    dims = normalize_dims(params["dim"], ndim, op)
+    dims = normalize_dims(params["dim"], ndim, op)  # validates dim=0 / -1 on a 0-d tensor
+    if ndim == 0:
+        return ()  # a 0-d tensor has no axis: reducing it over dim 0 (as torch allows) is a no-op
     return tuple(range(ndim)) if dims is None else dims
 
 

@@ -1,0 +1,145 @@
+"""derivatives.py on its own: sympy-derived elementwise rules compiled to numpy (no lambdify).
+
+Each rule is checked against the derivative written by hand, the high-precision fallback
+against values float64 cannot compute directly, and Piecewise against relu's kink.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sympy
+
+from gradcheck_lab.ops import OPS
+from gradcheck_lab.ops.derivatives import compile_to_numpy, derive
+
+EPS64 = float(np.finfo(np.float64).eps)
+# The compiled rule and the hand-written derivative evaluate the same function at the same
+# float64 point through at most ~5 float64 operations each (libm calls within ~1 ulp, plus
+# products, sums and one division), so they differ by a few ulps of the value; 16 ulps leaves
+# headroom. Below 1 the bound is absolute (16 ulps of 1), above 1 relative.
+ULPS = 16
+
+
+def assert_same_math(actual, expected, ulps: int = ULPS) -> None:
+    """The same derivative computed two ways in float64."""
+    actual, expected = np.asarray(actual, dtype=np.float64), np.asarray(expected, np.float64)
+    assert actual.shape == expected.shape
+    tolerance = ulps * EPS64 * np.maximum(1.0, np.abs(expected))
+    np.testing.assert_array_less(np.abs(actual - expected), tolerance)
+
+
+def rule(name: str):
+    op = OPS[name]
+    return derive(name, op.min_args, op.extra["sympy_form"])
+
+
+def grid(low: float, high: float) -> np.ndarray:
+    return np.linspace(low, high, 41)
+
+
+def stable_sigmoid_derivative(x: np.ndarray) -> np.ndarray:
+    e = np.exp(-np.abs(x))  # σ'(x) = σ'(-x) = e^{-|x|} / (1 + e^{-|x|})², never overflows
+    return e / (1.0 + e) ** 2
+
+
+UNARY_BY_HAND = {
+    "exp": (grid(-3, 3), np.exp),
+    "log": (grid(0.05, 5), lambda x: 1.0 / x),
+    "sqrt": (grid(0.05, 5), lambda x: 0.5 / np.sqrt(x)),
+    "sin": (grid(-3, 3), np.cos),
+    "cos": (grid(-3, 3), lambda x: -np.sin(x)),
+    "tan": (grid(-1.4, 1.4), lambda x: 1.0 / np.cos(x) ** 2),
+    "tanh": (grid(-4, 4), lambda x: 1.0 - np.tanh(x) ** 2),
+    "sigmoid": (grid(-20, 20), stable_sigmoid_derivative),
+    "relu": (grid(-2, 2), lambda x: (x > 0).astype(np.float64)),  # the grid includes 0
+    "abs": (grid(-2, 2), np.sign),
+    "neg": (grid(-2, 2), lambda x: -np.ones_like(x)),
+}
+
+
+def test_every_unary_op_has_a_hand_written_derivative() -> None:
+    unary = {name for name, op in OPS.items() if "rule" in op.extra and op.min_args == 1}
+    assert unary == set(UNARY_BY_HAND)
+
+
+@pytest.mark.parametrize("name", list(UNARY_BY_HAND))
+def test_unary_rule_matches_derivative_by_hand(name: str) -> None:
+    x, by_hand = UNARY_BY_HAND[name]
+    assert_same_math(rule(name).partial(0, x), by_hand(x))
+
+
+BINARY_BY_HAND = {
+    "add": (lambda a, b: np.ones_like(a), lambda a, b: np.ones_like(a)),
+    "sub": (lambda a, b: np.ones_like(a), lambda a, b: -np.ones_like(a)),
+    "mul": (lambda a, b: b, lambda a, b: a),
+    "div": (lambda a, b: 1.0 / b, lambda a, b: -a / b**2),
+    "pow": (lambda a, b: b * a ** (b - 1), lambda a, b: a**b * np.log(a)),
+}
+
+
+@pytest.mark.parametrize("name", list(BINARY_BY_HAND))
+def test_binary_rule_matches_derivatives_by_hand(name: str) -> None:
+    a, b = np.meshgrid(grid(0.2, 3), grid(-2, 2) + 0.05)  # b never 0 (div); a > 0 (pow, log)
+    compiled = rule(name)
+    for position, by_hand in enumerate(BINARY_BY_HAND[name]):
+        assert_same_math(compiled.partial(position, a, b), by_hand(a, b))
+
+
+@pytest.mark.parametrize("x", [-800.0, 800.0])
+def test_sigmoid_derivative_is_finite_and_zero_far_out(x: float) -> None:
+    # At -800, float64 evaluates sympy's e^{-s} / (1 + e^{-s})² as inf/inf; the fallback
+    # recomputes at 30 digits: e^{-800} ≈ 1e-348, below the smallest subnormal, so 0.
+    (value,) = rule("sigmoid").partial(0, np.array([x]))
+    assert np.isfinite(value)
+    assert value == 0.0
+
+
+def test_sigmoid_high_precision_fallback_gives_the_true_value() -> None:
+    # At -720, e^{720} overflows float64 (inf/inf again) but σ'(-720) ≈ e^{-720} ≈ 1.6e-313
+    # is a representable subnormal: the fallback must return it, not just "something finite".
+    x = np.array([-720.0, -1.0])
+    values = rule("sigmoid").partial(0, x)
+    # Subnormal spacing is 5e-324, about 3e-11 of e^{-720}: both are rounded once from nearly
+    # the same real number, so a relative 1e-9 is a loose bound that still pins the value.
+    np.testing.assert_allclose(values[0], np.exp(-720.0), rtol=1e-9, atol=0)
+    assert values[0] > 0
+    assert_same_math(values[1], stable_sigmoid_derivative(x[1]))
+
+
+def test_relu_derivative_piecewise_is_zero_at_and_below_zero_one_above() -> None:
+    x = np.array([-3.0, -5e-324, -0.0, 0.0, 5e-324, 2.0])
+    np.testing.assert_array_equal(rule("relu").partial(0, x), [0, 0, 0, 0, 1, 1])
+    s = sympy.Symbol("s", real=True)
+    derivative = sympy.diff(sympy.Piecewise((s, s > 0), (0, True)), s)
+    assert isinstance(derivative, sympy.Piecewise)
+    np.testing.assert_array_equal(compile_to_numpy(derivative, (s,))(x), [0, 0, 0, 0, 1, 1])
+
+
+def test_piecewise_takes_the_first_matching_piece() -> None:
+    s = sympy.Symbol("s", real=True)
+    expr = sympy.Piecewise((s**2, s < -1), (3 * s, s <= 1), (2 - s, True))
+    x = np.array([-2.0, -1.0, 0.5, 1.0, 4.0])
+    np.testing.assert_array_equal(compile_to_numpy(expr, (s,))(x), [4.0, -3.0, 1.5, 3.0, -2.0])
+
+
+@pytest.mark.parametrize("make", [
+    lambda a, b: sympy.exp(a) * sympy.sin(b) / (1 + a**2),
+    lambda a, b: sympy.log(a) * sympy.sqrt(a + b**2) - sympy.tanh(b) ** 3,
+    lambda a, b: sympy.Abs(b) / sympy.sqrt(a) + sympy.cos(a * b) ** 2,
+], ids=["exp-sin-div", "log-sqrt-tanh", "abs-rsqrt-cos"])
+def test_compiled_expression_matches_sympy_evaluation(make) -> None:
+    a, b = sympy.symbols("a b", real=True)
+    expr = make(a, b)
+    rng = np.random.default_rng(7)
+    x, y = rng.uniform(0.2, 2.0, 6), rng.uniform(-2.0, 2.0, 6)
+    compiled = compile_to_numpy(expr, (a, b))(x, y)
+    exact = [float(expr.xreplace({a: sympy.Float(p, 30), b: sympy.Float(q, 30)}).evalf(30))
+             for p, q in zip(x, y, strict=True)]
+    assert_same_math(compiled, exact)
+
+
+def test_compile_refuses_what_it_cannot_translate() -> None:
+    s = sympy.Symbol("s", real=True)
+    with pytest.raises(NotImplementedError, match="asinh"):
+        compile_to_numpy(sympy.asinh(s), (s,))

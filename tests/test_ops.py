@@ -1,0 +1,409 @@
+"""Every op of the case language, confirmed three ways at small sizes.
+
+For each example in ``EXAMPLES`` (an op, its argument shapes, its params and value ranges that
+keep it differentiable):
+
+* the closed-form VJP rule agrees with the exact Jacobian that sympy derives from the op's
+  sympy form (object arrays of Symbols, ``sympy.diff``, the point substituted at 30 digits);
+* the sympy form evaluates to the numpy forward;
+* the numpy forward and VJP agree with torch's forward and ``torch.autograd.grad`` in float64;
+* the shape rule predicts the shape numpy and torch actually produce.
+
+Then the shape rules' refusals, the kink masks, and cross_entropy's class-range check.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+import sympy
+
+from gradcheck_lab.errors import SpecError
+from gradcheck_lab.ops import OPS, ArgInfo, Op, Params, Shape
+
+SEED = 20240611
+EPS64 = float(np.finfo(np.float64).eps)
+# Two float64 computations of the same math (numpy vs torch, closed-form rule vs the exact
+# value rounded once) each round once per elementary operation. Our examples have at most a
+# few dozen terms per output and a handful of transcendental calls (each within a few ulps in
+# libm or torch's kernels), so they can differ by at most a few dozen ulps of the magnitude of
+# the terms involved. 64 ulps (about 1.4e-14 at scale 1) leaves headroom for that and is still
+# some twelve orders of magnitude below what a wrong rule (a missing term, a wrong sign, a
+# wrong reduction axis) produces at these O(1) values.
+ULPS = 64
+EXACT_DIGITS = 30  # the exact Jacobian is evaluated at 30 digits, then rounded once
+
+
+def assert_same_math(actual, expected, scale=None, ulps: int = ULPS) -> None:
+    """The same math computed two ways in float64: equal shapes, and values within ``ulps`` ulps
+    of ``scale`` (by default max(1, |expected|): absolute below 1, relative above)."""
+    actual, expected = np.asarray(actual, dtype=np.float64), np.asarray(expected, np.float64)
+    assert actual.shape == expected.shape
+    if scale is None:
+        scale = np.maximum(1.0, np.abs(expected))
+    np.testing.assert_array_less(np.abs(actual - expected), ulps * EPS64 * scale + 1e-300)
+
+
+# --- the example table --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One argument: its shape and where its values are drawn from."""
+
+    shape: Shape
+    low: float = -2.0
+    high: float = 2.0
+    away_from_zero: bool = False  # |value| in [0.25, high]: clear of relu/abs's kink at 0
+    classes: int | None = None  # an integer class-index target in [0, classes)
+
+    @property
+    def is_integer(self) -> bool:
+        return self.classes is not None
+
+
+@dataclass(frozen=True)
+class Example:
+    op: str
+    args: tuple[Arg, ...]
+    params: dict = field(default_factory=dict)
+
+    @property
+    def full_params(self) -> Params:
+        """The example's params over the op's defaults, as the case loader passes them."""
+        return {p.name: p.default for p in OPS[self.op].params} | self.params
+
+    @property
+    def id(self) -> str:
+        shapes = ", ".join(
+            ("int" if a.is_integer else "") + "x".join(map(str, a.shape)) or "()"
+            for a in self.args)
+        params = "".join(f", {k}={v}" for k, v in self.params.items())
+        return f"{self.op}({shapes}{params})"
+
+
+def real(*shape: int, low: float = -2.0, high: float = 2.0) -> Arg:
+    return Arg(tuple(shape), low, high)
+
+
+def positive(*shape: int) -> Arg:
+    return Arg(tuple(shape), 0.25, 3.0)
+
+
+def off_kink(*shape: int) -> Arg:
+    return Arg(tuple(shape), away_from_zero=True)
+
+
+def classes(count: int, *shape: int) -> Arg:
+    return Arg(tuple(shape), classes=count)
+
+
+def unary(name: str, arg: Arg) -> list[Example]:
+    """A unary elementwise op at a 0-d, a 1-d and a 2-d argument drawn like ``arg``."""
+    return [Example(name, (Arg(shape, arg.low, arg.high, arg.away_from_zero),))
+            for shape in [(), (4,), (2, 3)]]
+
+
+def reductions(name: str) -> list[Example]:
+    return [
+        Example(name, (real(),)),
+        Example(name, (real(5),)),
+        Example(name, (real(2, 3),)),
+        Example(name, (real(2, 3),), {"keepdim": True}),
+        Example(name, (real(2, 3),), {"dim": 0}),
+        Example(name, (real(2, 3),), {"dim": -1, "keepdim": True}),
+        Example(name, (real(2, 3, 2),), {"dim": (0, 2)}),
+        Example(name, (real(2, 3, 2),), {"dim": (-1, 1), "keepdim": True}),
+    ]
+
+
+EXAMPLES = [
+    *unary("exp", real()),
+    *unary("log", positive()),
+    *unary("sqrt", positive()),
+    *unary("sin", real(low=-3.0, high=3.0)),
+    *unary("cos", real(low=-3.0, high=3.0)),
+    *unary("tan", real(low=-1.2, high=1.2)),  # clear of the poles at ±π/2
+    *unary("tanh", real()),
+    *unary("sigmoid", real(low=-4.0, high=4.0)),
+    *unary("relu", off_kink()),
+    *unary("abs", off_kink()),
+    *unary("neg", real()),
+    Example("add", (real(2, 3), real(2, 3))),
+    Example("add", (real(2, 3), real(3))),  # broadcasting: the VJP sums back
+    Example("sub", (real(3, 1), real(1, 2))),
+    Example("sub", (real(), real(2, 2))),
+    Example("mul", (real(2, 3), real())),
+    Example("mul", (real(2, 1, 3), real(2, 3))),
+    Example("div", (real(2, 3), positive(2, 1))),
+    Example("div", (real(3), Arg((3,), -2.0, 2.0, away_from_zero=True))),
+    Example("pow", (positive(2, 3), real(2, 3, low=-1.5, high=2.5))),
+    Example("pow", (positive(3), real())),
+    *reductions("sum"),
+    *reductions("mean"),
+    Example("matmul", (real(3), real(3))),  # 1-d @ 1-d: a dot product, 0-d result
+    Example("matmul", (real(2, 3), real(3))),
+    Example("matmul", (real(3), real(3, 2))),
+    Example("matmul", (real(2, 3), real(3, 4))),
+    Example("matmul", (real(2, 2, 3), real(2, 3, 2))),  # batched
+    Example("matmul", (real(1, 2, 3), real(2, 3, 2))),  # batch dims broadcast
+    Example("matmul", (real(2, 3), real(2, 3, 2))),  # 2-d @ batched
+    Example("matmul", (real(3), real(2, 3, 2))),  # 1-d @ batched
+    Example("matmul", (real(2, 2, 3), real(3))),  # batched @ 1-d
+    Example("linear", (real(3), real(2, 3))),
+    Example("linear", (real(3), real(2, 3), real(2))),
+    Example("linear", (real(4, 3), real(2, 3))),
+    Example("linear", (real(4, 3), real(2, 3), real(2))),
+    Example("linear", (real(2, 2, 3), real(2, 3), real(2))),
+    *(Example(name, (real(*shape),), params)
+      for name in ("softmax", "log_softmax")
+      for shape, params in [((4,), {}), ((2, 3), {}), ((2, 3), {"dim": 0}),
+                            ((2, 3), {"dim": -2}), ((2, 3, 2), {"dim": 1})]),
+    Example("cross_entropy", (real(3, 4), classes(4, 3))),  # (N, C) logits, class indices
+    Example("cross_entropy", (real(4), classes(4))),  # (C,) logits, one 0-d class index
+    Example("cross_entropy", (real(3, 4), real(3, 4, low=0.0, high=1.0))),  # probabilities
+    Example("cross_entropy", (real(4), real(4, low=0.0, high=1.0))),
+    Example("mse_loss", (real(2, 3), real(2, 3))),
+    Example("mse_loss", (real(), real())),
+]
+
+# sum/mean over dim= of a 0-d tensor: torch accepts dim 0 and -1 and reduces nothing (this
+# once crashed the numpy and sympy forms with an AxisError).
+EXAMPLES += [
+    Example("sum", (real(),), {"dim": 0}),
+    Example("mean", (real(),), {"dim": -1, "keepdim": True}),
+]
+
+CASES = [pytest.param(e, id=e.id) for e in EXAMPLES]
+
+
+def test_examples_cover_every_op() -> None:
+    assert {e.op for e in EXAMPLES} == set(OPS)
+
+
+def test_examples_cover_the_required_variants() -> None:
+    shapes = {(e.op, tuple(len(a.shape) for a in e.args)) for e in EXAMPLES}
+    assert {("matmul", (1, 1)), ("matmul", (2, 2)), ("matmul", (3, 3))} <= shapes
+    assert {("linear", (1, 2)), ("linear", (2, 2, 1))} <= shapes
+    assert {("cross_entropy", (2, 1)), ("cross_entropy", (1, 0)),
+            ("cross_entropy", (2, 2))} <= shapes
+    for name in ("sum", "mean", "softmax", "log_softmax"):
+        dims = {e.params.get("dim") for e in EXAMPLES if e.op == name}
+        assert len(dims) >= 3, name
+
+
+# --- sampling ------------------------------------------------------------------------------
+
+
+def sample(example: Example) -> list[np.ndarray]:
+    """The example's argument values, drawn from a fixed seed."""
+    rng = np.random.default_rng(SEED)
+    values = []
+    for arg in example.args:
+        if arg.is_integer:
+            values.append(np.asarray(rng.integers(0, arg.classes, arg.shape), dtype=np.int64))
+        elif arg.away_from_zero:
+            sign = rng.choice([-1.0, 1.0], arg.shape)
+            values.append(np.asarray(sign * rng.uniform(0.25, arg.high, arg.shape)))
+        else:
+            values.append(np.asarray(rng.uniform(arg.low, arg.high, arg.shape)))
+    return values
+
+
+def cotangent(shape: Shape) -> np.ndarray:
+    return np.asarray(np.random.default_rng(SEED + 1).standard_normal(shape))
+
+
+def symbols_for(example: Example, values: list[np.ndarray]):
+    """Object arrays of real Symbols for the real arguments (integer targets stay numbers),
+    and the point as a substitution at EXACT_DIGITS digits (Float(x) of a float is exact)."""
+    arrays, point = [], {}
+    for position, (arg, value) in enumerate(zip(example.args, values, strict=True)):
+        if arg.is_integer:
+            arrays.append(value)
+            continue
+        names = [sympy.Symbol(f"a{position}_{k}", real=True) for k in range(value.size)]
+        array = np.empty(value.size, dtype=object)
+        array[:] = names
+        arrays.append(array.reshape(value.shape))
+        point.update({s: sympy.Float(float(v), EXACT_DIGITS) for s, v in
+                      zip(names, value.ravel(), strict=True)})
+    return arrays, point
+
+
+def evaluate(expr, point) -> float:
+    return float(sympy.sympify(expr).xreplace(point).evalf(EXACT_DIGITS))
+
+
+def needs_gradient(example: Example) -> list[bool]:
+    return [not a.is_integer for a in example.args]
+
+
+# --- the three-way checks -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("example", CASES)
+def test_vjp_rule_matches_exact_sympy_jacobian(example: Example) -> None:
+    op, params = OPS[example.op], example.full_params
+    values = sample(example)
+    out = op.numpy(values, params)
+    g = cotangent(np.shape(out))
+    grads = op.vjp(g, values, out, params, needs_gradient(example))
+
+    arrays, point = symbols_for(example, values)
+    outputs = np.asarray(op.sympy(arrays, params), dtype=object).ravel()
+    for position, array in enumerate(arrays):
+        if example.args[position].is_integer:
+            assert grads[position] is None  # class indices get no gradient
+            continue
+        jacobian = np.array([[evaluate(sympy.diff(y, x), point) for x in array.ravel()]
+                             for y in outputs]).reshape(len(outputs), array.size)
+        expected = (g.ravel() @ jacobian).reshape(array.shape)
+        # The rule's rounding error scales with the terms it sums, |g| @ |J|, not with the
+        # (possibly cancelling) result.
+        terms = (np.abs(g.ravel()) @ np.abs(jacobian)).reshape(array.shape)
+        assert_same_math(grads[position], expected, scale=np.maximum(1.0, terms))
+
+
+@pytest.mark.parametrize("example", CASES)
+def test_sympy_form_evaluates_to_numpy_forward(example: Example) -> None:
+    op, params = OPS[example.op], example.full_params
+    values = sample(example)
+    arrays, point = symbols_for(example, values)
+    exact = np.asarray(op.sympy(arrays, params), dtype=object)
+    expected = np.array([evaluate(y, point) for y in exact.ravel()]).reshape(exact.shape)
+    assert_same_math(op.numpy(values, params), expected)
+
+
+@pytest.mark.parametrize("example", CASES)
+def test_numpy_forward_and_vjp_match_torch_autograd(example: Example) -> None:
+    import torch
+
+    op, params = OPS[example.op], example.full_params
+    values = sample(example)
+    tensors = [torch.from_numpy(v) if arg.is_integer
+               else torch.tensor(v, dtype=torch.float64, requires_grad=True)
+               for arg, v in zip(example.args, values, strict=True)]
+    torch_out = op.torch(tensors, params)
+    out = op.numpy(values, params)
+    assert torch_out.dtype == torch.float64
+    assert_same_math(out, torch_out.detach().numpy())
+
+    g = cotangent(np.shape(out))
+    differentiable = [t for t in tensors if t.requires_grad]
+    expected = torch.autograd.grad(torch_out, differentiable, grad_outputs=torch.from_numpy(g))
+    grads = [gr for gr in op.vjp(g, values, out, params, needs_gradient(example))
+             if gr is not None]
+    assert len(grads) == len(expected)
+    for actual, reference in zip(grads, expected, strict=True):
+        assert_same_math(actual, reference.numpy())
+
+
+@pytest.mark.parametrize("example", CASES)
+def test_shape_rule_predicts_actual_shapes(example: Example) -> None:
+    import torch
+
+    op, params = OPS[example.op], example.full_params
+    values = sample(example)
+    infos = [ArgInfo(a.shape, a.is_integer) for a in example.args]
+    predicted = tuple(op.shape(infos, params))
+    tensors = [torch.from_numpy(v) for v in values]
+    assert np.shape(op.numpy(values, params)) == predicted
+    assert tuple(op.torch(tensors, params).shape) == predicted
+
+
+# --- shape rules refuse bad input -------------------------------------------------------------
+
+
+def check_shapes(op: Op, *shapes: Shape, integer: tuple[int, ...] = (), **params) -> Shape:
+    infos = [ArgInfo(tuple(s), i in integer) for i, s in enumerate(shapes)]
+    return op.shape(infos, {p.name: p.default for p in op.params} | params)
+
+
+@pytest.mark.parametrize("op, shapes, integer, params, message", [
+    ("matmul", [(2, 3), (4, 2)], (), {}, "inner sizes differ"),
+    ("matmul", [(3,), (4,)], (), {}, "inner sizes differ"),
+    ("matmul", [(2, 3), (2,)], (), {}, "inner sizes differ"),
+    ("matmul", [(), (3,)], (), {}, "scalar"),
+    ("matmul", [(3, 2), ()], (), {}, "scalar"),
+    ("matmul", [(2, 2, 3), (3, 3, 2)], (), {}, "cannot be broadcast"),
+    ("linear", [(4, 3), (3,)], (), {}, "W must be 2-d"),
+    ("linear", [(4, 3), (2, 4)], (), {}, "last dim must equal"),
+    ("linear", [(), (2, 3)], (), {}, "last dim must equal"),
+    ("linear", [(4, 3), (2, 3), (3,)], (), {}, "b must have shape [2]"),
+    ("linear", [(4, 3), (2, 3), (1, 2)], (), {}, "b must have shape [2]"),
+    ("add", [(2, 3), (4,)], (), {}, "cannot be broadcast"),
+    ("mul", [(2, 3), (3, 2)], (), {}, "cannot be broadcast"),
+    ("pow", [(2, 1, 3), (2, 2)], (), {}, "cannot be broadcast"),
+    ("cross_entropy", [(3, 4), (4,)], (1,), {}, "class-index target must have shape [3]"),
+    ("cross_entropy", [(4,), (1,)], (1,), {}, "class-index target must have shape []"),
+    ("cross_entropy", [(3, 4), (3,)], (), {}, "probabilities of the logits' shape"),
+    ("cross_entropy", [(2, 3, 4), (2, 3)], (1,), {}, "logits must be (N, C) or (C,)"),
+    ("mse_loss", [(2, 3), (3,)], (), {}, "needs equal shapes"),
+    ("mse_loss", [(2, 3), (3, 2)], (), {}, "needs equal shapes"),
+    ("sum", [(2, 3)], (), {"dim": 2}, "out of range"),
+    ("mean", [(2, 3)], (), {"dim": -3}, "out of range"),
+    ("sum", [(2, 3)], (), {"dim": (0, 5)}, "out of range"),
+    ("sum", [()], (), {"dim": 1}, "out of range"),
+    ("softmax", [(2, 3)], (), {"dim": 2}, "out of range"),
+    ("log_softmax", [(4,)], (), {"dim": -2}, "out of range"),
+    ("sum", [(2, 3)], (), {"dim": (0, -2)}, "repeats a dim"),
+    ("mean", [(2, 3)], (), {"dim": (1, 1)}, "repeats a dim"),
+    ("sum", [(2, 3)], (), {"dim": ()}, "dim=() is ambiguous"),
+    ("mean", [(2, 3)], (), {"dim": ()}, "dim=() is ambiguous"),
+    ("sum", [(2, 3)], (), {"dim": True}, "needs an integer"),
+])
+def test_shape_rule_rejects(op: str, shapes, integer, params, message: str) -> None:
+    with pytest.raises(SpecError, match=re.escape(message)):
+        check_shapes(OPS[op], *shapes, integer=integer, **params)
+
+
+def test_shape_rules_accept_the_boundary_cases() -> None:
+    # The refusals above are refusals, not a rule that rejects everything near them.
+    assert check_shapes(OPS["sum"], (2, 3), dim=-2) == (3,)
+    assert check_shapes(OPS["softmax"], (), dim=-1) == ()
+    assert check_shapes(OPS["linear"], (3,), (2, 3), (2,)) == (2,)
+    assert check_shapes(OPS["cross_entropy"], (4,), (), integer=(1,)) == ()
+    assert check_shapes(OPS["matmul"], (5, 1, 2, 3), (4, 3, 2)) == (5, 4, 2, 2)
+
+
+# --- kinks ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["relu", "abs"])
+def test_kink_mask_is_exactly_where_the_argument_is_zero(name: str) -> None:
+    x = np.array([[-1.0, 0.0, 2.0], [-0.0, 5e-324, -5e-324]])
+    mask = OPS[name].kinks([x], {})
+    np.testing.assert_array_equal(mask, [[False, True, False], [True, False, False]])
+
+
+def test_smooth_ops_report_no_kinks() -> None:
+    assert {name for name, op in OPS.items() if op.kinks is not None} == {"relu", "abs"}
+
+
+# --- cross_entropy's class range ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", [[0, 3, 1], [0, -1, 2]], ids=["C", "-1"])
+@pytest.mark.parametrize("form", ["numpy", "vjp", "sympy"])
+def test_cross_entropy_rejects_a_class_outside_range(target: list, form: str) -> None:
+    op = OPS["cross_entropy"]
+    logits, indices = np.zeros((3, 3)), np.array(target, dtype=np.int64)
+    bad = next(t for t in target if not 0 <= t < 3)
+    calls = {
+        "numpy": lambda: op.numpy([logits, indices], {}),
+        "vjp": lambda: op.vjp(np.array(1.0), [logits, indices], np.array(0.0), {},
+                              [True, False]),
+        "sympy": lambda: op.sympy([logits.astype(object), indices], {}),
+    }
+    with pytest.raises(SpecError, match=re.escape(f"target class {bad} is outside [0, 3)")):
+        calls[form]()
+
+
+def test_cross_entropy_accepts_the_edge_classes() -> None:
+    logits = np.zeros((2, 3))
+    loss = OPS["cross_entropy"].numpy([logits, np.array([0, 2])], {})
+    assert_same_math(loss, np.log(3.0))
