@@ -27,6 +27,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gradcheck-lab",
@@ -63,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
                      default=50_000_000, help="refuse cases whose inputs hold more elements")
     run.add_argument("--max-file-bytes", type=_positive_int, metavar="N",
                      default=16 * 2**20, help="refuse larger case files")
+    run.add_argument("--case-timeout", type=_positive_float, metavar="SECONDS", default=300.0,
+                     help="time budget of a case with an impl, which then runs in a worker "
+                          "process that is stopped when the budget runs out (default 300; "
+                          "0 runs impls in this process, without a budget)")
     run.add_argument("-v", "--verbose", action="store_true",
                      help="show messages of passing results too")
     run.add_argument("--debug", action="store_true",
@@ -93,6 +107,7 @@ def run_command(args: argparse.Namespace) -> int:
                           max_input_elements=args.max_input_elements),
         timings=TimingSettings(min_rounds=args.timing_rounds, threads=args.timing_threads)
         if args.timings else None,
+        case_timeout=args.case_timeout or None,
     )
     env = environment()
     report = TerminalReport(verbose=args.verbose or args.debug)

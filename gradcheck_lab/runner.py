@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gradcheck_lab.casefile import Case, LoadLimits, is_case_file, load_file
+from gradcheck_lab.casefile import Case, ImplRef, LoadLimits, is_case_file, load_file
 from gradcheck_lab.errors import CaseError, ImplError, SpecError
 from gradcheck_lab.results import Result
 from gradcheck_lab.timing import TimingSettings
@@ -28,6 +28,9 @@ class RunOptions:
     fd_mode: str = "auto"  # auto | all | projections
     limits: LoadLimits = field(default_factory=LoadLimits)
     timings: TimingSettings | None = None  # time forward and backward of checked cases
+    # Seconds a case with an impl may take; such cases then run in a worker process that is
+    # stopped when the budget runs out. None: in this process, without a budget.
+    case_timeout: float | None = None
 
 
 def discover(paths: Iterable[Path]) -> tuple[list[Path], list[Result]]:
@@ -51,16 +54,45 @@ def discover(paths: Iterable[Path]) -> tuple[list[Path], list[Result]]:
 def run_paths(paths: Iterable[Path], options: RunOptions = RunOptions()) -> Iterator[Result]:
     files, problems = discover(paths)
     yield from problems
-    for path in files:
-        yield from run_file_cases(load_file(path, options.limits), options)
+    with _Isolation(options) as isolation:
+        for path in files:
+            yield from run_file_cases(load_file(path, options.limits), options, isolation)
 
 
-def run_file_cases(loaded: list[Case | CaseError], options: RunOptions) -> Iterator[Result]:
+def run_file_cases(loaded: list[Case | CaseError], options: RunOptions,
+                   isolation: _Isolation | None = None) -> Iterator[Result]:
     for item in loaded:
         if isinstance(item, CaseError):
             yield error_result(item)
+        elif isolation is not None and isolation.applies_to(item):
+            yield from isolation.run(item)
         else:
             yield from run_case(item, options)
+
+
+class _Isolation:
+    """Cases with an impl file run in one reused worker process, under the time budget."""
+
+    def __init__(self, options: RunOptions) -> None:
+        self.options = options
+        self.worker = None
+
+    def __enter__(self) -> _Isolation:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+
+    def applies_to(self, case: Case) -> bool:
+        return self.options.case_timeout is not None and isinstance(case.impl, ImplRef)
+
+    def run(self, case: Case) -> list[Result]:
+        from gradcheck_lab.isolation import CaseWorker
+
+        if self.worker is None:
+            self.worker = CaseWorker()
+        return self.worker.run(case, self.options, self.options.case_timeout)
 
 
 def error_result(error: CaseError) -> Result:
