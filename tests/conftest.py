@@ -3,6 +3,9 @@ collected as cases when someone runs `pytest tests/`."""
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -25,3 +28,24 @@ def write_case(tmp_path: Path):
         return path
 
     return write
+
+
+class TimeBoundError(AssertionError):
+    """Raised from inside the code under test when it runs past its time bound."""
+
+
+@contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Interrupt the block with TimeBoundError after ``seconds`` (so a hang fails, not hangs).
+    Uses SIGALRM: Unix only, main thread only."""
+
+    def interrupt(_signum, _frame):
+        raise TimeBoundError(f"took longer than {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

@@ -274,10 +274,10 @@ class _Builder:
         if base == 0:
             return Fraction(0) if power > 0 else (
                 Fraction(1) if power == 0 else _raise_zero_division(offset))
-        size = max(base.numerator.bit_length(), base.denominator.bit_length(), 1)
-        if abs(power) * size > self.limits.max_constant_bits:
+        bits = abs(power) * max(_log2(abs(base)), -_log2(abs(base)))
+        if bits > self.limits.max_constant_bits:
             raise SpecError(
-                f"constant power is too large to evaluate (about 2^{abs(power) * size} bits)",
+                f"constant power is too large to evaluate exactly (about {bits:.3g} bits)",
                 offset)
         return base**power
 

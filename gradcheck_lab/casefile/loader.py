@@ -121,7 +121,7 @@ def _cases_of(document: YamlDocument, label: str, base_dir: Path,
                 yield CaseError(label, document.line_of((*prefix, "name")),
                                 f"cases[{index}].name",
                                 f"duplicate case name {result.name!r} (first at case "
-                                f"{seen[result.name]})")
+                                f"{seen[result.name]})", case=result.name)
                 continue
             seen[result.name] = index
         yield result
@@ -181,11 +181,12 @@ class _CaseBuilder:
         return CaseError(self.label, self.line(path), key, message, self.column(path, offset))
 
     def column(self, path: tuple, offset: int | None) -> int | None:
-        """1-based column of an expression error, when the expression sits on one line."""
+        """1-based column of an expression error, when the expression's text is its source on
+        one line (escapes and folding would move the text)."""
         if offset is None or self.document is None:
             return None
         mark = self.document.value_marks.get(self.prefix + path)
-        if mark is None or mark.style not in (None, "'", '"'):
+        if mark is None or not mark.verbatim:
             return None
         return mark.column + 1 + offset + (0 if mark.style is None else 1)
 

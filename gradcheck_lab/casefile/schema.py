@@ -43,6 +43,8 @@ def _fail(kind: str, message: str) -> PydanticCustomError:
 
 def describe(value: Any) -> str:
     """A short rendering of a user's value for error messages."""
+    if isinstance(value, Fraction):
+        value = value.numerator if value.denominator == 1 else float(value)
     if isinstance(value, Decimal):
         return str(value)
     text = repr(value)
@@ -215,9 +217,11 @@ class LiteralInput(_Strict):
         if self.dtype == "int64":
             values = np.asarray(self.value, dtype=object).reshape(-1)
             for item in values:
-                if Fraction(item).denominator != 1 or not (
-                        INT64_RANGE[0] <= item <= INT64_RANGE[1]):
+                if Fraction(item).denominator != 1:
                     raise _fail("int64", f"int64 tensor holds {describe(item)}, not an integer")
+                if not INT64_RANGE[0] <= item <= INT64_RANGE[1]:
+                    raise _fail("int64", f"int64 tensor holds {describe(item)}, outside the "
+                                         "int64 range")
             if self.requires_grad:
                 raise _fail("int64", "integer tensors are never differentiated: "
                                      "drop requires_grad")
@@ -261,22 +265,27 @@ class RandomInput(_Strict):
         return self
 
 
+# Union tags appear in pydantic's error locations next to data keys: spelled so that no key of a
+# case (an identifier) can be mistaken for one.
+_SCALAR, _TENSOR, _LITERAL, _RANDOM = "<scalar>", "<tensor>", "<value form>", "<init form>"
+
+
 def _input_kind(value: Any) -> str | None:
     if isinstance(value, dict):
-        return "value" if "value" in value else "random"
+        return _LITERAL if "value" in value else _RANDOM
     if isinstance(value, (list, np.ndarray)) or hasattr(value, "detach"):
-        return "tensor"
+        return _TENSOR
     if isinstance(value, (int, float, Decimal, Fraction, np.number)) and not isinstance(
             value, bool):
-        return "scalar"
+        return _SCALAR
     return None
 
 
 InputSpecModel = Annotated[
-    Annotated[Number, Tag("scalar")]
-    | Annotated[TensorLiteral, Tag("tensor")]
-    | Annotated[LiteralInput, Tag("value")]
-    | Annotated[RandomInput, Tag("random")],
+    Annotated[Number, Tag(_SCALAR)]
+    | Annotated[TensorLiteral, Tag(_TENSOR)]
+    | Annotated[LiteralInput, Tag(_LITERAL)]
+    | Annotated[RandomInput, Tag(_RANDOM)],
     Discriminator(
         _input_kind,
         custom_error_type="input",
@@ -300,13 +309,14 @@ class ExpectModel(_Strict):
 
 def _tolerance_kind(value: Any) -> str:
     if isinstance(value, dict) and set(value) & set(DTYPES):
-        return "per_dtype"
-    return "flat"
+        return "<per dtype>"
+    return "<rtol and atol>"
 
 
 ToleranceSpec = Annotated[
-    Annotated[ToleranceModel, Tag("flat")]
-    | Annotated[dict[Literal[DTYPES], ToleranceModel], Tag("per_dtype")],  # type: ignore[valid-type]
+    Annotated[ToleranceModel, Tag("<rtol and atol>")]
+    | Annotated[dict[Literal[DTYPES], ToleranceModel],  # type: ignore[valid-type]
+                Tag("<per dtype>")],
     Discriminator(_tolerance_kind),
 ]
 

@@ -54,12 +54,14 @@ class ValueMark:
     """Where a value starts: 1-based line, 0-based column, and its scalar style.
 
     ``style`` is None for a plain scalar, a quote or block character otherwise, and "" for a
-    collection.
+    collection. ``verbatim``: the scalar's text is its source on one line (no folding, no
+    escapes), so a column inside the text is a column in the file.
     """
 
     line: int
     column: int
     style: str | None
+    verbatim: bool = False
 
 
 @dataclass
@@ -145,11 +147,45 @@ def read_yaml(text: str, limits: ReadLimits = ReadLimits()) -> YamlDocument:
         loader.dispose()
     if node is None:
         raise YamlReadError("the file holds no YAML document (empty file)", 1)
+    _check_expanded_size(node, limits)
     document = YamlDocument(data=None)
     document.key_lines[()] = node.start_mark.line + 1
     budget = [limits.max_nodes]
     document.data = _convert(node, (), 0, document, limits, budget)
     return document
+
+
+def _check_expanded_size(root: yaml.Node, limits: ReadLimits) -> None:
+    """Count the nodes the data will have once aliases are expanded, without expanding them:
+    an aliased node is one object, so its subtree is sized once and memoised. A billion-laughs
+    file is refused here in milliseconds; a recursive alias or too deep a nesting too."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: yaml.Node, depth: int) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        line = node.start_mark.line + 1
+        if key in active:
+            raise YamlReadError("recursive alias: a node contains itself", line)
+        if depth > limits.max_depth:
+            raise YamlReadError(f"nesting deeper than {limits.max_depth} levels", line)
+        active.add(key)
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            total += sum(size(k, depth + 1) + size(v, depth + 1) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            total += sum(size(item, depth + 1) for item in node.value)
+        active.discard(key)
+        if total > limits.max_nodes:
+            raise YamlReadError(
+                f"more than {limits.max_nodes} YAML nodes once aliases are expanded "
+                "(an alias expansion bomb?)", line)
+        sizes[key] = total
+        return total
+
+    size(root, 0)
 
 
 def _convert(
@@ -176,7 +212,12 @@ def _convert(
         raise YamlReadError(f"YAML tag {tag!r} is not allowed: case files hold plain data only",
                             line, path)
     style = node.style if isinstance(node, yaml.ScalarNode) else ""
-    document.value_marks[path] = ValueMark(line, node.start_mark.column, style)
+    verbatim = False
+    if isinstance(node, yaml.ScalarNode) and style in (None, "'", '"'):
+        quotes = 0 if style is None else 2
+        span = node.end_mark.index - node.start_mark.index
+        verbatim = node.end_mark.line == node.start_mark.line and span == len(node.value) + quotes
+    document.value_marks[path] = ValueMark(line, node.start_mark.column, style, verbatim)
     if isinstance(node, yaml.MappingNode):
         if tag not in (_PLAIN, "tag:yaml.org,2002:map"):
             raise YamlReadError(f"a mapping cannot carry the tag {tag!r}", line, path)

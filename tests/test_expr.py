@@ -1,0 +1,290 @@
+"""The expression parser: what the whitelist accepts and the IR it builds, exact constant
+folding, and the refusal (with a column offset) of everything else, without running any of it."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+
+from gradcheck_lab.casefile.expr import Call, Const, ExprLimits, Name, names_in, parse_expression
+from gradcheck_lab.errors import SpecError
+from tests.conftest import time_limit
+
+DEFAULT_EXPR_LIMITS = ExprLimits()
+
+
+def rejection(text: str, limits: ExprLimits = DEFAULT_EXPR_LIMITS) -> SpecError:
+    """The SpecError that parsing ``text`` raises (within a second)."""
+    with pytest.raises(SpecError) as caught, time_limit(1.0):
+        parse_expression(text, limits)
+    return caught.value
+
+
+def call(op: str, *args, params=(), offset=0) -> Call:
+    return Call(op, tuple(args), tuple(params), offset)
+
+
+# -- accepted ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("x + y", call("add", Name("x", 0), Name("y", 4))),
+    ("q**2", call("pow", Name("q", 0), Const(Fraction(2), 3))),
+    ("W @ x", call("matmul", Name("W", 0), Name("x", 4))),
+    ("x - y / z", call("sub", Name("x", 0), call("div", Name("y", 4), Name("z", 8), offset=4))),
+    ("-x", call("neg", Name("x", 1))),
+    ("+x", Name("x", 1)),
+    ("exp(x)", call("exp", Name("x", 4))),
+    ("sum(x)", call("sum", Name("x", 4), params=(("dim", None), ("keepdim", False)))),
+    ("sum(x, dim=1)", call("sum", Name("x", 4), params=(("dim", 1), ("keepdim", False)))),
+    ("sum(x, 1)", call("sum", Name("x", 4), params=(("dim", 1), ("keepdim", False)))),
+    ("mean(x, dim=(0, 1), keepdim=True)",
+     call("mean", Name("x", 5), params=(("dim", (0, 1)), ("keepdim", True)))),
+    ("softmax(x, dim=-1)", call("softmax", Name("x", 8), params=(("dim", -1),))),
+    ("softmax(x)", call("softmax", Name("x", 8), params=(("dim", -1),))),
+    ("linear(x, W)", call("linear", Name("x", 7), Name("W", 10))),
+    ("linear(x, W, b)", call("linear", Name("x", 7), Name("W", 10), Name("b", 13))),
+    ("  x", Name("x", 2)),  # offsets count from the text as written
+])
+def test_accepted_expressions_build_the_expected_ir(text, expected) -> None:
+    assert parse_expression(text) == expected
+
+
+def test_positional_and_keyword_dim_mean_the_same() -> None:
+    assert parse_expression("sum(x, 1)") == parse_expression("sum(x, dim=1)")
+
+
+def test_expression_split_over_lines() -> None:
+    text = "x +\n  y *\n      z\n"
+    expected = Call("add", (Name("x", None),
+                            Call("mul", (Name("y", None), Name("z", None)), (), None)), (), None)
+    assert parse_expression(text) == expected
+
+
+def test_names_in_reading_order() -> None:
+    expr = parse_expression("linear(x, W, b) * exp(x)")
+    assert [name.id for name in names_in(expr)] == ["x", "W", "b", "x"]
+
+
+# -- exact constants -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, exact", [
+    ("0.1", Fraction(1, 10)),
+    ("1e-7", Fraction(1, 10**7)),
+    ("1.5e3", Fraction(1500)),
+    ("0.1 + 0.2", Fraction(3, 10)),        # not 0.30000000000000004
+    ("2 * 3 - 1", Fraction(5)),
+    ("1 / 3", Fraction(1, 3)),
+    ("-2", Fraction(-2)),
+    ("2 ** -2", Fraction(1, 4)),
+    ("(0.5) ** 3", Fraction(1, 8)),
+    ("10 ** 300", Fraction(10**300)),
+])
+def test_constants_fold_exactly(text, exact) -> None:
+    folded = parse_expression(text)
+    assert isinstance(folded, Const)
+    assert folded.value == exact
+    assert type(folded.value) is Fraction
+
+
+def test_constant_folding_inside_an_expression() -> None:
+    assert parse_expression("x * (0.1 + 0.2)") == call(
+        "mul", Name("x", 0), Const(Fraction(3, 10), 5))
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("9 ** 9 ** 9", "too large"),
+    ("10 ** 100000", "too large"),
+    ("2 ** 4097", "too large"),
+    ("(10 ** 1000) ** 1000", "too large"),
+    ("1e400", "float64 range"),
+    ("10 ** 2000.5", "float64 range"),
+    ("1 / 0", "division by zero"),
+    ("0 ** -1", "division by zero"),
+    ("(-1) ** 0.5", "not real"),
+])
+def test_constants_that_cannot_be_held_are_rejected_quickly(text, fragment) -> None:
+    assert fragment in rejection(text).message
+
+
+# -- rejected, with nothing run ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, fragment, offset", [
+    ("__import__('os').system('touch X')", "plain function names", 0),
+    ("x.__class__", "attribute access", 0),
+    ("x[0]", "subscripts", 0),
+    ("lambda: 1", "lambdas", 0),
+    ("[i for i in x]", "comprehensions", 0),
+    ("{i for i in x}", "comprehensions", 0),
+    ("(i for i in x)", "comprehensions", 0),
+    ('f"{x}"', "f-strings", 0),
+    ("x if y else z", "conditional expressions", 0),
+    ("(y := 2)", "assignment expressions", 1),
+    ("x < y", "comparisons", 0),
+    ("x and y", "boolean operators", 0),
+    ("not x", "'not'", 0),
+    ("~x", "'~'", 0),
+    ("x // y", "'//'", 0),
+    ("x % y", "'%'", 0),
+    ("x << y", "'<<'", 0),
+    ("x ^ y", "'^'", 0),
+    ("exec('1')", "unknown function 'exec'", 0),
+    ("eval('1')", "unknown function 'eval'", 0),
+    ("open('f')", "unknown function 'open'", 0),
+    ("getattr(x, 'a')", "unknown function 'getattr'", 0),
+    ("__builtins__", "dunder name", 0),
+    ("exp", "is a function", 0),
+    ("x + 'a'", "not a real number", 4),
+    ("True * x", "not a real number", 0),
+    ("{'a': 1}", "dict displays", 0),
+    ("(x, y)", "tuples and lists", 0),
+    ("sum(*x)", "starred", 4),
+    ("sum(**x)", "**kwargs", 0),
+])
+def test_forbidden_syntax_is_rejected_with_its_offset(text, fragment, offset) -> None:
+    error = rejection(text)
+    assert fragment in error.message
+    assert error.offset == offset
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("import os", "not a valid expression"),
+    ("x = 1", "not a valid expression"),
+    ("x; y", "not a valid expression"),
+    ("x +", "not a valid expression"),
+    ("", "empty"),
+    ("   \n ", "empty"),
+])
+def test_statements_and_broken_text_are_rejected(text, fragment) -> None:
+    assert fragment in rejection(text).message
+
+
+@pytest.mark.parametrize("text, offending", [
+    ("y + x[0]", "x[0]"),
+    ("1 + x.__class__", "x.__class__"),
+    ("   sin(x) * q.real", "q.real"),
+    ("exp(x) * expp(x)", "expp(x)"),
+    ("x + __y", "__y"),
+    ("sum(x) + (x < y)", "x < y"),
+    ("x * (y % 2)", "y % 2"),
+    ("x + (y if y else z)", "y if y else z"),
+])
+def test_offset_points_at_the_offending_part(text, offending) -> None:
+    error = rejection(text)
+    assert error.offset == text.index(offending)
+
+
+def test_no_column_offset_for_an_expression_over_several_lines() -> None:
+    error = rejection("x +\n  y.real\n")
+    assert "attribute access" in error.message
+    assert error.offset is None
+
+
+@pytest.mark.parametrize("template", [
+    "__import__('os').system('touch MARKER')",
+    "exec(\"open('MARKER', 'w')\")",
+    "eval(\"open('MARKER', 'w')\")",
+    "open('MARKER', 'w')",
+    "getattr(__import__('os'), 'system')('touch MARKER')",
+    "(lambda: open('MARKER', 'w'))()",
+    "[open('MARKER', 'w') for i in [1]]",
+    "f\"{open('MARKER', 'w')}\"",
+    "open('MARKER', 'w') if 1 else 0",
+    "(y := open('MARKER', 'w'))",
+    "open('MARKER', 'w') and 1",
+    "open('MARKER', 'w') < 1",
+    "open('MARKER', 'w')[0]",
+    "open('MARKER', 'w').close()",
+    "x + sum(open('MARKER', 'w'), dim=1)",
+    "sum(x, dim=open('MARKER', 'w'))",
+    "import os; os.system('touch MARKER')",
+])
+def test_payloads_are_rejected_and_nothing_runs(template, tmp_path) -> None:
+    marker = tmp_path / "pwned"
+    rejection(template.replace("MARKER", str(marker)))
+    assert not marker.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- functions and keywords ----------------------------------------------------------------
+
+
+def test_unknown_function_suggests_a_close_name() -> None:
+    error = rejection("expp(x)")
+    assert "unknown function 'expp'" in error.message
+    assert "did you mean 'exp'?" in error.message
+    assert error.offset == 0
+
+
+def test_unknown_function_without_a_close_name_has_no_suggestion() -> None:
+    assert "did you mean" not in rejection("frobnicate(x)").message
+
+
+def test_unknown_keyword_is_rejected_with_the_accepted_ones() -> None:
+    text = "sum(x, axis=1)"
+    error = rejection(text)
+    assert "no keyword 'axis'" in error.message
+    assert "dim, keepdim" in error.message
+    assert text.index("axis") <= error.offset <= text.index("1")
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("sum(x, dim=y)", "dim= needs an integer"),
+    ("sum(x, dim=1.5)", "dim= needs an integer"),
+    ("sum(x, dim=2**40)", "dim= needs an integer"),
+    ("sum(x, dim=(0, y))", "dim= needs an integer"),
+    ("sum(x, keepdim=1)", "keepdim= needs True or False"),
+    ("sum(x, keepdim=y)", "keepdim= needs True or False"),
+    ("softmax(x, dim=(0, 1))", "dim= needs an integer"),
+    ("sum(x, dim=1, dim=2)", "'dim' twice"),
+    ("sum(x, 1, dim=2)", "'dim' twice"),
+])
+def test_bad_keyword_values_are_rejected(text, fragment) -> None:
+    error = rejection(text)
+    assert fragment in error.message
+    assert error.offset is not None and error.offset > 0
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("exp(x, y)", "at most 1"),
+    ("sum()", "at least 1"),
+    ("linear(x)", "at least 2"),
+])
+def test_wrong_number_of_arguments_is_rejected(text, fragment) -> None:
+    assert fragment in rejection(text).message
+
+
+# -- limits --------------------------------------------------------------------------------
+
+
+def test_expression_longer_than_the_limit_is_rejected() -> None:
+    limit = ExprLimits().max_length
+    assert isinstance(parse_expression("x" * limit), Name)
+    assert f"limit {limit}" in rejection("x" * (limit + 1)).message
+
+
+def test_expression_deeper_than_the_limit_is_rejected() -> None:
+    depth = ExprLimits().max_depth
+    assert parse_expression("-" * depth + "x") is not None
+    assert f"deeper than {depth}" in rejection("-" * (depth + 1) + "x").message
+
+
+def test_custom_limits_are_enforced() -> None:
+    assert "deeper than 2" in rejection("exp(exp(exp(x)))", ExprLimits(max_depth=2)).message
+    assert "more than 3 parts" in rejection("x + x + x", ExprLimits(max_nodes=3)).message
+    assert "limit 4" in rejection("x + y", ExprLimits(max_length=4)).message
+    assert "too large" in rejection("2 ** 9", ExprLimits(max_constant_bits=8)).message
+    assert parse_expression("2 ** 3", ExprLimits(max_constant_bits=8)) == Const(Fraction(8), 0)
+
+
+@pytest.mark.parametrize("text", [
+    "(" * 300 + "x" + ")" * 300,
+    "+".join(["x"] * 4000),
+    "exp(" * 1600 + "x" + ")" * 1600,
+])
+def test_pathological_nesting_is_rejected_quickly(text) -> None:
+    assert len(text) <= ExprLimits().max_length
+    rejection(text)

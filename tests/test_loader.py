@@ -1,0 +1,479 @@
+"""The loader: every mistake in a case file becomes a CaseError at `file:line[:column]: key`,
+one invalid case does not hide the others, and the bundled cases load."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gradcheck_lab.casefile import Case, ImplRef, LoadLimits, build_case, load_file
+from gradcheck_lab.casefile.loader import derived_seed, load_bytes
+from gradcheck_lab.errors import CaseError
+from tests.conftest import CASES, REPO
+
+DEFAULT_LOAD_LIMITS = LoadLimits()
+
+
+def load_one(write_case, text: str, limits: LoadLimits = DEFAULT_LOAD_LIMITS) -> Case | CaseError:
+    """The single result of loading ``text`` as a case file."""
+    (result,) = load_file(write_case(text), limits)
+    return result
+
+
+def error_of(write_case, text: str, limits: LoadLimits = DEFAULT_LOAD_LIMITS) -> CaseError:
+    result = load_one(write_case, text, limits)
+    assert isinstance(result, CaseError), f"expected an error, loaded {result!r}"
+    return result
+
+
+def case_of(write_case, text: str, limits: LoadLimits = DEFAULT_LOAD_LIMITS) -> Case:
+    result = load_one(write_case, text, limits)
+    assert isinstance(result, Case), f"expected a case, got {result}"
+    return result
+
+
+def text_at(error: CaseError) -> str:
+    """The file's text from the error's line and 1-based column onwards."""
+    line = Path(error.file).read_text(encoding="utf-8").splitlines()[error.line - 1]
+    return line[error.column - 1:]
+
+
+def assert_points_at(error: CaseError, line: int, fragment: str) -> None:
+    """The error names ``line``; its column, when there is one, is where ``fragment`` starts."""
+    assert error.line == line, str(error)
+    if error.column is not None:
+        assert text_at(error).startswith(fragment), str(error)
+
+
+SCALAR_X = "inputs:\n  x: 1\n"
+
+
+# -- where an error is reported ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, line, key, fragment", [
+    pytest.param(
+        "inputs:\n  x: 1\noutptu: x**2\n",
+        3, "outptu", "unknown key 'outptu' (did you mean 'output'?)", id="misspelled-key"),
+    pytest.param(
+        "inputs:\n  x: {shape: [2], init: randn, sede: 1}\noutput: sum(x)\n",
+        2, "inputs.x.sede", "unknown key 'sede' (did you mean 'seed'?)", id="misspelled-input-key"),
+    pytest.param(
+        "# a comment\ninputs:\n  x: 1\n",
+        2, "output", "missing required key 'output'", id="missing-output"),
+    pytest.param(
+        "output: x\n", 1, "inputs", "missing required key 'inputs'", id="missing-inputs"),
+    pytest.param(
+        "inputs: [1, 2]\noutput: x\n", 1, "inputs", "expected a mapping", id="inputs-not-mapping"),
+    pytest.param(
+        SCALAR_X + "output: x\ndtypes: float64\n", 4, "dtypes", "expected a list",
+        id="dtypes-not-list"),
+    pytest.param(
+        SCALAR_X + "output: x\nseed: abc\n", 4, "seed", "whole number", id="seed-not-int"),
+    pytest.param(
+        SCALAR_X + "output: x\nseed: -1\n", 4, "seed", "whole number", id="seed-negative"),
+    pytest.param(
+        "inputs:\n  x: 1\n  u:\n    shape: [2]\n    init: randn\n    requires_grad: yes\n"
+        "output: x\n",
+        6, "inputs.u.requires_grad", "expected true or false, got 'yes'",
+        id="yes-is-not-a-bool"),
+    pytest.param(
+        SCALAR_X + "output: [1, 2]\n", 3, "output", "expected an expression",
+        id="output-not-expression"),
+    pytest.param(
+        "inputs:\n  x: 1\n  v: [1, .nan]\noutput: x\n",
+        3, "inputs.v", "nan is not allowed", id="nan-in-input"),
+    pytest.param(
+        "inputs:\n  x: .inf\noutput: x\n", 2, "inputs.x", "inf is not allowed", id="inf-input"),
+    pytest.param(
+        "inputs:\n  x: {value: [1, -.inf]}\noutput: sum(x)\n",
+        2, "inputs.x.value", "inf is not allowed", id="inf-in-value"),
+    pytest.param(
+        SCALAR_X + "output: x\nexpect:\n  value: .nan\n",
+        5, "expect.value", "nan is not allowed", id="nan-in-expect"),
+    pytest.param(
+        SCALAR_X + "output: x\nexpect:\n  grad:\n    x: [.inf]\n",
+        6, "expect.grad.x", "inf is not allowed", id="inf-in-expect-grad"),
+    pytest.param(
+        SCALAR_X + "output: x\ndtypes: [float64, float128]\n",
+        4, "dtypes[1]", "got 'float128'", id="unknown-dtype"),
+    pytest.param(
+        SCALAR_X + "output: x\ndevices: [cpu, tpu]\n",
+        4, "devices[1]", "unknown device 'tpu'", id="unknown-device"),
+    pytest.param(
+        "inputs:\n  x: 1\n  u: {shape: [2], init: uniform, low: 2, high: 1}\noutput: x\n",
+        3, "inputs.u", "low must be below high", id="low-above-high"),
+    pytest.param(
+        "inputs:\n  x: 1\n  u: {shape: [2], init: uniform, low: 1, high: 1}\noutput: x\n",
+        3, "inputs.u", "low must be below high", id="low-equals-high"),
+    pytest.param(
+        "inputs:\n  x: 1\n  t: {shape: [2], init: randint}\noutput: x\n",
+        3, "inputs.t", "randint needs high", id="randint-without-high"),
+    pytest.param(
+        SCALAR_X + "output: x\ntolerance: {rtol: 0}\n",
+        4, "tolerance.rtol", "expected a positive number, got 0", id="zero-rtol"),
+    pytest.param(
+        SCALAR_X + "output: x\ntolerance:\n  rtol: 1e-7\n  atol: -1e-9\n",
+        6, "tolerance.atol", "expected a positive number", id="negative-atol"),
+    pytest.param(
+        SCALAR_X + "output: x\ntolerance:\n  float32: {rtol: 1e-3}\n",
+        5, "tolerance.float32", "not among the case's dtypes", id="tolerance-for-other-dtype"),
+    pytest.param(
+        "inputs:\n  x: 1\nlet:\n  x: x * 2\noutput: x\n",
+        4, "let.x", "'x' is already an input", id="let-shadows-input"),
+    pytest.param(
+        "inputs:\n  x: 1\n  t: {value: [1, 2.5], dtype: int64}\noutput: x\n",
+        3, "inputs.t", "holds 2.5, not an integer", id="int64-literal-not-integer"),
+    pytest.param(
+        "inputs:\n  x: 1\n  t: {shape: [2], init: randint, high: 2.5}\noutput: x\n",
+        3, "inputs.t", "randint bounds must be integers", id="randint-bound-not-integer"),
+    pytest.param(
+        "inputs:\n  x: {value: 1, requires_grad: false}\noutput: x\n",
+        1, "inputs", "no input requires a gradient", id="nothing-to-differentiate"),
+    pytest.param(
+        "inputs:\n  x: 1\nlet:\n  p: x * 2\noutput: p\nexpect:\n  grad: {p: 2}\n",
+        7, "expect.grad.p", "'p' is not an input", id="expect-grad-for-let"),
+    pytest.param(
+        "inputs:\n  x: 1\n  y: 2\noutput: x\nexpect:\n  grad:\n    z: 2\n",
+        7, "expect.grad.z", "'z' is not an input", id="expect-grad-for-unknown"),
+    pytest.param(
+        "inputs:\n  x: 1\n  c: {value: 2, requires_grad: false}\noutput: x * c\n"
+        "expect:\n  grad: {c: 1}\n",
+        6, "expect.grad.c", "not differentiated", id="expect-grad-for-constant-input"),
+    pytest.param(
+        "inputs:\n  x: [1, 2]\noutput: x * 2\nexpect:\n  grad: {x: [2, 2]}\n",
+        5, "expect.grad", "needs a scalar output; the output has shape [2]",
+        id="expect-grad-with-tensor-output"),
+    pytest.param(
+        "inputs:\n  x: [1, 2]\noutput: sum(x)\nexpect:\n  grad: {x: [1, 2, 3]}\n",
+        5, "expect.grad.x", "expected shape [2], got [3]", id="expect-grad-wrong-shape"),
+])
+def test_errors_are_reported_at_their_key(write_case, text, line, key, fragment) -> None:
+    error = error_of(write_case, text)
+    assert (error.line, error.key) == (line, key), str(error)
+    assert fragment in error.message
+
+
+@pytest.mark.parametrize("text, line, key", [
+    pytest.param("inputs:\n  x:\n    value: 1\n    requires_grad: yes\noutput: x\n",
+                 4, "inputs.x.requires_grad", id="requires_grad-not-bool"),
+    pytest.param("inputs:\n  x: 1\n  t:\n    value: [1, 2]\n    dtype: int32\noutput: x\n",
+                 5, "inputs.t.dtype", id="unknown-literal-dtype"),
+])
+def test_errors_in_a_value_input_are_reported_at_their_own_key(write_case, text, line,
+                                                               key) -> None:
+    error = error_of(write_case, text)
+    assert (error.line, error.key) == (line, key), str(error)
+
+
+def test_error_renders_file_line_column_key_message(write_case) -> None:
+    path = write_case("inputs:\n  x: 1\n  y: 2\nlet:\n  p: x + yy\noutput: p\n")
+    (error,) = load_file(path)
+    assert str(error) == f"{path}:5:10: let.p: undefined name 'yy' (did you mean 'y'?)"
+
+
+@pytest.mark.parametrize("text, line, key, fragment, message", [
+    pytest.param(
+        "inputs:\n  x: 1\n  y: 2\nlet:\n  p: x + yy\noutput: p\n",
+        5, "let.p", "yy", "undefined name 'yy' (did you mean 'y'?)", id="undefined-in-let"),
+    pytest.param(
+        "inputs:\n  value1: 1\noutput: valeu1 * 2\n",
+        3, "output", "valeu1", "undefined name 'valeu1' (did you mean 'value1'?)",
+        id="undefined-in-output"),
+    pytest.param(
+        "inputs:\n  x: 1\nlet:\n  p: x * 2\n  q: p + r\noutput: q\n",
+        5, "let.q", "r", "undefined name 'r'", id="later-let-not-yet-defined"),
+    pytest.param(
+        "inputs:\n  x: 1\noutput: 'x + yy'\n",
+        3, "output", "yy", "undefined name 'yy'", id="single-quoted"),
+    pytest.param(
+        'inputs:\n  x: 1\noutput: "exp(x) + expp(x)"\n',
+        3, "output", "expp(x)", "did you mean 'exp'?", id="double-quoted"),
+    pytest.param(
+        "inputs:\n  a: [1, 2]\n  b: [1, 2, 3]\nlet:\n  c: a + b\noutput: sum(c)\n",
+        5, "let.c", "a + b", "shapes [2] and [3] cannot be broadcast", id="shape-mismatch"),
+    pytest.param(
+        "inputs:\n  x: [1.0, 2.0]\n  t: {value: [1, 0], dtype: int64}\n"
+        "output: sum(x * t)\n",
+        4, "output", "x * t", "t is an integer tensor", id="integer-tensor-arithmetic"),
+    pytest.param(
+        "inputs:\n  x: 1\noutput: x\nexpect:\n  value: x + zz\n",
+        5, "expect.value", "zz", "undefined name 'zz'", id="undefined-in-expect"),
+    pytest.param(
+        "inputs:\n  x: 1\noutput: x[0]\n",
+        3, "output", "x[0]", "subscripts", id="forbidden-syntax"),
+    pytest.param(
+        "inputs:\n  x: [1, 2]\noutput: sum(x, axis=0)\n",
+        3, "output", "", "no keyword 'axis'", id="unknown-keyword"),
+    pytest.param(
+        "inputs:\n  x: 1\n  t: {shape: [2], init: randint, high: 3}\n"
+        "output: sum(exp(t))\n",
+        4, "output", "exp(t)", "integer tensor", id="integer-tensor-in-function"),
+])
+def test_expression_errors_have_line_and_column(write_case, text, line, key, fragment,
+                                                message) -> None:
+    error = error_of(write_case, text)
+    assert error.key == key
+    assert message in error.message
+    assert error.column is not None, str(error)
+    assert_points_at(error, line, fragment)
+
+
+def test_error_in_a_block_expression_has_a_line_and_no_column(write_case) -> None:
+    error = error_of(write_case, "inputs:\n  x: 1\noutput: |\n  x +\n    yy\n")
+    assert (error.line, error.key, error.column) == (3, "output", None)
+    assert "undefined name 'yy'" in error.message
+    assert str(error).endswith(":3: output: undefined name 'yy'")
+
+
+@pytest.mark.parametrize("text, line_of_fragment", [
+    pytest.param("inputs:\n  x: 1\noutput: x +\n  yy\n", 4, id="plain-folded"),
+    pytest.param('inputs:\n  x: 1\noutput: "x +\n  yy"\n', 4, id="double-quoted-folded"),
+    pytest.param('inputs:\n  x: 1\noutput: "x\\t+ yy"\n', 3, id="double-quoted-escape"),
+])
+def test_column_is_right_or_absent_for_folded_scalars(write_case, text,
+                                                      line_of_fragment) -> None:
+    error = error_of(write_case, text)
+    assert "undefined name 'yy'" in error.message
+    if error.column is not None:
+        assert_points_at(error, line_of_fragment, "yy")
+
+
+def test_build_case_without_a_document_has_no_line(tmp_path) -> None:
+    with pytest.raises(CaseError) as caught:
+        build_case({"inputs": {"x": 1}, "output": "x + q"}, label="<api>", base_dir=None,
+                   default_name="t")
+    error = caught.value
+    assert (error.file, error.line, error.column, error.key) == ("<api>", None, None, "output")
+    assert str(error) == "<api>: output: undefined name 'q'"
+
+
+# -- whole files ---------------------------------------------------------------------------
+
+
+def test_yaml_problems_become_case_errors_at_their_line(write_case) -> None:
+    error = error_of(write_case, "inputs:\n  x: 1\n  x: 2\noutput: x\n")
+    assert (error.line, error.key) == (3, "inputs.x")
+    assert "duplicate key" in error.message
+
+
+def test_non_utf8_file_names_the_line_of_the_bad_byte(tmp_path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(b"inputs:\n  x: 1\noutput: x \xe9\n")
+    (error,) = load_file(path)
+    assert isinstance(error, CaseError)
+    assert (error.line, error.key) == (3, "document")
+    assert "not UTF-8" in error.message
+
+
+def test_load_bytes_labels_errors_with_the_given_name(tmp_path) -> None:
+    (error,) = load_bytes(b"", "given.yaml", tmp_path)
+    assert isinstance(error, CaseError)
+    assert str(error) == "given.yaml:1: document: the file holds no YAML document (empty file)"
+
+
+def test_load_bytes_builds_a_case(tmp_path) -> None:
+    (case,) = load_bytes(b"inputs:\n  x: 2\noutput: x**3\n", "from_bytes.yaml", tmp_path)
+    assert isinstance(case, Case)
+    assert case.name == "from_bytes"
+    assert case.file == "from_bytes.yaml"
+
+
+def test_a_top_level_list_is_rejected(write_case) -> None:
+    error = error_of(write_case, "- 1\n- 2\n")
+    assert (error.line, error.key) == (1, "document")
+    assert "got a list" in error.message
+
+
+def test_default_name_is_the_file_stem(write_case) -> None:
+    case = case_of(write_case, SCALAR_X + "output: x**2\n")
+    assert case.name == "case"
+    named = load_file(write_case(SCALAR_X + "output: x**2\n", name="my_check.yml"))
+    assert [c.name for c in named] == ["my_check"]
+
+
+def test_explicit_name_wins_and_lines_are_recorded(write_case) -> None:
+    case = case_of(write_case, "# r\nname: r2\ninputs:\n  x: 1\nlet:\n  p: x*2\noutput: p\n")
+    assert case.name == "r2"
+    assert case.line == 2
+    assert case.line_of("inputs.x") == 4
+    assert case.line_of("let.p") == 6
+    assert case.line_of("output") == 7
+
+
+MULTI = """\
+cases:
+  - name: first
+    inputs: {x: 1}
+    output: x**2
+  - name: broken
+    inputs: {x: 1}
+    output: x + nope
+  - inputs: {y: 2}
+    output: y * 3
+  - inputs: {z: 2}
+    outptu: z
+"""
+
+
+def test_one_invalid_case_does_not_hide_the_others(write_case) -> None:
+    results = load_file(write_case(MULTI, name="multi.yaml"))
+    assert [type(r).__name__ for r in results] == ["Case", "CaseError", "Case", "CaseError"]
+    first, broken, third, unnamed_broken = results
+    assert first.name == "first"
+    assert third.name == "multi_2"  # unnamed cases in a list: stem + index
+    assert broken.case == "broken"
+    assert (broken.line, broken.key) == (7, "cases[1].output")
+    assert_points_at(broken, 7, "nope")
+    assert unnamed_broken.case == "multi_3"
+    assert (unnamed_broken.line, unnamed_broken.key) == (11, "cases[3].outptu")
+
+
+def test_duplicate_case_names_are_rejected_at_the_second(write_case) -> None:
+    text = ("cases:\n  - name: same\n    inputs: {x: 1}\n    output: x\n"
+            "  - name: same\n    inputs: {x: 2}\n    output: x\n")
+    first, second = load_file(write_case(text))
+    assert isinstance(first, Case) and first.name == "same"
+    assert isinstance(second, CaseError)
+    assert (second.line, second.key) == (5, "cases[1].name")
+    assert "duplicate case name 'same'" in second.message
+
+
+@pytest.mark.parametrize("text, line, key, fragment", [
+    ("cases: []\n", 1, "cases", "non-empty list"),
+    ("cases:\n  - inputs: {x: 1}\n    output: x\nname: extra\n", 4, "name", "nothing else"),
+    ("cases:\n  - inputs: {x: 1}\n    output: x\n  - just text\n", 4, "cases[1]", "got text"),
+])
+def test_malformed_case_lists(write_case, text, line, key, fragment) -> None:
+    errors = [r for r in load_file(write_case(text)) if isinstance(r, CaseError)]
+    assert len(errors) == 1
+    assert (errors[0].line, errors[0].key) == (line, key)
+    assert fragment in errors[0].message
+
+
+# -- impl paths ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spelled, fragment", [
+    ("/etc/evil.py:f", "relative to the case file's directory"),
+    ("C:\\evil.py:f", "relative to the case file's directory"),
+    ("../up.py:f", "no '..'"),
+    ("sub/../../up.py:f", "no '..'"),
+    ("impl.txt:f", "names a Python file"),
+    ("pkg.module:f", "names a Python file"),
+    ("impl.py:a.b", "'a.b' is not a public top-level name"),
+    ("impl.py:_private", "not a public top-level name"),
+    ("impl.py", "expected FILE.py:NAME"),
+    ("missing.py:f", "'missing.py' not found"),
+])
+def test_bad_impl_paths_are_rejected_at_the_impl_key(write_case, tmp_path, spelled,
+                                                     fragment) -> None:
+    (tmp_path / "impl.py").write_text("def f(x):\n    return x\n")
+    (tmp_path / "impl.txt").write_text("")
+    error = error_of(write_case, SCALAR_X + f"output: x\nimpl: '{spelled}'\n")
+    assert (error.line, error.key) == (4, "impl")
+    assert fragment in error.message
+
+
+def test_impl_link_leading_outside_is_rejected(write_case, tmp_path) -> None:
+    outside = tmp_path.parent / f"{tmp_path.name}_outside.py"
+    outside.write_text("def f(x):\n    return x\n")
+    os.symlink(outside, tmp_path / "link.py")
+    error = error_of(write_case, SCALAR_X + "output: x\nimpl: link.py:f\n")
+    assert "outside the case file's directory" in error.message
+
+
+def test_impl_next_to_the_case_is_resolved_without_running_it(write_case, tmp_path) -> None:
+    marker = tmp_path / "imported"
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "impl.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\ndef f(x):\n    return x\n")
+    case = case_of(write_case, SCALAR_X + "output: x\nimpl: sub/impl.py:f\n")
+    assert case.impl == ImplRef((tmp_path / "sub" / "impl.py").resolve(), "sub/impl.py:f", "f")
+    assert not marker.exists()
+
+
+# -- inputs: seeds and limits --------------------------------------------------------------
+
+RANDOM_INPUTS = """\
+inputs:
+  alpha: {shape: [3], init: randn}
+  beta: {shape: [3], init: randn}
+  gamma: {shape: [3], init: randn, seed: 7}
+output: sum(alpha * beta * gamma)
+"""
+
+
+def seeds_of(case: Case) -> dict[str, int]:
+    return {spec.name: spec.seed for spec in case.inputs}
+
+
+def test_derived_seeds_are_stable_and_differ_between_names(write_case) -> None:
+    seeds = seeds_of(case_of(write_case, RANDOM_INPUTS))
+    assert seeds == seeds_of(case_of(write_case, RANDOM_INPUTS))
+    assert seeds["alpha"] == derived_seed("alpha")
+    assert seeds["alpha"] != seeds["beta"]
+    assert seeds["gamma"] == 7
+    assert len({derived_seed(name) for name in ["x", "y", "W1", "W2", "b1", "b2", "xy", "yx"]}) == 8
+
+
+def test_derived_seeds_do_not_depend_on_the_process() -> None:
+    script = ("from gradcheck_lab.casefile.loader import derived_seed; "
+              "print([derived_seed(n) for n in ['alpha', 'beta', 'W1']])")
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    shown = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           cwd=REPO, env=env, check=True).stdout.strip()
+    assert shown == str([derived_seed(n) for n in ["alpha", "beta", "W1"]])
+
+
+def test_input_elements_over_the_limit_are_rejected_at_the_input(write_case) -> None:
+    text = ("inputs:\n  a: {shape: [10], init: randn}\n  b: {shape: [2, 5], init: randn}\n"
+            "output: sum(a) + sum(b)\n")
+    assert isinstance(load_one(write_case, text, LoadLimits(max_input_elements=20)), Case)
+    error = error_of(write_case, text, LoadLimits(max_input_elements=19))
+    assert (error.line, error.key) == (3, "inputs.b")
+    assert "20 elements" in error.message and "limit of 19" in error.message
+
+
+def test_int64_literal_keeps_integer_values(write_case) -> None:
+    case = case_of(write_case, "inputs:\n  x: [1.0, 2.0]\n  t: {value: [3, 1], dtype: int64}\n"
+                               "output: sum(x)\n")
+    target = next(spec for spec in case.inputs if spec.name == "t")
+    assert target.is_integer and not target.requires_grad
+    assert target.literal.tolist() == [3, 1]
+
+
+def test_int64_literal_out_of_range_says_so(write_case) -> None:
+    error = error_of(write_case, "inputs:\n  x: 1\n  t: {value: [1, 99999999999999999999], "
+                                 "dtype: int64}\noutput: x\n")
+    assert (error.line, error.key) == (3, "inputs.t")
+    assert "99999999999999999999, outside the int64 range" in error.message
+    assert "Fraction" not in error.message
+
+
+# -- the bundled cases ---------------------------------------------------------------------
+
+
+def test_bundled_cases_load() -> None:
+    loaded = {path.name: load_file(path) for path in sorted(CASES.glob("*.yaml"))}
+    assert loaded, "no bundled cases found"
+    for name, results in loaded.items():
+        errors = [str(r) for r in results if isinstance(r, CaseError)]
+        assert errors == [], name
+    names = [case.name for results in loaded.values() for case in results]
+    assert {"r144", "mean_square", "mse_half", "mnist_mlp_ce", "custom_linear_layer",
+            "custom_linear_loss"} <= set(names)
+
+
+def test_bundled_r144_is_parsed_as_written() -> None:
+    (case,) = load_file(CASES / "r144.yaml")
+    assert [spec.name for spec in case.inputs] == ["x", "y", "z"]
+    assert list(case.program.lets) == ["p", "q"]
+    assert case.program.output_node.op == "pow"
+    assert [e.key for e in case.expectations] == [
+        "expect.value", "expect.grad.x", "expect.grad.y", "expect.grad.z"]
+    assert case.line_of("let.q") == 12
