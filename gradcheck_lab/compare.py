@@ -153,7 +153,7 @@ class _Comparison:
             self.add(name, (SYMBOLIC, AUTOGRAD), group_odd if odd is _UNDECIDED else odd, flat,
                      k, values, error, s[flat], float(allowed), elements=elements)
         if disagreements:
-            self.summary.append(self.describe_odd(name, group_odd, elements))
+            self.summary.append(self.describe_odd(name, group_odd, elements, disagreements))
         if fd_odd_elements:
             self.summary.append(
                 f"{name}: {FD} is the odd one out ({_count(len(fd_odd_elements))}); symbolic "
@@ -195,7 +195,16 @@ class _Comparison:
                 votes.append(AUTOGRAD if side_s else SYMBOLIC)
         return votes
 
-    def describe_odd(self, name: str, odd: str | None, count: int) -> str:
+    def describe_odd(self, name: str, odd: str | None, count: int,
+                     disagreements: list[tuple[float, int, int, str | None]]) -> str:
+        both_infinite = all(
+            not np.isfinite(self.sym.per_probe[k][name].reshape(-1)[flat])
+            and not np.isfinite(self.ag.per_probe[k][name].reshape(-1)[flat])
+            for _, k, flat, _ in disagreements)
+        if both_infinite:
+            return (f"{name}: the gradient is not finite ({_count(count)}); symbolic and "
+                    "autograd both give inf or nan there: the function is not differentiable "
+                    "at this point")
         if odd is not None:
             return f"{name}: {odd} is the odd one out ({_count(count)})"
         return (f"{name}: symbolic and autograd disagree ({_count(count)}); finite differences "
@@ -208,7 +217,8 @@ class _Comparison:
         scale = gradient_scale(s, 0.0, 1.0)
         terms = self.sym.term_scale
         bound = self.sym_rule.bound(s, scale, terms) + self.rule.bound(s, scale, terms)
-        bad = np.flatnonzero(~_agree(s, a, bound))
+        # The same infinity on both sides is the same value (the gradient check reports it).
+        bad = np.flatnonzero(~(_agree(s, a, bound) | (s == a)))
         if not bad.size:
             return
         fd_value = None if self.fd is None else np.asarray(self.fd.value).reshape(-1)
@@ -216,8 +226,10 @@ class _Comparison:
             values = {SYMBOLIC: s[flat], AUTOGRAD: a[flat]}
             if fd_value is not None:
                 values[FD] = fd_value[flat]
+            with np.errstate(all="ignore"):
+                error = abs(s[flat] - a[flat])
             self.add(None, (SYMBOLIC, AUTOGRAD), None, flat, None, values,
-                     abs(s[flat] - a[flat]), s[flat], bound[flat], check="value",
+                     error, s[flat], bound[flat], check="value",
                      elements=len(bad), shape=np.shape(self.sym.value))
         flat = bad[0]
         where = "" if np.ndim(self.sym.value) == 0 else f" ({_count(len(bad))})"

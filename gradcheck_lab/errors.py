@@ -23,12 +23,14 @@ class CaseError(GradcheckLabError):
         super().__init__(self.render())
 
     def render(self) -> str:
+        """One line, always: messages that carry line breaks (from a library) are folded."""
         where = self.file
         if self.line is not None:
             where += f":{self.line}"
             if self.column is not None:
                 where += f":{self.column}"
-        return f"{where}: {self.key}: {self.message}"
+        message = " ".join(self.message.split())
+        return f"{where}: {self.key}: {message}"
 
 
 class SpecError(GradcheckLabError):

@@ -6,12 +6,15 @@ against values float64 cannot compute directly, and Piecewise against relu's kin
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 import sympy
+from numpy.typing import ArrayLike
 
 from gradcheck_lab.ops import OPS
-from gradcheck_lab.ops.derivatives import compile_to_numpy, derive
+from gradcheck_lab.ops.derivatives import ElementwiseRule, compile_to_numpy, derive
 
 EPS64 = float(np.finfo(np.float64).eps)
 # The compiled rule and the hand-written derivative evaluate the same function at the same
@@ -21,7 +24,7 @@ EPS64 = float(np.finfo(np.float64).eps)
 ULPS = 16
 
 
-def assert_same_math(actual, expected, ulps: int = ULPS) -> None:
+def assert_same_math(actual: ArrayLike, expected: ArrayLike, ulps: int = ULPS) -> None:
     """The same derivative computed two ways in float64."""
     actual, expected = np.asarray(actual, dtype=np.float64), np.asarray(expected, np.float64)
     assert actual.shape == expected.shape
@@ -29,7 +32,7 @@ def assert_same_math(actual, expected, ulps: int = ULPS) -> None:
     np.testing.assert_array_less(np.abs(actual - expected), tolerance)
 
 
-def rule(name: str):
+def rule(name: str) -> ElementwiseRule:
     op = OPS[name]
     return derive(name, op.min_args, op.extra["sympy_form"])
 
@@ -96,15 +99,40 @@ def test_sigmoid_derivative_is_finite_and_zero_far_out(x: float) -> None:
 
 
 def test_sigmoid_high_precision_fallback_gives_the_true_value() -> None:
-    # At -720, e^{720} overflows float64 (inf/inf again) but σ'(-720) ≈ e^{-720} ≈ 1.6e-313
+    # At -720, e^{720} overflows float64 (inf/inf again) but σ'(-720) ≈ e^{-720} ≈ 2.0e-313
     # is a representable subnormal: the fallback must return it, not just "something finite".
     x = np.array([-720.0, -1.0])
     values = rule("sigmoid").partial(0, x)
-    # Subnormal spacing is 5e-324, about 3e-11 of e^{-720}: both are rounded once from nearly
+    # Subnormal spacing is 5e-324, about 2e-11 of e^{-720}: both are rounded once from nearly
     # the same real number, so a relative 1e-9 is a loose bound that still pins the value.
     np.testing.assert_allclose(values[0], np.exp(-720.0), rtol=1e-9, atol=0)
     assert values[0] > 0
     assert_same_math(values[1], stable_sigmoid_derivative(x[1]))
+
+
+def test_high_precision_fallback_keeps_the_shape_of_0d_and_2d_arrays() -> None:
+    sigmoid = rule("sigmoid")
+    assert sigmoid.partial(0, np.array(-800.0)).shape == ()
+    grid_2d = np.array([[-800.0, 800.0], [-720.0, 0.0]])
+    values = sigmoid.partial(0, grid_2d)
+    assert values.shape == (2, 2)
+    assert np.all(np.isfinite(values))
+    assert values[1, 1] == 0.25  # σ'(0) = 1/4 exactly, from the float64 formula
+
+
+def test_fallback_keeps_the_sign_of_an_infinite_derivative() -> None:
+    # ∂(a/b)/∂b = -a/b² at b = 0 is -inf for a = 1 and +inf for a = -1, in IEEE float64 and in
+    # torch.autograd alike; the compiled float64 formula already gets both signs right.
+    import torch
+
+    a, b = np.array([1.0, -1.0]), np.array([0.0, 0.0])
+    with np.errstate(divide="ignore"):
+        by_hand = -a / b**2
+    np.testing.assert_array_equal(by_hand, [-np.inf, np.inf])
+    tb = torch.tensor(b, requires_grad=True)
+    (reference,) = torch.autograd.grad((torch.from_numpy(a) / tb).sum(), tb)
+    np.testing.assert_array_equal(reference.numpy(), by_hand)
+    np.testing.assert_array_equal(rule("div").partial(1, a, b), by_hand)
 
 
 def test_relu_derivative_piecewise_is_zero_at_and_below_zero_one_above() -> None:
@@ -128,7 +156,8 @@ def test_piecewise_takes_the_first_matching_piece() -> None:
     lambda a, b: sympy.log(a) * sympy.sqrt(a + b**2) - sympy.tanh(b) ** 3,
     lambda a, b: sympy.Abs(b) / sympy.sqrt(a) + sympy.cos(a * b) ** 2,
 ], ids=["exp-sin-div", "log-sqrt-tanh", "abs-rsqrt-cos"])
-def test_compiled_expression_matches_sympy_evaluation(make) -> None:
+def test_compiled_expression_matches_sympy_evaluation(
+        make: Callable[[sympy.Symbol, sympy.Symbol], sympy.Expr]) -> None:
     a, b = sympy.symbols("a b", real=True)
     expr = make(a, b)
     rng = np.random.default_rng(7)

@@ -9,7 +9,8 @@ keep it differentiable):
 * the numpy forward and VJP agree with torch's forward and ``torch.autograd.grad`` in float64;
 * the shape rule predicts the shape numpy and torch actually produce.
 
-Then the shape rules' refusals, the kink masks, and cross_entropy's class-range check.
+Then the shape rules' refusals, pow at a zero base, the kink masks, and cross_entropy's
+class-range check.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 import sympy
+from numpy.typing import ArrayLike
 
 from gradcheck_lab.errors import SpecError
-from gradcheck_lab.ops import OPS, ArgInfo, Op, Params, Shape
+from gradcheck_lab.ops import OPS, ArgInfo, Op, Params, ParamValue, Shape
 
 SEED = 20240611
 EPS64 = float(np.finfo(np.float64).eps)
@@ -37,7 +39,8 @@ ULPS = 64
 EXACT_DIGITS = 30  # the exact Jacobian is evaluated at 30 digits, then rounded once
 
 
-def assert_same_math(actual, expected, scale=None, ulps: int = ULPS) -> None:
+def assert_same_math(actual: ArrayLike, expected: ArrayLike, scale: ArrayLike | None = None,
+                     ulps: int = ULPS) -> None:
     """The same math computed two ways in float64: equal shapes, and values within ``ulps`` ulps
     of ``scale`` (by default max(1, |expected|): absolute below 1, relative above)."""
     actual, expected = np.asarray(actual, dtype=np.float64), np.asarray(expected, np.float64)
@@ -69,7 +72,7 @@ class Arg:
 class Example:
     op: str
     args: tuple[Arg, ...]
-    params: dict = field(default_factory=dict)
+    params: Params = field(default_factory=dict)
 
     @property
     def full_params(self) -> Params:
@@ -217,10 +220,15 @@ def cotangent(shape: Shape) -> np.ndarray:
     return np.asarray(np.random.default_rng(SEED + 1).standard_normal(shape))
 
 
-def symbols_for(example: Example, values: list[np.ndarray]):
+Substitution = dict[sympy.Symbol, sympy.Float]
+
+
+def symbols_for(example: Example,
+                values: list[np.ndarray]) -> tuple[list[np.ndarray], Substitution]:
     """Object arrays of real Symbols for the real arguments (integer targets stay numbers),
     and the point as a substitution at EXACT_DIGITS digits (Float(x) of a float is exact)."""
-    arrays, point = [], {}
+    arrays: list[np.ndarray] = []
+    point: Substitution = {}
     for position, (arg, value) in enumerate(zip(example.args, values, strict=True)):
         if arg.is_integer:
             arrays.append(value)
@@ -234,7 +242,7 @@ def symbols_for(example: Example, values: list[np.ndarray]):
     return arrays, point
 
 
-def evaluate(expr, point) -> float:
+def evaluate(expr: object, point: Substitution) -> float:
     return float(sympy.sympify(expr).xreplace(point).evalf(EXACT_DIGITS))
 
 
@@ -318,7 +326,8 @@ def test_shape_rule_predicts_actual_shapes(example: Example) -> None:
 # --- shape rules refuse bad input -------------------------------------------------------------
 
 
-def check_shapes(op: Op, *shapes: Shape, integer: tuple[int, ...] = (), **params) -> Shape:
+def check_shapes(op: Op, *shapes: Shape, integer: tuple[int, ...] = (),
+                 **params: ParamValue) -> Shape:
     infos = [ArgInfo(tuple(s), i in integer) for i, s in enumerate(shapes)]
     return op.shape(infos, {p.name: p.default for p in op.params} | params)
 
@@ -356,7 +365,8 @@ def check_shapes(op: Op, *shapes: Shape, integer: tuple[int, ...] = (), **params
     ("mean", [(2, 3)], (), {"dim": ()}, "dim=() is ambiguous"),
     ("sum", [(2, 3)], (), {"dim": True}, "needs an integer"),
 ])
-def test_shape_rule_rejects(op: str, shapes, integer, params, message: str) -> None:
+def test_shape_rule_rejects(op: str, shapes: list[Shape], integer: tuple[int, ...],
+                            params: Params, message: str) -> None:
     with pytest.raises(SpecError, match=re.escape(message)):
         check_shapes(OPS[op], *shapes, integer=integer, **params)
 
@@ -368,6 +378,42 @@ def test_shape_rules_accept_the_boundary_cases() -> None:
     assert check_shapes(OPS["linear"], (3,), (2, 3), (2,)) == (2,)
     assert check_shapes(OPS["cross_entropy"], (4,), (), integer=(1,)) == ()
     assert check_shapes(OPS["matmul"], (5, 1, 2, 3), (4, 3, 2)) == (5, 4, 2, 2)
+
+
+# --- pow at a zero base -----------------------------------------------------------------------
+# The table above keeps pow's base positive (so that log(a) in ∂/∂b is real). A zero base is
+# still an ordinary point of a**b for b >= 1 (relu(x) ** 2 produces it at every negative x);
+# there sympy's ∂/∂a = a**b·b/a is 0/0, and ∂/∂b = a**b·log(a) is 0·(-inf).
+
+
+def pow_vjp_and_torch(base: np.ndarray, exponent: float) -> tuple[list, list]:
+    """pow's VJP rule and torch.autograd.grad at (base, exponent), with a cotangent of ones."""
+    import torch
+
+    op, b = OPS["pow"], np.full_like(base, exponent)
+    rule = op.vjp(np.ones_like(base), [base, b], op.numpy([base, b], {}), {}, [True, True])
+    tensors = [torch.tensor(v, requires_grad=True) for v in (base, b)]
+    reference = torch.autograd.grad(op.torch(tensors, {}).sum(), tensors)
+    return rule, [r.numpy() for r in reference]
+
+
+@pytest.mark.parametrize("exponent", [1.0, 2.0, 3.0])
+def test_pow_gradient_wrt_base_at_zero_base(exponent: float) -> None:
+    base = np.array([0.0, 0.5, 2.0])
+    by_hand = exponent * base ** (exponent - 1)  # b·a^(b-1): 1, 0, 0 at a = 0 for b = 1, 2, 3
+    (rule, _), (reference, _) = pow_vjp_and_torch(base, exponent)
+    assert_same_math(reference, by_hand)  # torch agrees with the hand-written derivative
+    assert_same_math(rule, by_hand)
+
+
+@pytest.mark.parametrize("exponent", [0.5, 1.0, 2.0])
+def test_pow_gradient_wrt_exponent_at_zero_base_is_its_limit(exponent: float) -> None:
+    base = np.array([0.0, 0.5, 2.0])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        by_hand = np.where(base == 0, 0.0, base**exponent * np.log(base))  # a^b·log a -> 0
+    (_, rule), (_, reference) = pow_vjp_and_torch(base, exponent)
+    assert_same_math(reference, by_hand)
+    assert_same_math(rule, by_hand)
 
 
 # --- kinks ------------------------------------------------------------------------------------
@@ -389,7 +435,7 @@ def test_smooth_ops_report_no_kinks() -> None:
 
 @pytest.mark.parametrize("target", [[0, 3, 1], [0, -1, 2]], ids=["C", "-1"])
 @pytest.mark.parametrize("form", ["numpy", "vjp", "sympy"])
-def test_cross_entropy_rejects_a_class_outside_range(target: list, form: str) -> None:
+def test_cross_entropy_rejects_a_class_outside_range(target: list[int], form: str) -> None:
     op = OPS["cross_entropy"]
     logits, indices = np.zeros((3, 3)), np.array(target, dtype=np.int64)
     bad = next(t for t in target if not 0 <= t < 3)

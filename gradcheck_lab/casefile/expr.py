@@ -183,7 +183,11 @@ class _Builder:
 
     def call(self, node: ast.Call, depth: int, offset: int | None) -> Expr:
         if not isinstance(node.func, ast.Name):
-            raise self.fail("only plain function names can be called (no attributes)", node)
+            if isinstance(node.func, ast.Attribute):
+                raise self.fail("only plain function names can be called (no attribute "
+                                "access)", node)
+            self.build(node.func, depth + 1)  # a lambda, a subscript...: names what it is
+            raise self.fail("only function names can be called", node)
         name = node.func.id
         op = OPS.get(name)
         if op is None or not op.callable:

@@ -127,14 +127,19 @@ def decode_text(raw: bytes) -> str:
 
 def read_yaml(text: str, limits: ReadLimits = ReadLimits()) -> YamlDocument:
     """Parse one YAML document into plain data with key lines; raises YamlReadError."""
-    loader = _Composer(text)
+    loader = None
     try:
+        loader = _Composer(text)  # the reader already refuses non-printable characters
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
         problem = exc.problem or exc.context or "invalid YAML"
         raise YamlReadError(f"invalid YAML: {problem}", line) from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        raise YamlReadError(f"invalid YAML: unacceptable character #x{exc.character:04x} "
+                            "(control characters are not allowed)", line) from None
     except yaml.YAMLError as exc:
         raise YamlReadError(f"invalid YAML: {exc}", 1) from None
     except RecursionError:
@@ -144,7 +149,8 @@ def read_yaml(text: str, limits: ReadLimits = ReadLimits()) -> YamlDocument:
             1,
         ) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if node is None:
         raise YamlReadError("the file holds no YAML document (empty file)", 1)
     _check_expanded_size(node, limits)
@@ -230,6 +236,9 @@ def _convert(
             if key_node.tag != _PLAIN and key_node.tag not in _PLAIN_DATA_TAGS:
                 raise YamlReadError(f"YAML tag {key_node.tag!r} is not allowed", key_line, path)
             key = key_node.value
+            if key == "<<" and key_node.style is None:
+                raise YamlReadError("merge keys (<<) are not part of YAML 1.2: write the keys "
+                                    "out", key_line, path)
             if key in result:
                 raise YamlReadError(f"duplicate key {key!r}", key_line, (*path, key))
             document.key_lines[(*path, key)] = key_line

@@ -2,8 +2,8 @@
 
 Each elementwise op gives its scalar sympy form; sympy differentiates it once (cached per op)
 and the derivative is compiled here into numpy calls by walking the expression tree: no
-``lambdify``, no generated code. Where float64 overflows (sigmoid' at -800 is inf/inf) the
-affected elements are re-evaluated by mpmath at 30 digits.
+``lambdify``, no generated code. Where float64 overflows into NaN (sigmoid' at -800 is
+inf/inf) the affected elements are re-evaluated by mpmath at 30 digits.
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ class ElementwiseRule:
         inputs_finite = np.ones(shape, dtype=bool)
         for array in arrays:
             inputs_finite &= np.broadcast_to(np.isfinite(array), shape)
-        redo = np.argwhere(~np.isfinite(result) & inputs_finite)
+        # NaN from finite inputs is overflow inside the formula (sigmoid' at -800 is inf/inf);
+        # a signed infinity is a genuine value (1/x at 0) and keeps its sign.
+        redo = np.argwhere(np.isnan(result) & inputs_finite)
         if 0 < len(redo) <= _MAX_HIGH_PRECISION_ELEMENTS:
             broadcast = [np.broadcast_to(a, shape) for a in arrays]
             for index in map(tuple, redo):

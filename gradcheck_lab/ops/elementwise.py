@@ -105,10 +105,18 @@ def _stable_sigmoid(a: np.ndarray) -> np.ndarray:
 
 
 def _pow_limits(position: int, local: np.ndarray, args: Sequence[np.ndarray]) -> None:
-    """∂(a**b)/∂b = a**b·log(a) is 0·(-inf) at a = 0; for b > 0 its limit (and torch's) is 0."""
-    if position == 1:
-        base, exponent = np.broadcast_arrays(*args)
-        local[(base == 0) & (exponent > 0)] = 0.0
+    """Where sympy's form of a partial of a**b is 0/0 or 0·inf at a = 0, use its value there:
+    ∂/∂a = b·a**b/a is 0/0, and b·a**(b-1) (torch's formula) is its value; ∂/∂b = a**b·log(a)
+    is 0·(-inf), and for b > 0 its limit (and torch's value) is 0."""
+    base, exponent = np.broadcast_arrays(*args)
+    at_zero = base == 0
+    if not at_zero.any():
+        return
+    if position == 0:
+        with np.errstate(all="ignore"):
+            local[at_zero] = (exponent * np.power(base, exponent - 1))[at_zero]
+    else:
+        local[at_zero & (exponent > 0)] = 0.0
 
 
 OPERATORS = [

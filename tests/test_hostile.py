@@ -1,0 +1,186 @@
+"""Hostile and broken case files (tests/data/hostile/): every one is an error result at the
+right line and key, nothing in them is executed, the valid files beside them still pass, and
+the run survives impls that hang, crash the interpreter or return garbage."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import DATA, REPO
+
+HOSTILE = DATA / "hostile"
+PAYLOAD_MARKER = "gradcheck_pwned"  # every payload in the corpus tries to create this file
+CASE_TIMEOUT_S = 5
+
+# file -> (line of the offending key, key, words the message must contain)
+EXPECTED = {
+    "alias_bomb.yaml": (7, "document", "aliases are expanded"),
+    "bad_indentation.yaml": (3, "document", "invalid YAML"),
+    "cases_item_not_mapping.yaml": (2, "cases[0]", "expected a case (a mapping)"),
+    "cases_not_a_list.yaml": (1, "cases", "expected a non-empty list of cases"),
+    "control_character.yaml": (3, "document", "unacceptable character #x0000"),
+    "deep_nesting.yaml": (2, "document", "nesting deeper than"),
+    "dunder_input_name.yaml": (2, "inputs.__builtins__", "names starting with __"),
+    "duplicate_case_names.yaml": (5, "cases[1].name", "duplicate case name 'same'"),
+    "duplicate_input.yaml": (3, "inputs.x", "duplicate key 'x'"),
+    "duplicate_key.yaml": (4, "output", "duplicate key 'output'"),
+    "empty.yaml": (1, "document", "empty file"),
+    "empty_inputs.yaml": (1, "inputs", "needs at least one entry"),
+    "expect_sympify_payload.yaml": (5, "expect.grad.x", "only plain function names"),
+    "expr_attribute_escape.yaml": (3, "output", "no attribute access"),
+    "expr_comprehension.yaml": (3, "output", "comprehensions not allowed"),
+    "expr_conditional.yaml": (3, "output", "conditional expressions not allowed"),
+    "expr_eval_in_let.yaml": (4, "let.y", "unknown function 'eval'"),
+    "expr_exec.yaml": (3, "output", "unknown function 'exec'"),
+    "expr_fstring.yaml": (3, "output", "f-strings not allowed"),
+    "expr_huge_broadcast.yaml": (4, "output", "400000000 elements"),
+    "expr_huge_power.yaml": (3, "output", "constant power is too large"),
+    "expr_import_payload.yaml": (3, "output", "only plain function names"),
+    "expr_integer_arithmetic.yaml": (4, "output", "t is an integer tensor"),
+    "expr_lambda.yaml": (3, "output", "lambdas not allowed"),
+    "expr_null_byte.yaml": (3, "output", "not a valid expression"),
+    "expr_open.yaml": (3, "output", "unknown function 'open'"),
+    "expr_power_tower.yaml": (3, "output", "constant power is too large"),
+    "expr_shape_mismatch.yaml": (5, "let.C", "cannot multiply shapes [2, 3] and [2, 3]"),
+    "expr_statement.yaml": (3, "output", "not a valid expression"),
+    "expr_subscript.yaml": (3, "output", "subscripts not allowed"),
+    "expr_too_deep.yaml": (3, "output", "nested deeper than 200"),
+    "expr_too_long.yaml": (3, "output", "characters long (limit 10000)"),
+    "expr_undefined_name.yaml": (5, "output", "undefined name 'hh' (did you mean 'h'?)"),
+    "expr_unknown_function.yaml": (3, "output", "unknown function 'expp' (did you mean 'exp'?)"),
+    "expr_walrus.yaml": (3, "output", "assignment expressions (:=) not allowed"),
+    "function_input_name.yaml": (2, "inputs.exp", "is a function of the case language"),
+    "huge_number.yaml": (2, "inputs.x", "beyond the float64 range"),
+    "impl_absolute.yaml": (4, "impl", "relative to the case file's directory"),
+    "impl_dotted.yaml": (4, "impl", "not a public top-level name"),
+    "impl_escape.yaml": (4, "impl", "may not leave the case file's directory"),
+    "impl_kills_interpreter.yaml": (4, "impl", "worker process died"),
+    "impl_missing_file.yaml": (4, "impl", "'nowhere.py' not found"),
+    "impl_module_name.yaml": (4, "impl", "names a Python file"),
+    "impl_raises.yaml": (4, "impl", "raised ValueError: this impl always fails (bad_impls.py:"),
+    "impl_returns_none.yaml": (4, "impl", "returned NoneType"),
+    "impl_sleeps_forever.yaml": (4, "impl", f"time budget of {CASE_TIMEOUT_S} s"),
+    "impl_wrong_dtype.yaml": (4, "impl", "returned float32 for float64 inputs"),
+    "impl_wrong_shape.yaml": (4, "impl", "returned shape [2]"),
+    "inf_nested_input.yaml": (2, "inputs.W", "element [1][1]: -inf is not allowed"),
+    "keyword_input_name.yaml": (3, "inputs.class", "is a Python keyword"),
+    "low_above_high.yaml": (2, "inputs.x", "low must be below high"),
+    "merge_key.yaml": (3, "inputs", "merge keys (<<)"),
+    "missing_inputs.yaml": (1, "inputs", "missing required key 'inputs'"),
+    "missing_output.yaml": (1, "output", "missing required key 'output'"),
+    "nan_expect.yaml": (5, "expect.grad.x", "nan is not allowed"),
+    "nan_input.yaml": (2, "inputs.x", "element [1]: nan is not allowed"),
+    "negative_shape.yaml": (2, "inputs.x.shape", "positive integers"),
+    "negative_tolerance.yaml": (4, "tolerance.rtol", "expected a positive number"),
+    "non_utf8.yaml": (3, "document", "not UTF-8 text (byte 0xe9"),
+    "only_comments.yaml": (1, "document", "empty file"),
+    "randint_without_high.yaml": (3, "inputs.t", "randint needs high"),
+    "recursive_alias.yaml": (2, "document", "recursive alias"),
+    "string_input.yaml": (2, "inputs.x", "an input is a number"),
+    "string_tolerance.yaml": (4, "tolerance.atol", "expected a number, got 'tiny'"),
+    "syntax_error.yaml": (3, "document", "invalid YAML"),
+    "tag_binary.yaml": (2, "inputs.x", "binary' is not allowed"),
+    "tag_custom.yaml": (2, "inputs.x", "'!payload' is not allowed"),
+    "tag_python_module.yaml": (1, "inputs", "python/module:os' is not allowed"),
+    "tag_python_name.yaml": (3, "output", "python/name:os.system' is not allowed"),
+    "tag_python_object_apply.yaml": (2, "inputs.x", "python/object/apply:os.system' is not"),
+    "tag_set.yaml": (2, "inputs.x", "set' is not allowed"),
+    "tag_timestamp.yaml": (4, "description", "timestamp' is not allowed"),
+    "too_many_elements.yaml": (2, "inputs.x", "over the limit of 50000000"),
+    "top_level_list.yaml": (1, "document", "got a list"),
+    "top_level_scalar.yaml": (1, "document", "got text"),
+    "two_documents.yaml": (4, "document", "another document"),
+    "unknown_device.yaml": (4, "devices[0]", "unknown device 'tpu'"),
+    "unknown_dtype.yaml": (4, "dtypes[1]", "got 'float8'"),
+    "unknown_key_typo.yaml": (3, "outptu", "unknown key 'outptu' (did you mean 'output'?)"),
+}
+VALID = {"valid_r144.yaml", "valid_with_impl.yaml"}
+
+
+@pytest.fixture(scope="module")
+def corpus_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One CLI run over the whole corpus, from an empty working directory."""
+    workdir = tmp_path_factory.mktemp("hostile-run")
+    out = workdir / "out.json"
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "gradcheck_lab", "run", str(HOSTILE), "--json", str(out),
+         "--case-timeout", str(CASE_TIMEOUT_S)],
+        cwd=workdir, capture_output=True, text=True, timeout=120)
+    return {"done": done, "seconds": time.perf_counter() - started, "workdir": workdir,
+            "results": json.loads(out.read_text())["results"]}
+
+
+def by_file(results: list[dict]) -> dict[str, list[dict]]:
+    grouped: dict[str, list[dict]] = {}
+    for result in results:
+        grouped.setdefault(Path(result["file"]).name, []).append(result)
+    return grouped
+
+
+def test_the_corpus_is_large_and_fully_described() -> None:
+    yaml_files = {p.name for p in HOSTILE.glob("*.yaml")}
+    assert len(EXPECTED) >= 50
+    assert yaml_files == set(EXPECTED) | VALID
+
+
+def test_the_run_exits_2_in_bounded_time_and_creates_nothing(corpus_run: dict) -> None:
+    assert corpus_run["done"].returncode == 2, corpus_run["done"].stderr
+    assert corpus_run["seconds"] < 120
+    assert sorted(p.name for p in corpus_run["workdir"].iterdir()) == ["out.json"]
+    for place in (HOSTILE, REPO, Path.cwd()):
+        assert not (place / PAYLOAD_MARKER).exists()
+    assert "Traceback" not in corpus_run["done"].stdout + corpus_run["done"].stderr
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_hostile_file_is_an_error_at_its_line_and_key(corpus_run: dict, name: str) -> None:
+    line, key, words = EXPECTED[name]
+    results = by_file(corpus_run["results"])[name]
+    errors = [r for r in results if r["status"] == "error"]
+    assert errors, results
+    message = errors[-1]["message"]
+    assert "\n" not in message
+    location, _, rest = message.partition(": ")
+    assert location.split(":")[1] == str(line), message
+    assert rest.startswith(f"{key}: "), message
+    assert words in rest, message
+    assert errors[-1]["line"] is not None
+
+
+@pytest.mark.parametrize("name", sorted(VALID))
+def test_valid_files_beside_the_hostile_ones_pass(corpus_run: dict, name: str) -> None:
+    assert [r["status"] for r in by_file(corpus_run["results"])[name]] == ["pass"]
+
+
+def test_a_killed_run_keeps_every_finished_result_in_jsonl(tmp_path: Path) -> None:
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    shutil.copy(HOSTILE / "valid_r144.yaml", cases / "a_first.yaml")
+    shutil.copy(HOSTILE / "bad_impls.py", cases / "bad_impls.py")
+    shutil.copy(HOSTILE / "impl_sleeps_forever.yaml", cases / "b_hangs.yaml")
+    lines = tmp_path / "results.jsonl"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gradcheck_lab", "run", str(cases), "--jsonl", str(lines),
+         "--case-timeout", "600"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (lines.exists() and lines.read_text()):
+            time.sleep(0.2)
+        time.sleep(1.0)  # the second case is now hanging in its worker
+        assert process.poll() is None
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    (first,) = [json.loads(line) for line in lines.read_text().splitlines()]
+    assert (first["case"], first["status"]) == ("r144", "pass")
