@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
                      default=50_000_000, help="refuse cases whose inputs hold more elements")
     run.add_argument("--max-file-bytes", type=_positive_int, metavar="N",
                      default=16 * 2**20, help="refuse larger case files")
+    run.add_argument("--max-expression-length", type=_positive_int, metavar="N",
+                     default=10_000, help="refuse longer expressions (characters)")
+    run.add_argument("--max-expression-depth", type=_positive_int, metavar="N",
+                     default=200, help="refuse expressions nested deeper")
     run.add_argument("--case-timeout", type=_positive_float, metavar="SECONDS", default=300.0,
                      help="time budget of a case with an impl, which then runs in a worker "
                           "process that is stopped when the budget runs out (default 300; "
@@ -91,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run_command(args: argparse.Namespace) -> int:
     from gradcheck_lab.casefile import LoadLimits
+    from gradcheck_lab.casefile.expr import ExprLimits
     from gradcheck_lab.report import JsonLines, TerminalReport, write_json
     from gradcheck_lab.results import environment
     from gradcheck_lab.runner import RunOptions, run_paths
@@ -104,7 +109,9 @@ def run_command(args: argparse.Namespace) -> int:
     options = RunOptions(
         symbolic_mode=args.symbolic, fd_mode=args.fd,
         limits=LoadLimits(max_file_bytes=args.max_file_bytes,
-                          max_input_elements=args.max_input_elements),
+                          max_input_elements=args.max_input_elements,
+                          expr=ExprLimits(max_length=args.max_expression_length,
+                                          max_depth=args.max_expression_depth)),
         timings=TimingSettings(min_rounds=args.timing_rounds, threads=args.timing_threads)
         if args.timings else None,
         case_timeout=args.case_timeout or None,
