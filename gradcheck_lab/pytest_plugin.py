@@ -329,7 +329,7 @@ def render_failure(result: Any) -> str:
     if result.status == "error":
         return result.message
     buffer = io.StringIO()
-    console = Console(file=buffer, width=140, color_system=None, highlight=False)
+    console = Console(file=buffer, width=140, color_system=None, highlight=False, markup=False)
     console.print(f"{result.file}:{result.line}: {result.label}: {result.message}",
                   soft_wrap=True)
     console.print(mismatch_table(result.mismatches))

@@ -30,7 +30,7 @@ class TerminalReport:
 
     def __init__(self, console: Console | None = None, *, verbose: bool = False) -> None:
         # Off a terminal (CI logs, pipes) rich assumes 80 columns; tables need more.
-        self.console = console or Console(highlight=False)
+        self.console = console or Console(highlight=False, markup=False)
         if not self.console.is_terminal and self.console.width < 120:
             self.console.width = 120
         self.verbose = verbose

@@ -96,7 +96,7 @@ class Result:
         }
         if self.timings is not None:
             data["timings"] = self.timings
-        return data
+        return json_safe(data)
 
 
 def summarize(results: list[Result]) -> dict[str, int]:
@@ -121,6 +121,17 @@ def environment() -> dict[str, Any]:
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
         "platform": platform.platform(),
     }
+
+
+def json_safe(value: Any) -> Any:
+    """Non-finite floats anywhere in ``value`` written as strings (JSON has no NaN or inf)."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float):
+        return _number(value)
+    return value
 
 
 def _number(value: float) -> float | str | None:

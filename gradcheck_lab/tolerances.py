@@ -84,4 +84,7 @@ def gradient_scale(reference: np.ndarray, output_magnitude: float, input_magnitu
     """The size of the terms a gradient is made of, for the absolute part of a bound."""
     finite = np.abs(reference[np.isfinite(reference)])
     largest = float(finite.max()) if finite.size else 0.0
-    return max(largest, output_magnitude / max(1.0, input_magnitude), np.finfo(np.float64).tiny)
+    per_input = output_magnitude / max(1.0, input_magnitude)
+    if not np.isfinite(per_input):
+        per_input = 0.0  # an infinite output is reported by the value check, not scaled in
+    return max(largest, per_input, np.finfo(np.float64).tiny)

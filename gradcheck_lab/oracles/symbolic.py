@@ -41,6 +41,7 @@ def gradients(program: Program, point: Point, probes: tuple[Probe, ...],
     scale = term_scale(program, env)
     if mode == "exact" or (mode == "auto" and exact_is_affordable(program)):
         value, per_probe, formulas = _exact(program, point, probes)
+        per_probe = _signed_infinities(per_probe, program, env, probes)
         return Gradients("symbolic", METHOD_EXACT, value, per_probe, kinks=kinks,
                          roots=roots_values, formulas=formulas, term_scale=scale)
     per_probe = tuple(sweep(program, env, probe.cotangent) for probe in probes)
@@ -58,6 +59,22 @@ def term_scale(program: Program, env: dict[int, np.ndarray]) -> float:
         if finite.size:
             largest = max(largest, float(finite.max()))
     return largest
+
+
+def _signed_infinities(per_probe: tuple[dict[str, np.ndarray], ...], program: Program,
+                       env: dict[int, np.ndarray],
+                       probes: tuple[Probe, ...]) -> tuple[dict[str, np.ndarray], ...]:
+    """sympy's infinity at a pole is unsigned (zoo, read as +inf); the float64 sweep keeps the
+    sign IEEE arithmetic gives (d/dx 1/x at 0 is -inf), so an infinite exact element takes its
+    sign from there."""
+    if all(np.isfinite(g).all() for grads in per_probe for g in grads.values()):
+        return per_probe
+    fixed = []
+    for probe, grads in zip(probes, per_probe, strict=True):
+        swept = sweep(program, env, probe.cotangent)
+        fixed.append({name: np.where(np.isinf(g) & np.isinf(swept[name]), swept[name], g)
+                      for name, g in grads.items()})
+    return tuple(fixed)
 
 
 def exact_is_affordable(program: Program) -> bool:
