@@ -48,6 +48,37 @@ def compare(case: Case, point: Point, probes: tuple[Probe, ...], symbolic: Gradi
     return comparison.run()
 
 
+def compare_devices(reference: Gradients, other: Gradients, rule: ToleranceRule,
+                    devices: tuple[str, str], shapes: dict[str, tuple[int, ...]]) -> list[Mismatch]:
+    """Autograd on two devices (cpu and cuda) must agree within the dtype's tolerance, a classic
+    source of kernel bugs. The worst elements per input, as mismatches of check "device"."""
+    found: list[Mismatch] = []
+    labels = (f"autograd@{devices[0]}", f"autograd@{devices[1]}")
+    for name, shape in shapes.items():
+        rows = []
+        for k, (ref_grads, other_grads) in enumerate(zip(reference.per_probe, other.per_probe,
+                                                         strict=True)):
+            r, o = ref_grads[name].reshape(-1), other_grads[name].reshape(-1)
+            scale = gradient_scale(r, 0.0, 1.0)
+            bound = rule.bound(r, scale)
+            with np.errstate(all="ignore"):
+                errors = np.abs(r - o)
+            for flat in np.flatnonzero(~(_agree(r, o, bound) | (r == o))):
+                error = float(errors[flat]) if np.isfinite(errors[flat]) else float("inf")
+                rows.append((error, k, int(flat), float(r[flat]), float(o[flat]),
+                             float(bound[flat])))
+        rows.sort(key=lambda row: -row[0])
+        elements = len({row[2] for row in rows})
+        for error, k, flat, r_value, o_value, allowed in rows[:WORST_PER_GROUP]:
+            index = tuple(int(i) for i in np.unravel_index(flat, shape)) if shape else (0,)
+            found.append(Mismatch(input=name, oracles=labels, odd_oracle=None,
+                                  values={labels[0]: r_value, labels[1]: o_value},
+                                  abs_err=error, rel_err=_rel(error, r_value), allowed=allowed,
+                                  check="device", index=index, elements=elements,
+                                  probe=None if len(reference.per_probe) == 1 else f"probe {k}"))
+    return found
+
+
 def _rel(abs_err: float, reference: float) -> float:
     if reference != 0 and np.isfinite(reference):
         return abs_err / abs(reference)

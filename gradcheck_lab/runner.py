@@ -121,6 +121,8 @@ class _DtypeState:
         self.dtype = dtype
         self.options = options
         self.prepared: tuple | BaseException | None = None
+        # The first device's autograd gradients, which every other device must agree with.
+        self.reference_device: tuple[str, object] | None = None
 
     def result(self, device: str, status: str, message: str, **extra: object) -> Result:
         return Result(case=self.case.name, file=self.case.file, line=self.case.line,
@@ -174,12 +176,31 @@ class _DtypeState:
                                         mode=self.options.fd_mode, term_scale=sym.term_scale)
         rule = rule_for(self.dtype, self.case.tolerance.get(self.dtype))
         verdict = compare(self.case, point, probes, sym, ag, fd, rule)
+        self.compare_with_reference_device(device, ag, rule, verdict)
         return self.result(
             device, verdict.status, verdict.message, mismatches=verdict.mismatches,
             counts=verdict.counts, tolerance=verdict.tolerance, notes=verdict.notes,
             oracles={"symbolic": sym.method, "autograd": ag.method,
                      "finite_difference": fd.method},
         )
+
+    def compare_with_reference_device(self, device: str, ag: object, rule: object,
+                                      verdict: object) -> None:
+        from gradcheck_lab.compare import compare_devices
+
+        if self.reference_device is None:
+            self.reference_device = (device, ag)
+            return
+        reference, reference_ag = self.reference_device
+        shapes = {spec.name: spec.shape for spec in self.case.differentiable_inputs}
+        found = compare_devices(reference_ag, ag, rule, (reference, device), shapes)
+        if found:
+            verdict.mismatches.extend(found)
+            summary = (f"{device} vs {reference}: autograd gradients differ "
+                       f"({found[0].elements} element(s) of {found[0].input})")
+            verdict.message = summary if verdict.status == "pass" else (
+                f"{verdict.message}; {summary}")
+            verdict.status = "fail"
 
     def timings(self, device: str) -> dict[str, dict[str, object]]:
         from gradcheck_lab.timing import time_case

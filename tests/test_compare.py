@@ -176,3 +176,16 @@ def test_forward_value_mismatch_between_spec_and_impl() -> None:
     assert mismatch.check == "value"
     assert mismatch.values["autograd"] == pytest.approx(5.001)
     assert mismatch.values["symbolic"] == float(Fraction(5))
+
+
+def test_devices_must_agree_within_the_dtype_tolerance() -> None:
+    from gradcheck_lab.compare import compare_devices
+
+    case, point, probes, sym, ag, fd = oracles()
+    shapes = {spec.name: spec.shape for spec in case.differentiable_inputs}
+    rule = rule_for("float64")
+    assert compare_devices(ag, ag, rule, ("cpu", "cuda"), shapes) == []
+    kernel_bug = perturbed(ag, "w", (2, 1), 1 + 1e-6)
+    (mismatch,) = compare_devices(ag, kernel_bug, rule, ("cpu", "cuda"), shapes)
+    assert (mismatch.check, mismatch.input, mismatch.index) == ("device", "w", (2, 1))
+    assert mismatch.oracles == ("autograd@cpu", "autograd@cuda")

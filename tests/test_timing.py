@@ -210,3 +210,13 @@ def test_timings_are_disabled_under_xdist(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("--benchmark", "-k", "cpu", "-n", "2", "-rs")
     result.assert_outcomes(skipped=2)  # workers do not report deselections
     assert any("disabled under pytest-xdist" in line for line in result.outlines)
+
+
+def test_cuda_rows_show_the_speed_up_over_cpu() -> None:
+    from gradcheck_lab.report import timings_text
+
+    cpu = {which: {"median_s": 2e-3, "iqr_s": 1e-4} for which in ("forward", "backward")}
+    cuda = {which: {"median_s": 1e-4, "iqr_s": 1e-5} for which in ("forward", "backward")}
+    assert timings_text(cuda, cpu) == ("fwd 100 µs ±10 µs (20.0× cpu) · "
+                                       "bwd 100 µs ±10 µs (20.0× cpu)")
+    assert timings_text(cpu) == "fwd 2.00 ms ±100 µs · bwd 2.00 ms ±100 µs"
