@@ -7,6 +7,7 @@ an error, no case file is found, or the command line is wrong (2 takes precedenc
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -85,12 +86,57 @@ def build_parser() -> argparse.ArgumentParser:
                      help="show messages of passing results too")
     run.add_argument("--debug", action="store_true",
                      help="show tracebacks of errors (internal errors above all)")
+    new = commands.add_parser(
+        "new", help="write NAME.yaml, a small case that passes, with every key shown",
+        description="Write NAME.yaml in the current directory: a case that passes as it is, "
+                    "with comments on every key (and NAME_impl.py with --impl).")
+    new.add_argument("name", metavar="NAME", help="the case's name (letters, digits, _)")
+    new.add_argument("--impl", action="store_true",
+                     help="also write NAME_impl.py, a custom torch.autograd.Function under test")
+    commands.add_parser(
+        "schema", help="print the JSON Schema of the case format",
+        description="Print the JSON Schema of case files (for editors: save it and point a "
+                    "`# yaml-language-server: $schema=FILE` comment at it).")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "new":
+        return new_command(args)
+    if args.command == "schema":
+        return schema_command()
     return run_command(args)
+
+
+def new_command(args: argparse.Namespace) -> int:
+    from gradcheck_lab.scaffold import NAME, case_text, impl_text
+
+    if not NAME.match(args.name):
+        print(f"gradcheck-lab new: {args.name!r} is not a valid name (letters, digits, _)",
+              file=sys.stderr)
+        return EXIT_ERROR
+    written = {Path(f"{args.name}.yaml"): case_text(args.name, args.impl)}
+    if args.impl:
+        written[Path(f"{args.name}_impl.py")] = impl_text(args.name)
+    existing = [str(path) for path in written if path.exists()]
+    if existing:
+        print(f"gradcheck-lab new: {', '.join(existing)} already exists; nothing written",
+              file=sys.stderr)
+        return EXIT_ERROR
+    for path, text in written.items():
+        path.write_text(text, encoding="utf-8")
+        print(f"wrote {path}")
+    return EXIT_PASS
+
+
+def schema_command() -> int:
+    import json
+
+    from gradcheck_lab.casefile.schema import case_file_json_schema
+
+    print(json.dumps(case_file_json_schema(), indent=2))
+    return EXIT_PASS
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -116,10 +162,16 @@ def run_command(args: argparse.Namespace) -> int:
         if args.timings else None,
         case_timeout=args.case_timeout or None,
     )
+    unwritable = report_path_problem(args.json) if args.json else None
+    if unwritable:
+        return command_line_error(f"--json {args.json}: {unwritable}")
+    try:
+        lines = JsonLines(args.jsonl) if args.jsonl else None
+    except OSError as error:
+        return command_line_error(f"--jsonl {args.jsonl}: {error.strerror or error}")
     env = environment()
     report = TerminalReport(verbose=args.verbose or args.debug)
     report.header(env)
-    lines = JsonLines(args.jsonl) if args.jsonl else None
     results = []
     try:
         for result in run_paths(args.paths, options):
@@ -132,8 +184,28 @@ def run_command(args: argparse.Namespace) -> int:
             lines.close()
     report.finish(time.perf_counter() - started)
     if args.json:
-        write_json(args.json, results, env)
+        try:
+            write_json(args.json, results, env)
+        except OSError as error:
+            return command_line_error(f"--json {args.json}: {error.strerror or error}")
     return exit_status(results)
+
+
+def report_path_problem(path: Path) -> str | None:
+    """Why a report could not be written to path, checked before any case runs, or None."""
+    directory = path.parent
+    if not directory.is_dir():
+        return f"no such directory: {directory}"
+    if path.is_dir():
+        return "is a directory"
+    if not os.access(directory, os.W_OK):
+        return f"directory is not writable: {directory}"
+    return None
+
+
+def command_line_error(message: str) -> int:
+    print(f"gradcheck-lab: {message}", file=sys.stderr)
+    return EXIT_ERROR
 
 
 def exit_status(results: Sequence[object]) -> int:

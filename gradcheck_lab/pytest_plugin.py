@@ -60,10 +60,10 @@ def benchmark_mode(config: pytest.Config) -> bool:
 
 
 def xdist_active(config: pytest.Config) -> bool:
-    import os
-
+    # A worker's config carries `workerinput`; the PYTEST_XDIST_WORKER variable is not used
+    # because a pytest started in a subprocess of a worker inherits it without being one.
     workers = config.getoption("numprocesses", None) or config.getoption("dist", "no") != "no"
-    return bool(workers) or "PYTEST_XDIST_WORKER" in os.environ
+    return bool(workers) or hasattr(config, "workerinput")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -18,6 +18,13 @@ REPO = Path(__file__).parent.parent
 CASES = REPO / "cases"
 
 
+@pytest.fixture(autouse=True)
+def _not_an_xdist_worker_in_subprocesses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under `pytest -n`, pytest-benchmark reads PYTEST_XDIST_WORKER to decide it runs in a
+    worker; a pytest that a test starts in a subprocess would inherit it and disable timing."""
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+
+
 @pytest.fixture
 def write_case(tmp_path: Path):
     """Write YAML text to a case file in a temporary directory and return its path."""

@@ -1,196 +1,555 @@
-"""The command line: exit codes, the JSON contract, and a broken file never stopping the run."""
+"""The command line: exit codes, the JSON contract, and a broken case never stopping the run.
+
+Most tests call ``gradcheck_lab.cli.main`` in-process (fast); two run the real entry points
+(the ``gradcheck-lab`` console script and ``python -m gradcheck_lab``) in a subprocess.
+"""
 
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import subprocess
 import sys
+import sysconfig
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from gradcheck_lab.cli import main
+from gradcheck_lab.cli import EXIT_ERROR, EXIT_FAIL, EXIT_PASS, exit_status, main
+from gradcheck_lab.results import Result
 from tests.conftest import CASES, DATA, REPO
+
+STATUSES = ("pass", "fail", "error", "skip")
+PLANTED_SIGN = DATA / "planted" / "linear_sign.yaml"
+NUMBER = (int, float)
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def refuse_non_standard_json(constant: str) -> float:
+    """``parse_constant`` hook: NaN, Infinity and -Infinity are not JSON."""
+    raise AssertionError(f"{constant} written into the JSON report: not standard JSON")
+
+
+def load_strict_json(text: str) -> Any:
+    return json.loads(text, parse_constant=refuse_non_standard_json)
+
+
+@dataclass
+class CliRun:
+    code: int
+    report: dict[str, Any]
+    stdout: str
+
+    @property
+    def results(self) -> list[dict[str, Any]]:
+        return self.report["results"]
+
+    def by_case(self) -> dict[str, dict[str, Any]]:
+        return {result["case"]: result for result in self.results}
+
+
+def run_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], *args: str) -> CliRun:
+    """``gradcheck-lab run ARGS --json FILE`` in-process; the report is parsed strictly."""
+    report_path = tmp_path / "report.json"
+    code = main(["run", *args, "--json", str(report_path)])
+    stdout = capsys.readouterr().out
+    return CliRun(code, load_strict_json(report_path.read_text(encoding="utf-8")), stdout)
+
+
+def exit_code_of(argv: list[str]) -> int:
+    """The exit status ``main`` gives, whether it returns it or argparse raises SystemExit."""
+    try:
+        return main(argv)
+    except SystemExit as exited:
+        return exited.code if isinstance(exited.code, int) else EXIT_ERROR
+
+
+def write(directory: Path, name: str, text: str) -> Path:
+    path = directory / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def copy_case(source: Path, directory: Path, name: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copy(source, directory / name))
+
+
+def line_of(path: Path, startswith: str) -> int:
+    """The 1-based number of the first line of ``path`` that starts with ``startswith``."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return next(number for number, line in enumerate(lines, 1) if line.startswith(startswith))
+
+
+def first_key_line(path: Path) -> int:
+    """The line of a case file's first key: the first line that is not blank or a comment."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return next(number for number, line in enumerate(lines, 1)
+                if line.strip() and not line.lstrip().startswith("#"))
+
+
+def is_json_number(value: Any) -> bool:
+    """A finite number, or a non-finite one as the contract writes it ("nan", "inf")."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, NUMBER) or value in ("nan", "inf", "-inf")
+
 
 RESULT_KEYS = {"case", "file", "line", "dtype", "device", "status", "message", "mismatches",
                "counts", "oracles", "tolerance", "notes", "seed", "duration_s"}
-MISMATCH_KEYS = {"input", "oracles", "odd_oracle", "index", "values", "abs_err", "rel_err"}
+MISMATCH_KEYS = {"input", "oracles", "odd_oracle", "index", "values", "abs_err", "rel_err",
+                 "allowed", "check", "elements"}
+OPTIONAL_MISMATCH_KEYS = {"direction", "probe"}
+ENVIRONMENT_KEYS = {"torch", "sympy", "numpy", "python", "threads", "cuda", "platform"}
 
 
-def run(args: list[str], tmp_path: Path) -> tuple[int, dict]:
-    out = tmp_path / "out.json"
-    code = main(["run", *args, "--json", str(out)])
-    return code, json.loads(out.read_text(), parse_constant=_refuse)
+def assert_mismatch_follows_contract(mismatch: dict[str, Any]) -> None:
+    assert MISMATCH_KEYS <= set(mismatch) <= MISMATCH_KEYS | OPTIONAL_MISMATCH_KEYS
+    assert mismatch["input"] is None or isinstance(mismatch["input"], str)
+    assert isinstance(mismatch["oracles"], list) and len(mismatch["oracles"]) == 2
+    assert all(isinstance(oracle, str) for oracle in mismatch["oracles"])
+    assert mismatch["odd_oracle"] is None or isinstance(mismatch["odd_oracle"], str)
+    index = mismatch["index"]
+    assert index is None or all(isinstance(i, int) for i in index)
+    assert isinstance(mismatch["values"], dict) and mismatch["values"]
+    assert all(is_json_number(value) for value in mismatch["values"].values())
+    assert is_json_number(mismatch["abs_err"]) and is_json_number(mismatch["rel_err"])
+    assert is_json_number(mismatch["allowed"])
+    assert mismatch["check"] in ("gradient", "value", "expect", "device")
+    assert isinstance(mismatch["elements"], int) and mismatch["elements"] >= 1
 
 
-def _refuse(constant: str) -> float:
-    raise AssertionError(f"{constant} is not JSON")
+def assert_result_follows_contract(result: dict[str, Any]) -> None:
+    assert set(result) == RESULT_KEYS  # "timings" only with --timings
+    assert isinstance(result["case"], str) and result["case"]
+    assert isinstance(result["file"], str) and result["file"]
+    assert result["line"] is None or isinstance(result["line"], int)
+    assert result["status"] in STATUSES
+    assert isinstance(result["message"], str)
+    assert "\n" not in result["message"]
+    assert isinstance(result["mismatches"], list)
+    for mismatch in result["mismatches"]:
+        assert_mismatch_follows_contract(mismatch)
+    assert isinstance(result["counts"], dict)
+    assert all(isinstance(n, int) for n in result["counts"].values())
+    assert isinstance(result["oracles"], dict)
+    assert isinstance(result["tolerance"], dict)
+    assert isinstance(result["notes"], list)
+    assert all(isinstance(note, str) for note in result["notes"])
+    assert result["seed"] is None or isinstance(result["seed"], int)
+    assert isinstance(result["duration_s"], NUMBER) and result["duration_s"] >= 0
+    if result["dtype"] is None:  # a file or case that could not be loaded
+        assert result["device"] is None and result["status"] == "error"
+        return
+    assert isinstance(result["dtype"], str) and isinstance(result["device"], str)
+    if result["status"] in ("pass", "fail"):
+        assert {"gradient_elements", "symbolic_vs_autograd", "finite_difference"} <= set(
+            result["counts"])
+        assert set(result["oracles"]) == {"symbolic", "autograd", "finite_difference"}
+        assert all(isinstance(method, str) for method in result["oracles"].values())
+        assert is_json_number(result["tolerance"]["rtol"])
+        assert is_json_number(result["tolerance"]["atol"])
+
+
+def assert_report_follows_contract(report: dict[str, Any]) -> None:
+    assert set(report) == {"results", "summary", "environment"}
+    for result in report["results"]:
+        assert_result_follows_contract(result)
+    statuses = [result["status"] for result in report["results"]]
+    assert report["summary"] == {status: statuses.count(status) for status in STATUSES}
+    environment = report["environment"]
+    assert set(environment) == ENVIRONMENT_KEYS
+    assert environment["cuda"] is None or isinstance(environment["cuda"], str)
+    assert isinstance(environment["platform"], str)
+    for package in ("torch", "sympy", "numpy", "python"):
+        assert isinstance(environment[package], str) and environment[package]
+    assert isinstance(environment["threads"], int) and environment["threads"] >= 1
+
+
+WRONG_EXPECT_CASE = "name: wrong_expect\ninputs:\n  x: 3\noutput: x * x\nexpect:\n  grad: {x: 5}\n"
+BROKEN_OUTPUT_CASE = "inputs:\n  x: [1.0]\noutput: sum(x) +\n"
+
+
+# --- the bundled cases and the JSON contract -------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def bundled(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict]:
-    return run([str(CASES)], tmp_path_factory.mktemp("bundled"))
+def bundled_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict[str, Any]]:
+    """``gradcheck-lab run cases --json FILE`` from the repository root, once per module
+    (the MNIST case takes seconds)."""
+    report_path = tmp_path_factory.mktemp("bundled") / "report.json"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(REPO)
+        code = main(["run", "cases", "--json", str(report_path)])
+    return code, load_strict_json(report_path.read_text(encoding="utf-8"))
 
 
-def test_bundled_cases_pass_and_follow_the_contract(bundled: tuple[int, dict]) -> None:
-    code, report = bundled
-    assert code == 0
-    assert set(report) == {"results", "summary", "environment"}
-    statuses = [r["status"] for r in report["results"]]
-    assert report["summary"] == {s: statuses.count(s) for s in ("pass", "fail", "error", "skip")}
-    assert {"torch", "sympy", "numpy", "python", "threads"} <= set(report["environment"])
+def test_bundled_cases_exit_0_and_the_report_follows_the_contract(
+        bundled_run: tuple[int, dict[str, Any]]) -> None:
+    code, report = bundled_run
+    assert code == EXIT_PASS
+    assert_report_follows_contract(report)
+    assert report["summary"]["pass"] == len(report["results"]) > 0
+    cases = {result["case"] for result in report["results"]}
+    assert {"r144", "mean_square", "mse_half", "mnist_mlp_ce", "custom_linear_layer",
+            "custom_linear_loss"} <= cases
     for result in report["results"]:
-        assert set(result) >= RESULT_KEYS
-        assert result["status"] == "pass"
-        assert isinstance(result["line"], int) and result["dtype"] and result["device"] == "cpu"
-        assert {"gradient_elements", "symbolic_vs_autograd", "finite_difference"} <= set(
-            result["counts"])
-        assert {"symbolic", "autograd", "finite_difference"} == set(result["oracles"])
-        assert {"rtol", "atol"} <= set(result["tolerance"])
+        assert result["mismatches"] == []
+        assert result["device"] == "cpu"
 
 
-def test_results_name_their_case_file_and_first_key_line(bundled: tuple[int, dict]) -> None:
-    results = {r["case"]: r for r in bundled[1]["results"]}
+def test_bundled_results_name_their_file_and_the_line_of_the_first_key(
+        bundled_run: tuple[int, dict[str, Any]]) -> None:
+    results = {result["case"]: result for result in bundled_run[1]["results"]}
     r144 = results["r144"]
     assert r144["file"] == "cases/r144.yaml"
-    first_key = next(n for n, line in enumerate((CASES / "r144.yaml").read_text().splitlines(), 1)
-                     if line and not line.startswith("#"))
-    assert r144["line"] == first_key
-    assert results["mnist_mlp_ce"]["counts"]["symbolic_vs_autograd"] == 109_386
-    assert results["r144"]["counts"] == {"gradient_elements": 3, "symbolic_vs_autograd": 3,
-                                         "finite_difference": 3, "probes": 1,
-                                         "finite_difference_evaluations": 13}
+    assert r144["line"] == first_key_line(CASES / "r144.yaml")
+    assert (r144["dtype"], r144["device"]) == ("float64", "cpu")
+    assert r144["counts"]["gradient_elements"] == 3
 
 
-def test_a_planted_bug_exits_1_naming_autograd(tmp_path: Path) -> None:
-    code, report = run([str(DATA / "planted" / "linear_sign.yaml")], tmp_path)
-    assert code == 1
-    mismatch = report["results"][0]["mismatches"][0]
-    assert set(mismatch) >= MISMATCH_KEYS
-    assert mismatch["odd_oracle"] == "autograd"
-    assert mismatch["oracles"] == ["symbolic", "autograd"]
+def test_the_mnist_case_compares_every_parameter_gradient(
+        bundled_run: tuple[int, dict[str, Any]]) -> None:
+    mnist = next(r for r in bundled_run[1]["results"] if r["case"] == "mnist_mlp_ce")
+    assert mnist["status"] == "pass"
+    assert mnist["counts"]["symbolic_vs_autograd"] == 109_386
 
 
-def test_an_invalid_file_exits_2_and_the_others_still_run(tmp_path: Path) -> None:
-    cases = tmp_path / "cases"
-    cases.mkdir()
-    shutil.copy(CASES / "r144.yaml", cases / "a.yaml")
-    (cases / "b_broken.yaml").write_text("inputs:\n  x: [1.0]\noutput: sum(x) +\n")
-    shutil.copy(CASES / "mean_square.yaml", cases / "c.yaml")
-    code, report = run([str(cases)], tmp_path)
-    assert code == 2
-    by_case = {r["case"]: r for r in report["results"]}
-    assert by_case["r144"]["status"] == "pass"
-    assert [r["status"] for r in report["results"] if r["case"] == "mean_square"] == [
-        "pass", "pass"]
-    broken = by_case["b_broken"]
-    assert (broken["status"], broken["line"], broken["dtype"], broken["device"]) == (
-        "error", 3, None, None)
-    assert broken["message"].startswith(f"{cases / 'b_broken.yaml'}:3")
-    assert ": output: not a valid expression" in broken["message"]
-    assert "\n" not in broken["message"]
+# --- exit codes ------------------------------------------------------------------------------
 
 
-def test_fail_and_error_together_exit_2(tmp_path: Path) -> None:
-    broken = tmp_path / "broken.yaml"
-    broken.write_text("inputs: {x: 1}\n")
-    code, _ = run([str(DATA / "planted" / "linear_sign.yaml"), str(broken)], tmp_path)
-    assert code == 2
-
-
-@pytest.mark.parametrize("make_path", [
-    lambda tmp: tmp / "missing.yaml",
-    lambda tmp: (tmp / "empty_dir").mkdir() or tmp / "empty_dir",
+@pytest.mark.parametrize(("statuses", "expected"), [
+    ([], EXIT_ERROR),
+    (["pass"], EXIT_PASS),
+    (["pass", "skip"], EXIT_PASS),
+    (["skip"], EXIT_PASS),
+    (["pass", "fail"], EXIT_FAIL),
+    (["fail", "error"], EXIT_ERROR),
+    (["pass", "error"], EXIT_ERROR),
 ])
-def test_nothing_to_check_exits_2(tmp_path: Path, make_path) -> None:
-    code, report = run([str(make_path(tmp_path))], tmp_path)
-    assert code == 2
-    assert report["results"][0]["status"] == "error"
+def test_exit_status_of_statuses(statuses: list[str], expected: int) -> None:
+    results = [Result(case="c", file="c.yaml", line=1, dtype="float64", device="cpu",
+                      status=status, message="") for status in statuses]
+    assert exit_status(results) == expected
+
+
+def test_a_planted_bug_exits_1_and_names_autograd_as_odd(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = run_cli(tmp_path, capsys, str(PLANTED_SIGN), "--case-timeout", "0")
+    assert run.code == EXIT_FAIL
+    assert_report_follows_contract(run.report)
+    layer = next(r for r in run.results
+                 if (r["case"], r["dtype"]) == ("custom_linear_layer", "float64"))
+    assert layer["status"] == "fail"
+    assert layer["line"] == line_of(PLANTED_SIGN, "  - name: custom_linear_layer")
+    assert layer["mismatches"], "a failing result must carry its mismatches"
+    assert {m["odd_oracle"] for m in layer["mismatches"]} == {"autograd"}
+    assert {m["input"] for m in layer["mismatches"]} == {"x"}  # only grad_x is negated
+    assert "FAIL" in run.stdout and "odd one out" in run.stdout  # the mismatch table
+
+
+def test_an_invalid_file_exits_2_with_a_one_line_error_and_the_others_still_run(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # files are reported relative to the working directory
+    cases = tmp_path / "cases"
+    copy_case(CASES / "r144.yaml", cases, "a_r144.yaml")
+    write(cases, "b_broken.yaml", BROKEN_OUTPUT_CASE)
+    copy_case(CASES / "mean_square.yaml", cases, "c_mean_square.yaml")
+    run = run_cli(tmp_path, capsys, "cases")
+    assert run.code == EXIT_ERROR
+    assert_report_follows_contract(run.report)
+    assert [(r["case"], r["status"]) for r in run.results] == [
+        ("r144", "pass"), ("b_broken", "error"), ("mean_square", "pass"),
+        ("mean_square", "pass")]
+    broken = run.by_case()["b_broken"]
+    assert (broken["file"], broken["line"], broken["dtype"], broken["device"]) == (
+        "cases/b_broken.yaml", 3, None, None)
+    expected = "cases/b_broken.yaml:3: output: not a valid expression: invalid syntax"
+    assert broken["message"] == expected
+    error_lines = [line for line in run.stdout.splitlines() if line.startswith("ERROR")]
+    assert len(error_lines) == 1 and error_lines[0].endswith(expected)  # one terminal line
+
+
+@pytest.mark.parametrize("kind", ["missing path", "directory without case files"])
+def test_nothing_to_check_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                  kind: str) -> None:
+    if kind == "missing path":
+        target = tmp_path / "missing.yaml"
+    else:
+        target = tmp_path / "empty"
+        write(target, "notes.txt", "no cases here\n")
+    run = run_cli(tmp_path, capsys, str(target))
+    assert run.code == EXIT_ERROR
+    (result,) = run.results
+    assert (result["status"], result["dtype"], result["device"]) == ("error", None, None)
+    assert result["message"].startswith(f"{target}: path: ")
+
+
+def test_a_missing_path_beside_a_valid_file_still_exits_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = run_cli(tmp_path, capsys, str(tmp_path / "typo.yaml"), str(CASES / "r144.yaml"))
+    assert run.code == EXIT_ERROR
+    assert [r["status"] for r in run.results] == ["error", "pass"]
 
 
 @pytest.mark.parametrize("argv", [
-    ["run"], ["run", "cases", "--no-such-option"], ["run", "cases", "--threads", "0"],
-    ["run", "cases", "--case-timeout", "-1"], ["frobnicate"], [],
+    pytest.param(["run"], id="no paths"),
+    pytest.param(["run", "cases", "--no-such-option"], id="unknown option"),
+    pytest.param(["run", "cases", "--threads", "0"], id="threads 0"),
+    pytest.param(["run", "cases", "--threads", "two"], id="threads not a number"),
+    pytest.param(["run", "cases", "--case-timeout", "-1"], id="negative timeout"),
+    pytest.param(["frobnicate"], id="unknown command"),
+    pytest.param([], id="no command"),
 ])
-def test_a_wrong_command_line_exits_2(argv: list[str], capsys) -> None:
+def test_a_wrong_command_line_exits_2(argv: list[str],
+                                      capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         main(argv)
-    assert exited.value.code == 2
-    assert "usage:" in capsys.readouterr().err
+    assert exited.value.code == EXIT_ERROR
+    assert "usage: gradcheck-lab" in capsys.readouterr().err
 
 
-def test_jsonl_writes_one_line_per_result(tmp_path: Path) -> None:
-    lines = tmp_path / "out.jsonl"
-    assert main(["run", str(CASES / "mean_square.yaml"), "--jsonl", str(lines)]) == 0
-    records = [json.loads(line) for line in lines.read_text().splitlines()]
-    assert [(r["case"], r["dtype"]) for r in records] == [("mean_square", "float64"),
-                                                          ("mean_square", "float32")]
+@pytest.mark.parametrize("option", ["--json", "--jsonl"])
+def test_a_report_file_in_a_missing_directory_exits_2(
+        tmp_path: Path, option: str, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "no_such_directory" / "report.out"
+    assert exit_code_of(["run", str(CASES / "r144.yaml"), option, str(target)]) == EXIT_ERROR
+    error_lines = capsys.readouterr().err.strip().splitlines()
+    assert len(error_lines) == 1
+    assert option in error_lines[0] and "no such" in error_lines[0].lower()
 
 
-def write_impl_case(tmp_path: Path, body: str, output: str = "sum(x * x)") -> Path:
-    (tmp_path / "impl.py").write_text("import torch\n\n\n" + body)
-    case = tmp_path / "case.yaml"
-    case.write_text(f"name: c\ninputs:\n  x: [1.0, -2.0]\noutput: {output}\nimpl: impl.py:f\n")
-    return case
+def test_a_failure_and_an_error_together_exit_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write(tmp_path, "cases/a_wrong_expect.yaml", WRONG_EXPECT_CASE)
+    write(tmp_path, "cases/b_broken.yaml", BROKEN_OUTPUT_CASE)
+    run = run_cli(tmp_path, capsys, str(tmp_path / "cases"))
+    assert run.code == EXIT_ERROR
+    assert run.report["summary"] == {"pass": 0, "fail": 1, "error": 1, "skip": 0}
 
 
-@pytest.mark.parametrize("body, words", [
-    ("def f(x):\n    raise KeyError('boom')\n", "raised KeyError: 'boom' (impl.py:5)"),
-    ("def f(x):\n    return None\n", "returned NoneType, expected a tensor of shape []"),
-    ("def f(x):\n    return x * x\n", "returned shape [2]; the spec's output has shape []"),
-    ("def f(x):\n    return (x * x).sum().float()\n", "returned float32 for float64 inputs"),
-    ("def f(x):\n    return [1.0]\n", "returned list"),
+def test_a_cuda_device_without_a_gpu_is_skipped_and_exits_0(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: cuda is checked, not skipped")
+    case = write(tmp_path, "gpu.yaml", "inputs: {x: 1.5}\noutput: x * x\ndevices: [cpu, cuda]\n")
+    run = run_cli(tmp_path, capsys, str(case))
+    assert run.code == EXIT_PASS
+    assert [(r["device"], r["status"]) for r in run.results] == [("cpu", "pass"),
+                                                                 ("cuda", "skip")]
+    assert "cuda is not available" in run.results[1]["message"]
+
+
+# --- JSON lines and non-finite numbers --------------------------------------------------------
+
+
+def test_jsonl_writes_one_parseable_line_per_result(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cases = tmp_path / "cases"
+    copy_case(CASES / "mean_square.yaml", cases, "a_mean_square.yaml")
+    write(cases, "b_broken.yaml", BROKEN_OUTPUT_CASE)
+    write(cases, "c_wrong_expect.yaml", WRONG_EXPECT_CASE)
+    lines_path = tmp_path / "results.jsonl"
+    run = run_cli(tmp_path, capsys, str(cases), "--jsonl", str(lines_path))
+    lines = lines_path.read_text(encoding="utf-8").splitlines()
+    records = [load_strict_json(line) for line in lines]
+    assert len(records) == len(run.results) == 4
+    assert [(r["case"], r["dtype"], r["status"]) for r in records] == [
+        ("mean_square", "float64", "pass"), ("mean_square", "float32", "pass"),
+        ("b_broken", None, "error"), ("wrong_expect", "float64", "fail")]
+    for record, result in zip(records, run.results, strict=True):
+        assert_result_follows_contract(record)
+        assert record["message"] == result["message"]
+
+
+def test_nan_in_an_expectation_is_reported_and_the_json_stays_standard(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cases = tmp_path / "cases"
+    write(cases, "a_nan_literal.yaml", "inputs:\n  x: 1.0\noutput: x * x\nexpect:\n"
+                                       "  grad: {x: .nan}\n")
+    write(cases, "b_nan_expression.yaml", "inputs:\n  x: 1.0\noutput: x * x\nexpect:\n"
+                                          "  grad: {x: \"log(x - 2)\"}\n")
+    lines_path = tmp_path / "results.jsonl"
+    run = run_cli(tmp_path, capsys, str(cases), "--jsonl", str(lines_path))
+    for line in lines_path.read_text(encoding="utf-8").splitlines():
+        load_strict_json(line)
+    assert run.code == EXIT_ERROR
+    assert_report_follows_contract(run.report)
+    literal, expression = run.results
+    assert literal["status"] == "error"
+    assert literal["message"] == (f"{cases / 'a_nan_literal.yaml'}:5: expect.grad.x: nan is "
+                                  "not allowed: values must be finite numbers")
+    assert expression["status"] == "fail"
+    (mismatch,) = expression["mismatches"]
+    assert (mismatch["odd_oracle"], mismatch["check"]) == ("expect", "expect")
+    assert mismatch["values"] == {"expect": "nan", "symbolic": 2.0, "autograd": 2.0}
+    assert mismatch["abs_err"] == "nan"
+
+
+def test_infinite_gradients_are_written_as_strings(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    case = write(tmp_path, "pole.yaml", "inputs:\n  x: [0.0, 1.0]\noutput: sum(1 / x)\n")
+    run = run_cli(tmp_path, capsys, str(case))
+    assert run.code == EXIT_FAIL
+    values = run.results[0]["mismatches"][0]["values"]
+    assert values["symbolic"] == values["autograd"] == "-inf"
+
+
+# --- impls: errors, wrong answers, missing gradients -------------------------------------------
+
+
+def write_impl_case(directory: Path, impl_body: str, output: str = "sum(x * x)") -> Path:
+    """``case.yaml`` (impl on line 5) checking ``impl.py:f`` against ``output``."""
+    write(directory, "impl.py", "import torch\n\n\n" + impl_body)
+    return write(directory, "case.yaml",
+                 f"name: c\ninputs:\n  x: [1.0, -2.0]\noutput: {output}\nimpl: impl.py:f\n")
+
+
+def test_an_impl_that_raises_is_an_error_naming_the_exception_and_the_run_goes_on(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cases = tmp_path / "cases"
+    write(cases, "impl.py", "import torch\n\n\ndef f(x):\n    y = x * 2\n"
+                            "    raise KeyError('boom')\n")
+    write(cases, "a_raises.yaml", "name: raises\ninputs:\n  x: [1.0, 2.0]\n"
+                                  "output: sum(x)\nimpl: impl.py:f\n")
+    copy_case(CASES / "r144.yaml", cases, "b_r144.yaml")
+    run = run_cli(tmp_path, capsys, str(cases))  # the default: impls run in a worker process
+    assert run.code == EXIT_ERROR
+    assert [(r["case"], r["status"]) for r in run.results] == [("raises", "error"),
+                                                               ("r144", "pass")]
+    assert run.results[0]["message"] == (
+        f"{cases / 'a_raises.yaml'}:5: impl: impl impl.py:f raised KeyError: 'boom' (impl.py:6)")
+
+
+@pytest.mark.parametrize(("impl_body", "reason"), [
+    pytest.param("def f(x):\n    return None\n",
+                 "impl impl.py:f returned NoneType, expected a tensor of shape []", id="None"),
+    pytest.param("def f(x):\n    return x * x\n",
+                 "impl impl.py:f returned shape [2]; the spec's output has shape []",
+                 id="wrong shape"),
+    pytest.param("def f(x):\n    return (x * x).sum().float()\n",
+                 "impl impl.py:f returned float32 for float64 inputs", id="wrong dtype"),
+    pytest.param("def f(x):\n    return [1.0]\n",
+                 "impl impl.py:f returned list, expected a tensor of shape []", id="a list"),
 ])
-def test_an_unusable_impl_is_an_error_with_the_reason(tmp_path: Path, body: str,
-                                                      words: str) -> None:
-    code, report = run([str(write_impl_case(tmp_path, body)), "--case-timeout", "0"], tmp_path)
-    assert code == 2
-    (result,) = report["results"]
-    assert result["status"] == "error"
-    assert result["message"].startswith(f"{tmp_path / 'case.yaml'}:5: impl: ")
-    assert words in result["message"]
+def test_an_unusable_impl_result_is_an_error_with_the_reason(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], impl_body: str,
+        reason: str) -> None:
+    case = write_impl_case(tmp_path, impl_body)
+    run = run_cli(tmp_path, capsys, str(case), "--case-timeout", "0")
+    assert run.code == EXIT_ERROR
+    (result,) = run.results
+    assert (result["status"], result["dtype"]) == ("error", "float64")
+    assert result["message"] == f"{case}:5: impl: {reason}"
 
 
-def test_a_backward_returning_none_counts_as_zeros_and_says_so(tmp_path: Path) -> None:
-    body = ("class Detached(torch.autograd.Function):\n"
-            "    @staticmethod\n    def forward(ctx, x):\n        return (x * x).sum()\n"
-            "    @staticmethod\n    def backward(ctx, grad):\n        return None\n\n\n"
-            "def f(x):\n    return Detached.apply(x)\n")
-    code, report = run([str(write_impl_case(tmp_path, body))], tmp_path)
-    assert code == 1
-    (result,) = report["results"]
-    assert any("no gradient for x" in note for note in result["notes"])
+def test_a_wrong_hand_worked_expectation_fails_with_expect_odd(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = run_cli(tmp_path, capsys, str(write(tmp_path, "case.yaml", WRONG_EXPECT_CASE)))
+    assert run.code == EXIT_FAIL
+    (result,) = run.results
+    assert result["status"] == "fail"
+    (mismatch,) = result["mismatches"]
+    assert (mismatch["check"], mismatch["input"], mismatch["odd_oracle"]) == (
+        "expect", "x", "expect")
+    assert mismatch["index"] == [0]  # a scalar input is indexed as one element
+    assert mismatch["values"]["expect"] == 5.0
+    assert mismatch["values"]["symbolic"] == mismatch["values"]["autograd"] == 6.0
+
+
+OFF_BY_ONE_IN_Z_IMPL = """\
+import torch
+
+
+class OffByOneInZ(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, y, z):
+        ctx.save_for_backward(x, y, z)
+        return ((x + y) * z) ** 2
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, y, z = ctx.saved_tensors
+        dq = 2 * (x + y) * z
+        return grad * dq * z, grad * dq * z, grad * (dq * (x + y) - 1)
+
+
+def r(x, y, z):
+    return OffByOneInZ.apply(x, y, z)
+"""
+
+
+def test_a_scalar_gradient_mismatch_has_index_0_as_in_the_readme(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's JSON example: r144 with an impl whose backward is off by one in z."""
+    write(tmp_path, "r144_impl.py", OFF_BY_ONE_IN_Z_IMPL)
+    case = write(tmp_path, "r144.yaml",
+                 (CASES / "r144.yaml").read_text(encoding="utf-8") + "impl: r144_impl.py:r\n")
+    run = run_cli(tmp_path, capsys, str(case), "--case-timeout", "0")
+    assert run.code == EXIT_FAIL
+    assert_report_follows_contract(run.report)
+    (result,) = run.results
+    assert result["message"].startswith("z: autograd is the odd one out (1 element)")
+    gradient = next(m for m in result["mismatches"] if m["check"] == "gradient")
+    assert (gradient["input"], gradient["odd_oracle"], gradient["index"]) == ("z", "autograd",
+                                                                              [0])
+    assert gradient["oracles"] == ["symbolic", "autograd"]
+    assert (gradient["values"]["symbolic"], gradient["values"]["autograd"]) == (96.0, 95.0)
+    assert gradient["values"]["finite_difference"] == pytest.approx(96.0, abs=1e-6)
+    assert (gradient["abs_err"], gradient["elements"]) == (1.0, 1)
+    assert result["counts"]["gradient_elements"] == 3
+    assert result["oracles"]["autograd"] == "impl r144_impl.py:r, torch.autograd.grad"
+
+
+def test_a_backward_returning_none_counts_as_zeros_and_the_note_says_so(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    detached = ("class Detached(torch.autograd.Function):\n"
+                "    @staticmethod\n"
+                "    def forward(ctx, x):\n"
+                "        return (x * x).sum()\n\n"
+                "    @staticmethod\n"
+                "    def backward(ctx, grad):\n"
+                "        return None\n\n\n"
+                "def f(x):\n"
+                "    return Detached.apply(x)\n")
+    run = run_cli(tmp_path, capsys, str(write_impl_case(tmp_path, detached)),
+                  "--case-timeout", "0")
+    assert run.code == EXIT_FAIL
+    (result,) = run.results
+    assert result["notes"] == ["autograd: no gradient for x (backward returned None); "
+                               "counted as zeros"]
     assert {m["odd_oracle"] for m in result["mismatches"]} == {"autograd"}
     assert {m["values"]["autograd"] for m in result["mismatches"]} == {0.0}
 
 
-def test_a_wrong_hand_worked_answer_fails_with_expect_odd(tmp_path: Path) -> None:
-    case = tmp_path / "case.yaml"
-    case.write_text("inputs:\n  x: 3\noutput: x * x\nexpect:\n  grad: {x: 5}\n")
-    code, report = run([str(case)], tmp_path)
-    assert code == 1
-    (mismatch,) = report["results"][0]["mismatches"]
-    assert (mismatch["check"], mismatch["odd_oracle"], mismatch["index"]) == ("expect",
-                                                                               "expect", [0])
+# --- the real entry points ------------------------------------------------------------------
 
 
-def test_non_finite_values_are_written_as_valid_json(tmp_path: Path) -> None:
-    case = tmp_path / "case.yaml"
-    case.write_text("inputs:\n  x: [0.0, 1.0]\noutput: sum(1 / x)\n")
-    code, report = run([str(case)], tmp_path)  # run() refuses NaN/Infinity constants
-    assert code == 1
-    values = report["results"][0]["mismatches"][0]["values"]
-    assert values["symbolic"] == "-inf" and values["autograd"] == "-inf"
-    assert not any(isinstance(v, float) and not math.isfinite(v) for v in values.values())
-
-
-@pytest.mark.parametrize("entry", [["gradcheck-lab"], [sys.executable, "-m", "gradcheck_lab"]])
-def test_console_script_and_module_entry_points(entry: list[str], tmp_path: Path) -> None:
-    if entry[0] == "gradcheck-lab":
-        entry = [str(Path(sys.executable).parent / "gradcheck-lab")]
-    done = subprocess.run([*entry, "run", str(CASES / "r144.yaml")], cwd=REPO,
-                          capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+def test_the_console_script_runs_and_reports_its_thread_setting(tmp_path: Path) -> None:
+    script = Path(sysconfig.get_path("scripts")) / "gradcheck-lab"
+    assert script.exists(), "the package is not installed: no gradcheck-lab console script"
+    report_path = tmp_path / "report.json"
+    done = subprocess.run([str(script), "run", "cases/r144.yaml", "--threads", "1",
+                           "--json", str(report_path)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == EXIT_PASS, done.stdout + done.stderr
     assert "PASS" in done.stdout and "r144[float64-cpu]" in done.stdout
+    report = load_strict_json(report_path.read_text(encoding="utf-8"))
+    assert report["environment"]["threads"] == 1
+    assert report["summary"] == {"pass": 1, "fail": 0, "error": 0, "skip": 0}
+
+
+def test_python_dash_m_passes_the_exit_status_through(tmp_path: Path) -> None:
+    case = write(tmp_path, "wrong.yaml", WRONG_EXPECT_CASE)
+    done = subprocess.run([sys.executable, "-m", "gradcheck_lab", "run", str(case)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == EXIT_FAIL, done.stdout + done.stderr
+    assert "FAIL  wrong_expect[float64-cpu]" in done.stdout

@@ -1,27 +1,89 @@
 """The expression parser: what the whitelist accepts and the IR it builds, exact constant
-folding, and the refusal (with a column offset) of everything else, without running any of it."""
+folding, and the refusal (with a column offset) of everything else, without running any of it.
+
+Every test runs in an empty working directory: each rejection checks that it is still empty,
+so a payload that ran (``touch X``, ``open('X', 'w')``) would fail the test that fed it in.
+"""
 
 from __future__ import annotations
 
+import math
+import subprocess
+import sys
+import time
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 
-from gradcheck_lab.casefile.expr import Call, Const, ExprLimits, Name, names_in, parse_expression
+from gradcheck_lab.casefile.expr import (
+    Call,
+    Const,
+    Expr,
+    ExprLimits,
+    Name,
+    names_in,
+    parse_expression,
+)
 from gradcheck_lab.errors import SpecError
-from tests.conftest import time_limit
+from tests.conftest import REPO, time_limit
 
 DEFAULT_EXPR_LIMITS = ExprLimits()
+REJECTION_SECONDS = 1.0
+# Start-up and import take ~0.6 s (more on a loaded machine); the code these probes once caught
+# ran for minutes.
+SUBPROCESS_SECONDS = 5.0
+
+
+@pytest.fixture(autouse=True)
+def empty_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run each test in an empty directory, where relative payloads would leave their mark."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def files_in_cwd() -> list[str]:
+    return sorted(path.name for path in Path.cwd().iterdir())
 
 
 def rejection(text: str, limits: ExprLimits = DEFAULT_EXPR_LIMITS) -> SpecError:
-    """The SpecError that parsing ``text`` raises (within a second)."""
-    with pytest.raises(SpecError) as caught, time_limit(1.0):
+    """The SpecError that parsing ``text`` raises: quickly (measured with perf_counter), and
+    without anything appearing in the working directory."""
+    start = time.perf_counter()
+    with pytest.raises(SpecError) as caught, time_limit(REJECTION_SECONDS + 1.0):
         parse_expression(text, limits)
+    elapsed = time.perf_counter() - start
+    assert elapsed < REJECTION_SECONDS, f"rejected only after {elapsed:.2f} s"
+    assert files_in_cwd() == [], "the rejected expression created files"
     return caught.value
 
 
-def call(op: str, *args, params=(), offset=0) -> Call:
+def finishes_within(seconds: float, script: str) -> bool:
+    """Whether ``script``, run by a fresh interpreter, ends (successfully) within ``seconds``.
+
+    For code that may spend minutes inside a single C call (big-integer arithmetic), which no
+    signal can interrupt: the child is killed at the bound. A script that fails fast raises
+    CalledProcessError, so a broken probe cannot pass for a slow parser.
+    """
+    try:
+        subprocess.run([sys.executable, "-c", script], cwd=REPO, timeout=seconds, check=True,
+                       capture_output=True)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
+def parses_or_is_rejected(text: str) -> str:
+    """A script that parses ``text`` and accepts a SpecError as an answer."""
+    return ("from gradcheck_lab.casefile.expr import parse_expression\n"
+            "from gradcheck_lab.errors import SpecError\n"
+            "try:\n"
+            f"    parse_expression({text!r})\n"
+            "except SpecError:\n"
+            "    pass\n")
+
+
+def call(op: str, *args: Expr, params: tuple = (), offset: int | None = 0) -> Call:
     return Call(op, tuple(args), tuple(params), offset)
 
 
@@ -41,6 +103,8 @@ def call(op: str, *args, params=(), offset=0) -> Call:
     ("sum(x, 1)", call("sum", Name("x", 4), params=(("dim", 1), ("keepdim", False)))),
     ("mean(x, dim=(0, 1), keepdim=True)",
      call("mean", Name("x", 5), params=(("dim", (0, 1)), ("keepdim", True)))),
+    ("mean(x, dim=[0, -1])",
+     call("mean", Name("x", 5), params=(("dim", (0, -1)), ("keepdim", False)))),
     ("softmax(x, dim=-1)", call("softmax", Name("x", 8), params=(("dim", -1),))),
     ("softmax(x)", call("softmax", Name("x", 8), params=(("dim", -1),))),
     ("linear(x, W)", call("linear", Name("x", 7), Name("W", 10))),
@@ -74,6 +138,7 @@ def test_names_in_reading_order() -> None:
     ("0.1", Fraction(1, 10)),
     ("1e-7", Fraction(1, 10**7)),
     ("1.5e3", Fraction(1500)),
+    ("1_000.5", Fraction(2001, 2)),
     ("0.1 + 0.2", Fraction(3, 10)),        # not 0.30000000000000004
     ("2 * 3 - 1", Fraction(5)),
     ("1 / 3", Fraction(1, 3)),
@@ -94,11 +159,18 @@ def test_constant_folding_inside_an_expression() -> None:
         "mul", Name("x", 0), Const(Fraction(3, 10), 5))
 
 
+def test_fractional_power_of_a_constant_is_folded() -> None:
+    folded = parse_expression("2 ** 0.5")
+    assert isinstance(folded, Const)
+    assert abs(float(folded.value) - 2**0.5) < 1e-15
+
+
 @pytest.mark.parametrize("text, fragment", [
     ("9 ** 9 ** 9", "too large"),
     ("10 ** 100000", "too large"),
     ("2 ** 4097", "too large"),
     ("(10 ** 1000) ** 1000", "too large"),
+    ("(3 / 2) ** 100000", "too large"),
     ("1e400", "float64 range"),
     ("10 ** 2000.5", "float64 range"),
     ("1 / 0", "division by zero"),
@@ -109,6 +181,52 @@ def test_constants_that_cannot_be_held_are_rejected_quickly(text, fragment) -> N
     assert fragment in rejection(text).message
 
 
+@pytest.mark.parametrize("text", ["1e-5000", "1e5000", "0.5e-99999999"])
+def test_float_literal_is_held_to_the_constant_size_limit(text) -> None:
+    # Held exactly, 1e-5000 needs a 16,610-bit denominator (limit 4,096): refuse or round it.
+    limit = DEFAULT_EXPR_LIMITS.max_constant_bits
+    try:
+        folded = parse_expression(text)
+    except SpecError:
+        return
+    assert isinstance(folded, Const)
+    bits = max(folded.value.numerator.bit_length(), folded.value.denominator.bit_length())
+    assert bits <= limit, f"{text} is held exactly, with {bits} bits (limit {limit})"
+
+
+@pytest.mark.parametrize("text", [
+    "1e-99999999",               # 12 characters; exactly, a denominator of 10**99999999
+    "(1 + 1e-20) ** 1000000",    # near 1 as a float, but a 66-million-bit numerator exactly
+])
+def test_constants_whose_exact_value_is_huge_are_answered_quickly(text) -> None:
+    assert finishes_within(SUBPROCESS_SECONDS, parses_or_is_rejected(text))
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("(2 ** 1100) ** 0.5", 2.0**550),    # the base is beyond float64, the result is not
+    ("(2 ** -1100) ** 0.5", 2.0**-550),  # the base underflows float64, the result does not
+    ("(10 ** 400) ** 0.25", 1e100),
+])
+def test_fractional_power_of_a_base_outside_float64(text, expected) -> None:
+    try:
+        folded = parse_expression(text)
+    except SpecError:
+        return  # refusing is an answer too; a wrong value or another exception is not
+    assert isinstance(folded, Const)
+    assert math.isclose(float(folded.value), expected, rel_tol=1e-12)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("100 ** 0.5", 10.0),
+    ("(10 ** 300) ** 0.5", 1e150),
+])
+def test_fractional_power_of_a_float64_base_is_as_exact_as_float_pow(text, expected) -> None:
+    # float(base) ** float(exponent) gives these exactly; folding must not do worse.
+    folded = parse_expression(text)
+    assert isinstance(folded, Const)
+    assert float(folded.value) == expected
+
+
 # -- rejected, with nothing run ------------------------------------------------------------
 
 
@@ -116,21 +234,26 @@ def test_constants_that_cannot_be_held_are_rejected_quickly(text, fragment) -> N
     ("__import__('os').system('touch X')", "plain function names", 0),
     ("x.__class__", "attribute access", 0),
     ("x[0]", "subscripts", 0),
+    ("x[1:2]", "subscripts", 0),
     ("lambda: 1", "lambdas", 0),
     ("[i for i in x]", "comprehensions", 0),
     ("{i for i in x}", "comprehensions", 0),
+    ("{i: i for i in x}", "comprehensions", 0),
     ("(i for i in x)", "comprehensions", 0),
     ('f"{x}"', "f-strings", 0),
     ("x if y else z", "conditional expressions", 0),
     ("(y := 2)", "assignment expressions", 1),
     ("x < y", "comparisons", 0),
+    ("x == y", "comparisons", 0),
     ("x and y", "boolean operators", 0),
+    ("x or y", "boolean operators", 0),
     ("not x", "'not'", 0),
     ("~x", "'~'", 0),
     ("x // y", "'//'", 0),
     ("x % y", "'%'", 0),
     ("x << y", "'<<'", 0),
     ("x ^ y", "'^'", 0),
+    ("x | y", "'|'", 0),
     ("exec('1')", "unknown function 'exec'", 0),
     ("eval('1')", "unknown function 'eval'", 0),
     ("open('f')", "unknown function 'open'", 0),
@@ -138,11 +261,19 @@ def test_constants_that_cannot_be_held_are_rejected_quickly(text, fragment) -> N
     ("__builtins__", "dunder name", 0),
     ("exp", "is a function", 0),
     ("x + 'a'", "not a real number", 4),
+    ("x + b'a'", "not a real number", 4),
+    ("x * 1j", "not a real number", 4),
     ("True * x", "not a real number", 0),
+    ("None", "not a real number", 0),
+    ("...", "not a real number", 0),
     ("{'a': 1}", "dict displays", 0),
+    ("{x}", "set displays", 0),
     ("(x, y)", "tuples and lists", 0),
+    ("[x]", "tuples and lists", 0),
     ("sum(*x)", "starred", 4),
     ("sum(**x)", "**kwargs", 0),
+    ("(lambda: x)()", "lambdas", 1),
+    ("await x", "await", 0),
 ])
 def test_forbidden_syntax_is_rejected_with_its_offset(text, fragment, offset) -> None:
     error = rejection(text)
@@ -152,14 +283,24 @@ def test_forbidden_syntax_is_rejected_with_its_offset(text, fragment, offset) ->
 
 @pytest.mark.parametrize("text, fragment", [
     ("import os", "not a valid expression"),
+    ("import os; os.system('touch X')", "not a valid expression"),
     ("x = 1", "not a valid expression"),
     ("x; y", "not a valid expression"),
     ("x +", "not a valid expression"),
+    ("def f(): pass", "not a valid expression"),
+    ("yield x", "not a valid expression"),
+    ("x\0", "null bytes"),
     ("", "empty"),
     ("   \n ", "empty"),
 ])
 def test_statements_and_broken_text_are_rejected(text, fragment) -> None:
     assert fragment in rejection(text).message
+
+
+def test_syntax_error_has_a_column_offset() -> None:
+    error = rejection("x + * y")
+    assert "not a valid expression" in error.message
+    assert error.offset == 4
 
 
 @pytest.mark.parametrize("text, offending", [
@@ -171,10 +312,21 @@ def test_statements_and_broken_text_are_rejected(text, fragment) -> None:
     ("sum(x) + (x < y)", "x < y"),
     ("x * (y % 2)", "y % 2"),
     ("x + (y if y else z)", "y if y else z"),
+    ("sum(x, dim=y)", "y"),
+    ("sum(x, keepdim=1)", "1"),
 ])
 def test_offset_points_at_the_offending_part(text, offending) -> None:
     error = rejection(text)
-    assert error.offset == text.index(offending)
+    assert error.offset == text.rindex(offending)
+
+
+@pytest.mark.parametrize("text, offending", [
+    ("é + x[0]", "x[0]"),          # ast counts UTF-8 bytes: é is two
+    ("  ŷ * x.real", "x.real"),
+    ("ŷ + expp(x)", "expp(x)"),
+])
+def test_offset_counts_characters_not_bytes(text, offending) -> None:
+    assert rejection(text).offset == text.index(offending)
 
 
 def test_no_column_offset_for_an_expression_over_several_lines() -> None:
@@ -183,7 +335,7 @@ def test_no_column_offset_for_an_expression_over_several_lines() -> None:
     assert error.offset is None
 
 
-@pytest.mark.parametrize("template", [
+PAYLOADS = [
     "__import__('os').system('touch MARKER')",
     "exec(\"open('MARKER', 'w')\")",
     "eval(\"open('MARKER', 'w')\")",
@@ -200,13 +352,27 @@ def test_no_column_offset_for_an_expression_over_several_lines() -> None:
     "open('MARKER', 'w').close()",
     "x + sum(open('MARKER', 'w'), dim=1)",
     "sum(x, dim=open('MARKER', 'w'))",
+    "sum(x, keepdim=open('MARKER', 'w'))",
+    "exp(x, open('MARKER', 'w'))",
+    "().__class__.__base__.__subclasses__()",
+    "x.__globals__['os'].system('touch MARKER')",
     "import os; os.system('touch MARKER')",
-])
-def test_payloads_are_rejected_and_nothing_runs(template, tmp_path) -> None:
-    marker = tmp_path / "pwned"
+]
+
+
+@pytest.mark.parametrize("template", PAYLOADS)
+def test_payloads_with_an_absolute_path_are_rejected_and_nothing_runs(template,
+                                                                     tmp_path) -> None:
+    marker = tmp_path.parent / f"{tmp_path.name}-pwned"
     rejection(template.replace("MARKER", str(marker)))
     assert not marker.exists()
-    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("template", PAYLOADS)
+def test_payloads_with_a_relative_path_are_rejected_and_nothing_runs(template,
+                                                                    empty_cwd) -> None:
+    rejection(template.replace("MARKER", "X"))
+    assert not (empty_cwd / "X").exists()
 
 
 # -- functions and keywords ----------------------------------------------------------------
@@ -223,6 +389,10 @@ def test_unknown_function_without_a_close_name_has_no_suggestion() -> None:
     assert "did you mean" not in rejection("frobnicate(x)").message
 
 
+def test_operator_names_are_not_functions() -> None:
+    assert "unknown function 'add'" in rejection("add(x, y)").message
+
+
 def test_unknown_keyword_is_rejected_with_the_accepted_ones() -> None:
     text = "sum(x, axis=1)"
     error = rejection(text)
@@ -236,6 +406,7 @@ def test_unknown_keyword_is_rejected_with_the_accepted_ones() -> None:
     ("sum(x, dim=1.5)", "dim= needs an integer"),
     ("sum(x, dim=2**40)", "dim= needs an integer"),
     ("sum(x, dim=(0, y))", "dim= needs an integer"),
+    ("sum(x, dim=True)", "dim= needs an integer"),
     ("sum(x, keepdim=1)", "keepdim= needs True or False"),
     ("sum(x, keepdim=y)", "keepdim= needs True or False"),
     ("softmax(x, dim=(0, 1))", "dim= needs an integer"),
@@ -261,13 +432,13 @@ def test_wrong_number_of_arguments_is_rejected(text, fragment) -> None:
 
 
 def test_expression_longer_than_the_limit_is_rejected() -> None:
-    limit = ExprLimits().max_length
+    limit = DEFAULT_EXPR_LIMITS.max_length
     assert isinstance(parse_expression("x" * limit), Name)
     assert f"limit {limit}" in rejection("x" * (limit + 1)).message
 
 
 def test_expression_deeper_than_the_limit_is_rejected() -> None:
-    depth = ExprLimits().max_depth
+    depth = DEFAULT_EXPR_LIMITS.max_depth
     assert parse_expression("-" * depth + "x") is not None
     assert f"deeper than {depth}" in rejection("-" * (depth + 1) + "x").message
 
@@ -280,11 +451,18 @@ def test_custom_limits_are_enforced() -> None:
     assert parse_expression("2 ** 3", ExprLimits(max_constant_bits=8)) == Const(Fraction(8), 0)
 
 
+def test_integer_literal_over_the_bit_limit_is_rejected() -> None:
+    error = rejection("0x" + "f" * 1100)  # 4400 bits, written in hex to pass Python's parser
+    assert "integer constant is too large" in error.message
+
+
 @pytest.mark.parametrize("text", [
     "(" * 300 + "x" + ")" * 300,
     "+".join(["x"] * 4000),
     "exp(" * 1600 + "x" + ")" * 1600,
+    "-" * 9000 + "x",
+    "x" + "**x" * 3000,
 ])
 def test_pathological_nesting_is_rejected_quickly(text) -> None:
-    assert len(text) <= ExprLimits().max_length
+    assert len(text) <= DEFAULT_EXPR_LIMITS.max_length
     rejection(text)

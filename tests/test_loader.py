@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,9 @@ from gradcheck_lab.errors import CaseError
 from tests.conftest import CASES, REPO
 
 DEFAULT_LOAD_LIMITS = LoadLimits()
+# Start-up and import take ~0.6 s (more on a loaded machine); the code these probes once caught
+# ran for minutes.
+SUBPROCESS_SECONDS = 5.0
 
 
 def load_one(write_case, text: str, limits: LoadLimits = DEFAULT_LOAD_LIMITS) -> Case | CaseError:
@@ -49,6 +53,25 @@ def assert_points_at(error: CaseError, line: int, fragment: str) -> None:
         assert text_at(error).startswith(fragment), str(error)
 
 
+def finishes_within(seconds: float, script: str) -> bool:
+    """Whether ``script``, run by a fresh interpreter, ends (successfully) within ``seconds``;
+    the child is killed at the bound (big-integer work in C cannot be interrupted in-process).
+    A script that fails fast raises CalledProcessError: a broken probe cannot pass for a hang."""
+    try:
+        subprocess.run([sys.executable, "-c", script], cwd=REPO, timeout=seconds, check=True,
+                       capture_output=True)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
+def loads_without_raising(text: str) -> str:
+    """A script that loads ``text`` as a case file and fails if load_bytes raises."""
+    return ("from pathlib import Path\n"
+            "from gradcheck_lab.casefile.loader import load_bytes\n"
+            f"load_bytes({text.encode()!r}, 'case.yaml', Path('.'))\n")
+
+
 SCALAR_X = "inputs:\n  x: 1\n"
 
 
@@ -62,6 +85,14 @@ SCALAR_X = "inputs:\n  x: 1\n"
     pytest.param(
         "inputs:\n  x: {shape: [2], init: randn, sede: 1}\noutput: sum(x)\n",
         2, "inputs.x.sede", "unknown key 'sede' (did you mean 'seed'?)", id="misspelled-input-key"),
+    pytest.param(
+        SCALAR_X + "output: x\ntolerance: {rtl: 1e-3}\n",
+        4, "tolerance.rtl", "unknown key 'rtl' (did you mean 'rtol'?)",
+        id="misspelled-tolerance-key"),
+    pytest.param(
+        "inputs:\n  u: {shape: [2], init: uniform, hihg: 2}\noutput: sum(u)\n",
+        2, "inputs.u.hihg", "unknown key 'hihg' (did you mean 'high'?)",
+        id="misspelled-init-key"),
     pytest.param(
         "# a comment\ninputs:\n  x: 1\n",
         2, "output", "missing required key 'output'", id="missing-output"),
@@ -168,6 +199,66 @@ def test_errors_in_a_value_input_are_reported_at_their_own_key(write_case, text,
                                                                key) -> None:
     error = error_of(write_case, text)
     assert (error.line, error.key) == (line, key), str(error)
+
+
+@pytest.mark.parametrize("key, values", [("dtypes", "[float64, float64]"),
+                                         ("devices", "[cpu, cpu]")])
+def test_repeated_dtypes_or_devices_are_reported_at_their_key(write_case, key, values) -> None:
+    # Once reported at the case itself: "c.yaml:1: document: dtypes lists [...] with repeats".
+    error = error_of(write_case, SCALAR_X + f"output: x\n{key}: {values}\n")
+    assert "with repeats" in error.message
+    assert (error.line, error.key) == (4, key), str(error)
+
+
+@pytest.mark.parametrize("text, key, better", [
+    pytest.param(SCALAR_X + "output: x\ndtype: float32\n", "dtype", "dtypes",
+                 id="top-level-dtype"),
+    pytest.param("inputs:\n  x: {value: 1, seed: 3}\noutput: x\n", "seed", None,
+                 id="seed-in-a-value-input"),
+])
+def test_unknown_key_is_never_suggested_as_itself(write_case, text, key, better) -> None:
+    # Suggestions come from the keys valid where the unknown one is, not from every level.
+    error = error_of(write_case, text)
+    assert f"unknown key {key!r}" in error.message
+    assert f"did you mean {key!r}" not in error.message, str(error)
+    if better is not None:
+        assert f"did you mean {better!r}?" in error.message, str(error)
+
+
+@pytest.mark.parametrize("bounds", ["high: 100000000000000000000",
+                                    "low: -100000000000000000000, high: 2"])
+def test_randint_bounds_outside_int64_are_rejected(write_case, bounds) -> None:
+    # Not only at run time, as torch.randint's "Overflow when unpacking long long".
+    text = f"inputs:\n  x: 1\n  t: {{shape: [3], init: randint, {bounds}}}\noutput: x\n"
+    error = error_of(write_case, text)
+    assert (error.line, error.key) == (3, "inputs.t"), str(error)
+
+
+def test_constant_beyond_float64_in_a_power_does_not_escape_load_file(write_case) -> None:
+    # load_file never raises for bad content: float(2**1100) once escaped as OverflowError.
+    result = load_one(write_case, SCALAR_X + "output: x * (2**1100) ** 0.5\n")
+    assert isinstance(result, (Case, CaseError))
+
+
+@pytest.mark.parametrize("number", ["1e-99999999", "1e99999999"])
+def test_number_with_a_huge_exponent_is_answered_quickly(number) -> None:
+    # Exactly, 1e-99999999 has a denominator of 10**99999999: it must be refused, not built.
+    text = f"inputs:\n  x: {number}\noutput: x\n"
+    assert finishes_within(SUBPROCESS_SECONDS, loads_without_raising(text))
+
+
+@pytest.mark.parametrize("number", ["1e-99999", "1e400", "-1e309"])
+def test_number_outside_float64_is_rejected_at_its_input(write_case, number) -> None:
+    error = error_of(write_case, f"inputs:\n  x: 1\n  y: {number}\noutput: x\n")
+    assert (error.line, error.key) == (3, "inputs.y")
+    assert "float64 range" in error.message
+
+
+def test_the_subprocess_probe_answers_for_an_ordinary_file() -> None:
+    # The probes above are only meaningful if an ordinary file fits their bound, start-up
+    # included.
+    ordinary = loads_without_raising("inputs:\n  x: 1e-7\noutput: x\n")
+    assert finishes_within(SUBPROCESS_SECONDS, ordinary)
 
 
 def test_error_renders_file_line_column_key_message(write_case) -> None:
@@ -439,6 +530,26 @@ def test_input_elements_over_the_limit_are_rejected_at_the_input(write_case) -> 
     assert "20 elements" in error.message and "limit of 19" in error.message
 
 
+def test_huge_shapes_are_rejected_before_anything_is_allocated(write_case) -> None:
+    # 10**15 float64 elements would need 8 PB: only a check on the shape can answer this fast.
+    text = "inputs:\n  x: {shape: [100000, 100000, 100000], init: randn}\noutput: sum(x)\n"
+    start = time.perf_counter()
+    error = error_of(write_case, text)
+    assert time.perf_counter() - start < 1.0
+    assert (error.line, error.key) == (2, "inputs.x")
+    assert "1000000000000000 elements" in error.message
+
+
+def test_intermediate_results_over_the_node_limit_are_rejected(write_case) -> None:
+    text = ("inputs:\n  x: {shape: [1000], init: randn}\n  y: {shape: [1000, 1], init: randn}\n"
+            "output: sum(x * y)\n")
+    assert isinstance(load_one(write_case, text), Case)
+    error = error_of(write_case, text, LoadLimits(max_node_elements=999_999))
+    assert (error.line, error.key) == (4, "output")
+    assert "1000000 elements" in error.message
+    assert_points_at(error, 4, "x * y")
+
+
 def test_int64_literal_keeps_integer_values(write_case) -> None:
     case = case_of(write_case, "inputs:\n  x: [1.0, 2.0]\n  t: {value: [3, 1], dtype: int64}\n"
                                "output: sum(x)\n")
@@ -476,4 +587,6 @@ def test_bundled_r144_is_parsed_as_written() -> None:
     assert case.program.output_node.op == "pow"
     assert [e.key for e in case.expectations] == [
         "expect.value", "expect.grad.x", "expect.grad.y", "expect.grad.z"]
-    assert case.line_of("let.q") == 12
+    lines = (CASES / "r144.yaml").read_text(encoding="utf-8").splitlines()
+    assert case.line_of("let.q") == lines.index("  q: p * z") + 1
+    assert case.line_of("output") == lines.index("output: q**2") + 1

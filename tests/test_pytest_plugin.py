@@ -1,120 +1,201 @@
-"""The pytest front door: which YAML is collected, item ids, failures at the YAML line, broken
-files as one failing item, and torch and sympy left unimported until a case runs."""
+"""The pytest front door: which YAML is collected, item ids, failures at the YAML file and line,
+a broken file as one failing item, and torch and sympy left unimported by collection.
+
+The plugin is active in ``pytester`` runs through its ``pytest11`` entry point (the package is
+installed), so no ``-p gradcheck_lab.pytest_plugin`` is needed. ``runpytest`` runs in this
+process and afterwards drops the modules that run imported; numpy's C extension cannot be
+imported twice in one process, so torch, numpy and sympy are imported here, up front.
+"""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
+import numpy  # noqa: F401
 import pytest
+import sympy  # noqa: F401
+import torch
 
-from tests.conftest import CASES, DATA, REPO
+from tests.conftest import CASES, DATA
 
-R144 = (CASES / "r144.yaml").read_text()
-NOT_A_CASE = "site_name: docs\nnav:\n  - index.md\n"
+R144_TEXT = (CASES / "r144.yaml").read_text(encoding="utf-8")
+WRONG_EXPECT_CASE = "name: wrong_expect\ninputs:\n  x: 3\noutput: x * x\nexpect:\n  grad: {x: 5}\n"
+MKDOCS_TEXT = "site_name: docs\nnav:\n  - index.md\n"
+CI_TEXT = "on: push\njobs:\n  test:\n    runs-on: ubuntu-latest\n"
+# Case-like, and broken: collecting it by mistake would add a failing item.
+FIXTURE_CASE_TEXT = "inputs: {x: 1}\noutput: x +\n"
 
 
-def collected(result: pytest.RunResult) -> list[str]:
+def write(directory: Path, name: str, text: str) -> Path:
+    path = directory / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def copy_into(directory: Path, *sources: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for source in sources:
+        shutil.copy(source, directory / source.name)
+
+
+def collected_ids(result: pytest.RunResult) -> list[str]:
+    """The node ids printed by ``--collect-only -q``, sorted."""
     return sorted(line.strip() for line in result.outlines if "::" in line)
 
 
-def test_case_paths_are_collected_with_case_dtype_device_ids(pytester: pytest.Pytester) -> None:
-    pytester.mkdir("cases")
-    (pytester.path / "cases" / "r144.yaml").write_text(R144)
-    shutil.copy(CASES / "mean_square.yaml", pytester.path / "cases" / "mean_square.yaml")
-    result = pytester.runpytest("--collect-only", "-q")
-    assert collected(result) == ["cases/mean_square.yaml::mean_square[float32-cpu]",
-                                 "cases/mean_square.yaml::mean_square[float64-cpu]",
-                                 "cases/r144.yaml::r144[float64-cpu]"]
+def collect(pytester: pytest.Pytester, *args: str) -> list[str]:
+    return collected_ids(pytester.runpytest("--collect-only", "-q", *args))
+
+
+def line_of(path: Path, startswith: str) -> int:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return next(number for number, line in enumerate(lines, 1) if line.startswith(startswith))
+
+
+def test_the_plugin_is_active_in_pytester_runs_through_its_entry_point(
+        pytester: pytest.Pytester) -> None:
+    plugins = {entry.value for entry in entry_points(group="pytest11")}
+    assert "gradcheck_lab.pytest_plugin" in plugins
+    result = pytester.runpytest("--collect-only")  # no -p gradcheck_lab.pytest_plugin
+    result.stdout.fnmatch_lines(["gradcheck-lab *: case paths */cases"])
+
+
+def test_case_files_under_cases_are_items_named_case_dtype_device(
+        pytester: pytest.Pytester) -> None:
+    write(pytester.path, "cases/r144.yaml", R144_TEXT)
+    copy_into(pytester.path / "cases" / "nested", CASES / "mean_square.yaml")
+    assert collect(pytester) == [
+        "cases/nested/mean_square.yaml::mean_square[float32-cpu]",
+        "cases/nested/mean_square.yaml::mean_square[float64-cpu]",
+        "cases/r144.yaml::r144[float64-cpu]",
+    ]
+
+
+def test_the_items_run_and_pass(pytester: pytest.Pytester) -> None:
+    write(pytester.path, "cases/r144.yaml", R144_TEXT)
+    copy_into(pytester.path / "cases", CASES / "mean_square.yaml")
+    pytester.runpytest("-q").assert_outcomes(passed=3)
+
+
+def test_a_yaml_file_named_on_the_command_line_runs_outside_the_case_paths(
+        pytester: pytest.Pytester) -> None:
+    write(pytester.path, "elsewhere/mine.yaml", R144_TEXT)
+    write(pytester.path, "elsewhere/other.yaml", WRONG_EXPECT_CASE)
+    assert collect(pytester) == []  # not under the case paths: left alone by default
+    result = pytester.runpytest("elsewhere/mine.yaml", "-v")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*elsewhere/mine.yaml::r144?float64-cpu? PASSED*"])
+
+
+def test_a_failure_reports_the_yaml_file_line_and_the_mismatch_table(
+        pytester: pytest.Pytester) -> None:
+    planted = pytester.path / "planted"
+    copy_into(planted, DATA / "planted" / "linear_sign.yaml", DATA / "planted" / "linear_sign.py")
+    line = line_of(planted / "linear_sign.yaml", "  - name: custom_linear_layer")
+    result = pytester.runpytest("planted/linear_sign.yaml", "-k", "layer and float64")
+    result.assert_outcomes(failed=1, deselected=2)
+    result.stdout.fnmatch_lines([
+        f"planted/linear_sign.yaml:{line}: custom_linear_layer[[]float64-cpu[]]: x: autograd "
+        "is the odd one out*",
+        "what*where*odd one out*symbolic*autograd*fin. diff.*abs err*rel err*allowed",
+        "x (*)*autograd*",
+        "dtype float64, device cpu, seed *",
+    ])
+
+
+def test_a_wrong_expectation_fails_its_item(pytester: pytest.Pytester) -> None:
+    write(pytester.path, "cases/wrong.yaml", WRONG_EXPECT_CASE)
+    result = pytester.runpytest("-q")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["cases/wrong.yaml:1: wrong_expect[[]float64-cpu[]]: *",
+                                 "expect x*expect*6*6*5*"])
+
+
+def test_an_invalid_file_is_one_failing_item_with_its_one_line_message(
+        pytester: pytest.Pytester) -> None:
+    write(pytester.path, "cases/a_r144.yaml", R144_TEXT)
+    write(pytester.path, "cases/b_broken.yaml", "inputs:\n  x: [1.0]\noutptu: sum(x)\n")
+    write(pytester.path, "cases/c_wrong.yaml", WRONG_EXPECT_CASE)
+    assert collect(pytester) == ["cases/a_r144.yaml::r144[float64-cpu]",
+                                 "cases/b_broken.yaml::b_broken",
+                                 "cases/c_wrong.yaml::wrong_expect[float64-cpu]"]
+    result = pytester.runpytest("-q", "-k", "not wrong")
+    result.assert_outcomes(passed=1, failed=1, deselected=1)
+    message = ("cases/b_broken.yaml:3: outptu: unknown key 'outptu' (did you mean 'output'?) "
+               "(and 1 more problem(s) in this case)")
+    failure = result.stdout.str().split("= FAILURES =")[1].split("short test summary")[0]
+    body = [line for line in failure.splitlines()[1:] if line.strip() and "___" not in line]
+    assert body[0] == message
+    assert len([line for line in body if not line.startswith("=")]) == 1
 
 
 def test_yaml_that_is_not_a_case_is_never_collected(pytester: pytest.Pytester) -> None:
-    pytester.mkdir("cases")
-    (pytester.path / "cases" / "r144.yaml").write_text(R144)
-    (pytester.path / "mkdocs.yml").write_text(NOT_A_CASE)
-    (pytester.path / ".github" / "workflows").mkdir(parents=True)
-    (pytester.path / ".github" / "workflows" / "ci.yml").write_text("on: push\njobs: {}\n")
-    tests = pytester.mkdir("tests")
-    (tests / "data").mkdir()
-    (tests / "data" / "fixture.yaml").write_text("inputs: {x: 1}\noutput: x +\n")
-    (tests / "conftest.py").write_text('collect_ignore = ["data"]\n')
-    (tests / "test_ok.py").write_text("def test_ok():\n    assert True\n")
-    expected_cases = ["cases/r144.yaml::r144[float64-cpu]"]
-    assert collected(pytester.runpytest("--collect-only", "-q")) == sorted(
-        [*expected_cases, "tests/test_ok.py::test_ok"])
-    assert collected(pytester.runpytest("--collect-only", "-q", ".")) == sorted(
-        [*expected_cases, "tests/test_ok.py::test_ok"])
-    assert collected(pytester.runpytest("--collect-only", "-q", "tests")) == [
-        "tests/test_ok.py::test_ok"]
+    write(pytester.path, "cases/r144.yaml", R144_TEXT)
+    write(pytester.path, "mkdocs.yml", MKDOCS_TEXT)
+    write(pytester.path, ".github/workflows/ci.yml", CI_TEXT)
+    write(pytester.path, "tests/data/fixture.yaml", FIXTURE_CASE_TEXT)
+    write(pytester.path, "tests/conftest.py", 'collect_ignore = ["data"]\n')
+    write(pytester.path, "tests/test_ok.py", "def test_ok():\n    assert True\n")
+    everything = ["cases/r144.yaml::r144[float64-cpu]", "tests/test_ok.py::test_ok"]
+    assert collect(pytester) == everything
+    assert collect(pytester, ".") == everything
+    assert collect(pytester, "tests") == ["tests/test_ok.py::test_ok"]
+    pytester.runpytest("-q", ".").assert_outcomes(passed=2)
 
 
-def test_a_yaml_file_named_on_the_command_line_runs(pytester: pytest.Pytester) -> None:
-    elsewhere = pytester.mkdir("elsewhere")
-    (elsewhere / "mine.yaml").write_text(R144)
-    result = pytester.runpytest("elsewhere/mine.yaml", "-q")
+def test_the_ini_option_moves_the_case_paths(pytester: pytest.Pytester) -> None:
+    write(pytester.path, "checks/r144.yaml", R144_TEXT)
+    write(pytester.path, "cases/other.yaml", WRONG_EXPECT_CASE)
+    assert collect(pytester) == ["cases/other.yaml::wrong_expect[float64-cpu]"]
+    pytester.makeini("[pytest]\ngradcheck_case_paths =\n    checks\n")
+    assert collect(pytester) == ["checks/r144.yaml::r144[float64-cpu]"]
+    result = pytester.runpytest()  # not -q: the report header names the case paths
     result.assert_outcomes(passed=1)
-    under_a_named_dir = pytester.runpytest("elsewhere", "-q")
-    under_a_named_dir.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["gradcheck-lab *: case paths */checks"])
 
 
-def test_the_ini_option_sets_the_case_paths(pytester: pytest.Pytester) -> None:
-    (pytester.mkdir("checks") / "r144.yaml").write_text(R144)
-    (pytester.mkdir("cases") / "other.yaml").write_text(R144)
-    pytester.makeini("[pytest]\ngradcheck_case_paths = checks\n")
-    assert collected(pytester.runpytest("--collect-only", "-q")) == [
-        "checks/r144.yaml::r144[float64-cpu]"]
-
-
-def test_a_failure_points_at_the_yaml_file_and_line(pytester: pytest.Pytester) -> None:
-    planted = pytester.mkdir("planted")
-    shutil.copy(DATA / "planted" / "linear_sign.yaml", planted / "linear_sign.yaml")
-    shutil.copy(DATA / "planted" / "linear_sign.py", planted / "linear_sign.py")
-    result = pytester.runpytest("planted/linear_sign.yaml", "-k", "layer and float64")
-    result.assert_outcomes(failed=1, deselected=2)
-    text = result.stdout.str()
-    assert "planted/linear_sign.yaml:4: custom_linear_layer[float64-cpu]: x: autograd is the " \
-           "odd one out" in text
-    assert "odd one out" in text and "fin. diff." in text  # the mismatch table
-
-
-def test_an_invalid_file_is_one_failing_item_and_others_run(pytester: pytest.Pytester) -> None:
-    cases = pytester.mkdir("cases")
-    (cases / "a.yaml").write_text(R144)
-    (cases / "b_broken.yaml").write_text("inputs:\n  x: [1.0]\noutptu: sum(x)\n")
-    result = pytester.runpytest("-q")
-    result.assert_outcomes(passed=1, failed=1)
-    assert any(line.strip().endswith("cases/b_broken.yaml:3: outptu: unknown key 'outptu' "
-                                     "(did you mean 'output'?) (and 1 more problem(s) in this "
-                                     "case)") for line in result.outlines)
-
-
-def test_a_cuda_case_is_skipped_without_a_gpu(pytester: pytest.Pytester) -> None:
-    import torch
-
+def test_a_cuda_case_is_skipped_with_a_reason_without_a_gpu(pytester: pytest.Pytester) -> None:
     if torch.cuda.is_available():
-        pytest.skip("a GPU is present")
-    (pytester.mkdir("cases") / "gpu.yaml").write_text(R144 + "devices: [cpu, cuda]\n")
-    result = pytester.runpytest("-q", "-rs")
-    result.assert_outcomes(passed=1, skipped=1)
-    assert any("cuda is not available" in line for line in result.outlines)
+        pytest.skip("a GPU is present: the cuda item runs")
+    write(pytester.path, "cases/gpu.yaml", R144_TEXT + "devices: [cpu, cuda]\n")
+    write(pytester.path, "cases/gpu_only.yaml",
+          "name: gpu_only\ninputs: {x: 2.0}\noutput: x * x\ndevices: [cuda]\n")
+    result = pytester.runpytest("-rs")
+    result.assert_outcomes(passed=1, skipped=2)
+    result.stdout.fnmatch_lines(["SKIPPED*cuda is not available on this machine*"])
 
 
-def test_collection_imports_neither_torch_nor_sympy(tmp_path: Path) -> None:
-    script = (
-        "import sys, pytest\n"
-        f"pytest.main(['--collect-only', '-q', '-p', 'no:cacheprovider', {str(CASES)!r}])\n"
-        "print('torch' in sys.modules, 'sympy' in sys.modules)\n")
-    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
-                          text=True, check=True)
-    assert done.stdout.strip().splitlines()[-1] == "False False"
-    assert "r144[float64-cpu]" in done.stdout
+COLLECT_ONLY_SCRIPT = """\
+import sys
+
+import pytest
+
+import gradcheck_lab.pytest_plugin  # noqa: F401
+
+code = pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", sys.argv[1]])
+print("exit", int(code))
+print("torch", "torch" in sys.modules)
+print("sympy", "sympy" in sys.modules)
+"""
 
 
-def test_repository_root_runs_the_bundled_cases_as_items() -> None:
-    done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
-                           "-p", "no:cacheprovider", "cases"], cwd=REPO, capture_output=True,
-                          text=True)
-    assert "cases/mnist_mlp_ce.yaml::mnist_mlp_ce[float64-cpu]" in done.stdout
-    assert "cases/custom_linear.yaml::custom_linear_layer[float32-cpu]" in done.stdout
+def test_collect_only_imports_neither_torch_nor_sympy(tmp_path: Path) -> None:
+    cases = tmp_path / "cases"
+    copy_into(cases, CASES / "r144.yaml", CASES / "mnist_mlp_ce.yaml",
+              CASES / "custom_linear.yaml", CASES / "custom_linear.py")
+    write(cases, "broken.yaml", "inputs:\n  x: [1.0]\noutput: sum(x) +\n")
+    script = write(tmp_path, "collect.py", COLLECT_ONLY_SCRIPT)
+    done = subprocess.run([sys.executable, str(script), "cases"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    lines = done.stdout.splitlines()
+    assert lines[-3:] == ["exit 0", "torch False", "sympy False"], done.stdout + done.stderr
+    for node in ("cases/r144.yaml::r144[float64-cpu]",
+                 "cases/mnist_mlp_ce.yaml::mnist_mlp_ce[float64-cpu]",
+                 "cases/custom_linear.yaml::custom_linear_layer[float32-cpu]",
+                 "cases/broken.yaml::broken"):
+        assert node in lines

@@ -4,12 +4,20 @@ data (tags, alias bombs, recursion, deep nesting, bad bytes) without constructin
 from __future__ import annotations
 
 import math
+import time
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
-from gradcheck_lab.casefile.yaml_reader import ReadLimits, YamlReadError, decode_text, read_yaml
-from tests.conftest import time_limit
+from gradcheck_lab.casefile.yaml_reader import (
+    ReadLimits,
+    YamlDocument,
+    YamlReadError,
+    decode_text,
+    read_yaml,
+)
+from tests.conftest import TimeBoundError, time_limit
 
 DEFAULT_READ_LIMITS = ReadLimits()
 
@@ -21,12 +29,43 @@ def read_error(text: str, limits: ReadLimits = DEFAULT_READ_LIMITS) -> YamlReadE
     return caught.value
 
 
+def read_within(seconds: float, text: str,
+                limits: ReadLimits = DEFAULT_READ_LIMITS) -> YamlDocument | YamlReadError:
+    """Read ``text``, asserting (with perf_counter) that the reader answers within ``seconds``.
+
+    SIGALRM interrupts a reader that runs on past the bound, so a hang fails instead of hanging.
+    """
+    result: YamlDocument | YamlReadError | None = None
+    start = time.perf_counter()
+    try:
+        with time_limit(seconds):
+            result = read_yaml(text, limits)
+    except YamlReadError as exc:
+        result = exc
+    except TimeBoundError:
+        pass  # reported below, outside the reader's frames
+    elapsed = time.perf_counter() - start
+    assert result is not None and elapsed < seconds, f"the reader took {elapsed:.2f} s"
+    return result
+
+
+def rejected_within(seconds: float, text: str,
+                    limits: ReadLimits = DEFAULT_READ_LIMITS) -> YamlReadError:
+    result = read_within(seconds, text, limits)
+    assert isinstance(result, YamlReadError), "expected the text to be rejected"
+    return result
+
+
 def billion_laughs(levels: int = 9, width: int = 9) -> str:
     """The classic alias bomb: ``width ** levels`` leaves from a few hundred bytes."""
     lines = ["a0: &a0 [" + ", ".join(['"lol"'] * width) + "]"]
     for level in range(1, levels + 1):
         lines.append(f"a{level}: &a{level} [" + ", ".join([f"*a{level - 1}"] * width) + "]")
     return "\n".join(lines) + "\n"
+
+
+def value_of(scalar_text: str) -> object:
+    return read_yaml(f"v: {scalar_text}\n").data["v"]
 
 
 # -- YAML 1.2 scalars ----------------------------------------------------------------------
@@ -51,31 +90,34 @@ def billion_laughs(levels: int = 9, width: int = 9) -> str:
     ("on", "on"),
     ("off", "off"),
     ("1_000", "1_000"),
+    ("0b101", "0b101"),
     ("'1'", "1"),      # quoted numbers stay text
     ('"2.5"', "2.5"),
+    ("'1e-7'", "1e-7"),
     ("'true'", "true"),
 ])
 def test_scalars_follow_yaml_1_2(text, expected) -> None:
-    value = read_yaml(f"v: {text}\n").data["v"]
+    value = value_of(text)
     assert value == expected
     assert type(value) is type(expected)
 
 
 def test_decimals_are_exact_not_floats() -> None:
-    value = read_yaml("v: 1e-7\n").data["v"]
+    value = value_of("1e-7")
     assert isinstance(value, Decimal)
     assert value == Decimal(1) / Decimal(10_000_000)
 
 
 @pytest.mark.parametrize("text, sign", [(".inf", 1), ("-.inf", -1), ("+.Inf", 1)])
 def test_infinities_are_floats(text, sign) -> None:
-    value = read_yaml(f"v: {text}\n").data["v"]
+    value = value_of(text)
     assert isinstance(value, float)
     assert value == sign * math.inf
 
 
-def test_nan_is_a_float() -> None:
-    value = read_yaml("v: .nan\n").data["v"]
+@pytest.mark.parametrize("text", [".nan", ".NaN", ".NAN"])
+def test_nan_is_a_float(text) -> None:
+    value = value_of(text)
     assert isinstance(value, float)
     assert math.isnan(value)
 
@@ -84,7 +126,7 @@ def test_nan_is_a_float() -> None:
     ("!!int 3", 3), ("!!str 12", "12"), ("!!float 1", Decimal(1)), ("!!bool true", True),
 ])
 def test_explicit_plain_data_tags_are_allowed(text, expected) -> None:
-    value = read_yaml(f"v: {text}\n").data["v"]
+    value = value_of(text)
     assert value == expected
     assert type(value) is type(expected)
 
@@ -93,6 +135,12 @@ def test_explicit_tag_must_match_its_value() -> None:
     error = read_error("a: 1\nb: !!int x\n")
     assert error.line == 2
     assert "not a valid int" in error.message
+
+
+def test_integer_too_long_for_python_is_rejected_at_its_line() -> None:
+    error = read_error("a: 1\nb: " + "9" * 5000 + "\n")
+    assert error.line == 2
+    assert "too long" in error.message
 
 
 # -- key lines -----------------------------------------------------------------------------
@@ -121,8 +169,28 @@ def test_key_lines_are_one_based_for_nested_keys_and_list_items() -> None:
     assert document.line_of(("inputs", "W", "shape", 1)) == 6  # deepest existing part
 
 
+def test_key_lines_inside_lists_of_mappings() -> None:
+    document = read_yaml(
+        "a:\n"                  # 1
+        "  - b: 1\n"            # 2
+        "    c:\n"              # 3
+        "      - 2\n"           # 4
+        "      - d: 3\n"        # 5
+    )
+    assert document.key_lines[("a", 0)] == 2
+    assert document.key_lines[("a", 0, "b")] == 2
+    assert document.key_lines[("a", 0, "c")] == 3
+    assert document.key_lines[("a", 0, "c", 0)] == 4
+    assert document.key_lines[("a", 0, "c", 1, "d")] == 5
+
+
 def test_first_key_on_first_line_is_line_one() -> None:
     assert read_yaml("a: 1\n").key_lines[("a",)] == 1
+
+
+def test_line_of_a_missing_path_falls_back_to_the_document() -> None:
+    document = read_yaml("\n\n# c\na: 1\n")
+    assert document.line_of(("nowhere", "deeper")) == 4
 
 
 def test_duplicate_key_is_reported_at_its_second_occurrence() -> None:
@@ -130,6 +198,18 @@ def test_duplicate_key_is_reported_at_its_second_occurrence() -> None:
     assert error.line == 4
     assert "duplicate key 'x'" in error.message
     assert error.path == ("inputs", "x")
+
+
+def test_duplicate_key_spelled_with_quotes_is_still_a_duplicate() -> None:
+    error = read_error("a: 1\nb: 2\n'a': 3\n")
+    assert error.line == 3
+    assert "duplicate key 'a'" in error.message
+
+
+def test_merge_keys_are_rejected() -> None:
+    error = read_error("base: &b {x: 1}\nother:\n  <<: *b\n")
+    assert error.line == 3
+    assert "merge keys" in error.message
 
 
 # -- tags: nothing is constructed ----------------------------------------------------------
@@ -154,6 +234,15 @@ def test_tags_are_rejected_at_their_line_and_nothing_runs(template, tmp_path) ->
     assert error.line == 4
     assert "tag" in error.message
     assert not marker.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_tag_on_the_whole_document_is_rejected(tmp_path) -> None:
+    marker = tmp_path / "pwned"
+    error = read_error(f"--- !!python/object/apply:os.system ['touch {marker}']\n")
+    assert error.line == 1
+    assert "python/object/apply:os.system" in error.message
+    assert not marker.exists()
 
 
 def test_tag_on_a_list_item_names_the_item_line() -> None:
@@ -169,19 +258,45 @@ def test_tag_on_a_key_is_rejected(tmp_path) -> None:
     assert not marker.exists()
 
 
+def test_tagged_anchor_is_rejected_where_it_is_defined() -> None:
+    error = read_error("a: 1\nb: &x !foo 1\nc: *x\n")
+    assert error.line == 2
+    assert "'!foo'" in error.message
+
+
 # -- hostile structure ---------------------------------------------------------------------
 
 
-def test_billion_laughs_is_rejected_under_a_small_node_budget() -> None:
-    with time_limit(2.0):
-        error = read_error(billion_laughs(), ReadLimits(max_nodes=20_000))
-    assert "alias" in error.message
-
-
 def test_billion_laughs_is_rejected_quickly_with_default_limits() -> None:
-    with time_limit(2.0):
-        error = read_error(billion_laughs())
+    error = rejected_within(2.0, billion_laughs())
     assert "alias" in error.message
+    assert error.line >= 1
+
+
+def test_billion_laughs_is_rejected_under_a_small_node_budget() -> None:
+    error = rejected_within(2.0, billion_laughs(levels=5), ReadLimits(max_nodes=20_000))
+    assert "more than 20000 YAML nodes" in error.message
+
+
+def test_small_alias_expansion_is_read_in_full() -> None:
+    data = read_yaml("a: &a [1, 2]\nb: [*a, *a]\n").data
+    assert data == {"a": [1, 2], "b": [[1, 2], [1, 2]]}
+
+
+def test_alias_expansion_just_under_the_node_budget_is_answered_quickly() -> None:
+    # A ~5 KB file expanding to ~1.9 million nodes once took ~15 s and ~750 MB to build.
+    leaves = 1000
+    copies = (DEFAULT_READ_LIMITS.max_nodes - 2 * leaves) // leaves - 100  # just under budget
+    text = ("a: &a [" + ", ".join(["1"] * leaves) + "]\n"
+            "b: [" + ", ".join(["*a"] * copies) + "]\n")
+    assert len(text) < 20_000
+    read_within(2.0, text)  # read or rejected: either way within the bound
+
+
+def test_alias_node_budget_can_be_set() -> None:
+    text = "a: &a [1, 2, 3, 4, 5]\nb: [*a, *a, *a]\n"  # aliases add 18 nodes to the file's 10
+    assert read_yaml(text, ReadLimits(max_alias_nodes=1000)).data["b"] == [[1, 2, 3, 4, 5]] * 3
+    assert "aliases are expanded" in read_error(text, ReadLimits(max_alias_nodes=10)).message
 
 
 @pytest.mark.parametrize("text", [
@@ -190,8 +305,13 @@ def test_billion_laughs_is_rejected_quickly_with_default_limits() -> None:
     "x: 1\na: &a\n  - 1\n  - *a\n",
 ])
 def test_recursive_alias_is_rejected(text) -> None:
-    with time_limit(2.0):
-        error = read_error(text)
+    error = rejected_within(2.0, text)
+    assert "recursive alias" in error.message
+
+
+def test_recursive_alias_names_its_line() -> None:
+    error = read_error("x: 1\ny: 2\na: &a\n  - 1\n  - *a\n")
+    assert error.line == 3
     assert "recursive alias" in error.message
 
 
@@ -201,18 +321,52 @@ def test_undefined_alias_is_rejected_at_its_line() -> None:
     assert "undefined alias" in error.message
 
 
-def test_nesting_at_the_limit_is_read() -> None:
-    depth = ReadLimits().max_depth
-    data = read_yaml("[" * (depth + 1) + "]" * (depth + 1)).data
-    for _ in range(depth):
+def flow_nested(levels: int) -> str:
+    """``a:`` holding ``levels`` nested flow lists around a number (levels + 2 deep in all)."""
+    return "a: " + "[" * levels + "1" + "]" * levels + "\n"
+
+
+def block_nested(levels: int) -> str:
+    """The same data as flow_nested, written as nested block lists."""
+    lines = ["a:"] + ["  " * (level + 1) + "-" for level in range(levels)]
+    return "\n".join(lines) + " 1\n"
+
+
+@pytest.mark.parametrize("nested", [flow_nested, block_nested])
+def test_nesting_at_the_limit_is_read(nested) -> None:
+    levels = DEFAULT_READ_LIMITS.max_depth - 1  # the mapping, the lists, then the number
+    data = read_yaml(nested(levels)).data["a"]
+    for _ in range(levels - 1):
         (data,) = data
-    assert data == []
+    assert data == [1]
 
 
-def test_nesting_deeper_than_the_limit_is_rejected() -> None:
-    depth = ReadLimits().max_depth
-    error = read_error("[" * (depth + 2) + "]" * (depth + 2))
+@pytest.mark.parametrize("nested", [flow_nested, block_nested])
+def test_nesting_deeper_than_the_limit_is_rejected(nested) -> None:
+    depth = DEFAULT_READ_LIMITS.max_depth
+    error = read_error(nested(depth))
     assert f"deeper than {depth}" in error.message
+
+
+def test_flow_and_block_nesting_are_the_same_data() -> None:
+    assert read_yaml(flow_nested(5)).data == read_yaml(block_nested(5)).data
+
+
+def test_brackets_inside_quotes_and_comments_are_not_nesting() -> None:
+    deep = "[" * 100
+    document = read_yaml(f"a: '{deep}'\nb: \"{deep}\"  # {deep}\n# {deep}\nc: [1, [2]]\n")
+    assert document.data == {"a": deep, "b": deep, "c": [1, [2]]}
+
+
+@pytest.mark.parametrize("text", [
+    pytest.param("a: 'it''s " + "[" * 70 + "'\n", id="single-quoted-with-escaped-quote"),
+    pytest.param('a: "say \\" ' + "[" * 70 + '"\n', id="double-quoted-with-escaped-quote"),
+    pytest.param("a: |\n  " + "[" * 70 + "\n", id="block-scalar"),
+])
+def test_brackets_in_text_with_escapes_or_in_block_scalars_are_not_nesting(text) -> None:
+    result = read_within(1.0, text)
+    assert isinstance(result, YamlDocument), str(result)
+    assert result.data["a"].count("[") == 70
 
 
 def test_nesting_limit_names_the_line_where_it_is_exceeded() -> None:
@@ -225,9 +379,17 @@ def test_nesting_limit_names_the_line_where_it_is_exceeded() -> None:
 
 def test_nesting_beyond_the_parser_is_rejected_not_crashed() -> None:
     # Deep enough for the composer's recursion to give up (a RecursionError inside PyYAML).
-    with time_limit(2.0):
-        error = read_error("[" * 500 + "]" * 500)
+    error = rejected_within(2.0, "[" * 500 + "]" * 500)
     assert "nest" in error.message
+
+
+def test_deep_nesting_is_rejected_without_reading_the_whole_file() -> None:
+    # PyYAML's scanner is quadratic in flow depth: composing all of this took ~13 s.
+    deep = "[" * 400 + "]" * 400
+    text = "".join(f"k{i}: {deep}\n" for i in range(160))
+    error = rejected_within(1.0, text)
+    assert error.line == 1
+    assert "deeper than" in error.message
 
 
 # -- text and syntax -----------------------------------------------------------------------
@@ -237,6 +399,7 @@ def test_nesting_beyond_the_parser_is_rejected_not_crashed() -> None:
     (b"a: \xff\n", 1),
     (b"a: 1\nb: \xff\n", 2),
     (b"# caf\xc3\xa9\na: 1\nb: x\xe9y\n", 3),  # valid multi-byte UTF-8 before the bad byte
+    (b"a: 1\n\n\nb: \xc3\n", 4),               # a truncated multi-byte sequence
 ])
 def test_non_utf8_bytes_name_the_line_of_the_bad_byte(raw, line) -> None:
     with pytest.raises(YamlReadError) as caught:
@@ -247,6 +410,17 @@ def test_non_utf8_bytes_name_the_line_of_the_bad_byte(raw, line) -> None:
 
 def test_utf8_text_is_decoded() -> None:
     assert decode_text("d: café\n".encode()) == "d: café\n"
+
+
+def test_utf8_byte_order_mark_is_accepted() -> None:
+    assert read_yaml(decode_text(b"\xef\xbb\xbfa: 1\n")).data == {"a": 1}
+
+
+@pytest.mark.parametrize("character", ["\x07", "\x00", "\x1b"])
+def test_control_characters_are_rejected_at_their_line(character) -> None:
+    error = read_error(f"a: 1\nb: x{character}y\n")
+    assert error.line == 2
+    assert "control characters" in error.message
 
 
 @pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n"])
@@ -263,8 +437,24 @@ def test_empty_file_is_rejected(text) -> None:
     ("a:\n\tb: 1\n", 2),
     ("a: 1\nb: 2\n]\n", 3),
     ("a: 1\n---\nb: 2\n", 2),
+    ("a: 1\nb: {c: 1\nd: 2\n", 3),
 ])
 def test_syntax_errors_give_the_line_where_parsing_stopped(text, line) -> None:
     error = read_error(text)
     assert error.message.startswith("invalid YAML")
     assert error.line == line
+
+
+def test_reading_never_writes_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for payload in ["!!python/object/apply:os.system ['touch pwned']",
+                    "!!python/object/new:builtins.open ['pwned', 'w']"]:
+        read_error(f"a: {payload}\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_nesting_after_a_block_scalar_is_counted_on_its_own_line() -> None:
+    text = "a: |-\n  [[[ text\n\n  more ]\nb: x > y\nc:\n  " + "[" * 70 + "]" * 70 + "\n"
+    error = read_error(text, ReadLimits(max_depth=64))
+    assert "deeper than 64" in error.message
+    assert error.line == 7

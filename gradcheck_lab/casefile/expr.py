@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import ast
 import math
+import sys
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 
+from gradcheck_lab.casefile.schema import MAX_DECIMAL_EXPONENT
 from gradcheck_lab.errors import SpecError
 from gradcheck_lab.ops import OPS, Param, ParamValue, suggest
 
@@ -124,8 +126,12 @@ class _Builder:
         return SpecError(message, self.offset(node))
 
     def offset(self, node: ast.AST | None) -> int | None:
+        """The node's column in characters (ast counts UTF-8 bytes)."""
         column = getattr(node, "col_offset", None)
-        return None if column is None or self.shift is None else column + self.shift
+        if column is None or self.shift is None:
+            return None
+        characters = len(self.text.encode("utf-8")[:column].decode("utf-8", errors="ignore"))
+        return characters + self.shift
 
     def build(self, node: ast.AST, depth: int) -> Expr:
         self.nodes += 1
@@ -173,13 +179,16 @@ class _Builder:
             return Fraction(value)
         # Take the decimal text as written, so 0.1 is exactly 1/10.
         literal = ast.get_source_segment(self.text, node) or repr(value)
-        try:
-            exact = Fraction(Decimal(literal.replace("_", "")))
-        except (InvalidOperation, ValueError):
-            exact = Fraction(value)
         if not math.isfinite(value):
             raise self.fail(f"constant {literal} is out of the float64 range", node)
-        return exact
+        try:
+            decimal = Decimal(literal.replace("_", ""))
+        except (InvalidOperation, ValueError):
+            return Fraction(value)
+        # '1e-99999999' is 0.0 as a float; exactly, its denominator has 10**8 digits.
+        if decimal and abs(decimal.adjusted()) > MAX_DECIMAL_EXPONENT:
+            raise self.fail(f"constant {literal} is out of the float64 range", node)
+        return Fraction(decimal)
 
     def call(self, node: ast.Call, depth: int, offset: int | None) -> Expr:
         if not isinstance(node.func, ast.Name):
@@ -270,20 +279,43 @@ class _Builder:
                 raise SpecError("a negative constant to a fractional power is not real", offset)
             if base == 0:
                 return Fraction(0) if exponent > 0 else _raise_zero_division(offset)
-            log2 = float(exponent) * _log2(base)
-            if abs(log2) > 1000:
-                raise SpecError("constant power is out of the float64 range", offset)
-            return Fraction(float(base) ** float(exponent))
+            return Fraction(_fractional_power(base, float(exponent), offset))
         power = exponent.numerator
         if base == 0:
             return Fraction(0) if power > 0 else (
                 Fraction(1) if power == 0 else _raise_zero_division(offset))
-        bits = abs(power) * max(_log2(abs(base)), -_log2(abs(base)))
+        # The exact result's numerator and denominator have about |power| times the bits of
+        # the base's: (1 + 1e-20) ** 1000000 is near 1 but holds 66 million bits.
+        bits = max((part.bit_length() - 1) * abs(power) + 1
+                   for part in (base.numerator, base.denominator))
         if bits > self.limits.max_constant_bits:
             raise SpecError(
-                f"constant power is too large to evaluate exactly (about {bits:.3g} bits)",
+                f"constant power is too large to evaluate exactly (about {bits:.3g} bits, "
+                f"limit {self.limits.max_constant_bits})",
                 offset)
         return base**power
+
+
+def _fractional_power(base: Fraction, exponent: float, offset: int | None) -> float:
+    """base ** exponent for base > 0, as exact as float pow wherever float(base) is a normal
+    float64 (100 ** 0.5 is 10); through logarithms where it is not (2**1100, 10**-400)."""
+    out_of_range = SpecError("constant power is out of the float64 range", offset)
+    try:
+        as_float = float(base)
+    except OverflowError:
+        as_float = math.inf
+    if math.isfinite(as_float) and as_float >= sys.float_info.min:
+        try:
+            power = as_float**exponent
+        except OverflowError:
+            raise out_of_range from None
+        if power == 0.0:  # underflow: the exact value is positive
+            raise out_of_range
+        return power
+    log2 = exponent * _log2(base)
+    if abs(log2) > 1000:
+        raise out_of_range
+    return 2.0**log2
 
 
 def _log2(value: Fraction) -> float:

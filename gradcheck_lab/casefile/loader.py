@@ -21,8 +21,10 @@ from gradcheck_lab.casefile.program import DEFAULT_MAX_NODE_ELEMENTS, ProgramBui
 from gradcheck_lab.casefile.schema import (
     CASE_KEYS,
     CaseModel,
+    ExpectModel,
     LiteralInput,
     RandomInput,
+    ToleranceModel,
     describe,
 )
 from gradcheck_lab.casefile.yaml_reader import (
@@ -198,7 +200,7 @@ class _CaseBuilder:
             # unknown key (and its suggestion) is the useful message.
             order = (missing is not None, self.line(path) or 0)
             problems.append((order, path + ((missing,) if missing else ()),
-                             _message(problem, missing)))
+                             _message(problem, missing, _keys_at(data, path[:-1]))))
         problems.sort(key=lambda item: item[0])
         _, path, message = problems[0]
         if len(problems) > 1:
@@ -418,15 +420,30 @@ def _data_path(data: Any, loc: tuple, is_missing: bool) -> tuple[tuple, str | No
     return tuple(path), missing
 
 
-def _message(problem: dict, missing: str | None) -> str:
+def _keys_at(data: Any, parent: tuple) -> list[str]:
+    """The keys a mapping at ``parent`` may have, for "did you mean" suggestions."""
+    if not parent:
+        return list(CASE_KEYS)
+    if parent[0] == "inputs" and len(parent) == 2:
+        value = data.get("inputs", {}).get(parent[1], {})
+        model = LiteralInput if isinstance(value, dict) and "value" in value else RandomInput
+        return list(model.model_fields)
+    if parent == ("expect",):
+        return list(ExpectModel.model_fields)
+    if parent[0] == "tolerance":
+        return list(ToleranceModel.model_fields)
+    return _KNOWN_KEYS
+
+
+def _message(problem: dict, missing: str | None, keys: list[str]) -> str:
     kind = problem["type"]
     value = problem.get("input")
     ctx = problem.get("ctx") or {}
     if kind == "missing":
         return f"missing required key {missing!r}" if missing else "missing required key"
     if kind == "extra_forbidden":
-        key = problem["loc"][-1]
-        return f"unknown key {key!r}{suggest(str(key), _KNOWN_KEYS)}"
+        key = str(problem["loc"][-1])
+        return f"unknown key {key!r}{suggest(key, [k for k in keys if k != key])}"
     if kind == "literal_error":
         return f"expected {ctx.get('expected', 'one of the listed values')}, got {describe(value)}"
     simple = {

@@ -20,7 +20,9 @@ from pydantic import (
     Field,
     PlainValidator,
     Tag,
+    ValidationInfo,
     WithJsonSchema,
+    field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -28,6 +30,9 @@ from pydantic_core import PydanticCustomError
 from gradcheck_lab.ops import OPS
 
 FLOAT64_MAX = Fraction(np.finfo(np.float64).max)
+# Decimal exponents beyond this are outside float64 (whose range is about 1e-324..1e308): refused
+# before Fraction(Decimal) builds a 10**99999999 denominator for '1e-99999999'.
+MAX_DECIMAL_EXPONENT = 400
 INT64_RANGE = (-(2**63), 2**63 - 1)
 MAX_LITERAL_DIMS = 8
 DTYPES = ("float64", "float32", "float16", "bfloat16")
@@ -60,6 +65,8 @@ def to_fraction(value: Any) -> Fraction:
         raise _fail("number", f"{value} is not allowed: values must be finite numbers")
     if isinstance(value, Decimal) and not value.is_finite():
         raise _fail("number", f"{value} is not allowed: values must be finite numbers")
+    if isinstance(value, Decimal) and abs(value.adjusted()) > MAX_DECIMAL_EXPONENT and value:
+        raise _fail("number", f"{describe(value)} is outside the float64 range")
     exact = Fraction(value) if not isinstance(value, np.generic) else Fraction(value.item())
     if abs(exact) > FLOAT64_MAX:
         raise _fail("number", f"{describe(value)} is beyond the float64 range")
@@ -183,8 +190,13 @@ PositiveNumber = Annotated[float, PlainValidator(_positive),
                            WithJsonSchema({"type": "number", "exclusiveMinimum": 0})]
 Seed = Annotated[int, PlainValidator(_seed),
                  WithJsonSchema({"type": "integer", "minimum": 0})]
-_NESTED_NUMBERS = {"$ref": "#/$defs/NestedNumbers"}
+# Nested lists of numbers are recursive: pydantic cannot name them, so its schema carries this
+# placeholder and case_file_json_schema() puts the real reference and definition in.
+_NESTED_NUMBERS = {"x-gradcheck-lab": "nested-numbers"}
 TensorLiteral = Annotated[Any, PlainValidator(tensor_literal), WithJsonSchema(_NESTED_NUMBERS)]
+# The tensor form of an input is a list (a bare number is the scalar form).
+TensorList = Annotated[Any, PlainValidator(tensor_literal),
+                       WithJsonSchema({"type": "array", "minItems": 1, "items": _NESTED_NUMBERS})]
 Identifier = Annotated[str, PlainValidator(_identifier),
                        WithJsonSchema({"type": "string", "pattern": _IDENTIFIER.pattern})]
 CaseName = Annotated[str, PlainValidator(_case_name),
@@ -253,7 +265,11 @@ class RandomInput(_Strict):
                 raise _fail("init", "randint needs high (and optionally low, default 0)")
             for bound in (self.low, self.high):
                 if bound is not None and bound.denominator != 1:
-                    raise _fail("init", f"randint bounds must be integers, got {bound}")
+                    raise _fail("init", f"randint bounds must be integers, got "
+                                        f"{describe(bound)}")
+                if bound is not None and not INT64_RANGE[0] <= bound <= INT64_RANGE[1] + 1:
+                    raise _fail("init", f"randint bound {describe(bound)} is outside the "
+                                        "int64 range")
             if self.requires_grad:
                 raise _fail("init", "randint inputs are integers and never differentiated")
         elif self.dtype == "int64":
@@ -283,7 +299,7 @@ def _input_kind(value: Any) -> str | None:
 
 InputSpecModel = Annotated[
     Annotated[Number, Tag(_SCALAR)]
-    | Annotated[TensorLiteral, Tag(_TENSOR)]
+    | Annotated[TensorList, Tag(_TENSOR)]
     | Annotated[LiteralInput, Tag(_LITERAL)]
     | Annotated[RandomInput, Tag(_RANDOM)],
     Discriminator(
@@ -336,13 +352,49 @@ class CaseModel(_Strict):
     tolerance: ToleranceSpec | None = None
     seed: Seed = 0
 
-    @model_validator(mode="after")
-    def _check(self) -> CaseModel:
-        for key in ("dtypes", "devices"):
-            values = getattr(self, key)
-            if len(set(values)) != len(values):
-                raise _fail("repeated", f"{key} lists {describe(values)} with repeats")
-        return self
+    @field_validator("dtypes", "devices")
+    @classmethod
+    def _no_repeats(cls, values: list[str], info: ValidationInfo) -> list[str]:
+        if len(set(values)) != len(values):
+            raise _fail("repeated", f"{info.field_name} lists {describe(values)} with repeats")
+        return values
 
 
 CASE_KEYS = tuple(CaseModel.model_fields)
+
+
+def case_file_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a case file (one case, or ``cases:`` and a list), from the same
+    models that validate cases, so the two cannot drift."""
+    case = CaseModel.model_json_schema(ref_template="#/$defs/{model}")
+    definitions = case.pop("$defs", {})
+    definitions["Case"] = case
+    definitions["NestedNumbers"] = {"anyOf": [
+        {"type": "number"},
+        {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/NestedNumbers"}},
+    ]}
+    document = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "gradcheck-lab case file",
+        "description": "One case, or several under cases:. See the README's case format.",
+        "anyOf": [
+            {"$ref": "#/$defs/Case"},
+            {"type": "object", "additionalProperties": False, "required": ["cases"],
+             "properties": {"cases": {"type": "array", "minItems": 1,
+                                      "items": {"$ref": "#/$defs/Case"}}}},
+        ],
+        "$defs": definitions,
+    }
+    return _replace_placeholders(document)
+
+
+def _replace_placeholders(value: Any) -> Any:
+    if isinstance(value, dict):
+        replaced = {k: _replace_placeholders(v) for k, v in value.items()
+                    if (k, v) not in _NESTED_NUMBERS.items()}
+        if len(replaced) < len(value):  # the placeholder was there, maybe beside a title
+            replaced["$ref"] = "#/$defs/NestedNumbers"
+        return replaced
+    if isinstance(value, list):
+        return [_replace_placeholders(v) for v in value]
+    return value

@@ -47,6 +47,8 @@ class ReadLimits:
 
     max_depth: int = 64
     max_nodes: int = 2_000_000
+    # Nodes that aliases add beyond the file's own: a small file cannot grow into millions.
+    max_alias_nodes: int = 100_000
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,7 @@ def decode_text(raw: bytes) -> str:
 
 def read_yaml(text: str, limits: ReadLimits = ReadLimits()) -> YamlDocument:
     """Parse one YAML document into plain data with key lines; raises YamlReadError."""
+    _check_flow_depth(text, limits)
     loader = None
     try:
         loader = _Composer(text)  # the reader already refuses non-printable characters
@@ -161,12 +164,93 @@ def read_yaml(text: str, limits: ReadLimits = ReadLimits()) -> YamlDocument:
     return document
 
 
+# A block scalar's header: | or >, then chomping and indentation indicators, then nothing but
+# a comment to the end of the line (a > b in a plain scalar is not one).
+_BLOCK_SCALAR_HEADER = re.compile(r"[|>][-+0-9]*[ \t]*(#[^\n]*)?(\n|$)")
+
+
+def _check_flow_depth(text: str, limits: ReadLimits) -> None:
+    """Refuse deeply nested [ and { before PyYAML reads them (its scanner is quadratic in that
+    depth: a 130 KB file of nested brackets takes it seconds). Brackets in quoted scalars
+    (with their '' and \\ escapes), comments and block scalars (| and >) are text, not
+    nesting; in a plain scalar they would count, but 64 of them there is not a case file."""
+    depth = 0
+    line = 1
+    index = 0
+    end = len(text)
+    previous = "\n"
+    while index < end:
+        character = text[index]
+        if character == "\n":
+            line += 1
+        elif character in "\"'" and previous in " \t\n[{,:-?":
+            index, line = _skip_quoted(text, index, line)
+        elif character == "#" and previous in " \t\n":
+            newline = text.find("\n", index)
+            index = end if newline < 0 else newline
+            continue
+        elif (character in "|>" and depth == 0 and previous in " \t\n-?:"
+              and _BLOCK_SCALAR_HEADER.match(text, index)):
+            index, line = _skip_block_scalar(text, index, line)
+            previous = "\n"
+            continue
+        elif character in "[{":
+            depth += 1
+            if depth > limits.max_depth:
+                raise YamlReadError(f"nesting deeper than {limits.max_depth} levels", line)
+        elif character in "]}":
+            depth = max(depth - 1, 0)
+        previous = character
+        index += 1
+
+
+def _skip_quoted(text: str, start: int, line: int) -> tuple[int, int]:
+    """From an opening quote at start, return the index just past its closing quote (or the
+    end of the text) and the line there."""
+    quote = text[start]
+    index = start + 1
+    end = len(text)
+    while index < end:
+        character = text[index]
+        if character == "\n":
+            line += 1
+        elif quote == '"' and character == "\\":
+            index += 1
+            line += text.startswith("\n", index)
+        elif character == quote:
+            if quote == "'" and text.startswith("'", index + 1):
+                index += 1  # '' is an escaped quote inside a single-quoted scalar
+            else:
+                return index + 1, line
+        index += 1
+    return end, line
+
+
+def _skip_block_scalar(text: str, start: int, line: int) -> tuple[int, int]:
+    """From a | or > indicator at start, return the index of the newline that ends the block
+    scalar's last line (or the end of the text) and the line there. The scalar's lines are
+    those more indented than the line holding the indicator, and blank lines among them."""
+    line_start = text.rfind("\n", 0, start) + 1
+    parent_indent = len(text[line_start:start]) - len(text[line_start:start].lstrip(" "))
+    newline = text.find("\n", start)
+    while newline >= 0:
+        next_newline = text.find("\n", newline + 1)
+        content = text[newline + 1:] if next_newline < 0 else text[newline + 1:next_newline]
+        stripped = content.lstrip(" ")
+        if stripped.strip() and len(content) - len(stripped) <= parent_indent:
+            return newline, line
+        line += 1
+        newline = next_newline
+    return len(text), line
+
+
 def _check_expanded_size(root: yaml.Node, limits: ReadLimits) -> None:
     """Count the nodes the data will have once aliases are expanded, without expanding them:
     an aliased node is one object, so its subtree is sized once and memoised. A billion-laughs
     file is refused here in milliseconds; a recursive alias or too deep a nesting too."""
     sizes: dict[int, int] = {}
     active: set[int] = set()
+    limit = limits.max_nodes
 
     def size(node: yaml.Node, depth: int) -> int:
         key = id(node)
@@ -184,13 +268,18 @@ def _check_expanded_size(root: yaml.Node, limits: ReadLimits) -> None:
         elif isinstance(node, yaml.SequenceNode):
             total += sum(size(item, depth + 1) for item in node.value)
         active.discard(key)
-        if total > limits.max_nodes:
+        if total > limit:
             raise YamlReadError(
-                f"more than {limits.max_nodes} YAML nodes once aliases are expanded "
+                f"more than {limit} YAML nodes once aliases are expanded "
                 "(an alias expansion bomb?)", line)
         sizes[key] = total
         return total
 
+    # First the file's own nodes (each counted once), then the expansion, bounded by them.
+    size(root, 0)
+    unique = len(sizes)
+    sizes.clear()
+    limit = min(limits.max_nodes, unique + limits.max_alias_nodes)
     size(root, 0)
 
 

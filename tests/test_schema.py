@@ -1,0 +1,73 @@
+"""The JSON Schema of the case format (`gradcheck-lab schema`, committed as case.schema.json)
+and `gradcheck-lab new`: editor support that cannot drift from the loader."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from gradcheck_lab import run_file
+from gradcheck_lab.casefile.schema import case_file_json_schema
+from gradcheck_lab.casefile.yaml_reader import read_yaml
+from gradcheck_lab.cli import main
+from tests.conftest import CASES, DATA, REPO
+
+SCHEMA_FILE = REPO / "case.schema.json"
+SCHEMA_COMMENT = "# yaml-language-server: $schema=../case.schema.json"
+
+
+def validator() -> jsonschema.Draft202012Validator:
+    schema = case_file_json_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def test_the_committed_schema_is_the_generated_one() -> None:
+    assert json.loads(SCHEMA_FILE.read_text()) == case_file_json_schema(), (
+        "case.schema.json is stale: run `gradcheck-lab schema > case.schema.json`")
+
+
+def test_the_schema_command_prints_it(capsys) -> None:
+    assert main(["schema"]) == 0
+    assert json.loads(capsys.readouterr().out) == case_file_json_schema()
+
+
+@pytest.mark.parametrize("path", sorted(CASES.glob("*.yaml")), ids=lambda p: p.name)
+def test_bundled_cases_validate_and_point_editors_at_the_schema(path: Path) -> None:
+    text = path.read_text()
+    assert text.splitlines()[0] == SCHEMA_COMMENT
+    assert list(validator().iter_errors(read_yaml(text).data)) == []
+
+
+@pytest.mark.parametrize("name", ["unknown_key_typo", "unknown_dtype", "unknown_device",
+                                  "missing_output", "string_tolerance", "empty_inputs",
+                                  "negative_shape", "string_input"])
+def test_the_schema_rejects_what_the_loader_rejects(name: str) -> None:
+    data = read_yaml((DATA / "hostile" / f"{name}.yaml").read_text()).data
+    assert list(validator().iter_errors(data))
+
+
+@pytest.mark.parametrize("with_impl", [False, True])
+def test_new_writes_a_case_that_passes(tmp_path: Path, monkeypatch, with_impl: bool) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["new", "demo", *(["--impl"] if with_impl else [])]) == 0
+    expected = {"demo.yaml", "demo_impl.py"} if with_impl else {"demo.yaml"}
+    assert {p.name for p in tmp_path.iterdir()} == expected
+    results = run_file(tmp_path / "demo.yaml")
+    assert [(r.dtype, r.status) for r in results] == [("float64", "pass"), ("float32", "pass")]
+    assert all(r.oracles["autograd"].startswith("impl" if with_impl else "spec")
+               for r in results)
+    assert list(validator().iter_errors(read_yaml((tmp_path / "demo.yaml").read_text()).data)) \
+        == []
+
+
+def test_new_refuses_to_overwrite_or_a_bad_name(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo.yaml").write_text("mine\n")
+    assert main(["new", "demo"]) == 2
+    assert (tmp_path / "demo.yaml").read_text() == "mine\n"
+    assert main(["new", "../escape"]) == 2
+    assert "already exists" in capsys.readouterr().err
