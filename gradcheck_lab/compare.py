@@ -49,9 +49,11 @@ def compare(case: Case, point: Point, probes: tuple[Probe, ...], symbolic: Gradi
 
 
 def compare_devices(reference: Gradients, other: Gradients, rule: ToleranceRule,
-                    devices: tuple[str, str], shapes: dict[str, tuple[int, ...]]) -> list[Mismatch]:
+                    devices: tuple[str, str], shapes: dict[str, tuple[int, ...]],
+                    terms: tuple[dict[str, np.ndarray], ...] = ()) -> list[Mismatch]:
     """Autograd on two devices (cpu and cuda) must agree within the dtype's tolerance, a classic
-    source of kernel bugs. The worst elements per input, as mismatches of check "device"."""
+    source of kernel bugs. ``terms``: the symbolic oracle's term magnitudes, per probe. The
+    worst elements per input, as mismatches of check "device"."""
     found: list[Mismatch] = []
     labels = (f"autograd@{devices[0]}", f"autograd@{devices[1]}")
     for name, shape in shapes.items():
@@ -59,8 +61,8 @@ def compare_devices(reference: Gradients, other: Gradients, rule: ToleranceRule,
         for k, (ref_grads, other_grads) in enumerate(zip(reference.per_probe, other.per_probe,
                                                          strict=True)):
             r, o = ref_grads[name].reshape(-1), other_grads[name].reshape(-1)
-            scale = gradient_scale(r, 0.0, 1.0)
-            bound = rule.bound(r, scale)
+            scale = gradient_scale(r)
+            bound = rule.bound(r, scale, terms[k][name].reshape(-1) if terms else 0.0)
             with np.errstate(all="ignore"):
                 errors = np.abs(r - o)
             for flat in np.flatnonzero(~(_agree(r, o, bound) | (r == o))):
@@ -126,10 +128,11 @@ class _Comparison:
                        self.tolerance())
 
     # -- gradients ------------------------------------------------------------------------
-    def scale(self, name: str, k: int, reference: np.ndarray) -> float:
-        projected = float(np.abs(np.sum(self.probes[k].cotangent * self.sym.value)))
-        magnitude = float(np.max(np.abs(self.point.values[name]))) if reference.size else 1.0
-        return gradient_scale(reference, projected, magnitude)
+    def terms(self, name: str, k: int) -> np.ndarray | float:
+        """Sum of |terms| behind each gradient element (0 where the oracle gave none)."""
+        if not self.sym.term_magnitudes:
+            return 0.0
+        return self.sym.term_magnitudes[k][name].reshape(-1)
 
     def gradient(self, name: str) -> None:
         """Symbolic vs autograd on every element; finite differences decide the odd one."""
@@ -139,9 +142,11 @@ class _Comparison:
         for k in range(len(self.probes)):
             s = self.sym.per_probe[k][name].reshape(-1)
             a = self.ag.per_probe[k][name].reshape(-1)
-            scale = self.scale(name, k, s)
-            self.largest_atol = max(self.largest_atol, self.rule.absolute(scale))
-            bound_s, bound_a = self.sym_rule.bound(s, scale), self.rule.bound(s, scale)
+            scale, terms = gradient_scale(s), self.terms(name, k)
+            self.largest_atol = max(self.largest_atol,
+                                    float(np.max(self.rule.absolute(scale, terms))))
+            bound_s = self.sym_rule.bound(s, scale, terms)
+            bound_a = self.rule.bound(s, scale, terms)
             agree_sa = _agree(s, a, bound_s + bound_a)
             fd_value, fd_bound, fd_at = self.fd_partials(name, k)
             odd_here: dict[int, str | None] = {}
@@ -174,13 +179,15 @@ class _Comparison:
         for error, k, flat, odd in disagreements[:WORST_PER_GROUP]:
             s = self.sym.per_probe[k][name].reshape(-1)
             a = self.ag.per_probe[k][name].reshape(-1)
-            scale = self.scale(name, k, s)
+            scale, terms = gradient_scale(s), self.terms(name, k)
+            terms = terms[flat] if np.ndim(terms) else terms
             values = {SYMBOLIC: s[flat], AUTOGRAD: a[flat]}
             fd_value, _, fd_at = self.fd_partials(name, k)
             at = np.flatnonzero(fd_at == flat)
             if at.size:
                 values[FD] = fd_value[at[0]]
-            allowed = self.sym_rule.bound(s[flat], scale) + self.rule.bound(s[flat], scale)
+            allowed = (self.sym_rule.bound(s[flat], scale, terms)
+                       + self.rule.bound(s[flat], scale, terms))
             self.add(name, (SYMBOLIC, AUTOGRAD), group_odd if odd is _UNDECIDED else odd, flat,
                      k, values, error, s[flat], float(allowed), elements=elements)
         if disagreements:
@@ -245,7 +252,7 @@ class _Comparison:
     def values(self) -> None:
         s = np.asarray(self.sym.value, dtype=np.float64).reshape(-1)
         a = np.asarray(self.ag.value, dtype=np.float64).reshape(-1)
-        scale = gradient_scale(s, 0.0, 1.0)
+        scale = gradient_scale(s)
         terms = self.sym.term_scale
         bound = self.sym_rule.bound(s, scale, terms) + self.rule.bound(s, scale, terms)
         # The same infinity on both sides is the same value (the gradient check reports it).
@@ -276,18 +283,21 @@ class _Comparison:
             expected = np.asarray(self.sym.roots[key], dtype=np.float64)
         if target == "value":
             s, a, shape = self.sym.value, self.ag.value, np.shape(self.sym.value)
-            scale = gradient_scale(np.asarray(s, dtype=np.float64).reshape(-1), 0.0, 1.0)
+            scale = gradient_scale(np.asarray(s, dtype=np.float64).reshape(-1))
+            terms: np.ndarray | float = self.sym.term_scale
         else:
             s = self.sym.per_probe[0][target]
             a = self.ag.per_probe[0][target]
             shape = np.shape(s)
-            scale = self.scale(target, 0, s.reshape(-1))
+            scale = gradient_scale(s.reshape(-1))
+            terms = self.sym.term_magnitudes[0][target] if self.sym.term_magnitudes else 0.0
         e = np.broadcast_to(expected, shape).reshape(-1)
         s = np.asarray(s, dtype=np.float64).reshape(-1)
         a = np.asarray(a, dtype=np.float64).reshape(-1)
         own = self.sym_rule.bound(e, scale)  # a hand-worked number is taken as exact
-        with_s = _agree(e, s, own + self.sym_rule.bound(s, scale))
-        with_a = _agree(e, a, own + self.rule.bound(s, scale))
+        terms = np.broadcast_to(np.asarray(terms, dtype=np.float64), shape).reshape(-1)
+        with_s = _agree(e, s, own + self.sym_rule.bound(s, scale, terms))
+        with_a = _agree(e, a, own + self.rule.bound(s, scale, terms))
         bad = np.flatnonzero(~(with_s & with_a))
         if not bad.size:
             return
@@ -297,7 +307,7 @@ class _Comparison:
             other = SYMBOLIC if off_s else AUTOGRAD
             other_value = s[flat] if off_s else a[flat]
             other_rule = self.sym_rule if off_s else self.rule
-            allowed = own[flat] + other_rule.bound(s[flat], scale)
+            allowed = own[flat] + other_rule.bound(s[flat], scale, terms[flat])
             self.add(None if target == "value" else target, (EXPECT, other), odd, flat, None,
                      {EXPECT: e[flat], SYMBOLIC: s[flat], AUTOGRAD: a[flat]},
                      abs(e[flat] - other_value), e[flat], float(allowed), check="expect",

@@ -176,7 +176,7 @@ class _DtypeState:
                                         mode=self.options.fd_mode, term_scale=sym.term_scale)
         rule = rule_for(self.dtype, self.case.tolerance.get(self.dtype))
         verdict = compare(self.case, point, probes, sym, ag, fd, rule)
-        self.compare_with_reference_device(device, ag, rule, verdict)
+        self.compare_with_reference_device(device, ag, rule, verdict, sym.term_magnitudes)
         return self.result(
             device, verdict.status, verdict.message, mismatches=verdict.mismatches,
             counts=verdict.counts, tolerance=verdict.tolerance, notes=verdict.notes,
@@ -185,7 +185,7 @@ class _DtypeState:
         )
 
     def compare_with_reference_device(self, device: str, ag: object, rule: object,
-                                      verdict: object) -> None:
+                                      verdict: object, terms: tuple = ()) -> None:
         from gradcheck_lab.compare import compare_devices
 
         if self.reference_device is None:
@@ -193,7 +193,7 @@ class _DtypeState:
             return
         reference, reference_ag = self.reference_device
         shapes = {spec.name: spec.shape for spec in self.case.differentiable_inputs}
-        found = compare_devices(reference_ag, ag, rule, (reference, device), shapes)
+        found = compare_devices(reference_ag, ag, rule, (reference, device), shapes, terms)
         if found:
             verdict.mismatches.extend(found)
             summary = (f"{device} vs {reference}: autograd gradients differ "

@@ -189,3 +189,44 @@ def test_devices_must_agree_within_the_dtype_tolerance() -> None:
     (mismatch,) = compare_devices(ag, kernel_bug, rule, ("cpu", "cuda"), shapes)
     assert (mismatch.check, mismatch.input, mismatch.index) == ("device", "w", (2, 1))
     assert mismatch.oracles == ("autograd@cpu", "autograd@cuda")
+
+
+def test_a_large_output_does_not_hide_a_wrong_small_gradient() -> None:
+    # The loss is about 2.7e43 (exp(100)); b's gradient is 2b, about 1. An error of 1e-6
+    # relative in b's gradient is a bug however large the loss is.
+    data = {"inputs": {"a": [100.0, 1.0], "b": [0.5, -0.25, 1.0]},
+            "output": "sum(exp(a)) + sum(b ** 2)"}
+    case, point, probes, sym, ag, fd = oracles(data)
+    assert verdict(case, point, probes, sym, ag, fd).status == "pass"
+    result = verdict(case, point, probes, sym, perturbed(ag, "b", (1,), 1 + 1e-6), fd)
+    assert result.status == "fail", result.message
+    assert [(m.input, m.index) for m in result.mismatches] == [("b", (1,))]
+    # Differences of a 2.7e43 loss cannot resolve b's gradient: finite differences abstain.
+    assert "could not tell" in result.message
+
+
+def test_a_tiny_exact_gradient_computed_as_a_difference_of_ones_passes() -> None:
+    # A confident prediction: softmax of the true class is 1 - 7.9e-18, so its exact logit
+    # gradient is -7.9e-18, while float64 autograd computes p - 1 = 0. That is rounding of
+    # terms near 1, not a bug; a gradient off by 1e-6 of those terms still is one.
+    data = {"inputs": {"z": [[40.0, 0.0, 1.0]], "t": {"value": [0], "dtype": "int64"}},
+            "output": "cross_entropy(z, t)"}
+    case, point, probes, sym, ag, fd = oracles(data)
+    assert sym.method.startswith("exact")
+    exact, computed = sym.per_probe[0]["z"][0, 0], ag.per_probe[0]["z"][0, 0]
+    assert exact < 0 and abs(exact) < 1e-16 and computed != exact
+    result = verdict(case, point, probes, sym, ag, fd)
+    assert result.status == "pass", result.message
+    wrong = verdict(case, point, probes, sym, perturbed(ag, "z", (0, 0), value=1e-6), fd)
+    assert wrong.status == "fail"
+
+
+def test_term_magnitudes_bound_every_gradient_term() -> None:
+    # The magnitude sweep sums |terms|, so it is at least |gradient| everywhere, and equal
+    # where no terms cancel (a sum of squares of positive numbers).
+    case, point, probes, sym, *_ = oracles()
+    for name, gradient in sym.per_probe[0].items():
+        assert np.all(sym.term_magnitudes[0][name] >= np.abs(gradient) * (1 - 1e-12))
+    positive = {"inputs": {"x": [0.5, 1.0, 2.0]}, "output": "sum(x ** 2)"}
+    _, _, _, sym, *_ = oracles(positive)
+    np.testing.assert_allclose(sym.term_magnitudes[0]["x"], sym.per_probe[0]["x"])

@@ -254,12 +254,13 @@ def needs_gradient(example: Example) -> list[bool]:
 
 
 @pytest.mark.parametrize("example", CASES)
-def test_vjp_rule_matches_exact_sympy_jacobian(example: Example) -> None:
+def test_vjp_and_magnitude_rules_match_exact_sympy_jacobian(example: Example) -> None:
     op, params = OPS[example.op], example.full_params
     values = sample(example)
     out = op.numpy(values, params)
     g = cotangent(np.shape(out))
     grads = op.vjp(g, values, out, params, needs_gradient(example))
+    magnitudes = op.vjp_magnitude(g, values, out, params, needs_gradient(example))
 
     arrays, point = symbols_for(example, values)
     outputs = np.asarray(op.sympy(arrays, params), dtype=object).ravel()
@@ -274,6 +275,10 @@ def test_vjp_rule_matches_exact_sympy_jacobian(example: Example) -> None:
         # (possibly cancelling) result.
         terms = (np.abs(g.ravel()) @ np.abs(jacobian)).reshape(array.shape)
         assert_same_math(grads[position], expected, scale=np.maximum(1.0, terms))
+        # The magnitude rule sums |terms| at least as finely as the Jacobian does, so by the
+        # triangle inequality it bounds |g| @ |J| (and hence the VJP) from above.
+        assert np.all(np.isfinite(magnitudes[position]))
+        assert np.all(magnitudes[position] >= terms * (1 - 1e-12)), (magnitudes[position], terms)
 
 
 @pytest.mark.parametrize("example", CASES)

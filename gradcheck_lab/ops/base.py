@@ -23,6 +23,8 @@ Params = dict[str, ParamValue]
 Arrays = Sequence[np.ndarray]
 Gradients = list[np.ndarray | None]
 ShapeRule = Callable[[Sequence["ArgInfo"], Params], Shape]
+# (cotangent of the output, arguments, output, params, which arguments need a gradient)
+VjpRule = Callable[[np.ndarray, Arrays, np.ndarray, Params, Sequence[bool]], Gradients]
 TorchForm = Callable[[Sequence[Any], Params], Any]
 
 
@@ -55,9 +57,12 @@ class Op:
     shape: ShapeRule
     torch: TorchForm
     numpy: Callable[[Arrays, Params], np.ndarray]
-    # (cotangent of the output, arguments, output, params, which arguments need a gradient)
-    vjp: Callable[[np.ndarray, Arrays, np.ndarray, Params, Sequence[bool]], Gradients]
+    vjp: VjpRule
     sympy: Callable[[Arrays, Params], np.ndarray]
+    # Same signature as vjp, but sums |terms| where vjp sums terms: the size of what rounding
+    # acts on in a backward pass (softmax - onehot is 1e-17 but is computed from numbers near
+    # 1). Tolerances scale with it; see ``linear_magnitudes`` for ops linear in each argument.
+    vjp_magnitude: VjpRule
     params: tuple[Param, ...] = ()
     # Argument positions that may be integer tensors (class targets); all others must be real.
     integer_args: frozenset[int] = frozenset()
@@ -69,6 +74,18 @@ class Op:
     infix: str | None = None
     doc: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def linear_magnitudes(vjp: VjpRule) -> VjpRule:
+    """The magnitude rule of an op whose VJP is a sum of products of the cotangent and the
+    arguments (sum, mean, matmul, linear): the same VJP on absolute values."""
+
+    def magnitudes(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
+                   needs: Sequence[bool]) -> Gradients:
+        grads = vjp(np.abs(g), [np.abs(a) for a in args], np.abs(out), params, needs)
+        return [None if grad is None else np.abs(grad) for grad in grads]
+
+    return magnitudes
 
 
 def suggest(name: str, choices: Sequence[str]) -> str:

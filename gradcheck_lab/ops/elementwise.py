@@ -54,8 +54,8 @@ def _elementwise(
     def rule() -> Any:
         return derive(name, arity, sympy_form)
 
-    def vjp(g: np.ndarray, args: Sequence[np.ndarray], out: np.ndarray, params: Params,
-            needs: Sequence[bool]) -> list[np.ndarray | None]:
+    def products(g: np.ndarray, args: Sequence[np.ndarray], needs: Sequence[bool],
+                 magnitude: bool) -> list[np.ndarray | None]:
         grads: list[np.ndarray | None] = []
         for position, arg in enumerate(args):
             if not needs[position]:
@@ -65,8 +65,17 @@ def _elementwise(
             if limits is not None:
                 limits(position, local, args)
             with np.errstate(all="ignore"):
-                grads.append(unbroadcast(g * local, np.shape(arg)))
+                term = np.abs(g) * np.abs(local) if magnitude else g * local
+                grads.append(unbroadcast(term, np.shape(arg)))
         return grads
+
+    def vjp(g: np.ndarray, args: Sequence[np.ndarray], out: np.ndarray, params: Params,
+            needs: Sequence[bool]) -> list[np.ndarray | None]:
+        return products(g, args, needs, magnitude=False)
+
+    def vjp_magnitude(g: np.ndarray, args: Sequence[np.ndarray], out: np.ndarray,
+                      params: Params, needs: Sequence[bool]) -> list[np.ndarray | None]:
+        return products(g, args, needs, magnitude=True)
 
     def symbolic(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
         import sympy
@@ -89,6 +98,7 @@ def _elementwise(
         torch=lambda args, params: torch_forward(torch_module(), *args),
         numpy=forward,
         vjp=vjp,
+        vjp_magnitude=vjp_magnitude,
         sympy=symbolic,
         kinks=kink_mask if kinks is not None else None,
         callable=callable_,

@@ -15,6 +15,7 @@ from gradcheck_lab.ops.base import (
     Params,
     Shape,
     broadcast_shapes,
+    linear_magnitudes,
     object_array,
     torch_module,
     unbroadcast,
@@ -102,6 +103,7 @@ MATMUL = Op(
     torch=lambda args, p: torch_module().matmul(args[0], args[1]),
     numpy=lambda args, p: np.asarray(np.matmul(args[0], args[1])),
     vjp=_matmul_vjp,
+    vjp_magnitude=linear_magnitudes(_matmul_vjp),
     sympy=lambda args, p: object_array(np.matmul(args[0], args[1])),
     callable=False,
     infix="@",
@@ -115,6 +117,7 @@ LINEAR = Op(
     torch=_linear_torch,
     numpy=_linear_numpy,
     vjp=_linear_vjp,
+    vjp_magnitude=linear_magnitudes(_linear_vjp),
     sympy=lambda args, p: object_array(_linear_numpy(args, p)),
 )
 

@@ -63,11 +63,25 @@ def _softmax_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
     return [out * (g - np.sum(g * out, axis=axis, keepdims=True))]
 
 
+def _softmax_magnitude(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
+                       needs: Sequence[bool]) -> Gradients:
+    axis = _axis(args[0], params, "softmax")
+    g = np.abs(g)
+    return [out * (g + np.sum(g * out, axis=axis, keepdims=True))]
+
+
 def _log_softmax_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
                      needs: Sequence[bool]) -> Gradients:
     """y = log_softmax(x): dx = dy - softmax(x) * sum(dy)."""
     axis = _axis(args[0], params, "log_softmax")
     return [g - np.exp(out) * np.sum(g, axis=axis, keepdims=True)]
+
+
+def _log_softmax_magnitude(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
+                           needs: Sequence[bool]) -> Gradients:
+    axis = _axis(args[0], params, "log_softmax")
+    g = np.abs(g)
+    return [g + np.exp(out) * np.sum(g, axis=axis, keepdims=True)]
 
 
 def _sympy_log_softmax(x: np.ndarray, axis: int | None) -> np.ndarray:
@@ -102,6 +116,7 @@ SOFTMAX = Op(
     torch=_torch_softmax("softmax"),
     numpy=lambda args, p: _softmax(args[0], _axis(args[0], p, "softmax")),
     vjp=_softmax_vjp,
+    vjp_magnitude=_softmax_magnitude,
     sympy=lambda args, p: _sympy_softmax(args[0], _axis(args[0], p, "softmax")),
 )
 
@@ -114,6 +129,7 @@ LOG_SOFTMAX = Op(
     torch=_torch_softmax("log_softmax"),
     numpy=lambda args, p: _log_softmax(args[0], _axis(args[0], p, "log_softmax")),
     vjp=_log_softmax_vjp,
+    vjp_magnitude=_log_softmax_magnitude,
     sympy=lambda args, p: _sympy_log_softmax(args[0], _axis(args[0], p, "log_softmax")),
 )
 
@@ -187,6 +203,23 @@ def _cross_entropy_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Par
     return grads
 
 
+def _cross_entropy_magnitude(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
+                             needs: Sequence[bool]) -> Gradients:
+    logits, target = args
+    n = _batch_size(logits)
+    g = np.abs(g)
+    probs = _softmax(logits, -1)
+    if _is_index_target(target):
+        return [g * (probs + 1.0) / n, None]
+    grads: list[np.ndarray | None] = [None, None]
+    if needs[0]:
+        grads[0] = g * (probs * np.sum(np.abs(target), axis=-1, keepdims=True)
+                        + np.abs(target)) / n
+    if needs[1]:
+        grads[1] = g * np.abs(_log_softmax(logits, -1)) / n
+    return grads
+
+
 def _cross_entropy_sympy(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
     import sympy
 
@@ -216,6 +249,7 @@ CROSS_ENTROPY = Op(
     torch=_cross_entropy_torch,
     numpy=_cross_entropy_numpy,
     vjp=_cross_entropy_vjp,
+    vjp_magnitude=_cross_entropy_magnitude,
     sympy=_cross_entropy_sympy,
     integer_args=frozenset({1}),
 )
@@ -237,6 +271,13 @@ def _mse_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
     return [local if needs[0] else None, -local if needs[1] else None]
 
 
+def _mse_magnitude(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
+                   needs: Sequence[bool]) -> Gradients:
+    pred, target = args
+    local = 2.0 * (np.abs(pred) + np.abs(target)) / max(pred.size, 1) * np.abs(g)
+    return [local if needs[0] else None, local if needs[1] else None]
+
+
 MSE_LOSS = Op(
     name="mse_loss",
     min_args=2,
@@ -245,6 +286,7 @@ MSE_LOSS = Op(
     torch=lambda args, p: torch_module().nn.functional.mse_loss(args[0], args[1]),
     numpy=lambda args, p: np.asarray(np.mean((args[0] - args[1]) ** 2)),
     vjp=_mse_vjp,
+    vjp_magnitude=_mse_magnitude,
     sympy=lambda args, p: object_array(np.sum((args[0] - args[1]) ** 2) / max(args[0].size, 1)),
 )
 

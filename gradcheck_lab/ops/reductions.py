@@ -16,6 +16,7 @@ from gradcheck_lab.ops.base import (
     Shape,
     ShapeRule,
     TorchForm,
+    linear_magnitudes,
     normalize_dims,
     object_array,
     torch_module,
@@ -102,6 +103,7 @@ SUM = Op(
     numpy=lambda args, p: np.sum(args[0], axis=_axes(p, np.ndim(args[0]), "sum"),
                                  keepdims=bool(p["keepdim"])),
     vjp=_sum_vjp,
+    vjp_magnitude=linear_magnitudes(_sum_vjp),
     sympy=_sympy_sum,
 )
 
@@ -115,6 +117,7 @@ MEAN = Op(
     numpy=lambda args, p: np.mean(args[0], axis=_axes(p, np.ndim(args[0]), "mean"),
                                   keepdims=bool(p["keepdim"])),
     vjp=_mean_vjp,
+    vjp_magnitude=linear_magnitudes(_mean_vjp),
     sympy=_sympy_mean,
 )
 

@@ -39,6 +39,9 @@ class Gradients:
     # The largest |intermediate value| of the forward: the size of the terms that rounding
     # acts on (sum((x + 1e8) - 1e8) is 2 but is computed through 1e8).
     term_scale: float = 0.0
+    # Per probe and input, the sum of |terms| behind each gradient element: the size of what
+    # a backward pass rounds (softmax - onehot may be 1e-17, computed from numbers near 1).
+    term_magnitudes: tuple[dict[str, np.ndarray], ...] = ()
 
 
 @dataclass(frozen=True)

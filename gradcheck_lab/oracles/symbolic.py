@@ -39,14 +39,16 @@ def gradients(program: Program, point: Point, probes: tuple[Probe, ...],
     kinks = tuple(_kinks(program, env))
     roots_values = {key: env[index] for key, index in program.roots.items()}
     scale = term_scale(program, env)
+    magnitudes = tuple(sweep(program, env, probe.cotangent, magnitudes=True) for probe in probes)
     if mode == "exact" or (mode == "auto" and exact_is_affordable(program)):
         value, per_probe, formulas = _exact(program, point, probes)
         per_probe = _signed_infinities(per_probe, program, env, probes)
         return Gradients("symbolic", METHOD_EXACT, value, per_probe, kinks=kinks,
-                         roots=roots_values, formulas=formulas, term_scale=scale)
+                         roots=roots_values, formulas=formulas, term_scale=scale,
+                         term_magnitudes=magnitudes)
     per_probe = tuple(sweep(program, env, probe.cotangent) for probe in probes)
     return Gradients("symbolic", METHOD_SWEEP, env[program.output], per_probe, kinks=kinks,
-                     roots=roots_values, term_scale=scale)
+                     roots=roots_values, term_scale=scale, term_magnitudes=magnitudes)
 
 
 def term_scale(program: Program, env: dict[int, np.ndarray]) -> float:
@@ -110,10 +112,13 @@ def numpy_forward(program: Program, point: Point, roots: list[int]) -> dict[int,
     return env
 
 
-def sweep(program: Program, env: dict[int, np.ndarray],
-          cotangent: np.ndarray) -> dict[str, np.ndarray]:
-    """One reverse sweep: each op's VJP rule applied from the output back to the inputs."""
-    adjoints: dict[int, np.ndarray] = {program.output: np.asarray(cotangent, dtype=np.float64)}
+def sweep(program: Program, env: dict[int, np.ndarray], cotangent: np.ndarray,
+          magnitudes: bool = False) -> dict[str, np.ndarray]:
+    """One reverse sweep: each op's VJP rule applied from the output back to the inputs.
+    With ``magnitudes``, each op's magnitude rule instead: every element is the sum of the
+    |terms| a backward pass adds up to get that gradient element."""
+    start = np.asarray(cotangent, dtype=np.float64)
+    adjoints: dict[int, np.ndarray] = {program.output: np.abs(start) if magnitudes else start}
     with np.errstate(all="ignore"):
         for index in reversed(program.needed_for([program.output])):
             node = program.nodes[index]
@@ -123,7 +128,8 @@ def sweep(program: Program, env: dict[int, np.ndarray],
             op = OPS[node.op]
             needs = [program.nodes[a].needs_grad and position not in op.nondifferentiable_args
                      for position, a in enumerate(node.args)]
-            local = op.vjp(g, [env[a] for a in node.args], env[index], node.param_dict, needs)
+            rule = op.vjp_magnitude if magnitudes else op.vjp
+            local = rule(g, [env[a] for a in node.args], env[index], node.param_dict, needs)
             for arg, grad in zip(node.args, local, strict=True):
                 if grad is not None:
                     adjoints[arg] = adjoints[arg] + grad if arg in adjoints else grad
