@@ -230,3 +230,24 @@ def test_term_magnitudes_bound_every_gradient_term() -> None:
     positive = {"inputs": {"x": [0.5, 1.0, 2.0]}, "output": "sum(x ** 2)"}
     _, _, _, sym, *_ = oracles(positive)
     np.testing.assert_allclose(sym.term_magnitudes[0]["x"], sym.per_probe[0]["x"])
+
+
+def test_an_impl_computing_another_function_does_not_make_symbolic_odd() -> None:
+    # The impl computes sum(x**3) for the spec sum(x**2): its backward is right for what it
+    # computes, and finite differences of it side with autograd. That is no evidence against
+    # the spec's gradient, so nobody is named odd on the gradient; the value check says why.
+    data = {"inputs": {"x": [1.0, 2.0]}, "output": "sum(x * x)"}
+    case = build_case(data, label="<t>", base_dir=None, default_name="t",
+                      impl=lambda x: (x ** 3).sum())
+    point = make_point(case, "float64")
+    probes = make_probes((), 0)
+    sym = symbolic.gradients(case.program, point, probes)
+    ag = autograd.gradients(case, point, probes, "float64", "cpu")
+    fd = finite_difference.estimate(case, point, probes, "cpu")
+    result = verdict(case, point, probes, sym, ag, fd)
+    assert result.status == "fail"
+    gradient = [m for m in result.mismatches if m.check == "gradient"]
+    assert gradient and {m.odd_oracle for m in gradient} == {None}
+    assert "symbolic is the odd one out" not in result.message
+    assert "forward is not the spec's" in result.message
+    assert "value:" in result.message

@@ -214,7 +214,8 @@ def _exact(program: Program, point: Point,
         return sympy_to_float(value.evalf(_DIGITS))
 
     output = np.asarray(env[program.output], dtype=object)
-    value = np.vectorize(evaluate, otypes=[np.float64])(output).reshape(output.shape)
+    with np.errstate(all="ignore"):  # an exact value beyond float64 rounds to inf, quietly
+        value = np.vectorize(evaluate, otypes=[np.float64])(output).reshape(output.shape)
     # Jacobian entries d output[k] / d input element, differentiated and evaluated exactly.
     jacobians: dict[str, np.ndarray] = {}
     formulas: dict[str, Any] = {}
