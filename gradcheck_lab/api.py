@@ -20,6 +20,8 @@ def check(
     devices: Sequence[str] = ("cpu",),
     tolerance: Mapping[str, Any] | None = None,
     seed: int = 0,
+    nondet_tol: float | None = None,
+    points: int = 1,
     name: str = "check",
     symbolic: str = "auto",
     fd: str = "auto",
@@ -45,6 +47,9 @@ def check(
         data["expect"] = dict(expect)
     if tolerance is not None:
         data["tolerance"] = dict(tolerance)
+    if nondet_tol is not None:
+        data["nondet_tol"] = nondet_tol
+    data["points"] = points
     case = build_case(_plain(data), label="<check>", base_dir=None, default_name=name,
                       impl=impl)
     return list(run_case(case, RunOptions(symbolic_mode=symbolic, fd_mode=fd)))

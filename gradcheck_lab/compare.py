@@ -9,6 +9,7 @@ function its backward differentiates). Nothing here raises for a disagreement or
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -46,6 +47,29 @@ def compare(case: Case, point: Point, probes: tuple[Probe, ...], symbolic: Gradi
             rule: ToleranceRule) -> Verdict:
     comparison = _Comparison(case, point, probes, symbolic, autograd, fd, rule)
     return comparison.run()
+
+
+def merge_points(verdicts: list[tuple[int, Verdict]], points: int) -> Verdict:
+    """One verdict for a case checked at several points: it fails where any point fails,
+    each mismatch says its point, and the counts add up."""
+    if points == 1:
+        return verdicts[0][1]
+    first = verdicts[0][1]
+    failing = [(index, v) for index, v in verdicts if v.status == "fail"]
+    counts: Counter[str] = Counter()
+    mismatches: list[Mismatch] = []
+    notes: list[str] = []
+    for index, verdict in verdicts:
+        counts.update(verdict.counts)
+        mismatches.extend(dataclasses.replace(m, point=index) for m in verdict.mismatches)
+        notes.extend(note for note in verdict.notes if note not in notes)
+    counts["points"] = len(verdicts)
+    if failing:
+        message = "; ".join(f"point {index}: {v.message}" for index, v in failing)
+    else:
+        message = f"{first.message} (at point 0; {len(verdicts)} points agree)"
+    return Verdict("fail" if failing else "pass", message, mismatches, notes, dict(counts),
+                   first.tolerance)
 
 
 def compare_devices(reference: Gradients, other: Gradients, rule: ToleranceRule,
@@ -119,6 +143,9 @@ class _Comparison:
         for spec in self.case.differentiable_inputs:
             self.gradient(spec.name)
         self.values()
+        self.modified_inputs()
+        self.nondeterminism()
+        self.summary.extend(self.ag.contract_problems)
         for expectation in self.case.expectations:
             self.expectation(expectation.key, expectation.target, expectation)
         if self.inconclusive:
@@ -126,7 +153,7 @@ class _Comparison:
                 f"finite differences were inconclusive at {self.inconclusive} comparison(s): "
                 f"their error bar exceeds {FD_INCONCLUSIVE:g} of the gradient's scale "
                 "(ill-conditioned differences); the verdict there rests on symbolic vs autograd")
-        status = "fail" if self.mismatches else "pass"
+        status = "fail" if self.mismatches or self.summary else "pass"
         return Verdict(status, self.message(status), self.mismatches, self.notes, self.counts(),
                        self.tolerance())
 
@@ -261,6 +288,56 @@ class _Comparison:
         return (f"{name}: symbolic and autograd disagree ({_count(count)}); finite differences "
                 "could not tell which is right")
 
+    # -- the function under test's own contract -------------------------------------------
+    def modified_inputs(self) -> None:
+        """An impl that writes into its inputs corrupts its callers' tensors."""
+        for name, (before, after) in self.ag.modified_inputs.items():
+            before, after = before.reshape(-1), after.reshape(-1)
+            with np.errstate(all="ignore"):
+                errors = np.where(before == after, 0.0, np.abs(after - before))
+            errors = np.where(np.isnan(errors), np.inf, errors)
+            changed = np.flatnonzero(errors > 0)
+            for flat in changed[np.argsort(-errors[changed], kind="stable")][:WORST_PER_GROUP]:
+                self.add(name, ("before", "after"), AUTOGRAD, flat, None,
+                         {"before": before[flat], "after": after[flat]},
+                         errors[flat], before[flat], 0.0, check="in_place",
+                         elements=len(changed))
+            self.summary.append(f"{name}: the function under test modifies this input in place "
+                                f"({_count(len(changed))} changed)")
+
+    def nondeterminism(self) -> None:
+        """The first probe's gradients, computed again on a fresh graph, must be the same:
+        exactly on cpu (its kernels are deterministic), within the dtype's tolerance on cuda,
+        or within the case's ``nondet_tol``."""
+        if self.ag.rerun is None:
+            return
+        for spec in self.case.differentiable_inputs:
+            name = spec.name
+            first, again = self.ag.per_probe[0][name].reshape(-1), self.ag.rerun[name].reshape(-1)
+            if self.case.nondet_tol is not None:
+                bound = np.full(first.shape, self.case.nondet_tol)
+            elif self.ag.device.startswith("cuda"):
+                bound = self.rule.bound(first, gradient_scale(first), self.terms(name, 0))
+            else:
+                bound = np.zeros(first.shape)
+            with np.errstate(all="ignore"):
+                errors = np.abs(first - again)
+            same = (first == again) | (np.isnan(first) & np.isnan(again)) | (errors <= bound)
+            differ = np.flatnonzero(~same)
+            if not differ.size:
+                continue
+            errors = np.where(np.isnan(errors), np.inf, errors)
+            worst = differ[np.argsort(-errors[differ], kind="stable")]
+            for flat in worst[:WORST_PER_GROUP]:
+                self.add(name, (AUTOGRAD, "second run"), AUTOGRAD, flat, 0,
+                         {AUTOGRAD: first[flat], "second run": again[flat]},
+                         errors[flat], first[flat], bound[flat], check="nondeterministic",
+                         elements=len(differ))
+            self.summary.append(
+                f"{name}: nondeterministic backward: a second forward and backward on fresh "
+                f"inputs gives other gradients ({_count(len(differ))}, by up to "
+                f"{float(errors[worst[0]]):.3g})")
+
     # -- forward values and hand-worked answers -------------------------------------------
     def value_disagreements(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Spec and function-under-test values, the bound, and the flat indices that differ."""
@@ -391,7 +468,15 @@ class _Comparison:
             "symbolic": self.sym_rule.describe(),
             "finite_difference": f"per-element error bar from steps h and 2h, ×{FD_SAFETY:g}",
             "probes": describe_probes(self.probes),
+            "nondeterminism": self.nondeterminism_rule(),
         }
+
+    def nondeterminism_rule(self) -> str:
+        if self.case.nondet_tol is not None:
+            return f"second run within nondet_tol = {self.case.nondet_tol:g}"
+        if self.ag.device.startswith("cuda"):
+            return "second run within the dtype's tolerance (cuda)"
+        return "second run identical (cpu)"
 
 
 def _count(n: int) -> str:

@@ -32,14 +32,25 @@ class Point:
         return float(max(1.0, np.max(np.abs(values)))) if values.size else 1.0
 
 
-def make_point(case: Case, dtype: str) -> Point:
+# Point k >= 1 of a case with ``points: N`` re-draws each random input with the seed
+# (seed + k * POINT_SEED_STRIDE) mod 2**63; literals, zeros and ones stay as written.
+POINT_SEED_STRIDE = 1_000_003
+RANDOM_INITS = ("randn", "uniform", "randint")
+
+
+def point_seed(seed: int, index: int) -> int:
+    return (seed + index * POINT_SEED_STRIDE) % 2**63
+
+
+def make_point(case: Case, dtype: str, index: int = 0) -> Point:
+    """The inputs of point ``index`` (0: as the case file says)."""
     import torch
 
     values: dict[str, np.ndarray] = {}
     exact: dict[str, np.ndarray] = {}
     target = getattr(torch, dtype)
     for spec in case.inputs:
-        drawn = _draw(spec, torch)
+        drawn = _draw(spec, torch, index)
         if spec.is_integer:
             values[spec.name] = drawn.numpy().astype(np.int64)
             continue
@@ -50,14 +61,16 @@ def make_point(case: Case, dtype: str) -> Point:
     return Point(dtype, values, exact)
 
 
-def _draw(spec: InputSpec, torch: Any) -> Any:  # torch module -> torch.Tensor
+def _draw(spec: InputSpec, torch: Any, index: int) -> Any:  # torch module -> torch.Tensor
     if spec.literal is not None:
         if spec.is_integer:
             return torch.tensor(np.asarray(spec.literal, dtype=np.int64))
         as_float = np.vectorize(float, otypes=[np.float64])(spec.literal) if (
             spec.literal.dtype == object) else spec.literal.astype(np.float64)
         return torch.tensor(np.asarray(as_float, dtype=np.float64))
-    generator = torch.Generator().manual_seed(spec.seed)
+    seed = spec.seed if index == 0 or spec.init not in RANDOM_INITS else point_seed(
+        spec.seed, index)
+    generator = torch.Generator().manual_seed(seed)
     shape = spec.shape
     if spec.init == "randn":
         return torch.randn(shape, generator=generator, dtype=torch.float64) * spec.std + spec.mean

@@ -115,13 +115,25 @@ def _duration(seconds: float) -> str:
     return f"{seconds * 1e6:.0f} µs"
 
 
+_ORACLE_COLUMNS = (("symbolic", "symbolic"), ("autograd", "autograd"),
+                   ("finite_difference", "fin. diff."), ("expect", "expect"))
+
+
 def mismatch_table(mismatches: Iterable[Mismatch]) -> Table:
-    """The worst disagreements: where, which oracle is odd, each oracle's value, errors."""
+    """The worst disagreements: where, which oracle is odd, each oracle's value, errors.
+    Checks that compare other things (a second run, inputs before and after the call, two
+    devices) get a column for each of their values."""
+    mismatches = list(mismatches)
+    present = list(dict.fromkeys(key for m in mismatches for key in m.values))
+    # Only columns some row fills: the table must fit a terminal.
+    value_columns = [(key, header) for key, header in _ORACLE_COLUMNS if key in present]
+    value_columns += [(key, key) for key in present
+                      if key not in {k for k, _ in _ORACLE_COLUMNS}]
     table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
-    for column, justify in (("what", "left"), ("where", "left"), ("odd one out", "left"),
-                            ("symbolic", "right"), ("autograd", "right"),
-                            ("fin. diff.", "right"), ("expect", "right"),
-                            ("abs err", "right"), ("rel err", "right"), ("allowed", "right")):
+    columns = [("what", "left"), ("where", "left"), ("odd one out", "left"),
+               *((header, "right") for _, header in value_columns),
+               ("abs err", "right"), ("rel err", "right"), ("allowed", "right")]
+    for column, justify in columns:
         table.add_column(column, justify=justify, no_wrap=True)
     for m in mismatches:
         what = m.input or "output"
@@ -131,12 +143,13 @@ def mismatch_table(mismatches: Iterable[Mismatch]) -> Table:
                  else "[" + ",".join(map(str, m.index)) + "]" if m.index else "")
         if m.probe:
             where += f" @{m.probe}"
+        if m.point is not None:
+            where += f" point {m.point}"
         if m.elements > 1:
             what += f" ({m.elements})"
         table.add_row(
             what, where, m.odd_oracle or "?",
-            _fmt(m.values.get("symbolic")), _fmt(m.values.get("autograd")),
-            _fmt(m.values.get("finite_difference")), _fmt(m.values.get("expect")),
+            *(_fmt(m.values.get(key)) for key, _ in value_columns),
             _fmt(m.abs_err), _fmt(m.rel_err), _fmt(m.allowed),
         )
     return table

@@ -25,6 +25,7 @@ class Mismatch:
     direction: int | None = None  # for a directional (projected) comparison
     probe: str | None = None  # which cotangent, for tensor outputs
     elements: int = 1  # how many elements of this input and pair disagree in all
+    point: int | None = None  # which point (0 = the case's inputs), for cases with points: N
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -43,6 +44,8 @@ class Mismatch:
             data["direction"] = self.direction
         if self.probe is not None:
             data["probe"] = self.probe
+        if self.point is not None:
+            data["point"] = self.point
         return data
 
 

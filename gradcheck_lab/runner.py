@@ -129,19 +129,23 @@ class _DtypeState:
                       dtype=self.dtype, device=device, status=status, message=message,
                       seed=self.case.seed, **extra)
 
-    def prepare(self) -> tuple:
-        """Point, probes and symbolic gradients, computed once (a failure is kept too)."""
+    def prepare(self) -> list[tuple]:
+        """Point, probes and symbolic gradients for each of the case's points, computed once
+        (a failure is kept too)."""
         from gradcheck_lab.oracles import symbolic
         from gradcheck_lab.oracles.base import make_probes
         from gradcheck_lab.points import make_point
 
         if self.prepared is None:
             try:
-                point = make_point(self.case, self.dtype)
                 probes = make_probes(self.case.program.output_node.shape, self.case.seed)
-                sym = symbolic.gradients(self.case.program, point, probes,
-                                         self.options.symbolic_mode)
-                self.prepared = (point, probes, sym)
+                prepared = []
+                for index in range(self.case.points):
+                    point = make_point(self.case, self.dtype, index)
+                    sym = symbolic.gradients(self.case.program, point, probes,
+                                             self.options.symbolic_mode)
+                    prepared.append((point, probes, sym))
+                self.prepared = prepared
             except Exception as exc:
                 self.prepared = exc
         if isinstance(self.prepared, BaseException):
@@ -153,11 +157,12 @@ class _DtypeState:
         if device.startswith("cuda") and not _cuda_available(device):
             return self.result(device, "skip", f"{device} is not available on this machine")
         try:
-            point, probes, sym = self.prepare()
-            if sym.kinks:
-                return self.result(device, "skip", "; ".join(sym.kinks),
-                                   oracles={"symbolic": sym.method})
-            result = self.check(device, point, probes, sym)
+            points = self.prepare()
+            first_sym = points[0][2]
+            if first_sym.kinks:
+                return self.result(device, "skip", "; ".join(first_sym.kinks),
+                                   oracles={"symbolic": first_sym.method})
+            result = self.check(device, points)
             if self.options.timings is not None:
                 result.timings = self.timings(device)
         except Exception as exc:
@@ -165,23 +170,36 @@ class _DtypeState:
         result.duration_s = time.perf_counter() - started
         return result
 
-    def check(self, device: str, point: object, probes: tuple, sym: object) -> Result:
-        from gradcheck_lab.compare import compare
+    def check(self, device: str, points: list[tuple]) -> Result:
+        from gradcheck_lab.compare import compare, merge_points
         from gradcheck_lab.oracles import autograd, finite_difference
         from gradcheck_lab.tolerances import rule_for
 
-        ag = autograd.gradients(self.case, point, probes, self.dtype, device)
-        focus = focus_elements(self.case, sym, ag, FD_FOCUS_ELEMENTS)
-        fd = finite_difference.estimate(self.case, point, probes, device, focus=focus,
-                                        mode=self.options.fd_mode, term_scale=sym.term_scale)
         rule = rule_for(self.dtype, self.case.tolerance.get(self.dtype))
-        verdict = compare(self.case, point, probes, sym, ag, fd, rule)
-        self.compare_with_reference_device(device, ag, rule, verdict, sym.term_magnitudes)
+        verdicts = []
+        skipped = []
+        for index, (point, probes, sym) in enumerate(points):
+            if sym.kinks:  # only a re-drawn point gets here: the first one skips the result
+                skipped.append(f"point {index} skipped: {'; '.join(sym.kinks)}")
+                continue
+            ag = autograd.gradients(self.case, point, probes, self.dtype, device)
+            focus = focus_elements(self.case, sym, ag, FD_FOCUS_ELEMENTS)
+            fd = finite_difference.estimate(self.case, point, probes, device, focus=focus,
+                                            mode=self.options.fd_mode,
+                                            term_scale=sym.term_scale)
+            verdict = compare(self.case, point, probes, sym, ag, fd, rule)
+            if index == 0:
+                self.compare_with_reference_device(device, ag, rule, verdict,
+                                                   sym.term_magnitudes)
+                oracles = {"symbolic": sym.method, "autograd": ag.method,
+                           "finite_difference": fd.method}
+            verdicts.append((index, verdict))
+        verdict = merge_points(verdicts, self.case.points)
+        verdict.notes.extend(skipped)
         return self.result(
             device, verdict.status, verdict.message, mismatches=verdict.mismatches,
             counts=verdict.counts, tolerance=verdict.tolerance, notes=verdict.notes,
-            oracles={"symbolic": sym.method, "autograd": ag.method,
-                     "finite_difference": fd.method},
+            oracles=oracles,
         )
 
     def compare_with_reference_device(self, device: str, ag: object, rule: object,

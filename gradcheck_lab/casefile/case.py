@@ -77,6 +77,8 @@ class Case:
     tolerance: Mapping[str, Tolerance] = field(default_factory=dict)  # by dtype
     seed: int = 0
     lines: Mapping[str, int] = field(default_factory=dict)
+    nondet_tol: float | None = None  # None: 0 on cpu, the dtype's tolerance on cuda
+    points: int = 1
 
     def line_of(self, key: str) -> int | None:
         """The line of ``key`` ("let.q", "output", ...) or of its closest parent."""

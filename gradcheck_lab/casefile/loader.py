@@ -216,6 +216,11 @@ class _CaseBuilder:
             builder.add_input(spec.name, spec.shape, spec.is_integer, spec.requires_grad)
         if not any(spec.requires_grad for spec in inputs):
             raise self.error(("inputs",), "no input requires a gradient: nothing to check")
+        if model.points > 1 and not any(spec.init in ("randn", "uniform", "randint")
+                                        for spec in inputs):
+            raise self.error(("points",), f"points: {model.points} re-draws random inputs "
+                                          "(randn, uniform, randint), and every input here is "
+                                          "fixed")
         for name, text in (model.let or {}).items():
             if name in builder.inputs:
                 raise self.error(("let", name), f"{name!r} is already an input")
@@ -241,6 +246,8 @@ class _CaseBuilder:
             tolerance=self.tolerance(model),
             seed=model.seed,
             lines={k: v for k, v in lines.items() if v is not None},
+            nondet_tol=model.nondet_tol,
+            points=model.points,
         )
 
     def expression(self, builder: ProgramBuilder, path: tuple, text: Any,

@@ -35,6 +35,7 @@ FLOAT64_MAX = Fraction(np.finfo(np.float64).max)
 MAX_DECIMAL_EXPONENT = 400
 INT64_RANGE = (-(2**63), 2**63 - 1)
 MAX_LITERAL_DIMS = 8
+MAX_POINTS = 64  # each point is a full three-way check
 DTYPES = ("float64", "float32", "float16", "bfloat16")
 INITS = ("randn", "uniform", "randint", "zeros", "ones")
 _DEVICE = re.compile(r"^(cpu|cuda(:[0-9]+)?)$")
@@ -82,6 +83,20 @@ def _positive(value: Any) -> float:
     if exact <= 0:
         raise _fail("positive", f"expected a positive number, got {describe(value)}")
     return float(exact)
+
+
+def _non_negative(value: Any) -> float:
+    exact = to_fraction(value)
+    if exact < 0:
+        raise _fail("non_negative", f"expected a number >= 0, got {describe(value)}")
+    return float(exact)
+
+
+def _points(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_POINTS:
+        raise _fail("points", f"expected a whole number from 1 to {MAX_POINTS}, "
+                              f"got {describe(value)}")
+    return value
 
 
 def _seed(value: Any) -> int:
@@ -188,6 +203,10 @@ def _shape(value: Any) -> tuple[int, ...]:
 Number = Annotated[Fraction, PlainValidator(_number), WithJsonSchema({"type": "number"})]
 PositiveNumber = Annotated[float, PlainValidator(_positive),
                            WithJsonSchema({"type": "number", "exclusiveMinimum": 0})]
+NonNegativeNumber = Annotated[float, PlainValidator(_non_negative),
+                              WithJsonSchema({"type": "number", "minimum": 0})]
+Points = Annotated[int, PlainValidator(_points),
+                   WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_POINTS})]
 Seed = Annotated[int, PlainValidator(_seed),
                  WithJsonSchema({"type": "integer", "minimum": 0})]
 # Nested lists of numbers are recursive: pydantic cannot name them, so its schema carries this
@@ -351,6 +370,11 @@ class CaseModel(_Strict):
     devices: list[Device] = Field(default=["cpu"], min_length=1)
     tolerance: ToleranceSpec | None = None
     seed: Seed = 0
+    # Backward run twice on fresh graphs must agree this closely (None: exactly on cpu, within
+    # the dtype's tolerance on cuda, where atomic adds legitimately reorder sums).
+    nondet_tol: NonNegativeNumber | None = None
+    # Check at this many points: the first as the inputs say, then random inputs re-drawn.
+    points: Points = 1
 
     @field_validator("dtypes", "devices")
     @classmethod

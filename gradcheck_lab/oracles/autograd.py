@@ -34,11 +34,15 @@ def make_leaves(case: Case, point: Point, dtype: str, device: str) -> dict[str, 
 
 def gradients(case: Case, point: Point, probes: tuple[Probe, ...], dtype: str,
               device: str) -> Gradients:
+    """VJPs for every probe, then the first probe again on a fresh graph (nondeterminism),
+    with the inputs compared before and after (in-place modification)."""
     import torch
 
     function = TorchFunction(case, dtype, device)
-    leaves = make_leaves(case, point, dtype, device)
     names = [spec.name for spec in case.differentiable_inputs]
+    method = f"{function.label}, torch.autograd.grad"
+    leaves = make_leaves(case, point, dtype, device)
+    before = {name: leaf.detach().clone() for name, leaf in leaves.items()}
     with torch.enable_grad():
         out = function(leaves)
     value = out.detach().to(torch.float64).cpu().numpy()
@@ -47,31 +51,89 @@ def gradients(case: Case, point: Point, probes: tuple[Probe, ...], dtype: str,
     if not out.requires_grad:
         notes.append("autograd: the output does not require grad (detached or computed "
                      "without autograd); every gradient counts as zeros")
-        return Gradients("autograd", f"{function.label}, torch.autograd.grad", value,
-                         tuple(dict(zeros) for _ in probes), tuple(notes))
-    per_probe = []
+        return Gradients("autograd", method, value, tuple(dict(zeros) for _ in probes),
+                         tuple(notes), device=device,
+                         modified_inputs=_modified(before, leaves))
+    problems: list[str] = []
     missing: set[str] = set()
+    per_probe = []
     for probe in probes:
-        cotangent = torch.tensor(probe.cotangent, dtype=out.dtype, device=out.device)
-        try:
-            grads = torch.autograd.grad(out, [leaves[n] for n in names], grad_outputs=cotangent,
-                                        retain_graph=True, allow_unused=True)
-        except (Exception, SystemExit) as exc:
-            raise ImplError(f"backward of {function.label} raised "
-                            f"{describe_exception(exc)}") from None
-        found = {}
-        for name, grad in zip(names, grads, strict=True):
-            if grad is None:
-                missing.add(name)
-                found[name] = zeros[name]
-                continue
-            if tuple(grad.shape) != point.values[name].shape:
-                raise ImplError(f"backward of {function.label} gave {name} a gradient of shape "
-                                f"{list(grad.shape)}, expected {list(point.values[name].shape)}")
-            found[name] = grad.detach().to(torch.float64).cpu().numpy()
-        per_probe.append(found)
+        grads = _backward(function, out, leaves, names, probe, "")
+        per_probe.append(_as_arrays(grads, names, leaves, zeros, missing, problems))
+    modified = _modified(before, leaves)
+
+    # The same VJP again, from a fresh forward on fresh leaves: a correct backward is a
+    # function of its inputs, so anything but the same numbers is state or a race.
+    fresh = make_leaves(case, point, dtype, device)
+    with torch.enable_grad():
+        fresh_out = function(fresh)
+    rerun = None
+    if fresh_out.requires_grad:
+        grads = _backward(function, fresh_out, fresh, names, probes[0], " on a second run")
+        rerun = _as_arrays(grads, names, fresh, zeros, set(), [])
     for name in sorted(missing):
         notes.append(f"autograd: no gradient for {name} (backward returned None); "
                      "counted as zeros")
-    return Gradients("autograd", f"{function.label}, torch.autograd.grad", value,
-                     tuple(per_probe), tuple(notes))
+    return Gradients("autograd", method, value, tuple(per_probe), tuple(notes), rerun=rerun,
+                     modified_inputs=modified, contract_problems=tuple(dict.fromkeys(problems)),
+                     device=device)
+
+
+def _backward(function: TorchFunction, out: Any, leaves: dict[str, Any], names: list[str],
+              probe: Probe, when: str) -> tuple[Any, ...]:
+    import torch
+
+    cotangent = torch.tensor(probe.cotangent, dtype=out.dtype, device=out.device)
+    try:
+        return torch.autograd.grad(out, [leaves[n] for n in names], grad_outputs=cotangent,
+                                   retain_graph=True, allow_unused=True)
+    except (Exception, SystemExit) as exc:
+        raise ImplError(f"backward of {function.label} raised{when} "
+                        f"{describe_exception(exc)}") from None
+
+
+def _as_arrays(grads: tuple[Any, ...], names: list[str], leaves: dict[str, Any],
+               zeros: dict[str, np.ndarray], missing: set[str],
+               problems: list[str]) -> dict[str, np.ndarray]:
+    """float64 numpy gradients; None counts as zeros (and is noted), a wrong shape is an
+    error, a dtype or device other than the input's is a problem of the backward."""
+    import torch
+
+    found = {}
+    for name, grad in zip(names, grads, strict=True):
+        if grad is None:
+            missing.add(name)
+            found[name] = zeros[name]
+            continue
+        leaf = leaves[name]
+        if tuple(grad.shape) != tuple(leaf.shape):
+            raise ImplError(f"backward gave {name} a gradient of shape {list(grad.shape)}, "
+                            f"expected {list(leaf.shape)}")
+        if grad.dtype != leaf.dtype:
+            problems.append(f"{name}: the gradient's dtype is {_torch_name(grad.dtype)}, the "
+                            f"input's {_torch_name(leaf.dtype)}")
+        if grad.device != leaf.device:
+            problems.append(f"{name}: the gradient is on {grad.device}, the input on "
+                            f"{leaf.device}")
+        found[name] = grad.detach().to(torch.float64).cpu().numpy()
+    return found
+
+
+def _modified(before: dict[str, Any], leaves: dict[str, Any]) -> dict[str, tuple[np.ndarray,
+                                                                                  np.ndarray]]:
+    """Inputs whose values the call changed in place: (before, after), as float64 arrays."""
+    import torch
+
+    changed = {}
+    for name, original in before.items():
+        now = leaves[name].detach()
+        same = (torch.allclose(original, now, rtol=0.0, atol=0.0, equal_nan=True)
+                if original.is_floating_point() else torch.equal(original, now))
+        if not same:
+            changed[name] = (original.to(torch.float64).cpu().numpy(),
+                             now.to(torch.float64).cpu().numpy())
+    return changed
+
+
+def _torch_name(dtype: Any) -> str:
+    return str(dtype).removeprefix("torch.")
