@@ -24,6 +24,14 @@ EPSILON = {
     "float16": 2.0**-10,
     "bfloat16": 2.0**-7,
 }
+# The smallest normal number of each dtype: values below it lose digits to underflow, and an
+# exact 3e-70 is 0 in float32 (its subnormals end at 1.4e-45).
+SMALLEST_NORMAL = {
+    "float64": 2.0**-1022,
+    "float32": 2.0**-126,
+    "float16": 2.0**-14,
+    "bfloat16": 2.0**-126,
+}
 # The exact oracle's only error is the final rounding to float64.
 EXACT_RTOL = 4 * EPSILON["float64"]
 # A computed value carries the rounding of its largest intermediate, a few ulps per step:
@@ -52,7 +60,9 @@ class ToleranceRule:
             return np.asarray(self.atol)
         with np.errstate(all="ignore"):
             rounding = self.term_ulps * EPSILON[self.dtype] * np.asarray(terms, dtype=np.float64)
-        return np.maximum(self.rtol * scale, np.where(np.isfinite(rounding), rounding, 0.0))
+        underflow = self.term_ulps * SMALLEST_NORMAL[self.dtype]
+        return np.maximum(np.maximum(self.rtol * scale, underflow),
+                          np.where(np.isfinite(rounding), rounding, 0.0))
 
     def describe(self) -> str:
         atol = (f"atol = {self.atol:g}" if self.atol is not None

@@ -43,7 +43,7 @@ def perturbed(grads: Gradients, name: str, index: tuple, factor: float = 1.0,
 def deterministic(grads: Gradients, changed: dict) -> Gradients:
     """Gradients replaced by hand, as a deterministic backward would give them twice."""
     return dataclasses.replace(grads, per_probe=(changed,),
-                               rerun=None if grads.rerun is None else changed)
+                               reruns={label: changed for label in grads.reruns})
 
 
 def verdict(case, point, probes, sym, ag, fd, dtype="float64", override=None):

@@ -42,6 +42,7 @@ def test_a_stateful_backward_fails_as_nondeterministic() -> None:
     checks = {m.check for m in result.mismatches}
     assert checks == {"nondeterministic"}
     assert result.tolerance["nondeterminism"] == "second run identical (cpu)"
+    assert {m.oracles for m in result.mismatches} == {("autograd", "again, same graph")}
 
 
 def test_nondet_tol_allows_a_declared_amount_of_nondeterminism() -> None:

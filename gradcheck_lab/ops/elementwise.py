@@ -44,11 +44,15 @@ def _elementwise(
     infix: str | None = None,
     kinks: Callable[..., np.ndarray] | None = None,
     limits: Callable[..., None] | None = None,
+    derivative_terms: Callable[..., np.ndarray] | None = None,
 ) -> Op:
     """An elementwise op whose derivative rule sympy derives from ``sympy_form``.
 
     ``limits(gradients, args)`` patches elements where the derived formula is an
     indeterminate form but the derivative has a well-defined limit (0 ** b for pow).
+    ``derivative_terms(*args)``: the sum of |terms| a backward computes f'(x) from, where that
+    is larger than |f'(x)|: torch's sigmoid' is y·(1 - y), 0 at y = 1 where the exact value
+    is 4e-18, and its rounding is relative to y, not to the result.
     """
 
     def rule() -> Any:
@@ -65,7 +69,13 @@ def _elementwise(
             if limits is not None:
                 limits(position, local, args)
             with np.errstate(all="ignore"):
-                term = np.abs(g) * np.abs(local) if magnitude else g * local
+                if magnitude:
+                    size = np.abs(local)
+                    if derivative_terms is not None:
+                        size = np.maximum(size, derivative_terms(*args))
+                    term = np.abs(g) * size
+                else:
+                    term = g * local
                 grads.append(unbroadcast(term, np.shape(arg)))
         return grads
 
@@ -151,9 +161,11 @@ FUNCTIONS = [
     _elementwise("sin", 1, lambda sp, s: sp.sin(s), np.sin, lambda t, a: t.sin(a)),
     _elementwise("cos", 1, lambda sp, s: sp.cos(s), np.cos, lambda t, a: t.cos(a)),
     _elementwise("tan", 1, lambda sp, s: sp.tan(s), np.tan, lambda t, a: t.tan(a)),
-    _elementwise("tanh", 1, lambda sp, s: sp.tanh(s), np.tanh, lambda t, a: t.tanh(a)),
+    _elementwise("tanh", 1, lambda sp, s: sp.tanh(s), np.tanh, lambda t, a: t.tanh(a),
+                 derivative_terms=lambda a: 1.0 + np.tanh(a) ** 2),  # 1 - y**2
     _elementwise("sigmoid", 1, lambda sp, s: 1 / (1 + sp.exp(-s)), _stable_sigmoid,
-                 lambda t, a: t.sigmoid(a)),
+                 lambda t, a: t.sigmoid(a),
+                 derivative_terms=lambda a: _stable_sigmoid(a) * (1.0 + _stable_sigmoid(a))),
     # relu as a Piecewise, not Max(0, s): sympy differentiates Max into Heaviside, whose
     # value at 0 is 1/2; the kink at 0 is reported instead of compared.
     _elementwise("relu", 1, lambda sp, s: sp.Piecewise((s, s > 0), (0, True)),

@@ -16,6 +16,9 @@ from gradcheck_lab.oracles.base import Gradients, Probe
 from gradcheck_lab.oracles.torch_function import TorchFunction, describe_exception
 from gradcheck_lab.points import Point
 
+SAME_GRAPH = "again, same graph"
+FRESH_GRAPH = "again, fresh graph"
+
 
 def make_leaves(case: Case, point: Point, dtype: str, device: str) -> dict[str, Any]:
     """Fresh tensors for every input: leaves that require grad where the case says so."""
@@ -62,19 +65,22 @@ def gradients(case: Case, point: Point, probes: tuple[Probe, ...], dtype: str,
         per_probe.append(_as_arrays(grads, names, leaves, zeros, missing, problems))
     modified = _modified(before, leaves)
 
-    # The same VJP again, from a fresh forward on fresh leaves: a correct backward is a
-    # function of its inputs, so anything but the same numbers is state or a race.
+    # The same VJP again, through the same graph (state kept on ctx) and from a fresh forward
+    # on fresh leaves (state kept anywhere else): a correct backward is a function of its
+    # inputs, so anything but the same numbers is state or a race.
+    reruns = {}
+    grads = _backward(function, out, leaves, names, probes[0], " a second time")
+    reruns[SAME_GRAPH] = _as_arrays(grads, names, leaves, zeros, set(), [])
     fresh = make_leaves(case, point, dtype, device)
     with torch.enable_grad():
         fresh_out = function(fresh)
-    rerun = None
     if fresh_out.requires_grad:
-        grads = _backward(function, fresh_out, fresh, names, probes[0], " on a second run")
-        rerun = _as_arrays(grads, names, fresh, zeros, set(), [])
+        grads = _backward(function, fresh_out, fresh, names, probes[0], " on a fresh graph")
+        reruns[FRESH_GRAPH] = _as_arrays(grads, names, fresh, zeros, set(), [])
     for name in sorted(missing):
         notes.append(f"autograd: no gradient for {name} (backward returned None); "
                      "counted as zeros")
-    return Gradients("autograd", method, value, tuple(per_probe), tuple(notes), rerun=rerun,
+    return Gradients("autograd", method, value, tuple(per_probe), tuple(notes), reruns=reruns,
                      modified_inputs=modified, contract_problems=tuple(dict.fromkeys(problems)),
                      device=device)
 

@@ -42,10 +42,11 @@ class Gradients:
     # Per probe and input, the sum of |terms| behind each gradient element: the size of what
     # a backward pass rounds (softmax - onehot may be 1e-17, computed from numbers near 1).
     term_magnitudes: tuple[dict[str, np.ndarray], ...] = ()
-    # Autograd only: the first probe's gradients again, from a second forward and backward on
-    # fresh leaves (a stateful or racy backward differs); inputs the function changed in
+    # Autograd only: the first probe's gradients again, by label: a second backward through the
+    # same graph, and a second forward and backward on fresh leaves (a stateful or racy
+    # backward differs); inputs the function changed in
     # place (values before, after); gradients whose dtype or device is not their input's.
-    rerun: dict[str, np.ndarray] | None = None
+    reruns: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     modified_inputs: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     contract_problems: tuple[str, ...] = ()
     device: str = "cpu"
