@@ -22,6 +22,8 @@ def check(
     seed: int = 0,
     nondet_tol: float | None = None,
     points: int = 1,
+    order: int = 1,
+    modes: Sequence[str] = ("reverse",),
     name: str = "check",
     symbolic: str = "auto",
     fd: str = "auto",
@@ -50,6 +52,8 @@ def check(
     if nondet_tol is not None:
         data["nondet_tol"] = nondet_tol
     data["points"] = points
+    data["order"] = order
+    data["modes"] = list(modes)
     case = build_case(_plain(data), label="<check>", base_dir=None, default_name=name,
                       impl=impl)
     return list(run_case(case, RunOptions(symbolic_mode=symbolic, fd_mode=fd)))

@@ -89,7 +89,7 @@ def compare_devices(reference: Gradients, other: Gradients, rule: ToleranceRule,
             bound = rule.bound(r, scale, terms[k][name].reshape(-1) if terms else 0.0)
             with np.errstate(all="ignore"):
                 errors = np.abs(r - o)
-            for flat in np.flatnonzero(~(_agree(r, o, bound) | (r == o))):
+            for flat in np.flatnonzero(~(agree(r, o, bound) | (r == o))):
                 error = float(errors[flat]) if np.isfinite(errors[flat]) else float("inf")
                 rows.append((error, k, int(flat), float(r[flat]), float(o[flat]),
                              float(bound[flat])))
@@ -99,19 +99,19 @@ def compare_devices(reference: Gradients, other: Gradients, rule: ToleranceRule,
             index = tuple(int(i) for i in np.unravel_index(flat, shape)) if shape else (0,)
             found.append(Mismatch(input=name, oracles=labels, odd_oracle=None,
                                   values={labels[0]: r_value, labels[1]: o_value},
-                                  abs_err=error, rel_err=_rel(error, r_value), allowed=allowed,
-                                  check="device", index=index, elements=elements,
+                                  abs_err=error, rel_err=relative_error(error, r_value),
+                                  allowed=allowed, check="device", index=index, elements=elements,
                                   probe=None if len(reference.per_probe) == 1 else f"probe {k}"))
     return found
 
 
-def _rel(abs_err: float, reference: float) -> float:
+def relative_error(abs_err: float, reference: float) -> float:
     if reference != 0 and np.isfinite(reference):
         return abs_err / abs(reference)
     return 0.0 if abs_err == 0 else float("inf")
 
 
-def _agree(a: np.ndarray, b: np.ndarray, bound: np.ndarray) -> np.ndarray:
+def agree(a: np.ndarray, b: np.ndarray, bound: np.ndarray) -> np.ndarray:
     """Elementwise agreement; NaN or inf on either side never agrees."""
     with np.errstate(all="ignore"):
         close = np.abs(a - b) <= bound
@@ -177,7 +177,7 @@ class _Comparison:
                                     float(np.max(self.rule.absolute(scale, terms))))
             bound_s = self.sym_rule.bound(s, scale, terms)
             bound_a = self.rule.bound(s, scale, terms)
-            agree_sa = _agree(s, a, bound_s + bound_a)
+            agree_sa = agree(s, a, bound_s + bound_a)
             fd_value, fd_bound, fd_at = self.fd_partials(name, k)
             odd_here: dict[int, str | None] = {}
             for position, flat in enumerate(fd_at):
@@ -192,8 +192,8 @@ class _Comparison:
                         abs(s[flat]) + scale):
                     self.inconclusive += 1
                     continue
-                side_s = bool(_agree(s[flat], f, bound_s[flat] + bf))
-                side_a = bool(_agree(a[flat], f, bound_a[flat] + bf))
+                side_s = bool(agree(s[flat], f, bound_s[flat] + bf))
+                side_a = bool(agree(a[flat], f, bound_a[flat] + bf))
                 if not agree_sa[flat]:
                     odd_here[flat] = AUTOGRAD if side_s and not side_a else (
                         SYMBOLIC if side_a and not side_s else None)
@@ -236,7 +236,7 @@ class _Comparison:
             self.summary.append(self.describe_odd(name, group_odd, elements, disagreements))
         if fd_odd_elements:
             self.summary.append(
-                f"{name}: {FD} is the odd one out ({_count(len(fd_odd_elements))}); symbolic "
+                f"{name}: {FD} is the odd one out ({count_text(len(fd_odd_elements))}); symbolic "
                 "and autograd agree, so the function's forward may not match its backward")
 
     def fd_partials(self, name: str, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -263,8 +263,8 @@ class _Comparison:
                     abs(sd) + scale * float(np.abs(d).sum())):
                 self.inconclusive += 1
                 continue
-            side_s, side_a = bool(_agree(sd, f, bsd + bf)), bool(_agree(ad, f, bad + bf))
-            if _agree(sd, ad, bsd + bad):
+            side_s, side_a = bool(agree(sd, f, bsd + bf)), bool(agree(ad, f, bad + bf))
+            if agree(sd, ad, bsd + bad):
                 if not side_s and not side_a:
                     self.add(name, (AUTOGRAD, FD), FD, None, k,
                              {SYMBOLIC: sd, AUTOGRAD: ad, FD: f}, abs(ad - f), sd, bad + bf,
@@ -282,16 +282,16 @@ class _Comparison:
             and not np.isfinite(self.ag.per_probe[k][name].reshape(-1)[flat])
             for _, k, flat, _ in disagreements)
         if both_infinite:
-            return (f"{name}: the gradient is not finite ({_count(count)}); symbolic and "
+            return (f"{name}: the gradient is not finite ({count_text(count)}); symbolic and "
                     "autograd both give inf or nan there: at this point the function is not "
                     "differentiable or its values overflow float64")
         if odd is not None:
-            return f"{name}: {odd} is the odd one out ({_count(count)})"
+            return f"{name}: {odd} is the odd one out ({count_text(count)})"
         if self.impl_differs_from_spec:
-            return (f"{name}: symbolic and autograd disagree ({_count(count)}); the impl's "
+            return (f"{name}: symbolic and autograd disagree ({count_text(count)}); the impl's "
                     "forward is not the spec's (see value), so finite differences of the impl "
                     "cannot tell which gradient is right")
-        return (f"{name}: symbolic and autograd disagree ({_count(count)}); finite differences "
+        return (f"{name}: symbolic and autograd disagree ({count_text(count)}); finite differences "
                 "could not tell which is right")
 
     # -- the function under test's own contract -------------------------------------------
@@ -309,7 +309,7 @@ class _Comparison:
                          errors[flat], before[flat], 0.0, check="in_place",
                          elements=len(changed))
             self.summary.append(f"{name}: the function under test modifies this input in place "
-                                f"({_count(len(changed))} changed)")
+                                f"({count_text(len(changed))} changed)")
 
     def nondeterminism(self) -> None:
         """The first probe's gradients, computed again through the same graph and on a fresh
@@ -342,7 +342,7 @@ class _Comparison:
                              elements=len(differ))
                 self.summary.append(
                     f"{name}: nondeterministic backward: run {label.removeprefix('again, ')} "
-                    f"it gives other gradients ({_count(len(differ))}, by up to "
+                    f"it gives other gradients ({count_text(len(differ))}, by up to "
                     f"{float(errors[worst[0]]):.3g})")
                 break  # one rerun that differs says it
 
@@ -355,7 +355,7 @@ class _Comparison:
         terms = self.sym.term_scale
         bound = self.sym_rule.bound(s, scale, terms) + self.rule.bound(s, scale, terms)
         # The same infinity on both sides is the same value (the gradient check reports it).
-        return s, a, bound, np.flatnonzero(~(_agree(s, a, bound) | (s == a)))
+        return s, a, bound, np.flatnonzero(~(agree(s, a, bound) | (s == a)))
 
     def values(self) -> None:
         s, a, bound, bad = self.value_disagreements()
@@ -372,7 +372,7 @@ class _Comparison:
                      error, s[flat], bound[flat], check="value",
                      elements=len(bad), shape=np.shape(self.sym.value))
         flat = bad[0]
-        where = "" if np.ndim(self.sym.value) == 0 else f" ({_count(len(bad))})"
+        where = "" if np.ndim(self.sym.value) == 0 else f" ({count_text(len(bad))})"
         self.summary.append(
             f"value: the function under test returns {a[flat]:.10g}, the spec gives "
             f"{s[flat]:.10g}{where}")
@@ -398,8 +398,8 @@ class _Comparison:
         a = np.asarray(a, dtype=np.float64).reshape(-1)
         own = self.sym_rule.bound(e, scale)  # a hand-worked number is taken as exact
         terms = np.broadcast_to(np.asarray(terms, dtype=np.float64), shape).reshape(-1)
-        with_s = _agree(e, s, own + self.sym_rule.bound(s, scale, terms))
-        with_a = _agree(e, a, own + self.rule.bound(s, scale, terms))
+        with_s = agree(e, s, own + self.sym_rule.bound(s, scale, terms))
+        with_a = agree(e, a, own + self.rule.bound(s, scale, terms))
         bad = np.flatnonzero(~(with_s & with_a))
         if not bad.size:
             return
@@ -439,7 +439,7 @@ class _Comparison:
         self.mismatches.append(Mismatch(
             input=name, oracles=oracles, odd_oracle=odd,
             values={key: float(v) for key, v in values.items()},
-            abs_err=float(abs_err), rel_err=_rel(float(abs_err), float(reference)),
+            abs_err=float(abs_err), rel_err=relative_error(float(abs_err), float(reference)),
             allowed=float(allowed), check=check, index=index, direction=direction, probe=probe,
             elements=elements if elements is not None else 1,
         ))
@@ -454,7 +454,7 @@ class _Comparison:
             fd = f"; finite differences agree on {confirmed}"
             if self.inconclusive:
                 fd += f", inconclusive on {self.inconclusive}"
-        return f"{_count(elements)} agree, symbolic vs autograd{fd}"
+        return f"{count_text(elements)} agree, symbolic vs autograd{fd}"
 
     def counts(self) -> dict[str, int]:
         elements = sum(spec.size for spec in self.case.differentiable_inputs)
@@ -487,5 +487,5 @@ class _Comparison:
         return "second run identical (cpu)"
 
 
-def _count(n: int) -> str:
+def count_text(n: int) -> str:
     return f"{n} element{'s' if n != 1 else ''}"

@@ -188,6 +188,7 @@ class _DtypeState:
                                             mode=self.options.fd_mode,
                                             term_scale=sym.term_scale)
             verdict = compare(self.case, point, probes, sym, ag, fd, rule)
+            self.check_modes(device, point, probes, sym, rule, verdict)
             if index == 0:
                 self.compare_with_reference_device(device, ag, rule, verdict,
                                                    sym.term_magnitudes)
@@ -201,6 +202,36 @@ class _DtypeState:
             counts=verdict.counts, tolerance=verdict.tolerance, notes=verdict.notes,
             oracles=oracles,
         )
+
+    def check_modes(self, device: str, point: object, probes: tuple, sym: object,
+                    rule: object, verdict: object) -> None:
+        """Forward mode (modes: [reverse, forward]) and second order (order: 2), folded into
+        the verdict of the reverse-mode check."""
+        from gradcheck_lab.compare_modes import compare_hvp, compare_jvp, extend
+        from gradcheck_lab.oracles import autograd, finite_difference, symbolic
+        from gradcheck_lab.oracles.base import make_tangents
+
+        forward = "forward" in self.case.modes
+        if not forward and self.case.order == 1:
+            return
+        tangents = make_tangents({spec.name: spec.shape
+                                  for spec in self.case.differentiable_inputs}, self.case.seed)
+        if forward:
+            ag_jvp = autograd.jacobian_vector_product(self.case, point, tangents, self.dtype,
+                                                      device)
+            fd_jvp, fd_error = finite_difference.jacobian_vector_product(
+                self.case, point, tangents, device, sym.term_scale)
+            extend(verdict, compare_jvp(probes, sym, tangents, ag_jvp, fd_jvp, fd_error, rule,
+                                        exact=sym.method == symbolic.METHOD_EXACT))
+        if self.case.order == 2:
+            sym_hvp = symbolic.hessian_vector_products(self.case.program, point, probes,
+                                                       tangents)
+            ag_hvp, not_differentiable = autograd.hessian_vector_products(
+                self.case, point, probes, tangents, self.dtype, device)
+            fd_hvp = finite_difference.hessian_vector_products(self.case, point, probes,
+                                                               tangents, device)
+            extend(verdict, compare_hvp(probes, sym_hvp, ag_hvp, fd_hvp, rule,
+                                        not_differentiable))
 
     def compare_with_reference_device(self, device: str, ag: object, rule: object,
                                       verdict: object, terms: tuple = ()) -> None:

@@ -173,6 +173,53 @@ EXAMPLES = [
     Example("mse_loss", (real(), real())),
 ]
 
+# Shape ops, logsumexp, layer_norm, conv2d and max_pool2d. Continuous random values make ties
+# in a max_pool window (its kinks) a probability-zero event.
+EXAMPLES += [
+    Example("reshape", (real(2, 3),), {"shape": (3, 2)}),
+    Example("reshape", (real(2, 3),), {"shape": (-1,)}),
+    Example("reshape", (real(2, 3, 2),), {"shape": (2, -1, 3)}),
+    Example("reshape", (real(2, 3),), {"shape": 6}),  # an int: a 1-d result
+    Example("reshape", (real(1),), {"shape": ()}),  # one element to a 0-d tensor
+    Example("reshape", (real(),), {"shape": (1, -1)}),
+    Example("flatten", (real(2, 3, 2),)),
+    Example("flatten", (real(2, 3, 2),), {"start_dim": 1}),
+    Example("flatten", (real(2, 3, 2, 2),), {"start_dim": 1, "end_dim": -2}),
+    Example("flatten", (real(4),)),
+    Example("flatten", (real(),)),  # a 0-d tensor flattens to shape [1]
+    Example("transpose", (real(2, 3),), {"dim0": 0, "dim1": 1}),
+    Example("transpose", (real(2, 3, 4),), {"dim0": -1, "dim1": 0}),
+    Example("transpose", (real(2, 3, 2),), {"dim0": -2, "dim1": -1}),
+    Example("transpose", (real(2, 3),), {"dim0": 1, "dim1": 1}),
+    Example("transpose", (real(),), {"dim0": 0, "dim1": -1}),
+    Example("logsumexp", (real(4),), {"dim": 0}),
+    Example("logsumexp", (real(2, 3),), {"dim": 1}),
+    Example("logsumexp", (real(2, 3),), {"dim": -2, "keepdim": True}),
+    Example("logsumexp", (real(2, 3, 2),), {"dim": (0, 2)}),
+    Example("logsumexp", (real(),), {"dim": 0}),
+    Example("logsumexp", (real(3, low=700.0, high=760.0),), {"dim": 0}),  # exp overflows
+    Example("layer_norm", (real(4),)),
+    Example("layer_norm", (real(2, 3), real(3), real(3))),
+    Example("layer_norm", (real(2, 3), real(3))),
+    Example("layer_norm", (real(3, 4), real(4), real(4)), {"normalized_shape": 4}),
+    Example("layer_norm", (real(2, 2, 3), real(2, 3), real(2, 3)),
+            {"normalized_shape": (2, 3)}),
+    Example("conv2d", (real(1, 2, 4, 4), real(3, 2, 3, 3), real(3))),
+    Example("conv2d", (real(1, 1, 4, 4), real(2, 1, 3, 3)), {"padding": 1}),
+    Example("conv2d", (real(2, 1, 5, 5), real(2, 1, 3, 3), real(2)), {"stride": 2}),
+    Example("conv2d", (real(1, 1, 5, 5), real(1, 1, 3, 3), real(1)),
+            {"stride": 2, "padding": 1}),
+    Example("conv2d", (real(1, 2, 4, 5), real(2, 2, 2, 3)),  # non-square kernel and settings
+            {"stride": (1, 2), "padding": (1, 0)}),
+    Example("conv2d", (real(2, 4, 4), real(1, 2, 2, 2), real(1))),  # unbatched (C, H, W)
+    Example("max_pool2d", (real(1, 1, 4, 4),), {"kernel_size": 2}),
+    Example("max_pool2d", (real(1, 2, 4, 4),), {"kernel_size": 2, "stride": 1}),  # overlapping
+    Example("max_pool2d", (real(2, 1, 5, 5),), {"kernel_size": 3, "stride": 2}),
+    Example("max_pool2d", (real(1, 1, 4, 6),), {"kernel_size": (2, 3)}),
+    Example("max_pool2d", (real(1, 1, 5, 5),), {"kernel_size": 2}),  # the last row/col unused
+    Example("max_pool2d", (real(2, 4, 4),), {"kernel_size": 2, "stride": (2, 1)}),  # unbatched
+]
+
 # sum/mean over dim= of a 0-d tensor: torch accepts dim 0 and -1 and reduces nothing (this
 # once crashed the numpy and sympy forms with an AxisError).
 EXAMPLES += [
@@ -193,9 +240,17 @@ def test_examples_cover_the_required_variants() -> None:
     assert {("linear", (1, 2)), ("linear", (2, 2, 1))} <= shapes
     assert {("cross_entropy", (2, 1)), ("cross_entropy", (1, 0)),
             ("cross_entropy", (2, 2))} <= shapes
-    for name in ("sum", "mean", "softmax", "log_softmax"):
+    for name in ("sum", "mean", "softmax", "log_softmax", "logsumexp"):
         dims = {e.params.get("dim") for e in EXAMPLES if e.op == name}
         assert len(dims) >= 3, name
+    params = {(e.op, k, v) for e in EXAMPLES for k, v in e.params.items()}
+    assert ("reshape", "shape", (-1,)) in params
+    assert any(op == "transpose" and isinstance(v, int) and v < 0 for op, _, v in params)
+    assert {("conv2d", "stride", 2), ("conv2d", "padding", 1)} <= params
+    assert ("max_pool2d", "stride", 1) in params  # overlapping windows
+    kernels = {e.args[1].shape[2:] for e in EXAMPLES if e.op == "conv2d"}
+    assert any(height != width for height, width in kernels)
+    assert {len(e.args) for e in EXAMPLES if e.op in ("conv2d", "layer_norm")} >= {2, 3}
 
 
 # --- sampling ------------------------------------------------------------------------------
@@ -369,6 +424,60 @@ def check_shapes(op: Op, *shapes: Shape, integer: tuple[int, ...] = (),
     ("sum", [(2, 3)], (), {"dim": ()}, "dim=() is ambiguous"),
     ("mean", [(2, 3)], (), {"dim": ()}, "dim=() is ambiguous"),
     ("sum", [(2, 3)], (), {"dim": True}, "needs an integer"),
+    ("reshape", [(2, 3)], (), {"shape": (4, -1)}, "reshape(): shape=[4, -1] is invalid for an "
+                                                  "input of 6 elements"),
+    ("reshape", [(2, 3)], (), {"shape": (5,)}, "reshape(): shape=[5] is invalid"),
+    ("reshape", [(2, 3)], (), {"shape": 7}, "reshape(): shape=[7] is invalid"),
+    ("reshape", [(2, 3)], (), {"shape": (-1, -1)}, "reshape(): shape=[-1, -1] has more than one"),
+    ("reshape", [(2, 3)], (), {"shape": (-2, -3)}, "reshape(): shape=[-2, -3] has a negative"),
+    ("reshape", [(2, 3)], (), {"shape": (0, -1)}, "reshape(): shape=[0, -1] is invalid"),
+    ("reshape", [(2, 3)], (), {"shape": ()}, "reshape(): shape=[] is invalid"),
+    ("flatten", [(2, 3, 4)], (), {"start_dim": 2, "end_dim": 1}, "flatten(): start_dim=2 comes "
+                                                                 "after end_dim=1"),
+    ("flatten", [(2, 3)], (), {"start_dim": 2}, "flatten(): dim=2 is out of range"),
+    ("flatten", [(2, 3)], (), {"end_dim": -3}, "flatten(): dim=-3 is out of range"),
+    ("transpose", [(2, 3)], (), {"dim0": 2, "dim1": 0}, "transpose(): dim=2 is out of range"),
+    ("transpose", [(2, 3)], (), {"dim0": 0, "dim1": -3}, "transpose(): dim=-3 is out of range"),
+    ("logsumexp", [(2, 3)], (), {"dim": 2}, "logsumexp(): dim=2 is out of range"),
+    ("logsumexp", [(2, 3)], (), {"dim": (0, -2)}, "logsumexp(): dim=(0, -2) repeats a dim"),
+    ("logsumexp", [(2, 3)], (), {}, "logsumexp() needs dim="),
+    ("layer_norm", [()], (), {}, "layer_norm(): x must have at least 1 dimension"),
+    ("layer_norm", [(2, 3)], (), {"normalized_shape": 2}, "layer_norm(): normalized_shape=[2] "
+                                                          "must be the trailing dims of x"),
+    ("layer_norm", [(2, 3)], (), {"normalized_shape": (1, 2, 3)}, "must be the trailing dims"),
+    ("layer_norm", [(2, 3), (2,)], (), {}, "weight must have the normalized shape [3]"),
+    ("layer_norm", [(2, 3), (3,), (1, 3)], (), {}, "bias must have the normalized shape [3]"),
+    ("layer_norm", [(2, 3, 4), (4,)], (), {"normalized_shape": (3, 4)},
+     "weight must have the normalized shape [3, 4]"),
+    ("conv2d", [(4, 4), (2, 1, 3, 3)], (), {}, "conv2d(): x must be (N, C, H, W) or (C, H, W)"),
+    ("conv2d", [(1, 1, 1, 4, 4), (2, 1, 3, 3)], (), {}, "x must be (N, C, H, W)"),
+    ("conv2d", [(1, 1, 4, 4), (2, 1, 3)], (), {}, "w must be 4-d"),
+    ("conv2d", [(1, 2, 4, 4), (3, 1, 3, 3)], (), {}, "x has 2 channels"),
+    ("conv2d", [(2, 4, 4), (3, 1, 3, 3)], (), {}, "x has 2 channels"),
+    ("conv2d", [(1, 1, 4, 4), (3, 1, 3, 3), (2,)], (), {}, "b must have shape [3]"),
+    ("conv2d", [(1, 1, 2, 5), (1, 1, 3, 3)], (), {}, "conv2d(): the kernel's height 3 is "
+                                                    "larger than the input's height 2"),
+    ("conv2d", [(1, 1, 5, 1), (1, 1, 3, 4)], (), {"padding": (0, 1)},
+     "kernel's width 4 is larger than the input's width 1 padded to 3"),
+    ("conv2d", [(1, 1, 4, 4), (1, 1, 3, 3)], (), {"stride": 0}, "conv2d(): stride= must be at "
+                                                               "least 1"),
+    ("conv2d", [(1, 1, 4, 4), (1, 1, 3, 3)], (), {"padding": (0, -1)}, "padding= must be at "
+                                                                      "least 0"),
+    ("conv2d", [(1, 1, 4, 4), (1, 1, 3, 3)], (), {"stride": (1, 1, 1)}, "needs one int or two"),
+    ("conv2d", [(1, 1, 4, 4), (1, 1, 3, 3)], (), {"padding": 10**5}, "conv2d(): the padded "
+                                                                     "input would hold"),
+    ("conv2d", [(1, 1, 2000, 2000), (1, 1, 1000, 1000)], (), {}, "conv2d(): the windows would "
+                                                                 "hold 1002001000000 elements"),
+    ("max_pool2d", [(1, 1, 2000, 2000)], (), {"kernel_size": 1000, "stride": 1},
+     "max_pool2d(): the windows would hold"),
+    ("max_pool2d", [(4, 4)], (), {"kernel_size": 2}, "max_pool2d(): x must be (N, C, H, W)"),
+    ("max_pool2d", [(1, 1, 4, 4)], (), {"kernel_size": 5}, "max_pool2d(): the kernel's height 5 "
+                                                           "is larger than the input's height 4"),
+    ("max_pool2d", [(1, 1, 4, 2)], (), {"kernel_size": (2, 3)}, "kernel's width 3 is larger"),
+    ("max_pool2d", [(1, 1, 4, 4)], (), {"kernel_size": 0}, "kernel_size= must be at least 1"),
+    ("max_pool2d", [(1, 1, 4, 4)], (), {"kernel_size": 2, "stride": 0}, "stride= must be at "
+                                                                        "least 1"),
+    ("max_pool2d", [(1, 1, 4, 4)], (), {}, "max_pool2d(): kernel_size= needs an int"),
 ])
 def test_shape_rule_rejects(op: str, shapes: list[Shape], integer: tuple[int, ...],
                             params: Params, message: str) -> None:
@@ -383,6 +492,55 @@ def test_shape_rules_accept_the_boundary_cases() -> None:
     assert check_shapes(OPS["linear"], (3,), (2, 3), (2,)) == (2,)
     assert check_shapes(OPS["cross_entropy"], (4,), (), integer=(1,)) == ()
     assert check_shapes(OPS["matmul"], (5, 1, 2, 3), (4, 3, 2)) == (5, 4, 2, 2)
+    assert check_shapes(OPS["reshape"], (2, 3), shape=(-1, 2)) == (3, 2)
+    assert check_shapes(OPS["flatten"], (2, 3, 4), start_dim=-2) == (2, 12)
+    assert check_shapes(OPS["conv2d"], (1, 1, 2, 2), (1, 1, 3, 3), padding=1) == (1, 1, 2, 2)
+    assert check_shapes(OPS["conv2d"], (1, 1, 3, 3), (1, 1, 3, 3), stride=5) == (1, 1, 1, 1)
+    assert check_shapes(OPS["max_pool2d"], (1, 4, 4), kernel_size=4) == (1, 1, 1)
+    assert check_shapes(OPS["layer_norm"], (2, 3, 4), (3, 4), normalized_shape=(3, 4)) == (2, 3, 4)
+
+
+@pytest.mark.parametrize("text, shape", [
+    ("reshape(x, shape=(4, -1))", (4, 6)),
+    ("reshape(x, (3, 8))", (3, 8)),  # params may also follow the tensors positionally
+    ("flatten(x, start_dim=1)", (2, 12)),
+    ("flatten(x)", (24,)),
+    ("transpose(x, dim0=-1, dim1=0)", (4, 3, 2)),
+    ("logsumexp(x, dim=(0, 2), keepdim=True)", (1, 3, 1)),
+    ("layer_norm(x, w, b)", (2, 3, 4)),
+    ("layer_norm(x, normalized_shape=(3, 4))", (2, 3, 4)),
+    ("conv2d(img, k, c, stride=(1, 2), padding=1)", (2, 4, 6, 3)),
+    ("max_pool2d(img, 2)", (2, 1, 3, 2)),
+    ("max_pool2d(img, kernel_size=(3, 2), stride=1)", (2, 1, 4, 4)),
+])
+def test_the_case_language_spells_the_new_ops(text: str, shape: Shape) -> None:
+    from gradcheck_lab.casefile.expr import parse_expression
+    from gradcheck_lab.casefile.program import ProgramBuilder
+
+    builder = ProgramBuilder()
+    builder.add_input("x", (2, 3, 4), False, True)
+    builder.add_input("w", (4,), False, True)
+    builder.add_input("b", (4,), False, True)
+    builder.add_input("img", (2, 1, 6, 5), False, True)
+    builder.add_input("k", (4, 1, 3, 3), False, True)
+    builder.add_input("c", (4,), False, True)
+    index = builder.add_expression(parse_expression(text), "output")
+    assert builder.nodes[index].shape == shape
+
+
+@pytest.mark.parametrize("text, message", [
+    ("reshape(x)", "reshape() needs the keyword shape="),
+    ("transpose(x, dim0=0)", "transpose() needs the keyword dim1="),
+    ("logsumexp(x)", "logsumexp() needs the keyword dim="),
+    ("max_pool2d(x)", "max_pool2d() needs the keyword kernel_size="),
+    ("conv2d(x, k, padding=True)", "conv2d(): padding= needs an integer"),
+    ("reshape(x, shape=(2, y))", "reshape(): shape= needs an integer"),
+])
+def test_the_new_ops_refuse_missing_or_malformed_keywords(text: str, message: str) -> None:
+    from gradcheck_lab.casefile.expr import parse_expression
+
+    with pytest.raises(SpecError, match=re.escape(message)):
+        parse_expression(text)
 
 
 # --- pow at a zero base -----------------------------------------------------------------------
@@ -432,7 +590,34 @@ def test_kink_mask_is_exactly_where_the_argument_is_zero(name: str) -> None:
 
 
 def test_smooth_ops_report_no_kinks() -> None:
-    assert {name for name, op in OPS.items() if op.kinks is not None} == {"relu", "abs"}
+    assert {name for name, op in OPS.items() if op.kinks is not None} == {
+        "relu", "abs", "max_pool2d"}
+
+
+def test_max_pool_kink_mask_is_exactly_the_tied_maxima_of_a_window() -> None:
+    x = np.array([[[[1.0, 3.0, 0.0, 0.0],    # window (0, 0): max 3 once
+                    [2.0, -1.0, 0.0, -1.0],   # window (0, 1): max 0 three times
+                    [5.0, 2.0, 4.0, 7.0],     # window (1, 0): max 5 twice
+                    [5.0, 4.5, 6.0, 6.5]]]])  # window (1, 1): max 7 once
+    mask = OPS["max_pool2d"].kinks([x], {"kernel_size": 2, "stride": None})
+    expected = np.zeros(x.shape, dtype=bool)
+    expected[0, 0, 0, 2] = expected[0, 0, 0, 3] = expected[0, 0, 1, 2] = True
+    expected[0, 0, 2, 0] = expected[0, 0, 3, 0] = True
+    np.testing.assert_array_equal(mask, expected)
+    # Overlapping windows (stride 1): a tie in any window that contains the element counts,
+    # and a value that ties only outside its windows' max does not.
+    y = np.array([[[1.0, 1.0, 3.0], [0.0, 2.0, 0.0]]])  # the 1s and 0s tie below the max
+    mask = OPS["max_pool2d"].kinks([y], {"kernel_size": 2, "stride": 1})
+    np.testing.assert_array_equal(mask, [[[False, False, False], [False, False, False]]])
+    z = np.array([[[2.0, 1.0, 2.0], [0.0, 2.0, 0.0]]])
+    mask = OPS["max_pool2d"].kinks([z], {"kernel_size": 2, "stride": 1})
+    np.testing.assert_array_equal(mask, [[[True, False, True], [False, True, False]]])
+
+
+@pytest.mark.parametrize("example", [e for e in EXAMPLES if e.op == "max_pool2d"], ids=str)
+def test_max_pool_examples_have_no_ties(example: Example) -> None:
+    # Otherwise the three-way checks above would compare at a kink.
+    assert not OPS["max_pool2d"].kinks(sample(example), example.full_params).any()
 
 
 # --- cross_entropy's class range ------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""Planted backward bugs in a custom torch.autograd.Function are caught, with autograd named as
-the odd oracle and the right input flagged; the correct Function passes."""
+"""Planted backward bugs in custom torch.autograd.Functions (linear, conv2d) are caught, with
+autograd named as the odd oracle and the right input flagged; the correct Functions pass."""
 
 from __future__ import annotations
 
@@ -28,6 +28,31 @@ def test_the_correct_function_passes() -> None:
 @pytest.mark.parametrize("bug, flagged", sorted(BUGS.items()))
 def test_planted_bug_is_caught_with_autograd_as_the_odd_oracle(bug: str, flagged: str) -> None:
     results = gradcheck_lab.run_file(PLANTED / f"linear_{bug}.yaml")
+    assert len(results) == 3  # the layer at float64 and float32, and the loss
+    for result in results:
+        assert result.status == "fail", result.message
+        gradient_mismatches = [m for m in result.mismatches if m.check == "gradient"]
+        assert {m.input for m in gradient_mismatches} == {flagged}
+        assert {m.odd_oracle for m in gradient_mismatches} == {"autograd"}
+        assert f"{flagged}: autograd is the odd one out" in result.message
+
+
+# conv2d: bug -> the input whose gradient is wrong
+CONV_BUGS = {
+    "wrong_padding": "x",  # grad_x cropped from the padded gradient's corner, not its centre
+    "flipped_kernel": "x",  # grad_x spreads the kernel rotated by 180 degrees
+}
+
+
+def test_the_correct_conv_function_passes() -> None:
+    results = gradcheck_lab.run_file(CASES / "custom_conv.yaml")
+    assert [r.status for r in results] == ["pass", "pass", "pass"], [r.message for r in results]
+
+
+@pytest.mark.parametrize("bug, flagged", sorted(CONV_BUGS.items()))
+def test_planted_conv_bug_is_caught_with_autograd_as_the_odd_oracle(bug: str,
+                                                                    flagged: str) -> None:
+    results = gradcheck_lab.run_file(PLANTED / f"conv_{bug}.yaml")
     assert len(results) == 3  # the layer at float64 and float32, and the loss
     for result in results:
         assert result.status == "fail", result.message

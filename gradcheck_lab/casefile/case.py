@@ -79,6 +79,8 @@ class Case:
     lines: Mapping[str, int] = field(default_factory=dict)
     nondet_tol: float | None = None  # None: 0 on cpu, the dtype's tolerance on cuda
     points: int = 1
+    order: int = 1  # 2: Hessian-vector products too
+    modes: tuple[str, ...] = ("reverse",)  # "forward": Jacobian-vector products too
 
     def line_of(self, key: str) -> int | None:
         """The line of ``key`` ("let.q", "output", ...) or of its closest parent."""

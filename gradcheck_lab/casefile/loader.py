@@ -248,6 +248,8 @@ class _CaseBuilder:
             lines={k: v for k, v in lines.items() if v is not None},
             nondet_tol=model.nondet_tol,
             points=model.points,
+            order=model.order,
+            modes=tuple(model.modes),
         )
 
     def expression(self, builder: ProgramBuilder, path: tuple, text: Any,

@@ -99,6 +99,12 @@ def _points(value: Any) -> int:
     return value
 
 
+def _order(value: Any) -> int:
+    if isinstance(value, bool) or value not in (1, 2) or not isinstance(value, int):
+        raise _fail("order", f"expected 1 or 2, got {describe(value)}")
+    return value
+
+
 def _seed(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
         raise _fail("seed", f"expected a whole number in [0, 2**63), got {describe(value)}")
@@ -207,6 +213,7 @@ NonNegativeNumber = Annotated[float, PlainValidator(_non_negative),
                               WithJsonSchema({"type": "number", "minimum": 0})]
 Points = Annotated[int, PlainValidator(_points),
                    WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_POINTS})]
+Order = Annotated[int, PlainValidator(_order), WithJsonSchema({"enum": [1, 2]})]
 Seed = Annotated[int, PlainValidator(_seed),
                  WithJsonSchema({"type": "integer", "minimum": 0})]
 # Nested lists of numbers are recursive: pydantic cannot name them, so its schema carries this
@@ -375,12 +382,24 @@ class CaseModel(_Strict):
     nondet_tol: NonNegativeNumber | None = None
     # Check at this many points: the first as the inputs say, then random inputs re-drawn.
     points: Points = 1
+    # 2: Hessian-vector products are checked too (double backward with create_graph).
+    order: Order = 1
+    # forward: Jacobian-vector products (forward-mode AD) are checked too.
+    modes: list[Literal["reverse", "forward"]] = Field(default=["reverse"], min_length=1)
 
-    @field_validator("dtypes", "devices")
+    @field_validator("dtypes", "devices", "modes")
     @classmethod
     def _no_repeats(cls, values: list[str], info: ValidationInfo) -> list[str]:
         if len(set(values)) != len(values):
             raise _fail("repeated", f"{info.field_name} lists {describe(values)} with repeats")
+        return values
+
+    @field_validator("modes")
+    @classmethod
+    def _reverse_is_the_base(cls, values: list[str]) -> list[str]:
+        if "reverse" not in values:
+            raise _fail("modes", "modes must include reverse: the reverse-mode check is the "
+                                 "base of every verdict (write [reverse, forward])")
         return values
 
 

@@ -1,4 +1,5 @@
-"""Neural-network ops: softmax, log_softmax, cross_entropy and mse_loss, with torch semantics.
+"""Neural-network ops: softmax, log_softmax, cross_entropy, mse_loss and layer_norm, with torch
+semantics.
 
 Closed-form VJPs (the rule sweep) and sympy forms over object arrays (the exact oracle and the
 tests that confirm the closed forms agree with sympy's differentiation).
@@ -7,6 +8,7 @@ tests that confirm the closed forms agree with sympy's differentiation).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from fractions import Fraction
 
 import numpy as np
 
@@ -290,4 +292,131 @@ MSE_LOSS = Op(
     sympy=lambda args, p: object_array(np.sum((args[0] - args[1]) ** 2) / max(args[0].size, 1)),
 )
 
-NN = [SOFTMAX, LOG_SOFTMAX, CROSS_ENTROPY, MSE_LOSS]
+
+
+# layer_norm(x, weight?, bias?, normalized_shape=None): torch.nn.functional.layer_norm over the
+# trailing dims ``normalized_shape`` (default: the last dim alone), with torch's default eps.
+# eps is fixed because op params are ints, bools and tuples of ints only.
+LAYER_NORM_EPS = 1e-5
+
+
+def _normalized_axes(shape: Shape, params: Params) -> tuple[int, ...]:
+    """The trailing axes layer_norm normalizes over, checked against the input's shape."""
+    requested = params["normalized_shape"]
+    if not shape:
+        raise SpecError("layer_norm(): x must have at least 1 dimension, got a scalar")
+    if requested is None:
+        requested = shape[-1:]
+    if isinstance(requested, bool):
+        raise SpecError("layer_norm(): normalized_shape= needs an int or a tuple of ints")
+    normalized = (requested,) if isinstance(requested, int) else tuple(requested)
+    if not normalized or len(normalized) > len(shape) or shape[-len(normalized):] != normalized:
+        raise SpecError(
+            f"layer_norm(): normalized_shape={list(normalized)} must be the trailing dims of x, "
+            f"whose shape is {list(shape)}")
+    return tuple(range(len(shape) - len(normalized), len(shape)))
+
+
+def _layer_norm_shape(args: Sequence[ArgInfo], params: Params) -> Shape:
+    shape = args[0].shape
+    axes = _normalized_axes(shape, params)
+    normalized = tuple(shape[i] for i in axes)
+    for position, name in ((1, "weight"), (2, "bias")):
+        if len(args) > position and args[position].shape != normalized:
+            raise SpecError(
+                f"layer_norm(x, weight, bias): {name} must have the normalized shape "
+                f"{list(normalized)}, got {list(args[position].shape)}")
+    return shape
+
+
+def _layer_norm_parts(x: np.ndarray, params: Params) -> tuple[np.ndarray, np.ndarray,
+                                                              tuple[int, ...]]:
+    """(x - mean) / sqrt(var + eps) and 1 / sqrt(var + eps) (var biased, as torch's)."""
+    axes = _normalized_axes(np.shape(x), params)
+    centered = x - np.mean(x, axis=axes, keepdims=True)
+    rstd = 1.0 / np.sqrt(np.mean(centered**2, axis=axes, keepdims=True) + LAYER_NORM_EPS)
+    return centered * rstd, rstd, axes
+
+
+def _layer_norm_numpy(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
+    normalized, _, _ = _layer_norm_parts(args[0], params)
+    if len(args) > 1:
+        normalized = normalized * args[1]
+    return normalized + args[2] if len(args) > 2 else normalized
+
+
+def _layer_norm_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
+                    needs: Sequence[bool]) -> Gradients:
+    """y = x̂ w + b, x̂ = (x - mean) r, r = 1/sqrt(var + eps): with d = dy w,
+    dx = r (d - mean(d) - x̂ mean(d x̂)); dw = sum of dy x̂ over the leading dims; db = sum dy."""
+    xhat, rstd, axes = _layer_norm_parts(args[0], params)
+    leading = tuple(range(np.ndim(args[0]) - len(axes)))
+    grads: list[np.ndarray | None] = [None] * len(args)
+    if needs[0]:
+        d = g * args[1] if len(args) > 1 else g
+        grads[0] = rstd * (d - np.mean(d, axis=axes, keepdims=True)
+                           - xhat * np.mean(d * xhat, axis=axes, keepdims=True))
+    if len(args) > 1 and needs[1]:
+        grads[1] = np.sum(g * xhat, axis=leading)
+    if len(args) > 2 and needs[2]:
+        grads[2] = np.sum(g, axis=leading)
+    return grads
+
+
+def _layer_norm_magnitude(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
+                          needs: Sequence[bool]) -> Gradients:
+    # The three terms of dx each taken in absolute value (a triangle-inequality bound on
+    # |dy| @ |J|); dw and db sum one product per row.
+    xhat, rstd, axes = _layer_norm_parts(args[0], params)
+    leading = tuple(range(np.ndim(args[0]) - len(axes)))
+    g = np.abs(g)
+    grads: list[np.ndarray | None] = [None] * len(args)
+    if needs[0]:
+        d = g * np.abs(args[1]) if len(args) > 1 else g
+        grads[0] = rstd * (d + np.mean(d, axis=axes, keepdims=True)
+                           + np.abs(xhat) * np.mean(d * np.abs(xhat), axis=axes, keepdims=True))
+    if len(args) > 1 and needs[1]:
+        grads[1] = np.sum(g * np.abs(xhat), axis=leading)
+    if len(args) > 2 and needs[2]:
+        grads[2] = np.sum(g, axis=leading)
+    return grads
+
+
+def _layer_norm_sympy(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
+    import sympy
+
+    x = args[0]
+    axes = _normalized_axes(np.shape(x), params)
+    count = sympy.Integer(int(np.prod([x.shape[i] for i in axes])))
+    eps = Fraction(LAYER_NORM_EPS)  # the float64 eps that torch and numpy add, exactly
+    centered = x - object_array(np.sum(x, axis=axes, keepdims=True)) / count
+    variance = object_array(np.sum(centered**2, axis=axes, keepdims=True)) / count
+    rstd = elementwise_sympy(
+        lambda v: 1 / sympy.sqrt(v + sympy.Rational(eps.numerator, eps.denominator)))(variance)
+    out = centered * rstd
+    if len(args) > 1:
+        out = out * args[1]
+    return object_array(out + args[2] if len(args) > 2 else out)
+
+
+def _layer_norm_torch(args: Sequence[object], params: Params) -> object:
+    x = args[0]
+    axes = _normalized_axes(tuple(x.shape), params)
+    return torch_module().nn.functional.layer_norm(
+        x, [x.shape[i] for i in axes], *args[1:], eps=LAYER_NORM_EPS)
+
+
+LAYER_NORM = Op(
+    name="layer_norm",
+    min_args=1,
+    max_args=3,
+    params=(Param("normalized_shape", "dims"),),
+    shape=_layer_norm_shape,
+    torch=_layer_norm_torch,
+    numpy=_layer_norm_numpy,
+    vjp=_layer_norm_vjp,
+    vjp_magnitude=_layer_norm_magnitude,
+    sympy=_layer_norm_sympy,
+)
+
+NN = [SOFTMAX, LOG_SOFTMAX, CROSS_ENTROPY, MSE_LOSS, LAYER_NORM]

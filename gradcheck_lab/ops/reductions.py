@@ -1,4 +1,5 @@
-"""Reductions: sum and mean over all dims or over ``dim=`` (int or tuple), ``keepdim=``."""
+"""Reductions: sum and mean over all dims or over ``dim=`` (int or tuple), ``keepdim=``;
+logsumexp over ``dim=`` (required, as in torch)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from gradcheck_lab.errors import SpecError
 from gradcheck_lab.ops.base import (
     ArgInfo,
     Arrays,
@@ -16,6 +18,7 @@ from gradcheck_lab.ops.base import (
     Shape,
     ShapeRule,
     TorchForm,
+    elementwise_sympy,
     linear_magnitudes,
     normalize_dims,
     object_array,
@@ -121,4 +124,69 @@ MEAN = Op(
     sympy=_sympy_mean,
 )
 
-REDUCTIONS = [SUM, MEAN]
+
+
+def _logsumexp_shape(args: Sequence[ArgInfo], params: Params) -> Shape:
+    if params["dim"] is None:
+        raise SpecError("logsumexp() needs dim= (an int or a tuple of ints), as torch does")
+    return _reduced_shape("logsumexp")(args, params)
+
+
+def _logsumexp_numpy(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
+    """log(sum(exp(x))) shifted by the max, so that exp never overflows (as torch does); a
+    slice of all -inf gives -inf, not nan."""
+    a = np.asarray(args[0], dtype=np.float64)
+    axes = _axes(params, a.ndim, "logsumexp")
+    peak = np.max(a, axis=axes, keepdims=True)
+    peak = np.where(np.isfinite(peak), peak, 0.0)
+    with np.errstate(divide="ignore"):
+        total = np.log(np.sum(np.exp(a - peak), axis=axes, keepdims=True)) + peak
+    return total if params["keepdim"] or a.ndim == 0 else np.squeeze(total, axis=axes)
+
+
+def _logsumexp_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
+                   needs: Sequence[bool]) -> Gradients:
+    """y = logsumexp(x): dx = dy * exp(x - y), the softmax over the reduced axes."""
+    shape = np.shape(args[0])
+    axes = _axes(params, len(shape), "logsumexp")
+    softmax = np.exp(args[0] - _expand_back(out, shape, axes))
+    return [_expand_back(g, shape, axes) * softmax]
+
+
+def _logsumexp_magnitude(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
+                         needs: Sequence[bool]) -> Gradients:
+    # One term per element, |dy| times a softmax weight (positive).
+    return [np.abs(grad) for grad in _logsumexp_vjp(np.abs(g), args, out, params, needs)]
+
+
+def _sympy_logsumexp(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
+    import sympy
+
+    a = args[0]
+    axes = _axes(params, a.ndim, "logsumexp")
+    total = object_array(np.sum(elementwise_sympy(sympy.exp)(a), axis=axes,
+                                keepdims=bool(params["keepdim"])))
+    return elementwise_sympy(sympy.log)(total)
+
+
+def _torch_logsumexp(args: Sequence[object], params: Params) -> object:
+    torch = torch_module()
+    (a,) = args
+    axes = _axes(params, a.ndim, "logsumexp")
+    return torch.logsumexp(a, dim=axes or 0, keepdim=bool(params["keepdim"]))
+
+
+LOGSUMEXP = Op(
+    name="logsumexp",
+    min_args=1,
+    max_args=1,
+    params=(Param("dim", "dims", required=True), Param("keepdim", "bool", default=False)),
+    shape=_logsumexp_shape,
+    torch=_torch_logsumexp,
+    numpy=_logsumexp_numpy,
+    vjp=_logsumexp_vjp,
+    vjp_magnitude=_logsumexp_magnitude,
+    sympy=_sympy_logsumexp,
+)
+
+REDUCTIONS = [SUM, MEAN, LOGSUMEXP]

@@ -86,13 +86,14 @@ def gradients(case: Case, point: Point, probes: tuple[Probe, ...], dtype: str,
 
 
 def _backward(function: TorchFunction, out: Any, leaves: dict[str, Any], names: list[str],
-              probe: Probe, when: str) -> tuple[Any, ...]:
+              probe: Probe, when: str, create_graph: bool = False) -> tuple[Any, ...]:
     import torch
 
     cotangent = torch.tensor(probe.cotangent, dtype=out.dtype, device=out.device)
     try:
         return torch.autograd.grad(out, [leaves[n] for n in names], grad_outputs=cotangent,
-                                   retain_graph=True, allow_unused=True)
+                                   retain_graph=True, allow_unused=True,
+                                   create_graph=create_graph)
     except (Exception, SystemExit) as exc:
         raise ImplError(f"backward of {function.label} raised{when} "
                         f"{describe_exception(exc)}") from None
@@ -143,3 +144,78 @@ def _modified(before: dict[str, Any], leaves: dict[str, Any]) -> dict[str, tuple
 
 def _torch_name(dtype: Any) -> str:
     return str(dtype).removeprefix("torch.")
+
+
+def jacobian_vector_product(case: Case, point: Point, tangents: dict[str, np.ndarray],
+                            dtype: str, device: str) -> np.ndarray:
+    """Forward-mode AD: J·v for the tangents v of all differentiable inputs at once."""
+    import torch
+    import torch.autograd.forward_ad as forward_ad
+
+    function = TorchFunction(case, dtype, device)
+    leaves = make_leaves(case, point, dtype, device)
+    with forward_ad.dual_level():
+        duals = dict(leaves)
+        for name, tangent in tangents.items():
+            leaf = leaves[name].detach()
+            duals[name] = forward_ad.make_dual(
+                leaf, torch.tensor(tangent, dtype=leaf.dtype, device=leaf.device))
+        try:
+            out = function(duals)
+        except ImplError as exc:
+            # torch's words when a custom Function has no jvp staticmethod.
+            if "implement the jvp" in str(exc):
+                raise ImplError(f"forward mode: {exc}; a custom torch.autograd.Function needs a "
+                                "jvp staticmethod for forward-mode AD (or leave forward out "
+                                "of modes)") from None
+            raise
+        jvp = forward_ad.unpack_dual(out).tangent
+    if jvp is None:
+        return np.zeros(case.program.output_node.shape)
+    return jvp.detach().to(torch.float64).cpu().numpy()
+
+
+def hessian_vector_products(case: Case, point: Point, probes: tuple[Probe, ...],
+                            tangents: dict[str, np.ndarray], dtype: str,
+                            device: str) -> tuple[tuple[dict[str, np.ndarray], ...], list[str]]:
+    """Double backward: per probe u, the gradient of <u·J, v> (``create_graph=True``); and the
+    inputs whose first-order gradient is not differentiable (computed under no_grad or from
+    detached tensors), which count as zeros."""
+    import torch
+
+    function = TorchFunction(case, dtype, device)
+    names = list(tangents)
+    leaves = make_leaves(case, point, dtype, device)
+    with torch.enable_grad():
+        out = function(leaves)
+    zeros = {name: np.zeros(point.values[name].shape) for name in names}
+    if not out.requires_grad:
+        return tuple(dict(zeros) for _ in probes), []
+    not_differentiable: list[str] = []
+    results = []
+    for probe in probes:
+        grads = _backward(function, out, leaves, names, probe, " (create_graph=True)",
+                          create_graph=True)
+        directional = None
+        for name, grad in zip(names, grads, strict=True):
+            if grad is None:
+                continue
+            if not grad.requires_grad:
+                not_differentiable.append(name)
+                continue
+            v = torch.tensor(tangents[name], dtype=grad.dtype, device=grad.device)
+            term = (grad * v).sum()
+            directional = term if directional is None else directional + term
+        if directional is None:
+            results.append(dict(zeros))
+            continue
+        try:
+            second = torch.autograd.grad(directional, [leaves[n] for n in names],
+                                         retain_graph=True, allow_unused=True)
+        except (Exception, SystemExit) as exc:
+            raise ImplError(f"double backward of {function.label} raised "
+                            f"{describe_exception(exc)}") from None
+        results.append({name: zeros[name] if g is None
+                        else g.detach().to(torch.float64).cpu().numpy()
+                        for name, g in zip(names, second, strict=True)})
+    return tuple(results), sorted(set(not_differentiable))

@@ -16,6 +16,7 @@ import numpy as np
 FULL_JACOBIAN_MAX_OUTPUTS = 16
 RANDOM_PROBES = 3
 _PROBE_STREAM = 1  # seed stream of the cotangents; finite differences use their own
+_TANGENT_STREAM = 3  # seed stream of the tangents of forward mode and second order
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,13 @@ def make_probes(output_shape: tuple[int, ...], seed: int) -> tuple[Probe, ...]:
     rng = np.random.default_rng([seed, _PROBE_STREAM])
     return tuple(Probe(f"cotangent {k}", rng.standard_normal(output_shape))
                  for k in range(RANDOM_PROBES))
+
+
+def make_tangents(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, np.ndarray]:
+    """One seeded standard-normal tangent per differentiable input (all moved together):
+    the direction of Jacobian-vector and Hessian-vector products."""
+    rng = np.random.default_rng([seed, _TANGENT_STREAM])
+    return {name: rng.standard_normal(shape) for name, shape in shapes.items()}
 
 
 def describe_probes(probes: tuple[Probe, ...]) -> str:

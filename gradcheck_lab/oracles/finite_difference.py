@@ -16,7 +16,7 @@ symbolic and autograd disagree most), so the cost stays bounded.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 
@@ -64,7 +64,8 @@ def estimate(case: Case, point: Point, probes: tuple[Probe, ...], device: str, *
 
     def central(name: str, x: np.ndarray, direction: np.ndarray,
                 step: float) -> tuple[np.ndarray, np.ndarray]:
-        return _central(evaluate, value, term_scale, name, x, direction, step)
+        return central_difference(lambda t: evaluate(name, x + t * direction), value,
+                                  term_scale, step)
 
     cotangents = np.stack([np.asarray(p.cotangent, dtype=np.float64).reshape(-1)
                            for p in probes])
@@ -111,12 +112,13 @@ def estimate(case: Case, point: Point, probes: tuple[Probe, ...], device: str, *
         case.program.output_node.shape), per_input, counter[0])
 
 
-def _central(evaluate: Any, center: np.ndarray, term_scale: float, name: str, x: np.ndarray,
-             direction: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:
-    """d/dt f(x + t·direction) at t = 0, and an error bar for each output element."""
+def central_difference(shifted: Callable[[float], np.ndarray], center: np.ndarray,
+                       term_scale: float, step: float) -> tuple[np.ndarray, np.ndarray]:
+    """d/dt F(t) at t = 0 from F(±h), F(±2h) (``shifted(t)`` is F(t), ``center`` F(0)), and an
+    error bar for each element."""
     outputs = {0: center}
     for multiple in (1, -1, 2, -2):
-        outputs[multiple] = evaluate(name, x + (multiple * step) * direction)
+        outputs[multiple] = shifted(multiple * step)
     with np.errstate(all="ignore"):
         at_h = (outputs[1] - outputs[-1]) / (2 * step)
         at_2h = (outputs[2] - outputs[-2]) / (4 * step)
@@ -126,6 +128,79 @@ def _central(evaluate: Any, center: np.ndarray, term_scale: float, name: str, x:
         roundoff = _ROUNDOFF_FACTOR * _EPS64 * magnitude / step
         error = np.abs(at_h - at_2h) + np.abs(fourth) / (2 * step) + roundoff
     return at_h, error
+
+
+def joint_step(point: Point, tangents: dict[str, np.ndarray]) -> float:
+    """One step for moving every input at once along its tangent: relative to the largest."""
+    largest = max((float(np.max(np.abs(point.values[name]))) for name in tangents
+                   if point.values[name].size), default=1.0)
+    return RELATIVE_STEP * max(1.0, largest)
+
+
+def jacobian_vector_product(case: Case, point: Point, tangents: dict[str, np.ndarray],
+                            device: str, term_scale: float = 0.0
+                            ) -> tuple[np.ndarray, np.ndarray]:
+    """d/dt f(x + t·v) for the tangents v of all inputs at once, with error bars."""
+    import torch
+
+    function = TorchFunction(case, "float64", device)
+
+    def shifted(t: float) -> np.ndarray:
+        tensors = {}
+        for spec in case.inputs:
+            values = point.values[spec.name]
+            if spec.name in tangents:
+                values = values + t * tangents[spec.name]
+            dtype = torch.int64 if spec.is_integer else torch.float64
+            tensors[spec.name] = torch.tensor(values, dtype=dtype, device=device)
+        with torch.no_grad():
+            return function(tensors).detach().to(torch.float64).cpu().numpy()
+
+    return central_difference(shifted, shifted(0.0), term_scale, joint_step(point, tangents))
+
+
+def hessian_vector_products(case: Case, point: Point, probes: tuple[Probe, ...],
+                            tangents: dict[str, np.ndarray], device: str
+                            ) -> tuple[dict[str, np.ndarray], ...]:
+    """Per probe u, d/dt of autograd's first-order VJP u·J at x + t·v, in float64, as
+    {input: (estimate, error bar)} stacked along a leading axis of 2."""
+    import torch
+
+    from gradcheck_lab.oracles.autograd import make_leaves
+
+    function = TorchFunction(case, "float64", device)
+    names = list(tangents)
+    sizes = [point.values[name].size for name in names]
+
+    def gradient_at(t: float, probe: Probe) -> np.ndarray:
+        moved = Point(point.dtype, {name: values + t * tangents[name] if name in tangents
+                                    else values for name, values in point.values.items()},
+                      {})
+        leaves = make_leaves(case, moved, "float64", device)
+        with torch.enable_grad():
+            out = function(leaves)
+        if not out.requires_grad:
+            return np.zeros(sum(sizes))
+        cotangent = torch.tensor(probe.cotangent, dtype=out.dtype, device=out.device)
+        grads = torch.autograd.grad(out, [leaves[n] for n in names], grad_outputs=cotangent,
+                                    allow_unused=True)
+        return np.concatenate([
+            np.zeros(size) if grad is None
+            else grad.detach().to(torch.float64).cpu().numpy().reshape(-1)
+            for grad, size in zip(grads, sizes, strict=True)])
+
+    step = joint_step(point, tangents)
+    results = []
+    for probe in probes:
+        estimate, error = central_difference(lambda t, p=probe: gradient_at(t, p),
+                                             gradient_at(0.0, probe), 0.0, step)
+        split = np.cumsum(sizes)[:-1]
+        results.append({
+            name: np.stack([e.reshape(point.values[name].shape),
+                            b.reshape(point.values[name].shape)])
+            for name, e, b in zip(names, np.split(estimate, split), np.split(error, split),
+                                  strict=True)})
+    return tuple(results)
 
 
 def _columns(rows: list[np.ndarray], probes: int) -> np.ndarray:

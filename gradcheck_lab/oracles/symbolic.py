@@ -8,6 +8,7 @@ which scales to MNIST-sized networks at the cost of one backward pass.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
@@ -165,14 +166,18 @@ def _index_text(index: tuple[int, ...]) -> str:
     return "[" + ", ".join(str(int(i)) for i in index) + "]" if index else ""
 
 
-def _exact(program: Program, point: Point,
-           probes: tuple[Probe, ...]) -> tuple[np.ndarray, tuple[dict[str, np.ndarray], ...],
-                                               dict[str, Any]]:
+def _rational(value: Any) -> Any:
     import sympy
 
-    def rational(value: Any) -> Any:
-        fraction = Fraction(value)  # exact for ints, Fractions and binary floats alike
-        return sympy.Rational(fraction.numerator, fraction.denominator)
+    fraction = Fraction(value)  # exact for ints, Fractions and binary floats alike
+    return sympy.Rational(fraction.numerator, fraction.denominator)
+
+
+def _sympy_graph(program: Program,
+                 point: Point) -> tuple[np.ndarray, dict[str, np.ndarray], Callable[[Any], float]]:
+    """The output as sympy expressions of one symbol per differentiated input element; those
+    symbols by input; and an exact evaluation at the point, rounded once to float64."""
+    import sympy
 
     env: dict[int, np.ndarray] = {}
     symbols: dict[str, np.ndarray] = {}
@@ -189,7 +194,7 @@ def _exact(program: Program, point: Point,
             numbers = np.empty(node.shape, dtype=object)
             flat_numbers = numbers.reshape(-1)
             for flat, item in enumerate(np.asarray(known).reshape(-1)):
-                flat_numbers[flat] = rational(item if exact is not None else float(item))
+                flat_numbers[flat] = _rational(item if exact is not None else float(item))
             if node.needs_grad:
                 names = np.empty(node.shape, dtype=object)
                 for multi in np.ndindex(*node.shape):
@@ -201,7 +206,7 @@ def _exact(program: Program, point: Point,
             else:
                 env[index] = numbers
         elif node.op == "const":
-            env[index] = np.asarray(rational(node.const), dtype=object).reshape(())
+            env[index] = np.asarray(_rational(node.const), dtype=object).reshape(())
         else:
             env[index] = OPS[node.op].sympy([env[a] for a in node.args], node.param_dict)
 
@@ -213,7 +218,15 @@ def _exact(program: Program, point: Point,
             return float(Fraction(int(value.p), int(value.q)))
         return sympy_to_float(value.evalf(_DIGITS))
 
-    output = np.asarray(env[program.output], dtype=object)
+    return np.asarray(env[program.output], dtype=object), symbols, evaluate
+
+
+def _exact(program: Program, point: Point,
+           probes: tuple[Probe, ...]) -> tuple[np.ndarray, tuple[dict[str, np.ndarray], ...],
+                                               dict[str, Any]]:
+    import sympy
+
+    output, symbols, evaluate = _sympy_graph(program, point)
     with np.errstate(all="ignore"):  # an exact value beyond float64 rounds to inf, quietly
         value = np.vectorize(evaluate, otypes=[np.float64])(output).reshape(output.shape)
     # Jacobian entries d output[k] / d input element, differentiated and evaluated exactly.
@@ -221,15 +234,13 @@ def _exact(program: Program, point: Point,
     formulas: dict[str, Any] = {}
     for name, names in symbols.items():
         rows = []
-        derivative_rows = []
         for out_expr in output.reshape(-1):
             derivatives = [sympy.diff(out_expr, s) if hasattr(out_expr, "diff") else 0
                            for s in names.reshape(-1)]
-            derivative_rows.append(derivatives)
+            if output.shape == ():
+                formulas[name] = np.asarray(derivatives, dtype=object).reshape(names.shape)
             rows.append([evaluate(d) for d in derivatives])
         jacobians[name] = np.asarray(rows, dtype=np.float64)
-        if output.shape == ():
-            formulas[name] = np.asarray(derivative_rows[0], dtype=object).reshape(names.shape)
     per_probe = []
     for probe in probes:
         weights = np.asarray(probe.cotangent, dtype=np.float64).reshape(-1)
@@ -239,3 +250,35 @@ def _exact(program: Program, point: Point,
             for name, jacobian in jacobians.items()
         })
     return value, tuple(per_probe), formulas
+
+
+def hessian_vector_products(program: Program, point: Point, probes: tuple[Probe, ...],
+                            tangents: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], ...]:
+    """For each probe u, the exact (d/dx)(u·J(x)·v): sympy differentiates the directional
+    derivative of u·f along v once more. Only for cases the exact oracle affords."""
+    import sympy
+
+    if not exact_is_affordable(program):
+        raise SpecError(
+            f"order: 2 needs a case small enough for the exact symbolic oracle (at most "
+            f"{EXACT_MAX_INPUT_ELEMENTS} differentiated elements, {EXACT_MAX_SCALARS} scalars "
+            f"in all, {EXACT_MAX_OUTPUT_ELEMENTS} output elements); this one is larger",
+            key="order")
+    output, symbols, evaluate = _sympy_graph(program, point)
+    flat_outputs = output.reshape(-1)
+    results = []
+    for probe in probes:
+        weights = np.asarray(probe.cotangent, dtype=np.float64).reshape(-1)
+        weighted = sympy.Add(*[_rational(float(w)) * expr
+                               for w, expr in zip(weights, flat_outputs, strict=True) if w != 0])
+        directional = sympy.Add(*[
+            sympy.diff(weighted, symbol) * _rational(float(v))
+            for name, names in symbols.items()
+            for symbol, v in zip(names.reshape(-1), tangents[name].reshape(-1), strict=True)])
+        with np.errstate(all="ignore"):
+            results.append({
+                name: np.array([evaluate(sympy.diff(directional, symbol))
+                                for symbol in names.reshape(-1)],
+                               dtype=np.float64).reshape(names.shape)
+                for name, names in symbols.items()})
+    return tuple(results)

@@ -1,0 +1,155 @@
+"""Forward mode and second order, compared three ways like the gradients.
+
+`modes: [reverse, forward]`: the Jacobian-vector product J·v from forward-mode AD, seen through
+each cotangent u of the reverse check, u·(J·v), against the symbolic (u·J)·v and a central
+difference of f along v. `order: 2`: the Hessian-vector product (d/dx)(u·J·v) from double
+backward against the exact sympy one and a central difference of the first-order gradient
+along v. Finite differences decide which of the first two is odd, as for gradients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gradcheck_lab.compare import (
+    AUTOGRAD,
+    FD,
+    FD_SAFETY,
+    SYMBOLIC,
+    WORST_PER_GROUP,
+    Verdict,
+    agree,
+    count_text,
+    relative_error,
+)
+from gradcheck_lab.oracles.base import Gradients, Probe
+from gradcheck_lab.results import Mismatch
+from gradcheck_lab.tolerances import ToleranceRule, gradient_scale, symbolic_rule
+
+
+@dataclass
+class ModeFindings:
+    mismatches: list[Mismatch] = field(default_factory=list)
+    summary: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def _odd(s: float, a: float, f: float, bound_s: float, bound_a: float, bf: float) -> str | None:
+    """Which of symbolic and autograd the finite difference f does not side with."""
+    if not np.isfinite(f):
+        return None
+    if np.isnan(s) != np.isnan(a):
+        return AUTOGRAD if np.isnan(a) else SYMBOLIC
+    side_s, side_a = bool(agree(s, f, bound_s + bf)), bool(agree(a, f, bound_a + bf))
+    if side_s != side_a:
+        return AUTOGRAD if side_s else SYMBOLIC
+    return None
+
+
+def _label(probes: tuple[Probe, ...], k: int) -> str | None:
+    return None if len(probes) == 1 and probes[0].label == "output" else probes[k].label
+
+
+def compare_jvp(probes: tuple[Probe, ...], symbolic: Gradients, tangents: dict[str, np.ndarray],
+                autograd_jvp: np.ndarray, fd_jvp: np.ndarray, fd_error: np.ndarray,
+                rule: ToleranceRule, exact: bool) -> ModeFindings:
+    """u·(J·v) from forward-mode AD against (u·J)·v from the symbolic VJPs, per cotangent."""
+    found = ModeFindings(counts={"forward_mode": len(probes)})
+    sym_rule = symbolic_rule(exact)
+    rows = []
+    for k, probe in enumerate(probes):
+        u = np.asarray(probe.cotangent, dtype=np.float64).reshape(-1)
+        s = sum(float(symbolic.per_probe[k][name].reshape(-1) @ v.reshape(-1))
+                for name, v in tangents.items())
+        # The dot products' own terms: the scale of what rounding acts on.
+        scale = sum(float(np.abs(symbolic.per_probe[k][name].reshape(-1)) @ np.abs(v.reshape(-1)))
+                    for name, v in tangents.items())
+        terms = sum(float(symbolic.term_magnitudes[k][name].reshape(-1) @ np.abs(v.reshape(-1)))
+                    for name, v in tangents.items()) if symbolic.term_magnitudes else 0.0
+        with np.errstate(all="ignore"):
+            a = float(u @ autograd_jvp.reshape(-1))
+            f = float(u @ fd_jvp.reshape(-1))
+            bf = FD_SAFETY * float(np.abs(u) @ fd_error.reshape(-1))
+        bound_s = float(sym_rule.bound(np.asarray(s), scale, terms))
+        bound_a = float(rule.bound(np.asarray(s), scale, terms))
+        if bool(agree(s, a, bound_s + bound_a)):
+            continue
+        error = abs(s - a) if np.isfinite(s - a) else float("inf")
+        rows.append((error, k, s, a, f, bound_s + bound_a, _odd(s, a, f, bound_s, bound_a, bf)))
+    if not rows:
+        return found
+    rows.sort(key=lambda row: -row[0])
+    odd_votes = [row[6] for row in rows if row[6] is not None]
+    odd = max(set(odd_votes), key=odd_votes.count) if odd_votes else None
+    for error, k, s, a, f, allowed, row_odd in rows[:WORST_PER_GROUP]:
+        found.mismatches.append(Mismatch(
+            input=None, oracles=(SYMBOLIC, AUTOGRAD), odd_oracle=row_odd,
+            values={SYMBOLIC: s, AUTOGRAD: a, FD: f}, abs_err=error,
+            rel_err=relative_error(error, s), allowed=allowed, check="jvp",
+            probe=_label(probes, k), elements=len(rows)))
+    who = f"{odd} is the odd one out" if odd else "finite differences could not tell which is right"
+    found.summary.append(f"forward mode: the Jacobian-vector products disagree at "
+                         f"{len(rows)} of {len(probes)} cotangent(s); {who}")
+    return found
+
+
+def compare_hvp(probes: tuple[Probe, ...], symbolic: tuple[dict[str, np.ndarray], ...],
+                autograd: tuple[dict[str, np.ndarray], ...],
+                fd: tuple[dict[str, np.ndarray], ...], rule: ToleranceRule,
+                not_differentiable: list[str]) -> ModeFindings:
+    """Hessian-vector products elementwise: exact sympy, double backward, and a central
+    difference of autograd's own first-order gradient (which arbitrates)."""
+    found = ModeFindings(counts={"second_order": sum(
+        v.size for grads in symbolic for v in grads.values())})
+    sym_rule = symbolic_rule(exact=True)
+    for name in symbolic[0]:
+        rows = []
+        for k in range(len(probes)):
+            s = symbolic[k][name].reshape(-1)
+            a = autograd[k][name].reshape(-1)
+            f, bf = fd[k][name][0].reshape(-1), FD_SAFETY * fd[k][name][1].reshape(-1)
+            scale = gradient_scale(s)
+            bound_s, bound_a = sym_rule.bound(s, scale), rule.bound(s, scale)
+            for flat in np.flatnonzero(~agree(s, a, bound_s + bound_a)):
+                error = abs(s[flat] - a[flat])
+                error = float(error) if np.isfinite(error) else float("inf")
+                rows.append((error, k, int(flat), s[flat], a[flat], f[flat],
+                             float(bound_s[flat] + bound_a[flat]),
+                             _odd(s[flat], a[flat], f[flat], bound_s[flat], bound_a[flat],
+                                  bf[flat])))
+        if not rows:
+            continue
+        rows.sort(key=lambda row: -row[0])
+        shape = symbolic[0][name].shape
+        elements = len({row[2] for row in rows})
+        for error, k, flat, s_value, a_value, f_value, allowed, odd in rows[:WORST_PER_GROUP]:
+            index = tuple(int(i) for i in np.unravel_index(flat, shape)) if shape else (0,)
+            found.mismatches.append(Mismatch(
+                input=name, oracles=(SYMBOLIC, AUTOGRAD), odd_oracle=odd,
+                values={SYMBOLIC: s_value, AUTOGRAD: a_value, FD: f_value}, abs_err=error,
+                rel_err=relative_error(error, s_value), allowed=allowed, check="hvp", index=index,
+                probe=_label(probes, k), elements=elements))
+        votes = [row[7] for row in rows if row[7] is not None]
+        odd = max(set(votes), key=votes.count) if votes else None
+        who = (f"{odd} is the odd one out" if odd
+               else "finite differences could not tell which is right")
+        why = ("; its first-order gradient does not require grad: the backward ran under "
+               "no_grad or on detached tensors, so it cannot be differentiated again"
+               if name in not_differentiable else "")
+        found.summary.append(f"{name}: second order: Hessian-vector products disagree "
+                             f"({count_text(elements)}); {who}{why}")
+    return found
+
+
+def extend(verdict: Verdict, findings: ModeFindings) -> None:
+    """Fold a mode's findings into the case's one verdict."""
+    verdict.mismatches.extend(findings.mismatches)
+    for key, value in findings.counts.items():
+        verdict.counts[key] = verdict.counts.get(key, 0) + value
+    if not findings.summary:
+        return
+    summary = "; ".join(findings.summary)
+    verdict.message = summary if verdict.status == "pass" else f"{verdict.message}; {summary}"
+    verdict.status = "fail"
