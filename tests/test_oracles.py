@@ -206,3 +206,19 @@ def test_relu_exactly_at_zero_is_a_kink_not_a_failure() -> None:
     (result,) = run_case(case)
     assert result.status == "skip"
     assert "not differentiable at x[1]" in result.message
+
+
+def test_a_pool_tie_among_relu_zeros_is_no_kink_but_a_tie_of_positives_is() -> None:
+    from gradcheck_lab.runner import run_case
+
+    # Window 0 of relu(x) is [0, 0, 0, 0] (all negative before relu): tied, yet the gradient
+    # is 0 whichever wins. Window 1 is [0.5, 0.5, 0, 0]: a true kink of max_pool2d.
+    flat = {"x": [[[[-1.0, -2.0], [-3.0, -0.5]]]], "w": [[[[1.0]]]]}
+    (result,) = run_case(case_from({"inputs": flat,
+                                    "output": "sum(max_pool2d(relu(x * w), kernel_size=2))"}))
+    assert result.status == "pass", result.message
+    tied = {"x": [[[[0.5, 0.5], [-3.0, -0.5]]]], "w": [[[[1.0]]]]}
+    (result,) = run_case(case_from({"inputs": tied,
+                                    "output": "sum(max_pool2d(relu(x * w), kernel_size=2))"}))
+    assert result.status == "skip"
+    assert "max_pool2d where a window's maximum is tied" in result.message

@@ -70,6 +70,7 @@ class Op:
     nondifferentiable_args: frozenset[int] = frozenset()
     # Where the op is not differentiable: a mask over its first argument, or None.
     kinks: Callable[[Sequence[np.ndarray], Params], np.ndarray] | None = None
+    kink_where: str = "at 0"  # the kink in words, after the op's name: "relu at 0"
     callable: bool = True  # False for operators (add, ...) that have no function spelling
     infix: str | None = None
     doc: str = ""

@@ -295,6 +295,7 @@ MAX_POOL2D = Op(
     vjp_magnitude=_pool_magnitude,
     sympy=_pool_sympy,
     kinks=_pool_kinks,
+    kink_where="where a window's maximum is tied",
 )
 
 CONV = [CONV2D, MAX_POOL2D]

@@ -151,14 +151,19 @@ def _kinks(program: Program, env: dict[int, np.ndarray]) -> list[str]:
         if op is None or op.kinks is None or not node.needs_grad:
             continue
         mask = op.kinks([env[a] for a in node.args], node.param_dict)
+        argument = program.nodes[node.args[0]]
+        if argument.op == "relu":
+            # relu's zeros come from its flat side, where nothing depends on the input: a tie
+            # among them (max_pool2d(relu(h))) or a kink there (relu(relu(x))) changes no
+            # gradient, which is 0 either way.
+            mask = np.broadcast_to(mask, argument.shape) & (env[node.args[0]] != 0)
         if not np.any(mask):
             continue
-        argument = program.nodes[node.args[0]]
         where = argument.name or f"the argument of {node.op}() in {node.key}"
         hits = np.argwhere(np.broadcast_to(mask, argument.shape))
         first = _index_text(tuple(hits[0]))
         more = f" and {len(hits) - 1} more element(s)" if len(hits) > 1 else ""
-        found.append(f"not differentiable at {where}{first}{more} ({node.op} at 0)")
+        found.append(f"not differentiable at {where}{first}{more} ({node.op} {op.kink_where})")
     return found
 
 
