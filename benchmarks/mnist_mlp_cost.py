@@ -1,10 +1,14 @@
 """Cost of checking the MNIST MLP case, against one forward+backward of the same MLP.
 
-Run: .venv/bin/python benchmarks/mnist_mlp_cost.py [--repeats N]
+Run: .venv/bin/python benchmarks/mnist_mlp_cost.py [--repeats N] [--exhaustive]
+     [--plain-forwards M]
 
 Prints, from one run on one machine: the wall time of `gradcheck-lab run
 cases/mnist_mlp_ce.yaml` as a user sees it (a fresh process: imports included), the in-process
-check time (median), one forward+backward of the MLP in torch (median), and their ratio.
+check time (median), one forward+backward of the MLP in torch (median), and their ratio. With
+--exhaustive also the check with `--fd exhaustive` (every partial, 2N forwards for N
+parameters) against 2N plain forwards of the same function: their time is M plain forwards
+measured in this run (default 2,000), scaled to 2N, and all 2N with --plain-forwards 0.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ def forward_backward(case, point) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--exhaustive", action="store_true")
+    parser.add_argument("--plain-forwards", type=int, default=2000)
     args = parser.parse_args()
     (case,) = load_file(CASE)
     point = make_point(case, "float64")
@@ -63,6 +69,31 @@ def main() -> None:
     print(f"full check in process (median of {args.repeats}):      {check * 1e3:8.1f} ms"
           f"  = {check / unit:6.0f} forward+backward units")
     print(f"`gradcheck-lab run cases/mnist_mlp_ce.yaml`: {cli:8.2f} s (fresh process)")
+    if args.exhaustive:
+        exhaustive_figures(case, point, unit, args.plain_forwards)
+
+
+def exhaustive_figures(case, point, unit: float, sample: int) -> None:
+    elements = sum(spec.size for spec in case.differentiable_inputs)
+    plain = 2 * elements if sample <= 0 else min(sample, 2 * elements)
+    tensors = make_leaves(case, point, "float64", "cpu")
+    with torch.no_grad():
+        lower(case.program, tensors, "float64", "cpu")  # warm-up
+        started = time.perf_counter()
+        for _ in range(plain):
+            lower(case.program, tensors, "float64", "cpu")
+        per_forward = (time.perf_counter() - started) / plain
+    two_n = 2 * elements * per_forward
+    started = time.perf_counter()
+    (result,) = run_file(CASE, fd="exhaustive")
+    exhaustive = time.perf_counter() - started
+    assert result.status == "pass", result.message
+    print(f"exhaustive check (--fd exhaustive), N = {elements:,}: {exhaustive:8.1f} s"
+          f"  = {exhaustive / unit:8.0f} forward+backward units;"
+          f" counts.finite_difference = {result.counts['finite_difference']:,},"
+          f" evaluations = {result.counts['finite_difference_evaluations']:,}")
+    print(f"2N plain forwards ({plain:,} timed, {per_forward * 1e3:.3f} ms each):"
+          f" {two_n:8.1f} s; exhaustive / 2N plain forwards = {exhaustive / two_n:.3f}")
 
 
 if __name__ == "__main__":

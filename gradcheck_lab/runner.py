@@ -6,9 +6,10 @@ that cannot be checked becomes an ``error`` result; nothing here stops the other
 
 from __future__ import annotations
 
+import contextlib
 import time
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,7 @@ FD_FOCUS_ELEMENTS = 16
 @dataclass(frozen=True)
 class RunOptions:
     symbolic_mode: str = "auto"  # auto | exact | sweep
-    fd_mode: str = "auto"  # auto | all | projections
+    fd_mode: str = "auto"  # auto | all | projections | exhaustive
     limits: LoadLimits = field(default_factory=LoadLimits)
     timings: TimingSettings | None = None  # time forward and backward of checked cases
     # Seconds a case with an impl may take; such cases then run in a worker process that is
@@ -162,7 +163,13 @@ class _DtypeState:
             if first_sym.kinks:
                 return self.result(device, "skip", "; ".join(first_sym.kinks),
                                    oracles={"symbolic": first_sym.method})
+            self.unit_seconds = None
             result = self.check(device, points)
+            checked = time.perf_counter() - started
+            if self.unit_seconds:
+                # The check's cost in forward+backward passes of the case itself, a figure
+                # that holds on any machine (timings are separate: --timings).
+                result.counts["cost_units"] = round(checked / self.unit_seconds)
             if self.options.timings is not None:
                 result.timings = self.timings(device)
         except Exception as exc:
@@ -183,10 +190,15 @@ class _DtypeState:
                 skipped.append(f"point {index} skipped: {'; '.join(sym.kinks)}")
                 continue
             ag = autograd.gradients(self.case, point, probes, self.dtype, device)
-            focus = focus_elements(self.case, sym, ag, FD_FOCUS_ELEMENTS)
-            fd = finite_difference.estimate(self.case, point, probes, device, focus=focus,
-                                            mode=self.options.fd_mode,
-                                            term_scale=sym.term_scale)
+            if index == 0:
+                self.unit_seconds = ag.unit_seconds
+            if self.options.fd_mode == "exhaustive":
+                fd = self.exhaustive_differences(device, point, probes, sym)
+            else:
+                focus = focus_elements(self.case, sym, ag, FD_FOCUS_ELEMENTS)
+                fd = finite_difference.estimate(self.case, point, probes, device, focus=focus,
+                                                mode=self.options.fd_mode,
+                                                term_scale=sym.term_scale)
             verdict = compare(self.case, point, probes, sym, ag, fd, rule)
             self.check_modes(device, point, probes, sym, rule, verdict)
             if index == 0:
@@ -202,6 +214,17 @@ class _DtypeState:
             counts=verdict.counts, tolerance=verdict.tolerance, notes=verdict.notes,
             oracles=oracles,
         )
+
+    def exhaustive_differences(self, device: str, point: object, probes: tuple,
+                               sym: object) -> object:
+        """Every partial by finite differences, with a progress bar on a terminal."""
+        from gradcheck_lab.oracles import exhaustive
+
+        with _progress_bar(f"{self.case.name}[{self.dtype}-{device}] finite differences"
+                           ) as progress:
+            return exhaustive.estimate(self.case, point, probes, device,
+                                       reference=sym.per_probe, term_scale=sym.term_scale,
+                                       progress=progress)
 
     def check_modes(self, device: str, point: object, probes: tuple, sym: object,
                     rule: object, verdict: object) -> None:
@@ -295,6 +318,25 @@ def focus_elements(case: Case, sym: object, ag: object, count: int) -> dict[str,
     for _, name, flat in candidates[:count]:
         chosen.setdefault(name, []).append(flat)
     return {name: np.asarray(sorted(flats), dtype=np.int64) for name, flats in chosen.items()}
+
+
+@contextlib.contextmanager
+def _progress_bar(label: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A transient rich progress bar on stderr when it is a terminal; nothing otherwise (CI
+    logs and pipes get the result lines only)."""
+    import sys
+
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress("{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=Console(stderr=True),
+                  transient=True) as progress:
+        task = progress.add_task(label, total=None)
+        yield lambda done, total: progress.update(task, completed=done, total=total)
 
 
 def _cuda_available(device: str) -> bool:

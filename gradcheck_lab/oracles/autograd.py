@@ -6,6 +6,7 @@ accumulates). An input that gets no gradient counts as zeros, and the result say
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ from gradcheck_lab.oracles.base import Gradients, Probe
 from gradcheck_lab.oracles.torch_function import TorchFunction, describe_exception
 from gradcheck_lab.points import Point
 
+UNIT_REPEATS = 3  # forward+backward passes timed for the cost unit, the fastest kept
 SAME_GRAPH = "again, same graph"
 FRESH_GRAPH = "again, fresh graph"
 
@@ -72,17 +74,41 @@ def gradients(case: Case, point: Point, probes: tuple[Probe, ...], dtype: str,
     grads = _backward(function, out, leaves, names, probes[0], " a second time")
     reruns[SAME_GRAPH] = _as_arrays(grads, names, leaves, zeros, set(), [])
     fresh = make_leaves(case, point, dtype, device)
+    started = time.perf_counter()
     with torch.enable_grad():
         fresh_out = function(fresh)
+    unit = None
     if fresh_out.requires_grad:
         grads = _backward(function, fresh_out, fresh, names, probes[0], " on a fresh graph")
+        unit = time.perf_counter() - started
         reruns[FRESH_GRAPH] = _as_arrays(grads, names, fresh, zeros, set(), [])
+        unit = min(unit, _forward_backward_seconds(case, point, dtype, device, function,
+                                                   names, probes[0]))
     for name in sorted(missing):
         notes.append(f"autograd: no gradient for {name} (backward returned None); "
                      "counted as zeros")
     return Gradients("autograd", method, value, tuple(per_probe), tuple(notes), reruns=reruns,
                      modified_inputs=modified, contract_problems=tuple(dict.fromkeys(problems)),
-                     device=device)
+                     device=device, unit_seconds=unit)
+
+
+def _forward_backward_seconds(case: Case, point: Point, dtype: str, device: str,
+                              function: TorchFunction, names: list[str], probe: Probe,
+                              repeats: int = UNIT_REPEATS) -> float:
+    """The fastest of a few forward+backward passes on fresh graphs (first calls are slow)."""
+    import torch
+
+    fastest = float("inf")
+    for _ in range(repeats):
+        leaves = make_leaves(case, point, dtype, device)
+        started = time.perf_counter()
+        with torch.enable_grad():
+            out = function(leaves)
+        _backward(function, out, leaves, names, probe, "")
+        if device.startswith("cuda"):
+            torch.cuda.synchronize(device)
+        fastest = min(fastest, time.perf_counter() - started)
+    return fastest
 
 
 def _backward(function: TorchFunction, out: Any, leaves: dict[str, Any], names: list[str],

@@ -51,6 +51,8 @@ class Gradients:
     modified_inputs: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     contract_problems: tuple[str, ...] = ()
     device: str = "cpu"
+    # Seconds of one forward and backward on a fresh graph: the unit a check's cost is told in.
+    unit_seconds: float | None = None
 
 
 @dataclass(frozen=True)

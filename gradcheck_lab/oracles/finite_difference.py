@@ -28,8 +28,8 @@ from gradcheck_lab.points import Point
 RELATIVE_STEP = 1e-6
 ALL_PARTIALS_MAX_ELEMENTS = 2048
 DIRECTIONS_PER_INPUT = 8
-_EPS64 = float(np.finfo(np.float64).eps)
-_ROUNDOFF_FACTOR = 4.0  # a few ulps of the function's value per evaluation
+EPS64 = float(np.finfo(np.float64).eps)
+ROUNDOFF_FACTOR = 4.0  # a few ulps of the function's value per evaluation
 _DIRECTION_STREAM = 2  # seed stream of the directions (the cotangents use stream 1)
 
 METHOD = "central, h=1e-6·max(1,|x|), error from h vs 2h"
@@ -125,7 +125,7 @@ def central_difference(shifted: Callable[[float], np.ndarray], center: np.ndarra
         fourth = outputs[2] - 4 * outputs[1] + 6 * outputs[0] - 4 * outputs[-1] + outputs[-2]
         magnitude = np.maximum(np.max(np.abs(np.stack(list(outputs.values()))), axis=0),
                                term_scale)
-        roundoff = _ROUNDOFF_FACTOR * _EPS64 * magnitude / step
+        roundoff = ROUNDOFF_FACTOR * EPS64 * magnitude / step
         error = np.abs(at_h - at_2h) + np.abs(fourth) / (2 * step) + roundoff
     return at_h, error
 
