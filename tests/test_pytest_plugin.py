@@ -199,3 +199,27 @@ def test_collect_only_imports_neither_torch_nor_sympy(tmp_path: Path) -> None:
                  "cases/custom_linear.yaml::custom_linear_layer[float32-cpu]",
                  "cases/broken.yaml::broken"):
         assert node in lines
+
+
+def outcomes_by_id(result: pytest.RunResult) -> dict[str, str]:
+    """{node id: PASSED/FAILED/SKIPPED/ERROR} from the ``-rA`` short summary."""
+    found = {}
+    for line in result.outlines:
+        word, _, rest = line.partition(" ")
+        if word in ("PASSED", "FAILED", "SKIPPED", "ERROR") and "::" in rest:
+            found[rest.split(" - ")[0].strip()] = word
+    return found
+
+
+def test_xdist_gives_the_same_items_and_outcomes_as_a_serial_run(
+        pytester: pytest.Pytester) -> None:
+    write(pytester.path, "cases/r144.yaml", R144_TEXT)
+    copy_into(pytester.path / "cases", CASES / "mean_square.yaml")
+    write(pytester.path, "cases/wrong.yaml", WRONG_EXPECT_CASE)
+    write(pytester.path, "cases/broken.yaml", FIXTURE_CASE_TEXT)
+    serial = outcomes_by_id(pytester.runpytest_subprocess("-rA", "-p", "no:cacheprovider"))
+    parallel = outcomes_by_id(pytester.runpytest_subprocess("-rA", "-n", "2",
+                                                            "-p", "no:cacheprovider"))
+    assert len(serial) == 5  # r144, mean_square ×2 dtypes, wrong_expect, the broken file
+    assert parallel == serial
+    assert sorted(serial.values()) == ["FAILED", "FAILED", "PASSED", "PASSED", "PASSED"]
