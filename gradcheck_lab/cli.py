@@ -56,9 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="append one JSON line per result as soon as it is ready")
     run.add_argument("--symbolic", choices=("auto", "exact", "sweep"), default="auto",
                      help="exact elementwise sympy, the numpy rule sweep, or auto by size")
-    run.add_argument("--fd", choices=("auto", "all", "projections"), default="auto",
-                     help="finite differences on every partial, along random directions, or "
-                          "auto by size")
+    run.add_argument("--fd", choices=("auto", "all", "projections", "exhaustive"),
+                     default="auto",
+                     help="finite differences on every partial, along random directions, "
+                          "auto by size, or exhaustive: every partial of any size, batched, "
+                          "with a progress bar")
     run.add_argument("--threads", type=_positive_int, metavar="N",
                      help="torch CPU threads for the checks (default: torch's own choice, "
                           "reported)")
@@ -97,7 +99,51 @@ def build_parser() -> argparse.ArgumentParser:
         "schema", help="print the JSON Schema of the case format",
         description="Print the JSON Schema of case files (for editors: save it and point a "
                     "`# yaml-language-server: $schema=FILE` comment at it).")
+    explain = commands.add_parser(
+        "explain", help="print the derivatives sympy derives for a case, step by step",
+        description="Print, at the case's point, the values of inputs, lets and output, each "
+                    "let step's local derivatives, the chain rule that multiplies them, and "
+                    "the gradient formulas (a tensor case: its op chain, and the formula of "
+                    "one representative element when the case is small).")
+    _case_argument(explain)
+    explain.add_argument("--latex", action="store_true", help="formulas as LaTeX")
+    graph = commands.add_parser(
+        "graph", help="draw a case's computational graph with values and gradients",
+        description="Draw the computational graph of a case: inputs, let steps, intermediate "
+                    "ops and the output, each with its value and the output's gradient "
+                    "with respect to it.")
+    _case_argument(graph)
+    _drawing_argument(graph)
+    steps = commands.add_parser(
+        "steps", help="plot finite-difference error against step size",
+        description="Plot |central difference - symbolic gradient| against the step h (1e-14 "
+                    "to 1e-1, log-log) for the case's worst element, marking the step the "
+                    "check uses.")
+    _case_argument(steps)
+    _drawing_argument(steps)
     return parser
+
+
+def _dtype(text: str) -> str:
+    # Checked when given, not when the parser is built: the schema module imports pydantic.
+    from gradcheck_lab.casefile.schema import DTYPES
+
+    if text not in DTYPES:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(DTYPES)}, got {text!r}")
+    return text
+
+
+def _case_argument(command: argparse.ArgumentParser) -> None:
+    command.add_argument("case", metavar="CASE",
+                         help="a case file, or FILE::NAME for one case of a file with several")
+    command.add_argument("--dtype", type=_dtype, metavar="DTYPE",
+                         help="round the inputs to this dtype, e.g. float32 (default: the "
+                              "case's first)")
+
+
+def _drawing_argument(command: argparse.ArgumentParser) -> None:
+    command.add_argument("-o", "--output", type=Path, required=True, metavar="FILE",
+                         help="the image to write: .svg, .png or .pdf, by its suffix")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -106,6 +152,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return new_command(args)
     if args.command == "schema":
         return schema_command()
+    if args.command == "explain":
+        return explain_command(args)
+    if args.command in ("graph", "steps"):
+        return drawing_command(args)
     return run_command(args)
 
 
@@ -137,6 +187,59 @@ def schema_command() -> int:
 
     print(json.dumps(case_file_json_schema(), indent=2))
     return EXIT_PASS
+
+
+def explain_command(args: argparse.Namespace) -> int:
+    from gradcheck_lab.errors import GradcheckLabError
+    from gradcheck_lab.explain import explain
+    from gradcheck_lab.selection import select_case
+
+    try:
+        case = select_case(args.case)
+        text = explain(case, args.dtype or case.dtypes[0], latex=args.latex)
+    except GradcheckLabError as error:
+        return command_error(args.command, str(error))
+    sys.stdout.write(text)
+    return EXIT_PASS
+
+
+def drawing_command(args: argparse.Namespace) -> int:
+    """``graph`` and ``steps``: pick the case, compute, draw to the file named by -o."""
+    from gradcheck_lab.errors import GradcheckLabError
+    from gradcheck_lab.graph import FORMATS
+    from gradcheck_lab.selection import select_case
+
+    if args.output.suffix.lower() not in FORMATS:
+        return command_error(args.command, f"-o {args.output}: the suffix chooses the format: "
+                                           f"{', '.join(FORMATS)}")
+    unwritable = report_path_problem(args.output)
+    if unwritable:
+        return command_error(args.command, f"-o {args.output}: {unwritable}")
+    try:
+        case = select_case(args.case)
+        dtype = args.dtype or case.dtypes[0]
+        if args.command == "graph":
+            from gradcheck_lab import graph
+
+            graph.draw(graph.build_graph(case, dtype), args.output)
+        else:
+            from gradcheck_lab import steps
+
+            curve = steps.step_curve(case, dtype)
+            steps.draw(curve, args.output)
+            print(steps.summary(curve))
+    except GradcheckLabError as error:
+        return command_error(args.command, str(error))
+    except OSError as error:
+        return command_error(args.command, f"-o {args.output}: {error.strerror or error}")
+    print(f"wrote {args.output}")
+    return EXIT_PASS
+
+
+def command_error(command: str, message: str) -> int:
+    """One line on stderr, exit status 2."""
+    print(f"gradcheck-lab {command}: {' '.join(message.split())}", file=sys.stderr)
+    return EXIT_ERROR
 
 
 def run_command(args: argparse.Namespace) -> int:

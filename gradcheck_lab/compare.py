@@ -136,6 +136,9 @@ class _Comparison:
         self.inconclusive = 0
         self.largest_atol = 0.0
         self.impl_differs_from_spec = False
+        # Spec-only cases: finite differences against symbolic and autograd agreeing. With no
+        # impl the forward is the spec itself, so that is the differences' own error.
+        self.fd_alone = 0
 
     def run(self) -> Verdict:
         self.impl_differs_from_spec = (self.case.impl is not None
@@ -148,6 +151,12 @@ class _Comparison:
         self.summary.extend(self.ag.contract_problems)
         for expectation in self.case.expectations:
             self.expectation(expectation.key, expectation.target, expectation)
+        if self.fd_alone:
+            self.notes.append(
+                f"finite differences disagree at {self.fd_alone} comparison(s) where symbolic "
+                "and autograd agree; with no impl the function differenced is the spec itself, "
+                "so that is the differences' own error (a step too large for the function's "
+                "scale, as for sin at 1e9), not counted against the verdict")
         if self.inconclusive:
             self.notes.append(
                 f"finite differences were inconclusive at {self.inconclusive} comparison(s): "
@@ -198,6 +207,9 @@ class _Comparison:
                     odd_here[flat] = AUTOGRAD if side_s and not side_a else (
                         SYMBOLIC if side_a and not side_s else None)
                 elif not side_s and not side_a:
+                    if self.case.impl is None:
+                        self.fd_alone += 1
+                        continue
                     fd_odd_elements.add(int(flat))
                     self.add(name, (AUTOGRAD, FD), FD, flat, k,
                              {SYMBOLIC: s[flat], AUTOGRAD: a[flat], FD: f},
@@ -265,7 +277,9 @@ class _Comparison:
                 continue
             side_s, side_a = bool(agree(sd, f, bsd + bf)), bool(agree(ad, f, bad + bf))
             if agree(sd, ad, bsd + bad):
-                if not side_s and not side_a:
+                if not side_s and not side_a and self.case.impl is None:
+                    self.fd_alone += 1
+                elif not side_s and not side_a:
                     self.add(name, (AUTOGRAD, FD), FD, None, k,
                              {SYMBOLIC: sd, AUTOGRAD: ad, FD: f}, abs(ad - f), sd, bad + bf,
                              direction=j)
@@ -450,10 +464,12 @@ class _Comparison:
         elements = sum(spec.size for spec in self.case.differentiable_inputs)
         fd = ""
         if self.fd is not None:
-            confirmed = self.fd.compared - self.inconclusive
+            confirmed = self.fd.compared - self.inconclusive - self.fd_alone
             fd = f"; finite differences agree on {confirmed}"
             if self.inconclusive:
                 fd += f", inconclusive on {self.inconclusive}"
+            if self.fd_alone:
+                fd += f", are off on their own on {self.fd_alone} (see notes)"
         return f"{count_text(elements)} agree, symbolic vs autograd{fd}"
 
     def counts(self) -> dict[str, int]:

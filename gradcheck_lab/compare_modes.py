@@ -98,27 +98,39 @@ def compare_jvp(probes: tuple[Probe, ...], symbolic: Gradients, tangents: dict[s
 def compare_hvp(probes: tuple[Probe, ...], symbolic: tuple[dict[str, np.ndarray], ...],
                 autograd: tuple[dict[str, np.ndarray], ...],
                 fd: tuple[dict[str, np.ndarray], ...], rule: ToleranceRule,
-                not_differentiable: list[str]) -> ModeFindings:
+                not_differentiable: list[str], first_order: Gradients,
+                tangents: dict[str, np.ndarray], input_scale: float,
+                first_order_wrong: bool) -> ModeFindings:
     """Hessian-vector products elementwise: exact sympy, double backward, and a central
-    difference of autograd's own first-order gradient (which arbitrates)."""
+    difference of autograd's own first-order gradient, which arbitrates only where that
+    gradient is right (``first_order_wrong`` False): otherwise it can clear autograd's
+    second order of nothing and cannot blame the exact oracle."""
     found = ModeFindings(counts={"second_order": sum(
         v.size for grads in symbolic for v in grads.values())})
     sym_rule = symbolic_rule(exact=True)
+    largest_tangent = max((float(np.max(np.abs(v))) for v in tangents.values() if v.size),
+                          default=1.0)
     for name in symbolic[0]:
         rows = []
         for k in range(len(probes)):
             s = symbolic[k][name].reshape(-1)
             a = autograd[k][name].reshape(-1)
             f, bf = fd[k][name][0].reshape(-1), FD_SAFETY * fd[k][name][1].reshape(-1)
-            scale = gradient_scale(s)
+            # An HVP may be exactly 0 while the gradient it differentiates is built from terms
+            # of size T: double backward rounds at about T·|v| per unit of x. That, at the
+            # dtype's rtol, is the floor beside rtol × the largest HVP element.
+            terms = (max(float(np.max(m)) for m in first_order.term_magnitudes[k].values()
+                         if m.size) if first_order.term_magnitudes else 0.0)
+            scale = max(gradient_scale(s), terms * largest_tangent / max(1.0, input_scale))
             bound_s, bound_a = sym_rule.bound(s, scale), rule.bound(s, scale)
             for flat in np.flatnonzero(~agree(s, a, bound_s + bound_a)):
                 error = abs(s[flat] - a[flat])
                 error = float(error) if np.isfinite(error) else float("inf")
+                odd = _odd(s[flat], a[flat], f[flat], bound_s[flat], bound_a[flat], bf[flat])
+                if first_order_wrong and odd == SYMBOLIC:
+                    odd = None
                 rows.append((error, k, int(flat), s[flat], a[flat], f[flat],
-                             float(bound_s[flat] + bound_a[flat]),
-                             _odd(s[flat], a[flat], f[flat], bound_s[flat], bound_a[flat],
-                                  bf[flat])))
+                             float(bound_s[flat] + bound_a[flat]), odd))
         if not rows:
             continue
         rows.sort(key=lambda row: -row[0])

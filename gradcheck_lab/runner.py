@@ -253,8 +253,13 @@ class _DtypeState:
                 self.case, point, probes, tangents, self.dtype, device)
             fd_hvp = finite_difference.hessian_vector_products(self.case, point, probes,
                                                                tangents, device)
+            first_order_wrong = any(m.check == "gradient" and m.odd_oracle != "symbolic"
+                                    for m in verdict.mismatches)
+            input_scale = max((float(np.max(np.abs(point.values[name]))) for name in tangents
+                               if point.values[name].size), default=1.0)
             extend(verdict, compare_hvp(probes, sym_hvp, ag_hvp, fd_hvp, rule,
-                                        not_differentiable))
+                                        not_differentiable, sym, tangents, input_scale,
+                                        first_order_wrong))
 
     def compare_with_reference_device(self, device: str, ag: object, rule: object,
                                       verdict: object, terms: tuple = ()) -> None:

@@ -24,8 +24,9 @@ EPSILON = {
     "float16": 2.0**-10,
     "bfloat16": 2.0**-7,
 }
-# The smallest normal number of each dtype: values below it lose digits to underflow, and an
-# exact 3e-70 is 0 in float32 (its subnormals end at 1.4e-45).
+# The smallest normal number of each dtype. Below it numbers are spaced SMALLEST_NORMAL × eps
+# apart (subnormals), and smaller values underflow: an exact 3e-70 is 0 in float32. That
+# spacing, a few times over, is the absolute floor of a bound.
 SMALLEST_NORMAL = {
     "float64": 2.0**-1022,
     "float32": 2.0**-126,
@@ -60,7 +61,7 @@ class ToleranceRule:
             return np.asarray(self.atol)
         with np.errstate(all="ignore"):
             rounding = self.term_ulps * EPSILON[self.dtype] * np.asarray(terms, dtype=np.float64)
-        underflow = self.term_ulps * SMALLEST_NORMAL[self.dtype]
+        underflow = self.term_ulps * SMALLEST_NORMAL[self.dtype] * EPSILON[self.dtype]
         return np.maximum(np.maximum(self.rtol * scale, underflow),
                           np.where(np.isfinite(rounding), rounding, 0.0))
 

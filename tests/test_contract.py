@@ -90,3 +90,59 @@ def test_nondet_tol_must_be_a_non_negative_number(tolerance) -> None:
 
     with pytest.raises(CaseError, match="nondet_tol"):
         check(SPEC, INPUTS, nondet_tol=tolerance)
+
+
+class FreesItsState(torch.autograd.Function):
+    """A correct backward that frees what it kept (one backward per graph, as in training)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.x = x.detach()
+        return (x * x).sum()
+
+    @staticmethod
+    def backward(ctx, grad):
+        x = ctx.x
+        del ctx.x
+        return 2 * x * grad
+
+
+def test_a_backward_that_cannot_run_twice_through_one_graph_still_passes() -> None:
+    (result,) = check(SPEC, INPUTS, impl=FreesItsState.apply)
+    assert result.status == "pass", result.message
+    assert any("second backward through the same graph is not possible" in note
+               for note in result.notes)
+
+
+def test_an_input_the_output_does_not_use_has_a_zero_gradient() -> None:
+    (result,) = check(SPEC, {**INPUTS, "unused": [3.0, 4.0]})
+    assert result.status == "pass", result.message
+    assert result.counts["gradient_elements"] == 5
+
+
+def test_finite_differences_off_on_their_own_do_not_fail_a_spec() -> None:
+    # h = 1e-6·|x| = 1000 spans many periods of sin: the differences alias to about 0.
+    (result,) = check("sum(sin(x))", {"x": [1e9]})
+    assert result.status == "pass", result.message
+    assert any("differences' own error" in note for note in result.notes)
+
+
+class MissingFactorTwo(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, p, t):
+        ctx.save_for_backward(p, t)
+        return ((p - t) ** 2).mean()
+
+    @staticmethod
+    def backward(ctx, grad):
+        p, t = ctx.saved_tensors
+        d = grad * (p - t) / p.numel()  # the factor 2 is missing
+        return d, -d
+
+
+def test_float16_bounds_have_no_floor_that_hides_a_missing_factor() -> None:
+    # float16 subnormals are 6e-8 apart; a floor a thousand times that once passed this.
+    inputs = {"p": {"shape": [10000], "init": "randn", "seed": 1},
+              "t": {"shape": [10000], "init": "randn", "seed": 2}}
+    (result,) = check("mse_loss(p, t)", inputs, impl=MissingFactorTwo.apply, dtypes=["float16"])
+    assert result.status == "fail", result.message

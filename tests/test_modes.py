@@ -169,3 +169,40 @@ def test_order_2_and_forward_mode_run_through_pytest(pytester: pytest.Pytester) 
     result = pytester.runpytest("-q", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*second order: Hessian-vector products disagree*"])
+
+
+@pytest.mark.parametrize("output, inputs, dtype", [
+    ("sum(softmax(x))", {"x": [0.3, -1.7, 2.5]}, "float64"),  # constant: exact HVP 0
+    ("sum(sin(x) ** 2 + cos(x) ** 2)", {"x": [0.3, -1.7, 2.5]}, "float64"),
+    ("logsumexp(x, dim=0)", {"x": [40.0, 0.0, -3.0, 2.0]}, "float64"),
+    ("cross_entropy(x, t)", {"x": [15.0, 0.0, -3.0, 2.0], "t": {"value": 0, "dtype": "int64"}},
+     "float32"),
+])
+def test_near_zero_hessian_vector_products_are_rounding_not_bugs(output, inputs, dtype) -> None:
+    (result,) = check(output, inputs, order=2, dtypes=[dtype])
+    assert result.status == "pass", result.message
+
+
+def test_second_order_never_blames_the_exact_oracle_when_first_order_is_wrong() -> None:
+    class ExpOff(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x.exp()
+
+        @staticmethod
+        def backward(ctx, grad):
+            (x,) = ctx.saved_tensors
+            return grad * x.exp() * 1.01  # wrong, and differentiable: wrong at order 2 too
+
+    (result,) = check("sum(exp(x))", {"x": [0.3, 1.2, -0.7]}, order=2,
+                      impl=lambda x: ExpOff.apply(x).sum())
+    assert result.status == "fail"
+    assert "symbolic is the odd one out" not in result.message
+    assert {m.odd_oracle for m in result.mismatches if m.check == "gradient"} == {"autograd"}
+
+
+def test_order_2_names_why_the_exact_oracle_cannot_take_a_case() -> None:
+    (result,) = check("sum(2 ** x)", {"x": [0.3, 1.7]}, order=2)
+    assert result.status == "error"
+    assert "a power with a non-constant exponent" in result.message

@@ -81,16 +81,30 @@ def _signed_infinities(per_probe: tuple[dict[str, np.ndarray], ...], program: Pr
 
 
 def exact_is_affordable(program: Program) -> bool:
+    return exact_unaffordable_because(program) is None
+
+
+def exact_unaffordable_because(program: Program) -> str | None:
+    """Why the exact elementwise oracle would be too costly for this case, or None."""
     needed = [program.nodes[i] for i in program.needed_for([program.output])]
     differentiable = sum(n.size for n in needed if n.op == "input" and n.needs_grad)
     for node in needed:
         if node.op == "pow":
             exponent = program.nodes[node.args[1]]
-            if exponent.op != "const" or abs(exponent.const) > EXACT_MAX_EXPONENT:
-                return False
-    return (sum(n.size for n in needed) <= EXACT_MAX_SCALARS
-            and differentiable <= EXACT_MAX_INPUT_ELEMENTS
-            and program.output_node.size <= EXACT_MAX_OUTPUT_ELEMENTS)
+            if exponent.op != "const":
+                return f"a power with a non-constant exponent ({node.key})"
+            if abs(exponent.const) > EXACT_MAX_EXPONENT:
+                return f"a constant exponent beyond ±{EXACT_MAX_EXPONENT} ({node.key})"
+    if differentiable > EXACT_MAX_INPUT_ELEMENTS:
+        return (f"{differentiable} differentiated elements (at most "
+                f"{EXACT_MAX_INPUT_ELEMENTS})")
+    scalars = sum(n.size for n in needed)
+    if scalars > EXACT_MAX_SCALARS:
+        return f"{scalars} scalars in the graph (at most {EXACT_MAX_SCALARS})"
+    if program.output_node.size > EXACT_MAX_OUTPUT_ELEMENTS:
+        return (f"{program.output_node.size} output elements (at most "
+                f"{EXACT_MAX_OUTPUT_ELEMENTS})")
+    return None
 
 
 def numpy_forward(program: Program, point: Point, roots: list[int]) -> dict[int, np.ndarray]:
@@ -246,13 +260,18 @@ def _exact(program: Program, point: Point,
                 formulas[name] = np.asarray(derivatives, dtype=object).reshape(names.shape)
             rows.append([evaluate(d) for d in derivatives])
         jacobians[name] = np.asarray(rows, dtype=np.float64)
+    # A differentiable input the output does not use has a zero gradient.
+    unused = {name: np.zeros(program.nodes[index].shape)
+              for name, index in program.inputs.items()
+              if program.nodes[index].needs_grad and name not in symbols}
     per_probe = []
     for probe in probes:
         weights = np.asarray(probe.cotangent, dtype=np.float64).reshape(-1)
         used = weights != 0  # so that an infinite entry elsewhere does not give 0 * inf
         per_probe.append({
-            name: (weights[used] @ jacobian[used]).reshape(symbols[name].shape)
-            for name, jacobian in jacobians.items()
+            **{name: (weights[used] @ jacobian[used]).reshape(symbols[name].shape)
+               for name, jacobian in jacobians.items()},
+            **unused,
         })
     return value, tuple(per_probe), formulas
 
@@ -263,12 +282,10 @@ def hessian_vector_products(program: Program, point: Point, probes: tuple[Probe,
     derivative of u·f along v once more. Only for cases the exact oracle affords."""
     import sympy
 
-    if not exact_is_affordable(program):
-        raise SpecError(
-            f"order: 2 needs a case small enough for the exact symbolic oracle (at most "
-            f"{EXACT_MAX_INPUT_ELEMENTS} differentiated elements, {EXACT_MAX_SCALARS} scalars "
-            f"in all, {EXACT_MAX_OUTPUT_ELEMENTS} output elements); this one is larger",
-            key="order")
+    reason = exact_unaffordable_because(program)
+    if reason is not None:
+        raise SpecError(f"order: 2 needs a case the exact symbolic oracle affords; this one "
+                        f"has {reason}", key="order")
     output, symbols, evaluate = _sympy_graph(program, point)
     flat_outputs = output.reshape(-1)
     results = []
@@ -279,11 +296,13 @@ def hessian_vector_products(program: Program, point: Point, probes: tuple[Probe,
         directional = sympy.Add(*[
             sympy.diff(weighted, symbol) * _rational(float(v))
             for name, names in symbols.items()
-            for symbol, v in zip(names.reshape(-1), tangents[name].reshape(-1), strict=True)])
+            for symbol, v in zip(names.reshape(-1), tangents[name].reshape(-1), strict=True)],
+            0)
         with np.errstate(all="ignore"):
             results.append({
-                name: np.array([evaluate(sympy.diff(directional, symbol))
-                                for symbol in names.reshape(-1)],
-                               dtype=np.float64).reshape(names.shape)
-                for name, names in symbols.items()})
+                **{name: np.zeros(tangent.shape) for name, tangent in tangents.items()},
+                **{name: np.array([evaluate(sympy.diff(directional, symbol))
+                                   for symbol in names.reshape(-1)],
+                                  dtype=np.float64).reshape(names.shape)
+                   for name, names in symbols.items()}})
     return tuple(results)

@@ -1,0 +1,463 @@
+"""``gradcheck-lab explain``: what the symbolic oracle derives for a case, in readable form.
+
+A scalar case (every value a number) gets each let step's local derivatives with their values
+at the point, the chain rule that multiplies them out, and the gradient formula sympy derives
+from the whole expression. A tensor case gets its op chain (each step's ops with shapes and
+norms) and the formula of one representative element, when the case is small enough for the
+exact oracle; formulas per element would fill pages. Everything is built from the parsed
+program and the op table's sympy forms: no text of the case file is evaluated.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from gradcheck_lab.casefile import Case
+from gradcheck_lab.casefile.program import Program
+from gradcheck_lab.errors import SpecError
+from gradcheck_lab.graph import node_adjoints
+from gradcheck_lab.ops import OPS
+from gradcheck_lab.ops.base import object_array
+from gradcheck_lab.ops.derivatives import sympy_to_float
+from gradcheck_lab.oracles import symbolic
+from gradcheck_lab.oracles.base import Probe, make_probes
+from gradcheck_lab.points import Point, make_point
+from gradcheck_lab.selection import (
+    OUTPUT,
+    describe_array,
+    format_number,
+    located,
+    node_names,
+    norm,
+    spell,
+)
+
+MAX_FORMULA_CHARACTERS = 1500  # longer formulas are summarized, not printed
+PRETTY_WIDTH = 96  # wider 2-D formulas are printed in sympy's one-line form instead
+MAX_PATHS = 4  # chain-rule paths written out per input; more are only counted
+_INDENT = "  "
+
+
+@dataclass(frozen=True)
+class _Step:
+    """A let step or the output: its expression in the symbols of the names it uses."""
+
+    name: str
+    index: int
+    expression: Any  # sympy
+    uses: tuple[str, ...]
+
+
+def explain(case: Case, dtype: str, latex: bool = False) -> str:
+    """The explanation of ``case`` at its first point, rounded to ``dtype``, as text."""
+    point = make_point(case, dtype)
+    try:
+        return _Explainer(case, point, latex).text()
+    except SpecError as exc:  # a rule that fails at this point: say where, as the runner does
+        raise located(case, exc) from None
+
+
+class _Explainer:
+    def __init__(self, case: Case, point: Point, latex: bool) -> None:
+        self.case = case
+        self.program = case.program
+        self.point = point
+        self.latex = latex
+        self.names = node_names(self.program)
+        program = self.program
+        self.env = symbolic.numpy_forward(
+            program, point, [program.output, *program.inputs.values(), *program.lets.values()])
+        # The first of the check's own probes: 1 for a scalar output, output[0, ...] for a
+        # small tensor, a seeded random cotangent for a large one.
+        self.probe: Probe = make_probes(program.output_node.shape, case.seed)[0]
+        self.gradients = symbolic.gradients(program, point, (self.probe,))
+        self.adjoints = node_adjoints(program, self.env, self.probe.cotangent)
+        self.subject = OUTPUT if self.probe.label == "output" else self.probe.label
+
+    def text(self) -> str:
+        lines = self._header()
+        needed = self.program.needed_for([self.program.output])
+        if all(self.program.nodes[i].shape == () for i in needed):
+            lines += self._scalar_sections()
+        else:
+            lines += self._tensor_sections()
+        return "\n".join(lines) + "\n"
+
+    # --- common ---------------------------------------------------------------------------
+
+    def _header(self) -> list[str]:
+        case = self.case
+        where = f"{case.file}:{case.line}" if case.line is not None else case.file
+        lines = [f"{case.name} ({where})" + (f": {case.description}" if case.description
+                                              else "")]
+        of = ("the output" if self.subject == OUTPUT
+              else f"{self.subject} (the first of the check's cotangents)")
+        lines.append(f"point: {self.point.dtype}; gradients of {of}: {self.gradients.method}")
+        if case.impl is not None:
+            lines.append(f"impl {case.impl_label} is what autograd checks; this explains the "
+                         "spec (output:) that the symbolic oracle differentiates")
+        lines += [f"note: {kink}" for kink in self.gradients.kinks]
+        return lines
+
+    def _partial(self, of: str, wrt: str) -> str:
+        if self.latex:
+            import sympy
+
+            return (rf"\frac{{\partial {sympy.latex(sympy.Symbol(of))}}}"
+                    rf"{{\partial {sympy.latex(sympy.Symbol(wrt))}}}")
+        return f"∂{of}/∂{wrt}"
+
+    def _formula(self, left: str, expression: Any, value: float | None,
+                 indent: str = _INDENT) -> list[str]:
+        """``left = formula = value``, sympy's 2-D layout on the formula's baseline; a formula
+        too wide for that in sympy's one-line form, wrapped below ``left``."""
+        import sympy
+        from sympy.printing.pretty.pretty import PrettyPrinter
+        from sympy.printing.pretty.stringpict import prettyForm
+
+        tail = "" if value is None else f" = {format_number(value)}"
+        size = len(str(expression))
+        if size > MAX_FORMULA_CHARACTERS:
+            return [f"{indent}{left}{tail}  (sympy's formula has {size} characters: too long "
+                    "to print)"]
+        if self.latex:
+            return [f"{indent}{left} = {sympy.latex(expression)}{tail}"]
+        form = PrettyPrinter({"use_unicode": True, "wrap_line": False})._print(expression)
+        if form.width() <= PRETTY_WIDTH:
+            form = prettyForm(*form.left(f"{indent}{left} = "))
+            form = prettyForm(*form.right(tail))
+            return [row.rstrip() for row in form.render(wrap_line=False).splitlines()]
+        # Too wide for a 2-D layout (it would wrap into unreadable strips). Non-breaking
+        # spaces after commas keep "x[0, 4]" on one line.
+        rows = [row.replace("\u00a0", " ") for row in textwrap.wrap(
+            str(expression).replace(", ", ",\u00a0"), PRETTY_WIDTH, break_on_hyphens=False)]
+        return [f"{indent}{left} =", *(f"{indent}{_INDENT * 2}{row}" for row in rows),
+                *([f"{indent}{_INDENT}{tail.strip()}"] if tail else [])]
+
+    # --- scalar cases ---------------------------------------------------------------------
+
+    def _scalar_sections(self) -> list[str]:
+        program = self.program
+        steps = self._steps()
+        lines = ["", "values at the point"]
+        for name, index in program.inputs.items():
+            role = "" if program.nodes[index].needs_grad else "  (no gradient)"
+            lines.append(f"{_INDENT}{name} = {describe_array(self.env[index])}{role}")
+        for step in steps:
+            spelled = spell(program, step.index, self.names) if step.name == self.names.get(
+                step.index) else ", ".join(step.uses)
+            lines.append(f"{_INDENT}{step.name} = {spelled} = "
+                         f"{describe_array(self.env[step.index])}")
+
+        local: dict[tuple[str, str], float] = {}
+        lines += ["", "local derivatives (each step with respect to the names it uses)"]
+        reached = self._reached(steps)
+        for step in reversed(steps):
+            if step.name not in reached:
+                continue
+            for used in step.uses:
+                if not self._needs_grad(used):
+                    continue
+                derivative = _diff(step.expression, used)
+                value = self._evaluate(derivative)
+                local[(step.name, used)] = value
+                lines += self._formula(self._partial(step.name, used), derivative,
+                                       None if derivative.is_Number else value)
+
+        lines += ["", "chain rule (a sum over paths from the output, of the products of the "
+                      "local derivatives)"]
+        uses = {step.name: [u for u in step.uses if self._needs_grad(u)] for step in steps}
+        gradient = self.gradients.per_probe[0]
+        for name in gradient:
+            lines += self._chain(name, uses, local, float(gradient[name]))
+
+        lines += ["", "gradients (sympy's derivative of the whole expression)"]
+        whole = self._whole_output(element_symbols=False)
+        for name in gradient:
+            formula = _simplified(_diff(whole, name))
+            # A number needs no "= value" after it (0 for an input the output ignores).
+            lines += self._formula(self._partial(OUTPUT, name), formula,
+                                   None if formula.is_Number else float(gradient[name]))
+        return lines
+
+    def _steps(self) -> list[_Step]:
+        """Each let, then the output, as an expression of the names it uses directly."""
+        import sympy
+
+        program = self.program
+        # An output that is an input or a let by another name is a step of its own anyway.
+        named = [*program.lets.items(), (OUTPUT, program.output)]
+        steps = []
+        for name, index in named:
+            if self.names[index] != name:  # an alias: name = other name
+                other = self.names[index]
+                steps.append(_Step(name, index, sympy.Symbol(other, real=True), (other,)))
+                continue
+            given = {i: object_array(sympy.Symbol(n, real=True)) for i, n in self.names.items()
+                     if i != index}
+            expression, uses = _sympy_values(program, index, given)
+            steps.append(_Step(name, index, expression.item(),
+                               tuple(self.names[i] for i in uses)))
+        return steps
+
+    def _reached(self, steps: list[_Step]) -> set[str]:
+        """Names of the steps the output depends on (a let nobody uses has no gradient)."""
+        by_name = {step.name: step for step in steps}
+        reached, stack = set(), [OUTPUT]
+        while stack:
+            name = stack.pop()
+            if name in reached or name not in by_name:
+                continue
+            reached.add(name)
+            stack.extend(by_name[name].uses)
+        return reached
+
+    def _needs_grad(self, name: str) -> bool:
+        index = self.program.inputs.get(name, self.program.lets.get(name))
+        return index is not None and self.program.nodes[index].needs_grad
+
+    def _chain(self, name: str, uses: dict[str, list[str]], local: dict[tuple[str, str], float],
+               total: float) -> list[str]:
+        paths = _paths(OUTPUT, name, uses, MAX_PATHS)
+        left = f"{_INDENT}{self._partial(OUTPUT, name)} = {format_number(total)}"
+        if paths is None:
+            return [f"{left}  (a sum over more than {MAX_PATHS} paths)"]
+        if not paths:
+            return [f"{left}  (the output does not depend on {name})"]
+        times = r" \cdot " if self.latex else " · "
+        products = []
+        for path in paths:
+            symbols = times.join(self._partial(a, b) for a, b in path)
+            numbers = times.join(_factor(local[edge]) for edge in path)
+            product = float(np.prod([local[edge] for edge in path]))
+            products.append((symbols, numbers, product))
+        if len(paths) == 1:
+            symbols, numbers, _ = products[0]
+            if len(paths[0]) == 1:  # a direct use: nothing to multiply
+                return [left]
+            return [f"{_INDENT}{self._partial(OUTPUT, name)} = {symbols} = {numbers} = "
+                    f"{format_number(total)}"]
+        return [f"{left}, the sum of {len(paths)} paths:",
+                *(f"{_INDENT * 3}{symbols} = {numbers} = {format_number(product, 8)}"
+                  for symbols, numbers, product in products)]
+
+    def _evaluate(self, expression: Any) -> float:
+        """The value at the point: names replaced by their exact binary values."""
+        import sympy
+
+        values = {}
+        for index, name in self.names.items():
+            value = self.env.get(index)
+            if value is None or value.shape != ():
+                continue
+            # Literal inputs exactly as written (0.1 is 1/10); everything else is its float.
+            exact = self.point.exact.get(name) if name in self.program.inputs else None
+            number = Fraction(exact.item() if exact is not None else float(value))
+            values[sympy.Symbol(name, real=True)] = sympy.Rational(number.numerator,
+                                                                   number.denominator)
+        result = sympy.sympify(expression).xreplace(values)
+        return sympy_to_float(result.evalf(30))
+
+    # --- tensor cases ---------------------------------------------------------------------
+
+    def _tensor_sections(self) -> list[str]:
+        program = self.program
+        gradient = self.gradients.per_probe[0]
+        lines = ["", "inputs"]
+        width = max(len(name) for name in program.inputs)
+        for name, index in program.inputs.items():
+            value = self.env[index]
+            text = f"{_INDENT}{name:<{width}}  {describe_array(value)}"
+            if name in gradient and gradient[name].shape == ():
+                text += f"; grad {format_number(float(gradient[name]), 6)}"
+            elif name in gradient:
+                grad = gradient[name]
+                text += f"; grad norm {format_number(norm(grad), 4)}"
+                if grad.size > 1 and np.isfinite(grad).any():
+                    where = np.unravel_index(int(np.nanargmax(np.abs(grad))), grad.shape)
+                    text += (f", largest |grad| {format_number(abs(float(grad[where])), 4)} "
+                             f"at {name}{_index_text(where)}")
+            else:
+                text += "; no gradient"
+            lines.append(text)
+
+        lines += ["", "op chain (each step, then its ops in evaluation order: shape, value, "
+                      f"∂{self.subject}/∂op; a tensor by its norm)"]
+        rows: list[tuple[str, str] | str] = []
+        for name, index in [*program.lets.items(), (OUTPUT, program.output)]:
+            if self.names[index] != name:
+                rows.append(f"{_INDENT}{name} = {self.names[index]}")
+                continue
+            rows.append(f"{_INDENT}{name} = {spell(program, index, self.names)}")
+            key = "output" if name == OUTPUT else f"let.{name}"
+            for node in program.nodes:
+                value = self.env.get(node.index)
+                # value None: a let nothing needs, which the forward did not evaluate
+                if node.key != key or node.op in ("input", "const") or value is None:
+                    continue
+                numbers = _value_and_gradient(value, self.adjoints.get(node.index))
+                rows.append((f"{_INDENT * 2}{spell(program, node.index, self.names, depth=1)}",
+                             f"{list(node.shape)}  {numbers}"))
+        width = max((len(row[0]) for row in rows if isinstance(row, tuple)), default=0)
+        lines += [row if isinstance(row, str) else f"{row[0]:<{width}}  {row[1]}"
+                  for row in rows]
+        value = self.env[program.output]
+        lines.append(f"{_INDENT}value of the output: {describe_array(value)}")
+        lines += ["", "representative element"]
+        lines += self._representative(gradient)
+        return lines
+
+    def _representative(self, gradient: dict[str, np.ndarray]) -> list[str]:
+        """The formula of the largest gradient element, when the exact oracle affords it."""
+        if not symbolic.exact_is_affordable(self.program):
+            return [f"{_INDENT}(no per-element formula: the case is larger than the exact "
+                    "oracle handles; the gradients come from the rule sweep)"]
+        candidates = [(abs(float(g.reshape(-1)[k])), name, k) for name, g in gradient.items()
+                      for k in range(g.size) if np.isfinite(g.reshape(-1)[k])]
+        if not candidates:
+            return [f"{_INDENT}(no differentiated input)"]
+        _, name, flat = max(candidates, key=lambda item: item[0])
+        shape = gradient[name].shape
+        element = np.unravel_index(flat, shape) if shape else ()
+        symbol = name + _index_text(element)
+        output = self._whole_output(element_symbols=True)
+        cotangent = np.asarray(self.probe.cotangent, dtype=np.float64)
+        k = int(np.argmax(np.abs(cotangent.reshape(-1))))
+        of = OUTPUT if not cotangent.shape else OUTPUT + _index_text(
+            np.unravel_index(k, cotangent.shape))
+        formula = _simplified(_diff(output.reshape(-1)[k], symbol))
+        return self._formula(self._partial(of, symbol), formula,
+                             float(gradient[name].reshape(-1)[flat]))
+
+    def _whole_output(self, element_symbols: bool) -> Any:
+        """The output in one symbol per input element (``x[0, 1]``, or ``x`` for a scalar);
+        integer inputs (class targets) as their values."""
+        import sympy
+
+        given: dict[int, np.ndarray] = {}
+        for name, index in self.program.inputs.items():
+            node = self.program.nodes[index]
+            if node.is_integer:
+                given[index] = object_array(np.vectorize(int, otypes=[object])(
+                    self.point.values[name]))
+                continue
+            symbols = np.empty(node.shape, dtype=object)
+            for multi in np.ndindex(*node.shape):
+                symbols[multi] = sympy.Symbol(name + _index_text(multi), real=True)
+            given[index] = symbols
+        values, _ = _sympy_values(self.program, self.program.output, given)
+        return values.item() if not element_symbols and values.shape == () else values
+
+
+def _factor(value: float) -> str:
+    text = format_number(value, 6)
+    return f"({text})" if text.startswith("-") else text
+
+
+def _value_and_gradient(value: np.ndarray, adjoint: np.ndarray | None) -> str:
+    if value.shape == ():
+        text = f"value {format_number(float(value), 6)}"
+        return text + ("  no gradient" if adjoint is None else
+                       f"  grad {format_number(float(adjoint), 6)}")
+    text = f"norm {format_number(norm(value), 4)}"
+    return text + ("  no gradient" if adjoint is None else
+                   f"  grad norm {format_number(norm(adjoint), 4)}")
+
+
+def _sympy_values(program: Program, root: int,
+                  given: dict[int, np.ndarray]) -> tuple[np.ndarray, list[int]]:
+    """Node ``root`` as an object array of sympy expressions, from the op table's sympy forms,
+    stopping at the ``given`` nodes; and which given nodes it used, in reading order."""
+    import sympy
+
+    needed: set[int] = set()
+    stack = [root]
+    while stack:  # not recursive: a chain of lets may nest deeper than Python's stack
+        index = stack.pop()
+        if index in needed:
+            continue
+        needed.add(index)
+        if index not in given:
+            stack.extend(program.nodes[index].args)
+    env: dict[int, np.ndarray] = {}
+    for index in sorted(needed):
+        node = program.nodes[index]
+        if index in given:
+            env[index] = given[index]
+        elif node.op == "const":
+            fraction = Fraction(node.const or 0)
+            env[index] = object_array(sympy.Rational(fraction.numerator, fraction.denominator))
+        else:
+            env[index] = OPS[node.op].sympy([env[a] for a in node.args], node.param_dict)
+    return np.asarray(env[root], dtype=object), _reading_order(program, root, given)
+
+
+def _reading_order(program: Program, root: int, given: dict[int, np.ndarray]) -> list[int]:
+    """The given nodes under ``root``, in the order the expression mentions them."""
+    order: list[int] = []
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        index = stack.pop()
+        if index in seen:
+            continue
+        seen.add(index)
+        if index in given and index != root:
+            order.append(index)
+        else:
+            stack.extend(reversed(program.nodes[index].args))
+    return order
+
+
+def _diff(expression: Any, name: str) -> Any:
+    import sympy
+
+    expression = sympy.sympify(expression)
+    return sympy.diff(expression, sympy.Symbol(name, real=True))
+
+
+def _simplified(expression: Any) -> Any:
+    """Common factors pulled out (2⋅z²⋅(x + y), not z²⋅(2⋅x + 2⋅y)); cheap, unlike simplify."""
+    import sympy
+
+    if len(str(expression)) > MAX_FORMULA_CHARACTERS:
+        return expression
+    return sympy.factor_terms(expression)
+
+
+def _paths(start: str, end: str, uses: dict[str, list[str]],
+           limit: int) -> list[list[tuple[str, str]]] | None:
+    """Every path of uses from ``start`` down to ``end`` as (step, used) edges; None when
+    there are more than ``limit`` of them."""
+    counts: dict[str, int] = {}
+
+    def count(name: str) -> int:  # memoized: the number of paths grows, the steps do not
+        if name == end:
+            return 1
+        if name not in counts:
+            counts[name] = sum(count(u) for u in uses.get(name, []))
+        return counts[name]
+
+    if count(start) > limit:
+        return None
+    found: list[list[tuple[str, str]]] = []
+
+    def walk(name: str, path: list[tuple[str, str]]) -> None:
+        if name == end:
+            found.append(path)
+            return
+        for used in uses.get(name, []):
+            if count(used):
+                walk(used, [*path, (name, used)])
+
+    walk(start, [])
+    return found
+
+
+def _index_text(index: tuple[int, ...]) -> str:
+    return "[" + ", ".join(str(int(i)) for i in index) + "]" if len(index) else ""

@@ -1,0 +1,212 @@
+"""``gradcheck-lab graph``: a case's computational graph, drawn with matplotlib.
+
+One box per input, let step, intermediate op and the output, each with its forward value (a
+tensor: shape and norm) and its gradient: the adjoint of the output with respect to that node,
+from a reverse sweep of the symbolic oracle's rules that keeps every node's adjoint. Constants
+are folded into the label of the op that uses them. Layout: columns by depth from the inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gradcheck_lab.casefile import Case
+from gradcheck_lab.casefile.program import Program
+from gradcheck_lab.errors import GradcheckLabError, SpecError
+from gradcheck_lab.ops import OPS
+from gradcheck_lab.oracles.base import make_probes
+from gradcheck_lab.oracles.symbolic import numpy_forward
+from gradcheck_lab.points import make_point
+from gradcheck_lab.selection import OUTPUT, format_number, located, node_names, norm, spell
+
+FORMATS = (".svg", ".png", ".pdf")
+MAX_NODES = 300  # beyond this a drawing is unreadable, and matplotlib's canvas too large
+_COLORS = {"input": "#dbe9f6", "let": "#dff0d8", "op": "#f5f5f5", "output": "#fbe3c8"}
+
+
+@dataclass(frozen=True)
+class GraphNode:
+    index: int
+    kind: str  # "input", "let", "op" or "output"
+    lines: tuple[str, ...]  # the label: name/op, value, gradient
+    args: tuple[int, ...]  # indices of the drawn nodes it is computed from (no constants)
+    depth: int
+
+
+@dataclass(frozen=True)
+class CaseGraph:
+    title: str
+    nodes: tuple[GraphNode, ...]
+
+
+def node_adjoints(program: Program, env: dict[int, np.ndarray],
+                  cotangent: np.ndarray) -> dict[int, np.ndarray]:
+    """The adjoint of every node that needs a gradient: ``symbolic.sweep`` (the same VJP
+    rules, in the same order), keeping each node's adjoint instead of only the inputs'."""
+    adjoints: dict[int, np.ndarray] = {
+        program.output: np.asarray(cotangent, dtype=np.float64)}
+    with np.errstate(all="ignore"):
+        for index in reversed(program.needed_for([program.output])):
+            node = program.nodes[index]
+            g = adjoints.get(index)
+            if g is None or node.op in ("input", "const") or not node.needs_grad:
+                continue
+            op = OPS[node.op]
+            needs = [program.nodes[a].needs_grad and position not in op.nondifferentiable_args
+                     for position, a in enumerate(node.args)]
+            local = op.vjp(g, [env[a] for a in node.args], env[index], node.param_dict, needs)
+            for arg, grad in zip(node.args, local, strict=True):
+                if grad is not None:
+                    adjoints[arg] = adjoints[arg] + grad if arg in adjoints else grad
+    return {index: np.asarray(g, dtype=np.float64).reshape(program.nodes[index].shape)
+            for index, g in adjoints.items() if program.nodes[index].needs_grad}
+
+
+def build_graph(case: Case, dtype: str) -> CaseGraph:
+    """The nodes to draw, labelled with values and adjoints at the case's first point."""
+    program = case.program
+    point = make_point(case, dtype)
+    # Lets the output does not use are drawn too (without a gradient); constants are not.
+    roots = [program.output, *program.inputs.values(), *program.lets.values()]
+    drawn = sorted(set(program.needed_for(roots)) - {
+        i for i, node in enumerate(program.nodes) if node.op == "const"})
+    if len(drawn) > MAX_NODES:
+        raise GradcheckLabError(f"{case.name}: the graph has {len(drawn)} nodes, too many to "
+                                f"draw (at most {MAX_NODES})")
+    try:
+        env = numpy_forward(program, point, roots)
+    except SpecError as exc:  # a rule that fails at this point: say where
+        raise located(case, exc) from None
+    # The first probe is what the check itself starts a backward from: 1 for a scalar output,
+    # output[0, ...] for a small tensor, a seeded random cotangent for a large one.
+    probe = make_probes(program.output_node.shape, case.seed)[0]
+    adjoints = node_adjoints(program, env, probe.cotangent)
+    names = node_names(program)
+    lets = set(program.lets.values())
+    depth = _depths(program, drawn)
+    nodes = []
+    for index in drawn:
+        node = program.nodes[index]
+        args = tuple(a for a in node.args if program.nodes[a].op != "const")
+        if index == program.output:
+            kind = "output"
+        elif node.op == "input":
+            kind = "input"
+        else:
+            kind = "let" if index in lets else "op"
+        nodes.append(GraphNode(index, kind, (
+            _title(program, index, names, kind),
+            _value_line(env[index]),
+            # An input the output does not use has a gradient, zero (as the check counts it).
+            _gradient_line(adjoints.get(index, np.zeros(node.shape) if (
+                node.op == "input" and node.needs_grad) else None)),
+        ), args, depth[index]))
+    subject = "output" if probe.label == "output" else probe.label
+    title = (f"{case.name} ({point.dtype}): forward values, and grad = "
+             f"∂{subject}/∂node (reverse sweep of the symbolic rules)")
+    if case.impl is not None:
+        title += f"; the spec, not impl {case.impl_label}"
+    return CaseGraph(title, tuple(nodes))
+
+
+def _depths(program: Program, drawn: list[int]) -> dict[int, int]:
+    """Depth from the inputs: 1 + the deepest argument. An input then moves to the column just
+    before its first use, so that a network's weights sit beside their layer."""
+    depth: dict[int, int] = {}
+    for index in drawn:
+        node = program.nodes[index]
+        args = [a for a in node.args if program.nodes[a].op != "const"]
+        depth[index] = 1 + max((depth[a] for a in args), default=0) if args else 0
+    for index in drawn:
+        if program.nodes[index].op == "input":
+            uses = [depth[i] for i in drawn if index in program.nodes[i].args]
+            depth[index] = min(uses, default=1) - 1
+    return depth
+
+
+def _title(program: Program, index: int, names: dict[int, str], kind: str) -> str:
+    node = program.nodes[index]
+    if kind == "input":
+        return node.name or "?"
+    # One level of the expression: arguments by name, unnamed intermediate results as ·.
+    expression = spell(program, index, names, depth=1)
+    if kind == "op":
+        return expression
+    name = names[index]
+    if kind == "output" and name != OUTPUT:
+        return f"{name} ({OUTPUT}) = {expression}"
+    return f"{name} = {expression}"
+
+
+def _value_line(value: np.ndarray) -> str:
+    if value.shape == ():
+        return f"value {format_number(float(value), 6)}"
+    return f"{list(value.shape)}, norm {format_number(norm(value), 4)}"
+
+
+def _gradient_line(adjoint: np.ndarray | None) -> str:
+    if adjoint is None:
+        return "no gradient"
+    if adjoint.shape == ():
+        return f"grad {format_number(float(adjoint), 6)}"
+    return f"grad norm {format_number(norm(adjoint), 4)}"
+
+
+def layout(nodes: tuple[GraphNode, ...]) -> dict[int, tuple[float, float]]:
+    """Columns by depth; within a column, nodes ordered by the mean height of their
+    arguments (fewer crossing edges), centred on y = 0."""
+    columns: dict[int, list[GraphNode]] = {}
+    for node in nodes:
+        columns.setdefault(node.depth, []).append(node)
+    position: dict[int, tuple[float, float]] = {}
+    for depth in sorted(columns):
+        column = columns[depth]
+        def order(node: GraphNode) -> tuple[float, int]:
+            # Results by the mean height of their arguments, inputs below them.
+            heights = [position[a][1] for a in node.args if a in position]
+            if node.kind == "input" or not heights:
+                return (float("inf"), node.index)
+            return (-float(np.mean(heights)), node.index)
+
+        column = sorted(column, key=order)
+        for rank, node in enumerate(column):
+            position[node.index] = (float(depth), (len(column) - 1) / 2 - rank)
+    return position
+
+
+def draw(graph: CaseGraph, path: Path) -> None:
+    """Write the drawing to ``path``; the format follows its suffix (.svg, .png or .pdf)."""
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    position = layout(graph.nodes)
+    columns = max(x for x, _ in position.values()) + 1
+    tallest = max(sum(1 for x, _ in position.values() if x == c) for c in range(int(columns)))
+    # svg.fonttype "none": labels stay <text> in an SVG (searchable, and what the tests read).
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        figure = Figure(figsize=(max(4.0, 2.8 * columns), max(2.5, 1.2 * tallest + 0.8)))
+        FigureCanvasAgg(figure)  # the Agg backend, without switching pyplot's global one
+        axes = figure.add_axes((0.0, 0.0, 1.0, 0.92))
+        axes.set_axis_off()
+        axes.set_xlim(-0.5, columns - 0.5)
+        axes.set_ylim(-(tallest / 2), tallest / 2)
+        boxes = {}
+        for node in graph.nodes:
+            x, y = position[node.index]
+            boxes[node.index] = axes.text(
+                x, y, "\n".join(node.lines), ha="center", va="center", fontsize=8,
+                bbox={"boxstyle": "round,pad=0.4", "facecolor": _COLORS[node.kind],
+                      "edgecolor": "#555555"}, zorder=2)
+        for node in graph.nodes:
+            for arg in node.args:
+                # From the right edge of the argument's label to the left edge of the result's.
+                axes.annotate("", xy=(0.0, 0.5), xycoords=boxes[node.index],
+                              xytext=(1.0, 0.5), textcoords=boxes[arg],
+                              arrowprops={"arrowstyle": "-|>", "color": "#777777",
+                                          "shrinkA": 6, "shrinkB": 6, "lw": 0.8}, zorder=1)
+        figure.suptitle(graph.title, fontsize=9)
+        figure.savefig(path, bbox_inches="tight")
