@@ -1,7 +1,7 @@
 """Cost of checking the MNIST MLP case, against one forward+backward of the same MLP.
 
 Run: .venv/bin/python benchmarks/mnist_mlp_cost.py [--repeats N] [--exhaustive]
-     [--plain-forwards M]
+     [--plain-forwards M] [--torch-slow]
 
 Prints, from one run on one machine: the wall time of `gradcheck-lab run
 cases/mnist_mlp_ce.yaml` as a user sees it (a fresh process: imports included), the in-process
@@ -52,6 +52,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--exhaustive", action="store_true")
     parser.add_argument("--plain-forwards", type=int, default=2000)
+    parser.add_argument("--torch-slow", action="store_true",
+                        help="also torch.autograd.gradcheck in slow mode on the same MLP "
+                             "(one forward pair per parameter: minutes)")
     args = parser.parse_args()
     (case,) = load_file(CASE)
     point = make_point(case, "float64")
@@ -71,6 +74,25 @@ def main() -> None:
     print(f"`gradcheck-lab run cases/mnist_mlp_ce.yaml`: {cli:8.2f} s (fresh process)")
     if args.exhaustive:
         exhaustive_figures(case, point, unit, args.plain_forwards)
+    if args.torch_slow:
+        torch_slow_mode(case, point, unit)
+
+
+def torch_slow_mode(case, point, unit: float) -> None:
+    """The reference the fast path is measured against: gradcheck's exhaustive mode."""
+    leaves = make_leaves(case, point, "float64", "cpu")
+    names = [spec.name for spec in case.differentiable_inputs]
+
+    def function(*differentiable):
+        return lower(case.program, {**leaves, **dict(zip(names, differentiable, strict=True))},
+                     "float64", "cpu")
+
+    started = time.perf_counter()
+    passed = torch.autograd.gradcheck(function, tuple(leaves[n] for n in names),
+                                      fast_mode=False)
+    seconds = time.perf_counter() - started
+    print(f"torch.autograd.gradcheck slow mode (passed: {passed}): {seconds:8.1f} s"
+          f"  = {seconds / unit:8.0f} forward+backward units")
 
 
 def exhaustive_figures(case, point, unit: float, sample: int) -> None:

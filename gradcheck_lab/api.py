@@ -22,11 +22,13 @@ def check(
     seed: int = 0,
     nondet_tol: float | None = None,
     points: int = 1,
+    avoid_kinks: bool = False,
     order: int = 1,
     modes: Sequence[str] = ("reverse",),
     name: str = "check",
     symbolic: str = "auto",
     fd: str = "auto",
+    sensitivity: bool = False,
 ) -> list[Result]:
     """Check ``output`` (the spec, in the case language) and optionally ``impl`` against it.
 
@@ -52,11 +54,14 @@ def check(
     if nondet_tol is not None:
         data["nondet_tol"] = nondet_tol
     data["points"] = points
+    data["avoid_kinks"] = avoid_kinks
     data["order"] = order
     data["modes"] = list(modes)
     case = build_case(_plain(data), label="<check>", base_dir=None, default_name=name,
                       impl=impl)
-    return list(run_case(case, RunOptions(symbolic_mode=symbolic, fd_mode=fd)))
+    # sensitivity: each result's ``sensitivity`` holds the smallest planted errors caught.
+    return list(run_case(case, RunOptions(symbolic_mode=symbolic, fd_mode=fd,
+                                          sensitivity=sensitivity)))
 
 
 def run_file(path: str | Path, *, symbolic: str = "auto", fd: str = "auto") -> list[Result]:

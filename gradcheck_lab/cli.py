@@ -84,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="time budget of a case with an impl, which then runs in a worker "
                           "process that is stopped when the budget runs out (default 300; "
                           "0 runs impls in this process, without a budget)")
+    run.add_argument("--sensitivity", action="store_true",
+                     help="also report the smallest relative error, in one element and in all "
+                          "elements, each check would have caught (planted into autograd's "
+                          "gradients)")
     run.add_argument("-v", "--verbose", action="store_true",
                      help="show messages of passing results too")
     run.add_argument("--debug", action="store_true",
@@ -264,6 +268,7 @@ def run_command(args: argparse.Namespace) -> int:
         timings=TimingSettings(min_rounds=args.timing_rounds, threads=args.timing_threads)
         if args.timings else None,
         case_timeout=args.case_timeout or None,
+        sensitivity=args.sensitivity,
     )
     unwritable = report_path_problem(args.json) if args.json else None
     if unwritable:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gradcheck_lab.casefile import Case
+from gradcheck_lab.ops import OPS
 from gradcheck_lab.oracles.base import FiniteDifferences, Gradients, Probe, describe_probes
 from gradcheck_lab.oracles.symbolic import METHOD_EXACT
 from gradcheck_lab.points import Point
@@ -161,10 +162,18 @@ class _Comparison:
             self.notes.append(
                 f"finite differences were inconclusive at {self.inconclusive} comparison(s): "
                 f"their error bar exceeds {FD_INCONCLUSIVE:g} of the gradient's scale "
-                "(ill-conditioned differences); the verdict there rests on symbolic vs autograd")
+                f"({self.why_inconclusive()}); the verdict there rests on symbolic vs autograd")
         status = "fail" if self.mismatches or self.summary else "pass"
         return Verdict(status, self.message(status), self.mismatches, self.notes, self.counts(),
                        self.tolerance())
+
+    def why_inconclusive(self) -> str:
+        kinked = sorted({node.op for node in self.case.program.nodes
+                         if node.op in OPS and OPS[node.op].kinks is not None})
+        if kinked:
+            return (f"ill-conditioned differences, or steps that straddle a kink of "
+                    f"{', '.join(kinked)}")
+        return "ill-conditioned differences"
 
     # -- gradients ------------------------------------------------------------------------
     def terms(self, name: str, k: int) -> np.ndarray | float:

@@ -16,9 +16,8 @@ import numpy as np
 from gradcheck_lab.casefile import Case
 from gradcheck_lab.casefile.program import Program
 from gradcheck_lab.errors import GradcheckLabError, SpecError
-from gradcheck_lab.ops import OPS
 from gradcheck_lab.oracles.base import make_probes
-from gradcheck_lab.oracles.symbolic import numpy_forward
+from gradcheck_lab.oracles.symbolic import node_adjoints, numpy_forward
 from gradcheck_lab.points import make_point
 from gradcheck_lab.selection import OUTPUT, format_number, located, node_names, norm, spell
 
@@ -40,29 +39,6 @@ class GraphNode:
 class CaseGraph:
     title: str
     nodes: tuple[GraphNode, ...]
-
-
-def node_adjoints(program: Program, env: dict[int, np.ndarray],
-                  cotangent: np.ndarray) -> dict[int, np.ndarray]:
-    """The adjoint of every node that needs a gradient: ``symbolic.sweep`` (the same VJP
-    rules, in the same order), keeping each node's adjoint instead of only the inputs'."""
-    adjoints: dict[int, np.ndarray] = {
-        program.output: np.asarray(cotangent, dtype=np.float64)}
-    with np.errstate(all="ignore"):
-        for index in reversed(program.needed_for([program.output])):
-            node = program.nodes[index]
-            g = adjoints.get(index)
-            if g is None or node.op in ("input", "const") or not node.needs_grad:
-                continue
-            op = OPS[node.op]
-            needs = [program.nodes[a].needs_grad and position not in op.nondifferentiable_args
-                     for position, a in enumerate(node.args)]
-            local = op.vjp(g, [env[a] for a in node.args], env[index], node.param_dict, needs)
-            for arg, grad in zip(node.args, local, strict=True):
-                if grad is not None:
-                    adjoints[arg] = adjoints[arg] + grad if arg in adjoints else grad
-    return {index: np.asarray(g, dtype=np.float64).reshape(program.nodes[index].shape)
-            for index, g in adjoints.items() if program.nodes[index].needs_grad}
 
 
 def build_graph(case: Case, dtype: str) -> CaseGraph:

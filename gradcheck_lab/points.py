@@ -84,3 +84,27 @@ def _draw(spec: InputSpec, torch: Any, index: int) -> Any:  # torch module -> to
     if spec.init == "ones":
         return torch.ones(shape, dtype=torch.float64)
     raise AssertionError(f"unknown init {spec.init}")  # the schema admits no other
+
+
+# avoid_kinks: each move shifts every real input by KINK_SHIFT relative (times a seeded normal
+# draw), tried up to KINK_ATTEMPTS times until no kink is hit.
+KINK_SHIFT = 1e-4
+KINK_ATTEMPTS = 5
+_KINK_STREAM = 5
+
+
+def moved_off_kinks(case: Case, point: Point, attempt: int) -> Point:
+    """The point with every real differentiable input shifted by about KINK_SHIFT·max(1,|x|)
+    (seeded by the case's seed and the attempt), rounded to the point's dtype again."""
+    import torch
+
+    rng = np.random.default_rng([case.seed, _KINK_STREAM, attempt])
+    values = dict(point.values)
+    for spec in case.differentiable_inputs:
+        x = point.values[spec.name]
+        shifted = x + KINK_SHIFT * np.maximum(1.0, np.abs(x)) * rng.standard_normal(x.shape)
+        values[spec.name] = torch.tensor(shifted).to(getattr(torch, point.dtype)).to(
+            torch.float64).numpy().copy()
+    moved = {spec.name for spec in case.differentiable_inputs}
+    exact = {name: v for name, v in point.exact.items() if name not in moved}
+    return Point(point.dtype, values, exact)

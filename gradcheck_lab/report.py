@@ -58,6 +58,11 @@ class TerminalReport:
                         style="cyan")
         line.append(shown, style="dim" if result.status == "pass" else "")
         self.console.print(line, soft_wrap=True)
+        if result.sensitivity is not None:
+            from gradcheck_lab.sensitivity import describe
+
+            self.console.print(Text(f"      {describe(result.sensitivity)}", style="cyan"),
+                               soft_wrap=True)
 
     def cpu_timings(self, result: Result) -> dict[str, dict[str, Any]] | None:
         """The same case's cpu timings, for a cuda row's speed-up."""

@@ -69,6 +69,8 @@ class Result:
     duration_s: float = 0.0
     details: str | None = None  # a traceback, kept for --debug
     timings: dict[str, dict[str, Any]] | None = None  # forward/backward, with --timings
+    # The smallest planted relative errors the check catches, with --sensitivity.
+    sensitivity: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -99,6 +101,8 @@ class Result:
         }
         if self.timings is not None:
             data["timings"] = self.timings
+        if self.sensitivity is not None:
+            data["sensitivity"] = self.sensitivity
         return json_safe(data)
 
 

@@ -32,6 +32,8 @@ class RunOptions:
     # Seconds a case with an impl may take; such cases then run in a worker process that is
     # stopped when the budget runs out. None: in this process, without a budget.
     case_timeout: float | None = None
+    # Measure the smallest planted gradient errors each check catches (gradcheck_lab.sensitivity).
+    sensitivity: bool = False
 
 
 def discover(paths: Iterable[Path]) -> tuple[list[Path], list[Result]]:
@@ -124,6 +126,7 @@ class _DtypeState:
         self.prepared: tuple | BaseException | None = None
         # The first device's autograd gradients, which every other device must agree with.
         self.reference_device: tuple[str, object] | None = None
+        self.kink_notes: list[str] = []  # points moved off a kink (avoid_kinks)
 
     def result(self, device: str, status: str, message: str, **extra: object) -> Result:
         return Result(case=self.case.name, file=self.case.file, line=self.case.line,
@@ -145,6 +148,8 @@ class _DtypeState:
                     point = make_point(self.case, self.dtype, index)
                     sym = symbolic.gradients(self.case.program, point, probes,
                                              self.options.symbolic_mode)
+                    if sym.kinks and self.case.avoid_kinks:
+                        point, sym = self.off_kinks(index, point, probes, sym)
                     prepared.append((point, probes, sym))
                 self.prepared = prepared
             except Exception as exc:
@@ -152,6 +157,24 @@ class _DtypeState:
         if isinstance(self.prepared, BaseException):
             raise self.prepared
         return self.prepared
+
+    def off_kinks(self, index: int, point: object, probes: tuple,
+                  sym: object) -> tuple[object, object]:
+        """avoid_kinks: shift the inputs off the kink (seeded), and say so in the result."""
+        from gradcheck_lab.oracles import symbolic
+        from gradcheck_lab.points import KINK_ATTEMPTS, KINK_SHIFT, moved_off_kinks
+
+        hit = "; ".join(sym.kinks)
+        for attempt in range(1, KINK_ATTEMPTS + 1):
+            moved = moved_off_kinks(self.case, point, attempt)
+            moved_sym = symbolic.gradients(self.case.program, moved, probes,
+                                           self.options.symbolic_mode)
+            if not moved_sym.kinks:
+                self.kink_notes.append(
+                    f"point {index} was {hit}; avoid_kinks moved it off: every real input "
+                    f"shifted by about {KINK_SHIFT:g}·max(1,|x|) (seeded draw {attempt})")
+                return moved, moved_sym
+        return point, sym  # still on a kink: the result is a skip, as without avoid_kinks
 
     def run(self, device: str) -> Result:
         started = time.perf_counter()
@@ -185,6 +208,7 @@ class _DtypeState:
         rule = rule_for(self.dtype, self.case.tolerance.get(self.dtype))
         verdicts = []
         skipped = []
+        sensitivity = None
         for index, (point, probes, sym) in enumerate(points):
             if sym.kinks:  # only a re-drawn point gets here: the first one skips the result
                 skipped.append(f"point {index} skipped: {'; '.join(sym.kinks)}")
@@ -200,6 +224,13 @@ class _DtypeState:
                                                 mode=self.options.fd_mode,
                                                 term_scale=sym.term_scale)
             verdict = compare(self.case, point, probes, sym, ag, fd, rule)
+            if index == 0 and self.options.sensitivity:  # planted errors: compare() calls only
+                from gradcheck_lab.sensitivity import measure
+                sensitivity = measure(self.case, point, probes, sym, ag, fd, rule, verdict)
+            if verdict.status == "fail" and self.case.impl is None and any(
+                    m.check == "gradient" for m in verdict.mismatches):
+                from gradcheck_lab.localize import localize  # torch's op vs our rule: which step
+                verdict.notes.append(localize(self.case, point, probes, verdict, rule, device))
             self.check_modes(device, point, probes, sym, rule, verdict)
             if index == 0:
                 self.compare_with_reference_device(device, ag, rule, verdict,
@@ -208,11 +239,11 @@ class _DtypeState:
                            "finite_difference": fd.method}
             verdicts.append((index, verdict))
         verdict = merge_points(verdicts, self.case.points)
-        verdict.notes.extend(skipped)
+        verdict.notes.extend([*self.kink_notes, *skipped])
         return self.result(
             device, verdict.status, verdict.message, mismatches=verdict.mismatches,
             counts=verdict.counts, tolerance=verdict.tolerance, notes=verdict.notes,
-            oracles=oracles,
+            oracles=oracles, sensitivity=sensitivity,
         )
 
     def exhaustive_differences(self, device: str, point: object, probes: tuple,

@@ -21,7 +21,8 @@ def test_every_partial_is_estimated_at_about_two_forwards_each() -> None:
     evaluations = result.counts["finite_difference_evaluations"]
     # 2N central differences, the centre, and 4 more per sampled full error bar.
     assert 2 * 2400 < evaluations <= 2 * 2400 + 1 + 4 * SAMPLE
-    assert "exhaustive: every partial, batched with vmap" in result.oracles["finite_difference"]
+    # vmap or plain calls, whichever was faster on the first chunk here.
+    assert "exhaustive: every partial" in result.oracles["finite_difference"]
 
 
 class OneElementOff(torch.autograd.Function):
@@ -60,7 +61,7 @@ def test_a_function_vmap_cannot_trace_falls_back_to_plain_calls() -> None:
     small = {"x": {"shape": [3, 4], "init": "randn", "seed": 5}}
     (result,) = check(SPEC, small, fd="exhaustive", impl=branching)
     assert result.status == "pass", result.message
-    assert "plain calls" in result.oracles["finite_difference"]
+    assert "plain calls" in result.oracles["finite_difference"]  # vmap raised on it
     assert result.counts["finite_difference"] == 12
 
 

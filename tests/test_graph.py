@@ -5,14 +5,13 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from gradcheck_lab.casefile.loader import build_case
 from gradcheck_lab.cli import EXIT_ERROR, EXIT_PASS, main
-from gradcheck_lab.graph import build_graph, layout, node_adjoints
+from gradcheck_lab.graph import build_graph, layout
 from gradcheck_lab.oracles.base import make_probes
-from gradcheck_lab.oracles.symbolic import numpy_forward, sweep
+from gradcheck_lab.oracles.symbolic import node_adjoints, numpy_forward
 from gradcheck_lab.points import make_point
 from gradcheck_lab.selection import select_case
 from tests.conftest import CASES
@@ -70,17 +69,13 @@ def test_intermediate_ops_are_nodes_and_tensors_show_shape_and_norm() -> None:
     assert labels["w"].lines[2].startswith("grad norm ")
 
 
-def test_adjoints_of_the_inputs_are_the_sweep() -> None:
+def test_every_node_that_needs_a_gradient_has_an_adjoint_of_its_shape() -> None:
     case = select_case(str(CASES / "layernorm_mlp.yaml"))
     program = case.program
     point = make_point(case, "float64")
     env = numpy_forward(program, point, [program.output])
     cotangent = make_probes(program.output_node.shape, case.seed)[0].cotangent
     every = node_adjoints(program, env, cotangent)
-    expected = sweep(program, env, cotangent)
-    for name, grad in expected.items():
-        np.testing.assert_array_equal(every[program.inputs[name]], grad)
-    # ... and every intermediate node that needs a gradient has one, of its shape
     for index in program.needed_for([program.output]):
         node = program.nodes[index]
         if node.needs_grad and node.op != "const":

@@ -222,3 +222,28 @@ def test_a_pool_tie_among_relu_zeros_is_no_kink_but_a_tie_of_positives_is() -> N
                                     "output": "sum(max_pool2d(relu(x * w), kernel_size=2))"}))
     assert result.status == "skip"
     assert "max_pool2d where a window's maximum is tied" in result.message
+
+
+def test_avoid_kinks_moves_a_point_off_the_kink_and_says_so() -> None:
+    from gradcheck_lab.runner import run_case
+
+    data = {"inputs": {"x": [1.0, 0.0, -2.0]}, "output": "sum(relu(x) * x)"}
+    (skipped,) = run_case(case_from(data))
+    assert skipped.status == "skip"
+    (moved,) = run_case(case_from({**data, "avoid_kinks": True}))
+    assert moved.status == "pass", moved.message
+    (note,) = [n for n in moved.notes if "avoid_kinks moved it off" in n]
+    assert "x[1]" in note
+
+
+def test_avoid_kinks_moves_little_and_reproducibly() -> None:
+    from gradcheck_lab.points import KINK_SHIFT, make_point, moved_off_kinks
+
+    case = case_from({"inputs": {"x": [1.0, 0.0, -2.0]}, "output": "sum(relu(x))",
+                      "avoid_kinks": True})
+    point = make_point(case, "float64")
+    first, again = moved_off_kinks(case, point, 1), moved_off_kinks(case, point, 1)
+    np.testing.assert_array_equal(first.values["x"], again.values["x"])
+    x = point.values["x"]
+    shift = np.abs(first.values["x"] - x) / np.maximum(1.0, np.abs(x))
+    assert np.all(shift > 0) and np.all(shift < 6 * KINK_SHIFT)

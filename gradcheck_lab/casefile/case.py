@@ -79,6 +79,7 @@ class Case:
     lines: Mapping[str, int] = field(default_factory=dict)
     nondet_tol: float | None = None  # None: 0 on cpu, the dtype's tolerance on cuda
     points: int = 1
+    avoid_kinks: bool = False  # move a point that sits on a kink off it, instead of skipping
     order: int = 1  # 2: Hessian-vector products too
     modes: tuple[str, ...] = ("reverse",)  # "forward": Jacobian-vector products too
 

@@ -248,6 +248,7 @@ class _CaseBuilder:
             lines={k: v for k, v in lines.items() if v is not None},
             nondet_tol=model.nondet_tol,
             points=model.points,
+            avoid_kinks=model.avoid_kinks,
             order=model.order,
             modes=tuple(model.modes),
         )

@@ -382,6 +382,9 @@ class CaseModel(_Strict):
     nondet_tol: NonNegativeNumber | None = None
     # Check at this many points: the first as the inputs say, then random inputs re-drawn.
     points: Points = 1
+    # A point exactly on a kink (relu at 0, a tie in max_pool2d) is moved off it instead of
+    # being skipped: every real input is shifted a little (seeded), the move is reported.
+    avoid_kinks: bool = False
     # 2: Hessian-vector products are checked too (double backward with create_graph).
     order: Order = 1
     # forward: Jacobian-vector products (forward-mode AD) are checked too.

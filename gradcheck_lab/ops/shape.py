@@ -1,4 +1,4 @@
-"""Shape ops: reshape, flatten and transpose, with torch semantics.
+"""Shape ops: reshape, flatten, transpose and select (integer indexing), with torch semantics.
 
 They only move elements, so each VJP moves the cotangent back (reshape it, or swap the same two
 axes) and each is linear: the magnitude rule is the VJP on absolute values.
@@ -160,4 +160,51 @@ TRANSPOSE = Op(
     sympy=lambda args, p: object_array(_swap(args[0], p)),
 )
 
-SHAPE_OPS = [RESHAPE, FLATTEN, TRANSPOSE]
+def _selected(params: Params, shape: Shape) -> tuple[int, int]:
+    """select's (dim, index), both made non-negative and checked against the shape."""
+    if not shape:
+        raise SpecError("select(): a 0-d tensor has no dim to select from")
+    dim = normalize_dim(_integer(params["dim"], "select", "dim"), len(shape), "select")
+    index = _integer(params["index"], "select", "index")
+    if not -shape[dim] <= index < shape[dim]:
+        raise SpecError(f"select(): index={index} is out of range for dim {dim} of size "
+                        f"{shape[dim]}")
+    return dim, index % shape[dim]
+
+
+def _take(array: np.ndarray, params: Params) -> np.ndarray:
+    dim, index = _selected(params, np.shape(array))
+    return np.asarray(np.take(array, index, axis=dim))
+
+
+def _select_shape(args: Sequence[ArgInfo], params: Params) -> Shape:
+    dim, _ = _selected(params, args[0].shape)
+    return args[0].shape[:dim] + args[0].shape[dim + 1:]
+
+
+def _select_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
+                needs: Sequence[bool]) -> Gradients:
+    """The cotangent goes back to the selected slice; every other element gets 0."""
+    dim, index = _selected(params, np.shape(args[0]))
+    grad = np.zeros(np.shape(args[0]), dtype=np.result_type(g, np.float64))
+    where = [slice(None)] * grad.ndim
+    where[dim] = index
+    grad[tuple(where)] = g
+    return [grad]
+
+
+SELECT = Op(
+    name="select",
+    min_args=1,
+    max_args=1,
+    params=(Param("dim", "int", required=True), Param("index", "int", required=True)),
+    shape=_select_shape,
+    torch=lambda args, p: torch_module().select(args[0], *_selected(p, tuple(args[0].shape))),
+    numpy=lambda args, p: _take(args[0], p),
+    vjp=_select_vjp,
+    vjp_magnitude=linear_magnitudes(_select_vjp),
+    sympy=lambda args, p: object_array(_take(args[0], p)),
+    doc="indexing by an integer: x[index] along dim, the dim removed (torch.select)",
+)
+
+SHAPE_OPS = [RESHAPE, FLATTEN, TRANSPOSE, SELECT]

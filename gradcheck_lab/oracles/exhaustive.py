@@ -1,17 +1,21 @@
 """Exhaustive finite differences (`--fd exhaustive`): every partial derivative of every input,
-by one central difference each (2N forwards for N elements), batched.
+by one central difference each (2N forwards for N elements).
 
-Perturbed copies of an input are evaluated CHUNK at a time through ``torch.func.vmap`` (one
-batched forward instead of CHUNK calls); a function vmap cannot trace (a custom Function
-without a vmap rule, data-dependent Python control flow) falls back to plain calls. Memory is
-bounded by CHUNK forwards at once. Each estimate gets the round-off part of its error bar
-directly; the truncation part, which needs steps 2h and the fourth difference (four more
-forwards), is measured on a seeded sample of elements and on every element that disagrees with
-the reference, and the sample's largest truncation error stands for the rest of the input.
+Perturbed inputs are evaluated CHUNK at a time, either through ``torch.func.vmap`` (one batched
+forward instead of CHUNK calls) or by plain calls that move one element in place and put it
+back. Both are timed on an input's first chunk and the faster is kept: vmap loses when copying
+a large input costs more than the calls it saves, and a function vmap cannot trace (a custom
+Function without a vmap rule) gets plain calls. Memory is bounded by CHUNK forwards.
+
+Each estimate gets the round-off part of its error bar directly. The truncation part, which
+needs steps 2h and the fourth difference (four more forwards), is measured on a seeded sample
+of elements and on every element that disagrees with the reference; the sample's largest
+truncation error stands for the rest of the input.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -84,7 +88,8 @@ def estimate(case: Case, point: Point, probes: tuple[Probe, ...], device: str, *
             indices=np.arange(x.numel()), partials=partials_np, partial_errors=errors,
             directions=np.zeros((0, *spec.shape)), directional=np.zeros((len(probes), 0)),
             directional_errors=np.zeros((len(probes), 0)))
-    how = "batched with vmap" if batched.vmapped else "plain calls (vmap could not trace it)"
+    how = ("batched with vmap where faster than plain calls" if batched.vmapped
+           else "plain calls (faster than vmap here, or vmap could not trace it)")
     return FiniteDifferences(
         f"{METHOD.replace(', error from h vs 2h', '')}; exhaustive: every partial, {how}; full "
         f"error bars (h vs 2h) on {SAMPLE} sampled elements per input and on disagreements; "
@@ -94,36 +99,75 @@ def estimate(case: Case, point: Point, probes: tuple[Probe, ...], device: str, *
 
 
 class _Batched:
-    """f with one input's elements ``indices`` moved by ``steps``, one copy per index."""
+    """f with one input's elements ``indices`` moved by ``steps``, one result per index.
+
+    Two ways, and the faster is kept after timing both on the first chunk: a batched forward
+    through ``torch.func.vmap`` (fewer calls, but CHUNK copies of the input in memory: a loss
+    for a large weight matrix) or plain calls, each moving one element in place and putting
+    the original value back, so nothing is copied.
+    """
 
     def __init__(self, function: TorchFunction, base: dict[str, Any],
                  evaluations: list[int]) -> None:
         self.function = function
         self.base = base
         self.evaluations = evaluations
-        self.vmapped: bool | None = None  # unknown until the first chunk
+        self.choice: dict[str, bool] = {}  # per input: vmap (True) or plain calls (False)
+
+    @property
+    def vmapped(self) -> bool:
+        return any(self.choice.values())
 
     def __call__(self, name: str, indices: Any, steps: Any) -> Any:
+        import torch
+
+        self.evaluations[0] += len(indices)
+        with torch.no_grad():
+            if name not in self.choice:
+                return self._choose(name, indices, steps)
+            if self.choice[name]:
+                return self._vmap(name, indices, steps)
+            return self._plain(name, indices, steps)
+
+    def _choose(self, name: str, indices: Any, steps: Any) -> Any:
+        started = time.perf_counter()
+        plain = self._plain(name, indices, steps)
+        plain_seconds = time.perf_counter() - started
+        if False in self.choice.values() and not any(self.choice.values()):
+            # vmap failed or lost on an earlier input: do not pay for trying again.
+            self.choice[name] = False
+            return plain
+        try:
+            started = time.perf_counter()
+            self._vmap(name, indices, steps)
+            self.choice[name] = time.perf_counter() - started < plain_seconds
+        except Exception:
+            self.choice[name] = False  # vmap cannot trace this function: plain calls it is
+        return plain
+
+    def _vmap(self, name: str, indices: Any, steps: Any) -> Any:
         import torch
 
         flat = self.base[name].reshape(-1)
         copies = flat.expand(len(indices), -1).clone()
         copies[torch.arange(len(indices)), indices] += steps
         copies = copies.reshape(len(indices), *self.base[name].shape)
-        self.evaluations[0] += len(indices)
-        with torch.no_grad():
-            if self.vmapped is not False:
-                try:
-                    out = torch.func.vmap(lambda moved: self.function({**self.base,
-                                                                        name: moved}))(copies)
-                    self.vmapped = True
-                    return out.reshape(len(indices), -1).to(torch.float64)
-                except Exception:
-                    if self.vmapped:  # it traced before: this failure is the function's own
-                        raise
-                    self.vmapped = False
-            return torch.stack([self.function({**self.base, name: moved}).reshape(-1)
-                                for moved in copies]).to(torch.float64)
+        out = torch.func.vmap(lambda moved: self.function({**self.base, name: moved}))(copies)
+        return out.reshape(len(indices), -1).to(torch.float64)
+
+    def _plain(self, name: str, indices: Any, steps: Any) -> Any:
+        import torch
+
+        flat = self.base[name].view(-1)
+        rows = []
+        for index, step in zip(indices.tolist(), steps.tolist(), strict=True):
+            original = flat[index].item()
+            flat[index] = original + step
+            try:
+                rows.append(self.function(self.base).reshape(-1).to(torch.float64))
+            finally:
+                flat[index] = original
+        return torch.stack(rows)
 
 
 def _error_bars(case: Case, point: Point, name: str, number: int, partials: np.ndarray,

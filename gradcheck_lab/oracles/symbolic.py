@@ -127,11 +127,12 @@ def numpy_forward(program: Program, point: Point, roots: list[int]) -> dict[int,
     return env
 
 
-def sweep(program: Program, env: dict[int, np.ndarray], cotangent: np.ndarray,
-          magnitudes: bool = False) -> dict[str, np.ndarray]:
-    """One reverse sweep: each op's VJP rule applied from the output back to the inputs.
-    With ``magnitudes``, each op's magnitude rule instead: every element is the sum of the
-    |terms| a backward pass adds up to get that gradient element."""
+def node_adjoints(program: Program, env: dict[int, np.ndarray], cotangent: np.ndarray,
+                  magnitudes: bool = False) -> dict[int, np.ndarray]:
+    """One reverse sweep: each op's VJP rule applied from the output back to the inputs,
+    keeping the adjoint of every node that needs a gradient. With ``magnitudes``, each op's
+    magnitude rule instead: every element is the sum of the |terms| a backward pass adds up to
+    get it."""
     start = np.asarray(cotangent, dtype=np.float64)
     adjoints: dict[int, np.ndarray] = {program.output: np.abs(start) if magnitudes else start}
     with np.errstate(all="ignore"):
@@ -148,9 +149,16 @@ def sweep(program: Program, env: dict[int, np.ndarray], cotangent: np.ndarray,
             for arg, grad in zip(node.args, local, strict=True):
                 if grad is not None:
                     adjoints[arg] = adjoints[arg] + grad if arg in adjoints else grad
+    return {index: np.asarray(g, dtype=np.float64).reshape(program.nodes[index].shape)
+            for index, g in adjoints.items() if program.nodes[index].needs_grad}
+
+
+def sweep(program: Program, env: dict[int, np.ndarray], cotangent: np.ndarray,
+          magnitudes: bool = False) -> dict[str, np.ndarray]:
+    """The inputs' part of ``node_adjoints``: zeros for an input the output does not use."""
+    adjoints = node_adjoints(program, env, cotangent, magnitudes)
     return {
-        name: np.asarray(adjoints.get(index, np.zeros(program.nodes[index].shape)),
-                         dtype=np.float64).reshape(program.nodes[index].shape)
+        name: adjoints.get(index, np.zeros(program.nodes[index].shape))
         for name, index in program.inputs.items()
         if program.nodes[index].needs_grad
     }
