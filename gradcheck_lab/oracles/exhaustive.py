@@ -34,6 +34,9 @@ from gradcheck_lab.oracles.torch_function import TorchFunction
 from gradcheck_lab.points import Point
 
 CHUNK = 256  # perturbed copies per batched forward
+# Copying more than this many elements per chunk (CHUNK copies of a 784x128 weight are 25
+# million) costs more than the calls vmap saves: such inputs get plain calls untried.
+VMAP_MAX_COPIED_ELEMENTS = 4_000_000
 SAMPLE = 32  # elements per input whose error bar is measured in full, besides disagreements
 _SAMPLE_STREAM = 4
 
@@ -133,8 +136,10 @@ class _Batched:
         started = time.perf_counter()
         plain = self._plain(name, indices, steps)
         plain_seconds = time.perf_counter() - started
-        if False in self.choice.values() and not any(self.choice.values()):
-            # vmap failed or lost on an earlier input: do not pay for trying again.
+        too_big = len(indices) * self.base[name].numel() > VMAP_MAX_COPIED_ELEMENTS
+        if too_big or (False in self.choice.values() and not any(self.choice.values())):
+            # Copies too large to win, or vmap failed or lost on an earlier input: do not
+            # pay for trying.
             self.choice[name] = False
             return plain
         try:
@@ -159,15 +164,18 @@ class _Batched:
         import torch
 
         flat = self.base[name].view(-1)
+        # On cpu, a numpy view of the same memory: setting one element through it costs
+        # nanoseconds, through the tensor microseconds (2N times over).
+        cells = flat.numpy() if flat.device.type == "cpu" else flat
         rows = []
         for index, step in zip(indices.tolist(), steps.tolist(), strict=True):
-            original = flat[index].item()
-            flat[index] = original + step
+            original = float(cells[index])
+            cells[index] = original + step
             try:
-                rows.append(self.function(self.base).reshape(-1).to(torch.float64))
+                rows.append(self.function(self.base).reshape(-1))
             finally:
-                flat[index] = original
-        return torch.stack(rows)
+                cells[index] = original
+        return torch.stack(rows).to(torch.float64)
 
 
 def _error_bars(case: Case, point: Point, name: str, number: int, partials: np.ndarray,
