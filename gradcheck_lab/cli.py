@@ -282,11 +282,13 @@ def run_command(args: argparse.Namespace) -> int:
     report.header(env)
     results = []
     try:
-        for result in run_paths(args.paths, options):
-            results.append(result)
-            report.add(result)
-            if lines is not None:
-                lines.add(result)
+        with report.progress() as advance:
+            for result in run_paths(args.paths, options):
+                results.append(result)
+                report.add(result)
+                advance(result)
+                if lines is not None:
+                    lines.add(result)
     finally:
         if lines is not None:
             lines.close()

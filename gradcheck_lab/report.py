@@ -3,8 +3,9 @@ drops colour when the output is not a terminal."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,21 @@ class TerminalReport:
             self.console.print(Text(f"      {describe(result.sensitivity)}", style="cyan"),
                                soft_wrap=True)
 
+    @contextlib.contextmanager
+    def progress(self) -> Iterator[Callable[[Result], None]]:
+        """On a terminal, a spinner under the streamed lines saying how far the run is and
+        what was last checked; elsewhere (CI logs, pipes) nothing."""
+        if not self.console.is_terminal:
+            yield lambda result: None
+            return
+        with self.console.status("checking the first case...") as status:
+            def advance(result: Result) -> None:
+                # Text, not a string: a label's [dtype-device] is not rich markup.
+                status.update(Text(f"{len(self.results)} result(s) so far; last: "
+                                   f"{result.label}; checking the next..."))
+
+            yield advance
+
     def cpu_timings(self, result: Result) -> dict[str, dict[str, Any]] | None:
         """The same case's cpu timings, for a cuda row's speed-up."""
         if not (result.device or "").startswith("cuda"):
@@ -80,6 +96,9 @@ class TerminalReport:
                 self.failure(result)
             elif result.status == "error" and self.verbose and result.details:
                 self.console.print(Text(result.details, style="dim"))
+        if len(self.results) > 1:
+            self.console.print()
+            self.console.print(summary_table(self.results))
         summary = summarize(self.results)
         parts = [f"{summary[s]} {label}" for s, label in
                  (("pass", "passed"), ("fail", "failed"), ("error", "errors"),
@@ -95,6 +114,32 @@ class TerminalReport:
         for note in result.notes:
             self.console.print(Text(f"note: {note}", style="dim"))
         self.console.print(Text(settings_line(result), style="dim"), soft_wrap=True)
+
+
+def summary_table(results: list[Result]) -> Table:
+    """One row per result: status, the worst disagreement and who is odd, the cost, and the
+    timings when they were asked for."""
+    table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold",
+                  title="summary", title_justify="left", title_style="bold")
+    timed = any(result.timings for result in results)
+    columns = [("case", "left"), ("dtype", "left"), ("device", "left"), ("status", "left"),
+               ("worst rel err", "right"), ("odd one out", "left"), ("cost", "right")]
+    if timed:
+        columns.append(("timings", "left"))
+    for column, justify in columns:
+        table.add_column(column, justify=justify, no_wrap=True)
+    for result in results:
+        worst = max(result.mismatches, key=lambda m: m.rel_err, default=None)
+        odd = sorted({m.odd_oracle for m in result.mismatches if m.odd_oracle})
+        units = result.counts.get("cost_units")
+        row = [result.case, result.dtype or "", result.device or "",
+               Text(result.status, style=STATUS_STYLE[result.status]),
+               _fmt(worst.rel_err) if worst else "", ", ".join(odd),
+               f"{units:,} fwd+bwd" if units else ""]
+        if timed:
+            row.append(timings_text(result.timings) if result.timings else "")
+        table.add_row(*row)
+    return table
 
 
 def timings_text(timings: dict[str, dict[str, Any]],

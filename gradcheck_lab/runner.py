@@ -371,7 +371,9 @@ def _progress_bar(label: str) -> Iterator[Callable[[int, int], None] | None]:
     with Progress("{task.description}", BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), console=Console(stderr=True),
                   transient=True) as progress:
-        task = progress.add_task(label, total=None)
+        from rich.markup import escape
+
+        task = progress.add_task(escape(label), total=None)  # [dtype-device] is not markup
         yield lambda done, total: progress.update(task, completed=done, total=total)
 
 

@@ -1,0 +1,87 @@
+"""The terminal report: colour only on a terminal and never under NO_COLOR, and a summary
+table of every result at the end."""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+from rich.console import Console
+
+from gradcheck_lab.report import TerminalReport
+from gradcheck_lab.results import Mismatch, Result
+from tests.conftest import CASES, DATA
+
+COLOUR = re.compile(r"\x1b\[[0-9;]*3[0-9]m|\x1b\[[0-9;]*;3[0-9];")  # a foreground colour
+
+
+def results() -> list[Result]:
+    wrong = Mismatch(input="x", oracles=("symbolic", "autograd"), odd_oracle="autograd",
+                     values={"symbolic": 2.0, "autograd": 1.0}, abs_err=1.0, rel_err=0.5,
+                     allowed=1e-8, index=(0,))
+    return [
+        Result("r144", "cases/r144.yaml", 5, "float64", "cpu", "pass", "3 elements agree",
+               counts={"cost_units": 120}),
+        Result("lin", "lin.yaml", 4, "float32", "cpu", "fail", "x: autograd is the odd one",
+               mismatches=[wrong], counts={"cost_units": 80}),
+    ]
+
+
+def rendered(console: Console) -> str:
+    report = TerminalReport(console)
+    for result in results():
+        report.add(result)
+    report.finish(1.0)
+    return console.file.getvalue()
+
+
+def test_a_terminal_gets_colour() -> None:
+    text = rendered(Console(file=io.StringIO(), force_terminal=True, color_system="standard",
+                            highlight=False, markup=False))
+    assert COLOUR.search(text)
+
+
+def test_no_colour_under_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    text = rendered(Console(file=io.StringIO(), force_terminal=True, color_system="standard",
+                            highlight=False, markup=False))
+    assert not COLOUR.search(text)
+    assert "FAIL" in text
+
+
+def test_the_summary_table_lists_every_result_with_its_worst_error_and_cost() -> None:
+    text = rendered(Console(file=io.StringIO(), width=140, highlight=False, markup=False))
+    summary = text[text.index("summary"):]
+    rows = {line.split()[0]: line for line in summary.splitlines()[2:] if line.strip()}
+    assert "pass" in rows["r144"] and "120 fwd+bwd" in rows["r144"]
+    assert "fail" in rows["lin"] and "0.5" in rows["lin"] and "autograd" in rows["lin"]
+
+
+def test_the_cli_writes_no_escape_codes_into_a_pipe() -> None:
+    out = subprocess.run([sys.executable, "-m", "gradcheck_lab", "run", str(CASES / "r144.yaml"),
+                          str(DATA / "planted" / "linear_sign.yaml")],
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 1
+    assert "\x1b[" not in out.stdout
+    assert "summary" in out.stdout
+
+
+def test_a_terminal_shows_progress_and_a_pipe_does_not() -> None:
+    terminal = TerminalReport(Console(file=io.StringIO(), force_terminal=True))
+    with terminal.progress() as advance:
+        for result in results():
+            terminal.add(result)
+            advance(result)
+            time.sleep(0.3)  # the spinner redraws a few times a second
+    assert "result(s) so far; last: lin[float32-cpu]" in terminal.console.file.getvalue()
+    piped = TerminalReport(Console(file=io.StringIO()))
+    with piped.progress() as advance:
+        for result in results():
+            piped.add(result)
+            advance(result)
+            time.sleep(0.3)
+    assert "so far" not in piped.console.file.getvalue()
