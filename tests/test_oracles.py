@@ -247,3 +247,19 @@ def test_avoid_kinks_moves_little_and_reproducibly() -> None:
     x = point.values["x"]
     shift = np.abs(first.values["x"] - x) / np.maximum(1.0, np.abs(x))
     assert np.all(shift > 0) and np.all(shift < 6 * KINK_SHIFT)
+
+
+def test_nested_matmuls_take_the_sweep_not_minutes_of_sympy() -> None:
+    from tests.conftest import time_limit
+
+    # 392 scalars pass the size limits, but each output element's expression would hold
+    # billions of terms: exact differentiation once took over five minutes here.
+    case = case_from({"inputs": {"x": {"shape": [8, 8], "init": "randn", "seed": 1}},
+                      "let": {"h": "tanh(x @ x)", "g": "softmax(h @ h, dim=1)"},
+                      "output": "select(g @ g, dim=0, index=0)"})
+    assert not symbolic.exact_is_affordable(case.program)
+    assert "expressions too large" in symbolic.exact_unaffordable_because(case.program)
+    with time_limit(60):
+        point, probes = oracle_inputs(case)
+        grads = symbolic.gradients(case.program, point, probes)
+    assert grads.method.startswith("rule sweep")

@@ -26,6 +26,9 @@ EXACT_MAX_SCALARS = 512
 EXACT_MAX_INPUT_ELEMENTS = 64
 EXACT_MAX_OUTPUT_ELEMENTS = 16
 EXACT_MAX_EXPONENT = 64
+# expression_size × differentiated elements: the bundled and zoo cases stay under 25,000 and
+# take under a second; an 8x8 tanh(x @ x) @ x chain is past 1e8 and would take minutes.
+EXACT_MAX_WORK = 50_000
 _DIGITS = 30
 
 METHOD_EXACT = "exact, elementwise sympy"
@@ -104,7 +107,28 @@ def exact_unaffordable_because(program: Program) -> str | None:
     if program.output_node.size > EXACT_MAX_OUTPUT_ELEMENTS:
         return (f"{program.output_node.size} output elements (at most "
                 f"{EXACT_MAX_OUTPUT_ELEMENTS})")
+    work = expression_size(program) * max(differentiable, 1)
+    if work > EXACT_MAX_WORK:
+        return (f"expressions too large to differentiate exactly in good time (about "
+                f"{work:.2g} terms × differentiated elements, at most {EXACT_MAX_WORK:,})")
     return None
+
+
+def expression_size(program: Program) -> int:
+    """An upper estimate of the size of one output element's sympy expression: an
+    elementwise op adds its arguments' sizes; any other op (matmul, softmax, sum, ...) may
+    make each output element depend on every element of its arguments. Nested matmuls grow
+    it multiplicatively, which is what makes exact differentiation take minutes."""
+    sizes: dict[int, int] = {}
+    for index in program.needed_for([program.output]):
+        node = program.nodes[index]
+        if node.op in ("input", "const"):
+            sizes[index] = 1
+        elif "rule" in OPS[node.op].extra:  # elementwise: its rule derived by sympy
+            sizes[index] = 1 + sum(sizes[a] for a in node.args)
+        else:
+            sizes[index] = 1 + sum(program.nodes[a].size * sizes[a] for a in node.args)
+    return sizes[program.output]
 
 
 def numpy_forward(program: Program, point: Point, roots: list[int]) -> dict[int, np.ndarray]:
