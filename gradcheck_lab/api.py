@@ -25,6 +25,7 @@ def check(
     avoid_kinks: bool = False,
     order: int = 1,
     modes: Sequence[str] = ("reverse",),
+    training: Mapping[str, Any] | None = None,
     name: str = "check",
     symbolic: str = "auto",
     fd: str = "auto",
@@ -33,8 +34,9 @@ def check(
     """Check ``output`` (the spec, in the case language) and optionally ``impl`` against it.
 
     ``inputs`` take the case-file forms (numbers, nested lists, ``{"shape": ..., "init": ...}``)
-    and also numpy arrays or torch tensors. Raises CaseError when the case is invalid; returns
-    one Result per dtype × device otherwise. Example::
+    and also numpy arrays or torch tensors. ``training`` takes the case file's ``training:``
+    keys, with ``step`` a callable, ``step(params=..., batch=..., lr=...)``. Raises CaseError
+    when the case is invalid; returns one Result per dtype × device otherwise. Example::
 
         results = check(output="sum(sin(x) * c)",
                         inputs={"x": [0.5, 1.0], "c": {"value": [2, 3], "requires_grad": False}})
@@ -57,6 +59,8 @@ def check(
     data["avoid_kinks"] = avoid_kinks
     data["order"] = order
     data["modes"] = list(modes)
+    if training is not None:
+        data["training"] = dict(training)
     case = build_case(_plain(data), label="<check>", base_dir=None, default_name=name,
                       impl=impl)
     # sensitivity: each result's ``sensitivity`` holds the smallest planted errors caught.

@@ -240,6 +240,10 @@ class _DtypeState:
             verdicts.append((index, verdict))
         verdict = merge_points(verdicts, self.case.points)
         verdict.notes.extend([*self.kink_notes, *skipped])
+        if self.case.training is not None:  # the user's training step, from the first point
+            from gradcheck_lab.training import check_training
+            check_training(self.case, self.dtype, device, points[0][0], rule, verdict,
+                           self.options.symbolic_mode)
         return self.result(
             device, verdict.status, verdict.message, mismatches=verdict.mismatches,
             counts=verdict.counts, tolerance=verdict.tolerance, notes=verdict.notes,

@@ -45,6 +45,31 @@ class ImplRef:
 
 
 @dataclass(frozen=True)
+class Training:
+    """``training:``: the user's training step and how to drive it (gradcheck_lab.training).
+
+    ``step`` is called as ``step(params=..., batch=..., lr=...)``: ``params`` the inputs named
+    in ``params`` (leaf tensors that require grad, to be updated in place), ``batch`` every
+    other input, ``lr`` a float; it returns the loss.
+    """
+
+    step: ImplRef | Callable[..., Any]
+    params: tuple[str, ...]
+    lr: float
+    steps: int = 5
+    data: str = "synthetic"  # or "mnist"
+    # data: mnist: the batch inputs that MNIST's images and labels replace.
+    images: str | None = None
+    labels: str | None = None
+
+    @property
+    def step_label(self) -> str:
+        if isinstance(self.step, ImplRef):
+            return self.step.spelled
+        return getattr(self.step, "__qualname__", repr(self.step))
+
+
+@dataclass(frozen=True)
 class Expectation:
     """One hand-worked answer: a program node (expression) or a literal array."""
 
@@ -82,6 +107,7 @@ class Case:
     avoid_kinks: bool = False  # move a point that sits on a kink off it, instead of skipping
     order: int = 1  # 2: Hessian-vector products too
     modes: tuple[str, ...] = ("reverse",)  # "forward": Jacobian-vector products too
+    training: Training | None = None  # the user's training step, checked after the gradients
 
     def line_of(self, key: str) -> int | None:
         """The line of ``key`` ("let.q", "output", ...) or of its closest parent."""

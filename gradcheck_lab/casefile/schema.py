@@ -36,6 +36,9 @@ MAX_DECIMAL_EXPONENT = 400
 INT64_RANGE = (-(2**63), 2**63 - 1)
 MAX_LITERAL_DIMS = 8
 MAX_POINTS = 64  # each point is a full three-way check
+# Each training step is a forward and backward of the user's model plus a float64 forward of
+# the spec (for the loss curve): a thousand stays within seconds for MNIST-sized models.
+MAX_TRAINING_STEPS = 1000
 DTYPES = ("float64", "float32", "float16", "bfloat16")
 INITS = ("randn", "uniform", "randint", "zeros", "ones")
 _DEVICE = re.compile(r"^(cpu|cuda(:[0-9]+)?)$")
@@ -103,6 +106,22 @@ def _order(value: Any) -> int:
     if isinstance(value, bool) or value not in (1, 2) or not isinstance(value, int):
         raise _fail("order", f"expected 1 or 2, got {describe(value)}")
     return value
+
+
+def _training_steps(value: Any) -> int:
+    if (isinstance(value, bool) or not isinstance(value, int)
+            or not 1 <= value <= MAX_TRAINING_STEPS):
+        raise _fail("steps", f"expected a whole number from 1 to {MAX_TRAINING_STEPS}, "
+                             f"got {describe(value)}")
+    return value
+
+
+def _step_ref(value: Any) -> Any:
+    # A callable only comes from the Python API (check(training={"step": fn})): YAML text
+    # constructs no callables, so a case file always gives FILE.py:NAME.
+    if isinstance(value, str) or (callable(value) and not isinstance(value, type)):
+        return value
+    raise _fail("step", f"expected FILE.py:NAME, got {describe(value)}")
 
 
 def _seed(value: Any) -> int:
@@ -214,6 +233,10 @@ NonNegativeNumber = Annotated[float, PlainValidator(_non_negative),
 Points = Annotated[int, PlainValidator(_points),
                    WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_POINTS})]
 Order = Annotated[int, PlainValidator(_order), WithJsonSchema({"enum": [1, 2]})]
+TrainingSteps = Annotated[int, PlainValidator(_training_steps),
+                          WithJsonSchema({"type": "integer", "minimum": 1,
+                                          "maximum": MAX_TRAINING_STEPS})]
+StepRef = Annotated[Any, PlainValidator(_step_ref), WithJsonSchema({"type": "string"})]
 Seed = Annotated[int, PlainValidator(_seed),
                  WithJsonSchema({"type": "integer", "minimum": 0})]
 # Nested lists of numbers are recursive: pydantic cannot name them, so its schema carries this
@@ -349,6 +372,31 @@ class ExpectModel(_Strict):
     grad: dict[Identifier, ExpressionOrTensor] | None = None
 
 
+class TrainingModel(_Strict):
+    """``training:``: the user's training step, checked against the spec's gradient.
+
+    ``step`` (FILE.py:NAME, found like ``impl``) is called as ``step(params=..., batch=...,
+    lr=...)``, updates the params in place and returns the loss; see the README's "Training
+    steps" section.
+    """
+
+    step: StepRef
+    params: list[Identifier] = Field(min_length=1)
+    lr: PositiveNumber
+    steps: TrainingSteps = 5
+    # mnist: the batch's images and labels replaced by MNIST images (every digit) when the
+    # optional extra gradcheck-lab[mnist] is installed (the case's own inputs otherwise, said in
+    # the notes).
+    data: Literal["synthetic", "mnist"] = "synthetic"
+
+    @field_validator("params")
+    @classmethod
+    def _no_repeated_params(cls, values: list[str]) -> list[str]:
+        if len(set(values)) != len(values):
+            raise _fail("repeated", f"params lists {describe(values)} with repeats")
+        return values
+
+
 def _tolerance_kind(value: Any) -> str:
     if isinstance(value, dict) and set(value) & set(DTYPES):
         return "<per dtype>"
@@ -389,6 +437,8 @@ class CaseModel(_Strict):
     order: Order = 1
     # forward: Jacobian-vector products (forward-mode AD) are checked too.
     modes: list[Literal["reverse", "forward"]] = Field(default=["reverse"], min_length=1)
+    # The user's training step (model, loss, SGD update), checked against the spec.
+    training: TrainingModel | None = None
 
     @field_validator("dtypes", "devices", "modes")
     @classmethod
