@@ -123,8 +123,8 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "steps": "How many training steps to run.",
         "data": (
             "`mnist` replaces the batch's images and labels by MNIST images, the digits in "
-            "turn, when the optional extra `gradcheck-lab[mnist]` is installed (the case's own inputs "
-            "otherwise, said in the notes)."),
+            "turn, when the optional extra `gradcheck-lab[mnist]` is installed (the case's "
+            "own inputs otherwise, said in the notes)."),
     },
     "ExpectModel": {
         "value": "The output's value: a number, nested lists, or an expression of the inputs.",
