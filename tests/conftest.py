@@ -4,6 +4,8 @@ collected as cases when someone runs `pytest tests/`."""
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,3 +58,18 @@ def time_limit(seconds: float) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def finishes_within(seconds: float, script: str) -> bool:
+    """Whether ``script``, run by a fresh interpreter, ends (successfully) within ``seconds``.
+
+    For code that may spend minutes inside a single C call (big-integer arithmetic), which no
+    signal can interrupt: the child is killed at the bound. A script that fails fast raises
+    CalledProcessError, so a broken probe cannot pass for a slow parser or loader.
+    """
+    try:
+        subprocess.run([sys.executable, "-c", script], cwd=REPO, timeout=seconds, check=True,
+                       capture_output=True)
+    except subprocess.TimeoutExpired:
+        return False
+    return True

@@ -8,8 +8,6 @@ so a payload that ran (``touch X``, ``open('X', 'w')``) would fail the test that
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -26,7 +24,7 @@ from gradcheck_lab.casefile.expr import (
     parse_expression,
 )
 from gradcheck_lab.errors import SpecError
-from tests.conftest import REPO, time_limit
+from tests.conftest import finishes_within, time_limit
 
 DEFAULT_EXPR_LIMITS = ExprLimits()
 REJECTION_SECONDS = 1.0
@@ -56,21 +54,6 @@ def rejection(text: str, limits: ExprLimits = DEFAULT_EXPR_LIMITS) -> SpecError:
     assert elapsed < REJECTION_SECONDS, f"rejected only after {elapsed:.2f} s"
     assert files_in_cwd() == [], "the rejected expression created files"
     return caught.value
-
-
-def finishes_within(seconds: float, script: str) -> bool:
-    """Whether ``script``, run by a fresh interpreter, ends (successfully) within ``seconds``.
-
-    For code that may spend minutes inside a single C call (big-integer arithmetic), which no
-    signal can interrupt: the child is killed at the bound. A script that fails fast raises
-    CalledProcessError, so a broken probe cannot pass for a slow parser.
-    """
-    try:
-        subprocess.run([sys.executable, "-c", script], cwd=REPO, timeout=seconds, check=True,
-                       capture_output=True)
-    except subprocess.TimeoutExpired:
-        return False
-    return True
 
 
 def parses_or_is_rejected(text: str) -> str:

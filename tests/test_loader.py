@@ -14,7 +14,7 @@ import pytest
 from gradcheck_lab.casefile import Case, ImplRef, LoadLimits, build_case, load_file
 from gradcheck_lab.casefile.loader import derived_seed, load_bytes
 from gradcheck_lab.errors import CaseError
-from tests.conftest import CASES, REPO
+from tests.conftest import CASES, REPO, finishes_within
 
 DEFAULT_LOAD_LIMITS = LoadLimits()
 # Start-up and import take ~0.6 s (more on a loaded machine); the code these probes once caught
@@ -51,18 +51,6 @@ def assert_points_at(error: CaseError, line: int, fragment: str) -> None:
     assert error.line == line, str(error)
     if error.column is not None:
         assert text_at(error).startswith(fragment), str(error)
-
-
-def finishes_within(seconds: float, script: str) -> bool:
-    """Whether ``script``, run by a fresh interpreter, ends (successfully) within ``seconds``;
-    the child is killed at the bound (big-integer work in C cannot be interrupted in-process).
-    A script that fails fast raises CalledProcessError: a broken probe cannot pass for a hang."""
-    try:
-        subprocess.run([sys.executable, "-c", script], cwd=REPO, timeout=seconds, check=True,
-                       capture_output=True)
-    except subprocess.TimeoutExpired:
-        return False
-    return True
 
 
 def loads_without_raising(text: str) -> str:
