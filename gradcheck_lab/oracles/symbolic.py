@@ -40,7 +40,7 @@ def gradients(program: Program, point: Point, probes: tuple[Probe, ...],
     """VJPs of the spec for each probe. ``mode``: "auto", "exact" or "sweep"."""
     roots = [program.output, *program.roots.values()]
     env = numpy_forward(program, point, roots)
-    kinks = tuple(_kinks(program, env))
+    kinks = tuple(_kinks(program, env, point.dtype))
     roots_values = {key: env[index] for key, index in program.roots.items()}
     scale = term_scale(program, env)
     magnitudes = tuple(sweep(program, env, probe.cotangent, magnitudes=True) for probe in probes)
@@ -188,15 +188,17 @@ def sweep(program: Program, env: dict[int, np.ndarray], cotangent: np.ndarray,
     }
 
 
-def _kinks(program: Program, env: dict[int, np.ndarray]) -> list[str]:
-    """Where an op with a kink (relu, abs) sits exactly on it, in terms a user can find."""
+def _kinks(program: Program, env: dict[int, np.ndarray], dtype: str = "float64") -> list[str]:
+    """Where an op with a kink (relu, abs, a tie in max_pool2d) sits exactly on it, in terms a
+    user can find. The arguments are judged as the case's dtype holds them: in float32,
+    1000 + 1 and 1000 + 1.000001 are the same number, a tie torch breaks its own way."""
     found = []
     for index in program.needed_for([program.output]):
         node = program.nodes[index]
         op = OPS.get(node.op)
         if op is None or op.kinks is None or not node.needs_grad:
             continue
-        mask = op.kinks([env[a] for a in node.args], node.param_dict)
+        mask = op.kinks([_as_dtype(env[a], dtype) for a in node.args], node.param_dict)
         argument = program.nodes[node.args[0]]
         if argument.op == "relu":
             # relu's zeros come from its flat side, where nothing depends on the input: a tie
@@ -211,6 +213,16 @@ def _kinks(program: Program, env: dict[int, np.ndarray]) -> list[str]:
         more = f" and {len(hits) - 1} more element(s)" if len(hits) > 1 else ""
         found.append(f"not differentiable at {where}{first}{more} ({node.op} {op.kink_where})")
     return found
+
+
+def _as_dtype(values: np.ndarray, dtype: str) -> np.ndarray:
+    """Real values rounded to ``dtype`` (through torch, which knows bfloat16), as float64."""
+    if dtype == "float64" or values.dtype.kind != "f":
+        return values
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(values)).to(getattr(torch, dtype)).to(
+        torch.float64).numpy()
 
 
 def _index_text(index: tuple[int, ...]) -> str:
