@@ -260,7 +260,9 @@ class _Explainer:
             number = Fraction(exact.item() if exact is not None else float(value))
             values[sympy.Symbol(name, real=True)] = sympy.Rational(number.numerator,
                                                                    number.denominator)
-        result = sympy.sympify(expression).xreplace(values)
+        # safe: expressions built from the parsed IR (sympy objects and numbers); strict
+        # refuses strings, so no case-file text can reach sympy's parser here.
+        result = sympy.sympify(expression, strict=True).xreplace(values)
         return sympy_to_float(result.evalf(30))
 
     # --- tensor cases ---------------------------------------------------------------------
@@ -417,7 +419,8 @@ def _reading_order(program: Program, root: int, given: dict[int, np.ndarray]) ->
 def _diff(expression: Any, name: str) -> Any:
     import sympy
 
-    expression = sympy.sympify(expression)
+    # safe: an expression built from the parsed IR; strict refuses strings.
+    expression = sympy.sympify(expression, strict=True)
     return sympy.diff(expression, sympy.Symbol(name, real=True))
 
 
