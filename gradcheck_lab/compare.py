@@ -17,7 +17,13 @@ import numpy as np
 
 from gradcheck_lab.casefile import Case
 from gradcheck_lab.ops import OPS
-from gradcheck_lab.oracles.base import FiniteDifferences, Gradients, Probe, describe_probes
+from gradcheck_lab.oracles.base import (
+    FiniteDifferences,
+    Gradients,
+    Probe,
+    describe_probes,
+    probe_label,
+)
 from gradcheck_lab.oracles.symbolic import METHOD_EXACT
 from gradcheck_lab.points import Point
 from gradcheck_lab.results import Mismatch
@@ -41,6 +47,29 @@ class Verdict:
     notes: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     tolerance: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass
+class Findings:
+    """What a check beside the gradient comparison found (forward mode, second order, a second
+    device, a training step), to fold into the case's one verdict with ``extend``."""
+
+    mismatches: list[Mismatch] = field(default_factory=list)
+    summary: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def extend(verdict: Verdict, findings: Findings) -> None:
+    """Fold findings into the verdict: their mismatches and counts, and a failure with their
+    summary when they have one."""
+    verdict.mismatches.extend(findings.mismatches)
+    for key, value in findings.counts.items():
+        verdict.counts[key] = verdict.counts.get(key, 0) + value
+    if not findings.summary:
+        return
+    summary = "; ".join(findings.summary)
+    verdict.message = summary if verdict.status == "pass" else f"{verdict.message}; {summary}"
+    verdict.status = "fail"
 
 
 def compare(case: Case, point: Point, probes: tuple[Probe, ...], symbolic: Gradients,
@@ -112,6 +141,28 @@ def relative_error(abs_err: float, reference: float) -> float:
     return 0.0 if abs_err == 0 else float("inf")
 
 
+def worst_first(errors: np.ndarray, where: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The flat indices ``where``, largest error first (ties in index order, NaN as the
+    largest), and the errors with NaN replaced by inf."""
+    errors = np.where(np.isnan(errors), np.inf, errors)
+    return where[np.argsort(-errors[where], kind="stable")], errors
+
+
+def odd_by_difference(s: float, a: float, f: float, bound_s: float, bound_a: float,
+                      bf: float) -> str | None:
+    """Of symbolic s and autograd a, which one the finite difference f (with error bar bf)
+    does not side with, or None. However wide its bar, a finite difference is a number: a NaN
+    beside a finite value from the other oracle is the odd one."""
+    if not np.isfinite(f):
+        return None
+    if np.isnan(s) != np.isnan(a):
+        return AUTOGRAD if np.isnan(a) else SYMBOLIC
+    side_s, side_a = bool(agree(s, f, bound_s + bf)), bool(agree(a, f, bound_a + bf))
+    if side_s != side_a:
+        return AUTOGRAD if side_s else SYMBOLIC
+    return None
+
+
 def agree(a: np.ndarray, b: np.ndarray, bound: np.ndarray) -> np.ndarray:
     """Elementwise agreement; NaN or inf on either side never agrees."""
     with np.errstate(all="ignore"):
@@ -142,8 +193,9 @@ class _Comparison:
         self.fd_alone = 0
 
     def run(self) -> Verdict:
+        self.forward_values = self.value_disagreements()
         self.impl_differs_from_spec = (self.case.impl is not None
-                                       and self.value_disagreements()[3].size > 0)
+                                       and self.forward_values[3].size > 0)
         for spec in self.case.differentiable_inputs:
             self.gradient(spec.name)
         self.values()
@@ -200,22 +252,18 @@ class _Comparison:
             odd_here: dict[int, str | None] = {}
             for position, flat in enumerate(fd_at):
                 f, bf = fd_value[position], fd_bound[position]
-                if not agree_sa[flat] and np.isfinite(f) and (np.isnan(s[flat])
-                                                              != np.isnan(a[flat])):
-                    # However wide its error bar, a finite difference is a number: a NaN
-                    # beside a finite value from the other oracle is the odd one.
-                    odd_here[flat] = AUTOGRAD if np.isnan(a[flat]) else SYMBOLIC
-                    continue
-                if not (np.isfinite(f) and np.isfinite(bf)) or bf > FD_INCONCLUSIVE * (
-                        abs(s[flat]) + scale):
+                nan_beside_number = np.isfinite(f) and np.isnan(s[flat]) != np.isnan(a[flat])
+                if not nan_beside_number and (not (np.isfinite(f) and np.isfinite(bf))
+                                              or bf > FD_INCONCLUSIVE * (abs(s[flat]) + scale)):
                     self.inconclusive += 1
+                    continue
+                if not agree_sa[flat]:
+                    odd_here[flat] = odd_by_difference(s[flat], a[flat], f, bound_s[flat],
+                                                       bound_a[flat], bf)
                     continue
                 side_s = bool(agree(s[flat], f, bound_s[flat] + bf))
                 side_a = bool(agree(a[flat], f, bound_a[flat] + bf))
-                if not agree_sa[flat]:
-                    odd_here[flat] = AUTOGRAD if side_s and not side_a else (
-                        SYMBOLIC if side_a and not side_s else None)
-                elif not side_s and not side_a:
+                if not side_s and not side_a:
                     if self.case.impl is None:
                         self.fd_alone += 1
                         continue
@@ -324,9 +372,8 @@ class _Comparison:
             before, after = before.reshape(-1), after.reshape(-1)
             with np.errstate(all="ignore"):
                 errors = np.where(before == after, 0.0, np.abs(after - before))
-            errors = np.where(np.isnan(errors), np.inf, errors)
-            changed = np.flatnonzero(errors > 0)
-            for flat in changed[np.argsort(-errors[changed], kind="stable")][:WORST_PER_GROUP]:
+            changed, errors = worst_first(errors, np.flatnonzero(~(errors <= 0)))
+            for flat in changed[:WORST_PER_GROUP]:
                 self.add(name, ("before", "after"), AUTOGRAD, flat, None,
                          {"before": before[flat], "after": after[flat]},
                          errors[flat], before[flat], 0.0, check="in_place",
@@ -356,8 +403,7 @@ class _Comparison:
                 differ = np.flatnonzero(~same)
                 if not differ.size:
                     continue
-                errors = np.where(np.isnan(errors), np.inf, errors)
-                worst = differ[np.argsort(-errors[differ], kind="stable")]
+                worst, errors = worst_first(errors, differ)
                 for flat in worst[:WORST_PER_GROUP]:
                     self.add(name, (AUTOGRAD, label), AUTOGRAD, flat, 0,
                              {AUTOGRAD: first[flat], label: again[flat]}, errors[flat],
@@ -381,7 +427,7 @@ class _Comparison:
         return s, a, bound, np.flatnonzero(~(agree(s, a, bound) | (s == a)))
 
     def values(self) -> None:
-        s, a, bound, bad = self.value_disagreements()
+        s, a, bound, bad = self.forward_values
         if not bad.size:
             return
         fd_value = None if self.fd is None else np.asarray(self.fd.value).reshape(-1)
@@ -456,9 +502,7 @@ class _Comparison:
                 shape = self.point.values[name].shape if name is not None else ()
             # A scalar is element [0], as the JSON contract's example writes it.
             index = tuple(int(i) for i in np.unravel_index(int(flat), shape)) if shape else (0,)
-        probe = None
-        if k is not None and not (len(self.probes) == 1 and self.probes[0].label == "output"):
-            probe = self.probes[k].label
+        probe = None if k is None else probe_label(self.probes, k)
         self.mismatches.append(Mismatch(
             input=name, oracles=oracles, odd_oracle=odd,
             values={key: float(v) for key, v in values.items()},

@@ -9,8 +9,6 @@ along v. Finite differences decide which of the first two is odd, as for gradien
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from gradcheck_lab.compare import (
@@ -19,44 +17,22 @@ from gradcheck_lab.compare import (
     FD_SAFETY,
     SYMBOLIC,
     WORST_PER_GROUP,
-    Verdict,
+    Findings,
     agree,
     count_text,
+    odd_by_difference,
     relative_error,
 )
-from gradcheck_lab.oracles.base import Gradients, Probe
+from gradcheck_lab.oracles.base import Gradients, Probe, probe_label
 from gradcheck_lab.results import Mismatch
 from gradcheck_lab.tolerances import ToleranceRule, gradient_scale, symbolic_rule
 
 
-@dataclass
-class ModeFindings:
-    mismatches: list[Mismatch] = field(default_factory=list)
-    summary: list[str] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=dict)
-
-
-def _odd(s: float, a: float, f: float, bound_s: float, bound_a: float, bf: float) -> str | None:
-    """Which of symbolic and autograd the finite difference f does not side with."""
-    if not np.isfinite(f):
-        return None
-    if np.isnan(s) != np.isnan(a):
-        return AUTOGRAD if np.isnan(a) else SYMBOLIC
-    side_s, side_a = bool(agree(s, f, bound_s + bf)), bool(agree(a, f, bound_a + bf))
-    if side_s != side_a:
-        return AUTOGRAD if side_s else SYMBOLIC
-    return None
-
-
-def _label(probes: tuple[Probe, ...], k: int) -> str | None:
-    return None if len(probes) == 1 and probes[0].label == "output" else probes[k].label
-
-
 def compare_jvp(probes: tuple[Probe, ...], symbolic: Gradients, tangents: dict[str, np.ndarray],
                 autograd_jvp: np.ndarray, fd_jvp: np.ndarray, fd_error: np.ndarray,
-                rule: ToleranceRule, exact: bool) -> ModeFindings:
+                rule: ToleranceRule, exact: bool) -> Findings:
     """u·(J·v) from forward-mode AD against (u·J)·v from the symbolic VJPs, per cotangent."""
-    found = ModeFindings(counts={"forward_mode": len(probes)})
+    found = Findings(counts={"forward_mode": len(probes)})
     sym_rule = symbolic_rule(exact)
     rows = []
     for k, probe in enumerate(probes):
@@ -77,7 +53,8 @@ def compare_jvp(probes: tuple[Probe, ...], symbolic: Gradients, tangents: dict[s
         if bool(agree(s, a, bound_s + bound_a)):
             continue
         error = abs(s - a) if np.isfinite(s - a) else float("inf")
-        rows.append((error, k, s, a, f, bound_s + bound_a, _odd(s, a, f, bound_s, bound_a, bf)))
+        odd = odd_by_difference(s, a, f, bound_s, bound_a, bf)
+        rows.append((error, k, s, a, f, bound_s + bound_a, odd))
     if not rows:
         return found
     rows.sort(key=lambda row: -row[0])
@@ -88,7 +65,7 @@ def compare_jvp(probes: tuple[Probe, ...], symbolic: Gradients, tangents: dict[s
             input=None, oracles=(SYMBOLIC, AUTOGRAD), odd_oracle=row_odd,
             values={SYMBOLIC: s, AUTOGRAD: a, FD: f}, abs_err=error,
             rel_err=relative_error(error, s), allowed=allowed, check="jvp",
-            probe=_label(probes, k), elements=len(rows)))
+            probe=probe_label(probes, k), elements=len(rows)))
     who = f"{odd} is the odd one out" if odd else "finite differences could not tell which is right"
     found.summary.append(f"forward mode: the Jacobian-vector products disagree at "
                          f"{len(rows)} of {len(probes)} cotangent(s); {who}")
@@ -100,12 +77,12 @@ def compare_hvp(probes: tuple[Probe, ...], symbolic: tuple[dict[str, np.ndarray]
                 fd: tuple[dict[str, np.ndarray], ...], rule: ToleranceRule,
                 not_differentiable: list[str], first_order: Gradients,
                 tangents: dict[str, np.ndarray], input_scale: float,
-                first_order_wrong: bool) -> ModeFindings:
+                first_order_wrong: bool) -> Findings:
     """Hessian-vector products elementwise: exact sympy, double backward, and a central
     difference of autograd's own first-order gradient, which arbitrates only where that
     gradient is right (``first_order_wrong`` False): otherwise it can clear autograd's
     second order of nothing and cannot blame the exact oracle."""
-    found = ModeFindings(counts={"second_order": sum(
+    found = Findings(counts={"second_order": sum(
         v.size for grads in symbolic for v in grads.values())})
     sym_rule = symbolic_rule(exact=True)
     largest_tangent = max((float(np.max(np.abs(v))) for v in tangents.values() if v.size),
@@ -126,7 +103,8 @@ def compare_hvp(probes: tuple[Probe, ...], symbolic: tuple[dict[str, np.ndarray]
             for flat in np.flatnonzero(~agree(s, a, bound_s + bound_a)):
                 error = abs(s[flat] - a[flat])
                 error = float(error) if np.isfinite(error) else float("inf")
-                odd = _odd(s[flat], a[flat], f[flat], bound_s[flat], bound_a[flat], bf[flat])
+                odd = odd_by_difference(s[flat], a[flat], f[flat], bound_s[flat],
+                                        bound_a[flat], bf[flat])
                 if first_order_wrong and odd == SYMBOLIC:
                     odd = None
                 rows.append((error, k, int(flat), s[flat], a[flat], f[flat],
@@ -142,7 +120,7 @@ def compare_hvp(probes: tuple[Probe, ...], symbolic: tuple[dict[str, np.ndarray]
                 input=name, oracles=(SYMBOLIC, AUTOGRAD), odd_oracle=odd,
                 values={SYMBOLIC: s_value, AUTOGRAD: a_value, FD: f_value}, abs_err=error,
                 rel_err=relative_error(error, s_value), allowed=allowed, check="hvp", index=index,
-                probe=_label(probes, k), elements=elements))
+                probe=probe_label(probes, k), elements=elements))
         votes = [row[7] for row in rows if row[7] is not None]
         odd = max(set(votes), key=votes.count) if votes else None
         who = (f"{odd} is the odd one out" if odd
@@ -153,15 +131,3 @@ def compare_hvp(probes: tuple[Probe, ...], symbolic: tuple[dict[str, np.ndarray]
         found.summary.append(f"{name}: second order: Hessian-vector products disagree "
                              f"({count_text(elements)}); {who}{why}")
     return found
-
-
-def extend(verdict: Verdict, findings: ModeFindings) -> None:
-    """Fold a mode's findings into the case's one verdict."""
-    verdict.mismatches.extend(findings.mismatches)
-    for key, value in findings.counts.items():
-        verdict.counts[key] = verdict.counts.get(key, 0) + value
-    if not findings.summary:
-        return
-    summary = "; ".join(findings.summary)
-    verdict.message = summary if verdict.status == "pass" else f"{verdict.message}; {summary}"
-    verdict.status = "fail"

@@ -265,7 +265,8 @@ class _DtypeState:
                     rule: object, verdict: object) -> None:
         """Forward mode (modes: [reverse, forward]) and second order (order: 2), folded into
         the verdict of the reverse-mode check."""
-        from gradcheck_lab.compare_modes import compare_hvp, compare_jvp, extend
+        from gradcheck_lab.compare import extend
+        from gradcheck_lab.compare_modes import compare_hvp, compare_jvp
         from gradcheck_lab.oracles import autograd, finite_difference, symbolic
         from gradcheck_lab.oracles.base import make_tangents
 
@@ -298,7 +299,7 @@ class _DtypeState:
 
     def compare_with_reference_device(self, device: str, ag: object, rule: object,
                                       verdict: object, terms: tuple = ()) -> None:
-        from gradcheck_lab.compare import compare_devices
+        from gradcheck_lab.compare import Findings, compare_devices, extend
 
         if self.reference_device is None:
             self.reference_device = (device, ag)
@@ -307,12 +308,9 @@ class _DtypeState:
         shapes = {spec.name: spec.shape for spec in self.case.differentiable_inputs}
         found = compare_devices(reference_ag, ag, rule, (reference, device), shapes, terms)
         if found:
-            verdict.mismatches.extend(found)
-            summary = (f"{device} vs {reference}: autograd gradients differ "
-                       f"({found[0].elements} element(s) of {found[0].input})")
-            verdict.message = summary if verdict.status == "pass" else (
-                f"{verdict.message}; {summary}")
-            verdict.status = "fail"
+            extend(verdict, Findings(mismatches=found, summary=[
+                f"{device} vs {reference}: autograd gradients differ "
+                f"({found[0].elements} element(s) of {found[0].input})"]))
 
     def timings(self, device: str) -> dict[str, dict[str, object]]:
         from gradcheck_lab.timing import time_case

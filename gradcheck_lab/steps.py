@@ -20,7 +20,11 @@ from gradcheck_lab.casefile import Case
 from gradcheck_lab.errors import GradcheckLabError, SpecError
 from gradcheck_lab.oracles import symbolic
 from gradcheck_lab.oracles.base import Probe, make_probes
-from gradcheck_lab.oracles.finite_difference import ALL_PARTIALS_MAX_ELEMENTS, RELATIVE_STEP
+from gradcheck_lab.oracles.finite_difference import (
+    ALL_PARTIALS_MAX_ELEMENTS,
+    RELATIVE_STEP,
+    input_tensors,
+)
 from gradcheck_lab.oracles.torch_function import TorchFunction
 from gradcheck_lab.points import Point, make_point
 from gradcheck_lab.selection import OUTPUT, format_number, located
@@ -120,15 +124,10 @@ class _ScalarFunction:
                  values: np.ndarray | None = None) -> dict[str, Any]:
         import torch
 
-        tensors = {}
-        for spec in self.case.inputs:
-            if self.tensors is not None and spec.name != name:
-                tensors[spec.name] = self.tensors[spec.name]
-                continue
-            array = values if spec.name == name else self.base[spec.name]
-            dtype = torch.int64 if spec.is_integer else torch.float64
-            tensors[spec.name] = torch.tensor(array, dtype=dtype)
-        return tensors
+        if self.tensors is None or name is None:
+            moved = self.base if name is None else {**self.base, name: values}
+            return input_tensors(self.case, moved, "cpu")
+        return {**self.tensors, name: torch.tensor(values, dtype=torch.float64)}
 
     def __call__(self, name: str, values: np.ndarray) -> float:
         import torch

@@ -37,8 +37,16 @@ import numpy as np
 
 from gradcheck_lab.casefile import Case, ImplRef
 from gradcheck_lab.casefile.case import Training
-from gradcheck_lab.compare import WORST_PER_GROUP, Verdict, agree, count_text, relative_error
-from gradcheck_lab.compare_modes import ModeFindings, extend
+from gradcheck_lab.compare import (
+    WORST_PER_GROUP,
+    Findings,
+    Verdict,
+    agree,
+    count_text,
+    extend,
+    relative_error,
+    worst_first,
+)
 from gradcheck_lab.errors import ImplError, SpecError
 from gradcheck_lab.oracles import symbolic
 from gradcheck_lab.oracles.base import Gradients, make_probes
@@ -80,7 +88,7 @@ def check_training(case: Case, dtype: str, device: str, point: Point, rule: Tole
     checker = _Checker(case, training, dtype, rule,
                        symbolic_rule(before.method == symbolic.METHOD_EXACT))
     calls = len(run.snapshots) - 1
-    findings = ModeFindings(counts={
+    findings = Findings(counts={
         "training_steps": calls,
         "training_elements": sum(run.snapshots[0][name].size for name in training.params)})
     notes = [f"training: step {training.step_label}, called {calls} times in a row from fresh "
@@ -279,8 +287,7 @@ class _Update:
         wrong = self.wrong
         with np.errstate(all="ignore"):
             errors = np.abs(self.got.reshape(-1) - self.expected.reshape(-1))
-        errors = np.where(np.isnan(errors), np.inf, errors)
-        order = wrong[np.argsort(-errors[wrong], kind="stable")]
+        order, errors = worst_first(errors, wrong)
         return [(int(flat), float(errors[flat])) for flat in order[:WORST_PER_GROUP]]
 
 
@@ -310,7 +317,7 @@ class _Checker:
         """The update's own rounding in the dtype (see UPDATE_ULPS)."""
         return UPDATE_ULPS * EPSILON[self.dtype] * (np.abs(before) + self.lr * np.abs(grad))
 
-    def first_step(self, run: _Run, sym: Gradients, findings: ModeFindings) -> bool:
+    def first_step(self, run: _Run, sym: Gradients, findings: Findings) -> bool:
         """W₁ = W₀ − lr·∇L(W₀): True when it holds."""
         updates = []
         for name in self.training.params:
@@ -329,7 +336,7 @@ class _Checker:
         return False
 
     def second_step(self, run: _Run, first: Gradients, second: Gradients,
-                    findings: ModeFindings) -> bool:
+                    findings: Findings) -> bool:
         """W₂ = W₁ − lr·∇L(W₁): True when it holds. A step that keeps .grad gives
         W₁ − lr·(∇L(W₁) + ∇L(W₀)), and the failure says so."""
         right, accumulated = [], []
@@ -361,7 +368,7 @@ class _Checker:
             "calls (momentum, a learning-rate schedule, a stale gradient?)")
         return False
 
-    def loss_curve(self, run: _Run, start: Point, before: Gradients, findings: ModeFindings,
+    def loss_curve(self, run: _Run, start: Point, before: Gradients, findings: Findings,
                    updates_right: bool) -> list[str]:
         """The spec's loss at the params after each of the ``steps`` steps must end strictly
         lower than it starts. Returns the notes (the curve, the step's own loss)."""

@@ -111,6 +111,11 @@ def make_tangents(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, np
     return {name: rng.standard_normal(shape) for name, shape in shapes.items()}
 
 
+def probe_label(probes: tuple[Probe, ...], k: int) -> str | None:
+    """What a mismatch says of its cotangent: nothing for a scalar output's only one."""
+    return None if len(probes) == 1 and probes[0].label == "output" else probes[k].label
+
+
 def describe_probes(probes: tuple[Probe, ...]) -> str:
     if len(probes) == 1 and probes[0].label == "output":
         return "scalar output"

@@ -29,6 +29,8 @@ from gradcheck_lab.oracles.finite_difference import (
     RELATIVE_STEP,
     ROUNDOFF_FACTOR,
     central_difference,
+    evaluate_at,
+    input_tensors,
 )
 from gradcheck_lab.oracles.torch_function import TorchFunction
 from gradcheck_lab.points import Point
@@ -51,10 +53,7 @@ def estimate(case: Case, point: Point, probes: tuple[Probe, ...], device: str, *
     import torch
 
     function = TorchFunction(case, "float64", device)
-    base = {spec.name: torch.tensor(point.values[spec.name],
-                                    dtype=torch.int64 if spec.is_integer else torch.float64,
-                                    device=device)
-            for spec in case.inputs}
+    base = input_tensors(case, point.values, device)
     with torch.no_grad():
         center = function(base).detach().to(torch.float64).reshape(-1)
     cotangents = torch.tensor(np.stack([np.asarray(p.cotangent, dtype=np.float64).reshape(-1)
@@ -184,7 +183,6 @@ def _error_bars(case: Case, point: Point, name: str, number: int, partials: np.n
                 reference: list[np.ndarray] | None, evaluations: list[int]) -> np.ndarray:
     """Round-off for every element; the full bar (h vs 2h, fourth difference) on a sample and
     on the elements that disagree with the reference beyond the sample-based bar."""
-    import torch
 
     x = point.values[name]
     size = x.size
@@ -198,13 +196,9 @@ def _error_bars(case: Case, point: Point, name: str, number: int, partials: np.n
         step = RELATIVE_STEP * max(1.0, abs(float(x.reshape(-1)[flat])))
 
         def shifted(t: float) -> np.ndarray:
-            tensors = {spec.name: torch.tensor(
-                point.values[spec.name] + (t * direction if spec.name == name else 0),
-                dtype=torch.int64 if spec.is_integer else torch.float64,
-                device=function.device) for spec in case.inputs}
             evaluations[0] += 1
-            with torch.no_grad():
-                return function(tensors).detach().to(torch.float64).cpu().numpy().reshape(-1)
+            moved = {**point.values, name: x + t * direction}
+            return evaluate_at(function, case, moved, function.device)
 
         _, error = central_difference(shifted, center, term_scale, step)
         return np.abs(cotangents) @ error

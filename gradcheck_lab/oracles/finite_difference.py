@@ -16,7 +16,8 @@ symbolic and autograd disagree most), so the cost stays bounded.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -43,22 +44,14 @@ def estimate(case: Case, point: Point, probes: tuple[Probe, ...], device: str, *
     ``term_scale``: the largest intermediate value of the computation, when known, for the
     round-off floor of the error bars.
     """
-    import torch
 
     function = TorchFunction(case, "float64", device)
-    base = {name: np.asarray(values) for name, values in point.values.items()}
     counter = [0]
 
     def evaluate(name: str | None = None, replacement: np.ndarray | None = None) -> np.ndarray:
-        tensors = {}
-        for spec in case.inputs:
-            values = replacement if spec.name == name else base[spec.name]
-            dtype = torch.int64 if spec.is_integer else torch.float64
-            tensors[spec.name] = torch.tensor(values, dtype=dtype, device=device)
         counter[0] += 1
-        with torch.no_grad():
-            out = function(tensors)
-        return out.detach().to(torch.float64).cpu().numpy().reshape(-1)
+        moved = point.values if name is None else {**point.values, name: replacement}
+        return evaluate_at(function, case, moved, device)
 
     value = evaluate()
 
@@ -74,7 +67,7 @@ def estimate(case: Case, point: Point, probes: tuple[Probe, ...], device: str, *
     all_partials = mode == "all" or (mode == "auto" and total <= ALL_PARTIALS_MAX_ELEMENTS)
     per_input: dict[str, Estimates] = {}
     for number, spec in enumerate(differentiable):
-        x = base[spec.name]
+        x = np.asarray(point.values[spec.name])
         if all_partials:
             indices = np.arange(x.size)
         else:
@@ -112,6 +105,27 @@ def estimate(case: Case, point: Point, probes: tuple[Probe, ...], device: str, *
         case.program.output_node.shape), per_input, counter[0])
 
 
+def input_tensors(case: Case, values: Mapping[str, np.ndarray], device: str) -> dict[str, Any]:
+    """Every input of the case as a tensor without grad: float64, or int64 for integer ones.
+    What finite differences evaluate the function at."""
+    import torch
+
+    return {spec.name: torch.tensor(values[spec.name],
+                                    dtype=torch.int64 if spec.is_integer else torch.float64,
+                                    device=device)
+            for spec in case.inputs}
+
+
+def evaluate_at(function: TorchFunction, case: Case, values: Mapping[str, np.ndarray],
+                device: str) -> np.ndarray:
+    """The function at ``values`` (every input, by name), flat, in float64, without a graph."""
+    import torch
+
+    with torch.no_grad():
+        out = function(input_tensors(case, values, device))
+    return out.detach().to(torch.float64).cpu().numpy().reshape(-1)
+
+
 def central_difference(shifted: Callable[[float], np.ndarray], center: np.ndarray,
                        term_scale: float, step: float) -> tuple[np.ndarray, np.ndarray]:
     """d/dt F(t) at t = 0 from F(±h), F(±2h) (``shifted(t)`` is F(t), ``center`` F(0)), and an
@@ -141,20 +155,13 @@ def jacobian_vector_product(case: Case, point: Point, tangents: dict[str, np.nda
                             device: str, term_scale: float = 0.0
                             ) -> tuple[np.ndarray, np.ndarray]:
     """d/dt f(x + t·v) for the tangents v of all inputs at once, with error bars."""
-    import torch
 
     function = TorchFunction(case, "float64", device)
 
     def shifted(t: float) -> np.ndarray:
-        tensors = {}
-        for spec in case.inputs:
-            values = point.values[spec.name]
-            if spec.name in tangents:
-                values = values + t * tangents[spec.name]
-            dtype = torch.int64 if spec.is_integer else torch.float64
-            tensors[spec.name] = torch.tensor(values, dtype=dtype, device=device)
-        with torch.no_grad():
-            return function(tensors).detach().to(torch.float64).cpu().numpy()
+        moved = {name: values + t * tangents[name] if name in tangents else values
+                 for name, values in point.values.items()}
+        return evaluate_at(function, case, moved, device).reshape(case.program.output_node.shape)
 
     return central_difference(shifted, shifted(0.0), term_scale, joint_step(point, tangents))
 
