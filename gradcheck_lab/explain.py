@@ -283,7 +283,7 @@ class _Explainer:
                 if grad.size > 1 and np.isfinite(grad).any():
                     where = np.unravel_index(int(np.nanargmax(np.abs(grad))), grad.shape)
                     text += (f", largest |grad| {format_number(abs(float(grad[where])), 4)} "
-                             f"at {name}{_index_text(where)}")
+                             f"at {name}{symbolic.index_text(where)}")
             else:
                 text += "; no gradient"
             lines.append(text)
@@ -326,11 +326,11 @@ class _Explainer:
         _, name, flat = max(candidates, key=lambda item: item[0])
         shape = gradient[name].shape
         element = np.unravel_index(flat, shape) if shape else ()
-        symbol = name + _index_text(element)
+        symbol = name + symbolic.index_text(element)
         output = self._whole_output(element_symbols=True)
         cotangent = np.asarray(self.probe.cotangent, dtype=np.float64)
         k = int(np.argmax(np.abs(cotangent.reshape(-1))))
-        of = OUTPUT if not cotangent.shape else OUTPUT + _index_text(
+        of = OUTPUT if not cotangent.shape else OUTPUT + symbolic.index_text(
             np.unravel_index(k, cotangent.shape))
         formula = _simplified(_diff(output.reshape(-1)[k], symbol))
         return self._formula(self._partial(of, symbol), formula,
@@ -350,7 +350,7 @@ class _Explainer:
                 continue
             symbols = np.empty(node.shape, dtype=object)
             for multi in np.ndindex(*node.shape):
-                symbols[multi] = sympy.Symbol(name + _index_text(multi), real=True)
+                symbols[multi] = sympy.Symbol(name + symbolic.index_text(multi), real=True)
             given[index] = symbols
         values, _ = _sympy_values(self.program, self.program.output, given)
         return values.item() if not element_symbols and values.shape == () else values
@@ -460,7 +460,3 @@ def _paths(start: str, end: str, uses: dict[str, list[str]],
 
     walk(start, [])
     return found
-
-
-def _index_text(index: tuple[int, ...]) -> str:
-    return "[" + ", ".join(str(int(i)) for i in index) + "]" if len(index) else ""

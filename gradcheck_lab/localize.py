@@ -26,7 +26,13 @@ from gradcheck_lab.compare import Verdict, agree
 from gradcheck_lab.ops import OPS
 from gradcheck_lab.oracles.autograd import make_leaves
 from gradcheck_lab.oracles.base import Probe
-from gradcheck_lab.oracles.symbolic import node_adjoints, numpy_forward, term_scale
+from gradcheck_lab.oracles.symbolic import (
+    index_text,
+    node_adjoints,
+    numpy_forward,
+    term_scale,
+)
+from gradcheck_lab.oracles.torch_function import lower_all
 from gradcheck_lab.points import Point
 from gradcheck_lab.selection import node_names, spell
 from gradcheck_lab.tolerances import ToleranceRule, gradient_scale, symbolic_rule
@@ -120,24 +126,12 @@ class _Localization:
                 "backward (the exact oracle and the rule sweep may differ)")
 
     def torch_forward(self) -> dict[int, Any]:
-        """Every node's tensor: ``torch_function.lower``, keeping the intermediate values."""
+        """Every node's tensor, with a graph to differentiate the intermediate ones."""
         import torch
 
-        dtype = getattr(torch, self.point.dtype)
         leaves = make_leaves(self.case, self.point, self.point.dtype, self.device)
-        values: dict[int, Any] = {}
         with torch.enable_grad():
-            for index in self.needed:
-                node = self.program.nodes[index]
-                if node.op == "input":
-                    values[index] = leaves[node.name]
-                elif node.op == "const":
-                    values[index] = torch.tensor(float(node.const), dtype=dtype,
-                                                 device=self.device)
-                else:
-                    values[index] = OPS[node.op].torch([values[a] for a in node.args],
-                                                       node.param_dict)
-        return values
+            return lower_all(self.program, leaves, self.point.dtype, self.device)
 
     def first_value_divergence(self, env: dict[int, np.ndarray], values: dict[int, Any],
                                scale: float) -> str | None:
@@ -170,7 +164,7 @@ class _Localization:
         steps = list(dict.fromkeys(program.nodes[c].key for c in consumers))
         ops = ", ".join(dict.fromkeys(self.op_text(c) for c in consumers))
         node = program.nodes[index]
-        where = _index_text(np.unravel_index(flat, node.shape)) if node.shape else ""
+        where = index_text(np.unravel_index(flat, node.shape)) if node.shape else ""
         what = self.names.get(index) or spell(program, index, self.names, depth=1)
         probe = "" if self.probe.label == "output" else f", {self.probe.label}"
         return (f"the first step whose gradient diverges: "
@@ -194,7 +188,3 @@ class _Localization:
         node = self.program.nodes[index]
         infix = OPS[node.op].infix
         return f"'{infix}'" if infix else f"{node.op}()"
-
-
-def _index_text(index: tuple[Any, ...]) -> str:
-    return "[" + ", ".join(str(int(i)) for i in index) + "]"

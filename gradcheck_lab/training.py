@@ -428,8 +428,7 @@ class _Checker:
         worst_update = max(wrong, key=lambda u: u.worst()[0][1])
         flat, _ = worst_update.worst()[0]
         shape = worst_update.got.shape
-        index = (("[" + ", ".join(str(int(i)) for i in np.unravel_index(flat, shape)) + "]")
-                 if shape else "")
+        index = symbolic.index_text(np.unravel_index(flat, shape)) if shape else ""
         got = float(worst_update.got.reshape(-1)[flat])
         expected = float(worst_update.expected.reshape(-1)[flat])
         return (f"in {', '.join(u.name for u in wrong)} ({count_text(total)}; worst "

@@ -209,7 +209,7 @@ def _kinks(program: Program, env: dict[int, np.ndarray], dtype: str = "float64")
             continue
         where = argument.name or f"the argument of {node.op}() in {node.key}"
         hits = np.argwhere(np.broadcast_to(mask, argument.shape))
-        first = _index_text(tuple(hits[0]))
+        first = index_text(tuple(hits[0]))
         more = f" and {len(hits) - 1} more element(s)" if len(hits) > 1 else ""
         found.append(f"not differentiable at {where}{first}{more} ({node.op} {op.kink_where})")
     return found
@@ -225,8 +225,9 @@ def _as_dtype(values: np.ndarray, dtype: str) -> np.ndarray:
         torch.float64).numpy()
 
 
-def _index_text(index: tuple[int, ...]) -> str:
-    return "[" + ", ".join(str(int(i)) for i in index) + "]" if index else ""
+def index_text(index: tuple[int, ...]) -> str:
+    """``[1, 2]`` for an element index, ``""`` for a 0-d tensor's."""
+    return "[" + ", ".join(str(int(i)) for i in index) + "]" if len(index) else ""
 
 
 def _rational(value: Any) -> Any:
@@ -261,7 +262,7 @@ def _sympy_graph(program: Program,
             if node.needs_grad:
                 names = np.empty(node.shape, dtype=object)
                 for multi in np.ndindex(*node.shape):
-                    label = node.name + (_index_text(multi) if multi else "")
+                    label = node.name + (index_text(multi) if multi else "")
                     names[multi] = sympy.Symbol(label, real=True)
                     substitutions[names[multi]] = numbers[multi]
                 symbols[node.name] = names

@@ -117,6 +117,12 @@ class TorchFunction:
 
 def lower(program: Program, tensors: dict[str, Any], dtype: str, device: str) -> Any:
     """Evaluate the spec with torch ops (each op's torch form from the op table)."""
+    return lower_all(program, tensors, dtype, device)[program.output]
+
+
+def lower_all(program: Program, tensors: dict[str, Any], dtype: str,
+              device: str) -> dict[int, Any]:
+    """``lower``, keeping every node's tensor (by node index) the output needs."""
     import torch
 
     env: dict[int, Any] = {}
@@ -133,4 +139,4 @@ def lower(program: Program, tensors: dict[str, Any], dtype: str, device: str) ->
             except (RuntimeError, IndexError, ValueError) as exc:
                 raise SpecError(f"torch could not evaluate {node.op}(): "
                                 f"{describe_exception(exc)}", node.offset, node.key) from None
-    return env[program.output]
+    return env
