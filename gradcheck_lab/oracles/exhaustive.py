@@ -28,9 +28,9 @@ from gradcheck_lab.oracles.finite_difference import (
     METHOD,
     RELATIVE_STEP,
     ROUNDOFF_FACTOR,
-    central_difference,
     evaluate_at,
     input_tensors,
+    partial_difference,
 )
 from gradcheck_lab.oracles.torch_function import TorchFunction
 from gradcheck_lab.points import Point
@@ -189,18 +189,12 @@ def _error_bars(case: Case, point: Point, name: str, number: int, partials: np.n
     rng = np.random.default_rng([case.seed, _SAMPLE_STREAM, number])
     sample = rng.choice(size, size=min(SAMPLE, size), replace=False)
 
+    def at(moved: np.ndarray) -> np.ndarray:
+        evaluations[0] += 1
+        return evaluate_at(function, case, {**point.values, name: moved}, function.device)
+
     def full_bar(flat: int) -> np.ndarray:
-        direction = np.zeros(size)
-        direction[flat] = 1.0
-        direction = direction.reshape(x.shape)
-        step = RELATIVE_STEP * max(1.0, abs(float(x.reshape(-1)[flat])))
-
-        def shifted(t: float) -> np.ndarray:
-            evaluations[0] += 1
-            moved = {**point.values, name: x + t * direction}
-            return evaluate_at(function, case, moved, function.device)
-
-        _, error = central_difference(shifted, center, term_scale, step)
+        _, error = partial_difference(at, x, flat, center, term_scale)
         return np.abs(cotangents) @ error
 
     errors = roundoff.copy()

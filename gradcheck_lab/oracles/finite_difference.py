@@ -75,10 +75,9 @@ def estimate(case: Case, point: Point, probes: tuple[Probe, ...], device: str, *
                                  dtype=np.int64)
         partials, partial_errors = [], []
         for flat in indices:
-            direction = np.zeros(x.size)
-            direction[flat] = 1.0
-            step = RELATIVE_STEP * max(1.0, abs(float(x.reshape(-1)[flat])))
-            column, error = central(spec.name, x, direction.reshape(x.shape), step)
+            column, error = partial_difference(
+                lambda moved, name=spec.name: evaluate(name, moved), x, int(flat), value,
+                term_scale)
             partials.append(cotangents @ column)
             partial_errors.append(np.abs(cotangents) @ error)
         directions = np.zeros((0, *x.shape))
@@ -103,6 +102,17 @@ def estimate(case: Case, point: Point, probes: tuple[Probe, ...], device: str, *
         f"{DIRECTIONS_PER_INPUT} random directions per input + focus elements")
     return FiniteDifferences(f"{METHOD}; {kind}; on {function.label}", value.reshape(
         case.program.output_node.shape), per_input, counter[0])
+
+
+def partial_difference(at: Callable[[np.ndarray], np.ndarray], x: np.ndarray, flat: int,
+                       center: np.ndarray, term_scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """d f / d x[flat], with its error bar: ``at(moved)`` is f with the input x replaced by
+    ``moved``; the step is h = RELATIVE_STEP·max(1, |x[flat]|)."""
+    direction = np.zeros(x.size)
+    direction[flat] = 1.0
+    direction = direction.reshape(x.shape)
+    step = RELATIVE_STEP * max(1.0, abs(float(x.reshape(-1)[flat])))
+    return central_difference(lambda t: at(x + t * direction), center, term_scale, step)
 
 
 def input_tensors(case: Case, values: Mapping[str, np.ndarray], device: str) -> dict[str, Any]:
