@@ -53,9 +53,7 @@ def located(case: Case, error: SpecError) -> SelectionError:
     """A problem found while evaluating the case (a rule that fails at this point), as
     ``file:line: key: message`` like the runner reports it."""
     key = error.key or "output"
-    line = case.line_of(key)
-    where = f"{case.file}:{line}" if line is not None else case.file
-    return SelectionError(f"{where}: {key}: {' '.join(error.message.split())}")
+    return SelectionError(CaseError(case.file, case.line_of(key), key, error.message).render())
 
 
 def _split(path_spec: str) -> tuple[Path, str | None]:
