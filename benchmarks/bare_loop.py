@@ -11,8 +11,8 @@ import torch
 from gradcheck_lab.casefile import Case
 from gradcheck_lab.oracles.autograd import make_leaves
 from gradcheck_lab.oracles.base import make_probes
-from gradcheck_lab.oracles.torch_function import lower
-from gradcheck_lab.points import make_point
+from gradcheck_lab.oracles.function import lower
+from gradcheck_lab.oracles.points import make_point
 
 
 def bare_backward_seconds(case: Case, rounds: int, threads: int = 1, warmup: int = 3) -> float:

@@ -25,8 +25,8 @@ import torch
 from gradcheck_lab import run_file
 from gradcheck_lab.casefile import load_file
 from gradcheck_lab.oracles.autograd import make_leaves
-from gradcheck_lab.oracles.torch_function import lower
-from gradcheck_lab.points import make_point
+from gradcheck_lab.oracles.function import lower
+from gradcheck_lab.oracles.points import make_point
 
 CASE = Path(__file__).resolve().parent.parent / "cases" / "mnist_mlp_ce.yaml"
 

@@ -10,7 +10,7 @@ from bare_loop import bare_backward_seconds
 from conftest import CASES
 
 from gradcheck_lab.casefile import load_file
-from gradcheck_lab.timing import TimedPass, TimingSettings, measure
+from gradcheck_lab.diagnose.timing import TimedPass, TimingSettings, measure
 
 BLOCKS = 5
 ROUNDS_PER_BLOCK = 60

@@ -5,7 +5,7 @@ with its defaults (eps 1e-6, atol 1e-5, rtol 1e-3) on float64 copies of the inpu
 
 Prints a Markdown table, one row per case file, and each tool's totals: bugs caught and false
 alarms. torch.autograd.gradcheck calls the case's impl; a spec-only case has its spec lowered
-to torch ops by gradcheck-lab's TorchFunction (the same callable gradcheck-lab checks).
+to torch ops by gradcheck-lab's FunctionUnderTest (the same callable gradcheck-lab checks).
 
 Each tool runs in its own Python process: a stateful impl (tests/data/zoo/bugs/stateful.py)
 keeps state in its module, and a tool must not see state the other tool left behind.
@@ -49,8 +49,8 @@ def torch_verdict(path: Path) -> str:
     from torch.autograd.gradcheck import GradcheckError
 
     from gradcheck_lab.casefile import load_file
-    from gradcheck_lab.oracles.torch_function import TorchFunction
-    from gradcheck_lab.points import make_point
+    from gradcheck_lab.oracles.function import FunctionUnderTest
+    from gradcheck_lab.oracles.points import make_point
 
     (case,) = load_file(path)  # the zoo has one case per file
     # The case's own input values (float32 cases: already rounded to float32), in float64.
@@ -63,7 +63,7 @@ def torch_verdict(path: Path) -> str:
         else:
             tensors.append(torch.tensor(point.values[spec.name], dtype=torch.float64)
                            .requires_grad_(spec.requires_grad))
-    function = TorchFunction(case, "float64", "cpu")
+    function = FunctionUnderTest(case, "float64", "cpu")
 
     def call(*args):
         return function(dict(zip(names, args, strict=True)))

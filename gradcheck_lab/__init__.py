@@ -9,7 +9,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from gradcheck_lab.api import check, run_file
+from gradcheck_lab.doors.api import check, run_file
 from gradcheck_lab.errors import CaseError, GradcheckLabError, ImplError
 from gradcheck_lab.results import Mismatch, Result
 

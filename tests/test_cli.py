@@ -1,6 +1,6 @@
 """The command line: exit codes, the JSON contract, and a broken case never stopping the run.
 
-Most tests call ``gradcheck_lab.cli.main`` in-process (fast); two run the real entry points
+Most tests call ``gradcheck_lab.doors.cli.main`` in-process (fast); two run the real entry points
 (the ``gradcheck-lab`` console script and ``python -m gradcheck_lab``) in a subprocess.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from gradcheck_lab.cli import EXIT_ERROR, EXIT_FAIL, EXIT_PASS, exit_status, main
+from gradcheck_lab.doors.cli import EXIT_ERROR, EXIT_FAIL, EXIT_PASS, exit_status, main
 from gradcheck_lab.results import Result
 from tests.conftest import CASES, DATA, REPO
 

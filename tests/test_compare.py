@@ -14,11 +14,12 @@ import pytest
 import torch
 
 from gradcheck_lab.casefile import Tolerance, build_case
-from gradcheck_lab.compare import compare
+from gradcheck_lab.compare import OracleResults, compare
+from gradcheck_lab.compare.tolerances import default_rtol, rule_for
 from gradcheck_lab.oracles import autograd, finite_difference, symbolic
 from gradcheck_lab.oracles.base import Estimates, FiniteDifferences, Gradients, make_probes
-from gradcheck_lab.points import make_point
-from gradcheck_lab.tolerances import default_rtol, rule_for
+from gradcheck_lab.oracles.function import FunctionUnderTest
+from gradcheck_lab.oracles.points import make_point
 
 SPEC = {"inputs": {"x": [0.5, -1.0, 2.0], "w": [[1.0, 2.0], [3.0, -1.0], [0.5, 0.25]]},
         "output": "sum(tanh(x @ w) ** 2)"}
@@ -29,8 +30,9 @@ def oracles(data: dict = SPEC, dtype: str = "float64"):
     point = make_point(case, dtype)
     probes = make_probes(case.program.output_node.shape, case.seed)
     sym = symbolic.gradients(case.program, point, probes)
-    ag = autograd.gradients(case, point, probes, dtype, "cpu")
-    fd = finite_difference.estimate(case, point, probes, "cpu", term_scale=sym.term_scale)
+    ag = autograd.gradients(FunctionUnderTest(case, dtype, "cpu"), point, probes)
+    fd = finite_difference.estimate(FunctionUnderTest(case, "float64", "cpu"), point, probes,
+                                    term_scale=sym.term_scale)
     return case, point, probes, sym, ag, fd
 
 
@@ -48,7 +50,8 @@ def deterministic(grads: Gradients, changed: dict) -> Gradients:
 
 
 def verdict(case, point, probes, sym, ag, fd, dtype="float64", override=None):
-    return compare(case, point, probes, sym, ag, fd, rule_for(dtype, override))
+    return compare(OracleResults(case, point, probes, sym, ag, fd),
+                   rule_for(dtype, override))
 
 
 def test_correct_gradients_pass_with_counts() -> None:
@@ -131,7 +134,8 @@ def test_without_finite_differences_at_the_element_the_majority_decides() -> Non
     only_directions = {
         name: Estimates(np.zeros(0, dtype=np.int64), np.zeros((1, 0)), np.zeros((1, 0)),
                         e.directions, e.directional, e.directional_errors)
-        for name, e in finite_difference.estimate(case, point, probes, "cpu",
+        for name, e in finite_difference.estimate(FunctionUnderTest(case, "float64", "cpu"),
+                                                  point, probes,
                                                   mode="projections").per_input.items()}
     projected = FiniteDifferences("projections", fd.value, only_directions, 0)
     result = verdict(case, point, probes, sym, perturbed(ag, "w", (0, 1), 1.5), projected)
@@ -183,8 +187,8 @@ def test_forward_value_mismatch_between_spec_and_impl() -> None:
     point = make_point(case, "float64")
     probes = make_probes((), 0)
     sym = symbolic.gradients(case.program, point, probes)
-    ag = autograd.gradients(case, point, probes, "float64", "cpu")
-    fd = finite_difference.estimate(case, point, probes, "cpu")
+    ag = autograd.gradients(FunctionUnderTest(case, "float64", "cpu"), point, probes)
+    fd = finite_difference.estimate(FunctionUnderTest(case, "float64", "cpu"), point, probes)
     result = verdict(case, point, probes, sym, ag, fd)
     (mismatch,) = result.mismatches
     assert mismatch.check == "value"
@@ -193,14 +197,16 @@ def test_forward_value_mismatch_between_spec_and_impl() -> None:
 
 
 def test_devices_must_agree_within_the_dtype_tolerance() -> None:
-    from gradcheck_lab.compare import compare_devices
+    from gradcheck_lab.compare.devices import compare_devices
 
-    case, *_, ag, _fd = oracles()
-    shapes = {spec.name: spec.shape for spec in case.differentiable_inputs}
+    case, point, probes, sym, ag, fd = oracles()
     rule = rule_for("float64")
-    assert compare_devices(ag, ag, rule, ("cpu", "cuda"), shapes) == []
+    same = OracleResults(case, point, probes, sym, ag, fd)
+    assert compare_devices(ag, same, rule, ("cpu", "cuda")).mismatches == []
     kernel_bug = perturbed(ag, "w", (2, 1), 1 + 1e-6)
-    (mismatch,) = compare_devices(ag, kernel_bug, rule, ("cpu", "cuda"), shapes)
+    found = compare_devices(ag, OracleResults(case, point, probes, sym, kernel_bug, fd), rule,
+                            ("cpu", "cuda"))
+    (mismatch,) = found.mismatches
     assert (mismatch.check, mismatch.input, mismatch.index) == ("device", "w", (2, 1))
     assert mismatch.oracles == ("autograd@cpu", "autograd@cuda")
 
@@ -256,8 +262,8 @@ def test_an_impl_computing_another_function_does_not_make_symbolic_odd() -> None
     point = make_point(case, "float64")
     probes = make_probes((), 0)
     sym = symbolic.gradients(case.program, point, probes)
-    ag = autograd.gradients(case, point, probes, "float64", "cpu")
-    fd = finite_difference.estimate(case, point, probes, "cpu")
+    ag = autograd.gradients(FunctionUnderTest(case, "float64", "cpu"), point, probes)
+    fd = finite_difference.estimate(FunctionUnderTest(case, "float64", "cpu"), point, probes)
     result = verdict(case, point, probes, sym, ag, fd)
     assert result.status == "fail"
     gradient = [m for m in result.mismatches if m.check == "gradient"]

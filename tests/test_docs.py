@@ -220,7 +220,7 @@ def test_the_command_line_page_is_generated_from_the_parser() -> None:
 
 def test_the_command_line_page_documents_every_command() -> None:
     generator = load("gen_cli")
-    from gradcheck_lab.cli import build_parser
+    from gradcheck_lab.doors.cli import build_parser
 
     text = (DOCS / "cli.md").read_text(encoding="utf-8")
     for name in generator.subcommands(build_parser()):

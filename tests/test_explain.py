@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from gradcheck_lab.casefile.loader import build_case
-from gradcheck_lab.cli import EXIT_ERROR, EXIT_PASS, main
-from gradcheck_lab.explain import explain
-from gradcheck_lab.selection import SelectionError, format_number, node_names, select_case, spell
+from gradcheck_lab.casefile.selection import SelectionError, select_case
+from gradcheck_lab.doors.cli import EXIT_ERROR, EXIT_PASS, main
+from gradcheck_lab.inspect.explain import explain
+from gradcheck_lab.program.naming import format_number, node_names, spell
 from tests.conftest import CASES
 
 R144 = CASES / "r144.yaml"
@@ -99,7 +100,7 @@ def test_tensor_output_is_explained_through_the_first_probe(capsys) -> None:
     code, out, _ = explain_cli(capsys,
                                f"{CASES / 'custom_linear.yaml'}::custom_linear_layer")
     assert code == EXIT_PASS
-    assert "gradients of output[0,0]" in out
+    assert "gradients of output[0, 0]" in out
     assert "impl custom_linear.py:layer" in out
     # d linear(x, W, b)[0, 0] / d W[0, k] = x[0, k]: the formula is one input element.
     assert "∂output[0, 0]/∂W[0, 0] = x[0, 0] = " in out

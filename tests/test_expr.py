@@ -14,16 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from gradcheck_lab.casefile.expr import (
-    Call,
-    Const,
-    Expr,
-    ExprLimits,
-    Name,
-    names_in,
-    parse_expression,
-)
+from gradcheck_lab.casefile.expr import ExprLimits, parse_expression
 from gradcheck_lab.errors import SpecError
+from gradcheck_lab.program.ir import Call, Const, Expr, Name, names_in
 from tests.conftest import finishes_within, time_limit
 
 DEFAULT_EXPR_LIMITS = ExprLimits()

@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from gradcheck_lab.casefile import Case
 from gradcheck_lab.casefile.expr import parse_expression
 from gradcheck_lab.casefile.loader import load_bytes
-from gradcheck_lab.casefile.program import ProgramBuilder
 from gradcheck_lab.errors import CaseError, SpecError
 from gradcheck_lab.ops import OPS
+from gradcheck_lab.program.graph import ProgramBuilder
 
 FUZZ = settings(max_examples=150, deadline=2000, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow])

@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 
 from gradcheck_lab.casefile.loader import build_case
-from gradcheck_lab.cli import EXIT_ERROR, EXIT_PASS, main
-from gradcheck_lab.graph import build_graph, layout
+from gradcheck_lab.casefile.selection import select_case
+from gradcheck_lab.doors.cli import EXIT_ERROR, EXIT_PASS, main
+from gradcheck_lab.inspect.graph import build_graph, layout
 from gradcheck_lab.oracles.base import make_probes
-from gradcheck_lab.oracles.symbolic import node_adjoints, numpy_forward
-from gradcheck_lab.points import make_point
-from gradcheck_lab.selection import select_case
+from gradcheck_lab.oracles.points import make_point
+from gradcheck_lab.oracles.symbolic import numpy_forward
+from gradcheck_lab.program.sweep import node_adjoints
 from tests.conftest import CASES
 
 R144 = CASES / "r144.yaml"

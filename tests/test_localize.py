@@ -10,9 +10,9 @@ import torch
 
 import gradcheck_lab
 from gradcheck_lab.compare import Verdict
-from gradcheck_lab.localize import localize
+from gradcheck_lab.compare.tolerances import rule_for
+from gradcheck_lab.diagnose.localize import localize
 from gradcheck_lab.ops import OPS
-from gradcheck_lab.tolerances import rule_for
 
 LETS = {"a": "linear(x, W)", "b": "tanh(a) * 2", "c": "sigmoid(b) + b"}
 SMALL = {"x": [0.5, -1.0, 2.0], "W": {"shape": [3, 3], "init": "randn"}}  # exact oracle

@@ -521,7 +521,7 @@ def test_shape_rules_accept_the_boundary_cases() -> None:
 ])
 def test_the_case_language_spells_the_new_ops(text: str, shape: Shape) -> None:
     from gradcheck_lab.casefile.expr import parse_expression
-    from gradcheck_lab.casefile.program import ProgramBuilder
+    from gradcheck_lab.program.graph import ProgramBuilder
 
     builder = ProgramBuilder()
     builder.add_input("x", (2, 3, 4), False, True)

@@ -15,7 +15,8 @@ import sympy
 from gradcheck_lab.casefile import build_case, load_file
 from gradcheck_lab.oracles import autograd, finite_difference, symbolic
 from gradcheck_lab.oracles.base import FULL_JACOBIAN_MAX_OUTPUTS, RANDOM_PROBES, make_probes
-from gradcheck_lab.points import make_point
+from gradcheck_lab.oracles.function import FunctionUnderTest
+from gradcheck_lab.oracles.points import make_point
 from tests.conftest import CASES, REPO
 
 EPS64 = float(np.finfo(np.float64).eps)
@@ -83,7 +84,7 @@ import numpy as np
 from gradcheck_lab.casefile import build_case
 from gradcheck_lab.oracles import symbolic
 from gradcheck_lab.oracles.base import make_probes
-from gradcheck_lab.points import Point
+from gradcheck_lab.oracles.points import Point
 case = build_case({"inputs": {"x": [0.5, 2.0], "W": [[1, 2], [3, 4]]},
                    "output": "sum(tanh(W @ x))"}, label="t", base_dir=None, default_name="t")
 point = Point("float64", {"x": np.array([0.5, 2.0]), "W": np.array([[1., 2.], [3., 4.]])}, {})
@@ -145,7 +146,8 @@ def test_finite_difference_error_bars_cover_the_true_error(output: str, values: 
     case = case_from({"inputs": {"x": values}, "output": output})
     point, probes = oracle_inputs(case)
     exact = symbolic.gradients(case.program, point, probes, mode="exact").per_probe[0]["x"]
-    fd = finite_difference.estimate(case, point, probes, "cpu", mode="all")
+    fd = finite_difference.estimate(FunctionUnderTest(case, "float64", "cpu"), point, probes,
+                                    mode="all")
     estimates = fd.per_input["x"]
     true_error = np.abs(estimates.partials[0] - exact.reshape(-1)[estimates.indices])
     assert np.all(true_error <= estimates.partial_errors[0])
@@ -157,8 +159,8 @@ def test_finite_difference_bars_widen_for_cancellation() -> None:
     case = case_from({"inputs": {"x": [0.5, 1.5]}, "output": "sum((x + 1e8) - 1e8)"})
     point, probes = oracle_inputs(case)
     sym = symbolic.gradients(case.program, point, probes)
-    fd = finite_difference.estimate(case, point, probes, "cpu", mode="all",
-                                    term_scale=sym.term_scale)
+    fd = finite_difference.estimate(FunctionUnderTest(case, "float64", "cpu"), point, probes,
+                                    mode="all", term_scale=sym.term_scale)
     estimates = fd.per_input["x"]
     assert np.all(np.abs(estimates.partials[0] - 1.0) <= estimates.partial_errors[0])
     assert np.all(estimates.partial_errors[0] > 1e-4)
@@ -169,7 +171,8 @@ def test_projections_for_large_inputs_and_focus_elements() -> None:
                       "output": "sum(tanh(W) ** 2)"})
     point, probes = oracle_inputs(case)
     focus = {"W": np.array([3, 77])}
-    fd = finite_difference.estimate(case, point, probes, "cpu", focus=focus)
+    fd = finite_difference.estimate(FunctionUnderTest(case, "float64", "cpu"), point, probes,
+                                    focus=focus)
     estimates = fd.per_input["W"]
     assert list(estimates.indices) == [3, 77]
     assert estimates.directions.shape == (finite_difference.DIRECTIONS_PER_INPUT, 50, 50)
@@ -193,14 +196,14 @@ def test_autograd_counts_a_missing_gradient_as_zeros_and_says_so() -> None:
     case = case_from({"inputs": {"x": [1.0, 2.0, 3.0], "b": 0.5},
                       "output": "sum(x * 2 + b)"}, impl=lambda x, b: DropsBias.apply(x, b))
     point, probes = oracle_inputs(case)
-    grads = autograd.gradients(case, point, probes, "float64", "cpu")
+    grads = autograd.gradients(FunctionUnderTest(case, "float64", "cpu"), point, probes)
     assert float(grads.per_probe[0]["b"]) == 0.0
     np.testing.assert_array_equal(grads.per_probe[0]["x"], [2.0, 2.0, 2.0])
     assert any("no gradient for b" in note for note in grads.notes)
 
 
 def test_relu_exactly_at_zero_is_a_kink_not_a_failure() -> None:
-    from gradcheck_lab.runner import run_case
+    from gradcheck_lab.pipeline import run_case
 
     case = case_from({"inputs": {"x": [1.0, 0.0, -2.0]}, "output": "sum(relu(x))"})
     (result,) = run_case(case)
@@ -209,7 +212,7 @@ def test_relu_exactly_at_zero_is_a_kink_not_a_failure() -> None:
 
 
 def test_a_pool_tie_among_relu_zeros_is_no_kink_but_a_tie_of_positives_is() -> None:
-    from gradcheck_lab.runner import run_case
+    from gradcheck_lab.pipeline import run_case
 
     # Window 0 of relu(x) is [0, 0, 0, 0] (all negative before relu): tied, yet the gradient
     # is 0 whichever wins. Window 1 is [0.5, 0.5, 0, 0]: a true kink of max_pool2d.
@@ -225,7 +228,7 @@ def test_a_pool_tie_among_relu_zeros_is_no_kink_but_a_tie_of_positives_is() -> N
 
 
 def test_avoid_kinks_moves_a_point_off_the_kink_and_says_so() -> None:
-    from gradcheck_lab.runner import run_case
+    from gradcheck_lab.pipeline import run_case
 
     data = {"inputs": {"x": [1.0, 0.0, -2.0]}, "output": "sum(relu(x) * x)"}
     (skipped,) = run_case(case_from(data))
@@ -237,7 +240,7 @@ def test_avoid_kinks_moves_a_point_off_the_kink_and_says_so() -> None:
 
 
 def test_avoid_kinks_moves_little_and_reproducibly() -> None:
-    from gradcheck_lab.points import KINK_SHIFT, make_point, moved_off_kinks
+    from gradcheck_lab.oracles.points import KINK_SHIFT, make_point, moved_off_kinks
 
     case = case_from({"inputs": {"x": [1.0, 0.0, -2.0]}, "output": "sum(relu(x))",
                       "avoid_kinks": True})
@@ -266,7 +269,7 @@ def test_nested_matmuls_take_the_sweep_not_minutes_of_sympy() -> None:
 
 
 def test_a_tie_that_exists_only_in_float32_is_a_kink_there() -> None:
-    from gradcheck_lab.runner import run_case
+    from gradcheck_lab.pipeline import run_case
 
     # 1001 and 1001.000001 differ in float64 but are one float32 number: torch breaks the tie
     # its own way, so the float32 result is a skip, and float64 is checked as usual.

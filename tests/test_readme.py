@@ -11,7 +11,7 @@ from pathlib import Path
 
 from gradcheck_lab.casefile import Case
 from gradcheck_lab.casefile.loader import load_bytes
-from gradcheck_lab.cli import main
+from gradcheck_lab.doors.cli import main
 from tests.conftest import REPO
 
 README = (REPO / "README.md").read_text(encoding="utf-8")

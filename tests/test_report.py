@@ -12,7 +12,7 @@ import time
 import pytest
 from rich.console import Console
 
-from gradcheck_lab.report import TerminalReport
+from gradcheck_lab.doors.report import TerminalReport
 from gradcheck_lab.results import Mismatch, Result
 from tests.conftest import CASES, DATA
 

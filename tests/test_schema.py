@@ -12,7 +12,7 @@ import pytest
 from gradcheck_lab import run_file
 from gradcheck_lab.casefile.schema import case_file_json_schema
 from gradcheck_lab.casefile.yaml_reader import read_yaml
-from gradcheck_lab.cli import main
+from gradcheck_lab.doors.cli import main
 from tests.conftest import CASES, DATA, REPO
 
 SCHEMA_FILE = REPO / "case.schema.json"

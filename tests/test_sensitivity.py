@@ -10,13 +10,14 @@ import pytest
 
 import gradcheck_lab
 from gradcheck_lab.casefile import build_case
-from gradcheck_lab.cli import EXIT_FAIL, EXIT_PASS, main
-from gradcheck_lab.compare import Verdict, compare
+from gradcheck_lab.compare import OracleResults, Verdict, compare
+from gradcheck_lab.compare.tolerances import default_rtol, rule_for
+from gradcheck_lab.diagnose.sensitivity import GRID, _planted, measure, smallest_caught
+from gradcheck_lab.doors.cli import EXIT_FAIL, EXIT_PASS, main
 from gradcheck_lab.oracles import autograd, finite_difference, symbolic
 from gradcheck_lab.oracles.base import make_probes
-from gradcheck_lab.points import make_point
-from gradcheck_lab.sensitivity import GRID, _planted, measure, smallest_caught
-from gradcheck_lab.tolerances import default_rtol, rule_for
+from gradcheck_lab.oracles.function import FunctionUnderTest
+from gradcheck_lab.oracles.points import make_point
 from tests.conftest import CASES, DATA
 
 # Small (exact symbolic oracle) and larger (rule sweep: over 64 differentiated elements).
@@ -78,18 +79,19 @@ def test_a_planted_error_just_above_the_figure_fails_and_just_below_passes() -> 
     point = make_point(case, "float64")
     probes = make_probes(case.program.output_node.shape, case.seed)
     sym = symbolic.gradients(case.program, point, probes)
-    ag = autograd.gradients(case, point, probes, "float64", "cpu")
-    fd = finite_difference.estimate(case, point, probes, "cpu", term_scale=sym.term_scale)
+    ag = autograd.gradients(FunctionUnderTest(case, "float64", "cpu"), point, probes)
+    fd = finite_difference.estimate(FunctionUnderTest(case, "float64", "cpu"), point, probes,
+                                    term_scale=sym.term_scale)
     rule = rule_for("float64")
-    baseline = compare(case, point, probes, sym, ag, fd, rule)
-    found = measure(case, point, probes, sym, ag, fd, rule, baseline)
+    baseline = compare(OracleResults(case, point, probes, sym, ag, fd), rule)
+    found = measure(OracleResults(case, point, probes, sym, ag, fd), rule, baseline)
     r = found["all_elements"]
-    assert compare(case, point, probes, sym, _planted(ag, None, r * 1.05), fd,
+    assert compare(OracleResults(case, point, probes, sym, _planted(ag, None, r * 1.05), fd),
                    rule).status == "fail"
-    assert compare(case, point, probes, sym, _planted(ag, None, r * 0.9), fd,
+    assert compare(OracleResults(case, point, probes, sym, _planted(ag, None, r * 0.9), fd),
                    rule).status == "pass"
     # The real gradients are untouched by the planting.
-    assert compare(case, point, probes, sym, ag, fd, rule).status == "pass"
+    assert compare(OracleResults(case, point, probes, sym, ag, fd), rule).status == "pass"
 
 
 def test_bisection_finds_a_threshold_within_a_few_percent() -> None:

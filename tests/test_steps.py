@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gradcheck_lab import steps
 from gradcheck_lab.casefile.loader import build_case
-from gradcheck_lab.cli import EXIT_ERROR, EXIT_PASS, main
-from gradcheck_lab.selection import select_case
-from gradcheck_lab.steps import step_curve
+from gradcheck_lab.casefile.selection import select_case
+from gradcheck_lab.doors.cli import EXIT_ERROR, EXIT_PASS, main
+from gradcheck_lab.inspect import steps
+from gradcheck_lab.inspect.steps import step_curve
 from tests.conftest import CASES
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

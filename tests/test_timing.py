@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from gradcheck_lab.casefile import build_case
-from gradcheck_lab.cli import main
-from gradcheck_lab.timing import TimedPass, TimingSettings, interquartile_range, measure
+from gradcheck_lab.diagnose.timing import TimedPass, TimingSettings, interquartile_range, measure
+from gradcheck_lab.doors.cli import main
 from tests.conftest import CASES
 
 COUNTING_IMPL = '''
@@ -213,7 +213,7 @@ def test_timings_are_disabled_under_xdist(pytester: pytest.Pytester) -> None:
 
 
 def test_cuda_rows_show_the_speed_up_over_cpu() -> None:
-    from gradcheck_lab.report import timings_text
+    from gradcheck_lab.doors.report import timings_text
 
     cpu = {which: {"median_s": 2e-3, "iqr_s": 1e-4} for which in ("forward", "backward")}
     cuda = {which: {"median_s": 1e-4, "iqr_s": 1e-5} for which in ("forward", "backward")}

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import gradcheck_lab
-from gradcheck_lab import training as training_module
 from gradcheck_lab.casefile import Case, load_file
 from gradcheck_lab.errors import CaseError
+from gradcheck_lab.pipeline import training as training_module
 from tests.conftest import CASES, DATA
 
 TRAINING = DATA / "training"
@@ -274,7 +274,7 @@ def test_mnist_data_replaces_the_images_and_labels(monkeypatch: pytest.MonkeyPat
     (loaded,) = load_file(MNIST_CASE)
     assert isinstance(loaded, Case)
     assert (loaded.training.images, loaded.training.labels) == ("x", "target")
-    from gradcheck_lab.points import make_point
+    from gradcheck_lab.oracles.points import make_point
 
     point = make_point(loaded, "float64")
     moved, note = training_module.training_point(loaded, point)

@@ -1,4 +1,10 @@
-"""Case file -> parsed case: YAML reading, the format's schema, expressions and the graph."""
+"""Case file -> parsed case: YAML reading, the format's schema, expressions, validation.
+
+``yaml_reader`` (YAML with line marks, no code), ``schema`` (the format, defined once),
+``expr`` (expression text -> program IR), ``loader`` (validation into a ``Case``) and
+``selection`` (one case of a file, for the commands that take one). Only this package reads
+case files.
+"""
 
 from gradcheck_lab.casefile.case import Case, Expectation, ImplRef, InputSpec, Tolerance
 from gradcheck_lab.casefile.loader import LoadLimits, build_case, is_case_file, load_file

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from gradcheck_lab.casefile.program import Program
 from gradcheck_lab.ops import Shape
+from gradcheck_lab.program import Program
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,8 @@ class ImplRef:
 
 @dataclass(frozen=True)
 class Training:
-    """``training:``: the user's training step and how to drive it (gradcheck_lab.training).
+    """``training:``: the user's training step and how to drive it
+    (``gradcheck_lab.pipeline.training``).
 
     ``step`` is called as ``step(params=..., batch=..., lr=...)``: ``params`` the inputs named
     in ``params`` (leaf tensors that require grad, to be updated in place), ``batch`` every

@@ -1,15 +1,15 @@
-"""Expression text -> the project's own IR, through ``ast.parse`` and a whitelist.
+"""Expression text -> the program IR (``program.ir``), through ``ast.parse`` and a whitelist.
 
 Nothing is evaluated: the AST is only walked. Constant sub-expressions are folded exactly (as
-Fractions) when their size is bounded, so ``9 ** 9 ** 9`` is an error here, before any symbolic
-work starts. Which names are functions, and what keywords they take, comes from the op table.
+Fractions, by each op's fold rule) when their size is bounded, so ``9 ** 9 ** 9`` is an error
+here, before any symbolic work starts. Which names are functions, what keywords they take and
+how constants fold through them comes from the op table.
 """
 
 from __future__ import annotations
 
 import ast
 import math
-import sys
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
@@ -17,6 +17,7 @@ from fractions import Fraction
 from gradcheck_lab.casefile.schema import MAX_DECIMAL_EXPONENT
 from gradcheck_lab.errors import SpecError
 from gradcheck_lab.ops import OPS, Param, ParamValue, suggest
+from gradcheck_lab.program.ir import Call, Const, Expr, Name
 
 BINARY_OPERATORS: dict[type, str] = {
     ast.Add: "add",
@@ -63,27 +64,6 @@ class ExprLimits:
     max_constant_bits: int = 4_096
 
 
-@dataclass(frozen=True)
-class Name:
-    id: str
-    offset: int | None
-
-
-@dataclass(frozen=True)
-class Const:
-    value: Fraction
-    offset: int | None
-
-
-@dataclass(frozen=True)
-class Call:
-    op: str
-    args: tuple[Expr, ...]
-    params: tuple[tuple[str, ParamValue], ...]
-    offset: int | None
-
-
-Expr = Name | Const | Call
 
 
 def parse_expression(text: str, limits: ExprLimits = ExprLimits()) -> Expr:
@@ -235,36 +215,66 @@ class _Builder:
         return self.fold(name, args, filled, offset)
 
     def param_value(self, op_name: str, param: Param, node: ast.AST) -> ParamValue:
-        """Static keyword values: an int, a bool, or a tuple of ints (never an expression)."""
-
-        def integer(item: ast.AST) -> int:
-            sign = 1
-            if isinstance(item, ast.UnaryOp) and isinstance(item.op, ast.USub):
-                sign, item = -1, item.operand
-            if (isinstance(item, ast.Constant) and isinstance(item.value, int)
-                    and not isinstance(item.value, bool) and abs(item.value) < 2**31):
-                return sign * item.value
-            raise self.fail(f"{op_name}(): {param.name}= needs an integer", item)
-
+        """Static keyword values: an int, a bool, a real number, a string or a tuple of ints,
+        as the op's keyword takes them (never an expression)."""
         if param.kind == "bool":
             if isinstance(node, ast.Constant) and isinstance(node.value, bool):
                 return node.value
             raise self.fail(f"{op_name}(): {param.name}= needs True or False", node)
+        if param.kind == "str":
+            return self.string_value(op_name, param, node)
+        if param.kind == "float":
+            return self.float_value(op_name, param, node)
         if param.kind == "dims" and isinstance(node, (ast.Tuple, ast.List)):
             if len(node.elts) > 16:
                 raise self.fail(f"{op_name}(): {param.name}= lists at most 16 dims", node)
-            return tuple(integer(item) for item in node.elts)
-        return integer(node)
+            return tuple(self.integer_value(op_name, param, item) for item in node.elts)
+        return self.integer_value(op_name, param, node)
+
+    def integer_value(self, op_name: str, param: Param, item: ast.AST) -> int:
+        sign = 1
+        if isinstance(item, ast.UnaryOp) and isinstance(item.op, ast.USub):
+            sign, item = -1, item.operand
+        if (isinstance(item, ast.Constant) and isinstance(item.value, int)
+                and not isinstance(item.value, bool) and abs(item.value) < 2**31):
+            return sign * item.value
+        raise self.fail(f"{op_name}(): {param.name}= needs an integer", item)
+
+    def float_value(self, op_name: str, param: Param, item: ast.AST) -> float:
+        sign = 1.0
+        if isinstance(item, ast.UnaryOp) and isinstance(item.op, (ast.USub, ast.UAdd)):
+            sign, item = (-1.0 if isinstance(item.op, ast.USub) else 1.0), item.operand
+        if isinstance(item, ast.Constant) and not isinstance(item.value, bool) and isinstance(
+                item.value, (int, float)):
+            value = float(self.constant(item))
+            if math.isfinite(value):
+                return sign * value
+        raise self.fail(f"{op_name}(): {param.name}= needs a number", item)
+
+    def string_value(self, op_name: str, param: Param, item: ast.AST) -> str:
+        accepted = ", ".join(repr(choice) for choice in param.choices)
+        if isinstance(item, ast.Constant) and isinstance(item.value, str):
+            if item.value in param.choices:
+                return item.value
+            hint = suggest(item.value, list(param.choices))
+            raise self.fail(f"{op_name}(): {param.name}={item.value!r} is not one of "
+                            f"{accepted}{hint}", item)
+        raise self.fail(f"{op_name}(): {param.name}= needs a string, one of {accepted}", item)
 
     def fold(
         self, op: str, args: tuple[Expr, ...], params: tuple[tuple[str, ParamValue], ...],
         offset: int | None,
     ) -> Expr:
-        """Fold arithmetic on constants exactly, refusing results too large to hold."""
-        if not all(isinstance(a, Const) for a in args) or op not in _FOLDABLE:
+        """Fold arithmetic on constants exactly (the op's fold rule), refusing results too
+        large to hold."""
+        rule = OPS[op].fold
+        if rule is None or not all(isinstance(a, Const) for a in args):
             return Call(op, args, params, offset)
         values = [a.value for a in args]  # type: ignore[union-attr]
-        result = _FOLDABLE[op](self, values, offset)
+        try:
+            result = rule(values, self.limits.max_constant_bits)
+        except SpecError as exc:
+            raise SpecError(exc.message, offset) from None
         if result is None:
             return Call(op, args, params, offset)
         bits = max(result.numerator.bit_length(), result.denominator.bit_length())
@@ -272,84 +282,6 @@ class _Builder:
             raise SpecError("constant is too large to evaluate exactly", offset)
         return Const(result, offset)
 
-    def fold_pow(self, values: list[Fraction], offset: int | None) -> Fraction | None:
-        base, exponent = values
-        if exponent.denominator != 1:
-            if base < 0:
-                raise SpecError("a negative constant to a fractional power is not real", offset)
-            if base == 0:
-                return Fraction(0) if exponent > 0 else _raise_zero_division(offset)
-            return Fraction(_fractional_power(base, float(exponent), offset))
-        power = exponent.numerator
-        if base == 0:
-            return Fraction(0) if power > 0 else (
-                Fraction(1) if power == 0 else _raise_zero_division(offset))
-        # The exact result's numerator and denominator have about |power| times the bits of
-        # the base's: (1 + 1e-20) ** 1000000 is near 1 but holds 66 million bits.
-        bits = max((part.bit_length() - 1) * abs(power) + 1
-                   for part in (base.numerator, base.denominator))
-        if bits > self.limits.max_constant_bits:
-            raise SpecError(
-                f"constant power is too large to evaluate exactly (about {bits:.3g} bits, "
-                f"limit {self.limits.max_constant_bits})",
-                offset)
-        return base**power
-
-
-def _fractional_power(base: Fraction, exponent: float, offset: int | None) -> float:
-    """base ** exponent for base > 0, as exact as float pow wherever float(base) is a normal
-    float64 (100 ** 0.5 is 10); through logarithms where it is not (2**1100, 10**-400)."""
-    out_of_range = SpecError("constant power is out of the float64 range", offset)
-    try:
-        as_float = float(base)
-    except OverflowError:
-        as_float = math.inf
-    if math.isfinite(as_float) and as_float >= sys.float_info.min:
-        try:
-            power = as_float**exponent
-        except OverflowError:
-            raise out_of_range from None
-        if power == 0.0:  # underflow: the exact value is positive
-            raise out_of_range
-        return power
-    log2 = exponent * _log2(base)
-    if abs(log2) > 1000:
-        raise out_of_range
-    return 2.0**log2
-
-
-def _log2(value: Fraction) -> float:
-    return math.log2(value.numerator) - math.log2(value.denominator)
-
-
-def _raise_zero_division(offset: int | None) -> Fraction:
-    raise SpecError("division by zero in a constant", offset)
-
-
-def _divide(_builder: _Builder, values: list[Fraction], offset: int | None) -> Fraction:
-    if values[1] == 0:
-        _raise_zero_division(offset)
-    return values[0] / values[1]
-
-
-_FOLDABLE = {
-    "add": lambda _b, v, _o: v[0] + v[1],
-    "sub": lambda _b, v, _o: v[0] - v[1],
-    "mul": lambda _b, v, _o: v[0] * v[1],
-    "div": _divide,
-    "neg": lambda _b, v, _o: -v[0],
-    "pow": lambda b, v, o: b.fold_pow(v, o),
-}
-
 
 def _spelling(op: ast.AST) -> str:
     return _OPERATOR_SPELLING.get(type(op), type(op).__name__)
-
-
-def names_in(expr: Expr) -> list[Name]:
-    """Every name the expression refers to, in reading order."""
-    if isinstance(expr, Name):
-        return [expr]
-    if isinstance(expr, Call):
-        return [name for arg in expr.args for name in names_in(arg)]
-    return []

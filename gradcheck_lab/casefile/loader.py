@@ -24,7 +24,6 @@ from gradcheck_lab.casefile.case import (
     Training,
 )
 from gradcheck_lab.casefile.expr import Const, ExprLimits, parse_expression
-from gradcheck_lab.casefile.program import DEFAULT_MAX_NODE_ELEMENTS, ProgramBuilder
 from gradcheck_lab.casefile.schema import (
     CASE_KEYS,
     CaseModel,
@@ -44,6 +43,7 @@ from gradcheck_lab.casefile.yaml_reader import (
 )
 from gradcheck_lab.errors import CaseError, SpecError
 from gradcheck_lab.ops import suggest
+from gradcheck_lab.program.graph import DEFAULT_MAX_NODE_ELEMENTS, ProgramBuilder
 
 CASE_FILE_SUFFIXES = (".yaml", ".yml")
 _KNOWN_KEYS = sorted({*CASE_KEYS, *LiteralInput.model_fields, *RandomInput.model_fields,

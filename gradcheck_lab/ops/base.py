@@ -2,23 +2,27 @@
 
 An op carries everything about itself in one record: how it is spelled, its shape rule, its
 torch lowering, its numpy forward and vector-Jacobian product (the symbolic oracle's rule
-sweep), and its sympy form over object arrays (the exact oracle, and the tests that confirm
-the closed-form rules). torch and sympy are imported lazily, inside the functions that use them.
+sweep), its sympy form over object arrays (the exact oracle, and the tests that confirm the
+closed-form rules), how constants fold through it, where it has kinks, and what the exact
+oracle cannot afford of it. Nothing outside ``ops/`` names an op. torch and sympy are imported
+lazily, inside the functions that use them.
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
 from gradcheck_lab.errors import SpecError
+from gradcheck_lab.ops.derivatives import ElementwiseRule, derive
 
 Shape = tuple[int, ...]
-ParamValue = int | bool | tuple[int, ...] | None
+ParamValue = int | bool | float | str | tuple[int, ...] | None
 Params = dict[str, ParamValue]
 Arrays = Sequence[np.ndarray]
 Gradients = list[np.ndarray | None]
@@ -26,25 +30,36 @@ ShapeRule = Callable[[Sequence["ArgInfo"], Params], Shape]
 # (cotangent of the output, arguments, output, params, which arguments need a gradient)
 VjpRule = Callable[[np.ndarray, Arrays, np.ndarray, Params, Sequence[bool]], Gradients]
 TorchForm = Callable[[Sequence[Any], Params], Any]
+# Exact constant folding: the arguments' values and the bit limit of an exact result; None when
+# the op does not fold these values. Raises SpecError for a constant that cannot be evaluated.
+FoldRule = Callable[[Sequence[Fraction], int], Fraction | None]
+PARAM_KINDS = ("int", "dims", "bool", "float", "str")
 
 
 @dataclass(frozen=True)
 class Param:
-    """A static keyword of an op: ``kind`` is "int", "dims" (int or tuple of ints) or "bool"."""
+    """A static keyword of an op. ``kind``: "int", "dims" (an int or a tuple of ints), "bool",
+    "float" (a real number, ints accepted) or "str" (one of ``choices``)."""
 
     name: str
     kind: str
     default: ParamValue = None
     required: bool = False
+    choices: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in PARAM_KINDS:
+            raise ValueError(f"Param {self.name}: kind {self.kind!r} is not one of {PARAM_KINDS}")
 
 
 @dataclass(frozen=True)
 class ArgInfo:
-    """What the shape rule knows of an argument."""
+    """What the shape rule (and the exact oracle's cost rule) knows of an argument."""
 
     shape: Shape
     is_integer: bool
     is_constant: bool = False
+    const: Fraction | None = None  # the value of a constant argument
 
 
 @dataclass(frozen=True)
@@ -71,10 +86,57 @@ class Op:
     # Where the op is not differentiable: a mask over its first argument, or None.
     kinks: Callable[[Sequence[np.ndarray], Params], np.ndarray] | None = None
     kink_where: str = "at 0"  # the kink in words, after the op's name: "relu at 0"
+    # Where the op's value is 0 its derivative is 0 too (relu's flat side): a kink or a tie of
+    # the op that consumes it, among those zeros, changes no gradient.
+    flat_at_zero: bool = False
     callable: bool = True  # False for operators (add, ...) that have no function spelling
     infix: str | None = None
+    # Elementwise ops: the scalar sympy form f(sympy, *symbols), from which sympy derives the
+    # partial derivatives (``ops.derivatives.derive``); None for structural ops.
+    scalar_form: Callable[..., Any] | None = None
+    fold: FoldRule | None = None
+    # Why the exact oracle cannot afford this node (an expression that sympy cannot expand or
+    # differentiate in good time), given its arguments; None when it can.
+    exact_limit: Callable[[Sequence[ArgInfo]], str | None] | None = None
+    # The tensor arguments' names, as torch calls them (len == max_args; later ones optional).
+    arg_names: tuple[str, ...] = ()
+    group: str = "other"  # the row of the README's function table it is listed under
     doc: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_elementwise(self) -> bool:
+        return self.scalar_form is not None
+
+    def rule(self) -> ElementwiseRule:
+        """An elementwise op's partial derivatives, derived by sympy once per op."""
+        if self.scalar_form is None:
+            raise TypeError(f"{self.name} is not elementwise: it has no derived rule")
+        return derive(self.name, self.min_args, self.scalar_form)
+
+    @property
+    def spelled(self) -> str:
+        """How messages name it: ``'+'`` for an operator, ``sum()`` for a function."""
+        return f"'{self.infix}'" if self.infix else f"{self.name}()"
+
+    @property
+    def is_prefix(self) -> bool:
+        """A unary operator written before its operand (``-x``)."""
+        return self.infix is not None and self.max_args == 1
+
+    def signature(self) -> str:
+        """``sum(x, dim=None, keepdim=False)``, as the case language spells a call."""
+        names = self.arg_names or tuple(f"x{i + 1}" for i in range(self.max_args))
+        args = [name if i < self.min_args else f"{name}=None" for i, name in enumerate(names)]
+        args += [f"{p.name}={_spelled_default(p)}" for p in self.params]
+        return f"{self.name}({', '.join(args)})"
+
+
+def _spelled_default(param: Param) -> str:
+    if param.required:
+        return "..."
+    if param.kind == "str":
+        return repr(param.default)
+    return str(param.default)
 
 
 def linear_magnitudes(vjp: VjpRule) -> VjpRule:

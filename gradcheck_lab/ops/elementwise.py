@@ -1,18 +1,26 @@
 """Elementwise ops: arithmetic operators and the unary functions.
 
 Each op is one entry: its scalar sympy form (from which sympy derives the derivative rule),
-its numpy forward and its torch form. Broadcasting and its VJP (summing back) are shared.
+its numpy forward and its torch form, and for the operators how constants fold exactly.
+Broadcasting and its VJP (summing back) are shared. Adding an elementwise function is adding
+one ``_elementwise(...)`` line to FUNCTIONS (and a hand-written derivative to
+tests/test_derivatives.py, which fails until it has one).
 """
 
 from __future__ import annotations
 
+import math
+import sys
 from collections.abc import Callable, Sequence
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
+from gradcheck_lab.errors import SpecError
 from gradcheck_lab.ops.base import (
     ArgInfo,
+    FoldRule,
     Op,
     Params,
     Shape,
@@ -21,7 +29,6 @@ from gradcheck_lab.ops.base import (
     torch_module,
     unbroadcast,
 )
-from gradcheck_lab.ops.derivatives import derive
 
 SympyForm = Callable[..., Any]
 
@@ -45,6 +52,10 @@ def _elementwise(
     kinks: Callable[..., np.ndarray] | None = None,
     limits: Callable[..., None] | None = None,
     derivative_terms: Callable[..., np.ndarray] | None = None,
+    fold: FoldRule | None = None,
+    exact_limit: Callable[[Sequence[ArgInfo]], str | None] | None = None,
+    flat_at_zero: bool = False,
+    doc: str = "",
 ) -> Op:
     """An elementwise op whose derivative rule sympy derives from ``sympy_form``.
 
@@ -55,9 +66,6 @@ def _elementwise(
     is 4e-18, and its rounding is relative to y, not to the result.
     """
 
-    def rule() -> Any:
-        return derive(name, arity, sympy_form)
-
     def products(g: np.ndarray, args: Sequence[np.ndarray], needs: Sequence[bool],
                  magnitude: bool) -> list[np.ndarray | None]:
         grads: list[np.ndarray | None] = []
@@ -65,7 +73,7 @@ def _elementwise(
             if not needs[position]:
                 grads.append(None)
                 continue
-            local = rule().partial(position, *args)
+            local = op.rule().partial(position, *args)
             if limits is not None:
                 limits(position, local, args)
             with np.errstate(all="ignore"):
@@ -100,7 +108,7 @@ def _elementwise(
         assert kinks is not None
         return kinks(*args)
 
-    return Op(
+    op = Op(
         name=name,
         min_args=arity,
         max_args=arity,
@@ -111,10 +119,17 @@ def _elementwise(
         vjp_magnitude=vjp_magnitude,
         sympy=symbolic,
         kinks=kink_mask if kinks is not None else None,
+        flat_at_zero=flat_at_zero,
         callable=callable_,
         infix=infix,
-        extra={"rule": rule, "sympy_form": sympy_form},
+        scalar_form=sympy_form,
+        fold=fold,
+        exact_limit=exact_limit,
+        arg_names=("x",) if arity == 1 else ("a", "b"),
+        group="operator" if not callable_ else "elementwise",
+        doc=doc,
     )
+    return op
 
 
 def _stable_sigmoid(a: np.ndarray) -> np.ndarray:
@@ -139,19 +154,89 @@ def _pow_limits(position: int, local: np.ndarray, args: Sequence[np.ndarray]) ->
         local[at_zero & (exponent > 0)] = 0.0
 
 
+# --- exact constant folding -----------------------------------------------------------------
+
+def _fold_divide(values: Sequence[Fraction], max_bits: int) -> Fraction:
+    if values[1] == 0:
+        raise SpecError("division by zero in a constant")
+    return values[0] / values[1]
+
+
+def _fold_pow(values: Sequence[Fraction], max_bits: int) -> Fraction:
+    base, exponent = values
+    if exponent.denominator != 1:
+        if base < 0:
+            raise SpecError("a negative constant to a fractional power is not real")
+        if base == 0:
+            if exponent > 0:
+                return Fraction(0)
+            raise SpecError("division by zero in a constant")
+        return Fraction(_fractional_power(base, float(exponent)))
+    power = exponent.numerator
+    if base == 0:
+        if power < 0:
+            raise SpecError("division by zero in a constant")
+        return Fraction(0) if power > 0 else Fraction(1)
+    # The exact result's numerator and denominator have about |power| times the bits of
+    # the base's: (1 + 1e-20) ** 1000000 is near 1 but holds 66 million bits.
+    bits = max((part.bit_length() - 1) * abs(power) + 1
+               for part in (base.numerator, base.denominator))
+    if bits > max_bits:
+        raise SpecError(f"constant power is too large to evaluate exactly (about {bits:.3g} "
+                        f"bits, limit {max_bits})")
+    return base**power
+
+
+def _fractional_power(base: Fraction, exponent: float) -> float:
+    """base ** exponent for base > 0, as exact as float pow wherever float(base) is a normal
+    float64 (100 ** 0.5 is 10); through logarithms where it is not (2**1100, 10**-400)."""
+    out_of_range = SpecError("constant power is out of the float64 range")
+    try:
+        as_float = float(base)
+    except OverflowError:
+        as_float = math.inf
+    if math.isfinite(as_float) and as_float >= sys.float_info.min:
+        try:
+            power = as_float**exponent
+        except OverflowError:
+            raise out_of_range from None
+        if power == 0.0:  # underflow: the exact value is positive
+            raise out_of_range
+        return power
+    log2 = exponent * (math.log2(base.numerator) - math.log2(base.denominator))
+    if abs(log2) > 1000:
+        raise out_of_range
+    return 2.0**log2
+
+
+# The exact oracle expands a constant power into a product: beyond this exponent the
+# expression is too large to differentiate in good time.
+EXACT_MAX_EXPONENT = 64
+
+
+def _pow_exact_limit(args: Sequence[ArgInfo]) -> str | None:
+    exponent = args[1]
+    if not exponent.is_constant or exponent.const is None:
+        return "a power with a non-constant exponent"
+    if abs(exponent.const) > EXACT_MAX_EXPONENT:
+        return f"a constant exponent beyond ±{EXACT_MAX_EXPONENT}"
+    return None
+
+
 OPERATORS = [
     _elementwise("add", 2, lambda sp, a, b: a + b, np.add, lambda t, a, b: a + b,
-                 callable_=False, infix="+"),
+                 callable_=False, infix="+", fold=lambda v, bits: v[0] + v[1]),
     _elementwise("sub", 2, lambda sp, a, b: a - b, np.subtract, lambda t, a, b: a - b,
-                 callable_=False, infix="-"),
+                 callable_=False, infix="-", fold=lambda v, bits: v[0] - v[1]),
     _elementwise("mul", 2, lambda sp, a, b: a * b, np.multiply, lambda t, a, b: a * b,
-                 callable_=False, infix="*"),
+                 callable_=False, infix="*", fold=lambda v, bits: v[0] * v[1]),
     _elementwise("div", 2, lambda sp, a, b: a / b, np.divide, lambda t, a, b: a / b,
-                 callable_=False, infix="/"),
+                 callable_=False, infix="/", fold=_fold_divide),
     _elementwise("pow", 2, lambda sp, a, b: a**b, np.power, lambda t, a, b: t.pow(a, b),
-                 callable_=False, infix="**", limits=_pow_limits),
+                 callable_=False, infix="**", limits=_pow_limits, fold=_fold_pow,
+                 exact_limit=_pow_exact_limit),
     _elementwise("neg", 1, lambda sp, a: -a, np.negative, lambda t, a: -a,
-                 callable_=False, infix="-"),
+                 callable_=False, infix="-", fold=lambda v, bits: -v[0]),
 ]
 
 FUNCTIONS = [
@@ -170,7 +255,7 @@ FUNCTIONS = [
     # value at 0 is 1/2; the kink at 0 is reported instead of compared.
     _elementwise("relu", 1, lambda sp, s: sp.Piecewise((s, s > 0), (0, True)),
                  lambda a: np.maximum(a, 0.0), lambda t, a: t.relu(a),
-                 kinks=lambda a: a == 0),
+                 kinks=lambda a: a == 0, flat_at_zero=True),
     _elementwise("abs", 1, lambda sp, s: sp.Abs(s), np.abs, lambda t, a: t.abs(a),
                  kinks=lambda a: a == 0),
 ]

@@ -97,6 +97,9 @@ def _linear_torch(args: Sequence[object], params: Params) -> object:
 
 MATMUL = Op(
     name="matmul",
+    arg_names=("a", "b"),
+    group="operator",
+    doc="matrix product with torch.matmul's semantics",
     min_args=2,
     max_args=2,
     shape=_matmul_shape,
@@ -111,6 +114,9 @@ MATMUL = Op(
 
 LINEAR = Op(
     name="linear",
+    arg_names=("input", "weight", "bias"),
+    group="linalg",
+    doc="input @ weight.T + bias; bias optional",
     min_args=2,
     max_args=3,
     shape=_linear_shape,

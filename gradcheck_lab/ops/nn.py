@@ -111,6 +111,9 @@ def _torch_softmax(name: str) -> TorchForm:
 
 SOFTMAX = Op(
     name="softmax",
+    arg_names=("input",),
+    group="nn",
+    doc="over dim (default -1)",
     min_args=1,
     max_args=1,
     params=_DIM,
@@ -124,6 +127,9 @@ SOFTMAX = Op(
 
 LOG_SOFTMAX = Op(
     name="log_softmax",
+    arg_names=("input",),
+    group="nn",
+    doc="over dim (default -1)",
     min_args=1,
     max_args=1,
     params=_DIM,
@@ -245,6 +251,10 @@ def _cross_entropy_torch(args: Sequence[object], params: Params) -> object:
 
 CROSS_ENTROPY = Op(
     name="cross_entropy",
+    arg_names=("input", "target"),
+    group="loss",
+    doc=('mean reduction; input (N, C) or (C,); target class indices (int64) or '
+         'probabilities'),
     min_args=2,
     max_args=2,
     shape=_cross_entropy_shape,
@@ -282,6 +292,9 @@ def _mse_magnitude(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
 
 MSE_LOSS = Op(
     name="mse_loss",
+    arg_names=("input", "target"),
+    group="loss",
+    doc="mean((input - target)**2); shapes must be equal",
     min_args=2,
     max_args=2,
     shape=_mse_shape,
@@ -408,6 +421,10 @@ def _layer_norm_torch(args: Sequence[object], params: Params) -> object:
 
 LAYER_NORM = Op(
     name="layer_norm",
+    arg_names=("input", "weight", "bias"),
+    group="nn",
+    doc=('over the last dim, or the trailing dims normalized_shape; weight, bias'
+         " optional; eps fixed at torch's 1e-5"),
     min_args=1,
     max_args=3,
     params=(Param("normalized_shape", "dims"),),

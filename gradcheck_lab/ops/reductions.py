@@ -98,6 +98,9 @@ def _sympy_mean(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
 
 SUM = Op(
     name="sum",
+    arg_names=("input",),
+    group="reduction",
+    doc="over every dim, or dim (an int or a tuple of ints)",
     min_args=1,
     max_args=1,
     params=_PARAMS,
@@ -112,6 +115,9 @@ SUM = Op(
 
 MEAN = Op(
     name="mean",
+    arg_names=("input",),
+    group="reduction",
+    doc="over every dim, or dim (an int or a tuple of ints)",
     min_args=1,
     max_args=1,
     params=_PARAMS,
@@ -178,6 +184,9 @@ def _torch_logsumexp(args: Sequence[object], params: Params) -> object:
 
 LOGSUMEXP = Op(
     name="logsumexp",
+    arg_names=("input",),
+    group="reduction",
+    doc="dim is required, as in torch",
     min_args=1,
     max_args=1,
     params=(Param("dim", "dims", required=True), Param("keepdim", "bool", default=False)),

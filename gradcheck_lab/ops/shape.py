@@ -63,6 +63,9 @@ def _reshape_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
 
 RESHAPE = Op(
     name="reshape",
+    arg_names=("input",),
+    group="structure",
+    doc="shape may hold one -1",
     min_args=1,
     max_args=1,
     params=(Param("shape", "dims", required=True),),
@@ -107,6 +110,9 @@ def _flatten_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
 
 FLATTEN = Op(
     name="flatten",
+    arg_names=("input",),
+    group="structure",
+    doc="dims start_dim..end_dim into one",
     min_args=1,
     max_args=1,
     params=(Param("start_dim", "int", default=0), Param("end_dim", "int", default=-1)),
@@ -148,6 +154,9 @@ def _transpose_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
 
 TRANSPOSE = Op(
     name="transpose",
+    arg_names=("input",),
+    group="structure",
+    doc="swaps dim0 and dim1",
     min_args=1,
     max_args=1,
     params=(Param("dim0", "int", required=True), Param("dim1", "int", required=True)),
@@ -195,6 +204,8 @@ def _select_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
 
 SELECT = Op(
     name="select",
+    arg_names=("input",),
+    group="structure",
     min_args=1,
     max_args=1,
     params=(Param("dim", "int", required=True), Param("index", "int", required=True)),

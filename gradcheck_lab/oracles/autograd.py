@@ -13,9 +13,8 @@ import numpy as np
 
 from gradcheck_lab.casefile import Case
 from gradcheck_lab.errors import ImplError
-from gradcheck_lab.oracles.base import Gradients, Probe
-from gradcheck_lab.oracles.torch_function import TorchFunction, describe_exception
-from gradcheck_lab.points import Point
+from gradcheck_lab.oracles.base import Gradients, Point, Probe
+from gradcheck_lab.oracles.function import FunctionUnderTest, describe_exception
 
 UNIT_REPEATS = 3  # forward+backward passes timed for the cost unit, the fastest kept
 SAME_GRAPH = "again, same graph"
@@ -37,13 +36,13 @@ def make_leaves(case: Case, point: Point, dtype: str, device: str) -> dict[str, 
     return leaves
 
 
-def gradients(case: Case, point: Point, probes: tuple[Probe, ...], dtype: str,
-              device: str) -> Gradients:
+def gradients(function: FunctionUnderTest, point: Point,
+              probes: tuple[Probe, ...]) -> Gradients:
     """VJPs for every probe, then the first probe again on a fresh graph (nondeterminism),
     with the inputs compared before and after (in-place modification)."""
     import torch
 
-    function = TorchFunction(case, dtype, device)
+    case, dtype, device = function.case, function.dtype, function.device
     names = [spec.name for spec in case.differentiable_inputs]
     method = f"{function.label}, torch.autograd.grad"
     leaves = make_leaves(case, point, dtype, device)
@@ -88,8 +87,7 @@ def gradients(case: Case, point: Point, probes: tuple[Probe, ...], dtype: str,
         grads = _backward(function, fresh_out, fresh, names, probes[0], " on a fresh graph")
         unit = time.perf_counter() - started
         reruns[FRESH_GRAPH] = _as_arrays(grads, names, fresh, zeros, set(), [])
-        unit = min(unit, _forward_backward_seconds(case, point, dtype, device, function,
-                                                   names, probes[0]))
+        unit = min(unit, _forward_backward_seconds(function, point, names, probes[0]))
     for name in sorted(missing):
         notes.append(f"autograd: no gradient for {name} (backward returned None); "
                      "counted as zeros")
@@ -98,15 +96,15 @@ def gradients(case: Case, point: Point, probes: tuple[Probe, ...], dtype: str,
                      device=device, unit_seconds=unit)
 
 
-def _forward_backward_seconds(case: Case, point: Point, dtype: str, device: str,
-                              function: TorchFunction, names: list[str], probe: Probe,
-                              repeats: int = UNIT_REPEATS) -> float:
+def _forward_backward_seconds(function: FunctionUnderTest, point: Point, names: list[str],
+                              probe: Probe, repeats: int = UNIT_REPEATS) -> float:
     """The fastest of a few forward+backward passes on fresh graphs (first calls are slow)."""
     import torch
 
+    device = function.device
     fastest = float("inf")
     for _ in range(repeats):
-        leaves = make_leaves(case, point, dtype, device)
+        leaves = make_leaves(function.case, point, function.dtype, device)
         started = time.perf_counter()
         with torch.enable_grad():
             out = function(leaves)
@@ -117,7 +115,7 @@ def _forward_backward_seconds(case: Case, point: Point, dtype: str, device: str,
     return fastest
 
 
-def _backward(function: TorchFunction, out: Any, leaves: dict[str, Any], names: list[str],
+def _backward(function: FunctionUnderTest, out: Any, leaves: dict[str, Any], names: list[str],
               probe: Probe, when: str, create_graph: bool = False) -> tuple[Any, ...]:
     import torch
 
@@ -178,14 +176,14 @@ def _torch_name(dtype: Any) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def jacobian_vector_product(case: Case, point: Point, tangents: dict[str, np.ndarray],
-                            dtype: str, device: str) -> np.ndarray:
+def jacobian_vector_product(function: FunctionUnderTest, point: Point,
+                            tangents: dict[str, np.ndarray]) -> np.ndarray:
     """Forward-mode AD: J·v for the tangents v of all differentiable inputs at once."""
     import torch
     import torch.autograd.forward_ad as forward_ad
 
-    function = TorchFunction(case, dtype, device)
-    leaves = make_leaves(case, point, dtype, device)
+    case = function.case
+    leaves = make_leaves(case, point, function.dtype, function.device)
     with forward_ad.dual_level():
         duals = dict(leaves)
         for name, tangent in tangents.items():
@@ -207,17 +205,16 @@ def jacobian_vector_product(case: Case, point: Point, tangents: dict[str, np.nda
     return jvp.detach().to(torch.float64).cpu().numpy()
 
 
-def hessian_vector_products(case: Case, point: Point, probes: tuple[Probe, ...],
-                            tangents: dict[str, np.ndarray], dtype: str,
-                            device: str) -> tuple[tuple[dict[str, np.ndarray], ...], list[str]]:
+def hessian_vector_products(function: FunctionUnderTest, point: Point,
+                            probes: tuple[Probe, ...], tangents: dict[str, np.ndarray]
+                            ) -> tuple[tuple[dict[str, np.ndarray], ...], list[str]]:
     """Double backward: per probe u, the gradient of <u·J, v> (``create_graph=True``); and the
     inputs whose first-order gradient is not differentiable (computed under no_grad or from
     detached tensors), which count as zeros."""
     import torch
 
-    function = TorchFunction(case, dtype, device)
     names = list(tangents)
-    leaves = make_leaves(case, point, dtype, device)
+    leaves = make_leaves(function.case, point, function.dtype, function.device)
     with torch.enable_grad():
         out = function(leaves)
     zeros = {name: np.zeros(point.values[name].shape) for name in names}

@@ -1,8 +1,9 @@
-"""What every oracle hands to the comparison: plain, frozen data.
+"""What every oracle takes and hands to the comparison: plain, frozen data.
 
-A probe is a cotangent for the output: one (1.0) for a scalar output, the basis vectors of a
-small tensor output (the full Jacobian), or seeded random vectors for a large one, so that a
-backward that ignores or mishandles its incoming gradient is caught.
+A point is the input values every oracle sees. A probe is a cotangent for the output: one
+(1.0) for a scalar output, the basis vectors of a small tensor output (the full Jacobian), or
+seeded random vectors for a large one, so that a backward that ignores or mishandles its
+incoming gradient is caught.
 """
 
 from __future__ import annotations
@@ -13,10 +14,28 @@ from typing import Any
 
 import numpy as np
 
+from gradcheck_lab.program.naming import index_text
+
 FULL_JACOBIAN_MAX_OUTPUTS = 16
 RANDOM_PROBES = 3
 _PROBE_STREAM = 1  # seed stream of the cotangents; finite differences use their own
 _TANGENT_STREAM = 3  # seed stream of the tangents of forward mode and second order
+
+
+@dataclass(frozen=True)
+class Point:
+    """Input values: float64 arrays (rounded to ``dtype``) or int64 arrays; exact literals."""
+
+    dtype: str
+    values: dict[str, np.ndarray]
+    # Object arrays of Fractions for literals written as ints or decimals (float64 only); other
+    # values are exactly their binary floats.
+    exact: dict[str, np.ndarray]
+
+    def scale(self, name: str) -> float:
+        """The input's magnitude, max(1, max |x|): the unit of its finite-difference steps."""
+        values = self.values[name]
+        return float(max(1.0, np.max(np.abs(values)))) if values.size else 1.0
 
 
 @dataclass(frozen=True)
@@ -34,6 +53,10 @@ class Gradients:
     value: np.ndarray
     per_probe: tuple[dict[str, np.ndarray], ...]
     notes: tuple[str, ...] = ()
+    # Symbolic only: exact elementwise sympy (True) or the float64 rule sweep; the ops of the
+    # program that have kinks (what an inconclusive finite difference may have straddled).
+    exact: bool = False
+    kinked_ops: tuple[str, ...] = ()
     kinks: tuple[str, ...] = ()  # where the function is not differentiable at this point
     roots: dict[str, np.ndarray] = field(default_factory=dict)  # evaluated expect expressions
     formulas: dict[str, Any] = field(default_factory=dict)  # exact derivatives, per input
@@ -96,8 +119,8 @@ def make_probes(output_shape: tuple[int, ...], seed: int) -> tuple[Probe, ...]:
         for flat in range(size):
             basis = np.zeros(size)
             basis[flat] = 1.0
-            index = ",".join(str(i) for i in np.unravel_index(flat, output_shape))
-            probes.append(Probe(f"output[{index}]", basis.reshape(output_shape)))
+            index = index_text(np.unravel_index(flat, output_shape))
+            probes.append(Probe(f"output{index}", basis.reshape(output_shape)))
         return tuple(probes)
     rng = np.random.default_rng([seed, _PROBE_STREAM])
     return tuple(Probe(f"cotangent {k}", rng.standard_normal(output_shape))

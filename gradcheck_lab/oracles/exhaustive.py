@@ -21,8 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from gradcheck_lab.casefile import Case
-from gradcheck_lab.oracles.base import Estimates, FiniteDifferences, Probe
+from gradcheck_lab.oracles.base import Estimates, FiniteDifferences, Point, Probe
 from gradcheck_lab.oracles.finite_difference import (
     EPS64,
     METHOD,
@@ -32,8 +31,7 @@ from gradcheck_lab.oracles.finite_difference import (
     input_tensors,
     partial_difference,
 )
-from gradcheck_lab.oracles.torch_function import TorchFunction
-from gradcheck_lab.points import Point
+from gradcheck_lab.oracles.function import FunctionUnderTest
 
 CHUNK = 256  # perturbed copies per batched forward
 # Copying more than this many elements per chunk (CHUNK copies of a 784x128 weight are 25
@@ -43,16 +41,17 @@ SAMPLE = 32  # elements per input whose error bar is measured in full, besides d
 _SAMPLE_STREAM = 4
 
 
-def estimate(case: Case, point: Point, probes: tuple[Probe, ...], device: str, *,
+def estimate(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...], *,
              reference: tuple[dict[str, np.ndarray], ...] | None = None,
              term_scale: float = 0.0,
              progress: Callable[[int, int], None] | None = None) -> FiniteDifferences:
-    """Every partial of every differentiable input, projected on each probe's cotangent.
-    ``reference``: gradients per probe (the symbolic oracle's) whose disagreeing elements get a
-    full error bar. ``progress(done, total)`` is called as elements are finished."""
+    """Every partial of every differentiable input of ``function`` (called in float64),
+    projected on each probe's cotangent. ``reference``: gradients per probe (the symbolic
+    oracle's) whose disagreeing elements get a full error bar. ``progress(done, total)`` is
+    called as elements are finished."""
     import torch
 
-    function = TorchFunction(case, "float64", device)
+    case, device = function.case, function.device
     base = input_tensors(case, point.values, device)
     with torch.no_grad():
         center = function(base).detach().to(torch.float64).reshape(-1)
@@ -81,7 +80,7 @@ def estimate(case: Case, point: Point, probes: tuple[Probe, ...], device: str, *
         magnitude = max(float(center.abs().max()) if center.numel() else 0.0, term_scale)
         roundoff = (ROUNDOFF_FACTOR * EPS64 * magnitude / steps.cpu().numpy())[None, :] * (
             np.abs(cotangents.cpu().numpy()).sum(axis=1)[:, None])
-        errors = _error_bars(case, point, spec.name, number, partials_np, roundoff, function,
+        errors = _error_bars(point, spec.name, number, partials_np, roundoff, function,
                              center.cpu().numpy(), cotangents.cpu().numpy(), term_scale,
                              None if reference is None else [r[spec.name].reshape(-1)
                                                              for r in reference],
@@ -109,7 +108,7 @@ class _Batched:
     the original value back, so nothing is copied.
     """
 
-    def __init__(self, function: TorchFunction, base: dict[str, Any],
+    def __init__(self, function: FunctionUnderTest, base: dict[str, Any],
                  evaluations: list[int]) -> None:
         self.function = function
         self.base = base
@@ -177,8 +176,8 @@ class _Batched:
         return torch.stack(rows).to(torch.float64)
 
 
-def _error_bars(case: Case, point: Point, name: str, number: int, partials: np.ndarray,
-                roundoff: np.ndarray, function: TorchFunction, center: np.ndarray,
+def _error_bars(point: Point, name: str, number: int, partials: np.ndarray,
+                roundoff: np.ndarray, function: FunctionUnderTest, center: np.ndarray,
                 cotangents: np.ndarray, term_scale: float,
                 reference: list[np.ndarray] | None, evaluations: list[int]) -> np.ndarray:
     """Round-off for every element; the full bar (h vs 2h, fourth difference) on a sample and
@@ -186,12 +185,12 @@ def _error_bars(case: Case, point: Point, name: str, number: int, partials: np.n
 
     x = point.values[name]
     size = x.size
-    rng = np.random.default_rng([case.seed, _SAMPLE_STREAM, number])
+    rng = np.random.default_rng([function.case.seed, _SAMPLE_STREAM, number])
     sample = rng.choice(size, size=min(SAMPLE, size), replace=False)
 
     def at(moved: np.ndarray) -> np.ndarray:
         evaluations[0] += 1
-        return evaluate_at(function, case, {**point.values, name: moved}, function.device)
+        return evaluate_at(function, {**point.values, name: moved})
 
     def full_bar(flat: int) -> np.ndarray:
         _, error = partial_difference(at, x, flat, center, term_scale)

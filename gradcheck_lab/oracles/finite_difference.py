@@ -22,9 +22,8 @@ from typing import Any
 import numpy as np
 
 from gradcheck_lab.casefile import Case
-from gradcheck_lab.oracles.base import Estimates, FiniteDifferences, Probe
-from gradcheck_lab.oracles.torch_function import TorchFunction
-from gradcheck_lab.points import Point
+from gradcheck_lab.oracles.base import Estimates, FiniteDifferences, Gradients, Point, Probe
+from gradcheck_lab.oracles.function import FunctionUnderTest
 
 RELATIVE_STEP = 1e-6
 ALL_PARTIALS_MAX_ELEMENTS = 2048
@@ -36,22 +35,22 @@ _DIRECTION_STREAM = 2  # seed stream of the directions (the cotangents use strea
 METHOD = "central, h=1e-6·max(1,|x|), error from h vs 2h"
 
 
-def estimate(case: Case, point: Point, probes: tuple[Probe, ...], device: str, *,
+def estimate(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...], *,
              focus: dict[str, np.ndarray] | None = None, mode: str = "auto",
              term_scale: float = 0.0) -> FiniteDifferences:
-    """Estimates for every differentiable input. ``mode``: "auto", "all" or "projections".
+    """Estimates for every differentiable input of ``function`` (called in float64).
+    ``mode``: "auto", "all" or "projections".
 
     ``term_scale``: the largest intermediate value of the computation, when known, for the
     round-off floor of the error bars.
     """
-
-    function = TorchFunction(case, "float64", device)
+    case = function.case
     counter = [0]
 
     def evaluate(name: str | None = None, replacement: np.ndarray | None = None) -> np.ndarray:
         counter[0] += 1
         moved = point.values if name is None else {**point.values, name: replacement}
-        return evaluate_at(function, case, moved, device)
+        return evaluate_at(function, moved)
 
     value = evaluate()
 
@@ -104,6 +103,31 @@ def estimate(case: Case, point: Point, probes: tuple[Probe, ...], device: str, *
         case.program.output_node.shape), per_input, counter[0])
 
 
+def focus_elements(case: Case, sym: Gradients, ag: Gradients,
+                   count: int) -> dict[str, np.ndarray]:
+    """The ``count`` elements where symbolic and autograd differ most, relative to the
+    gradient's scale, over all inputs and probes: where finite differences should look."""
+    candidates: list[tuple[float, str, int]] = []
+    for spec in case.differentiable_inputs:
+        worst = None
+        for k in range(len(sym.per_probe)):
+            s = sym.per_probe[k][spec.name].reshape(-1)
+            a = ag.per_probe[k][spec.name].reshape(-1)
+            with np.errstate(all="ignore"):
+                scale = max(float(np.nanmax(np.abs(s))) if s.size else 0.0, 1e-300)
+                gap = np.nan_to_num(np.abs(s - a) / scale, nan=np.inf, posinf=np.inf)
+            worst = gap if worst is None else np.maximum(worst, gap)
+        if worst is None or not worst.size:
+            continue
+        top = np.argsort(-worst)[:count]
+        candidates.extend((float(worst[i]), spec.name, int(i)) for i in top)
+    candidates.sort(key=lambda item: -item[0])
+    chosen: dict[str, list[int]] = {}
+    for _, name, flat in candidates[:count]:
+        chosen.setdefault(name, []).append(flat)
+    return {name: np.asarray(sorted(flats), dtype=np.int64) for name, flats in chosen.items()}
+
+
 def partial_difference(at: Callable[[np.ndarray], np.ndarray], x: np.ndarray, flat: int,
                        center: np.ndarray, term_scale: float) -> tuple[np.ndarray, np.ndarray]:
     """d f / d x[flat], with its error bar: ``at(moved)`` is f with the input x replaced by
@@ -126,13 +150,12 @@ def input_tensors(case: Case, values: Mapping[str, np.ndarray], device: str) -> 
             for spec in case.inputs}
 
 
-def evaluate_at(function: TorchFunction, case: Case, values: Mapping[str, np.ndarray],
-                device: str) -> np.ndarray:
+def evaluate_at(function: FunctionUnderTest, values: Mapping[str, np.ndarray]) -> np.ndarray:
     """The function at ``values`` (every input, by name), flat, in float64, without a graph."""
     import torch
 
     with torch.no_grad():
-        out = function(input_tensors(case, values, device))
+        out = function(input_tensors(function.case, values, function.device))
     return out.detach().to(torch.float64).cpu().numpy().reshape(-1)
 
 
@@ -161,23 +184,21 @@ def joint_step(point: Point, tangents: dict[str, np.ndarray]) -> float:
     return RELATIVE_STEP * max(1.0, largest)
 
 
-def jacobian_vector_product(case: Case, point: Point, tangents: dict[str, np.ndarray],
-                            device: str, term_scale: float = 0.0
+def jacobian_vector_product(function: FunctionUnderTest, point: Point,
+                            tangents: dict[str, np.ndarray], term_scale: float = 0.0
                             ) -> tuple[np.ndarray, np.ndarray]:
     """d/dt f(x + t·v) for the tangents v of all inputs at once, with error bars."""
-
-    function = TorchFunction(case, "float64", device)
 
     def shifted(t: float) -> np.ndarray:
         moved = {name: values + t * tangents[name] if name in tangents else values
                  for name, values in point.values.items()}
-        return evaluate_at(function, case, moved, device).reshape(case.program.output_node.shape)
+        return evaluate_at(function, moved).reshape(function.output_shape)
 
     return central_difference(shifted, shifted(0.0), term_scale, joint_step(point, tangents))
 
 
-def hessian_vector_products(case: Case, point: Point, probes: tuple[Probe, ...],
-                            tangents: dict[str, np.ndarray], device: str
+def hessian_vector_products(function: FunctionUnderTest, point: Point,
+                            probes: tuple[Probe, ...], tangents: dict[str, np.ndarray]
                             ) -> tuple[dict[str, np.ndarray], ...]:
     """Per probe u, d/dt of autograd's first-order VJP u·J at x + t·v, in float64, as
     {input: (estimate, error bar)} stacked along a leading axis of 2."""
@@ -185,7 +206,7 @@ def hessian_vector_products(case: Case, point: Point, probes: tuple[Probe, ...],
 
     from gradcheck_lab.oracles.autograd import make_leaves
 
-    function = TorchFunction(case, "float64", device)
+    case, device = function.case, function.device
     names = list(tangents)
     sizes = [point.values[name].size for name in names]
 

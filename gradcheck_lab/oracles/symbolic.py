@@ -14,18 +14,19 @@ from typing import Any
 
 import numpy as np
 
-from gradcheck_lab.casefile.program import Program
 from gradcheck_lab.errors import SpecError
 from gradcheck_lab.ops import OPS
 from gradcheck_lab.ops.derivatives import sympy_to_float
-from gradcheck_lab.oracles.base import Gradients, Probe
-from gradcheck_lab.points import Point
+from gradcheck_lab.oracles.base import Gradients, Point, Probe
+from gradcheck_lab.program import Program
+from gradcheck_lab.program.interpret import NUMPY, SYMPY, input_values, interpret
+from gradcheck_lab.program.naming import index_text
+from gradcheck_lab.program.sweep import sweep
 
 # Elementwise sympy expressions grow with the graph: beyond these sizes, use the rule sweep.
 EXACT_MAX_SCALARS = 512
 EXACT_MAX_INPUT_ELEMENTS = 64
 EXACT_MAX_OUTPUT_ELEMENTS = 16
-EXACT_MAX_EXPONENT = 64
 # expression_size × differentiated elements: the bundled and zoo cases stay under 25,000 and
 # take under a second; an 8x8 tanh(x @ x) @ x chain is past 1e8 and would take minutes.
 EXACT_MAX_WORK = 50_000
@@ -41,18 +42,27 @@ def gradients(program: Program, point: Point, probes: tuple[Probe, ...],
     roots = [program.output, *program.roots.values()]
     env = numpy_forward(program, point, roots)
     kinks = tuple(_kinks(program, env, point.dtype))
-    roots_values = {key: env[index] for key, index in program.roots.items()}
-    scale = term_scale(program, env)
-    magnitudes = tuple(sweep(program, env, probe.cotangent, magnitudes=True) for probe in probes)
+    common = {
+        "kinks": kinks,
+        "kinked_ops": kinked_ops(program),
+        "roots": {key: env[index] for key, index in program.roots.items()},
+        "term_scale": term_scale(program, env),
+        "term_magnitudes": tuple(sweep(program, env, probe.cotangent, magnitudes=True)
+                                 for probe in probes),
+    }
     if mode == "exact" or (mode == "auto" and exact_is_affordable(program)):
         value, per_probe, formulas = _exact(program, point, probes)
         per_probe = _signed_infinities(per_probe, program, env, probes)
-        return Gradients("symbolic", METHOD_EXACT, value, per_probe, kinks=kinks,
-                         roots=roots_values, formulas=formulas, term_scale=scale,
-                         term_magnitudes=magnitudes)
+        return Gradients("symbolic", METHOD_EXACT, value, per_probe, exact=True,
+                         formulas=formulas, **common)
     per_probe = tuple(sweep(program, env, probe.cotangent) for probe in probes)
-    return Gradients("symbolic", METHOD_SWEEP, env[program.output], per_probe, kinks=kinks,
-                     roots=roots_values, term_scale=scale, term_magnitudes=magnitudes)
+    return Gradients("symbolic", METHOD_SWEEP, env[program.output], per_probe, **common)
+
+
+def kinked_ops(program: Program) -> tuple[str, ...]:
+    """The ops of the program that have kinks, sorted."""
+    return tuple(sorted({node.op for node in program.nodes
+                         if node.op in OPS and OPS[node.op].kinks is not None}))
 
 
 def term_scale(program: Program, env: dict[int, np.ndarray]) -> float:
@@ -92,12 +102,10 @@ def exact_unaffordable_because(program: Program) -> str | None:
     needed = [program.nodes[i] for i in program.needed_for([program.output])]
     differentiable = sum(n.size for n in needed if n.op == "input" and n.needs_grad)
     for node in needed:
-        if node.op == "pow":
-            exponent = program.nodes[node.args[1]]
-            if exponent.op != "const":
-                return f"a power with a non-constant exponent ({node.key})"
-            if abs(exponent.const) > EXACT_MAX_EXPONENT:
-                return f"a constant exponent beyond ±{EXACT_MAX_EXPONENT} ({node.key})"
+        limit = OPS[node.op].exact_limit if node.op in OPS else None
+        reason = limit(program.arg_infos(node.index)) if limit is not None else None
+        if reason is not None:
+            return f"{reason} ({node.key})"
     if differentiable > EXACT_MAX_INPUT_ELEMENTS:
         return (f"{differentiable} differentiated elements (at most "
                 f"{EXACT_MAX_INPUT_ELEMENTS})")
@@ -124,7 +132,7 @@ def expression_size(program: Program) -> int:
         node = program.nodes[index]
         if node.op in ("input", "const"):
             sizes[index] = 1
-        elif "rule" in OPS[node.op].extra:  # elementwise: its rule derived by sympy
+        elif OPS[node.op].is_elementwise:
             sizes[index] = 1 + sum(sizes[a] for a in node.args)
         else:
             sizes[index] = 1 + sum(program.nodes[a].size * sizes[a] for a in node.args)
@@ -133,59 +141,7 @@ def expression_size(program: Program) -> int:
 
 def numpy_forward(program: Program, point: Point, roots: list[int]) -> dict[int, np.ndarray]:
     """Every node ``roots`` need, evaluated in numpy float64 (integer tensors stay int64)."""
-    env: dict[int, np.ndarray] = {}
-    with np.errstate(all="ignore"):
-        for index in program.needed_for(roots):
-            node = program.nodes[index]
-            if node.op == "input":
-                env[index] = point.values[node.name]
-            elif node.op == "const":
-                env[index] = np.array(float(node.const))
-            else:
-                args = [env[a] for a in node.args]
-                try:
-                    env[index] = np.asarray(OPS[node.op].numpy(args, node.param_dict),
-                                            dtype=np.float64)
-                except SpecError as exc:
-                    raise SpecError(exc.message, node.offset, node.key) from None
-    return env
-
-
-def node_adjoints(program: Program, env: dict[int, np.ndarray], cotangent: np.ndarray,
-                  magnitudes: bool = False) -> dict[int, np.ndarray]:
-    """One reverse sweep: each op's VJP rule applied from the output back to the inputs,
-    keeping the adjoint of every node that needs a gradient. With ``magnitudes``, each op's
-    magnitude rule instead: every element is the sum of the |terms| a backward pass adds up to
-    get it."""
-    start = np.asarray(cotangent, dtype=np.float64)
-    adjoints: dict[int, np.ndarray] = {program.output: np.abs(start) if magnitudes else start}
-    with np.errstate(all="ignore"):
-        for index in reversed(program.needed_for([program.output])):
-            node = program.nodes[index]
-            g = adjoints.get(index)
-            if g is None or node.op in ("input", "const") or not node.needs_grad:
-                continue
-            op = OPS[node.op]
-            needs = [program.nodes[a].needs_grad and position not in op.nondifferentiable_args
-                     for position, a in enumerate(node.args)]
-            rule = op.vjp_magnitude if magnitudes else op.vjp
-            local = rule(g, [env[a] for a in node.args], env[index], node.param_dict, needs)
-            for arg, grad in zip(node.args, local, strict=True):
-                if grad is not None:
-                    adjoints[arg] = adjoints[arg] + grad if arg in adjoints else grad
-    return {index: np.asarray(g, dtype=np.float64).reshape(program.nodes[index].shape)
-            for index, g in adjoints.items() if program.nodes[index].needs_grad}
-
-
-def sweep(program: Program, env: dict[int, np.ndarray], cotangent: np.ndarray,
-          magnitudes: bool = False) -> dict[str, np.ndarray]:
-    """The inputs' part of ``node_adjoints``: zeros for an input the output does not use."""
-    adjoints = node_adjoints(program, env, cotangent, magnitudes)
-    return {
-        name: adjoints.get(index, np.zeros(program.nodes[index].shape))
-        for name, index in program.inputs.items()
-        if program.nodes[index].needs_grad
-    }
+    return interpret(program, input_values(program, point.values), roots, NUMPY)
 
 
 def _kinks(program: Program, env: dict[int, np.ndarray], dtype: str = "float64") -> list[str]:
@@ -200,7 +156,7 @@ def _kinks(program: Program, env: dict[int, np.ndarray], dtype: str = "float64")
             continue
         mask = op.kinks([_as_dtype(env[a], dtype) for a in node.args], node.param_dict)
         argument = program.nodes[node.args[0]]
-        if argument.op == "relu":
+        if argument.op in OPS and OPS[argument.op].flat_at_zero:
             # relu's zeros come from its flat side, where nothing depends on the input: a tie
             # among them (max_pool2d(relu(h))) or a kink there (relu(relu(x))) changes no
             # gradient, which is 0 either way.
@@ -225,11 +181,6 @@ def _as_dtype(values: np.ndarray, dtype: str) -> np.ndarray:
         torch.float64).numpy()
 
 
-def index_text(index: tuple[int, ...]) -> str:
-    """``[1, 2]`` for an element index, ``""`` for a 0-d tensor's."""
-    return "[" + ", ".join(str(int(i)) for i in index) + "]" if len(index) else ""
-
-
 def _rational(value: Any) -> Any:
     import sympy
 
@@ -243,36 +194,33 @@ def _sympy_graph(program: Program,
     symbols by input; and an exact evaluation at the point, rounded once to float64."""
     import sympy
 
-    env: dict[int, np.ndarray] = {}
-    symbols: dict[str, np.ndarray] = {}
+    given: dict[int, np.ndarray] = {}
     substitutions: dict[Any, Any] = {}
-    for index in program.needed_for([program.output]):
+    for name, index in program.inputs.items():
         node = program.nodes[index]
-        if node.op == "input":
-            values = point.values[node.name]
-            if node.is_integer:
-                env[index] = values
-                continue
-            exact = point.exact.get(node.name)
-            known = exact if exact is not None else values
-            numbers = np.empty(node.shape, dtype=object)
-            flat_numbers = numbers.reshape(-1)
-            for flat, item in enumerate(np.asarray(known).reshape(-1)):
-                flat_numbers[flat] = _rational(item if exact is not None else float(item))
-            if node.needs_grad:
-                names = np.empty(node.shape, dtype=object)
-                for multi in np.ndindex(*node.shape):
-                    label = node.name + (index_text(multi) if multi else "")
-                    names[multi] = sympy.Symbol(label, real=True)
-                    substitutions[names[multi]] = numbers[multi]
-                symbols[node.name] = names
-                env[index] = names
-            else:
-                env[index] = numbers
-        elif node.op == "const":
-            env[index] = np.asarray(_rational(node.const), dtype=object).reshape(())
-        else:
-            env[index] = OPS[node.op].sympy([env[a] for a in node.args], node.param_dict)
+        values = point.values[name]
+        if node.is_integer:
+            given[index] = values
+            continue
+        exact = point.exact.get(name)
+        known = exact if exact is not None else values
+        numbers = np.empty(node.shape, dtype=object)
+        flat_numbers = numbers.reshape(-1)
+        for flat, item in enumerate(np.asarray(known).reshape(-1)):
+            flat_numbers[flat] = _rational(item if exact is not None else float(item))
+        if not node.needs_grad:
+            given[index] = numbers
+            continue
+        names = np.empty(node.shape, dtype=object)
+        for multi in np.ndindex(*node.shape):
+            names[multi] = sympy.Symbol(name + (index_text(multi) if multi else ""), real=True)
+            substitutions[names[multi]] = numbers[multi]
+        given[index] = names
+    used = set(program.needed_for([program.output]))
+    symbols = {name: given[index] for name, index in program.inputs.items()
+               if index in used and program.nodes[index].needs_grad}
+    env = interpret(program, {i: v for i, v in given.items() if i in used}, [program.output],
+                    SYMPY)
 
     def evaluate(expr: Any) -> float:
         value = expr.xreplace(substitutions) if hasattr(expr, "xreplace") else expr

@@ -4,11 +4,12 @@ Without an ``impl``, autograd differentiates the spec lowered to torch ops, so a
 between symbolic and autograd means one of torch's backwards and one of our VJP rules differ
 (a torch bug, or ours). The input gradients only say *that* they differ; this module finds
 *where*: it computes the adjoint of every node (inputs, let steps and the intermediate results
-inside them) twice, by the symbolic rule sweep (``symbolic.node_adjoints``) and by autograd on the
-spec lowered op by op (``torch.autograd.grad`` with respect to each intermediate tensor), and
-walks from the output back to the inputs. The first node whose adjoint diverges was given it
-by the backwards of the ops that consume it, whose own adjoints all agree: one of those ops'
-backward is where torch and the rules part, and the note names its let step.
+inside them) twice, by the symbolic rule sweep (``program.sweep.node_adjoints``) and by
+autograd on the spec lowered op by op (``torch.autograd.grad`` with respect to each
+intermediate tensor), and walks from the output back to the inputs. The first node whose
+adjoint diverges was given it by the backwards of the ops that consume it, whose own adjoints
+all agree: one of those ops' backward is where torch and the rules part, and the note names
+its let step.
 
 A wrong forward shows first: when a node's value already differs, the note names the first
 such node in evaluation order instead.
@@ -21,21 +22,16 @@ from typing import Any
 import numpy as np
 
 from gradcheck_lab.casefile import Case
-from gradcheck_lab.casefile.program import Program
-from gradcheck_lab.compare import Verdict, agree
+from gradcheck_lab.compare.findings import Verdict, agree
+from gradcheck_lab.compare.tolerances import ToleranceRule, gradient_scale, symbolic_rule
 from gradcheck_lab.ops import OPS
 from gradcheck_lab.oracles.autograd import make_leaves
-from gradcheck_lab.oracles.base import Probe
-from gradcheck_lab.oracles.symbolic import (
-    index_text,
-    node_adjoints,
-    numpy_forward,
-    term_scale,
-)
-from gradcheck_lab.oracles.torch_function import lower_all
-from gradcheck_lab.points import Point
-from gradcheck_lab.selection import node_names, spell
-from gradcheck_lab.tolerances import ToleranceRule, gradient_scale, symbolic_rule
+from gradcheck_lab.oracles.base import Point, Probe
+from gradcheck_lab.oracles.function import lower_all
+from gradcheck_lab.oracles.symbolic import numpy_forward, term_scale
+from gradcheck_lab.program import Program
+from gradcheck_lab.program.naming import index_text, node_names, spell
+from gradcheck_lab.program.sweep import node_adjoints
 
 MAX_EXPRESSION = 60  # characters of a step's expression quoted in the note
 
@@ -185,6 +181,4 @@ class _Localization:
         return f"{key} ({expression})"
 
     def op_text(self, index: int) -> str:
-        node = self.program.nodes[index]
-        infix = OPS[node.op].infix
-        return f"'{infix}'" if infix else f"{node.op}()"
+        return OPS[self.program.nodes[index].op].spelled

@@ -1,76 +1,29 @@
-"""Shared by explain, graph and steps: picking one case (``FILE`` or ``FILE::NAME``) and
-naming the parts of its program the way the case file spells them."""
+"""Nodes of a program named and spelled the way the case file spells them: for explanations,
+graphs, localization notes and kink messages. One index style everywhere: ``x[0, 1]``."""
 
 from __future__ import annotations
 
 import math
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 
-from gradcheck_lab.casefile import Case, LoadLimits, load_file
-from gradcheck_lab.casefile.program import Program
-from gradcheck_lab.errors import CaseError, GradcheckLabError, SpecError
 from gradcheck_lab.ops import OPS
+from gradcheck_lab.program.graph import Program
 
-SEPARATOR = "::"
 OUTPUT = "output"  # what the (unnamed) output is called in explanations and graphs
 
 
-class SelectionError(GradcheckLabError):
-    """The case named on the command line cannot be used; the message is one line."""
+def index_text(index: tuple[int, ...]) -> str:
+    """``[1, 2]`` for an element index, ``""`` for a 0-d tensor's."""
+    return "[" + ", ".join(str(int(i)) for i in index) + "]" if len(index) else ""
 
 
-def select_case(path_spec: str, limits: LoadLimits | None = None) -> Case:
-    """The case ``FILE`` holds, or case NAME of ``FILE::NAME``; SelectionError otherwise."""
-    limits = limits or LoadLimits()
-    path, name = _split(path_spec)
-    if not path.exists():
-        raise SelectionError(f"no such file: {path}")
-    if path.is_dir():
-        raise SelectionError(f"{path} is a directory; name a case file")
-    loaded = load_file(path, limits)
-    names = [_name_of(item) for item in loaded]
-    if name is None:
-        if len(loaded) > 1:
-            listed = ", ".join(n or "?" for n in names)
-            raise SelectionError(f"{path} holds {len(loaded)} cases; name one as "
-                                 f"{path}{SEPARATOR}NAME ({listed})")
-        (item,) = loaded
-    else:
-        matches = [item for item, n in zip(loaded, names, strict=True) if n == name]
-        if not matches:
-            listed = ", ".join(n for n in names if n) or "none could be read"
-            raise SelectionError(f"no case named {name!r} in {path} (cases: {listed})")
-        item = matches[0]
-    if isinstance(item, CaseError):
-        raise SelectionError(item.render())
-    return item
+def element_index(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The element index of a flat position; a scalar is element ``(0,)``, as the JSON
+    contract's example writes it."""
+    return tuple(int(i) for i in np.unravel_index(int(flat), shape)) if shape else (0,)
 
-
-def located(case: Case, error: SpecError) -> SelectionError:
-    """A problem found while evaluating the case (a rule that fails at this point), as
-    ``file:line: key: message`` like the runner reports it."""
-    key = error.key or "output"
-    return SelectionError(CaseError(case.file, case.line_of(key), key, error.message).render())
-
-
-def _split(path_spec: str) -> tuple[Path, str | None]:
-    # A file whose own name contains "::" wins over the FILE::NAME reading.
-    if SEPARATOR not in path_spec or Path(path_spec).exists():
-        return Path(path_spec), None
-    path, _, name = path_spec.rpartition(SEPARATOR)
-    if not name:
-        raise SelectionError(f"{path_spec}: empty case name after {SEPARATOR!r}")
-    return Path(path), name
-
-
-def _name_of(item: Case | CaseError) -> str | None:
-    return item.name if isinstance(item, Case) else item.case
-
-
-# --- naming and spelling the program's nodes ------------------------------------------------
 
 
 def node_names(program: Program) -> dict[int, str]:
@@ -99,7 +52,7 @@ def spell(program: Program, index: int, names: dict[int, str], depth: int = 10**
         return "·"
     args = [spell(program, a, names, depth - 1, top=False) for a in node.args]
     op = OPS[node.op]
-    if op.infix and node.op == "neg":
+    if op.is_prefix:
         return f"-{_parenthesized(program, node.args[0], args[0], names)}"
     if op.infix:
         left, right = (_parenthesized(program, a, text, names)
@@ -125,6 +78,8 @@ def _parenthesized(program: Program, index: int, text: str, names: dict[int, str
 
 
 def _param(value: object) -> str:
+    if isinstance(value, str):
+        return repr(value)
     if isinstance(value, tuple):
         return "(" + ", ".join(str(v) for v in value) + ("," if len(value) == 1 else "") + ")"
     return str(value)

@@ -37,22 +37,21 @@ import numpy as np
 
 from gradcheck_lab.casefile import Case, ImplRef
 from gradcheck_lab.casefile.case import Training
-from gradcheck_lab.compare import (
+from gradcheck_lab.compare.findings import (
     WORST_PER_GROUP,
     Findings,
     Verdict,
     agree,
     count_text,
-    extend,
-    relative_error,
+    mismatch,
     worst_first,
 )
+from gradcheck_lab.compare.tolerances import EPSILON, ToleranceRule, gradient_scale, symbolic_rule
 from gradcheck_lab.errors import ImplError, SpecError
 from gradcheck_lab.oracles import symbolic
-from gradcheck_lab.oracles.base import Gradients, make_probes
-from gradcheck_lab.points import Point
+from gradcheck_lab.oracles.base import Gradients, Point, make_probes
+from gradcheck_lab.program.naming import index_text
 from gradcheck_lab.results import Mismatch
-from gradcheck_lab.tolerances import EPSILON, ToleranceRule, gradient_scale, symbolic_rule
 
 STEP_KEY = "training.step"
 # The update W - lr·g, computed in the dtype, rounds lr, the product and the difference: half
@@ -85,8 +84,7 @@ def check_training(case: Case, dtype: str, device: str, point: Point, rule: Tole
     start, data_note = training_point(case, point)
     run = run_steps(case, training, start, dtype, device)
     before = _gradient(case, start, symbolic_mode)
-    checker = _Checker(case, training, dtype, rule,
-                       symbolic_rule(before.method == symbolic.METHOD_EXACT))
+    checker = _Checker(case, training, dtype, rule, symbolic_rule(before.exact))
     calls = len(run.snapshots) - 1
     findings = Findings(counts={
         "training_steps": calls,
@@ -106,7 +104,7 @@ def check_training(case: Case, dtype: str, device: str, point: Point, rule: Tole
     else:
         notes.append("training: the second update is not checked: the first is already wrong")
     notes.extend(checker.loss_curve(run, start, before, findings, updates_right))
-    extend(verdict, findings)
+    verdict.add(findings)
     if verdict.status == "pass":  # the one-line summary says the training step was checked
         verdict.message += (f"; training step right, loss {checker.losses[0]:.4g} → "
                             f"{checker.losses[-1]:.4g} over {training.steps} step"
@@ -210,7 +208,7 @@ def run_steps(case: Case, training: Training, start: Point, dtype: str, device: 
         try:
             returned = step(params=given, batch=batch, lr=training.lr)
         except (Exception, SystemExit) as exc:
-            from gradcheck_lab.oracles.torch_function import describe_exception
+            from gradcheck_lab.oracles.function import describe_exception
 
             raise SpecError(f"{label} raised {describe_exception(exc, path)} (call {call})",
                             key=STEP_KEY) from None
@@ -225,7 +223,7 @@ def run_steps(case: Case, training: Training, start: Point, dtype: str, device: 
 
 
 def _step_function(training: Training) -> tuple[Callable[..., Any], str, Path | None]:
-    from gradcheck_lab.oracles.torch_function import load_impl
+    from gradcheck_lab.oracles.function import load_impl
 
     if not isinstance(training.step, ImplRef):
         return training.step, f"training step {training.step_label}", None
@@ -389,11 +387,10 @@ class _Checker:
         if last < first:
             return notes
         growth = last - first if math.isfinite(last - first) else float("inf")
-        findings.mismatches.append(Mismatch(
-            input=None, oracles=("loss at start", "loss at end"), odd_oracle=None,
-            values={"loss at start": first, "loss at end": last}, abs_err=growth,
-            rel_err=relative_error(growth, first), allowed=0.0, check="loss_decrease",
-            index=(steps,)))
+        findings.mismatches.append(dataclasses.replace(mismatch(
+            None, ("loss at start", "loss at end"), None,
+            {"loss at start": first, "loss at end": last}, growth, first, 0.0,
+            check="loss_decrease"), index=(steps,)))
         hint = ""
         if updates_right and last > first:  # right updates that climb: a step too long
             hint = f"; the updates are W − lr·∇L, so lr={self.lr:g} is too large for this loss"
@@ -413,13 +410,11 @@ class _Checker:
                 values = {"expected": expected, "step": got}
                 values.update({key: float(v.reshape(-1)[flat])
                                for key, v in update.extra.items()})
-                index = tuple(int(i) for i in np.unravel_index(flat, shape)) if shape else (0,)
-                found.append(Mismatch(
-                    input=update.name, oracles=("expected", "step"),
-                    odd_oracle="step", values=values, abs_err=error,
-                    rel_err=relative_error(error, float(update.change.reshape(-1)[flat])),
-                    allowed=float(update.allowed.reshape(-1)[flat]), check=check, index=index,
-                    elements=elements))
+                found.append(mismatch(
+                    update.name, ("expected", "step"), "step", values, error,
+                    float(update.change.reshape(-1)[flat]),
+                    float(update.allowed.reshape(-1)[flat]), check=check, flat=flat,
+                    shape=shape, elements=elements))
         return found
 
     def where(self, wrong: list[_Update]) -> str:
@@ -428,7 +423,7 @@ class _Checker:
         worst_update = max(wrong, key=lambda u: u.worst()[0][1])
         flat, _ = worst_update.worst()[0]
         shape = worst_update.got.shape
-        index = symbolic.index_text(np.unravel_index(flat, shape)) if shape else ""
+        index = index_text(np.unravel_index(flat, shape)) if shape else ""
         got = float(worst_update.got.reshape(-1)[flat])
         expected = float(worst_update.expected.reshape(-1)[flat])
         return (f"in {', '.join(u.name for u in wrong)} ({count_text(total)}; worst "

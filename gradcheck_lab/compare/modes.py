@@ -11,21 +11,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from gradcheck_lab.compare import (
+from gradcheck_lab.compare.findings import (
     AUTOGRAD,
     FD,
     FD_SAFETY,
     SYMBOLIC,
-    WORST_PER_GROUP,
     Findings,
     agree,
     count_text,
+    finite_or_inf,
+    mismatch,
     odd_by_difference,
-    relative_error,
+    odd_one_out,
+    worst,
 )
-from gradcheck_lab.oracles.base import Gradients, Probe, probe_label
-from gradcheck_lab.results import Mismatch
-from gradcheck_lab.tolerances import ToleranceRule, gradient_scale, symbolic_rule
+from gradcheck_lab.compare.tolerances import ToleranceRule, gradient_scale, symbolic_rule
+from gradcheck_lab.oracles.base import Gradients, Probe
 
 
 def compare_jvp(probes: tuple[Probe, ...], symbolic: Gradients, tangents: dict[str, np.ndarray],
@@ -52,20 +53,15 @@ def compare_jvp(probes: tuple[Probe, ...], symbolic: Gradients, tangents: dict[s
         bound_a = float(rule.bound(np.asarray(s), scale, terms))
         if bool(agree(s, a, bound_s + bound_a)):
             continue
-        error = abs(s - a) if np.isfinite(s - a) else float("inf")
         odd = odd_by_difference(s, a, f, bound_s, bound_a, bf)
-        rows.append((error, k, s, a, f, bound_s + bound_a, odd))
+        rows.append((finite_or_inf(abs(s - a)), k, s, a, f, bound_s + bound_a, odd))
     if not rows:
         return found
-    rows.sort(key=lambda row: -row[0])
-    odd_votes = [row[6] for row in rows if row[6] is not None]
-    odd = max(set(odd_votes), key=odd_votes.count) if odd_votes else None
-    for error, k, s, a, f, allowed, row_odd in rows[:WORST_PER_GROUP]:
-        found.mismatches.append(Mismatch(
-            input=None, oracles=(SYMBOLIC, AUTOGRAD), odd_oracle=row_odd,
-            values={SYMBOLIC: s, AUTOGRAD: a, FD: f}, abs_err=error,
-            rel_err=relative_error(error, s), allowed=allowed, check="jvp",
-            probe=probe_label(probes, k), elements=len(rows)))
+    odd = odd_one_out([row[6] for row in rows])
+    for error, k, s, a, f, allowed, row_odd in worst(rows, lambda row: row[0]):
+        found.mismatches.append(mismatch(
+            None, (SYMBOLIC, AUTOGRAD), row_odd, {SYMBOLIC: s, AUTOGRAD: a, FD: f}, error, s,
+            allowed, check="jvp", probes=probes, k=k, elements=len(rows)))
     who = f"{odd} is the odd one out" if odd else "finite differences could not tell which is right"
     found.summary.append(f"forward mode: the Jacobian-vector products disagree at "
                          f"{len(rows)} of {len(probes)} cotangent(s); {who}")
@@ -101,8 +97,7 @@ def compare_hvp(probes: tuple[Probe, ...], symbolic: tuple[dict[str, np.ndarray]
             scale = max(gradient_scale(s), terms * largest_tangent / max(1.0, input_scale))
             bound_s, bound_a = sym_rule.bound(s, scale), rule.bound(s, scale)
             for flat in np.flatnonzero(~agree(s, a, bound_s + bound_a)):
-                error = abs(s[flat] - a[flat])
-                error = float(error) if np.isfinite(error) else float("inf")
+                error = finite_or_inf(abs(s[flat] - a[flat]))
                 odd = odd_by_difference(s[flat], a[flat], f[flat], bound_s[flat],
                                         bound_a[flat], bf[flat])
                 if first_order_wrong and odd == SYMBOLIC:
@@ -111,18 +106,15 @@ def compare_hvp(probes: tuple[Probe, ...], symbolic: tuple[dict[str, np.ndarray]
                              float(bound_s[flat] + bound_a[flat]), odd))
         if not rows:
             continue
-        rows.sort(key=lambda row: -row[0])
         shape = symbolic[0][name].shape
         elements = len({row[2] for row in rows})
-        for error, k, flat, s_value, a_value, f_value, allowed, odd in rows[:WORST_PER_GROUP]:
-            index = tuple(int(i) for i in np.unravel_index(flat, shape)) if shape else (0,)
-            found.mismatches.append(Mismatch(
-                input=name, oracles=(SYMBOLIC, AUTOGRAD), odd_oracle=odd,
-                values={SYMBOLIC: s_value, AUTOGRAD: a_value, FD: f_value}, abs_err=error,
-                rel_err=relative_error(error, s_value), allowed=allowed, check="hvp", index=index,
-                probe=probe_label(probes, k), elements=elements))
-        votes = [row[7] for row in rows if row[7] is not None]
-        odd = max(set(votes), key=votes.count) if votes else None
+        for error, k, flat, s_value, a_value, f_value, allowed, odd in worst(
+                rows, lambda row: row[0]):
+            found.mismatches.append(mismatch(
+                name, (SYMBOLIC, AUTOGRAD), odd, {SYMBOLIC: s_value, AUTOGRAD: a_value,
+                                                  FD: f_value}, error, s_value, allowed,
+                check="hvp", flat=flat, shape=shape, probes=probes, k=k, elements=elements))
+        odd = odd_one_out([row[7] for row in rows])
         who = (f"{odd} is the odd one out" if odd
                else "finite differences could not tell which is right")
         why = ("; its first-order gradient does not require grad: the backward ran under "

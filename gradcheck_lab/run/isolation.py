@@ -15,8 +15,8 @@ from typing import Any
 
 from gradcheck_lab.casefile import Case
 from gradcheck_lab.results import Result
+from gradcheck_lab.settings import Settings
 
-DEFAULT_CASE_TIMEOUT = 300.0
 _KILL_GRACE_S = 2.0
 # Starting a worker (importing torch) is not charged to the first case's budget.
 _STARTUP_TIMEOUT_S = 300.0
@@ -30,12 +30,12 @@ class CaseWorker:
         self._process: Any = None
         self._connection: Connection | None = None
 
-    def run(self, case: Case, options: Any, timeout: float) -> list[Result]:
+    def run(self, case: Case, settings: Settings, timeout: float) -> list[Result]:
         """All results of ``case`` (every dtype × device), or error results on a timeout."""
         self._ensure_started()
         assert self._connection is not None
         try:
-            self._connection.send((case, options))  # the budget starts now
+            self._connection.send((case, settings))  # the budget starts now
             if self._connection.poll(timeout):
                 kind, payload = self._connection.recv()
                 if kind == "results":
@@ -80,16 +80,16 @@ def _serve(connection: Connection) -> None:
     """The worker's loop: receive a case, send back its results."""
     import torch  # noqa: F401 - imported once, before the first case is timed
 
-    from gradcheck_lab.runner import run_case
+    from gradcheck_lab.pipeline import run_case
 
     connection.send(("ready", None))
     while True:
         try:
-            case, options = connection.recv()
+            case, settings = connection.recv()
         except (EOFError, KeyboardInterrupt):
             return
         try:
-            connection.send(("results", list(run_case(case, options))))
+            connection.send(("results", list(run_case(case, settings))))
         except Exception:  # the parent reports it as an internal error
             connection.send(("error", traceback.format_exc(limit=5)))
 

@@ -18,24 +18,25 @@ from typing import Any
 import numpy as np
 
 from gradcheck_lab.casefile import Case
-from gradcheck_lab.casefile.program import Program
+from gradcheck_lab.casefile.selection import located
 from gradcheck_lab.errors import SpecError
-from gradcheck_lab.graph import node_adjoints
-from gradcheck_lab.ops import OPS
 from gradcheck_lab.ops.base import object_array
 from gradcheck_lab.ops.derivatives import sympy_to_float
 from gradcheck_lab.oracles import symbolic
-from gradcheck_lab.oracles.base import Probe, make_probes
-from gradcheck_lab.points import Point, make_point
-from gradcheck_lab.selection import (
+from gradcheck_lab.oracles.base import Point, Probe, make_probes
+from gradcheck_lab.oracles.points import make_point
+from gradcheck_lab.program import Program
+from gradcheck_lab.program.interpret import SYMPY, interpret
+from gradcheck_lab.program.naming import (
     OUTPUT,
     describe_array,
     format_number,
-    located,
+    index_text,
     node_names,
     norm,
     spell,
 )
+from gradcheck_lab.program.sweep import node_adjoints
 
 MAX_FORMULA_CHARACTERS = 1500  # longer formulas are summarized, not printed
 PRETTY_WIDTH = 96  # wider 2-D formulas are printed in sympy's one-line form instead
@@ -283,7 +284,7 @@ class _Explainer:
                 if grad.size > 1 and np.isfinite(grad).any():
                     where = np.unravel_index(int(np.nanargmax(np.abs(grad))), grad.shape)
                     text += (f", largest |grad| {format_number(abs(float(grad[where])), 4)} "
-                             f"at {name}{symbolic.index_text(where)}")
+                             f"at {name}{index_text(where)}")
             else:
                 text += "; no gradient"
             lines.append(text)
@@ -326,11 +327,11 @@ class _Explainer:
         _, name, flat = max(candidates, key=lambda item: item[0])
         shape = gradient[name].shape
         element = np.unravel_index(flat, shape) if shape else ()
-        symbol = name + symbolic.index_text(element)
+        symbol = name + index_text(element)
         output = self._whole_output(element_symbols=True)
         cotangent = np.asarray(self.probe.cotangent, dtype=np.float64)
         k = int(np.argmax(np.abs(cotangent.reshape(-1))))
-        of = OUTPUT if not cotangent.shape else OUTPUT + symbolic.index_text(
+        of = OUTPUT if not cotangent.shape else OUTPUT + index_text(
             np.unravel_index(k, cotangent.shape))
         formula = _simplified(_diff(output.reshape(-1)[k], symbol))
         return self._formula(self._partial(of, symbol), formula,
@@ -350,7 +351,7 @@ class _Explainer:
                 continue
             symbols = np.empty(node.shape, dtype=object)
             for multi in np.ndindex(*node.shape):
-                symbols[multi] = sympy.Symbol(name + symbolic.index_text(multi), real=True)
+                symbols[multi] = sympy.Symbol(name + index_text(multi), real=True)
             given[index] = symbols
         values, _ = _sympy_values(self.program, self.program.output, given)
         return values.item() if not element_symbols and values.shape == () else values
@@ -375,27 +376,7 @@ def _sympy_values(program: Program, root: int,
                   given: dict[int, np.ndarray]) -> tuple[np.ndarray, list[int]]:
     """Node ``root`` as an object array of sympy expressions, from the op table's sympy forms,
     stopping at the ``given`` nodes; and which given nodes it used, in reading order."""
-    import sympy
-
-    needed: set[int] = set()
-    stack = [root]
-    while stack:  # not recursive: a chain of lets may nest deeper than Python's stack
-        index = stack.pop()
-        if index in needed:
-            continue
-        needed.add(index)
-        if index not in given:
-            stack.extend(program.nodes[index].args)
-    env: dict[int, np.ndarray] = {}
-    for index in sorted(needed):
-        node = program.nodes[index]
-        if index in given:
-            env[index] = given[index]
-        elif node.op == "const":
-            fraction = Fraction(node.const or 0)
-            env[index] = object_array(sympy.Rational(fraction.numerator, fraction.denominator))
-        else:
-            env[index] = OPS[node.op].sympy([env[a] for a in node.args], node.param_dict)
+    env = interpret(program, given, [root], SYMPY)
     return np.asarray(env[root], dtype=object), _reading_order(program, root, given)
 
 

@@ -1,4 +1,5 @@
-"""The command line: argument parsing and exit codes only; the work is in the runner.
+"""The command line: argument parsing and exit codes only; the work is in ``run`` and
+``inspect``.
 
 Exit status: 0 when every result passes or is skipped, 1 when any fails, 2 when any result is
 an error, no case file is found, or the command line is wrong (2 takes precedence).
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gradcheck_lab import __version__
+from gradcheck_lab.settings import DEFAULT_CASE_TIMEOUT
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 
@@ -80,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
                      default=10_000, help="refuse longer expressions (characters)")
     run.add_argument("--max-expression-depth", type=_positive_int, metavar="N",
                      default=200, help="refuse expressions nested deeper")
-    run.add_argument("--case-timeout", type=_positive_float, metavar="SECONDS", default=300.0,
+    run.add_argument("--case-timeout", type=_positive_float, metavar="SECONDS",
+                     default=DEFAULT_CASE_TIMEOUT,
                      help="time budget of a case with an impl, which then runs in a worker "
                           "process that is stopped when the budget runs out (default 300; "
                           "0 runs impls in this process, without a budget)")
@@ -164,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def new_command(args: argparse.Namespace) -> int:
-    from gradcheck_lab.scaffold import NAME, case_text, impl_text
+    from gradcheck_lab.doors.scaffold import NAME, case_text, impl_text
 
     if not NAME.match(args.name):
         print(f"gradcheck-lab new: {args.name!r} is not a valid name (letters, digits, _)",
@@ -194,9 +197,9 @@ def schema_command() -> int:
 
 
 def explain_command(args: argparse.Namespace) -> int:
+    from gradcheck_lab.casefile.selection import select_case
     from gradcheck_lab.errors import GradcheckLabError
-    from gradcheck_lab.explain import explain
-    from gradcheck_lab.selection import select_case
+    from gradcheck_lab.inspect.explain import explain
 
     try:
         case = select_case(args.case)
@@ -209,9 +212,9 @@ def explain_command(args: argparse.Namespace) -> int:
 
 def drawing_command(args: argparse.Namespace) -> int:
     """``graph`` and ``steps``: pick the case, compute, draw to the file named by -o."""
+    from gradcheck_lab.casefile.selection import select_case
     from gradcheck_lab.errors import GradcheckLabError
-    from gradcheck_lab.graph import FORMATS
-    from gradcheck_lab.selection import select_case
+    from gradcheck_lab.inspect.graph import FORMATS
 
     if args.output.suffix.lower() not in FORMATS:
         return command_error(args.command, f"-o {args.output}: the suffix chooses the format: "
@@ -223,11 +226,11 @@ def drawing_command(args: argparse.Namespace) -> int:
         case = select_case(args.case)
         dtype = args.dtype or case.dtypes[0]
         if args.command == "graph":
-            from gradcheck_lab import graph
+            from gradcheck_lab.inspect import graph
 
             graph.draw(graph.build_graph(case, dtype), args.output)
         else:
-            from gradcheck_lab import steps
+            from gradcheck_lab.inspect import steps
 
             curve = steps.step_curve(case, dtype)
             steps.draw(curve, args.output)
@@ -249,18 +252,18 @@ def command_error(command: str, message: str) -> int:
 def run_command(args: argparse.Namespace) -> int:
     from gradcheck_lab.casefile import LoadLimits
     from gradcheck_lab.casefile.expr import ExprLimits
-    from gradcheck_lab.report import JsonLines, TerminalReport, write_json
+    from gradcheck_lab.doors.report import JsonLines, TerminalReport, write_json
     from gradcheck_lab.results import environment
-    from gradcheck_lab.runner import RunOptions, run_paths
-    from gradcheck_lab.timing import TimingSettings
+    from gradcheck_lab.run.files import run_paths
+    from gradcheck_lab.settings import Settings, TimingSettings
 
     started = time.perf_counter()
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    options = RunOptions(
-        symbolic_mode=args.symbolic, fd_mode=args.fd,
+    settings = Settings(
+        symbolic=args.symbolic, fd=args.fd,
         limits=LoadLimits(max_file_bytes=args.max_file_bytes,
                           max_input_elements=args.max_input_elements,
                           expr=ExprLimits(max_length=args.max_expression_length,
@@ -283,7 +286,7 @@ def run_command(args: argparse.Namespace) -> int:
     results = []
     try:
         with report.progress() as advance:
-            for result in run_paths(args.paths, options):
+            for result in run_paths(args.paths, settings):
                 results.append(result)
                 report.add(result)
                 advance(result)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,17 +13,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from gradcheck_lab.results import Mismatch, Result, summarize
-
-STATUS_STYLE = {"pass": "green", "fail": "bold red", "error": "bold magenta", "skip": "yellow"}
-_ORACLE_SHORT = {"symbolic": "sym", "autograd": "autograd", "finite_difference": "fd",
-                 "expect": "expect"}
-
-
-def _fmt(value: float | None) -> str:
-    if value is None:
-        return ""
-    return f"{value:.6g}" if abs(value) >= 1e-4 or value == 0 else f"{value:.3e}"
+from gradcheck_lab.doors.render import STATUS_STYLE, format_value, print_failure
+from gradcheck_lab.results import Result, summarize
 
 
 class TerminalReport:
@@ -60,7 +51,7 @@ class TerminalReport:
         line.append(shown, style="dim" if result.status == "pass" else "")
         self.console.print(line, soft_wrap=True)
         if result.sensitivity is not None:
-            from gradcheck_lab.sensitivity import describe
+            from gradcheck_lab.diagnose.sensitivity import describe
 
             self.console.print(Text(f"      {describe(result.sensitivity)}", style="cyan"),
                                soft_wrap=True)
@@ -108,12 +99,7 @@ class TerminalReport:
 
     def failure(self, result: Result) -> None:
         self.console.print()
-        self.console.print(Text(f"{result.label} at {result.file}:{result.line}: "
-                                f"{result.message}", style="bold red"), soft_wrap=True)
-        self.console.print(mismatch_table(result.mismatches))
-        for note in result.notes:
-            self.console.print(Text(f"note: {note}", style="dim"))
-        self.console.print(Text(settings_line(result), style="dim"), soft_wrap=True)
+        print_failure(self.console, result)
 
 
 def summary_table(results: list[Result]) -> Table:
@@ -134,7 +120,7 @@ def summary_table(results: list[Result]) -> Table:
         units = result.counts.get("cost_units")
         row = [result.case, result.dtype or "", result.device or "",
                Text(result.status, style=STATUS_STYLE[result.status]),
-               _fmt(worst.rel_err) if worst else "", ", ".join(odd),
+               format_value(worst.rel_err) if worst else "", ", ".join(odd),
                f"{units:,} fwd+bwd" if units else ""]
         if timed:
             row.append(timings_text(result.timings) if result.timings else "")
@@ -163,54 +149,6 @@ def _duration(seconds: float) -> str:
     if seconds >= 1e-3:
         return f"{seconds * 1e3:.2f} ms"
     return f"{seconds * 1e6:.0f} µs"
-
-
-_ORACLE_COLUMNS = (("symbolic", "symbolic"), ("autograd", "autograd"),
-                   ("finite_difference", "fin. diff."), ("expect", "expect"))
-
-
-def mismatch_table(mismatches: Iterable[Mismatch]) -> Table:
-    """The worst disagreements: where, which oracle is odd, each oracle's value, errors.
-    Checks that compare other things (a second run, inputs before and after the call, two
-    devices) get a column for each of their values."""
-    mismatches = list(mismatches)
-    present = list(dict.fromkeys(key for m in mismatches for key in m.values))
-    # Only columns some row fills: the table must fit a terminal.
-    value_columns = [(key, header) for key, header in _ORACLE_COLUMNS if key in present]
-    value_columns += [(key, key) for key in present
-                      if key not in {k for k, _ in _ORACLE_COLUMNS}]
-    table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
-    columns = [("what", "left"), ("where", "left"), ("odd one out", "left"),
-               *((header, "right") for _, header in value_columns),
-               ("abs err", "right"), ("rel err", "right"), ("allowed", "right")]
-    for column, justify in columns:
-        table.add_column(column, justify=justify, no_wrap=True)
-    for m in mismatches:
-        what = m.input or "output"
-        if m.check != "gradient":
-            what = f"{m.check} {m.input}" if m.input else m.check
-        where = (f"dir {m.direction}" if m.direction is not None
-                 else "[" + ",".join(map(str, m.index)) + "]" if m.index else "")
-        if m.probe:
-            where += f" @{m.probe}"
-        if m.point is not None:
-            where += f" point {m.point}"
-        if m.elements > 1:
-            what += f" ({m.elements})"
-        table.add_row(
-            what, where, m.odd_oracle or "?",
-            *(_fmt(m.values.get(key)) for key, _ in value_columns),
-            _fmt(m.abs_err), _fmt(m.rel_err), _fmt(m.allowed),
-        )
-    return table
-
-
-def settings_line(result: Result) -> str:
-    """What a verdict was reached with: dtype, device, seed, tolerance, oracles."""
-    tolerance = result.tolerance.get("rule", "")
-    fd = result.oracles.get("finite_difference", "")
-    return (f"dtype {result.dtype}, device {result.device}, seed {result.seed}; tolerance "
-            f"{tolerance}; finite differences {fd}; symbolic {result.oracles.get('symbolic')}")
 
 
 def results_document(results: list[Result], environment: dict[str, Any]) -> dict[str, Any]:

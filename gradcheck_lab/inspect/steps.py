@@ -17,17 +17,18 @@ from typing import Any
 import numpy as np
 
 from gradcheck_lab.casefile import Case
+from gradcheck_lab.casefile.selection import located
 from gradcheck_lab.errors import GradcheckLabError, SpecError
 from gradcheck_lab.oracles import symbolic
-from gradcheck_lab.oracles.base import Probe, make_probes
+from gradcheck_lab.oracles.base import Point, Probe, make_probes
 from gradcheck_lab.oracles.finite_difference import (
     ALL_PARTIALS_MAX_ELEMENTS,
     RELATIVE_STEP,
     input_tensors,
 )
-from gradcheck_lab.oracles.torch_function import TorchFunction
-from gradcheck_lab.points import Point, make_point
-from gradcheck_lab.selection import OUTPUT, format_number, located
+from gradcheck_lab.oracles.function import FunctionUnderTest
+from gradcheck_lab.oracles.points import make_point
+from gradcheck_lab.program.naming import OUTPUT, format_number, index_text
 
 SMALLEST_STEP, LARGEST_STEP = 1e-14, 1e-1
 STEPS_PER_DECADE = 8
@@ -52,8 +53,7 @@ class StepCurve:
 
     @property
     def element(self) -> str:
-        return self.input + ("[" + ", ".join(str(i) for i in self.index) + "]"
-                             if self.index else "")
+        return self.input + index_text(self.index)
 
     @property
     def best_step(self) -> float:
@@ -111,7 +111,7 @@ class _ScalarFunction:
 
     def __init__(self, case: Case, point: Point, probe: Probe) -> None:
         self.case = case
-        self.function = TorchFunction(case, "float64", "cpu")
+        self.function = FunctionUnderTest(case, "float64", "cpu")
         self.base = {name: np.asarray(values) for name, values in point.values.items()}
         self.cotangent = np.asarray(probe.cotangent, dtype=np.float64).reshape(-1)
         # The lowered spec never writes into its inputs, so their tensors can be made once;

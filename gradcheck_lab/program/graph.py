@@ -1,4 +1,4 @@
-"""The parsed computation: a graph of op nodes with shapes inferred and checked at load time.
+"""The computation: a graph of op nodes with shapes inferred and checked as it is built.
 
 Inputs, ``let`` steps, the ``output`` and ``expect`` expressions all become nodes of one
 Program. Every node remembers the case key it came from, so a problem found later (a shape
@@ -8,12 +8,13 @@ rule, a target out of range) is reported at that key.
 from __future__ import annotations
 
 import math
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from gradcheck_lab.casefile.expr import Call, Const, Expr, Name
 from gradcheck_lab.errors import SpecError
 from gradcheck_lab.ops import OPS, ArgInfo, ParamValue, Shape, suggest
+from gradcheck_lab.program.ir import Call, Const, Expr, Name
 
 DEFAULT_MAX_NODE_ELEMENTS = 100_000_000
 
@@ -60,16 +61,23 @@ class Program:
     def output_node(self) -> Node:
         return self.nodes[self.output]
 
-    def needed_for(self, roots: list[int]) -> list[int]:
-        """Indices of the nodes ``roots`` depend on, in evaluation order."""
+    def needed_for(self, roots: Iterable[int], stops: Container[int] = ()) -> list[int]:
+        """Indices of the nodes ``roots`` depend on, in evaluation order; the arguments of a
+        node in ``stops`` (one whose value is given) are not followed."""
         needed: set[int] = set()
         stack = list(roots)
         while stack:
             index = stack.pop()
             if index not in needed:
                 needed.add(index)
-                stack.extend(self.nodes[index].args)
+                if index not in stops:
+                    stack.extend(self.nodes[index].args)
         return sorted(needed)
+
+    def arg_infos(self, index: int) -> list[ArgInfo]:
+        """What an op's shape and cost rules know of node ``index``'s arguments."""
+        return [ArgInfo(arg.shape, arg.is_integer, arg.op == "const", arg.const)
+                for arg in (self.nodes[a] for a in self.nodes[index].args)]
 
 
 class ProgramBuilder:
@@ -107,10 +115,10 @@ class ProgramBuilder:
             node = self.nodes[index]
             if node.is_integer and position not in op.integer_args:
                 raise SpecError(
-                    f"{_spelled(expr.op)} needs real-valued arguments, but "
+                    f"{op.spelled} needs real-valued arguments, but "
                     f"{node.name or 'argument ' + str(position + 1)} is an integer tensor "
                     "(integer tensors are class targets, e.g. for cross_entropy)", expr.offset)
-            infos.append(ArgInfo(node.shape, node.is_integer, node.op == "const"))
+            infos.append(ArgInfo(node.shape, node.is_integer, node.op == "const", node.const))
         params = dict(expr.params)
         try:
             shape = tuple(op.shape(infos, params))
@@ -119,7 +127,7 @@ class ProgramBuilder:
         elements = math.prod(shape)
         if elements > self.max_node_elements:
             raise SpecError(
-                f"{_spelled(expr.op)} would produce shape {list(shape)} with {elements} elements "
+                f"{op.spelled} would produce shape {list(shape)} with {elements} elements "
                 f"(limit {self.max_node_elements})", expr.offset)
         needs_grad = any(self.nodes[index].needs_grad for position, index in enumerate(args)
                          if position not in op.nondifferentiable_args)
@@ -141,8 +149,3 @@ class ProgramBuilder:
     def _append(self, node: Node) -> int:
         self.nodes.append(node)
         return node.index
-
-
-def _spelled(op: str) -> str:
-    infix = OPS[op].infix
-    return f"'{infix}'" if infix else f"{op}()"

@@ -24,11 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from gradcheck_lab.casefile import Case
-from gradcheck_lab.compare import Verdict, compare
-from gradcheck_lab.oracles.base import FiniteDifferences, Gradients, Probe
-from gradcheck_lab.points import Point
-from gradcheck_lab.tolerances import ToleranceRule
+from gradcheck_lab.compare import OracleResults, Verdict, compare
+from gradcheck_lab.compare.tolerances import ToleranceRule
+from gradcheck_lab.oracles.base import Gradients
+from gradcheck_lab.program.naming import index_text
 
 GRID = tuple(10.0 ** exponent for exponent in range(-16, 1))  # 1e-16 .. 1
 BISECT_STEPS = 6  # a decade halved 6 times in log space: within a factor of 10**(1/64) ≈ 1.04
@@ -36,21 +35,20 @@ BISECT_STEPS = 6  # a decade halved 6 times in log space: within a factor of 10*
 _CAUGHT_BY = ("gradient", "expect")
 
 
-def measure(case: Case, point: Point, probes: tuple[Probe, ...], sym: Gradients,
-            ag: Gradients, fd: FiniteDifferences | None, rule: ToleranceRule,
-            baseline: Verdict) -> dict[str, Any]:
+def measure(results: OracleResults, rule: ToleranceRule, baseline: Verdict) -> dict[str, Any]:
     """The result's ``sensitivity`` field: ``one_element`` and ``all_elements`` (the smallest
     relative errors caught, or None when none up to 1 is) and ``element`` (which one)."""
     if baseline.status != "pass":
         # Planting an error into gradients that already fail measures nothing.
         return {"note": "not measured: the check fails without a planted error"}
+    ag = results.autograd
     largest = _largest_elements(ag)
 
     def one_element(r: float) -> Verdict:
-        return compare(case, point, probes, sym, _planted(ag, largest, r), fd, rule)
+        return compare(dataclasses.replace(results, autograd=_planted(ag, largest, r)), rule)
 
     def all_elements(r: float) -> Verdict:
-        return compare(case, point, probes, sym, _planted(ag, None, r), fd, rule)
+        return compare(dataclasses.replace(results, autograd=_planted(ag, None, r)), rule)
 
     one, caught = smallest_caught(one_element) if largest else (None, None)
     every, _ = smallest_caught(all_elements)
@@ -126,8 +124,7 @@ def _caught_element(verdict: Verdict | None, largest: dict[str, int],
     shape = ag.per_probe[0][name].shape
     if not shape:
         return name
-    index = np.unravel_index(largest[name], shape)
-    return f"{name}[{', '.join(str(int(i)) for i in index)}]"
+    return name + index_text(np.unravel_index(largest[name], shape))
 
 
 def _rounded(value: float | None) -> float | None:

@@ -10,7 +10,6 @@ CPU threads are fixed while timing (1 by default: shared machines are noisy) and
 from __future__ import annotations
 
 import contextlib
-import math
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -18,25 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from gradcheck_lab.casefile import Case
+from gradcheck_lab.settings import TimingSettings
+
+__all__ = ["PASSES", "TimedPass", "TimingSettings", "TimingStats", "interquartile_range",
+           "measure", "seconds_per_round", "time_case", "timing_environment"]
 
 PASSES = ("forward", "backward")
-DEFAULT_THREADS = 1
-
-
-@dataclass(frozen=True)
-class TimingSettings:
-    """Rounds as pytest-benchmark counts them: at least ``min_rounds``, more while the total
-    stays under ``max_time`` seconds, after ``warmup_rounds`` untimed rounds."""
-
-    min_rounds: int = 5
-    max_time: float = 0.5
-    warmup_rounds: int = 3
-    max_rounds: int = 10_000
-    threads: int | None = DEFAULT_THREADS  # None: leave torch's setting as it is
-
-    def rounds_for(self, seconds_per_round: float) -> int:
-        wanted = math.ceil(self.max_time / max(seconds_per_round, 1e-9))
-        return int(min(max(wanted, self.min_rounds), self.max_rounds))
 
 
 @dataclass(frozen=True)
@@ -57,8 +43,8 @@ class TimedPass:
 
     def __init__(self, case: Case, dtype: str, device: str, which: str) -> None:
         from gradcheck_lab.oracles.base import make_probes
-        from gradcheck_lab.oracles.torch_function import TorchFunction
-        from gradcheck_lab.points import make_point
+        from gradcheck_lab.oracles.function import FunctionUnderTest
+        from gradcheck_lab.oracles.points import make_point
 
         if which not in PASSES:
             raise ValueError(f"which must be one of {PASSES}, got {which!r}")
@@ -67,7 +53,7 @@ class TimedPass:
         self.device = device
         self.which = which
         self.point = make_point(case, dtype)
-        self.function = TorchFunction(case, dtype, device)
+        self.function = FunctionUnderTest(case, dtype, device)
         self.cotangent = make_probes(case.program.output_node.shape, case.seed)[0].cotangent
         self.names = [spec.name for spec in case.differentiable_inputs]
         # The timed region, bound once so that it adds no dispatch of its own: the forward,

@@ -1,6 +1,7 @@
 """The function under test, in torch: the case's impl, or its spec lowered op by op.
 
-Shared by the autograd and finite-difference oracles. ``impl: FILE.py:NAME`` is imported from
+Built once per check and handed to the autograd and finite-difference oracles (autograd calls
+it in the case's dtype, finite differences in float64). ``impl: FILE.py:NAME`` is imported from
 the case file's directory, like a conftest.py: it is the user's own code and runs as such.
 Whatever it returns is checked before any oracle uses it.
 """
@@ -17,9 +18,10 @@ from types import ModuleType
 from typing import Any
 
 from gradcheck_lab.casefile import Case, ImplRef
-from gradcheck_lab.casefile.program import Program
-from gradcheck_lab.errors import ImplError, SpecError
-from gradcheck_lab.ops import OPS
+from gradcheck_lab.errors import ImplError
+from gradcheck_lab.ops import Op
+from gradcheck_lab.program import Program
+from gradcheck_lab.program.interpret import Form, input_values, interpret
 
 _MODULES: dict[tuple[Path, int], ModuleType] = {}
 
@@ -72,8 +74,9 @@ def load_impl(ref: ImplRef) -> Callable[..., Any]:
     return function
 
 
-class TorchFunction:
-    """Calls the impl (checked) or the lowered spec on a dict of tensors."""
+class FunctionUnderTest:
+    """Calls the impl (checked) or the lowered spec on a dict of tensors, in ``dtype`` on
+    ``device``."""
 
     def __init__(self, case: Case, dtype: str, device: str) -> None:
         self.case = case
@@ -123,20 +126,31 @@ def lower(program: Program, tensors: dict[str, Any], dtype: str, device: str) ->
 def lower_all(program: Program, tensors: dict[str, Any], dtype: str,
               device: str) -> dict[int, Any]:
     """``lower``, keeping every node's tensor (by node index) the output needs."""
+    return interpret(program, input_values(program, tensors), [program.output],
+                     torch_form(dtype, device))
+
+
+def torch_form(dtype: str, device: str) -> Form:
+    """Torch tensors of ``dtype`` on ``device``: each op's torch form from the op table."""
     import torch
 
-    env: dict[int, Any] = {}
-    for index in program.needed_for([program.output]):
-        node = program.nodes[index]
-        if node.op == "input":
-            env[index] = tensors[node.name]
-        elif node.op == "const":
-            env[index] = torch.tensor(float(node.const), dtype=getattr(torch, dtype),
-                                      device=device)
-        else:
-            try:
-                env[index] = OPS[node.op].torch([env[a] for a in node.args], node.param_dict)
-            except (RuntimeError, IndexError, ValueError) as exc:
-                raise SpecError(f"torch could not evaluate {node.op}(): "
-                                f"{describe_exception(exc)}", node.offset, node.key) from None
-    return env
+    def constant(value: Any) -> Any:
+        return torch.tensor(float(value), dtype=getattr(torch, dtype), device=device)
+
+    def describe(op: Op, exc: BaseException) -> str:
+        return f"torch could not evaluate {op.name}(): {describe_exception(exc)}"
+
+    return Form("torch", constant=constant, apply=lambda op, args, params: op.torch(args, params),
+                failures=(RuntimeError, IndexError, ValueError), describe=describe)
+
+
+def device_available(device: str) -> bool:
+    """``cpu``, or a cuda device this machine has."""
+    if not device.startswith("cuda"):
+        return True
+    import torch
+
+    if not torch.cuda.is_available():
+        return False
+    index = int(device.split(":")[1]) if ":" in device else 0
+    return index < torch.cuda.device_count()

@@ -1,0 +1,52 @@
+"""One point's oracle results: what every check of the comparison is a function of."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from gradcheck_lab.casefile import Case
+from gradcheck_lab.compare.tolerances import ToleranceRule, symbolic_rule
+from gradcheck_lab.oracles.base import FiniteDifferences, Gradients, Point, Probe
+
+
+@dataclass(frozen=True)
+class OracleResults:
+    """The case at one point: its probes, and the gradients of the three oracles (finite
+    differences may be absent: ``None``)."""
+
+    case: Case
+    point: Point
+    probes: tuple[Probe, ...]
+    symbolic: Gradients
+    autograd: Gradients
+    finite_differences: FiniteDifferences | None
+
+    @property
+    def exact(self) -> bool:
+        """Whether the symbolic gradients are exact (elementwise sympy) or the float64 sweep."""
+        return self.symbolic.exact
+
+    @property
+    def symbolic_rule(self) -> ToleranceRule:
+        """The symbolic oracle's own error bound."""
+        return symbolic_rule(self.exact)
+
+    @property
+    def input_names(self) -> list[str]:
+        """The differentiated inputs, in the case's order."""
+        return [spec.name for spec in self.case.differentiable_inputs]
+
+    def terms(self, name: str, k: int) -> np.ndarray | float:
+        """Sum of |terms| behind each gradient element of ``name`` at probe ``k`` (0 where
+        the symbolic oracle gave none)."""
+        if not self.symbolic.term_magnitudes:
+            return 0.0
+        return self.symbolic.term_magnitudes[k][name].reshape(-1)
+
+    def shape_of(self, name: str | None) -> tuple[int, ...]:
+        """An input's shape, or the output's for ``None``."""
+        if name is None:
+            return np.shape(self.symbolic.value)
+        return self.point.values[name].shape

@@ -1,0 +1,241 @@
+"""The gradient check: symbolic vs autograd on every element, finite differences arbitrating.
+
+Where the first two disagree, the one that finite differences side with is right and the other
+is the odd one out. Where symbolic and autograd agree but finite differences disagree beyond
+their own error bar, finite differences are the odd one out (the impl's forward may not compute
+the function its backward differentiates); with no impl the function differenced is the spec
+itself, so that is the differences' own error and only a note.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from gradcheck_lab.compare.bundle import OracleResults
+from gradcheck_lab.compare.findings import (
+    AUTOGRAD,
+    FD,
+    FD_INCONCLUSIVE,
+    FD_SAFETY,
+    SYMBOLIC,
+    Findings,
+    agree,
+    count_text,
+    finite_or_inf,
+    mismatch,
+    odd_by_difference,
+    odd_one_out,
+    worst,
+)
+from gradcheck_lab.compare.tolerances import ToleranceRule, gradient_scale
+from gradcheck_lab.results import Mismatch
+
+_UNDECIDED = "undecided"  # no finite difference at this element: the input's majority decides
+
+
+@dataclass
+class FdTally:
+    """What finite differences could not decide, over every input: comparisons whose error
+    bar was too wide (inconclusive), disagreements of their own on a spec-only case, and the
+    largest absolute tolerance used (for the report)."""
+
+    inconclusive: int = 0
+    fd_alone: int = 0
+    largest_atol: float = 0.0
+
+
+def compare_gradients(results: OracleResults, rule: ToleranceRule,
+                      impl_differs_from_spec: bool) -> tuple[Findings, FdTally]:
+    """Every differentiated input's gradient, three ways. ``impl_differs_from_spec``: the
+    impl's forward values are not the spec's, so finite differences of the impl cannot speak
+    against the spec's gradient."""
+    findings, tally = Findings(), FdTally()
+    for name in results.input_names:
+        _InputGradient(results, rule, name, tally, impl_differs_from_spec).compare(findings)
+    return findings, tally
+
+
+@dataclass
+class _Probed:
+    """One probe's gradients of one input, flat, with their bounds."""
+
+    k: int
+    s: np.ndarray
+    a: np.ndarray
+    scale: float
+    bound_s: np.ndarray
+    bound_a: np.ndarray
+    agree: np.ndarray
+
+
+class _InputGradient:
+    def __init__(self, results: OracleResults, rule: ToleranceRule, name: str, tally: FdTally,
+                 impl_differs_from_spec: bool) -> None:
+        self.results = results
+        self.rule = rule
+        self.sym_rule = results.symbolic_rule
+        self.name = name
+        self.tally = tally
+        self.impl_differs_from_spec = impl_differs_from_spec
+        self.spec_only = results.case.impl is None
+        self.disagreements: list[tuple[float, int, int, str | None]] = []  # err, probe, flat, odd
+        self.votes: list[str] = []
+        self.fd_odd_elements: set[int] = set()
+
+    def compare(self, findings: Findings) -> None:
+        for k in range(len(self.results.probes)):
+            probed = self.probed(k)
+            odd_here = self.partials(probed, findings)
+            self.votes.extend(odd for odd in odd_here.values() if odd is not None)
+            self.votes.extend(self.directions(probed, findings))
+            with np.errstate(all="ignore"):
+                errors = np.abs(probed.s - probed.a)
+            for flat in np.flatnonzero(~probed.agree):
+                self.disagreements.append((finite_or_inf(errors[flat]), k, int(flat),
+                                           odd_here.get(int(flat), _UNDECIDED)))
+        self.report(findings)
+
+    def probed(self, k: int) -> _Probed:
+        s = self.results.symbolic.per_probe[k][self.name].reshape(-1)
+        a = self.results.autograd.per_probe[k][self.name].reshape(-1)
+        scale, terms = gradient_scale(s), self.results.terms(self.name, k)
+        self.tally.largest_atol = max(self.tally.largest_atol,
+                                      float(np.max(self.rule.absolute(scale, terms))))
+        bound_s = self.sym_rule.bound(s, scale, terms)
+        bound_a = self.rule.bound(s, scale, terms)
+        return _Probed(k, s, a, scale, bound_s, bound_a, agree(s, a, bound_s + bound_a))
+
+    def fd_partials(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Finite differences' partials of this input at probe k: values, error bars (with
+        the safety factor), and the flat indices they are at."""
+        fd = self.results.finite_differences
+        if fd is None or self.name not in fd.per_input:
+            return np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64)
+        estimates = fd.per_input[self.name]
+        return (estimates.partials[k], FD_SAFETY * estimates.partial_errors[k],
+                estimates.indices)
+
+    def partials(self, p: _Probed, findings: Findings) -> dict[int, str | None]:
+        """Each element finite differences estimated: which oracle it names odd where symbolic
+        and autograd disagree; where they agree, whether finite differences are off alone."""
+        odd_here: dict[int, str | None] = {}
+        fd_value, fd_bound, fd_at = self.fd_partials(p.k)
+        for position, flat in enumerate(fd_at):
+            f, bf = fd_value[position], fd_bound[position]
+            s, a = p.s[flat], p.a[flat]
+            nan_beside_number = np.isfinite(f) and np.isnan(s) != np.isnan(a)
+            if not nan_beside_number and (not (np.isfinite(f) and np.isfinite(bf))
+                                          or bf > FD_INCONCLUSIVE * (abs(s) + p.scale)):
+                self.tally.inconclusive += 1
+                continue
+            if not p.agree[flat]:
+                odd_here[flat] = odd_by_difference(s, a, f, p.bound_s[flat], p.bound_a[flat], bf)
+                continue
+            side_s = bool(agree(s, f, p.bound_s[flat] + bf))
+            side_a = bool(agree(a, f, p.bound_a[flat] + bf))
+            if side_s or side_a:
+                continue
+            if self.spec_only:
+                self.tally.fd_alone += 1
+                continue
+            self.fd_odd_elements.add(int(flat))
+            findings.mismatches.append(self.mismatch(
+                (AUTOGRAD, FD), FD, {SYMBOLIC: s, AUTOGRAD: a, FD: f}, abs(a - f), s,
+                p.bound_a[flat] + bf, flat=int(flat), k=p.k))
+        return odd_here
+
+    def directions(self, p: _Probed, findings: Findings) -> list[str]:
+        """Compare <d, S> and <d, A> with the finite difference along each direction d; the
+        oracle each direction names odd."""
+        fd = self.results.finite_differences
+        if fd is None or self.name not in fd.per_input:
+            return []
+        estimates = fd.per_input[self.name]
+        votes = []
+        for j, direction in enumerate(estimates.directions):
+            d = direction.reshape(-1)
+            f = estimates.directional[p.k, j]
+            bf = FD_SAFETY * estimates.directional_errors[p.k, j]
+            sd, ad = float(d @ p.s), float(d @ p.a)
+            bsd, bad = float(np.abs(d) @ p.bound_s), float(np.abs(d) @ p.bound_a)
+            if not (np.isfinite(f) and np.isfinite(bf)) or bf > FD_INCONCLUSIVE * (
+                    abs(sd) + p.scale * float(np.abs(d).sum())):
+                self.tally.inconclusive += 1
+                continue
+            side_s, side_a = bool(agree(sd, f, bsd + bf)), bool(agree(ad, f, bad + bf))
+            if agree(sd, ad, bsd + bad):
+                if not side_s and not side_a and self.spec_only:
+                    self.tally.fd_alone += 1
+                elif not side_s and not side_a:
+                    findings.mismatches.append(self.mismatch(
+                        (AUTOGRAD, FD), FD, {SYMBOLIC: sd, AUTOGRAD: ad, FD: f}, abs(ad - f), sd,
+                        bad + bf, k=p.k, direction=j))
+                    findings.summary.append(f"{self.name}: {FD} is the odd one out along "
+                                            f"direction {j}; symbolic and autograd agree")
+            elif side_s != side_a:
+                votes.append(AUTOGRAD if side_s else SYMBOLIC)
+        return votes
+
+    def report(self, findings: Findings) -> None:
+        """The worst disagreements of symbolic and autograd, and who is odd."""
+        group_odd = odd_one_out(self.votes)
+        disagreements = self.disagreements
+        if self.impl_differs_from_spec:
+            # Finite differences differentiate the impl, which computes another function:
+            # siding with autograd there says nothing against the spec's gradient.
+            group_odd = None if group_odd == SYMBOLIC else group_odd
+            disagreements = [(e, k, flat, None if odd == SYMBOLIC else odd)
+                             for e, k, flat, odd in disagreements]
+        elements = len({flat for _, _, flat, _ in disagreements})
+        for error, k, flat, odd in worst(disagreements, lambda row: row[0]):
+            s = self.results.symbolic.per_probe[k][self.name].reshape(-1)
+            a = self.results.autograd.per_probe[k][self.name].reshape(-1)
+            scale, terms = gradient_scale(s), self.results.terms(self.name, k)
+            terms = terms[flat] if np.ndim(terms) else terms
+            values = {SYMBOLIC: s[flat], AUTOGRAD: a[flat]}
+            fd_value, _, fd_at = self.fd_partials(k)
+            at = np.flatnonzero(fd_at == flat)
+            if at.size:
+                values[FD] = fd_value[at[0]]
+            allowed = (self.sym_rule.bound(s[flat], scale, terms)
+                       + self.rule.bound(s[flat], scale, terms))
+            findings.mismatches.append(self.mismatch(
+                (SYMBOLIC, AUTOGRAD), group_odd if odd is _UNDECIDED else odd, values, error,
+                s[flat], float(allowed), flat=flat, k=k, elements=elements))
+        if disagreements:
+            findings.summary.append(self.describe_odd(group_odd, elements, disagreements))
+        if self.fd_odd_elements:
+            findings.summary.append(
+                f"{self.name}: {FD} is the odd one out ({count_text(len(self.fd_odd_elements))});"
+                " symbolic and autograd agree, so the function's forward may not match its "
+                "backward")
+
+    def describe_odd(self, odd: str | None, count: int,
+                     disagreements: list[tuple[float, int, int, str | None]]) -> str:
+        name = self.name
+        both_infinite = all(
+            not np.isfinite(self.results.symbolic.per_probe[k][name].reshape(-1)[flat])
+            and not np.isfinite(self.results.autograd.per_probe[k][name].reshape(-1)[flat])
+            for _, k, flat, _ in disagreements)
+        if both_infinite:
+            return (f"{name}: the gradient is not finite ({count_text(count)}); symbolic and "
+                    "autograd both give inf or nan there: at this point the function is not "
+                    "differentiable or its values overflow float64")
+        if odd is not None:
+            return f"{name}: {odd} is the odd one out ({count_text(count)})"
+        if self.impl_differs_from_spec:
+            return (f"{name}: symbolic and autograd disagree ({count_text(count)}); the impl's "
+                    "forward is not the spec's (see value), so finite differences of the impl "
+                    "cannot tell which gradient is right")
+        return (f"{name}: symbolic and autograd disagree ({count_text(count)}); finite "
+                "differences could not tell which is right")
+
+    def mismatch(self, oracles: tuple[str, str], odd: str | None, values: dict[str, float],
+                 abs_err: float, reference: float, allowed: float, *, flat: int | None = None,
+                 k: int, elements: int = 1, direction: int | None = None) -> Mismatch:
+        return mismatch(self.name, oracles, odd, values, abs_err, reference, allowed,
+                        flat=flat, shape=self.results.shape_of(self.name),
+                        probes=self.results.probes, k=k, elements=elements,
+                        direction=direction)

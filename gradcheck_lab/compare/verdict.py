@@ -1,0 +1,98 @@
+"""The comparison of one point's oracle results: each check a function of the results and
+the tolerance rule, the verdict their merge."""
+
+from __future__ import annotations
+
+from gradcheck_lab.compare.bundle import OracleResults
+from gradcheck_lab.compare.contract import (
+    compare_gradient_types,
+    compare_in_place,
+    compare_reruns,
+    rerun_rule,
+)
+from gradcheck_lab.compare.findings import FD_INCONCLUSIVE, FD_SAFETY, Findings, Verdict, count_text
+from gradcheck_lab.compare.gradients import FdTally, compare_gradients
+from gradcheck_lab.compare.tolerances import ToleranceRule
+from gradcheck_lab.compare.values import compare_expectation, compare_values, value_gap
+from gradcheck_lab.oracles.base import describe_probes
+
+
+def compare(results: OracleResults, rule: ToleranceRule) -> Verdict:
+    """Gradients, forward values, the function's contract (in-place writes, reruns, gradient
+    types) and every ``expect`` entry; a verdict that fails where any of them found a
+    failure. Returns data, never raises for a disagreement."""
+    gap = value_gap(results, rule)
+    impl_differs_from_spec = results.case.impl is not None and gap.differ.size > 0
+    gradients, tally = compare_gradients(results, rule, impl_differs_from_spec)
+    found = Findings(notes=[*results.symbolic.notes, *results.autograd.notes,
+                            *(results.finite_differences.notes
+                              if results.finite_differences else ())])
+    for findings in (gradients, compare_values(results, gap), compare_in_place(results),
+                     compare_reruns(results, rule), compare_gradient_types(results),
+                     *(compare_expectation(results, rule, expectation)
+                       for expectation in results.case.expectations)):
+        found.extend(findings)
+    found.notes.extend(_finite_difference_notes(results, tally))
+    status = "fail" if found.mismatches or found.summary else "pass"
+    message = "; ".join(found.summary) if status == "fail" else _pass_message(results, tally)
+    return Verdict(status, message, found.mismatches, found.notes, _counts(results),
+                   _tolerance(results, rule, tally))
+
+
+def _finite_difference_notes(results: OracleResults, tally: FdTally) -> list[str]:
+    notes = []
+    if tally.fd_alone:
+        notes.append(
+            f"finite differences disagree at {tally.fd_alone} comparison(s) where symbolic "
+            "and autograd agree; with no impl the function differenced is the spec itself, "
+            "so that is the differences' own error (a step too large for the function's "
+            "scale, as for sin at 1e9), not counted against the verdict")
+    if tally.inconclusive:
+        kinked = results.symbolic.kinked_ops
+        why = (f"ill-conditioned differences, or steps that straddle a kink of "
+               f"{', '.join(kinked)}" if kinked else "ill-conditioned differences")
+        notes.append(
+            f"finite differences were inconclusive at {tally.inconclusive} comparison(s): "
+            f"their error bar exceeds {FD_INCONCLUSIVE:g} of the gradient's scale "
+            f"({why}); the verdict there rests on symbolic vs autograd")
+    return notes
+
+
+def _pass_message(results: OracleResults, tally: FdTally) -> str:
+    elements = sum(spec.size for spec in results.case.differentiable_inputs)
+    fd = results.finite_differences
+    text = ""
+    if fd is not None:
+        confirmed = fd.compared - tally.inconclusive - tally.fd_alone
+        text = f"; finite differences agree on {confirmed}"
+        if tally.inconclusive:
+            text += f", inconclusive on {tally.inconclusive}"
+        if tally.fd_alone:
+            text += f", are off on their own on {tally.fd_alone} (see notes)"
+    return f"{count_text(elements)} agree, symbolic vs autograd{text}"
+
+
+def _counts(results: OracleResults) -> dict[str, int]:
+    elements = sum(spec.size for spec in results.case.differentiable_inputs)
+    fd = results.finite_differences
+    counts = {
+        "gradient_elements": elements,
+        "symbolic_vs_autograd": elements * len(results.probes),
+        "finite_difference": fd.compared if fd else 0,
+        "probes": len(results.probes),
+    }
+    if fd is not None:
+        counts["finite_difference_evaluations"] = fd.evaluations
+    return counts
+
+
+def _tolerance(results: OracleResults, rule: ToleranceRule, tally: FdTally) -> dict[str, object]:
+    return {
+        "rtol": rule.rtol,
+        "atol": rule.atol if rule.atol is not None else tally.largest_atol,
+        "rule": rule.describe(),
+        "symbolic": results.symbolic_rule.describe(),
+        "finite_difference": f"per-element error bar from steps h and 2h, ×{FD_SAFETY:g}",
+        "probes": describe_probes(results.probes),
+        "nondeterminism": rerun_rule(results),
+    }

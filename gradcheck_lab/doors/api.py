@@ -1,0 +1,84 @@
+"""The Python API: the same checks as a case file, from a test written in Python."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from gradcheck_lab.results import Result
+
+API_LABEL = "<check>"  # what errors of a case built in Python name as its file
+
+
+def check(output: str, inputs: Mapping[str, Any], *, impl: Callable[..., Any] | None = None,
+          let: Mapping[str, str] | None = None, expect: Mapping[str, Any] | None = None,
+          name: str = "check", **settings: Any) -> list[Result]:
+    """Check ``output`` (the spec, in the case language) and optionally ``impl`` against it.
+
+    ``inputs`` take the case-file forms (numbers, nested lists, ``{"shape": ..., "init": ...}``)
+    and also numpy arrays or torch tensors. Every other key of a case file is a keyword here
+    (``dtypes``, ``devices``, ``tolerance``, ``seed``, ``nondet_tol``, ``points``,
+    ``avoid_kinks``, ``order``, ``modes``, ``training``), validated as the case file's are;
+    so are the run settings ``symbolic``, ``fd`` and ``sensitivity``. ``training`` takes the
+    case file's ``training:`` keys, with ``step`` a callable, ``step(params=..., batch=...,
+    lr=...)``. Raises CaseError when the case is invalid; returns one Result per dtype ×
+    device otherwise. Example::
+
+        results = check(output="sum(sin(x) * c)",
+                        inputs={"x": [0.5, 1.0], "c": {"value": [2, 3], "requires_grad": False}})
+        assert all(r.ok for r in results), results[0].message
+    """
+    from gradcheck_lab.casefile import build_case
+    from gradcheck_lab.pipeline import run_case
+
+    case_keys, run_settings = split_settings(settings)
+    data: dict[str, Any] = {"name": name, "inputs": dict(inputs), "output": output,
+                            **case_keys}
+    for key, value in (("let", let), ("expect", expect)):
+        if value is not None:
+            data[key] = dict(value)
+    case = build_case(_plain(data), label=API_LABEL, base_dir=None, default_name=name,
+                      impl=impl)
+    return list(run_case(case, run_settings))
+
+
+def run_file(path: str | Path, **settings: Any) -> list[Result]:
+    """Every result of one case file, as ``gradcheck-lab run`` reports them (``settings``:
+    ``symbolic``, ``fd``, ``sensitivity``)."""
+    from gradcheck_lab.casefile import load_file
+    from gradcheck_lab.run.files import run_file_cases
+    from gradcheck_lab.settings import Settings
+
+    run_settings = Settings.from_mapping(settings, str(path))
+    return list(run_file_cases(load_file(Path(path)), run_settings))
+
+
+def split_settings(settings: Mapping[str, Any]) -> tuple[dict[str, Any], Any]:
+    """Keywords of ``check`` beyond the spec: the case file's keys, and the run settings (a
+    Settings). An unknown keyword is a TypeError naming it, as Python's own would be."""
+    from gradcheck_lab.casefile.schema import CASE_KEYS
+    from gradcheck_lab.ops import suggest
+    from gradcheck_lab.settings import Settings
+
+    spec_keys = {"name", "inputs", "output", "impl", "let", "expect"}
+    case_keys = [key for key in CASE_KEYS if key not in spec_keys]
+    run_keys = [key for key in Settings.names() if key not in ("limits", "timings",
+                                                              "case_timeout")]
+    for key in settings:
+        if key not in case_keys and key not in run_keys:
+            hint = suggest(key, [*case_keys, *run_keys])
+            raise TypeError(f"check() got an unexpected keyword argument {key!r}{hint}")
+    return ({key: value for key, value in settings.items() if key in case_keys},
+            Settings.from_mapping({key: value for key, value in settings.items()
+                                   if key in run_keys}, API_LABEL))
+
+
+def _plain(value: Any) -> Any:
+    """Tuples become lists, as the YAML reader gives them (the schema takes ints, Decimals,
+    Fractions and floats alike)."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value

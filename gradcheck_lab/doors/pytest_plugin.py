@@ -1,0 +1,317 @@
+"""The pytest front door: every YAML case becomes test items, one per case × dtype × device.
+
+Registered through the ``pytest11`` entry point (``gradcheck_lab.pytest_plugin``, which
+re-exports these hooks). Importing it imports neither torch nor sympy;
+they load when the first case runs. YAML files are collected under the configured case paths
+(ini option ``gradcheck_case_paths``, default ``cases``) and under paths named on the command
+line; other YAML in the tree (fixtures, mkdocs.yml, CI files) is left alone.
+
+``pytest --benchmark`` runs timings instead of checks: two items per case × dtype × device
+(forward and backward, ``r144[float64-cpu-backward]``), timed by pytest-benchmark's fixture,
+plus the tests under the benchmark paths (ini ``gradcheck_benchmark_paths``, default
+``benchmarks``), which plain ``pytest`` leaves out.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CASE_SUFFIXES = (".yaml", ".yml")
+# Under a directory named on the command line, only YAML that looks like a case file is
+# collected (a top-level `output:` or `cases:` key), so `pytest .` leaves mkdocs.yml alone.
+_LOOKS_LIKE_CASE = re.compile(rb"^(output|cases)\s*:", re.MULTILINE)
+_SNIFF_BYTES = 1 << 20
+
+
+TIMING_DEVICES = ("cpu", "cuda")
+# pytest-benchmark's default on CPython is no warm-up; a fresh graph per round still pays
+# first-call costs (allocator, lazy initialisation) that belong outside the statistics.
+DEFAULT_WARMUP_ROUNDS = 3
+XDIST_MESSAGE = ("gradcheck-lab: timings are disabled under pytest-xdist (-n): workers share "
+                 "the CPU; run `pytest --benchmark` without -n")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(
+        "gradcheck_case_paths", type="linelist", default=["cases"],
+        help="gradcheck-lab: files or directories whose YAML case files are collected "
+             "(relative to the rootdir; default: cases)")
+    parser.addini(
+        "gradcheck_benchmark_paths", type="linelist", default=["benchmarks"],
+        help="gradcheck-lab: benchmark suites, collected only with --benchmark or when named")
+    group = parser.getgroup("gradcheck-lab")
+    group.addoption(
+        "--benchmark", action="store_true", dest="gradcheck_benchmark", default=False,
+        help="gradcheck-lab: run timings only (forward and backward of every case, through "
+             "pytest-benchmark, plus the benchmark suites) instead of the checks")
+    group.addoption(
+        "--gradcheck-timing-threads", type=int, default=1, metavar="N",
+        dest="gradcheck_timing_threads",
+        help="gradcheck-lab: torch CPU threads while timing (default: 1)")
+
+
+def benchmark_mode(config: pytest.Config) -> bool:
+    return bool(config.getoption("gradcheck_benchmark", False))
+
+
+def xdist_active(config: pytest.Config) -> bool:
+    # A worker's config carries `workerinput`; the PYTEST_XDIST_WORKER variable is not used
+    # because a pytest started in a subprocess of a worker inherits it without being one.
+    workers = config.getoption("numprocesses", None) or config.getoption("dist", "no") != "no"
+    return bool(workers) or hasattr(config, "workerinput")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not benchmark_mode(config):
+        return
+    if config.args_source != pytest.Config.ArgsSource.ARGS:
+        # Without paths on the command line, timings cover the benchmark suites too.
+        root = _root(config)
+        for entry in config.getini("gradcheck_benchmark_paths"):
+            if (root / entry).exists() and str(root / entry) not in config.args:
+                config.args.append(str(root / entry))
+    if xdist_active(config):
+        config.issue_config_time_warning(pytest.PytestWarning(XDIST_MESSAGE), stacklevel=2)
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Plain ``pytest`` leaves the benchmark suites out unless they are named."""
+    if benchmark_mode(config):
+        return None
+    path = collection_path.resolve()
+    for entry in config.getini("gradcheck_benchmark_paths"):
+        suite = (_root(config) / entry).resolve()
+        if path == suite or path.is_relative_to(suite):
+            named = any(path.is_relative_to(n) or n.is_relative_to(suite)
+                        for n in _named_paths(config))
+            return None if named else True
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With --benchmark, only timings run: checks and ordinary tests are deselected."""
+    if not benchmark_mode(config):
+        return
+    keep, drop = [], []
+    for item in items:
+        timing = isinstance(item, (TimingItem, InvalidCaseItem)) or (
+            "benchmark" in getattr(item, "fixturenames", ()))
+        (keep if timing else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    from gradcheck_lab import __version__
+
+    paths = ", ".join(str(p) for p in _case_paths(config))
+    return f"gradcheck-lab {__version__}: case paths {paths}"
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if file_path.suffix.lower() not in CASE_SUFFIXES:
+        return None
+    if not _wanted(file_path, parent.config):
+        return None
+    return CaseFile.from_parent(parent, path=file_path)
+
+
+def _root(config: pytest.Config) -> Path:
+    return config.inipath.parent if config.inipath else config.rootpath
+
+
+def _case_paths(config: pytest.Config) -> list[Path]:
+    return [(_root(config) / entry).resolve() for entry in config.getini("gradcheck_case_paths")]
+
+
+def _named_paths(config: pytest.Config) -> list[Path]:
+    """Paths the user named on the command line (not testpaths, not the invocation dir)."""
+    if config.args_source != pytest.Config.ArgsSource.ARGS:
+        return []
+    base = config.invocation_params.dir
+    return [(base / arg.split("::")[0]).resolve() for arg in config.args]
+
+
+def _wanted(file_path: Path, config: pytest.Config) -> bool:
+    path = file_path.resolve()
+    for root in _case_paths(config):
+        if path == root or path.is_relative_to(root):
+            return True
+    for named in _named_paths(config):
+        if path == named:
+            return True
+        if path.is_relative_to(named):
+            return _looks_like_case(path)
+    return False
+
+
+def _looks_like_case(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            return bool(_LOOKS_LIKE_CASE.search(handle.read(_SNIFF_BYTES)))
+    except OSError:
+        return False
+
+
+class CaseFailedError(Exception):
+    """Raised by an item whose result is ``fail`` or ``error``; carries the result."""
+
+    def __init__(self, result: Any) -> None:
+        super().__init__(result.message)
+        self.result = result
+
+
+class CaseFile(pytest.File):
+    """One YAML file: one item per case × dtype × device, or one failing item per error."""
+
+    def collect(self) -> Iterator[pytest.Item]:
+        from gradcheck_lab.casefile import load_file
+        from gradcheck_lab.errors import CaseError
+
+        used: set[str] = set()
+        timings = benchmark_mode(self.config)
+        for loaded in load_file(self.path):
+            if isinstance(loaded, CaseError):
+                name = _unique(loaded.case or self.path.stem, used)
+                yield InvalidCaseItem.from_parent(self, name=name, error=loaded)
+                continue
+            if timings:
+                yield from self.timing_items(loaded, used)
+                continue
+            for dtype in loaded.dtypes:
+                for device in loaded.devices:
+                    name = _unique(f"{loaded.name}[{dtype}-{device}]", used)
+                    yield CaseItem.from_parent(self, name=name, case=loaded, dtype=dtype,
+                                               device=device)
+
+
+    def timing_items(self, case: Any, used: set[str]) -> Iterator[pytest.Item]:
+        devices = list(dict.fromkeys([*TIMING_DEVICES, *case.devices]))
+        for dtype in case.dtypes:
+            for device in devices:
+                for which in ("forward", "backward"):
+                    name = _unique(f"{case.name}[{dtype}-{device}-{which}]", used)
+                    yield TimingItem.from_parent(
+                        self, name=name, callobj=_timing_test(case, dtype, device, which))
+
+
+def _timing_test(case: Any, dtype: str, device: str, which: str) -> Any:
+    """The test function of one timing item; pytest injects pytest-benchmark's fixture."""
+
+    def time_pass(benchmark: Any, request: pytest.FixtureRequest) -> None:
+        from gradcheck_lab.diagnose.timing import TimedPass, seconds_per_round, timing_environment
+        from gradcheck_lab.oracles.function import device_available
+
+        config = request.config
+        if xdist_active(config):
+            pytest.skip(XDIST_MESSAGE)
+        if not device_available(device):
+            pytest.skip(f"{device} is not available on this machine")
+        timed = TimedPass(case, dtype, device, which)
+        threads = config.getoption("gradcheck_timing_threads")
+        benchmark.group = case.name
+        with timing_environment(device, threads) as used_threads:
+            per_round = seconds_per_round(timed)
+            rounds = pedantic_rounds(config, per_round)
+            benchmark.extra_info.update({
+                "case": case.name, "dtype": dtype, "device": device, "pass": which,
+                "threads": used_threads, "tf32": False, "fresh_graph_per_round": True})
+            benchmark.pedantic(timed.target, setup=timed.setup, rounds=rounds,
+                               warmup_rounds=warmup_rounds(config, rounds), iterations=1)
+
+    return time_pass
+
+
+def pedantic_rounds(config: pytest.Config, seconds_per_round: float) -> int:
+    """``--benchmark-min-rounds`` and ``--benchmark-max-time``, which pedantic mode ignores,
+    applied as pytest-benchmark applies them to its own rounds."""
+    from gradcheck_lab.settings import TimingSettings
+
+    # pytest leaves string defaults unparsed: --benchmark-max-time's default is '1.0'.
+    max_time = float(config.getoption("benchmark_max_time", 1.0))
+    settings = TimingSettings(min_rounds=int(config.getoption("benchmark_min_rounds", 5)),
+                              max_time=max_time)
+    return settings.rounds_for(seconds_per_round)
+
+
+def warmup_rounds(config: pytest.Config, rounds: int) -> int:
+    """``--benchmark-warmup`` on: up to ``--benchmark-warmup-iterations`` rounds (at most the
+    timed rounds, as pytest-benchmark caps them); otherwise gradcheck-lab's default."""
+    if config.getoption("benchmark_warmup", False):
+        return max(1, min(rounds, config.getoption("benchmark_warmup_iterations", rounds)))
+    return DEFAULT_WARMUP_ROUNDS
+
+
+def _unique(name: str, used: set[str]) -> str:
+    candidate, number = name, 2
+    while candidate in used:
+        candidate, number = f"{name}#{number}", number + 1
+    used.add(candidate)
+    return candidate
+
+
+class CaseItem(pytest.Item):
+    """Checks one case at one dtype and device."""
+
+    def __init__(self, *, case: Any, dtype: str, device: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.case = case
+        self.dtype = dtype
+        self.device = device
+
+    def runtest(self) -> None:
+        from gradcheck_lab.pipeline import run_case
+
+        (result,) = run_case(self.case, only=(self.dtype, self.device))
+        self.user_properties.append(("gradcheck_result", result.to_json()))
+        if result.status == "skip":
+            pytest.skip(result.message)
+        if result.status != "pass":
+            raise CaseFailedError(result)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
+                     style: str | None = None) -> str:
+        if isinstance(excinfo.value, CaseFailedError):
+            from gradcheck_lab.doors.render import failure_text
+
+            return failure_text(excinfo.value.result)
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        line = self.case.line
+        return self.path, (line - 1 if line else None), f"{self.case.name} [{self.dtype}-" \
+                                                        f"{self.device}]"
+
+
+class TimingItem(pytest.Function):
+    """A forward or backward timing, reported at the case's YAML file and line."""
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, self.name
+
+
+class InvalidCaseItem(pytest.Item):
+    """A file or case that could not be loaded: fails with its one-line message."""
+
+    def __init__(self, *, error: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.error = error
+
+    def runtest(self) -> None:
+        raise CaseFailedError(self.error)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
+                     style: str | None = None) -> str:
+        if isinstance(excinfo.value, CaseFailedError):
+            return self.error.render()
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        line = self.error.line
+        return self.path, (line - 1 if line else None), f"invalid case file {self.name}"

@@ -1,0 +1,101 @@
+"""One rendering of a failure, shared by every front door: the terminal report, pytest's
+failure text and the Python API's. Where and what failed, the mismatch table, the notes, and
+the settings the verdict was reached with."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+
+from rich.console import Console, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from gradcheck_lab.program.naming import index_text
+from gradcheck_lab.results import Mismatch, Result
+
+STATUS_STYLE = {"pass": "green", "fail": "bold red", "error": "bold magenta", "skip": "yellow"}
+# pytest and the API: wide enough for the table's columns, narrow enough for a CI log.
+PLAIN_WIDTH = 140
+
+
+def failure_report(result: Result) -> list[RenderableType]:
+    """The parts of a failure's report, in order."""
+    return [
+        Text(f"{result.file}:{result.line}: {result.label}: {result.message}",
+             style="bold red"),
+        mismatch_table(result.mismatches),
+        *(Text(f"note: {note}", style="dim") for note in result.notes),
+        Text(settings_line(result), style="dim"),
+    ]
+
+
+def print_failure(console: Console, result: Result) -> None:
+    for part in failure_report(result):
+        console.print(part, soft_wrap=isinstance(part, Text))
+
+
+def failure_text(result: Result) -> str:
+    """The report of a failure as plain text (no colour); an error result's one line."""
+    if result.status == "error":
+        return result.message
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=PLAIN_WIDTH, color_system=None, highlight=False,
+                      markup=False)
+    print_failure(console, result)
+    return buffer.getvalue().rstrip()
+
+
+def format_value(value: float | None) -> str:
+    """A number as the tables show it: 6 significant digits, or 4 in e-notation when small."""
+    if value is None:
+        return ""
+    return f"{value:.6g}" if abs(value) >= 1e-4 or value == 0 else f"{value:.3e}"
+
+
+_ORACLE_COLUMNS = (("symbolic", "symbolic"), ("autograd", "autograd"),
+                   ("finite_difference", "fin. diff."), ("expect", "expect"))
+
+
+def mismatch_table(mismatches: Iterable[Mismatch]) -> Table:
+    """The worst disagreements: where, which oracle is odd, each oracle's value, errors.
+    Checks that compare other things (a second run, inputs before and after the call, two
+    devices) get a column for each of their values."""
+    mismatches = list(mismatches)
+    present = list(dict.fromkeys(key for m in mismatches for key in m.values))
+    # Only columns some row fills: the table must fit a terminal.
+    value_columns = [(key, header) for key, header in _ORACLE_COLUMNS if key in present]
+    value_columns += [(key, key) for key in present
+                      if key not in {k for k, _ in _ORACLE_COLUMNS}]
+    table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
+    columns = [("what", "left"), ("where", "left"), ("odd one out", "left"),
+               *((header, "right") for _, header in value_columns),
+               ("abs err", "right"), ("rel err", "right"), ("allowed", "right")]
+    for column, justify in columns:
+        table.add_column(column, justify=justify, no_wrap=True)
+    for m in mismatches:
+        what = m.input or "output"
+        if m.check != "gradient":
+            what = f"{m.check} {m.input}" if m.input else m.check
+        where = (f"dir {m.direction}" if m.direction is not None
+                 else index_text(m.index) if m.index else "")
+        if m.probe:
+            where += f" @{m.probe}"
+        if m.point is not None:
+            where += f" point {m.point}"
+        if m.elements > 1:
+            what += f" ({m.elements})"
+        table.add_row(
+            what, where, m.odd_oracle or "?",
+            *(format_value(m.values.get(key)) for key, _ in value_columns),
+            format_value(m.abs_err), format_value(m.rel_err), format_value(m.allowed),
+        )
+    return table
+
+
+def settings_line(result: Result) -> str:
+    """What a verdict was reached with: dtype, device, seed, tolerance, oracles."""
+    tolerance = result.tolerance.get("rule", "")
+    fd = result.oracles.get("finite_difference", "")
+    return (f"dtype {result.dtype}, device {result.device}, seed {result.seed}; tolerance "
+            f"{tolerance}; finite differences {fd}; symbolic {result.oracles.get('symbolic')}")

@@ -1,0 +1,300 @@
+"""The check of one case, as a pipeline: points -> the three oracles -> the comparison and the
+checks beside it -> one Result per dtype × device.
+
+``run_case`` yields the results one at a time, so front doors can stream them. A CaseCheck
+holds what one dtype shares across devices (the points and their symbolic gradients, computed
+once); ``run(device)`` builds the function under test, runs the oracles at each point into one
+OracleResults, compares them, localizes a spec-only gradient failure, checks forward mode and
+second order when the case asks, holds every device after the first to the first's gradients,
+merges the points, and ends with the training step. A case that cannot be checked becomes an
+``error`` result; nothing here stops the other cases.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from gradcheck_lab.casefile import Case
+from gradcheck_lab.compare import OracleResults, Verdict, compare
+from gradcheck_lab.compare.findings import Findings, merge_points
+from gradcheck_lab.compare.tolerances import rule_for
+from gradcheck_lab.errors import CaseError, ImplError, SpecError
+from gradcheck_lab.oracles.base import Gradients, Point, Probe
+from gradcheck_lab.oracles.function import FunctionUnderTest, device_available
+from gradcheck_lab.results import Result
+from gradcheck_lab.settings import Settings
+
+FD_FOCUS_ELEMENTS = 16
+
+
+def run_case(case: Case, settings: Settings = Settings(),
+             only: tuple[str, str] | None = None) -> Iterator[Result]:
+    """One result per dtype × device (or only the one named by ``only``)."""
+    for dtype in case.dtypes:
+        devices = [d for d in case.devices if only is None or only == (dtype, d)]
+        if not devices:
+            continue
+        check = CaseCheck(case, dtype, settings)
+        for device in devices:
+            yield check.run(device)
+
+
+@dataclass(frozen=True)
+class PreparedPoint:
+    """What every device of one dtype shares at one point."""
+
+    point: Point
+    probes: tuple[Probe, ...]
+    symbolic: Gradients
+
+
+@dataclass(frozen=True)
+class _Functions:
+    """The function under test in the case's dtype (autograd) and in float64 (finite
+    differences), built once per device."""
+
+    checked: FunctionUnderTest
+    reference: FunctionUnderTest
+
+
+class CaseCheck:
+    """The checks of one case at one dtype, device after device."""
+
+    def __init__(self, case: Case, dtype: str, settings: Settings) -> None:
+        self.case = case
+        self.dtype = dtype
+        self.settings = settings
+        self.rule = rule_for(dtype, case.tolerance.get(dtype))
+        self._prepared: list[PreparedPoint] | BaseException | None = None
+        # The first device's autograd gradients, which every other device must agree with.
+        self.reference_device: tuple[str, Gradients] | None = None
+        self.kink_notes: list[str] = []  # points moved off a kink (avoid_kinks)
+
+    def result(self, device: str, status: str, message: str, **extra: object) -> Result:
+        return Result(case=self.case.name, file=self.case.file, line=self.case.line,
+                      dtype=self.dtype, device=device, status=status, message=message,
+                      seed=self.case.seed, **extra)
+
+    # -- once per dtype ----------------------------------------------------------------------
+    def prepared(self) -> list[PreparedPoint]:
+        """Point, probes and symbolic gradients for each of the case's points, computed once
+        (a failure is kept too, and raised again for every device)."""
+        if self._prepared is None:
+            try:
+                self._prepared = [self.prepare(index) for index in range(self.case.points)]
+            except Exception as exc:
+                self._prepared = exc
+        if isinstance(self._prepared, BaseException):
+            raise self._prepared
+        return self._prepared
+
+    def prepare(self, index: int) -> PreparedPoint:
+        from gradcheck_lab.oracles import symbolic
+        from gradcheck_lab.oracles.base import make_probes
+        from gradcheck_lab.oracles.points import make_point
+
+        probes = make_probes(self.case.program.output_node.shape, self.case.seed)
+        point = make_point(self.case, self.dtype, index)
+        sym = symbolic.gradients(self.case.program, point, probes, self.settings.symbolic)
+        if sym.kinks and self.case.avoid_kinks:
+            point, sym = self.off_kinks(index, point, probes, sym)
+        return PreparedPoint(point, probes, sym)
+
+    def off_kinks(self, index: int, point: Point, probes: tuple[Probe, ...],
+                  sym: Gradients) -> tuple[Point, Gradients]:
+        """avoid_kinks: shift the inputs off the kink (seeded), and say so in the result."""
+        from gradcheck_lab.oracles import symbolic
+        from gradcheck_lab.oracles.points import KINK_ATTEMPTS, KINK_SHIFT, moved_off_kinks
+
+        hit = "; ".join(sym.kinks)
+        for attempt in range(1, KINK_ATTEMPTS + 1):
+            moved = moved_off_kinks(self.case, point, attempt)
+            moved_sym = symbolic.gradients(self.case.program, moved, probes,
+                                           self.settings.symbolic)
+            if not moved_sym.kinks:
+                self.kink_notes.append(
+                    f"point {index} was {hit}; avoid_kinks moved it off: every real input "
+                    f"shifted by about {KINK_SHIFT:g}·max(1,|x|) (seeded draw {attempt})")
+                return moved, moved_sym
+        return point, sym  # still on a kink: the result is a skip, as without avoid_kinks
+
+    # -- per device -------------------------------------------------------------------------
+    def run(self, device: str) -> Result:
+        started = time.perf_counter()
+        if not device_available(device):
+            return self.result(device, "skip", f"{device} is not available on this machine")
+        try:
+            points = self.prepared()
+            first_sym = points[0].symbolic
+            if first_sym.kinks:
+                return self.result(device, "skip", "; ".join(first_sym.kinks),
+                                   oracles={"symbolic": first_sym.method})
+            result, unit_seconds = self.check(device, points)
+            checked = time.perf_counter() - started
+            if unit_seconds:
+                # The check's cost in forward+backward passes of the case itself, a figure
+                # that holds on any machine (timings are separate: --timings).
+                result.counts["cost_units"] = round(checked / unit_seconds)
+            if self.settings.timings is not None:
+                result.timings = self.timings(device)
+        except Exception as exc:
+            result = self.failed(device, exc)
+        result.duration_s = time.perf_counter() - started
+        return result
+
+    def check(self, device: str, points: list[PreparedPoint]) -> tuple[Result, float | None]:
+        """The result at ``device``, and the seconds of one forward+backward pass (the unit
+        of the check's cost)."""
+        functions = _Functions(FunctionUnderTest(self.case, self.dtype, device),
+                               FunctionUnderTest(self.case, "float64", device))
+        verdicts, skipped = [], []
+        sensitivity = None
+        for index, prepared in enumerate(points):
+            if prepared.symbolic.kinks:  # only a re-drawn point gets here: point 0 skips
+                skipped.append(f"point {index} skipped: {'; '.join(prepared.symbolic.kinks)}")
+                continue
+            results = self.oracle_results(prepared, functions)
+            verdict = compare(results, self.rule)
+            if index == 0 and self.settings.sensitivity:  # planted errors: comparisons only
+                from gradcheck_lab.diagnose.sensitivity import measure
+
+                sensitivity = measure(results, self.rule, verdict)
+            self.beside_the_comparison(results, functions, verdict)
+            if index == 0:
+                first = results
+                verdict.add(self.against_reference_device(results))
+            verdicts.append((index, verdict))
+        verdict = merge_points(verdicts, self.case.points)
+        verdict.notes.extend([*self.kink_notes, *skipped])
+        if self.case.training is not None:  # the user's training step, from the first point
+            from gradcheck_lab.pipeline.training import check_training
+
+            check_training(self.case, self.dtype, device, first.point, self.rule, verdict,
+                           self.settings.symbolic)
+        oracles = {"symbolic": first.symbolic.method, "autograd": first.autograd.method,
+                   "finite_difference": first.finite_differences.method}
+        return self.result(
+            device, verdict.status, verdict.message, mismatches=verdict.mismatches,
+            counts=verdict.counts, tolerance=verdict.tolerance, notes=verdict.notes,
+            oracles=oracles, sensitivity=sensitivity,
+        ), first.autograd.unit_seconds
+
+    def oracle_results(self, prepared: PreparedPoint, functions: _Functions) -> OracleResults:
+        """Autograd and finite differences at one point, beside its symbolic gradients."""
+        from gradcheck_lab.oracles import autograd, finite_difference
+
+        point, probes, sym = prepared.point, prepared.probes, prepared.symbolic
+        ag = autograd.gradients(functions.checked, point, probes)
+        if self.settings.fd == "exhaustive":
+            fd = self.exhaustive_differences(functions.reference, point, probes, sym)
+        else:
+            focus = finite_difference.focus_elements(self.case, sym, ag, FD_FOCUS_ELEMENTS)
+            fd = finite_difference.estimate(functions.reference, point, probes, focus=focus,
+                                            mode=self.settings.fd, term_scale=sym.term_scale)
+        return OracleResults(self.case, point, probes, sym, ag, fd)
+
+    def exhaustive_differences(self, function: FunctionUnderTest, point: Point,
+                               probes: tuple[Probe, ...], sym: Gradients) -> object:
+        """Every partial by finite differences, with a progress bar on a terminal."""
+        from gradcheck_lab.oracles import exhaustive
+        from gradcheck_lab.pipeline.progress import progress_bar
+
+        label = f"{self.case.name}[{self.dtype}-{function.device}] finite differences"
+        with progress_bar(label) as progress:
+            return exhaustive.estimate(function, point, probes, reference=sym.per_probe,
+                                       term_scale=sym.term_scale, progress=progress)
+
+    def beside_the_comparison(self, results: OracleResults, functions: _Functions,
+                              verdict: Verdict) -> None:
+        """At one point, after the comparison: a spec-only gradient failure localized, and
+        forward mode and second order when the case asks for them."""
+        if verdict.status == "fail" and self.case.impl is None and any(
+                m.check == "gradient" for m in verdict.mismatches):
+            from gradcheck_lab.diagnose.localize import localize  # which step's backward
+
+            verdict.notes.append(localize(self.case, results.point, results.probes, verdict,
+                                          self.rule, functions.checked.device))
+        verdict.add(self.modes(results, functions, verdict))
+
+    def modes(self, results: OracleResults, functions: _Functions,
+              verdict: Verdict) -> Findings:
+        """Forward mode (modes: [reverse, forward]) and second order (order: 2)."""
+        from gradcheck_lab.oracles.base import make_tangents
+
+        found = Findings()
+        forward = "forward" in self.case.modes
+        if not forward and self.case.order == 1:
+            return found
+        tangents = make_tangents({spec.name: spec.shape
+                                  for spec in self.case.differentiable_inputs}, self.case.seed)
+        if forward:
+            found.extend(self.forward_mode(results, functions, tangents))
+        if self.case.order == 2:
+            first_order_wrong = any(m.check == "gradient" and m.odd_oracle != "symbolic"
+                                    for m in verdict.mismatches)
+            found.extend(self.second_order(results, functions, tangents, first_order_wrong))
+        return found
+
+    def forward_mode(self, results: OracleResults, functions: _Functions,
+                     tangents: dict[str, np.ndarray]) -> Findings:
+        from gradcheck_lab.compare.modes import compare_jvp
+        from gradcheck_lab.oracles import autograd, finite_difference
+
+        ag_jvp = autograd.jacobian_vector_product(functions.checked, results.point, tangents)
+        fd_jvp, fd_error = finite_difference.jacobian_vector_product(
+            functions.reference, results.point, tangents, results.symbolic.term_scale)
+        return compare_jvp(results.probes, results.symbolic, tangents, ag_jvp, fd_jvp,
+                           fd_error, self.rule, exact=results.exact)
+
+    def second_order(self, results: OracleResults, functions: _Functions,
+                     tangents: dict[str, np.ndarray], first_order_wrong: bool) -> Findings:
+        from gradcheck_lab.compare.modes import compare_hvp
+        from gradcheck_lab.oracles import autograd, finite_difference, symbolic
+
+        point, probes = results.point, results.probes
+        sym_hvp = symbolic.hessian_vector_products(self.case.program, point, probes, tangents)
+        ag_hvp, not_differentiable = autograd.hessian_vector_products(
+            functions.checked, point, probes, tangents)
+        fd_hvp = finite_difference.hessian_vector_products(functions.reference, point, probes,
+                                                           tangents)
+        input_scale = max((float(np.max(np.abs(point.values[name]))) for name in tangents
+                           if point.values[name].size), default=1.0)
+        return compare_hvp(probes, sym_hvp, ag_hvp, fd_hvp, self.rule, not_differentiable,
+                           results.symbolic, tangents, input_scale, first_order_wrong)
+
+    def against_reference_device(self, results: OracleResults) -> Findings:
+        """The first device checked is the reference; every later one must agree with it."""
+        from gradcheck_lab.compare.devices import compare_devices
+
+        device = results.autograd.device
+        if self.reference_device is None:
+            self.reference_device = (device, results.autograd)
+            return Findings()
+        reference, reference_autograd = self.reference_device
+        return compare_devices(reference_autograd, results, self.rule, (reference, device))
+
+    def timings(self, device: str) -> dict[str, dict[str, object]]:
+        from gradcheck_lab.diagnose.timing import time_case
+
+        stats = time_case(self.case, self.dtype, device, self.settings.timings)
+        return {which: value.to_json() for which, value in stats.items()}
+
+    def failed(self, device: str, exc: BaseException) -> Result:
+        details = "".join(traceback.format_exception(exc))
+        if isinstance(exc, SpecError):
+            key = exc.key or "output"
+            message = CaseError(self.case.file, self.case.line_of(key), key,
+                                exc.message).render()
+        elif isinstance(exc, ImplError):
+            message = CaseError(self.case.file, self.case.line_of("impl"), "impl",
+                                str(exc)).render()
+        else:
+            message = (f"{self.case.file}:{self.case.line}: internal error while checking "
+                       f"{self.case.name}: {type(exc).__name__}: {exc} (run with --debug and "
+                       "report it)")
+        return self.result(device, "error", message, details=details)

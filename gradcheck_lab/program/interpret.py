@@ -1,0 +1,84 @@
+"""The one forward walker of a program, in any form: numpy float64, sympy object arrays, or
+torch tensors.
+
+A form says how a constant becomes a value and how an op of the op table is applied (its
+numpy, sympy or torch form); the walker never names an op. The caller gives the values of the
+inputs, or of any node (a stop set: what only a given node needs is not evaluated, so
+``explain`` can write a step in the symbols of the names it uses). A node that cannot be
+evaluated at this point is a SpecError at the node's case key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from gradcheck_lab.errors import SpecError
+from gradcheck_lab.ops import OPS, Op, Params
+from gradcheck_lab.ops.base import object_array
+from gradcheck_lab.program.graph import Program
+
+
+@dataclass(frozen=True)
+class Form:
+    """How values are represented: constants, op application, and which of the library's
+    exceptions mean "this op cannot be evaluated here" (said by ``describe``)."""
+
+    name: str
+    constant: Callable[[Fraction], Any]
+    apply: Callable[[Op, Sequence[Any], Params], Any]
+    failures: tuple[type[BaseException], ...] = ()
+    describe: Callable[[Op, BaseException], str] = lambda op, exc: str(exc)
+
+
+def interpret(program: Program, given: Mapping[int, Any], roots: Sequence[int],
+              form: Form) -> dict[int, Any]:
+    """Every node ``roots`` need, by index, in ``form``; ``given`` supplies node values (every
+    input the roots need, and any other node to stop at)."""
+    env: dict[int, Any] = {}
+    for index in program.needed_for(roots, stops=given):
+        node = program.nodes[index]
+        if index in given:
+            env[index] = given[index]
+        elif node.op == "input":
+            raise KeyError(f"no value given for input {node.name!r}")
+        elif node.op == "const":
+            env[index] = form.constant(node.const or Fraction(0))
+        else:
+            op = OPS[node.op]
+            try:
+                env[index] = form.apply(op, [env[a] for a in node.args], node.param_dict)
+            except SpecError as exc:
+                raise SpecError(exc.message, node.offset, node.key) from None
+            except form.failures as exc:
+                raise SpecError(form.describe(op, exc), node.offset, node.key) from None
+    return env
+
+
+def input_values(program: Program, values: Mapping[str, Any]) -> dict[int, Any]:
+    """``given`` for ``interpret``: each input node's value, from a mapping by input name."""
+    return {index: values[name] for name, index in program.inputs.items() if name in values}
+
+
+def _numpy_apply(op: Op, args: Sequence[Any], params: Params) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        return np.asarray(op.numpy(args, params), dtype=np.float64)
+
+
+# float64 evaluation (integer tensors stay int64): the rule sweep's forward.
+NUMPY = Form("numpy", constant=lambda value: np.array(float(value)), apply=_numpy_apply)
+
+
+def _sympy_constant(value: Fraction) -> np.ndarray:
+    import sympy
+
+    return object_array(sympy.Rational(value.numerator, value.denominator))
+
+
+# Object arrays of sympy expressions: the exact oracle and explain.
+SYMPY = Form("sympy", constant=_sympy_constant, apply=lambda op, args, params: op.sympy(
+    args, params))

@@ -1,0 +1,49 @@
+"""The one reverse walker of a program: each op's VJP rule applied from the output back.
+
+Used by the symbolic oracle's rule sweep (float64 gradients and the magnitudes of the terms
+they are summed from), and by explain, graph and localize, which keep every node's adjoint.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gradcheck_lab.ops import OPS
+from gradcheck_lab.program.graph import Program
+
+
+def node_adjoints(program: Program, env: dict[int, np.ndarray], cotangent: np.ndarray,
+                  magnitudes: bool = False) -> dict[int, np.ndarray]:
+    """One reverse sweep: each op's VJP rule applied from the output back to the inputs,
+    keeping the adjoint of every node that needs a gradient. With ``magnitudes``, each op's
+    magnitude rule instead: every element is the sum of the |terms| a backward pass adds up to
+    get it."""
+    start = np.asarray(cotangent, dtype=np.float64)
+    adjoints: dict[int, np.ndarray] = {program.output: np.abs(start) if magnitudes else start}
+    with np.errstate(all="ignore"):
+        for index in reversed(program.needed_for([program.output])):
+            node = program.nodes[index]
+            g = adjoints.get(index)
+            if g is None or node.op in ("input", "const") or not node.needs_grad:
+                continue
+            op = OPS[node.op]
+            needs = [program.nodes[a].needs_grad and position not in op.nondifferentiable_args
+                     for position, a in enumerate(node.args)]
+            rule = op.vjp_magnitude if magnitudes else op.vjp
+            local = rule(g, [env[a] for a in node.args], env[index], node.param_dict, needs)
+            for arg, grad in zip(node.args, local, strict=True):
+                if grad is not None:
+                    adjoints[arg] = adjoints[arg] + grad if arg in adjoints else grad
+    return {index: np.asarray(g, dtype=np.float64).reshape(program.nodes[index].shape)
+            for index, g in adjoints.items() if program.nodes[index].needs_grad}
+
+
+def sweep(program: Program, env: dict[int, np.ndarray], cotangent: np.ndarray,
+          magnitudes: bool = False) -> dict[str, np.ndarray]:
+    """The inputs' part of ``node_adjoints``: zeros for an input the output does not use."""
+    adjoints = node_adjoints(program, env, cotangent, magnitudes)
+    return {
+        name: adjoints.get(index, np.zeros(program.nodes[index].shape))
+        for name, index in program.inputs.items()
+        if program.nodes[index].needs_grad
+    }

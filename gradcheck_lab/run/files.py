@@ -1,0 +1,91 @@
+"""Files and directories -> cases -> results, streamed one at a time.
+
+Case files are found (directories searched recursively, in sorted order), loaded, and each
+case checked: in this process, or, with a case time budget, a case with an impl file in a
+worker process. A path that holds no case and a case that cannot be read become ``error``
+results; nothing here stops the other cases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from gradcheck_lab.casefile import Case, ImplRef, is_case_file, load_file
+from gradcheck_lab.errors import CaseError
+from gradcheck_lab.pipeline import run_case
+from gradcheck_lab.results import Result
+from gradcheck_lab.run.isolation import CaseWorker
+from gradcheck_lab.settings import Settings
+
+
+def discover(paths: Iterable[Path]) -> tuple[list[Path], list[Result]]:
+    """Case files under ``paths`` (directories searched recursively, sorted); and an error
+    result for every path that does not exist or holds no case file."""
+    found: list[Path] = []
+    problems: list[Result] = []
+    for path in paths:
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and is_case_file(p))
+            if not files:
+                problems.append(_path_error(path, "no *.yaml or *.yml case files here"))
+            found.extend(files)
+        elif path.is_file():
+            found.append(path)
+        else:
+            problems.append(_path_error(path, "no such file or directory"))
+    return found, problems
+
+
+def run_paths(paths: Iterable[Path], settings: Settings = Settings()) -> Iterator[Result]:
+    files, problems = discover(paths)
+    yield from problems
+    with _Isolation(settings) as isolation:
+        for path in files:
+            yield from run_file_cases(load_file(path, settings.limits), settings, isolation)
+
+
+def run_file_cases(loaded: list[Case | CaseError], settings: Settings,
+                   isolation: _Isolation | None = None) -> Iterator[Result]:
+    for item in loaded:
+        if isinstance(item, CaseError):
+            yield error_result(item)
+        elif isolation is not None and isolation.applies_to(item):
+            yield from isolation.run(item)
+        else:
+            yield from run_case(item, settings)
+
+
+class _Isolation:
+    """Cases with an impl file run in one reused worker process, under the time budget."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.worker: CaseWorker | None = None
+
+    def __enter__(self) -> _Isolation:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+
+    def applies_to(self, case: Case) -> bool:
+        return self.settings.case_timeout is not None and isinstance(case.impl, ImplRef)
+
+    def run(self, case: Case) -> list[Result]:
+        if self.worker is None:
+            self.worker = CaseWorker()
+        assert self.settings.case_timeout is not None
+        return self.worker.run(case, self.settings, self.settings.case_timeout)
+
+
+def error_result(error: CaseError) -> Result:
+    """A case (or file) that could not be parsed: dtype and device are null."""
+    return Result(case=error.case or Path(error.file).stem, file=error.file, line=error.line,
+                  dtype=None, device=None, status="error", message=error.render())
+
+
+def _path_error(path: Path, message: str) -> Result:
+    return Result(case=path.stem or str(path), file=str(path), line=None, dtype=None,
+                  device=None, status="error", message=f"{path}: path: {message}")
