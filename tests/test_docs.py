@@ -209,6 +209,28 @@ def test_the_case_format_page_is_generated_from_the_schema() -> None:
         "docs/case-format.md is stale: run `.venv/bin/python docs/gen_case_format.py`")
 
 
+def test_the_readme_function_table_is_generated_from_the_op_table() -> None:
+    generator = load("gen_functions")
+    text = generator.README.read_text(encoding="utf-8")
+    assert text == generator.with_table(text), (
+        "README.md's function table is stale: run `.venv/bin/python docs/gen_functions.py`")
+
+
+def test_the_function_table_lists_every_function_and_refuses_an_unlisted_group() -> None:
+    import dataclasses
+
+    from gradcheck_lab.ops import OPS
+    from gradcheck_lab.ops.listing import function_table
+
+    table = function_table(OPS)
+    for name, op in OPS.items():
+        if op.callable:
+            assert f"`{name}`" in table, name
+    stray = dataclasses.replace(OPS["exp"], name="exp_new", group="no such group")
+    with pytest.raises(ValueError, match="exp_new"):
+        function_table({**OPS, "exp_new": stray})
+
+
 def test_the_command_line_page_is_generated_from_the_parser() -> None:
     generator = load("gen_cli")
     if sys.version_info[:2] != generator.PYTHON:

@@ -47,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "finite differences, from YAML case files.")
     parser.add_argument("--version", action="version", version=f"gradcheck-lab {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run(commands)
+    _add_single_case_commands(commands)
+    return parser
+
+
+def _add_run(commands: argparse._SubParsersAction) -> None:
     run = commands.add_parser(
         "run", help="check case files and directories",
         description="Check every case in the given files and directories (searched "
@@ -95,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="show messages of passing results too")
     run.add_argument("--debug", action="store_true",
                      help="show tracebacks of errors (internal errors above all)")
+
+
+def _add_single_case_commands(commands: argparse._SubParsersAction) -> None:
+    """new, schema, and the commands that look into one case: explain, graph, steps."""
     new = commands.add_parser(
         "new", help="write NAME.yaml, a small case that passes, with every key shown",
         description="Write NAME.yaml in the current directory: a case that passes as it is, "
@@ -128,7 +138,6 @@ def build_parser() -> argparse.ArgumentParser:
                     "check uses.")
     _case_argument(steps)
     _drawing_argument(steps)
-    return parser
 
 
 def _dtype(text: str) -> str:

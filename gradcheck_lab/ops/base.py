@@ -98,6 +98,9 @@ class Op:
     # Why the exact oracle cannot afford this node (an expression that sympy cannot expand or
     # differentiate in good time), given its arguments; None when it can.
     exact_limit: Callable[[Sequence[ArgInfo]], str | None] | None = None
+    # Elementwise ops: an interval where the op is smooth and well conditioned, what the tests
+    # sample it in (a kink inside it is avoided: values keep |x| >= 0.25).
+    smooth_range: tuple[float, float] = (-2.0, 2.0)
     # The tensor arguments' names, as torch calls them (len == max_args; later ones optional).
     arg_names: tuple[str, ...] = ()
     group: str = "other"  # the row of the README's function table it is listed under
@@ -124,19 +127,14 @@ class Op:
         return self.infix is not None and self.max_args == 1
 
     def signature(self) -> str:
-        """``sum(x, dim=None, keepdim=False)``, as the case language spells a call."""
+        """``sum(input, dim=None, keepdim=False)``, ``linear(input, weight[, bias])``: the
+        tensor arguments (optional ones in brackets), then the keywords with defaults."""
         names = self.arg_names or tuple(f"x{i + 1}" for i in range(self.max_args))
-        args = [name if i < self.min_args else f"{name}=None" for i, name in enumerate(names)]
-        args += [f"{p.name}={_spelled_default(p)}" for p in self.params]
-        return f"{self.name}({', '.join(args)})"
-
-
-def _spelled_default(param: Param) -> str:
-    if param.required:
-        return "..."
-    if param.kind == "str":
-        return repr(param.default)
-    return str(param.default)
+        text = ", ".join(names[:self.min_args])
+        optional = names[self.min_args:]
+        text += "".join(f"[, {name}" for name in optional) + "]" * len(optional)
+        keywords = [p.name if p.required else f"{p.name}={p.default!r}" for p in self.params]
+        return f"{self.name}({', '.join([text, *keywords])})"
 
 
 def linear_magnitudes(vjp: VjpRule) -> VjpRule:

@@ -181,8 +181,8 @@ CONV2D = Op(
     name="conv2d",
     arg_names=("input", "weight", "bias"),
     group="nn",
-    doc=('input (N, C, H, W) or (C, H, W), weight (O, C, kH, kW); stride, padding an '
-         'int or (h, w)'),
+    doc=("`input` `(N, C, H, W)` or `(C, H, W)`, `weight` `(O, C, kH, kW)`, `bias` optional; "
+         "`stride`, `padding` an int or `(h, w)`"),
     min_args=2,
     max_args=3,
     params=(Param("stride", "dims", default=1), Param("padding", "dims", default=0)),
@@ -291,9 +291,9 @@ MAX_POOL2D = Op(
     name="max_pool2d",
     arg_names=("input",),
     group="nn",
-    doc=("stride defaults to kernel_size, no padding; a window whose max is tied is a kink "
+    doc=("`stride` defaults to `kernel_size`, no padding; a window whose max is tied is a kink "
          "(skipped, as relu at 0), except a tie among relu's zeros, where the gradient is 0 "
-         "whichever wins"),
+         "whichever element wins"),
     min_args=1,
     max_args=1,
     params=(Param("kernel_size", "dims", required=True), Param("stride", "dims")),

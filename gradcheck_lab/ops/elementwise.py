@@ -55,6 +55,7 @@ def _elementwise(
     fold: FoldRule | None = None,
     exact_limit: Callable[[Sequence[ArgInfo]], str | None] | None = None,
     flat_at_zero: bool = False,
+    smooth_range: tuple[float, float] = (-2.0, 2.0),
     doc: str = "",
 ) -> Op:
     """An elementwise op whose derivative rule sympy derives from ``sympy_form``.
@@ -66,34 +67,13 @@ def _elementwise(
     is 4e-18, and its rounding is relative to y, not to the result.
     """
 
-    def products(g: np.ndarray, args: Sequence[np.ndarray], needs: Sequence[bool],
-                 magnitude: bool) -> list[np.ndarray | None]:
-        grads: list[np.ndarray | None] = []
-        for position, arg in enumerate(args):
-            if not needs[position]:
-                grads.append(None)
-                continue
-            local = op.rule().partial(position, *args)
-            if limits is not None:
-                limits(position, local, args)
-            with np.errstate(all="ignore"):
-                if magnitude:
-                    size = np.abs(local)
-                    if derivative_terms is not None:
-                        size = np.maximum(size, derivative_terms(*args))
-                    term = np.abs(g) * size
-                else:
-                    term = g * local
-                grads.append(unbroadcast(term, np.shape(arg)))
-        return grads
-
     def vjp(g: np.ndarray, args: Sequence[np.ndarray], out: np.ndarray, params: Params,
             needs: Sequence[bool]) -> list[np.ndarray | None]:
-        return products(g, args, needs, magnitude=False)
+        return _chain_rule(op, g, args, needs, limits, None)
 
     def vjp_magnitude(g: np.ndarray, args: Sequence[np.ndarray], out: np.ndarray,
                       params: Params, needs: Sequence[bool]) -> list[np.ndarray | None]:
-        return products(g, args, needs, magnitude=True)
+        return _chain_rule(op, g, args, needs, limits, derivative_terms or _no_terms)
 
     def symbolic(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
         import sympy
@@ -104,32 +84,43 @@ def _elementwise(
         with np.errstate(all="ignore"):
             return np.asarray(numpy_forward(*args), dtype=np.float64)
 
-    def kink_mask(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
-        assert kinks is not None
-        return kinks(*args)
-
     op = Op(
-        name=name,
-        min_args=arity,
-        max_args=arity,
-        shape=_broadcast_rule(name),
+        name=name, min_args=arity, max_args=arity, shape=_broadcast_rule(name),
         torch=lambda args, params: torch_forward(torch_module(), *args),
-        numpy=forward,
-        vjp=vjp,
-        vjp_magnitude=vjp_magnitude,
-        sympy=symbolic,
-        kinks=kink_mask if kinks is not None else None,
-        flat_at_zero=flat_at_zero,
-        callable=callable_,
-        infix=infix,
-        scalar_form=sympy_form,
-        fold=fold,
-        exact_limit=exact_limit,
-        arg_names=("x",) if arity == 1 else ("a", "b"),
-        group="operator" if not callable_ else "elementwise",
+        numpy=forward, vjp=vjp, vjp_magnitude=vjp_magnitude, sympy=symbolic,
+        kinks=(lambda args, params: kinks(*args)) if kinks is not None else None,
+        flat_at_zero=flat_at_zero, callable=callable_, infix=infix, scalar_form=sympy_form,
+        fold=fold, exact_limit=exact_limit, arg_names=("x",) if arity == 1 else ("a", "b"),
+        group="operator" if not callable_ else "elementwise", smooth_range=smooth_range,
         doc=doc,
     )
     return op
+
+
+def _no_terms(*args: np.ndarray) -> float:
+    return 0.0
+
+
+def _chain_rule(op: Op, g: np.ndarray, args: Sequence[np.ndarray], needs: Sequence[bool],
+                limits: Callable[..., None] | None,
+                terms: Callable[..., np.ndarray | float] | None) -> list[np.ndarray | None]:
+    """g times each needed partial derivative, summed back over broadcast dims. ``terms``
+    given: the magnitude rule instead, |g| times the larger of |f'| and ``terms(*args)``."""
+    grads: list[np.ndarray | None] = []
+    for position, arg in enumerate(args):
+        if not needs[position]:
+            grads.append(None)
+            continue
+        local = op.rule().partial(position, *args)
+        if limits is not None:
+            limits(position, local, args)
+        with np.errstate(all="ignore"):
+            if terms is None:
+                term = g * local
+            else:
+                term = np.abs(g) * np.maximum(np.abs(local), terms(*args))
+            grads.append(unbroadcast(term, np.shape(arg)))
+    return grads
 
 
 def _stable_sigmoid(a: np.ndarray) -> np.ndarray:
@@ -241,16 +232,23 @@ OPERATORS = [
 
 FUNCTIONS = [
     _elementwise("exp", 1, lambda sp, s: sp.exp(s), np.exp, lambda t, a: t.exp(a)),
-    _elementwise("log", 1, lambda sp, s: sp.log(s), np.log, lambda t, a: t.log(a)),
-    _elementwise("sqrt", 1, lambda sp, s: sp.sqrt(s), np.sqrt, lambda t, a: t.sqrt(a)),
-    _elementwise("sin", 1, lambda sp, s: sp.sin(s), np.sin, lambda t, a: t.sin(a)),
-    _elementwise("cos", 1, lambda sp, s: sp.cos(s), np.cos, lambda t, a: t.cos(a)),
-    _elementwise("tan", 1, lambda sp, s: sp.tan(s), np.tan, lambda t, a: t.tan(a)),
+    _elementwise("log", 1, lambda sp, s: sp.log(s), np.log, lambda t, a: t.log(a),
+                 smooth_range=(0.25, 3.0)),
+    _elementwise("sqrt", 1, lambda sp, s: sp.sqrt(s), np.sqrt, lambda t, a: t.sqrt(a),
+                 smooth_range=(0.25, 3.0)),
+    _elementwise("sin", 1, lambda sp, s: sp.sin(s), np.sin, lambda t, a: t.sin(a),
+                 smooth_range=(-3.0, 3.0)),
+    _elementwise("cos", 1, lambda sp, s: sp.cos(s), np.cos, lambda t, a: t.cos(a),
+                 smooth_range=(-3.0, 3.0)),
+    # Clear of the poles at ±π/2.
+    _elementwise("tan", 1, lambda sp, s: sp.tan(s), np.tan, lambda t, a: t.tan(a),
+                 smooth_range=(-1.2, 1.2)),
     _elementwise("tanh", 1, lambda sp, s: sp.tanh(s), np.tanh, lambda t, a: t.tanh(a),
                  derivative_terms=lambda a: 1.0 + np.tanh(a) ** 2),  # 1 - y**2
     _elementwise("sigmoid", 1, lambda sp, s: 1 / (1 + sp.exp(-s)), _stable_sigmoid,
                  lambda t, a: t.sigmoid(a),
-                 derivative_terms=lambda a: _stable_sigmoid(a) * (1.0 + _stable_sigmoid(a))),
+                 derivative_terms=lambda a: _stable_sigmoid(a) * (1.0 + _stable_sigmoid(a)),
+                 smooth_range=(-4.0, 4.0)),
     # relu as a Piecewise, not Max(0, s): sympy differentiates Max into Heaviside, whose
     # value at 0 is 1/2; the kink at 0 is reported instead of compared.
     _elementwise("relu", 1, lambda sp, s: sp.Piecewise((s, s > 0), (0, True)),

@@ -65,7 +65,7 @@ RESHAPE = Op(
     name="reshape",
     arg_names=("input",),
     group="structure",
-    doc="shape may hold one -1",
+    doc="`shape` may hold one -1",
     min_args=1,
     max_args=1,
     params=(Param("shape", "dims", required=True),),
@@ -112,7 +112,7 @@ FLATTEN = Op(
     name="flatten",
     arg_names=("input",),
     group="structure",
-    doc="dims start_dim..end_dim into one",
+    doc="dims `start_dim` to `end_dim` into one",
     min_args=1,
     max_args=1,
     params=(Param("start_dim", "int", default=0), Param("end_dim", "int", default=-1)),
@@ -156,7 +156,7 @@ TRANSPOSE = Op(
     name="transpose",
     arg_names=("input",),
     group="structure",
-    doc="swaps dim0 and dim1",
+    doc="swaps `dim0` and `dim1`",
     min_args=1,
     max_args=1,
     params=(Param("dim0", "int", required=True), Param("dim1", "int", required=True)),
@@ -206,6 +206,8 @@ SELECT = Op(
     name="select",
     arg_names=("input",),
     group="structure",
+    doc=("indexing by an integer, `x[index]` along `dim` (torch.select; negative indices count "
+         "from the end); subscripts stay outside the language"),
     min_args=1,
     max_args=1,
     params=(Param("dim", "int", required=True), Param("index", "int", required=True)),
@@ -215,7 +217,6 @@ SELECT = Op(
     vjp=_select_vjp,
     vjp_magnitude=linear_magnitudes(_select_vjp),
     sympy=lambda args, p: object_array(_take(args[0], p)),
-    doc="indexing by an integer: x[index] along dim, the dim removed (torch.select)",
 )
 
 SHAPE_OPS = [RESHAPE, FLATTEN, TRANSPOSE, SELECT]

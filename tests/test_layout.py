@@ -1,0 +1,137 @@
+"""The package's shape: folders that follow the flow, imports that run one way, small functions.
+
+Every import inside gradcheck_lab (at the top of a module or inside a function, where torch and
+sympy stay lazy) must go to the same folder or one earlier in the flow, and modules must not
+import each other in a cycle.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+PACKAGE = REPO / "gradcheck_lab"
+# The flow, earliest first. A module may import from its own layer and the layers before it.
+LAYERS = [
+    {"errors", "results"},
+    {"ops"},
+    {"program"},
+    {"casefile"},
+    {"settings"},
+    {"oracles"},
+    {"compare"},
+    {"diagnose"},
+    {"pipeline"},
+    {"inspect"},
+    {"run"},
+    {"doors"},
+    {"__init__", "__main__", "pytest_plugin"},  # the entry points
+]
+MAX_FUNCTION_LINES = 80
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def layer_of(module: str) -> int:
+    parts = module.split(".")
+    head = parts[1] if len(parts) > 1 else "__init__"
+    for index, names in enumerate(LAYERS):
+        if head in names:
+            return index
+    raise AssertionError(f"{module} belongs to no layer: add its folder to LAYERS")
+
+
+def internal_imports(path: Path) -> list[tuple[int, str]]:
+    """(line, module) for every gradcheck_lab import in the file, wherever it is."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module.split(".")[0] == "gradcheck_lab":
+                # `from gradcheck_lab.x import y` may import the module x.y itself.
+                found.extend((node.lineno, resolved(node.module, alias.name))
+                             for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.extend((node.lineno, alias.name) for alias in node.names
+                         if alias.name.split(".")[0] == "gradcheck_lab")
+    return found
+
+
+def resolved(module: str, name: str) -> str:
+    candidate = f"{module}.{name}"
+    as_path = REPO.joinpath(*candidate.split("."))
+    return candidate if as_path.with_suffix(".py").exists() or as_path.is_dir() else module
+
+
+MODULES = {module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_imports_run_one_way_through_the_flow(module: str) -> None:
+    here = layer_of(module)
+    later = [f"line {line}: {target}" for line, target in internal_imports(MODULES[module])
+             if target != "gradcheck_lab" and layer_of(target) > here]
+    assert not later, f"{module} imports from later in the flow: {later}"
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """A cycle of the import graph (module -> modules it imports), or None."""
+    state: dict[str, str] = {}
+
+    def visit(module: str, trail: list[str]) -> list[str] | None:
+        state[module] = "open"
+        for target in sorted(graph.get(module, ())):
+            if state.get(target) == "open":
+                return [*trail[trail.index(target):], target]
+            if target not in state and (cycle := visit(target, [*trail, target])):
+                return cycle
+        state[module] = "done"
+        return None
+
+    for module in sorted(graph):
+        if module not in state and (cycle := visit(module, [module])):
+            return cycle
+    return None
+
+
+def test_no_module_imports_itself_through_a_cycle() -> None:
+    graph = {module: {target for _, target in internal_imports(path)
+                      if target in MODULES and target != module}
+             for module, path in MODULES.items()}
+    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph) or [])
+
+
+def test_the_layers_name_every_folder_of_the_package() -> None:
+    folders = {path.name for path in PACKAGE.iterdir()
+               if path.is_dir() and (path / "__init__.py").exists()}
+    modules = {path.stem for path in PACKAGE.glob("*.py")}
+    assert folders | modules == set().union(*LAYERS)
+
+
+def test_no_function_is_longer_than_80_lines() -> None:
+    long = []
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{module}.{node.name}: {lines} lines")
+    assert not long, long
+
+
+def test_the_checks_themselves_can_fail(tmp_path: Path) -> None:
+    # A planted cycle is found; imports are read wherever they are; layers are ordered.
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+    source = tmp_path / "m.py"
+    source.write_text("def f():\n    from gradcheck_lab.ops import base\n"
+                      "import gradcheck_lab.errors\n", encoding="utf-8")
+    assert sorted(internal_imports(source)) == [(2, "gradcheck_lab.ops.base"),
+                                                (3, "gradcheck_lab.errors")]
+    assert layer_of("gradcheck_lab.doors.cli") > layer_of("gradcheck_lab.compare.findings")
