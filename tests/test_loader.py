@@ -578,3 +578,26 @@ def test_bundled_r144_is_parsed_as_written() -> None:
     lines = (CASES / "r144.yaml").read_text(encoding="utf-8").splitlines()
     assert case.line_of("let.q") == lines.index("  q: p * z") + 1
     assert case.line_of("output") == lines.index("output: q**2") + 1
+
+
+def test_every_simple_key_reaches_the_case_as_validated() -> None:
+    # The loader copies each key of the format that Case has a field for (and does not build
+    # into something else): the values arrive as validated, lists as tuples.
+    import dataclasses
+
+    from gradcheck_lab.casefile.loader import BUILT_KEYS
+    from gradcheck_lab.casefile.schema import CaseModel
+
+    data = {"inputs": {"x": {"shape": [2], "init": "randn"}}, "output": "sum(exp(x))",
+            "description": "d", "dtypes": ["float32"], "devices": ["cpu", "cuda"], "seed": 7,
+            "nondet_tol": 0.5, "points": 3, "avoid_kinks": True, "order": 2,
+            "modes": ["reverse", "forward"]}
+    case = build_case(data, label="<t>", base_dir=None, default_name="t")
+    assert (case.description, case.dtypes, case.devices, case.seed, case.nondet_tol,
+            case.points, case.avoid_kinks, case.order, case.modes) == (
+        "d", ("float32",), ("cpu", "cuda"), 7, 0.5, 3, True, 2, ("reverse", "forward"))
+    fields = {f.name for f in dataclasses.fields(Case)}
+    copied = set(CaseModel.model_fields) & fields - BUILT_KEYS
+    assert copied >= {"description", "dtypes", "devices", "seed", "nondet_tol", "points",
+                      "avoid_kinks", "order", "modes"}
+    assert set(CaseModel.model_fields) >= BUILT_KEYS

@@ -6,6 +6,7 @@ invalid case does not keep the file's other cases from running.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -248,22 +249,14 @@ class _CaseBuilder:
             name=model.name or default_name,
             file=self.label,
             line=self.line(()),
-            description=model.description,
             inputs=inputs,
             program=builder.build(output),
-            dtypes=tuple(model.dtypes),
-            devices=tuple(model.devices),
             impl=impl if impl is not None else self.impl_ref(model.impl, base_dir),
             expectations=expectations,
             tolerance=self.tolerance(model),
-            seed=model.seed,
             lines={k: v for k, v in lines.items() if v is not None},
-            nondet_tol=model.nondet_tol,
-            points=model.points,
-            avoid_kinks=model.avoid_kinks,
-            order=model.order,
-            modes=tuple(model.modes),
             training=training,
+            **copied_keys(model),
         )
 
     def expression(self, builder: ProgramBuilder, path: tuple, text: Any,
@@ -417,6 +410,20 @@ class _CaseBuilder:
         if model.training is not None:
             for key in TrainingModel.model_fields:
                 yield ("training", key)
+
+
+# Keys of the format that the loader builds into something else; every other key that Case
+# has a field of the same name for is copied as validated (lists as tuples), so a new simple
+# key is a field of the schema and one of Case, nothing more.
+BUILT_KEYS = frozenset({"name", "inputs", "let", "output", "impl", "expect", "tolerance",
+                        "training"})
+
+
+def copied_keys(model: CaseModel) -> dict[str, Any]:
+    fields = {f.name for f in dataclasses.fields(Case)}
+    return {key: tuple(value) if isinstance(value, list) else value
+            for key in CaseModel.model_fields if key in fields and key not in BUILT_KEYS
+            for value in [getattr(model, key)]}
 
 
 def _input_spec(name: str, spec: Any) -> InputSpec:
