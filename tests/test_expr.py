@@ -395,6 +395,28 @@ def test_bad_keyword_values_are_rejected(text, fragment) -> None:
     assert error.offset is not None and error.offset > 0
 
 
+def test_float_and_string_keywords(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Keyword kinds as torch's functions take them: numbers (ints accepted, decimals as
+    # written) and strings from a fixed set, with a suggestion for a near miss.
+    import dataclasses
+
+    from gradcheck_lab.ops import OPS, Param
+
+    op = dataclasses.replace(OPS["exp"], name="act", params=(
+        Param("beta", "float", default=1.0), Param("mode", "str", default="none",
+                                                     choices=("none", "tanh"))))
+    monkeypatch.setitem(OPS, "act", op)
+    call = parse_expression("act(x, beta=-0.5, mode='tanh')")
+    assert isinstance(call, Call) and dict(call.params) == {"beta": -0.5, "mode": "tanh"}
+    assert dict(parse_expression("act(x, 2)").params) == {"beta": 2.0, "mode": "none"}
+    assert rejection("act(x, beta='a')").message == "act(): beta= needs a number"
+    assert rejection("act(x, beta=y)").message == "act(): beta= needs a number"
+    assert rejection("act(x, mode='tanhh')").message == (
+        "act(): mode='tanhh' is not one of 'none', 'tanh' (did you mean 'tanh'?)")
+    assert "needs a string" in rejection("act(x, mode=1)").message
+    assert dict(parse_expression("layer_norm(x, eps=1e-3)").params)["eps"] == 1e-3
+
+
 @pytest.mark.parametrize("text, fragment", [
     ("exp(x, y)", "at most 1"),
     ("sum()", "at least 1"),

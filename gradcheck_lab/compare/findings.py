@@ -41,6 +41,10 @@ class Findings:
     summary: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    # What a passing verdict's one-line message adds ("training step right, ..."), and the
+    # rules this check compared by, for the report's tolerance.
+    on_pass: str | None = None
+    tolerance: dict[str, object] = field(default_factory=dict)
 
     def extend(self, other: Findings) -> None:
         self.mismatches.extend(other.mismatches)
@@ -48,6 +52,7 @@ class Findings:
         self.notes.extend(other.notes)
         for key, value in other.counts.items():
             self.counts[key] = self.counts.get(key, 0) + value
+        self.tolerance.update(other.tolerance)
 
 
 @dataclass
@@ -66,11 +71,13 @@ class Verdict:
         for key, value in findings.counts.items():
             self.counts[key] = self.counts.get(key, 0) + value
         self.notes.extend(findings.notes)
-        if not findings.summary:
-            return
-        summary = "; ".join(findings.summary)
-        self.message = summary if self.status == "pass" else f"{self.message}; {summary}"
-        self.status = "fail"
+        self.tolerance.update(findings.tolerance)
+        if findings.summary:
+            summary = "; ".join(findings.summary)
+            self.message = summary if self.status == "pass" else f"{self.message}; {summary}"
+            self.status = "fail"
+        elif findings.on_pass and self.status == "pass":
+            self.message += f"; {findings.on_pass}"
 
 
 def merge_points(verdicts: list[tuple[int, Verdict]], points: int) -> Verdict:

@@ -307,10 +307,9 @@ MSE_LOSS = Op(
 
 
 
-# layer_norm(x, weight?, bias?, normalized_shape=None): torch.nn.functional.layer_norm over the
-# trailing dims ``normalized_shape`` (default: the last dim alone), with torch's default eps.
-# eps is fixed because op params are ints, bools and tuples of ints only.
-LAYER_NORM_EPS = 1e-5
+# layer_norm(x, weight?, bias?, normalized_shape=None, eps=1e-5): torch.nn.functional.layer_norm
+# over the trailing dims ``normalized_shape`` (default: the last dim alone).
+LAYER_NORM_EPS = 1e-5  # torch's default
 
 
 def _normalized_axes(shape: Shape, params: Params) -> tuple[int, ...]:
@@ -334,6 +333,9 @@ def _layer_norm_shape(args: Sequence[ArgInfo], params: Params) -> Shape:
     shape = args[0].shape
     axes = _normalized_axes(shape, params)
     normalized = tuple(shape[i] for i in axes)
+    if not params["eps"] > 0:
+        raise SpecError(f"layer_norm(): eps={params['eps']} must be positive (it keeps "
+                        "1/sqrt(var + eps) finite)")
     for position, name in ((1, "weight"), (2, "bias")):
         if len(args) > position and args[position].shape != normalized:
             raise SpecError(
@@ -347,7 +349,7 @@ def _layer_norm_parts(x: np.ndarray, params: Params) -> tuple[np.ndarray, np.nda
     """(x - mean) / sqrt(var + eps) and 1 / sqrt(var + eps) (var biased, as torch's)."""
     axes = _normalized_axes(np.shape(x), params)
     centered = x - np.mean(x, axis=axes, keepdims=True)
-    rstd = 1.0 / np.sqrt(np.mean(centered**2, axis=axes, keepdims=True) + LAYER_NORM_EPS)
+    rstd = 1.0 / np.sqrt(np.mean(centered**2, axis=axes, keepdims=True) + params["eps"])
     return centered * rstd, rstd, axes
 
 
@@ -401,7 +403,7 @@ def _layer_norm_sympy(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
     x = args[0]
     axes = _normalized_axes(np.shape(x), params)
     count = sympy.Integer(int(np.prod([x.shape[i] for i in axes])))
-    eps = Fraction(LAYER_NORM_EPS)  # the float64 eps that torch and numpy add, exactly
+    eps = Fraction(params["eps"])  # the float64 eps that torch and numpy add, exactly
     centered = x - object_array(np.sum(x, axis=axes, keepdims=True)) / count
     variance = object_array(np.sum(centered**2, axis=axes, keepdims=True)) / count
     rstd = elementwise_sympy(
@@ -416,7 +418,7 @@ def _layer_norm_torch(args: Sequence[object], params: Params) -> object:
     x = args[0]
     axes = _normalized_axes(tuple(x.shape), params)
     return torch_module().nn.functional.layer_norm(
-        x, [x.shape[i] for i in axes], *args[1:], eps=LAYER_NORM_EPS)
+        x, [x.shape[i] for i in axes], *args[1:], eps=params["eps"])
 
 
 LAYER_NORM = Op(
@@ -424,10 +426,11 @@ LAYER_NORM = Op(
     arg_names=("input", "weight", "bias"),
     group="nn",
     doc=("over the last dim, or the trailing dims `normalized_shape`; `weight`, `bias` "
-         "optional; eps fixed at torch's 1e-5"),
+         "optional"),
     min_args=1,
     max_args=3,
-    params=(Param("normalized_shape", "dims"),),
+    params=(Param("normalized_shape", "dims"),
+            Param("eps", "float", default=LAYER_NORM_EPS)),
     shape=_layer_norm_shape,
     torch=_layer_norm_torch,
     numpy=_layer_norm_numpy,

@@ -174,8 +174,8 @@ class CaseCheck:
         if self.case.training is not None:  # the user's training step, from the first point
             from gradcheck_lab.pipeline.training import check_training
 
-            check_training(self.case, self.dtype, device, first.point, self.rule, verdict,
-                           self.settings.symbolic)
+            verdict.add(check_training(self.case, self.dtype, device, first.point,
+                                       self.rule, self.settings.symbolic))
         oracles = {"symbolic": first.symbolic.method, "autograd": first.autograd.method,
                    "finite_difference": first.finite_differences.method}
         return self.result(

@@ -40,7 +40,6 @@ from gradcheck_lab.casefile.case import Training
 from gradcheck_lab.compare.findings import (
     WORST_PER_GROUP,
     Findings,
-    Verdict,
     agree,
     count_text,
     mismatch,
@@ -75,10 +74,10 @@ class _Run:
 
 
 def check_training(case: Case, dtype: str, device: str, point: Point, rule: ToleranceRule,
-                   verdict: Verdict, symbolic_mode: str = "auto") -> None:
-    """Run the case's training step and fold the three checks into ``verdict`` (mismatches,
-    message, notes, counts; the first note says how the step was run and on which data).
-    Raises SpecError at ``training.step`` when the step raises or breaks the interface."""
+                   symbolic_mode: str = "auto") -> Findings:
+    """Run the case's training step; the three checks' findings (mismatches, failure lines,
+    notes, counts; the first note says how the step was run and on which data). Raises
+    SpecError at ``training.step`` when the step raises or breaks the interface."""
     training = case.training
     assert training is not None
     start, data_note = training_point(case, point)
@@ -104,15 +103,15 @@ def check_training(case: Case, dtype: str, device: str, point: Point, rule: Tole
     else:
         notes.append("training: the second update is not checked: the first is already wrong")
     notes.extend(checker.loss_curve(run, start, before, findings, updates_right))
-    verdict.add(findings)
-    if verdict.status == "pass":  # the one-line summary says the training step was checked
-        verdict.message += (f"; training step right, loss {checker.losses[0]:.4g} → "
-                            f"{checker.losses[-1]:.4g} over {training.steps} step"
-                            f"{'s' if training.steps != 1 else ''}")
-    verdict.notes.extend(notes)
-    verdict.tolerance["training_step"] = (
+    findings.notes.extend(notes)
+    # A passing one-line summary says that the training step was checked.
+    findings.on_pass = (f"training step right, loss {checker.losses[0]:.4g} → "
+                        f"{checker.losses[-1]:.4g} over {training.steps} step"
+                        f"{'s' if training.steps != 1 else ''}")
+    findings.tolerance["training_step"] = (
         f"|W_step - (W - lr·∇L)| <= lr × (the gradient's bound: {rule.describe()}, plus the "
         f"symbolic oracle's) + {UPDATE_ULPS} ulps of |W| + lr·|∇L| (the update's rounding)")
+    return findings
 
 
 # -- the batch ----------------------------------------------------------------------------------
