@@ -38,15 +38,22 @@ def oracles(data: dict = SPEC, dtype: str = "float64"):
 
 def perturbed(grads: Gradients, name: str, index: tuple, factor: float = 1.0,
               value: float | None = None) -> Gradients:
-    changed = {k: v.copy() for k, v in grads.per_probe[0].items()}
-    changed[name][index] = value if value is not None else changed[name][index] * factor
-    return deterministic(grads, changed)
+    """One element changed at every probe: multiplied by ``factor``, or set to ``value``."""
+    def change(probe: dict) -> dict:
+        changed = {k: v.copy() for k, v in probe.items()}
+        changed[name][index] = value if value is not None else changed[name][index] * factor
+        return changed
+
+    return deterministic(grads, change)
 
 
-def deterministic(grads: Gradients, changed: dict) -> Gradients:
-    """Gradients replaced by hand, as a deterministic backward would give them twice."""
-    return dataclasses.replace(grads, per_probe=(changed,),
-                               reruns={label: changed for label in grads.reruns})
+def deterministic(grads: Gradients, change) -> Gradients:
+    """Gradients changed by hand at every probe, as a deterministic backward would give them
+    every time it runs."""
+    per_probe = tuple(change(probe) for probe in grads.per_probe)
+    return dataclasses.replace(grads, per_probe=per_probe,
+                               reruns={label: per_probe[grads.rerun_probe]
+                                       for label in grads.reruns})
 
 
 def verdict(case, point, probes, sym, ag, fd, dtype="float64", override=None):
@@ -91,7 +98,7 @@ def test_nan_or_inf_in_a_gradient_is_a_mismatch(bad: float) -> None:
 
 def test_detects_a_relative_error_of_1e_minus_5_everywhere_in_float64() -> None:
     case, point, probes, sym, ag, fd = oracles()
-    scaled = deterministic(ag, {k: v * (1 + 1e-5) for k, v in ag.per_probe[0].items()})
+    scaled = deterministic(ag, lambda probe: {k: v * (1 + 1e-5) for k, v in probe.items()})
     result = verdict(case, point, probes, sym, scaled, fd)
     assert result.status == "fail"
     assert {m.odd_oracle for m in result.mismatches} == {"autograd"}
@@ -132,8 +139,9 @@ def test_a_wide_finite_difference_error_bar_is_inconclusive_not_a_failure() -> N
 def test_without_finite_differences_at_the_element_the_majority_decides() -> None:
     case, point, probes, sym, ag, fd = oracles()
     only_directions = {
-        name: Estimates(np.zeros(0, dtype=np.int64), np.zeros((1, 0)), np.zeros((1, 0)),
-                        e.directions, e.directional, e.directional_errors)
+        name: Estimates(np.zeros(0, dtype=np.int64), np.zeros((len(probes), 0)),
+                        np.zeros((len(probes), 0)), e.directions, e.directional,
+                        e.directional_errors)
         for name, e in finite_difference.estimate(FunctionUnderTest(case, "float64", "cpu"),
                                                   point, probes,
                                                   mode="projections").per_input.items()}

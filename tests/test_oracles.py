@@ -125,7 +125,14 @@ def test_float32_point_is_rounded_so_oracles_see_the_same_values() -> None:
 
 
 def test_probes_cover_the_jacobian_or_use_seeded_cotangents() -> None:
-    assert len(make_probes((), 0)) == 1
+    # A scalar output: cotangent 1, and a seeded multiple c of it, of either sign, away from
+    # 1 and below 1 in size (grad_output must be used, and c·g must not overflow).
+    one, scaled = make_probes((), 0)
+    assert float(one.cotangent) == 1.0 and scaled.multiple_of == 0
+    cs = [float(make_probes((), seed)[1].cotangent) for seed in range(40)]
+    assert all(0.25 <= abs(c) <= 0.71 for c in cs)
+    assert min(cs) < 0 < max(cs)
+    assert make_probes((), 3)[1].cotangent == make_probes((), 3)[1].cotangent
     small = make_probes((2, 3), 0)
     assert len(small) == 6
     np.testing.assert_array_equal(sum(p.cotangent for p in small), np.ones((2, 3)))

@@ -38,14 +38,15 @@ def compare_in_place(results: OracleResults) -> Findings:
 
 
 def compare_reruns(results: OracleResults, rule: ToleranceRule) -> Findings:
-    """The first probe's gradients, computed again through the same graph and on a fresh
-    one, must be the same: exactly on cpu (its kernels are deterministic), within the dtype's
-    tolerance on cuda, or within the case's ``nondet_tol``."""
+    """One probe's gradients, computed again through the same graph and on a fresh one, must
+    be the same: exactly on cpu (its kernels are deterministic), within the dtype's tolerance
+    on cuda, or within the case's ``nondet_tol``."""
     findings = Findings()
     ag = results.autograd
+    k = ag.rerun_probe
     for name in results.input_names:
-        first = ag.per_probe[0][name].reshape(-1)
-        bound = rerun_bound(results, rule, name, first)
+        first = ag.per_probe[k][name].reshape(-1)
+        bound = rerun_bound(results, rule, name, first, k)
         for label, rerun in ag.reruns.items():
             again = rerun[name].reshape(-1)
             with np.errstate(all="ignore"):
@@ -60,7 +61,7 @@ def compare_reruns(results: OracleResults, rule: ToleranceRule) -> Findings:
                 findings.mismatches.append(mismatch(
                     name, (AUTOGRAD, label), AUTOGRAD, {AUTOGRAD: first[flat], label: again[flat]},
                     errors[flat], first[flat], bound[flat], check="nondeterministic",
-                    flat=int(flat), shape=results.shape_of(name), probes=results.probes, k=0,
+                    flat=int(flat), shape=results.shape_of(name), probes=results.probes, k=k,
                     elements=len(differ)))
             findings.summary.append(
                 f"{name}: nondeterministic backward: run {label.removeprefix('again, ')} "
@@ -71,12 +72,12 @@ def compare_reruns(results: OracleResults, rule: ToleranceRule) -> Findings:
 
 
 def rerun_bound(results: OracleResults, rule: ToleranceRule, name: str,
-                first: np.ndarray) -> np.ndarray:
+                first: np.ndarray, k: int) -> np.ndarray:
     case = results.case
     if case.nondet_tol is not None:
         return np.full(first.shape, case.nondet_tol)
     if results.autograd.device.startswith("cuda"):
-        return rule.bound(first, gradient_scale(first), results.terms(name, 0))
+        return rule.bound(first, gradient_scale(first), results.terms(name, k))
     return np.zeros(first.shape)
 
 

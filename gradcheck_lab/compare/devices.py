@@ -19,6 +19,7 @@ def compare_devices(reference: Gradients, results: OracleResults, rule: Toleranc
     labels = (f"autograd@{devices[0]}", f"autograd@{devices[1]}")
     for name in results.input_names:
         rows = []
+        differ_at: dict[int, set[int]] = {}  # per probe, the elements that differ
         for k, (ref_grads, other_grads) in enumerate(zip(reference.per_probe,
                                                          results.autograd.per_probe,
                                                          strict=True)):
@@ -28,8 +29,12 @@ def compare_devices(reference: Gradients, results: OracleResults, rule: Toleranc
             bound = rule.bound(r, gradient_scale(r), terms)
             with np.errstate(all="ignore"):
                 errors = np.abs(r - o)
-            for flat in np.flatnonzero(~(agree(r, o, bound) | (r == o))):
-                rows.append((finite_or_inf(errors[flat]), k, int(flat), r[flat], o[flat],
+            differ_at[k] = {int(flat) for flat in np.flatnonzero(~(agree(r, o, bound)
+                                                                    | (r == o)))}
+            # A multiple of an earlier cotangent shows only what that one did not.
+            base = results.probes[k].multiple_of
+            for flat in sorted(differ_at[k] - (differ_at[base] if base is not None else set())):
+                rows.append((finite_or_inf(errors[flat]), k, flat, r[flat], o[flat],
                              bound[flat]))
         elements = len({row[2] for row in rows})
         for error, k, flat, r_value, o_value, allowed in worst(rows, lambda row: row[0]):

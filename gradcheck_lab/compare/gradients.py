@@ -83,9 +83,17 @@ class _InputGradient:
         self.disagreements: list[tuple[float, int, int, str | None]] = []  # err, probe, flat, odd
         self.votes: list[str] = []
         self.fd_odd_elements: set[int] = set()
+        # What each probe reported, by (kind, element or direction): a probe that is a multiple
+        # of an earlier one (a scalar output's cotangent c) reports only what that one did not.
+        self.reported: dict[int, set[tuple[str, int]]] = {}
+        self.counted = True
 
     def compare(self, findings: Findings) -> None:
         for k in range(len(self.results.probes)):
+            self.reported[k] = set()
+            # What finite differences could not decide is counted once per independent
+            # cotangent, as the comparisons are (counts, the pass message).
+            self.counted = self.results.probes[k].multiple_of is None
             probed = self.probed(k)
             odd_here = self.partials(probed, findings)
             self.votes.extend(odd for odd in odd_here.values() if odd is not None)
@@ -93,9 +101,17 @@ class _InputGradient:
             with np.errstate(all="ignore"):
                 errors = np.abs(probed.s - probed.a)
             for flat in np.flatnonzero(~probed.agree):
-                self.disagreements.append((finite_or_inf(errors[flat]), k, int(flat),
-                                           odd_here.get(int(flat), _UNDECIDED)))
+                if self.first_report(k, "disagree", int(flat)):
+                    self.disagreements.append((finite_or_inf(errors[flat]), k, int(flat),
+                                               odd_here.get(int(flat), _UNDECIDED)))
         self.report(findings)
+
+    def first_report(self, k: int, kind: str, key: int) -> bool:
+        """Record that probe k found ``kind`` at ``key``; False when the probe it is a multiple
+        of already did (the row would say the same again)."""
+        self.reported[k].add((kind, key))
+        base = self.results.probes[k].multiple_of
+        return base is None or (kind, key) not in self.reported.get(base, set())
 
     def probed(self, k: int) -> _Probed:
         s = self.results.symbolic.per_probe[k][self.name].reshape(-1)
@@ -128,7 +144,7 @@ class _InputGradient:
             nan_beside_number = np.isfinite(f) and np.isnan(s) != np.isnan(a)
             if not nan_beside_number and (not (np.isfinite(f) and np.isfinite(bf))
                                           or bf > FD_INCONCLUSIVE * (abs(s) + p.scale)):
-                self.tally.inconclusive += 1
+                self.tally.inconclusive += self.counted
                 continue
             if not p.agree[flat]:
                 odd_here[flat] = odd_by_difference(s, a, f, p.bound_s[flat], p.bound_a[flat], bf)
@@ -138,9 +154,11 @@ class _InputGradient:
             if side_s or side_a:
                 continue
             if self.spec_only:
-                self.tally.fd_alone += 1
+                self.tally.fd_alone += self.counted
                 continue
             self.fd_odd_elements.add(int(flat))
+            if not self.first_report(p.k, "fd", int(flat)):
+                continue
             findings.mismatches.append(self.mismatch(
                 (AUTOGRAD, FD), FD, {SYMBOLIC: s, AUTOGRAD: a, FD: f}, abs(a - f), s,
                 p.bound_a[flat] + bf, flat=int(flat), k=p.k))
@@ -162,13 +180,13 @@ class _InputGradient:
             bsd, bad = float(np.abs(d) @ p.bound_s), float(np.abs(d) @ p.bound_a)
             if not (np.isfinite(f) and np.isfinite(bf)) or bf > FD_INCONCLUSIVE * (
                     abs(sd) + p.scale * float(np.abs(d).sum())):
-                self.tally.inconclusive += 1
+                self.tally.inconclusive += self.counted
                 continue
             side_s, side_a = bool(agree(sd, f, bsd + bf)), bool(agree(ad, f, bad + bf))
             if agree(sd, ad, bsd + bad):
                 if not side_s and not side_a and self.spec_only:
-                    self.tally.fd_alone += 1
-                elif not side_s and not side_a:
+                    self.tally.fd_alone += self.counted
+                elif not side_s and not side_a and self.first_report(p.k, "direction", j):
                     findings.mismatches.append(self.mismatch(
                         (AUTOGRAD, FD), FD, {SYMBOLIC: sd, AUTOGRAD: ad, FD: f}, abs(ad - f), sd,
                         bad + bf, k=p.k, direction=j))

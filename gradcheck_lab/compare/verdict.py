@@ -14,7 +14,7 @@ from gradcheck_lab.compare.findings import FD_INCONCLUSIVE, FD_SAFETY, Findings,
 from gradcheck_lab.compare.gradients import FdTally, compare_gradients
 from gradcheck_lab.compare.tolerances import ToleranceRule
 from gradcheck_lab.compare.values import compare_expectation, compare_values, value_gap
-from gradcheck_lab.oracles.base import describe_probes
+from gradcheck_lab.oracles.base import describe_probes, independent
 
 
 def compare(results: OracleResults, rule: ToleranceRule) -> Verdict:
@@ -63,7 +63,8 @@ def _pass_message(results: OracleResults, tally: FdTally) -> str:
     fd = results.finite_differences
     text = ""
     if fd is not None:
-        confirmed = fd.compared - tally.inconclusive - tally.fd_alone
+        confirmed = fd.compared * len(independent(results.probes)) - (
+            tally.inconclusive + tally.fd_alone)
         text = f"; finite differences agree on {confirmed}"
         if tally.inconclusive:
             text += f", inconclusive on {tally.inconclusive}"
@@ -73,12 +74,15 @@ def _pass_message(results: OracleResults, tally: FdTally) -> str:
 
 
 def _counts(results: OracleResults) -> dict[str, int]:
+    """What was compared: per independent cotangent (a scalar output's second cotangent, a
+    multiple of the first, checks grad_output and is counted in ``probes`` only)."""
     elements = sum(spec.size for spec in results.case.differentiable_inputs)
     fd = results.finite_differences
+    rows = len(independent(results.probes))
     counts = {
         "gradient_elements": elements,
-        "symbolic_vs_autograd": elements * len(results.probes),
-        "finite_difference": fd.compared if fd else 0,
+        "symbolic_vs_autograd": elements * rows,
+        "finite_difference": fd.compared * rows if fd else 0,
         "probes": len(results.probes),
     }
     if fd is not None:

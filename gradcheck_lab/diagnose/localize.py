@@ -27,7 +27,7 @@ from gradcheck_lab.compare.tolerances import ToleranceRule, gradient_scale, symb
 from gradcheck_lab.ops import OPS
 from gradcheck_lab.oracles.autograd import make_leaves
 from gradcheck_lab.oracles.base import Point, Probe
-from gradcheck_lab.oracles.function import lower_all
+from gradcheck_lab.oracles.function import lower_all, owned
 from gradcheck_lab.oracles.symbolic import numpy_forward, term_scale
 from gradcheck_lab.program import Program
 from gradcheck_lab.program.naming import index_text, node_names, spell
@@ -102,7 +102,7 @@ class _Localization:
         grads = torch.autograd.grad(out, [values[i] for i in compared], grad_outputs=cotangent,
                                     allow_unused=True)
         autograd = {index: (np.zeros(program.nodes[index].shape) if grad is None else
-                            grad.detach().to(torch.float64).cpu().numpy())
+                            owned(grad))
                     for index, grad in zip(compared, grads, strict=True)}
         for index in reversed(compared):
             shape = program.nodes[index].shape

@@ -109,7 +109,7 @@ def _planted(ag: Gradients, elements: dict[str, int] | None, r: float) -> Gradie
             changed[name] = grad
         per_probe.append(changed)
     return dataclasses.replace(ag, per_probe=tuple(per_probe),
-                               reruns={label: per_probe[0] for label in ag.reruns})
+                               reruns={label: per_probe[ag.rerun_probe] for label in ag.reruns})
 
 
 def _caught_element(verdict: Verdict | None, largest: dict[str, int],

@@ -14,7 +14,7 @@ import numpy as np
 from gradcheck_lab.casefile import Case
 from gradcheck_lab.errors import ImplError
 from gradcheck_lab.oracles.base import Gradients, Point, Probe
-from gradcheck_lab.oracles.function import FunctionUnderTest, describe_exception
+from gradcheck_lab.oracles.function import FunctionUnderTest, describe_exception, owned
 
 UNIT_REPEATS = 3  # forward+backward passes timed for the cost unit, the fastest kept
 SAME_GRAPH = "again, same graph"
@@ -49,7 +49,7 @@ def gradients(function: FunctionUnderTest, point: Point,
     before = {name: leaf.detach().clone() for name, leaf in leaves.items()}
     with torch.enable_grad():
         out = function(leaves)
-    value = out.detach().to(torch.float64).cpu().numpy()
+    value = owned(out)
     notes: list[str] = []
     zeros = {name: np.zeros(point.values[name].shape) for name in names}
     if not out.requires_grad:
@@ -61,18 +61,33 @@ def gradients(function: FunctionUnderTest, point: Point,
     problems: list[str] = []
     missing: set[str] = set()
     per_probe = []
+    graph = (out, leaves)  # the graph of the probe that is run again, below
     for probe in probes:
-        grads = _backward(function, out, leaves, names, probe, "")
-        per_probe.append(_as_arrays(grads, names, leaves, zeros, missing, problems))
+        if probe.multiple_of is None:
+            grads = _backward(function, out, leaves, names, probe, "")
+            per_probe.append(_as_arrays(grads, names, leaves, zeros, missing, problems))
+            continue
+        # grad_output scaled (a scalar output's second cotangent): on a graph of its own, so
+        # that a backward which may run only once per graph is still asked.
+        scaled = make_leaves(case, point, dtype, device)
+        with torch.enable_grad():
+            scaled_out = function(scaled)
+        graph = (scaled_out, scaled)
+        grads = _backward(function, scaled_out, scaled, names, probe,
+                          f" with grad_output {probe.label.removeprefix('cotangent ')}")
+        per_probe.append(_as_arrays(grads, names, scaled, zeros, missing, problems))
     modified = _modified(before, leaves)
 
     # The same VJP again, through the same graph (state kept on ctx) and from a fresh forward
     # on fresh leaves (state kept anywhere else): a correct backward is a function of its
-    # inputs, so anything but the same numbers is state or a race.
+    # inputs, so anything but the same numbers is state or a race. The probe run again is a
+    # scaled one where there is one: state that multiplies by grad_output (``ctx.g *= grad``)
+    # is invisible when grad_output is 1.
+    rerun = rerun_probe(probes)
     reruns = {}
     try:
-        grads = _backward(function, out, leaves, names, probes[0], " a second time")
-        reruns[SAME_GRAPH] = _as_arrays(grads, names, leaves, zeros, set(), [])
+        grads = _backward(function, *graph, names, probes[rerun], " a second time")
+        reruns[SAME_GRAPH] = _as_arrays(grads, names, graph[1], zeros, set(), [])
     except ImplError as exc:
         # A backward that frees its ctx state is fine for training (one backward per
         # graph); it only cannot be rerun through the same graph.
@@ -84,7 +99,7 @@ def gradients(function: FunctionUnderTest, point: Point,
         fresh_out = function(fresh)
     unit = None
     if fresh_out.requires_grad:
-        grads = _backward(function, fresh_out, fresh, names, probes[0], " on a fresh graph")
+        grads = _backward(function, fresh_out, fresh, names, probes[rerun], " on a fresh graph")
         unit = time.perf_counter() - started
         reruns[FRESH_GRAPH] = _as_arrays(grads, names, fresh, zeros, set(), [])
         unit = min(unit, _forward_backward_seconds(function, point, names, probes[0]))
@@ -92,8 +107,14 @@ def gradients(function: FunctionUnderTest, point: Point,
         notes.append(f"autograd: no gradient for {name} (backward returned None); "
                      "counted as zeros")
     return Gradients("autograd", method, value, tuple(per_probe), tuple(notes), reruns=reruns,
+                     rerun_probe=rerun,
                      modified_inputs=modified, contract_problems=tuple(dict.fromkeys(problems)),
                      device=device, unit_seconds=unit)
+
+
+def rerun_probe(probes: tuple[Probe, ...]) -> int:
+    """The probe whose VJP is computed again (nondeterminism): the first scaled one, else 0."""
+    return next((k for k, probe in enumerate(probes) if probe.multiple_of is not None), 0)
 
 
 def _forward_backward_seconds(function: FunctionUnderTest, point: Point, names: list[str],
@@ -134,7 +155,6 @@ def _as_arrays(grads: tuple[Any, ...], names: list[str], leaves: dict[str, Any],
                problems: list[str]) -> dict[str, np.ndarray]:
     """float64 numpy gradients; None counts as zeros (and is noted), a wrong shape is an
     error, a dtype or device other than the input's is a problem of the backward."""
-    import torch
 
     found = {}
     for name, grad in zip(names, grads, strict=True):
@@ -152,7 +172,7 @@ def _as_arrays(grads: tuple[Any, ...], names: list[str], leaves: dict[str, Any],
         if grad.device != leaf.device:
             problems.append(f"{name}: the gradient is on {grad.device}, the input on "
                             f"{leaf.device}")
-        found[name] = grad.detach().to(torch.float64).cpu().numpy()
+        found[name] = owned(grad)
     return found
 
 
@@ -167,8 +187,7 @@ def _modified(before: dict[str, Any], leaves: dict[str, Any]) -> dict[str, tuple
         same = (torch.allclose(original, now, rtol=0.0, atol=0.0, equal_nan=True)
                 if original.is_floating_point() else torch.equal(original, now))
         if not same:
-            changed[name] = (original.to(torch.float64).cpu().numpy(),
-                             now.to(torch.float64).cpu().numpy())
+            changed[name] = (owned(original), owned(now))
     return changed
 
 
@@ -202,7 +221,7 @@ def jacobian_vector_product(function: FunctionUnderTest, point: Point,
         jvp = forward_ad.unpack_dual(out).tangent
     if jvp is None:
         return np.zeros(case.program.output_node.shape)
-    return jvp.detach().to(torch.float64).cpu().numpy()
+    return owned(jvp)
 
 
 def hessian_vector_products(function: FunctionUnderTest, point: Point,
@@ -245,6 +264,6 @@ def hessian_vector_products(function: FunctionUnderTest, point: Point,
             raise ImplError(f"double backward of {function.label} raised "
                             f"{describe_exception(exc)}") from None
         results.append({name: zeros[name] if g is None
-                        else g.detach().to(torch.float64).cpu().numpy()
+                        else owned(g)
                         for name, g in zip(names, second, strict=True)})
     return tuple(results), sorted(set(not_differentiable))

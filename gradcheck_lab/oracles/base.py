@@ -42,6 +42,10 @@ class Point:
 class Probe:
     label: str
     cotangent: np.ndarray  # float64, the output's shape
+    # The index of an earlier probe this one is a multiple of (a scalar output's cotangent c
+    # against 1): it tests that the backward scales with grad_output, and adds report rows
+    # only where the earlier probe agrees.
+    multiple_of: int | None = None
 
 
 @dataclass(frozen=True)
@@ -66,11 +70,12 @@ class Gradients:
     # Per probe and input, the sum of |terms| behind each gradient element: the size of what
     # a backward pass rounds (softmax - onehot may be 1e-17, computed from numbers near 1).
     term_magnitudes: tuple[dict[str, np.ndarray], ...] = ()
-    # Autograd only: the first probe's gradients again, by label: a second backward through the
-    # same graph, and a second forward and backward on fresh leaves (a stateful or racy
-    # backward differs); inputs the function changed in
-    # place (values before, after); gradients whose dtype or device is not their input's.
+    # Autograd only: one probe's gradients again (``rerun_probe``), by label: a second
+    # backward through the same graph, and a second forward and backward on fresh leaves (a
+    # stateful or racy backward differs); inputs the function changed in place (values
+    # before, after); gradients whose dtype or device is not their input's.
     reruns: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    rerun_probe: int = 0  # the probe whose VJP the reruns repeat
     modified_inputs: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     contract_problems: tuple[str, ...] = ()
     device: str = "cpu"
@@ -105,14 +110,23 @@ class FiniteDifferences:
 
     @property
     def compared(self) -> int:
-        """Partial or directional derivatives estimated, counted per probe."""
-        return sum(e.partials.size + e.directional.size for e in self.per_input.values())
+        """Partial or directional derivatives estimated, for one probe."""
+        return sum(e.partials.shape[-1] + e.directional.shape[-1]
+                   for e in self.per_input.values())
 
 
 def make_probes(output_shape: tuple[int, ...], seed: int) -> tuple[Probe, ...]:
-    """Cotangents for the output; deterministic for a given case seed."""
+    """Cotangents for the output; deterministic for a given case seed.
+
+    A scalar output gets 1 (the gradient itself, what ``expect:`` and the training step are
+    checked against) and a seeded c of either sign, |c| in [0.25, 0.71]: with cotangent 1
+    alone, a backward that ignores or mis-scales grad_output would pass. |c| < 1, so that c
+    times a gradient near float64's largest number does not overflow."""
     if output_shape == ():
-        return (Probe("output", np.array(1.0)),)
+        rng = np.random.default_rng([seed, _PROBE_STREAM])
+        c = float(rng.choice([-1.0, 1.0]) * 2.0 ** -rng.uniform(0.5, 2.0))
+        return (Probe("output", np.array(1.0)),
+                Probe(f"cotangent {c:.4g}", np.array(c), multiple_of=0))
     size = math.prod(output_shape)
     if size <= FULL_JACOBIAN_MAX_OUTPUTS:
         probes = []
@@ -134,14 +148,21 @@ def make_tangents(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, np
     return {name: rng.standard_normal(shape) for name, shape in shapes.items()}
 
 
+def independent(probes: tuple[Probe, ...]) -> list[int]:
+    """The probes that are no multiple of another (what forward mode and second order, which
+    have no grad_output to scale by, are checked through): always a prefix of the probes."""
+    return [k for k, probe in enumerate(probes) if probe.multiple_of is None]
+
+
 def probe_label(probes: tuple[Probe, ...], k: int) -> str | None:
-    """What a mismatch says of its cotangent: nothing for a scalar output's only one."""
-    return None if len(probes) == 1 and probes[0].label == "output" else probes[k].label
+    """What a mismatch says of its cotangent: nothing for a scalar output's cotangent 1."""
+    return None if probes[k].label == "output" else probes[k].label
 
 
 def describe_probes(probes: tuple[Probe, ...]) -> str:
-    if len(probes) == 1 and probes[0].label == "output":
-        return "scalar output"
+    if probes[0].label == "output":
+        return (f"scalar output, cotangents 1 and {probes[1].label.removeprefix('cotangent ')}"
+                " (seeded: a backward must scale by grad_output)")
     if probes[0].label.startswith("output["):
         return f"full Jacobian ({len(probes)} output elements)"
     return f"{len(probes)} seeded random cotangents"

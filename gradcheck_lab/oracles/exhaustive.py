@@ -54,7 +54,8 @@ def estimate(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...
     case, device = function.case, function.device
     base = input_tensors(case, point.values, device)
     with torch.no_grad():
-        center = function(base).detach().to(torch.float64).reshape(-1)
+        # A copy: an impl may return the same buffer every call, and rewrite it.
+        center = function(base).detach().to(torch.float64).reshape(-1).clone()
     cotangents = torch.tensor(np.stack([np.asarray(p.cotangent, dtype=np.float64).reshape(-1)
                                         for p in probes]), dtype=torch.float64, device=device)
     evaluations = [1]
@@ -170,7 +171,7 @@ class _Batched:
             original = float(cells[index])
             cells[index] = original + step
             try:
-                rows.append(self.function(self.base).reshape(-1))
+                rows.append(self.function(self.base).reshape(-1).clone())
             finally:
                 cells[index] = original
         return torch.stack(rows).to(torch.float64)

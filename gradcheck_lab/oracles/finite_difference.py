@@ -23,7 +23,7 @@ import numpy as np
 
 from gradcheck_lab.casefile import Case
 from gradcheck_lab.oracles.base import Estimates, FiniteDifferences, Gradients, Point, Probe
-from gradcheck_lab.oracles.function import FunctionUnderTest
+from gradcheck_lab.oracles.function import FunctionUnderTest, owned
 
 RELATIVE_STEP = 1e-6
 ALL_PARTIALS_MAX_ELEMENTS = 2048
@@ -156,7 +156,7 @@ def evaluate_at(function: FunctionUnderTest, values: Mapping[str, np.ndarray]) -
 
     with torch.no_grad():
         out = function(input_tensors(function.case, values, function.device))
-    return out.detach().to(torch.float64).cpu().numpy().reshape(-1)
+    return owned(out).reshape(-1)
 
 
 def central_difference(shifted: Callable[[float], np.ndarray], center: np.ndarray,
@@ -224,7 +224,7 @@ def hessian_vector_products(function: FunctionUnderTest, point: Point,
                                     allow_unused=True)
         return np.concatenate([
             np.zeros(size) if grad is None
-            else grad.detach().to(torch.float64).cpu().numpy().reshape(-1)
+            else owned(grad).reshape(-1)
             for grad, size in zip(grads, sizes, strict=True)])
 
     step = joint_step(point, tangents)

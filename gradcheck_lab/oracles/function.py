@@ -17,6 +17,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy as np
+
 from gradcheck_lab.casefile import Case, ImplRef
 from gradcheck_lab.errors import ImplError
 from gradcheck_lab.ops import Op
@@ -142,6 +144,18 @@ def torch_form(dtype: str, device: str) -> Form:
 
     return Form("torch", constant=constant, apply=lambda op, args, params: op.torch(args, params),
                 failures=(RuntimeError, IndexError, ValueError), describe=describe)
+
+
+def owned(tensor: Any) -> np.ndarray:
+    """A float64 numpy copy of a tensor the function under test gave us: never a view (for a
+    float64 cpu tensor ``.numpy()`` shares its memory, and a backward may write into what it
+    returned later), and zeros for torch's ZeroTensor (what double backward gives for a
+    gradient that is structurally zero, which ``.numpy()`` refuses)."""
+    import torch
+
+    if tensor._is_zerotensor():
+        return np.zeros(tuple(tensor.shape))
+    return np.array(tensor.detach().to(torch.float64).cpu().numpy(), copy=True)
 
 
 def device_available(device: str) -> bool:
