@@ -435,8 +435,8 @@ def test_an_impl_that_raises_is_an_error_naming_the_exception_and_the_run_goes_o
     pytest.param("def f(x):\n    return x * x\n",
                  "impl impl.py:f returned shape [2]; the spec's output has shape []",
                  id="wrong shape"),
-    pytest.param("def f(x):\n    return (x * x).sum().float()\n",
-                 "impl impl.py:f returned float32 for float64 inputs", id="wrong dtype"),
+    pytest.param("def f(x):\n    return (x * x).sum().long()\n",
+                 "impl impl.py:f returned int64 for float64 inputs", id="wrong dtype"),
     pytest.param("def f(x):\n    return [1.0]\n",
                  "impl impl.py:f returned list, expected a tensor of shape []", id="a list"),
 ])

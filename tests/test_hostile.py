@@ -69,7 +69,7 @@ EXPECTED = {
     "impl_raises.yaml": (4, "impl", "raised ValueError: this impl always fails (bad_impls.py:"),
     "impl_returns_none.yaml": (4, "impl", "returned NoneType"),
     "impl_sleeps_forever.yaml": (4, "impl", f"time budget of {CASE_TIMEOUT_S} s"),
-    "impl_wrong_dtype.yaml": (4, "impl", "returned float32 for float64 inputs"),
+    "impl_wrong_dtype.yaml": (4, "impl", "returned int64 for float64 inputs"),
     "impl_wrong_shape.yaml": (4, "impl", "returned shape [2]"),
     "inf_nested_input.yaml": (2, "inputs.W", "element [1][1]: -inf is not allowed"),
     "keyword_input_name.yaml": (3, "inputs.class", "is a Python keyword"),

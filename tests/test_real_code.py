@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -135,3 +136,97 @@ def test_mis_scaled_grad_output_is_caught_whatever_the_sign() -> None:
         signs.add(c < 0)
         assert result.status == ("fail" if c < 0 else "pass"), (seed, result.message)
     assert signs == {True, False}  # the seeds drew both signs
+
+
+# -- the precision of the function under test, measured -------------------------------------------
+
+class TanhInFloat32(torch.autograd.Function):
+    """tanh computed in float32 inside float64 code, as mixed-precision references do;
+    ``factor`` plants a relative error into the backward."""
+
+    factor = 1.0
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        y = torch.tanh(x.float())
+        ctx.save_for_backward(y)
+        return y.to(x.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        (y,) = ctx.saved_tensors
+        return (grad.float() * (1 - y * y) * TanhInFloat32.factor).to(grad.dtype)
+
+
+def tanh_in_float32(x: torch.Tensor) -> torch.Tensor:
+    return (TanhInFloat32.apply(x) * 3).sum()
+
+
+MIXED = {"output": "sum(tanh(x) * 3)", "inputs": {"x": {"shape": [64], "init": "randn",
+                                                         "seed": 3}}}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_function_computing_in_float32_inside_passes_at_that_precision(dtype: str) -> None:
+    result = only(gradcheck_lab.check(**MIXED, impl=tanh_in_float32, dtypes=[dtype]))
+    assert result.status == "pass", result.message
+    assert result.tolerance["precision"].startswith("about float32")
+    said = [note for note in result.notes if "computes at about float32" in note]
+    assert len(said) == (1 if dtype == "float64" else 0)  # said where it is news
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_the_same_function_with_a_1e_minus_3_bug_fails_naming_autograd(
+        dtype: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(TanhInFloat32, "factor", 1 + 1e-3)
+    result = only(gradcheck_lab.check(**MIXED, impl=tanh_in_float32, dtypes=[dtype]))
+    assert result.status == "fail"
+    gradient = [m for m in result.mismatches if m.check == "gradient"]
+    assert gradient and {m.odd_oracle for m in gradient} == {"autograd"}, result.message
+
+
+def test_an_impl_returning_float32_for_float64_inputs_is_checked_not_refused() -> None:
+    result = only(gradcheck_lab.check("sum(tanh(x))", MIXED["inputs"],
+                                      impl=lambda x: torch.tanh(x.float()).sum()))
+    assert result.status == "pass", result.message
+    assert result.tolerance["precision"].startswith("about float32")
+
+
+def test_an_impl_that_refuses_float64_is_differenced_in_the_case_dtype() -> None:
+    def float32_only(x: torch.Tensor) -> torch.Tensor:
+        if x.dtype != torch.float32:
+            raise TypeError(f"expected float32, got {x.dtype}")
+        return torch.tanh(x).sum()
+
+    result = only(gradcheck_lab.check("sum(tanh(x))", MIXED["inputs"], impl=float32_only,
+                                      dtypes=["float32"]))
+    assert result.status == "pass", result.message
+    assert any("call the impl in float32" in note for note in result.notes)
+
+
+def test_a_float64_impl_keeps_float64_precision_and_its_tolerance() -> None:
+    def float64_tanh(x: torch.Tensor) -> torch.Tensor:
+        return (torch.tanh(x) * 3).sum()
+
+    result = only(gradcheck_lab.check(**MIXED, impl=float64_tanh))
+    assert result.status == "pass", result.message
+    assert result.tolerance["precision"].startswith("about float64")
+    assert result.tolerance["rtol"] == pytest.approx(2.0 ** -26)
+
+
+def test_the_noise_measure_tells_float32_from_float64() -> None:
+    from gradcheck_lab.oracles.base import Point
+    from gradcheck_lab.oracles.precision import classify, measure
+
+    x = np.random.default_rng(0).standard_normal(32)
+    point = Point("float64", {"x": x}, {})
+
+    def evaluate(cast: Any) -> Any:
+        return lambda values: np.asarray([np.sum(np.tanh(cast(values["x"])))], np.float64)
+
+    fine = measure(evaluate(lambda v: v), point, ["x"], 0.0, 0)
+    coarse = measure(evaluate(lambda v: v.astype(np.float32)), point, ["x"], 0.0, 0)
+    assert (fine.dtype, coarse.dtype) == ("float64", "float32")
+    assert fine.noise < 1e-13 and 1e-9 < coarse.noise < 1e-5
+    assert [classify(n) for n in (1e-16, 1e-12, 1e-7, 1e-4, 1e-1)] == [
+        "float64", "float64", "float32", "float16", "bfloat16"]

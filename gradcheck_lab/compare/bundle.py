@@ -9,6 +9,7 @@ import numpy as np
 from gradcheck_lab.casefile import Case
 from gradcheck_lab.compare.tolerances import ToleranceRule, symbolic_rule
 from gradcheck_lab.oracles.base import FiniteDifferences, Gradients, Point, Probe
+from gradcheck_lab.oracles.precision import FLOAT64, Precision
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,9 @@ class OracleResults:
     symbolic: Gradients
     autograd: Gradients
     finite_differences: FiniteDifferences | None
+    # How precisely the function under test computes (oracles.precision): float64 for the
+    # spec, measured for an impl.
+    precision: Precision = FLOAT64
 
     @property
     def exact(self) -> bool:

@@ -9,7 +9,7 @@ itself, so that is the differences' own error and only a note.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -44,6 +44,16 @@ class FdTally:
     inconclusive: int = 0
     fd_alone: int = 0
     largest_atol: float = 0.0
+    # Per input whose odd oracle nobody could name: its disagreeing elements, largest first.
+    undecided: dict[str, list[int]] = field(default_factory=dict)
+
+
+def undecided_elements(results: OracleResults, rule: ToleranceRule,
+                       impl_differs_from_spec: bool) -> dict[str, np.ndarray]:
+    """Per input, the elements where symbolic and autograd disagree and finite differences
+    could name neither (what a sharper finite difference should look at again)."""
+    _, tally = compare_gradients(results, rule, impl_differs_from_spec)
+    return {name: np.asarray(flats, dtype=np.int64) for name, flats in tally.undecided.items()}
 
 
 def compare_gradients(results: OracleResults, rule: ToleranceRule,
@@ -207,6 +217,14 @@ class _InputGradient:
             disagreements = [(e, k, flat, None if odd == SYMBOLIC else odd)
                              for e, k, flat, odd in disagreements]
         elements = len({flat for _, _, flat, _ in disagreements})
+        if not self.impl_differs_from_spec:
+            # Elements that finite differences left undecided (or, when nobody is named for
+            # the input, every disagreeing one): what a sharper difference should look at.
+            ranked = sorted(disagreements, key=lambda row: -row[0])
+            undecided = [flat for _, _, flat, odd in ranked
+                         if odd is None or (odd is _UNDECIDED and group_odd is None)]
+            if undecided:
+                self.tally.undecided[self.name] = list(dict.fromkeys(undecided))
         for error, k, flat, odd in worst(disagreements, lambda row: row[0]):
             s = self.results.symbolic.per_probe[k][self.name].reshape(-1)
             a = self.results.autograd.per_probe[k][self.name].reshape(-1)

@@ -75,11 +75,13 @@ def default_rtol(dtype: str) -> float:
     return math.sqrt(EPSILON[dtype])
 
 
-def rule_for(dtype: str, override: Tolerance | None = None) -> ToleranceRule:
-    """The dtype's derived rule, with a case's ``tolerance:`` override merged in."""
+def rule_for(dtype: str, override: Tolerance | None = None,
+             source: str | None = None) -> ToleranceRule:
+    """The dtype's derived rule, with a case's ``tolerance:`` override merged in; ``source``
+    says why this dtype, when it is not the case's."""
     rtol = default_rtol(dtype)
     if override is None or (override.rtol is None and override.atol is None):
-        return ToleranceRule(dtype, rtol, None, f"derived: sqrt(eps) of {dtype}")
+        return ToleranceRule(dtype, rtol, None, source or f"derived: sqrt(eps) of {dtype}")
     return ToleranceRule(
         dtype,
         override.rtol if override.rtol is not None else rtol,

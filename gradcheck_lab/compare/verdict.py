@@ -3,6 +3,8 @@ the tolerance rule, the verdict their merge."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from gradcheck_lab.compare.bundle import OracleResults
 from gradcheck_lab.compare.contract import (
     compare_gradient_types,
@@ -11,7 +13,7 @@ from gradcheck_lab.compare.contract import (
     rerun_rule,
 )
 from gradcheck_lab.compare.findings import FD_INCONCLUSIVE, FD_SAFETY, Findings, Verdict, count_text
-from gradcheck_lab.compare.gradients import FdTally, compare_gradients
+from gradcheck_lab.compare.gradients import FdTally, compare_gradients, undecided_elements
 from gradcheck_lab.compare.tolerances import ToleranceRule
 from gradcheck_lab.compare.values import compare_expectation, compare_values, value_gap
 from gradcheck_lab.oracles.base import describe_probes, independent
@@ -21,8 +23,8 @@ def compare(results: OracleResults, rule: ToleranceRule) -> Verdict:
     """Gradients, forward values, the function's contract (in-place writes, reruns, gradient
     types) and every ``expect`` entry; a verdict that fails where any of them found a
     failure. Returns data, never raises for a disagreement."""
+    impl_differs_from_spec = impl_differs(results, rule)
     gap = value_gap(results, rule)
-    impl_differs_from_spec = results.case.impl is not None and gap.differ.size > 0
     gradients, tally = compare_gradients(results, rule, impl_differs_from_spec)
     found = Findings(notes=[*results.symbolic.notes, *results.autograd.notes,
                             *(results.finite_differences.notes
@@ -32,11 +34,34 @@ def compare(results: OracleResults, rule: ToleranceRule) -> Verdict:
                      *(compare_expectation(results, rule, expectation)
                        for expectation in results.case.expectations)):
         found.extend(findings)
+    found.notes.extend(_precision_notes(results))
     found.notes.extend(_finite_difference_notes(results, tally))
     status = "fail" if found.mismatches or found.summary else "pass"
     message = "; ".join(found.summary) if status == "fail" else _pass_message(results, tally)
     return Verdict(status, message, found.mismatches, found.notes, _counts(results),
                    _tolerance(results, rule, tally))
+
+
+def impl_differs(results: OracleResults, rule: ToleranceRule) -> bool:
+    """The impl's forward values are not the spec's: finite differences of the impl then
+    cannot speak for or against the spec's gradient."""
+    return results.case.impl is not None and value_gap(results, rule).differ.size > 0
+
+
+def undecided(results: OracleResults, rule: ToleranceRule) -> dict[str, np.ndarray]:
+    """Where the comparison could not name the odd oracle (``gradients.undecided_elements``)."""
+    return undecided_elements(results, rule, impl_differs(results, rule))
+
+
+def _precision_notes(results: OracleResults) -> list[str]:
+    """What the measured precision of the function under test changed."""
+    precision, dtype = results.precision, results.point.dtype
+    if not precision.coarser_than(dtype):
+        return []
+    return [f"the impl computes at {precision.describe()}, coarser than its {dtype} inputs: "
+            f"compared at {precision.dtype} precision (the tolerance of {precision.dtype}, and "
+            f"finite differences with a step of {precision.relative_step:.2g}·max(1,|x|) and "
+            "that round-off in their error bars)"]
 
 
 def _finite_difference_notes(results: OracleResults, tally: FdTally) -> list[str]:
@@ -99,4 +124,6 @@ def _tolerance(results: OracleResults, rule: ToleranceRule, tally: FdTally) -> d
         "finite_difference": f"per-element error bar from steps h and 2h, ×{FD_SAFETY:g}",
         "probes": describe_probes(results.probes),
         "nondeterminism": rerun_rule(results),
+        **({"precision": results.precision.describe()} if results.case.impl is not None
+           else {}),
     }

@@ -23,15 +23,15 @@ import numpy as np
 
 from gradcheck_lab.oracles.base import Estimates, FiniteDifferences, Point, Probe
 from gradcheck_lab.oracles.finite_difference import (
-    EPS64,
-    METHOD,
-    RELATIVE_STEP,
     ROUNDOFF_FACTOR,
+    called_in_note,
     evaluate_at,
     input_tensors,
+    method,
     partial_difference,
 )
 from gradcheck_lab.oracles.function import FunctionUnderTest
+from gradcheck_lab.oracles.precision import FLOAT64, Precision
 
 CHUNK = 256  # perturbed copies per batched forward
 # Copying more than this many elements per chunk (CHUNK copies of a 784x128 weight are 25
@@ -44,7 +44,8 @@ _SAMPLE_STREAM = 4
 def estimate(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...], *,
              reference: tuple[dict[str, np.ndarray], ...] | None = None,
              term_scale: float = 0.0,
-             progress: Callable[[int, int], None] | None = None) -> FiniteDifferences:
+             progress: Callable[[int, int], None] | None = None,
+             precision: Precision = FLOAT64) -> FiniteDifferences:
     """Every partial of every differentiable input of ``function`` (called in float64),
     projected on each probe's cotangent. ``reference``: gradients per probe (the symbolic
     oracle's) whose disagreeing elements get a full error bar. ``progress(done, total)`` is
@@ -65,7 +66,7 @@ def estimate(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...
     per_input: dict[str, Estimates] = {}
     for number, spec in enumerate(case.differentiable_inputs):
         x = base[spec.name].reshape(-1)
-        steps = RELATIVE_STEP * torch.clamp(x.abs(), min=1.0)
+        steps = precision.relative_step * torch.clamp(x.abs(), min=1.0)
         partials = torch.empty((len(probes), x.numel()), dtype=torch.float64, device=device)
         for start in range(0, x.numel(), CHUNK):
             indices = torch.arange(start, min(start + CHUNK, x.numel()), device=device)
@@ -79,13 +80,14 @@ def estimate(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...
         partials_np = partials.cpu().numpy()
         # Round-off: a few ulps of the function's values (or a larger intermediate), over h.
         magnitude = max(float(center.abs().max()) if center.numel() else 0.0, term_scale)
-        roundoff = (ROUNDOFF_FACTOR * EPS64 * magnitude / steps.cpu().numpy())[None, :] * (
+        roundoff = (ROUNDOFF_FACTOR * precision.roundoff * magnitude
+                    / steps.cpu().numpy())[None, :] * (
             np.abs(cotangents.cpu().numpy()).sum(axis=1)[:, None])
         errors = _error_bars(point, spec.name, number, partials_np, roundoff, function,
                              center.cpu().numpy(), cotangents.cpu().numpy(), term_scale,
                              None if reference is None else [r[spec.name].reshape(-1)
                                                              for r in reference],
-                             evaluations)
+                             evaluations, precision)
         per_input[spec.name] = Estimates(
             indices=np.arange(x.numel()), partials=partials_np, partial_errors=errors,
             directions=np.zeros((0, *spec.shape)), directional=np.zeros((len(probes), 0)),
@@ -93,11 +95,11 @@ def estimate(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...
     how = ("batched with vmap where faster than plain calls" if batched.vmapped
            else "plain calls (faster than vmap here, or vmap could not trace it)")
     return FiniteDifferences(
-        f"{METHOD.replace(', error from h vs 2h', '')}; exhaustive: every partial, {how}; full "
-        f"error bars (h vs 2h) on {SAMPLE} sampled elements per input and on disagreements; "
-        f"on {function.label}",
+        f"{method(precision).replace(', error from h vs 2h', '')}; exhaustive: every partial, "
+        f"{how}; full error bars (h vs 2h) on {SAMPLE} sampled elements per input and on "
+        f"disagreements; on {function.label}",
         center.cpu().numpy().reshape(case.program.output_node.shape), per_input,
-        evaluations[0])
+        evaluations[0], notes=called_in_note(function))
 
 
 class _Batched:
@@ -180,7 +182,8 @@ class _Batched:
 def _error_bars(point: Point, name: str, number: int, partials: np.ndarray,
                 roundoff: np.ndarray, function: FunctionUnderTest, center: np.ndarray,
                 cotangents: np.ndarray, term_scale: float,
-                reference: list[np.ndarray] | None, evaluations: list[int]) -> np.ndarray:
+                reference: list[np.ndarray] | None, evaluations: list[int],
+                precision: Precision) -> np.ndarray:
     """Round-off for every element; the full bar (h vs 2h, fourth difference) on a sample and
     on the elements that disagree with the reference beyond the sample-based bar."""
 
@@ -194,7 +197,7 @@ def _error_bars(point: Point, name: str, number: int, partials: np.ndarray,
         return evaluate_at(function, {**point.values, name: moved})
 
     def full_bar(flat: int) -> np.ndarray:
-        _, error = partial_difference(at, x, flat, center, term_scale)
+        _, error = partial_difference(at, x, flat, center, term_scale, precision)
         return np.abs(cotangents) @ error
 
     errors = roundoff.copy()

@@ -16,6 +16,7 @@ symbolic and autograd disagree most), so the cost stays bounded.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -24,11 +25,10 @@ import numpy as np
 from gradcheck_lab.casefile import Case
 from gradcheck_lab.oracles.base import Estimates, FiniteDifferences, Gradients, Point, Probe
 from gradcheck_lab.oracles.function import FunctionUnderTest, owned
+from gradcheck_lab.oracles.precision import EPS64, FLOAT64, Precision
 
-RELATIVE_STEP = 1e-6
 ALL_PARTIALS_MAX_ELEMENTS = 2048
 DIRECTIONS_PER_INPUT = 8
-EPS64 = float(np.finfo(np.float64).eps)
 ROUNDOFF_FACTOR = 4.0  # a few ulps of the function's value per evaluation
 _DIRECTION_STREAM = 2  # seed stream of the directions (the cotangents use stream 1)
 
@@ -37,12 +37,13 @@ METHOD = "central, h=1e-6·max(1,|x|), error from h vs 2h"
 
 def estimate(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...], *,
              focus: dict[str, np.ndarray] | None = None, mode: str = "auto",
-             term_scale: float = 0.0) -> FiniteDifferences:
+             term_scale: float = 0.0, precision: Precision = FLOAT64) -> FiniteDifferences:
     """Estimates for every differentiable input of ``function`` (called in float64).
     ``mode``: "auto", "all" or "projections".
 
     ``term_scale``: the largest intermediate value of the computation, when known, for the
-    round-off floor of the error bars.
+    round-off floor of the error bars. ``precision``: how precisely the function computes
+    (``oracles.precision``), which sets the step and the round-off in the bars.
     """
     case = function.case
     counter = [0]
@@ -57,7 +58,7 @@ def estimate(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...
     def central(name: str, x: np.ndarray, direction: np.ndarray,
                 step: float) -> tuple[np.ndarray, np.ndarray]:
         return central_difference(lambda t: evaluate(name, x + t * direction), value,
-                                  term_scale, step)
+                                  term_scale, step, precision.roundoff)
 
     cotangents = np.stack([np.asarray(p.cotangent, dtype=np.float64).reshape(-1)
                            for p in probes])
@@ -76,7 +77,7 @@ def estimate(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...
         for flat in indices:
             column, error = partial_difference(
                 lambda moved, name=spec.name: evaluate(name, moved), x, int(flat), value,
-                term_scale)
+                term_scale, precision)
             partials.append(cotangents @ column)
             partial_errors.append(np.abs(cotangents) @ error)
         directions = np.zeros((0, *x.shape))
@@ -86,7 +87,7 @@ def estimate(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...
             scale = np.maximum(1.0, np.abs(x))
             directions = rng.standard_normal((DIRECTIONS_PER_INPUT, *x.shape)) * scale
             for direction in directions:
-                column, error = central(spec.name, x, direction, RELATIVE_STEP)
+                column, error = central(spec.name, x, direction, precision.relative_step)
                 directional.append(cotangents @ column)
                 directional_errors.append(np.abs(cotangents) @ error)
         per_input[spec.name] = Estimates(
@@ -99,8 +100,106 @@ def estimate(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...
         )
     kind = "every partial" if all_partials else (
         f"{DIRECTIONS_PER_INPUT} random directions per input + focus elements")
-    return FiniteDifferences(f"{METHOD}; {kind}; on {function.label}", value.reshape(
-        case.program.output_node.shape), per_input, counter[0])
+    return FiniteDifferences(f"{method(precision)}; {kind}; on {function.label}",
+                             value.reshape(case.program.output_node.shape), per_input,
+                             counter[0], notes=called_in_note(function))
+
+
+def called_in_note(function: FunctionUnderTest) -> tuple[str, ...]:
+    """Said when the impl refused float64 inputs and finite differences called it in the
+    case's dtype instead."""
+    if function.called_in == function.dtype:
+        return ()
+    return (f"finite differences call the impl in {function.called_in}: it refused "
+            f"{function.dtype} inputs ({function.refused})",)
+
+
+# A second, incommensurate step for the refined estimates' independent noise sample.
+REFINE_STEP_RATIO = 0.6180339887
+REFINE_MAX_ELEMENTS = 32
+
+
+def refine(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...],
+           differences: FiniteDifferences, elements: dict[str, np.ndarray],
+           precision: Precision = FLOAT64) -> FiniteDifferences:
+    """The partials at ``elements`` (by input, flat indices) again, with error bars of their
+    own: where symbolic and autograd disagree and the first estimates' bars were too wide to
+    tell which is right.
+
+    The first bars hold a floor from the round-off of the function's largest term, whatever
+    the element: right for a sum((x + 1e8) - 1e8), far too wide for one element of a large
+    float32 sum, whose difference moves a single term. Here each element's round-off is
+    measured by its own fourth differences, at the step and at a second, incommensurate one
+    (two independent samples of the noise its difference really sees), beside the truncation
+    seen between h and 2h; the floor is the values' own rounding, not the largest term's.
+    """
+    center = evaluate_at(function, point.values)
+    cotangents = np.stack([np.asarray(p.cotangent, dtype=np.float64).reshape(-1)
+                           for p in probes])
+    per_input = dict(differences.per_input)
+    evaluations = differences.evaluations + 1
+    for name, flats in elements.items():
+        x = np.asarray(point.values[name])
+        estimates = per_input[name]
+        indices, partials = list(estimates.indices), estimates.partials.T.tolist()
+        errors = estimates.partial_errors.T.tolist()
+        for flat in [int(f) for f in flats][:REFINE_MAX_ELEMENTS]:
+            column, error = _element_difference(function, point, name, x, flat, center,
+                                                precision)
+            evaluations += 8
+            row, bar = cotangents @ column, np.abs(cotangents) @ error
+            if flat in indices:
+                position = indices.index(flat)
+                partials[position], errors[position] = list(row), list(bar)
+            else:
+                indices.append(flat)
+                partials.append(list(row))
+                errors.append(list(bar))
+        order = np.argsort(indices, kind="stable")
+        per_input[name] = dataclasses.replace(
+            estimates, indices=np.asarray(indices, dtype=np.int64)[order],
+            partials=_columns([np.asarray(partials[i]) for i in order], len(probes)),
+            partial_errors=_columns([np.asarray(errors[i]) for i in order], len(probes)))
+    notes = (*differences.notes, "finite differences re-estimated "
+             f"{sum(min(len(f), REFINE_MAX_ELEMENTS) for f in elements.values())} partial(s) "
+             "where symbolic and autograd disagree, with each element's own round-off "
+             "measured (two fourth differences) in place of the largest term's")
+    return dataclasses.replace(differences, per_input=per_input, evaluations=evaluations,
+                               notes=notes)
+
+
+def _element_difference(function: FunctionUnderTest, point: Point, name: str, x: np.ndarray,
+                        flat: int, center: np.ndarray,
+                        precision: Precision) -> tuple[np.ndarray, np.ndarray]:
+    """d f / d x[flat] at the precision's step, its bar from this element's own noise."""
+    unit = np.zeros(x.size)
+    unit[flat] = 1.0
+    unit = unit.reshape(x.shape)
+
+    def at(t: float) -> np.ndarray:
+        return evaluate_at(function, {**point.values, name: x + t * unit})
+
+    step = precision.relative_step * max(1.0, abs(float(x.reshape(-1)[flat])))
+    values = {k: at(k * step) for k in (1, -1, 2, -2)}
+    other = REFINE_STEP_RATIO * step
+    second = {k: at(k * other) for k in (1, -1, 2, -2)}
+    with np.errstate(all="ignore"):
+        at_h = (values[1] - values[-1]) / (2 * step)
+        at_2h = (values[2] - values[-2]) / (4 * step)
+        noise = np.maximum(*(np.abs(v[2] - 4 * v[1] + 6 * center - 4 * v[-1] + v[-2]) / 6
+                             for v in (values, second)))
+        magnitude = np.max(np.abs(np.stack([center, *values.values()])), axis=0)
+        floor = ROUNDOFF_FACTOR * np.maximum(noise, EPS64 * magnitude) / step
+        error = np.abs(at_h - at_2h) + floor
+    return at_h, error
+
+
+def method(precision: Precision) -> str:
+    """The method in words: float64's step, or the step a coarser function gets."""
+    if precision.dtype == "float64":
+        return METHOD
+    return (f"central, h={precision.relative_step:.2g}·max(1,|x|) for a function computing at "
+            f"about {precision.dtype} precision, error from h vs 2h")
 
 
 def focus_elements(case: Case, sym: Gradients, ag: Gradients,
@@ -129,14 +228,16 @@ def focus_elements(case: Case, sym: Gradients, ag: Gradients,
 
 
 def partial_difference(at: Callable[[np.ndarray], np.ndarray], x: np.ndarray, flat: int,
-                       center: np.ndarray, term_scale: float) -> tuple[np.ndarray, np.ndarray]:
+                       center: np.ndarray, term_scale: float,
+                       precision: Precision = FLOAT64) -> tuple[np.ndarray, np.ndarray]:
     """d f / d x[flat], with its error bar: ``at(moved)`` is f with the input x replaced by
-    ``moved``; the step is h = RELATIVE_STEP·max(1, |x[flat]|)."""
+    ``moved``; the step is h = the precision's relative step × max(1, |x[flat]|)."""
     direction = np.zeros(x.size)
     direction[flat] = 1.0
     direction = direction.reshape(x.shape)
-    step = RELATIVE_STEP * max(1.0, abs(float(x.reshape(-1)[flat])))
-    return central_difference(lambda t: at(x + t * direction), center, term_scale, step)
+    step = precision.relative_step * max(1.0, abs(float(x.reshape(-1)[flat])))
+    return central_difference(lambda t: at(x + t * direction), center, term_scale, step,
+                              precision.roundoff)
 
 
 def input_tensors(case: Case, values: Mapping[str, np.ndarray], device: str) -> dict[str, Any]:
@@ -160,9 +261,10 @@ def evaluate_at(function: FunctionUnderTest, values: Mapping[str, np.ndarray]) -
 
 
 def central_difference(shifted: Callable[[float], np.ndarray], center: np.ndarray,
-                       term_scale: float, step: float) -> tuple[np.ndarray, np.ndarray]:
+                       term_scale: float, step: float,
+                       roundoff_per_evaluation: float = EPS64) -> tuple[np.ndarray, np.ndarray]:
     """d/dt F(t) at t = 0 from F(±h), F(±2h) (``shifted(t)`` is F(t), ``center`` F(0)), and an
-    error bar for each element."""
+    error bar for each element; ``roundoff_per_evaluation``: F's relative round-off."""
     outputs = {0: center}
     for multiple in (1, -1, 2, -2):
         outputs[multiple] = shifted(multiple * step)
@@ -172,21 +274,22 @@ def central_difference(shifted: Callable[[float], np.ndarray], center: np.ndarra
         fourth = outputs[2] - 4 * outputs[1] + 6 * outputs[0] - 4 * outputs[-1] + outputs[-2]
         magnitude = np.maximum(np.max(np.abs(np.stack(list(outputs.values()))), axis=0),
                                term_scale)
-        roundoff = ROUNDOFF_FACTOR * EPS64 * magnitude / step
+        roundoff = ROUNDOFF_FACTOR * roundoff_per_evaluation * magnitude / step
         error = np.abs(at_h - at_2h) + np.abs(fourth) / (2 * step) + roundoff
     return at_h, error
 
 
-def joint_step(point: Point, tangents: dict[str, np.ndarray]) -> float:
+def joint_step(point: Point, tangents: dict[str, np.ndarray],
+               precision: Precision = FLOAT64) -> float:
     """One step for moving every input at once along its tangent: relative to the largest."""
     largest = max((float(np.max(np.abs(point.values[name]))) for name in tangents
                    if point.values[name].size), default=1.0)
-    return RELATIVE_STEP * max(1.0, largest)
+    return precision.relative_step * max(1.0, largest)
 
 
 def jacobian_vector_product(function: FunctionUnderTest, point: Point,
-                            tangents: dict[str, np.ndarray], term_scale: float = 0.0
-                            ) -> tuple[np.ndarray, np.ndarray]:
+                            tangents: dict[str, np.ndarray], term_scale: float = 0.0,
+                            precision: Precision = FLOAT64) -> tuple[np.ndarray, np.ndarray]:
     """d/dt f(x + t·v) for the tangents v of all inputs at once, with error bars."""
 
     def shifted(t: float) -> np.ndarray:
@@ -194,12 +297,13 @@ def jacobian_vector_product(function: FunctionUnderTest, point: Point,
                  for name, values in point.values.items()}
         return evaluate_at(function, moved).reshape(function.output_shape)
 
-    return central_difference(shifted, shifted(0.0), term_scale, joint_step(point, tangents))
+    return central_difference(shifted, shifted(0.0), term_scale,
+                              joint_step(point, tangents, precision), precision.roundoff)
 
 
 def hessian_vector_products(function: FunctionUnderTest, point: Point,
-                            probes: tuple[Probe, ...], tangents: dict[str, np.ndarray]
-                            ) -> tuple[dict[str, np.ndarray], ...]:
+                            probes: tuple[Probe, ...], tangents: dict[str, np.ndarray],
+                            precision: Precision = FLOAT64) -> tuple[dict[str, np.ndarray], ...]:
     """Per probe u, d/dt of autograd's first-order VJP u·J at x + t·v, in float64, as
     {input: (estimate, error bar)} stacked along a leading axis of 2."""
     import torch
@@ -227,11 +331,12 @@ def hessian_vector_products(function: FunctionUnderTest, point: Point,
             else owned(grad).reshape(-1)
             for grad, size in zip(grads, sizes, strict=True)])
 
-    step = joint_step(point, tangents)
+    step = joint_step(point, tangents, precision)
     results = []
     for probe in probes:
         estimate, error = central_difference(lambda t, p=probe: gradient_at(t, p),
-                                             gradient_at(0.0, probe), 0.0, step)
+                                             gradient_at(0.0, probe), 0.0, step,
+                                             precision.roundoff)
         split = np.cumsum(sizes)[:-1]
         results.append({
             name: np.stack([e.reshape(point.values[name].shape),

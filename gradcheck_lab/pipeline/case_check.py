@@ -12,6 +12,7 @@ merges the points, and ends with the training step. A case that cannot be checke
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import traceback
 from collections.abc import Iterator
@@ -22,10 +23,11 @@ import numpy as np
 from gradcheck_lab.casefile import Case
 from gradcheck_lab.compare import OracleResults, Verdict, compare
 from gradcheck_lab.compare.findings import Findings, merge_points
-from gradcheck_lab.compare.tolerances import rule_for
+from gradcheck_lab.compare.tolerances import ToleranceRule, rule_for
 from gradcheck_lab.errors import CaseError, ImplError, SpecError
 from gradcheck_lab.oracles.base import Gradients, Point, Probe, independent
 from gradcheck_lab.oracles.function import FunctionUnderTest, device_available
+from gradcheck_lab.oracles.precision import Precision
 from gradcheck_lab.results import Result
 from gradcheck_lab.settings import Settings
 
@@ -151,7 +153,8 @@ class CaseCheck:
         """The result at ``device``, and the seconds of one forward+backward pass (the unit
         of the check's cost)."""
         functions = _Functions(FunctionUnderTest(self.case, self.dtype, device),
-                               FunctionUnderTest(self.case, "float64", device))
+                               FunctionUnderTest(self.case, "float64", device,
+                                                 fallback=self.dtype))
         verdicts, skipped = [], []
         sensitivity = None
         for index, prepared in enumerate(points):
@@ -159,15 +162,16 @@ class CaseCheck:
                 skipped.append(f"point {index} skipped: {'; '.join(prepared.symbolic.kinks)}")
                 continue
             results = self.oracle_results(prepared, functions)
-            verdict = compare(results, self.rule)
+            rule = self.rule_at(results.precision)
+            results, verdict = self.compared(results, functions, rule)
             if index == 0 and self.settings.sensitivity:  # planted errors: comparisons only
                 from gradcheck_lab.diagnose.sensitivity import measure
 
-                sensitivity = measure(results, self.rule, verdict)
-            self.beside_the_comparison(results, functions, verdict)
+                sensitivity = measure(results, rule, verdict)
+            self.beside_the_comparison(results, functions, verdict, rule)
             if index == 0:
                 first = results
-                verdict.add(self.against_reference_device(results))
+                verdict.add(self.against_reference_device(results, rule))
             verdicts.append((index, verdict))
         verdict = merge_points(verdicts, self.case.points)
         verdict.notes.extend([*self.kink_notes, *skipped])
@@ -190,16 +194,63 @@ class CaseCheck:
 
         point, probes, sym = prepared.point, prepared.probes, prepared.symbolic
         ag = autograd.gradients(functions.checked, point, probes)
+        precision = self.precision(functions.reference, point, sym)
         if self.settings.fd == "exhaustive":
-            fd = self.exhaustive_differences(functions.reference, point, probes, sym)
+            fd = self.exhaustive_differences(functions.reference, point, probes, sym, precision)
         else:
             focus = finite_difference.focus_elements(self.case, sym, ag, FD_FOCUS_ELEMENTS)
             fd = finite_difference.estimate(functions.reference, point, probes, focus=focus,
-                                            mode=self.settings.fd, term_scale=sym.term_scale)
-        return OracleResults(self.case, point, probes, sym, ag, fd)
+                                            mode=self.settings.fd, term_scale=sym.term_scale,
+                                            precision=precision)
+        return OracleResults(self.case, point, probes, sym, ag, fd, precision)
+
+    def compared(self, results: OracleResults, functions: _Functions,
+                 rule: ToleranceRule) -> tuple[OracleResults, Verdict]:
+        """The comparison; where finite differences could not tell symbolic from autograd,
+        their estimates at those elements sharpened (``finite_difference.refine``) and the
+        comparison made again, before the verdict gives up."""
+        from gradcheck_lab.compare.verdict import undecided
+        from gradcheck_lab.oracles import finite_difference
+
+        verdict = compare(results, rule)
+        if verdict.status != "fail" or results.finite_differences is None:
+            return results, verdict
+        elements = undecided(results, rule)
+        if not elements:
+            return results, verdict
+        sharper = finite_difference.refine(functions.reference, results.point, results.probes,
+                                           results.finite_differences, elements,
+                                           results.precision)
+        results = dataclasses.replace(results, finite_differences=sharper)
+        return results, compare(results, rule)
+
+    def precision(self, function: FunctionUnderTest, point: Point,
+                  sym: Gradients) -> Precision:
+        """How precisely an impl computes, measured at the point (the spec lowered by us
+        computes in float64); at least as coarse as the dtype it returns or is called in."""
+        from gradcheck_lab.oracles import precision
+        from gradcheck_lab.oracles.finite_difference import evaluate_at
+
+        if self.case.impl is None:
+            return precision.FLOAT64
+        names = [spec.name for spec in self.case.differentiable_inputs]
+        measured = precision.measure(lambda values: evaluate_at(function, values), point,
+                                     names, sym.term_scale, self.case.seed)
+        for dtype in (function.returned_dtype, function.called_in):
+            measured = precision.at_least(measured, dtype)
+        return measured
+
+    def rule_at(self, precision: Precision) -> ToleranceRule:
+        """The dtype's rule, or the rule of the precision the function under test actually
+        computes at, when that is coarser (unless the case sets its own tolerance)."""
+        if not precision.coarser_than(self.dtype) or self.case.tolerance.get(self.dtype):
+            return self.rule
+        return rule_for(precision.dtype, source=f"derived: sqrt(eps) of {precision.dtype}, the "
+                                                "precision the impl computes at")
 
     def exhaustive_differences(self, function: FunctionUnderTest, point: Point,
-                               probes: tuple[Probe, ...], sym: Gradients) -> object:
+                               probes: tuple[Probe, ...], sym: Gradients,
+                               precision: Precision) -> object:
         """Every partial by finite differences, with a progress bar on a terminal."""
         from gradcheck_lab.oracles import exhaustive
         from gradcheck_lab.pipeline.progress import progress_bar
@@ -207,10 +258,11 @@ class CaseCheck:
         label = f"{self.case.name}[{self.dtype}-{function.device}] finite differences"
         with progress_bar(label) as progress:
             return exhaustive.estimate(function, point, probes, reference=sym.per_probe,
-                                       term_scale=sym.term_scale, progress=progress)
+                                       term_scale=sym.term_scale, progress=progress,
+                                       precision=precision)
 
     def beside_the_comparison(self, results: OracleResults, functions: _Functions,
-                              verdict: Verdict) -> None:
+                              verdict: Verdict, rule: ToleranceRule) -> None:
         """At one point, after the comparison: a spec-only gradient failure localized, and
         forward mode and second order when the case asks for them."""
         if verdict.status == "fail" and self.case.impl is None and any(
@@ -218,11 +270,11 @@ class CaseCheck:
             from gradcheck_lab.diagnose.localize import localize  # which step's backward
 
             verdict.notes.append(localize(self.case, results.point, results.probes, verdict,
-                                          self.rule, functions.checked.device))
-        verdict.add(self.modes(results, functions, verdict))
+                                          rule, functions.checked.device))
+        verdict.add(self.modes(results, functions, verdict, rule))
 
-    def modes(self, results: OracleResults, functions: _Functions,
-              verdict: Verdict) -> Findings:
+    def modes(self, results: OracleResults, functions: _Functions, verdict: Verdict,
+              rule: ToleranceRule) -> Findings:
         """Forward mode (modes: [reverse, forward]) and second order (order: 2)."""
         from gradcheck_lab.oracles.base import make_tangents
 
@@ -233,26 +285,29 @@ class CaseCheck:
         tangents = make_tangents({spec.name: spec.shape
                                   for spec in self.case.differentiable_inputs}, self.case.seed)
         if forward:
-            found.extend(self.forward_mode(results, functions, tangents))
+            found.extend(self.forward_mode(results, functions, tangents, rule))
         if self.case.order == 2:
             first_order_wrong = any(m.check == "gradient" and m.odd_oracle != "symbolic"
                                     for m in verdict.mismatches)
-            found.extend(self.second_order(results, functions, tangents, first_order_wrong))
+            found.extend(self.second_order(results, functions, tangents, first_order_wrong,
+                                           rule))
         return found
 
     def forward_mode(self, results: OracleResults, functions: _Functions,
-                     tangents: dict[str, np.ndarray]) -> Findings:
+                     tangents: dict[str, np.ndarray], rule: ToleranceRule) -> Findings:
         from gradcheck_lab.compare.modes import compare_jvp
         from gradcheck_lab.oracles import autograd, finite_difference
 
         ag_jvp = autograd.jacobian_vector_product(functions.checked, results.point, tangents)
         fd_jvp, fd_error = finite_difference.jacobian_vector_product(
-            functions.reference, results.point, tangents, results.symbolic.term_scale)
+            functions.reference, results.point, tangents, results.symbolic.term_scale,
+            results.precision)
         return compare_jvp(results.probes, results.symbolic, tangents, ag_jvp, fd_jvp,
-                           fd_error, self.rule, exact=results.exact)
+                           fd_error, rule, exact=results.exact)
 
     def second_order(self, results: OracleResults, functions: _Functions,
-                     tangents: dict[str, np.ndarray], first_order_wrong: bool) -> Findings:
+                     tangents: dict[str, np.ndarray], first_order_wrong: bool,
+                     rule: ToleranceRule) -> Findings:
         from gradcheck_lab.compare.modes import compare_hvp
         from gradcheck_lab.oracles import autograd, finite_difference, symbolic
 
@@ -263,13 +318,14 @@ class CaseCheck:
         ag_hvp, not_differentiable = autograd.hessian_vector_products(
             functions.checked, point, probes, tangents)
         fd_hvp = finite_difference.hessian_vector_products(functions.reference, point, probes,
-                                                           tangents)
+                                                           tangents, results.precision)
         input_scale = max((float(np.max(np.abs(point.values[name]))) for name in tangents
                            if point.values[name].size), default=1.0)
-        return compare_hvp(probes, sym_hvp, ag_hvp, fd_hvp, self.rule, not_differentiable,
+        return compare_hvp(probes, sym_hvp, ag_hvp, fd_hvp, rule, not_differentiable,
                            results.symbolic, tangents, input_scale, first_order_wrong)
 
-    def against_reference_device(self, results: OracleResults) -> Findings:
+    def against_reference_device(self, results: OracleResults,
+                                 rule: ToleranceRule) -> Findings:
         """The first device checked is the reference; every later one must agree with it."""
         from gradcheck_lab.compare.devices import compare_devices
 
@@ -278,7 +334,7 @@ class CaseCheck:
             self.reference_device = (device, results.autograd)
             return Findings()
         reference, reference_autograd = self.reference_device
-        return compare_devices(reference_autograd, results, self.rule, (reference, device))
+        return compare_devices(reference_autograd, results, rule, (reference, device))
 
     def timings(self, device: str) -> dict[str, dict[str, object]]:
         from gradcheck_lab.diagnose.timing import time_case

@@ -19,7 +19,7 @@ def wrong_shape(x):
 
 
 def wrong_dtype(x):
-    return x.sum().to(torch.float32)
+    return x.sum().to(torch.int64)  # an integer: float32 would be lower precision, not wrong
 
 
 def sleeps_forever(x):
