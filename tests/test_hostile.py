@@ -77,7 +77,7 @@ EXPECTED = {
     "merge_key.yaml": (3, "inputs", "merge keys (<<)"),
     "missing_inputs.yaml": (1, "inputs", "missing required key 'inputs'"),
     "missing_output.yaml": (1, "output", "missing required key 'output'"),
-    "nan_expect.yaml": (5, "expect.grad.x", "nan is not allowed"),
+    "nan_tolerance.yaml": (5, "tolerance.rtol", "nan is not allowed"),
     "nan_input.yaml": (2, "inputs.x", "element [1]: nan is not allowed"),
     "negative_shape.yaml": (2, "inputs.x.shape", "positive integers"),
     "negative_tolerance.yaml": (4, "tolerance.rtol", "expected a positive number"),

@@ -45,12 +45,14 @@ def test_r144_is_exact() -> None:
     assert sympy.simplify(grads.formulas["z"][()] - 2 * z * (x + y) ** 2) == 0
 
 
-def test_decimal_literals_stay_exact() -> None:
+def test_the_exact_oracle_works_at_the_binary_value_torch_sees() -> None:
+    # A literal 0.1 is the float64 nearest 1/10 for torch; the exact oracle differentiates at
+    # that same value: d/dx 3x² = 6x, exactly 6·float(0.1), rounded once (not 6/10).
     case = case_from({"inputs": {"x": Fraction(1, 10)}, "output": "x * x * 3"})
     point, probes = oracle_inputs(case)
     grads = symbolic.gradients(case.program, point, probes, mode="exact")
-    # d/dx 3x² = 6x = 0.6 exactly; float(Fraction(3, 5)) is the correctly rounded 0.6.
-    assert grads.per_probe[0]["x"] == float(Fraction(3, 5))
+    assert grads.per_probe[0]["x"] == float(6 * Fraction(0.1))
+    assert float(6 * Fraction(0.1)) != float(Fraction(3, 5))  # the two readings differ
 
 
 @pytest.mark.parametrize("output, inputs", [

@@ -6,6 +6,11 @@ Each test names the fault it pins; each failed before the fix it describes.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -230,3 +235,209 @@ def test_the_noise_measure_tells_float32_from_float64() -> None:
     assert fine.noise < 1e-13 and 1e-9 < coarse.noise < 1e-5
     assert [classify(n) for n in (1e-16, 1e-12, 1e-7, 1e-4, 1e-1)] == [
         "float64", "float64", "float32", "float16", "bfloat16"]
+
+
+# -- finite differences that plainly side with one oracle say so --------------------------------
+
+class ZeroForwardWrongBackward(torch.autograd.Function):
+    """y * 0 forward (its gradient is exactly 0), a backward that returns -3.46."""
+
+    @staticmethod
+    def forward(ctx: Any, y: torch.Tensor) -> torch.Tensor:
+        return y * 0
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(grad, -3.46)
+
+
+def test_exact_zeros_that_finite_differences_confirm_name_autograd() -> None:
+    result = only(gradcheck_lab.check(
+        "sum(x * x) + sum(y * 0)", {"x": [1.0, 2.0], "y": [0.5, -1.5]},
+        impl=lambda x, y: (x * x).sum() + ZeroForwardWrongBackward.apply(y).sum()))
+    assert result.status == "fail"
+    wrong = [m for m in result.mismatches if m.input == "y"]
+    assert wrong and {m.odd_oracle for m in wrong} == {"autograd"}, result.message
+    assert "kink" not in " ".join(result.notes)
+
+
+def test_the_inconclusive_note_gives_the_real_reason() -> None:
+    # Every gradient of y is exactly 0: no error bar is small relative to a zero scale. That
+    # is no kink, and the note says what it is.
+    result = only(gradcheck_lab.check("sum(x * x) + sum(relu(x)) + sum(y * 0)",
+                                      {"x": [1.0, 2.0], "y": [0.5, -1.5]}))
+    assert result.status == "pass", result.message
+    (note,) = [n for n in result.notes if "inconclusive" in n]
+    assert "the gradient is exactly 0" in note and "kink" not in note
+
+
+# -- edge points -----------------------------------------------------------------------------------
+
+def test_a_literal_is_differentiated_at_the_float_torch_sees(tmp_path: Any) -> None:
+    # cos of the float nearest π/2 is 6.1e-17; at the decimal as written it would be 1.9e-17:
+    # the exact oracle must take the number torch takes, not the one the file spells.
+    path = tmp_path / "quarter_turn.yaml"
+    path.write_text("inputs: {x: 1.5707963267948966}\noutput: sin(x)\n", encoding="utf-8")
+    result = only(gradcheck_lab.run_file(path))
+    assert result.status == "pass", result.message
+
+
+def test_a_power_at_zero_base_and_exponent_takes_the_limit() -> None:
+    # d/dx x**y at (0, 0): x**0 is 1 everywhere, so 0 (sympy's formula is 0·0**-1, nan);
+    # d/dy from the right is 0 too, as torch has it. The rule sweep and the exact oracle both.
+    swept = only(gradcheck_lab.check("x ** y", {"x": 0.0, "y": 0.0}))
+    exact = only(gradcheck_lab.check("x ** y", {"x": 0.0, "y": 0.0}, symbolic="exact"))
+    assert (swept.status, exact.status) == ("pass", "pass"), (swept.message, exact.message)
+    assert any("indeterminate" in note for note in exact.notes)
+
+
+def test_a_subnormal_exact_gradient_is_within_tolerance_of_zero() -> None:
+    class FlushesSubnormals(torch.autograd.Function):
+        """exp, with a backward that flushes subnormal results to zero, as many kernels do."""
+
+        @staticmethod
+        def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+            y = torch.exp(x)
+            ctx.save_for_backward(y)
+            return y
+
+        @staticmethod
+        def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+            (y,) = ctx.saved_tensors
+            g = grad * y
+            return torch.where(g.abs() < torch.finfo(g.dtype).tiny, torch.zeros_like(g), g)
+
+    result = only(gradcheck_lab.check("sum(exp(x))", {"x": [-99.0, 1.0]}, dtypes=["float32"],
+                                      impl=lambda x: FlushesSubnormals.apply(x).sum()))
+    assert result.status == "pass", result.message
+    assert "smallest normal" in result.tolerance["rule"]
+
+
+def test_a_constant_exponent_is_lowered_as_a_python_number() -> None:
+    # torch.pow(x, tensor(0.)) differentiates twice to nan at 0; x ** 0.0 as a user writes it
+    # does not. The tool's own lowering must not be what autograd is blamed for.
+    result = only(gradcheck_lab.check("sum(x ** 0.0)", {"x": [0.0, 1.0]}, order=2))
+    assert result.status == "pass", result.message
+
+
+def test_abs_at_second_order_is_checked_not_crashed() -> None:
+    # Double backward of abs gives torch's ZeroTensor, which .numpy() refuses.
+    result = only(gradcheck_lab.check("sum(abs(x))", {"x": [0.5, -1.0]}, order=2))
+    assert result.status == "pass", result.message
+
+
+@pytest.mark.parametrize(("value", "status"), [("0.84147098481", "pass"),
+                                               ("0.84147098491", "fail")])
+def test_an_expectation_is_checked_to_the_digits_written(tmp_path: Any, value: str,
+                                                         status: str) -> None:
+    path = tmp_path / "sin.yaml"
+    path.write_text(f"inputs: {{x: 1.0}}\noutput: sin(x)\nexpect: {{value: {value}}}\n",
+                    encoding="utf-8")
+    result = only(gradcheck_lab.run_file(path))
+    assert result.status == status, result.message
+    if status == "fail":
+        # symbolic and autograd agree with each other: the hand-written number is odd.
+        (mismatch,) = result.mismatches
+        assert mismatch.odd_oracle == "expect"
+
+
+# -- outside the domain ---------------------------------------------------------------------------
+
+def test_points_outside_the_domain_are_reported_by_kind_not_compared() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no raw numpy warning reaches the user
+        result = only(gradcheck_lab.check("sum(sqrt(x))", {"x": [4.0, -1.0, 9.0, -2.0]}))
+    assert result.status == "pass", result.message
+    assert "2 outside the domain" in result.message
+    assert any("outside the domain of sqrt at x[1]" in note for note in result.notes)
+    assert result.mismatches == []
+
+
+def test_a_case_entirely_outside_the_domain_is_a_skip_saying_where() -> None:
+    result = only(gradcheck_lab.check("sum(sqrt(x))", {"x": [-4.0, -1.0]}))
+    assert result.status == "skip"
+    assert result.message.startswith("outside the domain of sqrt at x[0]")
+
+
+def test_a_backward_that_disagrees_in_kind_outside_the_domain_fails() -> None:
+    class FiniteAtThePole(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+            ctx.save_for_backward(x)
+            return torch.log(x)
+
+        @staticmethod
+        def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+            (x,) = ctx.saved_tensors
+            return grad / x.clamp(min=1e-3)  # finite where 1/x is infinite
+
+    result = only(gradcheck_lab.check("sum(log(x))", {"x": [0.0, 2.0]},
+                                      impl=lambda x: FiniteAtThePole.apply(x).sum()))
+    assert result.status == "fail"
+    assert [m.index for m in result.mismatches if m.check == "gradient"] == [(0,)]
+
+
+def test_expectations_of_infinity_and_nan_match_only_themselves(tmp_path: Any) -> None:
+    path = tmp_path / "poles.yaml"
+    path.write_text("cases:\n"
+                    "  - {name: log0, inputs: {x: [0.0, 1.0]}, output: sum(log(x)),\n"
+                    "     expect: {value: -.inf}}\n"
+                    "  - {name: wrong_sign, inputs: {x: [0.0, 1.0]}, output: sum(log(x)),\n"
+                    "     expect: {value: .inf}}\n", encoding="utf-8")
+    assert [r.status for r in gradcheck_lab.run_file(path)] == ["pass", "fail"]
+
+
+# -- tool faults -----------------------------------------------------------------------------------
+
+def test_nested_kinks_fall_back_to_the_sweep_in_well_under_a_second() -> None:
+    started = time.perf_counter()
+    result = only(gradcheck_lab.check("relu(sum(relu(x)))",
+                                      {"x": {"shape": [3, 4, 5], "init": "randn"}}))
+    assert time.perf_counter() - started < 10  # it did not finish in ten minutes before
+    assert result.status == "pass", result.message
+    assert result.oracles["symbolic"].startswith("rule sweep")
+    assert any("2**60" in note for note in result.notes)
+
+
+def test_the_case_timeout_bounds_a_spec_only_case(tmp_path: Any) -> None:
+    from gradcheck_lab.doors.cli import main
+
+    path = tmp_path / "slow.yaml"
+    path.write_text("inputs:\n  x: {shape: [3, 4, 5], init: randn}\n"
+                    "output: relu(sum(relu(x)))\n", encoding="utf-8")
+    started = time.perf_counter()
+    code = main(["run", str(path), "--symbolic", "exact", "--case-timeout", "2"])
+    assert code == 2
+    assert time.perf_counter() - started < 30
+
+
+def test_a_decimal_beyond_the_decimal_context_is_one_line_at_its_key(tmp_path: Any) -> None:
+    path = tmp_path / "huge.yaml"
+    path.write_text("inputs:\n  x: 1e9999999999999999999999\noutput: x * 2\n",
+                    encoding="utf-8")
+    (result,) = gradcheck_lab.run_file(path)
+    assert result.status == "error"
+    assert result.message.endswith(":2: inputs.x: number 1e9999999999999999999999 is out of "
+                                   "the float64 range")
+
+
+def test_quoted_flow_items_close_their_brackets(tmp_path: Any) -> None:
+    path = tmp_path / "modes.yaml"
+    path.write_text('inputs:\n  x: [0.5, -1.0]\noutput: exp(x)\ndescription: "a [ quoted"\n'
+                    'modes: ["reverse", "forward"]\n', encoding="utf-8")
+    assert only(gradcheck_lab.run_file(path)).status == "pass"
+
+
+def test_a_tie_in_a_vote_is_broken_the_same_way_under_every_hash_seed() -> None:
+    script = ("from gradcheck_lab.compare.findings import odd_one_out\n"
+              "print(odd_one_out(['symbolic', 'autograd', 'autograd', 'symbolic']))\n")
+    seen = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           check=True, env={**os.environ, "PYTHONHASHSEED": str(seed)}
+                           ).stdout.strip() for seed in range(6)}
+    assert seen == {"symbolic"}  # the first named, whatever the hashing
+
+
+def test_state_on_ctx_is_called_not_re_entrant() -> None:
+    result = only(gradcheck_lab.check("sum(x * x)", {"x": [0.5, -1.0, 2.0]},
+                                      impl=ScalesItsSavedGradient.apply))
+    assert "not re-entrant" in result.message

@@ -78,6 +78,9 @@ class Expectation:
     target: str  # "value" or an input name
     node: int | None = None
     literal: np.ndarray | None = None
+    # Half a unit in the last digit each literal number was written with: a decimal is
+    # checked to the digits written (0.84 means 0.835 to 0.845); 0 where exact.
+    halfunits: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from gradcheck_lab.casefile.expr import Const, ExprLimits, parse_expression
 from gradcheck_lab.casefile.schema import (
     CASE_KEYS,
     CaseModel,
+    ExpectedNumbers,
     ExpectModel,
     LiteralInput,
     RandomInput,
@@ -371,10 +372,11 @@ class _CaseBuilder:
     def expectation(self, builder: ProgramBuilder, path: tuple, value: Any, target: str,
                     shape: tuple[int, ...]) -> Expectation:
         key = _dotted(path)
-        if isinstance(value, np.ndarray):
-            if value.shape not in (shape, ()):
-                raise self.error(path, f"expected shape {list(shape)}, got {list(value.shape)}")
-            return Expectation(key, target, literal=value)
+        if isinstance(value, ExpectedNumbers):
+            if value.values.shape not in (shape, ()):
+                raise self.error(path, f"expected shape {list(shape)}, got "
+                                       f"{list(value.values.shape)}")
+            return Expectation(key, target, literal=value.values, halfunits=value.halfunits)
         index = self.expression(builder, path, value,
                                 lambda e: builder.add_expression(e, key))
         got = builder.nodes[index].shape

@@ -8,6 +8,7 @@ from __future__ import annotations
 import keyword
 import math
 import re
+from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 from typing import Annotated, Any, Literal
@@ -206,8 +207,58 @@ def _expression(value: Any) -> str | Fraction:
                                   f"got {describe(value)}") from None
 
 
-def _expression_or_tensor(value: Any) -> str | np.ndarray:
-    return value if isinstance(value, str) else tensor_literal(value)
+@dataclass(frozen=True)
+class ExpectedNumbers:
+    """Hand-worked numbers of ``expect:``: exact values (Fractions; inf, -inf and nan as
+    floats, outside a function's domain) and the precision each was written to, half a unit
+    in its last decimal digit (0 for an integer, an expression or a number from Python: those
+    are exact)."""
+
+    values: np.ndarray
+    halfunits: np.ndarray
+
+
+def _expression_or_tensor(value: Any) -> str | ExpectedNumbers:
+    if isinstance(value, str):
+        return value
+    if hasattr(value, "detach") or isinstance(value, np.ndarray):
+        values = tensor_literal(value)
+        return ExpectedNumbers(values, np.zeros(values.shape))
+    # The shape and every finite number validated as for inputs (the non-finite stand in as
+    # 0 there); then each element kept with the digits it was written with.
+    skeleton = tensor_literal(_nested(value, lambda x: 0 if _not_finite(x) else x))
+    flat: list[tuple[Any, float]] = []
+    _nested(value, lambda x: flat.append(_expected_number(x)))
+    values = np.empty(len(flat), dtype=object)
+    values[:] = [number for number, _ in flat]
+    halfunits = np.array([half for _, half in flat], dtype=np.float64)
+    return ExpectedNumbers(values.reshape(skeleton.shape), halfunits.reshape(skeleton.shape))
+
+
+def _nested(value: Any, apply: Any) -> Any:
+    if isinstance(value, list):
+        return [_nested(item, apply) for item in value]
+    return apply(value)
+
+
+def _not_finite(value: Any) -> bool:
+    if isinstance(value, Decimal):
+        return not value.is_finite()
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+def _expected_number(value: Any) -> tuple[Any, float]:
+    """The number and half a unit in its last written digit: a YAML decimal as written, a
+    Python float as its shortest repr (a number typed with 11 digits has 11; one computed
+    has 17, so it is as good as exact)."""
+    if _not_finite(value):
+        return float(value), 0.0
+    exact = to_fraction(value)
+    written = Decimal(repr(value)) if isinstance(value, float) else value
+    if isinstance(written, Decimal):
+        exponent = written.as_tuple().exponent
+        return exact, 0.5 * 10.0 ** exponent if isinstance(exponent, int) else 0.0
+    return exact, 0.0
 
 
 def _device(value: Any) -> str:

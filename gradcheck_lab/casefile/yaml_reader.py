@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import yaml
@@ -383,7 +383,12 @@ def _resolve_plain(text: str, line: int, path: Path) -> Any:
     except ValueError:  # Python refuses to convert integers of more than 4300 digits
         raise YamlReadError(f"integer {text[:20]}... is too long", line, path) from None
     if _FLOAT.match(text):
-        return Decimal(text)
+        try:
+            return Decimal(text)
+        except InvalidOperation:  # an exponent beyond what a decimal can hold at all
+            shown = text if len(text) <= 40 else text[:37] + "..."
+            raise YamlReadError(f"number {shown} is out of the float64 range", line,
+                                path) from None
     if _INF.match(text):
         return float("-inf") if text.startswith("-") else float("inf")
     if _NAN.match(text):

@@ -16,6 +16,7 @@ from gradcheck_lab.compare.findings import (
 )
 from gradcheck_lab.compare.findings import WORST_PER_GROUP as TOP
 from gradcheck_lab.compare.tolerances import ToleranceRule, gradient_scale
+from gradcheck_lab.oracles.autograd import FRESH_GRAPH, SAME_GRAPH
 
 
 def compare_in_place(results: OracleResults) -> Findings:
@@ -64,11 +65,22 @@ def compare_reruns(results: OracleResults, rule: ToleranceRule) -> Findings:
                     flat=int(flat), shape=results.shape_of(name), probes=results.probes, k=k,
                     elements=len(differ)))
             findings.summary.append(
-                f"{name}: nondeterministic backward: run {label.removeprefix('again, ')} "
-                f"it gives other gradients ({count_text(len(differ))}, by up to "
-                f"{float(errors[ranked[0]]):.3g})")
+                f"{name}: nondeterministic backward: {_RERUN_SAID[label]} gives other "
+                f"gradients ({count_text(len(differ))}, by up to "
+                f"{float(errors[ranked[0]]):.3g}){_RERUN_MEANS[label]}")
             break  # one rerun that differs says it
     return findings
+
+
+_RERUN_SAID = {
+    SAME_GRAPH: "a second backward through the same graph",
+    FRESH_GRAPH: "a second forward and backward on fresh inputs",
+}
+_RERUN_MEANS = {
+    SAME_GRAPH: ": the backward is not re-entrant (it keeps state on ctx between calls)",
+    FRESH_GRAPH: (": the function keeps state between calls (a module-level buffer, a "
+                  "counter) or races"),
+}
 
 
 def rerun_bound(results: OracleResults, rule: ToleranceRule, name: str,

@@ -150,6 +150,12 @@ def agree(a: np.ndarray, b: np.ndarray, bound: np.ndarray) -> np.ndarray:
     return close & np.isfinite(a) & np.isfinite(b)
 
 
+def same_nonfinite(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Both nan, or the same signed infinity: outside the domain (or overflowing) alike."""
+    with np.errstate(all="ignore"):
+        return (np.isnan(a) & np.isnan(b)) | (np.isinf(a) & (a == b))
+
+
 def relative_error(abs_err: float, reference: float) -> float:
     if reference != 0 and np.isfinite(reference):
         return abs_err / abs(reference)

@@ -9,6 +9,7 @@ itself, so that is the differences' own error and only a note.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,12 +28,14 @@ from gradcheck_lab.compare.findings import (
     mismatch,
     odd_by_difference,
     odd_one_out,
+    same_nonfinite,
     worst,
 )
 from gradcheck_lab.compare.tolerances import ToleranceRule, gradient_scale
 from gradcheck_lab.results import Mismatch
 
 _UNDECIDED = "undecided"  # no finite difference at this element: the input's majority decides
+_TINY = float(np.finfo(np.float64).tiny)  # gradient_scale's floor: the gradient is all zeros
 
 
 @dataclass
@@ -42,7 +45,13 @@ class FdTally:
     largest absolute tolerance used (for the report)."""
 
     inconclusive: int = 0
+    # Why, by reason: "not finite", "wider than the gap", "zero gradient", "ill-conditioned".
+    reasons: Counter[str] = field(default_factory=Counter)
+    # Per input, the elements where symbolic and autograd are both the same nan or infinity:
+    # outside the function's domain (or where it overflows), not compared as numbers.
+    outside: dict[str, set[int]] = field(default_factory=dict)
     fd_alone: int = 0
+    not_numbers: int = 0  # finite differences left unjudged where the gradient is not finite
     largest_atol: float = 0.0
     # Per input whose odd oracle nobody could name: its disagreeing elements, largest first.
     undecided: dict[str, list[int]] = field(default_factory=dict)
@@ -131,7 +140,16 @@ class _InputGradient:
                                       float(np.max(self.rule.absolute(scale, terms))))
         bound_s = self.sym_rule.bound(s, scale, terms)
         bound_a = self.rule.bound(s, scale, terms)
-        return _Probed(k, s, a, scale, bound_s, bound_a, agree(s, a, bound_s + bound_a))
+        outside = np.flatnonzero(same_nonfinite(s, a))
+        if outside.size:
+            self.tally.outside.setdefault(self.name, set()).update(int(f) for f in outside)
+        agreeing = agree(s, a, bound_s + bound_a)
+        agreeing[outside] = True
+        return _Probed(k, s, a, scale, bound_s, bound_a, agreeing)
+
+    def inconclusive(self, reason: str) -> None:
+        self.tally.inconclusive += self.counted
+        self.tally.reasons[reason] += self.counted
 
     def fd_partials(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Finite differences' partials of this input at probe k: values, error bars (with
@@ -148,16 +166,31 @@ class _InputGradient:
         and autograd disagree; where they agree, whether finite differences are off alone."""
         odd_here: dict[int, str | None] = {}
         fd_value, fd_bound, fd_at = self.fd_partials(p.k)
+        outside = self.tally.outside.get(self.name, set())
         for position, flat in enumerate(fd_at):
             f, bf = fd_value[position], fd_bound[position]
             s, a = p.s[flat], p.a[flat]
-            nan_beside_number = np.isfinite(f) and np.isnan(s) != np.isnan(a)
-            if not nan_beside_number and (not (np.isfinite(f) and np.isfinite(bf))
-                                          or bf > FD_INCONCLUSIVE * (abs(s) + p.scale)):
-                self.tally.inconclusive += self.counted
+            if int(flat) in outside:
+                self.tally.not_numbers += self.counted  # the kinds were compared instead
                 continue
             if not p.agree[flat]:
-                odd_here[flat] = odd_by_difference(s, a, f, p.bound_s[flat], p.bound_a[flat], bf)
+                # Disagreeing: the estimate decides wherever its bar is narrower than the gap.
+                if not (np.isfinite(f) and np.isfinite(bf)) and not (
+                        np.isfinite(f) and np.isnan(s) != np.isnan(a)):
+                    self.inconclusive("not finite")
+                    continue
+                odd = odd_by_difference(s, a, f, p.bound_s[flat], p.bound_a[flat], bf)
+                if odd is None and agree(s, f, p.bound_s[flat] + bf) and agree(
+                        a, f, p.bound_a[flat] + bf):
+                    self.inconclusive("wider than the gap")
+                    continue
+                odd_here[flat] = odd
+                continue
+            if not (np.isfinite(f) and np.isfinite(bf)):
+                self.inconclusive("not finite")
+                continue
+            if bf > FD_INCONCLUSIVE * (abs(s) + p.scale):
+                self.inconclusive("zero gradient" if p.scale <= _TINY else "ill-conditioned")
                 continue
             side_s = bool(agree(s, f, p.bound_s[flat] + bf))
             side_a = bool(agree(a, f, p.bound_a[flat] + bf))
@@ -186,14 +219,21 @@ class _InputGradient:
             d = direction.reshape(-1)
             f = estimates.directional[p.k, j]
             bf = FD_SAFETY * estimates.directional_errors[p.k, j]
-            sd, ad = float(d @ p.s), float(d @ p.a)
-            bsd, bad = float(np.abs(d) @ p.bound_s), float(np.abs(d) @ p.bound_a)
-            if not (np.isfinite(f) and np.isfinite(bf)) or bf > FD_INCONCLUSIVE * (
-                    abs(sd) + p.scale * float(np.abs(d).sum())):
-                self.tally.inconclusive += self.counted
+            with np.errstate(all="ignore"):
+                sd, ad = float(d @ p.s), float(d @ p.a)
+                bsd, bad = float(np.abs(d) @ p.bound_s), float(np.abs(d) @ p.bound_a)
+            if not (np.isfinite(f) and np.isfinite(bf)):
+                self.inconclusive("not finite")
                 continue
+            agreeing = bool(agree(sd, ad, bsd + bad))
             side_s, side_a = bool(agree(sd, f, bsd + bf)), bool(agree(ad, f, bad + bf))
-            if agree(sd, ad, bsd + bad):
+            if agreeing and bf > FD_INCONCLUSIVE * (abs(sd) + p.scale * float(np.abs(d).sum())):
+                self.inconclusive("zero gradient" if p.scale <= _TINY else "ill-conditioned")
+                continue
+            if not agreeing and side_s and side_a:
+                self.inconclusive("wider than the gap")
+                continue
+            if agreeing:
                 if not side_s and not side_a and self.spec_only:
                     self.tally.fd_alone += self.counted
                 elif not side_s and not side_a and self.first_report(p.k, "direction", j):

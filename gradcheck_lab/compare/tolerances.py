@@ -52,7 +52,18 @@ class ToleranceRule:
 
     def bound(self, reference: np.ndarray, scale: float,
               terms: float | np.ndarray = 0.0) -> np.ndarray:
-        return self.absolute(scale, terms) + self.rtol * np.abs(reference)
+        return (self.absolute(scale, terms) + self.rtol * np.abs(reference)
+                + self.subnormal(reference))
+
+    def subnormal(self, reference: np.ndarray) -> np.ndarray:
+        """A value below the dtype's smallest normal number lies where it has no relative
+        precision left (and where kernels may flush to zero): such an element may differ by
+        up to that smallest normal (an exact 1e-43 against float32's 0 is not a bug)."""
+        if self.atol is not None or self.term_ulps == 0:
+            return np.zeros(np.shape(reference))
+        smallest = SMALLEST_NORMAL[self.dtype]
+        with np.errstate(invalid="ignore"):
+            return np.where(np.abs(reference) < smallest, smallest, 0.0)
 
     def absolute(self, scale: float, terms: float | np.ndarray = 0.0) -> np.ndarray:
         """rtol × scale, or the rounding of the terms (``terms``: their |sum|, elementwise or
@@ -68,7 +79,11 @@ class ToleranceRule:
     def describe(self) -> str:
         atol = (f"atol = {self.atol:g}" if self.atol is not None
                 else "atol = rtol × scale of the terms")
-        return f"rtol = {self.rtol:.3g}, {atol} ({self.source})"
+        text = f"rtol = {self.rtol:.3g}, {atol} ({self.source})"
+        if self.atol is None and self.term_ulps and self.dtype != "float64":
+            text += (f"; values below {self.dtype}'s smallest normal "
+                     f"({SMALLEST_NORMAL[self.dtype]:.3g}) compared to within it")
+        return text
 
 
 def default_rtol(dtype: str) -> float:

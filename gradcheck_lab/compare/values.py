@@ -18,6 +18,7 @@ from gradcheck_lab.compare.findings import (
     agree,
     count_text,
     mismatch,
+    same_nonfinite,
     worst,
 )
 from gradcheck_lab.compare.tolerances import ToleranceRule, gradient_scale
@@ -39,8 +40,9 @@ def value_gap(results: OracleResults, rule: ToleranceRule) -> ValueGap:
     scale = gradient_scale(s)
     terms = results.symbolic.term_scale
     bound = results.symbolic_rule.bound(s, scale, terms) + rule.bound(s, scale, terms)
-    # The same infinity on both sides is the same value (the gradient check reports it).
-    return ValueGap(s, a, bound, np.flatnonzero(~(agree(s, a, bound) | (s == a))))
+    # The same infinity, or nan, on both sides is the same value: outside the domain alike
+    # (the report says where).
+    return ValueGap(s, a, bound, np.flatnonzero(~(agree(s, a, bound) | same_nonfinite(s, a))))
 
 
 def compare_values(results: OracleResults, gap: ValueGap) -> Findings:
@@ -71,7 +73,9 @@ def compare_values(results: OracleResults, gap: ValueGap) -> Findings:
 
 def compare_expectation(results: OracleResults, rule: ToleranceRule,
                         expectation: Expectation) -> Findings:
-    """A hand-worked answer (taken as exact) against symbolic and autograd."""
+    """A hand-worked answer against symbolic and autograd: to the digits it was written with
+    (a decimal), exactly otherwise; inf, -inf and nan match only themselves. Where symbolic
+    and autograd agree with each other, the answer is the odd one out."""
     findings = Findings()
     key, target = expectation.key, expectation.target
     if expectation.literal is not None:
@@ -92,28 +96,34 @@ def compare_expectation(results: OracleResults, rule: ToleranceRule,
     e = np.broadcast_to(expected, shape).reshape(-1)
     s = np.asarray(s, dtype=np.float64).reshape(-1)
     a = np.asarray(a, dtype=np.float64).reshape(-1)
-    own = sym_rule.bound(e, scale)  # a hand-worked number is taken as exact
+    written = (0.0 if expectation.halfunits is None
+               else np.broadcast_to(expectation.halfunits, shape).reshape(-1))
+    own = sym_rule.bound(e, scale) + written  # the answer's own precision
     terms = np.broadcast_to(np.asarray(terms, dtype=np.float64), shape).reshape(-1)
-    with_s = agree(e, s, own + sym_rule.bound(s, scale, terms))
-    with_a = agree(e, a, own + rule.bound(s, scale, terms))
+    bound_s, bound_a = sym_rule.bound(s, scale, terms), rule.bound(s, scale, terms)
+    with_s = agree(e, s, own + bound_s) | same_nonfinite(e, s)
+    with_a = agree(e, a, own + bound_a) | same_nonfinite(e, a)
+    oracles_agree = agree(s, a, bound_s + bound_a) | same_nonfinite(s, a)
     bad = np.flatnonzero(~(with_s & with_a))
     if not bad.size:
         return findings
     for flat in worst(bad, lambda flat: abs(e[flat] - (s[flat] if not with_s[flat]
                                                        else a[flat]))):
         off_s, off_a = not with_s[flat], not with_a[flat]
-        odd = EXPECT if off_s and off_a else (AUTOGRAD if off_a else SYMBOLIC)
+        odd = EXPECT if (off_s and off_a) or oracles_agree[flat] else (
+            AUTOGRAD if off_a else SYMBOLIC)
         other = SYMBOLIC if off_s else AUTOGRAD
         other_value = s[flat] if off_s else a[flat]
-        other_rule = sym_rule if off_s else rule
-        allowed = own[flat] + other_rule.bound(s[flat], scale, terms[flat])
+        allowed = own[flat] + (bound_s[flat] if off_s else bound_a[flat])
+        with np.errstate(invalid="ignore"):
+            error = abs(e[flat] - other_value)
         findings.mismatches.append(mismatch(
             None if target == "value" else target, (EXPECT, other), odd,
-            {EXPECT: e[flat], SYMBOLIC: s[flat], AUTOGRAD: a[flat]}, abs(e[flat] - other_value),
+            {EXPECT: e[flat], SYMBOLIC: s[flat], AUTOGRAD: a[flat]}, error,
             e[flat], float(allowed), check="expect", flat=int(flat), shape=shape,
             elements=len(bad)))
     first = bad[0]
-    if not with_s[first] and not with_a[first]:
+    if (not with_s[first] and not with_a[first]) or oracles_agree[first]:
         findings.summary.append(f"{key}: the hand-worked answer {e[first]:.10g} disagrees with "
                                 f"symbolic and autograd ({s[first]:.10g})")
     else:

@@ -35,9 +35,12 @@ def compare(results: OracleResults, rule: ToleranceRule) -> Verdict:
                        for expectation in results.case.expectations)):
         found.extend(findings)
     found.notes.extend(_precision_notes(results))
+    found.notes.extend(_domain_notes(results, tally))
     found.notes.extend(_finite_difference_notes(results, tally))
     status = "fail" if found.mismatches or found.summary else "pass"
     message = "; ".join(found.summary) if status == "fail" else _pass_message(results, tally)
+    if status == "pass" and _all_outside(results, tally):
+        status, message = "skip", _outside_message(results)
     return Verdict(status, message, found.mismatches, found.notes, _counts(results),
                    _tolerance(results, rule, tally))
 
@@ -64,6 +67,28 @@ def _precision_notes(results: OracleResults) -> list[str]:
             "that round-off in their error bars)"]
 
 
+def _all_outside(results: OracleResults, tally: FdTally) -> bool:
+    """Every differentiated element lies outside the domain: nothing was compared."""
+    return all(len(tally.outside.get(spec.name, ())) == spec.size
+               for spec in results.case.differentiable_inputs)
+
+
+def _outside_message(results: OracleResults) -> str:
+    where = "; ".join(results.symbolic.domain) or "the gradient is not finite anywhere"
+    return (f"{where}: every gradient element is nan or infinite there, for symbolic and "
+            "autograd alike, so nothing can be compared")
+
+
+def _domain_notes(results: OracleResults, tally: FdTally) -> list[str]:
+    if not tally.outside:
+        return []
+    counted = ", ".join(f"{len(flats)} of {name}" for name, flats in tally.outside.items())
+    where = "; ".join(results.symbolic.domain) or "where the gradient is not finite"
+    return [f"{where}: symbolic and autograd give the same nan or infinity at {counted} "
+            "gradient element(s), not compared as numbers (autograd must agree in kind there, "
+            "and does)"]
+
+
 def _finite_difference_notes(results: OracleResults, tally: FdTally) -> list[str]:
     notes = []
     if tally.fd_alone:
@@ -73,29 +98,44 @@ def _finite_difference_notes(results: OracleResults, tally: FdTally) -> list[str
             "so that is the differences' own error (a step too large for the function's "
             "scale, as for sin at 1e9), not counted against the verdict")
     if tally.inconclusive:
-        kinked = results.symbolic.kinked_ops
-        why = (f"ill-conditioned differences, or steps that straddle a kink of "
-               f"{', '.join(kinked)}" if kinked else "ill-conditioned differences")
-        notes.append(
-            f"finite differences were inconclusive at {tally.inconclusive} comparison(s): "
-            f"their error bar exceeds {FD_INCONCLUSIVE:g} of the gradient's scale "
-            f"({why}); the verdict there rests on symbolic vs autograd")
+        notes.append(f"finite differences were inconclusive at {tally.inconclusive} "
+                     f"comparison(s): {_reasons(results, tally)}; the verdict there rests on "
+                     "symbolic vs autograd")
     return notes
+
+
+def _reasons(results: OracleResults, tally: FdTally) -> str:
+    kinked = results.symbolic.kinked_ops
+    said = {
+        "ill-conditioned": (f"their error bar exceeds {FD_INCONCLUSIVE:g} of the gradient's "
+                            "scale (ill-conditioned differences"
+                            + (f", or steps that straddle a kink of {', '.join(kinked)})"
+                               if kinked else ")")),
+        "zero gradient": "the gradient is exactly 0, so no error bar is small relative to it",
+        "wider than the gap": ("their error bar is wider than the gap between symbolic and "
+                               "autograd"),
+        "not finite": "their estimate is not finite",
+    }
+    parts = [(count, said[reason]) for reason, count in tally.reasons.items() if count]
+    if len(parts) == 1:
+        return parts[0][1]
+    return "; ".join(f"at {count}, {text}" for count, text in parts)
 
 
 def _pass_message(results: OracleResults, tally: FdTally) -> str:
     elements = sum(spec.size for spec in results.case.differentiable_inputs)
+    outside = sum(len(flats) for flats in tally.outside.values())
     fd = results.finite_differences
-    text = ""
+    text = f" ({outside} outside the domain, not compared)" if outside else ""
     if fd is not None:
         confirmed = fd.compared * len(independent(results.probes)) - (
-            tally.inconclusive + tally.fd_alone)
-        text = f"; finite differences agree on {confirmed}"
+            tally.inconclusive + tally.fd_alone + tally.not_numbers)
+        text += f"; finite differences agree on {confirmed}"
         if tally.inconclusive:
             text += f", inconclusive on {tally.inconclusive}"
         if tally.fd_alone:
             text += f", are off on their own on {tally.fd_alone} (see notes)"
-    return f"{count_text(elements)} agree, symbolic vs autograd{text}"
+    return f"{count_text(elements - outside)} agree, symbolic vs autograd{text}"
 
 
 def _counts(results: OracleResults) -> dict[str, int]:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from gradcheck_lab.casefile import Case
-from gradcheck_lab.compare.findings import Verdict, agree
+from gradcheck_lab.compare.findings import Verdict, agree, same_nonfinite
 from gradcheck_lab.compare.tolerances import ToleranceRule, gradient_scale, symbolic_rule
 from gradcheck_lab.ops import OPS
 from gradcheck_lab.oracles.autograd import make_leaves
@@ -141,9 +141,10 @@ class _Localization:
             reference = gradient_scale(s)
             bound = (self.sym_rule.bound(s, reference, scale)
                      + self.rule.bound(s, reference, scale))
-            if not (agree(s, a, bound) | (s == a)).all():
+            if not (agree(s, a, bound) | same_nonfinite(s, a)).all():
                 with np.errstate(all="ignore"):
-                    relative = float(np.nanmax(np.abs(s - a)) / reference)
+                    gaps = np.abs(s - a)
+                relative = float(np.max(np.where(np.isnan(gaps), np.inf, gaps))) / reference
                 return (f"the first step whose value diverges: {self.step(node.key)}: "
                         f"{self.op_text(index)} in torch and in the numpy rules differ by "
                         f"{relative:.2g} relative (a forward, not a backward, differs)")

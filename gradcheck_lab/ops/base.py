@@ -83,6 +83,10 @@ class Op:
     integer_args: frozenset[int] = frozenset()
     # Positions that never get a gradient (integer targets).
     nondifferentiable_args: frozenset[int] = frozenset()
+    # Positions whose constant arguments the torch form gets as Python numbers, as a user
+    # writes x ** 2.0: torch's pow(Tensor, Scalar) differentiates twice to 0 at x = 0, where
+    # pow(Tensor, Tensor) gives nan; the tool's lowering must not be what fails.
+    torch_scalar_args: frozenset[int] = frozenset()
     # Where the op is not differentiable: a mask over its first argument, or None.
     kinks: Callable[[Sequence[np.ndarray], Params], np.ndarray] | None = None
     kink_where: str = "at 0"  # the kink in words, after the op's name: "relu at 0"

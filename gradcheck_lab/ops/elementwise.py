@@ -56,6 +56,7 @@ def _elementwise(
     exact_limit: Callable[[Sequence[ArgInfo]], str | None] | None = None,
     flat_at_zero: bool = False,
     smooth_range: tuple[float, float] = (-2.0, 2.0),
+    torch_scalar_args: frozenset[int] = frozenset(),
     doc: str = "",
 ) -> Op:
     """An elementwise op whose derivative rule sympy derives from ``sympy_form``.
@@ -92,7 +93,7 @@ def _elementwise(
         flat_at_zero=flat_at_zero, callable=callable_, infix=infix, scalar_form=sympy_form,
         fold=fold, exact_limit=exact_limit, arg_names=("x",) if arity == 1 else ("a", "b"),
         group="operator" if not callable_ else "elementwise", smooth_range=smooth_range,
-        doc=doc,
+        torch_scalar_args=torch_scalar_args, doc=doc,
     )
     return op
 
@@ -131,18 +132,20 @@ def _stable_sigmoid(a: np.ndarray) -> np.ndarray:
 
 
 def _pow_limits(position: int, local: np.ndarray, args: Sequence[np.ndarray]) -> None:
-    """Where sympy's form of a partial of a**b is 0/0 or 0·inf at a = 0, use its value there:
-    ∂/∂a = b·a**b/a is 0/0, and b·a**(b-1) (torch's formula) is its value; ∂/∂b = a**b·log(a)
-    is 0·(-inf), and for b > 0 its limit (and torch's value) is 0."""
+    """Where sympy's form of a partial of a**b is 0/0 or 0·inf at a = 0, use its limit there:
+    ∂/∂a = b·a**b/a is 0/0, and b·a**(b-1) (torch's formula) is its value, 0 for b = 0 (a**0
+    is 1 everywhere); ∂/∂b = a**b·log(a) is 0·(-inf), and for b >= 0 its limit from the right
+    (and torch's value) is 0."""
     base, exponent = np.broadcast_arrays(*args)
     at_zero = base == 0
     if not at_zero.any():
         return
     if position == 0:
         with np.errstate(all="ignore"):
-            local[at_zero] = (exponent * np.power(base, exponent - 1))[at_zero]
+            limit = np.where(exponent == 0, 0.0, exponent * np.power(base, exponent - 1))
+        local[at_zero] = limit[at_zero]
     else:
-        local[at_zero & (exponent > 0)] = 0.0
+        local[at_zero & (exponent >= 0)] = 0.0
 
 
 # --- exact constant folding -----------------------------------------------------------------
@@ -225,7 +228,7 @@ OPERATORS = [
                  callable_=False, infix="/", fold=_fold_divide),
     _elementwise("pow", 2, lambda sp, a, b: a**b, np.power, lambda t, a, b: t.pow(a, b),
                  callable_=False, infix="**", limits=_pow_limits, fold=_fold_pow,
-                 exact_limit=_pow_exact_limit),
+                 exact_limit=_pow_exact_limit, torch_scalar_args=frozenset({1})),
     _elementwise("neg", 1, lambda sp, a: -a, np.negative, lambda t, a: -a,
                  callable_=False, infix="-", fold=lambda v, bits: -v[0]),
 ]

@@ -62,6 +62,7 @@ class Gradients:
     exact: bool = False
     kinked_ops: tuple[str, ...] = ()
     kinks: tuple[str, ...] = ()  # where the function is not differentiable at this point
+    domain: tuple[str, ...] = ()  # where the forward leaves the real numbers (sqrt of a -1)
     roots: dict[str, np.ndarray] = field(default_factory=dict)  # evaluated expect expressions
     formulas: dict[str, Any] = field(default_factory=dict)  # exact derivatives, per input
     # The largest |intermediate value| of the forward: the size of the terms that rounding

@@ -212,8 +212,9 @@ def focus_elements(case: Case, sym: Gradients, ag: Gradients,
         for k in range(len(sym.per_probe)):
             s = sym.per_probe[k][spec.name].reshape(-1)
             a = ag.per_probe[k][spec.name].reshape(-1)
+            finite = np.abs(s[np.isfinite(s)])
+            scale = max(float(finite.max()) if finite.size else 0.0, 1e-300)
             with np.errstate(all="ignore"):
-                scale = max(float(np.nanmax(np.abs(s))) if s.size else 0.0, 1e-300)
                 gap = np.nan_to_num(np.abs(s - a) / scale, nan=np.inf, posinf=np.inf)
             worst = gap if worst is None else np.maximum(worst, gap)
         if worst is None or not worst.size:

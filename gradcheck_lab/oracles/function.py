@@ -177,7 +177,8 @@ def torch_form(dtype: str, device: str) -> Form:
         return f"torch could not evaluate {op.name}(): {describe_exception(exc)}"
 
     return Form("torch", constant=constant, apply=lambda op, args, params: op.torch(args, params),
-                failures=(RuntimeError, IndexError, ValueError), describe=describe)
+                failures=(RuntimeError, IndexError, ValueError), describe=describe,
+                scalar=float)
 
 
 def owned(tensor: Any) -> np.ndarray:

@@ -44,19 +44,33 @@ def gradients(program: Program, point: Point, probes: tuple[Probe, ...],
     kinks = tuple(_kinks(program, env, point.dtype))
     common = {
         "kinks": kinks,
+        "domain": tuple(_domain(program, env)),
         "kinked_ops": kinked_ops(program),
         "roots": {key: env[index] for key, index in program.roots.items()},
         "term_scale": term_scale(program, env),
         "term_magnitudes": tuple(sweep(program, env, probe.cotangent, magnitudes=True)
                                  for probe in probes),
     }
-    if mode == "exact" or (mode == "auto" and exact_is_affordable(program)):
+    reason = exact_unaffordable_because(program)
+    if mode == "exact" or (mode == "auto" and reason is None):
         value, per_probe, formulas = _exact(program, point, probes)
-        per_probe = _signed_infinities(per_probe, program, env, probes)
+        swept = tuple(sweep(program, env, probe.cotangent) for probe in probes)
+        value = _signed(value, env[program.output])
+        per_probe, limits = _limits(per_probe, swept, point)
         return Gradients("symbolic", METHOD_EXACT, value, per_probe, exact=True,
-                         formulas=formulas, **common)
+                         formulas=formulas, notes=limits, **common)
     per_probe = tuple(sweep(program, env, probe.cotangent) for probe in probes)
-    return Gradients("symbolic", METHOD_SWEEP, env[program.output], per_probe, **common)
+    notes = (f"symbolic: the rule sweep, not exact elementwise sympy: the case has {reason}",
+             ) if mode == "auto" and reason is not None and _small(program) else ()
+    return Gradients("symbolic", METHOD_SWEEP, env[program.output], per_probe, notes=notes,
+                     **common)
+
+
+def _small(program: Program) -> bool:
+    """Small enough that a user would expect the exact oracle (the reason is worth saying)."""
+    needed = [program.nodes[i] for i in program.needed_for([program.output])]
+    return sum(n.size for n in needed if n.op == "input" and n.needs_grad) <= (
+        EXACT_MAX_INPUT_ELEMENTS)
 
 
 def kinked_ops(program: Program) -> tuple[str, ...]:
@@ -77,20 +91,38 @@ def term_scale(program: Program, env: dict[int, np.ndarray]) -> float:
     return largest
 
 
-def _signed_infinities(per_probe: tuple[dict[str, np.ndarray], ...], program: Program,
-                       env: dict[int, np.ndarray],
-                       probes: tuple[Probe, ...]) -> tuple[dict[str, np.ndarray], ...]:
-    """sympy's infinity at a pole is unsigned (zoo, read as +inf); the float64 sweep keeps the
-    sign IEEE arithmetic gives (d/dx 1/x at 0 is -inf), so an infinite exact element takes its
-    sign from there."""
-    if all(np.isfinite(g).all() for grads in per_probe for g in grads.values()):
-        return per_probe
-    fixed = []
-    for probe, grads in zip(probes, per_probe, strict=True):
-        swept = sweep(program, env, probe.cotangent)
-        fixed.append({name: np.where(np.isinf(g) & np.isinf(swept[name]), swept[name], g)
-                      for name, g in grads.items()})
-    return tuple(fixed)
+def _signed(exact: np.ndarray, swept: np.ndarray) -> np.ndarray:
+    """sympy's infinity at a pole is unsigned (zoo, read as +inf); float64 keeps the sign IEEE
+    arithmetic gives (log 0 is -inf, d/dx 1/x at 0 is -inf): an infinite exact element takes
+    its sign from there."""
+    exact = np.asarray(exact, dtype=np.float64)
+    swept = np.broadcast_to(np.asarray(swept, dtype=np.float64), exact.shape)
+    return np.where(np.isinf(exact) & np.isinf(swept), swept, exact)
+
+
+def _limits(per_probe: tuple[dict[str, np.ndarray], ...],
+            swept: tuple[dict[str, np.ndarray], ...],
+            point: Point) -> tuple[tuple[dict[str, np.ndarray], ...], tuple[str, ...]]:
+    """Exact gradients with infinities signed, and where sympy's formula is an indeterminate
+    form at finite inputs (0·0**-1, 0**0·log 0: nan or an unsigned infinity) but the op's rule
+    knows its finite limit (pow at a zero base), the rule's value, said in a note."""
+    fixed, replaced = [], {}
+    inputs_finite = all(np.isfinite(v).all() for v in point.values.values()
+                        if v.dtype.kind == "f")
+    for grads, rules in zip(per_probe, swept, strict=True):
+        probe = {}
+        for name, g in grads.items():
+            g = _signed(g, rules[name])
+            limit = ~np.isfinite(g) & np.isfinite(rules[name]) & inputs_finite
+            if limit.any():
+                replaced.setdefault(name, index_text(tuple(np.argwhere(limit)[0])))
+                g = np.where(limit, rules[name], g)
+            probe[name] = g
+        fixed.append(probe)
+    notes = tuple(f"symbolic: sympy's formula is an indeterminate form at {name}{where} (0·∞, "
+                  "0/0); its limit from the op's rule is used there"
+                  for name, where in replaced.items())
+    return tuple(fixed), notes
 
 
 def exact_is_affordable(program: Program) -> bool:
@@ -115,10 +147,37 @@ def exact_unaffordable_because(program: Program) -> str | None:
     if program.output_node.size > EXACT_MAX_OUTPUT_ELEMENTS:
         return (f"{program.output_node.size} output elements (at most "
                 f"{EXACT_MAX_OUTPUT_ELEMENTS})")
+    nested = nested_kinks(program)
+    if nested is not None:
+        return nested
     work = expression_size(program) * max(differentiable, 1)
     if work > EXACT_MAX_WORK:
         return (f"expressions too large to differentiate exactly in good time (about "
                 f"{work:.2g} terms × differentiated elements, at most {EXACT_MAX_WORK:,})")
+    return None
+
+
+# sympy splits a piecewise function of an expression that holds k piecewise terms into up to
+# 2**k cases: relu(sum(relu(x))) over 60 elements does not finish in ten minutes.
+EXACT_MAX_NESTED_KINKS = 6
+
+
+def nested_kinks(program: Program) -> str | None:
+    """A kinked op (relu, abs, max_pool2d) over an expression that already holds more than
+    EXACT_MAX_NESTED_KINKS kinked terms per element, or None."""
+    pieces: dict[int, int] = {}
+    for index in program.needed_for([program.output]):
+        node = program.nodes[index]
+        if node.op in ("input", "const"):
+            pieces[index] = 0
+            continue
+        op = OPS[node.op]
+        inner = sum(pieces[a] * (1 if op.is_elementwise else program.nodes[a].size)
+                    for a in node.args)
+        if op.kinks is not None and inner > EXACT_MAX_NESTED_KINKS:
+            return (f"{node.op} over an expression with {inner} kinks ({node.key}: sympy would "
+                    f"split it into up to 2**{inner} cases)")
+        pieces[index] = inner + (op.kinks is not None)
     return None
 
 
@@ -171,6 +230,29 @@ def _kinks(program: Program, env: dict[int, np.ndarray], dtype: str = "float64")
     return found
 
 
+def _domain(program: Program, env: dict[int, np.ndarray]) -> list[str]:
+    """Where the forward leaves the real numbers: an op whose value is nan or infinite where
+    its arguments are finite (sqrt of a negative, log of 0, a pole), named as the case file
+    names it: "outside the domain of sqrt at x[3]"."""
+    found = []
+    for index in program.needed_for([program.output]):
+        node = program.nodes[index]
+        if node.op in ("input", "const") or program.nodes[index].is_integer:
+            continue
+        value = np.asarray(env[index], dtype=np.float64)
+        args = [np.asarray(env[a], dtype=np.float64) for a in node.args]
+        if np.isfinite(value).all() or not all(np.isfinite(a).all() for a in args):
+            continue
+        argument = program.nodes[node.args[0]]
+        hits = np.argwhere(~np.isfinite(value))
+        elementwise = OPS[node.op].is_elementwise and argument.shape == node.shape
+        where = ((argument.name or f"the argument of {node.op}() in {node.key}")
+                 + (index_text(tuple(hits[0])) if elementwise and node.shape else ""))
+        more = f" and {len(hits) - 1} more element(s)" if elementwise and len(hits) > 1 else ""
+        found.append(f"outside the domain of {node.op} at {where}{more}")
+    return found
+
+
 def _as_dtype(values: np.ndarray, dtype: str) -> np.ndarray:
     """Real values rounded to ``dtype`` (through torch, which knows bfloat16), as float64."""
     if dtype == "float64" or values.dtype.kind != "f":
@@ -202,12 +284,12 @@ def _sympy_graph(program: Program,
         if node.is_integer:
             given[index] = values
             continue
-        exact = point.exact.get(name)
-        known = exact if exact is not None else values
+        # Exactly the binary values torch sees (a literal 1.5707963267948966 as the float it
+        # rounds to, not its decimal), so that the oracles differentiate the same function.
         numbers = np.empty(node.shape, dtype=object)
         flat_numbers = numbers.reshape(-1)
-        for flat, item in enumerate(np.asarray(known).reshape(-1)):
-            flat_numbers[flat] = _rational(item if exact is not None else float(item))
+        for flat, item in enumerate(np.asarray(values).reshape(-1)):
+            flat_numbers[flat] = _rational(float(item))
         if not node.needs_grad:
             given[index] = numbers
             continue

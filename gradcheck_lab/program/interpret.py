@@ -33,6 +33,8 @@ class Form:
     apply: Callable[[Op, Sequence[Any], Params], Any]
     failures: tuple[type[BaseException], ...] = ()
     describe: Callable[[Op, BaseException], str] = lambda op, exc: str(exc)
+    # A constant as a plain number, for the op arguments that take one (``torch_scalar_args``).
+    scalar: Callable[[Fraction], Any] | None = None
 
 
 def interpret(program: Program, given: Mapping[int, Any], roots: Sequence[int],
@@ -50,8 +52,12 @@ def interpret(program: Program, given: Mapping[int, Any], roots: Sequence[int],
             env[index] = form.constant(node.const or Fraction(0))
         else:
             op = OPS[node.op]
+            args = [form.scalar(program.nodes[a].const or Fraction(0))
+                    if form.scalar is not None and position in op.torch_scalar_args
+                    and program.nodes[a].op == "const" else env[a]
+                    for position, a in enumerate(node.args)]
             try:
-                env[index] = form.apply(op, [env[a] for a in node.args], node.param_dict)
+                env[index] = form.apply(op, args, node.param_dict)
             except SpecError as exc:
                 raise SpecError(exc.message, node.offset, node.key) from None
             except form.failures as exc:

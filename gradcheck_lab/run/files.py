@@ -15,6 +15,7 @@ from gradcheck_lab.casefile import Case, ImplRef, is_case_file, load_file
 from gradcheck_lab.errors import CaseError
 from gradcheck_lab.pipeline import run_case
 from gradcheck_lab.results import Result
+from gradcheck_lab.run.budget import CaseTimeout, error_results, time_budget
 from gradcheck_lab.run.isolation import CaseWorker
 from gradcheck_lab.settings import Settings
 
@@ -52,8 +53,22 @@ def run_file_cases(loaded: list[Case | CaseError], settings: Settings,
             yield error_result(item)
         elif isolation is not None and isolation.applies_to(item):
             yield from isolation.run(item)
+        elif settings.case_timeout is not None:
+            yield from budgeted(item, settings)
         else:
             yield from run_case(item, settings)
+
+
+def budgeted(case: Case, settings: Settings) -> list[Result]:
+    """A case checked in this process under the case time budget (``run.budget``)."""
+    try:
+        with time_budget(settings.case_timeout):
+            return list(run_case(case, settings))
+    except CaseTimeout:
+        return error_results(case, "output", f"the check ran past the case time budget of "
+                                             f"{settings.case_timeout:g} s (--case-timeout) "
+                                             "and was stopped (for a spec this large, "
+                                             "--symbolic sweep)")
 
 
 class _Isolation:

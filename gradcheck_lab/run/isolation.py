@@ -15,6 +15,7 @@ from typing import Any
 
 from gradcheck_lab.casefile import Case
 from gradcheck_lab.results import Result
+from gradcheck_lab.run.budget import error_results
 from gradcheck_lab.settings import Settings
 
 _KILL_GRACE_S = 2.0
@@ -95,8 +96,4 @@ def _serve(connection: Connection) -> None:
 
 
 def _errors(case: Case, message: str) -> list[Result]:
-    line = case.line_of("impl")
-    return [Result(case=case.name, file=case.file, line=case.line, dtype=dtype, device=device,
-                   status="error", message=f"{case.file}:{line}: impl: {message}",
-                   seed=case.seed)
-            for dtype in case.dtypes for device in case.devices]
+    return error_results(case, "impl", message)

@@ -1,0 +1,52 @@
+"""A time budget for a case checked in this process (a spec without an impl: no user code
+runs, but sympy may take far longer than the case is worth).
+
+An impl is the user's own code and may hang in C, where no signal reaches it: such cases run
+in a worker process (``run.isolation``). The spec's own work is Python (sympy, numpy calls of
+bounded size), which an interval timer interrupts: on Unix, in the main thread, SIGALRM
+raises CaseTimeout (a BaseException, so that no ``except Exception`` on the way catches it).
+Elsewhere there is no budget for in-process cases.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+
+from gradcheck_lab.casefile import Case
+from gradcheck_lab.results import Result
+
+
+class CaseTimeout(BaseException):
+    """The case ran past its time budget."""
+
+
+@contextlib.contextmanager
+def time_budget(seconds: float | None) -> Iterator[None]:
+    usable = (seconds is not None and hasattr(signal, "setitimer")
+              and threading.current_thread() is threading.main_thread())
+    if not usable:
+        yield
+        return
+
+    def expire(signum: int, frame: object) -> None:
+        raise CaseTimeout
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def error_results(case: Case, key: str, message: str) -> list[Result]:
+    """One error result per dtype × device, the message at the case's ``key``."""
+    line = case.line_of(key)
+    return [Result(case=case.name, file=case.file, line=case.line, dtype=dtype, device=device,
+                   status="error", message=f"{case.file}:{line}: {key}: {message}",
+                   seed=case.seed)
+            for dtype in case.dtypes for device in case.devices]
