@@ -47,14 +47,17 @@ INTROS: dict[str, str] = {
         "mapping for every dtype, or a mapping from dtype to one of these."),
     "ExpectModel": (
         "Hand-worked answers, checked too: the output's value and the gradient of each "
-        "input."),
+        "input. A decimal is checked to the digits written (`0.84` means 0.835 to 0.845), an "
+        "integer or an expression exactly; `.inf`, `-.inf` and `.nan` are answers too (outside "
+        "a function's domain)."),
     "TrainingModel": (
         "The user's training step, checked against the spec's gradient: `step` is called as "
         "`step(params=..., batch=..., lr=...)`, updates the params in place and returns the "
         "loss."),
     "NestedNumbers": (
         "A number, or a non-empty list of NestedNumbers: `2`, `[1.5, -2]`, "
-        "`[[1, 0], [0, 1]]`. Integers and decimals stay exact."),
+        "`[[1, 0], [0, 1]]`. Integers stay exact; a decimal is the float64 nearest it, the "
+        "value torch sees, for every oracle."),
 }
 
 DESCRIPTIONS: dict[str, dict[str, str]] = {

@@ -90,9 +90,10 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
                      default=200, help="refuse expressions nested deeper")
     run.add_argument("--case-timeout", type=_positive_float, metavar="SECONDS",
                      default=DEFAULT_CASE_TIMEOUT,
-                     help="time budget of a case with an impl, which then runs in a worker "
-                          "process that is stopped when the budget runs out (default 300; "
-                          "0 runs impls in this process, without a budget)")
+                     help="time budget of each case; a case with an impl then runs in a "
+                          "worker process that is stopped when the budget runs out, a spec "
+                          "without one under an interval timer (default 300; 0: no budget, "
+                          "impls in this process)")
     run.add_argument("--sensitivity", action="store_true",
                      help="also report the smallest relative error, in one element and in all "
                           "elements, each check would have caught (planted into autograd's "
