@@ -57,10 +57,15 @@ def undecided(results: OracleResults, rule: ToleranceRule) -> dict[str, np.ndarr
 
 
 def _precision_notes(results: OracleResults) -> list[str]:
-    """What the measured precision of the function under test changed."""
+    """What the measured precision of an impl is, when it is coarser than float64, and what
+    that changed."""
     precision, dtype = results.precision, results.point.dtype
-    if not precision.coarser_than(dtype):
+    if precision.dtype == "float64":
         return []
+    if not precision.coarser_than(dtype):
+        return [f"the impl computes at {precision.describe()}, as its {dtype} inputs: finite "
+                f"differences (called in float64) step {precision.relative_step:.2g}·max(1,|x|) "
+                "with that round-off in their error bars"]
     return [f"the impl computes at {precision.describe()}, coarser than its {dtype} inputs: "
             f"compared at {precision.dtype} precision (the tolerance of {precision.dtype}, and "
             f"finite differences with a step of {precision.relative_step:.2g}·max(1,|x|) and "
