@@ -7,11 +7,10 @@ Importing this package imports neither torch nor sympy.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from gradcheck_lab.doors.api import check, run_file
 from gradcheck_lab.errors import CaseError, GradcheckLabError, ImplError
 from gradcheck_lab.results import Mismatch, Result
+from gradcheck_lab.version import __version__
 
 __all__ = ["CaseError", "GradcheckLabError", "ImplError", "Mismatch", "Result", "__version__",
            "check", "run_file"]

@@ -225,16 +225,55 @@ def test_the_noise_measure_tells_float32_from_float64() -> None:
 
     x = np.random.default_rng(0).standard_normal(32)
     point = Point("float64", {"x": x}, {})
+    spec = np.asarray([np.sum(np.tanh(x))])
 
     def evaluate(cast: Any) -> Any:
         return lambda values: np.asarray([np.sum(np.tanh(cast(values["x"])))], np.float64)
 
-    fine = measure(evaluate(lambda v: v), point, ["x"], 0.0, 0)
-    coarse = measure(evaluate(lambda v: v.astype(np.float32)), point, ["x"], 0.0, 0)
+    fine = measure(evaluate(lambda v: v), point, ["x"], spec, 0.0, 0)
+    coarse = measure(evaluate(lambda v: v.astype(np.float32)), point, ["x"], spec, 0.0, 0)
     assert (fine.dtype, coarse.dtype) == ("float64", "float32")
-    assert fine.noise < 1e-13 and 1e-9 < coarse.noise < 1e-5
+    assert 1e-9 < coarse.noise < 1e-5
+    assert fine.evaluations == 1  # a float64 forward costs one evaluation to know
     assert [classify(n) for n in (1e-16, 1e-12, 1e-7, 1e-4, 1e-1)] == [
         "float64", "float64", "float32", "float16", "bfloat16"]
+
+
+def test_neither_a_smooth_forward_bug_nor_a_kink_passes_for_round_off() -> None:
+    # A forward off by 1e-6 relative (a bug: smooth, no noise) and a float64 function with a
+    # kink within the noise step each fool one of the two tests alone, never both.
+    from gradcheck_lab.oracles.base import Point
+    from gradcheck_lab.oracles.precision import measure
+
+    x = np.random.default_rng(1).standard_normal(16)
+    point = Point("float64", {"x": x}, {})
+    spec = np.asarray([np.sum(np.tanh(x))])
+    smooth_bug = measure(lambda v: np.asarray([np.sum(np.tanh(v["x"])) * (1 + 1e-6)]), point,
+                         ["x"], spec, 0.0, 0)
+    assert smooth_bug.dtype == "float64"
+    kinked = np.concatenate([[3e-13], x[1:]])  # relu's kink well inside a 1e-6 step
+    point = Point("float64", {"x": kinked}, {})
+    relu = measure(lambda v: np.asarray([np.sum(np.maximum(v["x"], 0))]), point, ["x"],
+                   np.asarray([np.sum(np.maximum(kinked, 0))]), 0.0, 0)
+    assert relu.dtype == "float64"
+
+
+def test_a_float64_backward_keeps_its_tolerance_behind_a_coarse_forward() -> None:
+    # The forward rounds its result to bfloat16; the backward is float64 and 5% off.
+    class Bfloat16Out(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+            ctx.save_for_backward(x)
+            return torch.tanh(x).sum().to(torch.bfloat16)
+
+        @staticmethod
+        def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+            (x,) = ctx.saved_tensors
+            return grad.to(x.dtype) * (1 - torch.tanh(x) ** 2) * 1.05
+
+    result = only(gradcheck_lab.check("sum(tanh(x))", MIXED["inputs"], impl=Bfloat16Out.apply))
+    assert result.status == "fail", result.message
+    assert "its gradients at about float64" in result.tolerance["precision"]
 
 
 # -- finite differences that plainly side with one oracle say so --------------------------------
@@ -441,3 +480,107 @@ def test_state_on_ctx_is_called_not_re_entrant() -> None:
     result = only(gradcheck_lab.check("sum(x * x)", {"x": [0.5, -1.0, 2.0]},
                                       impl=ScalesItsSavedGradient.apply))
     assert "not re-entrant" in result.message
+
+
+# -- what an independent review of the above found ----------------------------------------------
+
+def test_a_kink_near_the_point_does_not_pass_for_round_off() -> None:
+    def relu_impl(x: torch.Tensor) -> torch.Tensor:
+        return (torch.relu(x) * 2).sum()
+
+    class OffByTenPpm(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+            ctx.save_for_backward(x)
+            return (torch.relu(x) * 2).sum()
+
+        @staticmethod
+        def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+            (x,) = ctx.saved_tensors
+            return grad * 2 * (x > 0).to(x.dtype) * (1 + 1e-5)
+
+    x = {"x": [0.5, 3e-7, 1.3]}  # relu's kink 3e-7 away: inside a step of 1e-6·max(1, |x|)
+    right = only(gradcheck_lab.check("sum(relu(x) * 2)", x, impl=relu_impl))
+    wrong = only(gradcheck_lab.check("sum(relu(x) * 2)", x, impl=OffByTenPpm.apply))
+    assert right.tolerance["precision"].startswith("about float64"), right.tolerance
+    assert (right.status, wrong.status) == ("pass", "fail"), (right.message, wrong.message)
+
+
+def test_small_inputs_keep_float64_precision() -> None:
+    result = only(gradcheck_lab.check("sum(log(x))", {"x": [1e-4, 2e-4]},
+                                      impl=lambda x: torch.log(x).sum()))
+    assert result.tolerance["precision"].startswith("about float64")
+    assert result.tolerance["rtol"] == pytest.approx(2.0 ** -26)
+
+
+def test_a_float16_gradient_four_times_too_large_fails_below_the_smallest_normal() -> None:
+    class FourTimes(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+            return x * 1e-5
+
+        @staticmethod
+        def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+            return grad * 4e-5
+
+    result = only(gradcheck_lab.check("sum(x * 1e-5)", {"x": [0.5, 1.0, 2.0]},
+                                      impl=lambda x: FourTimes.apply(x).sum(),
+                                      dtypes=["float16"]))
+    assert result.status == "fail", result.message
+
+
+def test_a_tensor_output_at_the_edge_of_the_domain_is_not_a_failure() -> None:
+    # sqrt at -1 and 0: the off-diagonal Jacobian entry is exactly 0 for the exact oracle and
+    # 0·nan (nan) for torch; forward mode through those elements too.
+    for x in ([-1.0, 4.0], [0.0, 4.0]):
+        result = only(gradcheck_lab.check("sqrt(x)", {"x": x}, modes=["reverse", "forward"]))
+        assert result.status == "pass", (x, result.message)
+        assert "1 outside the domain" in result.message
+
+
+def test_a_case_outside_the_domain_at_second_order_is_a_skip_not_a_failure() -> None:
+    result = only(gradcheck_lab.check("sqrt(x)", {"x": 0.0}, order=2))
+    assert result.status == "skip"
+    assert result.message.startswith("sqrt has an infinite slope at x")
+
+
+def test_a_constant_beyond_float64_is_refused_at_load() -> None:
+    with pytest.raises(gradcheck_lab.CaseError, match="out of the float64 range"):
+        gradcheck_lab.check("x ** (10 ** 400)", {"x": 1.0})
+    # Exact arithmetic may pass through it: 10**400 / 10**399 is 10.
+    assert only(gradcheck_lab.check("x * (10 ** 400 / 10 ** 399)", {"x": 1.0})).ok
+
+
+def test_numbers_from_python_are_exact_expectations() -> None:
+    # 2.0 from Python means 2, not 1.95 to 2.05; a numpy scalar is a number too.
+    result = only(gradcheck_lab.check("x ** 2", {"x": 1.02}, expect={"grad": {"x": 2.0}}))
+    assert result.status == "fail"
+    scalar = only(gradcheck_lab.check("x ** 2", {"x": 1.0},
+                                      expect={"grad": {"x": np.float64(2.0)}}))
+    assert scalar.status == "pass", scalar.message
+
+
+def test_an_error_in_a_python_callable_names_its_own_file() -> None:
+    def broken(x: torch.Tensor) -> torch.Tensor:
+        return x.no_such_method()
+
+    result = only(gradcheck_lab.check("sum(x)", {"x": [1.0]}, impl=broken))
+    assert result.status == "error"
+    assert f"({os.path.basename(__file__)}:" in result.message
+
+
+def test_the_time_budget_restores_a_timer_of_its_caller() -> None:
+    import signal
+
+    from gradcheck_lab.run.budget import time_budget
+
+    signal.setitimer(signal.ITIMER_REAL, 50.0)
+    previous = signal.signal(signal.SIGALRM, lambda *args: None)
+    try:
+        with time_budget(5.0):
+            inner, _ = signal.getitimer(signal.ITIMER_REAL)
+        outer, _ = signal.getitimer(signal.ITIMER_REAL)
+        assert inner <= 5.0 < outer <= 50.0
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

@@ -19,14 +19,19 @@ from gradcheck_lab.errors import SpecError
 from gradcheck_lab.ops import OPS, Param, ParamValue, suggest
 from gradcheck_lab.program.ir import Call, Const, Expr, Name
 
-BINARY_OPERATORS: dict[type, str] = {
-    ast.Add: "add",
-    ast.Sub: "sub",
-    ast.Mult: "mul",
-    ast.Div: "div",
-    ast.Pow: "pow",
-    ast.MatMult: "matmul",
+# Python's operators, by how the op table spells them (``Op.infix``): which op each one is
+# comes from the table.
+_INFIX: dict[type, str] = {
+    ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**", ast.MatMult: "@",
 }
+
+
+def _operator(symbol: str, arity: int) -> str | None:
+    """The op of the table spelled ``symbol`` with ``arity`` operands (- is sub and neg)."""
+    return next((name for name, op in OPS.items()
+                 if op.infix == symbol and op.max_args == arity), None)
+
+
 _OPERATOR_SPELLING = {
     ast.FloorDiv: "//", ast.Mod: "%", ast.LShift: "<<", ast.RShift: ">>",
     ast.BitOr: "|", ast.BitXor: "^", ast.BitAnd: "&", ast.Not: "not", ast.Invert: "~",
@@ -90,11 +95,6 @@ def parse_expression(text: str, limits: ExprLimits = ExprLimits()) -> Expr:
     return _Builder(source, limits, shift).build(tree.body, 0)
 
 
-def parse_number(value: int | Decimal | Fraction) -> Fraction:
-    """An exact Fraction for a YAML number (never a float, so decimals stay exact)."""
-    return Fraction(value)
-
-
 class _Builder:
     def __init__(self, text: str, limits: ExprLimits, shift: int | None) -> None:
         self.text = text
@@ -132,10 +132,12 @@ class _Builder:
             if isinstance(node.op, ast.UAdd):
                 return self.build(node.operand, depth + 1)
             if isinstance(node.op, ast.USub):
-                return self.fold("neg", (self.build(node.operand, depth + 1),), (), offset)
+                negate = _operator("-", 1)
+                assert negate is not None  # the table has unary minus
+                return self.fold(negate, (self.build(node.operand, depth + 1),), (), offset)
             raise self.fail(f"operator {_spelling(node.op)!r} is not supported", node)
         if isinstance(node, ast.BinOp):
-            op = BINARY_OPERATORS.get(type(node.op))
+            op = _operator(_INFIX[type(node.op)], 2) if type(node.op) in _INFIX else None
             if op is None:
                 raise self.fail(
                     f"operator {_spelling(node.op)!r} is not supported "

@@ -41,7 +41,6 @@ MAX_POINTS = 64  # each point is a full three-way check
 # the spec (for the loss curve): a thousand stays within seconds for MNIST-sized models.
 MAX_TRAINING_STEPS = 1000
 DTYPES = ("float64", "float32", "float16", "bfloat16")
-INITS = ("randn", "uniform", "randint", "zeros", "ones")
 _DEVICE = re.compile(r"^(cpu|cuda(:[0-9]+)?)$")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CASE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
@@ -248,15 +247,13 @@ def _not_finite(value: Any) -> bool:
 
 
 def _expected_number(value: Any) -> tuple[Any, float]:
-    """The number and half a unit in its last written digit: a YAML decimal as written, a
-    Python float as its shortest repr (a number typed with 11 digits has 11; one computed
-    has 17, so it is as good as exact)."""
+    """The number and half a unit in its last written digit: a YAML decimal as written; an
+    integer, and a number from Python (a float, a numpy scalar), exactly (0)."""
     if _not_finite(value):
         return float(value), 0.0
     exact = to_fraction(value)
-    written = Decimal(repr(value)) if isinstance(value, float) else value
-    if isinstance(written, Decimal):
-        exponent = written.as_tuple().exponent
+    if isinstance(value, Decimal):
+        exponent = value.as_tuple().exponent
         return exact, 0.5 * 10.0 ** exponent if isinstance(exponent, int) else 0.0
     return exact, 0.0
 

@@ -33,6 +33,14 @@ class OracleResults:
         return self.symbolic.exact
 
     @property
+    def methods(self) -> dict[str, str]:
+        """How each oracle computed, as the result's ``oracles`` reports it."""
+        methods = {"symbolic": self.symbolic.method, "autograd": self.autograd.method}
+        if self.finite_differences is not None:
+            methods["finite_difference"] = self.finite_differences.method
+        return methods
+
+    @property
     def symbolic_rule(self) -> ToleranceRule:
         """The symbolic oracle's own error bound."""
         return symbolic_rule(self.exact)

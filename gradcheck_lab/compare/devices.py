@@ -29,8 +29,8 @@ def compare_devices(reference: Gradients, results: OracleResults, rule: Toleranc
             bound = rule.bound(r, gradient_scale(r), terms)
             with np.errstate(all="ignore"):
                 errors = np.abs(r - o)
-            differ_at[k] = {int(flat) for flat in np.flatnonzero(~(agree(r, o, bound)
-                                                                    | (r == o)))}
+            same = agree(r, o, bound) | (r == o) | rule.flushed(r, o)
+            differ_at[k] = {int(flat) for flat in np.flatnonzero(~same)}
             # A multiple of an earlier cotangent shows only what that one did not.
             base = results.probes[k].multiple_of
             for flat in sorted(differ_at[k] - (differ_at[base] if base is not None else set())):

@@ -57,14 +57,6 @@ class FdTally:
     undecided: dict[str, list[int]] = field(default_factory=dict)
 
 
-def undecided_elements(results: OracleResults, rule: ToleranceRule,
-                       impl_differs_from_spec: bool) -> dict[str, np.ndarray]:
-    """Per input, the elements where symbolic and autograd disagree and finite differences
-    could name neither (what a sharper finite difference should look at again)."""
-    _, tally = compare_gradients(results, rule, impl_differs_from_spec)
-    return {name: np.asarray(flats, dtype=np.int64) for name, flats in tally.undecided.items()}
-
-
 def compare_gradients(results: OracleResults, rule: ToleranceRule,
                       impl_differs_from_spec: bool) -> tuple[Findings, FdTally]:
     """Every differentiated input's gradient, three ways. ``impl_differs_from_spec``: the
@@ -140,10 +132,16 @@ class _InputGradient:
                                       float(np.max(self.rule.absolute(scale, terms))))
         bound_s = self.sym_rule.bound(s, scale, terms)
         bound_a = self.rule.bound(s, scale, terms)
-        outside = np.flatnonzero(same_nonfinite(s, a))
+        # Outside the domain: the same nan or infinity on both sides; or, at an input element
+        # where the forward itself leaves the domain, autograd not finite whatever symbolic
+        # says (0·nan is nan for torch where the exact off-diagonal entry is 0). Autograd
+        # finite where the exact gradient is not is compared: a number where there is none.
+        at_domain_edge = np.zeros(s.shape, dtype=bool)
+        at_domain_edge[list(self.results.symbolic.domain_elements.get(self.name, ()))] = True
+        outside = np.flatnonzero(same_nonfinite(s, a) | (at_domain_edge & ~np.isfinite(a)))
         if outside.size:
             self.tally.outside.setdefault(self.name, set()).update(int(f) for f in outside)
-        agreeing = agree(s, a, bound_s + bound_a)
+        agreeing = agree(s, a, bound_s + bound_a) | self.rule.flushed(s, a)
         agreeing[outside] = True
         return _Probed(k, s, a, scale, bound_s, bound_a, agreeing)
 

@@ -23,6 +23,7 @@ from gradcheck_lab.compare.findings import (
     mismatch,
     odd_by_difference,
     odd_one_out,
+    same_nonfinite,
     worst,
 )
 from gradcheck_lab.compare.tolerances import ToleranceRule, gradient_scale, symbolic_rule
@@ -54,8 +55,10 @@ def compare_jvp(probes: tuple[Probe, ...], symbolic: Gradients, tangents: dict[s
             bf = FD_SAFETY * float(np.abs(u) @ fd_error.reshape(-1))
         bound_s = float(sym_rule.bound(np.asarray(s), scale, terms))
         bound_a = float(rule.bound(np.asarray(s), scale, terms))
-        if bool(agree(s, a, bound_s + bound_a)):
+        if bool(agree(s, a, bound_s + bound_a)) or bool(same_nonfinite(s, a)):
             continue
+        if symbolic.domain_elements and not (np.isfinite(s) and np.isfinite(a)):
+            continue  # the product runs through elements outside the domain
         odd = odd_by_difference(s, a, f, bound_s, bound_a, bf)
         rows.append((finite_or_inf(abs(s - a)), k, s, a, f, bound_s + bound_a, odd))
     if not rows:
@@ -99,7 +102,10 @@ def compare_hvp(probes: tuple[Probe, ...], symbolic: tuple[dict[str, np.ndarray]
                          if m.size) if first_order.term_magnitudes else 0.0)
             scale = max(gradient_scale(s), terms * largest_tangent / max(1.0, input_scale))
             bound_s, bound_a = sym_rule.bound(s, scale), rule.bound(s, scale)
-            for flat in np.flatnonzero(~agree(s, a, bound_s + bound_a)):
+            outside = same_nonfinite(s, a)
+            if first_order.domain_elements:  # products through elements outside the domain
+                outside |= ~(np.isfinite(s) & np.isfinite(a))
+            for flat in np.flatnonzero(~(agree(s, a, bound_s + bound_a) | outside)):
                 error = finite_or_inf(abs(s[flat] - a[flat]))
                 odd = odd_by_difference(s[flat], a[flat], f[flat], bound_s[flat],
                                         bound_a[flat], bf[flat])

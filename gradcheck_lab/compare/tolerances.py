@@ -17,22 +17,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradcheck_lab.casefile import Tolerance
+from gradcheck_lab.dtypes import EPSILON, SMALLEST_NORMAL
 
-EPSILON = {
-    "float64": 2.0**-52,
-    "float32": 2.0**-23,
-    "float16": 2.0**-10,
-    "bfloat16": 2.0**-7,
-}
-# The smallest normal number of each dtype. Below it numbers are spaced SMALLEST_NORMAL × eps
-# apart (subnormals), and smaller values underflow: an exact 3e-70 is 0 in float32. That
-# spacing, a few times over, is the absolute floor of a bound.
-SMALLEST_NORMAL = {
-    "float64": 2.0**-1022,
-    "float32": 2.0**-126,
-    "float16": 2.0**-14,
-    "bfloat16": 2.0**-126,
-}
+# Below a dtype's smallest normal number, numbers are spaced SMALLEST_NORMAL × eps apart
+# (subnormals), and smaller values underflow: an exact 3e-70 is 0 in float32. That spacing, a
+# few times over, is the absolute floor of a bound.
+__all__ = ["EPSILON", "SMALLEST_NORMAL", "ToleranceRule", "default_rtol", "gradient_scale",
+           "rule_for", "symbolic_rule"]
 # The exact oracle's only error is the final rounding to float64.
 EXACT_RTOL = 4 * EPSILON["float64"]
 # A computed value carries the rounding of its largest intermediate, a few ulps per step:
@@ -52,18 +43,17 @@ class ToleranceRule:
 
     def bound(self, reference: np.ndarray, scale: float,
               terms: float | np.ndarray = 0.0) -> np.ndarray:
-        return (self.absolute(scale, terms) + self.rtol * np.abs(reference)
-                + self.subnormal(reference))
+        return self.absolute(scale, terms) + self.rtol * np.abs(reference)
 
-    def subnormal(self, reference: np.ndarray) -> np.ndarray:
-        """A value below the dtype's smallest normal number lies where it has no relative
-        precision left (and where kernels may flush to zero): such an element may differ by
-        up to that smallest normal (an exact 1e-43 against float32's 0 is not a bug)."""
+    def flushed(self, reference: np.ndarray, other: np.ndarray) -> np.ndarray:
+        """Where ``other`` is exactly 0 and the reference lies below the dtype's smallest
+        normal number: a kernel that flushes subnormal results to zero (GPUs do, and CPUs
+        with flush-to-zero set), not a bug. Anything else subnormal is compared as usual."""
         if self.atol is not None or self.term_ulps == 0:
-            return np.zeros(np.shape(reference))
-        smallest = SMALLEST_NORMAL[self.dtype]
+            return np.zeros(np.shape(reference), dtype=bool)
         with np.errstate(invalid="ignore"):
-            return np.where(np.abs(reference) < smallest, smallest, 0.0)
+            return (np.asarray(other) == 0) & (
+                np.abs(reference) < SMALLEST_NORMAL[self.dtype]) & (np.asarray(reference) != 0)
 
     def absolute(self, scale: float, terms: float | np.ndarray = 0.0) -> np.ndarray:
         """rtol × scale, or the rounding of the terms (``terms``: their |sum|, elementwise or
@@ -81,8 +71,8 @@ class ToleranceRule:
                 else "atol = rtol × scale of the terms")
         text = f"rtol = {self.rtol:.3g}, {atol} ({self.source})"
         if self.atol is None and self.term_ulps and self.dtype != "float64":
-            text += (f"; values below {self.dtype}'s smallest normal "
-                     f"({SMALLEST_NORMAL[self.dtype]:.3g}) compared to within it")
+            text += (f"; a value below {self.dtype}'s smallest normal "
+                     f"({SMALLEST_NORMAL[self.dtype]:.3g}) flushed to 0 agrees")
         return text
 
 

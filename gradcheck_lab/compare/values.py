@@ -42,7 +42,8 @@ def value_gap(results: OracleResults, rule: ToleranceRule) -> ValueGap:
     bound = results.symbolic_rule.bound(s, scale, terms) + rule.bound(s, scale, terms)
     # The same infinity, or nan, on both sides is the same value: outside the domain alike
     # (the report says where).
-    return ValueGap(s, a, bound, np.flatnonzero(~(agree(s, a, bound) | same_nonfinite(s, a))))
+    same = agree(s, a, bound) | same_nonfinite(s, a) | rule.flushed(s, a)
+    return ValueGap(s, a, bound, np.flatnonzero(~same))
 
 
 def compare_values(results: OracleResults, gap: ValueGap) -> Findings:

@@ -13,18 +13,29 @@ from gradcheck_lab.compare.contract import (
     rerun_rule,
 )
 from gradcheck_lab.compare.findings import FD_INCONCLUSIVE, FD_SAFETY, Findings, Verdict, count_text
-from gradcheck_lab.compare.gradients import FdTally, compare_gradients, undecided_elements
+from gradcheck_lab.compare.gradients import FdTally, compare_gradients
 from gradcheck_lab.compare.tolerances import ToleranceRule
 from gradcheck_lab.compare.values import compare_expectation, compare_values, value_gap
 from gradcheck_lab.oracles.base import describe_probes, independent
 
 
-def compare(results: OracleResults, rule: ToleranceRule) -> Verdict:
+def compare(results: OracleResults, rule: ToleranceRule,
+            value_rule: ToleranceRule | None = None) -> Verdict:
     """Gradients, forward values, the function's contract (in-place writes, reruns, gradient
     types) and every ``expect`` entry; a verdict that fails where any of them found a
-    failure. Returns data, never raises for a disagreement."""
-    impl_differs_from_spec = impl_differs(results, rule)
-    gap = value_gap(results, rule)
+    failure. ``value_rule``: the forward values' own rule, when the impl's forward computes
+    more coarsely than its gradients (default: ``rule``). Returns data, never raises for a
+    disagreement."""
+    return judged(results, rule, value_rule)[0]
+
+
+def judged(results: OracleResults, rule: ToleranceRule, value_rule: ToleranceRule | None = None
+           ) -> tuple[Verdict, dict[str, np.ndarray]]:
+    """``compare``, and per input the elements where nobody could be named the odd one out
+    (what a sharper finite difference should look at again)."""
+    value_rule = value_rule or rule
+    gap = value_gap(results, value_rule)
+    impl_differs_from_spec = results.case.impl is not None and gap.differ.size > 0
     gradients, tally = compare_gradients(results, rule, impl_differs_from_spec)
     found = Findings(notes=[*results.symbolic.notes, *results.autograd.notes,
                             *(results.finite_differences.notes
@@ -41,19 +52,10 @@ def compare(results: OracleResults, rule: ToleranceRule) -> Verdict:
     message = "; ".join(found.summary) if status == "fail" else _pass_message(results, tally)
     if status == "pass" and _all_outside(results, tally):
         status, message = "skip", _outside_message(results)
-    return Verdict(status, message, found.mismatches, found.notes, _counts(results),
-                   _tolerance(results, rule, tally))
-
-
-def impl_differs(results: OracleResults, rule: ToleranceRule) -> bool:
-    """The impl's forward values are not the spec's: finite differences of the impl then
-    cannot speak for or against the spec's gradient."""
-    return results.case.impl is not None and value_gap(results, rule).differ.size > 0
-
-
-def undecided(results: OracleResults, rule: ToleranceRule) -> dict[str, np.ndarray]:
-    """Where the comparison could not name the odd oracle (``gradients.undecided_elements``)."""
-    return undecided_elements(results, rule, impl_differs(results, rule))
+    verdict = Verdict(status, message, found.mismatches, found.notes, _counts(results),
+                      _tolerance(results, rule, tally))
+    return verdict, {name: np.asarray(flats, dtype=np.int64)
+                     for name, flats in tally.undecided.items()}
 
 
 def _precision_notes(results: OracleResults) -> list[str]:

@@ -14,8 +14,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from gradcheck_lab import __version__
 from gradcheck_lab.settings import DEFAULT_CASE_TIMEOUT
+from gradcheck_lab.version import __version__
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 

@@ -108,7 +108,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    from gradcheck_lab import __version__
+    from gradcheck_lab.version import __version__
 
     paths = ", ".join(str(p) for p in _case_paths(config))
     return f"gradcheck-lab {__version__}: case paths {paths}"

@@ -7,6 +7,7 @@ accumulates). An input that gets no gradient counts as zeros, and the result say
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -110,6 +111,24 @@ def gradients(function: FunctionUnderTest, point: Point,
                      rerun_probe=rerun,
                      modified_inputs=modified, contract_problems=tuple(dict.fromkeys(problems)),
                      device=device, unit_seconds=unit)
+
+
+def vjp_at(function: FunctionUnderTest, values: Mapping[str, np.ndarray],
+           probe: Probe) -> np.ndarray:
+    """The VJP through ``probe`` at input ``values`` (by name), over every differentiable
+    input, flat, in float64: one forward and backward on fresh leaves."""
+    import torch
+
+    names = [spec.name for spec in function.case.differentiable_inputs]
+    leaves = make_leaves(function.case, Point(function.dtype, dict(values), {}),
+                         function.dtype, function.device)
+    with torch.enable_grad():
+        out = function(leaves)
+    if not out.requires_grad:
+        return np.zeros(sum(leaves[n].numel() for n in names))
+    grads = _backward(function, out, leaves, names, probe, "")
+    return np.concatenate([np.zeros(leaves[n].numel()) if g is None else owned(g).reshape(-1)
+                           for n, g in zip(names, grads, strict=True)])
 
 
 def rerun_probe(probes: tuple[Probe, ...]) -> int:

@@ -63,6 +63,8 @@ class Gradients:
     kinked_ops: tuple[str, ...] = ()
     kinks: tuple[str, ...] = ()  # where the function is not differentiable at this point
     domain: tuple[str, ...] = ()  # where the forward leaves the real numbers (sqrt of a -1)
+    # The input elements an op leaves the domain at, elementwise (sqrt(x) at x[1] = -1).
+    domain_elements: dict[str, tuple[int, ...]] = field(default_factory=dict)
     roots: dict[str, np.ndarray] = field(default_factory=dict)  # evaluated expect expressions
     formulas: dict[str, Any] = field(default_factory=dict)  # exact derivatives, per input
     # The largest |intermediate value| of the forward: the size of the terms that rounding

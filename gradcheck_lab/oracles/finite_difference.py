@@ -25,7 +25,7 @@ import numpy as np
 from gradcheck_lab.casefile import Case
 from gradcheck_lab.oracles.base import Estimates, FiniteDifferences, Gradients, Point, Probe
 from gradcheck_lab.oracles.function import FunctionUnderTest, owned
-from gradcheck_lab.oracles.precision import EPS64, FLOAT64, Precision
+from gradcheck_lab.oracles.precision import EPS64, FLOAT64, Precision, fourth_difference
 
 ALL_PARTIALS_MAX_ELEMENTS = 2048
 DIRECTIONS_PER_INPUT = 8
@@ -121,17 +121,17 @@ REFINE_MAX_ELEMENTS = 32
 
 def refine(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...],
            differences: FiniteDifferences, elements: dict[str, np.ndarray],
-           precision: Precision = FLOAT64) -> FiniteDifferences:
+           precision: Precision = FLOAT64, term_scale: float = 0.0) -> FiniteDifferences:
     """The partials at ``elements`` (by input, flat indices) again, with error bars of their
     own: where symbolic and autograd disagree and the first estimates' bars were too wide to
     tell which is right.
 
-    The first bars hold a floor from the round-off of the function's largest term, whatever
-    the element: right for a sum((x + 1e8) - 1e8), far too wide for one element of a large
-    float32 sum, whose difference moves a single term. Here each element's round-off is
-    measured by its own fourth differences, at the step and at a second, incommensurate one
-    (two independent samples of the noise its difference really sees), beside the truncation
-    seen between h and 2h; the floor is the values' own rounding, not the largest term's.
+    The first bars hold a floor from the measured round-off of the whole function, whatever
+    the element: far too wide for one element of a function computing in float32, whose
+    difference moves a single term. Here each element's round-off is measured by its own
+    fourth differences, at the step and at a second, incommensurate one (two independent
+    samples of the noise its difference really sees), beside the truncation seen between h
+    and 2h; the floor stays float64's rounding of the largest term.
     """
     center = evaluate_at(function, point.values)
     cotangents = np.stack([np.asarray(p.cotangent, dtype=np.float64).reshape(-1)
@@ -145,7 +145,7 @@ def refine(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...],
         errors = estimates.partial_errors.T.tolist()
         for flat in [int(f) for f in flats][:REFINE_MAX_ELEMENTS]:
             column, error = _element_difference(function, point, name, x, flat, center,
-                                                precision)
+                                                precision, term_scale)
             evaluations += 8
             row, bar = cotangents @ column, np.abs(cotangents) @ error
             if flat in indices:
@@ -163,14 +163,14 @@ def refine(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...],
     notes = (*differences.notes, "finite differences re-estimated "
              f"{sum(min(len(f), REFINE_MAX_ELEMENTS) for f in elements.values())} partial(s) "
              "where symbolic and autograd disagree, with each element's own round-off "
-             "measured (two fourth differences) in place of the largest term's")
+             "measured (two fourth differences)")
     return dataclasses.replace(differences, per_input=per_input, evaluations=evaluations,
                                notes=notes)
 
 
 def _element_difference(function: FunctionUnderTest, point: Point, name: str, x: np.ndarray,
-                        flat: int, center: np.ndarray,
-                        precision: Precision) -> tuple[np.ndarray, np.ndarray]:
+                        flat: int, center: np.ndarray, precision: Precision,
+                        term_scale: float) -> tuple[np.ndarray, np.ndarray]:
     """d f / d x[flat] at the precision's step, its bar from this element's own noise."""
     unit = np.zeros(x.size)
     unit[flat] = 1.0
@@ -180,15 +180,17 @@ def _element_difference(function: FunctionUnderTest, point: Point, name: str, x:
         return evaluate_at(function, {**point.values, name: x + t * unit})
 
     step = precision.relative_step * max(1.0, abs(float(x.reshape(-1)[flat])))
-    values = {k: at(k * step) for k in (1, -1, 2, -2)}
+    values = {0: center, **{k: at(k * step) for k in (1, -1, 2, -2)}}
     other = REFINE_STEP_RATIO * step
-    second = {k: at(k * other) for k in (1, -1, 2, -2)}
+    second = {0: center, **{k: at(k * other) for k in (1, -1, 2, -2)}}
     with np.errstate(all="ignore"):
         at_h = (values[1] - values[-1]) / (2 * step)
         at_2h = (values[2] - values[-2]) / (4 * step)
-        noise = np.maximum(*(np.abs(v[2] - 4 * v[1] + 6 * center - 4 * v[-1] + v[-2]) / 6
-                             for v in (values, second)))
-        magnitude = np.max(np.abs(np.stack([center, *values.values()])), axis=0)
+        noise = np.maximum(*(np.abs(fourth_difference(v)) / 6 for v in (values, second)))
+        # The floor: float64's rounding of the largest term (a difference of quantized values
+        # can have zero fourth differences, (x + C) - C on C's grid), beside the noise.
+        magnitude = np.maximum(np.max(np.abs(np.stack(list(values.values()))), axis=0),
+                               term_scale)
         floor = ROUNDOFF_FACTOR * np.maximum(noise, EPS64 * magnitude) / step
         error = np.abs(at_h - at_2h) + floor
     return at_h, error
@@ -272,7 +274,7 @@ def central_difference(shifted: Callable[[float], np.ndarray], center: np.ndarra
     with np.errstate(all="ignore"):
         at_h = (outputs[1] - outputs[-1]) / (2 * step)
         at_2h = (outputs[2] - outputs[-2]) / (4 * step)
-        fourth = outputs[2] - 4 * outputs[1] + 6 * outputs[0] - 4 * outputs[-1] + outputs[-2]
+        fourth = fourth_difference(outputs)
         magnitude = np.maximum(np.max(np.abs(np.stack(list(outputs.values()))), axis=0),
                                term_scale)
         roundoff = ROUNDOFF_FACTOR * roundoff_per_evaluation * magnitude / step

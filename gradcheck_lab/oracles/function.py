@@ -101,6 +101,9 @@ class FunctionUnderTest:
         else:
             self.impl = case.impl if callable(case.impl) else load_impl(case.impl)
             self.label = f"impl {case.impl_label}"
+        # The user's file, whose frames an error names (an impl file, or a callable's own).
+        self.source = (case.impl.path if isinstance(case.impl, ImplRef)
+                       else _source_of(self.impl))
 
     def __call__(self, tensors: dict[str, Any]) -> Any:
         if self.impl is None:
@@ -119,7 +122,7 @@ class FunctionUnderTest:
         return out
 
     def _called(self, tensors: dict[str, Any]) -> Any:
-        path = self.case.impl.path if isinstance(self.case.impl, ImplRef) else None
+        path = self.source
         if self.called_in != self.dtype:
             import torch
 
@@ -152,6 +155,22 @@ class FunctionUnderTest:
         if out.device.type != torch.device(self.device).type:
             raise ImplError(f"{self.label} returned a tensor on {out.device}, "
                             f"expected {self.device}")
+
+
+def _source_of(function: Any) -> Path | None:
+    """The file a Python callable was defined in (a custom Function's ``apply`` is torch's:
+    its class's file then), or None."""
+    import inspect
+
+    owner = getattr(function, "__self__", None)  # Function.apply is bound to its class
+    for candidate in (function, owner):
+        try:
+            source = inspect.getsourcefile(candidate) if candidate is not None else None
+        except TypeError:
+            source = None
+        if source and "torch" not in Path(source).parts:
+            return Path(source).resolve()
+    return None
 
 
 def lower(program: Program, tensors: dict[str, Any], dtype: str, device: str) -> Any:

@@ -42,9 +42,11 @@ def gradients(program: Program, point: Point, probes: tuple[Probe, ...],
     roots = [program.output, *program.roots.values()]
     env = numpy_forward(program, point, roots)
     kinks = tuple(_kinks(program, env, point.dtype))
+    domain, domain_elements = _domain(program, env)
     common = {
         "kinks": kinks,
-        "domain": tuple(_domain(program, env)),
+        "domain": tuple(domain),
+        "domain_elements": domain_elements,
         "kinked_ops": kinked_ops(program),
         "roots": {key: env[index] for key, index in program.roots.items()},
         "term_scale": term_scale(program, env),
@@ -230,27 +232,48 @@ def _kinks(program: Program, env: dict[int, np.ndarray], dtype: str = "float64")
     return found
 
 
-def _domain(program: Program, env: dict[int, np.ndarray]) -> list[str]:
-    """Where the forward leaves the real numbers: an op whose value is nan or infinite where
-    its arguments are finite (sqrt of a negative, log of 0, a pole), named as the case file
-    names it: "outside the domain of sqrt at x[3]"."""
+def _domain(program: Program,
+            env: dict[int, np.ndarray]) -> tuple[list[str], dict[str, tuple[int, ...]]]:
+    """Where the function leaves the real numbers or its derivative does: an op whose value
+    is nan or infinite where its arguments are finite (sqrt of a negative, log of 0, a pole),
+    or an elementwise op whose slope is (sqrt at 0), named as the case file names it:
+    "outside the domain of sqrt at x[3]"; and, where such an op acts elementwise on an input,
+    that input's elements (every gradient through them is outside the domain)."""
     found = []
+    elements: dict[str, set[int]] = {}
     for index in program.needed_for([program.output]):
         node = program.nodes[index]
-        if node.op in ("input", "const") or program.nodes[index].is_integer:
+        if node.op in ("input", "const") or node.is_integer:
             continue
-        value = np.asarray(env[index], dtype=np.float64)
         args = [np.asarray(env[a], dtype=np.float64) for a in node.args]
-        if np.isfinite(value).all() or not all(np.isfinite(a).all() for a in args):
-            continue
+        if not all(np.isfinite(a).all() for a in args):
+            continue  # already outside further up: said there
+        value = np.asarray(env[index], dtype=np.float64)
         argument = program.nodes[node.args[0]]
-        hits = np.argwhere(~np.isfinite(value))
         elementwise = OPS[node.op].is_elementwise and argument.shape == node.shape
+        bad = ~np.isfinite(value)
+        said = "outside the domain of {op} at {where}"
+        if not bad.any() and elementwise and argument.needs_grad:
+            bad = ~np.isfinite(_slope(node.op, args, value, node.param_dict))
+            said = "{op} has an infinite slope at {where}"
+        if not bad.any():
+            continue
+        hits = np.argwhere(bad)
         where = ((argument.name or f"the argument of {node.op}() in {node.key}")
                  + (index_text(tuple(hits[0])) if elementwise and node.shape else ""))
         more = f" and {len(hits) - 1} more element(s)" if elementwise and len(hits) > 1 else ""
-        found.append(f"outside the domain of {node.op} at {where}{more}")
-    return found
+        found.append(said.format(op=node.op, where=where) + more)
+        if elementwise and argument.op == "input" and argument.name is not None:
+            elements.setdefault(argument.name, set()).update(
+                int(f) for f in np.flatnonzero(bad.reshape(-1)))
+    return found, {name: tuple(sorted(flats)) for name, flats in elements.items()}
+
+
+def _slope(op: str, args: list[np.ndarray], value: np.ndarray, params: dict) -> np.ndarray:
+    """An elementwise op's derivative in its first argument (its VJP rule, limits included)."""
+    needs = [True] + [False] * (len(args) - 1)
+    with np.errstate(all="ignore"):
+        return np.asarray(OPS[op].vjp(np.ones(value.shape), args, value, params, needs)[0])
 
 
 def _as_dtype(values: np.ndarray, dtype: str) -> np.ndarray:

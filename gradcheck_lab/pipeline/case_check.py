@@ -162,8 +162,15 @@ class CaseCheck:
                 skipped.append(f"point {index} skipped: {'; '.join(prepared.symbolic.kinks)}")
                 continue
             results = self.oracle_results(prepared, functions)
-            rule = self.rule_at(results.precision)
-            results, verdict = self.compared(results, functions, rule)
+            rule = self.rule_at(results.precision.gradients)
+            results, verdict = self.compared(results, functions, rule,
+                                             self.rule_at(results.precision.dtype))
+            if verdict.status == "skip":  # outside the domain everywhere: nothing to compare
+                if index == 0:
+                    return self.result(device, "skip", verdict.message, notes=verdict.notes,
+                                       oracles=results.methods), results.autograd.unit_seconds
+                skipped.append(f"point {index} skipped: {verdict.message}")
+                continue
             if index == 0 and self.settings.sensitivity:  # planted errors: comparisons only
                 from gradcheck_lab.diagnose.sensitivity import measure
 
@@ -180,12 +187,10 @@ class CaseCheck:
 
             verdict.add(check_training(self.case, self.dtype, device, first.point,
                                        self.rule, self.settings.symbolic))
-        oracles = {"symbolic": first.symbolic.method, "autograd": first.autograd.method,
-                   "finite_difference": first.finite_differences.method}
         return self.result(
             device, verdict.status, verdict.message, mismatches=verdict.mismatches,
             counts=verdict.counts, tolerance=verdict.tolerance, notes=verdict.notes,
-            oracles=oracles, sensitivity=sensitivity,
+            oracles=first.methods, sensitivity=sensitivity,
         ), first.autograd.unit_seconds
 
     def oracle_results(self, prepared: PreparedPoint, functions: _Functions) -> OracleResults:
@@ -194,7 +199,7 @@ class CaseCheck:
 
         point, probes, sym = prepared.point, prepared.probes, prepared.symbolic
         ag = autograd.gradients(functions.checked, point, probes)
-        precision = self.precision(functions.reference, point, sym)
+        precision = self.precision(functions, prepared)
         if self.settings.fd == "exhaustive":
             fd = self.exhaustive_differences(functions.reference, point, probes, sym, precision)
         else:
@@ -202,51 +207,54 @@ class CaseCheck:
             fd = finite_difference.estimate(functions.reference, point, probes, focus=focus,
                                             mode=self.settings.fd, term_scale=sym.term_scale,
                                             precision=precision)
+        # The precision measurement's evaluations are finite differences' too.
+        fd = dataclasses.replace(fd, evaluations=fd.evaluations + precision.evaluations)
         return OracleResults(self.case, point, probes, sym, ag, fd, precision)
 
-    def compared(self, results: OracleResults, functions: _Functions,
-                 rule: ToleranceRule) -> tuple[OracleResults, Verdict]:
+    def compared(self, results: OracleResults, functions: _Functions, rule: ToleranceRule,
+                 value_rule: ToleranceRule) -> tuple[OracleResults, Verdict]:
         """The comparison; where finite differences could not tell symbolic from autograd,
         their estimates at those elements sharpened (``finite_difference.refine``) and the
         comparison made again, before the verdict gives up."""
-        from gradcheck_lab.compare.verdict import undecided
+        from gradcheck_lab.compare.verdict import judged
         from gradcheck_lab.oracles import finite_difference
 
-        verdict = compare(results, rule)
-        if verdict.status != "fail" or results.finite_differences is None:
-            return results, verdict
-        elements = undecided(results, rule)
-        if not elements:
+        verdict, undecided = judged(results, rule, value_rule)
+        if verdict.status != "fail" or results.finite_differences is None or not undecided:
             return results, verdict
         sharper = finite_difference.refine(functions.reference, results.point, results.probes,
-                                           results.finite_differences, elements,
-                                           results.precision)
+                                           results.finite_differences, undecided,
+                                           results.precision, results.symbolic.term_scale)
         results = dataclasses.replace(results, finite_differences=sharper)
-        return results, compare(results, rule)
+        return results, compare(results, rule, value_rule)
 
-    def precision(self, function: FunctionUnderTest, point: Point,
-                  sym: Gradients) -> Precision:
+    def precision(self, functions: _Functions, prepared: PreparedPoint) -> Precision:
         """How precisely an impl computes, measured at the point (the spec lowered by us
-        computes in float64); at least as coarse as the dtype it returns or is called in."""
-        from gradcheck_lab.oracles import precision
+        computes in float64); at least as coarse as the dtype it is called in."""
+        from gradcheck_lab.oracles import autograd, precision
         from gradcheck_lab.oracles.finite_difference import evaluate_at
 
         if self.case.impl is None:
             return precision.FLOAT64
+        function, point, sym = functions.reference, prepared.point, prepared.symbolic
         names = [spec.name for spec in self.case.differentiable_inputs]
         measured = precision.measure(lambda values: evaluate_at(function, values), point,
-                                     names, sym.term_scale, self.case.seed)
-        for dtype in (function.returned_dtype, function.called_in):
-            measured = precision.at_least(measured, dtype)
+                                     names, sym.value, sym.term_scale, self.case.seed)
+        measured = precision.at_least(measured, function.called_in)
+        if measured.coarser_than(self.dtype):
+            measured = precision.measure_gradients(
+                lambda values: autograd.vjp_at(functions.checked, values, prepared.probes[0]),
+                point, names, measured, self.case.seed)
         return measured
 
-    def rule_at(self, precision: Precision) -> ToleranceRule:
-        """The dtype's rule, or the rule of the precision the function under test actually
-        computes at, when that is coarser (unless the case sets its own tolerance)."""
-        if not precision.coarser_than(self.dtype) or self.case.tolerance.get(self.dtype):
+    def rule_at(self, dtype: str) -> ToleranceRule:
+        """The case's rule, or that of ``dtype`` when the function under test computes that
+        coarsely (measured; unless the case sets its own tolerance)."""
+        if not Precision(0.0, dtype).coarser_than(self.dtype) or self.case.tolerance.get(
+                self.dtype):
             return self.rule
-        return rule_for(precision.dtype, source=f"derived: sqrt(eps) of {precision.dtype}, the "
-                                                "precision the impl computes at")
+        return rule_for(dtype, source=f"derived: sqrt(eps) of {dtype}, the precision the impl "
+                                      "computes at")
 
     def exhaustive_differences(self, function: FunctionUnderTest, point: Point,
                                probes: tuple[Probe, ...], sym: Gradients,

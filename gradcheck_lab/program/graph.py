@@ -8,6 +8,7 @@ rule, a target out of range) is reported at that key.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -17,6 +18,7 @@ from gradcheck_lab.ops import OPS, ArgInfo, ParamValue, Shape, suggest
 from gradcheck_lab.program.ir import Call, Const, Expr, Name
 
 DEFAULT_MAX_NODE_ELEMENTS = 100_000_000
+FLOAT64_MAX = Fraction(sys.float_info.max)
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,10 @@ class ProgramBuilder:
 
     def add_expression(self, expr: Expr, key: str) -> int:
         if isinstance(expr, Const):
+            # Exact arithmetic may pass through huge constants (10**400 / 10**399 folds to 10);
+            # one the program keeps is a float64 for every oracle but the exact one.
+            if abs(expr.value) > FLOAT64_MAX:
+                raise SpecError("constant is out of the float64 range", expr.offset)
             return self._append(Node(len(self.nodes), "const", (), (), (), False, False, key,
                                      expr.offset, const=expr.value))
         if isinstance(expr, Name):

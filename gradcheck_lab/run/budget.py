@@ -1,10 +1,11 @@
-"""A time budget for a case checked in this process (a spec without an impl: no user code
-runs, but sympy may take far longer than the case is worth).
+"""A time budget for a case checked in this process: a spec with no user code (no impl, no
+training step file), where sympy may still take far longer than the case is worth.
 
-An impl is the user's own code and may hang in C, where no signal reaches it: such cases run
-in a worker process (``run.isolation``). The spec's own work is Python (sympy, numpy calls of
-bounded size), which an interval timer interrupts: on Unix, in the main thread, SIGALRM
-raises CaseTimeout (a BaseException, so that no ``except Exception`` on the way catches it).
+User code may hang in C, where no signal reaches it: cases with an impl or a training step
+file run in a worker process (``run.isolation``). The spec's own work is Python (sympy, numpy
+calls of bounded size), which an interval timer interrupts: on Unix, in the main thread,
+SIGALRM raises CaseTimeout (a BaseException, so that no ``except Exception`` on the way
+catches it); a timer the caller had set runs on afterwards, less the time spent here.
 Elsewhere there is no budget for in-process cases.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import time
 from collections.abc import Iterator
 
 from gradcheck_lab.casefile import Case
@@ -34,6 +36,8 @@ def time_budget(seconds: float | None) -> Iterator[None]:
     def expire(signum: int, frame: object) -> None:
         raise CaseTimeout
 
+    outer, _ = signal.getitimer(signal.ITIMER_REAL)
+    started = time.monotonic()
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
@@ -41,6 +45,9 @@ def time_budget(seconds: float | None) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if outer:  # the caller's own timer, with what is left of it (at least a tick)
+            signal.setitimer(signal.ITIMER_REAL, max(outer - (time.monotonic() - started),
+                                                     1e-3))
 
 
 def error_results(case: Case, key: str, message: str) -> list[Result]:

@@ -60,15 +60,21 @@ def run_file_cases(loaded: list[Case | CaseError], settings: Settings,
 
 
 def budgeted(case: Case, settings: Settings) -> list[Result]:
-    """A case checked in this process under the case time budget (``run.budget``)."""
+    """A case checked in this process under the case time budget (``run.budget``): the
+    results finished in time, and an error for each dtype × device that was not."""
+    results: list[Result] = []
     try:
         with time_budget(settings.case_timeout):
-            return list(run_case(case, settings))
+            for result in run_case(case, settings):
+                results.append(result)
     except CaseTimeout:
-        return error_results(case, "output", f"the check ran past the case time budget of "
-                                             f"{settings.case_timeout:g} s (--case-timeout) "
-                                             "and was stopped (for a spec this large, "
-                                             "--symbolic sweep)")
+        done = {(r.dtype, r.device) for r in results}
+        results += [r for r in error_results(
+            case, "output", f"the check ran past the case time budget of "
+                            f"{settings.case_timeout:g} s (--case-timeout) and was stopped "
+                            "(for a spec this large, --symbolic sweep)")
+                    if (r.dtype, r.device) not in done]
+    return results
 
 
 class _Isolation:
@@ -86,7 +92,10 @@ class _Isolation:
             self.worker.stop()
 
     def applies_to(self, case: Case) -> bool:
-        return self.settings.case_timeout is not None and isinstance(case.impl, ImplRef)
+        """A case that runs the user's code from a file: its impl, or its training step."""
+        step = case.training.step if case.training is not None else None
+        return self.settings.case_timeout is not None and (
+            isinstance(case.impl, ImplRef) or isinstance(step, ImplRef))
 
     def run(self, case: Case) -> list[Result]:
         if self.worker is None:
