@@ -3,7 +3,6 @@ collected as cases when someone runs `pytest tests/`."""
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -45,19 +44,15 @@ class TimeBoundError(AssertionError):
 
 @contextmanager
 def time_limit(seconds: float) -> Iterator[None]:
-    """Interrupt the block with TimeBoundError after ``seconds`` (so a hang fails, not hangs).
-    Uses SIGALRM: Unix only, main thread only."""
+    """Interrupt the block with TimeBoundError after ``seconds`` (so a hang fails, not hangs):
+    the package's own case budget (SIGALRM: Unix only, main thread only)."""
+    from gradcheck_lab.run.budget import CaseTimeout, time_budget
 
-    def interrupt(_signum, _frame):
-        raise TimeBoundError(f"took longer than {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, interrupt)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        with time_budget(seconds):
+            yield
+    except CaseTimeout:
+        raise TimeBoundError(f"took longer than {seconds} s") from None
 
 
 def finishes_within(seconds: float, script: str) -> bool:

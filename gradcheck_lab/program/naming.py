@@ -25,7 +25,6 @@ def element_index(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(int(i) for i in np.unravel_index(int(flat), shape)) if shape else (0,)
 
 
-
 def node_names(program: Program) -> dict[int, str]:
     """Node index -> the name users wrote: inputs, then lets (an alias keeps the first name),
     then ``output`` when the output is not already a named node."""
