@@ -25,6 +25,7 @@ from numpy.typing import ArrayLike
 
 from gradcheck_lab.errors import SpecError
 from gradcheck_lab.ops import OPS, ArgInfo, Op, Params, ParamValue, Shape
+from gradcheck_lab.ops.derivatives import drop_steps
 
 SEED = 20240611
 EPS64 = float(np.finfo(np.float64).eps)
@@ -133,6 +134,13 @@ EXAMPLES = [
     Example("div", (real(2, 3), positive(2, 1))),
     Example("div", (real(3), Arg((3,), -2.0, 2.0, away_from_zero=True))),
     Example("pow", (positive(2, 3), real(2, 3, low=-1.5, high=2.5))),
+    Example("atan2", (real(2, 3), real(3))),
+    Example("hypot", (real(2, 3), real(2, 1))),
+    Example("remainder", (real(2, 3, low=-5.0, high=5.0), positive(3))),
+    Example("remainder", (real(3), Arg((3,), -2.0, 2.0, away_from_zero=True))),
+    Example("fmod", (real(2, 3, low=-5.0, high=5.0), Arg((3,), -2.0, 2.0, away_from_zero=True))),
+    Example("maximum", (real(2, 3), real(3))),
+    Example("minimum", (real(3, 1), real(1, 2))),
     Example("pow", (positive(3), real())),
     *reductions("sum"),
     *reductions("mean"),
@@ -316,7 +324,9 @@ def test_vjp_and_magnitude_rules_match_exact_sympy_jacobian(example: Example) ->
         if example.args[position].is_integer:
             assert grads[position] is None  # class indices get no gradient
             continue
-        jacobian = np.array([[evaluate(sympy.diff(y, x), point) for x in array.ravel()]
+        # Steps (floor, sign) differentiate to unevaluated Derivatives: 0 where they exist.
+        jacobian = np.array([[evaluate(drop_steps(sympy.diff(y, x)), point)
+                              for x in array.ravel()]
                              for y in outputs]).reshape(len(outputs), array.size)
         expected = (g.ravel() @ jacobian).reshape(array.shape)
         # The rule's rounding error scales with the terms it sums, |g| @ |J|, not with the
@@ -586,9 +596,49 @@ def test_kink_mask_is_exactly_where_the_argument_is_zero(name: str) -> None:
     np.testing.assert_array_equal(mask, [[False, True, False], [True, False, False]])
 
 
-def test_smooth_ops_report_no_kinks() -> None:
-    assert {name for name, op in OPS.items() if op.kinks is not None} == {
-        "relu", "abs", "max_pool2d"}
+# For each elementwise op with kinks: argument tuples on a kink, and tuples just off one.
+KINKS_AT: dict[str, tuple[list[tuple[float, ...]], list[tuple[float, ...]]]] = {
+    "relu": ([(0.0,)], [(1e-3,), (-1e-3,)]),
+    "abs": ([(0.0,)], [(1e-3,), (-1e-3,)]),
+    "sign": ([(0.0,)], [(0.5,), (-0.5,)]),
+    "floor": ([(2.0,), (-1.0,), (0.0,)], [(1.5,), (-0.5,)]),
+    "ceil": ([(2.0,), (-1.0,)], [(1.5,), (-0.5,)]),
+    "trunc": ([(2.0,), (-1.0,)], [(1.5,), (-0.5,)]),
+    "frac": ([(2.0,), (-1.0,)], [(1.5,), (-0.5,)]),
+    "round": ([(0.5,), (-1.5,)], [(1.0,), (0.25,)]),
+    "atan2": ([(0.0, -1.0), (0.0, 0.0)], [(0.0, 1.0), (1.0, -1.0)]),
+    "hypot": ([(0.0, 0.0)], [(0.0, 1.0), (1.0, 0.0)]),
+    "remainder": ([(3.0, 1.5), (-2.0, 1.0)], [(1.0, 1.5), (0.5, -2.0)]),
+    "fmod": ([(3.0, 1.5), (-2.0, 1.0)], [(1.0, 1.5), (0.5, -2.0)]),
+    "maximum": ([(1.0, 1.0)], [(1.0, 2.0), (2.0, 1.0)]),
+    "minimum": ([(1.0, 1.0)], [(1.0, 2.0), (2.0, 1.0)]),
+}
+
+
+def test_the_ops_with_kinks_are_the_listed_ones() -> None:
+    kinked = {name for name, op in OPS.items() if op.kinks is not None}
+    assert kinked == set(KINKS_AT) | {"max_pool2d"}
+
+
+@pytest.mark.parametrize("name", list(KINKS_AT))
+def test_kink_masks_mark_where_the_first_argument_breaks_the_derivative(name: str) -> None:
+    """On a kink the one-sided slopes along the first argument differ (or the value jumps);
+    off one they agree, and the mask says which is which."""
+    op = OPS[name]
+    on, off = KINKS_AT[name]
+    h = 1e-7
+
+    def value(point: tuple[float, ...], step: float = 0.0) -> float:
+        first, *rest = point
+        return float(op.numpy([np.array(first + step), *map(np.array, rest)], {}))
+
+    for point, expect_kink in [*((p, True) for p in on), *((p, False) for p in off)]:
+        assert bool(op.kinks([np.array(v) for v in point], {})) is expect_kink, point
+        right = (value(point, h) - value(point)) / h
+        left = (value(point) - value(point, -h)) / h
+        # A jump shows as slopes of order jump / h; off a kink these ops' slopes are O(1).
+        broken = abs(left - right) > 1e-3 or max(abs(left), abs(right)) > 1e3
+        assert broken is expect_kink, (point, left, right)
 
 
 def test_max_pool_kink_mask_is_exactly_the_tied_maxima_of_a_window() -> None:

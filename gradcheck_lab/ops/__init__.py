@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from gradcheck_lab.ops.base import ArgInfo, Op, Param, Params, ParamValue, Shape, suggest
 from gradcheck_lab.ops.conv import CONV
-from gradcheck_lab.ops.elementwise import FUNCTIONS, OPERATORS
+from gradcheck_lab.ops.elementwise import BINARY, FUNCTIONS, OPERATORS
 from gradcheck_lab.ops.linalg import LINALG
 from gradcheck_lab.ops.nn import NN
 from gradcheck_lab.ops.reductions import REDUCTIONS
 from gradcheck_lab.ops.shape import SHAPE_OPS
 
-OPS: dict[str, Op] = {op.name: op for op in [*OPERATORS, *FUNCTIONS, *REDUCTIONS, *LINALG, *NN,
-                                             *SHAPE_OPS, *CONV]}
+OPS: dict[str, Op] = {op.name: op for op in [*OPERATORS, *FUNCTIONS, *BINARY, *REDUCTIONS,
+                                             *LINALG, *NN, *SHAPE_OPS, *CONV]}
 
 __all__ = ["OPS", "ArgInfo", "Op", "Param", "ParamValue", "Params", "Shape", "suggest"]

@@ -114,11 +114,14 @@ class Op:
     def is_elementwise(self) -> bool:
         return self.scalar_form is not None
 
-    def rule(self) -> ElementwiseRule:
-        """An elementwise op's partial derivatives, derived by sympy once per op."""
+    def rule(self, params: Params | None = None) -> ElementwiseRule:
+        """An elementwise op's partial derivatives, derived by sympy once per op and keyword
+        values (``params``: the op's keywords, its defaults when None)."""
         if self.scalar_form is None:
             raise TypeError(f"{self.name} is not elementwise: it has no derived rule")
-        return derive(self.name, self.min_args, self.scalar_form)
+        keywords = {p.name: p.default for p in self.params} if params is None else params
+        return derive(self.name, self.min_args, self.scalar_form,
+                      tuple(sorted(keywords.items())))
 
     @property
     def spelled(self) -> str:

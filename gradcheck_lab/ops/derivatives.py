@@ -9,13 +9,18 @@ inf/inf) the affected elements are re-evaluated by mpmath at 30 digits.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
 NumpyFunction = Callable[..., Any]
+# numpy has no erf: the C library's, elementwise (correctly rounded to an ulp or so).
+erf = np.vectorize(math.erf, otypes=[np.float64])
+erfc = np.vectorize(math.erfc, otypes=[np.float64])
 _HIGH_PRECISION_DIGITS = 30
 _MAX_HIGH_PRECISION_ELEMENTS = 100_000
 
@@ -78,15 +83,49 @@ def sympy_to_float(value: Any) -> float:
 
 
 @functools.cache
-def derive(name: str, arity: int, form: Callable[..., Any]) -> ElementwiseRule:
-    """Differentiate ``form`` (sympy module, *symbols) -> expression; cached per op."""
+def derive(name: str, arity: int, form: Callable[..., Any],
+           keywords: tuple[tuple[str, Any], ...] = ()) -> ElementwiseRule:
+    """Differentiate ``form(sympy, *symbols, **keywords)``; cached per op and keywords (float
+    keywords taken at the exact value of their binary floats)."""
     import sympy
 
     symbols = tuple(sympy.Symbol(f"s{i}", real=True) for i in range(arity))
-    function = form(sympy, *symbols)
-    partials = tuple(sympy.diff(function, symbol) for symbol in symbols)
+    function = form(sympy, *symbols, **exact_keywords(dict(keywords)))
+    partials = tuple(drop_steps(sympy.diff(function, symbol)) for symbol in symbols)
     compiled = tuple(compile_to_numpy(p, symbols) for p in partials)
     return ElementwiseRule(symbols, function, partials, compiled)
+
+
+def exact_keywords(params: dict[str, Any]) -> dict[str, Any]:
+    """Keyword values for a sympy form: floats as the exact rationals of their binary values
+    (what torch computes with), everything else as it is."""
+    import sympy
+
+    def exact(value: Any) -> Any:
+        if isinstance(value, float):
+            fraction = Fraction(value)
+            return sympy.Rational(fraction.numerator, fraction.denominator)
+        return value
+
+    return {key: exact(value) for key, value in params.items()}
+
+
+def drop_steps(expr: Any) -> Any:
+    """The derivative of a step function (floor, ceiling; sign's DiracDelta) is 0 wherever it
+    exists; sympy leaves it unevaluated. Where it does not exist is a kink of the op."""
+    import sympy
+
+    if not hasattr(expr, "replace"):
+        return expr
+
+    expr = expr.replace(
+        lambda e: isinstance(e, sympy.Derivative) and isinstance(e.expr,
+                                                                 (sympy.floor, sympy.ceiling)),
+        lambda e: sympy.S.Zero)
+    # floor(a / b) differentiates to Subs(Derivative(floor(ξ), ξ), ξ, a / b) / b: now Subs(0).
+    expr = expr.replace(lambda e: isinstance(e, sympy.Subs) and e.expr == 0,
+                        lambda e: sympy.S.Zero)
+    return expr.replace(sympy.DiracDelta, lambda *args: sympy.S.Zero)
 
 
 def compile_to_numpy(expr: Any, symbols: Sequence[Any]) -> NumpyFunction:
@@ -97,7 +136,10 @@ def compile_to_numpy(expr: Any, symbols: Sequence[Any]) -> NumpyFunction:
     unary = {
         sympy.exp: np.exp, sympy.log: np.log, sympy.sin: np.sin, sympy.cos: np.cos,
         sympy.tan: np.tan, sympy.tanh: np.tanh, sympy.sinh: np.sinh, sympy.cosh: np.cosh,
-        sympy.sign: np.sign, sympy.Abs: np.abs,
+        sympy.sign: np.sign, sympy.Abs: np.abs, sympy.asin: np.arcsin, sympy.acos: np.arccos,
+        sympy.atan: np.arctan, sympy.asinh: np.arcsinh, sympy.acosh: np.arccosh,
+        sympy.atanh: np.arctanh, sympy.floor: np.floor, sympy.ceiling: np.ceil,
+        sympy.erf: erf, sympy.erfc: erfc,
     }
     relations = {
         sympy.StrictGreaterThan: np.greater, sympy.GreaterThan: np.greater_equal,

@@ -1,127 +1,26 @@
-"""Elementwise ops: arithmetic operators and the unary functions.
+"""Elementwise ops: arithmetic operators, the math functions and their binary kin.
 
-Each op is one entry: its scalar sympy form (from which sympy derives the derivative rule),
-its numpy forward and its torch form, and for the operators how constants fold exactly.
-Broadcasting and its VJP (summing back) are shared. Adding an elementwise function is adding
-one ``_elementwise(...)`` line to FUNCTIONS (and a hand-written derivative to
-tests/test_derivatives.py, which fails until it has one).
+Each op is one entry of ``ops.pointwise.elementwise``: its scalar sympy form (from which
+sympy derives the derivative rule), its numpy forward and its torch form, and for the
+operators how constants fold exactly. Adding an elementwise function is adding one line to
+FUNCTIONS (and a hand-written derivative to tests/test_derivatives.py, which fails until it
+has one); tests/test_ops.py checks it three ways in its ``smooth_range``.
 """
 
 from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
 from gradcheck_lab.errors import SpecError
-from gradcheck_lab.ops.base import (
-    ArgInfo,
-    FoldRule,
-    Op,
-    Params,
-    Shape,
-    broadcast_shapes,
-    elementwise_sympy,
-    torch_module,
-    unbroadcast,
-)
-
-SympyForm = Callable[..., Any]
-
-
-def _broadcast_rule(name: str) -> Callable[[Sequence[ArgInfo], Params], Shape]:
-    def rule(args: Sequence[ArgInfo], params: Params) -> Shape:
-        return broadcast_shapes(*(a.shape for a in args))
-
-    return rule
-
-
-def _elementwise(
-    name: str,
-    arity: int,
-    sympy_form: SympyForm,
-    numpy_forward: Callable[..., np.ndarray],
-    torch_forward: Callable[..., Any],
-    *,
-    callable_: bool = True,
-    infix: str | None = None,
-    kinks: Callable[..., np.ndarray] | None = None,
-    limits: Callable[..., None] | None = None,
-    derivative_terms: Callable[..., np.ndarray] | None = None,
-    fold: FoldRule | None = None,
-    exact_limit: Callable[[Sequence[ArgInfo]], str | None] | None = None,
-    flat_at_zero: bool = False,
-    smooth_range: tuple[float, float] = (-2.0, 2.0),
-    torch_scalar_args: frozenset[int] = frozenset(),
-    doc: str = "",
-) -> Op:
-    """An elementwise op whose derivative rule sympy derives from ``sympy_form``.
-
-    ``limits(gradients, args)`` patches elements where the derived formula is an
-    indeterminate form but the derivative has a well-defined limit (0 ** b for pow).
-    ``derivative_terms(*args)``: the sum of |terms| a backward computes f'(x) from, where that
-    is larger than |f'(x)|: torch's sigmoid' is y·(1 - y), 0 at y = 1 where the exact value
-    is 4e-18, and its rounding is relative to y, not to the result.
-    """
-
-    def vjp(g: np.ndarray, args: Sequence[np.ndarray], out: np.ndarray, params: Params,
-            needs: Sequence[bool]) -> list[np.ndarray | None]:
-        return _chain_rule(op, g, args, needs, limits, None)
-
-    def vjp_magnitude(g: np.ndarray, args: Sequence[np.ndarray], out: np.ndarray,
-                      params: Params, needs: Sequence[bool]) -> list[np.ndarray | None]:
-        return _chain_rule(op, g, args, needs, limits, derivative_terms or _no_terms)
-
-    def symbolic(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
-        import sympy
-
-        return elementwise_sympy(lambda *s: sympy_form(sympy, *s))(*args)
-
-    def forward(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
-        with np.errstate(all="ignore"):
-            return np.asarray(numpy_forward(*args), dtype=np.float64)
-
-    op = Op(
-        name=name, min_args=arity, max_args=arity, shape=_broadcast_rule(name),
-        torch=lambda args, params: torch_forward(torch_module(), *args),
-        numpy=forward, vjp=vjp, vjp_magnitude=vjp_magnitude, sympy=symbolic,
-        kinks=(lambda args, params: kinks(*args)) if kinks is not None else None,
-        flat_at_zero=flat_at_zero, callable=callable_, infix=infix, scalar_form=sympy_form,
-        fold=fold, exact_limit=exact_limit, arg_names=("x",) if arity == 1 else ("a", "b"),
-        group="operator" if not callable_ else "elementwise", smooth_range=smooth_range,
-        torch_scalar_args=torch_scalar_args, doc=doc,
-    )
-    return op
-
-
-def _no_terms(*args: np.ndarray) -> float:
-    return 0.0
-
-
-def _chain_rule(op: Op, g: np.ndarray, args: Sequence[np.ndarray], needs: Sequence[bool],
-                limits: Callable[..., None] | None,
-                terms: Callable[..., np.ndarray | float] | None) -> list[np.ndarray | None]:
-    """g times each needed partial derivative, summed back over broadcast dims. ``terms``
-    given: the magnitude rule instead, |g| times the larger of |f'| and ``terms(*args)``."""
-    grads: list[np.ndarray | None] = []
-    for position, arg in enumerate(args):
-        if not needs[position]:
-            grads.append(None)
-            continue
-        local = op.rule().partial(position, *args)
-        if limits is not None:
-            limits(position, local, args)
-        with np.errstate(all="ignore"):
-            if terms is None:
-                term = g * local
-            else:
-                term = np.abs(g) * np.maximum(np.abs(local), terms(*args))
-            grads.append(unbroadcast(term, np.shape(arg)))
-    return grads
+from gradcheck_lab.ops.base import ArgInfo
+from gradcheck_lab.ops.derivatives import erf, erfc
+from gradcheck_lab.ops.pointwise import elementwise as _elementwise
 
 
 def _stable_sigmoid(a: np.ndarray) -> np.ndarray:
@@ -259,4 +158,83 @@ FUNCTIONS = [
                  kinks=lambda a: a == 0, flat_at_zero=True),
     _elementwise("abs", 1, lambda sp, s: sp.Abs(s), np.abs, lambda t, a: t.abs(a),
                  kinks=lambda a: a == 0),
+    _elementwise("asin", 1, lambda sp, s: sp.asin(s), np.arcsin, lambda t, a: t.asin(a),
+                 smooth_range=(-0.9, 0.9)),
+    _elementwise("acos", 1, lambda sp, s: sp.acos(s), np.arccos, lambda t, a: t.acos(a),
+                 smooth_range=(-0.9, 0.9)),
+    _elementwise("atan", 1, lambda sp, s: sp.atan(s), np.arctan, lambda t, a: t.atan(a)),
+    _elementwise("sinh", 1, lambda sp, s: sp.sinh(s), np.sinh, lambda t, a: t.sinh(a)),
+    _elementwise("cosh", 1, lambda sp, s: sp.cosh(s), np.cosh, lambda t, a: t.cosh(a)),
+    _elementwise("asinh", 1, lambda sp, s: sp.asinh(s), np.arcsinh, lambda t, a: t.asinh(a)),
+    _elementwise("acosh", 1, lambda sp, s: sp.acosh(s), np.arccosh, lambda t, a: t.acosh(a),
+                 smooth_range=(1.25, 3.0)),
+    _elementwise("atanh", 1, lambda sp, s: sp.atanh(s), np.arctanh, lambda t, a: t.atanh(a),
+                 smooth_range=(-0.9, 0.9)),
+    _elementwise("log1p", 1, lambda sp, s: sp.log(1 + s), np.log1p, lambda t, a: t.log1p(a),
+                 smooth_range=(-0.75, 2.0)),
+    _elementwise("expm1", 1, lambda sp, s: sp.exp(s) - 1, np.expm1, lambda t, a: t.expm1(a)),
+    _elementwise("log2", 1, lambda sp, s: sp.log(s) / sp.log(2), np.log2,
+                 lambda t, a: t.log2(a), smooth_range=(0.25, 3.0)),
+    _elementwise("log10", 1, lambda sp, s: sp.log(s) / sp.log(10), np.log10,
+                 lambda t, a: t.log10(a), smooth_range=(0.25, 3.0)),
+    _elementwise("exp2", 1, lambda sp, s: sp.Integer(2) ** s, np.exp2, lambda t, a: t.exp2(a)),
+    _elementwise("rsqrt", 1, lambda sp, s: 1 / sp.sqrt(s), lambda a: 1.0 / np.sqrt(a),
+                 lambda t, a: t.rsqrt(a), smooth_range=(0.25, 3.0)),
+    _elementwise("reciprocal", 1, lambda sp, s: 1 / s, np.reciprocal,
+                 lambda t, a: t.reciprocal(a), smooth_range=(0.25, 3.0)),
+    _elementwise("square", 1, lambda sp, s: s**2, np.square, lambda t, a: t.square(a)),
+    _elementwise("erf", 1, lambda sp, s: sp.erf(s), erf, lambda t, a: t.erf(a)),
+    _elementwise("erfc", 1, lambda sp, s: sp.erfc(s), erfc, lambda t, a: t.erfc(a)),
+    # Steps: derivative 0 wherever it exists; where it does not (a jump) is a kink.
+    _elementwise("sign", 1, lambda sp, s: sp.Piecewise((1, s > 0), (-1, s < 0), (0, True)),
+                 np.sign, lambda t, a: t.sign(a), kinks=lambda a: a == 0),
+    _elementwise("floor", 1, lambda sp, s: sp.floor(s), np.floor, lambda t, a: t.floor(a),
+                 kinks=lambda a: a == np.floor(a), kink_where="at an integer"),
+    _elementwise("ceil", 1, lambda sp, s: sp.ceiling(s), np.ceil, lambda t, a: t.ceil(a),
+                 kinks=lambda a: a == np.floor(a), kink_where="at an integer"),
+    # torch.round rounds half to even, as numpy; sympy's floor(s + 1/2) differs only at the
+    # halves, which are kinks and never compared.
+    _elementwise("round", 1, lambda sp, s: sp.floor(s + sp.Rational(1, 2)), np.round,
+                 lambda t, a: t.round(a), kinks=lambda a: a - np.floor(a) == 0.5,
+                 kink_where="at a half-integer"),
+    _elementwise("trunc", 1, lambda sp, s: _trunc(sp, s), np.trunc, lambda t, a: t.trunc(a),
+                 kinks=lambda a: a == np.floor(a), kink_where="at an integer"),
+    # torch.frac keeps the sign: x - trunc(x), not x - floor(x).
+    _elementwise("frac", 1, lambda sp, s: s - _trunc(sp, s), lambda a: a - np.trunc(a),
+                 lambda t, a: t.frac(a), kinks=lambda a: a == np.floor(a),
+                 kink_where="at an integer"),
+]
+
+
+def _trunc(sp: Any, s: Any) -> Any:
+    return sp.Piecewise((sp.floor(s), s >= 0), (sp.ceiling(s), True))
+
+
+def _quotient_is_whole(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        q = a / b
+    return q == np.floor(q)
+
+
+BINARY = [
+    _elementwise("atan2", 2, lambda sp, a, b: sp.atan2(a, b), np.arctan2,
+                 lambda t, a, b: t.atan2(a, b),
+                 kinks=lambda a, b: (a == 0) & (b <= 0),
+                 kink_where="on its branch cut (input 0, other <= 0)"),
+    _elementwise("hypot", 2, lambda sp, a, b: sp.sqrt(a**2 + b**2), np.hypot,
+                 lambda t, a, b: t.hypot(a, b), kinks=lambda a, b: (a == 0) & (b == 0),
+                 kink_where="at (0, 0)"),
+    # Python's modulo (the sign of the divisor), and C's fmod (the sign of the dividend).
+    _elementwise("remainder", 2, lambda sp, a, b: a - b * sp.floor(a / b), np.remainder,
+                 lambda t, a, b: t.remainder(a, b), kinks=_quotient_is_whole,
+                 kink_where="where input / other is whole"),
+    _elementwise("fmod", 2, lambda sp, a, b: a - b * _trunc(sp, a / b), np.fmod,
+                 lambda t, a, b: t.fmod(a, b), kinks=_quotient_is_whole,
+                 kink_where="where input / other is whole"),
+    _elementwise("maximum", 2, lambda sp, a, b: sp.Piecewise((a, a > b), (b, True)),
+                 np.maximum, lambda t, a, b: t.maximum(a, b), kinks=lambda a, b: a == b,
+                 kink_where="at a tie"),
+    _elementwise("minimum", 2, lambda sp, a, b: sp.Piecewise((a, a < b), (b, True)),
+                 np.minimum, lambda t, a, b: t.minimum(a, b), kinks=lambda a, b: a == b,
+                 kink_where="at a tie"),
 ]

@@ -16,7 +16,7 @@ import numpy as np
 
 from gradcheck_lab.errors import SpecError
 from gradcheck_lab.ops import OPS
-from gradcheck_lab.ops.derivatives import sympy_to_float
+from gradcheck_lab.ops.derivatives import drop_steps, sympy_to_float
 from gradcheck_lab.oracles.base import Gradients, Point, Probe
 from gradcheck_lab.program import Program
 from gradcheck_lab.program.interpret import NUMPY, SYMPY, input_values, interpret
@@ -217,15 +217,21 @@ def _kinks(program: Program, env: dict[int, np.ndarray], dtype: str = "float64")
             continue
         mask = op.kinks([_as_dtype(env[a], dtype) for a in node.args], node.param_dict)
         argument = program.nodes[node.args[0]]
+        # An elementwise binary op's mask has its broadcast shape (maximum(x, y), y larger);
+        # a reduction's, its argument's.
+        shape = np.broadcast_shapes(np.shape(mask), argument.shape)
         if argument.op in OPS and OPS[argument.op].flat_at_zero:
             # relu's zeros come from its flat side, where nothing depends on the input: a tie
             # among them (max_pool2d(relu(h))) or a kink there (relu(relu(x))) changes no
             # gradient, which is 0 either way.
-            mask = np.broadcast_to(mask, argument.shape) & (env[node.args[0]] != 0)
+            mask = np.broadcast_to(mask, shape) & (env[node.args[0]] != 0)
         if not np.any(mask):
             continue
-        where = argument.name or f"the argument of {node.op}() in {node.key}"
-        hits = np.argwhere(np.broadcast_to(mask, argument.shape))
+        if shape == argument.shape:
+            where = argument.name or f"the argument of {node.op}() in {node.key}"
+        else:
+            where = f"{node.op}() in {node.key}"
+        hits = np.argwhere(np.broadcast_to(mask, shape))
         first = index_text(tuple(hits[0]))
         more = f" and {len(hits) - 1} more element(s)" if len(hits) > 1 else ""
         found.append(f"not differentiable at {where}{first}{more} ({node.op} {op.kink_where})")
@@ -352,7 +358,8 @@ def _exact(program: Program, point: Point,
     for name, names in symbols.items():
         rows = []
         for out_expr in output.reshape(-1):
-            derivatives = [sympy.diff(out_expr, s) if hasattr(out_expr, "diff") else 0
+            derivatives = [drop_steps(sympy.diff(out_expr, s)) if hasattr(out_expr, "diff")
+                           else 0
                            for s in names.reshape(-1)]
             if output.shape == ():
                 formulas[name] = np.asarray(derivatives, dtype=object).reshape(names.shape)
@@ -392,14 +399,14 @@ def hessian_vector_products(program: Program, point: Point, probes: tuple[Probe,
         weighted = sympy.Add(*[_rational(float(w)) * expr
                                for w, expr in zip(weights, flat_outputs, strict=True) if w != 0])
         directional = sympy.Add(*[
-            sympy.diff(weighted, symbol) * _rational(float(v))
+            drop_steps(sympy.diff(weighted, symbol)) * _rational(float(v))
             for name, names in symbols.items()
             for symbol, v in zip(names.reshape(-1), tangents[name].reshape(-1), strict=True)],
             0)
         with np.errstate(all="ignore"):
             results.append({
                 **{name: np.zeros(tangent.shape) for name, tangent in tangents.items()},
-                **{name: np.array([evaluate(sympy.diff(directional, symbol))
+                **{name: np.array([evaluate(drop_steps(sympy.diff(directional, symbol)))
                                    for symbol in names.reshape(-1)],
                                   dtype=np.float64).reshape(names.shape)
                    for name, names in symbols.items()}})
