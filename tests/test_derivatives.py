@@ -6,6 +6,7 @@ against values float64 cannot compute directly, and Piecewise against relu's kin
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -14,7 +15,7 @@ import sympy
 from numpy.typing import ArrayLike
 
 from gradcheck_lab.ops import OPS
-from gradcheck_lab.ops.derivatives import ElementwiseRule, compile_to_numpy, derive
+from gradcheck_lab.ops.derivatives import ElementwiseRule, compile_to_numpy
 
 EPS64 = float(np.finfo(np.float64).eps)
 # The compiled rule and the hand-written derivative evaluate the same function at the same
@@ -33,8 +34,8 @@ def assert_same_math(actual: ArrayLike, expected: ArrayLike, ulps: int = ULPS) -
 
 
 def rule(name: str) -> ElementwiseRule:
-    op = OPS[name]
-    return derive(name, op.min_args, op.scalar_form)
+    """The op's rule at its default keywords."""
+    return OPS[name].rule()
 
 
 def grid(low: float, high: float) -> np.ndarray:
@@ -45,6 +46,25 @@ def stable_sigmoid_derivative(x: np.ndarray) -> np.ndarray:
     e = np.exp(-np.abs(x))  # σ'(x) = σ'(-x) = e^{-|x|} / (1 + e^{-|x|})², never overflows
     return e / (1.0 + e) ** 2
 
+
+def stable_sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def normal_cdf(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.vectorize(math.erf)(x / math.sqrt(2.0)))
+
+
+def normal_pdf(x: np.ndarray) -> np.ndarray:
+    return np.exp(-0.5 * x**2) / math.sqrt(2.0 * math.pi)
+
+
+def mish_derivative(x: np.ndarray) -> np.ndarray:
+    t = np.tanh(np.log1p(np.exp(x)))  # d/dx x·tanh(sp(x)) = t + x·(1 - t²)·sp'(x)
+    return t + x * (1.0 - t**2) * stable_sigmoid(x)
+
+
+SELU_ALPHA, SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
 
 UNARY_BY_HAND = {
     "exp": (grid(-3, 3), np.exp),
@@ -83,6 +103,23 @@ UNARY_BY_HAND = {
     "round": (grid(-2, 2), np.zeros_like),
     "trunc": (grid(-2, 2), np.zeros_like),
     "frac": (grid(-2, 2), np.ones_like),
+    # Activations at torch's default keywords.
+    "softplus": (grid(-5, 5), lambda x: 1.0 - stable_sigmoid(-x)),
+    "gelu": (grid(-4, 4), lambda x: normal_cdf(x) + x * normal_pdf(x)),
+    "silu": (grid(-5, 5), lambda x: stable_sigmoid(x) * (1.0 + x * stable_sigmoid(-x))),
+    "mish": (grid(-5, 5), mish_derivative),
+    "elu": (grid(-3, 3), lambda x: np.where(x > 0, 1.0, np.exp(x))),
+    "selu": (grid(-3, 3), lambda x: SELU_SCALE * np.where(x > 0, 1.0, SELU_ALPHA * np.exp(x))),
+    "celu": (grid(-3, 3), lambda x: np.where(x > 0, 1.0, np.exp(x))),
+    "leaky_relu": (grid(-2, 2), lambda x: np.where(x > 0, 1.0, 0.01)),
+    "hardtanh": (grid(-2, 2), lambda x: ((x > -1) & (x < 1)) * 1.0),
+    "relu6": (grid(-2, 8), lambda x: ((x > 0) & (x < 6)) * 1.0),
+    "hardsigmoid": (grid(-5, 5), lambda x: ((x > -3) & (x < 3)) / 6.0),
+    "hardswish": (grid(-5, 5), lambda x: np.where(x <= -3, 0.0,
+                                                  np.where(x >= 3, 1.0, (2 * x + 3) / 6))),
+    "logsigmoid": (grid(-5, 5), lambda x: stable_sigmoid(-x)),
+    "softsign": (grid(-4, 4), lambda x: 1.0 / (1.0 + np.abs(x)) ** 2),
+    "tanhshrink": (grid(-3, 3), lambda x: np.tanh(x) ** 2),
 }
 
 

@@ -134,6 +134,15 @@ EXAMPLES = [
     Example("div", (real(2, 3), positive(2, 1))),
     Example("div", (real(3), Arg((3,), -2.0, 2.0, away_from_zero=True))),
     Example("pow", (positive(2, 3), real(2, 3, low=-1.5, high=2.5))),
+    Example("softplus", (real(2, 3),), {"beta": 2.5}),
+    Example("softplus", (real(8, low=-4.0, high=4.0),), {"beta": 0.5, "threshold": 1.0}),
+    Example("softplus", (real(4),), {"beta": -1.5}),
+    Example("gelu", (real(2, 3, low=-3.0, high=3.0),), {"approximate": "tanh"}),
+    Example("elu", (Arg((2, 3), -2.0, 2.0, away_from_zero=True),), {"alpha": 0.5}),
+    Example("celu", (real(2, 3),), {"alpha": 2.0}),
+    Example("leaky_relu", (Arg((6,), -2.0, 2.0, away_from_zero=True),),
+            {"negative_slope": 0.2}),
+    Example("hardtanh", (real(2, 4, low=-3.0, high=3.0),), {"min_val": -0.5, "max_val": 1.5}),
     Example("atan2", (real(2, 3), real(3))),
     Example("hypot", (real(2, 3), real(2, 1))),
     Example("remainder", (real(2, 3, low=-5.0, high=5.0), positive(3))),
@@ -612,6 +621,15 @@ KINKS_AT: dict[str, tuple[list[tuple[float, ...]], list[tuple[float, ...]]]] = {
     "fmod": ([(3.0, 1.5), (-2.0, 1.0)], [(1.0, 1.5), (0.5, -2.0)]),
     "maximum": ([(1.0, 1.0)], [(1.0, 2.0), (2.0, 1.0)]),
     "minimum": ([(1.0, 1.0)], [(1.0, 2.0), (2.0, 1.0)]),
+    # At beta·x = threshold torch switches from log1p(exp(x)) to x: a jump of 2e-9.
+    "softplus": ([(20.0,)], [(19.0,), (21.0,)]),
+    "elu": ([], [(0.0,), (-1.0,)]),  # alpha = 1: exp(x) meets 1 at 0, smoothly
+    "selu": ([(0.0,)], [(1.0,), (-1.0,)]),
+    "leaky_relu": ([(0.0,)], [(1.0,), (-1.0,)]),
+    "hardtanh": ([(1.0,), (-1.0,)], [(0.5,), (1.5,)]),
+    "relu6": ([(0.0,), (6.0,)], [(3.0,), (7.0,)]),
+    "hardsigmoid": ([(3.0,), (-3.0,)], [(0.0,), (4.0,)]),
+    "hardswish": ([(3.0,), (-3.0,)], [(0.0,), (-4.0,)]),
 }
 
 
@@ -625,15 +643,17 @@ def test_kink_masks_mark_where_the_first_argument_breaks_the_derivative(name: st
     """On a kink the one-sided slopes along the first argument differ (or the value jumps);
     off one they agree, and the mask says which is which."""
     op = OPS[name]
+    defaults = {p.name: p.default for p in op.params}
     on, off = KINKS_AT[name]
     h = 1e-7
 
     def value(point: tuple[float, ...], step: float = 0.0) -> float:
         first, *rest = point
-        return float(op.numpy([np.array(first + step), *map(np.array, rest)], {}))
+        return float(op.numpy([np.array(first + step), *map(np.array, rest)], defaults))
 
     for point, expect_kink in [*((p, True) for p in on), *((p, False) for p in off)]:
-        assert bool(op.kinks([np.array(v) for v in point], {})) is expect_kink, point
+        mask = op.kinks([np.array(v) for v in point], defaults)
+        assert bool(mask) is expect_kink, point
         right = (value(point, h) - value(point)) / h
         left = (value(point) - value(point, -h)) / h
         # A jump shows as slopes of order jump / h; off a kink these ops' slopes are O(1).

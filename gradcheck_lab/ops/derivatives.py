@@ -179,6 +179,13 @@ def compile_to_numpy(expr: Any, symbols: Sequence[Any]) -> NumpyFunction:
             relation = relations[node.func]
             left, right = build(node.args[0]), build(node.args[1])
             return lambda *a: relation(left(*a), right(*a))
+        if node.func in (sympy.And, sympy.Or):
+            combine = np.logical_and if node.func is sympy.And else np.logical_or
+            operands = [build(c) for c in node.args]
+            return lambda *a: functools.reduce(combine, (c(*a) for c in operands))
+        if node.func is sympy.Not:
+            operand = build(node.args[0])
+            return lambda *a: np.logical_not(operand(*a))
         if isinstance(node, sympy.Piecewise):
             pieces = [(build(e), build(c)) for e, c in node.args]
 

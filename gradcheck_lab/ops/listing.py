@@ -8,6 +8,7 @@ from gradcheck_lab.ops.base import Op
 # Rows of the function table, in reading order, with what the group's ops share.
 GROUPS = (
     ("elementwise", "elementwise, with torch's broadcasting"),
+    ("activation", ""),
     ("reduction", ""),
     ("structure", ""),
     ("linalg", ""),

@@ -61,10 +61,11 @@ def elementwise(
 
     ``limits(position, local, args)`` patches elements where the derived formula is an
     indeterminate form but the derivative has a well-defined limit (0 ** b for pow).
-    ``derivative_terms(*args)``: the sum of |terms| a backward computes f'(x) from, where that
-    is larger than |f'(x)|: torch's sigmoid' is y·(1 - y), 0 at y = 1 where the exact value
-    is 4e-18, and its rounding is relative to y, not to the result. ``check(keywords)``
-    refuses keyword values the op cannot take (a SpecError), when the case is loaded.
+    ``derivative_terms(*args, **keywords)``: the sum of |terms| a backward computes f'(x)
+    from, where that is larger than |f'(x)|: torch's sigmoid' is y·(1 - y), 0 at y = 1
+    where the exact value is 4e-18, and its rounding is relative to y, not to the result.
+    ``check(keywords)`` refuses keyword values the op cannot take (a SpecError), when the
+    case is loaded.
     """
 
     def vjp(g: np.ndarray, args: Sequence[np.ndarray], out: np.ndarray, params: Params,
@@ -104,7 +105,7 @@ def elementwise(
     return op
 
 
-def _no_terms(*args: np.ndarray) -> float:
+def _no_terms(*args: np.ndarray, **keywords: Any) -> float:
     return 0.0
 
 
@@ -126,6 +127,6 @@ def _chain_rule(op: Op, g: np.ndarray, args: Sequence[np.ndarray], needs: Sequen
             if terms is None:
                 term = g * local
             else:
-                term = np.abs(g) * np.maximum(np.abs(local), terms(*args))
+                term = np.abs(g) * np.maximum(np.abs(local), terms(*args, **params))
             grads.append(unbroadcast(term, np.shape(arg)))
     return grads
