@@ -123,9 +123,15 @@ UNARY_BY_HAND = {
 }
 
 
+def differentiable_elementwise(arity: int) -> set[str]:
+    """Elementwise ops of exactly ``arity`` arguments that have derivatives (comparisons and
+    the logic of conditions have none)."""
+    return {name for name, op in OPS.items() if op.is_elementwise and op.returns != "bool"
+            and op.min_args == op.max_args == arity}
+
+
 def test_every_unary_op_has_a_hand_written_derivative() -> None:
-    unary = {name for name, op in OPS.items() if op.is_elementwise and op.min_args == 1}
-    assert unary == set(UNARY_BY_HAND)
+    assert differentiable_elementwise(1) == set(UNARY_BY_HAND)
 
 
 @pytest.mark.parametrize("name", list(UNARY_BY_HAND))
@@ -151,8 +157,40 @@ BINARY_BY_HAND = {
 
 
 def test_every_binary_op_has_hand_written_derivatives() -> None:
-    binary = {name for name, op in OPS.items() if op.is_elementwise and op.min_args == 2}
-    assert binary == set(BINARY_BY_HAND)
+    assert differentiable_elementwise(2) == set(BINARY_BY_HAND)
+
+
+def test_the_ops_of_other_arities_are_where_and_clamp() -> None:
+    others = {name for name, op in OPS.items() if op.is_elementwise and op.returns != "bool"}
+    assert others - differentiable_elementwise(1) - differentiable_elementwise(2) == {
+        "where", "clamp"}
+
+
+def test_where_rule_passes_the_gradient_to_the_branch_taken() -> None:
+    condition = np.array([True, False, True])
+    a, b = np.array([1.0, 2.0, 3.0]), np.array([-1.0, -2.0, -3.0])
+    where = OPS["where"].rule()
+    np.testing.assert_array_equal(where.partial(1, condition, a, b), [1, 0, 1])
+    np.testing.assert_array_equal(where.partial(2, condition, a, b), [0, 1, 0])
+
+
+@pytest.mark.parametrize("given", [(0, 1), (0, 2), (0, 1, 2)], ids=["min", "max", "both"])
+def test_clamp_rule_sends_the_gradient_to_whichever_value_is_returned(given) -> None:
+    x = grid(-2, 2) + 0.01  # never on a bound
+    low, high = np.full_like(x, -0.5), np.full_like(x, 1.0)
+    bounds = {1: low, 2: high}
+    args = [x, *(bounds[position] for position in given[1:])]
+    rule = OPS["clamp"].rule({"given": given})
+    inside = np.ones_like(x, dtype=bool)
+    if 1 in given:
+        inside &= x > low
+    if 2 in given:
+        inside &= x < high
+    np.testing.assert_array_equal(rule.partial(0, *args), inside * 1.0)
+    for slot, position in enumerate(given[1:], start=1):
+        bound = bounds[position]
+        chosen = (x <= bound) if position == 1 else (x >= bound)
+        np.testing.assert_array_equal(rule.partial(slot, *args), chosen * 1.0)
 
 
 @pytest.mark.parametrize("name", list(BINARY_BY_HAND))

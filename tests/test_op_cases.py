@@ -32,8 +32,14 @@ def assert_all_three_agree(results: list[Any]) -> None:
         assert counts["finite_difference"] == compared, counts
 
 
-UNARY = sorted(name for name, op in OPS.items()
-               if op.is_elementwise and op.callable and op.max_args == 1)
+def real_functions(arity: int) -> list[str]:
+    """Elementwise functions of ``arity`` real arguments that have a derivative."""
+    return sorted(name for name, op in OPS.items()
+                  if op.is_elementwise and op.callable and op.returns != "bool"
+                  and not op.bool_args and op.min_args == op.max_args == arity)
+
+
+UNARY = real_functions(1)
 
 
 @pytest.mark.parametrize("name", UNARY)
@@ -55,9 +61,7 @@ BINARY_INPUTS = {
 
 
 def test_every_binary_function_has_a_case() -> None:
-    binary = {name for name, op in OPS.items()
-              if op.is_elementwise and op.callable and op.max_args == 2}
-    assert binary == set(BINARY_INPUTS)
+    assert set(real_functions(2)) == set(BINARY_INPUTS)
 
 
 @pytest.mark.parametrize("name", sorted(BINARY_INPUTS))
@@ -96,6 +100,41 @@ def test_bad_keywords_are_refused_at_load(text: str, message: str) -> None:
 
     with pytest.raises(CaseError, match=message):
         check(text, {"x": [0.5, 1.0]})
+
+
+@pytest.mark.parametrize("spelled", [
+    "where(x > 0, x, 0.1 * x)",                       # leaky relu by hand
+    "where((x > -1) & (x < 1), x ** 3, sign(x))",
+    "where(~(x >= 0.5) | (y < 0), x * y, 2 * x)",     # broadcasting a [4] condition
+    "x * (x > 0.2) + (x <= 0.2) * exp(x)",            # conditions promote to 0 and 1
+    "clamp(x, min=-0.5)",
+    "clamp(x, max=0.7)",
+    "clamp(x, -0.5, 0.7)",
+    "clamp(x, min=y, max=1.5)",                        # a tensor bound, broadcast
+    "clamp(x, max=y)",
+    "x % 0.75 + remainder(x, -1.25)",
+    "sin(pi * x) + e ** x",
+    "where(t == 1, x, 2 * x) * (t + 1)",              # integer tensors compare and promote
+])
+def test_conditions_and_selection_pass(spelled: str) -> None:
+    inputs = {"x": uniform([3, 4], -2.0, 2.0), "y": uniform([4], -1.0, 1.0, seed=SEED + 1),
+              "t": {"shape": [4], "init": "randint", "high": 3, "seed": SEED}}
+    results = check(spelled, inputs, dtypes=DTYPES)
+    assert_all_three_agree(results)
+
+
+def test_a_condition_on_its_tie_is_a_kink_as_relu_at_0() -> None:
+    (result,) = check("sum(where(x > 0.5, x, 0.0))", {"x": [0.25, 0.5, 1.0]})
+    assert result.status == "skip"
+    assert "x[1]" in result.message and "the condition a > b flips" in result.message
+
+
+def test_clamp_with_min_above_max_gives_max_and_its_gradient() -> None:
+    (result,) = check("sum(clamp(x, lo, hi))", {"x": [0.5, 2.0, -1.0], "lo": [1.0, 1.0, 1.0],
+                                               "hi": [0.0, 0.0, 0.0]},
+                      expect={"value": "sum(hi)", "grad": {"x": "0 * x", "lo": "0 * lo",
+                                                           "hi": "1 + 0 * hi"}})
+    assert result.status == "pass", result.message
 
 
 ACTIVATIONS = sorted(name for name, op in OPS.items() if op.group == "activation")

@@ -63,10 +63,12 @@ class Arg:
     high: float = 2.0
     away_from_zero: bool = False  # |value| in [0.25, high]: clear of relu/abs's kink at 0
     classes: int | None = None  # an integer class-index target in [0, classes)
+    condition: bool = False  # a bool tensor, as a comparison gives
 
     @property
     def is_integer(self) -> bool:
-        return self.classes is not None
+        """Not real: a class index or a condition (never differentiated)."""
+        return self.classes is not None or self.condition
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,14 @@ def classes(count: int, *shape: int) -> Arg:
     return Arg(tuple(shape), classes=count)
 
 
+def condition(*shape: int) -> Arg:
+    return Arg(tuple(shape), condition=True)
+
+
+def has_derivative(op: Op) -> bool:
+    return op.returns != "bool"
+
+
 def unary(name: str, arg: Arg) -> list[Example]:
     """A unary elementwise op at a 0-d, a 1-d and a 2-d argument drawn like ``arg``."""
     return [Example(name, (Arg(shape, arg.low, arg.high, arg.away_from_zero),))
@@ -123,8 +133,30 @@ def reductions(name: str) -> list[Example]:
 # Every unary elementwise op, in the range its op table entry says it is smooth in (clear of
 # its kink, if it has one): a new elementwise function is tested here without an edit.
 EXAMPLES = [
-    *(example for name, op in OPS.items() if op.is_elementwise and op.max_args == 1
+    *(example for name, op in OPS.items()
+      if op.is_elementwise and op.min_args == op.max_args == 1 and not op.bool_args
       for example in unary(name, Arg((), *op.smooth_range, away_from_zero=op.kinks is not None))),
+    # Conditions and selection. Comparisons and & | ^ ~ have no derivative: their forms are
+    # confirmed against each other; where and clamp three ways.
+    Example("gt", (real(2, 3), real(3))),
+    Example("lt", (real(2, 3), real())),
+    Example("ge", (real(4), real(4))),
+    Example("le", (real(3, 1), real(1, 2))),
+    Example("eq", (Arg((2, 3), classes=3), Arg((3,), classes=3))),  # integer tensors compare
+    Example("ne", (Arg((4,), classes=2), Arg((), classes=2))),
+    Example("logical_and", (condition(2, 3), condition(3))),
+    Example("logical_or", (condition(4), condition(4))),
+    Example("logical_xor", (condition(2, 2), condition(2, 2))),
+    Example("logical_not", (condition(2, 3),)),
+    Example("where", (condition(2, 3), real(2, 3), real(3))),
+    Example("where", (condition(3), real(), real(2, 3))),
+    Example("clamp", (real(2, 3), real(3, low=-1.0, high=0.0)), {"given": (0, 1)}),
+    Example("clamp", (real(2, 3), real(low=0.0, high=1.0)), {"given": (0, 2)}),
+    Example("clamp", (real(2, 3, low=-3.0, high=3.0), real(3, low=-1.0, high=0.0),
+                      real(2, 1, low=0.5, high=1.5)), {"given": (0, 1, 2)}),
+    # min above max: the value is max everywhere, and max alone has a gradient.
+    Example("clamp", (real(2, 3), real(3, low=1.0, high=2.0), real(3, low=-2.0, high=0.5)),
+            {"given": (0, 1, 2)}),
     Example("add", (real(2, 3), real(2, 3))),
     Example("add", (real(2, 3), real(3))),  # broadcasting: the VJP sums back
     Example("sub", (real(3, 1), real(1, 2))),
@@ -271,7 +303,9 @@ def sample(example: Example) -> list[np.ndarray]:
     rng = np.random.default_rng(SEED)
     values = []
     for arg in example.args:
-        if arg.is_integer:
+        if arg.condition:
+            values.append(np.asarray(rng.random(arg.shape) < 0.5))
+        elif arg.is_integer:
             values.append(np.asarray(rng.integers(0, arg.classes, arg.shape), dtype=np.int64))
         elif arg.away_from_zero:
             sign = rng.choice([-1.0, 1.0], arg.shape)
@@ -308,7 +342,10 @@ def symbols_for(example: Example,
 
 
 def evaluate(expr: object, point: Substitution) -> float:
-    return float(sympy.sympify(expr).xreplace(point).evalf(EXACT_DIGITS))
+    value = sympy.sympify(expr).xreplace(point)
+    if isinstance(value, sympy.logic.boolalg.BooleanAtom):  # a condition, decided
+        return float(bool(value))
+    return float(value.evalf(EXACT_DIGITS))
 
 
 def needs_gradient(example: Example) -> list[bool]:
@@ -326,6 +363,9 @@ def test_vjp_and_magnitude_rules_match_exact_sympy_jacobian(example: Example) ->
     g = cotangent(np.shape(out))
     grads = op.vjp(g, values, out, params, needs_gradient(example))
     magnitudes = op.vjp_magnitude(g, values, out, params, needs_gradient(example))
+    if not has_derivative(op):  # a comparison: nothing flows back through it
+        assert grads == magnitudes == [None] * len(values)
+        return
 
     arrays, point = symbols_for(example, values)
     outputs = np.asarray(op.sympy(arrays, params), dtype=object).ravel()
@@ -369,8 +409,11 @@ def test_numpy_forward_and_vjp_match_torch_autograd(example: Example) -> None:
                for arg, v in zip(example.args, values, strict=True)]
     torch_out = op.torch(tensors, params)
     out = op.numpy(values, params)
-    assert torch_out.dtype == torch.float64
+    assert torch_out.dtype == (torch.float64 if has_derivative(op) else torch.bool)
+    assert out.dtype == torch_out.detach().numpy().dtype
     assert_same_math(out, torch_out.detach().numpy())
+    if not has_derivative(op):
+        return
 
     g = cotangent(np.shape(out))
     differentiable = [t for t in tensors if t.requires_grad]
@@ -630,7 +673,15 @@ KINKS_AT: dict[str, tuple[list[tuple[float, ...]], list[tuple[float, ...]]]] = {
     "relu6": ([(0.0,), (6.0,)], [(3.0,), (7.0,)]),
     "hardsigmoid": ([(3.0,), (-3.0,)], [(0.0,), (4.0,)]),
     "hardswish": ([(3.0,), (-3.0,)], [(0.0,), (-4.0,)]),
+    # A condition flips where its sides meet: its value jumps from 0 to 1 there.
+    **{name: ([(1.0, 1.0)], [(1.0, 2.0), (2.0, 1.0)])
+       for name in ("lt", "le", "gt", "ge", "eq", "ne")},
+    # clamp(x, -1, 1): on either bound.
+    "clamp": ([(-1.0, -1.0, 1.0), (1.0, -1.0, 1.0)],
+              [(0.0, -1.0, 1.0), (2.0, -1.0, 1.0), (-2.0, -1.0, 1.0)]),
 }
+# Keywords beyond the defaults the kink table's points need.
+KINK_PARAMS: dict[str, Params] = {"clamp": {"given": (0, 1, 2)}}
 
 
 def test_the_ops_with_kinks_are_the_listed_ones() -> None:
@@ -643,7 +694,7 @@ def test_kink_masks_mark_where_the_first_argument_breaks_the_derivative(name: st
     """On a kink the one-sided slopes along the first argument differ (or the value jumps);
     off one they agree, and the mask says which is which."""
     op = OPS[name]
-    defaults = {p.name: p.default for p in op.params}
+    defaults = {p.name: p.default for p in op.params} | KINK_PARAMS.get(name, {})
     on, off = KINKS_AT[name]
     h = 1e-7
 
@@ -659,6 +710,14 @@ def test_kink_masks_mark_where_the_first_argument_breaks_the_derivative(name: st
         # A jump shows as slopes of order jump / h; off a kink these ops' slopes are O(1).
         broken = abs(left - right) > 1e-3 or max(abs(left), abs(right)) > 1e3
         assert broken is expect_kink, (point, left, right)
+
+
+def test_clamp_has_a_kink_where_its_bounds_meet_below_them_only() -> None:
+    """min = max = 0.5: below, the value is min(min, max), a tie of the bounds (a kink in
+    them); above, it is max alone, smooth in every argument."""
+    mask = OPS["clamp"].kinks([np.array([0.0, 3.0]), np.array(0.5), np.array(0.5)],
+                              {"given": (0, 1, 2)})
+    np.testing.assert_array_equal(mask, [True, False])
 
 
 def test_max_pool_kink_mask_is_exactly_the_tied_maxima_of_a_window() -> None:

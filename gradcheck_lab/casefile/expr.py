@@ -16,13 +16,16 @@ from fractions import Fraction
 
 from gradcheck_lab.casefile.schema import MAX_DECIMAL_EXPONENT
 from gradcheck_lab.errors import SpecError
-from gradcheck_lab.ops import OPS, Param, ParamValue, suggest
+from gradcheck_lab.ops import OPS, Op, Param, ParamValue, suggest
+from gradcheck_lab.ops.base import GIVEN
 from gradcheck_lab.program.ir import Call, Const, Expr, Name
 
 # Python's operators, by how the op table spells them (``Op.infix``): which op each one is
 # comes from the table.
 _INFIX: dict[type, str] = {
     ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**", ast.MatMult: "@",
+    ast.Mod: "%", ast.BitAnd: "&", ast.BitOr: "|", ast.BitXor: "^",
+    ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!=",
 }
 
 
@@ -33,8 +36,7 @@ def _operator(symbol: str, arity: int) -> str | None:
 
 
 _OPERATOR_SPELLING = {
-    ast.FloorDiv: "//", ast.Mod: "%", ast.LShift: "<<", ast.RShift: ">>",
-    ast.BitOr: "|", ast.BitXor: "^", ast.BitAnd: "&", ast.Not: "not", ast.Invert: "~",
+    ast.FloorDiv: "//", ast.LShift: "<<", ast.RShift: ">>", ast.Not: "not",
 }
 _FORBIDDEN_NODES = {
     ast.Attribute: "attribute access",
@@ -47,8 +49,7 @@ _FORBIDDEN_NODES = {
     ast.JoinedStr: "f-strings",
     ast.IfExp: "conditional expressions",
     ast.NamedExpr: "assignment expressions (:=)",
-    ast.Compare: "comparisons",
-    ast.BoolOp: "boolean operators",
+    ast.BoolOp: "'and' and 'or' (tensors have no single truth value: use & and |)",
     ast.Await: "await",
     ast.Yield: "yield",
     ast.YieldFrom: "yield",
@@ -131,19 +132,24 @@ class _Builder:
         if isinstance(node, ast.UnaryOp):
             if isinstance(node.op, ast.UAdd):
                 return self.build(node.operand, depth + 1)
-            if isinstance(node.op, ast.USub):
-                negate = _operator("-", 1)
-                assert negate is not None  # the table has unary minus
-                return self.fold(negate, (self.build(node.operand, depth + 1),), (), offset)
-            raise self.fail(f"operator {_spelling(node.op)!r} is not supported", node)
+            symbol = {ast.USub: "-", ast.Invert: "~"}.get(type(node.op))
+            if symbol is None:
+                hint = " (use ~ for not)" if isinstance(node.op, ast.Not) else ""
+                raise self.fail(f"operator {_spelling(node.op)!r} is not supported{hint}",
+                                node)
+            prefix = _operator(symbol, 1)
+            assert prefix is not None  # the table has - and ~
+            return self.fold(prefix, (self.build(node.operand, depth + 1),), (), offset)
         if isinstance(node, ast.BinOp):
             op = _operator(_INFIX[type(node.op)], 2) if type(node.op) in _INFIX else None
             if op is None:
                 raise self.fail(
                     f"operator {_spelling(node.op)!r} is not supported "
-                    "(use + - * / ** @)", node)
+                    "(use + - * / ** @, comparisons, & | ^ ~)", node)
             args = (self.build(node.left, depth + 1), self.build(node.right, depth + 1))
             return self.fold(op, args, (), offset)
+        if isinstance(node, ast.Compare):
+            return self.compare(node, depth, offset)
         if isinstance(node, ast.Call):
             return self.call(node, depth, offset)
         if isinstance(node, (ast.Tuple, ast.List)):
@@ -172,6 +178,20 @@ class _Builder:
             raise self.fail(f"constant {literal} is out of the float64 range", node)
         return Fraction(decimal)
 
+    def compare(self, node: ast.Compare, depth: int, offset: int | None) -> Expr:
+        """``a < b``: a condition. Python's chained ``0 < x < 1`` means ``and``, which a
+        tensor has no single truth value for (torch refuses it too)."""
+        if len(node.ops) > 1:
+            raise self.fail("chained comparisons are not supported: write (0 < x) & (x < 1)",
+                            node)
+        symbol = _INFIX.get(type(node.ops[0]))
+        op = _operator(symbol, 2) if symbol else None
+        if op is None:
+            raise self.fail(f"comparison {type(node.ops[0]).__name__} is not supported "
+                            "(use < <= > >= == !=)", node)
+        args = (self.build(node.left, depth + 1), self.build(node.comparators[0], depth + 1))
+        return Call(op, args, (), offset)
+
     def call(self, node: ast.Call, depth: int, offset: int | None) -> Expr:
         if not isinstance(node.func, ast.Name):
             if isinstance(node.func, ast.Attribute):
@@ -184,20 +204,41 @@ class _Builder:
         if op is None or not op.callable:
             hint = suggest(name, [n for n, o in OPS.items() if o.callable])
             raise self.fail(f"unknown function {name!r}{hint}", node)
-        if len(node.args) > op.max_args + len(op.params):
-            raise self.fail(f"{name}() takes at most {op.max_args} tensor arguments", node)
-        tensor_args = node.args[: op.max_args]
-        extra_positional = node.args[op.max_args:]
+        visible = [p for p in op.params if not p.hidden]
+        tensor_names = list(op.arg_names[: op.max_args]) or [
+            f"x{i + 1}" for i in range(op.max_args)]
+        order = (*tensor_names, *(p.name for p in visible))
+        if op.positional and all(_is_literal(arg) for slot, arg in zip(op.positional, node.args,
+                                                                       strict=False)
+                                 if slot not in tensor_names):
+            # torch's order (layer_norm(x, (4,), W, b)); the case language's older one,
+            # tensors first (layer_norm(x, W, b)), stays valid: a tensor is no literal.
+            order = op.positional
+        if len(node.args) > len(order):
+            raise self.fail(f"{name}() takes at most {len(order)} positional arguments "
+                            f"({', '.join(order)})", node)
+        tensors: dict[int, ast.AST] = {}
         params: dict[str, ParamValue] = {}
-        for param, arg in zip(op.params, extra_positional, strict=False):
-            params[param.name] = self.param_value(name, param, arg)
-        known = {p.name for p in op.params}
+        for slot, arg in zip(order, node.args, strict=False):
+            if slot in tensor_names:
+                tensors[tensor_names.index(slot)] = arg
+            else:
+                param = next(p for p in visible if p.name == slot)
+                params[slot] = self.param_value(name, param, arg)
+        known = {p.name for p in visible}
         for keyword in node.keywords:
             if keyword.arg is None:
                 raise self.fail("**kwargs are not allowed", node)
+            if keyword.arg in tensor_names:
+                position = tensor_names.index(keyword.arg)
+                if position in tensors:
+                    raise self.fail(f"{name}() got {keyword.arg!r} twice", keyword.value)
+                if not _is_none(keyword.value):  # min=None: not given, as in torch
+                    tensors[position] = keyword.value
+                continue
             if keyword.arg not in known:
-                hint = suggest(keyword.arg, sorted(known))
-                accepted = ", ".join(sorted(known)) or "none"
+                hint = suggest(keyword.arg, sorted(known | set(tensor_names)))
+                accepted = ", ".join([*tensor_names, *sorted(known)]) or "none"
                 raise self.fail(
                     f"{name}() has no keyword {keyword.arg!r}{hint} (accepted: {accepted})",
                     keyword.value)
@@ -205,20 +246,37 @@ class _Builder:
                 raise self.fail(f"{name}() got {keyword.arg!r} twice", keyword.value)
             param = next(p for p in op.params if p.name == keyword.arg)
             params[keyword.arg] = self.param_value(name, param, keyword.value)
-        if len(tensor_args) < op.min_args:
-            raise self.fail(
-                f"{name}() needs at least {op.min_args} argument(s), got {len(tensor_args)}",
-                node)
-        args = tuple(self.build(arg, depth + 1) for arg in tensor_args)
+        positions = sorted(tensors)
+        self.check_arguments_given(op, positions, node)
+        if any(p.name == GIVEN for p in op.params):
+            params[GIVEN] = tuple(positions)
+        args = tuple(self.build(tensors[position], depth + 1) for position in positions)
         filled = tuple((p.name, params.get(p.name, p.default)) for p in op.params)
         for p, (_, value) in zip(op.params, filled, strict=True):
             if p.required and value is None:
                 raise self.fail(f"{name}() needs the keyword {p.name}=", node)
         return self.fold(name, args, filled, offset)
 
+    def check_arguments_given(self, op: Op, positions: list[int], node: ast.Call) -> None:
+        """The required tensor arguments are there; an optional one is skipped (by giving a
+        later one by keyword) only where the op takes ``GIVEN``."""
+        names = op.arg_names or tuple(f"argument {i + 1}" for i in range(op.max_args))
+        missing = [names[i] for i in range(op.min_args) if i not in positions]
+        if missing:
+            raise self.fail(f"{op.name}() needs the argument {missing[0]} (at least "
+                            f"{op.min_args} tensor argument(s), got {len(positions)})", node)
+        skips = any(p.name == GIVEN for p in op.params)
+        if not skips and positions != list(range(len(positions))):
+            gap = next(i for i in range(op.max_args) if i not in positions)
+            raise self.fail(f"{op.name}(): {names[positions[-1]]} needs {names[gap]} given "
+                            "too, before it", node)
+
     def param_value(self, op_name: str, param: Param, node: ast.AST) -> ParamValue:
         """Static keyword values: an int, a bool, a real number, a string or a tuple of ints,
-        as the op's keyword takes them (never an expression)."""
+        as the op's keyword takes them (never an expression); None where that is the
+        keyword's default (dim=None)."""
+        if _is_none(node) and param.default is None and not param.required:
+            return None
         if param.kind == "bool":
             if isinstance(node, ast.Constant) and isinstance(node.value, bool):
                 return node.value
@@ -283,6 +341,19 @@ class _Builder:
         if bits > self.limits.max_constant_bits:
             raise SpecError("constant is too large to evaluate exactly", offset)
         return Const(result, offset)
+
+
+def _is_literal(node: ast.AST) -> bool:
+    """A keyword value as written: a number, string, None, or a tuple or list of them."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        node = node.operand
+    if isinstance(node, (ast.Tuple, ast.List)):
+        return all(_is_literal(item) for item in node.elts)
+    return isinstance(node, ast.Constant)
+
+
+def _is_none(node: ast.AST) -> bool:
+    return isinstance(node, ast.Constant) and node.value is None
 
 
 def _spelling(op: ast.AST) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gradcheck_lab.ops.activations import ACTIVATIONS
 from gradcheck_lab.ops.base import ArgInfo, Op, Param, Params, ParamValue, Shape, suggest
+from gradcheck_lab.ops.conditions import CONDITIONS
 from gradcheck_lab.ops.conv import CONV
 from gradcheck_lab.ops.elementwise import BINARY, FUNCTIONS, OPERATORS
 from gradcheck_lab.ops.linalg import LINALG
@@ -12,7 +13,7 @@ from gradcheck_lab.ops.reductions import REDUCTIONS
 from gradcheck_lab.ops.shape import SHAPE_OPS
 
 OPS: dict[str, Op] = {op.name: op for op in [*OPERATORS, *FUNCTIONS, *BINARY, *ACTIVATIONS,
-                                             *REDUCTIONS,
-                                             *LINALG, *NN, *SHAPE_OPS, *CONV]}
+                                             *CONDITIONS, *REDUCTIONS, *LINALG, *NN,
+                                             *SHAPE_OPS, *CONV]}
 
 __all__ = ["OPS", "ArgInfo", "Op", "Param", "ParamValue", "Params", "Shape", "suggest"]

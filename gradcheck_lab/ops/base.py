@@ -34,6 +34,12 @@ TorchForm = Callable[[Sequence[Any], Params], Any]
 # the op does not fold these values. Raises SpecError for a constant that cannot be evaluated.
 FoldRule = Callable[[Sequence[Fraction], int], Fraction | None]
 PARAM_KINDS = ("int", "dims", "bool", "float", "str")
+# The hidden keyword that records which tensor arguments a call gave (``clamp(x, max=1)``
+# gives positions (0, 2)); ops that take it see exactly those arguments, in that order.
+GIVEN = "given"
+# What an op's value is: "real"; "bool" (comparisons); or "promote", as torch promotes: real
+# when any argument is real, else an integer tensor (int64), bool operands counting as 0/1.
+RESULT_KINDS = ("real", "bool", "promote")
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,9 @@ class Param:
     default: ParamValue = None
     required: bool = False
     choices: tuple[str, ...] = ()
+    # Set by the parser, never written in a case file: ``GIVEN``, the positions of the
+    # tensor arguments a call gave, for ops whose optional ones may be skipped by keyword.
+    hidden: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in PARAM_KINDS:
@@ -57,9 +66,10 @@ class ArgInfo:
     """What the shape rule (and the exact oracle's cost rule) knows of an argument."""
 
     shape: Shape
-    is_integer: bool
+    is_integer: bool  # not real: an integer tensor, or a bool one
     is_constant: bool = False
     const: Fraction | None = None  # the value of a constant argument
+    is_bool: bool = False
 
 
 @dataclass(frozen=True)
@@ -79,8 +89,12 @@ class Op:
     # 1). Tolerances scale with it; see ``linear_magnitudes`` for ops linear in each argument.
     vjp_magnitude: VjpRule
     params: tuple[Param, ...] = ()
-    # Argument positions that may be integer tensors (class targets); all others must be real.
+    # Argument positions that may be integer or bool tensors (class targets, operands that
+    # promote); all others must be real.
     integer_args: frozenset[int] = frozenset()
+    # Positions that must be bool tensors (where's condition, the operands of & | ~).
+    bool_args: frozenset[int] = frozenset()
+    returns: str = "real"  # one of RESULT_KINDS
     # Positions that never get a gradient (integer targets).
     nondifferentiable_args: frozenset[int] = frozenset()
     # Positions whose constant arguments the torch form gets as Python numbers, as a user
@@ -107,6 +121,9 @@ class Op:
     smooth_range: tuple[float, float] = (-2.0, 2.0)
     # The tensor arguments' names, as torch calls them (len == max_args; later ones optional).
     arg_names: tuple[str, ...] = ()
+    # torch's positional order where it interleaves tensors and keywords (layer_norm's
+    # input, normalized_shape, weight, bias, eps); empty: the tensors, then the keywords.
+    positional: tuple[str, ...] = ()
     group: str = "other"  # the row of the README's function table it is listed under
     doc: str = ""
 
@@ -120,8 +137,9 @@ class Op:
         if self.scalar_form is None:
             raise TypeError(f"{self.name} is not elementwise: it has no derived rule")
         keywords = {p.name: p.default for p in self.params} if params is None else params
-        return derive(self.name, self.min_args, self.scalar_form,
-                      tuple(sorted(keywords.items())))
+        given = keywords.get(GIVEN)
+        arity = len(given) if isinstance(given, tuple) else self.min_args
+        return derive(self.name, arity, self.scalar_form, tuple(sorted(keywords.items())))
 
     @property
     def spelled(self) -> str:
@@ -137,11 +155,19 @@ class Op:
         """``sum(input, dim=None, keepdim=False)``, ``linear(input, weight[, bias])``: the
         tensor arguments (optional ones in brackets), then the keywords with defaults."""
         names = self.arg_names or tuple(f"x{i + 1}" for i in range(self.max_args))
+        keywords = {p.name: p.name if p.required else f"{p.name}={p.default!r}"
+                    for p in self.params if not p.hidden}
+        if self.positional or GIVEN in {p.name for p in self.params}:
+            # Optional tensors that may be skipped, or interleaved with keywords: torch's way.
+            order = self.positional or (*names, *keywords)
+            parts = [keywords.pop(slot) if slot in keywords else
+                     slot if names.index(slot) < self.min_args else f"{slot}=None"
+                     for slot in order]
+            return f"{self.name}({', '.join([*parts, *keywords.values()])})"
         text = ", ".join(names[:self.min_args])
         optional = names[self.min_args:]
         text += "".join(f"[, {name}" for name in optional) + "]" * len(optional)
-        keywords = [p.name if p.required else f"{p.name}={p.default!r}" for p in self.params]
-        return f"{self.name}({', '.join([text, *keywords])})"
+        return f"{self.name}({', '.join([text, *keywords.values()])})"
 
 
 def linear_magnitudes(vjp: VjpRule) -> VjpRule:

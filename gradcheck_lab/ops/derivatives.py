@@ -115,17 +115,21 @@ def drop_steps(expr: Any) -> Any:
     exists; sympy leaves it unevaluated. Where it does not exist is a kink of the op."""
     import sympy
 
-    if not hasattr(expr, "replace"):
+    if not hasattr(expr, "has") or not expr.has(sympy.Derivative, sympy.DiracDelta):
         return expr
 
-    expr = expr.replace(
-        lambda e: isinstance(e, sympy.Derivative) and isinstance(e.expr,
-                                                                 (sympy.floor, sympy.ceiling)),
-        lambda e: sympy.S.Zero)
-    # floor(a / b) differentiates to Subs(Derivative(floor(ξ), ξ), ξ, a / b) / b: now Subs(0).
-    expr = expr.replace(lambda e: isinstance(e, sympy.Subs) and e.expr == 0,
-                        lambda e: sympy.S.Zero)
-    return expr.replace(sympy.DiracDelta, lambda *args: sympy.S.Zero)
+    def is_step(e: Any) -> bool:
+        return isinstance(e, sympy.Derivative) and isinstance(e.expr,
+                                                               (sympy.floor, sympy.ceiling))
+
+    # floor(a / b) differentiates to Subs(Derivative(floor(ξ), ξ), ξ, a / b) / b. One
+    # xreplace of the whole terms (replace() re-sorts half-rebuilt Subs, which sympy 1.14
+    # cannot compare).
+    zero = sympy.S.Zero
+    mapping = {e: zero for e in expr.atoms(sympy.Derivative) if is_step(e)}
+    mapping |= {e: zero for e in expr.atoms(sympy.Subs) if is_step(e.expr)}
+    mapping |= {e: zero for e in expr.atoms(sympy.DiracDelta)}
+    return expr.xreplace(mapping) if mapping else expr
 
 
 def compile_to_numpy(expr: Any, symbols: Sequence[Any]) -> NumpyFunction:
@@ -179,13 +183,9 @@ def compile_to_numpy(expr: Any, symbols: Sequence[Any]) -> NumpyFunction:
             relation = relations[node.func]
             left, right = build(node.args[0]), build(node.args[1])
             return lambda *a: relation(left(*a), right(*a))
-        if node.func in (sympy.And, sympy.Or):
-            combine = np.logical_and if node.func is sympy.And else np.logical_or
-            operands = [build(c) for c in node.args]
-            return lambda *a: functools.reduce(combine, (c(*a) for c in operands))
-        if node.func is sympy.Not:
-            operand = build(node.args[0])
-            return lambda *a: np.logical_not(operand(*a))
+        logic = _logic(node, build)
+        if logic is not None:
+            return logic
         if isinstance(node, sympy.Piecewise):
             pieces = [(build(e), build(c)) for e, c in node.args]
 
@@ -203,3 +203,21 @@ def compile_to_numpy(expr: Any, symbols: Sequence[Any]) -> NumpyFunction:
         raise NotImplementedError(f"no numpy form for sympy {node.func.__name__}")
 
     return build(expr)
+
+
+def _logic(node: Any, build: Callable[[Any], NumpyFunction]) -> NumpyFunction | None:
+    """And, Or, Xor, Not and ITE (a condition chosen by a condition, from nested Piecewise)
+    over numpy bool arrays; None for any other node."""
+    import sympy
+
+    reducers = {sympy.And: np.logical_and, sympy.Or: np.logical_or, sympy.Xor: np.logical_xor}
+    if node.func in reducers:
+        combine, operands = reducers[node.func], [build(c) for c in node.args]
+        return lambda *a: functools.reduce(combine, (c(*a) for c in operands))
+    if node.func is sympy.Not:
+        operand = build(node.args[0])
+        return lambda *a: np.logical_not(operand(*a))
+    if node.func is sympy.ITE:
+        test, then, otherwise = (build(c) for c in node.args)
+        return lambda *a: np.where(test(*a), then(*a), otherwise(*a))
+    return None

@@ -118,18 +118,21 @@ def _pow_exact_limit(args: Sequence[ArgInfo]) -> str | None:
 
 OPERATORS = [
     _elementwise("add", 2, lambda sp, a, b: a + b, np.add, lambda t, a, b: a + b,
-                 callable_=False, infix="+", fold=lambda v, bits: v[0] + v[1]),
+                 callable_=False, infix="+", fold=lambda v, bits: v[0] + v[1],
+                 returns="promote"),
     _elementwise("sub", 2, lambda sp, a, b: a - b, np.subtract, lambda t, a, b: a - b,
-                 callable_=False, infix="-", fold=lambda v, bits: v[0] - v[1]),
+                 callable_=False, infix="-", fold=lambda v, bits: v[0] - v[1],
+                 returns="promote"),
     _elementwise("mul", 2, lambda sp, a, b: a * b, np.multiply, lambda t, a, b: a * b,
-                 callable_=False, infix="*", fold=lambda v, bits: v[0] * v[1]),
+                 callable_=False, infix="*", fold=lambda v, bits: v[0] * v[1],
+                 returns="promote"),
     _elementwise("div", 2, lambda sp, a, b: a / b, np.divide, lambda t, a, b: a / b,
                  callable_=False, infix="/", fold=_fold_divide),
     _elementwise("pow", 2, lambda sp, a, b: a**b, np.power, lambda t, a, b: t.pow(a, b),
                  callable_=False, infix="**", limits=_pow_limits, fold=_fold_pow,
                  exact_limit=_pow_exact_limit, torch_scalar_args=frozenset({1})),
     _elementwise("neg", 1, lambda sp, a: -a, np.negative, lambda t, a: -a,
-                 callable_=False, infix="-", fold=lambda v, bits: -v[0]),
+                 callable_=False, infix="-", fold=lambda v, bits: -v[0], returns="promote"),
 ]
 
 FUNCTIONS = [
@@ -226,7 +229,7 @@ BINARY = [
                  kink_where="at (0, 0)"),
     # Python's modulo (the sign of the divisor), and C's fmod (the sign of the dividend).
     _elementwise("remainder", 2, lambda sp, a, b: a - b * sp.floor(a / b), np.remainder,
-                 lambda t, a, b: t.remainder(a, b), kinks=_quotient_is_whole,
+                 lambda t, a, b: t.remainder(a, b), infix="%", kinks=_quotient_is_whole,
                  kink_where="where input / other is whole"),
     _elementwise("fmod", 2, lambda sp, a, b: a - b * _trunc(sp, a / b), np.fmod,
                  lambda t, a, b: t.fmod(a, b), kinks=_quotient_is_whole,

@@ -9,6 +9,7 @@ from gradcheck_lab.ops.base import Op
 GROUPS = (
     ("elementwise", "elementwise, with torch's broadcasting"),
     ("activation", ""),
+    ("condition", ""),
     ("reduction", ""),
     ("structure", ""),
     ("linalg", ""),

@@ -424,6 +424,7 @@ def _layer_norm_torch(args: Sequence[object], params: Params) -> object:
 LAYER_NORM = Op(
     name="layer_norm",
     arg_names=("input", "weight", "bias"),
+    positional=("input", "normalized_shape", "weight", "bias", "eps"),
     group="nn",
     doc=("over the last dim, or the trailing dims `normalized_shape`; `weight`, `bias` "
          "optional"),

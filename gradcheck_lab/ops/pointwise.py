@@ -16,18 +16,20 @@ from typing import Any
 import numpy as np
 
 from gradcheck_lab.ops.base import (
+    GIVEN,
     ArgInfo,
     FoldRule,
     Op,
     Param,
     Params,
     Shape,
+    VjpRule,
     broadcast_shapes,
     elementwise_sympy,
     torch_module,
     unbroadcast,
 )
-from gradcheck_lab.ops.derivatives import exact_keywords
+from gradcheck_lab.ops.derivatives import ElementwiseRule, exact_keywords
 
 SympyForm = Callable[..., Any]
 
@@ -54,6 +56,10 @@ def elementwise(
     check: Callable[[Params], None] | None = None,
     group: str | None = None,
     doc: str = "",
+    returns: str = "real",
+    bool_args: frozenset[int] = frozenset(),
+    min_arity: int | None = None,
+    arg_names: tuple[str, ...] | None = None,
 ) -> Op:
     """An elementwise op whose derivative rule sympy derives from ``sympy_form(sympy, *s,
     **keywords)``; ``numpy_forward(*arrays, **keywords)``, ``torch_forward(torch, *tensors,
@@ -66,56 +72,127 @@ def elementwise(
     where the exact value is 4e-18, and its rounding is relative to y, not to the result.
     ``check(keywords)`` refuses keyword values the op cannot take (a SpecError), when the
     case is loaded.
+
+    Integer and bool operands mix with real ones as torch promotes them (``returns``, see
+    ``ops.base.RESULT_KINDS``); a "bool" op (a comparison) has no derivative at all; the
+    ``bool_args`` positions take conditions. ``min_arity`` below ``arity``: the op takes the
+    hidden ``GIVEN`` keyword, and its forms get only the arguments a call gave.
     """
-
-    def vjp(g: np.ndarray, args: Sequence[np.ndarray], out: np.ndarray, params: Params,
-            needs: Sequence[bool]) -> list[np.ndarray | None]:
-        return _chain_rule(op, g, args, needs, params, limits, None)
-
-    def vjp_magnitude(g: np.ndarray, args: Sequence[np.ndarray], out: np.ndarray,
-                      params: Params, needs: Sequence[bool]) -> list[np.ndarray | None]:
-        return _chain_rule(op, g, args, needs, params, limits, derivative_terms or _no_terms)
-
-    def symbolic(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
-        import sympy
-
-        exact = exact_keywords(params)
-        return elementwise_sympy(lambda *s: sympy_form(sympy, *s, **exact))(*args)
-
-    def forward(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
-        with np.errstate(all="ignore"):
-            return np.asarray(numpy_forward(*args, **params), dtype=np.float64)
-
     def shape(args: Sequence[ArgInfo], params: Params) -> Shape:
         if check is not None:
             check(params)
         return broadcast_shapes(*(a.shape for a in args))
 
+    vjp, vjp_magnitude = _vjp_rules(lambda params: op.rule(params), returns != "bool",
+                                    limits, derivative_terms)
+    if min_arity is not None:
+        params = (*params, Param(GIVEN, "dims", hidden=True))
     op = Op(
-        name=name, min_args=arity, max_args=arity, shape=shape, params=params,
+        name=name, min_args=arity if min_arity is None else min_arity, max_args=arity,
+        shape=shape, params=params, returns=returns, bool_args=bool_args,
+        integer_args=frozenset(range(arity)) - bool_args, nondifferentiable_args=bool_args,
         torch=lambda args, p: torch_forward(torch_module(), *args, **p),
-        numpy=forward, vjp=vjp, vjp_magnitude=vjp_magnitude, sympy=symbolic,
+        numpy=_numpy_form(numpy_forward, returns, bool_args), vjp=vjp,
+        vjp_magnitude=vjp_magnitude, sympy=_sympy_form(sympy_form, bool_args),
         kinks=(lambda args, p: kinks(*args, **p)) if kinks is not None else None,
         kink_where=kink_where, flat_at_zero=flat_at_zero, callable=callable_, infix=infix,
         scalar_form=sympy_form, fold=fold, exact_limit=exact_limit,
-        arg_names=("x",) if arity == 1 else ("a", "b"),
+        arg_names=arg_names or (("input",) if arity == 1 else ("input", "other")),
         group=group or ("operator" if not callable_ else "elementwise"),
         smooth_range=smooth_range, torch_scalar_args=torch_scalar_args, doc=doc,
     )
     return op
 
 
+def _vjp_rules(rule: Callable[[Params], ElementwiseRule], differentiable: bool,
+               limits: Callable[..., None] | None,
+               derivative_terms: Callable[..., np.ndarray] | None) -> tuple[VjpRule, VjpRule]:
+    """The VJP and its magnitude rule, by the chain rule over the derived partials (a
+    comparison has none: its arguments get no gradient through it)."""
+
+    def vjp(g: np.ndarray, args: Sequence[np.ndarray], out: np.ndarray, params: Params,
+            needs: Sequence[bool]) -> list[np.ndarray | None]:
+        if not differentiable:
+            return [None] * len(args)
+        return _chain_rule(rule(params), g, args, needs, params, limits, None)
+
+    def vjp_magnitude(g: np.ndarray, args: Sequence[np.ndarray], out: np.ndarray,
+                      params: Params, needs: Sequence[bool]) -> list[np.ndarray | None]:
+        if not differentiable:
+            return [None] * len(args)
+        return _chain_rule(rule(params), g, args, needs, params, limits,
+                           derivative_terms or _no_terms)
+
+    return vjp, vjp_magnitude
+
+
+def _sympy_form(sympy_form: SympyForm, bool_args: frozenset[int]) -> Callable[..., np.ndarray]:
+    """The op over object arrays: conditions where it takes them, numbers elsewhere."""
+
+    def symbolic(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
+        import sympy
+
+        exact = exact_keywords(params)
+
+        def scalar(*values: Any) -> Any:
+            values = tuple(as_condition(v) if i in bool_args else as_number(v)
+                           for i, v in enumerate(values))
+            return sympy_form(sympy, *values, **exact)
+
+        return elementwise_sympy(scalar)(*args)
+
+    return symbolic
+
+
+def _numpy_form(numpy_forward: Callable[..., np.ndarray], returns: str,
+                bool_args: frozenset[int]) -> Callable[..., np.ndarray]:
+    """The float64 forward; bool for a comparison, int64 where integers promote to one."""
+
+    def forward(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            result = np.asarray(numpy_forward(*args, **params))
+        if returns == "bool":
+            return result.astype(bool)
+        operands = [a for i, a in enumerate(args) if i not in bool_args]
+        if returns == "promote" and all(np.asarray(a).dtype.kind in "biu" for a in operands):
+            return result.astype(np.int64)
+        return result.astype(np.float64)
+
+    return forward
+
+
+def as_number(value: Any) -> Any:
+    """A condition where a number is wanted ((x > 0) * x): 1 where it holds, else 0, as torch
+    promotes bool to a number."""
+    import sympy
+    from sympy.logic.boolalg import BooleanAtom, BooleanFunction
+
+    if isinstance(value, (bool, np.bool_)):
+        return sympy.Integer(int(value))
+    if isinstance(value, (sympy.core.relational.Relational, BooleanFunction, BooleanAtom)):
+        return sympy.Piecewise((1, value), (0, True))
+    return value
+
+
+def as_condition(value: Any) -> Any:
+    """A bool, as sympy's true or false (numpy's bool_ is not a sympy Boolean)."""
+    import sympy
+
+    if isinstance(value, (bool, np.bool_)):
+        return sympy.true if value else sympy.false
+    return value
+
+
 def _no_terms(*args: np.ndarray, **keywords: Any) -> float:
     return 0.0
 
 
-def _chain_rule(op: Op, g: np.ndarray, args: Sequence[np.ndarray], needs: Sequence[bool],
-                params: Params, limits: Callable[..., None] | None,
+def _chain_rule(rule: ElementwiseRule, g: np.ndarray, args: Sequence[np.ndarray],
+                needs: Sequence[bool], params: Params, limits: Callable[..., None] | None,
                 terms: Callable[..., np.ndarray | float] | None) -> list[np.ndarray | None]:
     """g times each needed partial derivative, summed back over broadcast dims. ``terms``
     given: the magnitude rule instead, |g| times the larger of |f'| and ``terms(*args)``."""
     grads: list[np.ndarray | None] = []
-    rule = op.rule(params)
     for position, arg in enumerate(args):
         if not needs[position]:
             grads.append(None)

@@ -12,7 +12,7 @@ import hashlib
 import importlib.util
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -195,7 +195,15 @@ def torch_form(dtype: str, device: str) -> Form:
     def describe(op: Op, exc: BaseException) -> str:
         return f"torch could not evaluate {op.name}(): {describe_exception(exc)}"
 
-    return Form("torch", constant=constant, apply=lambda op, args, params: op.torch(args, params),
+    def apply(op: Op, args: Sequence[Any], params: Any) -> Any:
+        if op.returns == "real" and op.is_elementwise:
+            # sin(t) of an integer tensor is float32 (torch's default dtype) whatever the
+            # case's dtype: the case's dtype it is.
+            args = [a.to(getattr(torch, dtype)) if torch.is_tensor(a) and not (
+                a.is_floating_point()) else a for a in args]
+        return op.torch(args, params)
+
+    return Form("torch", constant=constant, apply=apply,
                 failures=(RuntimeError, IndexError, ValueError), describe=describe,
                 scalar=float)
 

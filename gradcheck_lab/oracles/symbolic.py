@@ -213,7 +213,10 @@ def _kinks(program: Program, env: dict[int, np.ndarray], dtype: str = "float64")
     for index in program.needed_for([program.output]):
         node = program.nodes[index]
         op = OPS.get(node.op)
-        if op is None or op.kinks is None or not node.needs_grad:
+        # A comparison is never differentiated, but where its sides meet the condition
+        # flips: a kink of whatever the condition selects, when the sides depend on an input.
+        if op is None or op.kinks is None or not any(
+                program.nodes[a].needs_grad for a in node.args):
             continue
         mask = op.kinks([_as_dtype(env[a], dtype) for a in node.args], node.param_dict)
         argument = program.nodes[node.args[0]]

@@ -14,11 +14,14 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from gradcheck_lab.errors import SpecError
-from gradcheck_lab.ops import OPS, ArgInfo, ParamValue, Shape, suggest
+from gradcheck_lab.ops import OPS, ArgInfo, Op, ParamValue, Shape, suggest
 from gradcheck_lab.program.ir import Call, Const, Expr, Name
 
 DEFAULT_MAX_NODE_ELEMENTS = 100_000_000
 FLOAT64_MAX = Fraction(sys.float_info.max)
+# pi and e, as torch's math.pi and math.e: the binary values every oracle computes with (an
+# input or let of that name takes precedence).
+NAMED_CONSTANTS = {"pi": Fraction(math.pi), "e": Fraction(math.e)}
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class Node:
     offset: int | None = None
     name: str | None = None
     const: Fraction | None = None
+    is_bool: bool = False  # a comparison's value (is_integer too: not real)
 
     @property
     def param_dict(self) -> dict[str, ParamValue]:
@@ -78,8 +82,7 @@ class Program:
 
     def arg_infos(self, index: int) -> list[ArgInfo]:
         """What an op's shape and cost rules know of node ``index``'s arguments."""
-        return [ArgInfo(arg.shape, arg.is_integer, arg.op == "const", arg.const)
-                for arg in (self.nodes[a] for a in self.nodes[index].args)]
+        return [_info(arg) for arg in (self.nodes[a] for a in self.nodes[index].args)]
 
 
 class ProgramBuilder:
@@ -116,15 +119,8 @@ class ProgramBuilder:
         assert isinstance(expr, Call)
         op = OPS[expr.op]
         args = [self.add_expression(arg, key) for arg in expr.args]
-        infos = []
-        for position, index in enumerate(args):
-            node = self.nodes[index]
-            if node.is_integer and position not in op.integer_args:
-                raise SpecError(
-                    f"{op.spelled} needs real-valued arguments, but "
-                    f"{node.name or 'argument ' + str(position + 1)} is an integer tensor "
-                    "(integer tensors are class targets, e.g. for cross_entropy)", expr.offset)
-            infos.append(ArgInfo(node.shape, node.is_integer, node.op == "const", node.const))
+        infos = [_info(self.nodes[index]) for index in args]
+        _check_kinds(op, [self.nodes[index] for index in args], expr.offset)
         params = dict(expr.params)
         try:
             shape = tuple(op.shape(infos, params))
@@ -135,10 +131,13 @@ class ProgramBuilder:
             raise SpecError(
                 f"{op.spelled} would produce shape {list(shape)} with {elements} elements "
                 f"(limit {self.max_node_elements})", expr.offset)
-        needs_grad = any(self.nodes[index].needs_grad for position, index in enumerate(args)
-                         if position not in op.nondifferentiable_args)
+        kind = result_kind(op, infos)
+        needs_grad = kind == "real" and any(
+            self.nodes[index].needs_grad for position, index in enumerate(args)
+            if position not in op.nondifferentiable_args)
         return self._append(Node(len(self.nodes), expr.op, tuple(args), expr.params, shape,
-                                 False, needs_grad, key, expr.offset))
+                                 kind != "real", needs_grad, key, expr.offset,
+                                 is_bool=kind == "bool"))
 
     def build(self, output: int) -> Program:
         return Program(tuple(self.nodes), dict(self.inputs), dict(self.lets), output,
@@ -149,9 +148,38 @@ class ProgramBuilder:
             return self.lets[name.id]
         if name.id in self.inputs:
             return self.inputs[name.id]
-        known = [*self.inputs, *self.lets]
+        if name.id in NAMED_CONSTANTS:
+            return self.add_expression(Const(NAMED_CONSTANTS[name.id], name.offset),
+                                       f"constant {name.id}")
+        known = [*self.inputs, *self.lets, *NAMED_CONSTANTS]
         raise SpecError(f"undefined name {name.id!r}{suggest(name.id, known)}", name.offset)
 
     def _append(self, node: Node) -> int:
         self.nodes.append(node)
         return node.index
+
+
+def _info(node: Node) -> ArgInfo:
+    return ArgInfo(node.shape, node.is_integer, node.op == "const", node.const, node.is_bool)
+
+
+def result_kind(op: Op, args: list[ArgInfo]) -> str:
+    """"real", "int" or "bool": what the op gives for these arguments, as torch promotes
+    (a bool condition of where does not take part)."""
+    if op.returns != "promote":
+        return op.returns
+    operands = [a for position, a in enumerate(args) if position not in op.bool_args]
+    return "int" if operands and all(a.is_integer for a in operands) else "real"
+
+
+def _check_kinds(op: Op, args: list[Node], offset: int | None) -> None:
+    for position, node in enumerate(args):
+        what = node.name or f"argument {position + 1}"
+        if position in op.bool_args and not node.is_bool:
+            raise SpecError(f"{op.spelled} needs a condition (a comparison such as x > 0, "
+                            f"or & | ~ of comparisons) as {what}", offset)
+        if node.is_integer and position not in op.integer_args | op.bool_args:
+            kind = "a bool tensor (a comparison)" if node.is_bool else "an integer tensor"
+            raise SpecError(f"{op.spelled} needs real-valued arguments, but {what} is {kind}"
+                            " (integer tensors are class targets, e.g. for cross_entropy; "
+                            "elementwise arithmetic promotes them)", offset)

@@ -72,10 +72,12 @@ def input_values(program: Program, values: Mapping[str, Any]) -> dict[int, Any]:
 
 def _numpy_apply(op: Op, args: Sequence[Any], params: Params) -> np.ndarray:
     with np.errstate(all="ignore"):
-        return np.asarray(op.numpy(args, params), dtype=np.float64)
+        result = np.asarray(op.numpy(args, params))
+    # Conditions stay bool and integer results int64; everything else is float64.
+    return result if result.dtype.kind in "biu" else result.astype(np.float64)
 
 
-# float64 evaluation (integer tensors stay int64): the rule sweep's forward.
+# float64 evaluation (integer tensors stay int64, conditions bool): the rule sweep's forward.
 NUMPY = Form("numpy", constant=lambda value: np.array(float(value)), apply=_numpy_apply)
 
 
