@@ -185,6 +185,29 @@ EXAMPLES = [
     Example("pow", (positive(3), real())),
     *reductions("sum"),
     *reductions("mean"),
+    Example("softmin", (real(2, 3),)),
+    Example("softmin", (real(2, 3),), {"dim": 0}),
+    Example("glu", (real(2, 4),)),
+    Example("glu", (real(4, 3),), {"dim": 0}),
+    Example("glu", (real(6),)),
+    *reductions("prod"),
+    *reductions("amax"),
+    *reductions("amin"),
+    *(e for name in ("max", "min") for e in reductions(name)
+      if not isinstance(e.params.get("dim"), tuple)),  # one dim at most, as torch
+    *(Example(name, (real(5),), params) for name in ("var", "std")
+      for params in ({}, {"correction": 0}, {"correction": 2.5})),
+    *(Example(name, (real(2, 3, 2),), params) for name in ("var", "std")
+      for params in ({"dim": 1}, {"dim": (0, 2), "keepdim": True}, {"dim": -1})),
+    Example("var", (real(),), {"correction": 0}),  # one element: no spread
+    *(Example("vector_norm", (Arg((2, 3), away_from_zero=True),), params)
+      for params in ({}, {"ord": 1.0}, {"ord": 3.0}, {"ord": 0.5, "dim": 1},
+                     {"dim": (0, 1), "keepdim": True})),
+    Example("norm", (real(4),)),
+    Example("norm", (Arg((2, 3), away_from_zero=True),), {"p": 1.5, "dim": 0}),
+    *(Example(name, (real(*shape, low=low, high=2.0),), {"dim": dim})
+      for name, low in (("cumsum", -2.0), ("cumprod", -2.0), ("logcumsumexp", -2.0))
+      for shape, dim in (((5,), 0), ((2, 4), 1), ((3, 2), 0), ((2, 3), -1), ((), 0))),
     Example("matmul", (real(3), real(3))),  # 1-d @ 1-d: a dot product, 0-d result
     Example("matmul", (real(2, 3), real(3))),
     Example("matmul", (real(3), real(3, 2))),
@@ -684,9 +707,37 @@ KINKS_AT: dict[str, tuple[list[tuple[float, ...]], list[tuple[float, ...]]]] = {
 KINK_PARAMS: dict[str, Params] = {"clamp": {"given": (0, 1, 2)}}
 
 
+# Reductions with kinks: an input, keywords, and the elements the mask must mark.
+REDUCTION_KINKS: dict[str, tuple[list[float], Params, list[bool]]] = {
+    "amax": ([1.0, 3.0, 3.0, 2.0], {}, [False, True, True, False]),
+    "amin": ([1.0, 3.0, 1.0, 2.0], {}, [True, False, True, False]),
+    "max": ([3.0, 3.0, 2.0], {"dim": 0}, [True, True, False]),
+    "min": ([1.0, 3.0, 2.0], {}, [False, False, False]),  # no tie: smooth
+    "std": ([2.0, 2.0, 2.0], {}, [True, True, True]),
+    "vector_norm": ([0.0, 1.0, -2.0], {}, [False, False, False]),  # 2-norm: smooth at x_i = 0
+    "norm": ([0.0, 1.0, -2.0], {"p": 1.0}, [True, False, False]),  # 1-norm: abs at 0
+}
+
+
 def test_the_ops_with_kinks_are_the_listed_ones() -> None:
     kinked = {name for name, op in OPS.items() if op.kinks is not None}
-    assert kinked == set(KINKS_AT) | {"max_pool2d"}
+    assert kinked == set(KINKS_AT) | set(REDUCTION_KINKS) | {"max_pool2d"}
+
+
+@pytest.mark.parametrize("name", list(REDUCTION_KINKS))
+def test_reduction_kinks_are_where_one_sided_slopes_differ(name: str) -> None:
+    op = OPS[name]
+    values, keywords, expected = REDUCTION_KINKS[name]
+    params = {p.name: p.default for p in op.params} | keywords
+    x = np.array(values)
+    np.testing.assert_array_equal(op.kinks([x], params), expected)
+    h = 1e-7
+    for element, marked in enumerate(expected):
+        step = np.zeros_like(x)
+        step[element] = h
+        total = [float(np.sum(op.numpy([x + d * step], params))) for d in (-1.0, 0.0, 1.0)]
+        left, right = (total[1] - total[0]) / h, (total[2] - total[1]) / h
+        assert (abs(left - right) > 1e-3) is marked, (element, left, right)
 
 
 @pytest.mark.parametrize("name", list(KINKS_AT))

@@ -7,13 +7,18 @@ from gradcheck_lab.ops.base import ArgInfo, Op, Param, Params, ParamValue, Shape
 from gradcheck_lab.ops.conditions import CONDITIONS
 from gradcheck_lab.ops.conv import CONV
 from gradcheck_lab.ops.elementwise import BINARY, FUNCTIONS, OPERATORS
+from gradcheck_lab.ops.extrema import EXTREMA
 from gradcheck_lab.ops.linalg import LINALG
+from gradcheck_lab.ops.moments import MOMENTS
 from gradcheck_lab.ops.nn import NN
 from gradcheck_lab.ops.reductions import REDUCTIONS
+from gradcheck_lab.ops.scans import SCANS
 from gradcheck_lab.ops.shape import SHAPE_OPS
+from gradcheck_lab.ops.softmax import SOFTMAX_OPS
 
 OPS: dict[str, Op] = {op.name: op for op in [*OPERATORS, *FUNCTIONS, *BINARY, *ACTIVATIONS,
-                                             *CONDITIONS, *REDUCTIONS, *LINALG, *NN,
+                                             *CONDITIONS, *REDUCTIONS, *EXTREMA, *MOMENTS,
+                                             *SCANS, *LINALG, *SOFTMAX_OPS, *NN,
                                              *SHAPE_OPS, *CONV]}
 
 __all__ = ["OPS", "ArgInfo", "Op", "Param", "ParamValue", "Params", "Shape", "suggest"]

@@ -1,5 +1,4 @@
-"""Neural-network ops: softmax, log_softmax, cross_entropy, mse_loss and layer_norm, with torch
-semantics.
+"""Neural-network ops: cross_entropy, mse_loss and layer_norm, with torch semantics.
 
 Closed-form VJPs (the rule sweep) and sympy forms over object arrays (the exact oracle and the
 tests that confirm the closed forms agree with sympy's differentiation).
@@ -21,126 +20,11 @@ from gradcheck_lab.ops.base import (
     Param,
     Params,
     Shape,
-    ShapeRule,
-    TorchForm,
     elementwise_sympy,
-    normalize_dim,
     object_array,
     torch_module,
 )
-
-_DIM = (Param("dim", "int", default=-1),)
-
-
-def _dim(params: Params, ndim: int, op: str) -> int:
-    return normalize_dim(int(params["dim"]), ndim, op)  # type: ignore[arg-type]
-
-
-def _same_shape(op: str) -> ShapeRule:
-    def rule(args: Sequence[ArgInfo], params: Params) -> Shape:
-        _dim(params, len(args[0].shape), op)
-        return args[0].shape
-
-    return rule
-
-
-def _log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
-    shifted = x - np.max(x, axis=axis, keepdims=True)
-    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
-
-
-def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
-    return np.exp(_log_softmax(x, axis))
-
-
-def _axis(x: np.ndarray, params: Params, op: str) -> int | None:
-    """The numpy axis (None for a 0-d tensor, where softmax is over its single element)."""
-    return None if x.ndim == 0 else _dim(params, x.ndim, op)
-
-
-def _softmax_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
-                 needs: Sequence[bool]) -> Gradients:
-    """y = softmax(x): dx = y * (dy - sum(dy * y))."""
-    axis = _axis(args[0], params, "softmax")
-    return [out * (g - np.sum(g * out, axis=axis, keepdims=True))]
-
-
-def _softmax_magnitude(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
-                       needs: Sequence[bool]) -> Gradients:
-    axis = _axis(args[0], params, "softmax")
-    g = np.abs(g)
-    return [out * (g + np.sum(g * out, axis=axis, keepdims=True))]
-
-
-def _log_softmax_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
-                     needs: Sequence[bool]) -> Gradients:
-    """y = log_softmax(x): dx = dy - softmax(x) * sum(dy)."""
-    axis = _axis(args[0], params, "log_softmax")
-    return [g - np.exp(out) * np.sum(g, axis=axis, keepdims=True)]
-
-
-def _log_softmax_magnitude(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
-                           needs: Sequence[bool]) -> Gradients:
-    axis = _axis(args[0], params, "log_softmax")
-    g = np.abs(g)
-    return [g + np.exp(out) * np.sum(g, axis=axis, keepdims=True)]
-
-
-def _sympy_log_softmax(x: np.ndarray, axis: int | None) -> np.ndarray:
-    import sympy
-
-    exps = elementwise_sympy(sympy.exp)(x)
-    total = object_array(np.sum(exps, axis=axis, keepdims=True))
-    return x - elementwise_sympy(sympy.log)(total)
-
-
-def _sympy_softmax(x: np.ndarray, axis: int | None) -> np.ndarray:
-    import sympy
-
-    exps = elementwise_sympy(sympy.exp)(x)
-    return exps / object_array(np.sum(exps, axis=axis, keepdims=True))
-
-
-def _torch_softmax(name: str) -> TorchForm:
-    def lower(args: Sequence[object], params: Params) -> object:
-        (x,) = args
-        return getattr(torch_module(), name)(x, dim=_dim(params, x.ndim, name))
-
-    return lower
-
-
-SOFTMAX = Op(
-    name="softmax",
-    arg_names=("input",),
-    group="nn",
-    doc="over `dim`",
-    min_args=1,
-    max_args=1,
-    params=_DIM,
-    shape=_same_shape("softmax"),
-    torch=_torch_softmax("softmax"),
-    numpy=lambda args, p: _softmax(args[0], _axis(args[0], p, "softmax")),
-    vjp=_softmax_vjp,
-    vjp_magnitude=_softmax_magnitude,
-    sympy=lambda args, p: _sympy_softmax(args[0], _axis(args[0], p, "softmax")),
-)
-
-LOG_SOFTMAX = Op(
-    name="log_softmax",
-    arg_names=("input",),
-    group="nn",
-    doc="over `dim`",
-    min_args=1,
-    max_args=1,
-    params=_DIM,
-    shape=_same_shape("log_softmax"),
-    torch=_torch_softmax("log_softmax"),
-    numpy=lambda args, p: _log_softmax(args[0], _axis(args[0], p, "log_softmax")),
-    vjp=_log_softmax_vjp,
-    vjp_magnitude=_log_softmax_magnitude,
-    sympy=lambda args, p: _sympy_log_softmax(args[0], _axis(args[0], p, "log_softmax")),
-)
-
+from gradcheck_lab.ops.softmax import log_softmax, softmax, sympy_log_softmax
 
 # cross_entropy(logits, target), mean reduction. logits (N, C) or (C,); target either class
 # indices (an integer tensor of shape (N,) or ()) or probabilities (real, logits' shape).
@@ -184,7 +68,7 @@ def _is_index_target(target: np.ndarray) -> bool:
 
 def _cross_entropy_numpy(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
     logits, target = args
-    log_probs = _log_softmax(logits, -1)
+    log_probs = log_softmax(logits, -1)
     if _is_index_target(target):
         indices = _check_classes(target, logits.shape[-1])
         picked = np.take_along_axis(log_probs, indices[..., np.newaxis], axis=-1)
@@ -197,7 +81,7 @@ def _cross_entropy_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Par
     """d/dz = (softmax(z) * sum(t) - t) / N (t one-hot for indices); d/dt = -log_softmax / N."""
     logits, target = args
     n = _batch_size(logits)
-    probs = _softmax(logits, -1)
+    probs = softmax(logits, -1)
     if _is_index_target(target):
         onehot = np.zeros_like(logits)
         indices = _check_classes(target, logits.shape[-1])
@@ -207,7 +91,7 @@ def _cross_entropy_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Par
     if needs[0]:
         grads[0] = g * (probs * np.sum(target, axis=-1, keepdims=True) - target) / n
     if needs[1]:
-        grads[1] = -g * _log_softmax(logits, -1) / n
+        grads[1] = -g * log_softmax(logits, -1) / n
     return grads
 
 
@@ -216,7 +100,7 @@ def _cross_entropy_magnitude(g: np.ndarray, args: Arrays, out: np.ndarray, param
     logits, target = args
     n = _batch_size(logits)
     g = np.abs(g)
-    probs = _softmax(logits, -1)
+    probs = softmax(logits, -1)
     if _is_index_target(target):
         return [g * (probs + 1.0) / n, None]
     grads: list[np.ndarray | None] = [None, None]
@@ -224,7 +108,7 @@ def _cross_entropy_magnitude(g: np.ndarray, args: Arrays, out: np.ndarray, param
         grads[0] = g * (probs * np.sum(np.abs(target), axis=-1, keepdims=True)
                         + np.abs(target)) / n
     if needs[1]:
-        grads[1] = g * np.abs(_log_softmax(logits, -1)) / n
+        grads[1] = g * np.abs(log_softmax(logits, -1)) / n
     return grads
 
 
@@ -232,7 +116,7 @@ def _cross_entropy_sympy(args: Sequence[np.ndarray], params: Params) -> np.ndarr
     import sympy
 
     logits, target = args
-    log_probs = _sympy_log_softmax(logits, -1)
+    log_probs = sympy_log_softmax(logits, -1)
     n = sympy.Integer(_batch_size(logits))
     if _is_index_target(target):
         indices = _check_classes(target, logits.shape[-1])
@@ -440,4 +324,4 @@ LAYER_NORM = Op(
     sympy=_layer_norm_sympy,
 )
 
-NN = [SOFTMAX, LOG_SOFTMAX, CROSS_ENTROPY, MSE_LOSS, LAYER_NORM]
+NN = [CROSS_ENTROPY, MSE_LOSS, LAYER_NORM]
