@@ -52,7 +52,7 @@ EXPECTED = {
     "expr_power_tower.yaml": (3, "output", "constant power is too large"),
     "expr_shape_mismatch.yaml": (5, "let.C", "cannot multiply shapes [2, 3] and [2, 3]"),
     "expr_statement.yaml": (3, "output", "not a valid expression"),
-    "expr_subscript.yaml": (3, "output", "subscripts not allowed"),
+    "expr_subscript.yaml": (3, "output", "subscripts take constant integers"),
     "expr_too_deep.yaml": (3, "output", "nested deeper than 200"),
     "expr_too_long.yaml": (3, "output", "characters long (limit 10000)"),
     "expr_undefined_name.yaml": (5, "output", "undefined name 'hh' (did you mean 'h'?)"),

@@ -198,3 +198,71 @@ def test_reductions_at_realistic_sizes_pass_under_the_rule_sweep() -> None:
 def test_softmax_kin_pass_at_float64_and_float32(spelled: str) -> None:
     results = check(spelled, {"x": uniform([4, 6], -2.0, 2.0)}, dtypes=DTYPES)
     assert_all_three_agree(results)
+
+
+STRUCTURE_INPUTS = {
+    "x": uniform([4, 6], -2.0, 2.0),
+    "w": uniform([6, 3], -2.0, 2.0, seed=SEED + 1),
+    "v": uniform([6], -2.0, 2.0, seed=SEED + 2),
+    "t": {"value": [3, 0, 1], "dtype": "int64"},
+    "g": {"value": [[0, 5], [2, 2], [4, 1]], "dtype": "int64"},
+}
+
+
+@pytest.mark.parametrize("spelled", [
+    "x[1:3, ::2]", "x[..., -1] * x[:, 0]", "x[None, 1:]", "narrow(x, 1, 2, 3)",
+    "flip(x, (0, 1)) * x", "roll(x, (1, -2), (0, 1)) * x", "cat([x, 2 * x], dim=0)",
+    "stack([x, x * x], dim=1)", "split(x, 4, dim=1)[1]", "split(x, (1, 2, 3), 1)[2]",
+    "chunk(x, 3, dim=0)[-1]", "squeeze(unsqueeze(x, 0), 0)", "expand(x[:, :1], (4, 6))",
+    "broadcast_to(v, (2, 6)) * 1.5", "permute(unsqueeze(x, 2), (2, 1, 0))",
+    "movedim(unsqueeze(x, 0), 0, -1)", "tile(x, (2, 1))", "repeat_interleave(x, 2, dim=1)",
+    "diagonal(x, 1)", "tril(x) + triu(x, 1) ** 2", "index_select(x, 0, t)",
+    "gather(x, 1, g)", "embedding(t, x)", "pad(x, (1, 2, 0, 1), value=0.5)",
+    "pad(unsqueeze(x, 0), (2, 3), mode='reflect')",
+    "pad(unsqueeze(x, 0), (1, 1, 2, 0), 'replicate')",
+    "pad(unsqueeze(x, 0), (4, 1), mode='circular')", "one_hot(t, 6) * x[:3]",
+    "einsum('ij,jk->ik', x, w)", "einsum('ij,j', x, v)", "dot(v, v * v)",
+    "outer(v, v[:4])", "bmm(stack([x, x]), stack([w, w]))", "trace(x[:, :4])",
+    "matmul(stack([x, x]), w)",
+])
+def test_each_structure_op_passes_at_float64_and_float32(spelled: str) -> None:
+    results = check(spelled, STRUCTURE_INPUTS, dtypes=DTYPES)
+    assert_all_three_agree(results)
+
+
+@pytest.mark.parametrize("spelled, message", [
+    ("narrow(x, 1, 4, 3)", "do not fit a dim of size 6"),
+    ("permute(x, (0, 0))", "is not an order of the 2 dims"),
+    ("cat([x, w], dim=0)", "cat()"),
+    ("cat(x, x)", "takes a list of tensors"),
+    ("split(x, 2)", "pick one with [k]"),
+    ("split(x, 2, dim=1)[3]", "gives 3 pieces"),
+    ("x[::-1]", "slice step must be positive"),
+    ("x[t]", "constant integers"),
+    ("x[0, 0, 0]", "getitem()"),
+    ("einsum('ij,jk->ik', x, x)", "index 'j' has sizes 6 and 4"),
+    ("einsum('ii->i', w[:3])", "repeats an index"),
+    ("einsum('...i->i', x)", "not supported"),
+    ("glu(x[:, :5])", "must be even"),
+    ("one_hot(t)", "needs num_classes="),
+    ("pad(x, (-1, 1))", "negative padding"),
+    ("pad(v, (1, 1), mode='reflect')", "pads at most 0 of a 1-d input's dims"),
+    ("pad(x, (6, 1), mode='reflect')", "smaller than the padded dim"),
+    ("var(x[0, :1])", "N - correction <= 0"),
+    ("max(x, dim=(0, 1))", "takes one dim"),
+])
+def test_bad_structure_is_refused_with_a_one_line_reason(spelled: str, message: str) -> None:
+    from gradcheck_lab.errors import CaseError
+
+    with pytest.raises(CaseError) as caught:
+        check(spelled, STRUCTURE_INPUTS)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_an_index_out_of_range_is_an_error_at_the_key_not_a_crash() -> None:
+    (result,) = check("gather(x, 1, h)", {**STRUCTURE_INPUTS,
+                                          "h": {"value": [[0, 6]], "dtype": "int64"}})
+    assert result.status == "error"
+    assert "index 6 is out of range for a dim of size 6" in result.message
+    assert "internal error" not in result.message

@@ -108,7 +108,7 @@ def condition(*shape: int) -> Arg:
 
 
 def has_derivative(op: Op) -> bool:
-    return op.returns != "bool"
+    return op.returns not in ("bool", "int")  # conditions and one_hot
 
 
 def unary(name: str, arg: Arg) -> list[Example]:
@@ -185,6 +185,63 @@ EXAMPLES = [
     Example("pow", (positive(3), real())),
     *reductions("sum"),
     *reductions("mean"),
+    # Structure: each moves elements; the VJP adds each cotangent back where it came from.
+    Example("getitem", (real(4, 5),), {"index": "1:3, ::2"}),
+    Example("getitem", (real(2, 3, 4),), {"index": "..., -1"}),
+    Example("getitem", (real(3, 4),), {"index": "None, 1"}),
+    Example("getitem", (real(5),), {"index": "-3:"}),
+    Example("narrow", (real(3, 5),), {"dim": 1, "start": 1, "length": 3}),
+    Example("narrow", (real(4, 2),), {"dim": 0, "start": -2, "length": 2}),
+    Example("flip", (real(3, 4),), {"dims": (0, 1)}),
+    Example("flip", (real(5),), {"dims": 0}),
+    Example("roll", (real(3, 4),), {"shifts": (1, -2), "dims": (0, 1)}),
+    Example("roll", (real(2, 3),), {"shifts": 4}),
+    Example("cat", (real(2, 3), real(1, 3), real(4, 3)), {"dim": 0}),
+    Example("cat", (real(2, 3), real(2, 1)), {"dim": -1}),
+    Example("stack", (real(2, 3), real(2, 3)), {"dim": 1}),
+    Example("stack", (real(3), real(3), real(3)), {"dim": 0}),
+    Example("split", (real(5, 3),), {"split_size_or_sections": 2, "dim": 0, "part": 2}),
+    Example("split", (real(2, 6),), {"split_size_or_sections": (1, 3, 2), "dim": 1,
+                                     "part": 1}),
+    Example("chunk", (real(7, 2),), {"chunks": 3, "dim": 0, "part": -1}),
+    Example("squeeze", (real(1, 3, 1),), {"dim": None}),
+    Example("squeeze", (real(1, 3, 1),), {"dim": (0, 1)}),  # 1 is not size 1: kept
+    Example("unsqueeze", (real(2, 3),), {"dim": -1}),
+    Example("expand", (real(3, 1),), {"size": (2, 3, 4)}),
+    Example("expand", (real(1, 4),), {"size": (3, -1)}),
+    Example("broadcast_to", (real(3),), {"size": (2, 3)}),
+    Example("permute", (real(2, 3, 4),), {"dims": (2, 0, 1)}),
+    Example("movedim", (real(2, 3, 4),), {"source": 0, "destination": -1}),
+    Example("movedim", (real(2, 3, 4),), {"source": (0, 1), "destination": (2, 0)}),
+    Example("tile", (real(2, 3),), {"dims": (2, 1)}),
+    Example("tile", (real(3),), {"dims": (2, 2)}),
+    Example("repeat_interleave", (real(2, 3),), {"repeats": 2, "dim": 1}),
+    Example("repeat_interleave", (real(2, 2),), {"repeats": 3}),
+    Example("diagonal", (real(3, 4),), {"offset": 1}),
+    Example("diagonal", (real(2, 3, 3),), {"offset": -1, "dim1": 1, "dim2": 2}),
+    Example("tril", (real(3, 4),), {"diagonal": 0}),
+    Example("triu", (real(2, 3, 3),), {"diagonal": -1}),
+    Example("index_select", (real(4, 3), classes(4, 5)), {"dim": 0}),
+    Example("index_select", (real(2, 5), classes(5, 3)), {"dim": 1}),
+    Example("gather", (real(3, 4), classes(4, 3, 2)), {"dim": 1}),
+    Example("gather", (real(4, 3), classes(4, 2, 3)), {"dim": 0}),
+    Example("embedding", (classes(5, 2, 3), real(5, 4))),
+    Example("pad", (real(2, 3),), {"pad": (1, 2)}),
+    Example("pad", (real(2, 3),), {"pad": (1, 0, 2, 1), "value": 0.5}),
+    Example("pad", (real(1, 2, 4),), {"pad": (2, 1), "mode": "reflect"}),
+    Example("pad", (real(1, 3, 3),), {"pad": (1, 2, 2, 0), "mode": "replicate"}),
+    Example("pad", (real(2, 3),), {"pad": (2, 3), "mode": "circular"}),
+    Example("one_hot", (classes(4, 3),), {"num_classes": 4}),
+    Example("einsum", (real(2, 3), real(3, 4)), {"equation": "ij,jk->ik"}),
+    Example("einsum", (real(2, 3), real(2, 3)), {"equation": "ij,ij"}),
+    Example("einsum", (real(2, 3), real(4)), {"equation": "ij,k->kji"}),
+    Example("einsum", (real(2, 3, 4),), {"equation": "bij->j"}),  # i, b summed away
+    Example("einsum", (real(2, 3), real(3), real(3, 2)), {"equation": "ij,j,jk->ik"}),
+    Example("dot", (real(4), real(4))),
+    Example("outer", (real(3), real(2))),
+    Example("bmm", (real(2, 3, 4), real(2, 4, 2))),
+    Example("trace", (real(3, 4),)),
+    Example("matmul", (real(2, 1, 3, 4), real(3, 4, 2))),  # batch dims broadcast
     Example("softmin", (real(2, 3),)),
     Example("softmin", (real(2, 3),), {"dim": 0}),
     Example("glu", (real(2, 4),)),
@@ -432,7 +489,8 @@ def test_numpy_forward_and_vjp_match_torch_autograd(example: Example) -> None:
                for arg, v in zip(example.args, values, strict=True)]
     torch_out = op.torch(tensors, params)
     out = op.numpy(values, params)
-    assert torch_out.dtype == (torch.float64 if has_derivative(op) else torch.bool)
+    assert torch_out.dtype == {"bool": torch.bool, "int": torch.int64}.get(op.returns,
+                                                                          torch.float64)
     assert out.dtype == torch_out.detach().numpy().dtype
     assert_same_math(out, torch_out.detach().numpy())
     if not has_derivative(op):

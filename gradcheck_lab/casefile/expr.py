@@ -18,7 +18,11 @@ from gradcheck_lab.casefile.schema import MAX_DECIMAL_EXPONENT
 from gradcheck_lab.errors import SpecError
 from gradcheck_lab.ops import OPS, Op, Param, ParamValue, suggest
 from gradcheck_lab.ops.base import GIVEN
+from gradcheck_lab.ops.structure import INDEX, PART, index_text
 from gradcheck_lab.program.ir import Call, Const, Expr, Name
+
+# Functions that give several tensors, one of them picked by [k] (split, chunk).
+PIECES = frozenset(name for name, op in OPS.items() if any(p.name == PART for p in op.params))
 
 # Python's operators, by how the op table spells them (``Op.infix``): which op each one is
 # comes from the table.
@@ -40,7 +44,6 @@ _OPERATOR_SPELLING = {
 }
 _FORBIDDEN_NODES = {
     ast.Attribute: "attribute access",
-    ast.Subscript: "subscripts",
     ast.Lambda: "lambdas",
     ast.ListComp: "comprehensions",
     ast.SetComp: "comprehensions",
@@ -56,8 +59,11 @@ _FORBIDDEN_NODES = {
     ast.Starred: "starred arguments",
     ast.Dict: "dict displays",
     ast.Set: "set displays",
-    ast.Slice: "slices",
+    ast.Slice: "slices outside a subscript",
 }
+
+
+MAX_TEXT = 200  # the longest string keyword (einsum's equation)
 
 
 @dataclass(frozen=True)
@@ -150,6 +156,8 @@ class _Builder:
             return self.fold(op, args, (), offset)
         if isinstance(node, ast.Compare):
             return self.compare(node, depth, offset)
+        if isinstance(node, ast.Subscript):
+            return self.subscript(node, depth, offset)
         if isinstance(node, ast.Call):
             return self.call(node, depth, offset)
         if isinstance(node, (ast.Tuple, ast.List)):
@@ -192,7 +200,50 @@ class _Builder:
         args = (self.build(node.left, depth + 1), self.build(node.comparators[0], depth + 1))
         return Call(op, args, (), offset)
 
-    def call(self, node: ast.Call, depth: int, offset: int | None) -> Expr:
+    def subscript(self, node: ast.Subscript, depth: int, offset: int | None) -> Expr:
+        """``x[1:3, ..., 0]`` with constant ints, slices, ``...`` and ``None``; and
+        ``split(...)[k]``, ``chunk(...)[k]``: piece k of several."""
+        items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        if isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name) and (
+                node.value.func.id in PIECES):
+            part = self.index_item(node.slice)
+            if not isinstance(part, int):
+                raise self.fail(f"{node.value.func.id}(...)[k] takes one integer k", node.slice)
+            call = self.call(node.value, depth + 1, offset, {PART: part})
+            return call
+        index = index_text([self.index_item(item) for item in items])
+        value = self.build(node.value, depth + 1)
+        getitem = _operator("[]", 1)
+        assert getitem is not None  # the table has subscripts
+        return Call(getitem, (value,), ((INDEX, index),), offset)
+
+    def index_item(self, node: ast.AST, what: str = "") -> object:
+        """One constant item of a subscript (never an expression: no tensor indexing);
+        ``what`` names a slice's part, which only an integer can be."""
+        if isinstance(node, ast.Slice):
+            bounds = [None if part is None else self.index_item(part, "slice bounds")
+                      for part in (node.lower, node.upper, node.step)]
+            return slice(*bounds)
+        if what and not (_is_literal(node) and not (isinstance(node, ast.Constant) and
+                                                     node.value is Ellipsis)):
+            raise self.fail(f"{what} must be constant integers", node)
+        if isinstance(node, ast.Constant) and node.value is Ellipsis:
+            return Ellipsis
+        if isinstance(node, ast.Constant) and node.value is None:
+            return None
+        sign = 1
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            sign, node = -1, node.operand
+        if (isinstance(node, ast.Constant) and isinstance(node.value, int)
+                and not isinstance(node.value, bool) and abs(node.value) < 2**31):
+            return sign * node.value
+        if what:
+            raise self.fail(f"{what} must be constant integers", node)
+        raise self.fail("subscripts take constant integers, slices a:b:c, ... and None "
+                        "(no tensors)", node)
+
+    def call(self, node: ast.Call, depth: int, offset: int | None,
+             hidden: dict[str, ParamValue] | None = None) -> Expr:
         if not isinstance(node.func, ast.Name):
             if isinstance(node.func, ast.Attribute):
                 raise self.fail("only plain function names can be called (no attribute "
@@ -204,48 +255,11 @@ class _Builder:
         if op is None or not op.callable:
             hint = suggest(name, [n for n, o in OPS.items() if o.callable])
             raise self.fail(f"unknown function {name!r}{hint}", node)
-        visible = [p for p in op.params if not p.hidden]
-        tensor_names = list(op.arg_names[: op.max_args]) or [
-            f"x{i + 1}" for i in range(op.max_args)]
-        order = (*tensor_names, *(p.name for p in visible))
-        if op.positional and all(_is_literal(arg) for slot, arg in zip(op.positional, node.args,
-                                                                       strict=False)
-                                 if slot not in tensor_names):
-            # torch's order (layer_norm(x, (4,), W, b)); the case language's older one,
-            # tensors first (layer_norm(x, W, b)), stays valid: a tensor is no literal.
-            order = op.positional
-        if len(node.args) > len(order):
-            raise self.fail(f"{name}() takes at most {len(order)} positional arguments "
-                            f"({', '.join(order)})", node)
-        tensors: dict[int, ast.AST] = {}
-        params: dict[str, ParamValue] = {}
-        for slot, arg in zip(order, node.args, strict=False):
-            if slot in tensor_names:
-                tensors[tensor_names.index(slot)] = arg
-            else:
-                param = next(p for p in visible if p.name == slot)
-                params[slot] = self.param_value(name, param, arg)
-        known = {p.name for p in visible}
-        for keyword in node.keywords:
-            if keyword.arg is None:
-                raise self.fail("**kwargs are not allowed", node)
-            if keyword.arg in tensor_names:
-                position = tensor_names.index(keyword.arg)
-                if position in tensors:
-                    raise self.fail(f"{name}() got {keyword.arg!r} twice", keyword.value)
-                if not _is_none(keyword.value):  # min=None: not given, as in torch
-                    tensors[position] = keyword.value
-                continue
-            if keyword.arg not in known:
-                hint = suggest(keyword.arg, sorted(known | set(tensor_names)))
-                accepted = ", ".join([*tensor_names, *sorted(known)]) or "none"
-                raise self.fail(
-                    f"{name}() has no keyword {keyword.arg!r}{hint} (accepted: {accepted})",
-                    keyword.value)
-            if keyword.arg in params:
-                raise self.fail(f"{name}() got {keyword.arg!r} twice", keyword.value)
-            param = next(p for p in op.params if p.name == keyword.arg)
-            params[keyword.arg] = self.param_value(name, param, keyword.value)
+        tensors, params = self.bind(op, node)
+        params |= hidden or {}
+        if name in PIECES and PART not in params:
+            raise self.fail(f"{name}() gives several tensors: pick one with [k], as in "
+                            f"{name}(x, 2)[0]", node)
         positions = sorted(tensors)
         self.check_arguments_given(op, positions, node)
         if any(p.name == GIVEN for p in op.params):
@@ -257,10 +271,81 @@ class _Builder:
                 raise self.fail(f"{name}() needs the keyword {p.name}=", node)
         return self.fold(name, args, filled, offset)
 
+    def bind(self, op: Op, node: ast.Call) -> tuple[dict[int, ast.AST], dict[str, ParamValue]]:
+        """The call's tensor arguments by position and its keyword values, from positional
+        arguments in torch's order and keywords by name."""
+        visible = {p.name: p for p in op.params if not p.hidden}
+        tensor_names = list(op.arg_names[: op.max_args]) or [
+            f"x{i + 1}" for i in range(op.max_args)]
+        tensors: dict[int, ast.AST] = {}
+        params: dict[str, ParamValue] = {}
+        for slot, arg in self.positional_slots(op, node, tensor_names, list(visible)):
+            if slot in visible:
+                params[slot] = self.param_value(op.name, visible[slot], arg)
+            else:
+                self.add_tensors(op, tensors, tensor_names.index(slot), arg)
+        for keyword in node.keywords:
+            if keyword.arg is None:
+                raise self.fail("**kwargs are not allowed", node)
+            if keyword.arg in tensor_names:
+                position = tensor_names.index(keyword.arg)
+                if position in tensors:
+                    raise self.fail(f"{op.name}() got {keyword.arg!r} twice", keyword.value)
+                if not _is_none(keyword.value):  # min=None: not given, as in torch
+                    self.add_tensors(op, tensors, position, keyword.value)
+                continue
+            if keyword.arg not in visible:
+                hint = suggest(keyword.arg, sorted({*visible, *tensor_names}))
+                accepted = ", ".join([*tensor_names, *sorted(visible)]) or "none"
+                raise self.fail(f"{op.name}() has no keyword {keyword.arg!r}{hint} "
+                                f"(accepted: {accepted})", keyword.value)
+            if keyword.arg in params:
+                raise self.fail(f"{op.name}() got {keyword.arg!r} twice", keyword.value)
+            params[keyword.arg] = self.param_value(op.name, visible[keyword.arg],
+                                                   keyword.value)
+        return tensors, params
+
+    def positional_slots(self, op: Op, node: ast.Call, tensor_names: list[str],
+                         keywords: list[str]) -> list[tuple[str, ast.AST]]:
+        """Each positional argument with the name of the slot it fills."""
+        order = [*tensor_names, *keywords]
+        if op.variadic == "star":  # einsum(equation, *operands)
+            leading = [slot for slot in op.positional if slot in keywords]
+            order = [*leading, *[tensor_names[0]] * max(len(node.args) - len(leading), 0)]
+        elif op.positional and all(_is_literal(arg) for slot, arg in zip(
+                op.positional, node.args, strict=False) if slot not in tensor_names):
+            # torch's order (layer_norm(x, (4,), W, b)); the case language's older one,
+            # tensors first (layer_norm(x, W, b)), stays valid: a tensor is no literal.
+            order = list(op.positional)
+        if len(node.args) > len(order):
+            raise self.fail(f"{op.name}() takes at most {len(order)} positional arguments "
+                            f"({', '.join(order)})", node)
+        return list(zip(order, node.args, strict=False))
+
+    def add_tensors(self, op: Op, tensors: dict[int, ast.AST], position: int,
+                    arg: ast.AST) -> None:
+        """One tensor argument; for a list-taking op (cat([a, b])) the list's items."""
+        if op.variadic == "list":
+            if not isinstance(arg, (ast.List, ast.Tuple)) or not arg.elts:
+                raise self.fail(f"{op.name}() takes a list of tensors, as in "
+                                f"{op.name}([a, b], dim=0)", arg)
+            items = arg.elts
+        elif op.variadic == "star":
+            items = [arg]
+        else:
+            tensors[position] = arg
+            return
+        if len(tensors) + len(items) > op.max_args:
+            raise self.fail(f"{op.name}() takes at most {op.max_args} tensors", arg)
+        for item in items:
+            tensors[len(tensors)] = item
+
     def check_arguments_given(self, op: Op, positions: list[int], node: ast.Call) -> None:
         """The required tensor arguments are there; an optional one is skipped (by giving a
         later one by keyword) only where the op takes ``GIVEN``."""
         names = op.arg_names or tuple(f"argument {i + 1}" for i in range(op.max_args))
+        if op.variadic:
+            names = tuple(f"{names[0]}[{i}]" for i in range(op.max_args))
         missing = [names[i] for i in range(op.min_args) if i not in positions]
         if missing:
             raise self.fail(f"{op.name}() needs the argument {missing[0]} (at least "
@@ -283,6 +368,12 @@ class _Builder:
             raise self.fail(f"{op_name}(): {param.name}= needs True or False", node)
         if param.kind == "str":
             return self.string_value(op_name, param, node)
+        if param.kind == "text":
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and len(
+                    node.value) <= MAX_TEXT:
+                return node.value
+            raise self.fail(f"{op_name}(): {param.name}= needs a string (at most {MAX_TEXT} "
+                            "characters)", node)
         if param.kind == "float":
             return self.float_value(op_name, param, node)
         if param.kind == "dims" and isinstance(node, (ast.Tuple, ast.List)):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from gradcheck_lab.ops.activations import ACTIVATIONS
 from gradcheck_lab.ops.base import ArgInfo, Op, Param, Params, ParamValue, Shape, suggest
 from gradcheck_lab.ops.conditions import CONDITIONS
+from gradcheck_lab.ops.contractions import CONTRACTIONS
 from gradcheck_lab.ops.conv import CONV
 from gradcheck_lab.ops.elementwise import BINARY, FUNCTIONS, OPERATORS
 from gradcheck_lab.ops.extrema import EXTREMA
@@ -15,10 +16,12 @@ from gradcheck_lab.ops.reductions import REDUCTIONS
 from gradcheck_lab.ops.scans import SCANS
 from gradcheck_lab.ops.shape import SHAPE_OPS
 from gradcheck_lab.ops.softmax import SOFTMAX_OPS
+from gradcheck_lab.ops.structure import STRUCTURE
 
 OPS: dict[str, Op] = {op.name: op for op in [*OPERATORS, *FUNCTIONS, *BINARY, *ACTIVATIONS,
                                              *CONDITIONS, *REDUCTIONS, *EXTREMA, *MOMENTS,
-                                             *SCANS, *LINALG, *SOFTMAX_OPS, *NN,
-                                             *SHAPE_OPS, *CONV]}
+                                             *SCANS, *LINALG, *CONTRACTIONS, *SOFTMAX_OPS,
+                                             *NN,
+                                             *SHAPE_OPS, *STRUCTURE, *CONV]}
 
 __all__ = ["OPS", "ArgInfo", "Op", "Param", "ParamValue", "Params", "Shape", "suggest"]

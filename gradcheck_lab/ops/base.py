@@ -33,19 +33,20 @@ TorchForm = Callable[[Sequence[Any], Params], Any]
 # Exact constant folding: the arguments' values and the bit limit of an exact result; None when
 # the op does not fold these values. Raises SpecError for a constant that cannot be evaluated.
 FoldRule = Callable[[Sequence[Fraction], int], Fraction | None]
-PARAM_KINDS = ("int", "dims", "bool", "float", "str")
+PARAM_KINDS = ("int", "dims", "bool", "float", "str", "text")
 # The hidden keyword that records which tensor arguments a call gave (``clamp(x, max=1)``
 # gives positions (0, 2)); ops that take it see exactly those arguments, in that order.
 GIVEN = "given"
-# What an op's value is: "real"; "bool" (comparisons); or "promote", as torch promotes: real
-# when any argument is real, else an integer tensor (int64), bool operands counting as 0/1.
-RESULT_KINDS = ("real", "bool", "promote")
+# What an op's value is: "real"; "bool" (comparisons); "int" (one_hot); or "promote", as
+# torch promotes: real when any argument is real, else int64, bool operands counting as 0/1.
+RESULT_KINDS = ("real", "bool", "int", "promote")
 
 
 @dataclass(frozen=True)
 class Param:
     """A static keyword of an op. ``kind``: "int", "dims" (an int or a tuple of ints), "bool",
-    "float" (a real number, ints accepted) or "str" (one of ``choices``)."""
+    "float" (a real number, ints accepted), "str" (one of ``choices``) or "text" (any short
+    string, which the op's shape rule checks: einsum's equation)."""
 
     name: str
     kind: str
@@ -124,6 +125,9 @@ class Op:
     # torch's positional order where it interleaves tensors and keywords (layer_norm's
     # input, normalized_shape, weight, bias, eps); empty: the tensors, then the keywords.
     positional: tuple[str, ...] = ()
+    # "list": the tensors come as one list (cat([a, b], dim=1)); "star": as the positional
+    # arguments after the keywords of ``positional`` (einsum("ij,jk", a, b)); None: fixed.
+    variadic: str | None = None
     group: str = "other"  # the row of the README's function table it is listed under
     doc: str = ""
 

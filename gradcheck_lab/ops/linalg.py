@@ -97,9 +97,9 @@ def _linear_torch(args: Sequence[object], params: Params) -> object:
 
 MATMUL = Op(
     name="matmul",
-    arg_names=("a", "b"),
-    group="operator",
-    doc="matrix product with torch.matmul's semantics",
+    arg_names=("input", "other"),
+    group="linalg",
+    doc="a @ b: the matrix product with torch.matmul's semantics (batch dims broadcast)",
     min_args=2,
     max_args=2,
     shape=_matmul_shape,
@@ -108,8 +108,7 @@ MATMUL = Op(
     vjp=_matmul_vjp,
     vjp_magnitude=linear_magnitudes(_matmul_vjp),
     sympy=lambda args, p: object_array(np.matmul(args[0], args[1])),
-    callable=False,
-    infix="@",
+    infix="@",  # and matmul(a, b), as torch.matmul
 )
 
 LINEAR = Op(

@@ -206,8 +206,8 @@ SELECT = Op(
     name="select",
     arg_names=("input",),
     group="structure",
-    doc=("indexing by an integer, `x[index]` along `dim` (torch.select; negative indices count "
-         "from the end); subscripts stay outside the language"),
+    doc=("indexing by an integer along `dim` (torch.select; negative indices count from the "
+         "end): `x[:, 2]` is select(x, 1, 2)"),
     min_args=1,
     max_args=1,
     params=(Param("dim", "int", required=True), Param("index", "int", required=True)),
