@@ -74,11 +74,33 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
             "`explain` shows each step's local derivatives."),
         "output": (
             "The spec, an expression: a scalar, or a tensor (its whole Jacobian is checked). "
-            "The expression language is listed in the README (Expressions)."),
+            "The expression language is listed in the README (Expressions). Several outputs "
+            "are a mapping of names to expressions (`{o: weights @ v, attn: weights}`): the "
+            "impl returns a tuple in that order or a dict, every output's Jacobian is checked "
+            "jointly (cotangents on all outputs at once, and on each alone), and a mismatch "
+            "names its output. `expect.value` is for a single output."),
         "impl": (
             "`FILE.py:NAME`: a top-level callable in a Python file next to the case file, "
-            "called with every input as a keyword argument. Autograd and finite differences "
-            "then run on it, the symbolic oracle on `output`."),
+            "called with every input and every constant as keyword arguments. Autograd and "
+            "finite differences then run on it, the symbolic oracle on `output`."),
+        "constants": (
+            "Values the impl gets as keyword arguments: numbers, bools, strings, or lists of "
+            "them (`{k: 5.0, lambd: 0.5}`), so a Function with non-tensor arguments "
+            "(`MulConstant.apply(x, k)`) needs no wrapper. Numbers are names in the "
+            "expressions too, at the binary value the impl gets (`0.1` is the float)."),
+        "params": (
+            "Binds an `nn.Module`'s parameters to inputs (`{0.weight: W1, 0.bias: b1}`, as "
+            "`named_parameters()` names them): `impl` then names a callable that returns the "
+            "module (`NAME()`, or `NAME(**constants)`), which is moved to the case's dtype "
+            "and called through `torch.func.functional_call` with the other inputs, in "
+            "order, as its forward's arguments."),
+        "surrogate": (
+            "The gradient a backward means to compute where it is not the forward's "
+            "derivative on purpose (straight-through, gradient reversal, gradient scaling): "
+            "per input, an expression of the inputs, the constants and `grad_output` (the "
+            "output's cotangent), as `{x: \"-lambd * grad_output\"}`. Symbolic vs autograd "
+            "then checks that intent, finite differences check the forward's values only, "
+            "and the report says so. Reverse mode, first order only."),
         "expect": "Hand-worked answers, checked too: see [ExpectModel](#expectmodel).",
         "dtypes": "One check per dtype.",
         "devices": "One check per device; `cuda` results are `skip` without a GPU.",

@@ -26,6 +26,7 @@ class Mismatch:
     probe: str | None = None  # which cotangent, for tensor outputs
     elements: int = 1  # how many elements of this input and pair disagree in all
     point: int | None = None  # which point (0 = the case's inputs), for cases with points: N
+    output: str | None = None  # which named output a value mismatch is in (index: within it)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -46,6 +47,8 @@ class Mismatch:
             data["probe"] = self.probe
         if self.point is not None:
             data["point"] = self.point
+        if self.output is not None:
+            data["output"] = self.output
         return data
 
 

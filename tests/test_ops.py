@@ -242,6 +242,7 @@ EXAMPLES = [
     Example("bmm", (real(2, 3, 4), real(2, 4, 2))),
     Example("trace", (real(3, 4),)),
     Example("matmul", (real(2, 1, 3, 4), real(3, 4, 2))),  # batch dims broadcast
+    Example("pack", (real(2, 3), real(), real(4))),  # named outputs, joined
     Example("softmin", (real(2, 3),)),
     Example("softmin", (real(2, 3),), {"dim": 0}),
     Example("glu", (real(2, 4),)),

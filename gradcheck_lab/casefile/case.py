@@ -112,6 +112,14 @@ class Case:
     order: int = 1  # 2: Hessian-vector products too
     modes: tuple[str, ...] = ("reverse",)  # "forward": Jacobian-vector products too
     training: Training | None = None  # the user's training step, checked after the gradients
+    # How the impl is called beyond the inputs (casefile.calling): keyword constants; named
+    # outputs (the program's output joins them, flattened, in this order); an nn.Module's
+    # parameters bound to inputs; and per input the declared surrogate VJP, a program of the
+    # inputs and grad_output.
+    constants: Mapping[str, Any] = field(default_factory=dict)
+    outputs: tuple[tuple[str, Shape], ...] = ()
+    module_params: Mapping[str, str] = field(default_factory=dict)
+    surrogates: Mapping[str, Program] = field(default_factory=dict)
 
     def line_of(self, key: str) -> int | None:
         """The line of ``key`` ("let.q", "output", ...) or of its closest parent."""

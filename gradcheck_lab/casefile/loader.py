@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
+from gradcheck_lab.casefile import calling
 from gradcheck_lab.casefile.case import (
     Case,
     Expectation,
@@ -234,12 +235,15 @@ class _CaseBuilder:
             raise self.error(("points",), f"points: {model.points} re-draws random inputs "
                                           "(randn, uniform, randint), and every input here is "
                                           "fixed")
+        constants = calling.add_constants(self, model, builder, inputs)
         for name, text in (model.let or {}).items():
             if name in builder.inputs:
                 raise self.error(("let", name), f"{name!r} is already an input")
             self.expression(builder, ("let", name), text, lambda e, n=name: builder.add_let(n, e))
-        output = self.expression(builder, ("output",), model.output,
-                                 lambda e: builder.add_expression(e, "output"))
+        output, outputs = calling.add_outputs(self, model, builder)
+        if outputs and model.expect is not None and model.expect.value is not None:
+            raise self.error(("expect", "value"), "expect.value is for a single output; "
+                                                  "with named outputs, expect each as a let")
         if builder.nodes[output].is_integer:
             raise self.error(("output",), "the output is an integer tensor: nothing to "
                                           "differentiate")
@@ -257,6 +261,12 @@ class _CaseBuilder:
             tolerance=self.tolerance(model),
             lines={k: v for k, v in lines.items() if v is not None},
             training=training,
+            constants=constants,
+            outputs=outputs,
+            module_params=calling.module_params(self, model, inputs,
+                                                has_impl=impl is not None or bool(model.impl)),
+            surrogates=calling.surrogates(self, model, inputs, builder.nodes[output].shape,
+                                          constants, self.limits.max_node_elements),
             **copied_keys(model),
         )
 
@@ -405,6 +415,12 @@ class _CaseBuilder:
             yield ("inputs", name)
         for name in model.let or {}:
             yield ("let", name)
+        if isinstance(model.output, dict):
+            for name in model.output:
+                yield ("output", name)
+        for key in ("constants", "params", "surrogate"):
+            for name in getattr(model, key) or {}:
+                yield (key, name)
         if model.expect is not None:
             yield ("expect", "value")
             for name in model.expect.grad or {}:
@@ -418,7 +434,7 @@ class _CaseBuilder:
 # has a field of the same name for is copied as validated (lists as tuples), so a new simple
 # key is a field of the schema and one of Case, nothing more.
 BUILT_KEYS = frozenset({"name", "inputs", "let", "output", "impl", "expect", "tolerance",
-                        "training"})
+                        "training", "constants", "params", "surrogate"})
 
 
 def copied_keys(model: CaseModel) -> dict[str, Any]:

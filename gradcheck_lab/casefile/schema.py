@@ -124,6 +124,49 @@ def _step_ref(value: Any) -> Any:
     raise _fail("step", f"expected FILE.py:NAME, got {describe(value)}")
 
 
+MAX_CONSTANT_ITEMS = 10_000
+MAX_CONSTANT_TEXT = 200
+_PARAMETER_PATH = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
+
+
+def _constant(value: Any) -> Any:
+    """A value for ``constants:``: a number (an int stays an int, a decimal is the nearest
+    float), a bool, a short string, or a list of those (nested), as the impl will get it."""
+    count = 0
+
+    def walk(item: Any, depth: int) -> Any:
+        nonlocal count
+        count += 1
+        if count > MAX_CONSTANT_ITEMS or depth > MAX_LITERAL_DIMS:
+            raise _fail("constant", f"a constant holds at most {MAX_CONSTANT_ITEMS} items, "
+                                    f"{MAX_LITERAL_DIMS} lists deep")
+        if isinstance(item, bool):
+            return item
+        if isinstance(item, str):
+            if len(item) > MAX_CONSTANT_TEXT:
+                raise _fail("constant", f"a constant string has at most {MAX_CONSTANT_TEXT} "
+                                        "characters")
+            return item
+        if isinstance(item, list):
+            return [walk(child, depth + 1) for child in item]
+        if isinstance(item, (int, float, Decimal, Fraction, np.number)):
+            exact = to_fraction(item)  # finite, within float64's range
+            if isinstance(item, (int, np.integer)):
+                return int(item)
+            return float(exact)  # the binary value torch computes with
+        raise _fail("constant", f"a constant is a number, a bool, a string or a list of them, "
+                                f"got {describe(item)}")
+
+    return walk(value, 0)
+
+
+def _parameter_path(value: Any) -> str:
+    if not isinstance(value, str) or not _PARAMETER_PATH.match(value) or len(value) > 200:
+        raise _fail("name", f"{describe(value)} is not a parameter name of a module "
+                            "(dotted, as named_parameters() gives: fc1.weight, 0.bias)")
+    return value
+
+
 def _seed(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
         raise _fail("seed", f"expected a whole number in [0, 2**63), got {describe(value)}")
@@ -302,6 +345,10 @@ Expression = Annotated[Any, PlainValidator(_expression),
                        WithJsonSchema({"type": ["string", "number"]})]
 ExpressionOrTensor = Annotated[Any, PlainValidator(_expression_or_tensor),
                                WithJsonSchema({"anyOf": [{"type": "string"}, _NESTED_NUMBERS]})]
+ConstantValue = Annotated[Any, PlainValidator(_constant),
+                          WithJsonSchema({"type": ["number", "boolean", "string", "array"]})]
+ParameterPath = Annotated[str, PlainValidator(_parameter_path),
+                          WithJsonSchema({"type": "string", "pattern": _PARAMETER_PATH.pattern})]
 Device = Annotated[str, PlainValidator(_device),
                    WithJsonSchema({"type": "string", "pattern": _DEVICE.pattern})]
 ShapeList = Annotated[tuple[int, ...], PlainValidator(_shape),
@@ -466,8 +513,20 @@ class CaseModel(_Strict):
     description: str | None = None
     inputs: dict[Identifier, InputSpecModel] = Field(min_length=1)
     let: dict[Identifier, Expression] | None = None
-    output: Expression
+    # One expression, or several by name ({o: ..., attn: ...}): the impl returns a tuple in
+    # that order or a dict, and every output's Jacobian is checked jointly.
+    output: Expression | dict[Identifier, Expression]
     impl: str | None = None
+    # Values the impl gets as keyword arguments (MulConstant's 5.0, a reversal's lambd); the
+    # numbers are names in the expressions too.
+    constants: dict[Identifier, ConstantValue] | None = None
+    # impl: FILE.py:NAME gives an nn.Module (NAME(), or NAME(**constants)): these of its
+    # parameters are the inputs named; its forward gets the other inputs in order.
+    params: dict[ParameterPath, Identifier] | None = None
+    # The VJP the backward means to compute where it is not the forward's derivative on
+    # purpose (straight-through, gradient reversal): an expression of the inputs and
+    # grad_output, per input.
+    surrogate: dict[Identifier, Expression] | None = None
     expect: ExpectModel | None = None
     dtypes: list[Literal[DTYPES]] = Field(default=["float64"], min_length=1)  # type: ignore[valid-type]
     devices: list[Device] = Field(default=["cpu"], min_length=1)

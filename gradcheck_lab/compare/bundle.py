@@ -57,6 +57,17 @@ class OracleResults:
             return 0.0
         return self.symbolic.term_magnitudes[k][name].reshape(-1)
 
+    def output_element(self, flat: int) -> tuple[str | None, int, tuple[int, ...]]:
+        """A flat position of the output: with named outputs, which one, and the flat
+        position and shape within it; else (None, flat, the output's shape)."""
+        start = 0
+        for name, shape in self.case.outputs:
+            size = int(np.prod(shape, dtype=np.int64))
+            if flat < start + size:
+                return name, flat - start, shape
+            start += size
+        return None, flat, self.shape_of(None)
+
     def shape_of(self, name: str | None) -> tuple[int, ...]:
         """An input's shape, or the output's for ``None``."""
         if name is None:

@@ -117,7 +117,8 @@ def mismatch(input: str | None, oracles: tuple[str, str], odd: str | None,
         abs_err=float(abs_err), rel_err=relative_error(float(abs_err), float(reference)),
         allowed=float(allowed), check=check,
         index=None if flat is None else element_index(flat, shape), direction=direction,
-        probe=None if k is None else probe_label(probes, k), elements=elements)
+        probe=None if k is None else probe_label(probes, k), elements=elements,
+        output=None if k is None else probes[k].output)
 
 
 def worst(rows: Iterable[Row], error: Callable[[Row], float]) -> list[Row]:

@@ -248,6 +248,12 @@ class _InputGradient:
         """The worst disagreements of symbolic and autograd, and who is odd."""
         group_odd = odd_one_out(self.votes)
         disagreements = self.disagreements
+        declared = self.name in self.results.case.surrogates
+        if declared:
+            # The surrogate is what the backward means to compute: where it is not that,
+            # the backward is wrong (finite differences see only the true derivative).
+            group_odd = AUTOGRAD
+            disagreements = [(e, k, flat, AUTOGRAD) for e, k, flat, _ in disagreements]
         if self.impl_differs_from_spec:
             # Finite differences differentiate the impl, which computes another function:
             # siding with autograd there says nothing against the spec's gradient.
@@ -255,7 +261,7 @@ class _InputGradient:
             disagreements = [(e, k, flat, None if odd == SYMBOLIC else odd)
                              for e, k, flat, odd in disagreements]
         elements = len({flat for _, _, flat, _ in disagreements})
-        if not self.impl_differs_from_spec:
+        if not self.impl_differs_from_spec and not declared:
             # Elements that finite differences left undecided (or, when nobody is named for
             # the input, every disagreeing one): what a sharper difference should look at.
             ranked = sorted(disagreements, key=lambda row: -row[0])
@@ -279,12 +285,23 @@ class _InputGradient:
                 (SYMBOLIC, AUTOGRAD), group_odd if odd is _UNDECIDED else odd, values, error,
                 s[flat], float(allowed), flat=flat, k=k, elements=elements))
         if disagreements:
-            findings.summary.append(self.describe_odd(group_odd, elements, disagreements))
+            findings.summary.append(self.describe_odd(group_odd, elements, disagreements)
+                                    + self.through_outputs(disagreements))
         if self.fd_odd_elements:
             findings.summary.append(
                 f"{self.name}: {FD} is the odd one out ({count_text(len(self.fd_odd_elements))});"
                 " symbolic and autograd agree, so the function's forward may not match its "
                 "backward")
+
+    def through_outputs(self, disagreements: list[tuple[float, int, int, str | None]]) -> str:
+        """With named outputs: which outputs' own cotangents the disagreements come through
+        (a joint cotangent alone names none)."""
+        probes = self.results.probes
+        named = sorted({probes[k].output for _, k, _, _ in disagreements
+                        if probes[k].output is not None})
+        if not named:
+            return ""
+        return f", through output {' and '.join(repr(name) for name in named)}"
 
     def describe_odd(self, odd: str | None, count: int,
                      disagreements: list[tuple[float, int, int, str | None]]) -> str:
@@ -297,6 +314,9 @@ class _InputGradient:
             return (f"{name}: the gradient is not finite ({count_text(count)}); symbolic and "
                     "autograd both give inf or nan there: at this point the function is not "
                     "differentiable or its values overflow float64")
+        if name in self.results.case.surrogates:
+            return (f"{name}: the backward is not the declared surrogate gradient "
+                    f"({count_text(count)}); autograd is the odd one out")
         if odd is not None:
             return f"{name}: {odd} is the odd one out ({count_text(count)})"
         if self.impl_differs_from_spec:

@@ -3,6 +3,7 @@ spec's, and each ``expect:`` entry against symbolic and autograd."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,12 +61,16 @@ def compare_values(results: OracleResults, gap: ValueGap) -> Findings:
         values = {SYMBOLIC: gap.s[flat], AUTOGRAD: gap.a[flat]}
         if fd_value is not None:
             values[FD] = fd_value[flat]
-        findings.mismatches.append(mismatch(
-            None, (SYMBOLIC, AUTOGRAD), None, values, errors[flat], gap.s[flat],
-            gap.bound[flat], check="value", flat=int(flat), shape=shape,
-            elements=len(gap.differ)))
+        output, within, output_shape = results.output_element(int(flat))
+        found = mismatch(None, (SYMBOLIC, AUTOGRAD), None, values, errors[flat], gap.s[flat],
+                         gap.bound[flat], check="value", flat=within, shape=output_shape,
+                         elements=len(gap.differ))
+        findings.mismatches.append(dataclasses.replace(found, output=output))
     flat = gap.differ[0]
+    output = results.output_element(int(flat))[0]
     where = "" if not shape else f" ({count_text(len(gap.differ))})"
+    if output is not None:
+        where = f" in output {output!r}{where}"
     findings.summary.append(
         f"value: the function under test returns {gap.a[flat]:.10g}, the spec gives "
         f"{gap.s[flat]:.10g}{where}")

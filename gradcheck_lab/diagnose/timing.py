@@ -54,7 +54,8 @@ class TimedPass:
         self.which = which
         self.point = make_point(case, dtype)
         self.function = FunctionUnderTest(case, dtype, device)
-        self.cotangent = make_probes(case.program.output_node.shape, case.seed)[0].cotangent
+        self.cotangent = make_probes(case.program.output_node.shape, case.seed,
+                                     case.outputs)[0].cotangent
         self.names = [spec.name for spec in case.differentiable_inputs]
         # The timed region, bound once so that it adds no dispatch of its own: the forward,
         # or torch.autograd.grad alone.

@@ -11,15 +11,18 @@ from gradcheck_lab.results import Result
 API_LABEL = "<check>"  # what errors of a case built in Python name as its file
 
 
-def check(output: str, inputs: Mapping[str, Any], *, impl: Callable[..., Any] | None = None,
+def check(output: str | Mapping[str, str], inputs: Mapping[str, Any], *,
+          impl: Callable[..., Any] | None = None,
           let: Mapping[str, str] | None = None, expect: Mapping[str, Any] | None = None,
           name: str = "check", **settings: Any) -> list[Result]:
     """Check ``output`` (the spec, in the case language) and optionally ``impl`` against it.
 
-    ``inputs`` take the case-file forms (numbers, nested lists, ``{"shape": ..., "init": ...}``)
-    and also numpy arrays or torch tensors. Every other key of a case file is a keyword here
-    (``dtypes``, ``devices``, ``tolerance``, ``seed``, ``nondet_tol``, ``points``,
-    ``avoid_kinks``, ``order``, ``modes``, ``training``), validated as the case file's are;
+    ``output`` is one expression or several by name. ``inputs`` take the case-file forms
+    (numbers, nested lists, ``{"shape": ..., "init": ...}``) and also numpy arrays or torch
+    tensors. Every other key of a case file is a keyword here (``dtypes``, ``devices``,
+    ``tolerance``, ``seed``, ``nondet_tol``, ``points``, ``avoid_kinks``, ``order``,
+    ``modes``, ``training``, ``constants``, ``params``, ``surrogate``), validated as the case
+    file's are;
     so are the run settings ``symbolic``, ``fd`` and ``sensitivity``. ``training`` takes the
     case file's ``training:`` keys, with ``step`` a callable, ``step(params=..., batch=...,
     lr=...)``. Raises CaseError when the case is invalid; returns one Result per dtype ×

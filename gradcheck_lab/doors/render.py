@@ -77,6 +77,8 @@ def mismatch_table(mismatches: Iterable[Mismatch]) -> Table:
         what = m.input or "output"
         if m.check != "gradient":
             what = f"{m.check} {m.input}" if m.input else m.check
+        if m.output is not None:
+            what += f" {m.output}"
         where = (f"dir {m.direction}" if m.direction is not None
                  else index_text(m.index) if m.index else "")
         if m.probe:

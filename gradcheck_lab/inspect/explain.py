@@ -75,7 +75,7 @@ class _Explainer:
             program, point, [program.output, *program.inputs.values(), *program.lets.values()])
         # The first of the check's own probes: 1 for a scalar output, output[0, ...] for a
         # small tensor, a seeded random cotangent for a large one.
-        self.probe: Probe = make_probes(program.output_node.shape, case.seed)[0]
+        self.probe: Probe = make_probes(program.output_node.shape, case.seed, case.outputs)[0]
         self.gradients = symbolic.gradients(program, point, (self.probe,))
         self.adjoints = node_adjoints(program, self.env, self.probe.cotangent)
         self.subject = OUTPUT if self.probe.label == "output" else self.probe.label

@@ -60,7 +60,7 @@ def build_graph(case: Case, dtype: str) -> CaseGraph:
         raise located(case, exc) from None
     # The first probe is what the check itself starts a backward from: 1 for a scalar output,
     # output[0, ...] for a small tensor, a seeded random cotangent for a large one.
-    probe = make_probes(program.output_node.shape, case.seed)[0]
+    probe = make_probes(program.output_node.shape, case.seed, case.outputs)[0]
     adjoints = node_adjoints(program, env, probe.cotangent)
     names = node_names(program)
     lets = set(program.lets.values())

@@ -81,7 +81,7 @@ def step_curve(case: Case, dtype: str, steps: np.ndarray | None = None) -> StepC
 def _curve(case: Case, point: Point, steps: np.ndarray) -> StepCurve:
     program = case.program
     # The first of the check's own probes: the output itself when it is a scalar.
-    probe = make_probes(program.output_node.shape, case.seed)[0]
+    probe = make_probes(program.output_node.shape, case.seed, case.outputs)[0]
     gradients = symbolic.gradients(program, point, (probe,))
     gradient = gradients.per_probe[0]
     if not gradient:

@@ -43,7 +43,7 @@ def rearrangement(name: str, move: Move, torch_form: TorchMove, *, doc: str,
                   check: Callable[[Sequence[ArgInfo], Params], None] | None = None,
                   positional: tuple[str, ...] = (), variadic: str | None = None,
                   fill: Callable[[Params], float] = lambda params: 0.0,
-                  callable_: bool = True) -> Op:
+                  callable_: bool = True, infix: str | None = None) -> Op:
     """An op whose value is its inputs' elements moved by ``move``; ``integer_args`` (index
     tensors) steer the move and get no gradient; ``fill(params)`` is the padding value."""
 
@@ -100,7 +100,7 @@ def rearrangement(name: str, move: Move, torch_form: TorchMove, *, doc: str,
         torch=lambda args, p: torch_form(torch_module(), args, p), numpy=forward, vjp=vjp,
         vjp_magnitude=linear_magnitudes(vjp), sympy=symbolic, integer_args=integer_args,
         nondifferentiable_args=integer_args, positional=positional, variadic=variadic,
-        callable=callable_, infix=None if callable_ else "[]")
+        callable=callable_, infix=infix)
 
 
 def checked_indices(index: np.ndarray, size: int, op: str) -> np.ndarray:

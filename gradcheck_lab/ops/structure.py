@@ -73,6 +73,7 @@ GETITEM = rearrangement(
     "getitem", lambda a, p, fill: a[0][parse_index(str(p[INDEX]))],
     lambda t, args, p: args[0][parse_index(str(p[INDEX]))],
     params=(Param(INDEX, "text", hidden=True),), check=_getitem_check, callable_=False,
+    infix="[]",
     doc="x[...]: ints, slices with constant bounds and positive steps, ..., None")
 
 
@@ -423,4 +424,11 @@ ONE_HOT = Op(
     numpy=_one_hot, sympy=_one_hot, vjp=lambda *a: [None], vjp_magnitude=lambda *a: [None],
     integer_args=frozenset({0}), nondifferentiable_args=frozenset({0}), returns="int")
 
-STRUCTURE = [GETITEM, *REORDER, *JOINS, *INDEXING, ONE_HOT]
+# A case's named outputs ({o: ..., attn: ...}) joined into the one output the oracles see:
+# each flattened, in order. Never written in an expression.
+PACK = rearrangement(
+    "pack", lambda a, p, fill: np.concatenate([np.reshape(x, -1) for x in a]),
+    lambda t, args, p: t.cat([x.reshape(-1) for x in args]), arg_names=("outputs",),
+    max_args=64, callable_=False, doc="the named outputs, flattened and joined")
+
+STRUCTURE = [GETITEM, *REORDER, *JOINS, *INDEXING, ONE_HOT, PACK]

@@ -46,6 +46,8 @@ class Probe:
     # against 1): it tests that the backward scales with grad_output, and adds report rows
     # only where the earlier probe agrees.
     multiple_of: int | None = None
+    # With named outputs: the one output this cotangent is on (None: on all of them).
+    output: str | None = None
 
 
 @dataclass(frozen=True)
@@ -118,13 +120,17 @@ class FiniteDifferences:
                    for e in self.per_input.values())
 
 
-def make_probes(output_shape: tuple[int, ...], seed: int) -> tuple[Probe, ...]:
-    """Cotangents for the output; deterministic for a given case seed.
+def make_probes(output_shape: tuple[int, ...], seed: int,
+                outputs: tuple[tuple[str, tuple[int, ...]], ...] = ()) -> tuple[Probe, ...]:
+    """Cotangents for the output; deterministic for a given case seed. ``outputs``: the
+    named outputs the (1-d) output joins, for ``named_output_probes``.
 
     A scalar output gets 1 (the gradient itself, what ``expect:`` and the training step are
     checked against) and a seeded c of either sign, |c| in [0.25, 0.71]: with cotangent 1
     alone, a backward that ignores or mis-scales grad_output would pass. |c| < 1, so that c
     times a gradient near float64's largest number does not overflow."""
+    if outputs:
+        return named_output_probes(outputs, seed)
     if output_shape == ():
         rng = np.random.default_rng([seed, _PROBE_STREAM])
         c = float(rng.choice([-1.0, 1.0]) * 2.0 ** -rng.uniform(0.5, 2.0))
@@ -142,6 +148,35 @@ def make_probes(output_shape: tuple[int, ...], seed: int) -> tuple[Probe, ...]:
     rng = np.random.default_rng([seed, _PROBE_STREAM])
     return tuple(Probe(f"cotangent {k}", rng.standard_normal(output_shape))
                  for k in range(RANDOM_PROBES))
+
+
+def named_output_probes(outputs: tuple[tuple[str, tuple[int, ...]], ...],
+                        seed: int) -> tuple[Probe, ...]:
+    """Several named outputs, joined: every element by itself when they are few (labelled
+    ``attn[0, 1]``); otherwise seeded cotangents on all outputs at once (the joint Jacobian)
+    and one on each output alone, so that a mismatch names its output."""
+    sizes = [math.prod(shape) for _, shape in outputs]
+    total = sum(sizes)
+    starts = np.cumsum([0, *sizes[:-1]])
+    if total <= FULL_JACOBIAN_MAX_OUTPUTS:
+        probes = []
+        for (name, shape), start, size in zip(outputs, starts, sizes, strict=True):
+            for flat in range(size):
+                basis = np.zeros(total)
+                basis[start + flat] = 1.0
+                index = index_text(np.unravel_index(flat, shape)) if shape else ""
+                probes.append(Probe(f"{name}{index}", basis, output=name))
+        return tuple(probes)
+    rng = np.random.default_rng([seed, _PROBE_STREAM])
+    names = " and ".join(name for name, _ in outputs)
+    joint = [Probe(f"cotangent {k} on {names}", rng.standard_normal(total))
+             for k in range(RANDOM_PROBES)]
+    alone = []
+    for (name, _), start, size in zip(outputs, starts, sizes, strict=True):
+        cotangent = np.zeros(total)
+        cotangent[start:start + size] = rng.standard_normal(size)
+        alone.append(Probe(f"cotangent on {name} alone", cotangent, output=name))
+    return (*joint, *alone)
 
 
 def make_tangents(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, np.ndarray]:
@@ -168,4 +203,10 @@ def describe_probes(probes: tuple[Probe, ...]) -> str:
                 " (seeded: a backward must scale by grad_output)")
     if probes[0].label.startswith("output["):
         return f"full Jacobian ({len(probes)} output elements)"
+    if " on " in probes[0].label:
+        alone = sum(probe.label.endswith(" alone") for probe in probes)
+        return (f"{len(probes) - alone} seeded cotangents on all outputs at once, and one on "
+                f"each of the {alone} outputs alone")
+    if probes[0].label != "cotangent 0":
+        return f"full Jacobian ({len(probes)} elements of the named outputs)"
     return f"{len(probes)} seeded random cotangents"

@@ -33,7 +33,9 @@ def describe_exception(exc: BaseException, near: Path | None = None) -> str:
     where = ""
     frames = traceback.extract_tb(exc.__traceback__)
     if near is not None:
-        frames = [f for f in frames if Path(f.filename).resolve() == near] or frames
+        # Only the user's own file is worth naming: a call that failed before entering it (a
+        # wrong signature) names no line.
+        frames = [f for f in frames if Path(f.filename).resolve() == near]
     if frames:
         where = f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})"
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
@@ -101,6 +103,8 @@ class FunctionUnderTest:
         else:
             self.impl = case.impl if callable(case.impl) else load_impl(case.impl)
             self.label = f"impl {case.impl_label}"
+            if case.module_params:
+                self.impl = bound_module(self.impl, case, dtype, device, self.label)
         # The user's file, whose frames an error names (an impl file, or a callable's own).
         self.source = (case.impl.path if isinstance(case.impl, ImplRef)
                        else _source_of(self.impl))
@@ -130,9 +134,34 @@ class FunctionUnderTest:
             tensors = {name: t.to(target) if t.is_floating_point() else t
                        for name, t in tensors.items()}
         try:
-            return self.impl(**tensors)  # type: ignore[misc]
+            out = self.impl(**tensors, **self.case.constants)  # type: ignore[misc]
         except (Exception, SystemExit) as exc:
             raise ImplError(f"{self.label} raised {describe_exception(exc, path)}") from None
+        return self._packed(out) if self.case.outputs else out
+
+    def _packed(self, out: Any) -> Any:
+        """Named outputs, returned as a tuple in the case's order or as a dict, each checked
+        and flattened into the one output the oracles see (as the spec's ``pack``)."""
+        import torch
+
+        names = [name for name, _ in self.case.outputs]
+        if isinstance(out, dict):
+            missing = [name for name in names if name not in out]
+            if missing or len(out) != len(names):
+                raise ImplError(f"{self.label} returned a dict with keys {sorted(out)}; the "
+                                f"case's outputs are {names}")
+            out = [out[name] for name in names]
+        if not isinstance(out, (tuple, list)) or len(out) != len(names):
+            raise ImplError(f"{self.label} returned {type(out).__name__}, expected a tuple (or "
+                            f"dict) of the {len(names)} outputs {names}")
+        for (name, shape), tensor in zip(self.case.outputs, out, strict=True):
+            if not isinstance(tensor, torch.Tensor):
+                raise ImplError(f"{self.label} returned {type(tensor).__name__} for output "
+                                f"{name!r}, expected a tensor of shape {list(shape)}")
+            if tuple(tensor.shape) != shape:
+                raise ImplError(f"{self.label} returned shape {list(tensor.shape)} for output "
+                                f"{name!r}; the spec's has shape {list(shape)}")
+        return torch.cat([tensor.reshape(-1) for tensor in out])
 
     def _check(self, out: Any) -> None:
         import torch
@@ -155,6 +184,43 @@ class FunctionUnderTest:
         if out.device.type != torch.device(self.device).type:
             raise ImplError(f"{self.label} returned a tensor on {out.device}, "
                             f"expected {self.device}")
+
+
+def bound_module(factory: Callable[..., Any], case: Case, dtype: str, device: str,
+                 label: str) -> Callable[..., Any]:
+    """``impl`` gives an nn.Module (``NAME()``, or ``NAME(**constants)`` when the case has
+    constants); the result calls it with ``params:`` bound to their inputs through
+    torch.func.functional_call, and the other inputs, in the case's order, as its forward's
+    arguments. The module is moved to the case's dtype and device once."""
+    import torch
+
+    try:
+        module = factory(**case.constants)
+    except (Exception, SystemExit) as exc:
+        given = f" with the constants {', '.join(case.constants)}" if case.constants else ""
+        raise ImplError(f"{label}: building the module{given} raised "
+                        f"{describe_exception(exc, _source_of(factory))}") from None
+    if not isinstance(module, torch.nn.Module):
+        raise ImplError(f"{label} with params: must give an nn.Module, got "
+                        f"{type(module).__name__}")
+    module = module.to(dtype=getattr(torch, dtype), device=device)
+    known = dict(module.named_parameters())
+    for parameter in case.module_params:
+        if parameter not in known:
+            from gradcheck_lab.ops import suggest
+
+            raise ImplError(f"{label}: the module has no parameter {parameter!r}"
+                            f"{suggest(parameter, list(known))} (it has "
+                            f"{', '.join(known) or 'none'})")
+    bound = {input_name: parameter for parameter, input_name in case.module_params.items()}
+    order = [spec.name for spec in case.inputs if spec.name not in bound]
+
+    def call(**values: Any) -> Any:
+        parameters = {bound[name]: values[name] for name in bound}
+        arguments = [values[name] for name in order]
+        return torch.func.functional_call(module, parameters, tuple(arguments))
+
+    return call
 
 
 def _source_of(function: Any) -> Path | None:

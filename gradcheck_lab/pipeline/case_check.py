@@ -28,6 +28,7 @@ from gradcheck_lab.errors import CaseError, ImplError, SpecError
 from gradcheck_lab.oracles.base import Gradients, Point, Probe, independent
 from gradcheck_lab.oracles.function import FunctionUnderTest, device_available
 from gradcheck_lab.oracles.precision import Precision
+from gradcheck_lab.oracles.surrogate import with_surrogates, without_surrogates
 from gradcheck_lab.results import Result
 from gradcheck_lab.settings import Settings
 
@@ -100,11 +101,13 @@ class CaseCheck:
         from gradcheck_lab.oracles.base import make_probes
         from gradcheck_lab.oracles.points import make_point
 
-        probes = make_probes(self.case.program.output_node.shape, self.case.seed)
+        probes = make_probes(self.case.program.output_node.shape, self.case.seed,
+                             self.case.outputs)
         point = make_point(self.case, self.dtype, index)
         sym = symbolic.gradients(self.case.program, point, probes, self.settings.symbolic)
         if sym.kinks and self.case.avoid_kinks:
             point, sym = self.off_kinks(index, point, probes, sym)
+        sym = with_surrogates(sym, self.case.surrogates, point, probes)
         return PreparedPoint(point, probes, sym)
 
     def off_kinks(self, index: int, point: Point, probes: tuple[Probe, ...],
@@ -209,6 +212,7 @@ class CaseCheck:
                                             precision=precision)
         # The precision measurement's evaluations are finite differences' too.
         fd = dataclasses.replace(fd, evaluations=fd.evaluations + precision.evaluations)
+        fd = without_surrogates(fd, self.case.surrogates)
         return OracleResults(self.case, point, probes, sym, ag, fd, precision)
 
     def compared(self, results: OracleResults, functions: _Functions, rule: ToleranceRule,

@@ -94,12 +94,17 @@ class ProgramBuilder:
         self.lets: dict[str, int] = {}
         self.roots: dict[str, int] = {}
         self.max_node_elements = max_node_elements
+        self.constants: dict[str, Fraction] = {}  # a case's constants: names of numbers
 
     def add_input(self, name: str, shape: Shape, is_integer: bool, requires_grad: bool) -> int:
         index = self._append(Node(len(self.nodes), "input", (), (), shape, is_integer,
                                   requires_grad and not is_integer, f"inputs.{name}", name=name))
         self.inputs[name] = index
         return index
+
+    def add_named_constant(self, name: str, value: Fraction) -> None:
+        """A name for a number in the expressions (``constants:``)."""
+        self.constants[name] = value
 
     def add_let(self, name: str, expr: Expr) -> int:
         index = self.add_expression(expr, f"let.{name}")
@@ -148,10 +153,10 @@ class ProgramBuilder:
             return self.lets[name.id]
         if name.id in self.inputs:
             return self.inputs[name.id]
-        if name.id in NAMED_CONSTANTS:
-            return self.add_expression(Const(NAMED_CONSTANTS[name.id], name.offset),
-                                       f"constant {name.id}")
-        known = [*self.inputs, *self.lets, *NAMED_CONSTANTS]
+        value = self.constants.get(name.id, NAMED_CONSTANTS.get(name.id))
+        if value is not None:
+            return self.add_expression(Const(value, name.offset), f"constant {name.id}")
+        known = [*self.inputs, *self.lets, *self.constants, *NAMED_CONSTANTS]
         raise SpecError(f"undefined name {name.id!r}{suggest(name.id, known)}", name.offset)
 
     def _append(self, node: Node) -> int:
