@@ -266,3 +266,12 @@ def test_an_index_out_of_range_is_an_error_at_the_key_not_a_crash() -> None:
     assert result.status == "error"
     assert "index 6 is out of range for a dim of size 6" in result.message
     assert "internal error" not in result.message
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_pow_with_a_tensor_exponent_passes_at_both_orders(order: int) -> None:
+    results = check("sum(x ** y * x)", {"x": uniform([3], 0.5, 2.0), "y": [2.0, -0.5, 1.5]},
+                    order=order, dtypes=DTYPES)
+    for result in results:
+        assert result.status == "pass", result.message
+        assert result.oracles["symbolic"] == "exact, elementwise sympy"
