@@ -275,3 +275,74 @@ def test_pow_with_a_tensor_exponent_passes_at_both_orders(order: int) -> None:
     for result in results:
         assert result.status == "pass", result.message
         assert result.oracles["symbolic"] == "exact, elementwise sympy"
+
+
+LOSS_INPUTS = {
+    "p": uniform([4, 5], -2.0, 2.0),  # predictions / logits
+    "y": uniform([4, 5], -2.0, 2.0, seed=SEED + 1),  # regression targets
+    "q": uniform([4, 5], 0.05, 0.95, seed=SEED + 2),  # probabilities
+    "z": uniform([4, 5], 0.0, 1.0, seed=SEED + 3),  # soft targets in [0, 1]
+    "a": uniform([4, 6], -1.0, 1.0, seed=SEED + 4),
+    "b": uniform([4, 6], -1.0, 1.0, seed=SEED + 5),
+    "c": uniform([4, 6], -1.0, 1.0, seed=SEED + 6),
+    "s": uniform([4], -1.0, 1.0, seed=SEED + 7),
+    "r": {"value": [1.0, -1.0, -1.0, 1.0]},  # ranking targets
+    "w": {"value": [0.5, 1.0, 2.0, 1.0, 0.25]},
+    # Class weights: torch takes no gradient for them, and the language refuses one.
+    "cw": {"value": [0.5, 1.0, 2.0, 1.0, 0.25], "requires_grad": False},
+    "label": {"value": [3, 0, 4, 1], "dtype": "int64"},
+    "ignored": {"value": [3, -100, 4, 1], "dtype": "int64"},
+}
+
+
+@pytest.mark.parametrize("spelled", [
+    "mse_loss(p, y)", "mse_loss(p, y, reduction='sum')", "mse_loss(p, y, reduction='none')",
+    "l1_loss(p, y)", "smooth_l1_loss(p, y, beta=0.5)", "huber_loss(p, y, reduction='sum')",
+    "binary_cross_entropy(q, z)", "binary_cross_entropy(q, z, w)",
+    "binary_cross_entropy_with_logits(p, z)",
+    "binary_cross_entropy_with_logits(p, z, pos_weight=w)",
+    "kl_div(log_softmax(p, dim=1), softmax(y, dim=1), reduction='batchmean')",
+    "kl_div(log_softmax(p, dim=1), log_softmax(y, dim=1), reduction='sum', log_target=True)",
+    "poisson_nll_loss(p, q)", "poisson_nll_loss(q, z, log_input=False, full=True)",
+    "margin_ranking_loss(a[:, 0], b[:, 0], r, margin=0.1)",
+    "pairwise_distance(a, b)", "cosine_similarity(a, b, dim=1)",
+    "triplet_margin_loss(a, b, c, margin=2.0)", "triplet_margin_loss(a, b, c, swap=True)",
+    "cross_entropy(p, label)", "cross_entropy(p, label, cw)",
+    "cross_entropy(p, ignored, reduction='sum')", "cross_entropy(p, label, label_smoothing=0.1)",
+    "cross_entropy(p, softmax(y, dim=1))", "cross_entropy(p, label, reduction='none') * s",
+    "nll_loss(log_softmax(p, dim=1), label, weight=cw)",
+    "nll_loss(log_softmax(p, dim=1), ignored, ignore_index=-100, reduction='mean')",
+])
+def test_each_loss_passes_at_float64_and_float32(spelled: str) -> None:
+    results = check(spelled, LOSS_INPUTS, dtypes=DTYPES)
+    assert_all_three_agree(results)
+
+
+@pytest.mark.parametrize("spelled, message", [
+    ("mse_loss(p, y, reduction='avg')", "reduction"),
+    ("cross_entropy(p, label, w)", "takes no gradient for its weight"),
+    ("kl_div(p, y, reduction='batch')", "reduction"),
+])
+def test_bad_loss_arguments_are_refused_with_a_one_line_reason(spelled: str,
+                                                              message: str) -> None:
+    from gradcheck_lab.errors import CaseError
+
+    with pytest.raises(CaseError) as caught:
+        check(spelled, LOSS_INPUTS)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_losses_at_mnist_size_pass_under_the_rule_sweep() -> None:
+    """Batch 64, 10 classes: the losses a classifier or a regressor ends in, summed."""
+    inputs = {"logits": uniform([64, 10], -3.0, 3.0),
+              "soft": uniform([64, 10], 0.0, 1.0, seed=SEED + 1),
+              "label": {"shape": [64], "init": "randint", "low": 0, "high": 10, "seed": 3,
+                        "dtype": "int64"}}
+    loss = ("cross_entropy(logits, label, label_smoothing=0.1) "
+            "+ binary_cross_entropy_with_logits(logits, soft) "
+            "+ smooth_l1_loss(logits, soft) + mse_loss(softmax(logits, dim=1), soft)")
+    results = check(loss, inputs, symbolic="sweep", dtypes=DTYPES, avoid_kinks=True)
+    for result in results:
+        assert result.status == "pass", (result.dtype, result.message)
+        assert result.counts["symbolic_vs_autograd"] == 2 * 64 * 10  # logits and soft

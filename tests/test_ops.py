@@ -64,6 +64,7 @@ class Arg:
     away_from_zero: bool = False  # |value| in [0.25, high]: clear of relu/abs's kink at 0
     classes: int | None = None  # an integer class-index target in [0, classes)
     condition: bool = False  # a bool tensor, as a comparison gives
+    frozen: bool = False  # real, but torch's function takes no gradient for it (a weight)
 
     @property
     def is_integer(self) -> bool:
@@ -101,6 +102,18 @@ def positive(*shape: int) -> Arg:
 
 def classes(count: int, *shape: int) -> Arg:
     return Arg(tuple(shape), classes=count)
+
+
+def probabilities(*shape: int) -> Arg:
+    return Arg(tuple(shape), 0.05, 0.95)
+
+
+def signs(*shape: int) -> Arg:
+    return Arg(tuple(shape), -1.0, 1.0, away_from_zero=True)
+
+
+def weight(*shape: int) -> Arg:
+    return Arg(tuple(shape), 0.25, 3.0, frozen=True)
 
 
 def condition(*shape: int) -> Arg:
@@ -285,6 +298,18 @@ EXAMPLES = [
       for shape, params in [((4,), {}), ((2, 3), {}), ((2, 3), {"dim": 0}),
                             ((2, 3), {"dim": -2}), ((2, 3, 2), {"dim": 1})]),
     Example("cross_entropy", (real(3, 4), classes(4, 3))),  # (N, C) logits, class indices
+    Example("cross_entropy", (real(3, 4), classes(4, 3), weight(4)), {"reduction": "sum"}),
+    Example("cross_entropy", (real(3, 4), classes(4, 3), weight(4)),
+            {"label_smoothing": 0.2}),
+    Example("cross_entropy", (real(5, 3), Arg((5,), classes=3)), {"ignore_index": 1}),
+    Example("cross_entropy", (real(3, 4), classes(4, 3)),
+            {"reduction": "none", "label_smoothing": 0.1}),
+    Example("cross_entropy", (real(3, 4), probabilities(3, 4), weight(4)),
+            {"label_smoothing": 0.3}),
+    Example("cross_entropy", (real(4), classes(4)), {"reduction": "none"}),
+    Example("nll_loss", (real(3, 4, low=-3.0, high=-0.1), classes(4, 3))),
+    Example("nll_loss", (real(3, 4), classes(4, 3), weight(4)), {"reduction": "none"}),
+    Example("nll_loss", (real(5, 3), Arg((5,), classes=3)), {"ignore_index": 0}),
     Example("cross_entropy", (real(4), classes(4))),  # (C,) logits, one 0-d class index
     Example("cross_entropy", (real(3, 4), real(3, 4, low=0.0, high=1.0))),  # probabilities
     Example("cross_entropy", (real(4), real(4, low=0.0, high=1.0))),
@@ -353,8 +378,79 @@ EXAMPLES += [
 CASES = [pytest.param(e, id=e.id) for e in EXAMPLES]
 
 
+# Composites (ops written as other ops): each against torch's own function of its name.
+COMPOSITE_EXAMPLES = [
+    Example("l1_loss", (real(3, 4), real(3, 4))),
+    Example("l1_loss", (real(3, 4), real(4)), {"reduction": "none"}),
+    Example("smooth_l1_loss", (real(3, 4), real(3, 4)), {"beta": 0.5}),
+    Example("smooth_l1_loss", (real(5), real(5)), {"reduction": "sum"}),
+    Example("smooth_l1_loss", (real(5), real(5)), {"beta": 0.0}),
+    Example("huber_loss", (real(3, 4), real(3, 4)), {"delta": 0.7}),
+    Example("huber_loss", (real(6), real(6)), {"reduction": "none"}),
+    Example("binary_cross_entropy", (probabilities(3, 4), probabilities(3, 4))),
+    Example("binary_cross_entropy", (probabilities(3, 4), probabilities(3, 4), weight(4)),
+            {"reduction": "sum"}),
+    Example("binary_cross_entropy_with_logits", (real(3, 4), probabilities(3, 4)),
+            {"given": (0, 1)}),
+    Example("binary_cross_entropy_with_logits", (real(3, 4), probabilities(3, 4), weight(4)),
+            {"given": (0, 1, 3), "reduction": "none"}),
+    Example("binary_cross_entropy_with_logits",
+            (real(3, 4), probabilities(3, 4), weight(3, 1), weight(4)),
+            {"given": (0, 1, 2, 3)}),
+    Example("kl_div", (real(3, 4, low=-3.0, high=-0.2), probabilities(3, 4)),
+            {"reduction": "batchmean"}),
+    Example("kl_div", (real(3, 4), real(3, 4)), {"log_target": True, "reduction": "sum"}),
+    Example("poisson_nll_loss", (real(3, 4), positive(3, 4))),
+    Example("poisson_nll_loss", (positive(3, 4), positive(3, 4)),
+            {"log_input": False, "reduction": "none"}),
+    Example("poisson_nll_loss", (real(3, 4), Arg((3, 4), 0.0, 4.0)), {"full": True}),
+    Example("margin_ranking_loss", (real(5), real(5), signs(5)), {"margin": 0.3}),
+    Example("pairwise_distance", (real(3, 4), real(3, 4))),
+    Example("pairwise_distance", (real(3, 4), real(4)), {"p": 1.5, "keepdim": True}),
+    Example("triplet_margin_loss", (real(3, 4), real(3, 4), real(3, 4)), {"margin": 2.0}),
+    Example("triplet_margin_loss", (real(3, 4), real(3, 4), real(3, 4)),
+            {"swap": True, "p": 3.0, "reduction": "none", "margin": 3.0}),
+    Example("cosine_similarity", (real(3, 4), real(3, 4))),
+    Example("cosine_similarity", (real(3, 4), real(3, 4)), {"dim": 0, "eps": 1e-6}),
+]
+
+
 def test_examples_cover_every_op() -> None:
-    assert {e.op for e in EXAMPLES} == set(OPS)
+    assert {e.op for e in EXAMPLES} | {e.op for e in COMPOSITE_EXAMPLES} == set(OPS)
+    assert {e.op for e in COMPOSITE_EXAMPLES} == {n for n, op in OPS.items() if op.expand}
+
+
+@pytest.mark.parametrize("example", [pytest.param(e, id=e.id) for e in COMPOSITE_EXAMPLES])
+# The broadcasting examples are deliberate: the language broadcasts as torch does.
+@pytest.mark.filterwarnings("ignore:Using a target size:UserWarning")
+def test_composite_definitions_match_torchs_own_function(example: Example) -> None:
+    """The expansion (numpy forward, rule-sweep VJP) against torch.nn.functional's own
+    function and its autograd, in float64."""
+    import torch
+
+    from gradcheck_lab.program.graph import ProgramBuilder
+    from gradcheck_lab.program.interpret import NUMPY, interpret
+    from gradcheck_lab.program.sweep import sweep
+
+    op, params = OPS[example.op], example.full_params
+    values = sample(example)
+    builder = ProgramBuilder()
+    indices = [builder.add_input(f"a{i}", arg.shape, arg.is_integer, not arg.is_integer)
+               for i, arg in enumerate(example.args)]
+    output = builder.add_call(example.op, indices, tuple(params.items()), "output", None)
+    program = builder.build(output)
+    env = interpret(program, dict(zip(indices, values, strict=True)), [output], NUMPY)
+    tensors = [torch.tensor(v, dtype=torch.float64, requires_grad=not arg.frozen)
+               for arg, v in zip(example.args, values, strict=True)]
+    reference = op.torch(tensors, params)
+    assert_same_math(env[output], reference.detach().numpy())
+    g = cotangent(tuple(reference.shape))
+    differentiated = [i for i, arg in enumerate(example.args) if not arg.frozen]
+    expected = torch.autograd.grad(reference, [tensors[i] for i in differentiated],
+                                   grad_outputs=torch.from_numpy(g))
+    grads = sweep(program, env, g)
+    for i, want in zip(differentiated, expected, strict=True):
+        assert_same_math(grads[f"a{i}"], want.numpy(), scale=np.maximum(1.0, np.abs(want.numpy())))
 
 
 def test_examples_cover_the_required_variants() -> None:
@@ -430,7 +526,7 @@ def evaluate(expr: object, point: Substitution) -> float:
 
 
 def needs_gradient(example: Example) -> list[bool]:
-    return [not a.is_integer for a in example.args]
+    return [not (a.is_integer or a.frozen) for a in example.args]
 
 
 # --- the three-way checks -------------------------------------------------------------------
@@ -451,8 +547,8 @@ def test_vjp_and_magnitude_rules_match_exact_sympy_jacobian(example: Example) ->
     arrays, point = symbols_for(example, values)
     outputs = np.asarray(op.sympy(arrays, params), dtype=object).ravel()
     for position, array in enumerate(arrays):
-        if example.args[position].is_integer:
-            assert grads[position] is None  # class indices get no gradient
+        if not needs_gradient(example)[position]:
+            assert grads[position] is None  # class indices and weights get no gradient
             continue
         # Steps (floor, sign) differentiate to unevaluated Derivatives: 0 where they exist.
         jacobian = np.array([[evaluate(drop_steps(sympy.diff(y, x)), point)
@@ -486,7 +582,7 @@ def test_numpy_forward_and_vjp_match_torch_autograd(example: Example) -> None:
     op, params = OPS[example.op], example.full_params
     values = sample(example)
     tensors = [torch.from_numpy(v) if arg.is_integer
-               else torch.tensor(v, dtype=torch.float64, requires_grad=True)
+               else torch.tensor(v, dtype=torch.float64, requires_grad=not arg.frozen)
                for arg, v in zip(example.args, values, strict=True)]
     torch_out = op.torch(tensors, params)
     out = op.numpy(values, params)
@@ -863,13 +959,14 @@ def test_max_pool_examples_have_no_ties(example: Example) -> None:
 @pytest.mark.parametrize("form", ["numpy", "vjp", "sympy"])
 def test_cross_entropy_rejects_a_class_outside_range(target: list[int], form: str) -> None:
     op = OPS["cross_entropy"]
+    defaults = {p.name: p.default for p in op.params}
     logits, indices = np.zeros((3, 3)), np.array(target, dtype=np.int64)
     bad = next(t for t in target if not 0 <= t < 3)
     calls = {
-        "numpy": lambda: op.numpy([logits, indices], {}),
-        "vjp": lambda: op.vjp(np.array(1.0), [logits, indices], np.array(0.0), {},
+        "numpy": lambda: op.numpy([logits, indices], defaults),
+        "vjp": lambda: op.vjp(np.array(1.0), [logits, indices], np.array(0.0), defaults,
                               [True, False]),
-        "sympy": lambda: op.sympy([logits.astype(object), indices], {}),
+        "sympy": lambda: op.sympy([logits.astype(object), indices], defaults),
     }
     with pytest.raises(SpecError, match=re.escape(f"target class {bad} is outside [0, 3)")):
         calls[form]()
@@ -877,5 +974,6 @@ def test_cross_entropy_rejects_a_class_outside_range(target: list[int], form: st
 
 def test_cross_entropy_accepts_the_edge_classes() -> None:
     logits = np.zeros((2, 3))
-    loss = OPS["cross_entropy"].numpy([logits, np.array([0, 2])], {})
+    defaults = {p.name: p.default for p in OPS["cross_entropy"].params}
+    loss = OPS["cross_entropy"].numpy([logits, np.array([0, 2])], defaults)
     assert_same_math(loss, np.log(3.0))

@@ -7,9 +7,11 @@ from gradcheck_lab.ops.base import ArgInfo, Op, Param, Params, ParamValue, Shape
 from gradcheck_lab.ops.conditions import CONDITIONS
 from gradcheck_lab.ops.contractions import CONTRACTIONS
 from gradcheck_lab.ops.conv import CONV
+from gradcheck_lab.ops.cross_entropy import CLASSIFICATION
 from gradcheck_lab.ops.elementwise import BINARY, FUNCTIONS, OPERATORS
 from gradcheck_lab.ops.extrema import EXTREMA
 from gradcheck_lab.ops.linalg import LINALG
+from gradcheck_lab.ops.losses import LOSSES
 from gradcheck_lab.ops.moments import MOMENTS
 from gradcheck_lab.ops.nn import NN
 from gradcheck_lab.ops.reductions import REDUCTIONS
@@ -21,7 +23,7 @@ from gradcheck_lab.ops.structure import STRUCTURE
 OPS: dict[str, Op] = {op.name: op for op in [*OPERATORS, *FUNCTIONS, *BINARY, *ACTIVATIONS,
                                              *CONDITIONS, *REDUCTIONS, *EXTREMA, *MOMENTS,
                                              *SCANS, *LINALG, *CONTRACTIONS, *SOFTMAX_OPS,
-                                             *NN,
-                                             *SHAPE_OPS, *STRUCTURE, *CONV]}
+                                             *CLASSIFICATION, *NN,
+                                             *SHAPE_OPS, *STRUCTURE, *CONV, *LOSSES]}
 
 __all__ = ["OPS", "ArgInfo", "Op", "Param", "ParamValue", "Params", "Shape", "suggest"]

@@ -14,7 +14,7 @@ import difflib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -130,6 +130,10 @@ class Op:
     variadic: str | None = None
     group: str = "other"  # the row of the README's function table it is listed under
     doc: str = ""
+    # A composite: defined in terms of other ops, which the program builder writes in its
+    # place (``expand(builder, args, params) -> node``, see ``Expander``); its torch form is
+    # torch's own function, which tests/test_ops.py confirms the definition against.
+    expand: Callable[[Any, list[int], Params], int] | None = None
 
     @property
     def is_elementwise(self) -> bool:
@@ -172,6 +176,36 @@ class Op:
         optional = names[self.min_args:]
         text += "".join(f"[, {name}" for name in optional) + "]" * len(optional)
         return f"{self.name}({', '.join([text, *keywords.values()])})"
+
+
+class Expander(Protocol):
+    """What a composite's ``expand`` builds with (``program.graph`` gives it): calls of ops
+    by name (keywords filled with their defaults), constants, and what is known of a node."""
+
+    def call(self, name: str, *args: int, **params: ParamValue) -> int: ...
+
+    def const(self, value: float | int | Fraction) -> int: ...
+
+    def shape(self, node: int) -> Shape: ...
+
+
+def composite(name: str, expand: Callable[[Any, list[int], Params], int], torch: TorchForm,
+              *, shape: ShapeRule, doc: str, arg_names: tuple[str, ...],
+              min_args: int | None = None, params: tuple[Param, ...] = (),
+              integer_args: frozenset[int] = frozenset(), positional: tuple[str, ...] = (),
+              group: str = "loss") -> Op:
+    """An op written as other ops: ``shape`` checks the arguments (and gives the shape the
+    expansion must have); ``torch`` is torch's own function of that name."""
+
+    def expanded_only(*args: Any) -> Any:
+        raise AssertionError(f"{name} is a composite: the program holds its expansion")
+
+    return Op(name=name, min_args=min_args or len(arg_names), max_args=len(arg_names),
+              shape=shape, torch=torch, numpy=expanded_only, vjp=expanded_only,
+              vjp_magnitude=expanded_only, sympy=expanded_only, params=params,
+              integer_args=integer_args, nondifferentiable_args=integer_args,
+              arg_names=arg_names, positional=positional, group=group, doc=doc,
+              expand=expand)
 
 
 def linear_magnitudes(vjp: VjpRule) -> VjpRule:

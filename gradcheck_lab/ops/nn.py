@@ -1,4 +1,4 @@
-"""Neural-network ops: cross_entropy, mse_loss and layer_norm, with torch semantics.
+"""Neural-network ops: mse_loss and layer_norm, with torch semantics.
 
 Closed-form VJPs (the rule sweep) and sympy forms over object arrays (the exact oracle and the
 tests that confirm the closed forms agree with sympy's differentiation).
@@ -24,131 +24,8 @@ from gradcheck_lab.ops.base import (
     object_array,
     torch_module,
 )
-from gradcheck_lab.ops.softmax import log_softmax, softmax, sympy_log_softmax
 
-# cross_entropy(logits, target), mean reduction. logits (N, C) or (C,); target either class
-# indices (an integer tensor of shape (N,) or ()) or probabilities (real, logits' shape).
-
-
-def _cross_entropy_shape(args: Sequence[ArgInfo], params: Params) -> Shape:
-    logits, target = args
-    if len(logits.shape) not in (1, 2):
-        raise SpecError(
-            f"cross_entropy: logits must be (N, C) or (C,), got shape {list(logits.shape)}")
-    indices_shape = logits.shape[:-1]
-    if target.is_integer and target.shape != indices_shape:
-        raise SpecError(
-            f"cross_entropy: class-index target must have shape {list(indices_shape)} for "
-            f"logits of shape {list(logits.shape)}, got {list(target.shape)}")
-    if not target.is_integer and target.shape != logits.shape:
-        raise SpecError(
-            f"cross_entropy: target must be class indices (an integer tensor of shape "
-            f"{list(indices_shape)}; write {{value: [...], dtype: int64}} or init: randint) "
-            f"or probabilities of the logits' shape {list(logits.shape)}; "
-            f"got a real tensor of shape {list(target.shape)}")
-    return ()
-
-
-def _batch_size(logits: np.ndarray) -> int:
-    return logits.shape[0] if logits.ndim == 2 else 1
-
-
-def _check_classes(target: np.ndarray, classes: int) -> np.ndarray:
-    indices = np.asarray(target).astype(np.int64)
-    bad = indices[(indices < 0) | (indices >= classes)]
-    if bad.size:
-        raise SpecError(
-            f"cross_entropy: target class {int(bad.flat[0])} is outside [0, {classes})")
-    return indices
-
-
-def _is_index_target(target: np.ndarray) -> bool:
-    return np.issubdtype(np.asarray(target).dtype, np.integer)
-
-
-def _cross_entropy_numpy(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
-    logits, target = args
-    log_probs = log_softmax(logits, -1)
-    if _is_index_target(target):
-        indices = _check_classes(target, logits.shape[-1])
-        picked = np.take_along_axis(log_probs, indices[..., np.newaxis], axis=-1)
-        return np.asarray(-np.mean(picked))
-    return np.asarray(-np.sum(target * log_probs) / _batch_size(logits))
-
-
-def _cross_entropy_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
-                       needs: Sequence[bool]) -> Gradients:
-    """d/dz = (softmax(z) * sum(t) - t) / N (t one-hot for indices); d/dt = -log_softmax / N."""
-    logits, target = args
-    n = _batch_size(logits)
-    probs = softmax(logits, -1)
-    if _is_index_target(target):
-        onehot = np.zeros_like(logits)
-        indices = _check_classes(target, logits.shape[-1])
-        np.put_along_axis(onehot, indices[..., np.newaxis], 1.0, axis=-1)
-        return [g * (probs - onehot) / n, None]
-    grads: list[np.ndarray | None] = [None, None]
-    if needs[0]:
-        grads[0] = g * (probs * np.sum(target, axis=-1, keepdims=True) - target) / n
-    if needs[1]:
-        grads[1] = -g * log_softmax(logits, -1) / n
-    return grads
-
-
-def _cross_entropy_magnitude(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
-                             needs: Sequence[bool]) -> Gradients:
-    logits, target = args
-    n = _batch_size(logits)
-    g = np.abs(g)
-    probs = softmax(logits, -1)
-    if _is_index_target(target):
-        return [g * (probs + 1.0) / n, None]
-    grads: list[np.ndarray | None] = [None, None]
-    if needs[0]:
-        grads[0] = g * (probs * np.sum(np.abs(target), axis=-1, keepdims=True)
-                        + np.abs(target)) / n
-    if needs[1]:
-        grads[1] = g * np.abs(log_softmax(logits, -1)) / n
-    return grads
-
-
-def _cross_entropy_sympy(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
-    import sympy
-
-    logits, target = args
-    log_probs = sympy_log_softmax(logits, -1)
-    n = sympy.Integer(_batch_size(logits))
-    if _is_index_target(target):
-        indices = _check_classes(target, logits.shape[-1])
-        picked = np.take_along_axis(log_probs, indices[..., np.newaxis], axis=-1)
-        return object_array(-np.sum(picked) / n)
-    return object_array(-np.sum(target * log_probs) / n)
-
-
-def _cross_entropy_torch(args: Sequence[object], params: Params) -> object:
-    torch = torch_module()
-    logits, target = args
-    if not target.is_floating_point():
-        target = target.long()
-    return torch.nn.functional.cross_entropy(logits, target)
-
-
-CROSS_ENTROPY = Op(
-    name="cross_entropy",
-    arg_names=("input", "target"),
-    group="loss",
-    doc=("mean reduction; `input` `(N, C)` or `(C,)`; `target` class indices (int64) or "
-         "probabilities"),
-    min_args=2,
-    max_args=2,
-    shape=_cross_entropy_shape,
-    torch=_cross_entropy_torch,
-    numpy=_cross_entropy_numpy,
-    vjp=_cross_entropy_vjp,
-    vjp_magnitude=_cross_entropy_magnitude,
-    sympy=_cross_entropy_sympy,
-    integer_args=frozenset({1}),
-)
+_MSE_REDUCTION = Param("reduction", "str", default="mean", choices=("none", "mean", "sum"))
 
 
 def _mse_shape(args: Sequence[ArgInfo], params: Params) -> Shape:
@@ -156,39 +33,61 @@ def _mse_shape(args: Sequence[ArgInfo], params: Params) -> Shape:
         raise SpecError(
             f"mse_loss(pred, target) needs equal shapes, got {list(args[0].shape)} and "
             f"{list(args[1].shape)} (torch would broadcast them, usually a bug)")
-    return ()
+    return args[0].shape if params["reduction"] == "none" else ()
+
+
+def _mse_scale(size: int, params: Params) -> float:
+    """The factor each squared difference carries: 1/n for "mean", 1 otherwise."""
+    return 1.0 / max(size, 1) if params["reduction"] == "mean" else 1.0
 
 
 def _mse_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
              needs: Sequence[bool]) -> Gradients:
-    """L = mean((p - t)^2): dp = 2 (p - t) / n, dt = -dp."""
+    """L = s * sum((p - t)^2) (or elementwise for "none"): dp = 2 s (p - t) g, dt = -dp."""
     pred, target = args
-    local = 2.0 * (pred - target) / max(pred.size, 1) * g
+    local = 2.0 * _mse_scale(np.size(pred), params) * (pred - target) * g
     return [local if needs[0] else None, -local if needs[1] else None]
 
 
 def _mse_magnitude(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
                    needs: Sequence[bool]) -> Gradients:
     pred, target = args
-    local = 2.0 * (np.abs(pred) + np.abs(target)) / max(pred.size, 1) * np.abs(g)
+    local = 2.0 * _mse_scale(np.size(pred), params) * (np.abs(pred) + np.abs(target)) * np.abs(g)
     return [local if needs[0] else None, local if needs[1] else None]
+
+
+def _mse_numpy(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
+    squared = (args[0] - args[1]) ** 2
+    if params["reduction"] == "none":
+        return squared
+    return np.asarray(np.sum(squared) * _mse_scale(np.size(squared), params))
+
+
+def _mse_sympy(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
+    squared = (args[0] - args[1]) ** 2
+    if params["reduction"] == "none":
+        return squared
+    total = np.sum(squared)
+    return object_array(total / max(np.size(squared), 1) if params["reduction"] == "mean"
+                        else total)
 
 
 MSE_LOSS = Op(
     name="mse_loss",
     arg_names=("input", "target"),
     group="loss",
-    doc="`mean((input - target)**2)`; shapes must be equal",
+    doc="`mean((input - target)**2)`; shapes must be equal; `reduction` as torch",
     min_args=2,
     max_args=2,
+    params=(_MSE_REDUCTION,),
     shape=_mse_shape,
-    torch=lambda args, p: torch_module().nn.functional.mse_loss(args[0], args[1]),
-    numpy=lambda args, p: np.asarray(np.mean((args[0] - args[1]) ** 2)),
+    torch=lambda args, p: torch_module().nn.functional.mse_loss(
+        args[0], args[1], reduction=str(p["reduction"])),
+    numpy=_mse_numpy,
     vjp=_mse_vjp,
     vjp_magnitude=_mse_magnitude,
-    sympy=lambda args, p: object_array(np.sum((args[0] - args[1]) ** 2) / max(args[0].size, 1)),
+    sympy=_mse_sympy,
 )
-
 
 
 # layer_norm(x, weight?, bias?, normalized_shape=None, eps=1e-5): torch.nn.functional.layer_norm
@@ -324,4 +223,4 @@ LAYER_NORM = Op(
     sympy=_layer_norm_sympy,
 )
 
-NN = [CROSS_ENTROPY, MSE_LOSS, LAYER_NORM]
+NN = [MSE_LOSS, LAYER_NORM]

@@ -122,26 +122,34 @@ class ProgramBuilder:
         if isinstance(expr, Name):
             return self._resolve(expr)
         assert isinstance(expr, Call)
-        op = OPS[expr.op]
         args = [self.add_expression(arg, key) for arg in expr.args]
+        return self.add_call(expr.op, args, expr.params, key, expr.offset)
+
+    def add_call(self, name: str, args: list[int], params: tuple[tuple[str, ParamValue], ...],
+                 key: str, offset: int | None) -> int:
+        """A node applying op ``name`` to nodes ``args``, checked; a composite's expansion."""
+        op = OPS[name]
         infos = [_info(self.nodes[index]) for index in args]
-        _check_kinds(op, [self.nodes[index] for index in args], expr.offset)
-        params = dict(expr.params)
+        _check_kinds(op, [self.nodes[index] for index in args], offset)
         try:
-            shape = tuple(op.shape(infos, params))
+            shape = tuple(op.shape(infos, dict(params)))
         except SpecError as exc:
-            raise SpecError(exc.message, expr.offset) from None
+            raise SpecError(exc.message, offset) from None
         elements = math.prod(shape)
         if elements > self.max_node_elements:
             raise SpecError(
                 f"{op.spelled} would produce shape {list(shape)} with {elements} elements "
-                f"(limit {self.max_node_elements})", expr.offset)
+                f"(limit {self.max_node_elements})", offset)
+        if op.expand is not None:
+            index = op.expand(_Expander(self, key, offset), args, dict(params))
+            assert self.nodes[index].shape == shape, (name, self.nodes[index].shape, shape)
+            return index
         kind = result_kind(op, infos)
         needs_grad = kind == "real" and any(
             self.nodes[index].needs_grad for position, index in enumerate(args)
             if position not in op.nondifferentiable_args)
-        return self._append(Node(len(self.nodes), expr.op, tuple(args), expr.params, shape,
-                                 kind != "real", needs_grad, key, expr.offset,
+        return self._append(Node(len(self.nodes), name, tuple(args), params, shape,
+                                 kind != "real", needs_grad, key, offset,
                                  is_bool=kind == "bool"))
 
     def build(self, output: int) -> Program:
@@ -180,6 +188,12 @@ def result_kind(op: Op, args: list[ArgInfo]) -> str:
 def _check_kinds(op: Op, args: list[Node], offset: int | None) -> None:
     for position, node in enumerate(args):
         what = node.name or f"argument {position + 1}"
+        names = op.arg_names
+        if position in op.nondifferentiable_args and not node.is_integer and node.needs_grad:
+            slot = names[position] if position < len(names) else f"argument {position + 1}"
+            raise SpecError(f"{op.spelled} takes no gradient for its {slot} (torch neither): "
+                            f"{what} must not be differentiated (an input with "
+                            "requires_grad: false)", offset)
         if position in op.bool_args and not node.is_bool:
             raise SpecError(f"{op.spelled} needs a condition (a comparison such as x > 0, "
                             f"or & | ~ of comparisons) as {what}", offset)
@@ -188,3 +202,24 @@ def _check_kinds(op: Op, args: list[Node], offset: int | None) -> None:
             raise SpecError(f"{op.spelled} needs real-valued arguments, but {what} is {kind}"
                             " (integer tensors are class targets, e.g. for cross_entropy; "
                             "elementwise arithmetic promotes them)", offset)
+
+
+class _Expander:
+    """``ops.base.Expander`` for a composite being written into the program: its nodes get
+    the composite's key and offset, so that errors and reports point at the call."""
+
+    def __init__(self, builder: ProgramBuilder, key: str, offset: int | None) -> None:
+        self.builder, self.key, self.offset = builder, key, offset
+
+    def call(self, name: str, *args: int, **params: ParamValue) -> int:
+        op = OPS[name]
+        unknown = set(params) - {p.name for p in op.params}
+        assert not unknown, (name, unknown)  # a composite's own definition is wrong
+        filled = tuple((p.name, params.get(p.name, p.default)) for p in op.params)
+        return self.builder.add_call(name, list(args), filled, self.key, self.offset)
+
+    def const(self, value: float | int | Fraction) -> int:
+        return self.builder.add_expression(Const(Fraction(value), self.offset), self.key)
+
+    def shape(self, node: int) -> Shape:
+        return self.builder.nodes[node].shape
