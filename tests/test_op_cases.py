@@ -5,6 +5,7 @@ and torch; this is the user's view: a case that names the op.)"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -346,3 +347,229 @@ def test_losses_at_mnist_size_pass_under_the_rule_sweep() -> None:
     for result in results:
         assert result.status == "pass", (result.dtype, result.message)
         assert result.counts["symbolic_vs_autograd"] == 2 * 64 * 10  # logits and soft
+
+
+CONV_INPUTS = {
+    "img": uniform([2, 4, 6, 7], -1.0, 1.0),
+    "seq": uniform([2, 3, 9], -1.0, 1.0, seed=SEED + 1),
+    "vol": uniform([1, 2, 4, 4, 5], -1.0, 1.0, seed=SEED + 2),
+    "w2": uniform([6, 2, 3, 2], -1.0, 1.0, seed=SEED + 3),
+    "w1": uniform([4, 3, 3], -1.0, 1.0, seed=SEED + 4),
+    "w3": uniform([2, 2, 2, 3, 2], -1.0, 1.0, seed=SEED + 5),
+    "wt": uniform([4, 3, 3, 3], -1.0, 1.0, seed=SEED + 6),
+    "b6": uniform([6], -1.0, 1.0, seed=SEED + 7),
+}
+
+
+@pytest.mark.parametrize("spelled", [
+    "conv2d(img, w2, b6, groups=2, dilation=(2, 1), padding=1)",
+    "conv2d(img, w2, b6, 1, 'same', 1, 2)",  # torch's positional order
+    "conv2d(img, w2, stride=(2, 1), padding='valid', groups=2)",
+    "conv1d(seq, w1, stride=2, dilation=2)",
+    "conv1d(seq, w1, padding='same')",
+    "conv3d(vol, w3, padding=(1, 0, 1))",
+    "conv_transpose2d(img, wt, stride=2, padding=1, output_padding=1)",
+    "conv_transpose2d(img, wt[:, :2], groups=2, dilation=2)",
+    "max_pool2d(img, 3, stride=2, padding=1, ceil_mode=True)",
+    "max_pool2d(img, 2, dilation=2)",
+    "max_pool1d(seq, 3, 2, 1)",
+    "max_pool3d(vol, 2)",
+    "avg_pool2d(img, 3, stride=2, padding=1, ceil_mode=True, count_include_pad=False)",
+    "avg_pool2d(img, 2, divisor_override=3)",
+    "avg_pool1d(seq, 4, padding=2)",
+    "avg_pool3d(vol, (2, 2, 3), ceil_mode=True)",
+    "adaptive_avg_pool2d(img, (4, 3))",
+    "adaptive_avg_pool1d(seq, 4)",
+    "adaptive_avg_pool3d(vol, 2)",
+])
+def test_each_conv_and_pool_passes_at_float64_and_float32(spelled: str) -> None:
+    results = check(spelled, CONV_INPUTS, dtypes=DTYPES)
+    assert_all_three_agree(results)
+
+
+@pytest.mark.parametrize("spelled, message", [
+    ("conv2d(img, w2)", "x has 4 channels but w expects 2"),
+    ("conv2d(img, w2, groups=3)", "groups=3 must divide"),
+    ("conv2d(img, w2, groups=2, padding='full')", "padding='full' is not one of"),
+    ("conv2d(img, w2, stride=2, padding='same', groups=2)", "padding='same' needs stride=1"),
+    ("conv_transpose2d(img, wt, output_padding=1)", "must be smaller than the stride"),
+    ("max_pool2d(img, 2, padding=2)", "at most half"),
+    ("max_pool2d(img, 2, return_indices=True)", "return_indices=True"),
+])
+def test_bad_conv_and_pool_settings_are_refused_with_a_one_line_reason(
+        spelled: str, message: str) -> None:
+    from gradcheck_lab.errors import CaseError
+
+    with pytest.raises(CaseError) as caught:
+        check(spelled, CONV_INPUTS)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_an_mnist_cnn_with_modern_layers_passes_under_the_rule_sweep() -> None:
+    """Batch 8 of 1x28x28: a padded "same" conv, a grouped dilated conv, avg and max pools
+    with padding and ceil_mode, a transposed conv and global pooling, to a 10-class loss."""
+    inputs = {
+        "x": uniform([8, 1, 28, 28], 0.0, 1.0),
+        "W1": uniform([8, 1, 3, 3], -0.5, 0.5, seed=SEED + 1),
+        "W2": uniform([8, 2, 3, 3], -0.3, 0.3, seed=SEED + 2),
+        "Wt": uniform([8, 4, 2, 2], -0.3, 0.3, seed=SEED + 3),
+        "Wf": uniform([10, 4], -0.5, 0.5, seed=SEED + 4),
+        "label": {"shape": [8], "init": "randint", "low": 0, "high": 10, "seed": 5,
+                  "dtype": "int64"},
+    }
+    loss = ("cross_entropy(linear(flatten(adaptive_avg_pool2d(conv_transpose2d("
+            "max_pool2d(silu(conv2d(avg_pool2d(tanh(conv2d(x, W1, padding='same')), 2, "
+            "ceil_mode=True), W2, groups=4, dilation=2, padding=2)), 3, 2, 1, ceil_mode=True),"
+            " Wt, stride=2), 1), 1), Wf), label)")
+    results = check(loss, inputs, symbolic="sweep", dtypes=DTYPES, avoid_kinks=True)
+    for result in results:
+        assert result.status == "pass", (result.dtype, result.message)
+        assert result.oracles["symbolic"].startswith("rule sweep"), result.oracles
+        assert result.counts["symbolic_vs_autograd"] == 8 * 784 + 72 + 144 + 128 + 40
+
+
+# --- normalization, dropout and attention (ops/normalization.py, ops/attention.py) ----------
+
+NORM_INPUTS: dict[str, Any] = {
+    "x": uniform([8, 6], -2.0, 2.0),
+    "img": uniform([4, 6, 3, 3], -2.0, 2.0, seed=SEED + 1),
+    "seq": uniform([3, 5, 6], -2.0, 2.0, seed=SEED + 2),
+    "w": uniform([6], 0.5, 1.5, seed=SEED + 3),
+    "b": uniform([6], -1.0, 1.0, seed=SEED + 4),
+    "w2": uniform([5, 6], 0.5, 1.5, seed=SEED + 5),
+    # Running statistics: torch takes no gradient for them, and the language refuses one.
+    "rm": {"value": [0.1, -0.2, 0.3, 0.0, -0.5, 0.25], "requires_grad": False},
+    "rv": {"value": [0.5, 1.5, 2.0, 1.0, 0.75, 3.0], "requires_grad": False},
+    "rm_grad": {"value": [0.1, -0.2, 0.3, 0.0, -0.5, 0.25]},
+    "q": uniform([2, 4, 3], -1.5, 1.5, seed=SEED + 6),
+    "k": uniform([2, 5, 3], -1.5, 1.5, seed=SEED + 7),
+    "v": uniform([2, 5, 2], -1.5, 1.5, seed=SEED + 8),
+    "q4": uniform([2, 2, 4, 3], -1.5, 1.5, seed=SEED + 9),
+    "k4": uniform([2, 2, 5, 3], -1.5, 1.5, seed=SEED + 10),
+    "v4": uniform([2, 2, 5, 2], -1.5, 1.5, seed=SEED + 11),
+    "m": {**uniform([4, 5], -1.0, 1.0, seed=SEED + 12), "requires_grad": False},
+    "bias": uniform([4, 5], -1.0, 1.0, seed=SEED + 13),  # a real mask, differentiated
+    # Row 2 keeps nothing: its weights are 0, as torch's.
+    "keep": {"value": [[1, 0, 1, 1, 0], [0, 1, 0, 0, 0], [0, 0, 0, 0, 0], [1, 1, 1, 1, 1]],
+             "requires_grad": False},
+}
+
+
+def norm_inputs(spelled: str) -> dict[str, Any]:
+    """The inputs the expression names (each one is differentiated and counted)."""
+    return {name: spec for name, spec in NORM_INPUTS.items()
+            if re.search(rf"\b{name}\b", spelled)}
+
+
+@pytest.mark.parametrize("spelled", [
+    "batch_norm(x, training=True)",
+    "batch_norm(x, weight=w, bias=b, training=True)",
+    "batch_norm(img, running_mean=None, running_var=None, weight=w, training=True, "
+    "momentum=0.2)",
+    "batch_norm(img, rm, rv, w, b, True, 0.1, 1e-3)",  # torch's positional order
+    "batch_norm(img, None, None, w, b, True)",  # None for the running stats, as torch takes
+    "batch_norm(img, rm, rv)",
+    "batch_norm(img, rm, rv, w, b)",
+    "batch_norm(x, rm, rv, bias=b, eps=0.01)",
+    "group_norm(img, 3)",
+    "group_norm(img, 2, w, b)",
+    "group_norm(img, 6, bias=b, eps=1e-3)",
+    "group_norm(x, num_groups=3, weight=w)",
+    "rms_norm(x, (6,), eps=1e-6)",
+    "rms_norm(x, 6, w, 1e-5)",
+    "rms_norm(seq, (5, 6), w2, eps=1e-6)",
+    "rms_norm(seq, [6], eps=2.220446049250313e-16)",
+    "dropout(x, p=0.0)",
+    "dropout(x, 0.5, False) * 2",
+    "dropout(x, training=False, inplace=True)",
+    "scaled_dot_product_attention(q, k, v)",
+    "scaled_dot_product_attention(q, k, v, m > 0)",
+    "scaled_dot_product_attention(q, k, v, attn_mask=bias)",
+    "scaled_dot_product_attention(q, k, v, is_causal=True)",
+    "scaled_dot_product_attention(q, k, v, scale=0.5)",
+    "scaled_dot_product_attention(q4, k4, v4, is_causal=True, scale=0.25)",
+    "scaled_dot_product_attention(q4, k4, v4, keep > 0)",
+    "scaled_dot_product_attention(q4[0], k, v, bias, 0.0)",  # batch dims broadcast
+])
+def test_each_normalization_and_attention_passes_at_float64_and_float32(spelled: str) -> None:
+    results = check(spelled, norm_inputs(spelled), dtypes=DTYPES)
+    assert_all_three_agree(results)
+
+
+@pytest.mark.parametrize("spelled, message", [
+    ("dropout(x)", "dropout(): p=0.5 is random dropout, which a gradient check cannot repeat; "
+                   "write p=0 or training=False"),
+    ("dropout(x, p=1.5, training=False)", "dropout(): p=1.5 must be in [0, 1]"),
+    ("batch_norm(None, rm, rv)", "batch_norm(): input is required, not None"),
+    ("batch_norm(x)", "batch_norm(): training=False normalizes with running_mean and "
+                      "running_var"),
+    ("batch_norm(x, rm, training=True)", "running_mean and running_var are given both or "
+                                         "neither"),
+    ("batch_norm(x, rm_grad, rv)", "batch_norm() takes no gradient for its running_mean"),
+    ("batch_norm(x[:1], training=True)", "needs more than 1 value per channel"),
+    ("batch_norm(x, rm[:3], rv[:3])", "running_mean must have shape [6]"),
+    ("group_norm(img, 4)", "group_norm(): num_groups=4 must divide the 6 channels"),
+    ("rms_norm(x, (6,))", "rms_norm(): eps=None is torch.finfo(input.dtype).eps"),
+    ("rms_norm(x, (5,), eps=1e-6)", "normalized_shape=[5] must be the trailing dims"),
+    ("scaled_dot_product_attention(q, k, v, m > 0, is_causal=True)",
+     "scaled_dot_product_attention(): attn_mask and is_causal=True are exclusive"),
+    ("scaled_dot_product_attention(q, k, v, dropout_p=0.1)", "dropout_p=0.1 is random dropout"),
+    ("scaled_dot_product_attention(q, k, v, enable_gqa=True)", "enable_gqa=True"),
+    ("scaled_dot_product_attention(q, q, v)", "key and value need the same length S"),
+    ("scaled_dot_product_attention(q, k, v, m[:3])", "must broadcast to the attention"),
+])
+def test_bad_normalization_and_attention_are_refused_with_a_one_line_reason(
+        spelled: str, message: str) -> None:
+    from gradcheck_lab.errors import CaseError
+
+    with pytest.raises(CaseError) as caught:
+        check(spelled, NORM_INPUTS)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_normalization_at_realistic_size_passes_under_the_rule_sweep() -> None:
+    """Batch 32, 64 features: batch_norm (batch statistics, affine) and rms_norm of a hidden
+    layer, against fixed targets."""
+    inputs = {"h": uniform([32, 64], -2.0, 2.0), "w": uniform([64], 0.5, 1.5, seed=SEED + 1),
+              "b": uniform([64], -1.0, 1.0, seed=SEED + 2),
+              "target": {**uniform([32, 64], -1.0, 1.0, seed=SEED + 3), "requires_grad": False}}
+    loss = ("mse_loss(batch_norm(h, weight=w, bias=b, training=True), target) "
+            "+ mse_loss(rms_norm(h, (64,), w, eps=1e-6), target)")
+    results = check(loss, inputs, symbolic="sweep", dtypes=DTYPES)
+    for result in results:
+        assert result.status == "pass", (result.dtype, result.message)
+        assert result.oracles["symbolic"].startswith("rule sweep"), result.oracles
+        assert result.counts["symbolic_vs_autograd"] == 32 * 64 + 64 + 64
+
+
+def test_causal_attention_at_realistic_size_passes_under_the_rule_sweep() -> None:
+    """Batch 4, 2 heads, 16 positions, 16 dims: causal self-attention against a target."""
+    shape = [4, 2, 16, 16]
+    inputs = {name: uniform(shape, -1.0, 1.0, seed=SEED + i)
+              for i, name in enumerate(("q", "k", "v"))}
+    inputs["target"] = {**uniform(shape, -1.0, 1.0, seed=SEED + 3), "requires_grad": False}
+    loss = "mse_loss(scaled_dot_product_attention(q, k, v, is_causal=True), target)"
+    results = check(loss, inputs, symbolic="sweep", dtypes=DTYPES)
+    for result in results:
+        assert result.status == "pass", (result.dtype, result.message)
+        assert result.oracles["symbolic"].startswith("rule sweep"), result.oracles
+        assert result.counts["symbolic_vs_autograd"] == 3 * 4 * 2 * 16 * 16
+
+
+# Scores far apart: torch's softmax over the kept entries shifts by their max. The composite
+# fills the dropped scores with the kept ones' mean, so softmax's own shift lands on a kept
+# score too. A dropped score far above the kept ones (first case: no fill), or kept scores far
+# below a fixed fill such as 0 (second case), would underflow every kept weight in float32.
+@pytest.mark.parametrize("query, keys, keep", [
+    ([[12.0, 0.0]], [[12.0, 0.0], [0.5, 0.0], [0.0, 1.0], [-0.5, 0.0]], [[0, 1, 1, 1]]),
+    ([[-16.0, 0.0]], [[12.0, 0.0], [11.0, 0.0], [0.0, 0.0], [10.0, 0.0]], [[1, 1, 0, 1]]),
+])
+def test_attention_with_dropped_scores_far_from_the_kept_ones_passes(
+        query: list[list[float]], keys: list[list[float]], keep: list[list[int]]) -> None:
+    inputs = {"q": query, "k": keys,
+              "v": [[1.0, 2.0], [0.5, -1.0], [-1.0, 0.25], [2.0, 1.0]],
+              "keep": {"value": keep, "requires_grad": False}}
+    results = check("scaled_dot_product_attention(q, k, v, keep > 0)", inputs, dtypes=DTYPES)
+    assert_all_three_agree(results)

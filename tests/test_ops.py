@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -366,6 +367,41 @@ EXAMPLES += [
     Example("max_pool2d", (real(1, 1, 4, 6),), {"kernel_size": (2, 3)}),
     Example("max_pool2d", (real(1, 1, 5, 5),), {"kernel_size": 2}),  # the last row/col unused
     Example("max_pool2d", (real(2, 4, 4),), {"kernel_size": 2, "stride": (2, 1)}),  # unbatched
+    # Grouped, dilated, "same" and "valid" convolutions in 1, 2 and 3 dims.
+    Example("conv2d", (real(1, 4, 5, 6), real(6, 2, 3, 2), real(6)),
+            {"groups": 2, "dilation": (2, 1), "stride": (1, 2), "padding": 1}),
+    Example("conv2d", (real(1, 2, 4, 5), real(2, 2, 2, 3)), {"padding": "same"}),  # even kernel
+    Example("conv2d", (real(1, 3, 4, 4), real(3, 1, 3, 3)), {"groups": 3, "padding": "valid"}),
+    Example("conv1d", (real(2, 3, 9), real(4, 3, 3), real(4)), {"stride": 2, "dilation": 2}),
+    Example("conv1d", (real(3, 7), real(2, 3, 4)), {"padding": "same"}),  # unbatched (C, L)
+    Example("conv3d", (real(1, 2, 3, 4, 3), real(2, 2, 2, 3, 2), real(2)),
+            {"padding": (1, 0, 1)}),
+    Example("conv3d", (real(1, 2, 4, 4, 4), real(2, 1, 2, 2, 2)), {"groups": 2, "stride": 2}),
+    Example("conv_transpose2d", (real(1, 4, 3, 3), real(4, 3, 3, 2), real(6)),
+            {"groups": 2, "stride": 2, "padding": 1, "output_padding": 1, "dilation": (1, 2)}),
+    Example("conv_transpose2d", (real(2, 2, 3), real(2, 3, 2, 2))),  # unbatched
+    Example("conv_transpose1d", (real(2, 3, 4), real(3, 2, 3), real(2)),
+            {"stride": 3, "output_padding": 2}),
+    Example("conv_transpose3d", (real(1, 2, 2, 3, 2), real(2, 1, 2, 2, 2)), {"stride": 2}),
+    # Pooling with padding (read as -inf by max, as 0 by avg), dilation and ceil_mode.
+    Example("max_pool2d", (real(1, 2, 5, 6),),
+            {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}),
+    Example("max_pool2d", (real(1, 1, 5, 5),), {"kernel_size": 2, "dilation": 2}),
+    Example("max_pool1d", (real(2, 3, 7),), {"kernel_size": 3, "ceil_mode": True}),
+    Example("max_pool1d", (real(2, 6),), {"kernel_size": 2, "stride": 1, "padding": 1}),
+    Example("max_pool3d", (real(1, 1, 3, 4, 4),), {"kernel_size": 2, "stride": (1, 2, 2)}),
+    Example("avg_pool2d", (real(1, 2, 5, 6),),
+            {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}),
+    Example("avg_pool2d", (real(1, 2, 5, 6),), {"kernel_size": 3, "stride": 2, "padding": 1,
+                                                "ceil_mode": True, "count_include_pad": False}),
+    Example("avg_pool2d", (real(2, 4, 4),), {"kernel_size": 2, "divisor_override": 3}),
+    Example("avg_pool1d", (real(2, 3, 7),), {"kernel_size": 3, "padding": 1}),
+    Example("avg_pool3d", (real(1, 1, 3, 4, 5),),
+            {"kernel_size": (2, 3, 2), "stride": 2, "ceil_mode": True}),
+    Example("adaptive_avg_pool2d", (real(1, 2, 5, 7),), {"output_size": (3, 4)}),
+    Example("adaptive_avg_pool2d", (real(2, 4, 4),), {"output_size": 1}),  # global pooling
+    Example("adaptive_avg_pool1d", (real(2, 7),), {"output_size": 3}),
+    Example("adaptive_avg_pool3d", (real(1, 1, 3, 4, 5),), {"output_size": (2, 2, 3)}),
 ]
 
 # sum/mean over dim= of a 0-d tensor: torch accepts dim 0 and -1 and reduces nothing (this
@@ -415,6 +451,58 @@ COMPOSITE_EXAMPLES = [
 ]
 
 
+def statistic(*shape: int) -> Arg:
+    """A running mean: real, never differentiated (torch refuses a gradient for it)."""
+    return Arg(tuple(shape), frozen=True)
+
+
+# Normalization, dropout and attention (ops/normalization.py, ops/attention.py). batch_norm
+# and group_norm skip optional tensors by keyword: "given" lists the positions a call gave.
+COMPOSITE_EXAMPLES += [
+    Example("batch_norm", (real(5, 3),), {"given": (0,), "training": True}),
+    Example("batch_norm", (real(3, 2, 2, 3), real(2), real(2)),
+            {"given": (0, 3, 4), "training": True, "eps": 1e-3}),
+    Example("batch_norm", (real(4, 3), statistic(3), weight(3), real(3), real(3)),
+            {"given": (0, 1, 2, 3, 4), "training": True, "momentum": 0.3}),
+    Example("batch_norm", (real(4, 3), statistic(3), weight(3)), {"given": (0, 1, 2)}),
+    Example("batch_norm", (real(2, 3, 2, 2), statistic(3), weight(3), real(3), real(3)),
+            {"given": (0, 1, 2, 3, 4), "eps": 0.1}),
+    Example("batch_norm", (real(2, 3, 4), statistic(3), weight(3), real(3)),
+            {"given": (0, 1, 2, 4)}),
+    Example("group_norm", (real(2, 4, 3),), {"num_groups": 2, "given": (0,)}),
+    Example("group_norm", (real(2, 6, 2, 2), real(6), real(6)),
+            {"num_groups": 3, "given": (0, 1, 2), "eps": 1e-3}),
+    # (bias without weight: torch 2.13's own group_norm backward fails, "tensor does not have
+    # a device"; tests/test_op_cases.py checks that spelling.)
+    Example("group_norm", (real(3, 4, 2), real(4), real(4)),
+            {"num_groups": 4, "given": (0, 1, 2)}),
+    Example("group_norm", (real(2, 4, 3), real(4)), {"num_groups": 1, "given": (0, 1)}),
+    Example("rms_norm", (real(3, 4),), {"normalized_shape": (4,), "eps": 1e-6}),
+    Example("rms_norm", (real(2, 3, 4), real(3, 4)), {"normalized_shape": (3, 4), "eps": 1e-5}),
+    Example("rms_norm", (real(3, 5), real(5)), {"normalized_shape": 5,
+                                                 "eps": float(np.finfo(np.float64).eps)}),
+    Example("dropout", (real(3, 4),), {"p": 0.0}),
+    Example("dropout", (real(3, 4),), {"p": 0.5, "training": False}),
+    Example("scaled_dot_product_attention", (real(2, 3, 4), real(2, 5, 4), real(2, 5, 6))),
+    Example("scaled_dot_product_attention",
+            (real(2, 3, 4), real(2, 5, 4), real(2, 5, 6), condition(3, 5))),
+    Example("scaled_dot_product_attention",
+            (real(2, 3, 4), real(2, 5, 4), real(2, 5, 6), real(2, 3, 5)), {"scale": 0.3}),
+    Example("scaled_dot_product_attention", (real(4, 3), real(4, 3), real(4, 2)),
+            {"is_causal": True}),
+    Example("scaled_dot_product_attention",
+            (real(2, 2, 3, 4), real(2, 2, 5, 4), real(2, 2, 5, 3)), {"is_causal": True}),
+    Example("scaled_dot_product_attention",
+            (real(2, 2, 3, 4), real(2, 2, 5, 4), real(2, 2, 5, 3), condition(2, 1, 3, 5)),
+            {"scale": 1.5}),
+    # Row 4 of this mask keeps nothing: torch gives it weights 0 (and output 0), not nan.
+    Example("scaled_dot_product_attention",
+            (real(6, 3), real(2, 3), real(2, 2), condition(6, 2))),
+    Example("scaled_dot_product_attention",  # batch dims broadcast, as matmul's
+            (real(1, 2, 3, 4), real(2, 1, 5, 4), real(2, 2, 5, 3), real(3, 1))),
+]
+
+
 def test_examples_cover_every_op() -> None:
     assert {e.op for e in EXAMPLES} | {e.op for e in COMPOSITE_EXAMPLES} == set(OPS)
     assert {e.op for e in COMPOSITE_EXAMPLES} == {n for n, op in OPS.items() if op.expand}
@@ -430,22 +518,32 @@ def test_composite_definitions_match_torchs_own_function(example: Example) -> No
 
     from gradcheck_lab.program.graph import ProgramBuilder
     from gradcheck_lab.program.interpret import NUMPY, interpret
+    from gradcheck_lab.program.ir import Const
     from gradcheck_lab.program.sweep import sweep
 
     op, params = OPS[example.op], example.full_params
     values = sample(example)
     builder = ProgramBuilder()
-    indices = [builder.add_input(f"a{i}", arg.shape, arg.is_integer, not arg.is_integer)
+    indices = [builder.add_input(f"a{i}", arg.shape, arg.is_integer and not arg.condition,
+                                 not (arg.is_integer or arg.frozen))
                for i, arg in enumerate(example.args)]
-    output = builder.add_call(example.op, indices, tuple(params.items()), "output", None)
+    # A condition is what a comparison gives (inputs are real or integer): a 0/1 input > 0.5.
+    half = builder.add_expression(Const(Fraction(1, 2), None), "output")
+    arguments = [builder.add_call("gt", [index, half], (), "output", None) if arg.condition
+                 else index for index, arg in zip(indices, example.args, strict=True)]
+    output = builder.add_call(example.op, arguments, tuple(params.items()), "output", None)
     program = builder.build(output)
-    env = interpret(program, dict(zip(indices, values, strict=True)), [output], NUMPY)
-    tensors = [torch.tensor(v, dtype=torch.float64, requires_grad=not arg.frozen)
+    feeds = [v.astype(np.float64) if arg.condition else v
+             for arg, v in zip(example.args, values, strict=True)]
+    env = interpret(program, dict(zip(indices, feeds, strict=True)), [output], NUMPY)
+    tensors = [torch.from_numpy(v) if arg.is_integer  # a condition: a bool tensor
+               else torch.tensor(v, dtype=torch.float64, requires_grad=not arg.frozen)
                for arg, v in zip(example.args, values, strict=True)]
     reference = op.torch(tensors, params)
     assert_same_math(env[output], reference.detach().numpy())
     g = cotangent(tuple(reference.shape))
-    differentiated = [i for i, arg in enumerate(example.args) if not arg.frozen]
+    differentiated = [i for i, arg in enumerate(example.args)
+                      if not (arg.frozen or arg.is_integer)]
     expected = torch.autograd.grad(reference, [tensors[i] for i in differentiated],
                                    grad_outputs=torch.from_numpy(g))
     grads = sweep(program, env, g)
@@ -715,6 +813,27 @@ def check_shapes(op: Op, *shapes: Shape, integer: tuple[int, ...] = (),
     ("max_pool2d", [(1, 1, 4, 4)], (), {"kernel_size": 2, "stride": 0}, "stride= must be at "
                                                                         "least 1"),
     ("max_pool2d", [(1, 1, 4, 4)], (), {}, "max_pool2d(): kernel_size= needs an int"),
+    ("conv2d", [(1, 4, 4, 4), (2, 2, 3, 3)], (), {"groups": 3}, "groups=3 must divide the 4 "
+                                                                "input channels"),
+    ("conv2d", [(1, 4, 4, 4), (2, 4, 3, 3)], (), {"groups": 2}, "x has 4 channels but w expects "
+                                                                "4 per group of 2"),
+    ("conv2d", [(1, 1, 4, 4), (1, 1, 3, 3)], (), {"padding": "same", "stride": 2},
+     "padding='same' needs stride=1"),
+    ("conv2d", [(1, 1, 4, 4), (1, 1, 3, 3)], (), {"dilation": 2, "padding": 0},
+     "the kernel's height 5 is larger than the input's height 4"),
+    ("conv1d", [(1, 1, 4, 4), (1, 1, 3)], (), {}, "conv1d(): x must be (N, C, L) or (C, L)"),
+    ("conv3d", [(1, 1, 4, 4, 4), (1, 1, 3, 3)], (), {}, "w must be 5-d"),
+    ("conv_transpose2d", [(1, 2, 3, 3), (3, 2, 2, 2)], (), {}, "x has 2 channels but w expects 3"),
+    ("conv_transpose2d", [(1, 2, 3, 3), (2, 2, 2, 2)], (), {"output_padding": 1},
+     "output_padding=1 must be smaller than the stride or the dilation (1)"),
+    ("max_pool2d", [(1, 1, 4, 4)], (), {"kernel_size": 2, "padding": 2}, "padding=2 must be at "
+                                                                         "most half"),
+    ("max_pool2d", [(1, 1, 4, 4)], (), {"kernel_size": 2, "return_indices": True},
+     "return_indices=True"),
+    ("avg_pool2d", [(1, 1, 4, 4)], (), {"kernel_size": 2, "divisor_override": 0},
+     "divisor_override= must be at least 1"),
+    ("adaptive_avg_pool2d", [(1, 1, 4, 4)], (), {"output_size": 0}, "output_size= must be at "
+                                                                     "least 1"),
 ])
 def test_shape_rule_rejects(op: str, shapes: list[Shape], integer: tuple[int, ...],
                             params: Params, message: str) -> None:
@@ -876,7 +995,7 @@ REDUCTION_KINKS: dict[str, tuple[list[float], Params, list[bool]]] = {
 
 def test_the_ops_with_kinks_are_the_listed_ones() -> None:
     kinked = {name for name, op in OPS.items() if op.kinks is not None}
-    assert kinked == set(KINKS_AT) | set(REDUCTION_KINKS) | {"max_pool2d"}
+    assert kinked == set(KINKS_AT) | set(REDUCTION_KINKS) | MAX_POOLS
 
 
 @pytest.mark.parametrize("name", list(REDUCTION_KINKS))
@@ -926,12 +1045,19 @@ def test_clamp_has_a_kink_where_its_bounds_meet_below_them_only() -> None:
     np.testing.assert_array_equal(mask, [True, False])
 
 
+MAX_POOLS = {"max_pool1d", "max_pool2d", "max_pool3d"}
+
+
+def pool_params(**given: ParamValue) -> Params:
+    return {p.name: p.default for p in OPS["max_pool2d"].params} | given
+
+
 def test_max_pool_kink_mask_is_exactly_the_tied_maxima_of_a_window() -> None:
     x = np.array([[[[1.0, 3.0, 0.0, 0.0],    # window (0, 0): max 3 once
                     [2.0, -1.0, 0.0, -1.0],   # window (0, 1): max 0 three times
                     [5.0, 2.0, 4.0, 7.0],     # window (1, 0): max 5 twice
                     [5.0, 4.5, 6.0, 6.5]]]])  # window (1, 1): max 7 once
-    mask = OPS["max_pool2d"].kinks([x], {"kernel_size": 2, "stride": None})
+    mask = OPS["max_pool2d"].kinks([x], pool_params(kernel_size=2))
     expected = np.zeros(x.shape, dtype=bool)
     expected[0, 0, 0, 2] = expected[0, 0, 0, 3] = expected[0, 0, 1, 2] = True
     expected[0, 0, 2, 0] = expected[0, 0, 3, 0] = True
@@ -939,17 +1065,25 @@ def test_max_pool_kink_mask_is_exactly_the_tied_maxima_of_a_window() -> None:
     # Overlapping windows (stride 1): a tie in any window that contains the element counts,
     # and a value that ties only outside its windows' max does not.
     y = np.array([[[1.0, 1.0, 3.0], [0.0, 2.0, 0.0]]])  # the 1s and 0s tie below the max
-    mask = OPS["max_pool2d"].kinks([y], {"kernel_size": 2, "stride": 1})
+    mask = OPS["max_pool2d"].kinks([y], pool_params(kernel_size=2, stride=1))
     np.testing.assert_array_equal(mask, [[[False, False, False], [False, False, False]]])
     z = np.array([[[2.0, 1.0, 2.0], [0.0, 2.0, 0.0]]])
-    mask = OPS["max_pool2d"].kinks([z], {"kernel_size": 2, "stride": 1})
+    mask = OPS["max_pool2d"].kinks([z], pool_params(kernel_size=2, stride=1))
     np.testing.assert_array_equal(mask, [[[True, False, True], [False, True, False]]])
+    # With padding the windows shift ([pad, 0], [1, 1]); ceil_mode's partial window counts.
+    w = np.array([[[0.0, 1.0, 1.0]]])
+    mask = OPS["max_pool2d"].kinks([w], pool_params(kernel_size=(1, 2), padding=(0, 1)))
+    np.testing.assert_array_equal(mask, [[[False, True, True]]])
+    mask = OPS["max_pool2d"].kinks([w], pool_params(kernel_size=(1, 2), ceil_mode=True))
+    np.testing.assert_array_equal(mask, [[[False, False, False]]])  # windows [0, 1] and [1]
+    mask = OPS["max_pool2d"].kinks([w], pool_params(kernel_size=(1, 2), stride=1))
+    np.testing.assert_array_equal(mask, [[[False, True, True]]])
 
 
-@pytest.mark.parametrize("example", [e for e in EXAMPLES if e.op == "max_pool2d"], ids=str)
+@pytest.mark.parametrize("example", [e for e in EXAMPLES if e.op in MAX_POOLS], ids=str)
 def test_max_pool_examples_have_no_ties(example: Example) -> None:
     # Otherwise the three-way checks above would compare at a kink.
-    assert not OPS["max_pool2d"].kinks(sample(example), example.full_params).any()
+    assert not OPS[example.op].kinks(sample(example), example.full_params).any()
 
 
 # --- cross_entropy's class range ------------------------------------------------------------

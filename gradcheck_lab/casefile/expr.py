@@ -282,8 +282,11 @@ class _Builder:
         for slot, arg in self.positional_slots(op, node, tensor_names, list(visible)):
             if slot in visible:
                 params[slot] = self.param_value(op.name, visible[slot], arg)
-            else:
+            elif not _is_none(arg):
                 self.add_tensors(op, tensors, tensor_names.index(slot), arg)
+            elif tensor_names.index(slot) < op.min_args:
+                raise self.fail(f"{op.name}(): {slot} is required, not None", arg)
+            # else an optional tensor given as None is not given (conv2d(x, w, None, 2))
         for keyword in node.keywords:
             if keyword.arg is None:
                 raise self.fail("**kwargs are not allowed", node)
@@ -376,6 +379,9 @@ class _Builder:
                             "characters)", node)
         if param.kind == "float":
             return self.float_value(op_name, param, node)
+        if param.kind == "dims" and param.choices and isinstance(node, ast.Constant) and \
+                isinstance(node.value, str):  # conv's padding="same"
+            return self.string_value(op_name, param, node)
         if param.kind == "dims" and isinstance(node, (ast.Tuple, ast.List)):
             if len(node.elts) > 16:
                 raise self.fail(f"{op_name}(): {param.name}= lists at most 16 dims", node)

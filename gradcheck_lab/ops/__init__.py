@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gradcheck_lab.ops.activations import ACTIVATIONS
+from gradcheck_lab.ops.attention import ATTENTION
 from gradcheck_lab.ops.base import ArgInfo, Op, Param, Params, ParamValue, Shape, suggest
 from gradcheck_lab.ops.conditions import CONDITIONS
 from gradcheck_lab.ops.contractions import CONTRACTIONS
@@ -14,6 +15,8 @@ from gradcheck_lab.ops.linalg import LINALG
 from gradcheck_lab.ops.losses import LOSSES
 from gradcheck_lab.ops.moments import MOMENTS
 from gradcheck_lab.ops.nn import NN
+from gradcheck_lab.ops.normalization import NORMALIZATION
+from gradcheck_lab.ops.pooling import POOLING
 from gradcheck_lab.ops.reductions import REDUCTIONS
 from gradcheck_lab.ops.scans import SCANS
 from gradcheck_lab.ops.shape import SHAPE_OPS
@@ -23,7 +26,7 @@ from gradcheck_lab.ops.structure import STRUCTURE
 OPS: dict[str, Op] = {op.name: op for op in [*OPERATORS, *FUNCTIONS, *BINARY, *ACTIVATIONS,
                                              *CONDITIONS, *REDUCTIONS, *EXTREMA, *MOMENTS,
                                              *SCANS, *LINALG, *CONTRACTIONS, *SOFTMAX_OPS,
-                                             *CLASSIFICATION, *NN,
-                                             *SHAPE_OPS, *STRUCTURE, *CONV, *LOSSES]}
+                                             *CLASSIFICATION, *NN, *NORMALIZATION, *ATTENTION,
+                                             *SHAPE_OPS, *STRUCTURE, *CONV, *POOLING, *LOSSES]}
 
 __all__ = ["OPS", "ArgInfo", "Op", "Param", "ParamValue", "Params", "Shape", "suggest"]

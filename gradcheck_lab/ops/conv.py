@@ -1,18 +1,20 @@
-"""Convolution and pooling: conv2d and max_pool2d, with torch semantics.
+"""Convolutions with torch semantics: conv1d conv2d conv3d and conv_transpose1d/2d/3d, with
+``stride``, ``padding`` (ints, or "same"/"valid" for the forward convolutions), ``dilation``,
+``groups`` and, for the transposed ones, ``output_padding``.
 
-Inputs are (N, C, H, W) or unbatched (C, H, W), as torch accepts. ``stride``, ``padding`` and
-``kernel_size`` take an int or a pair (height, width). The numpy forms work on strided views of
-the windows (im2col without the copy) and ``tensordot``; the sympy forms are explicit loops over
-object arrays, written independently of the numpy ones so that the tests compare two codings.
+Three numpy kernels serve all six ops, since a transposed convolution is the adjoint of a
+convolution in its input: ``_correlate`` (the forward), ``_input_adjoint`` (what the forward's
+VJP gives x, and the transposed forward) and ``_weight_adjoint`` (what it gives w). The sympy
+forms are explicit loops over object arrays, a gather for the convolution and a scatter for the
+transposed one, written independently of the numpy kernels so the tests compare two codings.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from gradcheck_lab.errors import SpecError
 from gradcheck_lab.ops.base import (
@@ -22,289 +24,376 @@ from gradcheck_lab.ops.base import (
     Op,
     Param,
     Params,
-    ParamValue,
     Shape,
     linear_magnitudes,
     object_array,
     torch_module,
 )
-
-Pair = tuple[int, int]
-# The numpy forms materialize the zero-padded input and the windows (N·oH·oW·C·kH·kW values for
-# conv2d): refuse settings that would make either larger than the loader lets any node be, at
-# load time, rather than run out of memory later (torch itself never materializes them).
-MAX_WORK_ELEMENTS = 100_000_000
-
-
-def _pair(value: ParamValue, op: str, name: str, minimum: int) -> Pair:
-    """An int or a pair of ints, each at least ``minimum``."""
-    if isinstance(value, bool) or value is None:
-        raise SpecError(f"{op}(): {name}= needs an int or a pair of ints")
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2:
-        raise SpecError(f"{op}(): {name}={list(pair)} needs one int or two (height, width)")
-    if min(pair) < minimum:
-        raise SpecError(f"{op}(): {name}= must be at least {minimum}, got {value}")
-    return pair[0], pair[1]
-
-
-def _spatial(shape: Shape, op: str, what: str) -> None:
-    if len(shape) not in (3, 4):
-        raise SpecError(f"{op}(): {what} must be (N, C, H, W) or (C, H, W), got shape "
-                        f"{list(shape)}")
-
-
-def _out_size(size: int, kernel: int, stride: int, padding: int, op: str, axis: str) -> int:
-    if size + 2 * padding < kernel:
-        padded = f" padded to {size + 2 * padding}" if padding else ""
-        raise SpecError(f"{op}(): the kernel's {axis} {kernel} is larger than the input's "
-                        f"{axis} {size}{padded}")
-    return (size + 2 * padding - kernel) // stride + 1
-
-
-def _check_work(op: str, what: str, elements: int) -> None:
-    if elements > MAX_WORK_ELEMENTS:
-        raise SpecError(f"{op}(): {what} would hold {elements} elements (limit "
-                        f"{MAX_WORK_ELEMENTS}); use a smaller kernel, a larger stride or less "
-                        "padding")
-
-
-def _batched(x: np.ndarray) -> np.ndarray:
-    """(C, H, W) as a batch of one, so that one code path serves both layouts."""
-    return x[np.newaxis] if np.ndim(x) == 3 else x
-
-
-def _windows(x: np.ndarray, kernel: Pair, stride: Pair) -> np.ndarray:
-    """(..., H, W) -> (..., out H, out W, kH, kW): a strided view, no copy."""
-    view = sliding_window_view(x, kernel, axis=(-2, -1))
-    return view[..., ::stride[0], ::stride[1], :, :]
-
-
-# --- conv2d ------------------------------------------------------------------------------------
-
-
-def _conv_settings(params: Params) -> tuple[Pair, Pair]:
-    return (_pair(params["stride"], "conv2d", "stride", 1),
-            _pair(params["padding"], "conv2d", "padding", 0))
-
-
-def _conv_shape(args: Sequence[ArgInfo], params: Params) -> Shape:
-    x, weight = args[0].shape, args[1].shape
-    _spatial(x, "conv2d", "x")
-    if len(weight) != 4:
-        raise SpecError(f"conv2d(x, w, b): w must be 4-d (out channels, in channels, kH, kW), "
-                        f"got shape {list(weight)}")
-    if x[-3] != weight[1]:
-        raise SpecError(f"conv2d(x, w, b): x has {x[-3]} channels (dim {len(x) - 3} of shape "
-                        f"{list(x)}) but w expects {weight[1]} (shape {list(weight)})")
-    if len(args) == 3 and args[2].shape != (weight[0],):
-        raise SpecError(f"conv2d(x, w, b): b must have shape [{weight[0]}], got "
-                        f"{list(args[2].shape)}")
-    stride, padding = _conv_settings(params)
-    height = _out_size(x[-2], weight[2], stride[0], padding[0], "conv2d", "height")
-    width = _out_size(x[-1], weight[3], stride[1], padding[1], "conv2d", "width")
-    lead = math.prod(x[:-2])  # batch × channels
-    _check_work("conv2d", "the padded input",
-                lead * (x[-2] + 2 * padding[0]) * (x[-1] + 2 * padding[1]))
-    _check_work("conv2d", "the windows", lead * height * width * weight[2] * weight[3])
-    return (*x[:-3], weight[0], height, width)
-
-
-def _pad(x: np.ndarray, padding: Pair) -> np.ndarray:
-    return np.pad(x, ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2))
-
-
-def _conv_numpy(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
-    x, weight = _batched(args[0]), args[1]
-    stride, padding = _conv_settings(params)
-    windows = _windows(_pad(x, padding), weight.shape[2:], stride)  # (N, C, oH, oW, kH, kW)
-    out = np.moveaxis(np.tensordot(windows, weight, axes=([1, 4, 5], [1, 2, 3])), -1, 1)
-    if len(args) == 3:
-        out = out + args[2][:, np.newaxis, np.newaxis]
-    return out[0] if np.ndim(args[0]) == 3 else out
-
-
-def _conv_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
-              needs: Sequence[bool]) -> Gradients:
-    """y[n,o,h,w] = b[o] + sum x_pad[n,c,h s + i,w s + j] w[o,c,i,j]: db sums dy, dw correlates
-    dy with the windows, dx scatters dy · w back over every window position (then unpads)."""
-    x, weight = _batched(args[0]), args[1]
-    g = _batched(np.asarray(g))
-    stride, padding = _conv_settings(params)
-    kernel = weight.shape[2:]
-    grads: list[np.ndarray | None] = [None] * len(args)
-    if needs[0]:
-        spread = np.tensordot(g, weight, axes=([1], [0]))  # (N, oH, oW, C, kH, kW)
-        padded = np.zeros(_pad(x, padding).shape)
-        rows, cols = g.shape[2], g.shape[3]
-        for i in range(kernel[0]):
-            for j in range(kernel[1]):
-                padded[:, :, i:i + stride[0] * (rows - 1) + 1:stride[0],
-                       j:j + stride[1] * (cols - 1) + 1:stride[1]] += np.moveaxis(
-                           spread[..., i, j], -1, 1)
-        dx = padded[:, :, padding[0]:padding[0] + x.shape[2], padding[1]:padding[1] + x.shape[3]]
-        grads[0] = dx[0] if np.ndim(args[0]) == 3 else dx
-    if needs[1]:
-        windows = _windows(_pad(x, padding), kernel, stride)
-        grads[1] = np.tensordot(g, windows, axes=([0, 2, 3], [0, 2, 3]))
-    if len(args) == 3 and needs[2]:
-        grads[2] = g.sum(axis=(0, 2, 3))
-    return grads
-
-
-def _conv_sympy(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
-    x, weight = _batched(args[0]), args[1]
-    stride, padding = _conv_settings(params)
-    batch, channels, height, width = x.shape
-    outs, _, kh, kw = weight.shape
-    padded = np.zeros((batch, channels, height + 2 * padding[0], width + 2 * padding[1]),
-                      dtype=object)
-    padded[:, :, padding[0]:padding[0] + height, padding[1]:padding[1] + width] = x
-    rows = (height + 2 * padding[0] - kh) // stride[0] + 1
-    cols = (width + 2 * padding[1] - kw) // stride[1] + 1
-    out = np.empty((batch, outs, rows, cols), dtype=object)
-    for n, o, r, c in np.ndindex(*out.shape):
-        total = args[2][o] if len(args) == 3 else 0
-        for channel, i, j in np.ndindex(channels, kh, kw):
-            pixel = padded[n, channel, r * stride[0] + i, c * stride[1] + j]
-            total = total + pixel * weight[o, channel, i, j]
-        out[n, o, r, c] = total
-    return object_array(out[0] if np.ndim(args[0]) == 3 else out)
-
-
-def _conv_torch(args: Sequence[object], params: Params) -> object:
-    stride, padding = _conv_settings(params)
-    return torch_module().nn.functional.conv2d(*args, stride=stride, padding=padding)
-
-
-CONV2D = Op(
-    name="conv2d",
-    arg_names=("input", "weight", "bias"),
-    group="nn",
-    doc=("`input` `(N, C, H, W)` or `(C, H, W)`, `weight` `(O, C, kH, kW)`, `bias` optional; "
-         "`stride`, `padding` an int or `(h, w)`"),
-    min_args=2,
-    max_args=3,
-    params=(Param("stride", "dims", default=1), Param("padding", "dims", default=0)),
-    shape=_conv_shape,
-    torch=_conv_torch,
-    numpy=_conv_numpy,
-    vjp=_conv_vjp,
-    vjp_magnitude=linear_magnitudes(_conv_vjp),  # linear in x, in w and in b
-    sympy=_conv_sympy,
+from gradcheck_lab.ops.windows import (
+    Geometry,
+    batched,
+    check_layout,
+    check_window_work,
+    crop,
+    pad,
+    per_dim,
+    scatter_windows,
+    unbatched,
+    window_view,
 )
 
-
-# --- max_pool2d --------------------------------------------------------------------------------
-
-
-def _pool_settings(params: Params) -> tuple[Pair, Pair]:
-    kernel = _pair(params["kernel_size"], "max_pool2d", "kernel_size", 1)
-    stride = params["stride"]
-    return kernel, kernel if stride is None else _pair(stride, "max_pool2d", "stride", 1)
+_SPATIAL = "xyz"  # einsum letters for up to three output positions
+_KERNEL = "ijk"  # and kernel offsets
 
 
-def _pool_shape(args: Sequence[ArgInfo], params: Params) -> Shape:
-    x = args[0].shape
-    _spatial(x, "max_pool2d", "x")
-    kernel, stride = _pool_settings(params)
-    height = _out_size(x[-2], kernel[0], stride[0], 0, "max_pool2d", "height")
-    width = _out_size(x[-1], kernel[1], stride[1], 0, "max_pool2d", "width")
-    _check_work("max_pool2d", "the windows", math.prod(x[:-2]) * height * width * math.prod(kernel))
-    return (*x[:-2], height, width)
+def _letters(d: int) -> tuple[str, str]:
+    return _SPATIAL[:d], _KERNEL[:d]
 
 
-def _pool_windows(x: np.ndarray, params: Params) -> tuple[np.ndarray, np.ndarray]:
-    """The windows of x flattened, (..., oH, oW, kH·kW), and for each window element its flat
-    index within one (H, W) plane, (oH, oW, kH·kW)."""
-    kernel, stride = _pool_settings(params)
-    windows = _windows(x, kernel, stride)
-    plane = np.arange(x.shape[-2] * x.shape[-1]).reshape(x.shape[-2:])
-    where = _windows(plane, kernel, stride)
-    return (windows.reshape(*windows.shape[:-2], -1), where.reshape(*where.shape[:-2], -1))
+# --- geometry ----------------------------------------------------------------------------------
 
 
-def _scatter(values: np.ndarray, positions: np.ndarray, shape: Shape) -> np.ndarray:
-    """Sum ``values`` (..., oH, oW) into planes of ``shape`` (..., H, W) at the in-plane flat
-    ``positions`` (same shape as ``values``)."""
-    planes = math.prod(shape[:-2])
-    plane_size = shape[-2] * shape[-1]
-    offsets = (np.arange(planes) * plane_size).reshape(*shape[:-2], 1, 1)
-    total = np.bincount((positions + offsets).ravel(), weights=values.ravel(),
-                        minlength=planes * plane_size)
-    return total.reshape(shape)
+def _padding(value: object, d: int, op: str, extent: Sequence[int],
+             stride: Sequence[int]) -> tuple[tuple[int, int], ...]:
+    """padding= as (before, after) per dim: symmetric ints, "valid" (none) or "same" (the output
+    as long as the input; an odd total puts the extra element after, as torch does)."""
+    if value == "valid":
+        return ((0, 0),) * d
+    if value == "same":
+        if any(s != 1 for s in stride):
+            raise SpecError(f"{op}(): padding='same' needs stride=1 (torch refuses it too)")
+        return tuple(((span - 1) // 2, span - 1 - (span - 1) // 2) for span in extent)
+    return tuple((p, p) for p in per_dim(value, d, op, "padding", 0))  # type: ignore[arg-type]
 
 
-def _pool_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
-              needs: Sequence[bool]) -> Gradients:
-    """The cotangent of each window goes to its max, the first one in row-major order where
-    several tie (as torch's CPU kernel picks; ties are reported as kinks anyway)."""
-    x = args[0]
-    windows, where = _pool_windows(x, params)
-    chosen = np.argmax(windows, axis=-1)
-    positions = np.take_along_axis(np.broadcast_to(where, windows.shape),
-                                   chosen[..., np.newaxis], axis=-1)[..., 0]
-    return [_scatter(np.asarray(g, dtype=np.float64), positions, np.shape(x))]
+def _geometry(name: str, d: int, weight: Shape, params: Params) -> Geometry:
+    kernel = tuple(weight[2:])
+    stride = per_dim(params["stride"], d, name, "stride", 1)
+    dilation = per_dim(params["dilation"], d, name, "dilation", 1)
+    extent = tuple(dil * (k - 1) + 1 for k, dil in zip(kernel, dilation, strict=True))
+    if name.startswith("conv_transpose"):  # no "same" or "valid" there
+        padding = tuple((p, p) for p in per_dim(params["padding"], d, name, "padding", 0))
+    else:
+        padding = _padding(params["padding"], d, name, extent, stride)
+    return Geometry(kernel, stride, dilation, padding)
 
 
-def _pool_magnitude(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
-                    needs: Sequence[bool]) -> Gradients:
-    # One term per window, routed by the argmax of x itself (not of |x|).
-    return [np.abs(grad) for grad in _pool_vjp(np.abs(g), args, out, params, needs)]
+def _check_weight(name: str, d: int, weight: Shape, transposed: bool) -> None:
+    if len(weight) != d + 2:
+        layout = "in channels, out channels / groups" if transposed else \
+            "out channels, in channels / groups"
+        raise SpecError(f"{name}(x, w, b): w must be {d + 2}-d ({layout}, kernel), got shape "
+                        f"{list(weight)}")
 
 
-def _pool_kinks(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
-    """The elements of x that tie for the max of a window: there the max has no derivative."""
-    x = np.asarray(args[0])
-    windows, where = _pool_windows(x, params)
-    at_max = windows == np.max(windows, axis=-1, keepdims=True)
-    tied = at_max & (np.sum(at_max, axis=-1, keepdims=True) > 1)
-    positions = np.broadcast_to(where, windows.shape)
-    counts = np.zeros(np.shape(x))
-    for k in range(windows.shape[-1]):
-        counts += _scatter(tied[..., k].astype(np.float64), positions[..., k], np.shape(x))
-    return counts > 0
+def _group_counts(name: str, params: Params, channels: int, weight: Shape,
+                  transposed: bool) -> int:
+    """The output channels, checking the channel counts divide by groups as torch requires."""
+    groups = params["groups"]
+    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
+        raise SpecError(f"{name}(): groups= must be a positive int, got {groups}")
+    if transposed:
+        if weight[0] != channels:
+            raise SpecError(f"{name}(x, w, b): x has {channels} channels but w expects "
+                            f"{weight[0]} (its dim 0)")
+        if channels % groups:
+            raise SpecError(f"{name}(): groups={groups} does not divide the {channels} input "
+                            "channels")
+        return weight[1] * groups
+    if channels % groups or weight[0] % groups:
+        raise SpecError(f"{name}(): groups={groups} must divide the {channels} input channels "
+                        f"and the {weight[0]} output channels")
+    if weight[1] * groups != channels:
+        expects = f"{weight[1]} per group of {groups}" if groups > 1 else f"{weight[1]}"
+        raise SpecError(f"{name}(x, w, b): x has {channels} channels but w expects {expects} "
+                        f"(shape {list(weight)})")
+    return weight[0]
 
 
-def _pool_sympy(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
-    import sympy
+def _shape_rule(name: str, d: int, transposed: bool) -> Callable[..., Shape]:
+    def rule(args: Sequence[ArgInfo], params: Params) -> Shape:
+        x = args[0].shape
+        check_layout(x, d, name)
+        _check_weight(name, d, args[1].shape, transposed)
+        outs = _group_counts(name, params, x[-d - 1], args[1].shape, transposed)
+        if len(args) == 3 and args[2].shape != (outs,):
+            raise SpecError(f"{name}(x, w, b): b must have shape [{outs}], got "
+                            f"{list(args[2].shape)}")
+        geometry = _geometry(name, d, args[1].shape, params)
+        if transposed:
+            spatial = _transposed_sizes(name, x[-d:], geometry, params)
+            check_window_work(name, (*x[:-d - 1], outs, *spatial), geometry, x[-d:])
+        else:
+            spatial = geometry.out_sizes(x[-d:], name)
+            check_window_work(name, x, geometry, spatial)
+        return (*x[:-d - 1], outs, *spatial)
 
-    x = args[0]
-    kernel, stride = _pool_settings(params)
-    rows = (x.shape[-2] - kernel[0]) // stride[0] + 1
-    cols = (x.shape[-1] - kernel[1]) // stride[1] + 1
-    out = np.empty((*x.shape[:-2], rows, cols), dtype=object)
-    for index in np.ndindex(*out.shape):
-        *lead, r, c = index
-        window = x[(*lead, slice(r * stride[0], r * stride[0] + kernel[0]),
-                    slice(c * stride[1], c * stride[1] + kernel[1]))]
-        out[index] = sympy.Max(*window.ravel())
-    return object_array(out)
+    return rule
 
 
-def _pool_torch(args: Sequence[object], params: Params) -> object:
-    kernel, stride = _pool_settings(params)
-    return torch_module().nn.functional.max_pool2d(args[0], kernel, stride)
+def _transposed_sizes(name: str, spatial: Shape, geometry: Geometry,
+                      params: Params) -> tuple[int, ...]:
+    """(in - 1) stride - 2 padding + dilation (k - 1) + output_padding + 1, per dim."""
+    d = len(spatial)
+    extra = per_dim(params["output_padding"], d, name, "output_padding", 0)
+    sizes = []
+    for size, span, stride, dil, (low, high), more in zip(
+            spatial, geometry.extent, geometry.stride, geometry.dilation, geometry.padding,
+            extra, strict=True):
+        if more >= max(stride, dil):
+            raise SpecError(f"{name}(): output_padding={more} must be smaller than the stride "
+                            f"or the dilation ({max(stride, dil)})")
+        out = (size - 1) * stride - low - high + span + more
+        if out < 1:
+            raise SpecError(f"{name}(): padding={low} leaves no output (size {out})")
+        sizes.append(out)
+    return tuple(sizes)
 
 
-MAX_POOL2D = Op(
-    name="max_pool2d",
-    arg_names=("input",),
-    group="nn",
-    doc=("`stride` defaults to `kernel_size`, no padding; a window whose max is tied is a kink "
-         "(skipped, as relu at 0), except a tie among relu's zeros, where the gradient is 0 "
-         "whichever element wins"),
-    min_args=1,
-    max_args=1,
-    params=(Param("kernel_size", "dims", required=True), Param("stride", "dims")),
-    shape=_pool_shape,
-    torch=_pool_torch,
-    numpy=lambda args, p: np.max(_pool_windows(args[0], p)[0], axis=-1),
-    vjp=_pool_vjp,
-    vjp_magnitude=_pool_magnitude,
-    sympy=_pool_sympy,
-    kinks=_pool_kinks,
-    kink_where="where a window's maximum is tied",
-)
+# --- numpy kernels -----------------------------------------------------------------------------
 
-CONV = [CONV2D, MAX_POOL2D]
+
+def _by_group(array: np.ndarray, groups: int, axis: int) -> np.ndarray:
+    """Split ``axis`` into (groups, size / groups)."""
+    shape = array.shape
+    return array.reshape(*shape[:axis], groups, shape[axis] // groups, *shape[axis + 1:])
+
+
+def _correlate(x: np.ndarray, weight: np.ndarray, geometry: Geometry,
+               groups: int) -> np.ndarray:
+    """y[n, o, p] = sum over c in o's group, k: x_pad[n, c, p stride + k dilation] w[o, c, k],
+    for batched x (N, C, *spatial) and w (O, C / groups, *kernel)."""
+    out, kernel = _letters(len(geometry.kernel))
+    windows = _by_group(window_view(pad(x, geometry), geometry), groups, 1)
+    w = _by_group(weight, groups, 0)
+    y = np.einsum(f"ngc{out}{kernel},goc{kernel}->ngo{out}", windows, w, optimize=True)
+    return y.reshape(y.shape[0], -1, *y.shape[3:])
+
+
+def _input_adjoint(g: np.ndarray, weight: np.ndarray, geometry: Geometry, groups: int,
+                   spatial: Sequence[int]) -> np.ndarray:
+    """The VJP of ``_correlate`` in x: each output's cotangent times w, added back over its
+    window, then unpadded to ``spatial``."""
+    out, kernel = _letters(len(geometry.kernel))
+    spread = np.einsum(f"ngo{out},goc{kernel}->ngc{out}{kernel}", _by_group(g, groups, 1),
+                       _by_group(weight, groups, 0), optimize=True)
+    spread = spread.reshape(spread.shape[0], -1, *spread.shape[3:])
+    channels = spread.shape[1]
+    padded_shape = geometry.padded_shape((g.shape[0], channels, *spatial))
+    return crop(scatter_windows(spread, geometry, padded_shape), geometry, spatial)
+
+
+def _weight_adjoint(x: np.ndarray, g: np.ndarray, geometry: Geometry,
+                    groups: int) -> np.ndarray:
+    """The VJP of ``_correlate`` in w: the cotangent correlated with the input's windows."""
+    out, kernel = _letters(len(geometry.kernel))
+    windows = _by_group(window_view(pad(x, geometry), geometry), groups, 1)
+    dw = np.einsum(f"ngc{out}{kernel},ngo{out}->goc{kernel}", windows, _by_group(g, groups, 1),
+                   optimize=True)
+    return dw.reshape(-1, *dw.shape[2:])
+
+
+def _bias_shape(d: int) -> tuple[slice | None, ...]:
+    return (slice(None), *(None,) * d)
+
+
+# --- forms of the forward convolutions ---------------------------------------------------------
+
+
+def _settings(name: str, d: int, args: Sequence[np.ndarray], params: Params
+              ) -> tuple[Geometry, int]:
+    groups = params["groups"]
+    assert isinstance(groups, int)  # the shape rule checked it
+    return _geometry(name, d, np.shape(args[1]), params), groups
+
+
+def _conv_numpy(name: str, d: int) -> Callable[..., np.ndarray]:
+    def forward(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
+        geometry, groups = _settings(name, d, args, params)
+        y = _correlate(batched(args[0], d), args[1], geometry, groups)
+        if len(args) == 3:
+            y = y + args[2][_bias_shape(d)]
+        return unbatched(y, args[0], d)
+
+    return forward
+
+
+def _conv_vjp(name: str, d: int) -> Callable[..., Gradients]:
+    def vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
+            needs: Sequence[bool]) -> Gradients:
+        geometry, groups = _settings(name, d, args, params)
+        x, g = batched(args[0], d), batched(np.asarray(g, dtype=np.float64), d)
+        grads: list[np.ndarray | None] = [None] * len(args)
+        if needs[0]:
+            dx = _input_adjoint(g, args[1], geometry, groups, x.shape[2:])
+            grads[0] = unbatched(dx, args[0], d)
+        if needs[1]:
+            grads[1] = _weight_adjoint(x, g, geometry, groups)
+        if len(args) == 3 and needs[2]:
+            grads[2] = g.sum(axis=(0, *range(2, 2 + d)))
+        return grads
+
+    return vjp
+
+
+def _conv_sympy(name: str, d: int) -> Callable[..., np.ndarray]:
+    """A gather: each output element written out as its sum of products."""
+    def form(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
+        geometry, groups = _settings(name, d, args, params)
+        x, weight = batched(args[0], d), args[1]
+        padded = np.zeros(geometry.padded_shape(x.shape), dtype=object)
+        inner = tuple(slice(low, low + size) for (low, _), size
+                      in zip(geometry.padding, x.shape[2:], strict=True))
+        padded[(slice(None), slice(None), *inner)] = x
+        outs, per_group = weight.shape[0], weight.shape[1]
+        out = np.empty((x.shape[0], outs, *geometry.out_sizes(x.shape[2:], name)), dtype=object)
+        for n, o, *position in np.ndindex(*out.shape):
+            total = args[2][o] if len(args) == 3 else 0
+            first = (o // (outs // groups)) * per_group
+            for c, *offset in np.ndindex(per_group, *geometry.kernel):
+                at = tuple(p * s + k * dil for p, s, k, dil in zip(
+                    position, geometry.stride, offset, geometry.dilation, strict=True))
+                total = total + padded[(n, first + c, *at)] * weight[(o, c, *offset)]
+            out[(n, o, *position)] = total
+        return object_array(unbatched(out, args[0], d))
+
+    return form
+
+
+def _conv_torch(name: str, d: int) -> Callable[..., object]:
+    def lower(args: Sequence[object], params: Params) -> object:
+        function = getattr(torch_module().nn.functional, name)
+        with warnings.catch_warnings():
+            # "same" with an even kernel: torch warns that it copies the input to pad it,
+            # which is its business, not the user's.
+            warnings.filterwarnings("ignore", "Using padding='same'", UserWarning)
+            return function(*args, stride=params["stride"], padding=params["padding"],
+                            dilation=params["dilation"], groups=params["groups"])
+
+    return lower
+
+
+# --- forms of the transposed convolutions ------------------------------------------------------
+
+
+def _transposed_numpy(name: str, d: int) -> Callable[..., np.ndarray]:
+    def forward(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
+        geometry, groups = _settings(name, d, args, params)
+        x = batched(args[0], d)
+        spatial = _transposed_sizes(name, x.shape[2:], geometry, params)
+        y = _input_adjoint(x, args[1], geometry, groups, spatial)
+        if len(args) == 3:
+            y = y + args[2][_bias_shape(d)]
+        return unbatched(y, args[0], d)
+
+    return forward
+
+
+def _transposed_vjp(name: str, d: int) -> Callable[..., Gradients]:
+    """y is the input adjoint of a convolution with w, so dx is that convolution of dy and dw
+    its weight adjoint with the roles of input and cotangent swapped."""
+    def vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
+            needs: Sequence[bool]) -> Gradients:
+        geometry, groups = _settings(name, d, args, params)
+        x, g = batched(args[0], d), batched(np.asarray(g, dtype=np.float64), d)
+        grads: list[np.ndarray | None] = [None] * len(args)
+        if needs[0]:
+            grads[0] = unbatched(_correlate(g, args[1], geometry, groups), args[0], d)
+        if needs[1]:
+            grads[1] = _weight_adjoint(g, x, geometry, groups)
+        if len(args) == 3 and needs[2]:
+            grads[2] = g.sum(axis=(0, *range(2, 2 + d)))
+        return grads
+
+    return vjp
+
+
+def _transposed_sympy(name: str, d: int) -> Callable[..., np.ndarray]:
+    """A scatter: each input element times each weight added at the output it reaches."""
+    def form(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
+        geometry, groups = _settings(name, d, args, params)
+        x, weight = batched(args[0], d), args[1]
+        spatial = _transposed_sizes(name, x.shape[2:], geometry, params)
+        per_group_in, per_group_out = x.shape[1] // groups, weight.shape[1]
+        full = np.zeros(geometry.padded_shape((x.shape[0], per_group_out * groups, *spatial)),
+                        dtype=object)
+        for n, c, *position in np.ndindex(*x.shape):
+            first = (c // per_group_in) * per_group_out
+            for o, *offset in np.ndindex(per_group_out, *geometry.kernel):
+                at = tuple(p * s + k * dil for p, s, k, dil in zip(
+                    position, geometry.stride, offset, geometry.dilation, strict=True))
+                full[(n, first + o, *at)] += x[(n, c, *position)] * weight[(c, o, *offset)]
+        out = crop(full, geometry, spatial)
+        if len(args) == 3:
+            out = out + args[2][_bias_shape(d)]
+        return object_array(unbatched(out, args[0], d))
+
+    return form
+
+
+def _transposed_torch(name: str) -> Callable[..., object]:
+    def lower(args: Sequence[object], params: Params) -> object:
+        function = getattr(torch_module().nn.functional, name)
+        return function(*args, stride=params["stride"], padding=params["padding"],
+                        output_padding=params["output_padding"], groups=params["groups"],
+                        dilation=params["dilation"])
+
+    return lower
+
+
+# --- the ops -----------------------------------------------------------------------------------
+
+_LAYOUT_DOC = {1: "`(N, C, L)` or `(C, L)`", 2: "`(N, C, H, W)` or `(C, H, W)`",
+               3: "`(N, C, D, H, W)` or `(C, D, H, W)`"}
+
+
+def _convolution(d: int) -> Op:
+    name = f"conv{d}d"
+    return Op(
+        name=name,
+        arg_names=("input", "weight", "bias"),
+        positional=("input", "weight", "bias", "stride", "padding", "dilation", "groups"),
+        group="nn",
+        doc=(f"`input` {_LAYOUT_DOC[d]}, `weight` `(O, C / groups, *kernel)`, `bias` optional; "
+             "`stride`, `padding` (or `'same'`, `'valid'`), `dilation` an int or one per dim; "
+             "`groups`"),
+        min_args=2,
+        max_args=3,
+        params=(Param("stride", "dims", default=1),
+                Param("padding", "dims", default=0, choices=("same", "valid")),
+                Param("dilation", "dims", default=1), Param("groups", "int", default=1)),
+        shape=_shape_rule(name, d, transposed=False),
+        torch=_conv_torch(name, d),
+        numpy=_conv_numpy(name, d),
+        vjp=_conv_vjp(name, d),
+        vjp_magnitude=linear_magnitudes(_conv_vjp(name, d)),  # linear in x, in w and in b
+        sympy=_conv_sympy(name, d),
+    )
+
+
+def _transposed_convolution(d: int) -> Op:
+    name = f"conv_transpose{d}d"
+    return Op(
+        name=name,
+        arg_names=("input", "weight", "bias"),
+        positional=("input", "weight", "bias", "stride", "padding", "output_padding", "groups",
+                    "dilation"),
+        group="nn",
+        doc=(f"the adjoint of conv{d}d in its input: `input` {_LAYOUT_DOC[d]}, `weight` "
+             "`(C, O / groups, *kernel)`; `stride`, `padding`, `output_padding`, `groups`, "
+             "`dilation`"),
+        min_args=2,
+        max_args=3,
+        params=(Param("stride", "dims", default=1), Param("padding", "dims", default=0),
+                Param("output_padding", "dims", default=0), Param("groups", "int", default=1),
+                Param("dilation", "dims", default=1)),
+        shape=_shape_rule(name, d, transposed=True),
+        torch=_transposed_torch(name),
+        numpy=_transposed_numpy(name, d),
+        vjp=_transposed_vjp(name, d),
+        vjp_magnitude=linear_magnitudes(_transposed_vjp(name, d)),
+        sympy=_transposed_sympy(name, d),
+    )
+
+
+CONV = [*(_convolution(d) for d in (1, 2, 3)), *(_transposed_convolution(d) for d in (1, 2, 3))]

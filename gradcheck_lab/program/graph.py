@@ -15,6 +15,7 @@ from fractions import Fraction
 
 from gradcheck_lab.errors import SpecError
 from gradcheck_lab.ops import OPS, ArgInfo, Op, ParamValue, Shape, suggest
+from gradcheck_lab.ops.base import GIVEN
 from gradcheck_lab.program.ir import Call, Const, Expr, Name
 
 DEFAULT_MAX_NODE_ELEMENTS = 100_000_000
@@ -130,7 +131,7 @@ class ProgramBuilder:
         """A node applying op ``name`` to nodes ``args``, checked; a composite's expansion."""
         op = OPS[name]
         infos = [_info(self.nodes[index]) for index in args]
-        _check_kinds(op, [self.nodes[index] for index in args], offset)
+        _check_kinds(op, [self.nodes[index] for index in args], dict(params), offset)
         try:
             shape = tuple(op.shape(infos, dict(params)))
         except SpecError as exc:
@@ -185,8 +186,14 @@ def result_kind(op: Op, args: list[ArgInfo]) -> str:
     return "int" if operands and all(a.is_integer for a in operands) else "real"
 
 
-def _check_kinds(op: Op, args: list[Node], offset: int | None) -> None:
-    for position, node in enumerate(args):
+def _check_kinds(op: Op, args: list[Node], params: dict[str, ParamValue],
+                 offset: int | None) -> None:
+    # An op that takes GIVEN (optional tensors skipped by keyword) gets only the tensors the
+    # call gave: its kind sets name positions in its signature, not in that shorter list
+    # (batch_norm(x, weight=w, training=True): w fills the weight slot, not running_mean's).
+    given = params.get(GIVEN)
+    positions = given if isinstance(given, tuple) else range(len(args))
+    for position, node in zip(positions, args, strict=True):
         what = node.name or f"argument {position + 1}"
         names = op.arg_names
         if position in op.nondifferentiable_args and not node.is_integer and node.needs_grad:
