@@ -87,12 +87,23 @@ from gradcheck_lab.casefile import build_case
 from gradcheck_lab.oracles import symbolic
 from gradcheck_lab.oracles.base import make_probes
 from gradcheck_lab.oracles.points import Point
-case = build_case({"inputs": {"x": [0.5, 2.0], "W": [[1, 2], [3, 4]]},
-                   "output": "sum(tanh(W @ x))"}, label="t", base_dir=None, default_name="t")
-point = Point("float64", {"x": np.array([0.5, 2.0]), "W": np.array([[1., 2.], [3., 4.]])}, {})
-probes = make_probes((), 0)
-for mode in ("exact", "sweep"):
-    symbolic.gradients(case.program, point, probes, mode=mode)
+rng = np.random.default_rng(0)
+x, W = rng.uniform(0.1, 1.0, (1, 2, 4, 4)), rng.uniform(-1.0, 1.0, (2, 2, 2, 2))
+# The reach of the language: convolutions, pooling, composites (losses, norms, attention),
+# structure and activations, each in both symbolic modes.
+for output in ["sum(tanh(conv2d(x, W, padding='same')))",
+               "sum(max_pool2d(x, 3, 1, 1) * avg_pool2d(x, 3, 1, 1, True))",
+               "sum(conv_transpose2d(adaptive_avg_pool2d(x, 2), W, stride=2))",
+               "smooth_l1_loss(batch_norm(x, None, None, training=True), gelu(x))",
+               "sum(scaled_dot_product_attention(x[0], x[0], x[0], is_causal=True))",
+               "cross_entropy(cat([x[0, 0], pad(x[0, 1], (1, 1))[:, 1:-1]]), "
+               "softmax(repeat_interleave(x[0, 1], 2, 0), 1), label_smoothing=0.1)"]:
+    case = build_case({"inputs": {"x": x.tolist(), "W": W.tolist()}, "output": output},
+                      label="t", base_dir=None, default_name="t")
+    point = Point("float64", {"x": x, "W": W}, {})
+    probes = make_probes((), 0)
+    for mode in ("exact", "sweep"):
+        symbolic.gradients(case.program, point, probes, mode=mode)
 print("torch" in sys.modules)
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,

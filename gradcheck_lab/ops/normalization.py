@@ -5,8 +5,8 @@ oracle, the rule sweep and the kink report see every step. Each keeps torch's fu
 torch form, which tests/test_ops.py confirms the definition against (values and gradients).
 
 Spelling: torch's names, positional order, keywords and defaults; an optional tensor is
-left out, or given as ``name=None`` (``batch_norm(x, running_mean=None, running_var=None,
-training=True)``). rms_norm needs its eps (see ``_rms_norm_shape``); dropout is the identity
+left out, or given as None by keyword or in its place (``batch_norm(x, None, None, w, b,
+True)``). rms_norm needs its eps (see ``_rms_norm_shape``); dropout is the identity
 or refused. (layer_norm has a closed form of its own in ``ops.nn``.)
 """
 
