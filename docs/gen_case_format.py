@@ -78,7 +78,10 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
             "are a mapping of names to expressions (`{o: weights @ v, attn: weights}`): the "
             "impl returns a tuple in that order or a dict, every output's Jacobian is checked "
             "jointly (cotangents on all outputs at once, and on each alone), and a mismatch "
-            "names its output. `expect.value` is for a single output."),
+            "names its output. `expect.value` is for a single output. Left out in a case "
+            "with an `impl`, the spec is traced from the impl's own forward (the aten ops it "
+            "runs at the first point); `let`, `expect`, `training` and `surrogate` then need "
+            "a written output."),
         "impl": (
             "`FILE.py:NAME`: a top-level callable in a Python file next to the case file, "
             "called with every input and every constant as keyword arguments. Autograd and "

@@ -126,8 +126,8 @@ def test_an_invalid_file_is_one_failing_item_with_its_one_line_message(
                                  "cases/c_wrong.yaml::wrong_expect[float64-cpu]"]
     result = pytester.runpytest("-q", "-k", "not wrong")
     result.assert_outcomes(passed=1, failed=1, deselected=1)
-    message = ("cases/b_broken.yaml:3: outptu: unknown key 'outptu' (did you mean 'output'?) "
-               "(and 1 more problem(s) in this case)")
+    # (output may be left out when an impl traces the spec, so the typo is the one problem)
+    message = "cases/b_broken.yaml:3: outptu: unknown key 'outptu' (did you mean 'output'?)"
     failure = result.stdout.str().split("= FAILURES =")[1].split("short test summary")[0]
     body = [line for line in failure.splitlines()[1:] if line.strip() and "___" not in line]
     assert body[0] == message

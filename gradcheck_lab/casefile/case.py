@@ -120,6 +120,9 @@ class Case:
     outputs: tuple[tuple[str, Shape], ...] = ()
     module_params: Mapping[str, str] = field(default_factory=dict)
     surrogates: Mapping[str, Program] = field(default_factory=dict)
+    # No output: written: ``program`` is a placeholder until the check traces the impl's
+    # forward (oracles.trace) and puts the traced program in its place.
+    traced: bool = False
 
     def line_of(self, key: str) -> int | None:
         """The line of ``key`` ("let.q", "output", ...) or of its closest parent."""

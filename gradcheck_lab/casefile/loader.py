@@ -222,6 +222,19 @@ class _CaseBuilder:
         return self.error(path, message)
 
     # -- building -------------------------------------------------------------------------
+    def placeholder_output(self, model: CaseModel, builder: ProgramBuilder,
+                           impl: Callable[..., Any] | None) -> int:
+        """A case without output: needs an impl, whose forward the check traces; what needs
+        the spec at load time (let, expect, training, surrogate) needs a written output."""
+        if model.impl is None and impl is None:
+            raise self.error(("output",), "missing required key 'output' (or give impl: to "
+                                          "trace the spec from the impl's forward)")
+        for key in ("let", "expect", "training", "surrogate"):
+            if getattr(model, key) is not None:
+                raise self.error((key,), f"{key}: needs a written output: (the spec is traced "
+                                         "from the impl's forward only when the check runs)")
+        return builder.add_expression(Const(Fraction(0), None), "impl")
+
     def build(self, model: CaseModel, base_dir: Path | None, default_name: str,
               impl: Callable[..., Any] | None) -> Case:
         inputs = self.inputs(model)
@@ -240,7 +253,11 @@ class _CaseBuilder:
             if name in builder.inputs:
                 raise self.error(("let", name), f"{name!r} is already an input")
             self.expression(builder, ("let", name), text, lambda e, n=name: builder.add_let(n, e))
-        output, outputs = calling.add_outputs(self, model, builder)
+        traced = model.output is None
+        if traced:
+            output, outputs = self.placeholder_output(model, builder, impl), ()
+        else:
+            output, outputs = calling.add_outputs(self, model, builder)
         if outputs and model.expect is not None and model.expect.value is not None:
             raise self.error(("expect", "value"), "expect.value is for a single output; "
                                                   "with named outputs, expect each as a let")
@@ -267,6 +284,7 @@ class _CaseBuilder:
                                                 has_impl=impl is not None or bool(model.impl)),
             surrogates=calling.surrogates(self, model, inputs, builder.nodes[output].shape,
                                           constants, self.limits.max_node_elements),
+            traced=traced,
             **copied_keys(model),
         )
 

@@ -514,8 +514,9 @@ class CaseModel(_Strict):
     inputs: dict[Identifier, InputSpecModel] = Field(min_length=1)
     let: dict[Identifier, Expression] | None = None
     # One expression, or several by name ({o: ..., attn: ...}): the impl returns a tuple in
-    # that order or a dict, and every output's Jacobian is checked jointly.
-    output: Expression | dict[Identifier, Expression]
+    # that order or a dict, and every output's Jacobian is checked jointly. Left out with an
+    # impl: the spec is traced from the impl's own forward (oracles.trace).
+    output: Expression | dict[Identifier, Expression] | None = None
     impl: str | None = None
     # Values the impl gets as keyword arguments (MulConstant's 5.0, a reversal's lambd); the
     # numbers are names in the expressions too.
@@ -571,6 +572,8 @@ def case_file_json_schema() -> dict[str, Any]:
     models that validate cases, so the two cannot drift."""
     case = CaseModel.model_json_schema(ref_template="#/$defs/{model}")
     definitions = case.pop("$defs", {})
+    # A case writes its spec (output) or has it traced from an impl: one of the two.
+    case["anyOf"] = [{"required": ["output"]}, {"required": ["impl"]}]
     definitions["Case"] = case
     definitions["NestedNumbers"] = {"anyOf": [
         {"type": "number"},

@@ -11,13 +11,15 @@ from gradcheck_lab.results import Result
 API_LABEL = "<check>"  # what errors of a case built in Python name as its file
 
 
-def check(output: str | Mapping[str, str], inputs: Mapping[str, Any], *,
+def check(output: str | Mapping[str, str] | None = None,
+          inputs: Mapping[str, Any] | None = None, *,
           impl: Callable[..., Any] | None = None,
           let: Mapping[str, str] | None = None, expect: Mapping[str, Any] | None = None,
           name: str = "check", **settings: Any) -> list[Result]:
     """Check ``output`` (the spec, in the case language) and optionally ``impl`` against it.
 
-    ``output`` is one expression or several by name. ``inputs`` take the case-file forms
+    ``output`` is one expression or several by name; left out (None) with an ``impl``, the
+    spec is traced from the impl's own forward. ``inputs`` take the case-file forms
     (numbers, nested lists, ``{"shape": ..., "init": ...}``) and also numpy arrays or torch
     tensors. Every other key of a case file is a keyword here (``dtypes``, ``devices``,
     ``tolerance``, ``seed``, ``nondet_tol``, ``points``, ``avoid_kinks``, ``order``,
@@ -35,9 +37,12 @@ def check(output: str | Mapping[str, str], inputs: Mapping[str, Any], *,
     from gradcheck_lab.casefile import build_case
     from gradcheck_lab.pipeline import run_case
 
+    if inputs is None:
+        raise TypeError("check() needs inputs=")
     case_keys, run_settings = split_settings(settings)
-    data: dict[str, Any] = {"name": name, "inputs": dict(inputs), "output": output,
-                            **case_keys}
+    data: dict[str, Any] = {"name": name, "inputs": dict(inputs), **case_keys}
+    if output is not None:
+        data["output"] = output
     for key, value in (("let", let), ("expect", expect)):
         if value is not None:
             data[key] = dict(value)

@@ -210,9 +210,10 @@ def explain_command(args: argparse.Namespace) -> int:
     from gradcheck_lab.casefile.selection import select_case
     from gradcheck_lab.errors import GradcheckLabError
     from gradcheck_lab.inspect.explain import explain
+    from gradcheck_lab.pipeline.case_check import with_spec
 
     try:
-        case = select_case(args.case)
+        case = with_spec(select_case(args.case))
         text = explain(case, args.dtype or case.dtypes[0], latex=args.latex)
     except GradcheckLabError as error:
         return command_error(args.command, str(error))
@@ -225,6 +226,7 @@ def drawing_command(args: argparse.Namespace) -> int:
     from gradcheck_lab.casefile.selection import select_case
     from gradcheck_lab.errors import GradcheckLabError
     from gradcheck_lab.inspect.graph import FORMATS
+    from gradcheck_lab.pipeline.case_check import with_spec
 
     if args.output.suffix.lower() not in FORMATS:
         return command_error(args.command, f"-o {args.output}: the suffix chooses the format: "
@@ -233,7 +235,7 @@ def drawing_command(args: argparse.Namespace) -> int:
     if unwritable:
         return command_error(args.command, f"-o {args.output}: {unwritable}")
     try:
-        case = select_case(args.case)
+        case = with_spec(select_case(args.case))
         dtype = args.dtype or case.dtypes[0]
         if args.command == "graph":
             from gradcheck_lab.inspect import graph

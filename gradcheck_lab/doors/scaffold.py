@@ -16,9 +16,7 @@ inputs:                          # in order; each is one of:
   x: [0.5, -1.0, 2.0]            #   a number or nested list (differentiated)
   W: {{shape: [2, 3], init: randn, seed: 0}}   # randn | uniform | randint | zeros | ones
   c: {{value: [1.5, -0.5], requires_grad: false}}   # a constant, not differentiated
-let:                             # optional named steps, each may use the ones before
-  h: tanh(W @ x)
-output: sum(h * c)               # the spec: differentiated exactly by sympy
+{spec_lines}
 {impl_line}
 # expect:                        # optional hand-worked answers, checked too
 #   value: 1.23
@@ -57,13 +55,27 @@ def forward(x, W, c):
 '''
 
 
+WRITTEN_SPEC = """\
+let:                             # optional named steps, each may use the ones before
+  h: tanh(W @ x)
+output: sum(h * c)               # the spec: differentiated exactly by sympy"""
+
+# With an impl the spec is traced from its forward unless written; the written form is shown.
+TRACED_SPEC = """\
+# No output: the spec is traced from the impl's own forward, and sympy differentiates that.
+# A traced spec is only as right as the forward: when the forward itself is in doubt, write
+# the math by hand, which checks the forward too:
+# output: sum(tanh(W @ x) * c)"""
+
+
 def case_text(name: str, with_impl: bool) -> str:
     if with_impl:
         impl_line = f"impl: {name}_impl.py:forward    # the implementation under test"
     else:
         impl_line = (f"# impl: {name}_impl.py:forward  # optional: your torch code under test "
                      "(see `gradcheck-lab new --impl`)")
-    return CASE_TEMPLATE.format(name=name, impl_line=impl_line)
+    spec = TRACED_SPEC if with_impl else WRITTEN_SPEC
+    return CASE_TEMPLATE.format(name=name, impl_line=impl_line, spec_lines=spec)
 
 
 def impl_text(name: str) -> str:

@@ -100,8 +100,10 @@ class _Explainer:
               else f"{self.subject} (the first of the check's cotangents)")
         lines.append(f"point: {self.point.dtype}; gradients of {of}: {self.gradients.method}")
         if case.impl is not None:
+            spec = ("spec traced from the impl's forward (no output: written)" if case.traced
+                    else "spec (output:)")
             lines.append(f"impl {case.impl_label} is what autograd checks; this explains the "
-                         "spec (output:) that the symbolic oracle differentiates")
+                         f"{spec} that the symbolic oracle differentiates")
         lines += [f"note: {kink}" for kink in self.gradients.kinks]
         return lines
 

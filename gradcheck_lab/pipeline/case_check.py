@@ -29,6 +29,7 @@ from gradcheck_lab.oracles.base import Gradients, Point, Probe, independent
 from gradcheck_lab.oracles.function import FunctionUnderTest, device_available
 from gradcheck_lab.oracles.precision import Precision
 from gradcheck_lab.oracles.surrogate import with_surrogates, without_surrogates
+from gradcheck_lab.oracles.trace import Traced
 from gradcheck_lab.results import Result
 from gradcheck_lab.settings import Settings
 
@@ -38,13 +39,58 @@ FD_FOCUS_ELEMENTS = 16
 def run_case(case: Case, settings: Settings = Settings(),
              only: tuple[str, str] | None = None) -> Iterator[Result]:
     """One result per dtype × device (or only the one named by ``only``)."""
+    traced = None
+    if case.traced:
+        try:
+            case, traced = _traced(case)
+        except (SpecError, ImplError) as exc:
+            for dtype in case.dtypes:
+                for device in case.devices:
+                    if only is None or only == (dtype, device):
+                        yield CaseCheck(case, dtype, settings).failed(device, exc)
+            return
     for dtype in case.dtypes:
         devices = [d for d in case.devices if only is None or only == (dtype, d)]
         if not devices:
             continue
         check = CaseCheck(case, dtype, settings)
         for device in devices:
-            yield check.run(device)
+            result = check.run(device)
+            yield result if traced is None else _labelled(result, traced)
+
+
+def _traced(case: Case) -> tuple[Case, Traced]:
+    """The case with its spec traced from the impl's forward at the first point (float64)."""
+    from gradcheck_lab.oracles.points import make_point
+    from gradcheck_lab.oracles.trace import traced_case
+
+    return traced_case(case, make_point(case, "float64", 0).values)
+
+
+def with_spec(case: Case) -> Case:
+    """The case with its spec in place: a case without output: traced from its impl (which
+    runs here, in this process, as explain and graph need it)."""
+    if not case.traced:
+        return case
+    try:
+        return _traced(case)[0]
+    except (SpecError, ImplError) as exc:
+        message = exc.message if isinstance(exc, SpecError) else str(exc)
+        raise CaseError(case.file, case.line_of("impl"), "impl", message) from None
+
+
+def _labelled(result: Result, traced: Traced) -> Result:
+    """A traced spec says so where the symbolic oracle is named, and which casts it saw."""
+    oracles = dict(result.oracles)
+    if "symbolic" in oracles:
+        oracles["symbolic"] = f"{oracles['symbolic']}; {traced.label}"
+    notes = list(result.notes)
+    notes.append(f"{traced.label}, at the first point; a traced spec is as right as the "
+                 "forward (write output: to check the forward too)")
+    if traced.casts:
+        notes.append(f"the traced forward casts to {', '.join(traced.casts)} (the identity for "
+                     "the derivative)")
+    return dataclasses.replace(result, oracles=oracles, notes=notes)
 
 
 @dataclass(frozen=True)

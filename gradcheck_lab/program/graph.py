@@ -142,7 +142,7 @@ class ProgramBuilder:
                 f"{op.spelled} would produce shape {list(shape)} with {elements} elements "
                 f"(limit {self.max_node_elements})", offset)
         if op.expand is not None:
-            index = op.expand(_Expander(self, key, offset), args, dict(params))
+            index = op.expand(CallWriter(self, key, offset), args, dict(params))
             assert self.nodes[index].shape == shape, (name, self.nodes[index].shape, shape)
             return index
         kind = result_kind(op, infos)
@@ -211,9 +211,10 @@ def _check_kinds(op: Op, args: list[Node], params: dict[str, ParamValue],
                             "elementwise arithmetic promotes them)", offset)
 
 
-class _Expander:
-    """``ops.base.Expander`` for a composite being written into the program: its nodes get
-    the composite's key and offset, so that errors and reports point at the call."""
+class CallWriter:
+    """``ops.base.Expander``: calls of ops by name written into a program, for a composite's
+    expansion and for a spec traced from an impl; the nodes get the writer's key and offset,
+    so that errors and reports point at the call."""
 
     def __init__(self, builder: ProgramBuilder, key: str, offset: int | None) -> None:
         self.builder, self.key, self.offset = builder, key, offset

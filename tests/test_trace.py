@@ -1,0 +1,177 @@
+"""Specs traced from the impl's own forward (oracles/trace.py): a case with an impl and no
+output gets its program from the aten ops the forward ran, and the three oracles then run as
+for a written spec."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gradcheck_lab import check
+from gradcheck_lab.casefile import build_case
+from gradcheck_lab.casefile.yaml_reader import read_yaml
+from gradcheck_lab.errors import CaseError
+from gradcheck_lab.pipeline import run_case
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "tests" / "data" / "traced"
+FUNCTIONS = DATA / "functions.py"
+
+
+def traced(name: str, inputs: dict[str, Any], **keys: Any) -> list[Any]:
+    case = build_case({"name": name, "inputs": inputs, "impl": f"functions.py:{name}", **keys},
+                      label=str(DATA / "cases.yaml"), base_dir=DATA, default_name=name)
+    return list(run_case(case))
+
+
+def randn(*shape: int, seed: int = 0) -> dict[str, Any]:
+    return {"shape": list(shape), "init": "randn", "seed": seed}
+
+
+def test_a_custom_function_passes_on_its_traced_forward() -> None:
+    (result,) = traced("square_rows", {"x": randn(3, 4)})
+    assert result.status == "pass", result.message
+    assert result.oracles["symbolic"].endswith("spec traced from the impl's forward (2 aten ops)")
+    assert any("a traced spec is as right as the forward" in note for note in result.notes)
+
+
+def test_a_wrong_backward_fails_with_autograd_named() -> None:
+    (result,) = traced("square_rows_wrong", {"x": randn(3, 4)})
+    assert result.status == "fail"
+    assert "x: autograd is the odd one out" in result.message
+
+
+def test_a_plain_torch_mlp_at_mnist_size_passes_under_the_sweep() -> None:
+    inputs = {"x": {"shape": [64, 784], "init": "uniform", "low": 0, "high": 1,
+                    "requires_grad": False},
+              "W1": {"shape": [128, 784], "init": "uniform", "low": -0.0357, "high": 0.0357},
+              "b1": {"shape": [128], "init": "uniform", "low": -0.0357, "high": 0.0357},
+              "W2": {"shape": [10, 128], "init": "uniform", "low": -0.0884, "high": 0.0884},
+              "b2": {"shape": [10], "init": "uniform", "low": -0.0884, "high": 0.0884},
+              "target": {"shape": [64], "init": "randint", "low": 0, "high": 10}}
+    (result,) = traced("mlp", inputs)
+    assert result.status == "pass", result.message
+    assert result.oracles["symbolic"].startswith("rule sweep")
+    assert result.counts["symbolic_vs_autograd"] == 128 * 784 + 128 + 10 * 128 + 10
+
+
+def test_in_place_ops_rebind_the_tensor_they_change() -> None:
+    # relu(2x + 1) clamped at 2.5, times x: wrong if add_ or mul_ were dropped or applied to x.
+    (result,) = traced("in_place", {"x": [0.3, -0.2, 0.9, -0.7]})
+    assert result.status == "pass", result.message
+
+
+def test_a_cast_inside_the_forward_is_the_identity_and_reported() -> None:
+    results = traced("half_precision_inside", {"x": randn(5), "w": randn(5, seed=1)},
+                     dtypes=["float64", "float32"])
+    for result in results:
+        assert result.status == "pass", (result.dtype, result.message)
+        assert any("casts to float32" in note for note in result.notes)
+
+
+def test_a_tuple_output_is_checked_on_every_part() -> None:
+    results = traced("softmax_attention", {"q": randn(2, 3, 4), "k": randn(2, 5, 4, seed=1)})
+    (result,) = results
+    assert result.status == "pass", result.message
+    assert result.counts["gradient_elements"] == 2 * 3 * 4 + 2 * 5 * 4
+
+
+def test_control_flow_is_resolved_at_the_traced_point() -> None:
+    (positive,) = traced("depends_on_value", {"x": [0.5, 1.0]})
+    (negative,) = traced("depends_on_value", {"x": [-0.5, -1.0]})
+    assert positive.status == negative.status == "pass"
+
+
+def line_of(text: str) -> int:
+    """The line of functions.py that holds ``text``: what an error must point at."""
+    lines = FUNCTIONS.read_text().splitlines()
+    return next(number for number, line in enumerate(lines, 1) if text in line)
+
+
+@pytest.mark.parametrize("name, message", [
+    ("unsupported", "impl: the traced forward ran aten.erfinv.default (at functions.py:"
+                    f"{line_of('torch.erfinv')}), which has no translation into the case "
+                    "language"),
+    ("constant_weights", f"aten.mul.Tensor (at functions.py:{line_of('torch.tensor([1.0')}): "
+                         "the traced forward uses a constant tensor of shape [3] made without "
+                         "the inputs"),
+    ("view_mutated", "changes a view in place (aten.mul_.Tensor (at functions.py:"
+                     f"{line_of('y[0].mul_')}))"),
+])
+def test_what_cannot_be_traced_is_one_error_line_at_the_impl(name: str, message: str) -> None:
+    (result,) = traced(name, {"x": [0.1, 0.2, 0.3]})
+    assert result.status == "error"
+    assert message in result.message
+    assert "\n" not in result.message
+    assert f"{DATA / 'cases.yaml'}" in result.message
+
+
+def test_the_python_api_traces_without_output() -> None:
+    import torch
+
+    def double_sin(x: torch.Tensor) -> torch.Tensor:
+        return torch.sin(x) * 2
+
+    (result,) = check(impl=double_sin, inputs={"x": [0.2, 0.4]})
+    assert result.status == "pass", result.message
+
+
+def test_a_case_without_output_needs_an_impl_and_no_written_spec_keys() -> None:
+    with pytest.raises(CaseError, match=re.escape("missing required key 'output' (or give impl:")):
+        check(inputs={"x": [0.2]})
+    with pytest.raises(CaseError, match="let: needs a written output:"):
+        build_case({"inputs": {"x": [0.2]}, "impl": "functions.py:in_place",
+                    "let": {"y": "x"}}, label="t", base_dir=DATA, default_name="t")
+
+
+def _without_output(path: Path) -> list[dict[str, Any]]:
+    """The file's cases with their written spec removed, read as the tool reads them."""
+    data = read_yaml(path.read_text()).data
+    cases = data.get("cases", [data])
+    return [{k: v for k, v in case.items() if k not in ("output", "let", "expect")}
+            for case in cases]
+
+
+BUNDLED = sorted(p for p in (REPO / "cases").glob("*.yaml") if "impl:" in p.read_text())
+PLANTED = sorted((REPO / "tests" / "data" / "planted").glob("*.yaml"))
+ZOO_BUGS = sorted((REPO / "tests" / "data" / "zoo" / "bugs").glob("*.yaml"))
+# Not a wrong VJP but state kept on ctx: found by the rerun, with that diagnosis, traced or not.
+NOT_A_VJP_BUG = {"stateful_square_accumulates_on_ctx.yaml"}
+
+
+@pytest.mark.parametrize("path", BUNDLED, ids=lambda p: p.name)
+def test_every_bundled_case_with_an_impl_passes_with_its_output_removed(path: Path) -> None:
+    assert BUNDLED, "no bundled case has an impl"
+    for data in _without_output(path):
+        for result in run_case(build_case(data, label=str(path), base_dir=path.parent,
+                                          default_name="c")):
+            assert result.status == "pass", (result.case, result.dtype, result.message)
+            assert "spec traced" in result.oracles["symbolic"]
+
+
+@pytest.mark.parametrize("path", PLANTED + [p for p in ZOO_BUGS if p.name not in NOT_A_VJP_BUG],
+                         ids=lambda p: p.name)
+def test_every_planted_bug_fails_with_autograd_named_on_a_traced_spec(path: Path) -> None:
+    for data in _without_output(path):
+        for result in run_case(build_case(data, label=str(path), base_dir=path.parent,
+                                          default_name="c")):
+            assert result.status == "fail", (result.case, result.dtype, result.message)
+            assert "autograd is the odd one out" in result.message
+
+
+def test_explain_shows_the_traced_op_chain(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copy(FUNCTIONS, tmp_path / "functions.py")
+    (tmp_path / "case.yaml").write_text(
+        "name: rows\ninputs:\n  x: {shape: [3, 4], init: randn}\nimpl: functions.py:square_rows\n")
+    done = subprocess.run([sys.executable, "-m", "gradcheck_lab", "explain",
+                           str(tmp_path / "case.yaml")], capture_output=True, text=True,
+                          check=True)
+    assert "output = sum(x * x, dim=(1,))" in done.stdout
+    assert "spec traced from the impl's forward" in done.stdout
