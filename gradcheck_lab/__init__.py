@@ -2,15 +2,17 @@
 
 The Python API sits next to the YAML route: ``check(...)`` for a case written in Python,
 ``run_file(path)`` for a case file. Both return the Result objects the CLI reports.
+``gradcheck``/``gradgradcheck`` take torch.autograd's signatures, with the spec traced.
 Importing this package imports neither torch nor sympy.
 """
 
 from __future__ import annotations
 
 from gradcheck_lab.doors.api import check, run_file
+from gradcheck_lab.doors.dropin import GradcheckError, gradcheck, gradgradcheck
 from gradcheck_lab.errors import CaseError, GradcheckLabError, ImplError
 from gradcheck_lab.results import Mismatch, Result
 from gradcheck_lab.version import __version__
 
-__all__ = ["CaseError", "GradcheckLabError", "ImplError", "Mismatch", "Result", "__version__",
-           "check", "run_file"]
+__all__ = ["CaseError", "GradcheckError", "GradcheckLabError", "ImplError", "Mismatch", "Result",
+           "__version__", "check", "gradcheck", "gradgradcheck", "run_file"]

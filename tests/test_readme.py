@@ -60,8 +60,15 @@ def test_the_inputs_example_is_valid(tmp_path: Path) -> None:
     assert [spec.name for spec in loaded.inputs if spec.requires_grad] == ["x", "v", "W", "h"]
 
 
+def test_the_drop_in_example_runs(tmp_path: Path) -> None:
+    (example,) = [b for b in fenced_blocks("python") if "from gradcheck_lab import gradcheck" in b]
+    done = subprocess.run([sys.executable, "-c", example], cwd=tmp_path, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_python_api_example_runs_as_a_test_file(tmp_path: Path) -> None:
-    (example,) = fenced_blocks("python")
+    (example,) = [b for b in fenced_blocks("python") if "def test_" in b]
     test_file = tmp_path / "test_readme_example.py"
     test_file.write_text(example, encoding="utf-8")
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",

@@ -1,0 +1,101 @@
+"""The drop-in gradcheck (doors/dropin.py): torch.autograd.gradcheck's signature, the spec
+traced from func's forward, three oracles. A suite written for torch's passes unchanged with
+the import swapped, and fails with GradcheckError when the Functions' backwards are wrong."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from gradcheck_lab import GradcheckError, gradcheck, gradgradcheck
+
+SUITE = Path(__file__).resolve().parent / "data" / "dropin"
+TORCH_IMPORT = "from torch.autograd import gradcheck, gradgradcheck"
+OUR_IMPORT = "from gradcheck_lab import gradcheck, gradgradcheck"
+
+
+def run_suite(tmp_path: Path, swapped: bool, planted: bool) -> subprocess.CompletedProcess:
+    for name in ("functions.py", "test_suite_for_torch.py"):
+        shutil.copy(SUITE / name, tmp_path / name)
+    suite = tmp_path / "test_suite_for_torch.py"
+    text = suite.read_text()
+    assert TORCH_IMPORT in text
+    if swapped:
+        suite.write_text(text.replace(TORCH_IMPORT, OUR_IMPORT))
+    env = {**os.environ, "GRADCHECK_LAB_PLANTED": "1" if planted else "0"}
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "-p", "no:gradcheck_lab", str(suite)], capture_output=True,
+                          text=True, cwd=tmp_path, env=env)
+
+
+def test_the_suite_passes_with_torchs_gradcheck_and_with_ours(tmp_path: Path) -> None:
+    assert run_suite(tmp_path, swapped=False, planted=False).returncode == 0
+    ours = run_suite(tmp_path, swapped=True, planted=False)
+    assert ours.returncode == 0, ours.stdout[-3000:]
+    assert "4 passed" in ours.stdout
+
+
+def test_the_planted_suite_fails_every_test_with_gradcheck_error(tmp_path: Path) -> None:
+    ours = run_suite(tmp_path, swapped=True, planted=True)
+    assert ours.returncode == 1
+    assert "4 failed" in ours.stdout, ours.stdout[-3000:]
+    assert ours.stdout.count("gradcheck_lab.doors.dropin.GradcheckError") >= 4
+    assert "autograd is the odd one out" in ours.stdout
+
+
+def double(*shape: int, grad: bool = True) -> torch.Tensor:
+    return torch.randn(*shape, dtype=torch.float64, requires_grad=grad,
+                       generator=torch.Generator().manual_seed(0))
+
+
+def test_a_failure_raises_a_runtime_error_with_the_table_or_returns_false() -> None:
+    class Wrong(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.exp()
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad * 2
+
+    with pytest.raises(RuntimeError) as caught:
+        gradcheck(Wrong.apply, (double(3),))
+    assert isinstance(caught.value, GradcheckError)
+    assert "input0: autograd is the odd one out" in str(caught.value)
+    assert "symbolic" in str(caught.value) and "fin. diff." in str(caught.value)
+    assert gradcheck(Wrong.apply, (double(3),), raise_exception=False) is False
+
+
+def test_torchs_own_rules_hold() -> None:
+    with pytest.raises(ValueError, match="at least one input tensor to require gradient"):
+        gradcheck(torch.sin, (double(3, grad=False),))
+    assert gradcheck(torch.sin, double(3))  # a lone tensor, not a tuple
+    assert gradgradcheck(torch.tanh, (double(2, 2),))
+
+
+def test_an_untraceable_forward_falls_back_to_torchs_gradcheck_with_a_warning() -> None:
+    with pytest.warns(UserWarning, match="aten.erfinv.default .* fell back to "
+                                         "torch.autograd.gradcheck"):
+        assert gradcheck(lambda x: torch.erfinv(x.tanh() * 0.5), (double(3),))
+
+
+def test_explicit_tolerances_replace_the_derived_ones() -> None:
+    class SlightlyOff(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x * x
+
+        @staticmethod
+        def backward(ctx, grad):
+            (x,) = ctx.saved_tensors
+            return grad * 2 * x * (1 + 1e-6)  # off by 1e-6 relative
+
+    assert not gradcheck(SlightlyOff.apply, (double(3),), raise_exception=False)
+    assert gradcheck(SlightlyOff.apply, (double(3),), rtol=1e-3, atol=1e-5)
