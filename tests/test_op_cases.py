@@ -35,6 +35,16 @@ def assert_all_three_agree(results: list[Any]) -> None:
         assert counts["finite_difference"] == compared, counts
 
 
+def assert_refused(spelled: str, inputs: dict[str, Any], message: str) -> None:
+    """Loading the case fails with one line that says ``message``."""
+    from gradcheck_lab.errors import CaseError
+
+    with pytest.raises(CaseError) as caught:
+        check(spelled, inputs)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
 def real_functions(arity: int) -> list[str]:
     """Elementwise functions of ``arity`` real arguments that have a derivative."""
     return sorted(name for name, op in OPS.items()
@@ -257,12 +267,7 @@ def test_each_structure_op_passes_at_float64_and_float32(spelled: str) -> None:
     ("max(x, dim=(0, 1))", "takes one dim"),
 ])
 def test_bad_structure_is_refused_with_a_one_line_reason(spelled: str, message: str) -> None:
-    from gradcheck_lab.errors import CaseError
-
-    with pytest.raises(CaseError) as caught:
-        check(spelled, STRUCTURE_INPUTS)
-    assert message in str(caught.value)
-    assert "\n" not in str(caught.value)
+    assert_refused(spelled, STRUCTURE_INPUTS, message)
 
 
 def test_structure_at_realistic_sizes_passes_under_the_rule_sweep() -> None:
@@ -345,12 +350,7 @@ def test_each_loss_passes_at_float64_and_float32(spelled: str) -> None:
 ])
 def test_bad_loss_arguments_are_refused_with_a_one_line_reason(spelled: str,
                                                               message: str) -> None:
-    from gradcheck_lab.errors import CaseError
-
-    with pytest.raises(CaseError) as caught:
-        check(spelled, LOSS_INPUTS)
-    assert message in str(caught.value)
-    assert "\n" not in str(caught.value)
+    assert_refused(spelled, LOSS_INPUTS, message)
 
 
 def test_losses_at_mnist_size_pass_under_the_rule_sweep() -> None:
@@ -419,12 +419,7 @@ def test_each_conv_and_pool_passes_at_float64_and_float32(spelled: str) -> None:
 ])
 def test_bad_conv_and_pool_settings_are_refused_with_a_one_line_reason(
         spelled: str, message: str) -> None:
-    from gradcheck_lab.errors import CaseError
-
-    with pytest.raises(CaseError) as caught:
-        check(spelled, CONV_INPUTS)
-    assert message in str(caught.value)
-    assert "\n" not in str(caught.value)
+    assert_refused(spelled, CONV_INPUTS, message)
 
 
 def test_an_mnist_cnn_with_modern_layers_passes_under_the_rule_sweep() -> None:
@@ -542,12 +537,7 @@ def test_each_normalization_and_attention_passes_at_float64_and_float32(spelled:
 ])
 def test_bad_normalization_and_attention_are_refused_with_a_one_line_reason(
         spelled: str, message: str) -> None:
-    from gradcheck_lab.errors import CaseError
-
-    with pytest.raises(CaseError) as caught:
-        check(spelled, NORM_INPUTS)
-    assert message in str(caught.value)
-    assert "\n" not in str(caught.value)
+    assert_refused(spelled, NORM_INPUTS, message)
 
 
 def test_normalization_at_realistic_size_passes_under_the_rule_sweep() -> None:

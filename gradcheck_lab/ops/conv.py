@@ -30,6 +30,7 @@ from gradcheck_lab.ops.base import (
     torch_module,
 )
 from gradcheck_lab.ops.windows import (
+    LAYOUT_DOCS,
     Geometry,
     batched,
     check_layout,
@@ -218,17 +219,22 @@ def _conv_numpy(name: str, d: int) -> Callable[..., np.ndarray]:
     return forward
 
 
-def _conv_vjp(name: str, d: int) -> Callable[..., Gradients]:
+def _vjp(name: str, d: int, transposed: bool) -> Callable[..., Gradients]:
+    """A convolution's VJP from its two adjoints; a transposed convolution is the input
+    adjoint of a convolution with w, so there dx is that convolution of dy, and dw its weight
+    adjoint with the roles of input and cotangent swapped."""
     def vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
             needs: Sequence[bool]) -> Gradients:
         geometry, groups = _settings(name, d, args, params)
         x, g = batched(args[0], d), batched(np.asarray(g, dtype=np.float64), d)
         grads: list[np.ndarray | None] = [None] * len(args)
         if needs[0]:
-            dx = _input_adjoint(g, args[1], geometry, groups, x.shape[2:])
+            dx = (_correlate(g, args[1], geometry, groups) if transposed
+                  else _input_adjoint(g, args[1], geometry, groups, x.shape[2:]))
             grads[0] = unbatched(dx, args[0], d)
         if needs[1]:
-            grads[1] = _weight_adjoint(x, g, geometry, groups)
+            grads[1] = (_weight_adjoint(g, x, geometry, groups) if transposed
+                        else _weight_adjoint(x, g, geometry, groups))
         if len(args) == 3 and needs[2]:
             grads[2] = g.sum(axis=(0, *range(2, 2 + d)))
         return grads
@@ -289,25 +295,6 @@ def _transposed_numpy(name: str, d: int) -> Callable[..., np.ndarray]:
     return forward
 
 
-def _transposed_vjp(name: str, d: int) -> Callable[..., Gradients]:
-    """y is the input adjoint of a convolution with w, so dx is that convolution of dy and dw
-    its weight adjoint with the roles of input and cotangent swapped."""
-    def vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
-            needs: Sequence[bool]) -> Gradients:
-        geometry, groups = _settings(name, d, args, params)
-        x, g = batched(args[0], d), batched(np.asarray(g, dtype=np.float64), d)
-        grads: list[np.ndarray | None] = [None] * len(args)
-        if needs[0]:
-            grads[0] = unbatched(_correlate(g, args[1], geometry, groups), args[0], d)
-        if needs[1]:
-            grads[1] = _weight_adjoint(g, x, geometry, groups)
-        if len(args) == 3 and needs[2]:
-            grads[2] = g.sum(axis=(0, *range(2, 2 + d)))
-        return grads
-
-    return vjp
-
-
 def _transposed_sympy(name: str, d: int) -> Callable[..., np.ndarray]:
     """A scatter: each input element times each weight added at the output it reaches."""
     def form(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
@@ -343,10 +330,6 @@ def _transposed_torch(name: str) -> Callable[..., object]:
 
 # --- the ops -----------------------------------------------------------------------------------
 
-_LAYOUT_DOC = {1: "`(N, C, L)` or `(C, L)`", 2: "`(N, C, H, W)` or `(C, H, W)`",
-               3: "`(N, C, D, H, W)` or `(C, D, H, W)`"}
-
-
 def _convolution(d: int) -> Op:
     name = f"conv{d}d"
     return Op(
@@ -354,7 +337,7 @@ def _convolution(d: int) -> Op:
         arg_names=("input", "weight", "bias"),
         positional=("input", "weight", "bias", "stride", "padding", "dilation", "groups"),
         group="nn",
-        doc=(f"`input` {_LAYOUT_DOC[d]}, `weight` `(O, C / groups, *kernel)`, `bias` optional; "
+        doc=(f"`input` {LAYOUT_DOCS[d]}, `weight` `(O, C / groups, *kernel)`, `bias` optional; "
              "`stride`, `padding` (or `'same'`, `'valid'`), `dilation` an int or one per dim; "
              "`groups`"),
         min_args=2,
@@ -365,8 +348,8 @@ def _convolution(d: int) -> Op:
         shape=_shape_rule(name, d, transposed=False),
         torch=_conv_torch(name, d),
         numpy=_conv_numpy(name, d),
-        vjp=_conv_vjp(name, d),
-        vjp_magnitude=linear_magnitudes(_conv_vjp(name, d)),  # linear in x, in w and in b
+        vjp=_vjp(name, d, transposed=False),
+        vjp_magnitude=linear_magnitudes(_vjp(name, d, transposed=False)),  # linear in x, w, b
         sympy=_conv_sympy(name, d),
     )
 
@@ -379,7 +362,7 @@ def _transposed_convolution(d: int) -> Op:
         positional=("input", "weight", "bias", "stride", "padding", "output_padding", "groups",
                     "dilation"),
         group="nn",
-        doc=(f"the adjoint of conv{d}d in its input: `input` {_LAYOUT_DOC[d]}, `weight` "
+        doc=(f"the adjoint of conv{d}d in its input: `input` {LAYOUT_DOCS[d]}, `weight` "
              "`(C, O / groups, *kernel)`; `stride`, `padding`, `output_padding`, `groups`, "
              "`dilation`"),
         min_args=2,
@@ -390,8 +373,8 @@ def _transposed_convolution(d: int) -> Op:
         shape=_shape_rule(name, d, transposed=True),
         torch=_transposed_torch(name),
         numpy=_transposed_numpy(name, d),
-        vjp=_transposed_vjp(name, d),
-        vjp_magnitude=linear_magnitudes(_transposed_vjp(name, d)),
+        vjp=_vjp(name, d, transposed=True),
+        vjp_magnitude=linear_magnitudes(_vjp(name, d, transposed=True)),
         sympy=_transposed_sympy(name, d),
     )
 

@@ -28,6 +28,7 @@ from gradcheck_lab.ops.base import (
     torch_module,
 )
 from gradcheck_lab.ops.windows import (
+    LAYOUT_DOCS,
     Geometry,
     check_layout,
     check_window_work,
@@ -37,10 +38,6 @@ from gradcheck_lab.ops.windows import (
     scatter_windows,
     window_view,
 )
-
-_LAYOUT_DOC = {1: "`(N, C, L)` or `(C, L)`", 2: "`(N, C, H, W)` or `(C, H, W)`",
-               3: "`(N, C, D, H, W)` or `(C, D, H, W)`"}
-
 
 # --- geometry of max_pool and avg_pool ---------------------------------------------------------
 
@@ -215,7 +212,7 @@ def _max_pool(d: int) -> Op:
         positional=("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode",
                     "return_indices"),
         group="nn",
-        doc=(f"`input` {_LAYOUT_DOC[d]}; `stride` defaults to `kernel_size`; `padding` (read "
+        doc=(f"`input` {LAYOUT_DOCS[d]}; `stride` defaults to `kernel_size`; `padding` (read "
              "as -inf), `dilation`, `ceil_mode`; a window whose max is tied is a kink "
              "(skipped, as relu at 0), except a tie among relu's zeros"),
         min_args=1,
@@ -329,7 +326,7 @@ def _avg_pool(d: int) -> Op:
         positional=("input", "kernel_size", "stride", "padding", "ceil_mode",
                     "count_include_pad", *(p.name for p in override)),
         group="nn",
-        doc=(f"`input` {_LAYOUT_DOC[d]}; `stride` defaults to `kernel_size`; `padding` (zeros), "
+        doc=(f"`input` {LAYOUT_DOCS[d]}; `stride` defaults to `kernel_size`; `padding` (zeros), "
              "`ceil_mode`, `count_include_pad`" + ("" if d == 1 else ", `divisor_override`")),
         min_args=1,
         max_args=1,
@@ -424,7 +421,7 @@ def _adaptive_pool(d: int) -> Op:
         arg_names=("input",),
         positional=("input", "output_size"),
         group="nn",
-        doc=f"`input` {_LAYOUT_DOC[d]}; `output_size` an int or one per dim, as torch bins",
+        doc=f"`input` {LAYOUT_DOCS[d]}; `output_size` an int or one per dim, as torch bins",
         min_args=1,
         max_args=1,
         params=(Param("output_size", "dims", required=True),),

@@ -27,6 +27,8 @@ MAX_WORK_ELEMENTS = 100_000_000
 AXIS_NAMES = {1: ("length",), 2: ("height", "width"), 3: ("depth", "height", "width")}
 LAYOUTS = {1: "(N, C, L) or (C, L)", 2: "(N, C, H, W) or (C, H, W)",
            3: "(N, C, D, H, W) or (C, D, H, W)"}
+LAYOUT_DOCS = {d: f"`{layout.split(' or ')[0]}` or `{layout.split(' or ')[1]}`"
+               for d, layout in LAYOUTS.items()}  # as the README's function table writes them
 COUNT_WORDS = {1: "one int", 2: "one int or two (height, width)",
                3: "one int or three (depth, height, width)"}
 

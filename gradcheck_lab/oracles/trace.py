@@ -46,7 +46,7 @@ class Traced:
 
     @property
     def label(self) -> str:
-        return f"spec traced from the impl's forward ({self.ops} aten ops)"
+        return f"spec: traced from the impl's forward ({self.ops} ops)"
 
 
 @dataclass

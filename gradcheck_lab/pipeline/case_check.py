@@ -30,6 +30,7 @@ from gradcheck_lab.oracles.function import FunctionUnderTest, device_available
 from gradcheck_lab.oracles.precision import Precision
 from gradcheck_lab.oracles.surrogate import with_surrogates, without_surrogates
 from gradcheck_lab.oracles.trace import Traced
+from gradcheck_lab.program import Program
 from gradcheck_lab.results import Result
 from gradcheck_lab.settings import Settings
 
@@ -85,7 +86,7 @@ def _labelled(result: Result, traced: Traced) -> Result:
     if "symbolic" in oracles:
         oracles["symbolic"] = f"{oracles['symbolic']}; {traced.label}"
     notes = list(result.notes)
-    notes.append(f"{traced.label}, at the first point; a traced spec is as right as the "
+    notes.append(f"{traced.label}, traced at each point; a traced spec is as right as the "
                  "forward (write output: to check the forward too)")
     if traced.casts:
         notes.append(f"the traced forward casts to {', '.join(traced.casts)} (the identity for "
@@ -150,14 +151,30 @@ class CaseCheck:
         probes = make_probes(self.case.program.output_node.shape, self.case.seed,
                              self.case.outputs)
         point = make_point(self.case, self.dtype, index)
-        sym = symbolic.gradients(self.case.program, point, probes, self.settings.symbolic)
+        program = self.program_at(index, point)
+        sym = symbolic.gradients(program, point, probes, self.settings.symbolic)
         if sym.kinks and self.case.avoid_kinks:
-            point, sym = self.off_kinks(index, point, probes, sym)
+            point, sym = self.off_kinks(index, point, probes, sym, program)
         sym = with_surrogates(sym, self.case.surrogates, point, probes)
         return PreparedPoint(point, probes, sym)
 
+    def program_at(self, index: int, point: Point) -> Program:
+        """The spec at a point: the written one; a traced spec is traced again at every point
+        after the first (run_case traced the first), since control flow may differ there."""
+        if not self.case.traced or index == 0:
+            return self.case.program
+        from gradcheck_lab.oracles.trace import trace
+
+        program = trace(self.case, point.values).program
+        shape = program.output_node.shape
+        if shape != self.case.program.output_node.shape:
+            raise SpecError(f"the traced forward's output has shape {list(shape)} at point "
+                            f"{index}, {list(self.case.program.output_node.shape)} at the first",
+                            key="impl")
+        return program
+
     def off_kinks(self, index: int, point: Point, probes: tuple[Probe, ...],
-                  sym: Gradients) -> tuple[Point, Gradients]:
+                  sym: Gradients, program: Program) -> tuple[Point, Gradients]:
         """avoid_kinks: shift the inputs off the kink (seeded), and say so in the result."""
         from gradcheck_lab.oracles import symbolic
         from gradcheck_lab.oracles.points import KINK_ATTEMPTS, KINK_SHIFT, moved_off_kinks
@@ -165,8 +182,7 @@ class CaseCheck:
         hit = "; ".join(sym.kinks)
         for attempt in range(1, KINK_ATTEMPTS + 1):
             moved = moved_off_kinks(self.case, point, attempt)
-            moved_sym = symbolic.gradients(self.case.program, moved, probes,
-                                           self.settings.symbolic)
+            moved_sym = symbolic.gradients(program, moved, probes, self.settings.symbolic)
             if not moved_sym.kinks:
                 self.kink_notes.append(
                     f"point {index} was {hit}; avoid_kinks moved it off: every real input "
