@@ -82,6 +82,10 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
             "with an `impl`, the spec is traced from the impl's own forward (the aten ops it "
             "runs at the first point); `let`, `expect`, `training` and `surrogate` then need "
             "a written output."),
+        "fd_step": (
+            "Finite differences' step, relative to `max(1, |x|)`, in place of the one derived "
+            "from the function's measured precision (torch's `eps`); the error bars still "
+            "come from the steps h and 2h."),
         "impl": (
             "`FILE.py:NAME`: a top-level callable in a Python file next to the case file, "
             "called with every input and every constant as keyword arguments. Autograd and "

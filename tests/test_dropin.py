@@ -99,3 +99,18 @@ def test_explicit_tolerances_replace_the_derived_ones() -> None:
 
     assert not gradcheck(SlightlyOff.apply, (double(3),), raise_exception=False)
     assert gradcheck(SlightlyOff.apply, (double(3),), rtol=1e-3, atol=1e-5)
+
+
+def test_eps_is_the_step_finite_differences_take() -> None:
+    seen: list[float] = []
+
+    def square(x: torch.Tensor) -> torch.Tensor:
+        seen.append(float(x.detach()[0]))
+        return x * x
+
+    assert gradcheck(square, (torch.tensor([0.5], dtype=torch.float64, requires_grad=True),),
+                     eps=0.25)
+    # Central differences at h and 2h around 0.5 (max(1, |x|) = 1): the given step, not 1e-6.
+    offsets = {round(abs(value - 0.5), 9) for value in seen}
+    assert {0.25, 0.5} <= offsets
+    assert 1e-6 not in offsets

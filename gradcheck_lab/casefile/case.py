@@ -123,6 +123,7 @@ class Case:
     # No output: written: ``program`` is a placeholder until the check traces the impl's
     # forward (oracles.trace) and puts the traced program in its place.
     traced: bool = False
+    fd_step: float | None = None  # finite differences' relative step, given (None: derived)
 
     def line_of(self, key: str) -> int | None:
         """The line of ``key`` ("let.q", "output", ...) or of its closest parent."""

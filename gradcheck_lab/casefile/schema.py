@@ -532,6 +532,9 @@ class CaseModel(_Strict):
     dtypes: list[Literal[DTYPES]] = Field(default=["float64"], min_length=1)  # type: ignore[valid-type]
     devices: list[Device] = Field(default=["cpu"], min_length=1)
     tolerance: ToleranceSpec | None = None
+    # Finite differences' step, relative to max(1, |x|), in place of the derived one (torch's
+    # gradcheck eps, given explicitly); the error bars still come from h and 2h.
+    fd_step: PositiveNumber | None = None
     seed: Seed = 0
     # Backward run twice on fresh graphs must agree this closely (None: exactly on cpu, within
     # the dtype's tolerance on cuda, where atomic adds legitimately reorder sums).

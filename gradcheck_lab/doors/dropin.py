@@ -3,8 +3,9 @@ changing ``from torch.autograd import gradcheck`` to ``from gradcheck_lab import
 keeps a test suite's calls as they are, and checks them three ways: the spec is traced from
 ``func``'s own forward (``oracles.trace``), autograd and finite differences run on ``func``.
 
-Keywords of torch's that govern a comparison (``atol``, ``rtol``) replace the derived
-tolerance when given; left out, the derived ones hold (they are tighter than torch's defaults
+Keywords of torch's that govern a comparison (``atol``, ``rtol``, and ``eps``, the
+finite-difference step) replace the derived tolerance and step when given; left out, the
+derived ones hold (they are tighter than torch's defaults
 in float64 and sized to the dtype). The others are accepted for the signature's sake, each
 with its reason in ``IGNORED``. Where the forward cannot be traced (an aten op without a
 translation), the call falls back to torch's own function, with a warning that says why, so
@@ -24,8 +25,6 @@ _UNSET: Any = object()
 
 # What the accepted-but-ignored keywords would do, and why they need not.
 IGNORED = {
-    "eps": "the finite-difference step is chosen per element (h and 2h, the error estimated "
-           "from both); torch's single eps is not needed",
     "check_undefined_grad": "a backward that returns None for an input is reported as such "
                             "by the autograd oracle",
     "check_grad_dtypes": "the gradients' dtypes are checked against the inputs' always",
@@ -56,7 +55,7 @@ def gradcheck(func: Callable[..., Any], inputs: Any, *, eps: float = _UNSET,
     """True when ``func``'s backward agrees with its forward, three ways; otherwise raises
     GradcheckError (or returns False with ``raise_exception=False``)."""
     keys = {"modes": ["reverse", "forward"]} if check_forward_ad else {}
-    return _checked("gradcheck", func, inputs, atol, rtol, nondet_tol, raise_exception, keys,
+    return _checked("gradcheck", func, inputs, eps, atol, rtol, nondet_tol, raise_exception, keys,
                     lambda: _torch("gradcheck")(func, inputs, **_given(eps, atol, rtol),
                                                 raise_exception=raise_exception,
                                                 nondet_tol=nondet_tol))
@@ -70,7 +69,7 @@ def gradgradcheck(func: Callable[..., Any], inputs: Any, grad_outputs: Any = Non
                   check_fwd_over_rev: bool = False, check_rev_over_rev: bool = True,
                   fast_mode: bool = False, masked: bool = False) -> bool:
     """``gradcheck`` at second order: Hessian-vector products, three ways."""
-    return _checked("gradgradcheck", func, inputs, atol, rtol, nondet_tol, raise_exception,
+    return _checked("gradgradcheck", func, inputs, eps, atol, rtol, nondet_tol, raise_exception,
                     {"order": 2},
                     lambda: _torch("gradgradcheck")(func, inputs, grad_outputs,
                                                     **_given(eps, atol, rtol),
@@ -89,7 +88,7 @@ def _given(eps: Any, atol: Any, rtol: Any) -> dict[str, float]:
     return {key: value for key, value in given.items() if value is not _UNSET}
 
 
-def _checked(name: str, func: Callable[..., Any], inputs: Any, atol: Any, rtol: Any,
+def _checked(name: str, func: Callable[..., Any], inputs: Any, eps: Any, atol: Any, rtol: Any,
              nondet_tol: float, raise_exception: bool, keys: dict[str, Any],
              fallback: Callable[[], bool]) -> bool:
     from gradcheck_lab.doors.api import check
@@ -97,6 +96,8 @@ def _checked(name: str, func: Callable[..., Any], inputs: Any, atol: Any, rtol: 
 
     values = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
     case_inputs, impl, dtype, device = _as_case(name, func, values)
+    if eps is not _UNSET:
+        keys["fd_step"] = float(eps)
     if atol is not _UNSET or rtol is not _UNSET:
         keys["tolerance"] = {"rtol": 1e-3 if rtol is _UNSET else float(rtol),
                              "atol": 1e-5 if atol is _UNSET else float(atol)}

@@ -197,7 +197,11 @@ def _element_difference(function: FunctionUnderTest, point: Point, name: str, x:
 
 
 def method(precision: Precision) -> str:
-    """The method in words: float64's step, or the step a coarser function gets."""
+    """The method in words: float64's step, the case's fd_step, or the step a coarser
+    function gets."""
+    if precision.step is not None:
+        return (f"central, h={precision.step:.2g}·max(1,|x|) (the case's fd_step), error from "
+                "h vs 2h")
     if precision.dtype == "float64":
         return METHOD
     return (f"central, h={precision.relative_step:.2g}·max(1,|x|) for a function computing at "

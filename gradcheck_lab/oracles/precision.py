@@ -54,6 +54,7 @@ class Precision:
     dtype: str
     gradient_dtype: str | None = None
     evaluations: int = 0
+    step: float | None = None  # the case's fd_step: the step given, not derived
 
     @property
     def epsilon(self) -> float:
@@ -70,7 +71,9 @@ class Precision:
     def relative_step(self) -> float:
         """The finite-difference step, relative to max(1, |x|): float64's 1e-6, or for a
         coarser function the central-difference optimum, noise^(1/3) (truncation h², against
-        round-off noise/h)."""
+        round-off noise/h); the case's ``fd_step`` where it gives one."""
+        if self.step is not None:
+            return self.step
         if self.dtype == "float64":
             return RELATIVE_STEP
         return max(RELATIVE_STEP, self.noise ** (1.0 / 3.0))

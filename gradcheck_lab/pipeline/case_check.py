@@ -295,6 +295,13 @@ class CaseCheck:
         return results, compare(results, rule, value_rule)
 
     def precision(self, functions: _Functions, prepared: PreparedPoint) -> Precision:
+        """How precisely the function computes, with the case's ``fd_step`` if it sets one."""
+        measured = self.measured_precision(functions, prepared)
+        if self.case.fd_step is None:
+            return measured
+        return dataclasses.replace(measured, step=self.case.fd_step)
+
+    def measured_precision(self, functions: _Functions, prepared: PreparedPoint) -> Precision:
         """How precisely an impl computes, measured at the point (the spec lowered by us
         computes in float64); at least as coarse as the dtype it is called in."""
         from gradcheck_lab.oracles import autograd, precision
