@@ -562,3 +562,18 @@ def test_python_dash_m_passes_the_exit_status_through(tmp_path: Path) -> None:
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == EXIT_FAIL, done.stdout + done.stderr
     assert "FAIL  wrong_expect[float64-cpu]" in done.stdout
+
+
+def test_run_file_name_checks_that_one_case(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    two = write(tmp_path, "two.yaml", "cases:\n  - name: first\n    inputs: {x: 2}\n"
+                                      "    output: x * x\n  - name: second\n"
+                                      "    inputs: {x: 3}\n    output: sin(x)\n")
+    chosen = run_cli(tmp_path, capsys, f"{two}::second")
+    assert chosen.code == EXIT_PASS
+    assert [r["case"] for r in chosen.results] == ["second"]
+    missing = run_cli(tmp_path, capsys, f"{two}::third")
+    assert missing.code == EXIT_ERROR
+    (error,) = missing.results
+    assert "no case named 'third'" in error["message"] and "(cases: first, second)" in \
+        error["message"]

@@ -223,3 +223,17 @@ def test_xdist_gives_the_same_items_and_outcomes_as_a_serial_run(
     assert len(serial) == 5  # r144, mean_square ×2 dtypes, wrong_expect, the broken file
     assert parallel == serial
     assert sorted(serial.values()) == ["FAILED", "FAILED", "PASSED", "PASSED", "PASSED"]
+
+
+def test_the_pytest_script_collects_the_suite_from_the_repository_root() -> None:
+    """`pytest` (the script, which puts no directory on sys.path) as well as `python -m
+    pytest`: the suite's modules import each other as `tests`."""
+    script = Path(sys.executable).with_name("pytest")
+    if not script.exists():
+        pytest.skip("no pytest script beside this interpreter")
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([str(script), "--collect-only", "-q", "-p", "no:cacheprovider",
+                           "tests/test_readme.py", "tests/test_zoo.py"], cwd=root,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "error" not in done.stdout.lower()

@@ -1,5 +1,6 @@
 """Picking one case of a file, ``FILE`` or ``FILE::NAME``, for the commands that work on one
-case (explain, graph, steps), and locating a problem found while evaluating it."""
+case (explain, graph, steps) and for ``run``, and locating a problem found while evaluating
+it."""
 
 from __future__ import annotations
 
@@ -48,6 +49,25 @@ def located(case: Case, error: SpecError) -> SelectionError:
     ``file:line: key: message`` like the runner reports it."""
     key = error.key or "output"
     return SelectionError(CaseError(case.file, case.line_of(key), key, error.message).render())
+
+
+def selected_items(path_spec: str, limits: LoadLimits | None = None
+                   ) -> tuple[Path, list[Case | CaseError]] | None:
+    """``FILE::NAME`` as ``run`` takes it: the file and what loading gave for the case of that
+    name (a Case, or its CaseError); None for a plain path. SelectionError when the file or
+    the name is not there."""
+    path, name = _split(path_spec)
+    if name is None:
+        return None
+    if not path.is_file():
+        raise SelectionError(f"{path_spec}: no such file: {path}")
+    loaded = load_file(path, limits or LoadLimits())
+    names = [_name_of(item) for item in loaded]
+    matches = [item for item, n in zip(loaded, names, strict=True) if n == name]
+    if not matches:
+        listed = ", ".join(n for n in names if n) or "none could be read"
+        raise SelectionError(f"no case named {name!r} in {path} (cases: {listed})")
+    return path, matches
 
 
 def _split(path_spec: str) -> tuple[Path, str | None]:

@@ -58,7 +58,7 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
         description="Check every case in the given files and directories (searched "
                     "recursively for *.yaml and *.yml, in sorted order).")
     run.add_argument("paths", nargs="+", type=Path, metavar="PATH",
-                     help="a case file or a directory of case files")
+                     help="a case file, a directory of case files, or FILE::NAME for one case")
     run.add_argument("--json", type=Path, metavar="FILE", help="write all results as JSON")
     run.add_argument("--jsonl", type=Path, metavar="FILE",
                      help="append one JSON line per result as soon as it is ready")

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from gradcheck_lab.casefile import Case, ImplRef, is_case_file, load_file
+from gradcheck_lab.casefile.selection import SelectionError, selected_items
 from gradcheck_lab.errors import CaseError
 from gradcheck_lab.pipeline import run_case
 from gradcheck_lab.results import Result
@@ -39,11 +40,23 @@ def discover(paths: Iterable[Path]) -> tuple[list[Path], list[Result]]:
 
 
 def run_paths(paths: Iterable[Path], settings: Settings = Settings()) -> Iterator[Result]:
-    files, problems = discover(paths)
-    yield from problems
+    """Every case under ``paths``; a ``FILE::NAME`` path checks that one case."""
+    plain, chosen, problems = [], [], []
+    for path in paths:
+        try:
+            selected = selected_items(str(path), settings.limits)
+        except SelectionError as exc:
+            problems.append(_path_error(path, str(exc)))
+            continue
+        if selected is None:
+            plain.append(path)
+        else:
+            chosen.append(selected[1])
+    files, missing = discover(plain)
+    yield from problems + missing
     with _Isolation(settings) as isolation:
-        for path in files:
-            yield from run_file_cases(load_file(path, settings.limits), settings, isolation)
+        for items in [load_file(path, settings.limits) for path in files] + chosen:
+            yield from run_file_cases(items, settings, isolation)
 
 
 def run_file_cases(loaded: list[Case | CaseError], settings: Settings,
