@@ -237,3 +237,30 @@ def test_the_pytest_script_collects_the_suite_from_the_repository_root() -> None
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "error" not in done.stdout.lower()
+
+
+def test_a_foreign_project_keeps_its_yaml_and_its_benchmarks(
+        pytester: pytest.Pytester) -> None:
+    """A project that never configured gradcheck-lab: its cases/ holds HTTP fixtures, its
+    benchmarks/ pytest-benchmark tests. Neither is touched; a real case file there still runs."""
+    write(pytester.path, "cases/login.yaml",
+          "request:\n  url: /login\n  method: POST\nexpect:\n  status: 200\n")
+    write(pytester.path, "cases/suite.yaml",
+          "cases:\n  - request: {url: /}\n    expect: {status: 200}\n")
+    write(pytester.path, "cases/r144.yaml", R144_TEXT)
+    write(pytester.path, "benchmarks/test_speed.py",
+          "def test_speed(benchmark):\n    assert benchmark(sum, [1, 2]) == 3\n")
+    write(pytester.path, "tests/test_ok.py", "def test_ok():\n    assert True\n")
+    assert collect(pytester) == ["benchmarks/test_speed.py::test_speed",
+                                 "cases/r144.yaml::r144[float64-cpu]",
+                                 "tests/test_ok.py::test_ok"]
+    pytester.runpytest("-q", "-p", "no:xdist").assert_outcomes(passed=3)
+
+
+def test_a_configured_project_collects_every_yaml_under_its_case_paths(
+        pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\ngradcheck_case_paths =\n    cases\n")
+    write(pytester.path, "cases/login.yaml", "request:\n  url: /login\n")
+    result = pytester.runpytest("-q")
+    result.assert_outcomes(failed=1)  # in a gradcheck-lab project, a non-case there is an error
+    assert "unknown key 'request'" in result.stdout.str()

@@ -132,7 +132,8 @@ def project(pytester: pytest.Pytester) -> Path:
     (pytester.path / "benchmarks").mkdir()
     (pytester.path / "benchmarks" / "test_suite.py").write_text(
         "def test_suite(benchmark):\n    benchmark(sum, [1, 2, 3])\n")
-    pytester.makeini("[pytest]\ntestpaths = . cases\n")
+    # A project that configures gradcheck-lab: its benchmark suites wait for --benchmark.
+    pytester.makeini("[pytest]\ntestpaths = . cases\ngradcheck_benchmark_paths = benchmarks\n")
     return pytester.path
 
 

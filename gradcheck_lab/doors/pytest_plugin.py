@@ -4,7 +4,9 @@ Registered through the ``pytest11`` entry point (``gradcheck_lab.pytest_plugin``
 re-exports these hooks). Importing it imports neither torch nor sympy;
 they load when the first case runs. YAML files are collected under the configured case paths
 (ini option ``gradcheck_case_paths``, default ``cases``) and under paths named on the command
-line; other YAML in the tree (fixtures, mkdocs.yml, CI files) is left alone.
+line; other YAML in the tree (fixtures, mkdocs.yml, CI files) is left alone. In a project
+that sets no ``gradcheck_*`` ini key, a YAML file under ``cases`` is collected only when it is
+a case file by content, and benchmark suites run as pytest-benchmark runs them.
 
 ``pytest --benchmark`` runs timings instead of checks: two items per case × dtype × device
 (forward and backward, ``r144[float64-cpu-backward]``), timed by pytest-benchmark's fixture,
@@ -24,8 +26,12 @@ import pytest
 CASE_SUFFIXES = (".yaml", ".yml")
 # Under a directory named on the command line, only YAML that looks like a case file is
 # collected (a top-level `output:` or `cases:` key), so `pytest .` leaves mkdocs.yml alone.
-_LOOKS_LIKE_CASE = re.compile(rb"^(output|cases)\s*:", re.MULTILINE)
+_LOOKS_LIKE_CASE = re.compile(rb"^(inputs|output|impl|cases)\s*:", re.MULTILINE)
 _SNIFF_BYTES = 1 << 20
+DEFAULT_CASE_PATHS = ["cases"]  # where an unset gradcheck_case_paths looks
+DEFAULT_BENCHMARK_PATHS = ["benchmarks"]
+_SCHEMA_COMMENT = re.compile(rb"^#\s*yaml-language-server:\s*\$schema=\S*case\.schema\.json",
+                             re.MULTILINE)
 
 
 TIMING_DEVICES = ("cpu", "cuda")
@@ -38,11 +44,11 @@ XDIST_MESSAGE = ("gradcheck-lab: timings are disabled under pytest-xdist (-n): w
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
-        "gradcheck_case_paths", type="linelist", default=["cases"],
+        "gradcheck_case_paths", type="linelist", default=None,
         help="gradcheck-lab: files or directories whose YAML case files are collected "
              "(relative to the rootdir; default: cases)")
     parser.addini(
-        "gradcheck_benchmark_paths", type="linelist", default=["benchmarks"],
+        "gradcheck_benchmark_paths", type="linelist", default=None,
         help="gradcheck-lab: benchmark suites, collected only with --benchmark or when named")
     group = parser.getgroup("gradcheck-lab")
     group.addoption(
@@ -72,19 +78,30 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.args_source != pytest.Config.ArgsSource.ARGS:
         # Without paths on the command line, timings cover the benchmark suites too.
         root = _root(config)
-        for entry in config.getini("gradcheck_benchmark_paths"):
+        for entry in _benchmark_entries(config):
             if (root / entry).exists() and str(root / entry) not in config.args:
                 config.args.append(str(root / entry))
     if xdist_active(config):
         config.issue_config_time_warning(pytest.PytestWarning(XDIST_MESSAGE), stacklevel=2)
 
 
+def _opted_in(config: pytest.Config) -> bool:
+    """The project configures gradcheck-lab (a ``gradcheck_*`` ini key): only then are its
+    case paths collected whatever their YAML holds, and its benchmark suites held back from
+    plain ``pytest``. Any other project keeps its YAML and benchmarks as they were."""
+    # The options have no default, so that an unset one reads as empty (pytest 9 deprecates
+    # reading inicfg to tell).
+    return bool(config.getini("gradcheck_case_paths")
+                or config.getini("gradcheck_benchmark_paths"))
+
+
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
-    """Plain ``pytest`` leaves the benchmark suites out unless they are named."""
-    if benchmark_mode(config):
+    """Plain ``pytest`` leaves the benchmark suites out unless they are named (in a project
+    that configures gradcheck-lab)."""
+    if benchmark_mode(config) or not _opted_in(config):
         return None
     path = collection_path.resolve()
-    for entry in config.getini("gradcheck_benchmark_paths"):
+    for entry in _benchmark_entries(config):
         suite = (_root(config) / entry).resolve()
         if path == suite or path.is_relative_to(suite):
             named = any(path.is_relative_to(n) or n.is_relative_to(suite)
@@ -127,7 +144,12 @@ def _root(config: pytest.Config) -> Path:
 
 
 def _case_paths(config: pytest.Config) -> list[Path]:
-    return [(_root(config) / entry).resolve() for entry in config.getini("gradcheck_case_paths")]
+    entries = config.getini("gradcheck_case_paths") or DEFAULT_CASE_PATHS
+    return [(_root(config) / entry).resolve() for entry in entries]
+
+
+def _benchmark_entries(config: pytest.Config) -> list[str]:
+    return config.getini("gradcheck_benchmark_paths") or DEFAULT_BENCHMARK_PATHS
 
 
 def _named_paths(config: pytest.Config) -> list[Path]:
@@ -142,13 +164,40 @@ def _wanted(file_path: Path, config: pytest.Config) -> bool:
     path = file_path.resolve()
     for root in _case_paths(config):
         if path == root or path.is_relative_to(root):
-            return True
+            return _opted_in(config) or _is_case_by_content(path)
     for named in _named_paths(config):
         if path == named:
             return True
         if path.is_relative_to(named):
             return _looks_like_case(path)
     return False
+
+
+def _is_case_by_content(path: Path) -> bool:
+    """A YAML file that is a case file by what it holds: the case schema's comment, or a
+    top-level mapping with inputs, output or impl, or cases: a list of such mappings. A file
+    that does not parse counts when its top-level keys look like a case's (so that a broken
+    case file is reported, not skipped); anything else is left alone."""
+    from gradcheck_lab.casefile.yaml_reader import read_yaml
+
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(_SNIFF_BYTES)
+        if _SCHEMA_COMMENT.search(raw):
+            return True
+        data = read_yaml(raw.decode("utf-8")).data
+    except OSError:
+        return False
+    except Exception:  # not YAML we can read: decide by its top-level keys
+        return bool(_LOOKS_LIKE_CASE.search(raw))
+    if isinstance(data, dict) and "cases" in data:
+        items = data["cases"]
+        return isinstance(items, list) and bool(items) and all(map(_case_like, items))
+    return _case_like(data)
+
+
+def _case_like(value: Any) -> bool:
+    return isinstance(value, dict) and bool({"inputs", "output", "impl"} & set(value))
 
 
 def _looks_like_case(path: Path) -> bool:
