@@ -264,3 +264,18 @@ def test_a_configured_project_collects_every_yaml_under_its_case_paths(
     result = pytester.runpytest("-q")
     result.assert_outcomes(failed=1)  # in a gradcheck-lab project, a non-case there is an error
     assert "unknown key 'request'" in result.stdout.str()
+
+
+def test_junit_xml_holds_each_result_as_json(pytester: pytest.Pytester) -> None:
+    import json
+    import xml.etree.ElementTree as ElementTree
+
+    write(pytester.path, "cases/r144.yaml", R144_TEXT)
+    pytester.runpytest("-q", "-p", "no:xdist", "--junitxml=report.xml").assert_outcomes(
+        passed=1)
+    tree = ElementTree.parse(pytester.path / "report.xml")
+    (value,) = [p.get("value") for p in tree.iter("property")
+                if p.get("name") == "gradcheck_result"]
+    result = json.loads(value)
+    assert result["case"] == "r144" and result["status"] == "pass"
+    assert result["dtype"] == "float64" and result["device"] == "cpu"

@@ -16,6 +16,7 @@ plus the tests under the benchmark paths (ini ``gradcheck_benchmark_paths``, def
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -318,7 +319,9 @@ class CaseItem(pytest.Item):
         from gradcheck_lab.pipeline import run_case
 
         (result,) = run_case(self.case, only=(self.dtype, self.device))
-        self.user_properties.append(("gradcheck_result", result.to_json()))
+        # As JSON text, the --json report's form: JUnit XML writes a property's value as str(),
+        # which for a dict is a Python repr that no other tool can read.
+        self.user_properties.append(("gradcheck_result", json.dumps(result.to_json())))
         if result.status == "skip":
             pytest.skip(result.message)
         if result.status != "pass":
