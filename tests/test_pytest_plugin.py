@@ -279,3 +279,21 @@ def test_junit_xml_holds_each_result_as_json(pytester: pytest.Pytester) -> None:
     result = json.loads(value)
     assert result["case"] == "r144" and result["status"] == "pass"
     assert result["dtype"] == "float64" and result["device"] == "cpu"
+
+
+def test_a_traced_case_is_a_pytest_item_that_passes_or_fails_as_in_the_cli(
+        pytester: pytest.Pytester) -> None:
+    """The traced spec through the third front door: the same verdicts as run and check()."""
+    (pytester.path / "cases").mkdir()
+    shutil.copy(Path(__file__).parent / "data" / "traced" / "functions.py",
+                pytester.path / "cases" / "functions.py")
+    write(pytester.path, "cases/traced.yaml",
+          "cases:\n  - name: right\n    inputs: {x: {shape: [3, 4], init: randn}}\n"
+          "    impl: functions.py:square_rows\n  - name: wrong\n"
+          "    inputs: {x: {shape: [3, 4], init: randn}}\n"
+          "    impl: functions.py:square_rows_wrong\n")
+    # In a subprocess: tracing imports torch modules that register operators, which an
+    # in-process run would import a second time when pytester restores sys.modules.
+    result = pytester.runpytest_subprocess("-q", "-p", "no:xdist")
+    result.assert_outcomes(passed=1, failed=1)
+    assert "x: autograd is the odd one out" in result.stdout.str()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from fractions import Fraction
 
 import numpy as np
 
@@ -19,6 +18,7 @@ from gradcheck_lab.casefile.calling import GRAD_OUTPUT
 from gradcheck_lab.ops.base import object_array
 from gradcheck_lab.ops.derivatives import sympy_to_float
 from gradcheck_lab.oracles.base import FiniteDifferences, Gradients, Point, Probe
+from gradcheck_lab.oracles.symbolic import exact_rational
 from gradcheck_lab.program import Program
 from gradcheck_lab.program.interpret import NUMPY, SYMPY, input_values, interpret
 
@@ -34,15 +34,15 @@ def declared(program: Program, point: Point, cotangent: np.ndarray, exact: bool)
     def rational(array: np.ndarray) -> np.ndarray:
         if array.dtype.kind in "iub":
             return array
-        flat = [sympy.Rational(Fraction(float(v)).numerator, Fraction(float(v)).denominator)
-                for v in np.asarray(array).reshape(-1)]
+        flat = [exact_rational(float(v)) for v in np.asarray(array).reshape(-1)]
         return object_array(np.array(flat, dtype=object).reshape(np.shape(array)))
 
     env = interpret(program, input_values(program, {k: rational(np.asarray(v))
                                                     for k, v in values.items()}),
                     [program.output], SYMPY)
     out = np.asarray(env[program.output], dtype=object)
-    return np.array([sympy_to_float(sympy.sympify(v)) for v in out.reshape(-1)],
+    # safe: the interpreter's sympy objects and numbers, never text; strict refuses strings.
+    return np.array([sympy_to_float(sympy.sympify(v, strict=True)) for v in out.reshape(-1)],
                     dtype=np.float64).reshape(out.shape)
 
 

@@ -295,7 +295,8 @@ def _as_dtype(values: np.ndarray, dtype: str) -> np.ndarray:
         torch.float64).numpy()
 
 
-def _rational(value: Any) -> Any:
+def exact_rational(value: Any) -> Any:
+    """A number as the sympy Rational it is exactly."""
     import sympy
 
     fraction = Fraction(value)  # exact for ints, Fractions and binary floats alike
@@ -321,7 +322,7 @@ def _sympy_graph(program: Program,
         numbers = np.empty(node.shape, dtype=object)
         flat_numbers = numbers.reshape(-1)
         for flat, item in enumerate(np.asarray(values).reshape(-1)):
-            flat_numbers[flat] = _rational(float(item))
+            flat_numbers[flat] = exact_rational(float(item))
         if not node.needs_grad:
             given[index] = numbers
             continue
@@ -399,10 +400,10 @@ def hessian_vector_products(program: Program, point: Point, probes: tuple[Probe,
     results = []
     for probe in probes:
         weights = np.asarray(probe.cotangent, dtype=np.float64).reshape(-1)
-        weighted = sympy.Add(*[_rational(float(w)) * expr
+        weighted = sympy.Add(*[exact_rational(float(w)) * expr
                                for w, expr in zip(weights, flat_outputs, strict=True) if w != 0])
         directional = sympy.Add(*[
-            drop_steps(sympy.diff(weighted, symbol)) * _rational(float(v))
+            drop_steps(sympy.diff(weighted, symbol)) * exact_rational(float(v))
             for name, names in symbols.items()
             for symbol, v in zip(names.reshape(-1), tangents[name].reshape(-1), strict=True)],
             0)
