@@ -168,10 +168,9 @@ def _max_kinks(name: str, d: int) -> Callable[..., np.ndarray]:
     return kinks
 
 
-def _in_bounds(x: np.ndarray, d: int, name: str, params: Params, index: tuple[int, ...],
+def _in_bounds(x: np.ndarray, d: int, geometry: Geometry, index: tuple[int, ...],
                ) -> list[object]:
     """The elements of x that the window of output ``index`` reads (padding left out)."""
-    geometry, _ = _pool_geometry(name, d, x.shape[-d:], params)
     ranges = []
     for o, k, s, dil, (low, _), size in zip(index[-d:], geometry.kernel, geometry.stride,
                                             geometry.dilation, geometry.padding,
@@ -186,10 +185,10 @@ def _max_sympy(name: str, d: int) -> Callable[..., np.ndarray]:
         import sympy
 
         x = args[0]
-        _, out_sizes = _pool_geometry(name, d, x.shape[-d:], params)
+        geometry, out_sizes = _pool_geometry(name, d, x.shape[-d:], params)
         out = np.empty((*x.shape[:-d], *out_sizes), dtype=object)
         for index in np.ndindex(*out.shape):
-            out[index] = sympy.Max(*_in_bounds(x, d, name, params, index))
+            out[index] = sympy.Max(*_in_bounds(x, d, geometry, index))
         return object_array(out)
 
     return form
@@ -291,7 +290,7 @@ def _avg_sympy(name: str, d: int) -> Callable[..., np.ndarray]:
         geometry, out_sizes = _pool_geometry(name, d, spatial, params)
         out = np.empty((*x.shape[:-d], *out_sizes), dtype=object)
         for index in np.ndindex(*out.shape):
-            read = _in_bounds(x, d, name, params, index)
+            read = _in_bounds(x, d, geometry, index)
             if params.get("divisor_override") is not None:
                 divisor = int(params["divisor_override"])  # type: ignore[arg-type]
             elif params["count_include_pad"]:
