@@ -1,14 +1,17 @@
 """Cost of checking the MNIST MLP case, against one forward+backward of the same MLP.
 
-Run: .venv/bin/python benchmarks/mnist_mlp_cost.py [--repeats N] [--exhaustive]
+Run: .venv/bin/python benchmarks/mnist_mlp_cost.py [--repeats N] [--threads T] [--exhaustive]
      [--plain-forwards M] [--torch-slow]
 
-Prints, from one run on one machine: the wall time of `gradcheck-lab run
-cases/mnist_mlp_ce.yaml` as a user sees it (a fresh process: imports included), the in-process
-check time (median), one forward+backward of the MLP in torch (median), and their ratio. With
---exhaustive also the check with `--fd exhaustive` (every partial, 2N forwards for N
-parameters) against 2N plain forwards of the same function: their time is M plain forwards
-measured in this run (default 2,000), scaled to 2N, and all 2N with --plain-forwards 0.
+Prints, from one run on one machine, at T torch threads (default 1): one forward+backward of
+the MLP in torch (median), the in-process check time of the MLP and of the MNIST CNN (medians,
+each in forward+backward units of its own net), the wall time of `gradcheck-lab run
+cases/mnist_mlp_ce.yaml` as a user sees it (a fresh process: imports included), and start-up:
+`gradcheck-lab run cases/r144.yaml` against `python -c "import torch, sympy"` (medians of
+three fresh processes) and their ratio. With --exhaustive also the check with `--fd
+exhaustive` (every partial, 2N forwards for N parameters) against 2N plain forwards of the
+same function: their time is M plain forwards measured in this run (default 2,000), scaled to
+2N, and all 2N with --plain-forwards 0.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ from gradcheck_lab.oracles.autograd import make_leaves
 from gradcheck_lab.oracles.function import lower
 from gradcheck_lab.oracles.points import make_point
 
-CASE = Path(__file__).resolve().parent.parent / "cases" / "mnist_mlp_ce.yaml"
+CASES = Path(__file__).resolve().parent.parent / "cases"
+CASE = CASES / "mnist_mlp_ce.yaml"
+CNN = CASES / "mnist_cnn.yaml"
 
 
 def median_seconds(function, repeats: int) -> float:
@@ -50,12 +55,15 @@ def forward_backward(case, point) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--exhaustive", action="store_true")
     parser.add_argument("--plain-forwards", type=int, default=2000)
     parser.add_argument("--torch-slow", action="store_true",
                         help="also torch.autograd.gradcheck in slow mode on the same MLP "
                              "(one forward pair per parameter: minutes)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    threads = ["--threads", str(args.threads)]
     (case,) = load_file(CASE)
     point = make_point(case, "float64")
     for _ in range(5):
@@ -63,19 +71,39 @@ def main() -> None:
     unit = median_seconds(lambda: forward_backward(case, point), 50)
     run_file(CASE)  # warm-up: imports, sympy rule derivation
     check = median_seconds(lambda: run_file(CASE), args.repeats)
-    started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "gradcheck_lab", "run", str(CASE)], check=True,
-                   capture_output=True)
-    cli = time.perf_counter() - started
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    (cnn,) = load_file(CNN)
+    cnn_point = make_point(cnn, "float64")
+    cnn_unit = median_seconds(lambda: forward_backward(cnn, cnn_point), 50)
+    run_file(CNN)
+    cnn_check = median_seconds(lambda: run_file(CNN), args.repeats)
+    cli = fresh_process_seconds(["-m", "gradcheck_lab", "run", str(CASE), *threads], 1)
+    startup = fresh_process_seconds(["-m", "gradcheck_lab", "run", str(CASES / "r144.yaml"),
+                                     *threads], 3)
+    imports = fresh_process_seconds(["-c", "import torch, sympy"], 3)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
     print(f"one forward+backward (median of 50):       {unit * 1e3:8.2f} ms")
     print(f"full check in process (median of {args.repeats}):      {check * 1e3:8.1f} ms"
-          f"  = {check / unit:6.0f} forward+backward units")
+          f"  = {check / unit:6.0f} forward+backward units (target: at most 100)")
+    print(f"MNIST CNN: one forward+backward {cnn_unit * 1e3:.2f} ms; full check "
+          f"{cnn_check * 1e3:.1f} ms = {cnn_check / cnn_unit:6.0f} units (target: at most 100)")
     print(f"`gradcheck-lab run cases/mnist_mlp_ce.yaml`: {cli:8.2f} s (fresh process)")
+    print(f"start-up: `gradcheck-lab run cases/r144.yaml` {startup:.2f} s, `python -c \"import "
+          f"torch, sympy\"` {imports:.2f} s (medians of 3): ratio {startup / imports:.2f} "
+          "(target: at most 1.5)")
     if args.exhaustive:
         exhaustive_figures(case, point, unit, args.plain_forwards)
     if args.torch_slow:
         torch_slow_mode(case, point, unit)
+
+
+def fresh_process_seconds(arguments: list[str], repeats: int) -> float:
+    """The median wall time of ``python ARGUMENTS`` in fresh processes."""
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, *arguments], check=False, capture_output=True)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
 
 
 def torch_slow_mode(case, point, unit: float) -> None:

@@ -122,7 +122,8 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "avoid_kinks": (
             "`true` moves a point that sits on a kink (relu or abs at 0) off it; otherwise "
             "that element is `skip`."),
-        "order": "`2` checks Hessian-vector products too (double backward).",
+        "order": ("`2` checks Hessian-vector products too, three ways (symbolic, double "
+                  "backward, a finite difference of the gradient), at any size."),
         "modes": "`[reverse, forward]` checks Jacobian-vector products (forward mode) too.",
         "training": (
             "The user's training step (model, loss, SGD update), checked against the spec's "

@@ -8,11 +8,11 @@ Importing this package imports neither torch nor sympy.
 
 from __future__ import annotations
 
-from gradcheck_lab.doors.api import check, run_file
+from gradcheck_lab.doors.api import assert_gradients, check, run_file
 from gradcheck_lab.doors.dropin import GradcheckError, gradcheck, gradgradcheck
 from gradcheck_lab.errors import CaseError, GradcheckLabError, ImplError
 from gradcheck_lab.results import Mismatch, Result
 from gradcheck_lab.version import __version__
 
 __all__ = ["CaseError", "GradcheckError", "GradcheckLabError", "ImplError", "Mismatch", "Result",
-           "__version__", "check", "gradcheck", "gradgradcheck", "run_file"]
+           "__version__", "assert_gradients", "check", "gradcheck", "gradgradcheck", "run_file"]

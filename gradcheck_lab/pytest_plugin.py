@@ -11,7 +11,9 @@ from gradcheck_lab.doors.pytest_plugin import (
     pytest_configure,
     pytest_ignore_collect,
     pytest_report_header,
+    pytest_report_teststatus,
 )
 
 __all__ = ["pytest_addoption", "pytest_collect_file", "pytest_collection_modifyitems",
-           "pytest_configure", "pytest_ignore_collect", "pytest_report_header"]
+           "pytest_configure", "pytest_ignore_collect", "pytest_report_header",
+           "pytest_report_teststatus"]

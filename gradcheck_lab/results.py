@@ -69,6 +69,9 @@ class Result:
     tolerance: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     seed: int | None = None
+    # A failure's likely cause, when its mismatches fit a known bug ("autograd = -1 ×
+    # symbolic on every element of W: a sign error").
+    diagnoses: list[str] = field(default_factory=list)
     duration_s: float = 0.0
     details: str | None = None  # a traceback, kept for --debug
     timings: dict[str, dict[str, Any]] | None = None  # forward/backward, with --timings
@@ -99,6 +102,7 @@ class Result:
             "oracles": dict(self.oracles),
             "tolerance": dict(self.tolerance),
             "notes": list(self.notes),
+            "diagnoses": list(self.diagnoses),
             "seed": self.seed,
             "duration_s": round(self.duration_s, 6),
         }

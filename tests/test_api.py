@@ -159,3 +159,21 @@ def test_run_file_reports_a_planted_bug() -> None:
     results = gradcheck_lab.run_file(DATA / "planted" / "linear_sign.yaml")
     assert results and all(r.status == "fail" for r in results)
     assert all({m.odd_oracle for m in r.mismatches} == {"autograd"} for r in results)
+
+
+def test_assert_gradients_raises_with_the_command_lines_report() -> None:
+    with pytest.raises(AssertionError) as caught:
+        gradcheck_lab.assert_gradients(**SPEC, impl=lambda x, c: (
+            SinWithWrongBackward.apply(x) * c).sum())
+    text = str(caught.value)
+    lines = text.splitlines()
+    assert lines[0].startswith("<check>: check[float64-cpu]: x: autograd is the odd one out")
+    assert lines[1].split()[:3] == ["what", "where", "odd"]  # the mismatch table, with values
+    assert any(line.startswith("x (2)") and "autograd" in line for line in lines)
+    assert "SinWithWrongBackward.backward (" in text
+    assert lines[-1].startswith("dtype float64, device cpu, seed 0")
+
+
+def test_assert_gradients_returns_the_results_of_a_pass() -> None:
+    results = gradcheck_lab.assert_gradients(**SPEC)
+    assert [r.status for r in results] == ["pass"]

@@ -101,7 +101,7 @@ def is_json_number(value: Any) -> bool:
 
 
 RESULT_KEYS = {"case", "file", "line", "dtype", "device", "status", "message", "mismatches",
-               "counts", "oracles", "tolerance", "notes", "seed", "duration_s"}
+               "counts", "oracles", "tolerance", "notes", "diagnoses", "seed", "duration_s"}
 MISMATCH_KEYS = {"input", "oracles", "odd_oracle", "index", "values", "abs_err", "rel_err",
                  "allowed", "check", "elements"}
 OPTIONAL_MISMATCH_KEYS = {"direction", "probe"}
@@ -141,6 +141,8 @@ def assert_result_follows_contract(result: dict[str, Any]) -> None:
     assert isinstance(result["tolerance"], dict)
     assert isinstance(result["notes"], list)
     assert all(isinstance(note, str) for note in result["notes"])
+    assert isinstance(result["diagnoses"], list)
+    assert all(isinstance(diagnosis, str) for diagnosis in result["diagnoses"])
     assert result["seed"] is None or isinstance(result["seed"], int)
     assert isinstance(result["duration_s"], NUMBER) and result["duration_s"] >= 0
     if result["dtype"] is None:  # a file or case that could not be loaded

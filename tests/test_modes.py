@@ -121,16 +121,16 @@ def test_a_function_without_jvp_is_an_error_saying_so() -> None:
     assert "jvp" in result.message and "modes" in result.message
 
 
-def test_second_order_beyond_the_exact_oracle_is_an_error_at_the_order_key(
-        tmp_path: Path) -> None:
+def test_second_order_beyond_the_exact_oracle_runs_on_the_rule_sweep(tmp_path: Path) -> None:
     (result,) = run_yaml(tmp_path, """\
         inputs:
           x: {shape: [100], init: randn}
         output: sum(x ** 3)
         order: 2
         """)
-    assert result.status == "error"
-    assert result.message.startswith(f"{tmp_path / 'case.yaml'}:4: order: order: 2 needs")
+    assert result.status == "pass", result.message
+    assert result.counts["second_order"] == 100
+    assert "rule sweep" in result.tolerance["second_order"]
 
 
 def test_order_2_and_forward_mode_run_through_pytest(pytester: pytest.Pytester) -> None:
@@ -202,7 +202,7 @@ def test_second_order_never_blames_the_exact_oracle_when_first_order_is_wrong() 
     assert {m.odd_oracle for m in result.mismatches if m.check == "gradient"} == {"autograd"}
 
 
-def test_order_2_names_why_the_exact_oracle_cannot_take_a_case() -> None:
+def test_order_2_takes_exponents_the_exact_oracle_cannot_expand() -> None:
     (result,) = check("sum(x ** 100)", {"x": [0.3, 1.7]}, order=2)
-    assert result.status == "error"
-    assert "a constant exponent beyond ±64" in result.message
+    assert result.status == "pass", result.message
+    assert "rule sweep" in result.tolerance["second_order"]

@@ -297,3 +297,82 @@ def test_a_traced_case_is_a_pytest_item_that_passes_or_fails_as_in_the_cli(
     result = pytester.runpytest_subprocess("-q", "-p", "no:xdist")
     result.assert_outcomes(passed=1, failed=1)
     assert "x: autograd is the odd one out" in result.stdout.str()
+
+
+def _planted_sign(pytester: pytest.Pytester) -> None:
+    copy_into(pytester.path / "cases", DATA / "planted" / "linear_sign.yaml",
+              DATA / "planted" / "linear_sign.py", CASES / "r144.yaml")
+
+
+def test_tb_line_gives_one_line_per_failure_and_tb_no_none(pytester: pytest.Pytester) -> None:
+    _planted_sign(pytester)
+    line = line_of(pytester.path / "cases" / "linear_sign.yaml", "  - name: custom_linear_layer")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--tb=line", "-k", "float64")
+    result.assert_outcomes(failed=2, passed=1, deselected=1)
+    failures = result.outlines[result.outlines.index(
+        next(o for o in result.outlines if "FAILURES" in o)) + 1:]
+    failures = failures[:next(i for i, o in enumerate(failures) if "short test summary" in o)]
+    assert failures == [
+        f"{pytester.path}/cases/linear_sign.yaml:{line}: x: autograd is the odd one out "
+        "(20 elements)",
+        f"{pytester.path}/cases/linear_sign.yaml:{line + 10}: x: autograd is the odd one out "
+        "(20 elements)"], failures
+    quiet = pytester.runpytest("-p", "no:cacheprovider", "--tb=no", "-k", "float64")
+    assert not any("what" in o and "odd one out" in o for o in quiet.outlines)
+
+
+def test_the_short_summary_gives_the_message(pytester: pytest.Pytester) -> None:
+    _planted_sign(pytester)
+    result = pytester.runpytest("-p", "no:cacheprovider", "-ra", "-k", "layer and float64")
+    result.stdout.fnmatch_lines(["FAILED cases/linear_sign.yaml::custom_linear_layer[[]"
+                                 "float64-cpu[]] - x: autograd*"])  # cut to the width
+
+
+def test_a_failure_shows_its_diagnosis_under_the_table(pytester: pytest.Pytester) -> None:
+    _planted_sign(pytester)
+    result = pytester.runpytest("-p", "no:cacheprovider", "-k", "layer and float64")
+    result.stdout.fnmatch_lines([
+        "x (20)*autograd*",
+        "diagnosis: autograd = -1 × symbolic on every element of x: a sign error",
+        "diagnosis: the backward under test: Linear.backward (*linear_sign.py:17)"])
+
+
+def test_verbose_passes_say_how_close_they_came(pytester: pytest.Pytester) -> None:
+    write(pytester.path / "cases", "tanh.yaml",
+          "name: tanh\ninputs:\n  x: {shape: [3, 4], init: randn}\noutput: sum(tanh(x) ** 2)\n")
+    result = pytester.runpytest("-p", "no:cacheprovider", "-v")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*tanh[[]float64-cpu[]] PASSED (worst error / allowed = *, "
+                                 "at x[[]*[]])*"])
+
+
+def test_markers_select_cases_by_what_they_check(pytester: pytest.Pytester) -> None:
+    _planted_sign(pytester)
+    write(pytester.path / "cases", "second.yaml",
+          "name: second\ninputs:\n  x: [0.5, 1.0]\noutput: sum(exp(x))\norder: 2\n")
+    everything = collect(pytester, "-m", "gradcheck")
+    assert len(everything) == 5
+    assert collect(pytester, "-m", "impl") == sorted(i for i in everything if "linear" in i)
+    assert collect(pytester, "-m", "order2") == ["cases/second.yaml::second[float64-cpu]"]
+    assert collect(pytester, "-m", "gradcheck and not impl and not order2") == [
+        "cases/r144.yaml::r144[float64-cpu]"]
+    strict = pytester.runpytest("--strict-markers", "-m", "order2", "-q")
+    strict.assert_outcomes(passed=1, deselected=4)
+
+
+def test_last_failed_and_failed_first_rerun_exactly_the_failed_items(
+        pytester: pytest.Pytester) -> None:
+    """pytest 9 reads the node ids of its cache back as name + params ("case" and
+    "float64-cpu"): the items' own ids must be parsed the same way, or --lf reruns nothing."""
+    _planted_sign(pytester)
+    pytester.runpytest("-q").assert_outcomes(failed=3, passed=1)
+    again = pytester.runpytest("--lf")
+    again.assert_outcomes(failed=3)
+    again.stdout.fnmatch_lines(["*rerun previous 3 failures*"])
+    first = pytester.runpytest("--ff", "-v")
+    first.assert_outcomes(failed=3, passed=1)
+    ran = [line.split()[0] for line in first.outlines if " PASSED" in line or " FAILED" in line]
+    assert ran[-1] == "cases/r144.yaml::r144[float64-cpu]", ran  # the failures first
+    by_id = pytester.runpytest("-q", "cases/r144.yaml::r144[float64-cpu]",
+                               "--deselect", "cases/linear_sign.yaml")
+    by_id.assert_outcomes(passed=1)

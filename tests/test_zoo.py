@@ -71,15 +71,58 @@ def test_planted_bug_fails(path: Path) -> None:
         assert result.status == "fail", describe(result)
 
 
+# The diagnosis line each kind of planted bug gets (compare.patterns), by the file's prefix:
+# the whole gradient off by a sign, a factor or a constant, ignoring grad_output, no gradient,
+# one element, transposed. Every other kind (a missing product-rule term, a transposed
+# operand inside the backward, a wrong sign on one term, NaN, state kept on ctx, second
+# order) gets none: a pattern that fits only some elements is not said.
+DIAGNOSIS_BY_PREFIX = {
+    "sign_": "a sign error",
+    "factor_": "a missing or extra factor",
+    "scaled_": "a wrong constant",
+    "ignored_grad_": "does not scale with grad_output",
+    "none_": "is zero on every element: no gradient flows",
+    "one_element_": "every other agrees",
+    "transposed_gradient_": "the gradient is transposed",
+}
+DIAGNOSIS_OF = {
+    "sign_log_softmax": None,  # the sign of one term of two
+    "reduction_mean_as_sum": "autograd = 5 × symbolic",
+    "reduction_sum_as_mean": "autograd = 1/6 × symbolic",
+    "reduction_cross_entropy_not_averaged": "autograd = 4 × symbolic",
+    "reduction_mean_wrong_count": "with c = 0.4: a wrong constant",
+    "reduction_sum_wrong_dim": "the gradient is transposed",
+}
+
+
+def expected_diagnosis(stem: str) -> str | None:
+    if stem in DIAGNOSIS_OF:
+        return DIAGNOSIS_OF[stem]
+    return next((said for prefix, said in DIAGNOSIS_BY_PREFIX.items()
+                 if stem.startswith(prefix)), None)
+
+
 @pytest.mark.parametrize("path", params([p for p in BUGS if p.stem not in NOT_CAUGHT_YET],
                                         NOT_LOCALISED))
-def test_planted_bug_names_autograd_as_the_odd_oracle(path: Path) -> None:
+def test_planted_bug_names_autograd_as_the_odd_oracle_and_its_diagnosis(path: Path) -> None:
     for result in results_of(path):
         assert result.status == "fail", describe(result)
         odd = {m.odd_oracle for m in result.mismatches}
         # Symbolic and finite differences are right by construction: only autograd may be
         # blamed, and it must be blamed somewhere.
         assert odd == {"autograd"}, f"{describe(result)}; odd oracles {odd}"
+        located = [d for d in result.diagnoses if d.startswith(LOCATED)]
+        patterns = [d for d in result.diagnoses if not d.startswith(LOCATED)]
+        # Every planted bug is a custom Function's backward, in a file of this folder.
+        assert len(located) == 1 and f"{ZOO.name}/bugs/" in located[0], result.diagnoses
+        expected = expected_diagnosis(path.stem)
+        if expected is None:
+            assert patterns == [], describe(result)
+        else:
+            assert patterns and all(expected in d for d in patterns), result.diagnoses
+
+
+LOCATED = "the backward under test: "
 
 
 @pytest.mark.parametrize("path", params(CORRECT, FALSE_FAILURES))

@@ -10,6 +10,7 @@ from gradcheck_lab.casefile import Case
 from gradcheck_lab.compare.tolerances import ToleranceRule, symbolic_rule
 from gradcheck_lab.oracles.base import FiniteDifferences, Gradients, Point, Probe
 from gradcheck_lab.oracles.precision import FLOAT64, Precision
+from gradcheck_lab.program import Program
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,12 @@ class OracleResults:
     # How precisely the function under test computes (oracles.precision): float64 for the
     # spec, measured for an impl.
     precision: Precision = FLOAT64
+    program: Program | None = None  # the spec at this point; None: the case's own
+
+    @property
+    def spec(self) -> Program:
+        """The program the symbolic oracle differentiated at this point."""
+        return self.program if self.program is not None else self.case.program
 
     @property
     def exact(self) -> bool:

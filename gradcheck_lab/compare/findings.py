@@ -41,6 +41,9 @@ class Findings:
     summary: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    # What a failure's mismatches look like, when they fit a known bug ("a sign error"):
+    # ``compare.patterns``.
+    diagnoses: list[str] = field(default_factory=list)
     # What a passing verdict's one-line message adds ("training step right, ..."), and the
     # rules this check compared by, for the report's tolerance.
     on_pass: str | None = None
@@ -50,6 +53,7 @@ class Findings:
         self.mismatches.extend(other.mismatches)
         self.summary.extend(other.summary)
         self.notes.extend(other.notes)
+        self.diagnoses.extend(other.diagnoses)
         for key, value in other.counts.items():
             self.counts[key] = self.counts.get(key, 0) + value
         self.tolerance.update(other.tolerance)
@@ -63,6 +67,7 @@ class Verdict:
     notes: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     tolerance: dict[str, object] = field(default_factory=dict)
+    diagnoses: list[str] = field(default_factory=list)
 
     def add(self, findings: Findings) -> None:
         """Fold in a later check's findings (forward mode, second order, a second device, a
@@ -71,6 +76,7 @@ class Verdict:
         for key, value in findings.counts.items():
             self.counts[key] = self.counts.get(key, 0) + value
         self.notes.extend(findings.notes)
+        self.diagnoses.extend(findings.diagnoses)
         self.tolerance.update(findings.tolerance)
         if findings.summary:
             summary = "; ".join(findings.summary)
@@ -90,17 +96,19 @@ def merge_points(verdicts: list[tuple[int, Verdict]], points: int) -> Verdict:
     counts: Counter[str] = Counter()
     mismatches: list[Mismatch] = []
     notes: list[str] = []
+    diagnoses: list[str] = []
     for index, verdict in verdicts:
         counts.update(verdict.counts)
         mismatches.extend(dataclasses.replace(m, point=index) for m in verdict.mismatches)
         notes.extend(note for note in verdict.notes if note not in notes)
+        diagnoses.extend(d for d in verdict.diagnoses if d not in diagnoses)
     counts["points"] = len(verdicts)
     if failing:
         message = "; ".join(f"point {index}: {v.message}" for index, v in failing)
     else:
         message = f"{first.message} (at point 0; {len(verdicts)} points agree)"
     return Verdict("fail" if failing else "pass", message, mismatches, notes, dict(counts),
-                   first.tolerance)
+                   first.tolerance, diagnoses)
 
 
 # -- building mismatches ------------------------------------------------------------------------

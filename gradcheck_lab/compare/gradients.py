@@ -31,7 +31,9 @@ from gradcheck_lab.compare.findings import (
     same_nonfinite,
     worst,
 )
+from gradcheck_lab.compare.patterns import Probed, diagnose
 from gradcheck_lab.compare.tolerances import ToleranceRule, gradient_scale
+from gradcheck_lab.program.naming import element_index, index_text
 from gradcheck_lab.results import Mismatch
 
 _UNDECIDED = "undecided"  # no finite difference at this element: the input's majority decides
@@ -53,6 +55,10 @@ class FdTally:
     fd_alone: int = 0
     not_numbers: int = 0  # finite differences left unjudged where the gradient is not finite
     largest_atol: float = 0.0
+    # How close symbolic and autograd came to their tolerance: the largest |s - a| / allowed
+    # over every compared element (a pass is below 1), and where ("W1[3, 2]").
+    margin: float = 0.0
+    margin_at: str = ""
     # Per input whose odd oracle nobody could name: its disagreeing elements, largest first.
     undecided: dict[str, list[int]] = field(default_factory=dict)
 
@@ -98,6 +104,7 @@ class _InputGradient:
         # of an earlier one (a scalar output's cotangent c) reports only what that one did not.
         self.reported: dict[int, set[tuple[str, int]]] = {}
         self.counted = True
+        self.probes: list[_Probed] = []
 
     def compare(self, findings: Findings) -> None:
         for k in range(len(self.results.probes)):
@@ -106,6 +113,7 @@ class _InputGradient:
             # cotangent, as the comparisons are (counts, the pass message).
             self.counted = self.results.probes[k].multiple_of is None
             probed = self.probed(k)
+            self.probes.append(probed)
             odd_here = self.partials(probed, findings)
             self.votes.extend(odd for odd in odd_here.values() if odd is not None)
             self.votes.extend(self.directions(probed, findings))
@@ -143,7 +151,20 @@ class _InputGradient:
             self.tally.outside.setdefault(self.name, set()).update(int(f) for f in outside)
         agreeing = agree(s, a, bound_s + bound_a) | self.rule.flushed(s, a)
         agreeing[outside] = True
+        self.measure_margin(s, a, bound_s + bound_a, agreeing)
         return _Probed(k, s, a, scale, bound_s, bound_a, agreeing)
+
+    def measure_margin(self, s: np.ndarray, a: np.ndarray, allowed: np.ndarray,
+                       agreeing: np.ndarray) -> None:
+        """The worst agreeing element's error over what was allowed there."""
+        with np.errstate(all="ignore"):
+            ratio = np.where(agreeing & np.isfinite(s) & np.isfinite(a) & (allowed > 0),
+                             np.abs(s - a) / allowed, 0.0)
+        if ratio.size and float(ratio.max()) > self.tally.margin:
+            flat = int(np.argmax(ratio))
+            shape = self.results.symbolic.per_probe[0][self.name].shape
+            self.tally.margin = float(ratio[flat])
+            self.tally.margin_at = self.name + index_text(element_index(flat, shape))
 
     def inconclusive(self, reason: str) -> None:
         self.tally.inconclusive += self.counted
@@ -213,19 +234,24 @@ class _InputGradient:
             return []
         estimates = fd.per_input[self.name]
         votes = []
-        for j, direction in enumerate(estimates.directions):
-            d = direction.reshape(-1)
+        # Every direction's projections at once: one matrix product each, not a loop of dots.
+        d = estimates.directions.reshape(len(estimates.directions), p.s.size)
+        magnitudes = np.abs(d)
+        with np.errstate(all="ignore"):
+            projected_s, projected_a = d @ p.s, d @ p.a
+            bounds_s, bounds_a = magnitudes @ p.bound_s, magnitudes @ p.bound_a
+        widths = magnitudes.sum(axis=1)
+        for j in range(len(d)):
             f = estimates.directional[p.k, j]
             bf = FD_SAFETY * estimates.directional_errors[p.k, j]
-            with np.errstate(all="ignore"):
-                sd, ad = float(d @ p.s), float(d @ p.a)
-                bsd, bad = float(np.abs(d) @ p.bound_s), float(np.abs(d) @ p.bound_a)
+            sd, ad = float(projected_s[j]), float(projected_a[j])
+            bsd, bad = float(bounds_s[j]), float(bounds_a[j])
             if not (np.isfinite(f) and np.isfinite(bf)):
                 self.inconclusive("not finite")
                 continue
             agreeing = bool(agree(sd, ad, bsd + bad))
             side_s, side_a = bool(agree(sd, f, bsd + bf)), bool(agree(ad, f, bad + bf))
-            if agreeing and bf > FD_INCONCLUSIVE * (abs(sd) + p.scale * float(np.abs(d).sum())):
+            if agreeing and bf > FD_INCONCLUSIVE * (abs(sd) + p.scale * float(widths[j])):
                 self.inconclusive("zero gradient" if p.scale <= _TINY else "ill-conditioned")
                 continue
             if not agreeing and side_s and side_a:
@@ -287,6 +313,12 @@ class _InputGradient:
         if disagreements:
             findings.summary.append(self.describe_odd(group_odd, elements, disagreements)
                                     + self.through_outputs(disagreements))
+            if group_odd != SYMBOLIC:
+                found = diagnose(self.name, self.results.symbolic.per_probe[0][self.name].shape,
+                                 [Probed(p.s, p.a, p.bound_s + p.bound_a) for p in self.probes],
+                                 scales_with_cotangent=len(self.probes) > 1)
+                if found is not None:
+                    findings.diagnoses.append(found)
         if self.fd_odd_elements:
             findings.summary.append(
                 f"{self.name}: {FD} is the odd one out ({count_text(len(self.fd_odd_elements))});"

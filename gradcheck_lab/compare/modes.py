@@ -79,14 +79,20 @@ def compare_hvp(probes: tuple[Probe, ...], symbolic: tuple[dict[str, np.ndarray]
                 fd: tuple[dict[str, np.ndarray], ...], rule: ToleranceRule,
                 not_differentiable: list[str], first_order: Gradients,
                 tangents: dict[str, np.ndarray], input_scale: float,
-                first_order_wrong: bool) -> Findings:
-    """Hessian-vector products elementwise: exact sympy, double backward, and a central
-    difference of autograd's own first-order gradient, which arbitrates only where that
-    gradient is right (``first_order_wrong`` False): otherwise it can clear autograd's
-    second order of nothing and cannot blame the exact oracle."""
-    found = Findings(counts={"second_order": sum(
-        v.size for grads in symbolic for v in grads.values())})
-    sym_rule = symbolic_rule(exact=True)
+                first_order_wrong: bool, exact: bool = True,
+                first_order_agrees: bool = False) -> Findings:
+    """Hessian-vector products elementwise: symbolic (exact sympy, or the second-order rule
+    sweep where the exact oracle cannot afford the case: ``exact`` False), double backward,
+    and a central difference of autograd's own first-order gradient, which arbitrates only
+    where that gradient is right (``first_order_wrong`` False): otherwise it can clear
+    autograd's second order of nothing and cannot blame the symbolic oracle. Counts: every
+    element symbolic vs autograd, and those finite differences confirm within their error
+    bar."""
+    compared = sum(v.size for grads in symbolic for v in grads.values())
+    confirmed = 0
+    autograd_alone = False
+    found = Findings()
+    sym_rule = symbolic_rule(exact=exact)
     largest_tangent = max((float(np.max(np.abs(v))) for v in tangents.values() if v.size),
                           default=1.0)
     for name in symbolic[0]:
@@ -105,6 +111,7 @@ def compare_hvp(probes: tuple[Probe, ...], symbolic: tuple[dict[str, np.ndarray]
             outside = same_nonfinite(s, a)
             if first_order.domain_elements:  # products through elements outside the domain
                 outside |= ~(np.isfinite(s) & np.isfinite(a))
+            confirmed += int(np.count_nonzero(agree(s, f, bound_s + bf) & ~outside))
             for flat in np.flatnonzero(~(agree(s, a, bound_s + bound_a) | outside)):
                 error = finite_or_inf(abs(s[flat] - a[flat]))
                 odd = odd_by_difference(s[flat], a[flat], f[flat], bound_s[flat],
@@ -129,6 +136,17 @@ def compare_hvp(probes: tuple[Probe, ...], symbolic: tuple[dict[str, np.ndarray]
         why = ("; its first-order gradient does not require grad: the backward ran under "
                "no_grad or on detached tensors, so it cannot be differentiated again"
                if name in not_differentiable else "")
+        autograd_alone |= odd == AUTOGRAD and name not in not_differentiable
         found.summary.append(f"{name}: second order: Hessian-vector products disagree "
                              f"({count_text(elements)}); {who}{why}")
+    if autograd_alone and first_order_agrees:
+        found.summary.append(
+            "first order agrees, so the backward is right but its own derivative is not: part "
+            "of it is computed on detached tensors, under no_grad or from values autograd did "
+            "not record, or a Function it calls has a wrong backward")
+    found.counts = {"second_order": compared, "second_order_symbolic_vs_autograd": compared,
+                    "second_order_finite_difference": confirmed}
+    found.tolerance["second_order"] = (
+        f"symbolic {sym_rule.describe()}; finite differences: a central difference of "
+        "autograd's gradient along the tangent, error from h vs 2h")
     return found

@@ -53,7 +53,7 @@ def judged(results: OracleResults, rule: ToleranceRule, value_rule: ToleranceRul
     if status == "pass" and _all_outside(results, tally):
         status, message = "skip", _outside_message(results)
     verdict = Verdict(status, message, found.mismatches, found.notes, _counts(results),
-                      _tolerance(results, rule, tally))
+                      _tolerance(results, rule, tally), found.diagnoses)
     return verdict, {name: np.asarray(flats, dtype=np.int64)
                      for name, flats in tally.undecided.items()}
 
@@ -164,6 +164,9 @@ def _counts(results: OracleResults) -> dict[str, int]:
 
 def _tolerance(results: OracleResults, rule: ToleranceRule, tally: FdTally) -> dict[str, object]:
     return {
+        # How close a pass came: the worst agreeing element's error over its allowed error.
+        "margin": float(f"{tally.margin:.3g}"),
+        "margin_at": tally.margin_at,
         "rtol": rule.rtol,
         "atol": rule.atol if rule.atol is not None else tally.largest_atol,
         "rule": rule.describe(),

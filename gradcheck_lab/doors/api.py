@@ -51,6 +51,23 @@ def check(output: str | Mapping[str, str] | None = None,
     return list(run_case(case, run_settings))
 
 
+def assert_gradients(output: str | Mapping[str, str] | None = None,
+                     inputs: Mapping[str, Any] | None = None, **keywords: Any) -> list[Result]:
+    """``check`` with the same arguments, raising AssertionError for the first result that
+    fails or is an error, its message the report the command line prints, so that a pytest
+    test shows the values::
+
+        assert_gradients("sum(x * x)", {"x": [1.0, 2.0]}, impl=my_square)
+    """
+    from gradcheck_lab.doors.render import failure_text
+
+    results = check(output, inputs, **keywords)
+    for result in results:
+        if not result.ok:
+            raise AssertionError(failure_text(result))
+    return results
+
+
 def run_file(path: str | Path, **settings: Any) -> list[Result]:
     """Every result of one case file, as ``gradcheck-lab run`` reports them (``settings``:
     ``symbolic``, ``fd``, ``sensitivity``)."""

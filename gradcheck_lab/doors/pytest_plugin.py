@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _pytest._code.code import ReprFileLocation, TerminalRepr
 
 CASE_SUFFIXES = (".yaml", ".yml")
 # Under a directory named on the command line, only YAML that looks like a case file is
@@ -73,7 +74,37 @@ def xdist_active(config: pytest.Config) -> bool:
     return bool(workers) or hasattr(config, "workerinput")
 
 
+# The marks every case item carries, for -m: "gradcheck" on all, the others by what the case
+# checks (``case_marks``).
+MARKERS = {
+    "gradcheck": "a YAML case checked by gradcheck-lab",
+    "impl": "a gradcheck-lab case that checks an impl (a custom Function, a module, a kernel)",
+    "traced": "a gradcheck-lab case whose spec is traced from its impl's forward",
+    "order2": "a gradcheck-lab case checked to second order (order: 2)",
+    "forward_mode": "a gradcheck-lab case that checks forward mode (modes: [reverse, forward])",
+    "training": "a gradcheck-lab case with a training step",
+}
+
+
+def case_marks(case: Any) -> list[str]:
+    """The marks of a case's items, from MARKERS."""
+    marks = ["gradcheck"]
+    if case.impl is not None:
+        marks.append("impl")
+    if case.traced:
+        marks.append("traced")
+    if case.order == 2:
+        marks.append("order2")
+    if "forward" in case.modes:
+        marks.append("forward_mode")
+    if case.training is not None:
+        marks.append("training")
+    return marks
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    for name, meaning in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {meaning}")
     if not benchmark_mode(config):
         return
     if config.args_source != pytest.Config.ArgsSource.ARGS:
@@ -123,6 +154,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+def pytest_report_teststatus(report: pytest.TestReport,
+                             config: pytest.Config) -> tuple[str, str, str] | None:
+    """With -v, a passing case says how close it came to its tolerance."""
+    if report.when != "call" or not report.passed or not config.option.verbose:
+        return None
+    data = dict(report.user_properties).get("gradcheck_result")
+    if not isinstance(data, str):
+        return None
+    from gradcheck_lab.doors.render import margin_text
+
+    text = margin_text(json.loads(data).get("tolerance", {}))
+    return ("passed", ".", f"PASSED ({text})") if text else None
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -298,6 +343,17 @@ def warmup_rounds(config: pytest.Config, rounds: int) -> int:
     return DEFAULT_WARMUP_ROUNDS
 
 
+def _parse_own_id(item: pytest.Item) -> None:
+    """pytest 9 keeps a node id as parts, and an item's "[...]" as its params: ours are built
+    from a name that holds the brackets ("r144[float64-cpu]"), which pytest would keep as a
+    name, while the id it reads back from its cache (--lf, --ff, --sw) is parsed into name and
+    params; the two never compare equal. Parsed here as the cache parses it. (Before pytest 9
+    an id is its string.)"""
+    own = getattr(item, "_id", None)
+    if own is not None and not isinstance(own, str) and hasattr(type(own), "parse"):
+        item._id = type(own).parse(str(own))
+
+
 def _unique(name: str, used: set[str]) -> str:
     candidate, number = name, 2
     while candidate in used:
@@ -311,9 +367,12 @@ class CaseItem(pytest.Item):
 
     def __init__(self, *, case: Any, dtype: str, device: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        _parse_own_id(self)
         self.case = case
         self.dtype = dtype
         self.device = device
+        for mark in case_marks(case):
+            self.add_marker(mark)
 
     def runtest(self) -> None:
         from gradcheck_lab.pipeline import run_case
@@ -328,11 +387,13 @@ class CaseItem(pytest.Item):
             raise CaseFailedError(result)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
-                     style: str | None = None) -> str:
+                     style: str | None = None) -> Any:
         if isinstance(excinfo.value, CaseFailedError):
             from gradcheck_lab.doors.render import failure_text
 
-            return failure_text(excinfo.value.result)
+            result = excinfo.value.result
+            return CaseFailure(failure_text(result), self.path, self.case.line,
+                               result.message, _tbstyle(self.config))
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
@@ -344,6 +405,10 @@ class CaseItem(pytest.Item):
 class TimingItem(pytest.Function):
     """A forward or backward timing, reported at the case's YAML file and line."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _parse_own_id(self)
+
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, None, self.name
 
@@ -353,17 +418,42 @@ class InvalidCaseItem(pytest.Item):
 
     def __init__(self, *, error: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        _parse_own_id(self)
         self.error = error
 
     def runtest(self) -> None:
         raise CaseFailedError(self.error)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
-                     style: str | None = None) -> str:
+                     style: str | None = None) -> Any:
         if isinstance(excinfo.value, CaseFailedError):
-            return self.error.render()
+            text = self.error.render()
+            return CaseFailure(text, self.path, self.error.line, text, _tbstyle(self.config))
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         line = self.error.line
         return self.path, (line - 1 if line else None), f"invalid case file {self.name}"
+
+
+class CaseFailure(TerminalRepr):
+    """A failing case's report: the whole text (mismatch table, diagnoses, settings) for
+    the failures section, and one crash line, "file:line: message", for ``--tb=line`` and
+    the short summary (``-ra``), as pytest gives a Python failure."""
+
+    def __init__(self, text: str, path: Path, line: int | None, message: str,
+                 style: str) -> None:
+        # --tb=line: pytest writes the crash line itself (pytest 9 calls toterminal too).
+        self.text = "" if style == "line" else text
+        self.reprcrash = ReprFileLocation(str(path), line or 0, message)
+
+    def toterminal(self, tw: Any) -> None:
+        for line in self.text.splitlines():
+            tw.line(line)
+
+    def __str__(self) -> str:  # what pytest-xdist sends back from a worker
+        return self.text or str(self.reprcrash)
+
+
+def _tbstyle(config: pytest.Config) -> str:
+    return str(config.getoption("tbstyle", "auto"))

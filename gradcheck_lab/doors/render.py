@@ -5,7 +5,8 @@ the settings the verdict was reached with."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from rich.console import Console, RenderableType
 from rich.table import Table
@@ -22,9 +23,10 @@ PLAIN_WIDTH = 140
 def failure_report(result: Result) -> list[RenderableType]:
     """The parts of a failure's report, in order."""
     return [
-        Text(f"{result.file}:{result.line}: {result.label}: {result.message}",
-             style="bold red"),
+        Text(f"{result.file}{f':{result.line}' if result.line else ''}: {result.label}: "
+             f"{result.message}", style="bold red"),
         mismatch_table(result.mismatches),
+        *(Text(f"diagnosis: {diagnosis}", style="bold") for diagnosis in result.diagnoses),
         *(Text(f"note: {note}", style="dim") for note in result.notes),
         Text(settings_line(result), style="dim"),
     ]
@@ -44,6 +46,15 @@ def failure_text(result: Result) -> str:
                       markup=False)
     print_failure(console, result)
     return buffer.getvalue().rstrip()
+
+
+def margin_text(tolerance: Mapping[str, Any]) -> str:
+    """How close a pass came to its tolerance (a result's ``tolerance``): "worst error /
+    allowed = 0.031, at W1[3, 2]"; "" where every element was equal."""
+    margin = tolerance.get("margin")
+    if not isinstance(margin, (int, float)) or not tolerance.get("margin_at"):
+        return ""
+    return f"worst error / allowed = {margin:.2g}, at {tolerance['margin_at']}"
 
 
 def format_value(value: float | None) -> str:

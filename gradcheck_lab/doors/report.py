@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from gradcheck_lab.doors.render import STATUS_STYLE, format_value, print_failure
+from gradcheck_lab.doors.render import STATUS_STYLE, format_value, margin_text, print_failure
 from gradcheck_lab.results import Result, summarize
 
 
@@ -40,6 +40,8 @@ class TerminalReport:
         self.results.append(result)
         where = f"{result.file}:{result.line}" if result.line else result.file
         shown = result.message if result.status != "pass" or self.verbose else where
+        if result.status == "pass" and self.verbose and margin_text(result.tolerance):
+            shown += f" ({margin_text(result.tolerance)})"
         line = Text()
         line.append(f"{result.status.upper():<6}", style=STATUS_STYLE[result.status])
         line.append(f"{result.label:<36} ")

@@ -19,7 +19,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from gradcheck_lab.errors import SpecError
-from gradcheck_lab.ops.derivatives import ElementwiseRule, derive
+from gradcheck_lab.ops.derivatives import ElementwiseRule, SecondOrderRule, derive, derive_second
+from gradcheck_lab.ops.second_order import (
+    JvpRule,
+    PairRule,
+    complex_step_jvp,
+    complex_step_pairs,
+)
 
 Shape = tuple[int, ...]
 ParamValue = int | bool | float | str | tuple[int, ...] | None
@@ -134,6 +140,20 @@ class Op:
     # place (``expand(builder, args, params) -> node``, see ``Expander``); its torch form is
     # torch's own function, which tests/test_ops.py confirms the definition against.
     expand: Callable[[Any, list[int], Params], int] | None = None
+    # The second-order sweep's rules (``ops.second_order``): the JVP and the VJP beside its
+    # tangent. Elementwise ops give them from sympy's second partials; None (structural
+    # ops): their numpy forward and VJP differentiated by a complex step.
+    jvp: JvpRule | None = None
+    pairs: PairRule | None = None
+
+    @property
+    def jvp_rule(self) -> JvpRule:
+        return self.jvp if self.jvp is not None else complex_step_jvp(self.numpy)
+
+    @property
+    def pair_rule(self) -> PairRule:
+        return self.pairs if self.pairs is not None else complex_step_pairs(self.numpy,
+                                                                             self.vjp)
 
     @property
     def is_elementwise(self) -> bool:
@@ -148,6 +168,13 @@ class Op:
         given = keywords.get(GIVEN)
         arity = len(given) if isinstance(given, tuple) else self.min_args
         return derive(self.name, arity, self.scalar_form, tuple(sorted(keywords.items())))
+
+    def second_rule(self, params: Params | None = None) -> SecondOrderRule:
+        """An elementwise op's second partials (``rule``'s, differentiated once more)."""
+        first = self.rule(params)
+        keywords = {p.name: p.default for p in self.params} if params is None else params
+        return derive_second(self.name, len(first.symbols), self.scalar_form,
+                             tuple(sorted(keywords.items())))
 
     @property
     def spelled(self) -> str:
@@ -244,6 +271,36 @@ def broadcast_shapes(*shapes: Shape) -> Shape:
             raise SpecError(f"shapes {listed} cannot be broadcast together")
         result.append(sizes.pop() if sizes else 1)
     return tuple(result)
+
+
+def as_float(values: Any) -> np.ndarray:
+    """``values`` as float64, or as complex128 where they are complex: the second-order sweep
+    differentiates a structural op's rules by a complex step, which a cast to float64 would
+    silently undo."""
+    values = np.asarray(values)
+    return values.astype(np.complex128 if values.dtype.kind == "c" else np.float64, copy=False)
+
+
+
+
+def real_sign(values: np.ndarray) -> np.ndarray:
+    """np.sign, of the real part where ``values`` carry a complex step: the sign is locally
+    constant, so its derivative along the step is 0 (numpy's complex sign is z/|z|)."""
+    return np.sign(values.real) if np.iscomplexobj(values) else np.sign(values)
+
+
+def real_abs(values: np.ndarray) -> np.ndarray:
+    """np.abs, as sign(x)·x where ``values`` carry a complex step: its derivative along the
+    step is sign(x), where numpy's complex modulus would give 0."""
+    return real_sign(values) * values if np.iscomplexobj(values) else np.abs(values)
+
+
+def bincount(sources: np.ndarray, weights: np.ndarray, length: int) -> np.ndarray:
+    """np.bincount, for complex weights too (it takes real ones only)."""
+    if weights.dtype.kind == "c":
+        return (np.bincount(sources, weights.real, length)
+                + 1j * np.bincount(sources, weights.imag, length))
+    return np.bincount(sources, weights, length)
 
 
 def unbroadcast(gradient: np.ndarray, shape: Shape) -> np.ndarray:

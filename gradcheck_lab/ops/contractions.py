@@ -23,6 +23,7 @@ from gradcheck_lab.ops.base import (
     Param,
     Params,
     Shape,
+    as_float,
     linear_magnitudes,
     object_array,
     torch_module,
@@ -115,8 +116,7 @@ def _contraction(name: str, fixed: str | None, doc: str, *, arg_names: tuple[str
         min_args=arity or 1, max_args=arity or MAX_OPERANDS, params=params, shape=shape,
         torch=(lambda args, p: torch_module().einsum(_equation(p, fixed), *args))
         if fixed is None else lambda args, p: getattr(torch_module(), name)(*args),
-        numpy=lambda args, p: np.asarray(np.einsum(_equation(p, fixed), *args),
-                                         dtype=np.float64),
+        numpy=lambda args, p: as_float(np.einsum(_equation(p, fixed), *args)),
         vjp=vjp, vjp_magnitude=linear_magnitudes(vjp),
         sympy=lambda args, p: object_array(np.einsum(_equation(p, fixed),
                                                      *map(object_array, args))),
@@ -139,7 +139,7 @@ TRACE = Op(
     name="trace", arg_names=("input",), group="linalg", doc="the sum of the diagonal (2-d)",
     min_args=1, max_args=1, shape=_trace_shape,
     torch=lambda args, p: torch_module().trace(args[0]),
-    numpy=lambda args, p: np.asarray(np.trace(args[0]), dtype=np.float64),
+    numpy=lambda args, p: as_float(np.trace(args[0])),
     vjp=_trace_vjp, vjp_magnitude=linear_magnitudes(_trace_vjp),
     sympy=lambda args, p: object_array(np.trace(object_array(args[0]))))
 

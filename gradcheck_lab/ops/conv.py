@@ -25,6 +25,7 @@ from gradcheck_lab.ops.base import (
     Param,
     Params,
     Shape,
+    as_float,
     linear_magnitudes,
     object_array,
     torch_module,
@@ -226,7 +227,7 @@ def _vjp(name: str, d: int, transposed: bool) -> Callable[..., Gradients]:
     def vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
             needs: Sequence[bool]) -> Gradients:
         geometry, groups = _settings(name, d, args, params)
-        x, g = batched(args[0], d), batched(np.asarray(g, dtype=np.float64), d)
+        x, g = batched(args[0], d), batched(as_float(g), d)
         grads: list[np.ndarray | None] = [None] * len(args)
         if needs[0]:
             dx = (_correlate(g, args[1], geometry, groups) if transposed

@@ -28,6 +28,7 @@ from gradcheck_lab.ops.base import (
     Param,
     Params,
     Shape,
+    as_float,
     object_array,
     torch_module,
 )
@@ -129,8 +130,7 @@ def _forms(name: str, through_softmax: bool) -> dict[str, Any]:
         lp = _log_probs(args, through_softmax, exact=False)
         with np.errstate(invalid="ignore", divide="ignore"):
             losses = -np.sum(targets.w * targets.q * lp, axis=-1)
-            return np.asarray(_reduce(losses, targets, params, np.ndim(args[0])),
-                              dtype=np.float64)
+            return as_float(_reduce(losses, targets, params, np.ndim(args[0])))
 
     def sympy_form(args: Arrays, params: Params) -> np.ndarray:
         targets = _targets(args, params, exact=True)
@@ -144,9 +144,9 @@ def _forms(name: str, through_softmax: bool) -> dict[str, Any]:
         rows = targets.q.shape[0]
         # Each row's cotangent: its own for "none", the total's (over the divisor) else.
         if params["reduction"] == "none":
-            scale = np.asarray(g, dtype=np.float64).reshape(rows, 1)
+            scale = as_float(g).reshape(rows, 1)
         else:
-            scale = np.full((rows, 1), float(g))
+            scale = np.full((rows, 1), as_float(g).reshape(()))
             if params["reduction"] == "mean":
                 scale = scale / targets.divisor
         if magnitude:

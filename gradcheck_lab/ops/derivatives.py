@@ -36,32 +36,56 @@ class ElementwiseRule:
 
     def partial(self, position: int, *arrays: np.ndarray) -> np.ndarray:
         """∂f/∂(argument position) evaluated elementwise over broadcast arrays."""
-        with np.errstate(all="ignore"):
-            result = np.asarray(self.partials_numpy[position](*arrays), dtype=np.float64)
-        shape = np.broadcast_shapes(*(np.shape(a) for a in arrays))
-        result = np.broadcast_to(result, shape).copy()
-        inputs_finite = np.ones(shape, dtype=bool)
-        for array in arrays:
-            inputs_finite &= np.broadcast_to(np.isfinite(array), shape)
-        # NaN from finite inputs is overflow inside the formula (sigmoid' at -800 is inf/inf);
-        # a signed infinity is a genuine value (1/x at 0) and keeps its sign.
-        redo = np.argwhere(np.isnan(result) & inputs_finite)
-        if 0 < len(redo) <= _MAX_HIGH_PRECISION_ELEMENTS:
-            broadcast = [np.broadcast_to(a, shape) for a in arrays]
-            for index in map(tuple, redo):
-                point = [float(b[index]) for b in broadcast]
-                result[index] = self.high_precision(position, point)
-        return result
+        return evaluate_elementwise(self.partials[position], self.partials_numpy[position],
+                                    self.symbols, arrays)
 
-    def high_precision(self, position: int, point: Sequence[float]) -> float:
-        import sympy
 
-        substitutions = {
-            symbol: sympy.Float(value, _HIGH_PRECISION_DIGITS)
-            for symbol, value in zip(self.symbols, point, strict=True)
-        }
-        value = self.partials[position].xreplace(substitutions).evalf(_HIGH_PRECISION_DIGITS)
-        return sympy_to_float(value)
+@dataclass(frozen=True)
+class SecondOrderRule:
+    """The second partial derivatives of an elementwise op, for the second-order sweep:
+    ``seconds[i][j]`` is ∂²f/∂s_i∂s_j (sympy), ``seconds_numpy`` the same compiled."""
+
+    symbols: tuple[Any, ...]
+    seconds: tuple[tuple[Any, ...], ...]
+    seconds_numpy: tuple[tuple[NumpyFunction, ...], ...]
+
+    def second(self, i: int, j: int, *arrays: np.ndarray) -> np.ndarray:
+        """∂²f/∂s_i∂s_j evaluated elementwise over broadcast arrays."""
+        return evaluate_elementwise(self.seconds[i][j], self.seconds_numpy[i][j], self.symbols,
+                                    arrays)
+
+
+def evaluate_elementwise(expr: Any, compiled: NumpyFunction, symbols: Sequence[Any],
+                         arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """A derived formula evaluated in float64 over broadcast arrays; where float64 overflows
+    into NaN from finite inputs (sigmoid' at -800 is inf/inf), re-evaluated at 30 digits."""
+    with np.errstate(all="ignore"):
+        result = np.asarray(compiled(*arrays), dtype=np.float64)
+    shape = np.broadcast_shapes(*(np.shape(a) for a in arrays))
+    result = np.broadcast_to(result, shape).copy()
+    inputs_finite = np.ones(shape, dtype=bool)
+    for array in arrays:
+        inputs_finite &= np.broadcast_to(np.isfinite(array), shape)
+    # NaN from finite inputs is overflow inside the formula; a signed infinity is a genuine
+    # value (1/x at 0) and keeps its sign.
+    redo = np.argwhere(np.isnan(result) & inputs_finite)
+    if 0 < len(redo) <= _MAX_HIGH_PRECISION_ELEMENTS:
+        broadcast = [np.broadcast_to(a, shape) for a in arrays]
+        for index in map(tuple, redo):
+            point = [float(b[index]) for b in broadcast]
+            result[index] = high_precision(expr, symbols, point)
+    return result
+
+
+def high_precision(expr: Any, symbols: Sequence[Any], point: Sequence[float]) -> float:
+    """``expr`` at ``point``, evaluated by sympy at 30 digits and rounded once."""
+    import sympy
+
+    substitutions = {
+        symbol: sympy.Float(value, _HIGH_PRECISION_DIGITS)
+        for symbol, value in zip(symbols, point, strict=True)
+    }
+    return sympy_to_float(expr.xreplace(substitutions).evalf(_HIGH_PRECISION_DIGITS))
 
 
 def sympy_to_float(value: Any) -> float:
@@ -94,6 +118,20 @@ def derive(name: str, arity: int, form: Callable[..., Any],
     partials = tuple(drop_steps(sympy.diff(function, symbol)) for symbol in symbols)
     compiled = tuple(compile_to_numpy(p, symbols) for p in partials)
     return ElementwiseRule(symbols, function, partials, compiled)
+
+
+@functools.cache
+def derive_second(name: str, arity: int, form: Callable[..., Any],
+                  keywords: tuple[tuple[str, Any], ...] = ()) -> SecondOrderRule:
+    """The second partials of ``form``, differentiated from the first ones; cached like
+    ``derive`` and derived only when a case asks for second order."""
+    import sympy
+
+    first = derive(name, arity, form, keywords)
+    seconds = tuple(tuple(drop_steps(sympy.diff(partial, symbol)) for symbol in first.symbols)
+                    for partial in first.partials)
+    compiled = tuple(tuple(compile_to_numpy(e, first.symbols) for e in row) for row in seconds)
+    return SecondOrderRule(first.symbols, seconds, compiled)
 
 
 def exact_keywords(params: dict[str, Any]) -> dict[str, Any]:

@@ -47,6 +47,22 @@ def _pow_limits(position: int, local: np.ndarray, args: Sequence[np.ndarray]) ->
         local[at_zero & (exponent >= 0)] = 0.0
 
 
+def _pow_second_limits(i: int, j: int, local: np.ndarray, args: Sequence[np.ndarray]) -> None:
+    """∂²(a**b)/∂a² at a = 0, where sympy's form is 0/0: b·(b-1)·a**(b-2), and 0 where
+    b·(b-1) = 0, as torch's double backward gives it (it differentiates b·a**(b-1), guarded
+    by b == 0). The partials in b keep sympy's value there (0·log 0: nan), as torch's do: a
+    variable exponent at a zero base has no derivative in a."""
+    if (i, j) != (0, 0):
+        return
+    base, exponent = np.broadcast_arrays(*args)
+    at_zero = base == 0
+    if at_zero.any():
+        with np.errstate(all="ignore"):
+            factor = exponent * (exponent - 1)
+            limit = np.where(factor == 0, 0.0, factor * np.power(base, exponent - 2))
+        local[at_zero] = limit[at_zero]
+
+
 # --- exact constant folding -----------------------------------------------------------------
 
 def _fold_divide(values: Sequence[Fraction], max_bits: int) -> Fraction:
@@ -129,7 +145,8 @@ OPERATORS = [
     _elementwise("div", 2, lambda sp, a, b: a / b, np.divide, lambda t, a, b: a / b,
                  callable_=False, infix="/", fold=_fold_divide),
     _elementwise("pow", 2, lambda sp, a, b: a**b, np.power, lambda t, a, b: t.pow(a, b),
-                 callable_=False, infix="**", limits=_pow_limits, fold=_fold_pow,
+                 callable_=False, infix="**", limits=_pow_limits,
+                 second_limits=_pow_second_limits, fold=_fold_pow,
                  exact_limit=_pow_exact_limit, torch_scalar_args=frozenset({1})),
     _elementwise("neg", 1, lambda sp, a: -a, np.negative, lambda t, a: -a,
                  callable_=False, infix="-", fold=lambda v, bits: -v[0], returns="promote"),

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from gradcheck_lab.errors import SpecError
-from gradcheck_lab.ops.base import Param, Params, Shape, object_array
+from gradcheck_lab.ops.base import Param, Params, Shape, object_array, real_abs, real_sign
 from gradcheck_lab.ops.reductions import reduced_count, reduction
 
 _DIMS = (Param("dim", "dims"),)
@@ -120,7 +120,7 @@ def _norm(a: np.ndarray, axes: tuple[int, ...], params: Params) -> np.ndarray:
     order = _order(params)
     if order == 2:
         return np.sqrt(np.sum(a * a, axis=axes, keepdims=True))
-    return np.sum(np.abs(a) ** order, axis=axes, keepdims=True) ** (1.0 / order)
+    return np.sum(real_abs(a) ** order, axis=axes, keepdims=True) ** (1.0 / order)
 
 
 def _sympy_norm(a: np.ndarray, axes: tuple[int, ...], params: Params) -> np.ndarray:
@@ -141,7 +141,7 @@ def _norm_vjp(g: np.ndarray, x: np.ndarray, out: np.ndarray, axes: tuple[int, ..
     """d|x|_p / dx = sign(x)·|x|^(p-1) / |x|_p^(p-1)."""
     order = _order(params)
     with np.errstate(all="ignore"):
-        return g * np.sign(x) * (np.abs(x) / out) ** (order - 1)
+        return g * real_sign(x) * (real_abs(x) / out) ** (order - 1)
 
 
 def _norm_kinks(g: np.ndarray, x: np.ndarray, out: np.ndarray, axes: tuple[int, ...],

@@ -29,7 +29,8 @@ from gradcheck_lab.ops.base import (
     torch_module,
     unbroadcast,
 )
-from gradcheck_lab.ops.derivatives import ElementwiseRule, exact_keywords
+from gradcheck_lab.ops.derivatives import ElementwiseRule, SecondOrderRule, exact_keywords
+from gradcheck_lab.ops.second_order import JvpRule, PairRule, Tangents
 
 SympyForm = Callable[..., Any]
 
@@ -47,6 +48,7 @@ def elementwise(
     kinks: Callable[..., np.ndarray] | None = None,
     kink_where: str = "at 0",
     limits: Callable[..., None] | None = None,
+    second_limits: Callable[..., None] | None = None,
     derivative_terms: Callable[..., np.ndarray] | None = None,
     fold: FoldRule | None = None,
     exact_limit: Callable[[Sequence[ArgInfo]], str | None] | None = None,
@@ -66,7 +68,8 @@ def elementwise(
     **keywords)`` and ``kinks(*arrays, **keywords)`` take the same keywords.
 
     ``limits(position, local, args)`` patches elements where the derived formula is an
-    indeterminate form but the derivative has a well-defined limit (0 ** b for pow).
+    indeterminate form but the derivative has a well-defined limit (0 ** b for pow);
+    ``second_limits(i, j, local, args)`` the same for the second partials.
     ``derivative_terms(*args, **keywords)``: the sum of |terms| a backward computes f'(x)
     from, where that is larger than |f'(x)|: torch's sigmoid' is y·(1 - y), 0 at y = 1
     where the exact value is 4e-18, and its rounding is relative to y, not to the result.
@@ -94,6 +97,9 @@ def elementwise(
         torch=lambda args, p: torch_forward(torch_module(), *args, **p),
         numpy=_numpy_form(numpy_forward, returns, bool_args), vjp=vjp,
         vjp_magnitude=vjp_magnitude, sympy=_sympy_form(sympy_form, bool_args),
+        jvp=elementwise_jvp(lambda p: op.rule(p), limits) if returns != "bool" else _no_tangent,
+        pairs=elementwise_pairs(lambda p: op.rule(p), lambda p: op.second_rule(p), vjp, limits,
+                                second_limits),
         kinks=(lambda args, p: kinks(*args, **p)) if kinks is not None else None,
         kink_where=kink_where, flat_at_zero=flat_at_zero, callable=callable_, infix=infix,
         scalar_form=sympy_form, fold=fold, exact_limit=exact_limit,
@@ -183,6 +189,10 @@ def as_condition(value: Any) -> Any:
     return value
 
 
+def _no_tangent(*args: Any) -> None:
+    return None  # a comparison's value does not move with its arguments
+
+
 def _no_terms(*args: np.ndarray, **keywords: Any) -> float:
     return 0.0
 
@@ -197,9 +207,7 @@ def _chain_rule(rule: ElementwiseRule, g: np.ndarray, args: Sequence[np.ndarray]
         if not needs[position]:
             grads.append(None)
             continue
-        local = rule.partial(position, *args)
-        if limits is not None:
-            limits(position, local, args)
+        local = _partial(rule, position, args, limits)
         with np.errstate(all="ignore"):
             if terms is None:
                 term = g * local
@@ -207,3 +215,68 @@ def _chain_rule(rule: ElementwiseRule, g: np.ndarray, args: Sequence[np.ndarray]
                 term = np.abs(g) * np.maximum(np.abs(local), terms(*args, **params))
             grads.append(unbroadcast(term, np.shape(arg)))
     return grads
+
+
+def _partial(rule: ElementwiseRule, position: int, args: Sequence[np.ndarray],
+             limits: Callable[..., None] | None) -> np.ndarray:
+    """∂f/∂a_position over the arguments, with the op's limits patched in."""
+    local = rule.partial(position, *args)
+    if limits is not None:
+        limits(position, local, args)
+    return local
+
+
+def _second(rule: SecondOrderRule, i: int, j: int, args: Sequence[np.ndarray],
+            limits: Callable[..., None] | None) -> np.ndarray:
+    """∂²f/∂a_i∂a_j over the arguments, with the op's limits patched in."""
+    local = rule.second(i, j, *args)
+    if limits is not None:
+        limits(i, j, local, args)
+    return local
+
+
+def elementwise_jvp(first: Callable[[dict], ElementwiseRule],
+                    limits: Callable[..., None] | None) -> JvpRule:
+    """Σ_j ∂f/∂a_j · ȧ_j, from the derived partials."""
+
+    def jvp(args: Sequence[np.ndarray], tangents: Tangents, out: np.ndarray,
+            params: dict) -> np.ndarray | None:
+        terms = [_partial(first(params), j, args, limits) * t for j, t in enumerate(tangents)
+                 if t is not None]
+        if not terms:
+            return None
+        with np.errstate(all="ignore"):
+            return np.broadcast_to(sum(terms[1:], terms[0]), np.shape(out)).copy()
+
+    return jvp
+
+
+def elementwise_pairs(first: Callable[[dict], ElementwiseRule],
+                      second: Callable[[dict], SecondOrderRule], vjp: VjpRule,
+                      limits: Callable[..., None] | None,
+                      second_limits: Callable[..., None] | None) -> PairRule:
+    """The op's own VJP (limits and all) beside its tangent,
+    ġ·∂f/∂a_i + g·Σ_j ∂²f/∂a_i∂a_j·ȧ_j, summed back to each argument's shape."""
+
+    def pairs(g: np.ndarray, g_dot: np.ndarray | None, args: Sequence[np.ndarray],
+              tangents: Tangents, out: np.ndarray, params: dict,
+              needs: Sequence[bool]) -> list[tuple[np.ndarray, np.ndarray | None] | None]:
+        grads = vjp(g, args, out, params, needs)
+        result: list[tuple[np.ndarray, np.ndarray | None] | None] = []
+        for i, grad in enumerate(grads):
+            if grad is None:
+                result.append(None)
+                continue
+            terms = []
+            with np.errstate(all="ignore"):
+                if g_dot is not None:
+                    terms.append(g_dot * _partial(first(params), i, args, limits))
+                for j, t in enumerate(tangents):
+                    if t is not None:
+                        terms.append(g * _second(second(params), i, j, args, second_limits) * t)
+            dot = (unbroadcast(np.broadcast_to(sum(terms[1:], terms[0]), np.shape(out)),
+                                np.shape(args[i])) if terms else None)
+            result.append((grad, dot))
+        return result
+
+    return pairs

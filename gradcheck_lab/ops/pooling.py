@@ -23,6 +23,8 @@ from gradcheck_lab.ops.base import (
     Param,
     Params,
     Shape,
+    as_float,
+    bincount,
     linear_magnitudes,
     object_array,
     torch_module,
@@ -109,7 +111,7 @@ def _max_parts(x: np.ndarray, d: int, name: str, params: Params
     """The windows of x flattened (..., *out, K) with padding as -inf, and for each window
     element its flat index within one spatial block of x (-1 in the padding)."""
     geometry, out = _pool_geometry(name, d, np.shape(x)[-d:], params)
-    windows = _flat(_windows(np.asarray(x, dtype=np.float64), geometry, out, -np.inf), d)
+    windows = _flat(_windows(as_float(x), geometry, out, -np.inf), d)
     block = np.arange(math.prod(np.shape(x)[-d:]), dtype=np.float64).reshape(np.shape(x)[-d:])
     where = _flat(_windows(block, geometry, out, -1.0), d).astype(np.int64)
     return windows, where
@@ -121,8 +123,7 @@ def _scatter(values: np.ndarray, positions: np.ndarray, shape: Shape, d: int) ->
     blocks = math.prod(shape[:-d])
     block_size = math.prod(shape[-d:])
     offsets = (np.arange(blocks) * block_size).reshape(*shape[:-d], *(1,) * d)
-    total = np.bincount((positions + offsets).ravel(), weights=values.ravel(),
-                        minlength=blocks * block_size)
+    total = bincount((positions + offsets).ravel(), values.ravel(), blocks * block_size)
     return total.reshape(shape)
 
 
@@ -135,7 +136,7 @@ def _max_vjp(name: str, d: int) -> Callable[..., Gradients]:
         chosen = np.argmax(windows, axis=-1)[..., np.newaxis]
         positions = np.take_along_axis(np.broadcast_to(where, windows.shape), chosen,
                                        axis=-1)[..., 0]
-        return [_scatter(np.asarray(g, dtype=np.float64), positions, np.shape(args[0]), d)]
+        return [_scatter(as_float(g), positions, np.shape(args[0]), d)]
 
     return vjp
 
@@ -272,7 +273,7 @@ def _avg_vjp(name: str, d: int) -> Callable[..., Gradients]:
         x = args[0]
         spatial = np.shape(x)[-d:]
         geometry, _ = _pool_geometry(name, d, spatial, params)
-        share = np.asarray(g, dtype=np.float64) / _divisors(name, d, spatial, params)
+        share = as_float(g) / _divisors(name, d, spatial, params)
         spread = np.broadcast_to(share[(Ellipsis, *(np.newaxis,) * d)],
                                  (*share.shape, *geometry.kernel))
         full = scatter_windows(spread, geometry, geometry.padded_shape(np.shape(x)))
@@ -389,7 +390,7 @@ def _adaptive_vjp(name: str, d: int) -> Callable[..., Gradients]:
     def vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
             needs: Sequence[bool]) -> Gradients:
         spatial = np.shape(args[0])[-d:]
-        return [_along_spatial(np.asarray(g, dtype=np.float64), d, [
+        return [_along_spatial(as_float(g), d, [
             _averaging(size, o).T for size, o in zip(spatial, _output_size(name, d, params),
                                                      strict=True)])]
 

@@ -25,6 +25,8 @@ from gradcheck_lab.ops.base import (
     Param,
     Params,
     Shape,
+    as_float,
+    bincount,
     linear_magnitudes,
     object_array,
     torch_module,
@@ -59,9 +61,9 @@ def rearrangement(name: str, move: Move, torch_form: TorchMove, *, doc: str,
             raise SpecError(f"{name}(): {exc}") from None
 
     def forward(args: Arrays, params: Params) -> np.ndarray:
-        arrays = [np.asarray(a) if i in integer_args else np.asarray(a, dtype=np.float64)
+        arrays = [np.asarray(a) if i in integer_args else as_float(a)
                   for i, a in enumerate(args)]
-        return np.asarray(move(arrays, params, fill(params)), dtype=np.float64)
+        return as_float(move(arrays, params, fill(params)))
 
     def symbolic(args: Arrays, params: Params) -> np.ndarray:
         import sympy
@@ -81,8 +83,8 @@ def rearrangement(name: str, move: Move, torch_form: TorchMove, *, doc: str,
             maps.append(np.arange(offset + 1, offset + size + 1).reshape(np.shape(a)))
             offset += size
         sources = np.asarray(move(maps, params, 0)).reshape(-1)
-        totals = np.bincount(sources, weights=np.asarray(g, np.float64).reshape(-1),
-                             minlength=offset + 1)[1:]  # [0]: what padding filled in
+        weights = as_float(g).reshape(-1)
+        totals = bincount(sources, weights, offset + 1)[1:]  # [0]: what padding filled in
         grads: Gradients = []
         start = 0
         for i, a in enumerate(args):
@@ -110,3 +112,4 @@ def checked_indices(index: np.ndarray, size: int, op: str) -> np.ndarray:
         bad = index[(index < 0) | (index >= size)].reshape(-1)[0]
         raise SpecError(f"{op}(): index {int(bad)} is out of range for a dim of size {size}")
     return index
+

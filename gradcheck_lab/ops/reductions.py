@@ -20,6 +20,7 @@ from gradcheck_lab.ops.base import (
     ShapeRule,
     TorchForm,
     VjpRule,
+    as_float,
     elementwise_sympy,
     linear_magnitudes,
     normalize_dims,
@@ -119,7 +120,7 @@ def reduction(name: str, *, numpy_form: KeptForm, sympy_form: KeptForm,
         return np.abs(vjp(np.abs(g), np.abs(x), np.abs(out), axes, params))
 
     def forward(args: Arrays, params: Params) -> np.ndarray:
-        a = np.asarray(args[0], dtype=np.float64)
+        a = as_float(args[0])
         axes = axes_of(a, params)
         with np.errstate(all="ignore"):
             return squeeze(np.asarray(numpy_form(a, axes, params)), axes, params)
@@ -135,7 +136,7 @@ def reduction(name: str, *, numpy_form: KeptForm, sympy_form: KeptForm,
         return squeeze(torch_form(torch_module(), args[0], axes, params), axes, params)
 
     def kink_mask(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
-        a = np.asarray(args[0], dtype=np.float64)
+        a = as_float(args[0])
         axes = axes_of(a, params)
         out = expand_back(np.asarray(numpy_form(a, axes, params)), a.shape, axes)
         return kinks(np.ones_like(a), a, out, axes, params)  # type: ignore[misc]
@@ -258,7 +259,7 @@ def _logsumexp_shape(args: Sequence[ArgInfo], params: Params) -> Shape:
 def _logsumexp_numpy(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
     """log(sum(exp(x))) shifted by the max, so that exp never overflows (as torch does); a
     slice of all -inf gives -inf, not nan."""
-    a = np.asarray(args[0], dtype=np.float64)
+    a = as_float(args[0])
     axes = reduction_axes(params, a.ndim, "logsumexp")
     peak = np.max(a, axis=axes, keepdims=True)
     peak = np.where(np.isfinite(peak), peak, 0.0)

@@ -18,6 +18,7 @@ from gradcheck_lab.ops.base import (
     Param,
     Params,
     Shape,
+    as_float,
     normalize_dim,
     object_array,
     torch_module,
@@ -47,7 +48,7 @@ def _cumprod_vjp(g: np.ndarray, x: np.ndarray, out: np.ndarray) -> np.ndarray:
     """d out[j] / d x[i] = prod(x[:j+1] without x[i]) for j >= i: exact where x has zeros
     (out / x is not). O(n²) per row; scans are short."""
     n = x.shape[-1]
-    grad = np.zeros(np.broadcast_shapes(g.shape, x.shape))
+    grad = np.zeros(np.broadcast_shapes(g.shape, x.shape), dtype=np.result_type(g, x))
     for i in range(n):
         others = x.copy()
         others[..., i] = 1.0
@@ -57,13 +58,21 @@ def _cumprod_vjp(g: np.ndarray, x: np.ndarray, out: np.ndarray) -> np.ndarray:
 
 
 def _logcumsumexp(a: np.ndarray) -> np.ndarray:
-    return np.logaddexp.accumulate(a, axis=-1)
+    real = np.logaddexp.accumulate(a.real, axis=-1)
+    if a.dtype.kind != "c":
+        return real
+    # A complex step a + ih·t (np.logaddexp takes no complex): the value plus i times its
+    # derivative along the imaginary part, d out[j] = sum over i <= j of exp(a[i] - out[j]) t[i].
+    with np.errstate(all="ignore"):
+        weights = np.exp(a.real[..., None, :] - real[..., :, None])
+        weights = np.tril(np.nan_to_num(weights, nan=0.0))
+    return real + 1j * np.einsum("...ji,...i->...j", weights, a.imag)
 
 
 def _logcumsumexp_vjp(g: np.ndarray, x: np.ndarray, out: np.ndarray) -> np.ndarray:
     """d out[j] / d x[i] = exp(x[i] - out[j]) for j >= i."""
     n = x.shape[-1]
-    grad = np.zeros(np.broadcast_shapes(g.shape, x.shape))
+    grad = np.zeros(np.broadcast_shapes(g.shape, x.shape), dtype=np.result_type(g, x))
     with np.errstate(all="ignore"):
         for i in range(n):
             weights = np.exp(x[..., i:i + 1] - out[..., i:])
@@ -99,9 +108,9 @@ def _scan(name: str, numpy_scan: Callable[[np.ndarray], np.ndarray], vjp_rule: S
     def backward(rule: ScanRule) -> Callable[..., Gradients]:
         def apply(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
                   needs: Sequence[bool]) -> Gradients:
-            x = np.asarray(args[0], dtype=np.float64)
-            return [_along_last(rule, np.asarray(g, dtype=np.float64), x,
-                                np.asarray(out, dtype=np.float64), dim=_dim(x, params, name))]
+            x = as_float(args[0])
+            return [_along_last(rule, as_float(g), x,
+                                as_float(out), dim=_dim(x, params, name))]
 
         return apply
 
@@ -109,7 +118,7 @@ def _scan(name: str, numpy_scan: Callable[[np.ndarray], np.ndarray], vjp_rule: S
         name=name, arg_names=("input",), group="reduction", doc=doc, min_args=1, max_args=1,
         params=(Param("dim", "int", required=True),), shape=shape,
         torch=lambda args, p: getattr(torch_module(), name)(args[0], dim=int(p["dim"])),
-        numpy=lambda args, p: _along_last(numpy_scan, np.asarray(args[0], np.float64),
+        numpy=lambda args, p: _along_last(numpy_scan, as_float(args[0]),
                                           dim=_dim(args[0], p, name)),
         vjp=backward(vjp_rule), vjp_magnitude=backward(magnitude_rule),
         sympy=lambda args, p: _along_last(_sympy_scan(name), object_array(args[0]),

@@ -129,7 +129,7 @@ def scatter_windows(spread: np.ndarray, geometry: Geometry, padded_shape: Shape)
     where it was read, in a zero array of ``padded_shape``."""
     d = len(geometry.kernel)
     out = spread.shape[-2 * d:-d]
-    total = np.zeros(padded_shape)
+    total = np.zeros(padded_shape, dtype=spread.dtype)
     for offset in itertools.product(*(range(k) for k in geometry.kernel)):
         where = tuple(slice(k * dil, k * dil + s * (n - 1) + 1, s) for k, dil, s, n in zip(
             offset, geometry.dilation, geometry.stride, out, strict=True))

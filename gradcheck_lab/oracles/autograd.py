@@ -108,9 +108,47 @@ def gradients(function: FunctionUnderTest, point: Point,
         notes.append(f"autograd: no gradient for {name} (backward returned None); "
                      "counted as zeros")
     return Gradients("autograd", method, value, tuple(per_probe), tuple(notes), reruns=reruns,
-                     rerun_probe=rerun,
+                     rerun_probe=rerun, backwards=custom_backwards(out),
                      modified_inputs=modified, contract_problems=tuple(dict.fromkeys(problems)),
                      device=device, unit_seconds=unit)
+
+
+# A graph is walked for custom Functions up to this many nodes (an MNIST CNN has about 30).
+_MAX_GRAPH_NODES = 10_000
+
+
+def custom_backwards(out: Any) -> tuple[str, ...]:
+    """The backward methods of the custom Functions in ``out``'s graph, where their source
+    can be found: "Linear.backward (cases/custom_linear.py:19)"; what a failure points at."""
+    import contextlib
+    import inspect
+    import os
+
+    found: dict[str, None] = {}
+    seen: set[int] = set()
+    pending = [out.grad_fn]
+    while pending and len(seen) < _MAX_GRAPH_NODES:
+        node = pending.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        function = getattr(type(node), "_forward_cls", None)
+        backward = getattr(function, "backward", None)
+        if backward is not None:
+            try:
+                path = inspect.getsourcefile(backward)
+                lines, first = inspect.getsourcelines(backward)
+                # The def line, past decorators (@staticmethod).
+                line = first + next((i for i, text in enumerate(lines)
+                                     if text.lstrip().startswith(("def ", "async def "))), 0)
+            except (OSError, TypeError):
+                path = None
+            if path is not None:
+                with contextlib.suppress(ValueError):  # on another drive (Windows)
+                    path = os.path.relpath(path)
+                found[f"{function.__qualname__}.backward ({path}:{line})"] = None
+        pending.extend(next_node for next_node, _ in getattr(node, "next_functions", ()))
+    return tuple(found)
 
 
 def vjp_at(function: FunctionUnderTest, values: Mapping[str, np.ndarray],

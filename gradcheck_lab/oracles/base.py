@@ -84,6 +84,9 @@ class Gradients:
     modified_inputs: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     contract_problems: tuple[str, ...] = ()
     device: str = "cpu"
+    # Autograd only: the custom Functions' backward methods in the graph, with their source
+    # file and line (``autograd.custom_backwards``).
+    backwards: tuple[str, ...] = ()
     # Seconds of one forward and backward on a fresh graph: the unit a check's cost is told in.
     unit_seconds: float | None = None
 

@@ -263,7 +263,7 @@ def evaluate_at(function: FunctionUnderTest, values: Mapping[str, np.ndarray]) -
     import torch
 
     with torch.no_grad():
-        out = function(input_tensors(function.case, values, function.device))
+        out = function(function.input_tensors(values))
     return owned(out).reshape(-1)
 
 

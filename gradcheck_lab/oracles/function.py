@@ -12,7 +12,8 @@ import hashlib
 import importlib.util
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -78,6 +79,10 @@ def load_impl(ref: ImplRef) -> Callable[..., Any]:
     return function
 
 
+# The base point's array and the last moved one: enough that every unmoved input hits.
+_TENSORS_KEPT_PER_INPUT = 2
+
+
 class FunctionUnderTest:
     """Calls the impl (checked) or the lowered spec on a dict of tensors, in ``dtype`` on
     ``device``.
@@ -108,6 +113,33 @@ class FunctionUnderTest:
         # The user's file, whose frames an error names (an impl file, or a callable's own).
         self.source = (case.impl.path if isinstance(case.impl, ImplRef)
                        else _source_of(self.impl))
+        # Per input, the tensors of the last few arrays finite differences evaluated at (by
+        # identity): the unmoved inputs of each evaluation are the same arrays every time.
+        self._tensors: dict[str, OrderedDict[int, tuple[np.ndarray, Any]]] = {}
+
+    def input_tensors(self, values: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        """Every input as a tensor without grad (float64, or int64 for integer ones), as
+        finite differences call the function: an array met before reuses its tensor, so only
+        the moved input is converted. The lowered spec reads its inputs; an impl gets copies,
+        so that one that writes into its inputs cannot change the next evaluation."""
+        import torch
+
+        tensors = {}
+        for spec in self.case.inputs:
+            array = values[spec.name]
+            cached = self._tensors.setdefault(spec.name, OrderedDict())
+            hit = cached.get(id(array))
+            if hit is not None and hit[0] is array:
+                cached.move_to_end(id(array))
+                tensor = hit[1]
+            else:
+                tensor = torch.tensor(array, device=self.device,
+                                      dtype=torch.int64 if spec.is_integer else torch.float64)
+                cached[id(array)] = (array, tensor)
+                while len(cached) > _TENSORS_KEPT_PER_INPUT:
+                    cached.popitem(last=False)
+            tensors[spec.name] = tensor if self.impl is None else tensor.clone()
+        return tensors
 
     def __call__(self, tensors: dict[str, Any]) -> Any:
         if self.impl is None:

@@ -14,14 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from gradcheck_lab.errors import SpecError
 from gradcheck_lab.ops import OPS
 from gradcheck_lab.ops.derivatives import drop_steps, sympy_to_float
 from gradcheck_lab.oracles.base import Gradients, Point, Probe
 from gradcheck_lab.program import Program
 from gradcheck_lab.program.interpret import NUMPY, SYMPY, input_values, interpret
 from gradcheck_lab.program.naming import index_text
-from gradcheck_lab.program.sweep import sweep
+from gradcheck_lab.program.sweep import hessian_vector_sweep, sweep
 
 # Elementwise sympy expressions grow with the graph: beyond these sizes, use the rule sweep.
 EXACT_MAX_SCALARS = 512
@@ -30,6 +29,10 @@ EXACT_MAX_OUTPUT_ELEMENTS = 16
 # expression_size × differentiated elements: the bundled and zoo cases stay under 25,000 and
 # take under a second; an 8x8 tanh(x @ x) @ x chain is past 1e8 and would take minutes.
 EXACT_MAX_WORK = 50_000
+# The same × differentiated elements once more, for the exact Hessian-vector products: a
+# 4x5 linear layer inside mean(tanh(.)**2) (38 elements, 7e5) takes 5 s; beyond this, the
+# second-order rule sweep.
+EXACT_MAX_HVP_WORK = 100_000
 _DIGITS = 30
 
 METHOD_EXACT = "exact, elementwise sympy"
@@ -386,15 +389,33 @@ def _exact(program: Program, point: Point,
 
 
 def hessian_vector_products(program: Program, point: Point, probes: tuple[Probe, ...],
-                            tangents: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], ...]:
-    """For each probe u, the exact (d/dx)(u·J(x)·v): sympy differentiates the directional
-    derivative of u·f along v once more. Only for cases the exact oracle affords."""
+                            tangents: dict[str, np.ndarray], mode: str = "auto",
+                            ) -> tuple[tuple[dict[str, np.ndarray], ...], str]:
+    """For each probe u, (d/dx)(u·J(x)·v), and the method: exact where the exact oracle
+    affords the case (sympy differentiates the directional derivative of u·f along v once
+    more), else the second-order rule sweep in float64. ``mode`` as for ``gradients``."""
+    if mode == "exact" or (mode == "auto" and exact_hvp_is_affordable(program)):
+        return _exact_hessian_vector_products(program, point, probes, tangents), METHOD_EXACT
+    env = numpy_forward(program, point, [program.output])
+    return tuple(hessian_vector_sweep(program, env, probe.cotangent, tangents)
+                 for probe in probes), METHOD_SWEEP
+
+
+def exact_hvp_is_affordable(program: Program) -> bool:
+    """The exact oracle affords the case, and differentiating once more: sympy's second
+    derivative costs about one more factor of the differentiated elements."""
+    if not exact_is_affordable(program):
+        return False
+    needed = [program.nodes[i] for i in program.needed_for([program.output])]
+    differentiable = sum(n.size for n in needed if n.op == "input" and n.needs_grad)
+    return expression_size(program) * max(differentiable, 1) ** 2 <= EXACT_MAX_HVP_WORK
+
+
+def _exact_hessian_vector_products(program: Program, point: Point, probes: tuple[Probe, ...],
+                                   tangents: dict[str, np.ndarray],
+                                   ) -> tuple[dict[str, np.ndarray], ...]:
     import sympy
 
-    reason = exact_unaffordable_because(program)
-    if reason is not None:
-        raise SpecError(f"order: 2 needs a case the exact symbolic oracle affords; this one "
-                        f"has {reason}", key="order")
     output, symbols, evaluate = _sympy_graph(program, point)
     flat_outputs = output.reshape(-1)
     results = []

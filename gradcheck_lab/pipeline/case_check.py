@@ -23,6 +23,7 @@ import numpy as np
 from gradcheck_lab.casefile import Case
 from gradcheck_lab.compare import OracleResults, Verdict, compare
 from gradcheck_lab.compare.findings import Findings, merge_points
+from gradcheck_lab.compare.patterns import located
 from gradcheck_lab.compare.tolerances import ToleranceRule, rule_for
 from gradcheck_lab.errors import CaseError, ImplError, SpecError
 from gradcheck_lab.oracles.base import Gradients, Point, Probe, independent
@@ -101,6 +102,7 @@ class PreparedPoint:
     point: Point
     probes: tuple[Probe, ...]
     symbolic: Gradients
+    program: Program  # the spec at this point (a traced one is traced again at each point)
 
 
 @dataclass(frozen=True)
@@ -156,7 +158,7 @@ class CaseCheck:
         if sym.kinks and self.case.avoid_kinks:
             point, sym = self.off_kinks(index, point, probes, sym, program)
         sym = with_surrogates(sym, self.case.surrogates, point, probes)
-        return PreparedPoint(point, probes, sym)
+        return PreparedPoint(point, probes, sym, program)
 
     def program_at(self, index: int, point: Point) -> Program:
         """The spec at a point: the written one; a traced spec is traced again at every point
@@ -247,6 +249,7 @@ class CaseCheck:
             verdicts.append((index, verdict))
         verdict = merge_points(verdicts, self.case.points)
         verdict.notes.extend([*self.kink_notes, *skipped])
+        verdict.diagnoses.extend(located(verdict.mismatches, first.autograd.backwards))
         if self.case.training is not None:  # the user's training step, from the first point
             from gradcheck_lab.pipeline.training import check_training
 
@@ -255,6 +258,7 @@ class CaseCheck:
         return self.result(
             device, verdict.status, verdict.message, mismatches=verdict.mismatches,
             counts=verdict.counts, tolerance=verdict.tolerance, notes=verdict.notes,
+            diagnoses=verdict.diagnoses,
             oracles=first.methods, sensitivity=sensitivity,
         ), first.autograd.unit_seconds
 
@@ -275,7 +279,8 @@ class CaseCheck:
         # The precision measurement's evaluations are finite differences' too.
         fd = dataclasses.replace(fd, evaluations=fd.evaluations + precision.evaluations)
         fd = without_surrogates(fd, self.case.surrogates)
-        return OracleResults(self.case, point, probes, sym, ag, fd, precision)
+        return OracleResults(self.case, point, probes, sym, ag, fd, precision,
+                             prepared.program)
 
     def compared(self, results: OracleResults, functions: _Functions, rule: ToleranceRule,
                  value_rule: ToleranceRule) -> tuple[OracleResults, Verdict]:
@@ -368,10 +373,10 @@ class CaseCheck:
         if forward:
             found.extend(self.forward_mode(results, functions, tangents, rule))
         if self.case.order == 2:
-            first_order_wrong = any(m.check == "gradient" and m.odd_oracle != "symbolic"
-                                    for m in verdict.mismatches)
+            gradient = [m for m in verdict.mismatches if m.check == "gradient"]
+            first_order_wrong = any(m.odd_oracle != "symbolic" for m in gradient)
             found.extend(self.second_order(results, functions, tangents, first_order_wrong,
-                                           rule))
+                                           rule, first_order_agrees=not gradient))
         return found
 
     def forward_mode(self, results: OracleResults, functions: _Functions,
@@ -388,14 +393,15 @@ class CaseCheck:
 
     def second_order(self, results: OracleResults, functions: _Functions,
                      tangents: dict[str, np.ndarray], first_order_wrong: bool,
-                     rule: ToleranceRule) -> Findings:
+                     rule: ToleranceRule, first_order_agrees: bool = False) -> Findings:
         from gradcheck_lab.compare.modes import compare_hvp
         from gradcheck_lab.oracles import autograd, finite_difference, symbolic
 
         point = results.point
         # A multiple of another cotangent would repeat its Hessian-vector product, scaled.
         probes = results.probes[:len(independent(results.probes))]
-        sym_hvp = symbolic.hessian_vector_products(self.case.program, point, probes, tangents)
+        sym_hvp, method = symbolic.hessian_vector_products(
+            results.spec, point, probes, tangents, self.settings.symbolic)
         ag_hvp, not_differentiable = autograd.hessian_vector_products(
             functions.checked, point, probes, tangents)
         fd_hvp = finite_difference.hessian_vector_products(functions.reference, point, probes,
@@ -403,7 +409,9 @@ class CaseCheck:
         input_scale = max((float(np.max(np.abs(point.values[name]))) for name in tangents
                            if point.values[name].size), default=1.0)
         return compare_hvp(probes, sym_hvp, ag_hvp, fd_hvp, rule, not_differentiable,
-                           results.symbolic, tangents, input_scale, first_order_wrong)
+                           results.symbolic, tangents, input_scale, first_order_wrong,
+                           exact=method == symbolic.METHOD_EXACT,
+                           first_order_agrees=first_order_agrees)
 
     def against_reference_device(self, results: OracleResults,
                                  rule: ToleranceRule) -> Findings:

@@ -1,7 +1,9 @@
-"""The one reverse walker of a program: each op's VJP rule applied from the output back.
+"""The reverse walkers of a program: each op's VJP rule applied from the output back, and
+its second-order form (forward over reverse) for Hessian-vector products.
 
 Used by the symbolic oracle's rule sweep (float64 gradients and the magnitudes of the terms
-they are summed from), and by explain, graph and localize, which keep every node's adjoint.
+they are summed from, and at ``order: 2`` the products), and by explain, graph and localize,
+which keep every node's adjoint.
 """
 
 from __future__ import annotations
@@ -47,3 +49,52 @@ def sweep(program: Program, env: dict[int, np.ndarray], cotangent: np.ndarray,
         for name, index in program.inputs.items()
         if program.nodes[index].needs_grad
     }
+
+
+def hessian_vector_sweep(program: Program, env: dict[int, np.ndarray], cotangent: np.ndarray,
+                         tangents: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Forward over reverse: the derivative of the VJP u·J(x) along ``tangents``, the
+    Hessian-vector product of u·f, by each op's second-order rules (``ops.second_order``):
+    one tangent pass forward, then one reverse sweep carrying each adjoint and its tangent."""
+    order = program.needed_for([program.output])
+    dots: dict[int, np.ndarray | None] = {}
+    with np.errstate(all="ignore"):
+        for index in order:
+            node = program.nodes[index]
+            if node.op == "input":
+                dots[index] = (np.asarray(tangents[node.name], dtype=np.float64)
+                               if node.needs_grad and node.name in tangents else None)
+            elif node.op == "const" or not node.needs_grad:
+                dots[index] = None
+            else:
+                dots[index] = OPS[node.op].jvp_rule([env[a] for a in node.args],
+                                                    [dots[a] for a in node.args], env[index],
+                                                    node.param_dict)
+        adjoints: dict[int, np.ndarray] = {
+            program.output: np.asarray(cotangent, dtype=np.float64)}
+        adjoint_dots: dict[int, np.ndarray] = {}
+        for index in reversed(order):
+            node = program.nodes[index]
+            g = adjoints.get(index)
+            if g is None or node.op in ("input", "const") or not node.needs_grad:
+                continue
+            op = OPS[node.op]
+            needs = [program.nodes[a].needs_grad and position not in op.nondifferentiable_args
+                     for position, a in enumerate(node.args)]
+            local = op.pair_rule(g, adjoint_dots.get(index), [env[a] for a in node.args],
+                                 [dots[a] for a in node.args], env[index], node.param_dict,
+                                 needs)
+            for arg, pair in zip(node.args, local, strict=True):
+                if pair is None:
+                    continue
+                grad, dot = pair
+                adjoints[arg] = adjoints[arg] + grad if arg in adjoints else grad
+                if dot is not None:
+                    adjoint_dots[arg] = (adjoint_dots[arg] + dot if arg in adjoint_dots
+                                         else dot)
+    products = {name: np.zeros(np.shape(tangent)) for name, tangent in tangents.items()}
+    for name, index in program.inputs.items():
+        if name in tangents and index in adjoint_dots:
+            products[name] = np.asarray(adjoint_dots[index], dtype=np.float64).reshape(
+                program.nodes[index].shape)
+    return products

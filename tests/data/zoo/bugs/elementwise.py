@@ -236,3 +236,12 @@ def div_none_for_denominator(x, y):
 
 def div_wrong_sign_for_denominator(x, y):
     return DivWrongSign.apply(x, y).sum()
+
+
+# -- the gradient returned transposed ---------------------------------------------------------
+SinTransposed = unary("SinTransposed", torch.sin,
+                      lambda g, x, y: (g * torch.cos(x)).T)  # BUG: rows and columns swapped
+
+
+def sin_gradient_transposed(x):
+    return SinTransposed.apply(x)
