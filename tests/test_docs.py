@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from pathlib import Path
 from types import ModuleType
 
@@ -211,9 +212,12 @@ def test_the_case_format_page_is_generated_from_the_schema() -> None:
 
 def test_the_readme_function_table_is_generated_from_the_op_table() -> None:
     generator = load("gen_functions")
-    text = generator.README.read_text(encoding="utf-8")
-    assert text == generator.with_table(text), (
-        "README.md's function table is stale: run `.venv/bin/python docs/gen_functions.py`")
+    assert [page.name for page in generator.PAGES] == ["README.md", "expressions.md"]
+    for page in generator.PAGES:
+        text = page.read_text(encoding="utf-8")
+        assert text == generator.with_table(text), (
+            f"{page.name}'s function table is stale: run `.venv/bin/python "
+            "docs/gen_functions.py`")
 
 
 def test_the_function_table_lists_every_function_and_refuses_an_unlisted_group() -> None:
@@ -270,3 +274,60 @@ def test_mkdocs_builds_the_site_strictly(tmp_path: Path) -> None:
     # Generator scripts are excluded from the site (exclude_docs).
     assert not list((tmp_path / "site").rglob("*.py"))
     print(f"mkdocs build --strict: {time.perf_counter() - started:.1f}s")
+    _the_built_pages_read_offline_with_their_tables(tmp_path / "site")
+
+
+class _Page(HTMLParser):
+    """What a built page holds: the first table's rows of cells, the URLs it loads (scripts,
+    stylesheets) and how many highlighted code blocks it has."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[list[str]] = []
+        self.loads: list[str] = []
+        self.highlighted = 0
+        self._tables = 0
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if tag == "table":
+            self._tables += 1
+        elif tag == "tr" and self._tables == 1:
+            self.rows.append([])
+        elif tag in ("td", "th") and self._tables == 1:
+            self._cell = []
+        elif tag == "script" and found.get("src"):
+            self.loads.append(str(found["src"]))
+        elif tag == "link" and found.get("rel") == "stylesheet":
+            self.loads.append(str(found.get("href")))
+        if tag == "div" and "codehilite" in (found.get("class") or ""):
+            self.highlighted += 1
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None and self.rows:
+            self.rows[-1].append("".join(self._cell).strip())
+            self._cell = None
+
+
+def _the_built_pages_read_offline_with_their_tables(site: Path) -> None:
+    """The tutorial's first table has its cells (the r144 steps, worked by hand), code is
+    highlighted at build time, and no page loads anything from another site."""
+    pages = {}
+    for path in site.rglob("index.html"):
+        page = _Page()
+        page.feed(path.read_text(encoding="utf-8"))
+        pages[path.relative_to(site).as_posix()] = page
+    tutorial = pages["tutorial/index.html"]
+    assert tutorial.rows[0] == ["step", "value", "local derivative", "gradient of r"]
+    assert [row[:2] for row in tutorial.rows[1:]] == [["p = x + y", "4"], ["q = p · z", "12"],
+                                                      ["r = q²", "144"]]
+    assert all(len(row) == 4 for row in tutorial.rows)
+    assert tutorial.highlighted > 0
+    remote = {name: [u for u in page.loads if u.startswith(("http:", "https:", "//"))]
+              for name, page in pages.items()}
+    assert {name: urls for name, urls in remote.items() if urls} == {}

@@ -376,3 +376,109 @@ def test_last_failed_and_failed_first_rerun_exactly_the_failed_items(
     by_id = pytester.runpytest("-q", "cases/r144.yaml::r144[float64-cpu]",
                                "--deselect", "cases/linear_sign.yaml")
     by_id.assert_outcomes(passed=1)
+
+
+def test_pytest_benchmark_flags_behave_as_pytest_benchmark_documents(
+        pytester: pytest.Pytester) -> None:
+    """--benchmark-only times the cases (it would otherwise skip every check and time
+    nothing); --benchmark-skip skips the timings, with --benchmark too, and never crashes;
+    --benchmark-disable runs each timing once."""
+    write(pytester.path, "cases/r144.yaml", R144_TEXT)
+    write(pytester.path, "tests/test_ok.py", "def test_ok():\n    assert True\n")
+    only = pytester.runpytest("-p", "no:xdist", "-p", "no:cacheprovider", "--benchmark-only")
+    # Forward and backward on cpu timed; on cuda skipped without a GPU; test_ok is skipped by
+    # pytest-benchmark, as it is without gradcheck-lab.
+    cuda = 0 if torch.cuda.is_available() else 2
+    only.assert_outcomes(passed=4 - cuda, skipped=cuda + 1)
+    assert only.ret == 0
+    skipped = pytester.runpytest("-p", "no:xdist", "-p", "no:cacheprovider", "--benchmark",
+                                 "--benchmark-skip")
+    assert skipped.ret == 0, skipped.outlines[-20:]
+    assert "INTERNALERROR" not in skipped.stdout.str()
+    skipped.assert_outcomes(skipped=4)
+    plain = pytester.runpytest("-p", "no:xdist", "-p", "no:cacheprovider", "--benchmark-skip")
+    plain.assert_outcomes(passed=2)  # the check and test_ok; no timing asked for
+    disabled = pytester.runpytest("-p", "no:xdist", "-p", "no:cacheprovider", "--benchmark",
+                                  "--benchmark-disable")
+    disabled.assert_outcomes(passed=2, skipped=cuda)
+
+
+HOSTILE_IMPL = """\
+import os
+import time
+
+
+def forever(x):
+    time.sleep(1000)
+
+
+def quit_now(x):
+    os._exit(0)
+"""
+HOSTILE_CASES = """\
+cases:
+  - name: hangs
+    inputs: {x: [1.0]}
+    output: sum(x)
+    impl: hostile.py:forever
+  - name: exits
+    inputs: {x: [1.0]}
+    output: sum(x)
+    impl: hostile.py:quit_now
+"""
+
+
+def test_items_run_under_the_command_lines_budget_and_worker(pytester: pytest.Pytester) -> None:
+    """An impl that hangs or ends its process fails its own item; pytest goes on, the valid
+    case passes, and the exit status says a test failed (as `gradcheck-lab run` does)."""
+    write(pytester.path, "cases/hostile.py", HOSTILE_IMPL)
+    write(pytester.path, "cases/hostile.yaml", HOSTILE_CASES)
+    write(pytester.path, "cases/r144.yaml", R144_TEXT)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:xdist",
+                                           "--gradcheck-case-timeout", "3", "--tb=line")
+    result.assert_outcomes(failed=2, passed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines([
+        "*impl: hostile.py:forever ran past the case time budget of 3 s*",
+        "*impl: the worker process died while checking this case*"])
+
+
+def test_a_wrong_run_setting_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    write(pytester.path, "cases/r144.yaml", R144_TEXT)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--gradcheck-symbolic", "exactly")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*gradcheck-lab: symbolic: *exactly*"])
+    forced = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:xdist",
+                                "--gradcheck-symbolic", "sweep", "--junitxml", "out.xml")
+    forced.assert_outcomes(passed=1)
+    assert "rule sweep" in (pytester.path / "out.xml").read_text(encoding="utf-8")
+
+
+def test_shards_split_a_suite_deterministically_and_their_reports_merge(
+        pytester: pytest.Pytester) -> None:
+    """Every item in exactly one of N shards, the same split on each run; the --json reports
+    of runs on parts of a suite merge into one (`gradcheck-lab merge`)."""
+    import json
+
+    for name in ("a", "b", "c", "d", "e"):
+        write(pytester.path, f"cases/{name}.yaml",
+              f"name: {name}\ninputs:\n  x: [0.5, 1.5]\noutput: sum(exp(x) * x)\n")
+    everything = collect(pytester)
+    shards = [collect(pytester, "--gradcheck-shard", f"{k}/3") for k in (1, 2, 3)]
+    assert sorted(item for shard in shards for item in shard) == everything
+    assert shards == [collect(pytester, "--gradcheck-shard", f"{k}/3") for k in (1, 2, 3)]
+    bad = pytester.runpytest("--gradcheck-shard", "4/3")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    from gradcheck_lab.doors.cli import main
+
+    reports = []
+    for k, cases in enumerate(([f"cases/{n}.yaml" for n in "ab"], ["cases/c.yaml"]), 1):
+        report = pytester.path / f"shard{k}.json"
+        assert main(["run", *(str(pytester.path / c) for c in cases), "--json",
+                     str(report)]) == 0
+        reports.append(str(report))
+    merged = pytester.path / "merged.json"
+    assert main(["merge", *reports, "-o", str(merged)]) == 0
+    document = json.loads(merged.read_text(encoding="utf-8"))
+    assert [r["case"] for r in document["results"]] == ["a", "b", "c"]
+    assert document["summary"] == {"pass": 3, "fail": 0, "error": 0, "skip": 0}

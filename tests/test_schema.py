@@ -50,6 +50,42 @@ def test_the_schema_rejects_what_the_loader_rejects(name: str) -> None:
     assert list(validator().iter_errors(data))
 
 
+def _keys(schema: dict) -> list[tuple[str, str, dict]]:
+    return [(name, key, node) for name, definition in schema["$defs"].items()
+            for key, node in definition.get("properties", {}).items()]
+
+
+def test_every_key_and_definition_has_a_description_for_editors() -> None:
+    schema = case_file_json_schema()
+    assert [f"{name}.{key}" for name, key, node in _keys(schema)
+            if not node.get("description")] == []
+    assert [name for name, definition in schema["$defs"].items()
+            if not definition.get("description")] == []
+    from gradcheck_lab.casefile.descriptions import DESCRIPTIONS
+
+    # Nothing described that the schema does not have (a renamed key left behind).
+    described = {(name, key) for name, keys in DESCRIPTIONS.items() for key in keys}
+    assert described - {(name, key) for name, key, _ in _keys(schema)} == set()
+
+
+@pytest.mark.parametrize("document, path, says", [
+    ({"inputs": {"x": 1}, "output": "x", "dtypes": ["float8"]}, ["dtypes", 0], "float8"),
+    ({"cases": [{"inputs": {"x": 1}, "output": "x"}, {"inputs": {"x": 1}, "output": "x",
+                                                       "order": 3}]}, ["cases", 1, "order"],
+     "3"),
+    ({"inputs": {"x": 1}}, [], "'output' is a required property"),
+    ({"inputs": {"x": 1}, "output": "x", "tolerence": {}}, [], "tolerence"),
+], ids=["a dtype", "a key of the second case", "no output", "a misspelt key"])
+def test_a_validation_error_points_at_the_wrong_key(document: dict, path: list,
+                                                    says: str) -> None:
+    """One error at the key that is wrong, not every form of the file's top level."""
+    errors = list(validator().iter_errors(document))
+    best = jsonschema.exceptions.best_match(errors)
+    assert list(best.absolute_path) == path, (best.message, list(best.absolute_path))
+    assert says in best.message
+    assert len(best.message) < 300  # not the whole document
+
+
 @pytest.mark.parametrize("with_impl", [False, True])
 def test_new_writes_a_case_that_passes(tmp_path: Path, monkeypatch, with_impl: bool) -> None:
     monkeypatch.chdir(tmp_path)

@@ -575,26 +575,44 @@ def case_file_json_schema() -> dict[str, Any]:
     models that validate cases, so the two cannot drift."""
     case = CaseModel.model_json_schema(ref_template="#/$defs/{model}")
     definitions = case.pop("$defs", {})
-    # A case writes its spec (output) or has it traced from an impl: one of the two.
-    case["anyOf"] = [{"required": ["output"]}, {"required": ["impl"]}]
+    # A case writes its spec (output) or has it traced from an impl: without impl, output
+    # is required (an if/then, so that a validator names the missing key).
+    case["if"] = {"not": {"required": ["impl"]}}
+    case["then"] = {"required": ["output"]}
     definitions["Case"] = case
     definitions["NestedNumbers"] = {"anyOf": [
         {"type": "number"},
         {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/NestedNumbers"}},
     ]}
+    for name, definition in definitions.items():
+        _describe(name, definition)
     document = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "gradcheck-lab case file",
-        "description": "One case, or several under cases:. See the README's case format.",
-        "anyOf": [
-            {"$ref": "#/$defs/Case"},
-            {"type": "object", "additionalProperties": False, "required": ["cases"],
-             "properties": {"cases": {"type": "array", "minItems": 1,
-                                      "items": {"$ref": "#/$defs/Case"}}}},
-        ],
+        "description": "One case, or several under cases:. See docs/case-format.md.",
+        # if/then/else, not anyOf: a validator reports the errors of the one form the file
+        # is (a list under cases:, or one case), at their key, not every form's.
+        "if": {"type": "object", "required": ["cases"]},
+        "then": {"type": "object", "additionalProperties": False, "required": ["cases"],
+                 "properties": {"cases": {"type": "array", "minItems": 1,
+                                          "description": "The cases of the file, in order.",
+                                          "items": {"$ref": "#/$defs/Case"}}}},
+        "else": {"$ref": "#/$defs/Case"},
         "$defs": definitions,
     }
     return _replace_placeholders(document)
+
+
+def _describe(name: str, definition: dict[str, Any]) -> None:
+    """Each key's description (editor hovers; docs/case-format.md is written from them)."""
+    from gradcheck_lab.casefile.descriptions import DESCRIPTIONS, INTROS
+
+    if name in INTROS:
+        definition["description"] = INTROS[name]
+    for key, node in definition.get("properties", {}).items():
+        text = DESCRIPTIONS.get(name, {}).get(key)
+        if text is not None:
+            node["description"] = text
 
 
 def _replace_placeholders(value: Any) -> Any:

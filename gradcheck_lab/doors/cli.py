@@ -113,6 +113,17 @@ def _add_single_case_commands(commands: argparse._SubParsersAction) -> None:
     new.add_argument("name", metavar="NAME", help="the case's name (letters, digits, _)")
     new.add_argument("--impl", action="store_true",
                      help="also write NAME_impl.py, a custom torch.autograd.Function under test")
+    merge = commands.add_parser(
+        "merge", help="merge --json reports (of shards of one suite) into one",
+        description="Merge the --json reports of several runs (the shards of a suite, run on "
+                    "several machines) into one report: their results in the order given, the "
+                    "summary counted again, the first report's environment. Exit status as "
+                    "for run: 0 when every result passes or is skipped, 1 when any fails, 2 "
+                    "when any is an error or a report cannot be read.")
+    merge.add_argument("reports", nargs="+", type=Path, metavar="REPORT",
+                       help="a --json report")
+    merge.add_argument("-o", "--output", type=Path, metavar="FILE",
+                       help="write the merged report here (default: standard output)")
     commands.add_parser(
         "schema", help="print the JSON Schema of the case format",
         description="Print the JSON Schema of case files (for editors: save it and point a "
@@ -169,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return new_command(args)
     if args.command == "schema":
         return schema_command()
+    if args.command == "merge":
+        return merge_command(args)
     if args.command == "explain":
         return explain_command(args)
     if args.command in ("graph", "steps"):
@@ -195,6 +208,33 @@ def new_command(args: argparse.Namespace) -> int:
         path.write_text(text, encoding="utf-8")
         print(f"wrote {path}")
     return EXIT_PASS
+
+
+def merge_command(args: argparse.Namespace) -> int:
+    import json
+
+    from gradcheck_lab.doors.report import merge_reports, write_text_atomically
+
+    documents = []
+    for path in args.reports:
+        try:
+            documents.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as error:
+            return command_error("merge", f"{path}: {getattr(error, 'strerror', None) or error}")
+    try:
+        merged = merge_reports(documents, [str(path) for path in args.reports])
+    except ValueError as error:
+        return command_error("merge", str(error))
+    text = json.dumps(merged, indent=2) + "\n"
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        try:
+            write_text_atomically(args.output, text)
+        except OSError as error:
+            return command_error("merge", f"-o {args.output}: {error.strerror or error}")
+    summary = merged["summary"]
+    return EXIT_ERROR if summary["error"] else EXIT_FAIL if summary["fail"] else EXIT_PASS
 
 
 def schema_command() -> int:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -61,9 +62,89 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--gradcheck-timing-threads", type=int, default=1, metavar="N",
         dest="gradcheck_timing_threads",
         help="gradcheck-lab: torch CPU threads while timing (default: 1)")
+    group.addoption(
+        "--gradcheck-shard", default=None, metavar="K/N", dest="gradcheck_shard",
+        help="gradcheck-lab: run the K-th of N shards of the collected items (K from 1), "
+             "chosen by a hash of each node id, the same on every machine; merge the shards' "
+             "--json reports with `gradcheck-lab merge`")
+    # The command line's run settings (``gradcheck-lab run --symbolic/--fd/--case-timeout/
+    # --sensitivity``), as flags and as ini keys: one Settings object, as the CLI builds it.
+    for name, help_text in RUN_OPTIONS.items():
+        parser.addini(f"gradcheck_{name}", type="string", default=None,
+                      help=f"gradcheck-lab: {help_text}")
+        flag = "--gradcheck-" + name.replace("_", "-")
+        if name == "sensitivity":
+            group.addoption(flag, action="store_true", default=None,
+                            dest=f"gradcheck_{name}", help=f"gradcheck-lab: {help_text}")
+        else:
+            group.addoption(flag, default=None, dest=f"gradcheck_{name}",
+                            help=f"gradcheck-lab: {help_text}")
+
+
+RUN_OPTIONS = {
+    "symbolic": "symbolic oracle: auto, exact or sweep (as gradcheck-lab run --symbolic)",
+    "fd": "finite differences: auto, all, projections or exhaustive (as --fd)",
+    "case_timeout": "seconds each case may take; a case with an impl file runs in a worker "
+                    "process stopped when they run out (default 300, as --case-timeout; 0: "
+                    "no budget, impls in pytest's process)",
+    "sensitivity": "also measure the smallest planted errors each check catches (as "
+                   "--sensitivity; ini: true or false)",
+}
+_SETTINGS = pytest.StashKey[Any]()
+_ISOLATION = pytest.StashKey[Any]()
+
+
+def run_settings(config: pytest.Config) -> Any:
+    """The Settings every case item of this session runs with: flags over ini keys over the
+    command line's defaults; a wrong value is a usage error naming the flag."""
+    if _SETTINGS in config.stash:
+        return config.stash[_SETTINGS]
+    from gradcheck_lab.settings import DEFAULT_CASE_TIMEOUT, Settings
+
+    def value(name: str) -> Any:
+        given = config.getoption(f"gradcheck_{name}", None)
+        return given if given is not None else config.getini(f"gradcheck_{name}")
+
+    try:
+        timeout = float(value("case_timeout") or DEFAULT_CASE_TIMEOUT)
+        if not timeout >= 0 or timeout == float("inf"):
+            raise ValueError("a finite number of seconds, at least 0")
+        sensitivity = value("sensitivity")
+        if isinstance(sensitivity, str):
+            if sensitivity.strip().lower() not in ("true", "false", ""):
+                raise ValueError(f"gradcheck_sensitivity must be true or false, not "
+                                 f"{sensitivity!r}")
+            sensitivity = sensitivity.strip().lower() == "true"
+        settings = Settings(symbolic=value("symbolic") or "auto", fd=value("fd") or "auto",
+                            case_timeout=timeout or None, sensitivity=bool(sensitivity))
+    except ValueError as exc:
+        raise pytest.UsageError(f"gradcheck-lab: {exc}") from None
+    config.stash[_SETTINGS] = settings
+    return settings
+
+
+def _isolation(config: pytest.Config) -> Any:
+    """The session's worker process for cases with an impl file (started on first use)."""
+    if _ISOLATION not in config.stash:
+        from gradcheck_lab.run.files import Isolation
+
+        config.stash[_ISOLATION] = Isolation(run_settings(config))
+    return config.stash[_ISOLATION]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _ISOLATION in config.stash:
+        config.stash[_ISOLATION].__exit__(None, None, None)
 
 
 def benchmark_mode(config: pytest.Config) -> bool:
+    """Timings instead of checks: ``--benchmark``, or pytest-benchmark's ``--benchmark-only``
+    (which would otherwise skip every check and time nothing)."""
+    return bool(config.getoption("gradcheck_benchmark", False)
+                or config.getoption("benchmark_only", False))
+
+
+def _own_benchmark_flag(config: pytest.Config) -> bool:
     return bool(config.getoption("gradcheck_benchmark", False))
 
 
@@ -105,9 +186,10 @@ def case_marks(case: Any) -> list[str]:
 def pytest_configure(config: pytest.Config) -> None:
     for name, meaning in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {meaning}")
+    run_settings(config)  # a wrong --gradcheck-* value stops the run before collection
     if not benchmark_mode(config):
         return
-    if config.args_source != pytest.Config.ArgsSource.ARGS:
+    if _own_benchmark_flag(config) and config.args_source != pytest.Config.ArgsSource.ARGS:
         # Without paths on the command line, timings cover the benchmark suites too.
         root = _root(config)
         for entry in _benchmark_entries(config):
@@ -143,8 +225,11 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """With --benchmark, only timings run: checks and ordinary tests are deselected."""
-    if not benchmark_mode(config):
+    """With --benchmark, only timings run: checks and ordinary tests are deselected. (With
+    pytest-benchmark's --benchmark-only, pytest-benchmark skips what is not a timing, as it
+    does without gradcheck-lab.)"""
+    _keep_shard(config, items)
+    if not _own_benchmark_flag(config):
         return
     keep, drop = [], []
     for item in items:
@@ -153,6 +238,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         (keep if timing else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def shard_of(nodeid: str, shards: int) -> int:
+    """The shard (1 to ``shards``) an item belongs to: a hash of its node id, so that every
+    machine splits a suite alike, whatever it collected first."""
+    return zlib.crc32(nodeid.encode("utf-8")) % shards + 1
+
+
+def _keep_shard(config: pytest.Config, items: list[pytest.Item]) -> None:
+    given = config.getoption("gradcheck_shard", None)
+    if given is None:
+        return
+    shard, _, shards = str(given).partition("/")
+    try:
+        k, n = int(shard), int(shards)
+        if not 1 <= k <= n:
+            raise ValueError
+    except ValueError:
+        raise pytest.UsageError(f"gradcheck-lab: --gradcheck-shard {given}: expected K/N with "
+                                "1 <= K <= N (3/4: the third of four shards)") from None
+    keep = [item for item in items if shard_of(item.nodeid, n) == k]
+    dropped = [item for item in items if shard_of(item.nodeid, n) != k]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
         items[:] = keep
 
 
@@ -292,8 +402,10 @@ class CaseFile(pytest.File):
             for device in devices:
                 for which in ("forward", "backward"):
                     name = _unique(f"{case.name}[{dtype}-{device}-{which}]", used)
-                    yield TimingItem.from_parent(
+                    item = TimingItem.from_parent(
                         self, name=name, callobj=_timing_test(case, dtype, device, which))
+                    item.case_line = case.line
+                    yield item
 
 
 def _timing_test(case: Any, dtype: str, device: str, which: str) -> Any:
@@ -375,9 +487,14 @@ class CaseItem(pytest.Item):
             self.add_marker(mark)
 
     def runtest(self) -> None:
-        from gradcheck_lab.pipeline import run_case
+        import dataclasses
 
-        (result,) = run_case(self.case, only=(self.dtype, self.device))
+        from gradcheck_lab.run.files import run_file_cases
+
+        # This dtype and device only, run as `gradcheck-lab run` runs a case: an impl file in
+        # the worker process under the case time budget, a spec under an interval timer.
+        one = dataclasses.replace(self.case, dtypes=(self.dtype,), devices=(self.device,))
+        (result,) = run_file_cases([one], run_settings(self.config), _isolation(self.config))
         # As JSON text, the --json report's form: JUnit XML writes a property's value as str(),
         # which for a dict is a Python repr that no other tool can read.
         self.user_properties.append(("gradcheck_result", json.dumps(result.to_json())))
@@ -405,12 +522,15 @@ class CaseItem(pytest.Item):
 class TimingItem(pytest.Function):
     """A forward or backward timing, reported at the case's YAML file and line."""
 
+    case_line: int | None = None
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         _parse_own_id(self)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, self.name
+        # A line, always: pytest's report of a skip in setup (--benchmark-skip) asserts one.
+        return self.path, (self.case_line - 1 if self.case_line else 0), self.name
 
 
 class InvalidCaseItem(pytest.Item):

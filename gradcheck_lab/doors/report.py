@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gradcheck_lab.doors.render import STATUS_STYLE, format_value, margin_text, print_failure
-from gradcheck_lab.results import Result, summarize
+from gradcheck_lab.results import STATUSES, Result, summarize
 
 
 class TerminalReport:
@@ -163,10 +163,45 @@ def results_document(results: list[Result], environment: dict[str, Any]) -> dict
 
 def write_json(path: Path, results: list[Result], environment: dict[str, Any]) -> None:
     """Write the whole report at once, through a temporary file, so it is never half-written."""
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(results_document(results, environment), indent=2) + "\n",
-                         encoding="utf-8")
-    temporary.replace(path)
+    write_text_atomically(path, json.dumps(results_document(results, environment), indent=2)
+                          + "\n")
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """``text`` into ``path`` through a temporary file of its own beside it and a rename: a
+    reader never sees half a file, and two writers of one path never share a temporary."""
+    import os
+    import tempfile
+
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
+                                         dir=path.parent if str(path.parent) else ".")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def merge_reports(documents: list[Any], names: list[str]) -> dict[str, Any]:
+    """One report from several --json reports: results in order, the summary counted again
+    from their statuses, the first report's environment. A document that is not a report is
+    a ValueError naming it."""
+    results: list[Any] = []
+    for document, name in zip(documents, names, strict=True):
+        if not (isinstance(document, dict) and isinstance(document.get("results"), list)
+                and all(isinstance(r, dict) and r.get("status") in STATUSES
+                        for r in document["results"])):
+            raise ValueError(f"{name}: not a gradcheck-lab --json report (no results list "
+                             "with a status in each)")
+        results.extend(document["results"])
+    summary = dict.fromkeys(STATUSES, 0)
+    for result in results:
+        summary[result["status"]] += 1
+    environment = documents[0].get("environment", {}) if documents else {}
+    return {"results": results, "summary": summary, "environment": environment,
+            "merged_from": names}
 
 
 class JsonLines:

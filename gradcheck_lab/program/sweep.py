@@ -14,6 +14,17 @@ from gradcheck_lab.ops import OPS
 from gradcheck_lab.program.graph import Program
 
 
+def _needs(program: Program, index: int) -> list[bool] | None:
+    """Which arguments of node ``index`` its VJP must give a gradient for; None for a node
+    the reverse sweep passes by (an input, a constant, a node no gradient flows through)."""
+    node = program.nodes[index]
+    if node.op in ("input", "const") or not node.needs_grad:
+        return None
+    off = OPS[node.op].nondifferentiable_args
+    return [program.nodes[a].needs_grad and position not in off
+            for position, a in enumerate(node.args)]
+
+
 def node_adjoints(program: Program, env: dict[int, np.ndarray], cotangent: np.ndarray,
                   magnitudes: bool = False) -> dict[int, np.ndarray]:
     """One reverse sweep: each op's VJP rule applied from the output back to the inputs,
@@ -26,11 +37,10 @@ def node_adjoints(program: Program, env: dict[int, np.ndarray], cotangent: np.nd
         for index in reversed(program.needed_for([program.output])):
             node = program.nodes[index]
             g = adjoints.get(index)
-            if g is None or node.op in ("input", "const") or not node.needs_grad:
+            needs = _needs(program, index) if g is not None else None
+            if needs is None:
                 continue
             op = OPS[node.op]
-            needs = [program.nodes[a].needs_grad and position not in op.nondifferentiable_args
-                     for position, a in enumerate(node.args)]
             rule = op.vjp_magnitude if magnitudes else op.vjp
             local = rule(g, [env[a] for a in node.args], env[index], node.param_dict, needs)
             for arg, grad in zip(node.args, local, strict=True):
@@ -76,11 +86,10 @@ def hessian_vector_sweep(program: Program, env: dict[int, np.ndarray], cotangent
         for index in reversed(order):
             node = program.nodes[index]
             g = adjoints.get(index)
-            if g is None or node.op in ("input", "const") or not node.needs_grad:
+            needs = _needs(program, index) if g is not None else None
+            if needs is None:
                 continue
             op = OPS[node.op]
-            needs = [program.nodes[a].needs_grad and position not in op.nondifferentiable_args
-                     for position, a in enumerate(node.args)]
             local = op.pair_rule(g, adjoint_dots.get(index), [env[a] for a in node.args],
                                  [dots[a] for a in node.args], env[index], node.param_dict,
                                  needs)

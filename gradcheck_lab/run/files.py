@@ -54,13 +54,13 @@ def run_paths(paths: Iterable[Path], settings: Settings = Settings()) -> Iterato
             chosen.append(selected[1])
     files, missing = discover(plain)
     yield from problems + missing
-    with _Isolation(settings) as isolation:
+    with Isolation(settings) as isolation:
         for items in [load_file(path, settings.limits) for path in files] + chosen:
             yield from run_file_cases(items, settings, isolation)
 
 
 def run_file_cases(loaded: list[Case | CaseError], settings: Settings,
-                   isolation: _Isolation | None = None) -> Iterator[Result]:
+                   isolation: Isolation | None = None) -> Iterator[Result]:
     for item in loaded:
         if isinstance(item, CaseError):
             yield error_result(item)
@@ -90,14 +90,15 @@ def budgeted(case: Case, settings: Settings) -> list[Result]:
     return results
 
 
-class _Isolation:
-    """Cases with an impl file run in one reused worker process, under the time budget."""
+class Isolation:
+    """Cases with an impl file run in one reused worker process, under the time budget (one
+    per ``gradcheck-lab run``, one per pytest session)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.worker: CaseWorker | None = None
 
-    def __enter__(self) -> _Isolation:
+    def __enter__(self) -> Isolation:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
