@@ -124,3 +124,33 @@ def test_unused_let_and_input_are_drawn() -> None:
     assert labels["unused = exp(x)"] == ("value 7.38906", "no gradient")
     assert labels["output = x * x"] == ("value 4", "grad 1")
     assert labels["x"] == ("value 2", "grad 4")
+
+
+def test_a_scalar_graph_labels_its_edges_with_local_derivatives(tmp_path: Path) -> None:
+    """As a backprop worked by hand: ∂p/∂x = ∂p/∂y = 1, ∂q/∂p = z = 3, ∂q/∂z = p = 4,
+    ∂r/∂q = 2q = 24; the gradient in its own colour, and a legend."""
+    graph = build_graph(select_case(str(R144)), "float64")
+    local = {node.lines[0]: node.local for node in graph.nodes}
+    assert local["p = x + y"] == ("1", "1")
+    assert local["q = p * z"] == ("3", "4")
+    assert local["output = q ** 2"] == ("24",)
+    assert local["x"] == ()
+    out = tmp_path / "graph.svg"
+    assert main(["graph", str(R144), "-o", str(out)]) == EXIT_PASS
+    texts = svg_texts(out)
+    for label in ("∂ = 1", "∂ = 3", "∂ = 4", "∂ = 24", "input", "let", "output",
+                  "red: grad = ∂output/∂node", "blue on an edge: ∂node/∂argument"):
+        assert label in texts, label
+    root = ET.parse(out).getroot()
+    gradient = next(e for e in root.iter(SVG_TEXT) if "".join(e.itertext()) == "grad 96")
+    assert "#b03a2e" in (gradient.get("style") or "") + (gradient.get("fill") or "")
+
+
+def test_a_deep_graph_wraps_into_bands_readable_at_1600_px(tmp_path: Path) -> None:
+    import struct
+
+    out = tmp_path / "graph.png"
+    assert main(["graph", str(CASES / "layernorm_mlp.yaml"), "-o", str(out)]) == EXIT_PASS
+    width, height = struct.unpack(">II", out.read_bytes()[16:24])
+    assert width <= 1600, (width, height)
+    assert height < 2 * width  # bands, not one column per node either

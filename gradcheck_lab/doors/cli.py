@@ -139,8 +139,9 @@ def _add_single_case_commands(commands: argparse._SubParsersAction) -> None:
     graph = commands.add_parser(
         "graph", help="draw a case's computational graph with values and gradients",
         description="Draw the computational graph of a case: inputs, let steps, intermediate "
-                    "ops and the output, each with its value and the output's gradient "
-                    "with respect to it.")
+                    "ops and the output, each with its value and (in red) the output's "
+                    "gradient with respect to it; for a scalar graph, each edge labelled with "
+                    "its local derivative. A deep graph wraps into bands of five columns.")
     _case_argument(graph)
     _drawing_argument(graph)
     steps = commands.add_parser(
