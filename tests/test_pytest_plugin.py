@@ -482,3 +482,15 @@ def test_shards_split_a_suite_deterministically_and_their_reports_merge(
     document = json.loads(merged.read_text(encoding="utf-8"))
     assert [r["case"] for r in document["results"]] == ["a", "b", "c"]
     assert document["summary"] == {"pass": 3, "fail": 0, "error": 0, "skip": 0}
+
+
+def test_items_are_loaded_under_the_command_lines_limits(pytester: pytest.Pytester) -> None:
+    write(pytester.path, "cases/r144.yaml", R144_TEXT)
+    pytester.runpytest("-p", "no:cacheprovider", "--gradcheck-max-input-elements",
+                       "3").assert_outcomes(passed=1)
+    tight = pytester.runpytest("-p", "no:cacheprovider", "--gradcheck-max-input-elements", "2")
+    tight.assert_outcomes(failed=1)
+    tight.stdout.fnmatch_lines(["*cases/r144.yaml:*inputs*3 elements*2*"])
+    wrong = pytester.runpytest("-p", "no:cacheprovider", "--gradcheck-max-expression-depth",
+                               "deep")
+    assert wrong.ret == pytest.ExitCode.USAGE_ERROR

@@ -89,7 +89,15 @@ RUN_OPTIONS = {
                     "no budget, impls in pytest's process)",
     "sensitivity": "also measure the smallest planted errors each check catches (as "
                    "--sensitivity; ini: true or false)",
+    "max_input_elements": "refuse cases whose inputs hold more elements (as "
+                          "--max-input-elements, default 50,000,000)",
+    "max_file_bytes": "refuse larger case files (as --max-file-bytes, default 16 MiB)",
+    "max_expression_length": "refuse longer expressions (as --max-expression-length)",
+    "max_expression_depth": "refuse expressions nested deeper (as --max-expression-depth)",
 }
+# The limits among them, by the LoadLimits or ExprLimits field each sets.
+_LIMITS = {"max_input_elements": "max_input_elements", "max_file_bytes": "max_file_bytes",
+           "max_expression_length": "max_length", "max_expression_depth": "max_depth"}
 _SETTINGS = pytest.StashKey[Any]()
 _ISOLATION = pytest.StashKey[Any]()
 
@@ -116,11 +124,35 @@ def run_settings(config: pytest.Config) -> Any:
                                  f"{sensitivity!r}")
             sensitivity = sensitivity.strip().lower() == "true"
         settings = Settings(symbolic=value("symbolic") or "auto", fd=value("fd") or "auto",
-                            case_timeout=timeout or None, sensitivity=bool(sensitivity))
+                            case_timeout=timeout or None, sensitivity=bool(sensitivity),
+                            limits=_limits({name: value(name) for name in _LIMITS}))
     except ValueError as exc:
         raise pytest.UsageError(f"gradcheck-lab: {exc}") from None
     config.stash[_SETTINGS] = settings
     return settings
+
+
+def _limits(given: dict[str, Any]) -> Any:
+    """LoadLimits with the given ones (positive ints) over the command line's defaults."""
+    import dataclasses
+
+    from gradcheck_lab.casefile import LoadLimits
+
+    limits = LoadLimits()
+    load, expr = {}, {}
+    for name, text in given.items():
+        if text is None or text == "":
+            continue
+        try:
+            number = int(text)
+        except ValueError:
+            number = 0
+        if number <= 0:
+            raise ValueError(f"{name}: must be a positive integer, not {text!r}")
+        field = _LIMITS[name]
+        (expr if field in ("max_length", "max_depth") else load)[field] = number
+    return dataclasses.replace(limits, **load,
+                               expr=dataclasses.replace(limits.expr, **expr))
 
 
 def _isolation(config: pytest.Config) -> Any:
@@ -381,7 +413,7 @@ class CaseFile(pytest.File):
 
         used: set[str] = set()
         timings = benchmark_mode(self.config)
-        for loaded in load_file(self.path):
+        for loaded in load_file(self.path, run_settings(self.config).limits):
             if isinstance(loaded, CaseError):
                 name = _unique(loaded.case or self.path.stem, used)
                 yield InvalidCaseItem.from_parent(self, name=name, error=loaded)
