@@ -494,3 +494,15 @@ def test_items_are_loaded_under_the_command_lines_limits(pytester: pytest.Pytest
     wrong = pytester.runpytest("-p", "no:cacheprovider", "--gradcheck-max-expression-depth",
                                "deep")
     assert wrong.ret == pytest.ExitCode.USAGE_ERROR
+
+
+def test_ini_keys_set_the_run_settings_and_a_flag_wins(pytester: pytest.Pytester) -> None:
+    write(pytester.path, "cases/r144.yaml", R144_TEXT)
+    pytester.makeini("[pytest]\ngradcheck_case_paths = cases\ngradcheck_symbolic = sweep\n")
+    by_ini = pytester.runpytest("-p", "no:cacheprovider", "--junitxml", "ini.xml")
+    by_ini.assert_outcomes(passed=1)
+    assert "rule sweep" in (pytester.path / "ini.xml").read_text(encoding="utf-8")
+    by_flag = pytester.runpytest("-p", "no:cacheprovider", "--gradcheck-symbolic", "exact",
+                                 "--junitxml", "flag.xml")
+    by_flag.assert_outcomes(passed=1)
+    assert "rule sweep" not in (pytester.path / "flag.xml").read_text(encoding="utf-8")

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _pytest._code.code import ReprFileLocation, TerminalRepr
+from _pytest._code.code import ReprExceptionInfo, ReprFileLocation, ReprTracebackNative
 
 CASE_SUFFIXES = (".yaml", ".yml")
 # Under a directory named on the command line, only YAML that looks like a case file is
@@ -111,7 +111,8 @@ def run_settings(config: pytest.Config) -> Any:
 
     def value(name: str) -> Any:
         given = config.getoption(f"gradcheck_{name}", None)
-        return given if given is not None else config.getini(f"gradcheck_{name}")
+        # An unset ini key reads as None on pytest 8 and 9 and as [] on 7: unset either way.
+        return given if given is not None else config.getini(f"gradcheck_{name}") or None
 
     try:
         timeout = float(value("case_timeout") or DEFAULT_CASE_TIMEOUT)
@@ -541,7 +542,7 @@ class CaseItem(pytest.Item):
             from gradcheck_lab.doors.render import failure_text
 
             result = excinfo.value.result
-            return CaseFailure(failure_text(result), self.path, self.case.line,
+            return case_failure(failure_text(result), self.path, self.case.line,
                                result.message, _tbstyle(self.config))
         return super().repr_failure(excinfo, style)
 
@@ -580,7 +581,7 @@ class InvalidCaseItem(pytest.Item):
                      style: str | None = None) -> Any:
         if isinstance(excinfo.value, CaseFailedError):
             text = self.error.render()
-            return CaseFailure(text, self.path, self.error.line, text, _tbstyle(self.config))
+            return case_failure(text, self.path, self.error.line, text, _tbstyle(self.config))
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
@@ -588,23 +589,15 @@ class InvalidCaseItem(pytest.Item):
         return self.path, (line - 1 if line else None), f"invalid case file {self.name}"
 
 
-class CaseFailure(TerminalRepr):
-    """A failing case's report: the whole text (mismatch table, diagnoses, settings) for
-    the failures section, and one crash line, "file:line: message", for ``--tb=line`` and
-    the short summary (``-ra``), as pytest gives a Python failure."""
-
-    def __init__(self, text: str, path: Path, line: int | None, message: str,
-                 style: str) -> None:
-        # --tb=line: pytest writes the crash line itself (pytest 9 calls toterminal too).
-        self.text = "" if style == "line" else text
-        self.reprcrash = ReprFileLocation(str(path), line or 0, message)
-
-    def toterminal(self, tw: Any) -> None:
-        for line in self.text.splitlines():
-            tw.line(line)
-
-    def __str__(self) -> str:  # what pytest-xdist sends back from a worker
-        return self.text or str(self.reprcrash)
+def case_failure(text: str, path: Path, line: int | None, message: str, style: str) -> Any:
+    """A failing case's report, in pytest's own form for a failure (so that pytest-xdist
+    carries it whole from a worker): the whole text (mismatch table, diagnoses, settings) for
+    the failures section, and one crash line, "file:line: message", for ``--tb=line`` and the
+    short summary (``-ra``), as pytest gives a Python failure."""
+    # --tb=line: pytest writes the crash line itself (pytest 9 writes the report's text too).
+    lines = [] if style == "line" else [f"{row}\n" for row in text.splitlines()]
+    return ReprExceptionInfo(ReprTracebackNative(lines),
+                             ReprFileLocation(str(path), line or 0, message))
 
 
 def _tbstyle(config: pytest.Config) -> str:
