@@ -23,14 +23,17 @@ class CaseError(GradcheckLabError):
         super().__init__(self.render())
 
     def render(self) -> str:
-        """One line, always: messages that carry line breaks (from a library) are folded."""
-        where = self.file
+        """One line, always: messages that carry line breaks (from a library) are folded,
+        and any other character that is not printable text is escaped (``visible``)."""
+        from gradcheck_lab.visible import visible
+
+        where = visible(self.file)
         if self.line is not None:
             where += f":{self.line}"
             if self.column is not None:
                 where += f":{self.column}"
-        message = " ".join(self.message.split())
-        return f"{where}: {self.key}: {message}"
+        message = visible(" ".join(self.message.split()))
+        return f"{where}: {visible(self.key)}: {message}"
 
 
 class SpecError(GradcheckLabError):

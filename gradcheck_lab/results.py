@@ -6,6 +6,8 @@ import platform
 from dataclasses import dataclass, field
 from typing import Any
 
+from gradcheck_lab.visible import visible
+
 STATUSES = ("pass", "fail", "error", "skip")
 
 
@@ -27,6 +29,12 @@ class Mismatch:
     elements: int = 1  # how many elements of this input and pair disagree in all
     point: int | None = None  # which point (0 = the case's inputs), for cases with points: N
     output: str | None = None  # which named output a value mismatch is in (index: within it)
+
+    def __post_init__(self) -> None:
+        for name in ("input", "probe", "output"):  # from the case file: shown as visible text
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, visible(value))
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -77,6 +85,17 @@ class Result:
     timings: dict[str, dict[str, Any]] | None = None  # forward/backward, with --timings
     # The smallest planted relative errors the check catches, with --sensitivity.
     sensitivity: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        # Names, paths and messages come from case files: every front door (the terminal,
+        # --json, JUnit, pytest) shows them with non-printable characters escaped.
+        self.case, self.file, self.message = (visible(self.case), visible(self.file),
+                                              visible(self.message))
+        self.dtype = None if self.dtype is None else visible(self.dtype)
+        self.device = None if self.device is None else visible(self.device)
+        self.notes = [visible(note) for note in self.notes]
+        self.diagnoses = [visible(diagnosis) for diagnosis in self.diagnoses]
+        self.oracles = {key: visible(value) for key, value in self.oracles.items()}
 
     @property
     def ok(self) -> bool:

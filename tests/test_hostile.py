@@ -102,6 +102,12 @@ EXPECTED = {
     "unknown_device.yaml": (4, "devices[0]", "unknown device 'tpu'"),
     "unknown_dtype.yaml": (4, "dtypes[1]", "got 'float8'"),
     "unknown_key_typo.yaml": (3, "outptu", "unknown key 'outptu' (did you mean 'output'?)"),
+    # Text that would reach the terminal raw: shown escaped, and names matched whole.
+    "text_escape_in_key.yaml": (4, "inputs.x\\x1b[2K\\rPASS  everything", "is not a valid name"),
+    "text_bidi_override.yaml": (4, "output", "non-printable character U+202E"),
+    "text_newline_in_name.yaml": (3, "name", "'ok\\n' is not a valid case name"),
+    "text_newline_in_device.yaml": (5, "devices[0]", "unknown device 'cpu\\n'"),
+    "text_carriage_return_in_let.yaml": (5, "let.y\\r\\x1b[32mPASS", "is not a valid name"),
 }
 VALID = {"valid_r144.yaml", "valid_with_impl.yaml"}
 
@@ -184,3 +190,34 @@ def test_a_killed_run_keeps_every_finished_result_in_jsonl(tmp_path: Path) -> No
         process.wait()
     (first,) = [json.loads(line) for line in lines.read_text().splitlines()]
     assert (first["case"], first["status"]) == ("r144", "pass")
+
+
+def raw_characters(text: str) -> list[str]:
+    """The characters of ``text`` a terminal would act on: anything not printable but the
+    line breaks between lines."""
+    return sorted({repr(c) for c in text if not c.isprintable() and c != "\n"})
+
+
+def test_no_front_door_prints_a_raw_control_character(corpus_run: dict,
+                                                      tmp_path: Path) -> None:
+    """The CLI's report and --json, and pytest's report and JUnit XML, over the whole corpus:
+    every escape sequence, carriage return and bidi override of the hostile files shows as
+    its escape, never raw. pytest goes on past every hostile file: each one it collects is one
+    failing item, and the valid files pass."""
+    done = corpus_run["done"]
+    assert raw_characters(done.stdout + done.stderr) == []
+    assert raw_characters(json.dumps(corpus_run["results"], ensure_ascii=False)) == []
+    junit = tmp_path / "junit.xml"
+    ran = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist", "-q",
+         "-rf", "--gradcheck-case-timeout", str(CASE_TIMEOUT_S), str(HOSTILE),
+         "--junitxml", str(junit)], cwd=tmp_path, capture_output=True, text=True,
+        timeout=300)
+    output = ran.stdout + ran.stderr
+    assert ran.returncode == 1, output[-3000:]
+    assert "INTERNALERROR" not in output and "Interrupted" not in output
+    assert raw_characters(output) == []
+    assert raw_characters(junit.read_text(encoding="utf-8")) == []
+    summary = output.strip().splitlines()[-1]
+    assert " 3 passed" in summary, summary  # valid_r144 and valid_with_impl's two dtypes
+

@@ -219,7 +219,7 @@ def tensor_literal(value: Any) -> np.ndarray:
 
 
 def _identifier(value: Any) -> str:
-    if not isinstance(value, str) or not _IDENTIFIER.match(value):
+    if not isinstance(value, str) or not _IDENTIFIER.fullmatch(value):
         raise _fail("name", f"{describe(value)} is not a valid name (letters, digits, _)")
     if keyword.iskeyword(value) or keyword.issoftkeyword(value):
         raise _fail("name", f"{value!r} is a Python keyword and cannot be a name")
@@ -233,7 +233,7 @@ def _identifier(value: Any) -> str:
 def _case_name(value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
-    if not isinstance(value, str) or not _CASE_NAME.match(value) or len(value) > 100:
+    if not isinstance(value, str) or not _CASE_NAME.fullmatch(value) or len(value) > 100:
         raise _fail("name", f"{describe(value)} is not a valid case name "
                             "(letters, digits and _ . + -, at most 100)")
     return value
@@ -302,7 +302,7 @@ def _expected_number(value: Any) -> tuple[Any, float]:
 
 
 def _device(value: Any) -> str:
-    if not isinstance(value, str) or not _DEVICE.match(value):
+    if not isinstance(value, str) or not _DEVICE.fullmatch(value):
         raise _fail("device", f"unknown device {describe(value)} (expected cpu, cuda or cuda:N)")
     return value
 

@@ -369,28 +369,28 @@ def _scalar(node: yaml.ScalarNode, line: int, path: Path) -> Any:
 
 
 def _resolve_plain(text: str, line: int, path: Path) -> Any:
-    if _NULL.match(text):
+    if _NULL.fullmatch(text):
         return None
-    if _BOOL.match(text):
+    if _BOOL.fullmatch(text):
         return text.lower() == "true"
     try:
-        if _INT10.match(text):
+        if _INT10.fullmatch(text):
             return int(text)
-        if _INT8.match(text):
+        if _INT8.fullmatch(text):
             return int(text[2:], 8)
-        if _INT16.match(text):
+        if _INT16.fullmatch(text):
             return int(text[2:], 16)
     except ValueError:  # Python refuses to convert integers of more than 4300 digits
         raise YamlReadError(f"integer {text[:20]}... is too long", line, path) from None
-    if _FLOAT.match(text):
+    if _FLOAT.fullmatch(text):
         try:
             return Decimal(text)
         except InvalidOperation:  # an exponent beyond what a decimal can hold at all
             shown = text if len(text) <= 40 else text[:37] + "..."
             raise YamlReadError(f"number {shown} is out of the float64 range", line,
                                 path) from None
-    if _INF.match(text):
+    if _INF.fullmatch(text):
         return float("-inf") if text.startswith("-") else float("inf")
-    if _NAN.match(text):
+    if _NAN.fullmatch(text):
         return float("nan")
     return text
