@@ -108,6 +108,12 @@ EXPECTED = {
     "text_newline_in_name.yaml": (3, "name", "'ok\\n' is not a valid case name"),
     "text_newline_in_device.yaml": (5, "devices[0]", "unknown device 'cpu\\n'"),
     "text_carriage_return_in_let.yaml": (5, "let.y\\r\\x1b[32mPASS", "is not a valid name"),
+    # Numbers at the edges of their types, checked as the type they are used as.
+    "number_tolerance_underflow.yaml": (5, "tolerance.rtol", "1E-400 is 0 as a float64"),
+    "number_std_overflow.yaml": (3, "inputs.x", "the draws would overflow to inf"),
+    "number_uniform_width_overflow.yaml": (3, "inputs.x", "width high - low overflows"),
+    "number_randint_high_2_63.yaml": (4, "inputs.t", "outside the int64 range"),
+    "number_hex_digits.yaml": (4, "inputs.x", "an integer literal of 5000 digits"),
 }
 VALID = {"valid_r144.yaml", "valid_with_impl.yaml"}
 

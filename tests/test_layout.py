@@ -17,7 +17,7 @@ from tests.conftest import REPO
 PACKAGE = REPO / "gradcheck_lab"
 # The flow, earliest first. A module may import from its own layer and the layers before it.
 LAYERS = [
-    {"errors", "results", "dtypes", "version"},
+    {"errors", "results", "dtypes", "version", "visible"},
     {"ops"},
     {"program"},
     {"casefile"},

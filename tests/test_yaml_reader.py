@@ -137,10 +137,14 @@ def test_explicit_tag_must_match_its_value() -> None:
     assert "not a valid int" in error.message
 
 
-def test_integer_too_long_for_python_is_rejected_at_its_line() -> None:
-    error = read_error("a: 1\nb: " + "9" * 5000 + "\n")
+@pytest.mark.parametrize("literal", ["9" * 5000, "0x" + "f" * 5000, "0o" + "7" * 401],
+                         ids=["decimal", "hexadecimal", "octal"])
+def test_an_integer_literal_of_too_many_digits_in_any_base_is_rejected_at_its_line(
+        literal: str) -> None:
+    error = read_error(f"a: 1\nb: {literal}\n")
     assert error.line == 2
-    assert "too long" in error.message
+    assert "is beyond every dtype's range (at most 400 digits)" in error.message
+    assert len(error.message) < 200  # the literal is not echoed whole
 
 
 # -- key lines -----------------------------------------------------------------------------

@@ -85,7 +85,12 @@ def _positive(value: Any) -> float:
     exact = to_fraction(value)
     if exact <= 0:
         raise _fail("positive", f"expected a positive number, got {describe(value)}")
-    return float(exact)
+    # Checked as the float64 it is used as: 1e-400 is positive as written and 0.0 as a float.
+    as_float = float(exact)
+    if as_float == 0.0:
+        raise _fail("positive", f"{describe(value)} is 0 as a float64: expected a positive "
+                                "number at least 5e-324")
+    return as_float
 
 
 def _non_negative(value: Any) -> float:
@@ -384,6 +389,11 @@ class LiteralInput(_Strict):
         return self
 
 
+# Standard normal draws beyond this many standard deviations have a probability below 1e-23:
+# mean ± this × std bounds every draw a case will see.
+RANDN_SPREAD = 10
+
+
 class RandomInput(_Strict):
     """``{shape: [...], init: randn|uniform|randint|zeros|ones, seed: N, ...}``."""
 
@@ -411,7 +421,8 @@ class RandomInput(_Strict):
                 if bound is not None and bound.denominator != 1:
                     raise _fail("init", f"randint bounds must be integers, got "
                                         f"{describe(bound)}")
-                if bound is not None and not INT64_RANGE[0] <= bound <= INT64_RANGE[1] + 1:
+                # torch draws below high, which must itself be an int64.
+                if bound is not None and not INT64_RANGE[0] <= bound <= INT64_RANGE[1]:
                     raise _fail("init", f"randint bound {describe(bound)} is outside the "
                                         "int64 range")
             if self.requires_grad:
@@ -422,6 +433,17 @@ class RandomInput(_Strict):
         high = self.high if self.high is not None else 1
         if self.init in ("uniform", "randint") and not low < high:
             raise _fail("init", f"low must be below high, got low={low} high={high}")
+        # The draws are computed in float64 (rand·(high - low) + low, randn·std + mean): a
+        # width or a std whose draws overflow would make inf inputs.
+        largest = float(np.finfo(np.float64).max)
+        if self.init == "uniform" and not abs(high - low) <= largest:
+            raise _fail("init", f"the range's width high - low overflows float64 (at most "
+                                f"{largest:.3g}): the draws would be inf")
+        if self.init == "randn":
+            spread = abs(self.mean or 0) + RANDN_SPREAD * Fraction(self.std or 1)
+            if not spread <= largest:
+                raise _fail("init", f"|mean| + {RANDN_SPREAD}·std is beyond the float64 range: "
+                                    "the draws would overflow to inf")
         return self
 
 

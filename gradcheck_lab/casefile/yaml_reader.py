@@ -31,6 +31,9 @@ _PLAIN_DATA_TAGS = {
 _PLAIN = "gradcheck-lab:plain"  # an untagged plain scalar, resolved here by the YAML 1.2 rules
 
 # YAML 1.2 core schema (https://yaml.org/spec/1.2.2/#1023-core-schema).
+# float64's largest value has 309 decimal digits (256 hexadecimal): no integer literal of a
+# case needs more than this many digits in any base.
+MAX_INTEGER_DIGITS = 400
 _NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
 _BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
 _INT10 = re.compile(r"^[-+]?[0-9]+$")
@@ -373,15 +376,16 @@ def _resolve_plain(text: str, line: int, path: Path) -> Any:
         return None
     if _BOOL.fullmatch(text):
         return text.lower() == "true"
-    try:
-        if _INT10.fullmatch(text):
-            return int(text)
-        if _INT8.fullmatch(text):
-            return int(text[2:], 8)
-        if _INT16.fullmatch(text):
-            return int(text[2:], 16)
-    except ValueError:  # Python refuses to convert integers of more than 4300 digits
-        raise YamlReadError(f"integer {text[:20]}... is too long", line, path) from None
+    for pattern, base, prefix in ((_INT10, 10, 0), (_INT8, 8, 2), (_INT16, 16, 2)):
+        if pattern.fullmatch(text):
+            digits = len(text.lstrip("+-")) - prefix
+            # Bounded in every base: Python guards only decimal conversions (4,300 digits),
+            # and a hexadecimal literal of thousands of digits would fail later, in repr.
+            if digits > MAX_INTEGER_DIGITS:
+                raise YamlReadError(
+                    f"an integer literal of {digits} digits ({text[:12]}...) is beyond every "
+                    f"dtype's range (at most {MAX_INTEGER_DIGITS} digits)", line, path)
+            return int(text[prefix:], base) if prefix else int(text)
     if _FLOAT.fullmatch(text):
         try:
             return Decimal(text)
