@@ -52,3 +52,15 @@ class SpecError(GradcheckLabError):
 
 class ImplError(GradcheckLabError):
     """The implementation under test raised or returned something unusable."""
+
+
+class CaseTimeout(BaseException):
+    """The case ran past its time budget (raised by ``run.budget``'s interval timer)."""
+
+
+def raised_by_user_code(exc: BaseException) -> bool:
+    """Whether an exception out of an impl, a module factory or a training step is the user
+    code's own failure, to report as an error result: anything, ``BaseException`` subclasses
+    and ``SystemExit`` included, but the case's time budget running out and an interrupt
+    (Ctrl-C stops the run; the worker process reports an impl's own KeyboardInterrupt)."""
+    return not isinstance(exc, (CaseTimeout, KeyboardInterrupt))

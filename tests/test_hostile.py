@@ -64,6 +64,10 @@ EXPECTED = {
     "impl_dotted.yaml": (4, "impl", "not a public top-level name"),
     "impl_escape.yaml": (4, "impl", "may not leave the case file's directory"),
     "impl_kills_interpreter.yaml": (4, "impl", "worker process died"),
+    # Impls that raise what `except Exception` lets through: an error result, no traceback.
+    "impl_keyboard_interrupt.yaml": (4, "impl", "raises_keyboard_interrupt raised "
+                                                "KeyboardInterrupt"),
+    "impl_base_exception.yaml": (4, "impl", "raised NotAnException: escaped the except"),
     "impl_missing_file.yaml": (4, "impl", "'nowhere.py' not found"),
     "impl_module_name.yaml": (4, "impl", "names a Python file"),
     "impl_raises.yaml": (4, "impl", "raised ValueError: this impl always fails (bad_impls.py:"),
@@ -227,3 +231,19 @@ def test_no_front_door_prints_a_raw_control_character(corpus_run: dict,
     summary = output.strip().splitlines()[-1]
     assert " 3 passed" in summary, summary  # valid_r144 and valid_with_impl's two dtypes
 
+
+
+def test_an_impl_raising_a_base_exception_in_process_is_an_error_result() -> None:
+    """The Python API runs a callable in its own process: a BaseException that is not an
+    Exception (``except Exception`` lets it through) is the case's error, not the caller's."""
+    import gradcheck_lab
+
+    class Escape(BaseException):
+        pass
+
+    def impl(x):
+        raise Escape("out of reach")
+
+    (result,) = gradcheck_lab.check("sum(x)", {"x": [1.0, 2.0]}, impl=impl)
+    assert result.status == "error"
+    assert "raised Escape: out of reach" in result.message

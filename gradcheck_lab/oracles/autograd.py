@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from gradcheck_lab.casefile import Case
-from gradcheck_lab.errors import ImplError
+from gradcheck_lab.errors import ImplError, raised_by_user_code
 from gradcheck_lab.oracles.base import Gradients, Point, Probe
 from gradcheck_lab.oracles.function import FunctionUnderTest, describe_exception, owned
 
@@ -202,7 +202,9 @@ def _backward(function: FunctionUnderTest, out: Any, leaves: dict[str, Any], nam
         return torch.autograd.grad(out, [leaves[n] for n in names], grad_outputs=cotangent,
                                    retain_graph=True, allow_unused=True,
                                    create_graph=create_graph)
-    except (Exception, SystemExit) as exc:
+    except BaseException as exc:
+        if not raised_by_user_code(exc):
+            raise
         raise ImplError(f"backward of {function.label} raised{when} "
                         f"{describe_exception(exc)}") from None
 
@@ -317,7 +319,9 @@ def hessian_vector_products(function: FunctionUnderTest, point: Point,
         try:
             second = torch.autograd.grad(directional, [leaves[n] for n in names],
                                          retain_graph=True, allow_unused=True)
-        except (Exception, SystemExit) as exc:
+        except BaseException as exc:
+            if not raised_by_user_code(exc):
+                raise
             raise ImplError(f"double backward of {function.label} raised "
                             f"{describe_exception(exc)}") from None
         results.append({name: zeros[name] if g is None

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from gradcheck_lab.casefile import Case, ImplRef
-from gradcheck_lab.errors import ImplError
+from gradcheck_lab.errors import ImplError, raised_by_user_code
 from gradcheck_lab.ops import Op
 from gradcheck_lab.program import Program
 from gradcheck_lab.program.interpret import Form, input_values, interpret
@@ -63,7 +63,9 @@ def load_impl(ref: ImplRef) -> Callable[..., Any]:
         sys.path.insert(0, str(ref.path.parent))
         try:
             spec.loader.exec_module(module)
-        except (Exception, SystemExit) as exc:
+        except BaseException as exc:
+            if not raised_by_user_code(exc):
+                raise
             sys.modules.pop(name, None)
             raise ImplError(f"impl {ref.spelled}: importing {ref.path.name} raised "
                             f"{describe_exception(exc, ref.path)}") from None
@@ -168,7 +170,9 @@ class FunctionUnderTest:
                        for name, t in tensors.items()}
         try:
             out = self.impl(**tensors, **self.case.constants)  # type: ignore[misc]
-        except (Exception, SystemExit) as exc:
+        except BaseException as exc:
+            if not raised_by_user_code(exc):
+                raise
             raise ImplError(f"{self.label} raised {describe_exception(exc, path)}") from None
         return self._packed(out) if self.case.outputs else out
 
@@ -229,7 +233,9 @@ def bound_module(factory: Callable[..., Any], case: Case, dtype: str, device: st
 
     try:
         module = factory(**case.constants)
-    except (Exception, SystemExit) as exc:
+    except BaseException as exc:
+        if not raised_by_user_code(exc):
+            raise
         given = f" with the constants {', '.join(case.constants)}" if case.constants else ""
         raise ImplError(f"{label}: building the module{given} raised "
                         f"{describe_exception(exc, _source_of(factory))}") from None

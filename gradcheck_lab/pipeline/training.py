@@ -46,7 +46,7 @@ from gradcheck_lab.compare.findings import (
     worst_first,
 )
 from gradcheck_lab.compare.tolerances import EPSILON, ToleranceRule, gradient_scale, symbolic_rule
-from gradcheck_lab.errors import ImplError, SpecError
+from gradcheck_lab.errors import ImplError, SpecError, raised_by_user_code
 from gradcheck_lab.oracles import symbolic
 from gradcheck_lab.oracles.base import Gradients, Point, make_probes
 from gradcheck_lab.program.naming import index_text
@@ -206,7 +206,9 @@ def run_steps(case: Case, training: Training, start: Point, dtype: str, device: 
         given = dict(params)  # the step's own dict: a replaced entry is seen, not followed
         try:
             returned = step(params=given, batch=batch, lr=training.lr)
-        except (Exception, SystemExit) as exc:
+        except BaseException as exc:
+            if not raised_by_user_code(exc):
+                raise
             from gradcheck_lab.oracles.function import describe_exception
 
             raise SpecError(f"{label} raised {describe_exception(exc, path)} (call {call})",

@@ -18,11 +18,8 @@ import time
 from collections.abc import Iterator
 
 from gradcheck_lab.casefile import Case
+from gradcheck_lab.errors import CaseTimeout
 from gradcheck_lab.results import Result
-
-
-class CaseTimeout(BaseException):
-    """The case ran past its time budget."""
 
 
 @contextlib.contextmanager

@@ -91,6 +91,10 @@ def _serve(connection: Connection) -> None:
             return
         try:
             connection.send(("results", list(run_case(case, settings))))
+        except KeyboardInterrupt:
+            # Here an interrupt is the impl's own: a Ctrl-C at the terminal stops the parent.
+            connection.send(("results", _errors(case, f"{case.impl_label} raised "
+                                                      "KeyboardInterrupt")))
         except Exception:  # the parent reports it as an internal error
             connection.send(("error", traceback.format_exc(limit=5)))
 

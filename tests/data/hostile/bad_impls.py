@@ -32,3 +32,15 @@ def sleeps_forever(x):
 
 def kills_interpreter(x):
     os._exit(3)
+
+
+class NotAnException(BaseException):
+    """A BaseException that is not an Exception: except Exception lets it through."""
+
+
+def raises_keyboard_interrupt(x):
+    raise KeyboardInterrupt
+
+
+def raises_base_exception(x):
+    raise NotAnException("escaped the except Exception")
