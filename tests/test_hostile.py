@@ -247,3 +247,25 @@ def test_an_impl_raising_a_base_exception_in_process_is_an_error_result() -> Non
     (result,) = gradcheck_lab.check("sum(x)", {"x": [1.0, 2.0]}, impl=impl)
     assert result.status == "error"
     assert "raised Escape: out of reach" in result.message
+
+
+def test_a_case_file_linked_from_outside_the_directory_is_an_error_and_not_read(
+        tmp_path: Path) -> None:
+    """As an impl's link: a case file under the directory given that resolves outside it is
+    refused, and nothing of the outside file (its keys) reaches the output."""
+    outside = tmp_path / "outside.yaml"
+    outside.write_text("inputs:\n  x: 1\noutput: x\nsecret_key_9f3: 1\n", encoding="utf-8")
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    (cases / "linked.yaml").symlink_to(outside)
+    shutil.copy(HOSTILE / "valid_r144.yaml", cases / "valid.yaml")
+    done = subprocess.run([sys.executable, "-m", "gradcheck_lab", "run", "cases", "--json",
+                           "out.json"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    results = {Path(r["file"]).name: r for r in
+               json.loads((tmp_path / "out.json").read_text())["results"]}
+    assert results["linked.yaml"]["status"] == "error"
+    assert "a link that leads outside cases; not read" in results["linked.yaml"]["message"]
+    assert results["valid.yaml"]["status"] == "pass"
+    assert "secret_key_9f3" not in done.stdout + done.stderr

@@ -414,6 +414,12 @@ class CaseFile(pytest.File):
 
         used: set[str] = set()
         timings = benchmark_mode(self.config)
+        if not self.path.resolve().is_relative_to(self.config.rootpath.resolve()):
+            # As `gradcheck-lab run`: a link out of the project is not read.
+            error = CaseError(str(self.path), None, "path",
+                              "a link that leads outside the rootdir; not read")
+            yield InvalidCaseItem.from_parent(self, name=self.path.stem, error=error)
+            return
         for loaded in load_file(self.path, run_settings(self.config).limits):
             if isinstance(loaded, CaseError):
                 name = _unique(loaded.case or self.path.stem, used)

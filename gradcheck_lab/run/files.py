@@ -31,7 +31,15 @@ def discover(paths: Iterable[Path]) -> tuple[list[Path], list[Result]]:
             files = sorted(p for p in path.rglob("*") if p.is_file() and is_case_file(p))
             if not files:
                 problems.append(_path_error(path, "no *.yaml or *.yml case files here"))
-            found.extend(files)
+            # A link out of the directory given is not read (as an impl's link may not leave
+            # its case file's directory): what a pull request adds under cases/ stays there.
+            root = path.resolve()
+            for file in files:
+                if file.resolve().is_relative_to(root):
+                    found.append(file)
+                else:
+                    problems.append(_path_error(file, f"a link that leads outside {path}; not "
+                                                      "read"))
         elif path.is_file():
             found.append(path)
         else:
