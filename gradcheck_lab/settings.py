@@ -69,6 +69,23 @@ class Settings:
             raise CaseError(where, None, exc.key, exc.message) from None
 
 
+# The load limits every front door takes, by option name (the CLI's --max-*, pytest's
+# --gradcheck-max-*), and the LoadLimits (or its ExprLimits) field each sets.
+LIMIT_OPTIONS = {"max_input_elements": "max_input_elements", "max_file_bytes": "max_file_bytes",
+                 "max_expression_length": "max_length", "max_expression_depth": "max_depth"}
+
+
+def load_limits(**given: int | None) -> LoadLimits:
+    """LoadLimits from limit options by name (``LIMIT_OPTIONS``); None keeps the default."""
+    defaults = LoadLimits()
+    load, expr = {}, {}
+    for name, value in given.items():
+        if value is not None:
+            field_name = LIMIT_OPTIONS[name]
+            (expr if hasattr(defaults.expr, field_name) else load)[field_name] = value
+    return dataclasses.replace(defaults, **load, expr=dataclasses.replace(defaults.expr, **expr))
+
+
 class SettingError(ValueError):
     def __init__(self, key: str, message: str) -> None:
         super().__init__(f"{key}: {message}")

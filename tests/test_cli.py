@@ -253,6 +253,24 @@ def test_a_planted_bug_exits_1_and_names_autograd_as_odd(
     assert {m["odd_oracle"] for m in layer["mismatches"]} == {"autograd"}
     assert {m["input"] for m in layer["mismatches"]} == {"x"}  # only grad_x is negated
     assert "FAIL" in run.stdout and "odd one out" in run.stdout  # the mismatch table
+    # The diagnosis and the backward to open, under the table and in the JSON alike.
+    sign = "autograd = -1 × symbolic on every element of x: a sign error"
+    assert f"diagnosis: {sign}" in run.stdout.splitlines()
+    assert layer["diagnoses"][0] == sign
+    assert layer["diagnoses"][1].startswith("the backward under test: Linear.backward (")
+
+
+def test_verbose_passes_say_how_close_they_came(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    write(tmp_path, "tanh.yaml",
+          "name: tanh\ninputs:\n  x: {shape: [3, 4], init: randn}\noutput: sum(tanh(x) ** 2)\n")
+    run = run_cli(tmp_path, capsys, str(tmp_path / "tanh.yaml"), "-v")
+    assert run.code == EXIT_PASS
+    (result,) = run.results
+    margin = result["tolerance"]["margin"]
+    assert 0 <= margin < 1 and result["tolerance"]["margin_at"]
+    assert f"worst error / allowed = {margin:.2g}, at {result['tolerance']['margin_at']}" \
+        in run.stdout
 
 
 def test_an_invalid_file_exits_2_with_a_one_line_error_and_the_others_still_run(

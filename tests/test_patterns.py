@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from gradcheck_lab import check
+from gradcheck_lab.compare.findings import agree
 from gradcheck_lab.compare.patterns import Probed, diagnose
 from gradcheck_lab.doors.render import failure_text
 
@@ -21,7 +22,9 @@ BOUND = 1e-9
 
 
 def probes(autograd: list[np.ndarray], truths: list[np.ndarray] = TRUTHS) -> list[Probed]:
-    return [Probed(s, a, np.full(s.shape, BOUND)) for s, a in zip(truths, autograd, strict=True)]
+    bound = np.full(9, BOUND)
+    return [Probed(s, a, bound, agree(s, a, bound))
+            for s, a in zip(truths, autograd, strict=True)]
 
 
 def said(autograd: list[np.ndarray], truths: list[np.ndarray] = TRUTHS) -> str | None:

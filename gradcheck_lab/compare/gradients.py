@@ -315,7 +315,8 @@ class _InputGradient:
                                     + self.through_outputs(disagreements))
             if group_odd != SYMBOLIC:
                 found = diagnose(self.name, self.results.symbolic.per_probe[0][self.name].shape,
-                                 [Probed(p.s, p.a, p.bound_s + p.bound_a) for p in self.probes],
+                                 [Probed(p.s, p.a, p.bound_s + p.bound_a, p.agree)
+                                  for p in self.probes],
                                  scales_with_cotangent=len(self.probes) > 1)
                 if found is not None:
                     findings.diagnoses.append(found)

@@ -12,18 +12,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradcheck_lab.compare.findings import agree
-from gradcheck_lab.program.naming import element_index
+from gradcheck_lab.program.naming import element_index, index_text
 from gradcheck_lab.results import Mismatch
 
 
 @dataclass(frozen=True)
 class Probed:
-    """One input at one probe: symbolic and autograd, flat, and their bounds (summed: two
-    values agree within ``bound``)."""
+    """One input at one probe: symbolic and autograd, flat, their bounds (summed: two values
+    agree within ``bound``), and where the comparison found them to agree."""
 
     symbolic: np.ndarray
     autograd: np.ndarray
     bound: np.ndarray
+    agrees: np.ndarray
 
 
 def diagnose(name: str, shape: tuple[int, ...], probes: Sequence[Probed],
@@ -59,20 +60,16 @@ def diagnose(name: str, shape: tuple[int, ...], probes: Sequence[Probed],
                 "(rows and columns swapped, or broadcast along the wrong dim)")
     wrong = set()
     for p in probes:
-        wrong.update(int(f) for f in np.flatnonzero(~agree(p.symbolic, p.autograd, p.bound)))
+        wrong.update(int(f) for f in np.flatnonzero(~p.agrees))
     if len(wrong) == 1 and _size(shape) > 1:
         (flat,) = wrong
-        return (f"one element of {name} differs, {name}{_index(flat, shape)}; every other "
-                "agrees")
+        return (f"one element of {name} differs, {name}"
+                f"{index_text(element_index(flat, shape))}; every other agrees")
     return None
 
 
 def _size(shape: tuple[int, ...]) -> int:
     return int(np.prod(shape, dtype=np.int64))
-
-
-def _index(flat: int, shape: tuple[int, ...]) -> str:
-    return str(list(element_index(flat, shape))) if shape else ""
 
 
 def _ignores_cotangent(probes: Sequence[Probed]) -> bool:
@@ -99,7 +96,7 @@ def _constant_factor(probes: Sequence[Probed]) -> tuple[str | None, float] | Non
     if norm == 0:
         return None
     c = float(a @ s) / norm
-    if not np.isfinite(c) or c == 0 or agree(a, s, bound).all():
+    if not np.isfinite(c) or c == 0 or all(p.agrees.all() for p in probes):
         return None
     candidates = [(str(n), float(n)) for n in {round(c)} if n not in (0, 1)]
     if abs(c) < 1:
@@ -117,8 +114,7 @@ def _transposed(shape: tuple[int, ...], probes: Sequence[Probed]) -> bool:
     if len(shape) != 2 or shape[0] != shape[1] or shape[0] < 2:
         return False
     return all(agree(p.autograd, p.symbolic.reshape(shape).T.reshape(-1), p.bound).all()
-               for p in probes) and not all(agree(p.autograd, p.symbolic, p.bound).all()
-                                            for p in probes)
+               for p in probes) and not all(p.agrees.all() for p in probes)
 
 
 def located(mismatches: Sequence[Mismatch], backwards: Sequence[str]) -> list[str]:

@@ -303,12 +303,10 @@ def command_error(command: str, message: str) -> int:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from gradcheck_lab.casefile import LoadLimits
-    from gradcheck_lab.casefile.expr import ExprLimits
     from gradcheck_lab.doors.report import JsonLines, TerminalReport, write_json
     from gradcheck_lab.results import environment
     from gradcheck_lab.run.files import run_paths
-    from gradcheck_lab.settings import Settings, TimingSettings
+    from gradcheck_lab.settings import LIMIT_OPTIONS, Settings, TimingSettings, load_limits
 
     started = time.perf_counter()
     if args.threads:
@@ -317,10 +315,7 @@ def run_command(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     settings = Settings(
         symbolic=args.symbolic, fd=args.fd,
-        limits=LoadLimits(max_file_bytes=args.max_file_bytes,
-                          max_input_elements=args.max_input_elements,
-                          expr=ExprLimits(max_length=args.max_expression_length,
-                                          max_depth=args.max_expression_depth)),
+        limits=load_limits(**{name: getattr(args, name) for name in LIMIT_OPTIONS}),
         timings=TimingSettings(min_rounds=args.timing_rounds, threads=args.timing_threads)
         if args.timings else None,
         case_timeout=args.case_timeout or None,

@@ -95,9 +95,6 @@ RUN_OPTIONS = {
     "max_expression_length": "refuse longer expressions (as --max-expression-length)",
     "max_expression_depth": "refuse expressions nested deeper (as --max-expression-depth)",
 }
-# The limits among them, by the LoadLimits or ExprLimits field each sets.
-_LIMITS = {"max_input_elements": "max_input_elements", "max_file_bytes": "max_file_bytes",
-           "max_expression_length": "max_length", "max_expression_depth": "max_depth"}
 _SETTINGS = pytest.StashKey[Any]()
 _ISOLATION = pytest.StashKey[Any]()
 
@@ -107,7 +104,7 @@ def run_settings(config: pytest.Config) -> Any:
     command line's defaults; a wrong value is a usage error naming the flag."""
     if _SETTINGS in config.stash:
         return config.stash[_SETTINGS]
-    from gradcheck_lab.settings import DEFAULT_CASE_TIMEOUT, Settings
+    from gradcheck_lab.settings import DEFAULT_CASE_TIMEOUT, LIMIT_OPTIONS, Settings, load_limits
 
     def value(name: str) -> Any:
         given = config.getoption(f"gradcheck_{name}", None)
@@ -126,34 +123,25 @@ def run_settings(config: pytest.Config) -> Any:
             sensitivity = sensitivity.strip().lower() == "true"
         settings = Settings(symbolic=value("symbolic") or "auto", fd=value("fd") or "auto",
                             case_timeout=timeout or None, sensitivity=bool(sensitivity),
-                            limits=_limits({name: value(name) for name in _LIMITS}))
+                            limits=load_limits(**{name: _positive_int(name, value(name))
+                                                  for name in LIMIT_OPTIONS}))
     except ValueError as exc:
         raise pytest.UsageError(f"gradcheck-lab: {exc}") from None
     config.stash[_SETTINGS] = settings
     return settings
 
 
-def _limits(given: dict[str, Any]) -> Any:
-    """LoadLimits with the given ones (positive ints) over the command line's defaults."""
-    import dataclasses
-
-    from gradcheck_lab.casefile import LoadLimits
-
-    limits = LoadLimits()
-    load, expr = {}, {}
-    for name, text in given.items():
-        if text is None or text == "":
-            continue
-        try:
-            number = int(text)
-        except ValueError:
-            number = 0
-        if number <= 0:
-            raise ValueError(f"{name}: must be a positive integer, not {text!r}")
-        field = _LIMITS[name]
-        (expr if field in ("max_length", "max_depth") else load)[field] = number
-    return dataclasses.replace(limits, **load,
-                               expr=dataclasses.replace(limits.expr, **expr))
+def _positive_int(name: str, text: Any) -> int | None:
+    """A limit option's value as a positive int; None where it is not given."""
+    if text is None or text == "":
+        return None
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number <= 0:
+        raise ValueError(f"{name}: must be a positive integer, not {text!r}")
+    return number
 
 
 def _isolation(config: pytest.Config) -> Any:
@@ -167,7 +155,7 @@ def _isolation(config: pytest.Config) -> Any:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _ISOLATION in config.stash:
-        config.stash[_ISOLATION].__exit__(None, None, None)
+        config.stash[_ISOLATION].close()
 
 
 def benchmark_mode(config: pytest.Config) -> bool:
@@ -292,8 +280,9 @@ def _keep_shard(config: pytest.Config, items: list[pytest.Item]) -> None:
     except ValueError:
         raise pytest.UsageError(f"gradcheck-lab: --gradcheck-shard {given}: expected K/N with "
                                 "1 <= K <= N (3/4: the third of four shards)") from None
-    keep = [item for item in items if shard_of(item.nodeid, n) == k]
-    dropped = [item for item in items if shard_of(item.nodeid, n) != k]
+    keep, dropped = [], []
+    for item in items:
+        (keep if shard_of(item.nodeid, n) == k else dropped).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep

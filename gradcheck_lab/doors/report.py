@@ -40,8 +40,9 @@ class TerminalReport:
         self.results.append(result)
         where = f"{result.file}:{result.line}" if result.line else result.file
         shown = result.message if result.status != "pass" or self.verbose else where
-        if result.status == "pass" and self.verbose and margin_text(result.tolerance):
-            shown += f" ({margin_text(result.tolerance)})"
+        margin = margin_text(result.tolerance) if result.status == "pass" and self.verbose else ""
+        if margin:
+            shown += f" ({margin})"
         line = Text()
         line.append(f"{result.status.upper():<6}", style=STATUS_STYLE[result.status])
         line.append(f"{result.label:<36} ")

@@ -188,16 +188,16 @@ def layout(nodes: tuple[GraphNode, ...]) -> dict[int, tuple[float, float]]:
     return position
 
 
-def banded(position: dict[int, tuple[float, float]],
-           per_band: int = COLUMNS_PER_BAND) -> tuple[dict[int, tuple[float, float]], int, float]:
+def banded(position: dict[int, tuple[float, float]], per_band: int = COLUMNS_PER_BAND,
+           ) -> tuple[dict[int, tuple[float, float]], int, float, int]:
     """The layout's columns wrapped into bands of ``per_band``, top to bottom: drawing
-    positions, the columns of the widest band and the height of one band."""
+    positions, the columns of the widest band, the height of one band and the bands."""
     columns = int(max(x for x, _ in position.values())) + 1
     tallest = max(sum(1 for x, _ in position.values() if x == c) for c in range(columns))
     band_height = tallest + 1.0
     wrapped = {index: (x % per_band, y - (x // per_band) * band_height)
                for index, (x, y) in position.items()}
-    return wrapped, min(columns, per_band), band_height
+    return wrapped, min(columns, per_band), band_height, (columns - 1) // per_band + 1
 
 
 def draw(graph: CaseGraph, path: Path) -> None:
@@ -208,8 +208,7 @@ def draw(graph: CaseGraph, path: Path) -> None:
     from matplotlib.patches import Patch
 
     logical = layout(graph.nodes)
-    position, columns, band_height = banded(logical)
-    bands = int(max(x for x, _ in logical.values())) // COLUMNS_PER_BAND + 1
+    position, columns, band_height, bands = banded(logical)
     # svg.fonttype "none": labels stay <text> in an SVG (searchable, and what the tests read).
     with matplotlib.rc_context({"svg.fonttype": "none"}):
         figure = Figure(figsize=(max(4.0, _COLUMN_INCHES * columns),

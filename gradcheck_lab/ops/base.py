@@ -162,19 +162,21 @@ class Op:
     def rule(self, params: Params | None = None) -> ElementwiseRule:
         """An elementwise op's partial derivatives, derived by sympy once per op and keyword
         values (``params``: the op's keywords, its defaults when None)."""
+        return derive(self.name, *self._derivation(params))
+
+    def second_rule(self, params: Params | None = None) -> SecondOrderRule:
+        """An elementwise op's second partials (``rule``'s, differentiated once more)."""
+        return derive_second(self.name, *self._derivation(params))
+
+    def _derivation(self, params: Params | None) -> tuple[int, Any, tuple[tuple[str, Any], ...]]:
+        """What ``derive`` and ``derive_second`` are cached by: the arity the call gives, the
+        scalar form and the keyword values (the op's defaults when ``params`` is None)."""
         if self.scalar_form is None:
             raise TypeError(f"{self.name} is not elementwise: it has no derived rule")
         keywords = {p.name: p.default for p in self.params} if params is None else params
         given = keywords.get(GIVEN)
         arity = len(given) if isinstance(given, tuple) else self.min_args
-        return derive(self.name, arity, self.scalar_form, tuple(sorted(keywords.items())))
-
-    def second_rule(self, params: Params | None = None) -> SecondOrderRule:
-        """An elementwise op's second partials (``rule``'s, differentiated once more)."""
-        first = self.rule(params)
-        keywords = {p.name: p.default for p in self.params} if params is None else params
-        return derive_second(self.name, len(first.symbols), self.scalar_form,
-                             tuple(sorted(keywords.items())))
+        return arity, self.scalar_form, tuple(sorted(keywords.items()))
 
     @property
     def spelled(self) -> str:
@@ -279,8 +281,6 @@ def as_float(values: Any) -> np.ndarray:
     silently undo."""
     values = np.asarray(values)
     return values.astype(np.complex128 if values.dtype.kind == "c" else np.float64, copy=False)
-
-
 
 
 def real_sign(values: np.ndarray) -> np.ndarray:

@@ -98,8 +98,8 @@ def elementwise(
         numpy=_numpy_form(numpy_forward, returns, bool_args), vjp=vjp,
         vjp_magnitude=vjp_magnitude, sympy=_sympy_form(sympy_form, bool_args),
         jvp=elementwise_jvp(lambda p: op.rule(p), limits) if returns != "bool" else _no_tangent,
-        pairs=elementwise_pairs(lambda p: op.rule(p), lambda p: op.second_rule(p), vjp, limits,
-                                second_limits),
+        pairs=elementwise_pairs(lambda p: op.rule(p), lambda p: op.second_rule(p),
+                                returns != "bool", limits, second_limits),
         kinks=(lambda args, p: kinks(*args, **p)) if kinks is not None else None,
         kink_where=kink_where, flat_at_zero=flat_at_zero, callable=callable_, infix=infix,
         scalar_form=sympy_form, fold=fold, exact_limit=exact_limit,
@@ -252,30 +252,30 @@ def elementwise_jvp(first: Callable[[dict], ElementwiseRule],
 
 
 def elementwise_pairs(first: Callable[[dict], ElementwiseRule],
-                      second: Callable[[dict], SecondOrderRule], vjp: VjpRule,
+                      second: Callable[[dict], SecondOrderRule], differentiable: bool,
                       limits: Callable[..., None] | None,
                       second_limits: Callable[..., None] | None) -> PairRule:
-    """The op's own VJP (limits and all) beside its tangent,
-    ġ·∂f/∂a_i + g·Σ_j ∂²f/∂a_i∂a_j·ȧ_j, summed back to each argument's shape."""
+    """The op's VJP, g·∂f/∂a_i (limits and all, as ``_chain_rule`` gives it), beside its
+    tangent ġ·∂f/∂a_i + g·Σ_j ∂²f/∂a_i∂a_j·ȧ_j, both summed back to each argument's shape;
+    each first partial evaluated once for both."""
 
     def pairs(g: np.ndarray, g_dot: np.ndarray | None, args: Sequence[np.ndarray],
               tangents: Tangents, out: np.ndarray, params: dict,
               needs: Sequence[bool]) -> list[tuple[np.ndarray, np.ndarray | None] | None]:
-        grads = vjp(g, args, out, params, needs)
         result: list[tuple[np.ndarray, np.ndarray | None] | None] = []
-        for i, grad in enumerate(grads):
-            if grad is None:
+        for i, arg in enumerate(args):
+            if not (differentiable and needs[i]):
                 result.append(None)
                 continue
-            terms = []
+            local = _partial(first(params), i, args, limits)
             with np.errstate(all="ignore"):
-                if g_dot is not None:
-                    terms.append(g_dot * _partial(first(params), i, args, limits))
+                grad = unbroadcast(g * local, np.shape(arg))
+                terms = [g_dot * local] if g_dot is not None else []
                 for j, t in enumerate(tangents):
                     if t is not None:
                         terms.append(g * _second(second(params), i, j, args, second_limits) * t)
             dot = (unbroadcast(np.broadcast_to(sum(terms[1:], terms[0]), np.shape(out)),
-                                np.shape(args[i])) if terms else None)
+                               np.shape(arg)) if terms else None)
             result.append((grad, dot))
         return result
 

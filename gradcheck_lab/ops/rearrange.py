@@ -112,4 +112,3 @@ def checked_indices(index: np.ndarray, size: int, op: str) -> np.ndarray:
         bad = index[(index < 0) | (index >= size)].reshape(-1)[0]
         raise SpecError(f"{op}(): index {int(bad)} is out of range for a dim of size {size}")
     return index
-

@@ -20,7 +20,7 @@ from gradcheck_lab.oracles.base import Gradients, Point, Probe
 from gradcheck_lab.program import Program
 from gradcheck_lab.program.interpret import NUMPY, SYMPY, input_values, interpret
 from gradcheck_lab.program.naming import index_text
-from gradcheck_lab.program.sweep import hessian_vector_sweep, sweep
+from gradcheck_lab.program.sweep import hessian_vector_sweeps, sweep
 
 # Elementwise sympy expressions grow with the graph: beyond these sizes, use the rule sweep.
 EXACT_MAX_SCALARS = 512
@@ -73,9 +73,13 @@ def gradients(program: Program, point: Point, probes: tuple[Probe, ...],
 
 def _small(program: Program) -> bool:
     """Small enough that a user would expect the exact oracle (the reason is worth saying)."""
-    needed = [program.nodes[i] for i in program.needed_for([program.output])]
-    return sum(n.size for n in needed if n.op == "input" and n.needs_grad) <= (
-        EXACT_MAX_INPUT_ELEMENTS)
+    return differentiated_elements(program) <= EXACT_MAX_INPUT_ELEMENTS
+
+
+def differentiated_elements(program: Program) -> int:
+    """The elements of the differentiated inputs that the output uses."""
+    return sum(program.nodes[i].size for i in program.needed_for([program.output])
+               if program.nodes[i].op == "input" and program.nodes[i].needs_grad)
 
 
 def kinked_ops(program: Program) -> tuple[str, ...]:
@@ -137,7 +141,7 @@ def exact_is_affordable(program: Program) -> bool:
 def exact_unaffordable_because(program: Program) -> str | None:
     """Why the exact elementwise oracle would be too costly for this case, or None."""
     needed = [program.nodes[i] for i in program.needed_for([program.output])]
-    differentiable = sum(n.size for n in needed if n.op == "input" and n.needs_grad)
+    differentiable = differentiated_elements(program)
     for node in needed:
         limit = OPS[node.op].exact_limit if node.op in OPS else None
         reason = limit(program.arg_infos(node.index)) if limit is not None else None
@@ -397,8 +401,8 @@ def hessian_vector_products(program: Program, point: Point, probes: tuple[Probe,
     if mode == "exact" or (mode == "auto" and exact_hvp_is_affordable(program)):
         return _exact_hessian_vector_products(program, point, probes, tangents), METHOD_EXACT
     env = numpy_forward(program, point, [program.output])
-    return tuple(hessian_vector_sweep(program, env, probe.cotangent, tangents)
-                 for probe in probes), METHOD_SWEEP
+    return hessian_vector_sweeps(program, env, [probe.cotangent for probe in probes],
+                                 tangents), METHOD_SWEEP
 
 
 def exact_hvp_is_affordable(program: Program) -> bool:
@@ -406,9 +410,8 @@ def exact_hvp_is_affordable(program: Program) -> bool:
     derivative costs about one more factor of the differentiated elements."""
     if not exact_is_affordable(program):
         return False
-    needed = [program.nodes[i] for i in program.needed_for([program.output])]
-    differentiable = sum(n.size for n in needed if n.op == "input" and n.needs_grad)
-    return expression_size(program) * max(differentiable, 1) ** 2 <= EXACT_MAX_HVP_WORK
+    return expression_size(program) * max(differentiated_elements(program), 1) ** 2 <= (
+        EXACT_MAX_HVP_WORK)
 
 
 def _exact_hessian_vector_products(program: Program, point: Point, probes: tuple[Probe, ...],

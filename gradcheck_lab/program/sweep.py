@@ -8,6 +8,8 @@ which keep every node's adjoint.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from gradcheck_lab.ops import OPS
@@ -61,46 +63,62 @@ def sweep(program: Program, env: dict[int, np.ndarray], cotangent: np.ndarray,
     }
 
 
-def hessian_vector_sweep(program: Program, env: dict[int, np.ndarray], cotangent: np.ndarray,
-                         tangents: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Forward over reverse: the derivative of the VJP u·J(x) along ``tangents``, the
-    Hessian-vector product of u·f, by each op's second-order rules (``ops.second_order``):
-    one tangent pass forward, then one reverse sweep carrying each adjoint and its tangent."""
+def hessian_vector_sweeps(program: Program, env: dict[int, np.ndarray],
+                          cotangents: Sequence[np.ndarray],
+                          tangents: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], ...]:
+    """Forward over reverse: for each cotangent u, the derivative of the VJP u·J(x) along
+    ``tangents``, the Hessian-vector product of u·f, by each op's second-order rules
+    (``ops.second_order``): one tangent pass forward, shared by every cotangent, then per
+    cotangent one reverse sweep carrying each adjoint and its tangent."""
     order = program.needed_for([program.output])
-    dots: dict[int, np.ndarray | None] = {}
     with np.errstate(all="ignore"):
-        for index in order:
-            node = program.nodes[index]
-            if node.op == "input":
-                dots[index] = (np.asarray(tangents[node.name], dtype=np.float64)
-                               if node.needs_grad and node.name in tangents else None)
-            elif node.op == "const" or not node.needs_grad:
-                dots[index] = None
-            else:
-                dots[index] = OPS[node.op].jvp_rule([env[a] for a in node.args],
-                                                    [dots[a] for a in node.args], env[index],
-                                                    node.param_dict)
-        adjoints: dict[int, np.ndarray] = {
-            program.output: np.asarray(cotangent, dtype=np.float64)}
-        adjoint_dots: dict[int, np.ndarray] = {}
-        for index in reversed(order):
-            node = program.nodes[index]
-            g = adjoints.get(index)
-            needs = _needs(program, index) if g is not None else None
-            if needs is None:
+        dots = _tangents(program, env, order, tangents)
+        return tuple(_adjoint_tangents(program, env, order, dots, u, tangents)
+                     for u in cotangents)
+
+
+def _tangents(program: Program, env: dict[int, np.ndarray], order: list[int],
+              tangents: dict[str, np.ndarray]) -> dict[int, np.ndarray | None]:
+    """Every node's tangent (its op's JVP) along the inputs' ``tangents``; None: zero."""
+    dots: dict[int, np.ndarray | None] = {}
+    for index in order:
+        node = program.nodes[index]
+        if node.op == "input":
+            dots[index] = (np.asarray(tangents[node.name], dtype=np.float64)
+                           if node.needs_grad and node.name in tangents else None)
+        elif node.op == "const" or not node.needs_grad:
+            dots[index] = None
+        else:
+            dots[index] = OPS[node.op].jvp_rule([env[a] for a in node.args],
+                                                [dots[a] for a in node.args], env[index],
+                                                node.param_dict)
+    return dots
+
+
+def _adjoint_tangents(program: Program, env: dict[int, np.ndarray], order: list[int],
+                      dots: dict[int, np.ndarray | None], cotangent: np.ndarray,
+                      tangents: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """One reverse sweep from ``cotangent``, each adjoint beside its tangent: the inputs'
+    adjoint tangents are the Hessian-vector product (zeros for an input the output does not
+    use)."""
+    adjoints: dict[int, np.ndarray] = {program.output: np.asarray(cotangent, dtype=np.float64)}
+    adjoint_dots: dict[int, np.ndarray] = {}
+    for index in reversed(order):
+        node = program.nodes[index]
+        g = adjoints.get(index)
+        needs = _needs(program, index) if g is not None else None
+        if needs is None:
+            continue
+        local = OPS[node.op].pair_rule(g, adjoint_dots.get(index), [env[a] for a in node.args],
+                                       [dots[a] for a in node.args], env[index],
+                                       node.param_dict, needs)
+        for arg, pair in zip(node.args, local, strict=True):
+            if pair is None:
                 continue
-            op = OPS[node.op]
-            local = op.pair_rule(g, adjoint_dots.get(index), [env[a] for a in node.args],
-                                 [dots[a] for a in node.args], env[index], node.param_dict,
-                                 needs)
-            for arg, pair in zip(node.args, local, strict=True):
-                if pair is None:
-                    continue
-                grad, dot = pair
-                adjoints[arg] = adjoints[arg] + grad if arg in adjoints else grad
-                if dot is not None:
-                    adjoint_dots[arg] = (adjoint_dots[arg] + dot if arg in adjoint_dots
-                                         else dot)
+            grad, dot = pair
+            adjoints[arg] = adjoints[arg] + grad if arg in adjoints else grad
+            if dot is not None:
+                adjoint_dots[arg] = adjoint_dots[arg] + dot if arg in adjoint_dots else dot
     products = {name: np.zeros(np.shape(tangent)) for name, tangent in tangents.items()}
     for name, index in program.inputs.items():
         if name in tangents and index in adjoint_dots:

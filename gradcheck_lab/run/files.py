@@ -110,6 +110,10 @@ class Isolation:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the worker process, if one was started."""
         if self.worker is not None:
             self.worker.stop()
 
