@@ -16,4 +16,11 @@ SMALLEST_NORMAL = {
     "float16": 2.0**-14,
     "bfloat16": 2.0**-126,
 }
+# The largest finite number: beyond it a value rounds to inf.
+LARGEST = {
+    "float64": (2 - 2.0**-52) * 2.0**1023,
+    "float32": (2 - 2.0**-23) * 2.0**127,
+    "float16": 65504.0,
+    "bfloat16": (2 - 2.0**-7) * 2.0**127,
+}
 FINEST_FIRST = tuple(EPSILON)

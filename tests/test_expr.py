@@ -332,12 +332,15 @@ def test_offset_points_at_the_offending_part(text, offending) -> None:
 
 
 @pytest.mark.parametrize("text, offending", [
-    ("é + x[z]", "z"),          # ast counts UTF-8 bytes: é is two
-    ("  ŷ * x.real", "x.real"),
-    ("ŷ + expp(x)", "expp(x)"),
+    ("x[1] + é", "é"),
+    ("  x * ŷ", "ŷ"),
+    ("ｓｉｎ(ｘ)", "ｓ"),  # Python's parser would NFKC-normalise it to sin(x)
+    ("x\u202e + y", "\u202e"),
 ])
-def test_offset_counts_characters_not_bytes(text, offending) -> None:
-    assert rejection(text).offset == text.index(offending)
+def test_a_character_outside_ascii_is_refused_at_its_column(text, offending) -> None:
+    error = rejection(text)
+    assert "is not ASCII" in error.message
+    assert error.offset == text.index(offending)  # in characters, not UTF-8 bytes
 
 
 def test_no_column_offset_for_an_expression_over_several_lines() -> None:

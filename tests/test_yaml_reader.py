@@ -1,15 +1,22 @@
 """The YAML reader: YAML 1.2 scalars, key lines, and refusal of everything that is not plain
-data (tags, alias bombs, recursion, deep nesting, bad bytes) without constructing anything."""
+data (tags, alias bombs, recursion, deep nesting, too many nodes, bad bytes) without
+constructing anything. Every test runs with libyaml's parser and with the pure-Python
+fallback; the two read every file alike."""
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 import time
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import yaml
 
+from gradcheck_lab.casefile import yaml_reader
 from gradcheck_lab.casefile.yaml_reader import (
     ReadLimits,
     YamlDocument,
@@ -17,9 +24,19 @@ from gradcheck_lab.casefile.yaml_reader import (
     decode_text,
     read_yaml,
 )
-from tests.conftest import TimeBoundError, time_limit
+from tests.conftest import CASES, DATA, TimeBoundError, time_limit
 
 DEFAULT_READ_LIMITS = ReadLimits()
+NEEDS_LIBYAML = pytest.mark.skipif(not yaml.__with_libyaml__,
+                                   reason="PyYAML was built without libyaml")
+PARSERS = [pytest.param("libyaml", marks=NEEDS_LIBYAML), "python"]
+
+
+@pytest.fixture(autouse=True, params=PARSERS)
+def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test once with libyaml's scanner and parser, once with PyYAML's pure-Python ones."""
+    monkeypatch.setattr(yaml_reader, "_PARSER", request.param)
+    return request.param
 
 
 def read_error(text: str, limits: ReadLimits = DEFAULT_READ_LIMITS) -> YamlReadError:
@@ -382,9 +399,10 @@ def test_nesting_limit_names_the_line_where_it_is_exceeded() -> None:
 
 
 def test_nesting_beyond_the_parser_is_rejected_not_crashed() -> None:
-    # Deep enough for the composer's recursion to give up (a RecursionError inside PyYAML).
+    # Once deep enough for PyYAML's recursive composer to give up (a RecursionError); now the
+    # composer stops at level 65.
     error = rejected_within(2.0, "[" * 500 + "]" * 500)
-    assert "nest" in error.message
+    assert "nesting deeper than 64 levels" in error.message
 
 
 def test_deep_nesting_is_rejected_without_reading_the_whole_file() -> None:
@@ -462,3 +480,235 @@ def test_nesting_after_a_block_scalar_is_counted_on_its_own_line() -> None:
     error = read_error(text, ReadLimits(max_depth=64))
     assert "deeper than 64" in error.message
     assert error.line == 7
+
+
+# -- nesting and sizes are bounded while composing -----------------------------------------
+
+LIBYAML_ONLY = pytest.mark.parametrize("parser", [pytest.param("libyaml", marks=NEEDS_LIBYAML)],
+                                       indirect=True)
+
+
+def test_a_quote_inside_a_plain_scalar_does_not_hide_the_nesting_after_it() -> None:
+    # A bracket pre-scan once took this quote for the start of a quoted scalar running to the
+    # end of the file, and let the brackets through to PyYAML's quadratic scanner.
+    text = "description: rock 'n roll\nx: " + "[" * 100_000 + "\n"
+    error = rejected_within(1.0, text)
+    assert error.line == 2
+    assert "nesting deeper than 64 levels" in error.message
+
+
+@pytest.mark.parametrize("brackets", ["[" * 100, "{" * 100, "[{" * 50 + "]}" * 50])
+def test_brackets_inside_a_plain_scalar_are_text_not_nesting(brackets: str) -> None:
+    text = f"description: it's a test {brackets}\nx: [1, [2]]\n"
+    result = read_within(1.0, text)
+    assert isinstance(result, YamlDocument), str(result)
+    assert result.data == {"description": f"it's a test {brackets}", "x": [1, [2]]}
+
+
+@pytest.mark.parametrize("text", [
+    pytest.param("[" * 1_000_000, id="a-million-brackets"),
+    pytest.param("x: " + "{a: " * 100_000 + "\n", id="nested-flow-mappings"),
+    pytest.param("a:\n" + "".join("  " * (i + 1) + "-\n" for i in range(1000)), id="block"),
+])
+def test_nesting_far_beyond_the_limit_is_refused_at_once(text: str) -> None:
+    error = rejected_within(1.0, text)
+    assert "nesting deeper than 64 levels" in error.message
+
+
+@LIBYAML_ONLY
+def test_libyamls_own_nesting_bound_reads_as_the_nesting_error() -> None:
+    # Past 1000 nested brackets libyaml's scanner stops by itself ("exceeded max depth").
+    error = read_error("[" * 1001 + "]" * 1001, ReadLimits(max_depth=5000))
+    assert error.line == 1
+    assert error.message == "nesting deeper than 1000 levels"
+
+
+def record_composers(monkeypatch: pytest.MonkeyPatch) -> list:
+    """Every composer read_yaml makes from now on, kept for inspection."""
+    made = []
+    for name, composer in list(yaml_reader._COMPOSERS.items()):
+
+        class Recording(composer):
+            def __init__(self, text: str, limits: ReadLimits) -> None:
+                super().__init__(text, limits)
+                made.append(self)
+
+        monkeypatch.setitem(yaml_reader._COMPOSERS, name, Recording)
+    return made
+
+
+@pytest.mark.parametrize("layout, line", [
+    # root, a, 1, x, the list: the 1001st node is item 996, on line 2 + 996
+    ("list", 998),
+    # root, m, the mapping: the 1001st node is the key of pair 499 (k498), on line 2 + 498
+    ("mapping", 500),
+])
+def test_the_node_budget_stops_composing_at_the_node_over_it(
+        monkeypatch: pytest.MonkeyPatch, layout: str, line: int) -> None:
+    limit = 1000
+    if layout == "list":
+        text = "a: 1\nx:\n" + "- 0\n" * (10 * limit)
+    else:
+        text = "m:\n" + "".join(f"  k{i}: {i}\n" for i in range(5 * limit))
+    made = record_composers(monkeypatch)
+
+    def never(*args: object) -> None:
+        pytest.fail("the node tree was walked")
+
+    monkeypatch.setattr(yaml_reader, "_Converter", never)
+    monkeypatch.setattr(yaml_reader, "_check_expanded_size", never)
+    error = read_error(text, ReadLimits(max_nodes=limit))
+    assert error.message == f"more than {limit} YAML nodes (keys, values and list items) in " \
+                            "the file"
+    assert error.line == line
+    (composer,) = made
+    assert composer.nodes == limit + 1  # of the file's 10,000 and more
+
+
+def test_a_file_at_the_node_budget_is_read() -> None:
+    text = "x: [" + ", ".join(["0"] * 997) + "]\n"  # the mapping, x, the list and 997 items
+    assert read_yaml(text, ReadLimits(max_nodes=1000)).data["x"] == [0] * 997
+    assert "more than 999 YAML nodes" in read_error(text, ReadLimits(max_nodes=999)).message
+
+
+def test_aliases_count_once_each_in_the_files_own_nodes() -> None:
+    text = "a: &a [1, 2, 3]\nb: [*a, *a]\n"  # 10 nodes of its own (2 aliases); 16 expanded
+    assert read_yaml(text, ReadLimits(max_nodes=16)).data["b"] == [[1, 2, 3]] * 2
+    assert "once aliases are expanded" in read_error(text, ReadLimits(max_nodes=15)).message
+    assert "once aliases" in read_error(text, ReadLimits(max_nodes=10)).message
+    assert "in the file" in read_error(text, ReadLimits(max_nodes=9)).message
+
+
+@LIBYAML_ONLY
+@pytest.mark.parametrize("layout", ["flat-list", "flat-mapping"])
+def test_a_file_ten_times_over_the_default_budget_is_refused_quickly(layout: str) -> None:
+    items = 10 * DEFAULT_READ_LIMITS.max_nodes
+    if layout == "flat-list":
+        text = "x: [" + ",".join(["0"] * items) + "]\n"
+    else:
+        text = "m: {" + ",".join(f"k{i}" for i in range(items // 2)) + "}\n"
+    error = rejected_within(5.0, text)  # about 1 s; loosely bounded for a busy machine
+    assert f"more than {DEFAULT_READ_LIMITS.max_nodes} YAML nodes" in error.message
+
+
+@LIBYAML_ONLY
+def test_the_largest_case_files_are_refused_in_seconds_and_little_memory(
+        tmp_path: Path) -> None:
+    """The largest file the loader reads (16 MiB) as 8 million numbers, and a mapping of a
+    million keys: once 40 s to 3 minutes and 1.7 to 6 GB before they were refused."""
+    limit = 16 * 2**20
+    numbers = tmp_path / "numbers.yaml"
+    head = "inputs:\n  x: ["
+    numbers.write_text(head + "0," * ((limit - len(head) - 2) // 2) + "0]")
+    keys = tmp_path / "keys.yaml"
+    keys.write_text("m:\n" + "".join(f"  k{i}: 0\n" for i in range(1_000_000)))
+    script = (
+        "import json, resource, sys, time\n"
+        "from pathlib import Path\n"
+        "from gradcheck_lab.casefile.loader import load_file\n"
+        "found = []\n"
+        "for name in sys.argv[1:]:\n"
+        "    started = time.perf_counter()\n"
+        "    (error,) = load_file(Path(name))\n"
+        "    found.append((error.message, time.perf_counter() - started))\n"
+        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024\n"
+        "print(json.dumps({'found': found, 'peak': peak}))\n")
+    done = subprocess.run([sys.executable, "-c", script, str(numbers), str(keys)],
+                          capture_output=True, text=True, timeout=120, check=True)
+    report = json.loads(done.stdout)
+    assert numbers.stat().st_size == limit
+    for message, seconds in report["found"]:
+        assert f"more than {DEFAULT_READ_LIMITS.max_nodes} YAML nodes" in message
+        assert seconds < 5.0  # about 1 s; loosely bounded for a busy machine
+    assert report["peak"] < 2**30
+
+
+# -- aliases as keys, anchors ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", [
+    "inputs:\n  &k x: [1.0]\n  y: [2.0]\n\n  *k : 2.0\n",
+    "a: &k x\nb: 1\nc: 2\nd: 3\ne: {*k : 1}\n",
+])
+def test_an_alias_as_a_mapping_key_is_refused_at_its_own_line(text: str) -> None:
+    error = read_error(text)
+    assert error.line == 5
+    assert error.message == "an alias (*k) cannot be a mapping key: write the key out"
+
+
+def test_an_anchor_defined_twice_names_both_lines() -> None:
+    error = read_error("a: &x 1\nb: 2\nc: &x 3\n")
+    assert error.line == 3
+    assert error.message == "invalid YAML: the anchor &x is defined twice (first on line 1)"
+
+
+def test_a_lone_surrogate_is_an_unacceptable_character() -> None:
+    error = read_error("a: 1\nb: x\ud800\n")
+    assert error.line == 2
+    assert "unacceptable character #xd800" in error.message
+
+
+# -- libyaml's parser and PyYAML's read alike ----------------------------------------------
+
+
+AGREEMENT_TEXTS = [
+    "a: 'é😀x'\nb: \"😀 and \\u00e9\"\nc: plain é text\nd: [1, 'two', \"3\"]\n",
+    "\ufeffa: 1\nb: [x, y]\n",
+    "a: 1\r\nb:\r\n  - 2\r\n",
+    "a: |\n  block\n  text\nb: >-\n  folded\n  text\nc: 'multi\n  line'\n",
+    "a: &x [1, {b: 2}]\nc: [*x, *x]\n? d\n: 4\n",
+    "a: !!str 1\nb: !!float 2\nc: ! 3\nd: !!null ''\n",
+    "%YAML 1.1\n---\na: 1\n...\n",
+    "a: 1\nb: [1, 2\nc: 3\n",
+    "a: 1\n---\nb: 2\n",
+    "a: *nowhere\n",
+    "a: 1\n  b: 2\n",
+    "x: " + "[" * 70 + "]" * 70 + "\n",
+    "a: &x 1\nb: &x 2\n",
+    "a: 1\nb: x\x07y\n",
+    "a: [1, *a]\nb: &r [*r]\n",
+    "a: !foo 1\nb: !!python/name:os.system\n",
+]
+
+
+def outcome(text: str) -> tuple:
+    """What reading ``text`` gives, in a form two readers can be compared by: the data (as
+    repr, nan being unequal to itself), the lines and marks; or the error's line and message
+    (the problem text of a syntax error is each parser's own)."""
+    try:
+        document = read_yaml(text)
+    except YamlReadError as exc:
+        message = exc.message
+        own = ("invalid YAML: unacceptable character", "invalid YAML: the anchor")
+        if message.startswith("invalid YAML: ") and not message.startswith(own):
+            message = "invalid YAML"
+        return "error", exc.line, message, exc.path
+    marks = {path: mark for path, mark in document.value_marks.items()}
+    if text.startswith("\ufeff"):  # PyYAML counts the byte order mark as a column, libyaml not
+        marks = {path: mark._replace(column=0) if mark.line == 1 and mark.column <= 1 else mark
+                 for path, mark in marks.items()}
+    return "read", repr(document.data), document.key_lines, marks
+
+
+def corpus_texts() -> list:
+    texts = [pytest.param(text, id=f"text{index}") for index, text in enumerate(AGREEMENT_TEXTS)]
+    for path in sorted([*(DATA / "hostile").glob("*.yaml"), *CASES.glob("*.yaml")]):
+        if path.stat().st_size > 100_000:  # the sizes_* files: seconds in pure Python
+            continue
+        try:
+            text = decode_text(path.read_bytes())
+        except YamlReadError:
+            continue
+        texts.append(pytest.param(text, id=path.name))
+    return texts
+
+
+@LIBYAML_ONLY
+@pytest.mark.parametrize("text", corpus_texts())
+def test_libyaml_and_pure_python_read_every_file_alike(monkeypatch: pytest.MonkeyPatch,
+                                                       text: str) -> None:
+    found = {}
+    for parser in ("libyaml", "python"):
+        monkeypatch.setattr(yaml_reader, "_PARSER", parser)
+        found[parser] = outcome(text)
+    assert found["libyaml"] == found["python"]

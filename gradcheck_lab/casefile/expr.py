@@ -85,6 +85,12 @@ def parse_expression(text: str, limits: ExprLimits = ExprLimits()) -> Expr:
     if not text.strip():
         raise SpecError("expression is empty")
     source = text.strip()
+    foreign = next((c for c in source if not c.isascii()), None)
+    if foreign is not None:
+        # Python's parser would NFKC-normalise names: fullwidth 'ｓｉｎ' would read as 'sin'.
+        raise SpecError(f"{foreign!r} (U+{ord(foreign):04X}) is not ASCII: the case "
+                        "language's names, numbers and operators are ASCII",
+                        None if "\n" in source else text.index(foreign))
     multiline = "\n" in source
     if multiline:
         # A YAML block scalar may break an expression over lines, indented as the writer

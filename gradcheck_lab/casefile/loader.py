@@ -28,6 +28,7 @@ from gradcheck_lab.casefile.case import (
 from gradcheck_lab.casefile.expr import Const, ExprLimits, parse_expression
 from gradcheck_lab.casefile.schema import (
     CASE_KEYS,
+    RANDN_SPREAD,
     CaseModel,
     ExpectedNumbers,
     ExpectModel,
@@ -44,9 +45,15 @@ from gradcheck_lab.casefile.yaml_reader import (
     decode_text,
     read_yaml,
 )
+from gradcheck_lab.dtypes import LARGEST
 from gradcheck_lab.errors import CaseError, SpecError
 from gradcheck_lab.ops import suggest
-from gradcheck_lab.program.graph import DEFAULT_MAX_NODE_ELEMENTS, ProgramBuilder
+from gradcheck_lab.program.graph import (
+    DEFAULT_MAX_CASE_ELEMENTS,
+    DEFAULT_MAX_NODE_ELEMENTS,
+    DEFAULT_MAX_PROGRAM_NODES,
+    ProgramBuilder,
+)
 
 CASE_FILE_SUFFIXES = (".yaml", ".yml")
 _KNOWN_KEYS = sorted({*CASE_KEYS, *LiteralInput.model_fields, *RandomInput.model_fields,
@@ -63,6 +70,8 @@ class LoadLimits:
     max_file_bytes: int = 16 * 2**20
     max_input_elements: int = 50_000_000
     max_node_elements: int = DEFAULT_MAX_NODE_ELEMENTS
+    max_case_elements: int = DEFAULT_MAX_CASE_ELEMENTS
+    max_program_nodes: int = DEFAULT_MAX_PROGRAM_NODES
     yaml: ReadLimits = field(default_factory=ReadLimits)
     expr: ExprLimits = field(default_factory=ExprLimits)
 
@@ -238,9 +247,14 @@ class _CaseBuilder:
     def build(self, model: CaseModel, base_dir: Path | None, default_name: str,
               impl: Callable[..., Any] | None) -> Case:
         inputs = self.inputs(model)
-        builder = ProgramBuilder(self.limits.max_node_elements)
+        self.check_dtype_ranges(model, inputs)
+        builder = ProgramBuilder(self.limits.max_node_elements, self.limits.max_case_elements,
+                                 self.limits.max_program_nodes)
         for spec in inputs:
-            builder.add_input(spec.name, spec.shape, spec.is_integer, spec.requires_grad)
+            try:
+                builder.add_input(spec.name, spec.shape, spec.is_integer, spec.requires_grad)
+            except SpecError as exc:
+                raise self.error(("inputs", spec.name), exc.message) from None
         if not any(spec.requires_grad for spec in inputs):
             raise self.error(("inputs",), "no input requires a gradient: nothing to check")
         if model.points > 1 and not any(spec.init in ("randn", "uniform", "randint")
@@ -309,6 +323,23 @@ class _CaseBuilder:
                                  f"{self.limits.max_input_elements}")
             specs.append(made)
         return tuple(specs)
+
+    def check_dtype_ranges(self, model: CaseModel, inputs: tuple[InputSpec, ...]) -> None:
+        """Every real input's values (or, drawn, their bound) within each of the case's
+        dtypes: 1e300 is finite in float64 but inf in float32, and nothing could be
+        compared."""
+        for spec in inputs:
+            if spec.is_integer:
+                continue
+            magnitude = _largest_magnitude(spec)
+            for dtype in model.dtypes:
+                if magnitude > LARGEST[dtype]:
+                    what = ("holds" if spec.literal is not None
+                            else "is drawn from a range that reaches")
+                    raise self.error(("inputs", spec.name),
+                                     f"{spec.name} {what} {magnitude:.4g}, beyond the {dtype} "
+                                     f"range (at most {LARGEST[dtype]:.4g}): it would be inf in "
+                                     f"{dtype}")
 
     def impl_ref(self, spelled: str | None, base_dir: Path | None) -> ImplRef | None:
         if spelled is None:
@@ -462,6 +493,19 @@ def copied_keys(model: CaseModel) -> dict[str, Any]:
             for value in [getattr(model, key)]}
 
 
+def _largest_magnitude(spec: InputSpec) -> float:
+    """The largest |value| a real input holds, or for a drawn one, may be drawn (randn's
+    draws bounded by ``RANDN_SPREAD`` standard deviations)."""
+    if spec.literal is not None:
+        values = np.abs(np.asarray(spec.literal, dtype=np.float64))
+        return float(values.max()) if values.size else 0.0
+    if spec.init == "uniform":
+        return max(abs(float(spec.low)), abs(float(spec.high)))
+    if spec.init == "randn":
+        return abs(spec.mean) + RANDN_SPREAD * float(spec.std)
+    return 1.0  # zeros, ones
+
+
 def _input_spec(name: str, spec: Any) -> InputSpec:
     if isinstance(spec, RandomInput):
         is_integer = spec.init == "randint"
@@ -502,6 +546,8 @@ def derived_seed(name: str) -> int:
 def resolve_impl(spelled: str, base_dir: Path | None, what: str = "impl") -> ImplRef:
     """``FILE.py:NAME`` inside ``base_dir``; raises SpecError for anything else. ``what``
     names the key in messages (impl, or a training step)."""
+    if not spelled.isprintable():  # a NUL would reach the file system's calls and crash them
+        raise SpecError(f"{what} holds a non-printable character: {describe(spelled)}")
     file_part, sep, name = spelled.rpartition(":")
     if not sep or not file_part or not name:
         raise SpecError(f"expected FILE.py:NAME, got {describe(spelled)}")

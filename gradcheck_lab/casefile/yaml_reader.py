@@ -1,16 +1,23 @@
 """Read YAML text as plain data (YAML 1.2 core schema) with the line of every key.
 
-Only PyYAML's reader, scanner, parser and composer run: no object is ever constructed from a
-tag, so ``!!python/...`` cannot execute anything. The node tree is converted here, with limits
-on depth and on the number of nodes (aliases are counted each time they are expanded).
-"""
+Only a scanner, a parser and this module's composer run: libyaml's C scanner and parser where
+PyYAML was built with it (several times faster), PyYAML's pure-Python ones otherwise. No
+object is ever constructed from a tag, so ``!!python/...`` cannot execute anything. The
+composer bounds the file while it composes it: it stops at the node that makes the file's own
+nodes more than ``max_nodes`` or nests deeper than ``max_depth``, before the whole tree is built
+(and libyaml stops a thousand nested brackets itself, in its scanner). The node tree is then
+converted here, with the same limits applied to the data once aliases are expanded (each
+expansion counted)."""
 
 from __future__ import annotations
 
+import gc
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -34,14 +41,19 @@ _PLAIN = "gradcheck-lab:plain"  # an untagged plain scalar, resolved here by the
 # float64's largest value has 309 decimal digits (256 hexadecimal): no integer literal of a
 # case needs more than this many digits in any base.
 MAX_INTEGER_DIGITS = 400
-_NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
-_BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
-_INT10 = re.compile(r"^[-+]?[0-9]+$")
-_INT8 = re.compile(r"^0o[0-7]+$")
-_INT16 = re.compile(r"^0x[0-9a-fA-F]+$")
-_FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
-_INF = re.compile(r"^[-+]?\.(?:inf|Inf|INF)$")
-_NAN = re.compile(r"^\.(?:nan|NaN|NAN)$")
+# One pattern, its alternatives in the order of precedence (an integer before a float): a
+# single match per plain scalar, however many of them a file has.
+_PLAIN_KIND = re.compile(
+    r"(?P<null>~|null|Null|NULL|)"
+    r"|(?P<bool>true|True|TRUE|false|False|FALSE)"
+    r"|(?P<int10>[-+]?[0-9]+)"
+    r"|(?P<int8>0o[0-7]+)"
+    r"|(?P<int16>0x[0-9a-fA-F]+)"
+    r"|(?P<float>[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?)"
+    r"|(?P<inf>[-+]?\.(?:inf|Inf|INF))"
+    r"|(?P<nan>\.(?:nan|NaN|NAN))"
+)
+_INTEGER_BASES = {"int10": (10, 0), "int8": (8, 2), "int16": (16, 2)}
 
 
 @dataclass(frozen=True)
@@ -49,18 +61,21 @@ class ReadLimits:
     """Bounds that keep hostile input from exhausting time or memory."""
 
     max_depth: int = 64
-    max_nodes: int = 2_000_000
+    # Keys, values and list items, in the file and in its data once aliases are expanded. A
+    # flat list or mapping at this limit reads in ~1.6 s with libyaml (~8 s in pure Python);
+    # a larger file is refused within that time, however large, before its tree is built.
+    max_nodes: int = 500_000
     # Nodes that aliases add beyond the file's own: a small file cannot grow into millions.
     max_alias_nodes: int = 100_000
 
 
-@dataclass(frozen=True)
-class ValueMark:
+class ValueMark(NamedTuple):
     """Where a value starts: 1-based line, 0-based column, and its scalar style.
 
     ``style`` is None for a plain scalar, a quote or block character otherwise, and "" for a
     collection. ``verbatim``: the scalar's text is its source on one line (no folding, no
-    escapes), so a column inside the text is a column in the file.
+    escapes), so a column inside the text is a column in the file. (A NamedTuple, not a frozen
+    dataclass: one is built per node, and this builds twice as fast.)
     """
 
     line: int
@@ -99,15 +114,124 @@ class _Resolver(yaml.resolver.BaseResolver):
         return super().resolve(kind, value, implicit)
 
 
-class _Composer(
-    yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, yaml.composer.Composer, _Resolver
+class _BoundedComposer(yaml.composer.Composer):
+    """PyYAML's composer, bounded while it composes: the file's own nodes are counted (aliases
+    once each) and their depth tracked, so an oversized or overdeep file stops at the node that
+    crosses the limit instead of after its whole tree is built, and every later recursive walk
+    starts from a tree at most ``max_depth`` deep. One event is fetched per node (each fetch
+    crosses into libyaml), and collections register their anchor before their items so that a
+    recursive alias resolves to the node itself and is refused later."""
+
+    def _bound(self, limits: ReadLimits) -> None:
+        self.limits = limits
+        self.nodes = 0  # node events so far, aliases included
+        self.aliases = 0
+        self.depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+        return self._compose(self.get_event(), parent is not None and index is None)
+
+    def _compose(self, event: yaml.Event, is_key: bool) -> yaml.Node:
+        mark = event.start_mark
+        self.nodes += 1
+        if self.nodes > self.limits.max_nodes:
+            raise YamlReadError(f"more than {self.limits.max_nodes} YAML nodes (keys, values and "
+                                "list items) in the file", mark.line + 1)
+        if self.depth > self.limits.max_depth:
+            raise YamlReadError(f"nesting deeper than {self.limits.max_depth} levels",
+                                mark.line + 1)
+        kind = type(event)
+        if kind is yaml.AliasEvent:
+            self.aliases += 1
+            if is_key:  # its anchor's line would be reported for errors about this key
+                raise YamlReadError(f"an alias (*{event.anchor}) cannot be a mapping key: write "
+                                    "the key out", mark.line + 1)
+            if event.anchor not in self.anchors:
+                raise yaml.composer.ComposerError(
+                    None, None, f"found undefined alias {event.anchor!r}", mark)
+            return self.anchors[event.anchor]
+        tag = event.tag
+        node: yaml.Node
+        if kind is yaml.ScalarEvent:
+            if tag is None or tag == "!":
+                tag = self.resolve(yaml.ScalarNode, event.value, event.implicit)
+            # libyaml's events mark a plain scalar's style with "", PyYAML's with None.
+            node = yaml.ScalarNode(tag, event.value, mark, event.end_mark,
+                                   style=event.style or None)
+            if event.anchor is not None:
+                self._anchor(event, node)
+            return node
+        if kind is yaml.SequenceStartEvent:
+            if tag is None or tag == "!":
+                tag = self.resolve(yaml.SequenceNode, None, event.implicit)
+            node = yaml.SequenceNode(tag, [], mark, None, flow_style=event.flow_style)
+            self._anchor(event, node)
+            self.depth += 1
+            items = node.value
+            event = self.get_event()
+            while type(event) is not yaml.SequenceEndEvent:
+                items.append(self._compose(event, False))
+                event = self.get_event()
+        else:
+            if tag is None or tag == "!":
+                tag = self.resolve(yaml.MappingNode, None, event.implicit)
+            node = yaml.MappingNode(tag, [], mark, None, flow_style=event.flow_style)
+            self._anchor(event, node)
+            self.depth += 1
+            pairs = node.value
+            event = self.get_event()
+            while type(event) is not yaml.MappingEndEvent:
+                key = self._compose(event, True)
+                pairs.append((key, self._compose(self.get_event(), False)))
+                event = self.get_event()
+        self.depth -= 1
+        node.end_mark = event.end_mark
+        return node
+
+    def _anchor(self, event: yaml.NodeEvent, node: yaml.Node) -> None:
+        anchor = event.anchor
+        if anchor is None:
+            return
+        if anchor in self.anchors:
+            first = self.anchors[anchor].start_mark.line + 1
+            raise YamlReadError(f"invalid YAML: the anchor &{anchor} is defined twice (first on "
+                                f"line {first})", event.start_mark.line + 1)
+        self.anchors[anchor] = node
+
+
+class _PythonComposer(
+    yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, _BoundedComposer, _Resolver
 ):
-    def __init__(self, text: str) -> None:
+    """Pure Python throughout: the fallback where PyYAML was built without libyaml."""
+
+    def __init__(self, text: str, limits: ReadLimits) -> None:
         yaml.reader.Reader.__init__(self, text)
         yaml.scanner.Scanner.__init__(self)
         yaml.parser.Parser.__init__(self)
-        yaml.composer.Composer.__init__(self)
+        _BoundedComposer.__init__(self)
         _Resolver.__init__(self)
+        self._bound(limits)
+
+
+_COMPOSERS: dict[str, type[_BoundedComposer]] = {"python": _PythonComposer}
+
+if getattr(yaml, "__with_libyaml__", False):
+
+    class _LibyamlComposer(_BoundedComposer, yaml._yaml.CParser, _Resolver):
+        """libyaml's C scanner and parser (several times faster), this module's composer: the
+        Python composer comes first in the MRO so that CParser's own C composer never runs."""
+
+        def __init__(self, text: str, limits: ReadLimits) -> None:
+            yaml._yaml.CParser.__init__(self, text)
+            _BoundedComposer.__init__(self)
+            _Resolver.__init__(self)
+            self._bound(limits)
+
+    _COMPOSERS["libyaml"] = _LibyamlComposer
+
+# The parser read_yaml uses: libyaml's where PyYAML has it; the tests run both.
+_PARSER = "libyaml" if "libyaml" in _COMPOSERS else "python"
+_LIBYAML_MAX_DEPTH = 1000  # libyaml's own bound on nesting (its "exceeded max depth")
 
 
 class YamlReadError(SpecError):
@@ -132,20 +256,38 @@ def decode_text(raw: bytes) -> str:
 
 def read_yaml(text: str, limits: ReadLimits = ReadLimits()) -> YamlDocument:
     """Parse one YAML document into plain data with key lines; raises YamlReadError."""
-    _check_flow_depth(text, limits)
+    _check_printable(text)
+    with _gc_paused():
+        return _read(text, limits)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Without the cyclic collector while the tree is built: it would scan the growing tree
+    again and again (half the time of composing a large file); nothing here is a cycle that
+    needs collecting meanwhile."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _read(text: str, limits: ReadLimits) -> YamlDocument:
     loader = None
     try:
-        loader = _Composer(text)  # the reader already refuses non-printable characters
+        loader = _COMPOSERS[_PARSER](text, limits)
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
         problem = exc.problem or exc.context or "invalid YAML"
+        if "exceeded max" in problem:
+            depth = min(limits.max_depth, _LIBYAML_MAX_DEPTH)
+            raise YamlReadError(f"nesting deeper than {depth} levels", line) from None
         raise YamlReadError(f"invalid YAML: {problem}", line) from None
-    except yaml.reader.ReaderError as exc:
-        line = text.count("\n", 0, exc.position) + 1
-        raise YamlReadError(f"invalid YAML: unacceptable character #x{exc.character:04x} "
-                            "(control characters are not allowed)", line) from None
     except yaml.YAMLError as exc:
         raise YamlReadError(f"invalid YAML: {exc}", 1) from None
     except RecursionError:
@@ -159,101 +301,33 @@ def read_yaml(text: str, limits: ReadLimits = ReadLimits()) -> YamlDocument:
             loader.dispose()
     if node is None:
         raise YamlReadError("the file holds no YAML document (empty file)", 1)
-    _check_expanded_size(node, limits)
+    if loader.aliases:  # without aliases the composer's bounds are the data's
+        _check_expanded_size(node, loader.nodes - loader.aliases, limits)
     document = YamlDocument(data=None)
     document.key_lines[()] = node.start_mark.line + 1
-    budget = [limits.max_nodes]
-    document.data = _convert(node, (), 0, document, limits, budget)
+    document.data = _Converter(document, limits).convert(node, (), 0)
     return document
 
 
-# A block scalar's header: | or >, then chomping and indentation indicators, then nothing but
-# a comment to the end of the line (a > b in a plain scalar is not one).
-_BLOCK_SCALAR_HEADER = re.compile(r"[|>][-+0-9]*[ \t]*(#[^\n]*)?(\n|$)")
+def _check_printable(text: str) -> None:
+    """Refuse what YAML does not allow in a stream, before either parser sees it: PyYAML's
+    reader and libyaml's refuse the same characters, but at different times and offsets
+    (characters, bytes), and a lone surrogate would not even encode for libyaml."""
+    bad = yaml.reader.Reader.NON_PRINTABLE.search(text)
+    if bad is not None:
+        line = text.count("\n", 0, bad.start()) + 1
+        raise YamlReadError(f"invalid YAML: unacceptable character #x{ord(bad.group()):04x} "
+                            "(control characters are not allowed)", line)
 
 
-def _check_flow_depth(text: str, limits: ReadLimits) -> None:
-    """Refuse deeply nested [ and { before PyYAML reads them (its scanner is quadratic in that
-    depth: a 130 KB file of nested brackets takes it seconds). Brackets in quoted scalars
-    (with their '' and \\ escapes), comments and block scalars (| and >) are text, not
-    nesting; in a plain scalar they would count, but 64 of them there is not a case file."""
-    depth = 0
-    line = 1
-    index = 0
-    end = len(text)
-    previous = "\n"
-    while index < end:
-        character = text[index]
-        if character == "\n":
-            line += 1
-        elif character in "\"'" and previous in " \t\n[{,:-?":
-            index, line = _skip_quoted(text, index, line)
-        elif character == "#" and previous in " \t\n":
-            newline = text.find("\n", index)
-            index = end if newline < 0 else newline
-            continue
-        elif (character in "|>" and depth == 0 and previous in " \t\n-?:"
-              and _BLOCK_SCALAR_HEADER.match(text, index)):
-            index, line = _skip_block_scalar(text, index, line)
-            previous = "\n"
-            continue
-        elif character in "[{":
-            depth += 1
-            if depth > limits.max_depth:
-                raise YamlReadError(f"nesting deeper than {limits.max_depth} levels", line)
-        elif character in "]}":
-            depth = max(depth - 1, 0)
-        previous = character
-        index += 1
-
-
-def _skip_quoted(text: str, start: int, line: int) -> tuple[int, int]:
-    """From an opening quote at start, return the index just past its closing quote (or the
-    end of the text) and the line there."""
-    quote = text[start]
-    index = start + 1
-    end = len(text)
-    while index < end:
-        character = text[index]
-        if character == "\n":
-            line += 1
-        elif quote == '"' and character == "\\":
-            index += 1
-            line += text.startswith("\n", index)
-        elif character == quote:
-            if quote == "'" and text.startswith("'", index + 1):
-                index += 1  # '' is an escaped quote inside a single-quoted scalar
-            else:
-                return index + 1, line
-        index += 1
-    return end, line
-
-
-def _skip_block_scalar(text: str, start: int, line: int) -> tuple[int, int]:
-    """From a | or > indicator at start, return the index of the newline that ends the block
-    scalar's last line (or the end of the text) and the line there. The scalar's lines are
-    those more indented than the line holding the indicator, and blank lines among them."""
-    line_start = text.rfind("\n", 0, start) + 1
-    parent_indent = len(text[line_start:start]) - len(text[line_start:start].lstrip(" "))
-    newline = text.find("\n", start)
-    while newline >= 0:
-        next_newline = text.find("\n", newline + 1)
-        content = text[newline + 1:] if next_newline < 0 else text[newline + 1:next_newline]
-        stripped = content.lstrip(" ")
-        if stripped.strip() and len(content) - len(stripped) <= parent_indent:
-            return newline, line
-        line += 1
-        newline = next_newline
-    return len(text), line
-
-
-def _check_expanded_size(root: yaml.Node, limits: ReadLimits) -> None:
+def _check_expanded_size(root: yaml.Node, unique: int, limits: ReadLimits) -> None:
     """Count the nodes the data will have once aliases are expanded, without expanding them:
     an aliased node is one object, so its subtree is sized once and memoised. A billion-laughs
-    file is refused here in milliseconds; a recursive alias or too deep a nesting too."""
+    file is refused here in milliseconds; a recursive alias too. ``unique``: the file's own
+    nodes, aliases not counted; aliases may add ``max_alias_nodes`` to them."""
     sizes: dict[int, int] = {}
     active: set[int] = set()
-    limit = limits.max_nodes
+    limit = min(limits.max_nodes, unique + limits.max_alias_nodes)
 
     def size(node: yaml.Node, depth: int) -> int:
         key = id(node)
@@ -278,80 +352,86 @@ def _check_expanded_size(root: yaml.Node, limits: ReadLimits) -> None:
         sizes[key] = total
         return total
 
-    # First the file's own nodes (each counted once), then the expansion, bounded by them.
-    size(root, 0)
-    unique = len(sizes)
-    sizes.clear()
-    limit = min(limits.max_nodes, unique + limits.max_alias_nodes)
     size(root, 0)
 
 
-def _convert(
-    node: yaml.Node,
-    path: Path,
-    depth: int,
-    document: YamlDocument,
-    limits: ReadLimits,
-    budget: list[int],
-) -> Any:
-    line = node.start_mark.line + 1
-    if depth > limits.max_depth:
-        raise YamlReadError(f"nesting deeper than {limits.max_depth} levels", line, path)
-    budget[0] -= 1
-    if budget[0] < 0:
-        raise YamlReadError(
-            f"more than {limits.max_nodes} YAML nodes once aliases are expanded "
-            "(an alias expansion bomb?)",
-            line,
-            path,
-        )
-    tag = node.tag
-    if tag != _PLAIN and tag not in _PLAIN_DATA_TAGS:
-        raise YamlReadError(f"YAML tag {tag!r} is not allowed: case files hold plain data only",
-                            line, path)
-    style = node.style if isinstance(node, yaml.ScalarNode) else ""
-    verbatim = False
-    if isinstance(node, yaml.ScalarNode) and style in (None, "'", '"'):
-        quotes = 0 if style is None else 2
-        span = node.end_mark.index - node.start_mark.index
-        verbatim = node.end_mark.line == node.start_mark.line and span == len(node.value) + quotes
-    document.value_marks[path] = ValueMark(line, node.start_mark.column, style, verbatim)
-    if isinstance(node, yaml.MappingNode):
-        if tag not in (_PLAIN, "tag:yaml.org,2002:map"):
-            raise YamlReadError(f"a mapping cannot carry the tag {tag!r}", line, path)
-        result: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            key_line = key_node.start_mark.line + 1
-            if not isinstance(key_node, yaml.ScalarNode):
-                raise YamlReadError("mapping keys must be plain names, not collections",
-                                    key_line, path)
-            if key_node.tag != _PLAIN and key_node.tag not in _PLAIN_DATA_TAGS:
-                raise YamlReadError(f"YAML tag {key_node.tag!r} is not allowed", key_line, path)
-            key = key_node.value
-            if key == "<<" and key_node.style is None:
-                raise YamlReadError("merge keys (<<) are not part of YAML 1.2: write the keys "
-                                    "out", key_line, path)
-            if key in result:
-                raise YamlReadError(f"duplicate key {key!r}", key_line, (*path, key))
-            document.key_lines[(*path, key)] = key_line
-            result[key] = _convert(value_node, (*path, key), depth + 1, document, limits, budget)
-        return result
-    if isinstance(node, yaml.SequenceNode):
+class _Converter:
+    """The node tree to plain data, filling the document's key lines and value marks. Aliases
+    are expanded here, so depth and the node budget are checked again on the expanded data."""
+
+    def __init__(self, document: YamlDocument, limits: ReadLimits) -> None:
+        self.key_lines = document.key_lines
+        self.value_marks = document.value_marks
+        self.limits = limits
+        self.budget = limits.max_nodes
+
+    def convert(self, node: yaml.Node, path: Path, depth: int) -> Any:
+        mark = node.start_mark
+        line = mark.line + 1
+        if depth > self.limits.max_depth:
+            raise YamlReadError(f"nesting deeper than {self.limits.max_depth} levels", line,
+                                path)
+        self.budget -= 1
+        if self.budget < 0:
+            raise YamlReadError(
+                f"more than {self.limits.max_nodes} YAML nodes once aliases are expanded "
+                "(an alias expansion bomb?)",
+                line,
+                path,
+            )
+        tag = node.tag
+        if tag != _PLAIN and tag not in _PLAIN_DATA_TAGS:
+            raise YamlReadError(f"YAML tag {tag!r} is not allowed: case files hold plain data "
+                                "only", line, path)
+        kind = type(node)
+        if kind is yaml.ScalarNode:
+            style = node.style
+            verbatim = False
+            if style is None or style == "'" or style == '"':
+                end = node.end_mark
+                quotes = 0 if style is None else 2
+                verbatim = (end.line == mark.line
+                            and end.index - mark.index == len(node.value) + quotes)
+            self.value_marks[path] = ValueMark(line, mark.column, style, verbatim)
+            if tag == _PLAIN:
+                return _resolve_plain(node.value, line, path)
+            return _scalar(node, line, path)
+        self.value_marks[path] = ValueMark(line, mark.column, "", False)
+        if kind is yaml.MappingNode:
+            if tag not in (_PLAIN, "tag:yaml.org,2002:map"):
+                raise YamlReadError(f"a mapping cannot carry the tag {tag!r}", line, path)
+            result: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                key_line = key_node.start_mark.line + 1
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise YamlReadError("mapping keys must be plain names, not collections",
+                                        key_line, path)
+                if key_node.tag != _PLAIN and key_node.tag not in _PLAIN_DATA_TAGS:
+                    raise YamlReadError(f"YAML tag {key_node.tag!r} is not allowed", key_line,
+                                        path)
+                key = key_node.value
+                if key == "<<" and key_node.style is None:
+                    raise YamlReadError("merge keys (<<) are not part of YAML 1.2: write the "
+                                        "keys out", key_line, path)
+                if key in result:
+                    raise YamlReadError(f"duplicate key {key!r}", key_line, (*path, key))
+                key_path = (*path, key)
+                self.key_lines[key_path] = key_line
+                result[key] = self.convert(value_node, key_path, depth + 1)
+            return result
         if tag not in (_PLAIN, "tag:yaml.org,2002:seq"):
             raise YamlReadError(f"a sequence cannot carry the tag {tag!r}", line, path)
         items = []
         for index, item in enumerate(node.value):
-            document.key_lines[(*path, index)] = item.start_mark.line + 1
-            items.append(_convert(item, (*path, index), depth + 1, document, limits, budget))
+            item_path = (*path, index)
+            self.key_lines[item_path] = item.start_mark.line + 1
+            items.append(self.convert(item, item_path, depth + 1))
         return items
-    return _scalar(node, line, path)
 
 
 def _scalar(node: yaml.ScalarNode, line: int, path: Path) -> Any:
     text = node.value
     tag = node.tag
-    if tag == _PLAIN:
-        return _resolve_plain(text, line, path)
     if tag == "tag:yaml.org,2002:str":
         return text
     # An explicitly tagged scalar (!!int 3, !!float 1e-3, ...) must read as that type.
@@ -372,29 +452,31 @@ def _scalar(node: yaml.ScalarNode, line: int, path: Path) -> Any:
 
 
 def _resolve_plain(text: str, line: int, path: Path) -> Any:
-    if _NULL.fullmatch(text):
+    match = _PLAIN_KIND.fullmatch(text)
+    kind = match.lastgroup if match is not None else None
+    if kind is None:
+        return text
+    if kind == "null":
         return None
-    if _BOOL.fullmatch(text):
+    if kind == "bool":
         return text.lower() == "true"
-    for pattern, base, prefix in ((_INT10, 10, 0), (_INT8, 8, 2), (_INT16, 16, 2)):
-        if pattern.fullmatch(text):
-            digits = len(text.lstrip("+-")) - prefix
-            # Bounded in every base: Python guards only decimal conversions (4,300 digits),
-            # and a hexadecimal literal of thousands of digits would fail later, in repr.
-            if digits > MAX_INTEGER_DIGITS:
-                raise YamlReadError(
-                    f"an integer literal of {digits} digits ({text[:12]}...) is beyond every "
-                    f"dtype's range (at most {MAX_INTEGER_DIGITS} digits)", line, path)
-            return int(text[prefix:], base) if prefix else int(text)
-    if _FLOAT.fullmatch(text):
+    if kind in _INTEGER_BASES:
+        base, prefix = _INTEGER_BASES[kind]
+        digits = len(text.lstrip("+-")) - prefix
+        # Bounded in every base: Python guards only decimal conversions (4,300 digits),
+        # and a hexadecimal literal of thousands of digits would fail later, in repr.
+        if digits > MAX_INTEGER_DIGITS:
+            raise YamlReadError(
+                f"an integer literal of {digits} digits ({text[:12]}...) is beyond every "
+                f"dtype's range (at most {MAX_INTEGER_DIGITS} digits)", line, path)
+        return int(text[prefix:], base) if prefix else int(text)
+    if kind == "float":
         try:
             return Decimal(text)
         except InvalidOperation:  # an exponent beyond what a decimal can hold at all
             shown = text if len(text) <= 40 else text[:37] + "..."
             raise YamlReadError(f"number {shown} is out of the float64 range", line,
                                 path) from None
-    if _INF.fullmatch(text):
+    if kind == "inf":
         return float("-inf") if text.startswith("-") else float("inf")
-    if _NAN.fullmatch(text):
-        return float("nan")
-    return text
+    return float("nan")

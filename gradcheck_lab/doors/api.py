@@ -28,7 +28,9 @@ def check(output: str | Mapping[str, str] | None = None,
     so are the run settings ``symbolic``, ``fd`` and ``sensitivity``. ``training`` takes the
     case file's ``training:`` keys, with ``step`` a callable, ``step(params=..., batch=...,
     lr=...)``. Raises CaseError when the case is invalid; returns one Result per dtype ×
-    device otherwise. Example::
+    device otherwise. ``impl`` and ``step`` run in this process, without the time and memory
+    budgets of ``run_file`` and the command line: a callable cannot move to a worker process
+    (put the code in a file and use ``run_file`` for that). Example::
 
         results = check(output="sum(sin(x) * c)",
                         inputs={"x": [0.5, 1.0], "c": {"value": [2, 3], "requires_grad": False}})
@@ -70,13 +72,25 @@ def assert_gradients(output: str | Mapping[str, str] | None = None,
 
 def run_file(path: str | Path, **settings: Any) -> list[Result]:
     """Every result of one case file, as ``gradcheck-lab run`` reports them (``settings``:
-    ``symbolic``, ``fd``, ``sensitivity``)."""
-    from gradcheck_lab.casefile import load_file
-    from gradcheck_lab.run.files import run_file_cases
-    from gradcheck_lab.settings import Settings
+    ``symbolic``, ``fd``, ``sensitivity``, ``case_timeout``, ``case_memory``).
 
-    run_settings = Settings.from_mapping(settings, str(path))
-    return list(run_file_cases(load_file(Path(path)), run_settings))
+    As on the command line, a case with an impl or a training step file runs in a worker
+    process, stopped after ``case_timeout`` seconds (default
+    ``gradcheck_lab.settings.DEFAULT_CASE_TIMEOUT``, 300) and limited to ``case_memory``
+    bytes (default ``DEFAULT_CASE_MEMORY``, 4 GiB; None: no limit), so that code that hangs,
+    crashes its interpreter or allocates too much is an error result, not the caller's
+    problem; a spec without user code runs in this process under the time budget (Unix, main
+    thread). The worker is started by the first call that needs one and reused by the next
+    (stopped at exit). ``case_timeout=None`` runs everything in this process without budgets
+    (to step into an impl with a debugger, or to see what a test monkeypatched)."""
+    from gradcheck_lab.casefile import load_file
+    from gradcheck_lab.run.files import run_file_cases, shared_isolation
+    from gradcheck_lab.settings import DEFAULT_CASE_TIMEOUT, Settings
+
+    run_settings = Settings.from_mapping({"case_timeout": DEFAULT_CASE_TIMEOUT, **settings},
+                                         str(path))
+    with shared_isolation(run_settings) as isolation:
+        return list(run_file_cases(load_file(Path(path)), run_settings, isolation))
 
 
 def split_settings(settings: Mapping[str, Any]) -> tuple[dict[str, Any], Any]:
@@ -89,7 +103,7 @@ def split_settings(settings: Mapping[str, Any]) -> tuple[dict[str, Any], Any]:
     spec_keys = {"name", "inputs", "output", "impl", "let", "expect"}
     case_keys = [key for key in CASE_KEYS if key not in spec_keys]
     run_keys = [key for key in Settings.names() if key not in ("limits", "timings",
-                                                              "case_timeout")]
+                                                              "case_timeout", "case_memory")]
     for key in settings:
         if key not in case_keys and key not in run_keys:
             hint = suggest(key, [*case_keys, *run_keys])

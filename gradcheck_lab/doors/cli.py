@@ -14,7 +14,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from gradcheck_lab.settings import DEFAULT_CASE_TIMEOUT
+from gradcheck_lab.casefile import LoadLimits
+from gradcheck_lab.settings import DEFAULT_CASE_MEMORY, DEFAULT_CASE_TIMEOUT, parse_size
 from gradcheck_lab.version import __version__
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
@@ -38,6 +39,13 @@ def _positive_float(text: str) -> float:
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
     return value
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,8 +90,20 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
                      help="at least this many timed rounds per pass (default 5)")
     run.add_argument("--max-input-elements", type=_positive_int, metavar="N",
                      default=50_000_000, help="refuse cases whose inputs hold more elements")
+    run.add_argument("--max-case-elements", type=_positive_int, metavar="N",
+                     default=LoadLimits().max_case_elements,
+                     help="refuse cases whose tensors, inputs and every intermediate, hold "
+                          "more elements in all")
+    run.add_argument("--max-program-nodes", type=_positive_int, metavar="N",
+                     default=LoadLimits().max_program_nodes,
+                     help="refuse cases whose program has more nodes (lets and composite "
+                          "functions expanded)")
     run.add_argument("--max-file-bytes", type=_positive_int, metavar="N",
                      default=16 * 2**20, help="refuse larger case files")
+    run.add_argument("--max-yaml-nodes", type=_positive_int, metavar="N",
+                     default=LoadLimits().yaml.max_nodes,
+                     help="refuse case files of more YAML nodes (aliases expanded), counted "
+                          "while the file is read")
     run.add_argument("--max-expression-length", type=_positive_int, metavar="N",
                      default=10_000, help="refuse longer expressions (characters)")
     run.add_argument("--max-expression-depth", type=_positive_int, metavar="N",
@@ -94,6 +114,12 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
                           "worker process that is stopped when the budget runs out, a spec "
                           "without one under an interval timer (default 300; 0: no budget, "
                           "impls in this process)")
+    run.add_argument("--case-memory", type=_size, metavar="SIZE", default=DEFAULT_CASE_MEMORY,
+                     help="memory budget of the worker process that runs impls and training "
+                          "steps (its data segment, on Linux): an allocation beyond it is an "
+                          "error result for that case, and the worker is restarted (default "
+                          "4G; sizes such as 512M, 4G or bytes; 0: no limit; none with "
+                          "--case-timeout 0)")
     run.add_argument("--sensitivity", action="store_true",
                      help="also report the smallest relative error, in one element and in all "
                           "elements, each check would have caught (planted into autograd's "
@@ -319,6 +345,7 @@ def run_command(args: argparse.Namespace) -> int:
         timings=TimingSettings(min_rounds=args.timing_rounds, threads=args.timing_threads)
         if args.timings else None,
         case_timeout=args.case_timeout or None,
+        case_memory=args.case_memory or None,
         sensitivity=args.sensitivity,
     )
     unwritable = report_path_problem(args.json) if args.json else None

@@ -16,6 +16,7 @@ plus the tests under the benchmark paths (ini ``gradcheck_benchmark_paths``, def
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import zlib
@@ -26,11 +27,15 @@ from typing import Any
 import pytest
 from _pytest._code.code import ReprExceptionInfo, ReprFileLocation, ReprTracebackNative
 
+from gradcheck_lab.visible import visible
+
 CASE_SUFFIXES = (".yaml", ".yml")
 # Under a directory named on the command line, only YAML that looks like a case file is
-# collected (a top-level `output:` or `cases:` key), so `pytest .` leaves mkdocs.yml alone.
+# collected (a top-level `output:` or `cases:` key), or any YAML beside such files, so
+# `pytest .` leaves mkdocs.yml alone.
 _LOOKS_LIKE_CASE = re.compile(rb"^(inputs|output|impl|cases)\s*:", re.MULTILINE)
 _SNIFF_BYTES = 1 << 20
+_MAX_SNIFFED_SIBLINGS = 64  # a directory of thousands of YAML files is judged by its first
 DEFAULT_CASE_PATHS = ["cases"]  # where an unset gradcheck_case_paths looks
 DEFAULT_BENCHMARK_PATHS = ["benchmarks"]
 _SCHEMA_COMMENT = re.compile(rb"^#\s*yaml-language-server:\s*\$schema=\S*case\.schema\.json",
@@ -68,7 +73,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
              "chosen by a hash of each node id, the same on every machine; merge the shards' "
              "--json reports with `gradcheck-lab merge`")
     # The command line's run settings (``gradcheck-lab run --symbolic/--fd/--case-timeout/
-    # --sensitivity``), as flags and as ini keys: one Settings object, as the CLI builds it.
+    # --case-memory/--sensitivity``), as flags and as ini keys: one Settings object, as the
+    # CLI builds it.
     for name, help_text in RUN_OPTIONS.items():
         parser.addini(f"gradcheck_{name}", type="string", default=None,
                       help=f"gradcheck-lab: {help_text}")
@@ -87,11 +93,19 @@ RUN_OPTIONS = {
     "case_timeout": "seconds each case may take; a case with an impl file runs in a worker "
                     "process stopped when they run out (default 300, as --case-timeout; 0: "
                     "no budget, impls in pytest's process)",
+    "case_memory": "memory budget of that worker process: an impl or training step that "
+                   "allocates beyond it fails its item (default 4G, as --case-memory; sizes "
+                   "such as 512M, 4G or bytes; 0: no limit)",
     "sensitivity": "also measure the smallest planted errors each check catches (as "
                    "--sensitivity; ini: true or false)",
     "max_input_elements": "refuse cases whose inputs hold more elements (as "
                           "--max-input-elements, default 50,000,000)",
+    "max_case_elements": "refuse cases whose tensors hold more elements in all, inputs and "
+                         "every intermediate (as --max-case-elements, default 200,000,000)",
+    "max_program_nodes": "refuse cases whose program has more nodes (as --max-program-nodes, "
+                         "default 20,000)",
     "max_file_bytes": "refuse larger case files (as --max-file-bytes, default 16 MiB)",
+    "max_yaml_nodes": "refuse case files of more YAML nodes (as --max-yaml-nodes)",
     "max_expression_length": "refuse longer expressions (as --max-expression-length)",
     "max_expression_depth": "refuse expressions nested deeper (as --max-expression-depth)",
 }
@@ -104,7 +118,14 @@ def run_settings(config: pytest.Config) -> Any:
     command line's defaults; a wrong value is a usage error naming the flag."""
     if _SETTINGS in config.stash:
         return config.stash[_SETTINGS]
-    from gradcheck_lab.settings import DEFAULT_CASE_TIMEOUT, LIMIT_OPTIONS, Settings, load_limits
+    from gradcheck_lab.settings import (
+        DEFAULT_CASE_MEMORY,
+        DEFAULT_CASE_TIMEOUT,
+        LIMIT_OPTIONS,
+        Settings,
+        load_limits,
+        parse_size,
+    )
 
     def value(name: str) -> Any:
         given = config.getoption(f"gradcheck_{name}", None)
@@ -115,6 +136,12 @@ def run_settings(config: pytest.Config) -> Any:
         timeout = float(value("case_timeout") or DEFAULT_CASE_TIMEOUT)
         if not timeout >= 0 or timeout == float("inf"):
             raise ValueError("a finite number of seconds, at least 0")
+        memory_text = value("case_memory")
+        try:
+            memory = (parse_size(str(memory_text)) if memory_text is not None
+                      else DEFAULT_CASE_MEMORY)
+        except ValueError as exc:
+            raise ValueError(f"--gradcheck-case-memory (gradcheck_case_memory): {exc}") from None
         sensitivity = value("sensitivity")
         if isinstance(sensitivity, str):
             if sensitivity.strip().lower() not in ("true", "false", ""):
@@ -122,7 +149,8 @@ def run_settings(config: pytest.Config) -> Any:
                                  f"{sensitivity!r}")
             sensitivity = sensitivity.strip().lower() == "true"
         settings = Settings(symbolic=value("symbolic") or "auto", fd=value("fd") or "auto",
-                            case_timeout=timeout or None, sensitivity=bool(sensitivity),
+                            case_timeout=timeout or None, case_memory=memory or None,
+                            sensitivity=bool(sensitivity),
                             limits=load_limits(**{name: _positive_int(name, value(name))
                                                   for name in LIMIT_OPTIONS}))
     except ValueError as exc:
@@ -347,8 +375,24 @@ def _wanted(file_path: Path, config: pytest.Config) -> bool:
         if path == named:
             return True
         if path.is_relative_to(named):
-            return _looks_like_case(path)
+            return _looks_like_case(path) or _among_case_files(path.parent)
     return False
+
+
+@functools.lru_cache(maxsize=256)
+def _among_case_files(directory: Path) -> bool:
+    """A directory, under one named on the command line, that holds case files: every YAML
+    file in it is taken for one, so that an empty file, a top-level list or a file of
+    comments beside the cases is a failing item (as the command line reports it), not
+    silently left out. A YAML file elsewhere (a CI workflow, mkdocs.yml) is collected only if
+    it looks like a case itself; an unconfigured project's own cases/ is judged file by file
+    (its HTTP fixtures stay its own)."""
+    try:
+        siblings = sorted(p for p in directory.iterdir()
+                          if p.suffix.lower() in CASE_SUFFIXES and p.is_file())
+    except OSError:
+        return False
+    return any(_looks_like_case(p) for p in siblings[:_MAX_SNIFFED_SIBLINGS])
 
 
 def _is_case_by_content(path: Path) -> bool:
@@ -407,11 +451,12 @@ class CaseFile(pytest.File):
             # As `gradcheck-lab run`: a link out of the project is not read.
             error = CaseError(str(self.path), None, "path",
                               "a link that leads outside the rootdir; not read")
-            yield InvalidCaseItem.from_parent(self, name=self.path.stem, error=error)
+            yield InvalidCaseItem.from_parent(self, name=visible(self.path.stem), error=error)
             return
         for loaded in load_file(self.path, run_settings(self.config).limits):
             if isinstance(loaded, CaseError):
-                name = _unique(loaded.case or self.path.stem, used)
+                # The name as written may be what made the case invalid ('ok\u200bcase').
+                name = _unique(visible(loaded.case or self.path.stem), used)
                 yield InvalidCaseItem.from_parent(self, name=name, error=loaded)
                 continue
             if timings:

@@ -206,14 +206,23 @@ def merge_reports(documents: list[Any], names: list[str]) -> dict[str, Any]:
 
 
 class JsonLines:
-    """Appends one flushed line per result, so a killed run keeps what it finished."""
+    """Appends one line per result as it is finished, so a killed run keeps what it
+    finished. Each line is a single write() on a file opened for appending: runs that share
+    the path (or a reader tailing it) see whole lines, interleaved, never a torn one."""
 
     def __init__(self, path: Path) -> None:
-        self.handle = path.open("a", encoding="utf-8")
+        import os
+
+        self.descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def add(self, result: Result) -> None:
-        self.handle.write(json.dumps(result.to_json()) + "\n")
-        self.handle.flush()
+        import os
+
+        data = (json.dumps(result.to_json()) + "\n").encode("utf-8")
+        while data:  # a regular file takes it whole; the loop is for a full disk's short write
+            data = data[os.write(self.descriptor, data):]
 
     def close(self) -> None:
-        self.handle.close()
+        import os
+
+        os.close(self.descriptor)

@@ -84,6 +84,8 @@ class _Explainer:
         lines = self._header()
         needed = self.program.needed_for([self.program.output])
         if all(self.program.nodes[i].shape == () for i in needed):
+            # A scalar graph's sections are sympy formulas of every node.
+            symbolic.check_within_sympy_recursion(self.program, hint="")
             lines += self._scalar_sections()
         else:
             lines += self._tensor_sections()

@@ -29,6 +29,10 @@ from gradcheck_lab.oracles.precision import EPS64, FLOAT64, Precision, fourth_di
 
 ALL_PARTIALS_MAX_ELEMENTS = 2048
 DIRECTIONS_PER_INPUT = 8
+# Estimates × program nodes: each estimate evaluates the whole program four times. The bundled
+# cases stay under 10,000; 3,000 scalar inputs summed in lets would be 2.4e8 for 8 directions
+# each (minutes).
+FD_MAX_WORK = 1_000_000
 ROUNDOFF_FACTOR = 4.0  # a few ulps of the function's value per evaluation
 _DIRECTION_STREAM = 2  # seed stream of the directions (the cotangents use stream 1)
 
@@ -64,7 +68,12 @@ def estimate(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...
                            for p in probes])
     differentiable = case.differentiable_inputs
     total = sum(spec.size for spec in differentiable)
-    all_partials = mode == "all" or (mode == "auto" and total <= ALL_PARTIALS_MAX_ELEMENTS)
+    budget = estimate_budget(case)
+    all_partials = mode == "all" or (mode == "auto" and total <= budget)
+    directions_each, sampled = _directions_within(differentiable, budget, case.seed)
+    notes = called_in_note(function)
+    if not all_partials and (directions_each < DIRECTIONS_PER_INPUT or sampled is not None):
+        notes += (_reduction_note(len(differentiable), directions_each, sampled, budget),)
     per_input: dict[str, Estimates] = {}
     for number, spec in enumerate(differentiable):
         x = np.asarray(point.values[spec.name])
@@ -82,10 +91,10 @@ def estimate(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...
             partial_errors.append(np.abs(cotangents) @ error)
         directions = np.zeros((0, *x.shape))
         directional, directional_errors = [], []
-        if not all_partials:
+        if not all_partials and (sampled is None or spec.name in sampled):
             rng = np.random.default_rng([case.seed, _DIRECTION_STREAM, number])
             scale = np.maximum(1.0, np.abs(x))
-            directions = rng.standard_normal((DIRECTIONS_PER_INPUT, *x.shape)) * scale
+            directions = rng.standard_normal((directions_each, *x.shape)) * scale
             for direction in directions:
                 column, error = central(spec.name, x, direction, precision.relative_step)
                 directional.append(cotangents @ column)
@@ -99,10 +108,42 @@ def estimate(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...
             directional_errors=_columns(directional_errors, len(probes)),
         )
     kind = "every partial" if all_partials else (
-        f"{DIRECTIONS_PER_INPUT} random directions per input + focus elements")
+        f"{directions_each} random directions per input + focus elements")
     return FiniteDifferences(f"{method(precision)}; {kind}; on {function.label}",
                              value.reshape(case.program.output_node.shape), per_input,
-                             counter[0], notes=called_in_note(function))
+                             counter[0], notes=notes)
+
+
+def estimate_budget(case: Case) -> int:
+    """How many estimates (partials and directional derivatives, four evaluations each) a
+    case's finite differences may take: ALL_PARTIALS_MAX_ELEMENTS, fewer for a program so
+    large that each evaluation costs much (thousands of scalar inputs summed in lets)."""
+    nodes = max(len(case.program.nodes), 1)
+    return max(1, min(ALL_PARTIALS_MAX_ELEMENTS, FD_MAX_WORK // nodes))
+
+
+def _directions_within(differentiable: tuple[Any, ...], budget: int,
+                       seed: int) -> tuple[int, frozenset[str] | None]:
+    """Random directions per input, and the inputs that get them (None: all), so that
+    inputs × directions stays within ``budget``: fewer directions first, then a seeded
+    sample of the inputs (the others are compared symbolic vs autograd only)."""
+    count = len(differentiable)
+    if count * DIRECTIONS_PER_INPUT <= budget:
+        return DIRECTIONS_PER_INPUT, None
+    if count <= budget:
+        return budget // count, None
+    rng = np.random.default_rng([seed, _DIRECTION_STREAM])
+    chosen = rng.choice(count, size=budget, replace=False)
+    return 1, frozenset(differentiable[i].name for i in chosen)
+
+
+def _reduction_note(inputs: int, each: int, sampled: frozenset[str] | None,
+                    budget: int) -> str:
+    which = (f"{each} random direction(s) for each of the {inputs} inputs" if sampled is None
+             else f"1 random direction for {len(sampled)} of the {inputs} inputs, sampled "
+                  "(the others: symbolic vs autograd only)")
+    return (f"finite differences: {which}, not {DIRECTIONS_PER_INPUT} each, to stay within "
+            f"their budget of {budget} estimates for a program of this size")
 
 
 def called_in_note(function: FunctionUnderTest) -> tuple[str, ...]:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from gradcheck_lab.errors import SpecError
 from gradcheck_lab.ops import OPS
 from gradcheck_lab.ops.derivatives import drop_steps, sympy_to_float
 from gradcheck_lab.oracles.base import Gradients, Point, Probe
@@ -58,6 +59,7 @@ def gradients(program: Program, point: Point, probes: tuple[Probe, ...],
     }
     reason = exact_unaffordable_because(program)
     if mode == "exact" or (mode == "auto" and reason is None):
+        check_within_sympy_recursion(program)
         value, per_probe, formulas = _exact(program, point, probes)
         swept = tuple(sweep(program, env, probe.cotangent) for probe in probes)
         value = _signed(value, env[program.output])
@@ -159,6 +161,13 @@ def exact_unaffordable_because(program: Program) -> str | None:
     nested = nested_kinks(program)
     if nested is not None:
         return nested
+    depth, key = nesting_depth(program)
+    if depth > EXACT_MAX_NESTING:
+        return f"expressions nested {depth} deep ({key}; at most {EXACT_MAX_NESTING})"
+    degree, key = polynomial_degree(program)
+    if degree > EXACT_MAX_DEGREE:
+        return (f"a power of degree about {degree:.3g} in the inputs ({key}: chained powers; "
+                f"at most {EXACT_MAX_DEGREE})")
     work = expression_size(program) * max(differentiable, 1)
     if work > EXACT_MAX_WORK:
         return (f"expressions too large to differentiate exactly in good time (about "
@@ -188,6 +197,61 @@ def nested_kinks(program: Program) -> str | None:
                     f"split it into up to 2**{inner} cases)")
         pieces[index] = inner + (op.kinks is not None)
     return None
+
+
+# sympy differentiates and evaluates by recursion, about five Python frames per level of
+# nesting: 100 levels stay well inside Python's default limit of 1,000 frames.
+EXACT_MAX_NESTING = 100
+
+
+def nesting_depth(program: Program) -> tuple[int, str]:
+    """The longest chain of ops from an input to the output (lets followed through), and the
+    key of the node at its end."""
+    depths: dict[int, int] = {}
+    deepest, where = 0, ""
+    for index in program.needed_for([program.output]):
+        node = program.nodes[index]
+        depths[index] = 1 + max((depths[a] for a in node.args), default=-1)
+        if depths[index] > deepest:
+            deepest, where = depths[index], node.key
+    return deepest, where
+
+
+def check_within_sympy_recursion(program: Program,
+                                 hint: str = "; use --symbolic sweep or auto") -> None:
+    """Expressions nested deeper than sympy's recursion can follow (--symbolic exact,
+    explain): a SpecError at the key, not a RecursionError from inside sympy."""
+    depth, key = nesting_depth(program)
+    if depth > EXACT_MAX_NESTING:
+        raise SpecError(f"expressions nested {depth} deep: sympy follows at most "
+                        f"{EXACT_MAX_NESTING} levels{hint}", key=key)
+
+
+# The exact oracle evaluates at rational inputs, and sympy raises a rational to an integer
+# power at once: (x**64)**64... at x = 1.1 is a rational of 53 · degree bits per factor. Each
+# power stays under the expression language's own limit; chained through lets they multiply.
+EXACT_MAX_DEGREE = 1024
+
+
+def polynomial_degree(program: Program) -> tuple[float, str]:
+    """An upper bound of the degree of the output as a polynomial in the inputs, through
+    constant integer powers (products add degrees, powers multiply them; any other op is
+    counted as a product of its arguments), and the key of the node where it is largest."""
+    degrees: dict[int, float] = {}
+    worst, where = 0.0, ""
+    for index in program.needed_for([program.output]):
+        node = program.nodes[index]
+        if node.op in ("input", "const"):
+            degrees[index] = 1.0 if node.op == "input" else 0.0
+            continue
+        exponent = program.nodes[node.args[-1]]
+        if node.op == "pow" and exponent.op == "const":
+            degrees[index] = degrees[node.args[0]] * float(abs(exponent.const))
+        else:
+            degrees[index] = sum(degrees[a] for a in node.args)
+        if degrees[index] > worst:
+            worst, where = degrees[index], node.key
+    return worst, where
 
 
 def expression_size(program: Program) -> int:
@@ -399,6 +463,7 @@ def hessian_vector_products(program: Program, point: Point, probes: tuple[Probe,
     affords the case (sympy differentiates the directional derivative of u·f along v once
     more), else the second-order rule sweep in float64. ``mode`` as for ``gradients``."""
     if mode == "exact" or (mode == "auto" and exact_hvp_is_affordable(program)):
+        check_within_sympy_recursion(program)
         return _exact_hessian_vector_products(program, point, probes, tangents), METHOD_EXACT
     env = numpy_forward(program, point, [program.output])
     return hessian_vector_sweeps(program, env, [probe.cotangent for probe in probes],

@@ -19,6 +19,10 @@ from gradcheck_lab.ops.base import GIVEN
 from gradcheck_lab.program.ir import Call, Const, Expr, Name
 
 DEFAULT_MAX_NODE_ELEMENTS = 100_000_000
+# Every intermediate together: 200M float64 elements are 1.6 GB for each copy an oracle keeps.
+DEFAULT_MAX_CASE_ELEMENTS = 200_000_000
+# The bundled cases have under 100 nodes; each node costs every oracle a step per evaluation.
+DEFAULT_MAX_PROGRAM_NODES = 20_000
 FLOAT64_MAX = Fraction(sys.float_info.max)
 # pi and e, as torch's math.pi and math.e: the binary values every oracle computes with (an
 # input or let of that name takes precedence).
@@ -89,8 +93,15 @@ class Program:
 class ProgramBuilder:
     """Adds inputs and expressions one at a time, checking names, kinds and shapes."""
 
-    def __init__(self, max_node_elements: int = DEFAULT_MAX_NODE_ELEMENTS) -> None:
+    def __init__(self, max_node_elements: int = DEFAULT_MAX_NODE_ELEMENTS,
+                 max_case_elements: int = DEFAULT_MAX_CASE_ELEMENTS,
+                 max_nodes: int = DEFAULT_MAX_PROGRAM_NODES) -> None:
         self.nodes: list[Node] = []
+        # Whole-case budgets: nodes each under max_node_elements can still add up, and every
+        # oracle keeps each node's value (and its adjoint) at once.
+        self.max_case_elements = max_case_elements
+        self.max_nodes = max_nodes
+        self.total_elements = 0
         self.inputs: dict[str, int] = {}
         self.lets: dict[str, int] = {}
         self.roots: dict[str, int] = {}
@@ -169,6 +180,15 @@ class ProgramBuilder:
         raise SpecError(f"undefined name {name.id!r}{suggest(name.id, known)}", name.offset)
 
     def _append(self, node: Node) -> int:
+        self.total_elements += math.prod(node.shape)
+        if self.total_elements > self.max_case_elements:
+            raise SpecError(f"the case's tensors would hold {self.total_elements} elements in "
+                            f"all, inputs and every intermediate (limit "
+                            f"{self.max_case_elements}, --max-case-elements)", node.offset)
+        if len(self.nodes) >= self.max_nodes:
+            raise SpecError(f"the program would have more than {self.max_nodes} nodes (lets "
+                            "and composite functions expanded; limit --max-program-nodes)",
+                            node.offset)
         self.nodes.append(node)
         return node.index
 

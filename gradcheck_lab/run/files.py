@@ -1,13 +1,18 @@
 """Files and directories -> cases -> results, streamed one at a time.
 
 Case files are found (directories searched recursively, in sorted order), loaded, and each
-case checked: in this process, or, with a case time budget, a case with an impl file in a
-worker process. A path that holds no case and a case that cannot be read become ``error``
-results; nothing here stops the other cases.
+case checked: in this process, or, with a case time budget, a case with an impl or a training
+step file in a worker process (``run.isolation``, under the memory budget too). A path that
+holds no case and a case that cannot be read become ``error`` results; nothing here stops the
+other cases.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import os
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -99,12 +104,14 @@ def budgeted(case: Case, settings: Settings) -> list[Result]:
 
 
 class Isolation:
-    """Cases with an impl file run in one reused worker process, under the time budget (one
-    per ``gradcheck-lab run``, one per pytest session)."""
+    """Cases with an impl or a training step file run in one reused worker process, under
+    the time budget and the memory budget (one per ``gradcheck-lab run``, one per pytest
+    session; ``run_file`` borrows a shared one, ``shared_isolation``)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, worker: CaseWorker | None = None) -> None:
         self.settings = settings
-        self.worker: CaseWorker | None = None
+        self.worker = worker
+        self._owns_worker = worker is None
 
     def __enter__(self) -> Isolation:
         return self
@@ -113,8 +120,8 @@ class Isolation:
         self.close()
 
     def close(self) -> None:
-        """Stop the worker process, if one was started."""
-        if self.worker is not None:
+        """Stop the worker process, if one was started (and is not a shared one)."""
+        if self.worker is not None and self._owns_worker:
             self.worker.stop()
 
     def applies_to(self, case: Case) -> bool:
@@ -125,9 +132,46 @@ class Isolation:
 
     def run(self, case: Case) -> list[Result]:
         if self.worker is None:
-            self.worker = CaseWorker()
+            self.worker = CaseWorker(self.settings.case_memory)
         assert self.settings.case_timeout is not None
         return self.worker.run(case, self.settings, self.settings.case_timeout)
+
+
+_SHARED: dict[int | None, CaseWorker] = {}  # by memory budget
+_SHARED_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def shared_isolation(settings: Settings) -> Iterator[Isolation]:
+    """The Isolation of one Python API call: this process's shared worker for the memory
+    budget (started by the first call that needs it, stopped at exit), so that a test suite
+    calling ``run_file`` again and again imports torch in a worker once. A call from another
+    thread than the main one (whose end would end a worker it started: PR_SET_PDEATHSIG), or
+    while another call holds the shared worker, gets a worker of its own."""
+    main = threading.current_thread() is threading.main_thread()
+    if not (main and _SHARED_LOCK.acquire(blocking=False)):
+        with Isolation(settings) as isolation:
+            yield isolation
+        return
+    try:
+        worker = _SHARED.get(settings.case_memory)
+        if worker is None:
+            if not _SHARED:
+                atexit.register(_stop_shared)
+            worker = _SHARED[settings.case_memory] = CaseWorker(settings.case_memory)
+        yield Isolation(settings, worker)
+    finally:
+        _SHARED_LOCK.release()
+
+
+def _stop_shared() -> None:
+    for worker in _SHARED.values():
+        worker.stop()
+    _SHARED.clear()
+
+
+if hasattr(os, "register_at_fork"):  # a forked child has no worker of its own yet
+    os.register_at_fork(after_in_child=_SHARED.clear)
 
 
 def error_result(error: CaseError) -> Result:

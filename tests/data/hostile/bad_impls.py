@@ -3,6 +3,7 @@
 import os
 import time
 
+import numpy
 import torch
 
 
@@ -44,3 +45,19 @@ def raises_keyboard_interrupt(x):
 
 def raises_base_exception(x):
     raise NotAnException("escaped the except Exception")
+
+
+def allocates_too_much(x):
+    # 64 GiB: far beyond the worker's memory budget (default 4 GiB), so it fails at once
+    # instead of filling the machine's memory.
+    numpy.ones(8 * 2**30)
+    return x.sum()
+
+
+def forks_a_child(x):
+    # A child that would sleep on, holding the run's stdout and stderr open, if the worker did
+    # not kill what an impl leaves behind when its case ends.
+    if os.fork() == 0:
+        time.sleep(300)
+        os._exit(0)
+    return x.sum()
