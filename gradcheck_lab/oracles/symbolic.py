@@ -244,8 +244,8 @@ def polynomial_degree(program: Program) -> tuple[float, str]:
         if node.op in ("input", "const"):
             degrees[index] = 1.0 if node.op == "input" else 0.0
             continue
-        exponent = program.nodes[node.args[-1]]
-        if node.op == "pow" and exponent.op == "const":
+        exponent = program.nodes[node.args[-1]] if node.op == "pow" else None
+        if exponent is not None and exponent.op == "const":
             degrees[index] = degrees[node.args[0]] * float(abs(exponent.const))
         else:
             degrees[index] = sum(degrees[a] for a in node.args)
