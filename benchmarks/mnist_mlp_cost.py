@@ -1,22 +1,26 @@
 """Cost of checking the MNIST MLP case, against one forward+backward of the same MLP.
 
-Run: .venv/bin/python benchmarks/mnist_mlp_cost.py [--repeats N] [--threads T] [--exhaustive]
-     [--plain-forwards M] [--torch-slow]
+Run: .venv/bin/python benchmarks/mnist_mlp_cost.py [--repeats N] [--threads T] [--runs R]
+     [--mnist-exhaustive] [--plain-forwards M] [--torch-slow]
 
 Prints, from one run on one machine, at T torch threads (default 1): one forward+backward of
 the MLP in torch (median), the in-process check time of the MLP and of the MNIST CNN (medians,
-each in forward+backward units of its own net), the wall time of `gradcheck-lab run
-cases/mnist_mlp_ce.yaml` as a user sees it (a fresh process: imports included), and start-up:
-`gradcheck-lab run cases/r144.yaml` against `python -c "import torch, sympy"` (medians of
-three fresh processes) and their ratio. With --exhaustive also the check with `--fd
-exhaustive` (every partial, 2N forwards for N parameters) against 2N plain forwards of the
-same function: their time is M plain forwards measured in this run (default 2,000), scaled to
-2N, and all 2N with --plain-forwards 0.
+each in forward+backward units of its own net), the check's own `cost_units` over repeated
+runs (their spread), the MLP check at 1 thread and at every core beside a busy process, the
+wall time of `gradcheck-lab run cases/mnist_mlp_ce.yaml` as a user sees it (a fresh process:
+imports included), start-up (`gradcheck-lab run cases/r144.yaml` against `python -c "import
+torch, sympy"`, medians of three fresh processes), and `--fd exhaustive` (every partial) on
+the 25,450-parameter MLP 784-32-10 of cases/mnist_training.yaml against 2N plain forwards of
+the same function, R runs (default 1) and their spread; with --mnist-exhaustive also on the
+MNIST MLP (about two minutes a run). 2N plain forwards are M forwards (default 2,000) timed in
+this run and scaled, or all 2N with --plain-forwards 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import statistics
 import subprocess
 import sys
@@ -30,10 +34,13 @@ from gradcheck_lab.casefile import load_file
 from gradcheck_lab.oracles.autograd import make_leaves
 from gradcheck_lab.oracles.function import lower
 from gradcheck_lab.oracles.points import make_point
+from gradcheck_lab.pipeline.case_check import run_case
+from gradcheck_lab.settings import Settings
 
 CASES = Path(__file__).resolve().parent.parent / "cases"
 CASE = CASES / "mnist_mlp_ce.yaml"
 CNN = CASES / "mnist_cnn.yaml"
+SMALL_MLP = CASES / "mnist_training.yaml"  # its spec: 784-32-10, 25,450 parameters
 
 
 def median_seconds(function, repeats: int) -> float:
@@ -56,7 +63,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--exhaustive", action="store_true")
+    parser.add_argument("--runs", type=int, default=1, help="exhaustive runs per net")
+    parser.add_argument("--mnist-exhaustive", action="store_true")
     parser.add_argument("--plain-forwards", type=int, default=2000)
     parser.add_argument("--torch-slow", action="store_true",
                         help="also torch.autograd.gradcheck in slow mode on the same MLP "
@@ -69,13 +77,15 @@ def main() -> None:
     for _ in range(5):
         forward_backward(case, point)  # warm-up
     unit = median_seconds(lambda: forward_backward(case, point), 50)
-    run_file(CASE)  # warm-up: imports, sympy rule derivation
-    check = median_seconds(lambda: run_file(CASE), args.repeats)
+    run_file(CASE, case_timeout=None)  # warm-up: imports, sympy rule derivation
+    units = []
+    check = median_seconds(lambda: units.append(
+        run_file(CASE, case_timeout=None)[0].counts["cost_units"]), args.repeats)
     (cnn,) = load_file(CNN)
     cnn_point = make_point(cnn, "float64")
     cnn_unit = median_seconds(lambda: forward_backward(cnn, cnn_point), 50)
-    run_file(CNN)
-    cnn_check = median_seconds(lambda: run_file(CNN), args.repeats)
+    run_file(CNN, case_timeout=None)
+    cnn_check = median_seconds(lambda: run_file(CNN, case_timeout=None), args.repeats)
     cli = fresh_process_seconds(["-m", "gradcheck_lab", "run", str(CASE), *threads], 1)
     startup = fresh_process_seconds(["-m", "gradcheck_lab", "run", str(CASES / "r144.yaml"),
                                      *threads], 3)
@@ -86,14 +96,40 @@ def main() -> None:
           f"  = {check / unit:6.0f} forward+backward units (target: at most 100)")
     print(f"MNIST CNN: one forward+backward {cnn_unit * 1e3:.2f} ms; full check "
           f"{cnn_check * 1e3:.1f} ms = {cnn_check / cnn_unit:6.0f} units (target: at most 100)")
+    print(f"the check's own cost_units over {len(units)} runs: {units}, largest / smallest "
+          f"{max(units) / max(min(units), 1):.2f} (target: at most 1.5)")
+    contention(args.repeats)
     print(f"`gradcheck-lab run cases/mnist_mlp_ce.yaml`: {cli:8.2f} s (fresh process)")
     print(f"start-up: `gradcheck-lab run cases/r144.yaml` {startup:.2f} s, `python -c \"import "
           f"torch, sympy\"` {imports:.2f} s (medians of 3): ratio {startup / imports:.2f} "
           "(target: at most 1.5)")
-    if args.exhaustive:
-        exhaustive_figures(case, point, unit, args.plain_forwards)
+    (small,) = load_file(SMALL_MLP)
+    exhaustive_figures(dataclasses.replace(small, training=None), args.plain_forwards,
+                       args.runs)
+    if args.mnist_exhaustive:
+        exhaustive_figures(case, args.plain_forwards, args.runs)
     if args.torch_slow:
         torch_slow_mode(case, point, unit)
+
+
+def contention(repeats: int) -> None:
+    """The MLP check at 1 thread and at every core, beside a process that keeps one core
+    busy (as on a shared CI runner)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    previous = torch.get_num_threads()
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        seconds = {}
+        for count in (1, cores or 1):
+            torch.set_num_threads(count)
+            run_file(CASE, case_timeout=None)
+            seconds[count] = median_seconds(lambda: run_file(CASE, case_timeout=None), repeats)
+    finally:
+        busy.kill()
+        torch.set_num_threads(previous)
+    print(f"MLP check beside a busy process: 1 thread {seconds[1] * 1e3:.1f} ms, {cores} threads "
+          f"{seconds[cores or 1] * 1e3:.1f} ms (ratio {seconds[cores or 1] / seconds[1]:.2f}; "
+          "the CLI's default is 1 thread)")
 
 
 def fresh_process_seconds(arguments: list[str], repeats: int) -> float:
@@ -123,7 +159,9 @@ def torch_slow_mode(case, point, unit: float) -> None:
           f"  = {seconds / unit:8.0f} forward+backward units")
 
 
-def exhaustive_figures(case, point, unit: float, sample: int) -> None:
+def exhaustive_figures(case, sample: int, runs: int) -> None:
+    """``--fd exhaustive`` on ``case`` against 2N plain forwards timed in this run."""
+    point = make_point(case, "float64")
     elements = sum(spec.size for spec in case.differentiable_inputs)
     plain = 2 * elements if sample <= 0 else min(sample, 2 * elements)
     tensors = make_leaves(case, point, "float64", "cpu")
@@ -134,16 +172,21 @@ def exhaustive_figures(case, point, unit: float, sample: int) -> None:
             lower(case.program, tensors, "float64", "cpu")
         per_forward = (time.perf_counter() - started) / plain
     two_n = 2 * elements * per_forward
-    started = time.perf_counter()
-    (result,) = run_file(CASE, fd="exhaustive")
-    exhaustive = time.perf_counter() - started
-    assert result.status == "pass", result.message
-    print(f"exhaustive check (--fd exhaustive), N = {elements:,}: {exhaustive:8.1f} s"
-          f"  = {exhaustive / unit:8.0f} forward+backward units;"
-          f" counts.finite_difference = {result.counts['finite_difference']:,},"
-          f" evaluations = {result.counts['finite_difference_evaluations']:,}")
-    print(f"2N plain forwards ({plain:,} timed, {per_forward * 1e3:.3f} ms each):"
-          f" {two_n:8.1f} s; exhaustive / 2N plain forwards = {exhaustive / two_n:.3f}")
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        (result,) = run_case(case, Settings(fd="exhaustive"))
+        times.append(time.perf_counter() - started)
+        assert result.status == "pass", result.message
+    median = statistics.median(times)
+    print(f"{case.name}: exhaustive check (--fd exhaustive), N = {elements:,}: median of {runs}"
+          f" {median:.1f} s; counts.finite_difference = "
+          f"{result.counts['finite_difference']:,}, evaluations = "
+          f"{result.counts['finite_difference_evaluations']:,}")
+    print(f"  2N plain forwards ({plain:,} timed, {per_forward * 1e3:.3f} ms each): "
+          f"{two_n:.1f} s; exhaustive / 2N plain forwards = {median / two_n:.3f} (target: at "
+          f"most 1.0); runs {[round(t, 1) for t in times]}, largest / median "
+          f"{max(times) / median:.2f} (target: at most 1.5)")
 
 
 if __name__ == "__main__":

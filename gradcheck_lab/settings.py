@@ -23,6 +23,10 @@ DEFAULT_CASE_TIMEOUT = 300.0
 # cases need at their peak, and well under a workstation's memory.
 DEFAULT_CASE_MEMORY = 4 * 2**30
 DEFAULT_TIMING_THREADS = 1
+# A check is many small evaluations: on 2 cores the MNIST MLP check took 0.07 s at 1 thread
+# and 0.16 s at 2, idle, and 0.10 s against 0.35 s beside one busy process
+# (benchmarks/mnist_mlp_cost.py).
+CHECK_THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,9 @@ class Settings:
     case_memory: int | None = DEFAULT_CASE_MEMORY
     # Measure the smallest planted gradient errors each check catches (diagnose.sensitivity).
     sensitivity: bool = False
+    # torch's CPU threads (and numpy's BLAS threads) during each check, put back after it; None:
+    # torch's setting as it is. The CLI and pytest default to 1 (CHECK_THREADS).
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         _choice("symbolic", self.symbolic, SYMBOLIC_MODES)
@@ -69,6 +76,11 @@ class Settings:
                                     or not 0 < timeout < math.inf):
             raise SettingError("case_timeout", f"expected a positive number of seconds or None, "
                                                f"got {timeout!r}")
+        threads = self.threads
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                    or threads < 1):
+            raise SettingError("threads", f"expected a positive number of threads or None, got "
+                                          f"{threads!r}")
         memory = self.case_memory
         if memory is not None and (isinstance(memory, bool) or not isinstance(memory, int)
                                    or memory < 1):

@@ -155,6 +155,7 @@ def test_run_file_keeps_going_past_a_broken_case(tmp_path: Path) -> None:
                                        "invalid syntax")
 
 
+@pytest.mark.slow
 def test_run_file_reports_a_planted_bug() -> None:
     results = gradcheck_lab.run_file(DATA / "planted" / "linear_sign.yaml")
     assert results and all(r.status == "fail" for r in results)
@@ -177,3 +178,32 @@ def test_assert_gradients_raises_with_the_command_lines_report() -> None:
 def test_assert_gradients_returns_the_results_of_a_pass() -> None:
     results = gradcheck_lab.assert_gradients(**SPEC)
     assert [r.status for r in results] == ["pass"]
+
+
+def counts_threads(x):
+    """tanh summed, recording torch's thread count while the check calls it."""
+    seen_threads.append(torch.get_num_threads())
+    return torch.tanh(x).sum()
+
+
+seen_threads: list[int] = []
+
+
+def test_threads_hold_during_the_check_and_are_put_back_after_it() -> None:
+    before = torch.get_num_threads()
+    wanted = 2 if before != 2 else 3
+    seen_threads.clear()
+    (result,) = gradcheck_lab.check("sum(tanh(x))", {"x": [0.5, -1.0]}, impl=counts_threads,
+                                    threads=wanted)
+    assert result.status == "pass", result.message
+    assert seen_threads and set(seen_threads) == {wanted}
+    assert torch.get_num_threads() == before
+    seen_threads.clear()
+    gradcheck_lab.check("sum(tanh(x))", {"x": [0.5, -1.0]}, impl=counts_threads)
+    assert set(seen_threads) == {before}  # threads=None: torch's own setting, untouched
+
+
+@pytest.mark.parametrize("threads", [0, -1, 1.5, True, "2"])
+def test_a_thread_count_that_is_not_a_positive_int_is_refused(threads: Any) -> None:
+    with pytest.raises(CaseError, match="threads: expected a positive number of threads"):
+        gradcheck_lab.check("sum(x)", {"x": [1.0]}, threads=threads)

@@ -19,6 +19,7 @@ def verdicts() -> dict[tuple[str, str], Any]:
     return {(r.case, r.dtype): r for r in run_file(DATA / "cases.yaml")}
 
 
+@pytest.mark.slow
 def test_mul_constant_takes_its_constant_from_constants(verdicts) -> None:
     for dtype in ("float64", "float32"):
         result = verdicts["mul_constant", dtype]

@@ -191,6 +191,7 @@ def bundled_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict[str
     return code, load_strict_json(report_path.read_text(encoding="utf-8"))
 
 
+@pytest.mark.slow
 def test_bundled_cases_exit_0_and_the_report_follows_the_contract(
         bundled_run: tuple[int, dict[str, Any]]) -> None:
     code, report = bundled_run
@@ -205,6 +206,7 @@ def test_bundled_cases_exit_0_and_the_report_follows_the_contract(
         assert result["device"] == "cpu"
 
 
+@pytest.mark.slow
 def test_bundled_results_name_their_file_and_the_line_of_the_first_key(
         bundled_run: tuple[int, dict[str, Any]]) -> None:
     results = {result["case"]: result for result in bundled_run[1]["results"]}
@@ -215,6 +217,7 @@ def test_bundled_results_name_their_file_and_the_line_of_the_first_key(
     assert r144["counts"]["gradient_elements"] == 3
 
 
+@pytest.mark.slow
 def test_the_mnist_case_compares_every_parameter_gradient(
         bundled_run: tuple[int, dict[str, Any]]) -> None:
     mnist = next(r for r in bundled_run[1]["results"] if r["case"] == "mnist_mlp_ce")
@@ -240,6 +243,7 @@ def test_exit_status_of_statuses(statuses: list[str], expected: int) -> None:
     assert exit_status(results) == expected
 
 
+@pytest.mark.slow
 def test_a_planted_bug_exits_1_and_names_autograd_as_odd(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = run_cli(tmp_path, capsys, str(PLANTED_SIGN), "--case-timeout", "0")
@@ -414,6 +418,7 @@ def test_nan_in_an_expectation_is_reported_and_the_json_stays_standard(
     assert mismatch["abs_err"] == "nan"
 
 
+@pytest.mark.slow
 def test_infinite_gradients_are_written_as_strings(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # At the pole of 1/x the exact gradient is -inf; a backward that clamps it to a finite
@@ -442,6 +447,7 @@ def write_impl_case(directory: Path, impl_body: str, output: str = "sum(x * x)")
                  f"name: c\ninputs:\n  x: [1.0, -2.0]\noutput: {output}\nimpl: impl.py:f\n")
 
 
+@pytest.mark.slow
 def test_an_impl_that_raises_is_an_error_naming_the_exception_and_the_run_goes_on(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cases = tmp_path / "cases"
@@ -562,6 +568,7 @@ def test_a_backward_returning_none_counts_as_zeros_and_the_note_says_so(
 # --- the real entry points ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_console_script_runs_and_reports_its_thread_setting(tmp_path: Path) -> None:
     script = Path(sysconfig.get_path("scripts")) / "gradcheck-lab"
     assert script.exists(), "the package is not installed: no gradcheck-lab console script"
@@ -576,6 +583,7 @@ def test_the_console_script_runs_and_reports_its_thread_setting(tmp_path: Path) 
     assert report["summary"] == {"pass": 1, "fail": 0, "error": 0, "skip": 0}
 
 
+@pytest.mark.slow
 def test_python_dash_m_passes_the_exit_status_through(tmp_path: Path) -> None:
     case = write(tmp_path, "wrong.yaml", WRONG_EXPECT_CASE)
     done = subprocess.run([sys.executable, "-m", "gradcheck_lab", "run", str(case)],

@@ -145,6 +145,7 @@ def run_block(block: Block, work: Path) -> str:
     return "".join(output)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_runnable_examples_run_and_print_what_the_page_shows(page: Path, tmp_path: Path) -> None:
     last_output: str | None = None
@@ -259,6 +260,7 @@ def test_every_page_is_in_the_nav() -> None:
         assert re.search(rf":\s*{re.escape(page.name)}\s*$", config, re.M), page.name
 
 
+@pytest.mark.slow
 def test_mkdocs_builds_the_site_strictly(tmp_path: Path) -> None:
     if importlib.util.find_spec("mkdocs") is None:
         pytest.skip("mkdocs is not installed (it comes with the dev extra: "

@@ -34,6 +34,7 @@ def run_suite(tmp_path: Path, swapped: bool, planted: bool) -> subprocess.Comple
                           text=True, cwd=tmp_path, env=env)
 
 
+@pytest.mark.slow
 def test_the_suite_passes_with_torchs_gradcheck_and_with_ours(tmp_path: Path) -> None:
     assert run_suite(tmp_path, swapped=False, planted=False).returncode == 0
     ours = run_suite(tmp_path, swapped=True, planted=False)
@@ -41,6 +42,7 @@ def test_the_suite_passes_with_torchs_gradcheck_and_with_ours(tmp_path: Path) ->
     assert "4 passed" in ours.stdout
 
 
+@pytest.mark.slow
 def test_the_planted_suite_fails_every_test_with_gradcheck_error(tmp_path: Path) -> None:
     ours = run_suite(tmp_path, swapped=True, planted=True)
     assert ours.returncode == 1
@@ -54,6 +56,7 @@ def double(*shape: int, grad: bool = True) -> torch.Tensor:
                        generator=torch.Generator().manual_seed(0))
 
 
+@pytest.mark.slow
 def test_a_failure_raises_a_runtime_error_with_the_table_or_returns_false() -> None:
     class Wrong(torch.autograd.Function):
         @staticmethod
@@ -72,6 +75,7 @@ def test_a_failure_raises_a_runtime_error_with_the_table_or_returns_false() -> N
     assert gradcheck(Wrong.apply, (double(3),), raise_exception=False) is False
 
 
+@pytest.mark.slow
 def test_torchs_own_rules_hold() -> None:
     with pytest.raises(ValueError, match="at least one input tensor to require gradient"):
         gradcheck(torch.sin, (double(3, grad=False),))

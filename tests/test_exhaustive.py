@@ -19,10 +19,11 @@ def test_every_partial_is_estimated_at_about_two_forwards_each() -> None:
     assert auto.counts["finite_difference"] < 2400  # projections and focus elements only
     assert result.counts["finite_difference"] == 2400
     evaluations = result.counts["finite_difference_evaluations"]
-    # 2N central differences, the centre, and 4 more per sampled full error bar.
-    assert 2 * 2400 < evaluations <= 2 * 2400 + 1 + 4 * SAMPLE
-    # vmap or plain calls, whichever was faster on the first chunk here.
-    assert "exhaustive: every partial" in result.oracles["finite_difference"]
+    # 2N central differences, the centre, 4 more per sampled full error bar, and the one plain
+    # call that the first batch's batched values are checked against.
+    assert 2 * 2400 < evaluations <= 2 * 2400 + 1 + 4 * SAMPLE + 1
+    # The lowered spec is batched: vmap traces tanh, pow and sum.
+    assert "batched with vmap (batch size from memory)" in result.oracles["finite_difference"]
 
 
 class OneElementOff(torch.autograd.Function):
@@ -69,3 +70,39 @@ def test_the_result_states_its_cost_in_forward_backward_units() -> None:
     (result,) = check(SPEC, {"x": {"shape": [3, 4], "init": "randn", "seed": 5}})
     # At the least the check runs a forward and backward per oracle it asks autograd for.
     assert isinstance(result.counts["cost_units"], int) and result.counts["cost_units"] >= 2
+
+
+def test_the_batch_size_comes_from_memory_not_from_timing() -> None:
+    from gradcheck_lab.casefile import build_case
+    from gradcheck_lab.oracles.exhaustive import BATCH_BYTES, MAX_BATCH, batch_size
+
+    case = build_case({"inputs": {"x": {"shape": [64, 784], "init": "randn",
+                                        "requires_grad": False},
+                                  "W": {"shape": [128, 784], "init": "randn"},
+                                  "v": {"shape": [128], "init": "randn"}},
+                       "output": "sum(tanh(linear(x, W)) @ v)"},
+                      label="t", base_dir=None, default_name="t")
+    program = case.program
+    size = batch_size(program, "W")
+    # A perturbed copy holds W and what depends on it: linear, tanh, the product, the sum.
+    per_copy = 8 * (128 * 784 + 2 * 64 * 128 + 64 + 1)
+    assert size == BATCH_BYTES // per_copy
+    assert size * per_copy <= BATCH_BYTES < (size + 1) * per_copy
+    assert batch_size(program, "v") == MAX_BATCH  # v's copies are small: the cap holds
+    assert batch_size(program, "W") == size  # the same on every call: nothing was timed
+
+
+def batch_aware(x):
+    # Computes another function when batched: vmap traces it, but its values are not a plain
+    # call's, so exhaustive differences must not use them.
+    if torch._C._functorch.is_batchedtensor(x):
+        return (torch.tanh(x) ** 2).sum() * 2
+    return (torch.tanh(x) ** 2).sum()
+
+
+def test_batched_values_unlike_a_plain_calls_fall_back_to_plain_calls() -> None:
+    small = {"x": {"shape": [3, 4], "init": "randn", "seed": 5}}
+    (result,) = check(SPEC, small, fd="exhaustive", impl=batch_aware)
+    assert result.status == "pass", result.message
+    assert ("vmap's values differ from a plain call's by more than round-off"
+            in result.oracles["finite_difference"])

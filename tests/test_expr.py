@@ -204,6 +204,7 @@ def test_float_literal_is_held_to_the_constant_size_limit(text) -> None:
     assert bits <= limit, f"{text} is held exactly, with {bits} bits (limit {limit})"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("text", [
     "1e-99999999",               # 12 characters; exactly, a denominator of 10**99999999
     "(1 + 1e-20) ** 1000000",    # near 1 as a float, but a 66-million-bit numerator exactly

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -45,6 +46,7 @@ def expressions() -> st.SearchStrategy[str]:
     ), max_leaves=12)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.one_of(st.text(max_size=300), expressions()))
 def test_parser_raises_only_its_own_error(text: str) -> None:
@@ -100,12 +102,14 @@ def assert_loads_cleanly(raw: bytes, tmp: Path) -> None:
             assert "\n" not in result.render()
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.binary(max_size=400))
 def test_loader_survives_arbitrary_bytes(tmp_path_factory, raw: bytes) -> None:
     assert_loads_cleanly(raw, tmp_path_factory.getbasetemp())
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.one_of(CASE_DATA, st.fixed_dictionaries({"cases": st.lists(CASE_DATA, max_size=3)})))
 def test_loader_survives_case_shaped_yaml(tmp_path_factory, data: dict) -> None:

@@ -28,6 +28,7 @@ def svg_texts(path: Path) -> list[str]:
     return ["".join(element.itertext()) for element in root.iter(SVG_TEXT)]
 
 
+@pytest.mark.slow
 def test_r144_svg_holds_every_label_as_text(tmp_path: Path, capsys) -> None:
     out = tmp_path / "graph.svg"
     assert main(["graph", str(R144), "-o", str(out)]) == EXIT_PASS
@@ -40,6 +41,7 @@ def test_r144_svg_holds_every_label_as_text(tmp_path: Path, capsys) -> None:
     assert any(text.startswith("r144 (float64)") for text in texts)
 
 
+@pytest.mark.slow
 def test_png_has_the_png_signature(tmp_path: Path) -> None:
     out = tmp_path / "graph.png"
     assert main(["graph", str(R144), "-o", str(out)]) == EXIT_PASS
@@ -146,6 +148,7 @@ def test_a_scalar_graph_labels_its_edges_with_local_derivatives(tmp_path: Path) 
     assert "#b03a2e" in (gradient.get("style") or "") + (gradient.get("fill") or "")
 
 
+@pytest.mark.slow
 def test_a_deep_graph_wraps_into_bands_readable_at_1600_px(tmp_path: Path) -> None:
     import struct
 

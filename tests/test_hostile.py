@@ -212,6 +212,7 @@ def test_the_corpus_is_large_and_fully_described() -> None:
     assert yaml_files == set(EXPECTED) | VALID
 
 
+@pytest.mark.slow
 def test_the_run_exits_2_in_bounded_time_and_memory_and_creates_nothing(
         corpus_run: dict) -> None:
     assert corpus_run["done"].returncode == 2, corpus_run["done"].stderr
@@ -226,6 +227,7 @@ def test_the_run_exits_2_in_bounded_time_and_memory_and_creates_nothing(
     assert "Traceback" not in corpus_run["done"].stdout + corpus_run["done"].stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_hostile_file_is_an_error_at_its_line_and_key(corpus_run: dict, name: str) -> None:
     line, key, words = EXPECTED[name]
@@ -241,11 +243,13 @@ def test_hostile_file_is_an_error_at_its_line_and_key(corpus_run: dict, name: st
     assert errors[-1]["line"] is not None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(VALID))
 def test_valid_files_beside_the_hostile_ones_pass(corpus_run: dict, name: str) -> None:
     assert [r["status"] for r in by_file(corpus_run["results"])[name]] == ["pass"]
 
 
+@pytest.mark.slow
 def test_a_killed_run_keeps_every_finished_result_in_jsonl(tmp_path: Path) -> None:
     cases = tmp_path / "cases"
     cases.mkdir()
@@ -276,6 +280,7 @@ def raw_characters(text: str) -> list[str]:
     return sorted({repr(c) for c in text if not c.isprintable() and c != "\n"})
 
 
+@pytest.mark.slow
 def test_no_front_door_prints_a_raw_control_character(corpus_run: dict,
                                                       tmp_path: Path) -> None:
     """The CLI's report and --json, and pytest's report and JUnit XML, over the whole corpus:
@@ -324,6 +329,7 @@ def test_an_impl_raising_a_base_exception_in_process_is_an_error_result() -> Non
     assert "raised Escape: out of reach" in result.message
 
 
+@pytest.mark.slow
 def test_a_case_file_linked_from_outside_the_directory_is_an_error_and_not_read(
         tmp_path: Path) -> None:
     """As an impl's link: a case file under the directory given that resolves outside it is
@@ -346,6 +352,7 @@ def test_a_case_file_linked_from_outside_the_directory_is_an_error_and_not_read(
     assert "secret_key_9f3" not in done.stdout + done.stderr
 
 
+@pytest.mark.slow
 def test_runs_sharing_one_json_and_jsonl_path_never_fail_because_of_each_other(
         tmp_path: Path) -> None:
     """--json goes through a temporary of its own and a rename; --jsonl appends each line in
@@ -366,6 +373,7 @@ def test_runs_sharing_one_json_and_jsonl_path_never_fail_because_of_each_other(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json", "out.jsonl", "r144.yaml"]
 
 
+@pytest.mark.slow
 def test_whole_case_budgets_are_options_of_every_front_door(tmp_path: Path) -> None:
     """The program-node budget that refuses sizes_many_lets.yaml is --max-program-nodes: raised,
     the same file loads and passes (the CLI), and pytest's --gradcheck-max-program-nodes does

@@ -233,6 +233,7 @@ def test_a_wrong_case_memory_is_a_usage_error(value: str,
     (("--case-memory", "512M"), 512 * 2**20),
     (("--case-memory", "0"), None),  # no limit: the worker keeps this process's own
 ])
+@pytest.mark.slow
 def test_the_worker_runs_under_the_memory_budget_given(
         tmp_path: Path, option: tuple[str, ...], expected: int | None) -> None:
     import resource
@@ -245,6 +246,7 @@ def test_the_worker_runs_under_the_memory_budget_given(
                                                               else expected)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not LINUX, reason="RLIMIT_DATA is enforced on Linux")
 def test_an_allocation_beyond_the_budget_is_an_error_and_the_worker_is_replaced(
         tmp_path: Path) -> None:
@@ -270,6 +272,7 @@ def test_an_allocation_beyond_the_budget_is_an_error_and_the_worker_is_replaced(
     assert pids["after"] == pids["again"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not LINUX, reason="RLIMIT_DATA is enforced on Linux")
 def test_a_worker_that_cannot_start_under_its_budget_is_an_error_not_a_crash(
         tmp_path: Path) -> None:
@@ -283,6 +286,7 @@ def test_a_worker_that_cannot_start_under_its_budget_is_an_error_not_a_crash(
                               "--case-memory): "), message
 
 
+@pytest.mark.slow
 def test_pytest_takes_the_memory_budget_as_a_flag_and_an_ini_key(
         pytester: pytest.Pytester) -> None:
     bad = pytester.runpytest("-p", "no:cacheprovider", "--gradcheck-case-memory", "lots")
@@ -301,6 +305,7 @@ def test_pytest_takes_the_memory_budget_as_a_flag_and_an_ini_key(
 
 # --- the worker dies with its parent ---------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.skipif(not LINUX, reason="PR_SET_PDEATHSIG is Linux's")
 def test_the_worker_dies_with_its_parent(tmp_path: Path) -> None:
     path = write_cases(tmp_path, "sleeps")
@@ -324,6 +329,7 @@ def test_the_worker_dies_with_its_parent(tmp_path: Path) -> None:
             kill_quietly(worker)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not POSIX, reason="needs fork")
 def test_the_watchdog_ends_a_process_whose_parent_died(tmp_path: Path) -> None:
     """Where no PR_SET_PDEATHSIG comes: the watchdog thread alone, in a process whose parent
@@ -361,6 +367,7 @@ def test_the_watchdog_ends_a_process_whose_parent_died(tmp_path: Path) -> None:
 
 # --- process groups --------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.skipif(not LINUX, reason="strays are found in /proc")
 def test_a_child_an_impl_forked_is_killed_when_its_case_ends(tmp_path: Path) -> None:
     """The next case, in the same worker, already finds the child gone; and the run does not
@@ -372,6 +379,7 @@ def test_a_child_an_impl_forked_is_killed_when_its_case_ends(tmp_path: Path) -> 
     assert gone(pid_of(tmp_path, "child"))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not POSIX, reason="needs fork and process groups")
 def test_stopping_the_worker_kills_its_process_group(tmp_path: Path) -> None:
     path = write_cases(tmp_path, "forks_then_sleeps")
@@ -387,6 +395,7 @@ def test_stopping_the_worker_kills_its_process_group(tmp_path: Path) -> None:
 
 # --- training steps: the key and the label ---------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.skipif(not LINUX, reason="RLIMIT_DATA is enforced on Linux")
 def test_a_training_step_that_hangs_dies_or_allocates_is_an_error_at_training_step(
         tmp_path: Path) -> None:
@@ -416,6 +425,7 @@ def test_a_training_step_that_hangs_dies_or_allocates_is_an_error_at_training_st
 
 # --- the Python API --------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_run_file_runs_user_code_in_a_worker_under_the_budget_unless_told_not_to(
         tmp_path: Path) -> None:
     from gradcheck_lab import run_file
@@ -436,6 +446,7 @@ def test_run_file_runs_user_code_in_a_worker_under_the_budget_unless_told_not_to
         run_file(one, case_memory="4G")
 
 
+@pytest.mark.slow
 def test_run_file_from_a_script_without_a_main_guard_shares_one_worker(tmp_path: Path) -> None:
     """The worker does not run the caller's script again (spawn would import it), one worker
     serves every call, and it ends with the script."""

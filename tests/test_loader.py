@@ -225,6 +225,7 @@ def test_constant_beyond_float64_in_a_power_does_not_escape_load_file(write_case
     assert isinstance(result, (Case, CaseError))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("number", ["1e-99999999", "1e99999999"])
 def test_number_with_a_huge_exponent_is_answered_quickly(number) -> None:
     # Exactly, 1e-99999999 has a denominator of 10**99999999: it must be refused, not built.
@@ -239,6 +240,7 @@ def test_number_outside_float64_is_rejected_at_its_input(write_case, number) -> 
     assert "float64 range" in error.message
 
 
+@pytest.mark.slow
 def test_the_subprocess_probe_answers_for_an_ordinary_file() -> None:
     # The probes above are only meaningful if an ordinary file fits their bound, start-up
     # included.
@@ -497,6 +499,7 @@ def test_derived_seeds_are_stable_and_differ_between_names(write_case) -> None:
     assert len({derived_seed(name) for name in ["x", "y", "W1", "W2", "b1", "b2", "xy", "yx"]}) == 8
 
 
+@pytest.mark.slow
 def test_derived_seeds_do_not_depend_on_the_process() -> None:
     script = ("from gradcheck_lab.casefile.loader import derived_seed; "
               "print([derived_seed(n) for n in ['alpha', 'beta', 'W1']])")

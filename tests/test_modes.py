@@ -21,6 +21,7 @@ def run_yaml(tmp_path: Path, text: str) -> list:
     return run_file(path)
 
 
+@pytest.mark.slow
 def test_the_spec_passes_second_order_and_forward_mode_from_yaml(tmp_path: Path) -> None:
     (result,) = run_yaml(tmp_path, f"""\
         inputs: {{x: [0.5, -1.0, 2.0], w: [[1.0, 2.0], [3.0, -1.0], [0.5, 0.25]]}}
@@ -133,6 +134,7 @@ def test_second_order_beyond_the_exact_oracle_runs_on_the_rule_sweep(tmp_path: P
     assert "rule sweep" in result.tolerance["second_order"]
 
 
+@pytest.mark.slow
 def test_order_2_and_forward_mode_run_through_pytest(pytester: pytest.Pytester) -> None:
     (pytester.path / "cases").mkdir()
     (pytester.path / "cases" / "second.yaml").write_text(textwrap.dedent(f"""\

@@ -55,6 +55,7 @@ def real_functions(arity: int) -> list[str]:
 UNARY = real_functions(1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", UNARY)
 def test_each_unary_function_passes_at_float64_and_float32(name: str) -> None:
     low, high = OPS[name].smooth_range
@@ -130,6 +131,7 @@ def test_bad_keywords_are_refused_at_load(text: str, message: str) -> None:
     "where(t == 1, x, 2 * x) * (t + 1)",              # integer tensors compare and promote
     "where((x > 0) ^ (y != 0.5), -x / (y + 3), x)",   # xor, !=, negation, division
 ])
+@pytest.mark.slow
 def test_conditions_and_selection_pass(spelled: str) -> None:
     inputs = {"x": uniform([3, 4], -2.0, 2.0), "y": uniform([4], -1.0, 1.0, seed=SEED + 1),
               "t": {"shape": [4], "init": "randint", "high": 3, "seed": SEED}}
@@ -154,6 +156,7 @@ def test_clamp_with_min_above_max_gives_max_and_its_gradient() -> None:
 ACTIVATIONS = sorted(name for name, op in OPS.items() if op.group == "activation")
 
 
+@pytest.mark.slow
 def test_activations_at_mnist_like_sizes_pass_under_the_rule_sweep() -> None:
     """Batch 64, 128 features: every activation of a hidden layer, summed to a loss."""
     terms = " + ".join(f"{name}(h)" for name in ACTIVATIONS)
@@ -185,6 +188,7 @@ def test_activations_at_mnist_like_sizes_pass_under_the_rule_sweep() -> None:
     "cumprod(x, dim=0)",
     "logcumsumexp(x, dim=-1)",
 ])
+@pytest.mark.slow
 def test_each_reduction_and_scan_passes_at_float64_and_float32(spelled: str) -> None:
     results = check(spelled, {"x": uniform([4, 6], 0.5, 1.5)}, dtypes=DTYPES)
     assert_all_three_agree(results)
@@ -240,6 +244,7 @@ STRUCTURE_INPUTS = {
     "reshape(transpose(x, 0, 1), (3, -1))", "logsumexp(x, dim=1)",
     "linear(x, transpose(w, 0, 1), v[:3])", "layer_norm(x, (6,), v, v * v)",
 ])
+@pytest.mark.slow
 def test_each_structure_op_passes_at_float64_and_float32(spelled: str) -> None:
     results = check(spelled, STRUCTURE_INPUTS, dtypes=DTYPES)
     assert_all_three_agree(results)
@@ -270,6 +275,7 @@ def test_bad_structure_is_refused_with_a_one_line_reason(spelled: str, message: 
     assert_refused(spelled, STRUCTURE_INPUTS, message)
 
 
+@pytest.mark.slow
 def test_structure_at_realistic_sizes_passes_under_the_rule_sweep() -> None:
     """Batch 32, 128 features: slicing, joining, padding, gathering and contracting a layer."""
     inputs = {"h": uniform([32, 128], -2.0, 2.0),
@@ -338,6 +344,7 @@ LOSS_INPUTS = {
     "nll_loss(log_softmax(p, dim=1), label, weight=cw)",
     "nll_loss(log_softmax(p, dim=1), ignored, ignore_index=-100, reduction='mean')",
 ])
+@pytest.mark.slow
 def test_each_loss_passes_at_float64_and_float32(spelled: str) -> None:
     results = check(spelled, LOSS_INPUTS, dtypes=DTYPES)
     assert_all_three_agree(results)
@@ -353,6 +360,7 @@ def test_bad_loss_arguments_are_refused_with_a_one_line_reason(spelled: str,
     assert_refused(spelled, LOSS_INPUTS, message)
 
 
+@pytest.mark.slow
 def test_losses_at_mnist_size_pass_under_the_rule_sweep() -> None:
     """Batch 64, 10 classes: the losses a classifier or a regressor ends in, summed."""
     inputs = {"logits": uniform([64, 10], -3.0, 3.0),
@@ -403,6 +411,7 @@ CONV_INPUTS = {
     "adaptive_avg_pool1d(seq, 4)",
     "adaptive_avg_pool3d(vol, 2)",
 ])
+@pytest.mark.slow
 def test_each_conv_and_pool_passes_at_float64_and_float32(spelled: str) -> None:
     results = check(spelled, CONV_INPUTS, dtypes=DTYPES)
     assert_all_three_agree(results)
@@ -422,6 +431,7 @@ def test_bad_conv_and_pool_settings_are_refused_with_a_one_line_reason(
     assert_refused(spelled, CONV_INPUTS, message)
 
 
+@pytest.mark.slow
 def test_an_mnist_cnn_with_modern_layers_passes_under_the_rule_sweep() -> None:
     """Batch 8 of 1x28x28: a padded "same" conv, a grouped dilated conv, avg and max pools
     with padding and ceil_mode, a transposed conv and global pooling, to a 10-class loss."""
@@ -508,6 +518,7 @@ def norm_inputs(spelled: str) -> dict[str, Any]:
     "scaled_dot_product_attention(q4, k4, v4, keep > 0)",
     "scaled_dot_product_attention(q4[0], k, v, bias, 0.0)",  # batch dims broadcast
 ])
+@pytest.mark.slow
 def test_each_normalization_and_attention_passes_at_float64_and_float32(spelled: str) -> None:
     results = check(spelled, norm_inputs(spelled), dtypes=DTYPES)
     assert_all_three_agree(results)

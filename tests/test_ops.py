@@ -630,6 +630,7 @@ def needs_gradient(example: Example) -> list[bool]:
 # --- the three-way checks -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("example", CASES)
 def test_vjp_and_magnitude_rules_match_exact_sympy_jacobian(example: Example) -> None:
     op, params = OPS[example.op], example.full_params

@@ -79,6 +79,7 @@ def test_rule_sweep_matches_exact_elementwise_sympy(output: str, inputs: dict) -
                                        atol=256 * EPS64 * scale)
 
 
+@pytest.mark.slow
 def test_symbolic_oracle_never_imports_torch(tmp_path: Path) -> None:
     script = """
 import sys
@@ -305,6 +306,7 @@ def nested_sin(depth: int) -> str:
     return "sin(" * depth + "x" + ")" * depth
 
 
+@pytest.mark.slow
 def test_deep_nesting_goes_to_the_sweep_and_forced_exact_is_an_error_at_its_key() -> None:
     """sympy recurses about five frames per level: past EXACT_MAX_NESTING the auto mode takes
     the rule sweep (and says why), and --symbolic exact is an error at the key instead of a
@@ -350,6 +352,7 @@ def test_chained_powers_count_against_the_exact_oracle() -> None:
     assert symbolic.exact_is_affordable(small.program)
 
 
+@pytest.mark.slow
 def test_finite_differences_stay_within_their_budget_and_say_how(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Thousands of scalar inputs would cost inputs × 8 directions × 4 evaluations of a

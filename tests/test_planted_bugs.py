@@ -44,11 +44,13 @@ CONV_BUGS = {
 }
 
 
+@pytest.mark.slow
 def test_the_correct_conv_function_passes() -> None:
     results = gradcheck_lab.run_file(CASES / "custom_conv.yaml")
     assert [r.status for r in results] == ["pass", "pass", "pass"], [r.message for r in results]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bug, flagged", sorted(CONV_BUGS.items()))
 def test_planted_conv_bug_is_caught_with_autograd_as_the_odd_oracle(bug: str,
                                                                     flagged: str) -> None:

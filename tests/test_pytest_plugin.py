@@ -92,6 +92,7 @@ def test_a_yaml_file_named_on_the_command_line_runs_outside_the_case_paths(
     result.stdout.fnmatch_lines(["*elsewhere/mine.yaml::r144?float64-cpu? PASSED*"])
 
 
+@pytest.mark.slow
 def test_a_failure_reports_the_yaml_file_line_and_the_mismatch_table(
         pytester: pytest.Pytester) -> None:
     planted = pytester.path / "planted"
@@ -184,6 +185,7 @@ print("sympy", "sympy" in sys.modules)
 """
 
 
+@pytest.mark.slow
 def test_collect_only_imports_neither_torch_nor_sympy(tmp_path: Path) -> None:
     cases = tmp_path / "cases"
     copy_into(cases, CASES / "r144.yaml", CASES / "mnist_mlp_ce.yaml",
@@ -211,6 +213,7 @@ def outcomes_by_id(result: pytest.RunResult) -> dict[str, str]:
     return found
 
 
+@pytest.mark.slow
 def test_xdist_gives_the_same_items_and_outcomes_as_a_serial_run(
         pytester: pytest.Pytester) -> None:
     write(pytester.path, "cases/r144.yaml", R144_TEXT)
@@ -225,6 +228,7 @@ def test_xdist_gives_the_same_items_and_outcomes_as_a_serial_run(
     assert sorted(serial.values()) == ["FAILED", "FAILED", "PASSED", "PASSED", "PASSED"]
 
 
+@pytest.mark.slow
 def test_the_pytest_script_collects_the_suite_from_the_repository_root() -> None:
     """`pytest` (the script, which puts no directory on sys.path) as well as `python -m
     pytest`: the suite's modules import each other as `tests`."""
@@ -239,6 +243,7 @@ def test_the_pytest_script_collects_the_suite_from_the_repository_root() -> None
     assert "error" not in done.stdout.lower()
 
 
+@pytest.mark.slow
 def test_a_foreign_project_keeps_its_yaml_and_its_benchmarks(
         pytester: pytest.Pytester) -> None:
     """A project that never configured gradcheck-lab: its cases/ holds HTTP fixtures, its
@@ -281,6 +286,7 @@ def test_junit_xml_holds_each_result_as_json(pytester: pytest.Pytester) -> None:
     assert result["dtype"] == "float64" and result["device"] == "cpu"
 
 
+@pytest.mark.slow
 def test_a_traced_case_is_a_pytest_item_that_passes_or_fails_as_in_the_cli(
         pytester: pytest.Pytester) -> None:
     """The traced spec through the third front door: the same verdicts as run and check()."""
@@ -304,6 +310,7 @@ def _planted_sign(pytester: pytest.Pytester) -> None:
               DATA / "planted" / "linear_sign.py", CASES / "r144.yaml")
 
 
+@pytest.mark.slow
 def test_tb_line_gives_one_line_per_failure_and_tb_no_none(pytester: pytest.Pytester) -> None:
     _planted_sign(pytester)
     line = line_of(pytester.path / "cases" / "linear_sign.yaml", "  - name: custom_linear_layer")
@@ -321,6 +328,7 @@ def test_tb_line_gives_one_line_per_failure_and_tb_no_none(pytester: pytest.Pyte
     assert not any("what" in o and "odd one out" in o for o in quiet.outlines)
 
 
+@pytest.mark.slow
 def test_the_short_summary_gives_the_message(pytester: pytest.Pytester) -> None:
     _planted_sign(pytester)
     result = pytester.runpytest("-p", "no:cacheprovider", "-ra", "-k", "layer and float64")
@@ -328,6 +336,7 @@ def test_the_short_summary_gives_the_message(pytester: pytest.Pytester) -> None:
                                  "float64-cpu[]] - x: autograd*"])  # cut to the width
 
 
+@pytest.mark.slow
 def test_a_failure_shows_its_diagnosis_under_the_table(pytester: pytest.Pytester) -> None:
     _planted_sign(pytester)
     result = pytester.runpytest("-p", "no:cacheprovider", "-k", "layer and float64")
@@ -360,6 +369,7 @@ def test_markers_select_cases_by_what_they_check(pytester: pytest.Pytester) -> N
     strict.assert_outcomes(passed=1, deselected=4)
 
 
+@pytest.mark.slow
 def test_last_failed_and_failed_first_rerun_exactly_the_failed_items(
         pytester: pytest.Pytester) -> None:
     """pytest 9 reads the node ids of its cache back as name + params ("case" and
@@ -378,6 +388,7 @@ def test_last_failed_and_failed_first_rerun_exactly_the_failed_items(
     by_id.assert_outcomes(passed=1)
 
 
+@pytest.mark.slow
 def test_pytest_benchmark_flags_behave_as_pytest_benchmark_documents(
         pytester: pytest.Pytester) -> None:
     """--benchmark-only times the cases (it would otherwise skip every check and time
@@ -428,6 +439,7 @@ cases:
 """
 
 
+@pytest.mark.slow
 def test_items_run_under_the_command_lines_budget_and_worker(pytester: pytest.Pytester) -> None:
     """An impl that hangs or ends its process fails its own item; pytest goes on, the valid
     case passes, and the exit status says a test failed (as `gradcheck-lab run` does)."""
@@ -454,6 +466,7 @@ def test_a_wrong_run_setting_is_a_usage_error(pytester: pytest.Pytester) -> None
     assert "rule sweep" in (pytester.path / "out.xml").read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_shards_split_a_suite_deterministically_and_their_reports_merge(
         pytester: pytest.Pytester) -> None:
     """Every item in exactly one of N shards, the same split on each run; the --json reports

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from gradcheck_lab.casefile import Case
 from gradcheck_lab.casefile.loader import load_bytes
 from gradcheck_lab.doors.cli import main
@@ -60,6 +62,7 @@ def test_the_inputs_example_is_valid(tmp_path: Path) -> None:
     assert [spec.name for spec in loaded.inputs if spec.requires_grad] == ["x", "v", "W", "h"]
 
 
+@pytest.mark.slow
 def test_the_drop_in_example_runs(tmp_path: Path) -> None:
     (example,) = [b for b in fenced_blocks("python") if "from gradcheck_lab import gradcheck" in b]
     done = subprocess.run([sys.executable, "-c", example], cwd=tmp_path, capture_output=True,
@@ -67,6 +70,7 @@ def test_the_drop_in_example_runs(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.slow
 def test_python_api_example_runs_as_a_test_file(tmp_path: Path) -> None:
     (example,) = [b for b in fenced_blocks("python") if "def test_" in b]
     test_file = tmp_path / "test_readme_example.py"

@@ -438,6 +438,7 @@ def test_nested_kinks_fall_back_to_the_sweep_in_well_under_a_second() -> None:
     assert any("2**60" in note for note in result.notes)
 
 
+@pytest.mark.slow
 def test_the_case_timeout_bounds_a_spec_only_case(tmp_path: Any) -> None:
     from gradcheck_lab.doors.cli import main
 
@@ -467,6 +468,7 @@ def test_quoted_flow_items_close_their_brackets(tmp_path: Any) -> None:
     assert only(gradcheck_lab.run_file(path)).status == "pass"
 
 
+@pytest.mark.slow
 def test_a_tie_in_a_vote_is_broken_the_same_way_under_every_hash_seed() -> None:
     script = ("from gradcheck_lab.compare.findings import odd_one_out\n"
               "print(odd_one_out(['symbolic', 'autograd', 'autograd', 'symbolic']))\n")

@@ -61,6 +61,7 @@ def test_the_summary_table_lists_every_result_with_its_worst_error_and_cost() ->
     assert "fail" in rows["lin"] and "0.5" in rows["lin"] and "autograd" in rows["lin"]
 
 
+@pytest.mark.slow
 def test_the_cli_writes_no_escape_codes_into_a_pipe() -> None:
     out = subprocess.run([sys.executable, "-m", "gradcheck_lab", "run", str(CASES / "r144.yaml"),
                           str(DATA / "planted" / "linear_sign.yaml")],
@@ -70,6 +71,7 @@ def test_the_cli_writes_no_escape_codes_into_a_pipe() -> None:
     assert "summary" in out.stdout
 
 
+@pytest.mark.slow
 def test_a_terminal_shows_progress_and_a_pipe_does_not() -> None:
     terminal = TerminalReport(Console(file=io.StringIO(), force_terminal=True))
     with terminal.progress() as advance:

@@ -86,6 +86,7 @@ def test_a_validation_error_points_at_the_wrong_key(document: dict, path: list,
     assert len(best.message) < 300  # not the whole document
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("with_impl", [False, True])
 def test_new_writes_a_case_that_passes(tmp_path: Path, monkeypatch, with_impl: bool) -> None:
     monkeypatch.chdir(tmp_path)

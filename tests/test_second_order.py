@@ -48,6 +48,7 @@ def tangents_for(example: Example, values: list[np.ndarray]) -> list[np.ndarray 
             for v, needed in zip(values, needs_gradient(example), strict=True)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("example", EXAMPLES)
 def test_second_order_rules_match_exact_sympy(example: Example) -> None:
     op, params = OPS[example.op], example.full_params
@@ -110,6 +111,7 @@ SMALL_PROGRAMS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("output, inputs", SMALL_PROGRAMS, ids=[o for o, _ in SMALL_PROGRAMS])
 def test_the_second_order_sweep_matches_the_exact_oracle(output: str, inputs: dict) -> None:
     case = build_case({"name": "t", "inputs": inputs, "output": output}, label="test",
@@ -135,6 +137,7 @@ ZOO_CORRECT = sorted((DATA / "zoo" / "correct").glob("*.yaml"))
 OVERFLOW_IN_FLOAT64 = {"impl_logsumexp_large", "impl_hypot_huge"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", ZOO_CORRECT, ids=lambda p: p.stem)
 def test_the_second_order_sweep_matches_the_exact_oracle_on_the_zoo(path: Path) -> None:
     """The numerically awkward correct functions of the zoo (saturated activations, huge and
@@ -238,6 +241,7 @@ def test_a_wrong_double_backward_is_caught_past_the_exact_oracle() -> None:
     assert SECOND_ORDER_WRONG in result.message
 
 
+@pytest.mark.slow
 def test_the_mnist_mlp_passes_at_order_2_and_its_detached_twin_fails() -> None:
     passing = run_file(CASES / "mnist_order2.yaml")
     assert [r.status for r in passing] == ["pass", "pass"], [r.message for r in passing]

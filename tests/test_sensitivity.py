@@ -127,6 +127,7 @@ def test_cli_flag_reports_a_line_and_the_json_field(tmp_path, capsys) -> None:
     assert math.isfinite(sensitivity["one_element"])
 
 
+@pytest.mark.slow
 def test_cli_flag_on_a_failing_case_says_it_was_not_measured(capsys) -> None:
     assert main(["run", str(DATA / "planted" / "linear_sign.yaml"), "--sensitivity",
                  "--case-timeout", "0"]) == EXIT_FAIL

@@ -82,6 +82,7 @@ def test_kinks_are_noted() -> None:
     assert "relu at 0" in steps.summary(curve)
 
 
+@pytest.mark.slow
 def test_cli_writes_png_and_svg(tmp_path: Path, capsys) -> None:
     png = tmp_path / "steps.png"
     assert main(["steps", str(CASES / "r144.yaml"), "-o", str(png)]) == EXIT_PASS

@@ -104,6 +104,7 @@ def test_thread_count_is_fixed_while_timing_and_restored() -> None:
     assert torch.get_num_threads() == before
 
 
+@pytest.mark.slow
 def test_cli_timings_adds_forward_and_backward_stats(tmp_path: Path, capsys) -> None:
     out = tmp_path / "out.json"
     assert main(["run", str(CASES / "r144.yaml"), "--timings", "--timing-rounds", "3",
@@ -162,6 +163,7 @@ def test_timing_items_only_with_benchmark(pytester: pytest.Pytester) -> None:
     assert "cases/r144.yaml::r144[float64-cpu]" not in items
 
 
+@pytest.mark.slow
 def test_benchmark_runs_rounds_as_the_options_say_on_fresh_graphs(
         pytester: pytest.Pytester) -> None:
     (pytester.path / "counting.py").write_text(COUNTING_IMPL)
@@ -177,6 +179,7 @@ def test_benchmark_runs_rounds_as_the_options_say_on_fresh_graphs(
     assert any("counted[float64-cpu-backward]" in line for line in result.outlines)
 
 
+@pytest.mark.slow
 def test_benchmark_json_is_readable_by_pytest_benchmark_compare(
         pytester: pytest.Pytester) -> None:
     project(pytester)
@@ -196,6 +199,7 @@ def test_benchmark_json_is_readable_by_pytest_benchmark_compare(
     assert "r144[float64-cpu-backward]" in done.stdout
 
 
+@pytest.mark.slow
 def test_cuda_items_skip_without_a_gpu(pytester: pytest.Pytester) -> None:
     if torch.cuda.is_available():
         pytest.skip("a GPU is present: the cuda items run")
@@ -205,6 +209,7 @@ def test_cuda_items_skip_without_a_gpu(pytester: pytest.Pytester) -> None:
     assert any("cuda is not available" in line for line in result.outlines)
 
 
+@pytest.mark.slow
 def test_timings_are_disabled_under_xdist(pytester: pytest.Pytester) -> None:
     pytest.importorskip("xdist")
     project(pytester)

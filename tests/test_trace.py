@@ -153,6 +153,7 @@ def test_every_bundled_case_with_an_impl_passes_with_its_output_removed(path: Pa
             assert "spec: traced" in result.oracles["symbolic"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", PLANTED + [p for p in ZOO_BUGS if p.name not in NOT_A_VJP_BUG],
                          ids=lambda p: p.name)
 def test_every_planted_bug_fails_with_autograd_named_on_a_traced_spec(path: Path) -> None:
@@ -163,6 +164,7 @@ def test_every_planted_bug_fails_with_autograd_named_on_a_traced_spec(path: Path
             assert "autograd is the odd one out" in result.message
 
 
+@pytest.mark.slow
 def test_explain_shows_the_traced_op_chain(tmp_path: Path) -> None:
     import shutil
     import subprocess

@@ -67,6 +67,7 @@ def test_backward_twice_without_zeroing_doubles_grad() -> None:
 # --- steps that pass and steps that fail ------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("step", ["sgd_step", "optim_step"])
 def test_a_right_step_passes_in_float64_and_float32(tmp_path: Path, step: str) -> None:
     results = run(tmp_path, step)

@@ -579,6 +579,7 @@ def test_aliases_count_once_each_in_the_files_own_nodes() -> None:
     assert "in the file" in read_error(text, ReadLimits(max_nodes=9)).message
 
 
+@pytest.mark.slow
 @LIBYAML_ONLY
 @pytest.mark.parametrize("layout", ["flat-list", "flat-mapping"])
 def test_a_file_ten_times_over_the_default_budget_is_refused_quickly(layout: str) -> None:
@@ -591,6 +592,7 @@ def test_a_file_ten_times_over_the_default_budget_is_refused_quickly(layout: str
     assert f"more than {DEFAULT_READ_LIMITS.max_nodes} YAML nodes" in error.message
 
 
+@pytest.mark.slow
 @LIBYAML_ONLY
 def test_the_largest_case_files_are_refused_in_seconds_and_little_memory(
         tmp_path: Path) -> None:
@@ -703,6 +705,7 @@ def corpus_texts() -> list:
     return texts
 
 
+@pytest.mark.slow
 @LIBYAML_ONLY
 @pytest.mark.parametrize("text", corpus_texts())
 def test_libyaml_and_pure_python_read_every_file_alike(monkeypatch: pytest.MonkeyPatch,

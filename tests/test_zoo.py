@@ -61,6 +61,7 @@ def test_the_zoo_is_big_enough_and_its_marks_name_real_cases() -> None:
     assert set(FALSE_FAILURES) <= {path.stem for path in CORRECT}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", params(BUGS, NOT_CAUGHT_YET))
 def test_planted_bug_fails(path: Path) -> None:
     results = results_of(path)

@@ -24,13 +24,13 @@ def check(output: str | Mapping[str, str] | None = None,
     tensors. Every other key of a case file is a keyword here (``dtypes``, ``devices``,
     ``tolerance``, ``seed``, ``nondet_tol``, ``points``, ``avoid_kinks``, ``order``,
     ``modes``, ``training``, ``constants``, ``params``, ``surrogate``), validated as the case
-    file's are;
-    so are the run settings ``symbolic``, ``fd`` and ``sensitivity``. ``training`` takes the
-    case file's ``training:`` keys, with ``step`` a callable, ``step(params=..., batch=...,
-    lr=...)``. Raises CaseError when the case is invalid; returns one Result per dtype ×
-    device otherwise. ``impl`` and ``step`` run in this process, without the time and memory
-    budgets of ``run_file`` and the command line: a callable cannot move to a worker process
-    (put the code in a file and use ``run_file`` for that). Example::
+    file's are; so are the run settings ``symbolic``, ``fd``, ``sensitivity`` and ``threads``
+    (torch's CPU threads during the check, put back after it; default: torch's setting as it
+    is). ``training`` takes the case file's ``training:`` keys, with ``step`` a callable,
+    ``step(params=..., batch=..., lr=...)``. Raises CaseError when the case is invalid; returns
+    one Result per dtype × device otherwise. ``impl`` and ``step`` run in this process, without
+    the time and memory budgets of ``run_file`` and the command line: a callable cannot move to
+    a worker process (put the code in a file and use ``run_file`` for that). Example::
 
         results = check(output="sum(sin(x) * c)",
                         inputs={"x": [0.5, 1.0], "c": {"value": [2, 3], "requires_grad": False}})

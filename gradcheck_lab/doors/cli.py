@@ -15,7 +15,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gradcheck_lab.casefile import LoadLimits
-from gradcheck_lab.settings import DEFAULT_CASE_MEMORY, DEFAULT_CASE_TIMEOUT, parse_size
+from gradcheck_lab.settings import (
+    CHECK_THREADS,
+    DEFAULT_CASE_MEMORY,
+    DEFAULT_CASE_TIMEOUT,
+    parse_size,
+)
 from gradcheck_lab.version import __version__
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
@@ -77,9 +82,10 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
                      help="finite differences on every partial, along random directions, "
                           "auto by size, or exhaustive: every partial of any size, batched, "
                           "with a progress bar")
-    run.add_argument("--threads", type=_positive_int, metavar="N",
-                     help="torch CPU threads for the checks (default: torch's own choice, "
-                          "reported)")
+    run.add_argument("--threads", type=_positive_int, metavar="N", default=CHECK_THREADS,
+                     help="torch CPU threads for the checks (default 1: a check is many small "
+                          "evaluations, which more threads slow down, and collapse beside "
+                          "another busy process; reported)")
     run.add_argument("--timings", action="store_true",
                      help="also time the forward and the backward of each case (median and "
                           "IQR over rounds, each round on a fresh graph)")
@@ -347,6 +353,7 @@ def run_command(args: argparse.Namespace) -> int:
         case_timeout=args.case_timeout or None,
         case_memory=args.case_memory or None,
         sensitivity=args.sensitivity,
+        threads=args.threads,
     )
     unwritable = report_path_problem(args.json) if args.json else None
     if unwritable:

@@ -96,6 +96,8 @@ RUN_OPTIONS = {
     "case_memory": "memory budget of that worker process: an impl or training step that "
                    "allocates beyond it fails its item (default 4G, as --case-memory; sizes "
                    "such as 512M, 4G or bytes; 0: no limit)",
+    "threads": "torch CPU threads for the checks (default 1, as gradcheck-lab run "
+               "--threads)",
     "sensitivity": "also measure the smallest planted errors each check catches (as "
                    "--sensitivity; ini: true or false)",
     "max_input_elements": "refuse cases whose inputs hold more elements (as "
@@ -119,6 +121,7 @@ def run_settings(config: pytest.Config) -> Any:
     if _SETTINGS in config.stash:
         return config.stash[_SETTINGS]
     from gradcheck_lab.settings import (
+        CHECK_THREADS,
         DEFAULT_CASE_MEMORY,
         DEFAULT_CASE_TIMEOUT,
         LIMIT_OPTIONS,
@@ -151,6 +154,7 @@ def run_settings(config: pytest.Config) -> Any:
         settings = Settings(symbolic=value("symbolic") or "auto", fd=value("fd") or "auto",
                             case_timeout=timeout or None, case_memory=memory or None,
                             sensitivity=bool(sensitivity),
+                            threads=_positive_int("threads", value("threads")) or CHECK_THREADS,
                             limits=load_limits(**{name: _positive_int(name, value(name))
                                                   for name in LIMIT_OPTIONS}))
     except ValueError as exc:

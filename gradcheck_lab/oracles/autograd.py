@@ -7,7 +7,7 @@ accumulates). An input that gets no gradient counts as zeros, and the result say
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -17,7 +17,7 @@ from gradcheck_lab.errors import ImplError, raised_by_user_code
 from gradcheck_lab.oracles.base import Gradients, Point, Probe
 from gradcheck_lab.oracles.function import FunctionUnderTest, describe_exception, owned
 
-UNIT_REPEATS = 3  # forward+backward passes timed for the cost unit, the fastest kept
+UNIT_REPEATS = 5  # forward+backward passes timed for the cost unit, their median kept
 SAME_GRAPH = "again, same graph"
 FRESH_GRAPH = "again, fresh graph"
 
@@ -95,15 +95,13 @@ def gradients(function: FunctionUnderTest, point: Point,
         notes.append(f"autograd: a second backward through the same graph is not possible "
                      f"({exc}); statefulness is checked on a fresh graph only")
     fresh = make_leaves(case, point, dtype, device)
-    started = time.perf_counter()
     with torch.enable_grad():
         fresh_out = function(fresh)
     unit = None
     if fresh_out.requires_grad:
         grads = _backward(function, fresh_out, fresh, names, probes[rerun], " on a fresh graph")
-        unit = time.perf_counter() - started
         reruns[FRESH_GRAPH] = _as_arrays(grads, names, fresh, zeros, set(), [])
-        unit = min(unit, _forward_backward_seconds(function, point, names, probes[0]))
+        unit = _forward_backward_seconds(function, point, names, probes[0])
     for name in sorted(missing):
         notes.append(f"autograd: no gradient for {name} (backward returned None); "
                      "counted as zeros")
@@ -174,23 +172,34 @@ def rerun_probe(probes: tuple[Probe, ...]) -> int:
     return next((k for k, probe in enumerate(probes) if probe.multiple_of is not None), 0)
 
 
+def cost_clock(device: str) -> Callable[[], float]:
+    """The clock of a check's cost and of its unit: CPU time on cpu (a share of the machine
+    taken by another process stretches wall time, not the work done), wall time on cuda
+    (whose work is not this process's CPU time)."""
+    return time.perf_counter if device.startswith("cuda") else time.process_time
+
+
 def _forward_backward_seconds(function: FunctionUnderTest, point: Point, names: list[str],
                               probe: Probe, repeats: int = UNIT_REPEATS) -> float:
-    """The fastest of a few forward+backward passes on fresh graphs (first calls are slow)."""
+    """The median time of a few forward+backward passes on fresh graphs by ``cost_clock``:
+    the unit of a check's cost (``pipeline.case_check``)."""
+    import statistics
+
     import torch
 
     device = function.device
-    fastest = float("inf")
+    clock = cost_clock(device)
+    times = []
     for _ in range(repeats):
         leaves = make_leaves(function.case, point, function.dtype, device)
-        started = time.perf_counter()
+        started = clock()
         with torch.enable_grad():
             out = function(leaves)
         _backward(function, out, leaves, names, probe, "")
         if device.startswith("cuda"):
             torch.cuda.synchronize(device)
-        fastest = min(fastest, time.perf_counter() - started)
-    return fastest
+        times.append(clock() - started)
+    return statistics.median(times)
 
 
 def _backward(function: FunctionUnderTest, out: Any, leaves: dict[str, Any], names: list[str],

@@ -1,11 +1,15 @@
 """Exhaustive finite differences (`--fd exhaustive`): every partial derivative of every input,
 by one central difference each (2N forwards for N elements).
 
-Perturbed inputs are evaluated CHUNK at a time, either through ``torch.func.vmap`` (one batched
-forward instead of CHUNK calls) or by plain calls that move one element in place and put it
-back. Both are timed on an input's first chunk and the faster is kept: vmap loses when copying
-a large input costs more than the calls it saves, and a function vmap cannot trace (a custom
-Function without a vmap rule) gets plain calls. Memory is bounded by CHUNK forwards.
+Perturbed inputs are evaluated a batch at a time through ``torch.func.vmap``: one batched
+forward instead of a call per perturbation. The batch size comes from memory, not from timing
+(a busy machine misleads a timing pilot): each perturbed copy holds the input and every node
+that depends on it, and a batch holds BATCH_BYTES of them. The copies live in one buffer per
+input, made once; each batch moves its elements in place and puts them back. The nodes that do
+not depend on the input are the centre's own (``FunctionUnderTest``), evaluated once. A
+function vmap cannot trace (a custom Function without a vmap rule, Python control flow on a
+value), or whose batched values differ from a plain call by more than round-off, gets plain
+calls: one element moved in place, the function called, the element put back.
 
 Each estimate gets the round-off part of its error bar directly. The truncation part, which
 needs steps 2h and the fourth difference (four more forwards), is measured on a seeded sample
@@ -15,7 +19,6 @@ truncation error stands for the rest of the input.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -23,20 +26,21 @@ import numpy as np
 
 from gradcheck_lab.oracles.base import Estimates, FiniteDifferences, Point, Probe
 from gradcheck_lab.oracles.finite_difference import (
+    CENTER,
     ROUNDOFF_FACTOR,
     called_in_note,
     evaluate_at,
-    input_tensors,
     method,
     partial_difference,
 )
 from gradcheck_lab.oracles.function import FunctionUnderTest
 from gradcheck_lab.oracles.precision import FLOAT64, Precision
+from gradcheck_lab.program import Program
 
-CHUNK = 256  # perturbed copies per batched forward
-# Copying more than this many elements per chunk (CHUNK copies of a 784x128 weight are 25
-# million) costs more than the calls vmap saves: such inputs get plain calls untried.
-VMAP_MAX_COPIED_ELEMENTS = 4_000_000
+# What one batched forward may hold: its perturbed copies of the input and of every node that
+# depends on it, in float64 (the MNIST MLP's W1: about 1 MB a copy, 128 copies).
+BATCH_BYTES = 128 * 2**20
+MAX_BATCH = 512  # beyond this a batch saves no more calls worth having
 SAMPLE = 32  # elements per input whose error bar is measured in full, besides disagreements
 _SAMPLE_STREAM = 4
 
@@ -53,14 +57,17 @@ def estimate(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...
     import torch
 
     case, device = function.case, function.device
-    base = input_tensors(case, point.values, device)
+    base = function.input_tensors(point.values, center=True)
     with torch.no_grad():
         # A copy: an impl may return the same buffer every call, and rewrite it.
-        center = function(base).detach().to(torch.float64).reshape(-1).clone()
+        center = function(base, CENTER).detach().to(torch.float64).reshape(-1).clone()
+    magnitude = max(float(center.abs().max()) if center.numel() else 0.0, term_scale)
     cotangents = torch.tensor(np.stack([np.asarray(p.cotangent, dtype=np.float64).reshape(-1)
                                         for p in probes]), dtype=torch.float64, device=device)
     evaluations = [1]
-    batched = _Batched(function, base, evaluations)
+    # Batched and plain values may differ by the round-off each evaluation is allowed.
+    batched = _Batched(function, base, evaluations,
+                       ROUNDOFF_FACTOR * precision.roundoff * max(magnitude, 1e-300))
     total = sum(spec.size for spec in case.differentiable_inputs)
     done = 0
     per_input: dict[str, Estimates] = {}
@@ -68,18 +75,19 @@ def estimate(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...
         x = base[spec.name].reshape(-1)
         steps = precision.relative_step * torch.clamp(x.abs(), min=1.0)
         partials = torch.empty((len(probes), x.numel()), dtype=torch.float64, device=device)
-        for start in range(0, x.numel(), CHUNK):
-            indices = torch.arange(start, min(start + CHUNK, x.numel()), device=device)
+        size = batch_size(case.program, spec.name)
+        for start in range(0, x.numel(), size):
+            indices = torch.arange(start, min(start + size, x.numel()), device=device)
             plus = batched(spec.name, indices, steps[indices])
             minus = batched(spec.name, indices, -steps[indices])
-            columns = (plus - minus) / (2 * steps[indices, None])  # (chunk, outputs)
+            columns = (plus - minus) / (2 * steps[indices, None])  # (batch, outputs)
             partials[:, indices] = cotangents @ columns.T
             done += len(indices)
             if progress is not None:
                 progress(done, total)
+        batched.release(spec.name)
         partials_np = partials.cpu().numpy()
         # Round-off: a few ulps of the function's values (or a larger intermediate), over h.
-        magnitude = max(float(center.abs().max()) if center.numel() else 0.0, term_scale)
         roundoff = (ROUNDOFF_FACTOR * precision.roundoff * magnitude
                     / steps.cpu().numpy())[None, :] * (
             np.abs(cotangents.cpu().numpy()).sum(axis=1)[:, None])
@@ -92,74 +100,101 @@ def estimate(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...
             indices=np.arange(x.numel()), partials=partials_np, partial_errors=errors,
             directions=np.zeros((0, *spec.shape)), directional=np.zeros((len(probes), 0)),
             directional_errors=np.zeros((len(probes), 0)))
-    how = ("batched with vmap where faster than plain calls" if batched.vmapped
-           else "plain calls (faster than vmap here, or vmap could not trace it)")
     return FiniteDifferences(
         f"{method(precision).replace(', error from h vs 2h', '')}; exhaustive: every partial, "
-        f"{how}; full error bars (h vs 2h) on {SAMPLE} sampled elements per input and on "
-        f"disagreements; on {function.label}",
+        f"{batched.how()}; full error bars (h vs 2h) on {SAMPLE} sampled elements per input "
+        f"and on disagreements; on {function.label}",
         center.cpu().numpy().reshape(case.program.output_node.shape), per_input,
         evaluations[0], notes=called_in_note(function))
 
 
-class _Batched:
-    """f with one input's elements ``indices`` moved by ``steps``, one result per index.
+def batch_size(program: Program, name: str) -> int:
+    """Perturbed copies of input ``name`` per batched forward: as many as BATCH_BYTES holds
+    of the input and every node that depends on it (at most MAX_BATCH)."""
+    changing = program.depending_on({name})
+    elements = sum(program.nodes[index].size for index in changing)
+    return max(1, min(MAX_BATCH, BATCH_BYTES // (8 * max(elements, 1))))
 
-    Two ways, and the faster is kept after timing both on the first chunk: a batched forward
-    through ``torch.func.vmap`` (fewer calls, but CHUNK copies of the input in memory: a loss
-    for a large weight matrix) or plain calls, each moving one element in place and putting
-    the original value back, so nothing is copied.
-    """
+
+class _Batched:
+    """f with one input's elements ``indices`` moved by ``steps``, one result row per index:
+    a batched forward through ``torch.func.vmap`` where it traces the function and gives what
+    a plain call gives, plain calls otherwise (decided on each input's first batch)."""
 
     def __init__(self, function: FunctionUnderTest, base: dict[str, Any],
-                 evaluations: list[int]) -> None:
+                 evaluations: list[int], roundoff: float) -> None:
         self.function = function
         self.base = base
         self.evaluations = evaluations
-        self.choice: dict[str, bool] = {}  # per input: vmap (True) or plain calls (False)
+        self.roundoff = roundoff
+        self.vmapped: dict[str, bool] = {}
+        self.refusal: str | None = None  # why vmap was not used, when it was not
+        self._buffers: dict[str, Any] = {}
 
-    @property
-    def vmapped(self) -> bool:
-        return any(self.choice.values())
+    def how(self) -> str:
+        if self.refusal is None:
+            return "batched with vmap (batch size from memory)"
+        if any(self.vmapped.values()):
+            return f"batched with vmap where it could be, plain calls elsewhere ({self.refusal})"
+        return f"plain calls ({self.refusal})"
 
     def __call__(self, name: str, indices: Any, steps: Any) -> Any:
         import torch
 
         self.evaluations[0] += len(indices)
         with torch.no_grad():
-            if name not in self.choice:
-                return self._choose(name, indices, steps)
-            if self.choice[name]:
+            if name not in self.vmapped:
+                return self._first(name, indices, steps)
+            if self.vmapped[name]:
                 return self._vmap(name, indices, steps)
             return self._plain(name, indices, steps)
 
-    def _choose(self, name: str, indices: Any, steps: Any) -> Any:
-        started = time.perf_counter()
-        plain = self._plain(name, indices, steps)
-        plain_seconds = time.perf_counter() - started
-        too_big = len(indices) * self.base[name].numel() > VMAP_MAX_COPIED_ELEMENTS
-        if too_big or (False in self.choice.values() and not any(self.choice.values())):
-            # Copies too large to win, or vmap failed or lost on an earlier input: do not
-            # pay for trying.
-            self.choice[name] = False
-            return plain
+    def _first(self, name: str, indices: Any, steps: Any) -> Any:
+        """The first batch: vmap, checked against a plain call on its first element."""
+        import torch
+
+        untraceable = self.refusal is not None and not any(self.vmapped.values())
+        self.vmapped[name] = False
+        if untraceable:
+            return self._plain(name, indices, steps)  # vmap failed on an earlier input
         try:
-            started = time.perf_counter()
-            self._vmap(name, indices, steps)
-            self.choice[name] = time.perf_counter() - started < plain_seconds
-        except Exception:
-            self.choice[name] = False  # vmap cannot trace this function: plain calls it is
-        return plain
+            rows = self._vmap(name, indices, steps)
+        except Exception as exc:  # vmap cannot trace this function
+            self.refusal = f"vmap could not trace it: {type(exc).__name__}"
+            self._buffers.pop(name, None)
+            return self._plain(name, indices, steps)
+        self.evaluations[0] += 1
+        plain = self._plain(name, indices[:1], steps[:1])
+        if not bool(torch.all(torch.abs(rows[:1] - plain) <= self.roundoff)):
+            self.refusal = "vmap's values differ from a plain call's by more than round-off"
+            self._buffers.pop(name, None)
+            return self._plain(name, indices, steps)
+        self.vmapped[name] = True
+        return rows
+
+    def release(self, name: str) -> None:
+        """Free the input's buffer of perturbed copies: its partials are done."""
+        self._buffers.pop(name, None)
 
     def _vmap(self, name: str, indices: Any, steps: Any) -> Any:
         import torch
 
         flat = self.base[name].reshape(-1)
-        copies = flat.expand(len(indices), -1).clone()
-        copies[torch.arange(len(indices)), indices] += steps
-        copies = copies.reshape(len(indices), *self.base[name].shape)
-        out = torch.func.vmap(lambda moved: self.function({**self.base, name: moved}))(copies)
-        return out.reshape(len(indices), -1).to(torch.float64)
+        copies = self._buffers.get(name)
+        if copies is None or len(copies) < len(indices):
+            copies = flat.expand(len(indices), -1).clone()
+            self._buffers[name] = copies
+        rows = torch.arange(len(indices), device=flat.device)
+        copies[rows, indices] += steps
+        try:
+            batch = copies[:len(indices)].reshape(len(indices), *self.base[name].shape)
+            moved = frozenset({name})
+            out = torch.func.vmap(
+                lambda value: self.function({**self.base, name: value}, moved))(batch)
+            # A copy: the rows must not alias the buffer, whose elements are put back next.
+            return out.reshape(len(indices), -1).to(torch.float64, copy=True)
+        finally:
+            copies[rows, indices] = flat[indices]
 
     def _plain(self, name: str, indices: Any, steps: Any) -> Any:
         import torch
@@ -168,12 +203,13 @@ class _Batched:
         # On cpu, a numpy view of the same memory: setting one element through it costs
         # nanoseconds, through the tensor microseconds (2N times over).
         cells = flat.numpy() if flat.device.type == "cpu" else flat
+        moved = frozenset({name})
         rows = []
         for index, step in zip(indices.tolist(), steps.tolist(), strict=True):
             original = float(cells[index])
             cells[index] = original + step
             try:
-                rows.append(self.function(self.base).reshape(-1).clone())
+                rows.append(self.function(self.base, moved).reshape(-1).clone())
             finally:
                 cells[index] = original
         return torch.stack(rows).to(torch.float64)
@@ -194,7 +230,7 @@ def _error_bars(point: Point, name: str, number: int, partials: np.ndarray,
 
     def at(moved: np.ndarray) -> np.ndarray:
         evaluations[0] += 1
-        return evaluate_at(function, {**point.values, name: moved})
+        return evaluate_at(function, {**point.values, name: moved}, frozenset({name}))
 
     def full_bar(flat: int) -> np.ndarray:
         _, error = partial_difference(at, x, flat, center, term_scale, precision)

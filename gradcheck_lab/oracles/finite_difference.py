@@ -29,6 +29,11 @@ from gradcheck_lab.oracles.precision import EPS64, FLOAT64, Precision, fourth_di
 
 ALL_PARTIALS_MAX_ELEMENTS = 2048
 DIRECTIONS_PER_INPUT = 8
+# A check first takes this many directions per input (``estimate(directions=...)``): enough
+# for a third opinion where symbolic and autograd agree, since a random direction meets any
+# error vector; the inputs where they disagree then get DIRECTIONS_PER_INPUT, whose votes
+# name the odd one out (``more_directions``), the same seeded directions as a full draw.
+SCREENING_DIRECTIONS = 2
 # Estimates × program nodes: each estimate evaluates the whole program four times. The bundled
 # cases stay under 10,000; 3,000 scalar inputs summed in lets would be 2.4e8 for 8 directions
 # each (minutes).
@@ -41,9 +46,11 @@ METHOD = "central, h=1e-6·max(1,|x|), error from h vs 2h"
 
 def estimate(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...], *,
              focus: dict[str, np.ndarray] | None = None, mode: str = "auto",
-             term_scale: float = 0.0, precision: Precision = FLOAT64) -> FiniteDifferences:
+             term_scale: float = 0.0, precision: Precision = FLOAT64,
+             directions: int = DIRECTIONS_PER_INPUT) -> FiniteDifferences:
     """Estimates for every differentiable input of ``function`` (called in float64).
-    ``mode``: "auto", "all" or "projections".
+    ``mode``: "auto", "all" or "projections". ``directions``: random directions per input
+    (at most DIRECTIONS_PER_INPUT, fewer where the budget says so), when not every partial.
 
     ``term_scale``: the largest intermediate value of the computation, when known, for the
     round-off floor of the error bars. ``precision``: how precisely the function computes
@@ -54,15 +61,11 @@ def estimate(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...
 
     def evaluate(name: str | None = None, replacement: np.ndarray | None = None) -> np.ndarray:
         counter[0] += 1
-        moved = point.values if name is None else {**point.values, name: replacement}
-        return evaluate_at(function, moved)
+        if name is None:
+            return evaluate_at(function, point.values, CENTER)
+        return evaluate_at(function, {**point.values, name: replacement}, frozenset({name}))
 
     value = evaluate()
-
-    def central(name: str, x: np.ndarray, direction: np.ndarray,
-                step: float) -> tuple[np.ndarray, np.ndarray]:
-        return central_difference(lambda t: evaluate(name, x + t * direction), value,
-                                  term_scale, step, precision.roundoff)
 
     cotangents = np.stack([np.asarray(p.cotangent, dtype=np.float64).reshape(-1)
                            for p in probes])
@@ -89,29 +92,89 @@ def estimate(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...
                 term_scale, precision)
             partials.append(cotangents @ column)
             partial_errors.append(np.abs(cotangents) @ error)
-        directions = np.zeros((0, *x.shape))
-        directional, directional_errors = [], []
-        if not all_partials and (sampled is None or spec.name in sampled):
-            rng = np.random.default_rng([case.seed, _DIRECTION_STREAM, number])
-            scale = np.maximum(1.0, np.abs(x))
-            directions = rng.standard_normal((directions_each, *x.shape)) * scale
-            for direction in directions:
-                column, error = central(spec.name, x, direction, precision.relative_step)
-                directional.append(cotangents @ column)
-                directional_errors.append(np.abs(cotangents) @ error)
-        per_input[spec.name] = Estimates(
+        estimates = Estimates(
             indices=indices,
             partials=_columns(partials, len(probes)),
             partial_errors=_columns(partial_errors, len(probes)),
-            directions=directions,
-            directional=_columns(directional, len(probes)),
-            directional_errors=_columns(directional_errors, len(probes)),
+            directions=np.zeros((0, *x.shape)),
+            directional=np.zeros((len(probes), 0)),
+            directional_errors=np.zeros((len(probes), 0)),
         )
+        if not all_partials and (sampled is None or spec.name in sampled):
+            estimates = _with_directions(estimates, min(directions, directions_each),
+                                         lambda moved, name=spec.name: evaluate(name, moved),
+                                         x, value, cotangents, case.seed, number, term_scale,
+                                         precision)
+        per_input[spec.name] = estimates
+    screened = min(directions, directions_each)
     kind = "every partial" if all_partials else (
-        f"{directions_each} random directions per input + focus elements")
+        f"{directions_each} random directions per input + focus elements"
+        if screened == directions_each else
+        f"{screened} random directions per input ({directions_each} where symbolic and "
+        "autograd disagree) + focus elements")
     return FiniteDifferences(f"{method(precision)}; {kind}; on {function.label}",
                              value.reshape(case.program.output_node.shape), per_input,
                              counter[0], notes=notes)
+
+
+def _with_directions(estimates: Estimates, count: int,
+                     at: Callable[[np.ndarray], np.ndarray], x: np.ndarray, value: np.ndarray,
+                     cotangents: np.ndarray, seed: int, number: int, term_scale: float,
+                     precision: Precision) -> Estimates:
+    """``estimates`` with its input's seeded random directions up to ``count``, taking
+    those it has as they are. ``at(moved)`` is f with the input replaced by ``moved``."""
+    have = len(estimates.directions)
+    if count <= have:
+        return estimates
+    rng = np.random.default_rng([seed, _DIRECTION_STREAM, number])
+    # The generator fills row by row: the first rows of a larger draw are a smaller draw.
+    directions = rng.standard_normal((count, *x.shape)) * np.maximum(1.0, np.abs(x))
+    directional, errors = list(estimates.directional.T), list(estimates.directional_errors.T)
+    for direction in directions[have:]:
+        column, error = central_difference(lambda t, d=direction: at(x + t * d), value,
+                                           term_scale, precision.relative_step,
+                                           precision.roundoff)
+        directional.append(cotangents @ column)
+        errors.append(np.abs(cotangents) @ error)
+    return dataclasses.replace(estimates, directions=directions,
+                               directional=_columns(directional, len(cotangents)),
+                               directional_errors=_columns(errors, len(cotangents)))
+
+
+def more_directions(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...],
+                    differences: FiniteDifferences, inputs: set[str], term_scale: float = 0.0,
+                    precision: Precision = FLOAT64) -> FiniteDifferences:
+    """``differences`` with every random direction its budget allows for ``inputs`` (where
+    symbolic and autograd disagree), beyond the screening ones an estimate took."""
+    case = function.case
+    differentiable = case.differentiable_inputs
+    each, _ = _directions_within(differentiable, estimate_budget(case), case.seed)
+    wanted = [(number, spec) for number, spec in enumerate(differentiable)
+              if spec.name in inputs and spec.name in differences.per_input
+              and 0 < len(differences.per_input[spec.name].directions) < each]
+    if not wanted:
+        return differences
+    counter = [1]
+    value = evaluate_at(function, point.values, CENTER)
+
+    def at(name: str, moved: np.ndarray) -> np.ndarray:
+        counter[0] += 1
+        return evaluate_at(function, {**point.values, name: moved}, frozenset({name}))
+
+    cotangents = np.stack([np.asarray(p.cotangent, dtype=np.float64).reshape(-1)
+                           for p in probes])
+    per_input = dict(differences.per_input)
+    for number, spec in wanted:
+        per_input[spec.name] = _with_directions(
+            per_input[spec.name], each, lambda moved, name=spec.name: at(name, moved),
+            np.asarray(point.values[spec.name]), value, cotangents, case.seed, number,
+            term_scale, precision)
+    names = ", ".join(spec.name for _, spec in wanted)
+    note = (f"finite differences took {each} random directions for {names}, where symbolic "
+            "and autograd disagree")
+    return dataclasses.replace(differences, per_input=per_input,
+                               evaluations=differences.evaluations + counter[0],
+                               notes=(*differences.notes, note))
 
 
 def estimate_budget(case: Case) -> int:
@@ -174,7 +237,7 @@ def refine(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...],
     samples of the noise its difference really sees), beside the truncation seen between h
     and 2h; the floor stays float64's rounding of the largest term.
     """
-    center = evaluate_at(function, point.values)
+    center = evaluate_at(function, point.values, CENTER)
     cotangents = np.stack([np.asarray(p.cotangent, dtype=np.float64).reshape(-1)
                            for p in probes])
     per_input = dict(differences.per_input)
@@ -218,7 +281,7 @@ def _element_difference(function: FunctionUnderTest, point: Point, name: str, x:
     unit = unit.reshape(x.shape)
 
     def at(t: float) -> np.ndarray:
-        return evaluate_at(function, {**point.values, name: x + t * unit})
+        return evaluate_at(function, {**point.values, name: x + t * unit}, frozenset({name}))
 
     step = precision.relative_step * max(1.0, abs(float(x.reshape(-1)[flat])))
     values = {0: center, **{k: at(k * step) for k in (1, -1, 2, -2)}}
@@ -299,12 +362,18 @@ def input_tensors(case: Case, values: Mapping[str, np.ndarray], device: str) -> 
             for spec in case.inputs}
 
 
-def evaluate_at(function: FunctionUnderTest, values: Mapping[str, np.ndarray]) -> np.ndarray:
-    """The function at ``values`` (every input, by name), flat, in float64, without a graph."""
+CENTER: frozenset[str] = frozenset()  # ``moved`` of the evaluation the others move from
+
+
+def evaluate_at(function: FunctionUnderTest, values: Mapping[str, np.ndarray],
+                moved: frozenset[str] | None = None) -> np.ndarray:
+    """The function at ``values`` (every input, by name), flat, in float64, without a graph.
+    ``moved``: CENTER for the point the next evaluations move from, or the inputs that differ
+    from it (see ``FunctionUnderTest.__call__``)."""
     import torch
 
     with torch.no_grad():
-        out = function(function.input_tensors(values))
+        out = function(function.input_tensors(values, center=moved == CENTER), moved)
     return owned(out).reshape(-1)
 
 

@@ -12,7 +12,6 @@ import hashlib
 import importlib.util
 import sys
 import traceback
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -81,10 +80,6 @@ def load_impl(ref: ImplRef) -> Callable[..., Any]:
     return function
 
 
-# The base point's array and the last moved one: enough that every unmoved input hits.
-_TENSORS_KEPT_PER_INPUT = 2
-
-
 class FunctionUnderTest:
     """Calls the impl (checked) or the lowered spec on a dict of tensors, in ``dtype`` on
     ``device``.
@@ -115,37 +110,45 @@ class FunctionUnderTest:
         # The user's file, whose frames an error names (an impl file, or a callable's own).
         self.source = (case.impl.path if isinstance(case.impl, ImplRef)
                        else _source_of(self.impl))
-        # Per input, the tensors of the last few arrays finite differences evaluated at (by
-        # identity): the unmoved inputs of each evaluation are the same arrays every time.
-        self._tensors: dict[str, OrderedDict[int, tuple[np.ndarray, Any]]] = {}
+        # Per input, the tensor of the centre's array (pinned by the evaluation that makes it
+        # the centre) and of the last other array met, by identity: the unmoved inputs of
+        # every finite-difference evaluation are the centre's arrays.
+        self._pinned: dict[str, tuple[np.ndarray, Any]] = {}
+        self._last: dict[str, tuple[np.ndarray, Any]] = {}
+        self._center: _Center | None = None
 
-    def input_tensors(self, values: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    def input_tensors(self, values: Mapping[str, np.ndarray],
+                      center: bool = False) -> dict[str, Any]:
         """Every input as a tensor without grad (float64, or int64 for integer ones), as
-        finite differences call the function: an array met before reuses its tensor, so only
-        the moved input is converted. The lowered spec reads its inputs; an impl gets copies,
-        so that one that writes into its inputs cannot change the next evaluation."""
+        finite differences call the function: the centre's arrays (``center``: these values
+        are the new centre) and the last array met reuse their tensors, so only the moved
+        input is converted. The lowered spec reads its inputs; an impl gets copies, so that one
+        that writes into its inputs cannot change the next evaluation."""
         import torch
 
         tensors = {}
         for spec in self.case.inputs:
             array = values[spec.name]
-            cached = self._tensors.setdefault(spec.name, OrderedDict())
-            hit = cached.get(id(array))
-            if hit is not None and hit[0] is array:
-                cached.move_to_end(id(array))
-                tensor = hit[1]
-            else:
-                tensor = torch.tensor(array, device=self.device,
-                                      dtype=torch.int64 if spec.is_integer else torch.float64)
-                cached[id(array)] = (array, tensor)
-                while len(cached) > _TENSORS_KEPT_PER_INPUT:
-                    cached.popitem(last=False)
-            tensors[spec.name] = tensor if self.impl is None else tensor.clone()
+            hit = next((entry[1] for entry in (self._pinned.get(spec.name),
+                                               self._last.get(spec.name))
+                        if entry is not None and entry[0] is array), None)
+            if hit is None:
+                hit = torch.tensor(array, device=self.device,
+                                   dtype=torch.int64 if spec.is_integer else torch.float64)
+                self._last[spec.name] = (array, hit)
+            if center:
+                self._pinned[spec.name] = (array, hit)
+            tensors[spec.name] = hit if self.impl is None else hit.clone()
         return tensors
 
-    def __call__(self, tensors: dict[str, Any]) -> Any:
+    def __call__(self, tensors: dict[str, Any], moved: frozenset[str] | None = None) -> Any:
+        """The function at ``tensors``. ``moved``, for evaluations without a graph (finite
+        differences): the empty set makes this evaluation the centre, kept node by node; a
+        set of names says only those inputs differ from the centre's tensors, so that the
+        lowered spec evaluates again only the nodes downstream of them (an impl is opaque and
+        always called whole)."""
         if self.impl is None:
-            return lower(self.case.program, tensors, self.dtype, self.device)
+            return self._lowered(tensors, moved)
         try:
             out = self.called(tensors)
         except ImplError as exc:
@@ -158,6 +161,24 @@ class FunctionUnderTest:
                 raise exc from None
         self._check(out)
         return out
+
+    def _lowered(self, tensors: dict[str, Any], moved: frozenset[str] | None) -> Any:
+        import torch
+
+        program = self.case.program
+        if moved is None or torch.is_grad_enabled():
+            return lower(program, tensors, self.dtype, self.device)
+        if not moved:
+            self._center = _Center(program, dict(tensors),
+                                   lower_all(program, tensors, self.dtype, self.device))
+            return self._center.nodes[program.output]
+        center = self._center
+        if center is None or not center.holds(tensors, moved):
+            return lower(program, tensors, self.dtype, self.device)
+        given = {**center.unmoved(moved),
+                 **input_values(program, {name: tensors[name] for name in moved})}
+        return interpret(program, given, [program.output],
+                         torch_form(self.dtype, self.device))[program.output]
 
     def called(self, tensors: dict[str, Any]) -> Any:
         """The impl's own result for ``tensors`` (named outputs joined), unchecked."""
@@ -221,6 +242,35 @@ class FunctionUnderTest:
         if out.device.type != torch.device(self.device).type:
             raise ImplError(f"{self.label} returned a tensor on {out.device}, "
                             f"expected {self.device}")
+
+
+class _Center:
+    """The lowered spec's every node at one evaluation (finite differences' center): an
+    evaluation that moves some inputs reuses the nodes that do not depend on them. Exact, not
+    an approximation: those nodes are computed from the same tensors by the same ops."""
+
+    def __init__(self, program: Program, inputs: dict[str, Any], nodes: dict[int, Any]) -> None:
+        self.program = program
+        self.inputs = inputs
+        self.nodes = nodes
+        self._unmoved: dict[frozenset[str], dict[int, Any]] = {}
+
+    def holds(self, tensors: Mapping[str, Any], moved: frozenset[str]) -> bool:
+        """Whether every input but ``moved`` is the centre's own tensor (the same object:
+        finite differences reuse the tensors of unmoved inputs)."""
+        return tensors.keys() == self.inputs.keys() and all(
+            tensors[name] is tensor for name, tensor in self.inputs.items()
+            if name not in moved)
+
+    def unmoved(self, moved: frozenset[str]) -> dict[int, Any]:
+        """The centre's nodes that do not depend on the inputs ``moved``."""
+        kept = self._unmoved.get(moved)
+        if kept is None:
+            changing = self.program.depending_on(moved)
+            kept = {index: value for index, value in self.nodes.items()
+                    if index not in changing}
+            self._unmoved[moved] = kept
+        return kept
 
 
 def bound_module(factory: Callable[..., Any], case: Case, dtype: str, device: str,

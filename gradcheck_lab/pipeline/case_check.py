@@ -12,6 +12,7 @@ merges the points, and ends with the training step. A case that cannot be checke
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 import traceback
@@ -26,6 +27,7 @@ from gradcheck_lab.compare.findings import Findings, merge_points
 from gradcheck_lab.compare.patterns import located
 from gradcheck_lab.compare.tolerances import ToleranceRule, rule_for
 from gradcheck_lab.errors import CaseError, ImplError, SpecError
+from gradcheck_lab.oracles.autograd import cost_clock
 from gradcheck_lab.oracles.base import Gradients, Point, Probe, independent
 from gradcheck_lab.oracles.function import FunctionUnderTest, device_available
 from gradcheck_lab.oracles.precision import Precision
@@ -195,16 +197,19 @@ class CaseCheck:
     # -- per device -------------------------------------------------------------------------
     def run(self, device: str) -> Result:
         started = time.perf_counter()
+        clock = cost_clock(device)  # the check's cost, on its unit's clock
+        cost_started = clock()
         if not device_available(device):
             return self.result(device, "skip", f"{device} is not available on this machine")
         try:
-            points = self.prepared()
-            first_sym = points[0].symbolic
-            if first_sym.kinks:
-                return self.result(device, "skip", "; ".join(first_sym.kinks),
-                                   oracles={"symbolic": first_sym.method})
-            result, unit_seconds = self.check(device, points)
-            checked = time.perf_counter() - started
+            with _check_threads(self.settings.threads):
+                points = self.prepared()
+                first_sym = points[0].symbolic
+                if first_sym.kinks:
+                    return self.result(device, "skip", "; ".join(first_sym.kinks),
+                                       oracles={"symbolic": first_sym.method})
+                result, unit_seconds = self.check(device, points)
+            checked = clock() - cost_started
             if unit_seconds:
                 # The check's cost in forward+backward passes of the case itself, a figure
                 # that holds on any machine (timings are separate: --timings).
@@ -273,9 +278,10 @@ class CaseCheck:
             fd = self.exhaustive_differences(functions.reference, point, probes, sym, precision)
         else:
             focus = finite_difference.focus_elements(self.case, sym, ag, FD_FOCUS_ELEMENTS)
-            fd = finite_difference.estimate(functions.reference, point, probes, focus=focus,
-                                            mode=self.settings.fd, term_scale=sym.term_scale,
-                                            precision=precision)
+            fd = finite_difference.estimate(
+                functions.reference, point, probes, focus=focus, mode=self.settings.fd,
+                term_scale=sym.term_scale, precision=precision,
+                directions=finite_difference.SCREENING_DIRECTIONS)
         # The precision measurement's evaluations are finite differences' too.
         fd = dataclasses.replace(fd, evaluations=fd.evaluations + precision.evaluations)
         fd = without_surrogates(fd, self.case.surrogates)
@@ -284,14 +290,26 @@ class CaseCheck:
 
     def compared(self, results: OracleResults, functions: _Functions, rule: ToleranceRule,
                  value_rule: ToleranceRule) -> tuple[OracleResults, Verdict]:
-        """The comparison; where finite differences could not tell symbolic from autograd,
-        their estimates at those elements sharpened (``finite_difference.refine``) and the
-        comparison made again, before the verdict gives up."""
+        """The comparison. Where it fails, finite differences take every random direction
+        for the inputs that disagree (``finite_difference.more_directions``: votes beyond
+        the screening ones); where they could not tell symbolic from autograd, their estimates
+        at those elements are sharpened (``finite_difference.refine``); the comparison is made
+        again after each, before the verdict gives up."""
         from gradcheck_lab.compare.verdict import judged
         from gradcheck_lab.oracles import finite_difference
 
         verdict, undecided = judged(results, rule, value_rule)
-        if verdict.status != "fail" or results.finite_differences is None or not undecided:
+        if verdict.status != "fail" or results.finite_differences is None:
+            return results, verdict
+        contested = {m.input for m in verdict.mismatches
+                     if m.check == "gradient" and m.input is not None}
+        wider = finite_difference.more_directions(
+            functions.reference, results.point, results.probes, results.finite_differences,
+            contested, results.symbolic.term_scale, results.precision)
+        if wider is not results.finite_differences:
+            results = dataclasses.replace(results, finite_differences=wider)
+            verdict, undecided = judged(results, rule, value_rule)
+        if verdict.status != "fail" or not undecided:
             return results, verdict
         sharper = finite_difference.refine(functions.reference, results.point, results.probes,
                                            results.finite_differences, undecided,
@@ -445,3 +463,22 @@ class CaseCheck:
                        f"{self.case.name}: {type(exc).__name__}: {exc} (run with --debug and "
                        "report it)")
         return self.result(device, "error", message, details=details)
+
+
+@contextlib.contextmanager
+def _check_threads(count: int | None) -> Iterator[None]:
+    """torch's CPU threads during a check (``count``, or torch's setting as it is), put back
+    after it, and numpy's BLAS (the symbolic oracle's products) on as many: OpenBLAS's idle
+    threads spin, and took a second core beside torch's single one."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    previous = torch.get_num_threads()
+    if count is not None and count != previous:
+        torch.set_num_threads(count)
+    try:
+        with threadpool_limits(limits=torch.get_num_threads(), user_api="blas"):
+            yield
+    finally:
+        if torch.get_num_threads() != previous:
+            torch.set_num_threads(previous)

@@ -85,6 +85,15 @@ class Program:
                     stack.extend(self.nodes[index].args)
         return sorted(needed)
 
+    def depending_on(self, names: Iterable[str]) -> frozenset[int]:
+        """The nodes whose value changes when the inputs ``names`` do: those inputs and every
+        node downstream of them (what must be evaluated again after moving only them)."""
+        moved = {self.inputs[name] for name in names if name in self.inputs}
+        for node in self.nodes:  # in evaluation order: a node's arguments come before it
+            if node.index not in moved and any(arg in moved for arg in node.args):
+                moved.add(node.index)
+        return frozenset(moved)
+
     def arg_infos(self, index: int) -> list[ArgInfo]:
         """What an op's shape and cost rules know of node ``index``'s arguments."""
         return [_info(arg) for arg in (self.nodes[a] for a in self.nodes[index].args)]
