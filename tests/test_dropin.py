@@ -83,6 +83,7 @@ def test_torchs_own_rules_hold() -> None:
     assert gradgradcheck(torch.tanh, (double(2, 2),))
 
 
+@pytest.mark.slow
 def test_an_untraceable_forward_falls_back_to_torchs_gradcheck_with_a_warning() -> None:
     with pytest.warns(UserWarning, match="aten.erfinv.default .* fell back to "
                                          "torch.autograd.gradcheck"):

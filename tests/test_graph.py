@@ -128,6 +128,7 @@ def test_unused_let_and_input_are_drawn() -> None:
     assert labels["x"] == ("value 2", "grad 4")
 
 
+@pytest.mark.slow
 def test_a_scalar_graph_labels_its_edges_with_local_derivatives(tmp_path: Path) -> None:
     """As a backprop worked by hand: ∂p/∂x = ∂p/∂y = 1, ∂q/∂p = z = 3, ∂q/∂z = p = 4,
     ∂r/∂q = 2q = 24; the gradient in its own colour, and a legend."""
