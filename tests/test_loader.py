@@ -613,3 +613,10 @@ def test_expectations_take_non_finite_numbers_and_keep_the_digits_written() -> N
     assert float(value.literal) == float("-inf")
     assert [float(v) for v in grad.literal] == [float("inf"), 1.0]
     assert list(grad.halfunits) == [0.0, 0.0005]
+
+
+def test_load_file_takes_a_path_as_text_too(write_case, monkeypatch) -> None:
+    path = write_case(SCALAR_X + "output: x**2\n", name="texted.yaml")
+    monkeypatch.chdir(path.parent)
+    (case,) = load_file("texted.yaml")
+    assert case.name == "texted" and case.file == "texted.yaml"

@@ -87,8 +87,10 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
-def load_file(path: Path, limits: LoadLimits = LoadLimits()) -> list[CaseOrError]:
-    """Every case in a file, each a Case or a CaseError. Never raises for bad content."""
+def load_file(path: str | Path, limits: LoadLimits = LoadLimits()) -> list[CaseOrError]:
+    """Every case in the file at ``path`` (a Path or a str), each a Case or a CaseError. Never
+    raises for bad content."""
+    path = Path(path)
     label = display_path(path)
     try:
         size = path.stat().st_size
