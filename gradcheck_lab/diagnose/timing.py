@@ -116,17 +116,16 @@ def timing_environment(device: str, threads: int | None) -> Iterator[int]:
     """Fix the CPU thread count and turn TF32 off; restore both afterwards."""
     import torch
 
-    previous_threads = torch.get_num_threads()
+    from gradcheck_lab.oracles.function import held_threads
+
     cuda = torch.backends.cuda.matmul
     previous_tf32 = (cuda.allow_tf32, torch.backends.cudnn.allow_tf32)
-    if threads is not None:
-        torch.set_num_threads(threads)
     cuda.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     try:
-        yield torch.get_num_threads()
+        with held_threads(threads) as count:
+            yield count
     finally:
-        torch.set_num_threads(previous_threads)
         cuda.allow_tf32, torch.backends.cudnn.allow_tf32 = previous_tf32
 
 

@@ -153,10 +153,10 @@ class _Batched:
         """The first batch: vmap, checked against a plain call on its first element."""
         import torch
 
-        untraceable = self.refusal is not None and not any(self.vmapped.values())
+        refused_before = self.refusal is not None and not any(self.vmapped.values())
         self.vmapped[name] = False
-        if untraceable:
-            return self._plain(name, indices, steps)  # vmap failed on an earlier input
+        if refused_before:  # on an earlier input vmap could not trace f, or gave other values
+            return self._plain(name, indices, steps)
         try:
             rows = self._vmap(name, indices, steps)
         except Exception as exc:  # vmap cannot trace this function

@@ -8,11 +8,12 @@ Whatever it returns is checked before any oracle uses it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import sys
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -385,3 +386,22 @@ def device_available(device: str) -> bool:
         return False
     index = int(device.split(":")[1]) if ":" in device else 0
     return index < torch.cuda.device_count()
+
+
+@contextlib.contextmanager
+def held_threads(count: int | None) -> Iterator[int]:
+    """torch's CPU threads held at ``count`` for the block (None: torch's setting as it is)
+    and put back after it, numpy's BLAS on as many (OpenBLAS's idle threads spin, and took a
+    second core beside torch's single one); yields the count in force."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    previous = torch.get_num_threads()
+    if count is not None and count != previous:
+        torch.set_num_threads(count)
+    try:
+        with threadpool_limits(limits=torch.get_num_threads(), user_api="blas"):
+            yield torch.get_num_threads()
+    finally:
+        if torch.get_num_threads() != previous:
+            torch.set_num_threads(previous)

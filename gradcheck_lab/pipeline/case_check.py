@@ -12,7 +12,6 @@ merges the points, and ends with the training step. A case that cannot be checke
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import time
 import traceback
@@ -29,7 +28,7 @@ from gradcheck_lab.compare.tolerances import ToleranceRule, rule_for
 from gradcheck_lab.errors import CaseError, ImplError, SpecError
 from gradcheck_lab.oracles.autograd import cost_clock
 from gradcheck_lab.oracles.base import Gradients, Point, Probe, independent
-from gradcheck_lab.oracles.function import FunctionUnderTest, device_available
+from gradcheck_lab.oracles.function import FunctionUnderTest, device_available, held_threads
 from gradcheck_lab.oracles.precision import Precision
 from gradcheck_lab.oracles.surrogate import with_surrogates, without_surrogates
 from gradcheck_lab.oracles.trace import Traced
@@ -202,7 +201,8 @@ class CaseCheck:
         if not device_available(device):
             return self.result(device, "skip", f"{device} is not available on this machine")
         try:
-            with _check_threads(self.settings.threads):
+            # torch's (and numpy's BLAS) threads for the check (``Settings.threads``).
+            with held_threads(self.settings.threads):
                 points = self.prepared()
                 first_sym = points[0].symbolic
                 if first_sym.kinks:
@@ -463,22 +463,3 @@ class CaseCheck:
                        f"{self.case.name}: {type(exc).__name__}: {exc} (run with --debug and "
                        "report it)")
         return self.result(device, "error", message, details=details)
-
-
-@contextlib.contextmanager
-def _check_threads(count: int | None) -> Iterator[None]:
-    """torch's CPU threads during a check (``count``, or torch's setting as it is), put back
-    after it, and numpy's BLAS (the symbolic oracle's products) on as many: OpenBLAS's idle
-    threads spin, and took a second core beside torch's single one."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    previous = torch.get_num_threads()
-    if count is not None and count != previous:
-        torch.set_num_threads(count)
-    try:
-        with threadpool_limits(limits=torch.get_num_threads(), user_api="blas"):
-            yield
-    finally:
-        if torch.get_num_threads() != previous:
-            torch.set_num_threads(previous)
