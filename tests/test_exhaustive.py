@@ -19,9 +19,9 @@ def test_every_partial_is_estimated_at_about_two_forwards_each() -> None:
     assert auto.counts["finite_difference"] < 2400  # projections and focus elements only
     assert result.counts["finite_difference"] == 2400
     evaluations = result.counts["finite_difference_evaluations"]
-    # 2N central differences, the centre, 4 more per sampled full error bar, and the one plain
-    # call that the first batch's batched values are checked against.
-    assert 2 * 2400 < evaluations <= 2 * 2400 + 1 + 4 * SAMPLE + 1
+    # 2N central differences, the centre, 4 more per sampled full error bar, and the two plain
+    # calls that the first batch's first and last batched values are checked against.
+    assert 2 * 2400 < evaluations <= 2 * 2400 + 1 + 4 * SAMPLE + 2
     # The lowered spec is batched: vmap traces tanh, pow and sum.
     assert "batched with vmap (batch size from memory)" in result.oracles["finite_difference"]
 
@@ -106,3 +106,37 @@ def test_batched_values_unlike_a_plain_calls_fall_back_to_plain_calls() -> None:
     assert result.status == "pass", result.message
     assert ("vmap's values differ from a plain call's by more than round-off"
             in result.oracles["finite_difference"])
+
+
+MLP = {"x": {"shape": [6, 5], "init": "randn", "seed": 1, "requires_grad": False},
+       "W": {"shape": [4, 5], "init": "randn", "seed": 2},
+       "b": {"shape": [4], "init": "randn", "seed": 3}}
+
+
+def test_the_readers_of_a_moved_input_are_evaluated_only_where_it_reaches() -> None:
+    (result,) = check("sum(tanh(linear(x, W, b)) ** 2)", MLP, fd="exhaustive")
+    assert result.status == "pass", result.message
+    assert ("the ops reading W, b evaluated only where a moved element reaches"
+            in result.oracles["finite_difference"])
+
+
+def test_a_wrong_reach_rule_is_caught_by_the_plain_call_it_is_checked_against(
+        monkeypatch) -> None:
+    import dataclasses
+
+    from gradcheck_lab.ops import OPS
+
+    linear = OPS["linear"]
+
+    def shifted(args, position, indices, values, out, evaluate):
+        # Plants a fault: the batch's last copy comes out 0.1 % off.
+        rows = linear.moves(args, position, indices, values, out, evaluate)
+        rows[-1] *= 1.001
+        return rows
+
+    monkeypatch.setitem(OPS, "linear", dataclasses.replace(linear, moves=shifted))
+    (result,) = check("sum(tanh(linear(x, W, b)) ** 2)", MLP, fd="exhaustive")
+    assert result.status == "pass", result.message
+    method = result.oracles["finite_difference"]
+    assert "vmap's values differ from a plain call's by more than round-off" in method
+    assert "evaluated only where" not in method

@@ -186,7 +186,8 @@ class _InputGradient:
         odd_here: dict[int, str | None] = {}
         fd_value, fd_bound, fd_at = self.fd_partials(p.k)
         outside = self.tally.outside.get(self.name, set())
-        for position, flat in enumerate(fd_at):
+        for position in np.flatnonzero(~self._settled(p, fd_value, fd_bound, fd_at, outside)):
+            flat = fd_at[position]
             f, bf = fd_value[position], fd_bound[position]
             s, a = p.s[flat], p.a[flat]
             if int(flat) in outside:
@@ -225,6 +226,22 @@ class _InputGradient:
                 (AUTOGRAD, FD), FD, {SYMBOLIC: s, AUTOGRAD: a, FD: f}, abs(a - f), s,
                 p.bound_a[flat] + bf, flat=int(flat), k=p.k))
         return odd_here
+
+    @staticmethod
+    def _settled(p: _Probed, fd_value: np.ndarray, fd_bound: np.ndarray, fd_at: np.ndarray,
+                 outside: set[int]) -> np.ndarray:
+        """The estimates ``partials`` would pass over without a word, all at once (an
+        exhaustive run has one per element): symbolic and autograd agree, the estimate is
+        finite and conclusive, and it sides with one of them."""
+        s, a = p.s[fd_at], p.a[fd_at]
+        with np.errstate(all="ignore"):
+            settled = (p.agree[fd_at] & np.isfinite(fd_value) & np.isfinite(fd_bound)
+                       & ~(fd_bound > FD_INCONCLUSIVE * (np.abs(s) + p.scale))
+                       & (agree(s, fd_value, p.bound_s[fd_at] + fd_bound)
+                          | agree(a, fd_value, p.bound_a[fd_at] + fd_bound)))
+        if outside:
+            settled &= ~np.isin(fd_at, np.fromiter(outside, dtype=np.int64))
+        return settled
 
     def directions(self, p: _Probed, findings: Findings) -> list[str]:
         """Compare <d, S> and <d, A> with the finite difference along each direction d; the

@@ -39,6 +39,15 @@ TorchForm = Callable[[Sequence[Any], Params], Any]
 # Exact constant folding: the arguments' values and the bit limit of an exact result; None when
 # the op does not fold these values. Raises SpecError for a constant that cannot be evaluated.
 FoldRule = Callable[[Sequence[Fraction], int], Fraction | None]
+# Exhaustive finite differences move one element of one argument at a time, a batch of them at
+# once: (the arguments, the moved argument's position, the moved flat indices (B,), their new
+# values (B,), the op's output at the arguments, ``evaluate``: the op itself applied to other
+# arguments) -> (B, *output shape): the output with element indices[b] set to values[b], for
+# each b; None where the rule does not cover these arguments (the caller evaluates the op
+# whole). A rule only slices and scatters: the values it keeps are the output's, the values
+# it replaces the op's own on the slice of the arguments they depend on.
+MovesRule = Callable[[Sequence[Any], int, Any, Any, Any, Callable[[Sequence[Any]], Any]],
+                     Any]
 PARAM_KINDS = ("int", "dims", "bool", "float", "str", "text")
 # The hidden keyword that records which tensor arguments a call gave (``clamp(x, max=1)``
 # gives positions (0, 2)); ops that take it see exactly those arguments, in that order.
@@ -145,6 +154,9 @@ class Op:
     # ops): their numpy forward and VJP differentiated by a complex step.
     jvp: JvpRule | None = None
     pairs: PairRule | None = None
+    # Which output elements one moved element of an argument reaches (``MovesRule``);
+    # elementwise ops have ``elementwise_moves``; None: the op is evaluated whole.
+    moves: MovesRule | None = None
 
     @property
     def jvp_rule(self) -> JvpRule:
@@ -154,6 +166,11 @@ class Op:
     def pair_rule(self) -> PairRule:
         return self.pairs if self.pairs is not None else complex_step_pairs(self.numpy,
                                                                              self.vjp)
+
+    @property
+    def moves_rule(self) -> MovesRule | None:
+        return self.moves if self.moves is not None else (
+            elementwise_moves if self.is_elementwise else None)
 
     @property
     def is_elementwise(self) -> bool:
@@ -235,6 +252,40 @@ def composite(name: str, expand: Callable[[Any, list[int], Params], int], torch:
               integer_args=integer_args, nondifferentiable_args=integer_args,
               arg_names=arg_names, positional=positional, group=group, doc=doc,
               expand=expand)
+
+
+def elementwise_moves(args: Sequence[Any], position: int, indices: Any, values: Any, out: Any,
+                      evaluate: Callable[[Sequence[Any]], Any]) -> Any:
+    """``MovesRule`` of an elementwise op: a moved element reaches the output element at the
+    same place, unless the argument is broadcast (then it reaches many: None)."""
+    torch = torch_module()
+    if not torch.is_tensor(out) or tuple(args[position].shape) != tuple(out.shape):
+        return None
+    at = [values if k == position else
+          arg.broadcast_to(out.shape).reshape(-1)[indices] if torch.is_tensor(arg) else arg
+          for k, arg in enumerate(args)]
+    rows = out.reshape(1, -1).repeat(len(indices), 1)
+    rows[torch.arange(len(indices), device=out.device), indices] = evaluate(at).to(out.dtype)
+    return rows.reshape(len(indices), *out.shape)
+
+
+def replaced_rows(out: Any, rows: Any, new_rows: Any) -> Any:
+    """(B, M, N) copies of the 2-d ``out`` (M, N), copy b with row rows[b] set to
+    new_rows[b] (a matrix product's moved left operand reaches one row of it)."""
+    torch = torch_module()
+    result = out.unsqueeze(0).repeat(len(rows), 1, 1)
+    result[torch.arange(len(rows), device=out.device), rows] = new_rows.to(out.dtype)
+    return result
+
+
+def replaced_columns(out: Any, columns: Any, new_columns: Any) -> Any:
+    """(B, M, N) copies of the 2-d ``out`` (M, N), copy b with column columns[b] set to
+    new_columns[:, b] (a moved right operand reaches one column)."""
+    torch = torch_module()
+    result = out.unsqueeze(0).repeat(len(columns), 1, 1)
+    result.transpose(1, 2)[torch.arange(len(columns), device=out.device), columns] = (
+        new_columns.T.to(out.dtype))
+    return result
 
 
 def linear_magnitudes(vjp: VjpRule) -> VjpRule:

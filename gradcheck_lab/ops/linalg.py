@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -17,6 +18,8 @@ from gradcheck_lab.ops.base import (
     broadcast_shapes,
     linear_magnitudes,
     object_array,
+    replaced_columns,
+    replaced_rows,
     torch_module,
     unbroadcast,
 )
@@ -90,6 +93,49 @@ def _linear_numpy(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
     return out + args[2] if len(args) == 3 else out
 
 
+def _matmul_moves(args: Sequence[Any], position: int, indices: Any, values: Any, out: Any,
+                  evaluate: Callable[[Sequence[Any]], Any]) -> Any:
+    """A @ B of matrices: a moved A[i, k] reaches row i of the product, B[k, j] column j."""
+    a, b = args
+    if a.dim() != 2 or b.dim() != 2:
+        return None
+    batch = torch_module().arange(len(indices), device=out.device)
+    if position == 0:
+        rows = a[indices // a.shape[1]]  # a copy: advanced indexing
+        rows[batch, indices % a.shape[1]] = values
+        return replaced_rows(out, indices // a.shape[1], evaluate([rows, b]))
+    columns = b[:, indices % b.shape[1]]
+    columns[indices // b.shape[1], batch] = values
+    return replaced_columns(out, indices % b.shape[1], evaluate([a, columns]))
+
+
+def _linear_moves(args: Sequence[Any], position: int, indices: Any, values: Any, out: Any,
+                  evaluate: Callable[[Sequence[Any]], Any]) -> Any:
+    """x W^T + b: a moved x[..., r, k] reaches row r of the output (its leading dims
+    flattened), a moved W[i, k] or b[i] column i."""
+    x, weight = args[0], args[1]
+    bias = args[2] if len(args) == 3 else None
+    features = weight.shape[1]
+    batch = torch_module().arange(len(indices), device=out.device)
+    flat_out = out.reshape(-1, weight.shape[0])
+    if position == 0:
+        rows = x.reshape(-1, features)[indices // features]
+        rows[batch, indices % features] = values
+        moved = replaced_rows(flat_out, indices // features,
+                              evaluate([rows, *args[1:]]))
+        return moved.reshape(len(indices), *out.shape)
+    outputs = indices // features if position == 1 else indices
+    if position == 1:
+        weights = weight[outputs]
+        weights[batch, indices % features] = values
+        biases = None if bias is None else bias[outputs]
+    else:
+        weights, biases = weight[outputs], values
+    columns = evaluate([x, weights] + ([] if biases is None else [biases]))
+    moved = replaced_columns(flat_out, outputs, columns.reshape(-1, len(indices)))
+    return moved.reshape(len(indices), *out.shape)
+
+
 def _linear_torch(args: Sequence[object], params: Params) -> object:
     functional = torch_module().nn.functional
     return functional.linear(*args)
@@ -108,6 +154,7 @@ MATMUL = Op(
     vjp=_matmul_vjp,
     vjp_magnitude=linear_magnitudes(_matmul_vjp),
     sympy=lambda args, p: object_array(np.matmul(args[0], args[1])),
+    moves=_matmul_moves,
     infix="@",  # and matmul(a, b), as torch.matmul
 )
 
@@ -124,6 +171,7 @@ LINEAR = Op(
     vjp=_linear_vjp,
     vjp_magnitude=linear_magnitudes(_linear_vjp),
     sympy=lambda args, p: object_array(_linear_numpy(args, p)),
+    moves=_linear_moves,
 )
 
 LINALG = [MATMUL, LINEAR]

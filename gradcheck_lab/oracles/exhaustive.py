@@ -6,7 +6,10 @@ forward instead of a call per perturbation. The batch size comes from memory, no
 (a busy machine misleads a timing pilot): each perturbed copy holds the input and every node
 that depends on it, and a batch holds BATCH_BYTES of them. The copies live in one buffer per
 input, made once; each batch moves its elements in place and puts them back. The nodes that do
-not depend on the input are the centre's own (``FunctionUnderTest``), evaluated once. A
+not depend on the input are the centre's own (``FunctionUnderTest``), evaluated once. In a
+lowered spec, the ops that read the input are evaluated only where a moved element reaches (the
+op table's ``moves`` rules; ``FunctionUnderTest.moved_elements``): a moved weight of a linear
+layer is one matrix-vector product, not the layer, and the input is not copied at all. A
 function vmap cannot trace (a custom Function without a vmap rule, Python control flow on a
 value), or whose batched values differ from a plain call by more than round-off, gets plain
 calls: one element moved in place, the function called, the element put back.
@@ -130,12 +133,19 @@ class _Batched:
         self.vmapped: dict[str, bool] = {}
         self.refusal: str | None = None  # why vmap was not used, when it was not
         self._buffers: dict[str, Any] = {}
+        # Inputs whose readers were evaluated only where a moved element reaches.
+        self.reached: set[str] = set()
 
     def how(self) -> str:
+        reached = ""
+        if self.reached:
+            reached = (f"; the ops reading {', '.join(sorted(self.reached))} evaluated only "
+                       "where a moved element reaches")
         if self.refusal is None:
-            return "batched with vmap (batch size from memory)"
+            return f"batched with vmap (batch size from memory){reached}"
         if any(self.vmapped.values()):
-            return f"batched with vmap where it could be, plain calls elsewhere ({self.refusal})"
+            return (f"batched with vmap where it could be, plain calls elsewhere "
+                    f"({self.refusal}){reached}")
         return f"plain calls ({self.refusal})"
 
     def __call__(self, name: str, indices: Any, steps: Any) -> Any:
@@ -163,10 +173,13 @@ class _Batched:
             self.refusal = f"vmap could not trace it: {type(exc).__name__}"
             self._buffers.pop(name, None)
             return self._plain(name, indices, steps)
-        self.evaluations[0] += 1
-        plain = self._plain(name, indices[:1], steps[:1])
-        if not bool(torch.all(torch.abs(rows[:1] - plain) <= self.roundoff)):
+        # The batch's first and last rows: a fault in how a batch is laid out shows in one.
+        ends = sorted({0, len(indices) - 1})
+        self.evaluations[0] += len(ends)
+        plain = self._plain(name, indices[ends], steps[ends])
+        if not bool(torch.all(torch.abs(rows[ends] - plain) <= self.roundoff)):
             self.refusal = "vmap's values differ from a plain call's by more than round-off"
+            self.reached.discard(name)
             self._buffers.pop(name, None)
             return self._plain(name, indices, steps)
         self.vmapped[name] = True
@@ -180,6 +193,10 @@ class _Batched:
         import torch
 
         flat = self.base[name].reshape(-1)
+        reached = self.function.moved_elements(name, indices, flat[indices] + steps)
+        if reached is not None:
+            self.reached.add(name)
+            return reached.reshape(len(indices), -1).to(torch.float64)
         copies = self._buffers.get(name)
         if copies is None or len(copies) < len(indices):
             copies = flat.expand(len(indices), -1).clone()

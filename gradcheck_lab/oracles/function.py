@@ -22,9 +22,9 @@ import numpy as np
 
 from gradcheck_lab.casefile import Case, ImplRef
 from gradcheck_lab.errors import ImplError, raised_by_user_code
-from gradcheck_lab.ops import Op
+from gradcheck_lab.ops import OPS, Op
 from gradcheck_lab.program import Program
-from gradcheck_lab.program.interpret import Form, input_values, interpret
+from gradcheck_lab.program.interpret import Form, arguments, input_values, interpret
 
 _MODULES: dict[tuple[Path, int], ModuleType] = {}
 
@@ -181,6 +181,18 @@ class FunctionUnderTest:
         return interpret(program, given, [program.output],
                          torch_form(self.dtype, self.device))[program.output]
 
+    def moved_elements(self, name: str, indices: Any, values: Any) -> Any | None:
+        """The function with element ``indices[b]`` of input ``name`` set to ``values[b]``
+        and every other input at the centre, one row per b (B, *output shape), without
+        evaluating again what a moved element does not reach: the ops that read the input
+        are evaluated only where it reaches (their ``moves`` rules), the nodes downstream of
+        them through vmap. None: the function is an impl (opaque), or an op that reads the
+        input has no rule for it (the caller moves the whole input)."""
+        if self.impl is None and self._center is not None:
+            return self._center.moved_elements(name, indices, values,
+                                               torch_form(self.dtype, self.device))
+        return None
+
     def called(self, tensors: dict[str, Any]) -> Any:
         """The impl's own result for ``tensors`` (named outputs joined), unchecked."""
         path = self.source
@@ -272,6 +284,52 @@ class _Center:
                     if index not in changing}
             self._unmoved[moved] = kept
         return kept
+
+
+    def moved_elements(self, name: str, indices: Any, values: Any, form: Form) -> Any | None:
+        """``FunctionUnderTest.moved_elements`` from these nodes."""
+        import torch
+
+        program, source = self.program, self.program.inputs[name]
+        changing = program.depending_on({name})
+        readers: dict[int, Any] = {}  # the readers' values, B of each
+        whole_input = False  # some reader is evaluated downstream, from B copies of the input
+        for index in self.nodes:
+            node = program.nodes[index]
+            if source not in node.args:
+                continue
+            op, params = OPS[node.op], node.param_dict
+            # A rule keeps the other arguments at the centre: they must not move too.
+            moving = [k for k, arg in enumerate(node.args) if arg in changing]
+            rows = None
+            if op.moves_rule is not None and len(moving) == 1:
+                rows = op.moves_rule(
+                    arguments(program, index, self.nodes, form), moving[0], indices, values,
+                    self.nodes[index],
+                    lambda args, op=op, params=params: form.apply(op, args, params))
+            if rows is None:
+                whole_input = True
+            else:
+                readers[index] = rows
+        if whole_input:
+            if not readers:
+                return None  # nothing to gain: the caller moves the whole input
+            copies = self.inputs[name].reshape(1, -1).repeat(len(indices), 1)
+            copies[torch.arange(len(indices), device=copies.device), indices] = values
+            readers[source] = copies.reshape(len(indices), *self.inputs[name].shape)
+        if program.output in readers:
+            return readers[program.output]
+        if not readers:  # the output does not read the input at all
+            out = self.nodes[program.output]
+            return out.unsqueeze(0).repeat(len(indices), *([1] * out.dim()))
+        unmoved = self.unmoved(frozenset({name}))
+        order = list(readers)
+
+        def downstream(*rows: Any) -> Any:
+            given = {**unmoved, **dict(zip(order, rows, strict=True))}
+            return interpret(program, given, [program.output], form)[program.output]
+
+        return torch.func.vmap(downstream)(*(readers[index] for index in order))
 
 
 def bound_module(factory: Callable[..., Any], case: Case, dtype: str, device: str,

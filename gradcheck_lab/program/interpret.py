@@ -52,10 +52,7 @@ def interpret(program: Program, given: Mapping[int, Any], roots: Sequence[int],
             env[index] = form.constant(node.const or Fraction(0))
         else:
             op = OPS[node.op]
-            args = [form.scalar(program.nodes[a].const or Fraction(0))
-                    if form.scalar is not None and position in op.torch_scalar_args
-                    and program.nodes[a].op == "const" else env[a]
-                    for position, a in enumerate(node.args)]
+            args = arguments(program, index, env, form)
             try:
                 env[index] = form.apply(op, args, node.param_dict)
             except SpecError as exc:
@@ -63,6 +60,17 @@ def interpret(program: Program, given: Mapping[int, Any], roots: Sequence[int],
             except form.failures as exc:
                 raise SpecError(form.describe(op, exc), node.offset, node.key) from None
     return env
+
+
+def arguments(program: Program, index: int, env: Mapping[int, Any], form: Form) -> list[Any]:
+    """What node ``index``'s op is applied to, in ``form``: its arguments' values from
+    ``env``, and plain numbers for the constants the op takes as such."""
+    node = program.nodes[index]
+    op = OPS[node.op]
+    return [form.scalar(program.nodes[a].const or Fraction(0))
+            if form.scalar is not None and position in op.torch_scalar_args
+            and program.nodes[a].op == "const" else env[a]
+            for position, a in enumerate(node.args)]
 
 
 def input_values(program: Program, values: Mapping[str, Any]) -> dict[int, Any]:
