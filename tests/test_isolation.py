@@ -465,3 +465,25 @@ def test_run_file_from_a_script_without_a_main_guard_shares_one_worker(tmp_path:
     worker = pid_of(tmp_path, "first")
     assert worker == pid_of(tmp_path, "after") != int(lines[0].split()[-1])
     assert wait_until(lambda: gone(worker), 5)
+
+
+@pytest.mark.slow
+def test_the_worker_starts_ahead_only_when_a_case_will_need_it(tmp_path: Path) -> None:
+    from gradcheck_lab.casefile import load_file
+    from gradcheck_lab.run.files import Isolation
+
+    path = write_cases(tmp_path, "after")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("inputs:\n  x: [1.0, 2.0]\noutput: sum(x)\n", encoding="utf-8")
+    with Isolation(Settings(case_timeout=60)) as isolation:
+        isolation.prepare(load_file(spec))
+        assert isolation.worker is None  # a spec runs in this process: nothing to start
+        (with_impl,) = load_file(path)
+        isolation.prepare([with_impl])
+        assert isolation.worker is not None
+        started = isolation.worker._process
+        assert started.is_alive()  # started, not waited for
+        (result,) = isolation.run(with_impl)
+        assert result.status == "pass", result.message
+        assert isolation.worker._process is started  # the worker started ahead ran the case
+        assert pid_of(tmp_path, "after") == started.pid

@@ -294,6 +294,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = keep
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The worker for the cases with an impl file starts now, without waiting for it: torch's
+    import in it overlaps the items that run before the first such case (under xdist each
+    worker may get none of them, so it is started on first use there)."""
+    config = session.config
+    if config.option.collectonly or xdist_active(config) or benchmark_mode(config):
+        return
+    cases = [item.case for item in session.items if isinstance(item, CaseItem)]
+    if cases:
+        _isolation(config).prepare(cases)
+
+
 def shard_of(nodeid: str, shards: int) -> int:
     """The shard (1 to ``shards``) an item belongs to: a hash of its node id, so that every
     machine splits a suite alike, whatever it collected first."""

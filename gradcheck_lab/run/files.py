@@ -68,12 +68,16 @@ def run_paths(paths: Iterable[Path], settings: Settings = Settings()) -> Iterato
     files, missing = discover(plain)
     yield from problems + missing
     with Isolation(settings) as isolation:
-        for items in [load_file(path, settings.limits) for path in files] + chosen:
+        loaded = [load_file(path, settings.limits) for path in files] + chosen
+        isolation.prepare(case for items in loaded for case in items)
+        for items in loaded:
             yield from run_file_cases(items, settings, isolation)
 
 
 def run_file_cases(loaded: list[Case | CaseError], settings: Settings,
                    isolation: Isolation | None = None) -> Iterator[Result]:
+    if isolation is not None:
+        isolation.prepare(loaded)
     for item in loaded:
         if isinstance(item, CaseError):
             yield error_result(item)
@@ -129,6 +133,14 @@ class Isolation:
         step = case.training.step if case.training is not None else None
         return self.settings.case_timeout is not None and (
             isinstance(case.impl, ImplRef) or isinstance(step, ImplRef))
+
+    def prepare(self, cases: Iterable[Case | CaseError]) -> None:
+        """Start the worker now, without waiting for it, when any of ``cases`` will need it:
+        its start (torch's import) overlaps the work before the first such case."""
+        if any(isinstance(case, Case) and self.applies_to(case) for case in cases):
+            if self.worker is None:
+                self.worker = CaseWorker(self.settings.case_memory)
+            self.worker.start()
 
     def run(self, case: Case) -> list[Result]:
         if self.worker is None:

@@ -63,6 +63,7 @@ class CaseWorker:
         self._memory = memory
         self._process: Any = None
         self._connection: Connection | None = None
+        self._ready = False  # the started worker has said it is ready
 
     def run(self, case: Case, settings: Settings, timeout: float) -> list[Result]:
         """All results of ``case`` (every dtype × device), or error results on a timeout, a
@@ -109,6 +110,7 @@ class CaseWorker:
             self._connection.close()
         self._process = None
         self._connection = None
+        self._ready = False
 
     def _over_budget(self, case: Case, results: list[Result]) -> list[Result]:
         """The results, those of an allocation beyond the memory budget said so; after one,
@@ -164,7 +166,10 @@ class CaseWorker:
             name += ", perhaps by the system for want of memory"
         return f"killed by {name}"
 
-    def _ensure_started(self) -> None:
+    def start(self) -> None:
+        """Start the worker process without waiting for it: its imports then overlap the
+        caller's own work (collecting tests, checking the cases before the first with user
+        code). ``run`` waits for it to be ready."""
         if self._process is not None and self._process.is_alive():
             return
         self.stop()
@@ -176,6 +181,14 @@ class CaseWorker:
             self._process.start()
         child.close()
         self._connection = parent
+        self._ready = False
+
+    def _ensure_started(self) -> None:
+        self.start()
+        if self._ready:
+            return
+        parent = self._connection
+        assert parent is not None
         try:
             reply = parent.recv() if parent.poll(_STARTUP_TIMEOUT_S) else ("failed", "no reply")
         except (EOFError, OSError):
@@ -188,6 +201,7 @@ class CaseWorker:
                 budget = (f" (its memory budget, {format_size(self._memory)}, may be too "
                           "small: --case-memory)")
             raise WorkerStartError(f"the worker process could not start{budget}: {detail}")
+        self._ready = True
 
 
 @contextlib.contextmanager
