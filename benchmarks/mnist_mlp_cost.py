@@ -176,7 +176,7 @@ def exhaustive_figures(case, sample: int, runs: int) -> None:
     # A first run in a fresh process also pays for the memory the batches touch for the first
     # time (page faults, slow in a VM); the runs compared are the ones after it.
     started = time.perf_counter()
-    run_case(case, Settings(fd="exhaustive"))
+    list(run_case(case, Settings(fd="exhaustive")))
     first = time.perf_counter() - started
     times = []
     for _ in range(runs):

@@ -186,8 +186,9 @@ class FunctionUnderTest:
         and every other input at the centre, one row per b (B, *output shape), without
         evaluating again what a moved element does not reach: the ops that read the input
         are evaluated only where it reaches (their ``moves`` rules), the nodes downstream of
-        them through vmap. None: the function is an impl (opaque), or an op that reads the
-        input has no rule for it (the caller moves the whole input)."""
+        them through vmap (readers without a rule read B copies of the input there). None:
+        the function is an impl (opaque), or no op that reads the input has a rule for it (the
+        caller moves the whole input)."""
         if self.impl is None and self._center is not None:
             return self._center.moved_elements(name, indices, values,
                                                torch_form(self.dtype, self.device))
@@ -284,7 +285,6 @@ class _Center:
                     if index not in changing}
             self._unmoved[moved] = kept
         return kept
-
 
     def moved_elements(self, name: str, indices: Any, values: Any, form: Form) -> Any | None:
         """``FunctionUnderTest.moved_elements`` from these nodes."""
