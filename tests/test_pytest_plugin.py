@@ -519,3 +519,38 @@ def test_ini_keys_set_the_run_settings_and_a_flag_wins(pytester: pytest.Pytester
                                  "--junitxml", "flag.xml")
     by_flag.assert_outcomes(passed=1)
     assert "rule sweep" not in (pytester.path / "flag.xml").read_text(encoding="utf-8")
+
+
+THREADS_IMPL = """import torch
+from pathlib import Path
+
+
+def square(x):
+    (Path(__file__).parent / "threads.txt").write_text(str(torch.get_num_threads()))
+    return (x * x).sum()
+"""
+THREADS_CASE = ("name: threads\ninputs:\n  x: [1.0, 2.0]\noutput: sum(x * x)\n"
+                "impl: impls.py:square\ndtypes: [float64]\n")
+
+
+@pytest.mark.parametrize(("options", "threads"), [
+    ((), 1), (("--gradcheck-threads", "2"), 2), (("-o", "gradcheck_threads=3"), 3)])
+def test_the_checks_run_at_the_thread_count_given(pytester: pytest.Pytester,
+                                                   options: tuple[str, ...],
+                                                   threads: int) -> None:
+    write(pytester.path, "cases/impls.py", THREADS_IMPL)
+    write(pytester.path, "cases/threads.yaml", THREADS_CASE)
+    before = torch.get_num_threads()
+    # No time budget: the impl runs in this process, where the count can be read back.
+    result = pytester.runpytest("--gradcheck-case-timeout", "0", *options)
+    result.assert_outcomes(passed=1)
+    assert int((pytester.path / "cases" / "threads.txt").read_text()) == threads
+    assert torch.get_num_threads() == before  # put back after the check
+
+
+def test_a_thread_count_that_is_not_a_positive_integer_stops_the_run(
+        pytester: pytest.Pytester) -> None:
+    write(pytester.path, "cases/r144.yaml", R144_TEXT)
+    result = pytester.runpytest("--gradcheck-threads", "0")
+    assert result.ret != 0
+    assert "threads: must be a positive integer" in "\n".join(result.outlines + result.errlines)
