@@ -7,6 +7,7 @@ live in ``gradcheck_lab.doors.pytest_plugin``.
 from gradcheck_lab.doors.pytest_plugin import (
     pytest_addoption,
     pytest_collect_file,
+    pytest_collection_finish,
     pytest_collection_modifyitems,
     pytest_configure,
     pytest_ignore_collect,
@@ -15,6 +16,6 @@ from gradcheck_lab.doors.pytest_plugin import (
     pytest_unconfigure,
 )
 
-__all__ = ["pytest_addoption", "pytest_collect_file", "pytest_collection_modifyitems",
-           "pytest_configure", "pytest_ignore_collect", "pytest_report_header",
-           "pytest_report_teststatus", "pytest_unconfigure"]
+__all__ = ["pytest_addoption", "pytest_collect_file", "pytest_collection_finish",
+           "pytest_collection_modifyitems", "pytest_configure", "pytest_ignore_collect",
+           "pytest_report_header", "pytest_report_teststatus", "pytest_unconfigure"]

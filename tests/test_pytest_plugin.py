@@ -554,3 +554,13 @@ def test_a_thread_count_that_is_not_a_positive_integer_stops_the_run(
     result = pytester.runpytest("--gradcheck-threads", "0")
     assert result.ret != 0
     assert "threads: must be a positive integer" in "\n".join(result.outlines + result.errlines)
+
+
+def test_the_entry_point_exports_every_hook_of_the_plugin() -> None:
+    import gradcheck_lab.doors.pytest_plugin as hooks
+    import gradcheck_lab.pytest_plugin as entry_point
+
+    defined = {name for name in vars(hooks) if name.startswith("pytest_")
+               and callable(getattr(hooks, name))}
+    assert defined and defined == set(entry_point.__all__)
+    assert all(getattr(entry_point, name) is getattr(hooks, name) for name in defined)

@@ -251,6 +251,7 @@ def _serve(connection: Connection, parent: int, memory: int | None) -> None:
     try:
         _guard(parent)
         _limit_memory(memory)
+        import sympy  # noqa: F401 - every check derives with it
         import torch  # noqa: F401 - imported once, before the first case is timed
 
         from gradcheck_lab.pipeline import run_case
