@@ -70,7 +70,13 @@ PRODUCTS = [
 ]
 
 
-@pytest.mark.parametrize(("inputs", "let", "output"), PRODUCTS)
+@pytest.mark.parametrize(("inputs", "let", "output"), [
+    *PRODUCTS,
+    ({"x": integers([3, 2], 1)}, None, "x"),  # the output is the input: nothing reads it
+    ({"x": integers([], 1), "s": integers([], 2)}, None, "x * s + s"),  # 0-d
+    ({"x": integers([4], 1), "y": integers([4], 2)}, None,
+     "clamp(x, min=y, max=2.5) + clamp(y, -1.5)"),
+])
 def test_every_moved_element_gives_the_whole_evaluation_bit_for_bit(inputs, let,
                                                                       output) -> None:
     case, point, function = prepared(inputs, output, let)
@@ -78,7 +84,7 @@ def test_every_moved_element_gives_the_whole_evaluation_bit_for_bit(inputs, let,
     for spec in case.differentiable_inputs:
         values = rng.integers(-3, 4, size=spec.shape).astype(np.float64)
         moved, whole = moved_and_whole(case, point, function, spec.name, values)
-        if spec.name == "s":  # broadcast into x * s: one element reaches a column, no rule
+        if spec.name == "s" and spec.shape:  # broadcast into x * s: it reaches a column
             assert moved is None
             continue
         assert moved is not None, spec.name

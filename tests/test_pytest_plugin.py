@@ -564,3 +564,36 @@ def test_the_entry_point_exports_every_hook_of_the_plugin() -> None:
                and callable(getattr(hooks, name))}
     assert defined and defined == set(entry_point.__all__)
     assert all(getattr(entry_point, name) is getattr(hooks, name) for name in defined)
+
+
+CHILDREN_CONFTEST = """import multiprocessing
+
+SEEN = []
+
+
+def pytest_runtest_setup(item):
+    SEEN.append(sorted(p.name for p in multiprocessing.active_children()))
+
+
+def pytest_sessionfinish(session):
+    (session.config.rootpath / "children.txt").write_text(repr(SEEN[:1]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("options", "started"), [((), True), (("--collect-only",), False),
+                                                   (("-k", "r144"), False)])
+def test_the_worker_starts_after_collection_when_an_impl_case_is_to_run(
+        pytester: pytest.Pytester, options: tuple[str, ...], started: bool) -> None:
+    write(pytester.path, "conftest.py", CHILDREN_CONFTEST)
+    write(pytester.path, "cases/a_r144.yaml", R144_TEXT)  # a spec: it runs first
+    write(pytester.path, "cases/impls.py", THREADS_IMPL)
+    write(pytester.path, "cases/threads.yaml", THREADS_CASE)
+    pytester.runpytest("-q", *options)
+    seen = (pytester.path / "children.txt").read_text()
+    if options == ("--collect-only",):
+        assert seen == "[]"  # no item was set up
+    else:
+        # Before the first item (the spec) ran, the worker was started only when an impl
+        # case was among the items to run.
+        assert ("gradcheck-lab-worker" in seen) == started

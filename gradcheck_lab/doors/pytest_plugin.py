@@ -299,7 +299,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     import in it overlaps the items that run before the first such case (under xdist each
     worker may get none of them, so it is started on first use there)."""
     config = session.config
-    if config.option.collectonly or xdist_active(config) or benchmark_mode(config):
+    runs_nothing = any(getattr(config.option, flag, False)
+                       for flag in ("collectonly", "showfixtures", "setupplan"))
+    if runs_nothing or xdist_active(config) or benchmark_mode(config):
         return
     cases = [item.case for item in session.items if isinstance(item, CaseItem)]
     if cases:

@@ -291,6 +291,8 @@ class _Center:
         import torch
 
         program, source = self.program, self.program.inputs[name]
+        if program.output == source:  # the output is the input itself: nothing reads it
+            return _moved_copies(self.inputs[name], indices, values)
         changing = program.depending_on({name})
         readers: dict[int, Any] = {}  # the readers' values, B of each
         whole_input = False  # some reader is evaluated downstream, from B copies of the input
@@ -314,9 +316,7 @@ class _Center:
         if whole_input:
             if not readers:
                 return None  # nothing to gain: the caller moves the whole input
-            copies = self.inputs[name].reshape(1, -1).repeat(len(indices), 1)
-            copies[torch.arange(len(indices), device=copies.device), indices] = values
-            readers[source] = copies.reshape(len(indices), *self.inputs[name].shape)
+            readers[source] = _moved_copies(self.inputs[name], indices, values)
         if program.output in readers:
             return readers[program.output]
         if not readers:  # the output does not read the input at all
@@ -330,6 +330,15 @@ class _Center:
             return interpret(program, given, [program.output], form)[program.output]
 
         return torch.func.vmap(downstream)(*(readers[index] for index in order))
+
+
+def _moved_copies(tensor: Any, indices: Any, values: Any) -> Any:
+    """B copies of ``tensor``, copy b with element ``indices[b]`` set to ``values[b]``."""
+    import torch
+
+    copies = tensor.reshape(1, -1).repeat(len(indices), 1)
+    copies[torch.arange(len(indices), device=copies.device), indices] = values
+    return copies.reshape(len(indices), *tensor.shape)
 
 
 def bound_module(factory: Callable[..., Any], case: Case, dtype: str, device: str,
