@@ -264,9 +264,16 @@ def elementwise_moves(args: Sequence[Any], position: int, indices: Any, values: 
     at = [values if k == position else
           arg.broadcast_to(out.shape).reshape(-1)[indices] if torch.is_tensor(arg) else arg
           for k, arg in enumerate(args)]
-    rows = out.reshape(1, -1).repeat(len(indices), 1)
-    rows[torch.arange(len(indices), device=out.device), indices] = evaluate(at).to(out.dtype)
-    return rows.reshape(len(indices), *out.shape)
+    return moved_copies(out, indices, evaluate(at).to(out.dtype))
+
+
+def moved_copies(tensor: Any, indices: Any, values: Any) -> Any:
+    """B copies of ``tensor``, copy b with its flat element ``indices[b]`` set to
+    ``values[b]``."""
+    torch = torch_module()
+    copies = tensor.reshape(1, -1).repeat(len(indices), 1)
+    copies[torch.arange(len(indices), device=copies.device), indices] = values
+    return copies.reshape(len(indices), *tensor.shape)
 
 
 def replaced_rows(out: Any, rows: Any, new_rows: Any) -> Any:

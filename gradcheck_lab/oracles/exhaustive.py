@@ -178,7 +178,8 @@ class _Batched:
             return self._plain(name, indices, steps)
 
     def _first(self, name: str, indices: Any, steps: Any) -> Any:
-        """The first batch: vmap, checked against a plain call on its first element."""
+        """The first batch: vmap, checked against plain calls on its first and last
+        elements."""
         import torch
 
         refused_before = self.refusal is not None and not any(self.vmapped.values())
@@ -189,7 +190,7 @@ class _Batched:
             rows = self._vmap(name, indices, steps)
         except Exception as exc:  # vmap cannot trace this function
             self.refusal = f"vmap could not trace it: {type(exc).__name__}"
-            self._buffers.pop(name, None)
+            self.release(name)
             return self._plain(name, indices, steps)
         # The batch's first and last rows: a fault in how a batch is laid out shows in one.
         ends = sorted({0, len(indices) - 1})
@@ -198,7 +199,7 @@ class _Batched:
         if not bool(torch.all(torch.abs(rows[ends] - plain) <= self.roundoff)):
             self.refusal = "vmap's values differ from a plain call's by more than round-off"
             self.reached.discard(name)
-            self._buffers.pop(name, None)
+            self.release(name)
             return self._plain(name, indices, steps)
         self.vmapped[name] = True
         return rows

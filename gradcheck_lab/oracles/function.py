@@ -23,6 +23,7 @@ import numpy as np
 from gradcheck_lab.casefile import Case, ImplRef
 from gradcheck_lab.errors import ImplError, raised_by_user_code
 from gradcheck_lab.ops import OPS, Op
+from gradcheck_lab.ops.base import moved_copies
 from gradcheck_lab.program import Program
 from gradcheck_lab.program.interpret import Form, arguments, input_values, interpret
 
@@ -292,7 +293,7 @@ class _Center:
 
         program, source = self.program, self.program.inputs[name]
         if program.output == source:  # the output is the input itself: nothing reads it
-            return _moved_copies(self.inputs[name], indices, values)
+            return moved_copies(self.inputs[name], indices, values)
         changing = program.depending_on({name})
         readers: dict[int, Any] = {}  # the readers' values, B of each
         whole_input = False  # some reader is evaluated downstream, from B copies of the input
@@ -316,7 +317,7 @@ class _Center:
         if whole_input:
             if not readers:
                 return None  # nothing to gain: the caller moves the whole input
-            readers[source] = _moved_copies(self.inputs[name], indices, values)
+            readers[source] = moved_copies(self.inputs[name], indices, values)
         if program.output in readers:
             return readers[program.output]
         if not readers:  # the output does not read the input at all
@@ -330,15 +331,6 @@ class _Center:
             return interpret(program, given, [program.output], form)[program.output]
 
         return torch.func.vmap(downstream)(*(readers[index] for index in order))
-
-
-def _moved_copies(tensor: Any, indices: Any, values: Any) -> Any:
-    """B copies of ``tensor``, copy b with element ``indices[b]`` set to ``values[b]``."""
-    import torch
-
-    copies = tensor.reshape(1, -1).repeat(len(indices), 1)
-    copies[torch.arange(len(indices), device=copies.device), indices] = values
-    return copies.reshape(len(indices), *tensor.shape)
 
 
 def bound_module(factory: Callable[..., Any], case: Case, dtype: str, device: str,

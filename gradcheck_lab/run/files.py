@@ -138,15 +138,16 @@ class Isolation:
         """Start the worker now, without waiting for it, when any of ``cases`` will need it:
         its start (torch's import) overlaps the work before the first such case."""
         if any(isinstance(case, Case) and self.applies_to(case) for case in cases):
-            if self.worker is None:
-                self.worker = CaseWorker(self.settings.case_memory)
-            self.worker.start()
+            self._worker().start()
 
     def run(self, case: Case) -> list[Result]:
+        assert self.settings.case_timeout is not None
+        return self._worker().run(case, self.settings, self.settings.case_timeout)
+
+    def _worker(self) -> CaseWorker:
         if self.worker is None:
             self.worker = CaseWorker(self.settings.case_memory)
-        assert self.settings.case_timeout is not None
-        return self.worker.run(case, self.settings, self.settings.case_timeout)
+        return self.worker
 
 
 _SHARED: dict[int | None, CaseWorker] = {}  # by memory budget
