@@ -21,10 +21,10 @@ from mnist_mlp_cost import median_seconds  # this folder is on sys.path when run
 from gradcheck_lab.casefile import load_file
 from gradcheck_lab.casefile.case import ImplRef
 from gradcheck_lab.oracles.autograd import make_leaves
-from gradcheck_lab.oracles.function import lower
+from gradcheck_lab.oracles.function import FunctionUnderTest, lower
 from gradcheck_lab.oracles.points import make_point
-from gradcheck_lab.oracles.trace import trace
 from gradcheck_lab.pipeline import run_case
+from gradcheck_lab.trace import trace
 
 HERE = Path(__file__).resolve().parent
 CASE = HERE.parent / "cases" / "mnist_mlp_ce.yaml"
@@ -50,8 +50,9 @@ def main() -> None:
     for _ in range(5):
         forward_backward()
     unit = median_seconds(forward_backward, 50)
-    trace(traced, point.values)  # warm-up: the impl's import
-    tracing = median_seconds(lambda: trace(traced, point.values), args.repeats)
+    forward = FunctionUnderTest(traced, "float64", "cpu").called
+    trace(traced, point.values, forward)  # warm-up: the impl's import
+    tracing = median_seconds(lambda: trace(traced, point.values, forward), args.repeats)
     list(run_case(written))
     list(run_case(traced))
     check_written = median_seconds(lambda: list(run_case(written)), args.repeats)

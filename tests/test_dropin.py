@@ -83,11 +83,34 @@ def test_torchs_own_rules_hold() -> None:
     assert gradgradcheck(torch.tanh, (double(2, 2),))
 
 
-@pytest.mark.slow
-def test_an_untraceable_forward_falls_back_to_torchs_gradcheck_with_a_warning() -> None:
-    with pytest.warns(UserWarning, match="aten.erfinv.default .* fell back to "
-                                         "torch.autograd.gradcheck"):
-        assert gradcheck(lambda x: torch.erfinv(x.tanh() * 0.5), (double(3),))
+def test_an_untraceable_forward_is_checked_two_ways_never_by_torchs_gradcheck(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from gradcheck_lab.doors import dropin
+
+    def torchs(*args: object, **kwargs: object) -> bool:
+        raise AssertionError("torch's gradcheck decided a verdict")
+
+    monkeypatch.setattr(torch.autograd, "gradcheck", torchs)
+    assert gradcheck(lambda x: torch.erfinv(x.tanh() * 0.5), (double(3),))
+    call = dropin.CALLS[-1]
+    assert (call.oracles, call.status) == (2, "pass")
+    assert call.missing.startswith("the traced forward ran aten.erfinv.default")
+
+    class WrongErfinv(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return torch.erfinv(x)
+
+        @staticmethod
+        def backward(ctx, grad):
+            (x,) = ctx.saved_tensors
+            return -grad * 0.5 * torch.pi ** 0.5 * torch.exp(torch.erfinv(x) ** 2)  # sign
+
+    with pytest.raises(GradcheckError, match="autograd is the odd one out against finite "
+                                             "differences"):
+        gradcheck(WrongErfinv.apply, (torch.tensor([0.1, -0.3, 0.4], dtype=torch.float64,
+                                                   requires_grad=True),))
 
 
 def test_explicit_tolerances_replace_the_derived_ones() -> None:

@@ -21,6 +21,7 @@ LAYERS = [
     {"ops"},
     {"program"},
     {"casefile"},
+    {"trace"},
     {"settings"},
     {"oracles"},
     {"compare"},

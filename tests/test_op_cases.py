@@ -299,6 +299,59 @@ def test_an_index_out_of_range_is_an_error_at_the_key_not_a_crash() -> None:
     assert "internal error" not in result.message
 
 
+# Matrix functions: a well-conditioned a (cond 3), a + aᵀ with eigenvalues 1.9, 4.5, 5.6 and
+# x with singular values 1.7, 1.2, 1.0, so that float32's rounding stays far below its
+# tolerance, and every symmetric argument is spelled symmetric (torch reads one triangle).
+MATRIX_INPUTS = {
+    "a": [[2.0, 0.5, -0.3], [0.4, 1.5, 0.6], [-0.2, 0.7, 2.5]],
+    "x": [[1.0, -0.5, 0.3], [0.2, 1.2, -0.7], [0.8, 0.1, 0.9], [-0.4, 0.6, 0.5]],
+    "b": [[0.5, -1.0], [1.5, 0.2], [-0.3, 0.8]],
+}
+
+
+def matrix_inputs(spelled: str) -> dict[str, Any]:
+    return {name: value for name, value in MATRIX_INPUTS.items()
+            if re.search(rf"\b{name}\b", spelled)}
+
+
+@pytest.mark.parametrize("spelled", [
+    "inv(a)", "inv(stack([a, a @ a]))", "solve(a, b)", "solve(a, b[:, 0])",
+    "solve(a, transpose(b, 0, 1), left=False)", "det(a)", "det(x[:2, :2]) * det(a)",
+    "slogdet(a)[1]", "slogdet(a)[0] * x[:3]", "cholesky(a @ transpose(a, 0, 1))",
+    "cholesky(a @ transpose(a, 0, 1) + 1, upper=True)", "qr(x)[0]", "qr(x)[1]",
+    "qr(transpose(x, 0, 1))[0]", "qr(transpose(x, 0, 1), mode='complete')[1]",
+    "eigh(a + transpose(a, 0, 1))[0]", "eigh(a + transpose(a, 0, 1))[1]",
+    "eigvalsh(a + transpose(a, 0, 1), UPLO='U')", "svd(x, full_matrices=False)[0]",
+    "svd(x)[1]", "svd(x, full_matrices=False)[2]", "svd(a)[0]", "svdvals(transpose(x, 0, 1))",
+    "matrix_exp(a)", "matrix_exp(stack([a, -a]))",
+])
+@pytest.mark.slow
+def test_each_matrix_function_passes_at_float64_and_float32(spelled: str) -> None:
+    results = check(spelled, matrix_inputs(spelled), dtypes=DTYPES)
+    assert_all_three_agree(results)
+
+
+@pytest.mark.parametrize("spelled, message", [
+    ("eigh(a)", "eigh() gives several tensors: pick one with [k]"),
+    ("svd(x)[0]", "svd(): full_matrices=True of a 4 x 3 matrix"),
+    ("qr(x, mode='r')[1]", "qr(): mode='r' computes no Q"),
+    ("solve(x, b)", "solve(): A must be square"),
+    ("inv(a[0])", "inv(): A must be a matrix (..., m, n), got shape [3]"),
+])
+def test_bad_matrix_arguments_are_refused_with_a_one_line_reason(spelled: str,
+                                                                  message: str) -> None:
+    assert_refused(spelled, matrix_inputs(spelled), message)
+
+
+def test_a_singular_or_indefinite_matrix_is_an_error_at_the_key_not_a_crash() -> None:
+    for spelled, message in [("inv(a - a)", "A is singular"),
+                             ("cholesky(a - transpose(a, 0, 1))", "not positive definite")]:
+        (result,) = check(spelled, matrix_inputs(spelled))
+        assert result.status == "error", result.message
+        assert message in result.message
+        assert "internal error" not in result.message
+
+
 @pytest.mark.parametrize("order", [1, 2])
 def test_pow_with_a_tensor_exponent_passes_at_both_orders(order: int) -> None:
     results = check("sum(x ** y * x)", {"x": uniform([3], 0.5, 2.0), "y": [2.0, -0.5, 1.5]},
@@ -594,6 +647,228 @@ def test_attention_with_dropped_scores_far_from_the_kept_ones_passes(
               "v": [[1.0, 2.0], [0.5, -1.0], [-1.0, 0.25], [2.0, 1.0]],
               "keep": {"value": keep, "requires_grad": False}}
     results = check("scaled_dot_product_attention(q, k, v, keep > 0)", inputs, dtypes=DTYPES)
+    assert_all_three_agree(results)
+
+
+# --- indexing by tensors, scatters, view scatters, fold (ops/indexing.py) ------------------
+# Index tensors are int64 data, never differentiated. Targets are distinct wherever a write
+# without accumulate lands (torch leaves a write twice undefined, and the language refuses
+# it); r, rep and kk repeat a target where the op sums or reduces them. m is a fixed 0/1
+# pattern, spelled `m > 0` where a mask is wanted.
+
+
+def int64(value: list[Any]) -> dict[str, Any]:
+    return {"value": value, "dtype": "int64", "requires_grad": False}
+
+
+INDEXING_INPUTS: dict[str, Any] = {
+    "x": uniform([3, 4], -2.0, 2.0),
+    "b": uniform([2, 3, 4], -2.0, 2.0, seed=SEED + 1),
+    "v": uniform([2], -2.0, 2.0, seed=SEED + 2),
+    "u": uniform([3], -2.0, 2.0, seed=SEED + 3),
+    "w": uniform([2, 4], -2.0, 2.0, seed=SEED + 4),
+    "s": uniform([3, 2], -2.0, 2.0, seed=SEED + 5),
+    "img": uniform([1, 2, 4, 4], -2.0, 2.0, seed=SEED + 6),
+    "cols": uniform([1, 8, 9], -2.0, 2.0, seed=SEED + 7),
+    "i": int64([2, 0]),
+    "j": int64([1, -1]),  # -1 counts from the end, as torch's advanced indexing
+    "r": int64([[0], [1]]),  # broadcasts with j's [2] to [2, 2]
+    "rep": int64([1, 2, 1]),  # row 1 twice
+    "k": int64([[0, 3], [2, 1], [1, 0]]),  # along dim 1: distinct in each row
+    "k0": int64([[1, 0, 2, 0], [2, 1, 0, 1]]),  # along dim 0: distinct in each column
+    "kb": int64([[[0, 3], [2, 1], [1, 0]], [[3, 2], [0, 1], [2, 3]]]),
+    "kk": int64([[0, 0], [3, 3], [1, 3]]),  # along dim 1, repeated: groups of 2 and 1
+    "m": {"value": [[1, 0, 0, 1], [0, 1, 1, 0], [1, 0, 1, 0]], "requires_grad": False},
+    "big": int64([0, 4]),  # 4 is out of range for x's 3 rows
+}
+
+
+def indexing_inputs(spelled: str) -> dict[str, Any]:
+    return {name: value for name, value in INDEXING_INPUTS.items()
+            if re.search(rf"\b{name}\b", spelled)}
+
+
+@pytest.mark.parametrize("spelled", [
+    "index(x, i)", "index(x, rep)",  # a repeated row: its gradient sums
+    "index(x, None, j)", "index(x, i, j)", "index(x, 2, j)",  # a constant integer index
+    "index(b, None, r, j)",  # adjacent indices broadcast in place: [2, 2, 2]
+    "index(b, r, None, j)",  # indices apart: the broadcast dims go first, [2, 2, 3]
+    "index_put(x, v, i, j)", "index_put(x, w, i)", "index_put(x, w[0], i)",  # values broadcast
+    "index_put(b, u[:2], None, i, j)", "index_put(x, s[:, :1], rep, accumulate=True)",
+    "index_put(x, v[0], m > 0)",  # x[mask] = value
+    "index_put(b, v, None, m[:, 0] > 0, j)",  # a mask's positions broadcast with j
+    "scatter(x, 1, k, s)", "scatter(x, 0, k0, w)",
+    "scatter(x, 1, k, v[0])",  # a 0-d src: one value written at every index
+    "scatter(b, -1, kb, stack([s, 2 * s]))",
+    "scatter_add(x, 1, kk, s)", "scatter_add(x, 0, k0, w)",
+    "scatter_add(x, 1, kk, x)",  # a src larger than the index: the index's window is read
+    "scatter_reduce(x, 1, kk, s, 'sum')", "scatter_reduce(x, 1, kk, s, 'prod')",
+    "scatter_reduce(x, 1, kk, s, 'mean', include_self=False)",
+    "scatter_reduce(x, 1, kk, s, reduce='amax')", "scatter_reduce(x, 1, kk, s, 'amin', False)",
+    "masked_scatter(x, m > 0, b)",
+    "masked_scatter(x, m[0] > 0, w)",  # the mask broadcast over the rows
+    "masked_scatter(x[0], m > 0, w)",  # the input broadcast to the mask
+    "select_scatter(x, u, 1, -1)", "select_scatter(b, x, 0, 1)",
+    "slice_scatter(x, s, 1, 1, 4, 2)", "slice_scatter(b, stack([s, 2 * s]), dim=2, start=-2)",
+    "diagonal_scatter(x, u, 1)", "diagonal_scatter(b, w[:, :2], -1, 1, 2)",
+    "as_strided(x, (2, 3), (3, 1), 1)",
+    "as_strided(x[0], (3, 2), (1, 1))",  # overlapping: an element read twice sums
+    "as_strided(b, (2, 2, 3), (12, 1, 4), 1)",  # a transposed view
+    "as_strided_scatter(x, w[:, :2], (2, 2), (4, 2), 1)",
+])
+def test_each_indexing_and_scatter_op_passes_at_float64_and_float32(spelled: str) -> None:
+    results = check(spelled, indexing_inputs(spelled), dtypes=DTYPES)
+    assert_all_three_agree(results)
+
+
+# Slow apart from the rest: torch's im2col, at two CPU threads, takes milliseconds a call
+# (0.02 s a case at one thread, 1 to 2 s at two), and the finite differences call it hundreds
+# of times.
+@pytest.mark.parametrize("spelled", [
+    "unfold(img, 2)", "unfold(img[0], (2, 3), padding=1, stride=(2, 1), dilation=(1, 2))",
+    "fold(cols, (4, 4), 2)",  # overlapping blocks sum
+    "fold(cols[0, :, :4], (3, 4), 2, stride=2, padding=(1, 0))",  # unbatched
+    "fold(unfold(img, 2), (4, 4), 2)",
+])
+@pytest.mark.slow
+def test_each_unfold_and_fold_passes_at_float64_and_float32(spelled: str) -> None:
+    results = check(spelled, indexing_inputs(spelled), dtypes=DTYPES)
+    assert_all_three_agree(results)
+
+
+@pytest.mark.parametrize("spelled, message", [
+    ("index(x, m)", "index(): i0 must be an int64 tensor (integer indices), not real"),
+    ("index(x, m > 0)", "index(): a bool mask index gives a shape that depends on its values"),
+    ("index(x, i, None, None, j)", "index(): the indices cover 4 dims of a 2-d input"),
+    ("index_put(x, s, i)", "index_put(): values of shape [3, 2] cannot be broadcast to the "
+                           "indexed shape [2, 4]"),
+    ("scatter(x, 1, i, s)", "scatter(): index needs as many dims as input (2), got 1"),
+    ("scatter(x, 1, m > 0, s)", "scatter(): index must be an int64 tensor, not a mask"),
+    ("scatter_reduce(x, 1, kk, s, 'max')", "reduce='max' is not one of 'sum', 'prod', 'mean', "
+                                           "'amax', 'amin' (did you mean 'amax'?)"),
+    ("slice_scatter(x, s, 1, step=0)", "slice_scatter(): step=0 must be positive"),
+    ("diagonal_scatter(x, u, dim1=1, dim2=-1)", "diagonal_scatter(): dim1 and dim2 must differ"),
+    ("as_strided(x, (3, 3), (4, 1), 3)", "as_strided(): the view reaches element 13 of an "
+                                         "input of 12"),
+    ("as_strided_scatter(x, u, (3,), (0,))", "as_strided_scatter(): an overlapping view "
+                                             "writes one element twice"),
+    ("unfold(x, 2)", "unfold(): input must be (N, C, H, W) or (C, H, W), got [3, 4]"),
+    ("fold(cols, (4, 5), 2)", "fold(): input's last dim (9) must be the 12 blocks that "
+                              "output_size=[4, 5] has"),
+])
+def test_bad_indexing_and_scatter_arguments_are_refused_with_a_one_line_reason(
+        spelled: str, message: str) -> None:
+    assert_refused(spelled, indexing_inputs(spelled), message)
+
+
+@pytest.mark.parametrize("spelled, message", [
+    ("index(x, big)", "index(): index 4 is out of range for dim 0 of size 3"),
+    ("scatter(x, 1, kk, s)", "scatter(): index writes one element twice"),
+    ("index_put(x, s[:, :1], rep)", "index_put(): index_put without accumulate writes one "
+                                    "element twice"),
+    ("masked_scatter(x, m > 0, u)", "masked_scatter(): the mask selects 6 elements, but "
+                                    "source has 3"),
+])
+def test_an_index_decided_by_its_values_is_an_error_at_the_key_not_a_crash(
+        spelled: str, message: str) -> None:
+    """What only the index tensors' values decide (shapes alone pass the load)."""
+    results = check(spelled, indexing_inputs(spelled), dtypes=DTYPES)
+    assert [r.dtype for r in results] == DTYPES
+    for result in results:
+        assert result.status == "error", result.message
+        assert message in result.message
+        assert "internal error" not in result.message
+
+
+# --- order statistics (ops/sorting.py) ------------------------------------------------------
+# z's values are at least 0.3 apart, so no two trade places under a finite difference (a tie
+# is a kink): 6 elements, what the exact oracle affords of a sorting network. h and b (24
+# elements, continuous random values that never tie) go to the rule sweep.
+
+ORDER_INPUTS: dict[str, Any] = {
+    "z": [[0.3, -1.2, 1.7], [2.1, 0.9, -0.4]],
+    "h": uniform([4, 6], -2.0, 2.0, seed=SEED + 8),
+    "b": INDEXING_INPUTS["b"],
+}
+
+
+def order_inputs(spelled: str) -> dict[str, Any]:
+    return {name: value for name, value in ORDER_INPUTS.items()
+            if re.search(rf"\b{name}\b", spelled)}
+
+
+@pytest.mark.parametrize("spelled", [
+    "sort(z)", "sort(z, dim=0, descending=True)", "sort(z, stable=True)", "sort(h, 1, True)",
+    "msort(z)", "msort(b)",
+    "topk(z, 2)", "topk(z, 2, dim=0, largest=False)", "topk(h, 3)",
+    "topk(b, 2, dim=1, largest=False)",
+    "kthvalue(z, 2)", "kthvalue(z, 3, 1, True)", "kthvalue(b, 3, dim=-1)",
+    "median(z)",  # 6 elements: the lower of the middle two
+    "median(z, dim=1)", "median(z, 0, keepdim=True)", "median(h, 1)",
+    "cummax(z, 1)", "cummin(z, dim=0)", "cummax(h, 0) + cummin(h, -1)",
+])
+def test_each_order_statistic_passes_at_float64_and_float32(spelled: str) -> None:
+    results = check(spelled, order_inputs(spelled), dtypes=DTYPES)
+    assert_all_three_agree(results)
+
+
+@pytest.mark.parametrize("spelled, message", [
+    ("sort(z, dim=2)", "sort(): dim=2 is out of range for a 2-d tensor"),
+    ("msort(z[0, 0])", "msort() needs at least 1 dim"),
+    ("topk(z, 4)", "topk(): k=4 is out of range for a dim of size 3"),
+    ("topk(z, 2, sorted=False)", "topk(): sorted=False leaves the order of the values to "
+                                 "torch's kernel; use sorted=True"),
+    ("kthvalue(z, 0)", "kthvalue(): k=0 is out of range for a dim of size 3"),
+    ("median(z, keepdim=True)", "median(): keepdim=True needs dim="),
+    ("cummax(z, -3)", "cummax(): dim=-3 is out of range"),
+])
+def test_bad_order_statistic_arguments_are_refused_with_a_one_line_reason(
+        spelled: str, message: str) -> None:
+    assert_refused(spelled, order_inputs(spelled), message)
+
+
+@pytest.mark.parametrize("spelled, values, where", [
+    ("sort(t)", [1.0, 0.5, 1.0], "t[0] and 1 more element(s) (sort at a tie"),
+    ("topk(t, 1)", [0.5, 2.0, 2.0], "t[1] and 1 more element(s) (topk at a tie"),
+    ("median(t)", [1.0, 3.0, 3.0], "t[1] and 1 more element(s) (median at a tie"),
+    ("cummin(t, 0)", [2.0, 0.0, 1.0, 0.0], "t[1] and 1 more element(s) (cummin at a tie"),
+])
+def test_a_tie_that_decides_an_order_statistic_is_a_kink_as_max_at_a_tie(
+        spelled: str, values: list[float], where: str) -> None:
+    (result,) = check(spelled, {"t": values})
+    assert result.status == "skip", result.message
+    assert f"not differentiable at {where}" in result.message
+
+
+# Resampling: image, volume and sequence inputs; grids drawn uniformly (a seeded draw never
+# lands a sample exactly on a pixel, where bilinear sampling has a kink in the grid).
+SAMPLING_INPUTS: dict[str, Any] = {
+    "img": uniform([1, 1, 3, 4], -2.0, 2.0, seed=SEED + 9),
+    "grid": uniform([1, 2, 2, 2], -0.9, 0.9, seed=SEED + 10),
+    "vol": uniform([1, 1, 2, 3, 3], -2.0, 2.0, seed=SEED + 11),
+    "grid3": uniform([1, 1, 2, 2, 3], -0.9, 0.9, seed=SEED + 12),
+    "seq": uniform([1, 2, 4], -2.0, 2.0, seed=SEED + 13),
+}
+
+
+def sampling_inputs(spelled: str) -> dict[str, Any]:
+    return {name: value for name, value in SAMPLING_INPUTS.items()
+            if re.search(rf"\b{name}\b", spelled)}
+
+
+@pytest.mark.parametrize("spelled", [
+    "grid_sample(img, grid)", "grid_sample(img, grid, mode='nearest')",
+    "grid_sample(img, grid, padding_mode='border', align_corners=True)",
+    "grid_sample(img, 1.3 * grid, padding_mode='reflection')",  # samples outside, reflected
+    "grid_sample(img, grid, mode='bicubic')", "grid_sample(vol, grid3)",
+    "interpolate(img, scale_factor=2, mode='bilinear')",
+    "interpolate(img, size=(5, 7), mode='bicubic', align_corners=True)",
+    "interpolate(img, scale_factor=(1.5, 0.75), mode='nearest')",
+    "interpolate(img, size=(6, 8), mode='nearest-exact')",
+    "interpolate(seq, size=7, mode='linear')", "interpolate(vol, size=(3, 4, 5), mode='trilinear')",
+])
+def test_each_resampling_op_passes_at_float64_and_float32(spelled: str) -> None:
+    results = check(spelled, sampling_inputs(spelled), dtypes=DTYPES)
     assert_all_three_agree(results)
 
 

@@ -27,18 +27,21 @@ from gradcheck_lab.oracles.base import make_probes, make_tangents
 from gradcheck_lab.oracles.points import make_point
 from tests.conftest import CASES, DATA
 from tests.test_ops import (
-    CASES as EXAMPLES,
+    EXACT_CASES as EXAMPLES,
 )
 from tests.test_ops import (
+    TORCH_CASES,
     ULPS,
     Example,
     assert_same_math,
+    conditioning,
     cotangent,
     evaluate,
     has_derivative,
     needs_gradient,
     sample,
     symbols_for,
+    torch_jacobians,
 )
 
 
@@ -96,6 +99,55 @@ def test_second_order_rules_match_exact_sympy(example: Example) -> None:
         scale = np.maximum(1.0, (np.abs(g_dot.ravel()) @ np.abs(jacobian)).reshape(
             array.shape) + np.abs(second).reshape(array.shape))
         assert_same_math(grad_dot, expected, scale=scale, ulps=ULPS)
+
+
+@pytest.mark.parametrize("example", TORCH_CASES)
+def test_second_order_rules_match_torch_double_backward(example: Example) -> None:
+    """The exact test's twin where sympy cannot (eigh, svd, qr, matrix_exp; inv, det, solve,
+    cholesky above 3 x 3), against torch's double backward in float64: the JVP is J·ȧ with J
+    torch's Jacobian; the pair rule's tangent ġ·J + g·(∂J/∂a)·ȧ, whose second term is the
+    gradient of <g·J, ȧ> (the VJP, taken with create_graph) by the symmetry of second
+    partials. Tolerances: the rounding of both, amplified by the factorization's
+    conditioning."""
+    import torch
+
+    op, params = OPS[example.op], example.full_params
+    values = sample(example)
+    out = op.numpy(values, params)
+    tangents = tangents_for(example, values)
+    g = cotangent(np.shape(out))
+    g_dot = np.random.default_rng(12).standard_normal(np.shape(out))
+    needs = needs_gradient(example)
+    jvp = op.jvp_rule(values, tangents, out, params)
+    pairs = op.pair_rule(g, g_dot, values, tangents, out, params, needs)
+    kappa = conditioning(example, values)
+
+    jacobians = torch_jacobians(example, values)
+    moved = [(j, t.ravel()) for j, t in zip(jacobians, tangents, strict=True) if t is not None]
+    assert_same_math(jvp, sum(j @ t for j, t in moved).reshape(np.shape(out)),
+                     scale=kappa * np.maximum(1.0, sum(np.abs(j) @ np.abs(t) for j, t in moved)
+                                              .reshape(np.shape(out))))
+    tensors = [torch.tensor(v, requires_grad=need) for v, need in zip(values, needs, strict=True)]
+    differentiated = [t for t in tensors if t.requires_grad]
+    grads = torch.autograd.grad(op.torch(tensors, params), differentiated,
+                                grad_outputs=torch.from_numpy(g), create_graph=True)
+    along = sum((grad * torch.from_numpy(t)).sum()
+                for grad, t in zip(grads, [t for t in tangents if t is not None], strict=True))
+    second = torch.autograd.grad(along, differentiated, allow_unused=True,
+                                 materialize_grads=True)
+    for position, jacobian in enumerate(jacobians):
+        if not needs[position]:
+            assert pairs[position] is None
+            continue
+        grad, grad_dot = pairs[position]
+        k = sum(needs[:position])
+        shape = values[position].shape
+        assert_same_math(grad, grads[k].detach().numpy(), scale=kappa * np.maximum(
+            1.0, (np.abs(g.ravel()) @ np.abs(jacobian)).reshape(shape)))
+        expected = (g_dot.ravel() @ jacobian).reshape(shape) + second[k].numpy()
+        scale = np.maximum(1.0, (np.abs(g_dot.ravel()) @ np.abs(jacobian)).reshape(shape)
+                           + np.abs(second[k].numpy()))
+        assert_same_math(grad_dot, expected, scale=kappa * scale)
 
 
 # -- whole programs: the second-order sweep against the exact oracle ----------------------

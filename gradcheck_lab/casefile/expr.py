@@ -265,7 +265,7 @@ class _Builder:
         params |= hidden or {}
         if name in PIECES and PART not in params:
             raise self.fail(f"{name}() gives several tensors: pick one with [k], as in "
-                            f"{name}(x, 2)[0]", node)
+                            f"{name}(...)[0]", node)
         positions = sorted(tensors)
         self.check_arguments_given(op, positions, node)
         if any(p.name == GIVEN for p in op.params):
@@ -366,9 +366,9 @@ class _Builder:
                             "too, before it", node)
 
     def param_value(self, op_name: str, param: Param, node: ast.AST) -> ParamValue:
-        """Static keyword values: an int, a bool, a real number, a string or a tuple of ints,
-        as the op's keyword takes them (never an expression); None where that is the
-        keyword's default (dim=None)."""
+        """Static keyword values: an int, a bool, a real number, a string or a tuple of ints
+        (or of real numbers), as the op's keyword takes them (never an expression); None
+        where that is the keyword's default (dim=None)."""
         if _is_none(node) and param.default is None and not param.required:
             return None
         if param.kind == "bool":
@@ -383,7 +383,11 @@ class _Builder:
                 return node.value
             raise self.fail(f"{op_name}(): {param.name}= needs a string (at most {MAX_TEXT} "
                             "characters)", node)
-        if param.kind == "float":
+        if param.kind == "floats" and isinstance(node, (ast.Tuple, ast.List)):
+            if len(node.elts) > 16:
+                raise self.fail(f"{op_name}(): {param.name}= lists at most 16 numbers", node)
+            return tuple(self.float_value(op_name, param, item) for item in node.elts)
+        if param.kind in ("float", "floats"):
             return self.float_value(op_name, param, node)
         if param.kind == "dims" and param.choices and isinstance(node, ast.Constant) and \
                 isinstance(node.value, str):  # conv's padding="same"

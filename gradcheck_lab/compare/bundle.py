@@ -16,18 +16,20 @@ from gradcheck_lab.program import Program
 @dataclass(frozen=True)
 class OracleResults:
     """The case at one point: its probes, and the gradients of the three oracles (finite
-    differences may be absent: ``None``)."""
+    differences may be absent: ``None``; the symbolic oracle too, where no spec could be had:
+    then ``missing`` says why, and the check is autograd against finite differences)."""
 
     case: Case
     point: Point
     probes: tuple[Probe, ...]
-    symbolic: Gradients
+    symbolic: Gradients | None
     autograd: Gradients
     finite_differences: FiniteDifferences | None
     # How precisely the function under test computes (oracles.precision): float64 for the
     # spec, measured for an impl.
     precision: Precision = FLOAT64
     program: Program | None = None  # the spec at this point; None: the case's own
+    missing: str | None = None  # why the symbolic oracle did not run
 
     @property
     def spec(self) -> Program:
@@ -37,12 +39,14 @@ class OracleResults:
     @property
     def exact(self) -> bool:
         """Whether the symbolic gradients are exact (elementwise sympy) or the float64 sweep."""
-        return self.symbolic.exact
+        return self.symbolic is not None and self.symbolic.exact
 
     @property
     def methods(self) -> dict[str, str]:
         """How each oracle computed, as the result's ``oracles`` reports it."""
-        methods = {"symbolic": self.symbolic.method, "autograd": self.autograd.method}
+        symbolic = (self.symbolic.method if self.symbolic is not None
+                    else f"not run: {self.missing}")
+        methods = {"symbolic": symbolic, "autograd": self.autograd.method}
         if self.finite_differences is not None:
             methods["finite_difference"] = self.finite_differences.method
         return methods
@@ -60,7 +64,7 @@ class OracleResults:
     def terms(self, name: str, k: int) -> np.ndarray | float:
         """Sum of |terms| behind each gradient element of ``name`` at probe ``k`` (0 where
         the symbolic oracle gave none)."""
-        if not self.symbolic.term_magnitudes:
+        if self.symbolic is None or not self.symbolic.term_magnitudes:
             return 0.0
         return self.symbolic.term_magnitudes[k][name].reshape(-1)
 
@@ -78,5 +82,6 @@ class OracleResults:
     def shape_of(self, name: str | None) -> tuple[int, ...]:
         """An input's shape, or the output's for ``None``."""
         if name is None:
-            return np.shape(self.symbolic.value)
+            return np.shape(self.autograd.value if self.symbolic is None
+                            else self.symbolic.value)
         return self.point.values[name].shape

@@ -53,6 +53,7 @@ class FdTally:
     # outside the function's domain (or where it overflows), not compared as numbers.
     outside: dict[str, set[int]] = field(default_factory=dict)
     fd_alone: int = 0
+    flips: int = 0  # the spec's conditions that change within one finite-difference step
     not_numbers: int = 0  # finite differences left unjudged where the gradient is not finite
     largest_atol: float = 0.0
     # How close symbolic and autograd came to their tolerance: the largest |s - a| / allowed
@@ -97,6 +98,11 @@ class _InputGradient:
         self.tally = tally
         self.impl_differs_from_spec = impl_differs_from_spec
         self.spec_only = results.case.impl is None
+        # Finite differences alone against symbolic and autograd, which agree, say nothing
+        # against the impl: with no impl they difference the spec itself; where the forward
+        # detaches a value, both gradients stop there by design and the differences do not.
+        self._fd_alone_uncounted = self.spec_only or bool(results.spec.stops)
+        self._flips: int | None = None  # the spec's conditions flipping within one step
         self.disagreements: list[tuple[float, int, int, str | None]] = []  # err, probe, flat, odd
         self.votes: list[str] = []
         self.fd_odd_elements: set[int] = set()
@@ -216,7 +222,7 @@ class _InputGradient:
             side_a = bool(agree(a, f, p.bound_a[flat] + bf))
             if side_s or side_a:
                 continue
-            if self.spec_only:
+            if self.fd_alone_uncounted():
                 self.tally.fd_alone += self.counted
                 continue
             self.fd_odd_elements.add(int(flat))
@@ -275,7 +281,7 @@ class _InputGradient:
                 self.inconclusive("wider than the gap")
                 continue
             if agreeing:
-                if not side_s and not side_a and self.spec_only:
+                if not side_s and not side_a and self.fd_alone_uncounted():
                     self.tally.fd_alone += self.counted
                 elif not side_s and not side_a and self.first_report(p.k, "direction", j):
                     findings.mismatches.append(self.mismatch(
@@ -291,6 +297,8 @@ class _InputGradient:
         """The worst disagreements of symbolic and autograd, and who is odd."""
         group_odd = odd_one_out(self.votes)
         disagreements = self.disagreements
+        if group_odd == SYMBOLIC and self.branch_too_narrow(findings):
+            return
         declared = self.name in self.results.case.surrogates
         if declared:
             # The surrogate is what the backward means to compute: where it is not that,
@@ -342,6 +350,52 @@ class _InputGradient:
                 f"{self.name}: {FD} is the odd one out ({count_text(len(self.fd_odd_elements))});"
                 " symbolic and autograd agree, so the function's forward may not match its "
                 "backward")
+
+    def fd_alone_uncounted(self) -> bool:
+        """Whether finite differences alone against symbolic and autograd, which agree, say
+        nothing against the impl: with no impl they difference the spec itself; where the
+        traced forward stops a gradient by its own doing (a detach(), a threshold computed
+        from the input's histogram) both gradients stop there by the forward's design; and
+        where the spec's own conditions change within one step the differences straddle a
+        branch the gradients are taken on. (A value read out with .item() is none of these:
+        its lost gradient is a bug, and counted.)"""
+        return self._fd_alone_uncounted or self.branch_flips() > 0
+
+    def branch_flips(self) -> int:
+        """The spec's conditions that flip within one finite-difference step (computed once,
+        only where it matters)."""
+        from gradcheck_lab.oracles.symbolic import branches_within
+
+        if self._flips is None:
+            results = self.results
+            self._flips = 0 if results.case.impl is None else branches_within(
+                results.spec, results.point, results.precision.relative_step,
+                results.case.seed)
+            self.tally.flips = max(self.tally.flips, self._flips)
+        return self._flips
+
+    def branch_too_narrow(self, findings: Findings) -> bool:
+        """Symbolic disagrees with autograd, finite differences side with autograd or
+        cannot tell, and the spec's own branches change within one finite-difference step:
+        its exact derivative is that of a branch narrower than the scale the forward's
+        function is differentiated at (an iterative solver's last comparisons), so it
+        cannot speak against autograd. Said in a note; nothing is reported against the
+        impl."""
+        if self.results.case.impl is None or any(odd not in (SYMBOLIC, _UNDECIDED, None)
+                                                 for _, _, _, odd in self.disagreements):
+            return False
+        flips = self.branch_flips()
+        if not flips:
+            return False
+        note = (f"{self.name}: the spec's derivative differs from autograd's, which finite "
+                f"differences confirm or cannot refute; {flips} of its conditions change "
+                "within one finite-difference step, so the spec holds only on a branch narrower "
+                "than that "
+                "(an iterative solver's comparisons): the verdict rests on autograd and finite "
+                "differences")
+        if note not in findings.notes:
+            findings.notes.append(note)
+        return True
 
     def through_outputs(self, disagreements: list[tuple[float, int, int, str | None]]) -> str:
         """With named outputs: which outputs' own cotangents the disagreements come through

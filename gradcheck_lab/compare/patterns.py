@@ -28,10 +28,11 @@ class Probed:
 
 
 def diagnose(name: str, shape: tuple[int, ...], probes: Sequence[Probed],
-             scales_with_cotangent: bool) -> str | None:
+             scales_with_cotangent: bool, reference: str = "symbolic") -> str | None:
     """The one pattern that explains every disagreement of ``name``, worded for the report,
     or None. ``scales_with_cotangent``: the probes' cotangents differ, so a right gradient
-    differs between them too."""
+    differs between them too. ``reference``: what autograd is held to (Probed.symbolic holds
+    finite differences' partials in a check without the symbolic oracle)."""
     if not probes or not all(np.isfinite(p.symbolic).all() and np.isfinite(p.autograd).all()
                              for p in probes):
         return None
@@ -47,17 +48,17 @@ def diagnose(name: str, shape: tuple[int, ...], probes: Sequence[Probed],
     if factor is not None:
         simple, c = factor
         if simple == "-1":
-            return (f"autograd = -1 × symbolic on every element of {name}: a sign error")
+            return (f"autograd = -1 × {reference} on every element of {name}: a sign error")
         if simple is not None:
-            return (f"autograd = {simple} × symbolic on every element of {name}: a missing or "
-                    "extra factor")
+            return (f"autograd = {simple} × {reference} on every element of {name}: a missing "
+                    "or extra factor")
         if _size(shape) == 1:
             return None  # any two numbers have a ratio: only a simple one says something
-        return (f"autograd = c × symbolic on every element of {name}, with c = "
+        return (f"autograd = c × {reference} on every element of {name}, with c = "
                 f"{c:.6g}: a wrong constant")
     if _transposed(shape, probes):
-        return (f"autograd = symbolicᵀ on every element of {name}: the gradient is transposed "
-                "(rows and columns swapped, or broadcast along the wrong dim)")
+        return (f"autograd = {reference}ᵀ on every element of {name}: the gradient is "
+                "transposed (rows and columns swapped, or broadcast along the wrong dim)")
     wrong = set()
     for p in probes:
         wrong.update(int(f) for f in np.flatnonzero(~p.agrees))

@@ -34,6 +34,8 @@ def judged(results: OracleResults, rule: ToleranceRule, value_rule: ToleranceRul
     """``compare``, and per input the elements where nobody could be named the odd one out
     (what a sharper finite difference should look at again)."""
     value_rule = value_rule or rule
+    if results.symbolic is None:
+        return _judged_two_way(results, rule), {}
     gap = value_gap(results, value_rule)
     impl_differs_from_spec = results.case.impl is not None and gap.differ.size > 0
     gradients, tally = compare_gradients(results, rule, impl_differs_from_spec)
@@ -56,6 +58,36 @@ def judged(results: OracleResults, rule: ToleranceRule, value_rule: ToleranceRul
                       _tolerance(results, rule, tally), found.diagnoses)
     return verdict, {name: np.asarray(flats, dtype=np.int64)
                      for name, flats in tally.undecided.items()}
+
+
+def _judged_two_way(results: OracleResults, rule: ToleranceRule) -> Verdict:
+    """The verdict without the symbolic oracle: autograd against finite differences, and
+    the function's contract (in-place writes, reruns, gradient types) as usual."""
+    from gradcheck_lab.compare.two_way import compare_two_way
+
+    gradients, tally = compare_two_way(results, rule)
+    fd = results.finite_differences
+    found = Findings(notes=[f"the symbolic oracle did not run: {results.missing}; autograd "
+                            "is checked against finite differences alone",
+                            *results.autograd.notes, *(fd.notes if fd else ())])
+    for findings in (gradients, compare_in_place(results), compare_reruns(results, rule),
+                     compare_gradient_types(results)):
+        found.extend(findings)
+    found.notes.extend(_precision_notes(results))
+    if tally.inconclusive:
+        found.notes.append(f"finite differences were inconclusive at {tally.inconclusive} "
+                           f"comparison(s): {_reasons(results, tally)}")
+    status = "fail" if found.mismatches or found.summary else "pass"
+    if status == "fail":
+        message = "; ".join(found.summary)
+    else:
+        compared = (fd.compared * len(independent(results.probes)) if fd else 0)
+        message = (f"autograd agrees with finite differences on "
+                   f"{count_text(compared - tally.inconclusive)}"
+                   + (f", inconclusive on {tally.inconclusive}" if tally.inconclusive else "")
+                   + " (two oracles: no symbolic spec)")
+    return Verdict(status, message, found.mismatches, found.notes, _counts(results),
+                   _tolerance(results, rule, tally), found.diagnoses)
 
 
 def _precision_notes(results: OracleResults) -> list[str]:
@@ -98,7 +130,21 @@ def _domain_notes(results: OracleResults, tally: FdTally) -> list[str]:
 
 def _finite_difference_notes(results: OracleResults, tally: FdTally) -> list[str]:
     notes = []
-    if tally.fd_alone:
+    stops = results.spec.stops
+    if tally.fd_alone and stops:
+        notes.append(
+            f"finite differences disagree at {tally.fd_alone} comparison(s) where symbolic "
+            f"and autograd agree: the forward stops the gradient at {'; '.join(stops[:3])}"
+            f"{' and more' if len(stops) > 3 else ''}, which both follow, and the finite "
+            "differences, which see the whole function, do not; not counted against it")
+    elif tally.fd_alone and tally.flips:
+        notes.append(
+            f"finite differences disagree at {tally.fd_alone} comparison(s) where symbolic "
+            f"and autograd agree: {tally.flips} of the spec's conditions change within one "
+            "finite-difference step (a threshold or branch computed from the input), so the "
+            "differences straddle a branch the gradients are taken on; not counted against "
+            "the verdict")
+    elif tally.fd_alone:
         notes.append(
             f"finite differences disagree at {tally.fd_alone} comparison(s) where symbolic "
             "and autograd agree; with no impl the function differenced is the spec itself, "
@@ -112,7 +158,7 @@ def _finite_difference_notes(results: OracleResults, tally: FdTally) -> list[str
 
 
 def _reasons(results: OracleResults, tally: FdTally) -> str:
-    kinked = results.symbolic.kinked_ops
+    kinked = results.symbolic.kinked_ops if results.symbolic is not None else ()
     said = {
         "ill-conditioned": (f"their error bar exceeds {FD_INCONCLUSIVE:g} of the gradient's "
                             "scale (ill-conditioned differences"
@@ -153,7 +199,7 @@ def _counts(results: OracleResults) -> dict[str, int]:
     rows = len(independent(results.probes))
     counts = {
         "gradient_elements": elements,
-        "symbolic_vs_autograd": elements * rows,
+        "symbolic_vs_autograd": elements * rows if results.symbolic is not None else 0,
         "finite_difference": fd.compared * rows if fd else 0,
         "probes": len(results.probes),
     }

@@ -1,22 +1,24 @@
 """``gradcheck`` and ``gradgradcheck`` with the signatures of ``torch.autograd``'s, so that
 changing ``from torch.autograd import gradcheck`` to ``from gradcheck_lab import gradcheck``
 keeps a test suite's calls as they are, and checks them three ways: the spec is traced from
-``func``'s own forward (``oracles.trace``), autograd and finite differences run on ``func``.
+``func``'s own forward (``gradcheck_lab.trace``), autograd and finite differences run on
+``func``.
 
 Keywords of torch's that govern a comparison (``atol``, ``rtol``, and ``eps``, the
 finite-difference step) replace the derived tolerance and step when given; left out, the
 derived ones hold (they are tighter than torch's defaults
 in float64 and sized to the dtype). The others are accepted for the signature's sake, each
-with its reason in ``IGNORED``. Where the forward cannot be traced (an aten op without a
-translation), the call falls back to torch's own function, with a warning that says why, so
-that a correct suite stays green.
+with its reason in ``IGNORED``. Where the forward cannot be traced (an op the case language
+cannot write), the check goes on with autograd against finite differences, and says which
+op stopped the trace: torch's own gradcheck never decides a verdict.
 """
 
 from __future__ import annotations
 
 import re
-import warnings
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from gradcheck_lab.results import Result
@@ -41,6 +43,22 @@ IGNORED = {
 }
 
 
+@dataclass(frozen=True)
+class DropinCall:
+    """One call of the drop-in, as a session summary (or a benchmark) counts it."""
+
+    kind: str  # "gradcheck" or "gradgradcheck"
+    function: str  # the function's qualname
+    status: str  # "pass", "fail", "skip" or "error"
+    oracles: int  # 3, or 2 where the symbolic oracle did not run
+    missing: str | None  # why it did not
+    seconds: float
+
+
+# Every call in this process, in order (small records: a suite makes hundreds).
+CALLS: list[DropinCall] = []
+
+
 class GradcheckError(RuntimeError):
     """A failed check, as torch's GradcheckError is: the message holds the mismatch table."""
 
@@ -55,10 +73,7 @@ def gradcheck(func: Callable[..., Any], inputs: Any, *, eps: float = _UNSET,
     """True when ``func``'s backward agrees with its forward, three ways; otherwise raises
     GradcheckError (or returns False with ``raise_exception=False``)."""
     keys = {"modes": ["reverse", "forward"]} if check_forward_ad else {}
-    return _checked("gradcheck", func, inputs, eps, atol, rtol, nondet_tol, raise_exception, keys,
-                    lambda: _torch("gradcheck")(func, inputs, **_given(eps, atol, rtol),
-                                                raise_exception=raise_exception,
-                                                nondet_tol=nondet_tol))
+    return _checked("gradcheck", func, inputs, eps, atol, rtol, nondet_tol, raise_exception, keys)
 
 
 def gradgradcheck(func: Callable[..., Any], inputs: Any, grad_outputs: Any = None, *,
@@ -70,30 +85,15 @@ def gradgradcheck(func: Callable[..., Any], inputs: Any, grad_outputs: Any = Non
                   fast_mode: bool = False, masked: bool = False) -> bool:
     """``gradcheck`` at second order: Hessian-vector products, three ways."""
     return _checked("gradgradcheck", func, inputs, eps, atol, rtol, nondet_tol, raise_exception,
-                    {"order": 2},
-                    lambda: _torch("gradgradcheck")(func, inputs, grad_outputs,
-                                                    **_given(eps, atol, rtol),
-                                                    raise_exception=raise_exception,
-                                                    nondet_tol=nondet_tol))
-
-
-def _torch(name: str) -> Callable[..., bool]:
-    import torch
-
-    return getattr(torch.autograd, name)
-
-
-def _given(eps: Any, atol: Any, rtol: Any) -> dict[str, float]:
-    given = {"eps": eps, "atol": atol, "rtol": rtol}
-    return {key: value for key, value in given.items() if value is not _UNSET}
+                    {"order": 2})
 
 
 def _checked(name: str, func: Callable[..., Any], inputs: Any, eps: Any, atol: Any, rtol: Any,
-             nondet_tol: float, raise_exception: bool, keys: dict[str, Any],
-             fallback: Callable[[], bool]) -> bool:
+             nondet_tol: float, raise_exception: bool, keys: dict[str, Any]) -> bool:
     from gradcheck_lab.doors.api import check
     from gradcheck_lab.doors.render import failure_text
 
+    started = time.perf_counter()
     values = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
     case_inputs, impl, dtype, device = _as_case(name, func, values)
     if eps is not _UNSET:
@@ -105,11 +105,7 @@ def _checked(name: str, func: Callable[..., Any], inputs: Any, eps: Any, atol: A
         keys["nondet_tol"] = float(nondet_tol)
     results = check(impl=impl, inputs=case_inputs, dtypes=[dtype], devices=[device],
                     name=_case_name(func, name), **keys)
-    untraceable = [r for r in results if r.status == "error" and _is_trace_refusal(r)]
-    if untraceable:
-        warnings.warn(f"gradcheck_lab.{name}: {untraceable[0].message}; fell back to "
-                      f"torch.autograd.{name}", stacklevel=3)
-        return fallback()
+    CALLS.append(_call_record(name, func, results, time.perf_counter() - started))
     failed = [r for r in results if r.status not in ("pass", "skip")]
     if not failed:
         return True
@@ -118,14 +114,31 @@ def _checked(name: str, func: Callable[..., Any], inputs: Any, eps: Any, atol: A
     return False
 
 
+def _call_record(kind: str, func: Callable[..., Any], results: list[Result],
+                 seconds: float) -> DropinCall:
+    statuses = {r.status for r in results}
+    status = next((s for s in ("error", "fail", "pass") if s in statuses), "skip")
+    missing = next((r.oracles["symbolic"].removeprefix("not run: ") for r in results
+                    if r.oracles.get("symbolic", "").startswith("not run: ")), None)
+    return DropinCall(kind, getattr(func, "__qualname__", repr(func)), status,
+                      2 if missing else 3, missing, seconds)
+
+
+def _differentiable(out: Any) -> Any:
+    """The outputs a gradient can flow through, as torch's gradcheck keeps them: of a tuple,
+    its real tensors (one alone as itself); integer outputs (indices) play no part."""
+    import torch
+
+    if not isinstance(out, (tuple, list)):
+        return out
+    kept = [o for o in out if isinstance(o, torch.Tensor) and o.is_floating_point()]
+    return kept[0] if len(kept) == 1 else tuple(kept)
+
+
 def _case_name(func: Callable[..., Any], default: str) -> str:
     """func's name as a case name (a lambda's "<lambda>" has characters a name may not)."""
     spelled = re.sub(r"[^A-Za-z0-9_.+-]+", "_", getattr(func, "__qualname__", "") or "")
     return spelled.strip("_.")[:100] or default
-
-
-def _is_trace_refusal(result: Result) -> bool:
-    return "the traced forward" in result.message
 
 
 def _as_case(name: str, func: Callable[..., Any], values: Sequence[Any]
@@ -161,6 +174,6 @@ def _as_case(name: str, func: Callable[..., Any], values: Sequence[Any]
 
     def impl(**tensors: Any) -> Any:
         args = [values[i] if slot is None else tensors[slot] for i, slot in enumerate(slots)]
-        return func(*args)
+        return _differentiable(func(*args))
 
     return case_inputs, impl, dtypes.pop(), devices.pop()

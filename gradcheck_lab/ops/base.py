@@ -28,7 +28,7 @@ from gradcheck_lab.ops.second_order import (
 )
 
 Shape = tuple[int, ...]
-ParamValue = int | bool | float | str | tuple[int, ...] | None
+ParamValue = int | bool | float | str | tuple[int, ...] | tuple[float, ...] | None
 Params = dict[str, ParamValue]
 Arrays = Sequence[np.ndarray]
 Gradients = list[np.ndarray | None]
@@ -48,7 +48,7 @@ FoldRule = Callable[[Sequence[Fraction], int], Fraction | None]
 # it replaces the op's own on the slice of the arguments they depend on.
 MovesRule = Callable[[Sequence[Any], int, Any, Any, Any, Callable[[Sequence[Any]], Any]],
                      Any]
-PARAM_KINDS = ("int", "dims", "bool", "float", "str", "text")
+PARAM_KINDS = ("int", "dims", "bool", "float", "floats", "str", "text")
 # The hidden keyword that records which tensor arguments a call gave (``clamp(x, max=1)``
 # gives positions (0, 2)); ops that take it see exactly those arguments, in that order.
 GIVEN = "given"
@@ -60,8 +60,9 @@ RESULT_KINDS = ("real", "bool", "int", "promote")
 @dataclass(frozen=True)
 class Param:
     """A static keyword of an op. ``kind``: "int", "dims" (an int or a tuple of ints), "bool",
-    "float" (a real number, ints accepted), "str" (one of ``choices``) or "text" (any short
-    string, which the op's shape rule checks: einsum's equation)."""
+    "float" (a real number, ints accepted), "floats" (a real number or a tuple of them, one per
+    dim: interpolate's scale_factor), "str" (one of ``choices``) or "text" (any short string,
+    which the op's shape rule checks: einsum's equation)."""
 
     name: str
     kind: str

@@ -187,9 +187,13 @@ def _input_adjoint(g: np.ndarray, weight: np.ndarray, geometry: Geometry, groups
 
 def _weight_adjoint(x: np.ndarray, g: np.ndarray, geometry: Geometry,
                     groups: int) -> np.ndarray:
-    """The VJP of ``_correlate`` in w: the cotangent correlated with the input's windows."""
+    """The VJP of ``_correlate`` in w: the cotangent correlated with the input's windows.
+    Only the windows ``g`` has a cotangent for count: a transposed convolution's output
+    padding adds rows past the last window, which no weight reaches."""
     out, kernel = _letters(len(geometry.kernel))
-    windows = _by_group(window_view(pad(x, geometry), geometry), groups, 1)
+    windows = window_view(pad(x, geometry), geometry)
+    reached = tuple(slice(0, size) for size in g.shape[2:])
+    windows = _by_group(windows[(slice(None), slice(None), *reached)], groups, 1)
     dw = np.einsum(f"ngc{out}{kernel},ngo{out}->goc{kernel}", windows, _by_group(g, groups, 1),
                    optimize=True)
     return dw.reshape(-1, *dw.shape[2:])
@@ -230,8 +234,12 @@ def _vjp(name: str, d: int, transposed: bool) -> Callable[..., Gradients]:
         x, g = batched(args[0], d), batched(as_float(g), d)
         grads: list[np.ndarray | None] = [None] * len(args)
         if needs[0]:
-            dx = (_correlate(g, args[1], geometry, groups) if transposed
-                  else _input_adjoint(g, args[1], geometry, groups, x.shape[2:]))
+            if transposed:  # output padding's extra rows reach no input element
+                reached = tuple(slice(0, size) for size in x.shape[2:])
+                dx = _correlate(g, args[1], geometry, groups)[(slice(None), slice(None),
+                                                              *reached)]
+            else:
+                dx = _input_adjoint(g, args[1], geometry, groups, x.shape[2:])
             grads[0] = unbatched(dx, args[0], d)
         if needs[1]:
             grads[1] = (_weight_adjoint(g, x, geometry, groups) if transposed

@@ -12,6 +12,7 @@ GROUPS = (
     ("condition", ""),
     ("reduction", ""),
     ("structure", ""),
+    ("indexing", ""),
     ("linalg", ""),
     ("nn", ""),
     ("loss", ""),

@@ -7,6 +7,7 @@ vector: sqrt at 0), and the 1-norm, and any p below 1, wherever an element is 0 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -111,6 +112,9 @@ def _order(params: Params) -> float:
 
 
 def _check_order(shape: Shape, axes: tuple[int, ...], params: Params) -> None:
+    if _order(params) == math.inf:
+        raise SpecError("the norm's order must be finite: write amax(abs(x)) for the "
+                        "largest |element| (ord=inf)")
     if not _order(params) > 0:
         raise SpecError("the norm's order must be positive (0 counts non-zeros and has no "
                         "gradient)")

@@ -213,6 +213,10 @@ def _chain_rule(rule: ElementwiseRule, g: np.ndarray, args: Sequence[np.ndarray]
                 term = g * local
             else:
                 term = np.abs(g) * np.maximum(np.abs(local), terms(*args, **params))
+            # Where the cotangent is exactly 0 nothing downstream reads the element: its
+            # term is 0, even where the local slope is infinite (sqrt at 0 behind a clamp
+            # that a gather then skips), not 0·inf.
+            term = np.where(g == 0, 0.0, term)
             grads.append(unbroadcast(term, np.shape(arg)))
     return grads
 

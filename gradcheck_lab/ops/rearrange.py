@@ -61,9 +61,14 @@ def rearrangement(name: str, move: Move, torch_form: TorchMove, *, doc: str,
             raise SpecError(f"{name}(): {exc}") from None
 
     def forward(args: Arrays, params: Params) -> np.ndarray:
-        arrays = [np.asarray(a) if i in integer_args else as_float(a)
+        # Integer data (indices a traced forward reshapes or expands) stays integer, as in
+        # torch: a later gather or index reads it as indices.
+        integral = all(np.asarray(a).dtype.kind in "biu" for i, a in enumerate(args)
+                       if i not in integer_args)
+        arrays = [np.asarray(a) if i in integer_args or integral else as_float(a)
                   for i, a in enumerate(args)]
-        return as_float(move(arrays, params, fill(params)))
+        moved = np.asarray(move(arrays, params, fill(params)))
+        return moved if integral else as_float(moved)
 
     def symbolic(args: Arrays, params: Params) -> np.ndarray:
         import sympy

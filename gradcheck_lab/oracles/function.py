@@ -407,6 +407,10 @@ def torch_form(dtype: str, device: str) -> Form:
     def constant(value: Any) -> Any:
         return torch.tensor(float(value), dtype=getattr(torch, dtype), device=device)
 
+    def array(value: np.ndarray) -> Any:
+        kind = {"b": torch.bool, "i": torch.int64}.get(value.dtype.kind, getattr(torch, dtype))
+        return torch.tensor(value, dtype=kind, device=device)
+
     def describe(op: Op, exc: BaseException) -> str:
         return f"torch could not evaluate {op.name}(): {describe_exception(exc)}"
 
@@ -420,7 +424,7 @@ def torch_form(dtype: str, device: str) -> Form:
 
     return Form("torch", constant=constant, apply=apply,
                 failures=(RuntimeError, IndexError, ValueError), describe=describe,
-                scalar=float)
+                scalar=float, array=array)
 
 
 def owned(tensor: Any) -> np.ndarray:

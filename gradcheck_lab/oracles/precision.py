@@ -121,12 +121,17 @@ def fourth_difference(values: Mapping[int, np.ndarray]) -> np.ndarray:
         return values[2] - 4 * values[1] + 6 * values[0] - 4 * values[-1] + values[-2]
 
 
-def measure(evaluate: Evaluate, point: Point, names: list[str], spec_value: np.ndarray,
-            term_scale: float, seed: int) -> Precision:
+def measure(evaluate: Evaluate, point: Point, names: list[str],
+            spec_value: np.ndarray | None, term_scale: float, seed: int) -> Precision:
     """The forward's precision at ``point``: ``evaluate(values)`` is f at input values (by
     name), flat, in float64; ``names`` the inputs moved (the differentiated ones);
-    ``spec_value`` what the spec gives there, in float64."""
+    ``spec_value`` what the spec gives there, in float64 (None: there is no spec, and the
+    noise alone, probed at float32's ulps, says)."""
     center = evaluate(point.values)
+    if spec_value is None:
+        noise, evaluations = _noise(evaluate, center, point, names, EPSILON["float32"],
+                                    term_scale, seed, NOISE_DIRECTIONS)
+        return Precision(max(noise, EPS64), classify(noise), evaluations=evaluations + 1)
     scale = np.maximum(np.abs(np.asarray(spec_value, dtype=np.float64).reshape(-1)),
                        term_scale)
     with np.errstate(all="ignore"):

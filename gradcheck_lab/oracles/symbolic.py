@@ -245,7 +245,7 @@ def polynomial_degree(program: Program) -> tuple[float, str]:
             degrees[index] = 1.0 if node.op == "input" else 0.0
             continue
         exponent = program.nodes[node.args[-1]] if node.op == "pow" else None
-        if exponent is not None and exponent.op == "const":
+        if exponent is not None and exponent.op == "const" and exponent.const is not None:
             degrees[index] = degrees[node.args[0]] * float(abs(exponent.const))
         else:
             degrees[index] = sum(degrees[a] for a in node.args)
@@ -274,6 +274,42 @@ def expression_size(program: Program) -> int:
 def numpy_forward(program: Program, point: Point, roots: list[int]) -> dict[int, np.ndarray]:
     """Every node ``roots`` need, evaluated in numpy float64 (integer tensors stay int64)."""
     return interpret(program, input_values(program, point.values), roots, NUMPY)
+
+
+# Seeded sign directions along which ``branches_within`` moves the inputs by one step.
+_BRANCH_DIRECTIONS = 2
+_BRANCH_STREAM = 4
+
+
+def branches_within(program: Program, point: Point, relative_step: float,
+                    seed: int) -> int:
+    """How many of the spec's conditions (its comparisons: data-dependent branches) change
+    value when every differentiated input moves by one finite-difference step, along seeded
+    ± directions. Nonzero: the spec's branch holds only in a neighbourhood smaller than the
+    step, as an iterative solver's does (a bisection's 50th comparison flips within 1e-15),
+    so its exact derivative is that of the algorithm's current branch, not of the function
+    the forward computes at the scale finite differences and a solver's backward see."""
+    conditions = [node.index for node in program.nodes
+                  if node.op in OPS and OPS[node.op].returns == "bool"]
+    if not conditions:
+        return 0
+    roots = [program.output, *conditions]
+    center = numpy_forward(program, point, roots)
+    rng = np.random.default_rng([seed, _BRANCH_STREAM])
+    flipped: set[int] = set()
+    for _ in range(_BRANCH_DIRECTIONS):
+        for sign in (1.0, -1.0):
+            values = dict(point.values)
+            for name, index in program.inputs.items():
+                node = program.nodes[index]
+                if node.needs_grad and name in values:
+                    x = np.asarray(values[name], dtype=np.float64)
+                    step = relative_step * np.maximum(1.0, np.abs(x))
+                    values[name] = x + sign * step * rng.choice([-1.0, 1.0], x.shape)
+            moved = interpret(program, input_values(program, values), roots, NUMPY)
+            flipped.update(i for i in conditions
+                           if not np.array_equal(moved[i], center[i]))
+    return len(flipped)
 
 
 def _kinks(program: Program, env: dict[int, np.ndarray], dtype: str = "float64") -> list[str]:

@@ -24,28 +24,35 @@ from gradcheck_lab.casefile import Case
 from gradcheck_lab.compare import OracleResults, Verdict, compare
 from gradcheck_lab.compare.findings import Findings, merge_points
 from gradcheck_lab.compare.patterns import located
-from gradcheck_lab.compare.tolerances import ToleranceRule, rule_for
+from gradcheck_lab.compare.tolerances import EPSILON, ToleranceRule, rule_for
 from gradcheck_lab.errors import CaseError, ImplError, SpecError
 from gradcheck_lab.oracles.autograd import cost_clock
 from gradcheck_lab.oracles.base import Gradients, Point, Probe, independent
 from gradcheck_lab.oracles.function import FunctionUnderTest, device_available, held_threads
 from gradcheck_lab.oracles.precision import Precision
 from gradcheck_lab.oracles.surrogate import with_surrogates, without_surrogates
-from gradcheck_lab.oracles.trace import Traced
-from gradcheck_lab.program import Program
+from gradcheck_lab.program import Program, ProgramBuilder
 from gradcheck_lab.results import Result
 from gradcheck_lab.settings import Settings
+from gradcheck_lab.trace import Traced, UntraceableError
 
 FD_FOCUS_ELEMENTS = 16
+# What finite differences may spend on an impl's calls, estimated from one forward+backward
+# before they start (``CaseCheck.fd_mode``): beside the symbolic oracle, which compares every
+# element, they arbitrate and may go to directions; without it, they are the only reference.
+FD_SECONDS = 1.0
+TWO_WAY_SECONDS = 10.0
 
 
 def run_case(case: Case, settings: Settings = Settings(),
              only: tuple[str, str] | None = None) -> Iterator[Result]:
     """One result per dtype × device (or only the one named by ``only``)."""
-    traced = None
+    traced = missing = None
     if case.traced:
         try:
-            case, traced = _traced(case)
+            case, traced = _traced(case, settings)
+        except UntraceableError as exc:  # two oracles: autograd against finite differences
+            case, missing = _without_spec(case, exc), exc.message
         except (SpecError, ImplError) as exc:
             for dtype in case.dtypes:
                 for device in case.devices:
@@ -56,18 +63,69 @@ def run_case(case: Case, settings: Settings = Settings(),
         devices = [d for d in case.devices if only is None or only == (dtype, d)]
         if not devices:
             continue
-        check = CaseCheck(case, dtype, settings)
+        check = CaseCheck(case, dtype, settings, missing)
         for device in devices:
             result = check.run(device)
             yield result if traced is None else _labelled(result, traced)
 
 
-def _traced(case: Case) -> tuple[Case, Traced]:
+def _traced(case: Case, settings: Settings = Settings()) -> tuple[Case, Traced]:
     """The case with its spec traced from the impl's forward at the first point (float64)."""
     from gradcheck_lab.oracles.points import make_point
-    from gradcheck_lab.oracles.trace import traced_case
+    from gradcheck_lab.trace import traced_case
 
-    return traced_case(case, make_point(case, "float64", 0).values)
+    return traced_case(case, make_point(case, "float64", 0).values, _forward(case),
+                       **_trace_bounds(settings))
+
+
+def _forward(case: Case) -> object:
+    """The impl as the tracer calls it: in float64 on the CPU, its own result unchecked."""
+    return FunctionUnderTest(case, "float64", "cpu").called
+
+
+def _trace_bounds(settings: Settings) -> dict[str, object]:
+    """The trace runs under the case's budgets: the program-node limit, the time budget."""
+    return {"max_steps": settings.limits.max_program_nodes, "seconds": settings.case_timeout}
+
+
+def _without_spec(case: Case, exc: UntraceableError) -> Case:
+    """The case for a check without the symbolic oracle: a program of the forward's output
+    shape (zeros, never differentiated), its parts named as a traced tuple's would be."""
+    shapes, is_tuple = exc.outputs, exc.is_tuple
+    if not shapes:  # the trace stopped early: the forward, called once, says
+        shapes, is_tuple = _output_shapes(case)
+    builder = ProgramBuilder()
+    for spec in case.inputs:
+        builder.add_input(spec.name, spec.shape, spec.is_integer, spec.requires_grad)
+    parts = [builder.add_tensor_constant(np.zeros(shape), "impl") for shape in shapes]
+    if not is_tuple:
+        program = builder.build(parts[0])
+        return dataclasses.replace(case, program=dataclasses.replace(program, casts=exc.casts))
+    named = tuple((f"output{k}", shape) for k, shape in enumerate(shapes))
+    program = builder.build(builder.add_call("pack", parts, (), "impl", None))
+    return dataclasses.replace(case, program=dataclasses.replace(program, casts=exc.casts),
+                               outputs=named)
+
+
+def _output_shapes(case: Case) -> tuple[tuple[tuple[int, ...], ...], bool]:
+    """The shapes of the forward's output parts at the first point, and whether it is a
+    tuple."""
+    import torch
+
+    from gradcheck_lab.oracles.points import make_point
+
+    values = make_point(case, "float64", 0).values
+    tensors = {spec.name: torch.tensor(values[spec.name], dtype=torch.int64 if spec.is_integer
+                                       else torch.float64) for spec in case.inputs}
+    with torch.no_grad():
+        out = _forward(case)(tensors)  # type: ignore[operator]
+    parts = out if isinstance(out, (tuple, list)) else (out,)
+    return tuple(tuple(part.shape) for part in parts), isinstance(out, (tuple, list))
+
+
+def _term_scale(sym: Gradients | None) -> float:
+    """The largest intermediate value of the spec's forward (0: unknown, no spec)."""
+    return 0.0 if sym is None else sym.term_scale
 
 
 def with_spec(case: Case) -> Case:
@@ -102,7 +160,7 @@ class PreparedPoint:
 
     point: Point
     probes: tuple[Probe, ...]
-    symbolic: Gradients
+    symbolic: Gradients | None  # None: no spec (the check is autograd vs finite differences)
     program: Program  # the spec at this point (a traced one is traced again at each point)
 
 
@@ -118,8 +176,10 @@ class _Functions:
 class CaseCheck:
     """The checks of one case at one dtype, device after device."""
 
-    def __init__(self, case: Case, dtype: str, settings: Settings) -> None:
+    def __init__(self, case: Case, dtype: str, settings: Settings,
+                 missing: str | None = None) -> None:
         self.case = case
+        self.missing = missing  # why there is no spec: the symbolic oracle does not run
         self.dtype = dtype
         self.settings = settings
         self.rule = rule_for(dtype, case.tolerance.get(dtype))
@@ -154,8 +214,27 @@ class CaseCheck:
         probes = make_probes(self.case.program.output_node.shape, self.case.seed,
                              self.case.outputs)
         point = make_point(self.case, self.dtype, index)
-        program = self.program_at(index, point)
-        sym = symbolic.gradients(program, point, probes, self.settings.symbolic)
+        if self.missing is not None:
+            return PreparedPoint(point, probes, None, self.case.program)
+        try:
+            program = self.program_at(index, point)
+        except UntraceableError as exc:  # another path at this point: two oracles there
+            self.missing = f"{exc.message} (at point {index})"
+            return PreparedPoint(point, probes, None, self.case.program)
+        try:
+            sym = symbolic.gradients(program, point, probes, self.settings.symbolic)
+        except Exception as exc:
+            if not self.case.traced:
+                raise
+            # A traced spec the symbolic oracle cannot evaluate (an op's value refused at
+            # this point, or gradcheck-lab's own bug, said as such) leaves the check to the
+            # two other oracles: it is never the user's error.
+            self.missing = (f"the traced spec cannot be evaluated here: {exc.message}"
+                            if isinstance(exc, SpecError) else
+                            f"the symbolic oracle failed on the traced spec ("
+                            f"{type(exc).__name__}: {exc}; a gradcheck-lab bug: please report "
+                            "it)")
+            return PreparedPoint(point, probes, None, program)
         if sym.kinks and self.case.avoid_kinks:
             point, sym = self.off_kinks(index, point, probes, sym, program)
         sym = with_surrogates(sym, self.case.surrogates, point, probes)
@@ -166,9 +245,10 @@ class CaseCheck:
         after the first (run_case traced the first), since control flow may differ there."""
         if not self.case.traced or index == 0:
             return self.case.program
-        from gradcheck_lab.oracles.trace import trace
+        from gradcheck_lab.trace import trace
 
-        program = trace(self.case, point.values).program
+        program = trace(self.case, point.values, _forward(self.case),
+                        **_trace_bounds(self.settings)).program
         shape = program.output_node.shape
         if shape != self.case.program.output_node.shape:
             raise SpecError(f"the traced forward's output has shape {list(shape)} at point "
@@ -200,12 +280,15 @@ class CaseCheck:
         cost_started = clock()
         if not device_available(device):
             return self.result(device, "skip", f"{device} is not available on this machine")
+        if self.case.program.output_node.size == 0:
+            return self.result(device, "skip", "the output has no elements: there is no "
+                                               "gradient to check")
         try:
             # torch's (and numpy's BLAS) threads for the check (``Settings.threads``).
             with held_threads(self.settings.threads):
                 points = self.prepared()
                 first_sym = points[0].symbolic
-                if first_sym.kinks:
+                if first_sym is not None and first_sym.kinks:
                     return self.result(device, "skip", "; ".join(first_sym.kinks),
                                        oracles={"symbolic": first_sym.method})
                 result, unit_seconds = self.check(device, points)
@@ -230,13 +313,15 @@ class CaseCheck:
         verdicts, skipped = [], []
         sensitivity = None
         for index, prepared in enumerate(points):
-            if prepared.symbolic.kinks:  # only a re-drawn point gets here: point 0 skips
+            if prepared.symbolic is not None and prepared.symbolic.kinks:
+                # only a re-drawn point gets here: point 0 skips
                 skipped.append(f"point {index} skipped: {'; '.join(prepared.symbolic.kinks)}")
                 continue
             results = self.oracle_results(prepared, functions)
-            rule = self.rule_at(results.precision.gradients)
+            casts = prepared.program.casts
+            rule = self.rule_at(results.precision.gradients, casts)
             results, verdict = self.compared(results, functions, rule,
-                                             self.rule_at(results.precision.dtype))
+                                             self.rule_at(results.precision.dtype, casts))
             if verdict.status == "skip":  # outside the domain everywhere: nothing to compare
                 if index == 0:
                     return self.result(device, "skip", verdict.message, notes=verdict.notes,
@@ -273,20 +358,40 @@ class CaseCheck:
 
         point, probes, sym = prepared.point, prepared.probes, prepared.symbolic
         ag = autograd.gradients(functions.checked, point, probes)
-        precision = self.precision(functions, prepared)
-        if self.settings.fd == "exhaustive":
+        precision = self.precision(functions, prepared, ag)
+        mode = self.fd_mode(sym is None, ag.unit_seconds)
+        if mode == "exhaustive":
             fd = self.exhaustive_differences(functions.reference, point, probes, sym, precision)
         else:
-            focus = finite_difference.focus_elements(self.case, sym, ag, FD_FOCUS_ELEMENTS)
+            # Without the symbolic oracle nothing says where to look: directions only.
+            focus = {} if sym is None else finite_difference.focus_elements(
+                self.case, sym, ag, FD_FOCUS_ELEMENTS)
             fd = finite_difference.estimate(
-                functions.reference, point, probes, focus=focus, mode=self.settings.fd,
-                term_scale=sym.term_scale, precision=precision,
-                directions=finite_difference.SCREENING_DIRECTIONS)
+                functions.reference, point, probes, focus=focus, mode=mode,
+                term_scale=_term_scale(sym), precision=precision,
+                directions=(finite_difference.SCREENING_DIRECTIONS if sym is not None
+                            else finite_difference.DIRECTIONS_PER_INPUT))
         # The precision measurement's evaluations are finite differences' too.
         fd = dataclasses.replace(fd, evaluations=fd.evaluations + precision.evaluations)
         fd = without_surrogates(fd, self.case.surrogates)
         return OracleResults(self.case, point, probes, sym, ag, fd, precision,
-                             prepared.program)
+                             prepared.program, self.missing)
+
+    def fd_mode(self, two_way: bool, unit_seconds: float | None) -> str:
+        """How finite differences run here: the settings' mode, or for "auto" on an impl,
+        by what its calls cost (one forward+backward, ``unit_seconds``, bounds a forward).
+        Beside the symbolic oracle they arbitrate, so every partial (4 calls each) is taken
+        only while that stays within FD_SECONDS; without it they are the only reference,
+        so every element (2 calls each, batched) while that stays within TWO_WAY_SECONDS."""
+        mode = self.settings.fd
+        if mode != "auto" or self.case.impl is None:
+            return mode
+        elements = sum(spec.size for spec in self.case.differentiable_inputs)
+        unit = unit_seconds or 0.0
+        if two_way:
+            return ("exhaustive" if elements * 2 * unit <= TWO_WAY_SECONDS
+                    or elements <= FD_FOCUS_ELEMENTS else "projections")
+        return "auto" if elements * 4 * unit <= FD_SECONDS else "projections"
 
     def compared(self, results: OracleResults, functions: _Functions, rule: ToleranceRule,
                  value_rule: ToleranceRule) -> tuple[OracleResults, Verdict]:
@@ -305,7 +410,7 @@ class CaseCheck:
                      if m.check == "gradient" and m.input is not None}
         wider = finite_difference.more_directions(
             functions.reference, results.point, results.probes, results.finite_differences,
-            contested, results.symbolic.term_scale, results.precision)
+            contested, _term_scale(results.symbolic), results.precision)
         if wider is not results.finite_differences:
             results = dataclasses.replace(results, finite_differences=wider)
             verdict, undecided = judged(results, rule, value_rule)
@@ -317,16 +422,19 @@ class CaseCheck:
         results = dataclasses.replace(results, finite_differences=sharper)
         return results, compare(results, rule, value_rule)
 
-    def precision(self, functions: _Functions, prepared: PreparedPoint) -> Precision:
+    def precision(self, functions: _Functions, prepared: PreparedPoint,
+                  ag: Gradients) -> Precision:
         """How precisely the function computes, with the case's ``fd_step`` if it sets one."""
-        measured = self.measured_precision(functions, prepared)
+        measured = self.measured_precision(functions, prepared, ag)
         if self.case.fd_step is None:
             return measured
         return dataclasses.replace(measured, step=self.case.fd_step)
 
-    def measured_precision(self, functions: _Functions, prepared: PreparedPoint) -> Precision:
+    def measured_precision(self, functions: _Functions, prepared: PreparedPoint,
+                           ag: Gradients) -> Precision:
         """How precisely an impl computes, measured at the point (the spec lowered by us
-        computes in float64); at least as coarse as the dtype it is called in."""
+        computes in float64); at least as coarse as the dtype it is called in. Without a
+        spec, its noise alone says."""
         from gradcheck_lab.oracles import autograd, precision
         from gradcheck_lab.oracles.finite_difference import evaluate_at
 
@@ -335,7 +443,8 @@ class CaseCheck:
         function, point, sym = functions.reference, prepared.point, prepared.symbolic
         names = [spec.name for spec in self.case.differentiable_inputs]
         measured = precision.measure(lambda values: evaluate_at(function, values), point,
-                                     names, sym.value, sym.term_scale, self.case.seed)
+                                     names, None if sym is None else sym.value,
+                                     _term_scale(sym), self.case.seed)
         measured = precision.at_least(measured, function.called_in)
         if measured.coarser_than(self.dtype):
             measured = precision.measure_gradients(
@@ -343,17 +452,21 @@ class CaseCheck:
                 point, names, measured, self.case.seed)
         return measured
 
-    def rule_at(self, dtype: str) -> ToleranceRule:
+    def rule_at(self, dtype: str, casts: tuple[str, ...] = ()) -> ToleranceRule:
         """The case's rule, or that of ``dtype`` when the function under test computes that
-        coarsely (measured; unless the case sets its own tolerance)."""
+        coarsely (measured), or of the coarsest float dtype its traced forward casts a
+        traced value to; unless the case sets its own tolerance."""
+        cast = max((c for c in casts if c in EPSILON), key=EPSILON.__getitem__, default=None)
+        why = "the precision the impl computes at"
+        if cast is not None and EPSILON[cast] > EPSILON[dtype]:
+            dtype, why = cast, f"the traced forward casts to {cast}"
         if not Precision(0.0, dtype).coarser_than(self.dtype) or self.case.tolerance.get(
                 self.dtype):
             return self.rule
-        return rule_for(dtype, source=f"derived: sqrt(eps) of {dtype}, the precision the impl "
-                                      "computes at")
+        return rule_for(dtype, source=f"derived: sqrt(eps) of {dtype}, {why}")
 
     def exhaustive_differences(self, function: FunctionUnderTest, point: Point,
-                               probes: tuple[Probe, ...], sym: Gradients,
+                               probes: tuple[Probe, ...], sym: Gradients | None,
                                precision: Precision) -> object:
         """Every partial by finite differences, with a progress bar on a terminal."""
         from gradcheck_lab.oracles import exhaustive
@@ -361,8 +474,9 @@ class CaseCheck:
 
         label = f"{self.case.name}[{self.dtype}-{function.device}] finite differences"
         with progress_bar(label) as progress:
-            return exhaustive.estimate(function, point, probes, reference=sym.per_probe,
-                                       term_scale=sym.term_scale, progress=progress,
+            return exhaustive.estimate(function, point, probes,
+                                       reference=None if sym is None else sym.per_probe,
+                                       term_scale=_term_scale(sym), progress=progress,
                                        precision=precision)
 
     def beside_the_comparison(self, results: OracleResults, functions: _Functions,
@@ -386,6 +500,7 @@ class CaseCheck:
         forward = "forward" in self.case.modes
         if not forward and self.case.order == 1:
             return found
+
         tangents = make_tangents({spec.name: spec.shape
                                   for spec in self.case.differentiable_inputs}, self.case.seed)
         if forward:
@@ -400,12 +515,15 @@ class CaseCheck:
     def forward_mode(self, results: OracleResults, functions: _Functions,
                      tangents: dict[str, np.ndarray], rule: ToleranceRule) -> Findings:
         from gradcheck_lab.compare.modes import compare_jvp
+        from gradcheck_lab.compare.two_way import compare_jvp_two_way
         from gradcheck_lab.oracles import autograd, finite_difference
 
         ag_jvp = autograd.jacobian_vector_product(functions.checked, results.point, tangents)
         fd_jvp, fd_error = finite_difference.jacobian_vector_product(
-            functions.reference, results.point, tangents, results.symbolic.term_scale,
+            functions.reference, results.point, tangents, _term_scale(results.symbolic),
             results.precision)
+        if results.symbolic is None:
+            return compare_jvp_two_way(results.probes, ag_jvp, fd_jvp, fd_error, rule)
         return compare_jvp(results.probes, results.symbolic, tangents, ag_jvp, fd_jvp,
                            fd_error, rule, exact=results.exact)
 
@@ -413,17 +531,24 @@ class CaseCheck:
                      tangents: dict[str, np.ndarray], first_order_wrong: bool,
                      rule: ToleranceRule, first_order_agrees: bool = False) -> Findings:
         from gradcheck_lab.compare.modes import compare_hvp
+        from gradcheck_lab.compare.two_way import compare_hvp_two_way
         from gradcheck_lab.oracles import autograd, finite_difference, symbolic
 
         point = results.point
         # A multiple of another cotangent would repeat its Hessian-vector product, scaled.
         probes = results.probes[:len(independent(results.probes))]
-        sym_hvp, method = symbolic.hessian_vector_products(
-            results.spec, point, probes, tangents, self.settings.symbolic)
         ag_hvp, not_differentiable = autograd.hessian_vector_products(
             functions.checked, point, probes, tangents)
         fd_hvp = finite_difference.hessian_vector_products(functions.reference, point, probes,
                                                            tangents, results.precision)
+        if results.symbolic is None:
+            if first_order_wrong:  # finite differences of a wrong gradient vouch for nothing
+                return Findings(notes=["second order was not compared: without the symbolic "
+                                       "oracle it is held to finite differences of autograd's "
+                                       "own gradient, which is wrong here"])
+            return compare_hvp_two_way(probes, ag_hvp, fd_hvp, rule, not_differentiable)
+        sym_hvp, method = symbolic.hessian_vector_products(
+            results.spec, point, probes, tangents, self.settings.symbolic)
         input_scale = max((float(np.max(np.abs(point.values[name]))) for name in tangents
                            if point.values[name].size), default=1.0)
         return compare_hvp(probes, sym_hvp, ag_hvp, fd_hvp, rule, not_differentiable,

@@ -13,6 +13,8 @@ from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+import numpy as np
+
 from gradcheck_lab.errors import SpecError
 from gradcheck_lab.ops import OPS, ArgInfo, Op, ParamValue, Shape, suggest
 from gradcheck_lab.ops.base import GIVEN
@@ -45,6 +47,10 @@ class Node:
     name: str | None = None
     const: Fraction | None = None
     is_bool: bool = False  # a comparison's value (is_integer too: not real)
+    # A tensor constant (op "const" with ``const`` None): a traced forward's tensor made
+    # without reading an input, recorded at the point (float64, int64 or bool; may hold inf
+    # and nan). Not compared: a Node's equality is its place in the program.
+    value: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def param_dict(self) -> dict[str, ParamValue]:
@@ -64,6 +70,13 @@ class Program:
     lets: dict[str, int]
     output: int
     roots: dict[str, int] = field(default_factory=dict)  # e.g. "expect.grad.x" -> node
+    # Where a traced forward stops a gradient by its own doing ("a detach() (at f.py:12)", "a
+    # value computed from integer data (at f.py:30)"): the spec's gradient stops there, as
+    # autograd's does, where the function's own derivative (finite differences') does not.
+    stops: tuple[str, ...] = ()
+    # The float dtypes a traced forward cast a traced value to: it computes that coarsely
+    # there, whatever its inputs' dtype.
+    casts: tuple[str, ...] = ()
 
     def node(self, name: str) -> Node:
         return self.nodes[self.inputs.get(name, self.lets.get(name, -1))]
@@ -126,6 +139,21 @@ class ProgramBuilder:
     def add_named_constant(self, name: str, value: Fraction) -> None:
         """A name for a number in the expressions (``constants:``)."""
         self.constants[name] = value
+
+    def add_tensor_constant(self, value: np.ndarray, key: str, offset: int | None = None) -> int:
+        """A constant tensor (float64, int64 or bool), kept as given: a traced forward's
+        tensor made without its inputs, or a number no Fraction holds (inf, nan)."""
+        value = np.array(value, copy=True)
+        if value.dtype.kind not in "biuf":
+            raise SpecError(f"a constant tensor of dtype {value.dtype} (only real, integer "
+                            "and bool tensors are data of a program)", offset)
+        value = value.astype({"b": np.bool_, "i": np.int64, "u": np.int64}.get(
+            value.dtype.kind, np.float64))
+        value.flags.writeable = False
+        kind = value.dtype.kind
+        return self._append(Node(len(self.nodes), "const", (), (), tuple(value.shape),
+                                 kind != "f", False, key, offset, is_bool=kind == "b",
+                                 value=value))
 
     def add_let(self, name: str, expr: Expr) -> int:
         index = self.add_expression(expr, f"let.{name}")

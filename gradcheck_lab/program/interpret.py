@@ -35,6 +35,8 @@ class Form:
     describe: Callable[[Op, BaseException], str] = lambda op, exc: str(exc)
     # A constant as a plain number, for the op arguments that take one (``torch_scalar_args``).
     scalar: Callable[[Fraction], Any] | None = None
+    # A tensor constant (float64, int64 or bool numpy array, ``Node.value``) in this form.
+    array: Callable[[np.ndarray], Any] = lambda value: value
 
 
 def interpret(program: Program, given: Mapping[int, Any], roots: Sequence[int],
@@ -49,7 +51,8 @@ def interpret(program: Program, given: Mapping[int, Any], roots: Sequence[int],
         elif node.op == "input":
             raise KeyError(f"no value given for input {node.name!r}")
         elif node.op == "const":
-            env[index] = form.constant(node.const or Fraction(0))
+            env[index] = (form.array(node.value) if node.value is not None
+                          else form.constant(node.const or Fraction(0)))
         else:
             op = OPS[node.op]
             args = arguments(program, index, env, form)
@@ -69,7 +72,7 @@ def arguments(program: Program, index: int, env: Mapping[int, Any], form: Form) 
     op = OPS[node.op]
     return [form.scalar(program.nodes[a].const or Fraction(0))
             if form.scalar is not None and position in op.torch_scalar_args
-            and program.nodes[a].op == "const" else env[a]
+            and program.nodes[a].op == "const" and program.nodes[a].value is None else env[a]
             for position, a in enumerate(node.args)]
 
 
@@ -95,6 +98,30 @@ def _sympy_constant(value: Fraction) -> np.ndarray:
     return object_array(sympy.Rational(value.numerator, value.denominator))
 
 
+def _sympy_array(value: np.ndarray) -> np.ndarray:
+    """A tensor constant as exact sympy numbers: each float64 exactly (a Rational), inf as
+    oo, nan as nan, bools as true/false (as comparisons give them); integer tensors stay
+    int64 arrays, as integer inputs do (indices and class targets)."""
+    import sympy
+
+    if value.dtype.kind in "iu":
+        return value
+
+    def exact(number: Any) -> Any:
+        if isinstance(number, (bool, np.bool_)):
+            return sympy.true if number else sympy.false
+        number = float(number)
+        if np.isnan(number):
+            return sympy.nan
+        if np.isinf(number):
+            return sympy.oo if number > 0 else -sympy.oo
+        ratio = Fraction(number)
+        return sympy.Rational(ratio.numerator, ratio.denominator)
+
+    return object_array(np.vectorize(exact, otypes=[object])(value)) if value.size \
+        else np.empty(value.shape, dtype=object)
+
+
 # Object arrays of sympy expressions: the exact oracle and explain.
 SYMPY = Form("sympy", constant=_sympy_constant, apply=lambda op, args, params: op.sympy(
-    args, params))
+    args, params), array=_sympy_array)

@@ -42,7 +42,7 @@ def spell(program: Program, index: int, names: dict[int, str], depth: int = 10**
     node's own operation even when it has a name (a let's right-hand side)."""
     node = program.nodes[index]
     if node.op == "const":
-        return _number(node.const)
+        return _number(node.const) if node.value is None else constant_text(node.value)
     if not top and index in names:
         return names[index]
     if node.op == "input":
@@ -71,7 +71,7 @@ def _parenthesized(program: Program, index: int, text: str, names: dict[int, str
         return text
     if index not in names and node.op not in ("input", "const") and OPS[node.op].infix:
         return f"({text})"
-    if node.op == "const" and node.const is not None and node.const < 0:
+    if node.op == "const" and ((node.const is not None and node.const < 0) or text.startswith("-")):
         return f"({text})"
     return text
 
@@ -82,6 +82,16 @@ def _param(value: object) -> str:
     if isinstance(value, tuple):
         return "(" + ", ".join(str(v) for v in value) + ("," if len(value) == 1 else "") + ")"
     return str(value)
+
+
+def constant_text(value: np.ndarray) -> str:
+    """A tensor constant as an expression reads it: its number when 0-d (inf, nan too),
+    its elements when a 1-d few, else ``const[3, 3]`` (its shape)."""
+    if value.shape == ():
+        return format_number(float(value)) if value.dtype.kind == "f" else str(value.item())
+    if value.ndim == 1 and value.size <= 4:
+        return "[" + ", ".join(format_number(float(v)) for v in value) + "]"
+    return f"const{list(value.shape)}"
 
 
 def _number(value: Fraction | None) -> str:
