@@ -308,7 +308,8 @@ def test_a_write_through_data_fails_where_torchs_gradcheck_does() -> None:
 
 @pytest.mark.parametrize("forward, why", [
     (_transposed_in_place, "aten.t_.default"),
-    (_NumpyTanh.apply, "its output does not depend on the differentiated inputs"),
+    (_NumpyTanh.apply, "autograd connects its output to the differentiated inputs, but no "
+                       "torch op the trace saw does"),
 ])
 def test_what_the_spec_cannot_follow_is_checked_two_ways(forward: Any, why: str) -> None:
     (result,) = check(impl=forward, inputs={"x": POINT.tolist()})

@@ -73,7 +73,7 @@ def trace(case: Case, values: Mapping[str, np.ndarray], forward: Forward, *,
         if recorder.stopped is not None:  # the forward caught our Stop and went on
             raise Stop(recorder.stopped)
     except Stop as stop:
-        raise UntraceableError("the forward", "", stop.reason) from None
+        raise UntraceableError("", "", stop.reason) from None
     parts = list(out) if isinstance(out, (tuple, list)) else [out]
     if not parts or not all(isinstance(part, torch.Tensor) for part in parts):
         raise SpecError("the impl's output is not a tensor (or a tuple of them), got "
@@ -122,17 +122,18 @@ VALUE_RTOL = 1e-5
 
 def _holds(program: Program, values: Mapping[str, np.ndarray], parts: list[Any]) -> None:
     """The program computes what the forward returned, and depends on a differentiated
-    input; else the trace is not the forward's (something ran outside torch, or a
-    translation is wrong: a gradcheck-lab bug) and the check goes on without it."""
+    input wherever autograd says the output does; else the trace is not the forward's
+    (something ran outside torch, or a translation does not hold here) and the check goes
+    on without it."""
     from gradcheck_lab.program.interpret import NUMPY, input_values, interpret
     from gradcheck_lab.trace.recorder import as_numpy
 
     moved = program.depending_on(name for name, index in program.inputs.items()
                                  if program.nodes[index].needs_grad)
-    if program.output not in moved:
-        raise UntraceableError("the forward", "", "its output does not depend on the "
-                               "differentiated inputs through torch's ops (computed outside "
-                               "torch, from numpy, or not at all)")
+    if program.output not in moved and any(part.requires_grad for part in parts):
+        raise UntraceableError("", "", "autograd connects its output to the "
+                               "differentiated inputs, but no torch op the trace saw does "
+                               "(computed outside torch, from numpy?)")
     value = interpret(program, input_values(program, values), [program.output],
                       NUMPY)[program.output].reshape(-1)
     expected = np.concatenate([as_numpy(part).reshape(-1) for part in parts])
@@ -142,9 +143,11 @@ def _holds(program: Program, values: Mapping[str, np.ndarray], parts: list[Any])
                             equal_nan=True)
     if np.any(wrong):
         at = int(np.flatnonzero(wrong)[0])
-        raise UntraceableError("the forward", "", f"the traced program gives {value[at]:.10g} "
+        raise UntraceableError("", "", f"the traced program gives {value[at]:.10g} "
                                f"where the forward gave {expected[at]:.10g} (output element "
-                               f"{at}): a gradcheck-lab bug, please report it")
+                               f"{at}): the translation does not hold at this point (a sign a "
+                               "decomposition leaves free at a degenerate point, or a "
+                               "gradcheck-lab bug: please report it)")
 
 
 def traced_case(case: Case, values: Mapping[str, np.ndarray], forward: Forward,

@@ -23,12 +23,15 @@ from gradcheck_lab.trace.recorder import Recording, Step, Value, values_in
 
 
 class UntraceableError(SpecError):
-    """The forward ran something the case language cannot write: ``op`` (an aten overload
-    or a phrase) at ``where`` in the user's code, for ``reason``."""
+    """The forward ran something the case language cannot write: ``op`` (an aten overload;
+    empty where the forward as a whole is meant) at ``where`` in the user's code, for
+    ``reason``."""
 
     def __init__(self, op: str, where: str, reason: str) -> None:
         super().__init__(f"the traced forward ran {op}{where}, which the symbolic oracle "
-                         f"cannot follow: {reason}", key="impl")
+                         f"cannot follow: {reason}" if op else
+                         f"the symbolic oracle cannot follow the traced forward: {reason}",
+                         key="impl")
         self.op, self.where, self.reason = op, where, reason
         # The forward's output, as far as the recording saw it: its parts' shapes, and
         # whether it was a tuple (what a check without the symbolic oracle needs).
