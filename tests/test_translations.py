@@ -124,12 +124,18 @@ def check_sample(op: Any, sample: Any) -> str:
         expected = forward({n: t.clone() for n, t in zip(names, tensors, strict=True)})
     except RuntimeError:  # as_strided's partial views read beyond their own elements
         return "skipped: torch refuses the sample on contiguous copies"
+    try:  # the trace runs as autograd does, its real inputs requiring grad
+        forward({n: t.clone().requires_grad_(t.is_floating_point())
+                 for n, t in zip(names, tensors, strict=True)})
+    except RuntimeError:  # an in-place op (cauchy_, ...) on a leaf that requires grad
+        return "skipped: torch refuses the sample on inputs that require grad"
     if not isinstance(expected, torch.Tensor) or not expected.is_floating_point():
         return "skipped: not one real tensor output"
-    case = SimpleNamespace(inputs=[
-        SimpleNamespace(name=name, shape=tuple(t.shape), is_integer=not t.is_floating_point(),
-                        requires_grad=t.is_floating_point())
-        for name, t in zip(names, tensors, strict=True)])
+    specs = [SimpleNamespace(name=name, shape=tuple(t.shape), is_integer=not t.is_floating_point(),
+                             requires_grad=t.is_floating_point())
+             for name, t in zip(names, tensors, strict=True)]
+    case = SimpleNamespace(inputs=specs,
+                           differentiable_inputs=[s for s in specs if s.requires_grad])
     try:
         program = trace(case, values, forward).program  # type: ignore[arg-type]
     except UntraceableError as exc:

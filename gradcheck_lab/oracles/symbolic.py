@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from gradcheck_lab.dtypes import EPSILON
 from gradcheck_lab.errors import SpecError
 from gradcheck_lab.ops import OPS
 from gradcheck_lab.ops.derivatives import drop_steps, sympy_to_float
@@ -45,6 +46,7 @@ def gradients(program: Program, point: Point, probes: tuple[Probe, ...],
     """VJPs of the spec for each probe. ``mode``: "auto", "exact" or "sweep"."""
     roots = [program.output, *program.roots.values()]
     env = numpy_forward(program, point, roots)
+    scale = term_scale(program, env)
     kinks = tuple(_kinks(program, env, point.dtype))
     domain, domain_elements = _domain(program, env)
     common = {
@@ -53,7 +55,7 @@ def gradients(program: Program, point: Point, probes: tuple[Probe, ...],
         "domain_elements": domain_elements,
         "kinked_ops": kinked_ops(program),
         "roots": {key: env[index] for key, index in program.roots.items()},
-        "term_scale": term_scale(program, env),
+        "term_scale": scale,
         "term_magnitudes": tuple(sweep(program, env, probe.cotangent, magnitudes=True)
                                  for probe in probes),
     }
@@ -312,10 +314,17 @@ def branches_within(program: Program, point: Point, relative_step: float,
     return len(flipped)
 
 
+# A kink's computed arguments closer than this many ulps of what they were computed from
+# are on it: that computation (a bisection converging onto a clamp's bound) rounds at that
+# level, so their side of the kink is the rounding's choice, not the function's.
+KINK_ULPS = 8
+
+
 def _kinks(program: Program, env: dict[int, np.ndarray], dtype: str = "float64") -> list[str]:
-    """Where an op with a kink (relu, abs, a tie in max_pool2d) sits exactly on it, in terms a
-    user can find. The arguments are judged as the case's dtype holds them: in float32,
-    1000 + 1 and 1000 + 1.000001 are the same number, a tie torch breaks its own way."""
+    """Where an op with a kink (relu, abs, a tie in max_pool2d) sits on it, in terms a user
+    can find. The arguments are judged as the case's dtype holds them (in float32, 1000 + 1
+    and 1000 + 1.000001 are the same number, a tie torch breaks its own way), and as the
+    rounding of what computed them blurs them (``_rounding``): an input is exact."""
     found = []
     for index in program.needed_for([program.output]):
         node = program.nodes[index]
@@ -325,7 +334,12 @@ def _kinks(program: Program, env: dict[int, np.ndarray], dtype: str = "float64")
         if op is None or op.kinks is None or not any(
                 program.nodes[a].needs_grad for a in node.args):
             continue
-        mask = op.kinks([_as_dtype(env[a], dtype) for a in node.args], node.param_dict)
+        args = [_as_dtype(env[a], dtype) for a in node.args]
+        mask = op.kinks(args, node.param_dict)
+        grid = max(_rounding(program, env, a, dtype) for a in node.args)
+        for shift in (0.0, 0.5) if grid > 0 else ():  # two grids half a cell apart: no
+            mask = mask | op.kinks([_on_grid(a, grid, shift) for a in args],  # tie straddles
+                                   node.param_dict)  # both
         argument = program.nodes[node.args[0]]
         # An elementwise binary op's mask has its broadcast shape (maximum(x, y), y larger);
         # a reduction's, its argument's.
@@ -390,6 +404,27 @@ def _slope(op: str, args: list[np.ndarray], value: np.ndarray, params: dict) -> 
     needs = [True] + [False] * (len(args) - 1)
     with np.errstate(all="ignore"):
         return np.asarray(OPS[op].vjp(np.ones(value.shape), args, value, params, needs)[0])
+
+
+def _rounding(program: Program, env: dict[int, np.ndarray], index: int, dtype: str) -> float:
+    """How far rounding may have moved node ``index``'s value: KINK_ULPS of the largest
+    value it was computed from (0 for an input or a constant, which are exact)."""
+    node = program.nodes[index]
+    if node.op in ("input", "const"):
+        return 0.0
+    largest = max((float(np.max(np.abs(env[a]), initial=0.0)) for a in node.args
+                   if env[a].dtype.kind == "f" and np.all(np.isfinite(env[a]))), default=0.0)
+    return KINK_ULPS * EPSILON[dtype] * largest
+
+
+def _on_grid(values: np.ndarray, grid: float, shift: float) -> np.ndarray:
+    """Real values rounded to a grid of spacing ``grid`` (offset by ``shift`` cells);
+    integers, bools and non-finite values as they are."""
+    if values.dtype.kind != "f":
+        return values
+    with np.errstate(all="ignore"):
+        rounded = (np.round(values / grid + shift) - shift) * grid
+    return np.where(np.isfinite(rounded), rounded, values)
 
 
 def _as_dtype(values: np.ndarray, dtype: str) -> np.ndarray:

@@ -609,13 +609,32 @@ def _functional_twin(func: Any) -> Any:
     return getattr(twin_packet, overload, None) if twin_packet is not None else None
 
 
+_MODE_CLASS: list[type] = []
+
+
 def recording_mode(recorder: Recorder) -> Any:
     """The dispatch mode that hands every op to ``recorder``."""
+    if not _MODE_CLASS:
+        _MODE_CLASS.append(_mode_class())
+    return _MODE_CLASS[0](recorder)
+
+
+def _mode_class() -> type:
     from torch.utils._python_dispatch import TorchDispatchMode
 
     class RecordingMode(TorchDispatchMode):
+        def __init__(self, recorder: Recorder) -> None:
+            super().__init__()
+            self.recorder = recorder
+
         def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
                                kwargs: dict[str, Any] | None = None) -> Any:
-            return recorder.dispatch(func, args, kwargs or {}, self)
+            return self.recorder.dispatch(func, args, kwargs or {}, self)
 
-    return RecordingMode()
+    # torch wraps a mode's __torch_dispatch__ to keep torch.compile out of it, importing
+    # torch._dynamo (a second, with sympy) on its first call; the recorder never runs under
+    # torch.compile, so the wrapper's cached target is the function itself.
+    raw = getattr(RecordingMode.__dict__["__torch_dispatch__"], "__wrapped__", None)
+    if raw is not None:
+        raw.__dynamo_disable = raw
+    return RecordingMode
