@@ -3,6 +3,11 @@
     .venv/bin/python benchmarks/real_suites.py kornia /path/to/kornia-checkout
     .venv/bin/python benchmarks/real_suites.py entmax /path/to/entmax-checkout
     .venv/bin/python benchmarks/real_suites.py generic /path/to/checkout -- tests -k grad
+    .venv/bin/python benchmarks/real_suites.py kornia /path/to/kornia-checkout --flag
+
+With ``--flag`` the suite runs twice instead, as a user would run it: plainly, and with
+``pytest --gradcheck-dropin=compare`` (no plugin of this folder); the table lists every test
+whose outcome differs between the two runs, and the drop-in's own session summary follows.
 
 The library itself must be installed in the same environment (``pip install -c
 constraints.txt kornia==0.9.0``); the checkout gives its tests, which run unedited. Every
@@ -23,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -41,6 +47,39 @@ def run(suite: str, checkout: Path, extra: list[str], out: Path) -> int:
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p",
                "real_suite_plugin", *SUITES[suite], *extra]
     return subprocess.run(command, cwd=checkout, env=env, check=False).returncode
+
+
+def run_flagged(suite: str, checkout: Path, extra: list[str], out: Path) -> str:
+    """The suite plainly and under ``--gradcheck-dropin=compare``: the tests whose outcome
+    differs, and the drop-in's summary."""
+    outcomes = []
+    summary = ""
+    for flags in ([], ["--gradcheck-dropin=compare"]):
+        xml = out.with_suffix(f".{len(outcomes)}.xml")
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                   f"--junitxml={xml}", *flags, *SUITES[suite], *extra]
+        done = subprocess.run(command, cwd=checkout, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                              capture_output=True, text=True, check=False)
+        outcomes.append(_outcomes(xml))
+        if flags:
+            summary = done.stdout[done.stdout.find("gradcheck-lab drop-in:"):]
+    plain, flagged = outcomes
+    differ = sorted(t for t in plain.keys() | flagged.keys() if plain.get(t) != flagged.get(t))
+    lines = [f"{len(plain)} tests plainly, {len(flagged)} with --gradcheck-dropin; "
+             f"{len(differ)} differ in outcome"]
+    lines.extend(f"  {test}: plain {plain.get(test)}, drop-in {flagged.get(test)}"
+                 for test in differ)
+    return "\n".join(lines) + "\n\n" + summary
+
+
+def _outcomes(xml: Path) -> dict[str, str]:
+    """Each test's outcome in a JUnit XML file: passed, failed, error or skipped."""
+    found = {}
+    for case in ElementTree.parse(xml).getroot().iter("testcase"):
+        kinds = {child.tag for child in case} & {"failure", "error", "skipped"}
+        test = f"{case.get('classname')}::{case.get('name')}"
+        found[test] = {"failure": "failed"}.get(next(iter(kinds), ""), next(iter(kinds), "passed"))
+    return found
 
 
 def report(calls: list[dict]) -> str:
@@ -84,10 +123,15 @@ def main() -> None:
     parser.add_argument("suite", choices=sorted(SUITES))
     parser.add_argument("checkout", type=Path)
     parser.add_argument("--out", type=Path, help="keep the calls' JSON lines here")
+    parser.add_argument("--flag", action="store_true",
+                        help="compare a plain run with pytest --gradcheck-dropin=compare")
     args, extra = parser.parse_known_args()  # the rest, after --, goes to pytest
     args.extra = [arg for arg in extra if arg != "--"]
     out = args.out or Path(tempfile.mkstemp(suffix=".jsonl")[1])
     out.write_text("")
+    if args.flag:
+        print(run_flagged(args.suite, args.checkout.resolve(), args.extra, out))
+        return
     code = run(args.suite, args.checkout.resolve(), args.extra, out)
     calls = [json.loads(line) for line in out.read_text().splitlines() if line]
     print(report(calls))

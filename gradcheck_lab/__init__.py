@@ -2,17 +2,31 @@
 
 The Python API sits next to the YAML route: ``check(...)`` for a case written in Python,
 ``run_file(path)`` for a case file. Both return the Result objects the CLI reports.
-``gradcheck``/``gradgradcheck`` take torch.autograd's signatures, with the spec traced.
+``gradcheck``/``gradgradcheck`` take torch.autograd's signatures, with the spec traced;
+``gradcheck_lab.dropin.install()`` (or ``pytest --gradcheck-dropin``) routes torch's own to them.
 Importing this package imports neither torch nor sympy.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from gradcheck_lab import dropin
 from gradcheck_lab.doors.api import assert_gradients, check, run_file
-from gradcheck_lab.doors.dropin import GradcheckError, gradcheck, gradgradcheck
-from gradcheck_lab.errors import CaseError, GradcheckLabError, ImplError
+from gradcheck_lab.doors.dropin import gradcheck, gradgradcheck
+from gradcheck_lab.errors import BudgetError, CaseError, GradcheckLabError, ImplError
 from gradcheck_lab.results import Mismatch, Result
 from gradcheck_lab.version import __version__
 
-__all__ = ["CaseError", "GradcheckError", "GradcheckLabError", "ImplError", "Mismatch", "Result",
-           "__version__", "assert_gradients", "check", "gradcheck", "gradgradcheck", "run_file"]
+__all__ = ["BudgetError", "CaseError", "GradcheckError", "GradcheckLabError", "ImplError",
+           "Mismatch", "Result", "__version__", "assert_gradients", "check", "dropin", "gradcheck",
+           "gradgradcheck", "run_file"]
+
+
+def __getattr__(name: str) -> Any:
+    """``GradcheckError`` subclasses torch's own: built (and torch imported) on first use."""
+    if name == "GradcheckError":
+        from gradcheck_lab.doors.dropin.error import gradcheck_error
+
+        return gradcheck_error()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -54,6 +54,10 @@ class ImplError(GradcheckLabError):
     """The implementation under test raised or returned something unusable."""
 
 
+class BudgetError(GradcheckLabError, MemoryError):
+    """A check would need more memory or time than its budget: refused, never a verdict."""
+
+
 class CaseTimeout(BaseException):
     """The case ran past its time budget (raised by ``run.budget``'s interval timer)."""
 

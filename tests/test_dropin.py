@@ -47,7 +47,7 @@ def test_the_planted_suite_fails_every_test_with_gradcheck_error(tmp_path: Path)
     ours = run_suite(tmp_path, swapped=True, planted=True)
     assert ours.returncode == 1
     assert "4 failed" in ours.stdout, ours.stdout[-3000:]
-    assert ours.stdout.count("gradcheck_lab.doors.dropin.GradcheckError") >= 4
+    assert ours.stdout.count("gradcheck_lab.GradcheckError") >= 4
     assert "autograd is the odd one out" in ours.stdout
 
 
@@ -70,7 +70,7 @@ def test_a_failure_raises_a_runtime_error_with_the_table_or_returns_false() -> N
     with pytest.raises(RuntimeError) as caught:
         gradcheck(Wrong.apply, (double(3),))
     assert isinstance(caught.value, GradcheckError)
-    assert "input0: autograd is the odd one out" in str(caught.value)
+    assert "x: autograd is the odd one out" in str(caught.value)
     assert "symbolic" in str(caught.value) and "fin. diff." in str(caught.value)
     assert gradcheck(Wrong.apply, (double(3),), raise_exception=False) is False
 

@@ -30,7 +30,7 @@ LAYERS = [
     {"inspect"},
     {"run"},
     {"doors"},
-    {"__init__", "__main__", "pytest_plugin"},  # the entry points
+    {"__init__", "__main__", "pytest_plugin", "dropin"},  # the entry points
 ]
 MAX_FUNCTION_LINES = 80
 

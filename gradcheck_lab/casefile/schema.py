@@ -235,6 +235,15 @@ def _identifier(value: Any) -> str:
     return value
 
 
+def is_valid_name(value: str) -> bool:
+    """Whether ``value`` may name an input of a case (the rules ``_identifier`` enforces)."""
+    try:
+        _identifier(value)
+    except ValueError:
+        return False
+    return True
+
+
 def _case_name(value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)

@@ -72,6 +72,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="gradcheck-lab: run the K-th of N shards of the collected items (K from 1), "
              "chosen by a hash of each node id, the same on every machine; merge the shards' "
              "--json reports with `gradcheck-lab merge`")
+    parser.addini(
+        "gradcheck_dropin", type="string", default=None,
+        help="gradcheck-lab: true (or compare) routes every torch.autograd.gradcheck call "
+             "through gradcheck-lab, as --gradcheck-dropin")
+    group.addoption(
+        "--gradcheck-dropin", action="store_const", const="check", default=None,
+        dest="gradcheck_dropin",
+        help="gradcheck-lab: route every torch.autograd.gradcheck and gradgradcheck call the "
+             "suite makes through gradcheck-lab's drop-in, with no test edited; a summary at "
+             "the end (bounded by --gradcheck-case-memory and --gradcheck-case-timeout)")
+    group.addoption(
+        "--gradcheck-dropin=compare", action="store_const", const="compare",
+        dest="gradcheck_dropin",
+        help="gradcheck-lab: as --gradcheck-dropin, and also run torch's own on every call: "
+             "the summary gives both times and every disagreement")
     # The command line's run settings (``gradcheck-lab run --symbolic/--fd/--case-timeout/
     # --case-memory/--sensitivity``), as flags and as ini keys: one Settings object, as the
     # CLI builds it.
@@ -239,7 +254,8 @@ def case_marks(case: Any) -> list[str]:
 def pytest_configure(config: pytest.Config) -> None:
     for name, meaning in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {meaning}")
-    run_settings(config)  # a wrong --gradcheck-* value stops the run before collection
+    settings = run_settings(config)  # a wrong --gradcheck-* value stops the run here
+    _install_dropin(config, settings)
     if not benchmark_mode(config):
         return
     if _own_benchmark_flag(config) and config.args_source != pytest.Config.ArgsSource.ARGS:
@@ -250,6 +266,24 @@ def pytest_configure(config: pytest.Config) -> None:
                 config.args.append(str(root / entry))
     if xdist_active(config):
         config.issue_config_time_warning(pytest.PytestWarning(XDIST_MESSAGE), stacklevel=2)
+
+
+def _install_dropin(config: pytest.Config, settings: Any) -> None:
+    """``--gradcheck-dropin`` (or the ini key): the drop-in's session plugin, registered
+    before collection so that test modules import the drop-in already in place."""
+    mode = config.getoption("gradcheck_dropin", None)
+    if mode is None:
+        spelled = (config.getini("gradcheck_dropin") or "").strip().lower()
+        if spelled not in ("", "false", "true", "compare"):
+            raise pytest.UsageError(f"gradcheck-lab: gradcheck_dropin must be true, false or "
+                                    f"compare, not {spelled!r}")
+        mode = {"true": "check", "compare": "compare"}.get(spelled)
+    if mode is None or config.pluginmanager.has_plugin("gradcheck-dropin"):
+        return
+    from gradcheck_lab.doors.dropin.pytest_hooks import DropinSession
+
+    config.pluginmanager.register(DropinSession(mode, settings.case_memory or 0,
+                                                settings.case_timeout or 0), "gradcheck-dropin")
 
 
 def _opted_in(config: pytest.Config) -> bool:

@@ -20,11 +20,13 @@ STATUS_STYLE = {"pass": "green", "fail": "bold red", "error": "bold magenta", "s
 PLAIN_WIDTH = 140
 
 
-def failure_report(result: Result) -> list[RenderableType]:
-    """The parts of a failure's report, in order."""
+def failure_report(result: Result, header: str | None = None) -> list[RenderableType]:
+    """The parts of a failure's report, in order; ``header`` replaces the file and label
+    that open it (the drop-in names the call instead)."""
+    where = header or (f"{result.file}{f':{result.line}' if result.line else ''}: "
+                       f"{result.label}")
     return [
-        Text(f"{result.file}{f':{result.line}' if result.line else ''}: {result.label}: "
-             f"{result.message}", style="bold red"),
+        Text(f"{where}: {result.message}", style="bold red"),
         mismatch_table(result.mismatches),
         *(Text(f"diagnosis: {diagnosis}", style="bold") for diagnosis in result.diagnoses),
         *(Text(f"note: {note}", style="dim") for note in result.notes),
@@ -32,19 +34,19 @@ def failure_report(result: Result) -> list[RenderableType]:
     ]
 
 
-def print_failure(console: Console, result: Result) -> None:
-    for part in failure_report(result):
+def print_failure(console: Console, result: Result, header: str | None = None) -> None:
+    for part in failure_report(result, header):
         console.print(part, soft_wrap=isinstance(part, Text))
 
 
-def failure_text(result: Result) -> str:
+def failure_text(result: Result, header: str | None = None) -> str:
     """The report of a failure as plain text (no colour); an error result's one line."""
     if result.status == "error":
         return result.message
     buffer = io.StringIO()
     console = Console(file=buffer, width=PLAIN_WIDTH, color_system=None, highlight=False,
                       markup=False)
-    print_failure(console, result)
+    print_failure(console, result, header)
     return buffer.getvalue().rstrip()
 
 
