@@ -341,3 +341,8 @@ def test_a_nan_input_fails_naming_the_input_and_a_non_tensor_output_is_a_type_er
         gradcheck_lab.gradcheck(lambda t: t * 2, (bad,))
     with pytest.raises(TypeError, match="return tensors"):
         gradcheck_lab.gradcheck(lambda t: t.detach().sum().item(), (double(2),))
+
+
+def test_a_keyword_out_of_its_range_is_a_value_error_naming_torchs_keyword() -> None:
+    with pytest.raises(ValueError, match=r"^gradcheck: eps: .* leaves finite differences"):
+        gradcheck_lab.gradcheck(torch.sin, (double(2),), eps=1e-300)

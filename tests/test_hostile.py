@@ -44,6 +44,10 @@ EXPECTED = {
     "expr_fstring.yaml": (3, "output", "f-strings not allowed"),
     "expr_huge_broadcast.yaml": (4, "output", "400000000 elements"),
     "expr_huge_power.yaml": (3, "output", "constant power is too large"),
+    # Results larger than their inputs: shaped in integers, refused before any allocation.
+    "expr_huge_tile.yaml": (4, "output", "tile() would produce shape [100000, 200000]"),
+    "expr_huge_repeat.yaml": (4, "output", "repeat_interleave() would produce shape"),
+    "expr_huge_pad.yaml": (4, "output", "pad() would produce shape [2000000002]"),
     "expr_import_payload.yaml": (3, "output", "only plain function names"),
     "expr_integer_reduction.yaml": (4, "output", "t is an integer tensor"),
     "expr_lambda.yaml": (3, "output", "lambdas not allowed"),
@@ -82,6 +86,9 @@ EXPECTED = {
     "missing_inputs.yaml": (1, "inputs", "missing required key 'inputs'"),
     "missing_output.yaml": (1, "output", "missing required key 'output'"),
     "nan_tolerance.yaml": (5, "tolerance.rtol", "nan is not allowed"),
+    # A step that switches finite differences off (overflows, or rounds to nothing).
+    "fd_step_huge.yaml": (5, "fd_step", "leaves finite differences meaningless"),
+    "fd_step_subnormal.yaml": (5, "fd_step", "leaves finite differences meaningless"),
     "nan_input.yaml": (2, "inputs.x", "element [1]: nan is not allowed"),
     "negative_shape.yaml": (2, "inputs.x.shape", "positive integers"),
     "negative_tolerance.yaml": (4, "tolerance.rtol", "expected a positive number"),
@@ -106,6 +113,8 @@ EXPECTED = {
     "unknown_device.yaml": (4, "devices[0]", "unknown device 'tpu'"),
     "unknown_dtype.yaml": (4, "dtypes[1]", "got 'float8'"),
     "unknown_key_typo.yaml": (3, "outptu", "unknown key 'outptu' (did you mean 'output'?)"),
+    # YAML 1.1's extra line breaks (U+0085, U+2028) in a comment shift no line.
+    "line_separator_before_a_typo.yaml": (4, "outpt", "unknown key 'outpt'"),
     # Text that would reach the terminal raw: shown escaped, and names matched whole.
     "text_escape_in_key.yaml": (4, "inputs.x\\x1b[2K\\rPASS  everything", "is not a valid name"),
     "text_bidi_override.yaml": (4, "output", "(U+202E) is not ASCII"),
@@ -169,7 +178,11 @@ EXPECTED = {
 # valid_fork_child's impl forks a child that sleeps: the case passes, and the child is killed
 # when its case ends (tests/test_isolation.py).
 VALID = {"valid_r144.yaml", "valid_with_impl.yaml", "valid_brackets_in_plain_scalar.yaml",
-         "valid_fork_child.yaml"}
+         "valid_fork_child.yaml",
+         # Six operands contracted pairwise: minutes as one loop over 60**6 index tuples.
+         "valid_einsum_six_operands.yaml",
+         # U+2028 in a comment: a character in YAML 1.2, no line break.
+         "valid_line_separator_in_comment.yaml"}
 
 
 @pytest.fixture(scope="module")
@@ -389,3 +402,49 @@ def test_whole_case_budgets_are_options_of_every_front_door(tmp_path: Path) -> N
                          capture_output=True, text=True, timeout=120)
     assert ran.returncode == 0, ran.stdout[-2000:]
     assert ran.stdout.strip().splitlines()[-1].startswith("1 passed")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_a_fifo_is_refused_by_the_api_as_by_the_cli_instead_of_blocking(tmp_path: Path) -> None:
+    import gradcheck_lab
+
+    fifo = tmp_path / "waiting.yaml"
+    os.mkfifo(fifo)
+    (result,) = gradcheck_lab.run_file(fifo)  # reading would wait for a writer forever
+    assert result.status == "error" and "not a regular file" in result.message
+
+
+def test_a_directory_tree_deeper_than_the_recursion_limit_is_one_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gradcheck_lab.run.files import discover
+
+    def too_deep(self: Path, pattern: str) -> None:
+        raise RecursionError  # as pathlib's recursive walk raises 1,000 directories down
+
+    monkeypatch.setattr(Path, "rglob", too_deep)
+    found, problems = discover([tmp_path])
+    assert found == []
+    assert [r.message for r in problems] == [
+        f"{tmp_path}: path: the directory tree is nested deeper than Python's recursion limit; "
+        "not searched"]
+
+
+def test_explain_on_a_value_that_overflows_shows_inf_instead_of_a_traceback(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from gradcheck_lab.doors.cli import EXIT_PASS, main
+
+    case = tmp_path / "overflow.yaml"
+    case.write_text("inputs:\n  x: 2.0\nlet:\n  a: exp(x * 1000)\n  b: a * a\noutput: b\n")
+    assert main(["explain", str(case)]) == EXIT_PASS
+    assert "∂output/∂x = ∂output/∂b · ∂b/∂a · ∂a/∂x = 1 · inf · inf = inf" in \
+        capsys.readouterr().out
+
+
+def test_inputs_nested_deeper_than_a_file_may_be_are_a_case_error_from_the_api() -> None:
+    import gradcheck_lab
+
+    value: object = 1.0
+    for _ in range(5000):
+        value = [value]
+    with pytest.raises(gradcheck_lab.CaseError, match=r"inputs\.x: nesting deeper than 64"):
+        gradcheck_lab.check("sum(x)", {"x": value})

@@ -100,6 +100,33 @@ def forks_then_sleeps(x):
     forks(x)
     while True:
         time.sleep(1)
+
+
+def daemonizes(x):
+    """A daemon's double fork: the grandchild leaves the process group with setsid()."""
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            note("daemon")
+            time.sleep(300)
+        os._exit(0)
+    while not (HERE / "daemon.pid").exists():
+        time.sleep(0.01)
+    return x.sum()
+
+
+def daemon_is_gone(x):
+    try:
+        os.kill(int((HERE / "daemon.pid").read_text()), 0)
+    except ProcessLookupError:
+        return x.sum()
+    raise RuntimeError("the daemon the previous case started is still running")
+
+
+def daemonizes_then_sleeps(x):
+    daemonizes(x)
+    while True:
+        time.sleep(1)
 '''
 
 STEPS = '''
@@ -377,6 +404,33 @@ def test_a_child_an_impl_forked_is_killed_when_its_case_ends(tmp_path: Path) -> 
     assert done.returncode == 0, done.stdout + done.stderr
     assert [r["status"] for r in results.values()] == ["pass", "pass"], results
     assert gone(pid_of(tmp_path, "child"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not LINUX, reason="the worker adopts orphans as a Linux subreaper")
+def test_a_daemon_that_left_the_group_with_setsid_is_killed_when_its_case_ends(
+        tmp_path: Path) -> None:
+    path = write_cases(tmp_path, "daemonizes", "daemon_is_gone")
+    try:
+        _, results = run(tmp_path, path)
+        assert [r["status"] for r in results.values()] == ["pass", "pass"], results
+        assert gone(pid_of(tmp_path, "daemon"))
+    finally:
+        if (tmp_path / "daemon.pid").exists():
+            kill_quietly(pid_of(tmp_path, "daemon"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not LINUX, reason="descendants are found in /proc")
+def test_stopping_the_worker_kills_a_daemon_that_left_its_group(tmp_path: Path) -> None:
+    path = write_cases(tmp_path, "daemonizes_then_sleeps")
+    try:
+        done, _ = run(tmp_path, path, "--case-timeout", "3")
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert wait_until(lambda: gone(pid_of(tmp_path, "daemon")), 5)
+    finally:
+        if (tmp_path / "daemon.pid").exists():
+            kill_quietly(pid_of(tmp_path, "daemon"))
 
 
 @pytest.mark.slow

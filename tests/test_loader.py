@@ -521,9 +521,9 @@ def test_input_elements_over_the_limit_are_rejected_at_the_input(write_case) -> 
 def test_huge_shapes_are_rejected_before_anything_is_allocated(write_case) -> None:
     # 10**15 float64 elements would need 8 PB: only a check on the shape can answer this fast.
     text = "inputs:\n  x: {shape: [100000, 100000, 100000], init: randn}\noutput: sum(x)\n"
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: other work on the machine does not stretch it
     error = error_of(write_case, text)
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 1.0
     assert (error.line, error.key) == (2, "inputs.x")
     assert "1000000000000000 elements" in error.message
 

@@ -429,10 +429,10 @@ def test_expectations_of_infinity_and_nan_match_only_themselves(tmp_path: Any) -
 # -- tool faults -----------------------------------------------------------------------------------
 
 def test_nested_kinks_fall_back_to_the_sweep_in_well_under_a_second() -> None:
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: other work on the machine does not stretch it
     result = only(gradcheck_lab.check("relu(sum(relu(x)))",
                                       {"x": {"shape": [3, 4, 5], "init": "randn"}}))
-    assert time.perf_counter() - started < 10  # it did not finish in ten minutes before
+    assert time.process_time() - started < 10  # it did not finish in ten minutes before
     assert result.status == "pass", result.message
     assert result.oracles["symbolic"].startswith("rule sweep")
     assert any("2**60" in note for note in result.notes)

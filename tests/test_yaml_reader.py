@@ -48,21 +48,23 @@ def read_error(text: str, limits: ReadLimits = DEFAULT_READ_LIMITS) -> YamlReadE
 
 def read_within(seconds: float, text: str,
                 limits: ReadLimits = DEFAULT_READ_LIMITS) -> YamlDocument | YamlReadError:
-    """Read ``text``, asserting (with perf_counter) that the reader answers within ``seconds``.
+    """Read ``text``, asserting that the reader answers within ``seconds`` of CPU time (which
+    other work on the machine does not stretch).
 
-    SIGALRM interrupts a reader that runs on past the bound, so a hang fails instead of hanging.
+    SIGALRM interrupts a reader that runs on far past the bound (in wall-clock time, with room
+    for a busy machine), so a hang fails instead of hanging.
     """
     result: YamlDocument | YamlReadError | None = None
-    start = time.perf_counter()
+    start = time.process_time()
     try:
-        with time_limit(seconds):
+        with time_limit(10 * seconds + 5.0):
             result = read_yaml(text, limits)
     except YamlReadError as exc:
         result = exc
     except TimeBoundError:
         pass  # reported below, outside the reader's frames
-    elapsed = time.perf_counter() - start
-    assert result is not None and elapsed < seconds, f"the reader took {elapsed:.2f} s"
+    elapsed = time.process_time() - start
+    assert result is not None and elapsed < seconds, f"the reader took {elapsed:.2f} s of CPU"
     return result
 
 
@@ -610,10 +612,16 @@ def test_the_largest_case_files_are_refused_in_seconds_and_little_memory(
         "from gradcheck_lab.casefile.loader import load_file\n"
         "found = []\n"
         "for name in sys.argv[1:]:\n"
-        "    started = time.perf_counter()\n"
+        "    started = time.process_time()\n"
         "    (error,) = load_file(Path(name))\n"
-        "    found.append((error.message, time.perf_counter() - started))\n"
-        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024\n"
+        "    found.append((error.message, time.process_time() - started))\n"
+        # VmHWM is this process image's own peak: ru_maxrss keeps the peak of a large
+        # parent (a busy pytest-xdist worker) that forked this one before its exec.
+        "status = Path('/proc/self/status')\n"
+        "hwm = [line for line in status.read_text().splitlines() if line.startswith('VmHWM')]"
+        " if status.exists() else []\n"
+        "peak = (int(hwm[0].split()[1]) * 1024 if hwm else\n"
+        "        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)\n"
         "print(json.dumps({'found': found, 'peak': peak}))\n")
     done = subprocess.run([sys.executable, "-c", script, str(numbers), str(keys)],
                           capture_output=True, text=True, timeout=120, check=True)
@@ -715,3 +723,19 @@ def test_libyaml_and_pure_python_read_every_file_alike(monkeypatch: pytest.Monke
         monkeypatch.setattr(yaml_reader, "_PARSER", parser)
         found[parser] = outcome(text)
     assert found["libyaml"] == found["python"]
+
+
+@pytest.mark.parametrize("separator", ["\x85", "\u2028", "\u2029"])
+def test_yaml_1_1_line_breaks_are_characters_and_shift_no_line(separator: str) -> None:
+    text = (f"a: 1  # a comment {separator} goes on\n"
+            f"b: 'x{separator}y'\n"
+            f"c{separator}d: 2\n")
+    document = read_within(1.0, text)
+    assert isinstance(document, YamlDocument)
+    assert document.data == {"a": 1, "b": f"x{separator}y", f"c{separator}d": 2}
+    assert document.key_lines[("b",)] == 2 and document.key_lines[(f"c{separator}d",)] == 3
+
+
+def test_a_private_use_stand_in_beside_a_yaml_1_1_break_is_refused_at_its_line() -> None:
+    error = rejected_within(1.0, "a: 1  # \u2028\nb: '\ue001'\n")
+    assert error.line == 2 and "U+E001" in error.message

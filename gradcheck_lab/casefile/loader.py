@@ -7,6 +7,7 @@ invalid case does not keep the file's other cases from running.
 from __future__ import annotations
 
 import dataclasses
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -93,7 +94,11 @@ def load_file(path: str | Path, limits: LoadLimits = LoadLimits()) -> list[CaseO
     path = Path(path)
     label = display_path(path)
     try:
-        size = path.stat().st_size
+        status = path.stat()
+        if not stat.S_ISREG(status.st_mode):  # a FIFO's read would wait for a writer forever
+            return [CaseError(label, None, "document", "not a regular file (a FIFO, a device "
+                                                       "or a socket): not read")]
+        size = status.st_size
         if size > limits.max_file_bytes:
             return [CaseError(label, 1, "document",
                               f"file is {size} bytes (limit {limits.max_file_bytes})")]

@@ -235,6 +235,11 @@ def _identifier(value: Any) -> str:
     return value
 
 
+# The finite-difference steps that leave a difference quotient meaningful in float64 (why:
+# CaseModel._meaningful_step).
+FD_STEP_RANGE = (100 * float(np.finfo(np.float64).eps), 1.0)
+
+
 def is_valid_name(value: str) -> bool:
     """Whether ``value`` may name an input of a case (the rules ``_identifier`` enforces)."""
     try:
@@ -588,6 +593,18 @@ class CaseModel(_Strict):
         if len(set(values)) != len(values):
             raise _fail("repeated", f"{info.field_name} lists {describe(values)} with repeats")
         return values
+
+    @field_validator("fd_step")
+    @classmethod
+    def _meaningful_step(cls, value: float | None) -> float | None:
+        # Finite differences run in float64: below 100 eps, rounding alone (eps |f| / h)
+        # costs more than 1% of a derivative of size |f|; above 1 the step (relative to
+        # max(1, |x|)) is wider than the input itself and the quotient a secant, not a slope.
+        if value is not None and not FD_STEP_RANGE[0] <= value <= FD_STEP_RANGE[1]:
+            raise _fail("fd_step", f"{describe(value)} leaves finite differences meaningless: "
+                                   f"the step must be in [{FD_STEP_RANGE[0]:.1e}, "
+                                   f"{FD_STEP_RANGE[1]:g}] (relative to max(1, |x|), in float64)")
+        return value
 
     @field_validator("modes")
     @classmethod

@@ -254,11 +254,28 @@ def decode_text(raw: bytes) -> str:
         ) from None
 
 
+# YAML 1.2 line breaks are LF and CR only; PyYAML and libyaml (YAML 1.1) also break lines at
+# NEL, LINE SEPARATOR and PARAGRAPH SEPARATOR, which would end a comment early and shift every
+# line number after it. Before parsing they become private-use stand-ins, which both parsers
+# read as ordinary characters; the data gets the originals back.
+_YAML11_BREAKS = {"\x85": "\ue000", "\u2028": "\ue001", "\u2029": "\ue002"}
+_TO_STAND_IN = str.maketrans(_YAML11_BREAKS)
+_FROM_STAND_IN = str.maketrans({v: k for k, v in _YAML11_BREAKS.items()})
+
+
 def read_yaml(text: str, limits: ReadLimits = ReadLimits()) -> YamlDocument:
     """Parse one YAML document into plain data with key lines; raises YamlReadError."""
     _check_printable(text)
+    restore = None
+    if any(c in text for c in _YAML11_BREAKS):
+        taken = next((c for c in _YAML11_BREAKS.values() if c in text), None)
+        if taken is not None:
+            line = text.count("\n", 0, text.index(taken)) + 1
+            raise YamlReadError(f"U+{ord(taken):04X} (private use) cannot share a file with "
+                                "U+0085, U+2028 or U+2029", line)
+        text, restore = text.translate(_TO_STAND_IN), _FROM_STAND_IN
     with _gc_paused():
-        return _read(text, limits)
+        return _read(text, limits, restore)
 
 
 @contextmanager
@@ -275,7 +292,7 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _read(text: str, limits: ReadLimits) -> YamlDocument:
+def _read(text: str, limits: ReadLimits, restore: dict[int, str] | None) -> YamlDocument:
     loader = None
     try:
         loader = _COMPOSERS[_PARSER](text, limits)
@@ -305,7 +322,7 @@ def _read(text: str, limits: ReadLimits) -> YamlDocument:
         _check_expanded_size(node, loader.nodes - loader.aliases, limits)
     document = YamlDocument(data=None)
     document.key_lines[()] = node.start_mark.line + 1
-    document.data = _Converter(document, limits).convert(node, (), 0)
+    document.data = _Converter(document, limits, restore).convert(node, (), 0)
     return document
 
 
@@ -359,7 +376,9 @@ class _Converter:
     """The node tree to plain data, filling the document's key lines and value marks. Aliases
     are expanded here, so depth and the node budget are checked again on the expanded data."""
 
-    def __init__(self, document: YamlDocument, limits: ReadLimits) -> None:
+    def __init__(self, document: YamlDocument, limits: ReadLimits,
+                 restore: dict[int, str] | None = None) -> None:
+        self.restore = restore  # the stand-ins of YAML 1.1 line breaks, back to themselves
         self.key_lines = document.key_lines
         self.value_marks = document.value_marks
         self.limits = limits
@@ -385,6 +404,8 @@ class _Converter:
                                 "only", line, path)
         kind = type(node)
         if kind is yaml.ScalarNode:
+            if self.restore is not None:
+                node.value = node.value.translate(self.restore)
             style = node.style
             verbatim = False
             if style is None or style == "'" or style == '"':
@@ -410,6 +431,8 @@ class _Converter:
                     raise YamlReadError(f"YAML tag {key_node.tag!r} is not allowed", key_line,
                                         path)
                 key = key_node.value
+                if self.restore is not None:
+                    key = key.translate(self.restore)
                 if key == "<<" and key_node.style is None:
                     raise YamlReadError("merge keys (<<) are not part of YAML 1.2: write the "
                                         "keys out", key_line, path)

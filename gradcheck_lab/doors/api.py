@@ -113,11 +113,19 @@ def split_settings(settings: Mapping[str, Any]) -> tuple[dict[str, Any], Any]:
                                    if key in run_keys}, API_LABEL))
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: Any, depth: int = 0, path: str = "") -> Any:
     """Tuples become lists, as the YAML reader gives them (the schema takes ints, Decimals,
-    Fractions and floats alike)."""
+    Fractions and floats alike). Nesting deeper than a case file may is a CaseError at its
+    key, as the reader's own limit makes it for a file."""
+    from gradcheck_lab.casefile.yaml_reader import ReadLimits
+
+    if depth > ReadLimits.max_depth:
+        from gradcheck_lab.errors import CaseError
+
+        raise CaseError(API_LABEL, None, path.lstrip(".") or "document",
+                        f"nesting deeper than {ReadLimits.max_depth} levels")
     if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: _plain(v, depth + 1, f"{path}.{k}") for k, v in value.items()}
     if isinstance(value, (tuple, list)):
-        return [_plain(v) for v in value]
+        return [_plain(v, depth + 1, path) for v in value]
     return value

@@ -8,10 +8,11 @@ an error, no case file is found, or the command line is wrong (2 takes precedenc
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from gradcheck_lab.casefile import LoadLimits
@@ -24,6 +25,7 @@ from gradcheck_lab.settings import (
 from gradcheck_lab.version import __version__
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM, as shells report
 
 
 def _positive_int(text: str) -> int:
@@ -72,9 +74,12 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
                     "recursively for *.yaml and *.yml, in sorted order).")
     run.add_argument("paths", nargs="+", type=Path, metavar="PATH",
                      help="a case file, a directory of case files, or FILE::NAME for one case")
-    run.add_argument("--json", type=Path, metavar="FILE", help="write all results as JSON")
+    run.add_argument("--json", type=Path, metavar="FILE",
+                     help="write all results as JSON (- for stdout; the terminal report then "
+                          "goes to stderr)")
     run.add_argument("--jsonl", type=Path, metavar="FILE",
-                     help="append one JSON line per result as soon as it is ready")
+                     help="append one JSON line per result as soon as it is ready (- for "
+                          "stdout; the terminal report then goes to stderr)")
     run.add_argument("--symbolic", choices=("auto", "exact", "sweep"), default="auto",
                      help="exact elementwise sympy, the numpy rule sweep, or auto by size")
     run.add_argument("--fd", choices=("auto", "all", "projections", "exhaustive"),
@@ -208,7 +213,14 @@ def _drawing_argument(command: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        return _command(build_parser().parse_args(argv))
+    except KeyboardInterrupt:  # Ctrl-C outside a run's loop (imports, explain, merge)
+        print("gradcheck-lab: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _command(args: argparse.Namespace) -> int:
     if args.command == "new":
         return new_command(args)
     if args.command == "schema":
@@ -335,7 +347,15 @@ def command_error(command: str, message: str) -> int:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from gradcheck_lab.doors.report import JsonLines, TerminalReport, write_json
+    from rich.console import Console
+
+    from gradcheck_lab.doors.report import (
+        STDOUT,
+        GuardedStream,
+        JsonLines,
+        TerminalReport,
+        write_json,
+    )
     from gradcheck_lab.results import environment
     from gradcheck_lab.run.files import run_paths
     from gradcheck_lab.settings import LIMIT_OPTIONS, Settings, TimingSettings, load_limits
@@ -363,17 +383,26 @@ def run_command(args: argparse.Namespace) -> int:
     except OSError as error:
         return command_line_error(f"--jsonl {args.jsonl}: {error.strerror or error}")
     env = environment()
-    report = TerminalReport(verbose=args.verbose or args.debug)
+    # A report on stdout (`--json -`) keeps stdout to itself: the terminal report moves to
+    # stderr. A reader of stdout that goes away ends the terminal report, not the run.
+    to_stdout = STDOUT in (str(args.json), str(args.jsonl))
+    stream = GuardedStream(sys.stderr if to_stdout else sys.stdout)
+    report = TerminalReport(Console(file=stream, highlight=False, markup=False),
+                            verbose=args.verbose or args.debug)
     report.header(env)
     results = []
+    interrupted = None
     try:
-        with report.progress() as advance:
+        with report.progress() as advance, _stopped_by_signals():
             for result in run_paths(args.paths, settings):
                 results.append(result)
                 report.add(result)
                 advance(result)
                 if lines is not None:
                     lines.add(result)
+    except (KeyboardInterrupt, Terminated) as stop:
+        # The generator's close ends the worker processes; what finished is reported.
+        interrupted = EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED
     finally:
         if lines is not None:
             lines.close()
@@ -383,11 +412,45 @@ def run_command(args: argparse.Namespace) -> int:
             write_json(args.json, results, env)
         except OSError as error:
             return command_line_error(f"--json {args.json}: {error.strerror or error}")
+    if interrupted is not None:
+        signal_name = "SIGTERM" if interrupted == EXIT_TERMINATED else "SIGINT"
+        command_line_error(f"stopped by {signal_name} after {len(results)} result(s); those "
+                           "are in --json/--jsonl where given")
+        return interrupted
+    if stream.broken:
+        return command_line_error("the terminal report's reader closed it early (broken "
+                                  "pipe); the results are in --json/--jsonl where given")
     return exit_status(results)
+
+
+class Terminated(Exception):  # noqa: N818 (a signal, as KeyboardInterrupt is)
+    """SIGTERM, raised in the main thread as SIGINT raises KeyboardInterrupt."""
+
+
+@contextlib.contextmanager
+def _stopped_by_signals() -> Iterator[None]:
+    """SIGTERM ends the run as Ctrl-C does: results so far reported, the status 128 + the
+    signal's number; the handler the caller had is back afterwards."""
+    import signal
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread: no handler can be set
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def report_path_problem(path: Path) -> str | None:
     """Why a report could not be written to path, checked before any case runs, or None."""
+    if str(path) == "-":
+        return None
     directory = path.parent
     if not directory.is_dir():
         return f"no such directory: {directory}"

@@ -168,21 +168,87 @@ def write_json(path: Path, results: list[Result], environment: dict[str, Any]) -
                           + "\n")
 
 
+STDOUT = "-"  # a report path that means standard output
+
+
 def write_text_atomically(path: Path, text: str) -> None:
     """``text`` into ``path`` through a temporary file of its own beside it and a rename: a
-    reader never sees half a file, and two writers of one path never share a temporary."""
+    reader never sees half a file, and two writers of one path never share a temporary. The
+    file gets the mode a plain open() gives (0666 less the umask). ``-`` is stdout; a target
+    that is a link or not a regular file (``/dev/stdout``, a device, a FIFO) is written in
+    place, never replaced. A failed write (a full disk, a closed pipe) raises OSError."""
     import os
+    import sys
     import tempfile
 
+    if str(path) == STDOUT:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        with open(path, "w", encoding="utf-8") as file:
+            file.write(text)
+        return
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
                                          dir=path.parent if str(path.parent) else ".")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as file:
             file.write(text)
+        os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    import os
+
+    current = os.umask(0o022)  # reading the umask means setting it; put straight back
+    os.umask(current)
+    return current
+
+
+class GuardedStream:
+    """stdout for the terminal report: a reader that goes away (``| head``) ends the report,
+    not the run. Later writes are dropped, ``broken`` says so, and stdout is pointed at
+    /dev/null so that the interpreter's last flush does not fail again."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.broken = False
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                self.stream.write(text)
+            except BrokenPipeError:
+                self._close()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._close()
+
+    @property
+    def encoding(self) -> str:
+        return getattr(self.stream, "encoding", None) or "utf-8"
+
+    def isatty(self) -> bool:
+        return not self.broken and self.stream.isatty()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    def _close(self) -> None:
+        import os
+
+        self.broken = True
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
 
 
 def merge_reports(documents: list[Any], names: list[str]) -> dict[str, Any]:
@@ -212,8 +278,13 @@ class JsonLines:
 
     def __init__(self, path: Path) -> None:
         import os
+        import sys
 
-        self.descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        if str(path) == STDOUT:
+            sys.stdout.flush()
+            self.descriptor = os.dup(sys.stdout.fileno())
+        else:
+            self.descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
 
     def add(self, result: Result) -> None:
         import os

@@ -10,6 +10,7 @@ program and the op table's sympy forms: no text of the case file is evaluated.
 
 from __future__ import annotations
 
+import math
 import textwrap
 from dataclasses import dataclass
 from fractions import Fraction
@@ -262,7 +263,12 @@ class _Explainer:
                 continue
             # Literal inputs exactly as written (0.1 is 1/10); everything else is its float.
             exact = self.point.exact.get(name) if name in self.program.inputs else None
-            number = Fraction(exact.item() if exact is not None else float(value))
+            plain = float(value)
+            if exact is None and not math.isfinite(plain):  # a step that overflowed
+                values[sympy.Symbol(name, real=True)] = (
+                    sympy.nan if math.isnan(plain) else sympy.oo if plain > 0 else -sympy.oo)
+                continue
+            number = Fraction(exact.item() if exact is not None else plain)
             values[sympy.Symbol(name, real=True)] = sympy.Rational(number.numerator,
                                                                    number.denominator)
         # safe: expressions built from the parsed IR (sympy objects and numbers); strict

@@ -77,6 +77,11 @@ def _equation(params: Params, fixed: str | None) -> str:
     return fixed if fixed is not None else str(params["equation"])
 
 
+# numpy's contraction order (pairwise, greedy) instead of one loop over every index at once:
+# six operands of 60 elements are 6 sums, not 60**6 products.
+OPTIMIZE = "greedy"
+
+
 def _contraction(name: str, fixed: str | None, doc: str, *, arg_names: tuple[str, ...],
                  arity: int | None = None) -> Op:
     """einsum (``fixed`` None: the equation is the first argument) or a fixed contraction,
@@ -103,7 +108,8 @@ def _contraction(name: str, fixed: str | None, doc: str, *, arg_names: tuple[str
             reachable = set(output).union(*(s for s, _ in others))
             present = "".join(c for c in spec if c in reachable)
             terms = ",".join([output, *(s for s, _ in others)])
-            grad = np.einsum(f"{terms}->{present}", g, *(a for _, a in others))
+            grad = np.einsum(f"{terms}->{present}", g, *(a for _, a in others),
+                             optimize=OPTIMIZE)
             for axis, letter in enumerate(spec):  # indices only this operand has
                 if letter not in reachable:
                     grad = np.expand_dims(grad, axis)
@@ -116,10 +122,12 @@ def _contraction(name: str, fixed: str | None, doc: str, *, arg_names: tuple[str
         min_args=arity or 1, max_args=arity or MAX_OPERANDS, params=params, shape=shape,
         torch=(lambda args, p: torch_module().einsum(_equation(p, fixed), *args))
         if fixed is None else lambda args, p: getattr(torch_module(), name)(*args),
-        numpy=lambda args, p: as_float(np.einsum(_equation(p, fixed), *args)),
+        numpy=lambda args, p: as_float(np.einsum(_equation(p, fixed), *args,
+                                                 optimize=OPTIMIZE)),
         vjp=vjp, vjp_magnitude=linear_magnitudes(vjp),
         sympy=lambda args, p: object_array(np.einsum(_equation(p, fixed),
-                                                     *map(object_array, args))),
+                                                     *map(object_array, args),
+                                                     optimize=OPTIMIZE)),
         positional=("equation", "operands") if fixed is None else (),
         variadic="star" if fixed is None else None)
 

@@ -45,13 +45,20 @@ def rearrangement(name: str, move: Move, torch_form: TorchMove, *, doc: str,
                   check: Callable[[Sequence[ArgInfo], Params], None] | None = None,
                   positional: tuple[str, ...] = (), variadic: str | None = None,
                   fill: Callable[[Params], float] = lambda params: 0.0,
-                  callable_: bool = True, infix: str | None = None) -> Op:
+                  callable_: bool = True, infix: str | None = None,
+                  sized: Callable[[list[Shape], Params], Shape] | None = None) -> Op:
     """An op whose value is its inputs' elements moved by ``move``; ``integer_args`` (index
-    tensors) steer the move and get no gradient; ``fill(params)`` is the padding value."""
+    tensors) steer the move and get no gradient; ``fill(params)`` is the padding value.
+    The result's shape is ``move`` applied to zero-strided placeholders, which allocates
+    nothing for a move that only selects or views; an op whose result can be larger than
+    its inputs (tile, repeat, pad) gives ``sized``, its shape in integer arithmetic, so that
+    a huge result is refused before anything is allocated."""
 
     def shape(args: Sequence[ArgInfo], params: Params) -> Shape:
         if check is not None:
             check(args, params)
+        if sized is not None:
+            return sized([a.shape for a in args], params)
         placeholders = [np.broadcast_to(np.zeros((), np.int64 if i in integer_args else
                                                  np.int8), a.shape)
                         for i, a in enumerate(args)]

@@ -14,7 +14,15 @@ from typing import Any
 import numpy as np
 
 from gradcheck_lab.errors import SpecError
-from gradcheck_lab.ops.base import ArgInfo, Op, Param, Params, normalize_dim, torch_module
+from gradcheck_lab.ops.base import (
+    ArgInfo,
+    Op,
+    Param,
+    Params,
+    Shape,
+    normalize_dim,
+    torch_module,
+)
 from gradcheck_lab.ops.rearrange import checked_indices, rearrangement
 
 INDEX = "index"  # the hidden keyword of a subscript: its items, as the parser writes them
@@ -156,6 +164,28 @@ def _triangle(upper: bool) -> Any:
     return move
 
 
+def _tile_shape(shapes: list[Shape], p: Params) -> Shape:
+    """np.tile's and torch.tile's rule: the shorter of shape and dims is padded with leading
+    1s, then multiplied dim by dim."""
+    shape, dims = shapes[0], _ints(p["dims"])
+    if min(dims, default=0) < 0:
+        raise SpecError(f"tile(): dims must not be negative, got {list(dims)}")
+    width = max(len(shape), len(dims))
+    shape = (1,) * (width - len(shape)) + tuple(shape)
+    dims = (1,) * (width - len(dims)) + tuple(dims)
+    return tuple(n * k for n, k in zip(shape, dims, strict=True))
+
+
+def _repeat_interleave_shape(shapes: list[Shape], p: Params) -> Shape:
+    shape, repeats = shapes[0], int(p["repeats"])  # type: ignore[arg-type]
+    if repeats < 0:
+        raise SpecError(f"repeat_interleave(): repeats must not be negative, got {repeats}")
+    if p["dim"] is None:
+        return (math.prod(shape) * repeats,)
+    dim = _dim(p, "dim", len(shape), "repeat_interleave")
+    return tuple(n * repeats if i == dim else n for i, n in enumerate(shape))
+
+
 REORDER = [
     rearrangement(
         "narrow", _narrow,
@@ -199,7 +229,7 @@ REORDER = [
                   doc="moves dims `source` to `destination`"),
     rearrangement("tile", lambda a, p, fill: np.tile(a[0], _ints(p["dims"])),
                   lambda t, args, p: t.tile(args[0], _ints(p["dims"])),
-                  params=(Param("dims", "dims", required=True),),
+                  params=(Param("dims", "dims", required=True),), sized=_tile_shape,
                   doc="repeats the whole tensor `dims` times per dim"),
     rearrangement(
         "repeat_interleave",
@@ -207,6 +237,7 @@ REORDER = [
                                      else _dim(p, "dim", a[0].ndim, "repeat_interleave")),
         lambda t, args, p: t.repeat_interleave(args[0], int(p["repeats"]), dim=p["dim"]),
         params=(Param("repeats", "int", required=True), Param("dim", "int")),
+        sized=_repeat_interleave_shape,
         doc="each element `repeats` times along `dim` (flattened when None)"),
     rearrangement(
         "diagonal", lambda a, p, fill: np.diagonal(
@@ -358,6 +389,12 @@ def _pad_widths(x: np.ndarray, pad: tuple[int, ...], mode: str) -> list[tuple[in
     return widths
 
 
+def _pad_shape(shapes: list[Shape], p: Params) -> Shape:
+    placeholder = np.broadcast_to(np.zeros((), np.int8), shapes[0])  # only its shape is read
+    widths = _pad_widths(placeholder, _ints(p["pad"]), str(p["mode"]))
+    return tuple(n + left + right for n, (left, right) in zip(shapes[0], widths, strict=True))
+
+
 _NUMPY_PAD_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
@@ -393,6 +430,7 @@ INDEXING = [
                   integer_args=frozenset({0}),
                   doc="rows of `weight` picked by the int64 `input`"),
     rearrangement("pad", _pad, _pad_torch, positional=("input", "pad", "mode", "value"),
+                  sized=_pad_shape,
                   params=(Param("pad", "dims", required=True),
                           Param("mode", "str", default="constant",
                                 choices=("constant", "reflect", "replicate", "circular")),

@@ -33,7 +33,12 @@ def discover(paths: Iterable[Path]) -> tuple[list[Path], list[Result]]:
     problems: list[Result] = []
     for path in paths:
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and is_case_file(p))
+            try:
+                files = sorted(p for p in path.rglob("*") if p.is_file() and is_case_file(p))
+            except RecursionError:  # pathlib walks a tree recursively
+                problems.append(_path_error(path, "the directory tree is nested deeper than "
+                                                  "Python's recursion limit; not searched"))
+                continue
             if not files:
                 problems.append(_path_error(path, "no *.yaml or *.yml case files here"))
             # A link out of the directory given is not read (as an impl's link may not leave

@@ -44,6 +44,7 @@ _KILL_GRACE_S = 2.0
 _STARTUP_TIMEOUT_S = 300.0
 _WATCHDOG_INTERVAL_S = 0.5
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_PR_SET_CHILD_SUBREAPER = 36
 # What an allocation beyond the budget raises: MemoryError (numpy's _ArrayMemoryError is one),
 # or torch's RuntimeError from its CPU allocator.
 OUT_OF_MEMORY = re.compile(r"\w*MemoryError\b|can't allocate memory|DefaultCPUAllocator")
@@ -240,7 +241,15 @@ def user_code(case: Case) -> tuple[str, str]:
 
 
 def kill_group(pgid: int) -> None:
-    """SIGKILL to process group ``pgid``, where the system has process groups."""
+    """SIGKILL to process group ``pgid`` (the worker, which leads its group) and, on Linux,
+    to every descendant of it, also those that left the group with setsid()."""
+    for _ in range(10):  # a descendant that forked again meanwhile is caught on the next pass
+        descendants = [pid for pid, zombie in _descendants(pgid) if not zombie]
+        for pid in descendants:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        if not descendants:
+            break
     if hasattr(os, "killpg"):
         with contextlib.suppress(OSError):
             os.killpg(pgid, signal.SIGKILL)
@@ -297,6 +306,10 @@ def _guard(parent: int) -> None:
             # thread, or the caller of run_file, which stops the worker before it returns.
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL),
                                                      0, 0, 0)
+        with contextlib.suppress(OSError, AttributeError):
+            # Orphans of what an impl forks (a daemon's double fork after setsid()) become
+            # this worker's children, not init's: kill_strays and kill_group still find them.
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     if os.getppid() != parent:  # the parent died before the signal was armed
         os._exit(1)
     threading.Thread(target=_watchdog, args=(parent,), daemon=True,
@@ -335,7 +348,9 @@ def kill_strays() -> None:
     if not (sys.platform.startswith("linux") and os.getpgrp() == os.getpid()):
         return
     for _ in range(10):  # a stray that forked again meanwhile is caught on the next pass
-        members = _group_members(os.getpid())
+        found = dict(_group_members(os.getpid()))
+        found.update(_descendants(os.getpid()))  # those that left the group with setsid()
+        members = list(found.items())
         for pid, zombie in members:
             if not zombie:
                 with contextlib.suppress(OSError):
@@ -348,10 +363,26 @@ def kill_strays() -> None:
         time.sleep(0.01)  # a grandchild SIGKILLed is reaped by init, not at once
 
 
-def _group_members(pgrp: int) -> list[tuple[int, bool]]:
-    """Processes in process group ``pgrp`` other than this one, from /proc/*/stat, each with
-    whether it is a zombie already."""
-    members = []
+def _descendants(root: int) -> list[tuple[int, bool]]:
+    """Every process below ``root`` in the process tree, from /proc/*/stat, each with whether
+    it is a zombie already (Linux; elsewhere none)."""
+    parents: dict[int, list[tuple[int, bool]]] = {}
+    for pid, fields in _proc_stats():
+        parents.setdefault(int(fields[1]), []).append((pid, fields[0] == b"Z"))
+    found, frontier = [], [root]
+    while frontier:
+        for child in parents.get(frontier.pop(), []):
+            found.append(child)
+            frontier.append(child[0])
+    return found
+
+
+def _proc_stats() -> list[tuple[int, list[bytes]]]:
+    """(pid, the fields of /proc/pid/stat after the command name) for every process but this
+    one; [] where there is no /proc."""
+    stats = []
+    if not os.path.isdir("/proc"):
+        return stats
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
@@ -361,7 +392,12 @@ def _group_members(pgrp: int) -> list[tuple[int, bool]]:
         except OSError:
             continue
         # The command name may hold spaces and parentheses: the fields follow its last ")".
-        fields = stat[stat.rfind(b")") + 2:].split()
-        if len(fields) > 2 and fields[2] == str(pgrp).encode():
-            members.append((int(entry.name), fields[0] == b"Z"))
-    return members
+        stats.append((int(entry.name), stat[stat.rfind(b")") + 2:].split()))
+    return stats
+
+
+def _group_members(pgrp: int) -> list[tuple[int, bool]]:
+    """Processes in process group ``pgrp`` other than this one, each with whether it is a
+    zombie already."""
+    return [(pid, fields[0] == b"Z") for pid, fields in _proc_stats()
+            if len(fields) > 2 and fields[2] == str(pgrp).encode()]

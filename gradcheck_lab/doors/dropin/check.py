@@ -249,7 +249,12 @@ def _run(kind: str, call: Arguments, keys: dict[str, Any], settings: _Settings,
         with time_budget(limit):
             return check(impl=call.impl, inputs=call.inputs, dtypes=[call.dtype],
                          devices=[call.device], name=_case_name(name, kind), **keys)
-    except CaseError as exc:  # a value no derivative is defined at (NaN, inf): a failure
+    except CaseError as exc:
+        if not exc.key.startswith("inputs."):  # a keyword's value (eps, atol, rtol)
+            keyword = {"fd_step": "eps", "tolerance.rtol": "rtol",
+                       "tolerance.atol": "atol"}.get(exc.key, exc.key)
+            raise ValueError(f"{kind}: {keyword}: {exc.message}") from None
+        # A value no derivative is defined at (NaN, inf): a failure, as torch's.
         where = exc.key.removeprefix("inputs.").removesuffix(".value")
         raise gradcheck_error()(f"{kind}({name}): {where}: {exc.message}") from None
     except CaseTimeout:

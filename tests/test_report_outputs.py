@@ -1,0 +1,111 @@
+"""Where the command line's reports go (doors/report.py, doors/cli.py): ``-`` is stdout, a
+target that is a link or not a regular file is written in place and never replaced, a write
+that fails is one error line and exit 2, and reports get the usual file mode."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gradcheck_lab.doors.cli import EXIT_ERROR, EXIT_PASS, main
+from tests.conftest import CASES, REPO
+
+CASE = str(CASES / "r144.yaml")
+
+
+def test_json_dash_is_stdout_and_the_terminal_report_goes_to_stderr(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", CASE, "--json", "-"]) == EXIT_PASS
+    out, err = capsys.readouterr()
+    assert json.loads(out)["summary"]["pass"] == 1
+    assert "1 passed" in err
+    assert not Path("-").exists()
+
+
+def test_a_full_device_is_one_error_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full on this platform")
+    assert main(["run", CASE, "--json", "/dev/full"]) == EXIT_ERROR
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["gradcheck-lab: --json /dev/full: No space left on device"]
+    assert Path("/dev/full").is_char_device()  # written to, never replaced
+
+
+def test_a_link_is_written_through_and_stays_a_link(tmp_path: Path) -> None:
+    target = tmp_path / "real.json"
+    target.write_text("old")
+    link = tmp_path / "report.json"
+    link.symlink_to(target)
+    assert main(["run", CASE, "--json", str(link)]) == EXIT_PASS
+    assert link.is_symlink()
+    assert json.loads(target.read_text())["summary"]["pass"] == 1
+
+
+def test_a_report_gets_the_mode_a_plain_open_gives(tmp_path: Path) -> None:
+    previous = os.umask(0o027)
+    try:
+        assert main(["run", CASE, "--json", str(tmp_path / "r.json"),
+                     "--jsonl", str(tmp_path / "r.jsonl")]) == EXIT_PASS
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "r.jsonl").stat().st_mode & 0o777 == 0o640
+
+
+@pytest.mark.slow
+def test_a_reader_that_goes_away_ends_the_report_not_the_run(tmp_path: Path) -> None:
+    report = tmp_path / "r.json"
+    run = subprocess.Popen([sys.executable, "-m", "gradcheck_lab", "run", CASE,
+                            "--json", str(report)], cwd=REPO, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    assert run.stdout is not None
+    run.stdout.close()  # as `| head -c 0` would
+    _, err = run.communicate(timeout=300)
+    assert run.returncode == EXIT_ERROR
+    assert json.loads(report.read_text())["summary"]["pass"] == 1
+    assert "broken pipe" in err and "Traceback" not in err
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        text = (task / "children").read_text() if (task / "children").exists() else ""
+        found.update(int(child) for child in text.split())
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs /proc")
+@pytest.mark.parametrize(("signal_name", "status"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_signal_ends_the_run_with_its_status_the_results_so_far_and_no_worker_left(
+        tmp_path: Path, signal_name: str, status: int) -> None:
+    import signal
+    import time
+
+    (tmp_path / "a.yaml").write_text((CASES / "r144.yaml").read_text())
+    (tmp_path / "slow.py").write_text("import time\n\ndef slow(x):\n    time.sleep(60)\n"
+                                      "    return x * x\n")
+    (tmp_path / "b.yaml").write_text("inputs:\n  x: [1.0]\noutput: x * x\nimpl: slow.py:slow\n")
+    run = subprocess.Popen([sys.executable, "-m", "gradcheck_lab", "run", ".", "--json",
+                            "out.json", "--jsonl", "out.jsonl"], cwd=tmp_path,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = tmp_path / "out.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (lines.exists() and lines.read_text()):
+        time.sleep(0.2)  # until a.yaml's result is written; b.yaml's impl then sleeps
+    time.sleep(1.0)
+    workers = _children(run.pid)
+    assert workers, "the impl's worker process should be running"
+    run.send_signal(getattr(signal, signal_name))
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == status, err
+    assert "Traceback" not in err and f"stopped by {signal_name} after 1 result" in err
+    assert json.loads((tmp_path / "out.json").read_text())["summary"]["pass"] == 1
+    time.sleep(0.5)
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()
+                and "zombie" not in Path(f"/proc/{pid}/status").read_text()]

@@ -1,0 +1,58 @@
+"""Every op's shape rule decides the result's shape in integers, before anything is
+allocated: called with huge parameters (a tile of 10^5 x 10^5, a repeat of 10^9, a pad of
+10^9), it returns a shape or refuses, within a second of CPU and 200 MiB (numpy's
+allocations are traced by tracemalloc). The element limit then refuses the huge shape at
+its key (tests/data/hostile/expr_huge_*)."""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+from typing import Any
+
+import pytest
+
+from gradcheck_lab.errors import SpecError
+from gradcheck_lab.ops import OPS
+from gradcheck_lab.ops.base import ArgInfo, Param
+
+HUGE = 10**9
+HUGE_DIMS = (10**5, 10**5)
+MEMORY_LIMIT = 200 * 2**20
+
+
+def huge(param: Param) -> Any:
+    """The largest value each kind of parameter could ask for; others as their default."""
+    if param.kind == "int":
+        return HUGE
+    if param.kind == "dims":
+        return HUGE_DIMS
+    if param.kind in ("float", "floats"):
+        return float(HUGE)
+    if param.kind == "str":
+        return param.default if param.default is not None else param.choices[0]
+    return param.default
+
+
+SIZED = sorted(name for name, op in OPS.items()
+               if any(p.kind in ("int", "dims", "float", "floats") for p in op.params))
+
+
+@pytest.mark.parametrize("name", SIZED)
+def test_a_shape_rule_with_huge_parameters_allocates_nothing(name: str) -> None:
+    op = OPS[name]
+    args = [ArgInfo((2, 3, 4, 5)[: max(1, 4 - i)], is_integer=i in op.integer_args,
+                    is_bool=i in op.bool_args) for i in range(max(op.min_args, 1))]
+    params = {p.name: huge(p) for p in op.params}
+    tracemalloc.start()
+    started = time.process_time()
+    try:
+        op.shape(args, params)
+    except (SpecError, ValueError, TypeError, IndexError, OverflowError, ZeroDivisionError):
+        pass  # a refusal is fine; an allocation is not
+    finally:
+        spent = time.process_time() - started
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peak < MEMORY_LIMIT, f"{name}: {peak / 2**20:.0f} MiB to decide a shape"
+    assert spent < 1.0, f"{name}: {spent:.1f} s of CPU to decide a shape"
