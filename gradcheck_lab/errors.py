@@ -62,9 +62,14 @@ class CaseTimeout(BaseException):
     """The case ran past its time budget (raised by ``run.budget``'s interval timer)."""
 
 
+class PassThrough(BaseException):
+    """Raised by gradcheck-lab's own code while user code runs (the tracer stopping a
+    recording): it passes through the user's frames and is never the user's failure."""
+
+
 def raised_by_user_code(exc: BaseException) -> bool:
     """Whether an exception out of an impl, a module factory or a training step is the user
     code's own failure, to report as an error result: anything, ``BaseException`` subclasses
     and ``SystemExit`` included, but the case's time budget running out and an interrupt
     (Ctrl-C stops the run; the worker process reports an impl's own KeyboardInterrupt)."""
-    return not isinstance(exc, (CaseTimeout, KeyboardInterrupt))
+    return not isinstance(exc, (CaseTimeout, KeyboardInterrupt, PassThrough))

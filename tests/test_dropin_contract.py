@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 import torch
@@ -346,3 +347,115 @@ def test_a_nan_input_fails_naming_the_input_and_a_non_tensor_output_is_a_type_er
 def test_a_keyword_out_of_its_range_is_a_value_error_naming_torchs_keyword() -> None:
     with pytest.raises(ValueError, match=r"^gradcheck: eps: .* leaves finite differences"):
         gradcheck_lab.gradcheck(torch.sin, (double(2),), eps=1e-300)
+
+
+def test_torchs_zero_tolerances_mixed_dtypes_bfloat16_and_conjugate_outputs_pass_as_in_torch(
+        ) -> None:
+    x = double(4)
+    assert gradcheck_lab.gradcheck(torch.sin, (x,), atol=0.0)
+    assert gradcheck_lab.gradcheck(torch.sin, (x,), atol=1e-8, rtol=0.0)
+    seen = []
+
+    def mixed(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        seen.append((a.dtype, b.dtype))
+        return (a * b.double()).sin()
+
+    assert gradcheck_lab.gradcheck(mixed, (x, double(4, seed=1).float().detach()
+                                          .requires_grad_()))
+    # Each in the caller's own dtype where autograd is checked (finite differences and the
+    # trace evaluate in float64, as for a case).
+    assert (torch.float64, torch.float32) in seen
+    low = double(4).detach().bfloat16().requires_grad_()
+    assert gradcheck_lab.gradcheck(torch.tanh, (low,), atol=1e-2, rtol=1e-2)
+    z = torch.randn(3, 3, dtype=torch.complex128, generator=torch.Generator().manual_seed(0))
+    assert gradcheck_lab.gradcheck(lambda m: m.mH, (z.requires_grad_(),))
+
+
+def test_a_subclass_keeps_its_metadata_and_an_integer_output_plays_no_part() -> None:
+    class Tagged(torch.Tensor):
+        pass
+
+    tagged = double(3).detach().as_subclass(Tagged)
+    tagged.unit = "m"
+    tagged.requires_grad_()
+    assert gradcheck_lab.gradcheck(lambda t: t.as_subclass(torch.Tensor) * {"m": 2.0}[t.unit],
+                                   (tagged,))
+    assert gradcheck_lab.gradcheck(lambda t: (t * 1e8).long(), (double(3),))
+
+
+def test_a_dict_output_is_a_type_error_as_in_torch() -> None:
+    with pytest.raises(TypeError, match="got dict"):
+        gradcheck_lab.gradcheck(lambda t: {"y": t * 2}, (double(2),))
+
+
+def test_a_func_that_reads_its_inputs_by_identity_is_refused_not_passed() -> None:
+    model = torch.nn.Linear(3, 1).double()
+    data = double(5, 3, grad=False)
+    params = tuple(model.parameters())
+    with pytest.raises(NotImplementedError, match="reads input 0 by identity"):
+        gradcheck_lab.gradcheck(lambda *p: model(data).sum(), params)
+    assert torch.equal(params[0], model.weight)  # the caller's tensors are as they were
+
+
+def test_nondet_tol_allows_a_backward_that_differs_run_to_run_by_that_much() -> None:
+    class Noisy(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+            ctx.save_for_backward(x)
+            return x.sin()
+
+        @staticmethod
+        def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+            (x,) = ctx.saved_tensors
+            return grad * (x.cos() + 1e-7 * torch.randn_like(x))
+
+    assert gradcheck_lab.gradcheck(Noisy.apply, (double(5),), nondet_tol=1e-5)
+    assert not gradcheck_lab.gradcheck(Noisy.apply, (double(5),), raise_exception=False)
+
+
+def test_a_nan_input_with_raise_exception_false_returns_false_and_every_call_is_recorded(
+        ) -> None:
+    bad = torch.tensor([1.0, float("nan")], dtype=torch.float64, requires_grad=True)
+    before = len(dropin.CALLS)
+    assert gradcheck_lab.gradcheck(lambda t: t * 2, (bad,), raise_exception=False) is False
+    with pytest.raises(TypeError):
+        gradcheck_lab.gradcheck(lambda t: {"y": t}, (double(2),))
+    assert [c.status for c in dropin.CALLS[before:]] == ["fail", "error"]
+
+
+def test_gradgradcheck_keeps_torchs_checks_of_its_own_keywords() -> None:
+    with pytest.raises(RuntimeError, match="Mismatch in shape"):
+        gradcheck_lab.gradgradcheck(lambda a: a ** 3, (double(4),),
+                                    grad_outputs=(torch.ones(5, dtype=torch.float64),))
+    with pytest.raises(AssertionError):
+        gradcheck_lab.gradgradcheck(lambda a: a ** 3, (double(4),), check_fwd_over_rev=False,
+                                    check_rev_over_rev=False)
+    assert gradcheck_lab.gradgradcheck(lambda a: a ** 3, (double(4),), check_batched_grad=True)
+
+
+def test_switched_blocks_nest_and_leave_the_outer_settings_in_place() -> None:
+    from gradcheck_lab.doors.dropin import check as dropin_check
+
+    defaults = dict(dropin_check.DEFAULTS)
+    with dropin.switched(memory=123):
+        with dropin.switched(mode="compare", memory=456):
+            assert dropin_check.DEFAULTS["memory"] == 456 and dropin_check.COMPARE
+        assert dropin.installed() and dropin_check.DEFAULTS["memory"] == 123
+        assert not dropin_check.COMPARE
+    assert not dropin.installed() and defaults == dropin_check.DEFAULTS
+
+
+def test_a_func_that_calls_autograd_itself_is_checked_as_torch_checks_it() -> None:
+    def force(a: torch.Tensor) -> torch.Tensor:
+        energy = (a.sin() * a).sum()
+        return torch.autograd.grad(energy, a, create_graph=True)[0]
+
+    assert gradcheck_lab.gradcheck(force, (double(4),))
+
+
+def test_a_power_with_a_tensor_exponent_is_checked_in_bounded_time() -> None:
+    base = double(3, 4, grad=False).abs().add(0.5).requires_grad_()
+    started = time.process_time()
+    assert gradcheck_lab.gradcheck(torch.pow, (base, double(3, 4, seed=1)), seconds=120)
+    assert dropin.CALLS[-1].oracles == 3
+    assert time.process_time() - started < 60  # minutes of sympy root-finding before

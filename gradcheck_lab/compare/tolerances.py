@@ -40,6 +40,9 @@ class ToleranceRule:
     atol: float | None  # None: derived per comparison, rtol × scale
     source: str
     term_ulps: float = TERM_ULPS  # 0 for a value rounded once from an exact one
+    # The case's nondet_tol: a backward that differs run to run by this much (atomic adds,
+    # a randomized kernel) is allowed that much against every other oracle too.
+    nondet: float = 0.0
 
     def bound(self, reference: np.ndarray, scale: float,
               terms: float | np.ndarray = 0.0) -> np.ndarray:
@@ -59,17 +62,19 @@ class ToleranceRule:
         """rtol × scale, or the rounding of the terms (``terms``: their |sum|, elementwise or
         one number) where that is larger; a case's own atol replaces both."""
         if self.atol is not None:
-            return np.asarray(self.atol)
+            return np.maximum(np.asarray(self.atol), self.nondet)
         with np.errstate(all="ignore"):
             rounding = self.term_ulps * EPSILON[self.dtype] * np.asarray(terms, dtype=np.float64)
         underflow = self.term_ulps * SMALLEST_NORMAL[self.dtype] * EPSILON[self.dtype]
-        return np.maximum(np.maximum(self.rtol * scale, underflow),
+        return np.maximum(np.maximum(np.maximum(self.rtol * scale, underflow), self.nondet),
                           np.where(np.isfinite(rounding), rounding, 0.0))
 
     def describe(self) -> str:
         atol = (f"atol = {self.atol:g}" if self.atol is not None
                 else "atol = rtol × scale of the terms")
         text = f"rtol = {self.rtol:.3g}, {atol} ({self.source})"
+        if self.nondet:
+            text += f"; atol at least nondet_tol = {self.nondet:g}"
         if self.atol is None and self.term_ulps and self.dtype != "float64":
             text += (f"; a value below {self.dtype}'s smallest normal "
                      f"({SMALLEST_NORMAL[self.dtype]:.3g}) flushed to 0 agrees")
@@ -81,17 +86,19 @@ def default_rtol(dtype: str) -> float:
 
 
 def rule_for(dtype: str, override: Tolerance | None = None,
-             source: str | None = None) -> ToleranceRule:
+             source: str | None = None, nondet: float | None = None) -> ToleranceRule:
     """The dtype's derived rule, with a case's ``tolerance:`` override merged in; ``source``
-    says why this dtype, when it is not the case's."""
+    says why this dtype, when it is not the case's; ``nondet``: the case's nondet_tol."""
     rtol = default_rtol(dtype)
     if override is None or (override.rtol is None and override.atol is None):
-        return ToleranceRule(dtype, rtol, None, source or f"derived: sqrt(eps) of {dtype}")
+        return ToleranceRule(dtype, rtol, None, source or f"derived: sqrt(eps) of {dtype}",
+                             nondet=nondet or 0.0)
     return ToleranceRule(
         dtype,
         override.rtol if override.rtol is not None else rtol,
         override.atol,
         "case override" + ("" if override.rtol is not None else f", rtol derived for {dtype}"),
+        nondet=nondet or 0.0,
     )
 
 

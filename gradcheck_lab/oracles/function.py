@@ -436,7 +436,10 @@ def owned(tensor: Any) -> np.ndarray:
 
     if tensor._is_zerotensor():
         return np.zeros(tuple(tensor.shape))
-    return np.array(tensor.detach().to(torch.float64).cpu().numpy(), copy=True)
+    # A backward may return a lazy negation (the gradient through conj or imag): numpy
+    # reads values, not views with pending bits.
+    return np.array(tensor.detach().resolve_neg().resolve_conj().to(torch.float64).cpu()
+                    .numpy(), copy=True)
 
 
 def device_available(device: str) -> bool:

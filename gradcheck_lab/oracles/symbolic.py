@@ -480,6 +480,13 @@ def _sympy_graph(program: Program,
                     SYMPY)
 
     def evaluate(expr: Any) -> float:
+        if hasattr(expr, "xreplace") and _symbolic_exponent(expr):
+            # A rational to a rational power, evaluated, makes sympy look for exact roots
+            # (factoring huge integers: minutes); left unevaluated, evalf computes it to
+            # _DIGITS digits like any other term.
+            with sympy.core.parameters.evaluate(False):
+                value = expr.xreplace(substitutions)
+            return sympy_to_float(value.evalf(_DIGITS))
         value = expr.xreplace(substitutions) if hasattr(expr, "xreplace") else expr
         if isinstance(value, (int, Fraction)):
             return float(value)
@@ -575,3 +582,10 @@ def _exact_hessian_vector_products(program: Program, point: Point, probes: tuple
                                   dtype=np.float64).reshape(names.shape)
                    for name, names in symbols.items()}})
     return tuple(results)
+
+
+def _symbolic_exponent(expr: Any) -> bool:
+    """Whether a power in ``expr`` has an exponent that depends on the inputs."""
+    import sympy
+
+    return any(power.exp.free_symbols for power in expr.atoms(sympy.Pow))

@@ -182,7 +182,7 @@ class CaseCheck:
         self.missing = missing  # why there is no spec: the symbolic oracle does not run
         self.dtype = dtype
         self.settings = settings
-        self.rule = rule_for(dtype, case.tolerance.get(dtype))
+        self.rule = rule_for(dtype, case.tolerance.get(dtype), nondet=case.nondet_tol)
         self._prepared: list[PreparedPoint] | BaseException | None = None
         # The first device's autograd gradients, which every other device must agree with.
         self.reference_device: tuple[str, Gradients] | None = None
@@ -463,7 +463,8 @@ class CaseCheck:
         if not Precision(0.0, dtype).coarser_than(self.dtype) or self.case.tolerance.get(
                 self.dtype):
             return self.rule
-        return rule_for(dtype, source=f"derived: sqrt(eps) of {dtype}, {why}")
+        return rule_for(dtype, source=f"derived: sqrt(eps) of {dtype}, {why}",
+                        nondet=self.case.nondet_tol)
 
     def exhaustive_differences(self, function: FunctionUnderTest, point: Point,
                                probes: tuple[Probe, ...], sym: Gradients | None,

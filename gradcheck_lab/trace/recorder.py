@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from gradcheck_lab.errors import PassThrough
 from gradcheck_lab.trace import views
 
 _OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -94,9 +95,10 @@ class Recording:
     casts: tuple[str, ...]  # dtypes the forward cast traced values to
 
 
-class Stop(BaseException):
-    """Raised inside the forward to stop a recording that ran past its bounds (a
-    BaseException, so that a forward's own ``except Exception`` does not swallow it)."""
+class Stop(PassThrough):
+    """Raised inside the forward to stop a recording that ran past its bounds or met what it
+    cannot record (a BaseException, so that a forward's own ``except Exception`` does not
+    swallow it)."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -108,6 +110,9 @@ def as_numpy(tensor: Any) -> np.ndarray:
     import torch
 
     tensor = tensor.detach()
+    if tensor.layout != torch.strided:  # the program's values are dense arrays
+        raise Stop(f"a {str(tensor.layout).removeprefix('torch.')} tensor reaches the forward; "
+                   "the symbolic oracle follows dense tensors only")
     if tensor.dtype == torch.bool:
         return tensor.cpu().numpy().copy()
     if tensor.is_floating_point():

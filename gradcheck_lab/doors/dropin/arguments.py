@@ -90,8 +90,11 @@ def selected(output: Any, positions: tuple[int, ...] | None) -> Any:
     import torch
 
     def real(tensor: Any) -> Any:
-        return torch.view_as_real(tensor) if isinstance(tensor, torch.Tensor) and \
-            tensor.is_complex() else tensor
+        if not isinstance(tensor, torch.Tensor):
+            return tensor
+        if tensor.is_complex():  # a conjugate view as its values (view_as_real refuses one)
+            tensor = torch.view_as_real(tensor.resolve_conj())
+        return tensor.resolve_neg()  # numpy cannot read a tensor with the negative bit
 
     if positions is None:
         return real(output)
@@ -110,8 +113,6 @@ def check_outputs(output: Any) -> None:
     import torch
 
     parts = output if isinstance(output, (tuple, list)) else (output,)
-    if isinstance(output, dict):
-        return  # read by name, every tensor value an output
     odd = [p for p in parts if not isinstance(p, torch.Tensor)]
     if odd:
         raise TypeError(f"gradcheck needs func to return tensors (or a tuple of them), got "
@@ -129,12 +130,23 @@ def output_elements(output: Any, positions: tuple[int, ...] | None) -> int:
 def parameter_names(func: Callable[..., Any], count: int) -> list[str]:
     """The names ``func`` gives its first ``count`` positional parameters; for a
     ``Function.apply``, its forward's (after ``ctx``). ``input{i}`` where none is known."""
+    import functools
+
+    import torch
+
     target = func
-    owner = getattr(func, "__self__", None)
+    bound = 0  # positional parameters a partial already gave
+    while isinstance(target, functools.partial):
+        bound += len(target.args)
+        target = target.func
+    owner = getattr(target, "__self__", None)
     skip = 0
-    if isinstance(owner, type) and getattr(func, "__name__", "") == "apply":
+    if isinstance(owner, type) and getattr(target, "__name__", "") == "apply":
         target = owner.forward
         skip = 0 if _has_setup_context(owner) else 1
+    elif isinstance(target, torch.nn.Module):
+        target = target.forward
+    skip += bound
     try:
         parameters = list(inspect.signature(target).parameters.values())[skip:]
     except (TypeError, ValueError):
@@ -167,13 +179,18 @@ def function_name(func: Callable[..., Any]) -> str:
     inner = getattr(func, "func", None)  # functools.partial
     if inner is not None and callable(inner) and not hasattr(func, "__qualname__"):
         return f"partial({function_name(inner)})"
+    if getattr(func, "__module__", None) in ("torch", "torch.nn.functional") or \
+            type(owner).__name__ == "_VariableFunctionsClass":
+        return f"torch.{func.__name__}"  # a builtin: torch.pow, not _VariableFunctionsClass.pow
     return getattr(func, "__qualname__", None) or type(func).__qualname__
 
 
 def arguments(func: Callable[..., Any], values: Sequence[Any], output: Any,
-              positions: tuple[int, ...] | None, memory: int | None) -> Arguments:
+              positions: tuple[int, ...] | None, memory: int | None,
+              grad_inside: bool = False) -> Arguments:
     """The case for a call whose inputs passed ``check_inputs`` and whose first forward gave
-    ``output``. Raises BudgetError past ``memory`` bytes."""
+    ``output``. Raises BudgetError past ``memory`` bytes. ``grad_inside``: func calls
+    autograd itself, so every evaluation gives it inputs that require grad, in grad mode."""
     import torch
 
     from gradcheck_lab.casefile.schema import is_valid_name
@@ -203,15 +220,22 @@ def arguments(func: Callable[..., Any], values: Sequence[Any], output: Any,
         suffixes = [""] if len(parts) == 1 else ["_real", "_imag"]
         names = tuple(name_for(spelled[position] + suffix, position) for suffix in suffixes)
         for name, part in zip(names, parts, strict=True):
-            case_inputs[name] = {"value": part.resolve_conj().contiguous(), "requires_grad": True}
+            # numpy has no bfloat16: the value travels as float32, exactly
+            value = part.resolve_conj().resolve_neg().contiguous()
+            case_inputs[name] = {"value": value.float() if value.dtype == torch.bfloat16
+                                 else value, "requires_grad": True}
         slots.append(names)
 
     empty = not differentiated or output_elements(output, positions) == 0
+    # Inputs of several dtypes are checked at the narrowest one's precision (its step and
+    # tolerance: a float32 input cannot resolve a float64 step), each reaching func in its
+    # own dtype; several devices cannot be one case.
     dtypes = {str(_real_dtype(t)).removeprefix("torch.") for t in differentiated}
     devices = {t.device.type for t in differentiated}
-    if len(dtypes) > 1 or len(devices) > 1:
-        raise ValueError(f"the inputs that require gradient must share one dtype and one "
-                         f"device, got {sorted(dtypes)} on {sorted(devices)}")
+    if len(devices) > 1:
+        raise ValueError(f"the inputs that require gradient must share one device, got "
+                         f"{sorted(devices)}")
+    dtypes = {max(dtypes, key=WIDEST_FIRST.index)} if dtypes else dtypes
     if memory is not None:
         needed = OUTPUT_COPIES * 8 * output_elements(output, positions)
         if needed > memory:
@@ -221,15 +245,36 @@ def arguments(func: Callable[..., Any], values: Sequence[Any], output: Any,
                 f"budget of {memory / 2**30:.1f} GiB (raise it with memory=, or "
                 "--gradcheck-case-memory under pytest)")
 
+    dtype = dtypes.pop() if dtypes else "float64"
+    mixed = len({t.dtype for t in differentiated}) > 1
+
     def impl(**tensors: Any) -> Any:
         args = [value if slot is None else as_given(value, [tensors[n] for n in slot])
                 for value, slot in zip(values, slots, strict=True)]
-        return selected(func(*args), positions)
+        if grad_inside:
+            with torch.enable_grad():
+                args = [a.detach().requires_grad_() if slot is not None and not a.requires_grad
+                        else a for a, slot in zip(args, slots, strict=True)]
+                out = selected(func(*args), positions)
+        else:
+            out = selected(func(*args), positions)
+        # Mixed dtypes: the outputs at the narrowest input's precision, which is checked.
+        return _cast(out, getattr(torch, dtype)) if mixed else out
 
     impl.__qualname__ = function_name(func)
-    return Arguments(case_inputs, impl, dtypes.pop() if dtypes else "float64",
-                     devices.pop() if devices else "cpu",
+    return Arguments(case_inputs, impl, dtype, devices.pop() if devices else "cpu",
                      tuple(n for slot in slots if slot for n in slot), empty)
+
+
+def _cast(out: Any, dtype: Any) -> Any:
+    import torch
+
+    if isinstance(out, tuple):
+        return tuple(_cast(o, dtype) for o in out)
+    return out.to(dtype) if isinstance(out, torch.Tensor) and out.is_floating_point() else out
+
+
+WIDEST_FIRST = ["float64", "float32", "bfloat16", "float16"]
 
 
 def _real_dtype(tensor: Any) -> Any:
@@ -249,7 +294,13 @@ def as_given(original: Any, parts: list[Any]) -> Any:
         strided = torch.empty_strided(original.size(), original.stride(),
                                       dtype=tensor.dtype, device=tensor.device)
         tensor = strided.copy_(tensor)
-    if type(original) is not torch.Tensor and isinstance(original, torch.Tensor) and \
-            type(tensor) is torch.Tensor:
-        tensor = tensor.as_subclass(type(original))
+    if tensor.dtype not in (original.dtype, torch.float64):
+        # Mixed dtypes, checked at the narrowest: each input in its own dtype, as given. In
+        # float64 (finite differences, the trace) every input stays float64, as for a case.
+        tensor = tensor.to(original.dtype)
+    if type(original) is not torch.Tensor and isinstance(original, torch.Tensor):
+        if type(tensor) is torch.Tensor:
+            tensor = tensor.as_subclass(type(original))
+        if not isinstance(original, torch.nn.Parameter):  # a subclass's own metadata
+            tensor.__dict__.update(original.__dict__)
     return tensor

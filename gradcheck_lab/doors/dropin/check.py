@@ -28,7 +28,6 @@ from typing import Any
 from gradcheck_lab.doors.dropin.arguments import (
     Arguments,
     arguments,
-    as_given,
     as_tuple,
     check_inputs,
     check_outputs,
@@ -37,12 +36,19 @@ from gradcheck_lab.doors.dropin.arguments import (
     requires_grad,
 )
 from gradcheck_lab.doors.dropin.calls import CALLS, DropinCall, current_test
+from gradcheck_lab.doors.dropin.connections import (
+    differentiates_inside,
+    refuse_reads_by_identity,
+    unconnected,
+)
 from gradcheck_lab.doors.dropin.error import gradcheck_error
+from gradcheck_lab.doors.dropin.torch_checks import contract_checks, second_order_checks
 from gradcheck_lab.errors import BudgetError
 from gradcheck_lab.results import Result
 from gradcheck_lab.settings import DEFAULT_CASE_MEMORY, DEFAULT_CASE_TIMEOUT
 
 _UNSET: Any = object()
+TINY = 5e-324  # the smallest positive float64
 
 # What each of torch's keywords does in the drop-in: torch's behaviour, or a stronger one.
 KEYWORDS = {
@@ -51,22 +57,26 @@ KEYWORDS = {
     "atol, rtol": "given, replace the derived tolerance; left out, the derived one holds "
                   "(sqrt(eps) of the dtype, tighter than torch's defaults in float64)",
     "raise_exception": "as torch: False returns False instead of raising GradcheckError",
-    "nondet_tol": "as torch: the tolerance for a backward that differs run to run",
+    "nondet_tol": "as torch: a backward may differ run to run by this much, and every "
+                  "comparison allows at least this much (absolute)",
     "check_undefined_grad": "as torch: torch's own check that the backward handles undefined "
                             "output gradients runs after the gradient check",
     "check_grad_dtypes": "stronger: the gradients' dtypes and shapes are checked always",
-    "check_batched_grad": "as torch: torch's own vmap check of the backward runs after the "
-                          "gradient check",
+    "check_batched_grad": "as torch: torch's own vmap check of the backward (of the double "
+                          "backward for gradgradcheck) runs after the gradient check",
     "check_batched_forward_grad": "as torch: torch's own vmap check of forward mode",
     "check_forward_ad": "as torch: forward mode (JVPs) is checked three ways too",
-    "check_backward_ad": "as torch: False leaves the backward out (check_forward_ad then "
-                         "needed)",
+    "check_backward_ad": "True only: False (forward mode alone) is refused with "
+                         "NotImplementedError, saying so",
     "fast_mode": "stronger: every element is compared between the symbolic oracle and "
                  "autograd, finite differences along projections, at about the cost of "
                  "torch's fast mode for either setting",
     "masked": "dense inputs only: sparse inputs are refused (NotImplementedError)",
     "grad_outputs, gen_non_contig_grad_outputs": "gradgradcheck: the cotangents are seeded "
-                                                 "random probes, several per check",
+                                                 "random probes, several per check; given "
+                                                 "grad_outputs must match the outputs' shapes "
+                                                 "(a RuntimeError, as torch) and feed the "
+                                                 "vmap check",
     "check_fwd_over_rev, check_rev_over_rev": "gradgradcheck: second order is checked as "
                                               "Hessian-vector products, three ways",
 }
@@ -89,10 +99,16 @@ def gradcheck(func: Callable[..., Any], inputs: Any, *, eps: float = _UNSET,
                              "to be True")
     modes = ["reverse"] * check_backward_ad + ["forward"] * check_forward_ad
     keys: dict[str, Any] = {} if modes == ["reverse"] else {"modes": modes}
-    after = _torch_contract(check_undefined_grad and check_backward_ad,
-                            check_batched_grad and check_backward_ad,
-                            check_batched_forward_grad and check_forward_ad, check_backward_ad,
-                            bool(masked))
+    if not check_backward_ad:
+        raise NotImplementedError("check_backward_ad=False: gradcheck-lab checks forward mode "
+                                  "beside the backward, not alone (torch.autograd.gradcheck "
+                                  "checks forward mode alone)")
+    if check_batched_forward_grad and not check_forward_ad:
+        raise AssertionError("Setting check_batched_forward_grad=True requires "
+                             "check_forward_ad to be True")
+    after = contract_checks(undefined=check_undefined_grad, batched=check_batched_grad,
+                            batched_forward=check_batched_forward_grad,
+                            forward=check_forward_ad, masked=bool(masked))
     return _checked("gradcheck", func, inputs, keys, _Settings(
         eps, atol, rtol, nondet_tol, raise_exception, memory, seconds, given), after)
 
@@ -108,8 +124,12 @@ def gradgradcheck(func: Callable[..., Any], inputs: Any, grad_outputs: Any = Non
     """``gradcheck`` at second order: Hessian-vector products, three ways."""
     __tracebackhide__ = True
     given = _given(locals())
+    if not (check_fwd_over_rev or check_rev_over_rev):
+        raise AssertionError("Expected at least one of check_fwd_over_rev or check_rev_over_rev "
+                             "to be True")
+    after = second_order_checks(grad_outputs, batched=check_batched_grad)
     return _checked("gradgradcheck", func, inputs, {"order": 2}, _Settings(
-        eps, atol, rtol, nondet_tol, raise_exception, memory, seconds, given), None)
+        eps, atol, rtol, nondet_tol, raise_exception, memory, seconds, given), after)
 
 
 def _given(arguments: dict[str, Any]) -> dict[str, Any]:
@@ -139,30 +159,52 @@ COMPARE: list[Callable[[str, Callable[..., Any], Any, dict[str, Any]], tuple[str
 
 
 def _checked(kind: str, func: Callable[..., Any], inputs: Any, keys: dict[str, Any],
-             settings: _Settings, after: Callable[..., None] | None) -> bool:
+             settings: _Settings, after: Callable[..., str] | None) -> bool:
     __tracebackhide__ = True
     started = time.perf_counter()
+    name = function_name(func)
+    try:
+        text, record = _outcome(kind, func, inputs, keys, settings, after, started, name)
+    except _Failed as failed:  # a failure found before the oracles ran (a NaN input)
+        text = str(failed)
+        record = DropinCall(kind, name, "fail", 2, None, time.perf_counter() - started,
+                            current_test(), text.splitlines()[0][:200])
+    except Exception as exc:  # func's own exception or a refusal: recorded, raised as it is
+        record = DropinCall(kind, name, "error", 2, None, time.perf_counter() - started,
+                            current_test(), f"{type(exc).__name__}: {exc}"[:200])
+        CALLS.append(_compared(kind, func, inputs, settings, record))
+        raise
+    return _verdict(kind, func, inputs, settings, text, record)
+
+
+class _Failed(Exception):  # noqa: N818 (a verdict, carried out of the check)
+    """A failing verdict reached before the oracles ran; its message is the report."""
+
+
+def _outcome(kind: str, func: Callable[..., Any], inputs: Any, keys: dict[str, Any],
+             settings: _Settings, after: Callable[..., str] | None, started: float,
+             name: str) -> tuple[str, DropinCall]:
+    """The failure text ("" when the check holds) and the call's record."""
+    __tracebackhide__ = True
     values = as_tuple(inputs)
     check_inputs(values)
     output = func(*values)  # as torch's first call: func's own exceptions propagate as they are
     check_outputs(output)
     positions = differentiable_positions(output)
     memory = DEFAULTS["memory"] if settings.memory is _UNSET else settings.memory
-    call = arguments(func, values, output, positions, memory)
-    name = function_name(func)
+    call = arguments(func, values, output, positions, memory or None,
+                     differentiates_inside(func, values))
     if call.empty:
-        CALLS.append(DropinCall(kind, name, "skip", 3, None, time.perf_counter() - started,
-                                current_test(), "nothing to check: no element"))
-        return True
+        return "", DropinCall(kind, name, "skip", 3, None, time.perf_counter() - started,
+                              current_test(), "nothing to check: no element")
     if not requires_grad(output, positions):
-        text = _unconnected(kind, func, values, positions, name)
-        record = DropinCall(kind, name, "fail" if text else "pass", 2, NO_GRAPH,
-                            time.perf_counter() - started, current_test(),
-                            text.splitlines()[0] if text else "")
-    else:
-        text, record = _gradients(kind, func, call, (values, output, positions), keys,
-                                  settings, after, started)
-    return _verdict(kind, func, inputs, settings, text, record)
+        text = unconnected(kind, func, values, positions, name)
+        return text, DropinCall(kind, name, "fail" if text else "pass", 2, NO_GRAPH,
+                                time.perf_counter() - started, current_test(),
+                                text.splitlines()[0] if text else "")
+    refuse_reads_by_identity(func, values, output, positions, name)
+    return _gradients(kind, func, call, (values, output, positions), keys, settings, after,
+                      started)
 
 
 NO_GRAPH = "no output requires grad: checked that no output changes with the inputs, as torch"
@@ -172,6 +214,7 @@ def _gradients(kind: str, func: Callable[..., Any], call: Arguments,
                first: tuple[Any, Any, Any], keys: dict[str, Any], settings: _Settings,
                after: Callable[..., str] | None, started: float) -> tuple[str, DropinCall]:
     """The check proper: the failure text ("" when it holds) and the call's record."""
+    __tracebackhide__ = True
     name = function_name(func)
     results = _run(kind, call, keys, settings, name)
     failed = [r for r in results if r.status not in ("pass", "skip")]
@@ -184,10 +227,7 @@ def _gradients(kind: str, func: Callable[..., Any], call: Arguments,
 def _verdict(kind: str, func: Callable[..., Any], inputs: Any, settings: _Settings, text: str,
              record: DropinCall) -> bool:
     __tracebackhide__ = True
-    if COMPARE:
-        verdict, torch_seconds = COMPARE[0](kind, func, inputs, settings.given)
-        record = dataclasses.replace(record, torch_status=verdict, torch_seconds=torch_seconds)
-    CALLS.append(record)
+    CALLS.append(_compared(kind, func, inputs, settings, record))
     if not text:
         return True
     if settings.raise_exception:
@@ -195,44 +235,18 @@ def _verdict(kind: str, func: Callable[..., Any], inputs: Any, settings: _Settin
     return False
 
 
-def _unconnected(kind: str, func: Callable[..., Any], values: tuple[Any, ...],
-                 positions: tuple[int, ...] | None, name: str, directions: int = 3) -> str:
-    """torch's rule for a function none of whose outputs requires grad: its outputs must not
-    change with the inputs (else the forward cut the graph). Checked along seeded random
-    directions, for exact equality as torch's check is; "" when they hold."""
-    import torch
-
-    from gradcheck_lab.doors.dropin.arguments import selected
-
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        base = selected(func(*values), positions)
-        for _ in range(directions):
-            moved = []
-            for value in values:
-                wants = isinstance(value, torch.Tensor) and value.requires_grad
-                if not wants or value.is_complex() or not value.numel():
-                    moved.append(value)
-                    continue
-                direction = torch.randn(value.shape, generator=generator, dtype=torch.float64)
-                step = 1e-6 * value.detach().abs().clamp(min=1)
-                moved.append(as_given(value, [value.detach() + (step * direction).to(
-                    value.dtype)]))
-            out = selected(func(*moved), positions)
-            pairs = zip(out if isinstance(out, tuple) else (out,),
-                        base if isinstance(base, tuple) else (base,), strict=True)
-            change = max(float((a.double() - b.double()).abs().max()) if a.numel() else 0.0
-                         for a, b in pairs)
-            if change != 0:
-                return (f"{kind}({name}): no output requires grad, yet the outputs change with "
-                        f"the inputs (by {change:.3g} along a random step of 1e-6): the forward "
-                        "cuts the graph (.detach(), .data, .item() or numpy on the way), so "
-                        "autograd gives no gradient where there is one")
-    return ""
+def _compared(kind: str, func: Callable[..., Any], inputs: Any, settings: _Settings,
+              record: DropinCall) -> DropinCall:
+    """The record with torch's verdict and time on the same call, in compare mode."""
+    if not COMPARE:
+        return record
+    verdict, torch_seconds = COMPARE[0](kind, func, inputs, settings.given)
+    return dataclasses.replace(record, torch_status=verdict, torch_seconds=torch_seconds)
 
 
 def _run(kind: str, call: Arguments, keys: dict[str, Any], settings: _Settings,
          name: str) -> list[Result]:
+    __tracebackhide__ = True
     from gradcheck_lab.doors.api import check
     from gradcheck_lab.errors import CaseError, CaseTimeout
     from gradcheck_lab.run.budget import time_budget
@@ -240,11 +254,17 @@ def _run(kind: str, call: Arguments, keys: dict[str, Any], settings: _Settings,
     if settings.eps is not _UNSET:
         keys["fd_step"] = float(settings.eps)
     if settings.atol is not _UNSET or settings.rtol is not _UNSET:
-        keys["tolerance"] = {"rtol": 1e-3 if settings.rtol is _UNSET else float(settings.rtol),
-                             "atol": 1e-5 if settings.atol is _UNSET else float(settings.atol)}
+        # torch's 0 ("no slack of this kind") as the smallest positive float: a tolerance of
+        # the case language is positive.
+        keys["tolerance"] = {
+            key: max(float(default if given is _UNSET else given), TINY)
+            for key, given, default in (("rtol", settings.rtol, 1e-3),
+                                        ("atol", settings.atol, 1e-5))}
     if settings.nondet_tol:
         keys["nondet_tol"] = float(settings.nondet_tol)
     limit = DEFAULTS["seconds"] if settings.seconds is _UNSET else settings.seconds
+    if _outer_timer():  # the caller's own watchdog (pytest-timeout) keeps the clock
+        limit = None
     try:
         with time_budget(limit):
             return check(impl=call.impl, inputs=call.inputs, dtypes=[call.dtype],
@@ -256,7 +276,7 @@ def _run(kind: str, call: Arguments, keys: dict[str, Any], settings: _Settings,
             raise ValueError(f"{kind}: {keyword}: {exc.message}") from None
         # A value no derivative is defined at (NaN, inf): a failure, as torch's.
         where = exc.key.removeprefix("inputs.").removesuffix(".value")
-        raise gradcheck_error()(f"{kind}({name}): {where}: {exc.message}") from None
+        raise _Failed(f"{kind}({name}): {where}: {exc.message}") from None
     except CaseTimeout:
         raise BudgetError(f"{kind}({name}): the check ran past its time budget of {limit:g} s "
                           "(raise it with seconds=, or --gradcheck-case-timeout under pytest)"
@@ -301,42 +321,8 @@ def _case_name(name: str, default: str) -> str:
     return spelled[:100] or default
 
 
-def _torch_contract(undefined: bool, batched: bool, batched_forward: bool, backward: bool,
-                    masked: bool) -> Callable[..., str]:
-    """torch's own checks of the backward's contract beyond its values (undefined output
-    gradients, vmap, linearity in the output gradient), run as torch runs them after its
-    gradient check; "" when they hold, else their message. Checks a torch version lacks are
-    left out."""
+def _outer_timer() -> bool:
+    """Whether the caller has an interval timer running (the case budget would suspend it)."""
+    import signal
 
-    def run(func: Callable[..., Any], values: tuple[Any, ...], output: Any,
-            positions: tuple[int, ...] | None) -> str:
-        import importlib
-
-        torch_checks = importlib.import_module("torch.autograd.gradcheck")
-        outputs = (output,) if positions is None else tuple(output[i] for i in positions)
-        outputs = tuple(o for o in outputs if getattr(o, "requires_grad", False))
-        steps: list[tuple[str, Callable[[], Any]]] = []
-        if batched_forward and hasattr(torch_checks, "_test_batched_grad_forward_ad"):
-            steps.append(("check_batched_forward_grad",
-                          lambda: torch_checks._test_batched_grad_forward_ad(func, values)))
-        if backward and outputs:
-            if batched and hasattr(torch_checks, "_test_batched_grad"):
-                for i, o in enumerate(outputs):
-                    steps.append(("check_batched_grad",
-                                  lambda o=o, i=i: torch_checks._test_batched_grad(values, o, i)))
-            if hasattr(torch_checks, "_test_backward_mul_by_grad_output"):
-                steps.append(("the backward's linearity in the output gradient",
-                              lambda: torch_checks._test_backward_mul_by_grad_output(
-                                  outputs, values, masked)))
-            if undefined and hasattr(torch_checks, "_test_undefined_backward_mode"):
-                steps.append(("check_undefined_grad",
-                              lambda: torch_checks._test_undefined_backward_mode(
-                                  func, outputs, values)))
-        for label, step in steps:
-            try:
-                step()
-            except torch_checks.GradcheckError as exc:
-                return f"{function_name(func)}: torch's {label} check failed: {exc}"
-        return ""
-
-    return run
+    return hasattr(signal, "getitimer") and signal.getitimer(signal.ITIMER_REAL)[0] > 0

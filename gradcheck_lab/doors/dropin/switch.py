@@ -28,6 +28,7 @@ _ORIGINAL: dict[str, Callable[..., Any]] = {}
 # Every name rebind changed, (namespace, name, torch's function): what uninstall puts back
 # (and nothing else: a name the caller bound to gradcheck_lab's own stays).
 _REBOUND: list[tuple[dict[str, Any], str, Callable[..., Any]]] = []
+FIRST_DEFAULTS = dict(dropin_check.DEFAULTS)  # what uninstall puts back
 
 
 def install(mode: str = "check", *, memory: int | None = None,
@@ -67,6 +68,7 @@ def uninstall() -> None:
             namespace[key] = original
     _REBOUND.clear()
     dropin_check.COMPARE.clear()
+    dropin_check.DEFAULTS.update(FIRST_DEFAULTS)
 
 
 def installed() -> bool:
@@ -77,12 +79,18 @@ def installed() -> bool:
 
 @contextlib.contextmanager
 def switched(mode: str = "check", **budgets: Any) -> Iterator[None]:
-    """``install`` for a ``with`` block; torch's functions are back after it."""
+    """``install`` for a ``with`` block; after it, things are as they were before it (torch's
+    functions, or an outer ``switched`` or ``install`` still in place, with its settings)."""
+    was = installed()
+    saved = dict(dropin_check.DEFAULTS), list(dropin_check.COMPARE)
     install(mode, **budgets)
     try:
         yield
     finally:
-        uninstall()
+        if not was:
+            uninstall()
+        dropin_check.DEFAULTS.update(saved[0])
+        dropin_check.COMPARE[:] = saved[1]
 
 
 def rebind(modules: list[Any] | None = None) -> int:

@@ -1,0 +1,121 @@
+"""How a drop-in call's outputs connect to its inputs, before the oracles run: torch's rule
+for outputs that require no grad (they must not change with the inputs), and a function that
+reads the tensors it was given by identity (a module's parameters) instead of through its
+arguments, which a check of fresh copies could not see."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from gradcheck_lab.doors.dropin.arguments import as_given, selected
+
+
+def unconnected(kind: str, func: Callable[..., Any], values: tuple[Any, ...],
+                 positions: tuple[int, ...] | None, name: str, directions: int = 3) -> str:
+    """torch's rule for a function none of whose outputs requires grad: its outputs must not
+    change with the inputs (else the forward cut the graph). Checked along seeded random
+    directions, for exact equality as torch's check is; "" when they hold."""
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        base = selected(func(*values), positions)
+        for _ in range(directions):
+            moved = []
+            for value in values:
+                wants = isinstance(value, torch.Tensor) and value.requires_grad
+                if not wants or not value.numel():
+                    moved.append(value)
+                    continue
+                direction = torch.randn(value.shape, generator=generator, dtype=torch.float64)
+                step = 1e-6 * value.detach().abs().clamp(min=1)  # complex: along the real part
+                moved.append(as_given(value, [value.detach() + (step * direction).to(
+                    value.dtype)]))
+            out = selected(func(*moved), positions)
+            pairs = [(a, b) for a, b in zip(out if isinstance(out, tuple) else (out,),
+                                            base if isinstance(base, tuple) else (base,),
+                                            strict=True)
+                     if a.numel() and (a.is_floating_point() or a.is_complex())]
+            # integer outputs play no part, as in torch
+            change = max((float((a.double() - b.double()).abs().max()) for a, b in pairs),
+                         default=0.0)
+            if change != 0:
+                return (f"{kind}({name}): no output requires grad, yet the outputs change with "
+                        f"the inputs (by {change:.3g} along a random step of 1e-6): the forward "
+                        "cuts the graph (.detach(), .data, .item() or numpy on the way), so "
+                        "autograd gives no gradient where there is one")
+    return ""
+
+
+def reached(output: Any, positions: tuple[int, ...] | None,
+            values: tuple[Any, ...]) -> set[int]:
+    """The positions of the inputs requiring grad that the outputs' graph reaches (a leaf
+    through its accumulator, a non-leaf through its own node, an output that is the input)."""
+    import torch
+
+    by_id = {}
+    for position, value in enumerate(values):
+        if isinstance(value, torch.Tensor) and value.requires_grad:
+            by_id[id(value)] = position
+            if value.grad_fn is not None:
+                by_id[id(value.grad_fn)] = position
+    parts = [output] if positions is None else [output[i] for i in positions]
+    found = {by_id[id(p)] for p in parts if id(p) in by_id}
+    frontier = [p.grad_fn for p in parts if isinstance(p, torch.Tensor) and
+                p.grad_fn is not None]
+    seen: set[int] = set()
+    while frontier:
+        node = frontier.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        for key in (id(node), id(getattr(node, "variable", None))):
+            if key in by_id:
+                found.add(by_id[key])
+        frontier.extend(child for child, _ in node.next_functions)
+    return found
+
+
+def refuse_reads_by_identity(func: Callable[..., Any], values: tuple[Any, ...],
+                             output: Any, positions: tuple[int, ...] | None,
+                             name: str) -> None:
+    """The outputs reach the caller's tensors, as torch's gradcheck needs. The oracles call
+    ``func`` with copies: if its outputs then reach none of them, func reads the caller's
+    tensors by identity (a module's parameters, a closure), which a check of copies cannot
+    follow. Refused, saying how to pass them."""
+    import torch
+
+    originals = reached(output, positions, values)
+    if not originals:
+        return  # nothing the caller passed is reached: the oracles see the same
+    copies = tuple(as_given(v, [v.detach().clone()]).requires_grad_()
+                   if isinstance(v, torch.Tensor) and v.requires_grad and v.is_leaf else v
+                   for v in values)
+    missed = sorted(originals - reached(selected(func(*copies), positions), positions, copies))
+    if not missed:
+        return
+    raise NotImplementedError(
+        f"{name} reads input {missed[0]} by identity (a module's parameters, a "
+        "closure), not through its arguments: gradcheck-lab checks a function of its "
+        "arguments, at copies of them. Make func use what it is given, e.g. "
+        "torch.func.functional_call(model, dict(zip(names, params)), (x,))")
+
+
+def differentiates_inside(func: Callable[..., Any], values: tuple[Any, ...]) -> bool:
+    """Whether ``func`` calls autograd itself (an energy's force, a gradient penalty): run
+    without grad on detached inputs, it then fails asking for a graph. Such a func gets its
+    inputs requiring grad, under grad mode, in every evaluation, as torch's gradcheck gives
+    them."""
+    import torch
+
+    detached = tuple(as_given(v, [v.detach()]) if isinstance(v, torch.Tensor) and
+                     v.requires_grad else v for v in values)
+    try:
+        with torch.no_grad():
+            func(*detached)
+    except RuntimeError as exc:
+        return "does not require grad" in str(exc) or "grad_fn" in str(exc)
+    except Exception:  # another failure off the caller's inputs: not ours to judge here
+        return False
+    return False
