@@ -383,6 +383,10 @@ def _pad_widths(x: np.ndarray, pad: tuple[int, ...], mode: str) -> list[tuple[in
     if mode != "constant" and len(pad) // 2 >= x.ndim:
         raise SpecError(f"pad(): mode={mode!r} keeps a leading (batch or channel) dim, as "
                         f"torch does: it pads at most {x.ndim - 1} of a {x.ndim}-d input's dims")
+    if mode != "constant" and any(n == 0 for w, n in zip(widths, x.shape, strict=True)
+                                  if max(w)):
+        raise SpecError(f"pad(): mode={mode!r} cannot pad an empty dim (it copies elements "
+                        "that are not there)")
     if mode == "reflect" and any(max(w) >= n for w, n in zip(widths, x.shape, strict=True)
                                  if max(w)):
         raise SpecError("pad(): reflect padding must be smaller than the padded dim")
