@@ -334,6 +334,10 @@ def test_an_output_cut_from_the_graph_fails_as_in_torch_and_a_constant_one_passe
     with pytest.raises(TorchGradcheckError):
         torch.autograd.gradcheck(lambda t: t.detach() * 2, (x,))
     assert gradcheck_lab.gradcheck(lambda t: t.detach() * 0 + 1, (x,))
+    # A step exactly at the point: both sides agree, the central difference is 0, as torch's.
+    ones = torch.ones(4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: (t == 1).double(), (ones,))
+    assert gradcheck_lab.gradcheck(lambda t: (t == 1).double(), (ones,))
 
 
 def test_a_nan_input_fails_naming_the_input_and_a_non_tensor_output_is_a_type_error() -> None:

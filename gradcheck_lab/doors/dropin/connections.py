@@ -13,28 +13,20 @@ from gradcheck_lab.doors.dropin.arguments import as_given, selected
 
 def unconnected(kind: str, func: Callable[..., Any], values: tuple[Any, ...],
                  positions: tuple[int, ...] | None, name: str, directions: int = 3) -> str:
-    """torch's rule for a function none of whose outputs requires grad: its outputs must not
-    change with the inputs (else the forward cut the graph). Checked along seeded random
-    directions, for exact equality as torch's check is; "" when they hold."""
+    """torch's rule for a function none of whose outputs requires grad: its central
+    differences must be exactly zero (else the forward cut the graph), here along seeded
+    random directions; a step function at a point both sides of which agree passes, as in
+    torch. "" when they hold."""
     import torch
 
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        base = selected(func(*values), positions)
         for _ in range(directions):
-            moved = []
-            for value in values:
-                wants = isinstance(value, torch.Tensor) and value.requires_grad
-                if not wants or not value.numel():
-                    moved.append(value)
-                    continue
-                direction = torch.randn(value.shape, generator=generator, dtype=torch.float64)
-                step = 1e-6 * value.detach().abs().clamp(min=1)  # complex: along the real part
-                moved.append(as_given(value, [value.detach() + (step * direction).to(
-                    value.dtype)]))
-            out = selected(func(*moved), positions)
-            pairs = [(a, b) for a, b in zip(out if isinstance(out, tuple) else (out,),
-                                            base if isinstance(base, tuple) else (base,),
+            steps = [_step(v, generator) for v in values]
+            ahead = selected(func(*_moved(values, steps, 1.0)), positions)
+            behind = selected(func(*_moved(values, steps, -1.0)), positions)
+            pairs = [(a, b) for a, b in zip(ahead if isinstance(ahead, tuple) else (ahead,),
+                                            behind if isinstance(behind, tuple) else (behind,),
                                             strict=True)
                      if a.numel() and (a.is_floating_point() or a.is_complex())]
             # integer outputs play no part, as in torch
@@ -42,10 +34,26 @@ def unconnected(kind: str, func: Callable[..., Any], values: tuple[Any, ...],
                          default=0.0)
             if change != 0:
                 return (f"{kind}({name}): no output requires grad, yet the outputs change with "
-                        f"the inputs (by {change:.3g} along a random step of 1e-6): the forward "
-                        "cuts the graph (.detach(), .data, .item() or numpy on the way), so "
-                        "autograd gives no gradient where there is one")
+                        f"the inputs (by {change:.3g} across a random step of 1e-6 each way): "
+                        "the forward cuts the graph (.detach(), .data, .item() or numpy on "
+                        "the way), so autograd gives no gradient where there is one")
     return ""
+
+
+def _step(value: Any, generator: Any) -> Any:
+    """A random step of 1e-6 max(1, |x|) per element for an input that requires grad (along
+    the real part of a complex one); None for the others."""
+    import torch
+
+    if not (isinstance(value, torch.Tensor) and value.requires_grad and value.numel()):
+        return None
+    direction = torch.randn(value.shape, generator=generator, dtype=torch.float64)
+    return (1e-6 * value.detach().abs().clamp(min=1) * direction).to(value.dtype)
+
+
+def _moved(values: tuple[Any, ...], steps: list[Any], sign: float) -> list[Any]:
+    return [value if step is None else as_given(value, [value.detach() + sign * step])
+            for value, step in zip(values, steps, strict=True)]
 
 
 def reached(output: Any, positions: tuple[int, ...] | None,
