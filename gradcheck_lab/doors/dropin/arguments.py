@@ -233,8 +233,8 @@ def arguments(func: Callable[..., Any], values: Sequence[Any], output: Any,
     dtypes = {str(_real_dtype(t)).removeprefix("torch.") for t in differentiated}
     devices = {t.device.type for t in differentiated}
     if len(devices) > 1:
-        raise ValueError(f"the inputs that require gradient must share one device, got "
-                         f"{sorted(devices)}")
+        raise NotImplementedError(f"gradcheck-lab checks inputs that require gradient on "
+                                  f"one device, got {sorted(devices)}")
     dtypes = {max(dtypes, key=WIDEST_FIRST.index)} if dtypes else dtypes
     if memory is not None:
         needed = OUTPUT_COPIES * 8 * output_elements(output, positions)
