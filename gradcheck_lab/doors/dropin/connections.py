@@ -40,6 +40,15 @@ def unconnected(kind: str, func: Callable[..., Any], values: tuple[Any, ...],
     return ""
 
 
+def has_real_output(output: Any, positions: tuple[int, ...] | None) -> bool:
+    """Whether any output a gradient could flow through is real or complex (not integer)."""
+    import torch
+
+    parts = [output] if positions is None else [output[i] for i in positions]
+    return any(isinstance(p, torch.Tensor) and (p.is_floating_point() or p.is_complex())
+               for p in parts)
+
+
 def _step(value: Any, generator: Any) -> Any:
     """A random step of 1e-6 max(1, |x|) per element for an input that requires grad (along
     the real part of a complex one); None for the others."""
