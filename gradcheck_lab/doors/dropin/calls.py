@@ -53,7 +53,9 @@ def summary_lines(calls: list[DropinCall], reasons: int = 5) -> list[str]:
             lines.append(f"    ... and {rest} more reasons")
     statuses = Counter(call.status for call in calls)
     lines.append("  verdicts: " + ", ".join(f"{statuses[s]} {s}" for s in
-                                            ("pass", "fail", "skip", "error") if statuses[s]))
+                                            ("pass", "fail", "skip", "error") if statuses[s])
+                 + (" (a skip: not differentiable at the point given, or nothing to check; "
+                    "True, as torch's)" if statuses["skip"] else ""))
     for call in [c for c in calls if c.status in ("fail", "error", "skip")][:10]:
         lines.append(f"    {call.status}: {call.test or call.function}: {call.caught}")
     spent = sum(call.seconds for call in calls)
