@@ -14,6 +14,7 @@ import multiprocessing
 import shutil
 import subprocess
 import sys
+import time
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -414,6 +415,21 @@ def test_pytest_benchmark_flags_behave_as_pytest_benchmark_documents(
     disabled = pytester.runpytest("-p", "no:xdist", "-p", "no:cacheprovider", "--benchmark",
                                   "--benchmark-disable")
     disabled.assert_outcomes(passed=2, skipped=cuda)
+
+
+@pytest.mark.slow
+def test_a_timing_that_hangs_is_stopped_by_the_case_budget(pytester: pytest.Pytester) -> None:
+    write(pytester.path, "cases/sleepy.py",
+          "import time\n\ndef sleepy(x):\n    time.sleep(600)\n    return x * x\n")
+    write(pytester.path, "cases/sleepy.yaml",
+          "inputs:\n  x: [1.0, 2.0]\noutput: x * x\nimpl: sleepy.py:sleepy\n"
+          "devices: [cpu]\n")
+    started = time.monotonic()
+    result = pytester.runpytest("-p", "no:xdist", "-p", "no:cacheprovider", "--benchmark",
+                                "--gradcheck-case-timeout", "2", "cases")
+    assert time.monotonic() - started < 120  # ten minutes of sleep before
+    assert result.parseoutcomes()["failed"] == 2  # forward and backward on cpu
+    result.stdout.fnmatch_lines(["*the timing ran past the case time budget of 2 s*"])
 
 
 HOSTILE_IMPL = """\

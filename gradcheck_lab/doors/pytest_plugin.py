@@ -545,17 +545,27 @@ def _timing_test(case: Any, dtype: str, device: str, which: str) -> Any:
             pytest.skip(XDIST_MESSAGE)
         if not device_available(device):
             pytest.skip(f"{device} is not available on this machine")
-        timed = TimedPass(case, dtype, device, which)
+        from gradcheck_lab.errors import CaseTimeout
+        from gradcheck_lab.run.budget import time_budget
+
         threads = config.getoption("gradcheck_timing_threads")
         benchmark.group = case.name
-        with timing_environment(device, threads) as used_threads:
-            per_round = seconds_per_round(timed)
-            rounds = pedantic_rounds(config, per_round)
-            benchmark.extra_info.update({
-                "case": case.name, "dtype": dtype, "device": device, "pass": which,
-                "threads": used_threads, "tf32": False, "fresh_graph_per_round": True})
-            benchmark.pedantic(timed.target, setup=timed.setup, rounds=rounds,
-                               warmup_rounds=warmup_rounds(config, rounds), iterations=1)
+        budget = run_settings(config).case_timeout
+        # The impl runs in pytest's process here (a timing in a worker would time the pipe):
+        # the case budget interrupts it, as the worker's would be stopped.
+        try:
+            with time_budget(budget), timing_environment(device, threads) as used_threads:
+                timed = TimedPass(case, dtype, device, which)
+                per_round = seconds_per_round(timed)
+                rounds = pedantic_rounds(config, per_round)
+                benchmark.extra_info.update({
+                    "case": case.name, "dtype": dtype, "device": device, "pass": which,
+                    "threads": used_threads, "tf32": False, "fresh_graph_per_round": True})
+                benchmark.pedantic(timed.target, setup=timed.setup, rounds=rounds,
+                                   warmup_rounds=warmup_rounds(config, rounds), iterations=1)
+        except CaseTimeout:
+            pytest.fail(f"the timing ran past the case time budget of {budget:g} s "
+                        "(--gradcheck-case-timeout)", pytrace=False)
 
     return time_pass
 
