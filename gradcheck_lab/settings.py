@@ -109,6 +109,7 @@ LIMIT_OPTIONS = {
     "max_case_elements": (None, "max_case_elements"),
     "max_program_nodes": (None, "max_program_nodes"),
     "max_file_bytes": (None, "max_file_bytes"),
+    "max_cases_per_file": (None, "max_cases_per_file"),
     "max_yaml_nodes": ("yaml", "max_nodes"),
     "max_expression_length": ("expr", "max_length"),
     "max_expression_depth": ("expr", "max_depth"),

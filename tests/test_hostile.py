@@ -448,3 +448,19 @@ def test_inputs_nested_deeper_than_a_file_may_be_are_a_case_error_from_the_api()
         value = [value]
     with pytest.raises(gradcheck_lab.CaseError, match=r"inputs\.x: nesting deeper than 64"):
         gradcheck_lab.check("sum(x)", {"x": value})
+
+
+def test_a_file_with_more_cases_than_the_limit_is_one_error_at_cases(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from gradcheck_lab.casefile import LoadLimits, load_file
+    from gradcheck_lab.doors.cli import EXIT_ERROR, main
+
+    many = tmp_path / "many.yaml"
+    many.write_text("cases:\n" + "".join(
+        f"  - {{name: c{i}, inputs: {{x: [1.5]}}, output: 'x * x'}}\n" for i in range(4)))
+    assert len(load_file(many, LoadLimits(max_cases_per_file=4))) == 4
+    (error,) = load_file(many, LoadLimits(max_cases_per_file=3))
+    assert (error.line, error.key) == (1, "cases")
+    assert "4 cases in one file (limit 3, --max-cases-per-file)" in error.message
+    assert main(["run", str(many), "--max-cases-per-file", "3"]) == EXIT_ERROR
+    assert "4 cases in one file" in capsys.readouterr().out

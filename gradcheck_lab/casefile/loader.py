@@ -73,6 +73,9 @@ class LoadLimits:
     max_node_elements: int = DEFAULT_MAX_NODE_ELEMENTS
     max_case_elements: int = DEFAULT_MAX_CASE_ELEMENTS
     max_program_nodes: int = DEFAULT_MAX_PROGRAM_NODES
+    # About 100 small cases are checked per second: this many keep one file to tens of
+    # seconds, where the YAML node limit alone would admit about 100,000 (hours).
+    max_cases_per_file: int = 2_000
     yaml: ReadLimits = field(default_factory=ReadLimits)
     expr: ExprLimits = field(default_factory=ExprLimits)
 
@@ -138,6 +141,11 @@ def _cases_of(document: YamlDocument, label: str, base_dir: Path,
     if not isinstance(cases, list) or not cases:
         yield CaseError(label, document.line_of(("cases",)), "cases",
                         f"expected a non-empty list of cases, got {describe(cases)}")
+        return
+    if len(cases) > limits.max_cases_per_file:
+        yield CaseError(label, document.line_of(("cases",)), "cases",
+                        f"{len(cases)} cases in one file (limit {limits.max_cases_per_file}, "
+                        "--max-cases-per-file): split the file or raise the limit")
         return
     seen: dict[str, int] = {}
     for index, item in enumerate(cases):

@@ -111,6 +111,10 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
                           "functions expanded)")
     run.add_argument("--max-file-bytes", type=_positive_int, metavar="N",
                      default=16 * 2**20, help="refuse larger case files")
+    run.add_argument("--max-cases-per-file", type=_positive_int, metavar="N",
+                     default=LoadLimits().max_cases_per_file,
+                     help="refuse files with more cases (about 100 small cases are checked "
+                          "per second)")
     run.add_argument("--max-yaml-nodes", type=_positive_int, metavar="N",
                      default=LoadLimits().yaml.max_nodes,
                      help="refuse case files of more YAML nodes (aliases expanded), counted "

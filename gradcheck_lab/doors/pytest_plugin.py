@@ -122,6 +122,8 @@ RUN_OPTIONS = {
     "max_program_nodes": "refuse cases whose program has more nodes (as --max-program-nodes, "
                          "default 20,000)",
     "max_file_bytes": "refuse larger case files (as --max-file-bytes, default 16 MiB)",
+    "max_cases_per_file": "refuse files with more cases (as --max-cases-per-file, default "
+                          "2,000)",
     "max_yaml_nodes": "refuse case files of more YAML nodes (as --max-yaml-nodes)",
     "max_expression_length": "refuse longer expressions (as --max-expression-length)",
     "max_expression_depth": "refuse expressions nested deeper (as --max-expression-depth)",
