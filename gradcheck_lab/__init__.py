@@ -9,11 +9,10 @@ Importing this package imports neither torch nor sympy.
 
 from __future__ import annotations
 
-from typing import Any
-
 from gradcheck_lab import dropin
 from gradcheck_lab.doors.api import assert_gradients, check, run_file
 from gradcheck_lab.doors.dropin import gradcheck, gradgradcheck
+from gradcheck_lab.doors.dropin.error import lazy_attributes
 from gradcheck_lab.errors import BudgetError, CaseError, GradcheckLabError, ImplError
 from gradcheck_lab.results import Mismatch, Result
 from gradcheck_lab.version import __version__
@@ -23,10 +22,4 @@ __all__ = ["BudgetError", "CaseError", "GradcheckError", "GradcheckLabError", "I
            "gradgradcheck", "run_file"]
 
 
-def __getattr__(name: str) -> Any:
-    """``GradcheckError`` subclasses torch's own: built (and torch imported) on first use."""
-    if name == "GradcheckError":
-        from gradcheck_lab.doors.dropin.error import gradcheck_error
-
-        return gradcheck_error()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__)  # GradcheckError subclasses torch's: built on first use

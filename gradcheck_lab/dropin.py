@@ -1,8 +1,6 @@
 """The drop-in's public name for other runners (``gradcheck_lab.dropin.install()``,
 ``with gradcheck_lab.dropin.switched(): ...``); it lives in ``gradcheck_lab.doors.dropin``."""
 
-from typing import Any
-
 from gradcheck_lab.doors.dropin import (
     CALLS,
     KEYWORDS,
@@ -17,6 +15,7 @@ from gradcheck_lab.doors.dropin import (
     switched,
     uninstall,
 )
+from gradcheck_lab.doors.dropin.error import lazy_attributes
 
 __all__ = [
     "CALLS",
@@ -35,9 +34,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name == "GradcheckError":
-        from gradcheck_lab.doors.dropin.error import gradcheck_error
-
-        return gradcheck_error()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__)  # GradcheckError subclasses torch's: built on first use

@@ -9,10 +9,9 @@ gradcheck_lab imports no torch.
 
 from __future__ import annotations
 
-from typing import Any
-
 from gradcheck_lab.doors.dropin.calls import CALLS, DropinCall, summary_lines
 from gradcheck_lab.doors.dropin.check import KEYWORDS, gradcheck, gradgradcheck
+from gradcheck_lab.doors.dropin.error import lazy_attributes
 from gradcheck_lab.doors.dropin.switch import install, installed, rebind, switched, uninstall
 from gradcheck_lab.errors import BudgetError
 
@@ -21,9 +20,4 @@ __all__ = ["CALLS", "KEYWORDS", "BudgetError", "DropinCall", "GradcheckError", "
            "uninstall"]
 
 
-def __getattr__(name: str) -> Any:
-    if name == "GradcheckError":
-        from gradcheck_lab.doors.dropin.error import gradcheck_error
-
-        return gradcheck_error()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__)  # GradcheckError subclasses torch's: built on first use

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gradcheck_lab.dtypes import EPSILON
 from gradcheck_lab.errors import BudgetError
 
 # A check keeps about this many float64 copies of the outputs at once (the finite-difference
@@ -139,9 +140,9 @@ def parameter_names(func: Callable[..., Any], count: int) -> list[str]:
     while isinstance(target, functools.partial):
         bound += len(target.args)
         target = target.func
-    owner = getattr(target, "__self__", None)
+    owner = _function_class(target)
     skip = 0
-    if isinstance(owner, type) and getattr(target, "__name__", "") == "apply":
+    if owner is not None:
         target = owner.forward
         skip = 0 if _has_setup_context(owner) else 1
     elif isinstance(target, torch.nn.Module):
@@ -164,6 +165,13 @@ def parameter_names(func: Callable[..., Any], count: int) -> list[str]:
     return names
 
 
+def _function_class(func: Callable[..., Any]) -> type | None:
+    """The autograd.Function subclass whose ``apply`` ``func`` is, or None."""
+    owner = getattr(func, "__self__", None)
+    return owner if isinstance(owner, type) and getattr(func, "__name__", "") == "apply" \
+        else None
+
+
 def _has_setup_context(function_class: type) -> bool:
     import torch
 
@@ -173,14 +181,14 @@ def _has_setup_context(function_class: type) -> bool:
 
 def function_name(func: Callable[..., Any]) -> str:
     """``Huber.apply`` for a Function's apply, a callable's qualname, a module's class."""
-    owner = getattr(func, "__self__", None)
-    if isinstance(owner, type) and getattr(func, "__name__", "") == "apply":
-        return f"{owner.__qualname__}.apply"
+    function_class = _function_class(func)
+    if function_class is not None:
+        return f"{function_class.__qualname__}.apply"
     inner = getattr(func, "func", None)  # functools.partial
     if inner is not None and callable(inner) and not hasattr(func, "__qualname__"):
         return f"partial({function_name(inner)})"
     if getattr(func, "__module__", None) in ("torch", "torch.nn.functional") or \
-            type(owner).__name__ == "_VariableFunctionsClass":
+            type(getattr(func, "__self__", None)).__name__ == "_VariableFunctionsClass":
         return f"torch.{func.__name__}"  # a builtin: torch.pow, not _VariableFunctionsClass.pow
     return getattr(func, "__qualname__", None) or type(func).__qualname__
 
@@ -230,12 +238,12 @@ def arguments(func: Callable[..., Any], values: Sequence[Any], output: Any,
     # Inputs of several dtypes are checked at the narrowest one's precision (its step and
     # tolerance: a float32 input cannot resolve a float64 step), each reaching func in its
     # own dtype; several devices cannot be one case.
-    dtypes = {str(_real_dtype(t)).removeprefix("torch.") for t in differentiated}
+    dtype = max((str(t.real.dtype).removeprefix("torch.") for t in differentiated),
+                key=EPSILON.__getitem__, default="float64")
     devices = {t.device.type for t in differentiated}
     if len(devices) > 1:
         raise NotImplementedError(f"gradcheck-lab checks inputs that require gradient on "
                                   f"one device, got {sorted(devices)}")
-    dtypes = {max(dtypes, key=WIDEST_FIRST.index)} if dtypes else dtypes
     if memory is not None:
         needed = OUTPUT_COPIES * 8 * output_elements(output, positions)
         if needed > memory:
@@ -245,7 +253,6 @@ def arguments(func: Callable[..., Any], values: Sequence[Any], output: Any,
                 f"budget of {memory / 2**30:.1f} GiB (raise it with memory=, or "
                 "--gradcheck-case-memory under pytest)")
 
-    dtype = dtypes.pop() if dtypes else "float64"
     mixed = len({t.dtype for t in differentiated}) > 1
 
     def impl(**tensors: Any) -> Any:
@@ -272,16 +279,6 @@ def _cast(out: Any, dtype: Any) -> Any:
     if isinstance(out, tuple):
         return tuple(_cast(o, dtype) for o in out)
     return out.to(dtype) if isinstance(out, torch.Tensor) and out.is_floating_point() else out
-
-
-WIDEST_FIRST = ["float64", "float32", "bfloat16", "float16"]
-
-
-def _real_dtype(tensor: Any) -> Any:
-    import torch
-
-    return {torch.complex128: torch.float64, torch.complex64: torch.float32,
-            torch.complex32: torch.float16}.get(tensor.dtype, tensor.dtype)
 
 
 def as_given(original: Any, parts: list[Any]) -> Any:

@@ -46,9 +46,10 @@ def summary_lines(calls: list[DropinCall], reasons: int = 5) -> list[str]:
              f"  three oracles (symbolic, autograd, finite differences): {three}"]
     if two:
         lines.append(f"  two oracles (autograd, finite differences): {len(two)}, because")
-        for reason, n in Counter(_short(call.missing) for call in two).most_common(reasons):
+        why = Counter(_short(call.missing) for call in two)
+        for reason, n in why.most_common(reasons):
             lines.append(f"    {n} x {reason}")
-        rest = len(Counter(_short(call.missing) for call in two)) - reasons
+        rest = len(why) - reasons
         if rest > 0:
             lines.append(f"    ... and {rest} more reasons")
     statuses = Counter(call.status for call in calls)

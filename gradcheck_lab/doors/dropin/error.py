@@ -5,6 +5,9 @@ does not import torch."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 _CLASS: list[type] = []
 
 
@@ -20,3 +23,15 @@ def gradcheck_error() -> type[RuntimeError]:
         GradcheckError.__qualname__ = "GradcheckError"
         _CLASS.append(GradcheckError)
     return _CLASS[0]
+
+
+def lazy_attributes(module: str) -> Callable[[str], Any]:
+    """A module's ``__getattr__`` that gives ``GradcheckError`` on first use (PEP 562), for
+    each module that exports it."""
+
+    def attribute(name: str) -> Any:
+        if name == "GradcheckError":
+            return gradcheck_error()
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+    return attribute
