@@ -110,6 +110,7 @@ LIMIT_OPTIONS = {
     "max_program_nodes": (None, "max_program_nodes"),
     "max_file_bytes": (None, "max_file_bytes"),
     "max_cases_per_file": (None, "max_cases_per_file"),
+    "max_cases_per_run": (None, "max_cases_per_run"),
     "max_yaml_nodes": ("yaml", "max_nodes"),
     "max_expression_length": ("expr", "max_length"),
     "max_expression_depth": ("expr", "max_depth"),

@@ -464,3 +464,37 @@ def test_a_file_with_more_cases_than_the_limit_is_one_error_at_cases(
     assert "4 cases in one file (limit 3, --max-cases-per-file)" in error.message
     assert main(["run", str(many), "--max-cases-per-file", "3"]) == EXIT_ERROR
     assert "4 cases in one file" in capsys.readouterr().out
+
+
+def test_files_past_the_runs_case_limit_are_errors_and_not_checked(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from gradcheck_lab.doors.cli import EXIT_ERROR, main
+
+    for stem in ("a", "b", "c"):
+        (tmp_path / f"{stem}.yaml").write_text("cases:\n" + "".join(
+            f"  - {{name: {stem}{i}, inputs: {{x: [1.5]}}, output: 'x * x'}}\n"
+            for i in range(2)))
+    report = tmp_path / "out.json"
+    assert main(["run", str(tmp_path), "--max-cases-per-run", "3", "--json",
+                 str(report)]) == EXIT_ERROR
+    results = json.loads(report.read_text())["results"]
+    # a.yaml's two cases fit; b.yaml's two would pass the limit; c.yaml is not read.
+    assert [r["status"] for r in results] == ["pass", "pass", "error", "error"]
+    assert [Path(r["file"]).name for r in results[2:]] == ["b.yaml", "c.yaml"]
+    assert "limit of 3 cases (--max-cases-per-run)" in results[2]["message"]
+    assert "not read" in results[3]["message"]
+    assert main(["run", str(tmp_path), "--max-cases-per-run", "6"]) == 0
+    capsys.readouterr()
+
+
+def test_the_runs_case_limit_holds_across_pytests_collection(pytester: pytest.Pytester) -> None:
+    for stem in ("a", "b"):
+        (pytester.path / "cases").mkdir(exist_ok=True)
+        (pytester.path / "cases" / f"{stem}.yaml").write_text("cases:\n" + "".join(
+            f"  - {{name: {stem}{i}, inputs: {{x: [1.5]}}, output: 'x * x'}}\n"
+            for i in range(2)))
+    result = pytester.runpytest("--gradcheck-max-cases-per-run", "3")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*limit of 3 cases (--max-cases-per-run)*"])

@@ -7,7 +7,13 @@ case files.
 """
 
 from gradcheck_lab.casefile.case import Case, Expectation, ImplRef, InputSpec, Tolerance
-from gradcheck_lab.casefile.loader import LoadLimits, build_case, is_case_file, load_file
+from gradcheck_lab.casefile.loader import (
+    LoadLimits,
+    RunQuota,
+    build_case,
+    is_case_file,
+    load_file,
+)
 
-__all__ = ["Case", "Expectation", "ImplRef", "InputSpec", "LoadLimits", "Tolerance",
+__all__ = ["Case", "Expectation", "ImplRef", "InputSpec", "LoadLimits", "RunQuota", "Tolerance",
            "build_case", "is_case_file", "load_file"]

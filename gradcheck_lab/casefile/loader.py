@@ -76,6 +76,9 @@ class LoadLimits:
     # About 100 small cases are checked per second: this many keep one file to tens of
     # seconds, where the YAML node limit alone would admit about 100,000 (hours).
     max_cases_per_file: int = 2_000
+    # And this many per run (a few minutes): a directory of full files would otherwise run
+    # for hours.
+    max_cases_per_run: int = 10_000
     yaml: ReadLimits = field(default_factory=ReadLimits)
     expr: ExprLimits = field(default_factory=ExprLimits)
 
@@ -109,6 +112,32 @@ def load_file(path: str | Path, limits: LoadLimits = LoadLimits()) -> list[CaseO
     except OSError as exc:
         return [CaseError(label, None, "document", f"cannot read the file: {exc.strerror}")]
     return load_bytes(raw, label, path.parent, limits)
+
+
+class RunQuota:
+    """The cases one run may check (``LoadLimits.max_cases_per_run``), counted file by file in
+    the order they are read: once spent, a file is one error and is not read."""
+
+    def __init__(self, limits: LoadLimits) -> None:
+        self.limit = limits.max_cases_per_run
+        self.used = 0
+
+    def load(self, path: str | Path, limits: LoadLimits) -> list[CaseOrError]:
+        """``load_file(path)``, or one error where the run's quota leaves too few cases."""
+        label = display_path(Path(path))
+        if self.used >= self.limit:
+            return [self._spent(label, "not read")]
+        loaded = load_file(path, limits)
+        if self.used + len(loaded) > self.limit:
+            self.used = self.limit
+            return [self._spent(label, f"its {len(loaded)} case(s) not checked")]
+        self.used += len(loaded)
+        return loaded
+
+    def _spent(self, label: str, what: str) -> CaseError:
+        return CaseError(label, None, "cases",
+                         f"the run's limit of {self.limit} cases (--max-cases-per-run) is "
+                         f"reached: {what}; run fewer files at once or raise the limit")
 
 
 def load_bytes(raw: bytes, label: str, base_dir: Path,

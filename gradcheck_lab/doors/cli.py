@@ -115,6 +115,10 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
                      default=LoadLimits().max_cases_per_file,
                      help="refuse files with more cases (about 100 small cases are checked "
                           "per second)")
+    run.add_argument("--max-cases-per-run", type=_positive_int, metavar="N",
+                     default=LoadLimits().max_cases_per_run,
+                     help="check at most this many cases in one run: the files past it are "
+                          "errors, not read")
     run.add_argument("--max-yaml-nodes", type=_positive_int, metavar="N",
                      default=LoadLimits().yaml.max_nodes,
                      help="refuse case files of more YAML nodes (aliases expanded), counted "

@@ -124,12 +124,15 @@ RUN_OPTIONS = {
     "max_file_bytes": "refuse larger case files (as --max-file-bytes, default 16 MiB)",
     "max_cases_per_file": "refuse files with more cases (as --max-cases-per-file, default "
                           "2,000)",
+    "max_cases_per_run": "collect at most this many cases in one session: the files past it "
+                         "are failing items (as --max-cases-per-run, default 10,000)",
     "max_yaml_nodes": "refuse case files of more YAML nodes (as --max-yaml-nodes)",
     "max_expression_length": "refuse longer expressions (as --max-expression-length)",
     "max_expression_depth": "refuse expressions nested deeper (as --max-expression-depth)",
 }
 _SETTINGS = pytest.StashKey[Any]()
 _ISOLATION = pytest.StashKey[Any]()
+_QUOTA = pytest.StashKey[Any]()  # the session's RunQuota: cases counted across files
 
 
 def run_settings(config: pytest.Config) -> Any:
@@ -496,7 +499,7 @@ class CaseFile(pytest.File):
     """One YAML file: one item per case × dtype × device, or one failing item per error."""
 
     def collect(self) -> Iterator[pytest.Item]:
-        from gradcheck_lab.casefile import load_file
+        from gradcheck_lab.casefile import RunQuota
         from gradcheck_lab.errors import CaseError
 
         used: set[str] = set()
@@ -507,7 +510,10 @@ class CaseFile(pytest.File):
                               "a link that leads outside the rootdir; not read")
             yield InvalidCaseItem.from_parent(self, name=visible(self.path.stem), error=error)
             return
-        for loaded in load_file(self.path, run_settings(self.config).limits):
+        limits = run_settings(self.config).limits
+        if _QUOTA not in self.config.stash:
+            self.config.stash[_QUOTA] = RunQuota(limits)
+        for loaded in self.config.stash[_QUOTA].load(self.path, limits):
             if isinstance(loaded, CaseError):
                 # The name as written may be what made the case invalid ('ok\u200bcase').
                 name = _unique(visible(loaded.case or self.path.stem), used)

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from gradcheck_lab.casefile import Case, ImplRef, is_case_file, load_file
+from gradcheck_lab.casefile import Case, ImplRef, RunQuota, is_case_file
 from gradcheck_lab.casefile.selection import SelectionError, selected_items
 from gradcheck_lab.errors import CaseError
 from gradcheck_lab.pipeline import run_case
@@ -73,7 +73,8 @@ def run_paths(paths: Iterable[Path], settings: Settings = Settings()) -> Iterato
     files, missing = discover(plain)
     yield from problems + missing
     with Isolation(settings) as isolation:
-        loaded = [load_file(path, settings.limits) for path in files] + chosen
+        quota = RunQuota(settings.limits)
+        loaded = [quota.load(path, settings.limits) for path in files] + chosen
         isolation.prepare(case for items in loaded for case in items)
         for items in loaded:
             yield from run_file_cases(items, settings, isolation)
