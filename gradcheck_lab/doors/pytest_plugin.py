@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _pytest._code.code import ReprExceptionInfo, ReprFileLocation, ReprTracebackNative
 
+from gradcheck_lab.doors.pytest_reports import case_failure, parse_own_id, tbstyle
 from gradcheck_lab.visible import visible
 
 CASE_SUFFIXES = (".yaml", ".yml")
@@ -87,6 +87,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest="gradcheck_dropin",
         help="gradcheck-lab: as --gradcheck-dropin, and also run torch's own on every call: "
              "the summary gives both times and every disagreement")
+    parser.addini(
+        "gradcheck_functions", type="string", default=None,
+        help="gradcheck-lab: true records every custom torch.autograd.Function the suite "
+             "calls and checks each at its recorded inputs after the suite, as "
+             "--gradcheck-functions")
+    parser.addini(
+        "gradcheck_functions_exclude", type="linelist", default=None,
+        help="gradcheck-lab: 'module.Class: reason' lines: Functions whose backward is not "
+             "meant to be their forward's derivative (surrogate gradients), not checked")
+    group.addoption(
+        "--gradcheck-functions", action="store_true", default=None,
+        dest="gradcheck_functions",
+        help="gradcheck-lab: record every custom torch.autograd.Function the suite calls "
+             "(a few small calls per class, inputs copied) and check each three ways at its "
+             "recorded inputs after the suite, as items gradcheck::module.Class.apply[...]")
     # The command line's run settings (``gradcheck-lab run --symbolic/--fd/--case-timeout/
     # --case-memory/--sensitivity``), as flags and as ini keys: one Settings object, as the
     # CLI builds it.
@@ -261,6 +276,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: {meaning}")
     settings = run_settings(config)  # a wrong --gradcheck-* value stops the run here
     _install_dropin(config, settings)
+    _install_functions(config, settings)
     if not benchmark_mode(config):
         return
     if _own_benchmark_flag(config) and config.args_source != pytest.Config.ArgsSource.ARGS:
@@ -289,6 +305,31 @@ def _install_dropin(config: pytest.Config, settings: Any) -> None:
 
     config.pluginmanager.register(DropinSession(mode, settings.case_memory or 0,
                                                 settings.case_timeout or 0), "gradcheck-dropin")
+
+
+def _install_functions(config: pytest.Config, settings: Any) -> None:
+    """``--gradcheck-functions`` (or the ini key): the recorder, installed before collection
+    so that a Function called at import is recorded too."""
+    wanted = config.getoption("gradcheck_functions", None)
+    if wanted is None:
+        spelled = (config.getini("gradcheck_functions") or "").strip().lower()
+        if spelled not in ("", "false", "true"):
+            raise pytest.UsageError(f"gradcheck-lab: gradcheck_functions must be true or "
+                                    f"false, not {spelled!r}")
+        wanted = spelled == "true"
+    if not wanted or config.pluginmanager.has_plugin("gradcheck-functions"):
+        return
+    from gradcheck_lab.doors.functions.intent import parse_exclusions
+    from gradcheck_lab.doors.functions.pytest_hooks import FunctionsSession
+
+    try:
+        exclusions = parse_exclusions(config.getini("gradcheck_functions_exclude") or [],
+                                      "gradcheck_functions_exclude")
+    except ValueError as exc:
+        raise pytest.UsageError(f"gradcheck-lab: {exc}") from None
+    config.pluginmanager.register(FunctionsSession(exclusions, settings.case_memory,
+                                                   settings.case_timeout),
+                                  "gradcheck-functions")
 
 
 def _opted_in(config: pytest.Config) -> bool:
@@ -598,16 +639,6 @@ def warmup_rounds(config: pytest.Config, rounds: int) -> int:
     return DEFAULT_WARMUP_ROUNDS
 
 
-def _parse_own_id(item: pytest.Item) -> None:
-    """pytest 9 keeps a node id as parts, and an item's "[...]" as its params: ours are built
-    from a name that holds the brackets ("r144[float64-cpu]"), which pytest would keep as a
-    name, while the id it reads back from its cache (--lf, --ff, --sw) is parsed into name and
-    params; the two never compare equal. Parsed here as the cache parses it. (Before pytest 9
-    an id is its string.)"""
-    own = getattr(item, "_id", None)
-    if own is not None and not isinstance(own, str) and hasattr(type(own), "parse"):
-        item._id = type(own).parse(str(own))
-
 
 def _unique(name: str, used: set[str]) -> str:
     candidate, number = name, 2
@@ -622,7 +653,7 @@ class CaseItem(pytest.Item):
 
     def __init__(self, *, case: Any, dtype: str, device: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        _parse_own_id(self)
+        parse_own_id(self)
         self.case = case
         self.dtype = dtype
         self.device = device
@@ -653,7 +684,7 @@ class CaseItem(pytest.Item):
 
             result = excinfo.value.result
             return case_failure(failure_text(result), self.path, self.case.line,
-                               result.message, _tbstyle(self.config))
+                               result.message, tbstyle(self.config))
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
@@ -669,7 +700,7 @@ class TimingItem(pytest.Function):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        _parse_own_id(self)
+        parse_own_id(self)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         # A line, always: pytest's report of a skip in setup (--benchmark-skip) asserts one.
@@ -681,7 +712,7 @@ class InvalidCaseItem(pytest.Item):
 
     def __init__(self, *, error: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        _parse_own_id(self)
+        parse_own_id(self)
         self.error = error
 
     def runtest(self) -> None:
@@ -691,24 +722,9 @@ class InvalidCaseItem(pytest.Item):
                      style: str | None = None) -> Any:
         if isinstance(excinfo.value, CaseFailedError):
             text = self.error.render()
-            return case_failure(text, self.path, self.error.line, text, _tbstyle(self.config))
+            return case_failure(text, self.path, self.error.line, text, tbstyle(self.config))
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         line = self.error.line
         return self.path, (line - 1 if line else None), f"invalid case file {self.name}"
-
-
-def case_failure(text: str, path: Path, line: int | None, message: str, style: str) -> Any:
-    """A failing case's report, in pytest's own form for a failure (so that pytest-xdist
-    carries it whole from a worker): the whole text (mismatch table, diagnoses, settings) for
-    the failures section, and one crash line, "file:line: message", for ``--tb=line`` and the
-    short summary (``-ra``), as pytest gives a Python failure."""
-    # --tb=line: pytest writes the crash line itself (pytest 9 writes the report's text too).
-    lines = [] if style == "line" else [f"{row}\n" for row in text.splitlines()]
-    return ReprExceptionInfo(ReprTracebackNative(lines),
-                             ReprFileLocation(str(path), line or 0, message))
-
-
-def _tbstyle(config: pytest.Config) -> str:
-    return str(config.getoption("tbstyle", "auto"))

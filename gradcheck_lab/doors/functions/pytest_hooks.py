@@ -1,0 +1,227 @@
+"""``pytest --gradcheck-functions`` (ini ``gradcheck_functions = true``): every custom
+``torch.autograd.Function`` the suite calls is recorded while the suite runs unchanged, and
+after its last test each recorded call is checked as a test item of its own,
+``gradcheck::mylib.ops.Sparsemax.apply[call 1, float64]``, so that ``-k``, ``-x``, ``--lf``
+and JUnit treat it as any other item. A summary at the end counts what was found, checked and
+excluded, and what the checks cost.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gradcheck_lab.doors.functions.intent import excluded
+from gradcheck_lab.doors.functions.recorder import (
+    FunctionRecord,
+    RecordedCall,
+    Recorder,
+    source_location,
+)
+from gradcheck_lab.doors.functions.replay import Replay, checkable, dtypes_to_check, replay
+from gradcheck_lab.doors.pytest_reports import case_failure, parse_own_id, tbstyle
+
+COLLECTOR = "gradcheck"  # the node id the items hang under
+_WORKER_KEY = "gradcheck_functions_calls"
+
+
+class FunctionsSession:
+    """The plugin object ``--gradcheck-functions`` registers (one per session)."""
+
+    def __init__(self, exclusions: dict[str, str], memory: int | None,
+                 seconds: float | None) -> None:
+        self.exclusions = exclusions
+        self.memory, self.seconds = memory, seconds
+        self.recorder = Recorder()
+        self.recorder.install()
+        self.replays: list[tuple[str, Replay]] = []
+        self.ran = False
+        self.workers = False  # calls came from xdist workers
+        self.suite_seconds = 0.0  # the suite's own tests, recording on
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> Any:
+        started = time.perf_counter()
+        outcome = yield
+        self.suite_seconds = time.perf_counter() - started
+        self.recorder.uninstall()
+        if hasattr(session.config, "workerinput"):  # an xdist worker: its controller checks
+            return
+        if (outcome.excinfo is not None or session.config.option.collectonly
+                or session.shouldfail or session.shouldstop):
+            return
+        items = self.items(session)
+        session.config.hook.pytest_collection_modifyitems(
+            session=session, config=session.config, items=items)
+        session.testscollected += len(items)
+        self.ran = True
+        for index, item in enumerate(items):
+            following = items[index + 1] if index + 1 < len(items) else None
+            item.config.hook.pytest_runtest_protocol(item=item, nextitem=following)
+            if session.shouldfail or session.shouldstop:
+                break
+
+    def items(self, session: pytest.Session) -> list[pytest.Item]:
+        parent = RecordedFunctions.from_parent(session, name=COLLECTOR, nodeid=COLLECTOR)
+        items: list[pytest.Item] = []
+        for record in sorted(self.recorder.records.values(), key=lambda r: r.function):
+            reason = excluded(record.cls, self.exclusions)
+            if reason is not None:
+                items.append(ExcludedItem.from_parent(
+                    parent, name=f"{record.function}.apply[excluded]", record=record,
+                    reason=reason))
+                continue
+            for number, call in enumerate(record.calls, start=1):
+                if not checkable(call):
+                    continue
+                for dtype in dtypes_to_check(call):
+                    items.append(FunctionCheckItem.from_parent(
+                        parent, name=f"{record.function}.apply[call {number}, {dtype}]",
+                        call=call, dtype=dtype, plugin=self))
+        return items
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        workeroutput = getattr(session.config, "workeroutput", None)
+        if workeroutput is not None:
+            workeroutput[_WORKER_KEY] = self.recorder.export()
+
+    @pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook, absent without it
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        data = getattr(node, "workeroutput", {}).get(_WORKER_KEY)
+        if data:
+            self.recorder.merge(data)
+            self.workers = True
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.ran:
+            return
+        terminalreporter.section("gradcheck-lab functions")
+        records = list(self.recorder.records.values())
+        for line in summary_lines(records, self.replays, self.exclusions):
+            terminalreporter.write_line(line)
+        if records:
+            seen = sum(r.seen for r in records)
+            terminalreporter.write_line(
+                f"  recording: {seen:,} call(s) seen; the suite's own tests took "
+                f"{self.suite_seconds:.1f} s, {self.recorder.seconds:.2f} s of it recording"
+                + (" (summed over the workers)" if self.workers else ""))
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        self.recorder.uninstall()
+
+
+class RecordedFunctions(pytest.Collector):
+    """The parent of the check items (built after the suite ran, never collected)."""
+
+    def collect(self) -> list[pytest.Item]:  # pragma: no cover (the items are made directly)
+        return []
+
+
+class FunctionCheckItem(pytest.Item):
+    """One recorded call of a Function, checked at one dtype."""
+
+    def __init__(self, *, call: RecordedCall, dtype: str, plugin: FunctionsSession,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        parse_own_id(self)
+        self.call, self.dtype, self.plugin = call, dtype, plugin
+        self.add_marker("gradcheck")
+
+    def runtest(self) -> None:
+        result = replay(self.call, self.dtype, self.plugin.memory, self.plugin.seconds)
+        self.plugin.replays.append((self.call.function, result))
+        if result.status == "skip":
+            raise _skip_here(result.text)
+        if result.status != "pass":
+            raise FunctionCheckFailed(f"{self.origin()}\n{result.text}")
+
+    def origin(self) -> str:
+        """Where the inputs come from, and the precision they are checked at."""
+        recorded = str(self.call.args[self.call.wanted[0]].dtype if self.call.wanted else
+                       "").removeprefix("torch.")
+        promoted = (f" (float tensors promoted from {recorded} to {self.dtype})"
+                    if recorded and recorded != self.dtype else "")
+        made = f" by {self.call.test}" if self.call.test else ""
+        return f"recorded: the call made{made}, replayed with its inputs{promoted}"
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
+                     style: str | None = None) -> Any:
+        if isinstance(excinfo.value, FunctionCheckFailed):
+            path, line = self.location_of()
+            text = str(excinfo.value)
+            return case_failure(text, path, line + 1, text.splitlines()[0],
+                                tbstyle(self.config))
+        return super().repr_failure(excinfo, style)
+
+    def location_of(self) -> tuple[Path, int]:
+        file, line = source_location(self.call.cls)
+        return (Path(file) if file else self.path), line
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        path, line = self.location_of()
+        return path, line, self.name
+
+
+class ExcludedItem(pytest.Item):
+    """A Function declared not to have its forward's derivative as its backward: a skip that
+    says why, so that ``-rs`` lists every exclusion."""
+
+    def __init__(self, *, record: FunctionRecord, reason: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        parse_own_id(self)
+        self.record, self.reason = record, reason
+
+    def runtest(self) -> None:
+        raise _skip_here(f"excluded: {self.reason}")
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        file, line = source_location(self.record.cls)
+        return (Path(file) if file else self.path), line, self.name
+
+
+def _skip_here(reason: str) -> BaseException:
+    """A skip reported at the item's location (the Function's class), as a skip mark's is,
+    not at this file's line."""
+    try:
+        return pytest.skip.Exception(reason, _use_item_location=True)
+    except TypeError:  # a pytest without the keyword: reported here
+        return pytest.skip.Exception(reason)
+
+
+class FunctionCheckFailed(Exception):  # noqa: N818 (a verdict, as CaseFailedError)
+    """A recorded call whose check failed; the message is the report."""
+
+
+def summary_lines(records: list[FunctionRecord], replays: list[tuple[str, Replay]],
+                  exclusions: dict[str, str]) -> list[str]:
+    """What was found, checked and excluded, and what the checks cost."""
+    if not records:
+        return ["no custom torch.autograd.Function was called by the suite"]
+    reasons = {r.function: excluded(r.cls, exclusions) for r in records}
+    out = [r for r in records if reasons[r.function] is not None]
+    unkept = [r for r in records if reasons[r.function] is None
+              and not any(checkable(c) for c in r.calls)]
+    checked = {name for name, _ in replays}
+    lines = [f"{len(records)} custom Function(s) found, {len(checked)} checked "
+             f"({sum(len(r.calls) for r in records)} call(s) recorded, {len(replays)} "
+             f"check(s)), {len(out)} excluded"]
+    for record in out:
+        lines.append(f"  excluded: {record.function}: {reasons[record.function]}")
+    for record in unkept:
+        why = ", ".join(f"{n} x {reason}" for reason, n in record.refused.items()) or \
+            "no floating-point tensor argument to differentiate"
+        lines.append(f"  not checked: {record.function} ({record.seen} call(s)): {why}")
+    statuses: dict[str, int] = {}
+    for _, result in replays:
+        statuses[result.status] = statuses.get(result.status, 0) + 1
+    if replays:
+        spent = sorted(result.seconds for _, result in replays)
+        two = sum(result.oracles == 2 for _, result in replays)
+        lines.append("  verdicts: " + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
+                     + (f"; {two} two-way (forward not traced)" if two else ""))
+        lines.append(f"  cost: {sum(spent):.2f} s in all, median {spent[len(spent) // 2]:.3f} s"
+                     f" a check, longest {spent[-1]:.2f} s")
+    return lines

@@ -1,0 +1,279 @@
+"""Record calls of every custom ``torch.autograd.Function`` while other code runs unchanged.
+
+``Function.apply`` is wrapped for the recording's span: each call of a subclass defined
+outside torch is looked at, and a few distinct calls per class are kept, their tensors copied
+(detached clones) before the forward runs, so that what the caller's code does afterwards,
+in-place updates included, changes nothing recorded, and nothing recorded changes what the
+caller sees. Small calls are preferred: a smaller distinct call replaces the largest kept.
+Calls the check could not replay are not kept, and the reason is counted per class: tensors
+under a dispatch mode or a functorch transform (the drop-in's own trace, vmap), tensor
+subclasses, sparse or meta tensors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+# Calls kept per Function class, and the elements one call's tensors may hold (a float64
+# copy of 100,000 elements is 800 KB; the check of a larger call is network-scale).
+CALLS_PER_CLASS = 3
+MAX_CALL_ELEMENTS = 100_000
+MAX_CLASSES = 1_000
+MAX_SIGNATURES = 10_000  # distinct calls looked at per class; later ones are not
+# Functions of these packages are torch's own machinery (checkpointing, DDP) or ours.
+_NOT_RECORDED = ("torch", "functorch", "gradcheck_lab")
+_CONSTANTS = (int, float, bool, complex, str, bytes, type(None), type(Ellipsis), slice)
+
+
+@dataclass(eq=False)  # compared by identity: its tensors have no truth value
+class RecordedCall:
+    """One call of a Function's ``apply``: what to replay it with."""
+
+    function: str  # module.QualName of the class
+    cls: type
+    args: tuple[Any, ...]  # tensors copied, constants as given
+    kwargs: dict[str, Any]
+    wanted: tuple[int, ...]  # positions of the tensors that required grad at the call
+    elements: int
+    signature: Any  # shapes, dtypes and constants: what tells two calls apart
+    test: str = ""  # the pytest test that made the call
+
+
+@dataclass(eq=False)
+class FunctionRecord:
+    """A Function class and what the recording kept of it."""
+
+    function: str
+    cls: type
+    calls: list[RecordedCall] = field(default_factory=list)
+    seen: int = 0  # calls made, kept or not
+    refused: dict[str, int] = field(default_factory=dict)  # why calls were not kept
+    signatures: set[Any] = field(default_factory=set)  # of every call looked at
+
+
+class Recorder:
+    """Records ``Function.apply`` calls between ``install()`` and ``uninstall()``."""
+
+    def __init__(self, calls_per_class: int = CALLS_PER_CLASS,
+                 max_call_elements: int = MAX_CALL_ELEMENTS) -> None:
+        self.calls_per_class = calls_per_class
+        self.max_call_elements = max_call_elements
+        self.records: dict[type, FunctionRecord] = {}
+        self.seconds = 0.0  # spent recording: what the flag adds to the suite's own run
+        self._original: Any = None
+
+    def install(self) -> None:
+        import torch
+
+        function_class = torch.autograd.Function
+        original = function_class.__dict__["apply"]
+        self._original = original
+        recorder = self
+
+        def apply(cls: type, *args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            recorder.observe(cls, args, kwargs)
+            recorder.seconds += time.perf_counter() - started
+            return original.__func__(cls, *args, **kwargs)
+
+        function_class.apply = classmethod(apply)  # type: ignore[method-assign,assignment]
+
+    def uninstall(self) -> None:
+        import torch
+
+        if self._original is not None:
+            torch.autograd.Function.apply = self._original  # type: ignore[method-assign]
+            self._original = None
+
+    def observe(self, cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Keep this call if it is new and within the budgets; never raises."""
+        record = self.records.get(cls)
+        if record is None:
+            module = getattr(cls, "__module__", "") or ""
+            if module.split(".")[0] in _NOT_RECORDED or len(self.records) >= MAX_CLASSES:
+                return
+            record = self.records[cls] = FunctionRecord(qualified_name(cls), cls)
+        record.seen += 1
+        try:
+            signature = _signature(args, kwargs)
+            if signature in record.signatures or len(record.signatures) >= MAX_SIGNATURES:
+                return  # most calls repeat one already looked at
+            record.signatures.add(signature)
+            self._keep(record, args, kwargs, signature)
+        except Exception as exc:  # recording must never change what the caller's code sees
+            _count(record, f"not copied: {type(exc).__name__}: {exc}"[:120])
+
+    def _keep(self, record: FunctionRecord, args: tuple[Any, ...], kwargs: dict[str, Any],
+              signature: Any) -> None:
+        refusal = _unreplayable(args, kwargs)
+        if refusal:
+            _count(record, refusal)
+            return
+        elements = sum(t.numel() for t in _tensors((args, kwargs)))
+        if elements > self.max_call_elements:
+            _count(record, f"over {self.max_call_elements:,} elements")
+            return
+        kept = record.calls
+        if len(kept) >= self.calls_per_class:
+            largest = max(kept, key=lambda call: call.elements)
+            if elements >= largest.elements:
+                return
+            kept[:] = [call for call in kept if call is not largest]
+        import torch
+
+        if not all(bool(torch.isfinite(t).all()) for t in _tensors((args, kwargs))
+                   if t.is_floating_point() or t.is_complex()):
+            # -inf for masked entries: finite differences cannot step there, and a call of
+            # finite values checks the same backward (so the signature stays open for one).
+            _count(record, "a tensor holds inf or NaN")
+            record.signatures.discard(signature)
+            return
+        from gradcheck_lab.doors.dropin.calls import current_test
+
+        wanted = tuple(i for i, a in enumerate(args)
+                       if isinstance(a, torch.Tensor) and a.requires_grad)
+        kept.append(RecordedCall(record.function, record.cls, _copied(args),
+                                 _copied(kwargs), wanted, elements, signature, current_test()))
+        kept.sort(key=lambda call: call.elements)
+
+    def export(self) -> bytes:
+        """The kept calls as bytes (what an xdist worker sends its controller); a call whose
+        arguments cannot be pickled is left out, counted under its class."""
+        import io
+        import pickle
+
+        import torch
+
+        sent = []
+        for record in self.records.values():
+            calls = []
+            for call in record.calls:
+                try:
+                    pickle.dumps((call.args, call.kwargs, call.signature))
+                except Exception as exc:
+                    _count(record, f"not sent from the xdist worker: {type(exc).__name__}")
+                    continue
+                calls.append(dataclasses.replace(call, cls=None))  # the class by its name
+            sent.append((record.cls.__module__, record.cls.__qualname__,
+                         dataclasses.replace(record, cls=None, calls=calls)))
+        buffer = io.BytesIO()
+        torch.save((self.seconds, sent), buffer)
+        return buffer.getvalue()
+
+    def merge(self, data: bytes) -> None:
+        """Add the calls another process kept (``export``), within the same budgets."""
+        import io
+
+        import torch
+
+        seconds, sent = torch.load(io.BytesIO(data), weights_only=False)
+        self.seconds += seconds
+        for module, qualname, record in sent:
+            cls = _class_named(module, qualname)
+            if cls is None:
+                continue
+            mine = self.records.setdefault(cls, FunctionRecord(record.function, cls))
+            mine.seen += record.seen
+            for reason, n in record.refused.items():
+                mine.refused[reason] = mine.refused.get(reason, 0) + n
+            for call in record.calls:
+                if all(c.signature != call.signature for c in mine.calls):
+                    mine.calls.append(dataclasses.replace(call, cls=cls))
+            mine.calls.sort(key=lambda call: call.elements)
+            del mine.calls[self.calls_per_class:]
+
+
+def _class_named(module: str, qualname: str) -> type | None:
+    import importlib
+
+    try:
+        found: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            found = getattr(found, part)
+    except Exception:  # a class made inside a function: not found again by its name
+        return None
+    return found if isinstance(found, type) else None
+
+
+def qualified_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def source_location(cls: type) -> tuple[str, int]:
+    """The file and 0-based line of the class's definition ('' and 0 where unknown)."""
+    try:
+        return inspect.getsourcefile(cls) or "", inspect.getsourcelines(cls)[1] - 1
+    except (OSError, TypeError):
+        return "", 0
+
+
+def _count(record: FunctionRecord, reason: str) -> None:
+    record.refused[reason] = record.refused.get(reason, 0) + 1
+
+
+def _tensors(value: Any, depth: int = 0) -> Iterator[Any]:
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, (list, tuple)) and depth < 4:
+        for item in value:
+            yield from _tensors(item, depth + 1)
+    elif isinstance(value, dict) and depth < 4:
+        for item in value.values():
+            yield from _tensors(item, depth + 1)
+
+
+def _unreplayable(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    """Why a call cannot be replayed from copies ('' when it can)."""
+    import torch
+    from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+    if _get_current_dispatch_mode() is not None:
+        return "called under a dispatch mode (a trace)"
+    if torch._C._are_functorch_transforms_active():
+        return "called under a functorch transform (vmap, grad)"
+    for tensor in _tensors((args, kwargs)):
+        if type(tensor) not in (torch.Tensor, torch.nn.Parameter):
+            return f"a tensor subclass ({type(tensor).__name__})"
+        if tensor.layout != torch.strided or tensor.device.type == "meta":
+            return f"a {tensor.layout} tensor on {tensor.device.type}"
+    return ""
+
+
+def _signature(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    """What tells two calls apart: tensors by shape, dtype and requires_grad, constants by
+    value, anything else by type (a hashable tuple: looked up on every call)."""
+    import torch
+
+    def key(value: Any, depth: int = 0) -> Any:
+        if isinstance(value, torch.Tensor):
+            return (value.shape, value.dtype, value.requires_grad)
+        if isinstance(value, (list, tuple)) and depth < 4:
+            return tuple(key(v, depth + 1) for v in value[:64])
+        if isinstance(value, _CONSTANTS):
+            return (type(value), value) if not isinstance(value, slice) else repr(value)
+        return type(value)
+
+    return key(args), tuple((name, key(v)) for name, v in sorted(kwargs.items()))
+
+
+def _copied(value: Any) -> Any:
+    """Tensors as detached clones (their requires_grad kept), containers rebuilt, anything
+    else the very object given (a module or a callable argument is shared, not copied)."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone().requires_grad_(value.requires_grad)
+    if isinstance(value, tuple):
+        return tuple(_copied(v) for v in value)
+    if isinstance(value, list):
+        return [_copied(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _copied(v) for k, v in value.items()}
+    return value

@@ -1,0 +1,131 @@
+"""A recorded Function call checked through the drop-in: the spec traced from the Function's
+forward, autograd through its backward, finite differences, at the recorded inputs.
+
+The tensors differentiated are those that required grad at the call (every floating tensor
+argument when none did: the suite called the Function without asking for its gradient). A
+call recorded in a lower precision is also checked in float64, its floating tensors promoted,
+where the Function accepts float64 (a forward that raises on it is a skip that says so).
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gradcheck_lab.doors.dropin.arguments import parameter_names
+from gradcheck_lab.doors.functions.recorder import RecordedCall
+
+REPLAY_DTYPES = ("float64",)  # checked beside the recorded precision
+
+
+@dataclass(frozen=True)
+class Replay:
+    """One check of one recorded call: its verdict and what it cost."""
+
+    status: str  # "pass", "fail", "skip" or "error"
+    text: str  # the failure's report, the skip's reason or the error ('' on a pass)
+    oracles: int  # 3, or 2 where the forward could not be traced
+    missing: str | None  # why not
+    seconds: float
+
+
+def dtypes_to_check(call: RecordedCall) -> list[str]:
+    """The recorded precision of the differentiated tensors, and float64 where it is lower."""
+    tensor = _differentiated(call)[1][0]
+    recorded = str(tensor.dtype).removeprefix("torch.")
+    if not tensor.is_floating_point():  # complex: checked as recorded
+        return [recorded]
+    return list(dict.fromkeys([*REPLAY_DTYPES, recorded]))
+
+
+def replay(call: RecordedCall, dtype: str, memory: int | None,
+           seconds: float | None) -> Replay:
+    """Check ``call`` at ``dtype`` three ways (two where its forward cannot be traced)."""
+    from gradcheck_lab.doors.dropin.calls import CALLS
+    from gradcheck_lab.doors.dropin.check import gradcheck
+    from gradcheck_lab.doors.dropin.error import gradcheck_error
+
+    started = time.perf_counter()
+    func, inputs = replayable(call, dtype)
+    try:
+        func(*inputs)
+    except Exception as exc:  # the Function's forward refuses this dtype
+        return Replay("skip", f"{call.function} does not run in {dtype}: "
+                              f"{type(exc).__name__}: {exc}"[:300], 0, None,
+                      time.perf_counter() - started)
+    first = len(CALLS)
+    try:
+        gradcheck(func, inputs, memory=memory, seconds=seconds)
+        status, text = "pass", ""
+    except gradcheck_error() as failure:
+        status, text = "fail", str(failure)
+    except Exception as exc:  # a budget, a refusal: not a verdict on the gradient
+        status, text = "error", f"{type(exc).__name__}: {exc}"
+    finally:
+        made = CALLS[first:]
+        del CALLS[first:]  # a drop-in summary of the same session counts the suite's calls
+    record = made[-1] if made else None
+    if record is not None and record.status == "skip" and status == "pass":
+        status, text = "skip", record.caught
+    return Replay(status, text, record.oracles if record else 0,
+                  record.missing if record else None, time.perf_counter() - started)
+
+
+def replayable(call: RecordedCall, dtype: str) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+    """A function of the differentiated tensors that calls the Function with the rest of the
+    recorded arguments, and those tensors, fresh copies at ``dtype`` that require grad."""
+    import torch
+
+    target = getattr(torch, dtype)
+    positions, _ = _differentiated(call)
+    args = [_at(value, target) for value in call.args]
+    kwargs = {key: _at(value, target) for key, value in call.kwargs.items()}
+    inputs = tuple(args[p].detach().clone().requires_grad_(True) for p in positions)
+    cls = call.cls
+
+    def func(*tensors: Any) -> Any:
+        given = list(args)
+        for position, tensor in zip(positions, tensors, strict=True):
+            given[position] = tensor
+        output = cls.apply(*given, **kwargs)  # type: ignore[attr-defined]
+        if isinstance(output, (tuple, list)):  # a None output (a support size not computed)
+            return tuple(o for o in output if isinstance(o, torch.Tensor))
+        return output
+
+    func.__name__ = func.__qualname__ = f"{call.function.rsplit('.', 1)[-1]}.apply"
+    # The forward's own parameter names, so that the report names x and y, not tensors0.
+    names = parameter_names(cls.apply, len(args))  # type: ignore[attr-defined]
+    func.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter(names[p], inspect.Parameter.POSITIONAL_ONLY) for p in positions])
+    return func, inputs
+
+
+def _differentiated(call: RecordedCall) -> tuple[tuple[int, ...], list[Any]]:
+    """The positions checked and their recorded tensors."""
+    import torch
+
+    positions = call.wanted or tuple(
+        i for i, a in enumerate(call.args)
+        if isinstance(a, torch.Tensor) and (a.is_floating_point() or a.is_complex()))
+    return positions, [call.args[p] for p in positions]
+
+
+def _at(value: Any, dtype: Any) -> Any:
+    """Floating tensors at ``dtype`` (complex ones kept), containers rebuilt, the rest as is."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.detach().to(dtype) if value.is_floating_point() else value
+    if isinstance(value, tuple):
+        return tuple(_at(v, dtype) for v in value)
+    if isinstance(value, list):
+        return [_at(v, dtype) for v in value]
+    return value
+
+
+def checkable(call: RecordedCall) -> bool:
+    """Whether the call has a floating or complex tensor to differentiate."""
+    return bool(_differentiated(call)[0])

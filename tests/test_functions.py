@@ -1,0 +1,235 @@
+"""pytest --gradcheck-functions: every custom Function a suite calls, recorded at its calls
+and checked there, with no test written (tests/data/functions_suite: five Functions, one
+planted bug in a backward no test gradchecks, one declared surrogate)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from gradcheck_lab.doors.functions.intent import exclude, excluded, parse_exclusions
+from gradcheck_lab.doors.functions.recorder import Recorder
+from gradcheck_lab.doors.functions.replay import dtypes_to_check, replay
+from tests.conftest import DATA
+
+SUITE = DATA / "functions_suite"
+
+
+class Square(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, scale):
+        ctx.save_for_backward(x)
+        ctx.scale = scale
+        return scale * x * x
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return 2 * ctx.scale * x * grad, None
+
+
+class WrongSquare(Square):
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return ctx.scale * x * grad, None  # the factor 2 left out
+
+
+class Float32Only(Square):
+    @staticmethod
+    def forward(ctx, x, scale):
+        if x.dtype != torch.float32:
+            raise TypeError("this kernel takes float32 only")
+        return Square.forward(ctx, x, scale)
+
+
+def recorded(*calls: tuple[type, tuple], **budgets: int) -> Recorder:
+    recorder = Recorder(**budgets)
+    recorder.install()
+    try:
+        for cls, args in calls:
+            cls.apply(*args)
+    finally:
+        recorder.uninstall()
+    return recorder
+
+
+def vector(*values: float, grad: bool = True, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    return torch.tensor(values, dtype=dtype, requires_grad=grad)
+
+
+def test_the_recording_copies_inputs_at_the_call_and_puts_apply_back() -> None:
+    original = torch.autograd.Function.__dict__["apply"]
+    x = vector(1.0, 2.0)
+    recorder = Recorder()
+    recorder.install()
+    try:
+        y = Square.apply(x, 3.0)
+        with torch.no_grad():
+            x.mul_(10)  # what the test does after the call changes nothing recorded
+    finally:
+        recorder.uninstall()
+    assert torch.autograd.Function.__dict__["apply"] is original
+    (call,) = recorder.records[Square].calls
+    assert call.args[0].tolist() == [1.0, 2.0] and call.args[1] == 3.0
+    assert call.args[0] is not x and call.wanted == (0,)
+    assert y.tolist() == [3.0, 12.0]  # the caller's result is the Function's own
+
+
+def test_a_few_distinct_calls_are_kept_per_class_the_smallest_first() -> None:
+    recorder = recorded(*[(Square, (vector(*range(n)), 1.0)) for n in (9, 5, 5, 7, 2)],
+                        calls_per_class=2)
+    record = recorder.records[Square]
+    assert record.seen == 5
+    assert [call.elements for call in record.calls] == [2, 5]  # 5 twice: one kept
+
+
+def test_calls_that_cannot_be_replayed_are_counted_with_the_reason() -> None:
+    recorder = recorded((Square, (vector(1.0, float("-inf")), 1.0)),
+                        (Square, (vector(*range(50)), 1.0)), max_call_elements=10)
+    record = recorder.records[Square]
+    assert record.calls == []
+    assert record.refused == {"a tensor holds inf or NaN": 1, "over 10 elements": 1}
+
+
+def test_torchs_own_functions_are_not_recorded() -> None:
+    from torch.utils.checkpoint import checkpoint
+
+    x = vector(1.0, 2.0)
+    recorder = Recorder()
+    recorder.install()
+    try:
+        checkpoint(torch.sin, x, use_reentrant=True).sum().backward()
+    finally:
+        recorder.uninstall()
+    assert recorder.records == {}
+
+
+def test_a_correct_backward_passes_and_a_planted_one_fails_naming_autograd() -> None:
+    good = recorded((Square, (vector(0.5, -1.5), 2.0))).records[Square].calls[0]
+    assert replay(good, "float64", None, None).status == "pass"
+    bad = recorded((WrongSquare, (vector(0.5, -1.5), 2.0))).records[WrongSquare].calls[0]
+    result = replay(bad, "float64", None, None)
+    assert result.status == "fail" and result.oracles == 3
+    assert "x: autograd is the odd one out" in result.text  # the forward's own name
+
+
+def test_float32_calls_are_checked_in_float64_too_where_the_function_accepts_it() -> None:
+    call = recorded((Square, (vector(0.5, dtype=torch.float32), 2.0))).records[Square].calls[0]
+    assert dtypes_to_check(call) == ["float64", "float32"]
+    assert [replay(call, d, None, None).status for d in ("float64", "float32")] == ["pass"] * 2
+    only = recorded((Float32Only, (vector(0.5, dtype=torch.float32), 2.0)))
+    refused = replay(only.records[Float32Only].calls[0], "float64", None, None)
+    assert refused.status == "skip" and "does not run in float64" in refused.text
+
+
+def test_an_exclusion_is_declared_by_decorator_or_by_name() -> None:
+    marked = exclude("straight-through estimator")(type("Rounding", (), {}))
+    assert excluded(marked, {}) == "straight-through estimator"
+    table = parse_exclusions(["mylib.Spike: surrogate"], "gradcheck_functions_exclude")
+    spike = type("Spike", (), {"__module__": "mylib"})
+    assert excluded(spike, table) == "surrogate" and excluded(Square, table) is None
+    with pytest.raises(ValueError, match=r"gradcheck_functions_exclude: 'mylib\.Spike'"):
+        parse_exclusions(["mylib.Spike"], "gradcheck_functions_exclude")
+    with pytest.raises(ValueError, match="needs a reason"):
+        exclude(" ")
+
+
+def copy_suite(pytester: pytest.Pytester) -> None:
+    for path in SUITE.rglob("*.py"):
+        target = pytester.path / path.relative_to(SUITE)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target)
+    pytester.syspathinsert()
+
+
+def outcomes(result: pytest.RunResult) -> dict[str, str]:
+    """Node id -> outcome of an in-process run."""
+    found = {}
+    for report in result.reprec.getreports("pytest_runtest_logreport"):  # type: ignore[attr-defined]
+        if report.when == "call" or report.outcome != "passed":
+            found[report.nodeid] = report.outcome.upper()
+    return found
+
+
+def test_the_flag_finds_all_five_checks_four_and_fails_the_planted_bug(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    copy_suite(pytester)
+    monkeypatch.setenv("GRADCHECK_LAB_PLANTED", "1")
+    plain = pytester.runpytest("-p", "no:cacheprovider", "-rA")
+    plain.assert_outcomes(passed=5)  # the suite's own tests never see the bug
+    flagged = pytester.runpytest("-p", "no:cacheprovider", "-rA", "--gradcheck-functions")
+    seen = outcomes(flagged)
+    own = {k: v for k, v in seen.items() if k.startswith("test_sparklib.py")}
+    assert own == outcomes(plain)  # the suite's own results unchanged
+    checks = {k: v for k, v in seen.items() if k.startswith("gradcheck::")}
+    by_class = {}
+    for node, outcome in checks.items():
+        name = node.removeprefix("gradcheck::sparklib.ops.").split(".apply")[0]
+        by_class.setdefault(name, set()).add(outcome)
+    assert by_class == {"Cube": {"FAILED"}, "LogSumExp": {"PASSED"},
+                        "ScaledProductAndSum": {"PASSED"}, "Softsign": {"PASSED"},
+                        "Spike": {"SKIPPED"}}
+    # Cube was recorded in float32: checked in float64 and float32, both fail on autograd.
+    assert checks["gradcheck::sparklib.ops.Cube.apply[call 1, float64]"] == "FAILED"
+    assert checks["gradcheck::sparklib.ops.Cube.apply[call 1, float32]"] == "FAILED"
+    text = flagged.stdout.str()
+    assert "x: autograd is the odd one out" in text
+    assert "the call made by test_sparklib.py::test_cube_value" in text
+    assert "5 custom Function(s) found, 4 checked" in text
+    assert "excluded: sparklib.ops.Spike: surrogate gradient" in text
+    assert "SKIPPED [1] sparklib/ops.py:" in text  # at the Function's class, not the plugin
+
+
+@pytest.mark.slow
+def test_the_mended_suite_passes_every_check(pytester: pytest.Pytester,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    copy_suite(pytester)
+    monkeypatch.setenv("GRADCHECK_LAB_PLANTED", "0")
+    pytester.runpytest("-p", "no:cacheprovider", "--gradcheck-functions").assert_outcomes(
+        passed=5 + 7, skipped=1)
+
+
+def test_an_ini_exclusion_and_k_select_among_the_checks(pytester: pytest.Pytester,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    copy_suite(pytester)
+    monkeypatch.setenv("GRADCHECK_LAB_PLANTED", "1")
+    pytester.makeini("[pytest]\ngradcheck_functions = true\n"
+                     "gradcheck_functions_exclude =\n    sparklib.ops.Cube: a test's reason\n")
+    result = pytester.runpytest("-p", "no:cacheprovider", "-rA", "-k", "cube")
+    checks = {k: v for k, v in outcomes(result).items() if k.startswith("gradcheck::")}
+    assert checks == {"gradcheck::sparklib.ops.Cube.apply[excluded]": "SKIPPED"}
+    assert "excluded: a test's reason" in result.stdout.str()
+
+
+@pytest.mark.slow
+def test_last_failed_reruns_the_failed_checks(pytester: pytest.Pytester,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    copy_suite(pytester)
+    monkeypatch.setenv("GRADCHECK_LAB_PLANTED", "1")
+    pytester.runpytest("--gradcheck-functions")
+    again = pytester.runpytest("--gradcheck-functions", "--lf", "-rA")
+    checks = {k for k in outcomes(again) if k.startswith("gradcheck::")}
+    assert checks == {"gradcheck::sparklib.ops.Cube.apply[call 1, float64]",
+                      "gradcheck::sparklib.ops.Cube.apply[call 1, float32]"}
+
+
+@pytest.mark.slow
+def test_under_xdist_the_workers_recordings_are_checked_once(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    copy_suite(pytester)
+    monkeypatch.setenv("GRADCHECK_LAB_PLANTED", "1")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2",
+                                           "--gradcheck-functions")
+    result.assert_outcomes(passed=5 + 5, failed=2, skipped=1)
+    assert "5 custom Function(s) found, 4 checked" in result.stdout.str()
+
+
+def test_a_function_module_path_is_the_items_location() -> None:
+    from gradcheck_lab.doors.functions.recorder import source_location
+
+    file, line = source_location(Square)
+    assert Path(file).name == "test_functions.py" and line > 0
