@@ -21,6 +21,7 @@ Each page runs in its own temporary directory, its blocks in page order.
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import shlex
 import subprocess
@@ -43,6 +44,10 @@ DURATION = re.compile(r"\b\d+(?:\.\d+)?s\b")
 # What a shown command line may not hold: the test runs it without a shell.
 SHELL_SYNTAX = {"|", "||", "&&", ";", ">", ">>", "<", "&"}
 RUN_TIMEOUT_S = 300
+# A page's `python` is this Python, in its commands and in the commands those run
+# (`gradcheck-lab record -- python -m pytest`): its folder first on PATH.
+PAGE_ENV = {**os.environ,
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])}
 
 
 @dataclass
@@ -137,7 +142,7 @@ def run_block(block: Block, work: Path) -> str:
     output = []
     for command in commands:
         done = subprocess.run(command, cwd=work, capture_output=True, text=True,
-                              timeout=RUN_TIMEOUT_S)
+                              timeout=RUN_TIMEOUT_S, env=PAGE_ENV)
         output.append(done.stdout + done.stderr)
         assert done.returncode == expected, (
             f"{block.where}: {shlex.join(command)} exited {done.returncode}, the page says "

@@ -233,3 +233,116 @@ def test_a_function_module_path_is_the_items_location() -> None:
 
     file, line = source_location(Square)
     assert Path(file).name == "test_functions.py" and line > 0
+
+
+# gradcheck-lab record -- COMMAND, and gradcheck-lab run FILE.gradcheck-calls
+
+def test_a_recording_file_round_trips_and_run_checks_it(tmp_path: Path) -> None:
+    from gradcheck_lab.doors.functions.recording_file import read, write
+    from gradcheck_lab.doors.functions.replay import recording_results
+
+    recorder = recorded((Square, (vector(0.5, -1.5), 2.0)),
+                        (WrongSquare, (vector(0.25, dtype=torch.float32), 3.0)))
+    path = tmp_path / "calls.gradcheck-calls"
+    write(recorder.records.values(), path)
+    recording = read(path)
+    assert recording.problems == []
+    calls = {r.function.rsplit(".", 1)[-1]: r.calls[0] for r in recording.records}
+    assert calls["Square"].args[0].tolist() == [0.5, -1.5] and calls["Square"].args[1] == 2.0
+    assert calls["Square"].wanted == (0,)
+    statuses = {(r.case, r.dtype): r.status for r in recording_results(path, None, None)}
+    module = Square.__module__
+    assert statuses == {
+        (f"{module}.Square.apply[call 1]", "float64"): "pass",
+        (f"{module}.WrongSquare.apply[call 1]", "float64"): "fail",
+        (f"{module}.WrongSquare.apply[call 1]", "float32"): "fail"}
+
+
+class _Payload:
+    def __reduce__(self) -> tuple:
+        return (Path.touch, (Path("/tmp/gradcheck-lab-pwned"),))
+
+
+@pytest.mark.parametrize("content, key", [
+    (b"not a recording", "document"),
+    ("pickle", "document"),
+    ({"format": "something else"}, "format"),
+    ({"format": "gradcheck-lab recorded calls", "version": 99, "functions": []}, "version"),
+    ({"format": "gradcheck-lab recorded calls", "version": 1, "functions": [
+        {"module": "os;rm -rf", "qualname": "x", "calls": []}]}, "functions[0].module"),
+    ({"format": "gradcheck-lab recorded calls", "version": 1, "functions": [
+        {"module": "os.path", "qualname": "join", "calls": []}]}, "functions[0]"),
+    ({"format": "gradcheck-lab recorded calls", "version": 1, "functions": [
+        {"module": Square.__module__, "qualname": "Square", "calls": [
+            {"args": [1.0], "kwargs": {}, "wanted": [0], "test": ""}]}]},
+     "functions[0].calls[0].wanted"),
+])
+def test_a_hostile_recording_is_one_error_naming_the_file_and_key(
+        tmp_path: Path, content: object, key: str) -> None:
+    import pickle
+
+    from gradcheck_lab.doors.functions.replay import recording_results
+
+    path = tmp_path / "bad.gradcheck-calls"
+    marker = Path("/tmp/gradcheck-lab-pwned")
+    marker.unlink(missing_ok=True)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content == "pickle":
+        path.write_bytes(pickle.dumps(_Payload()))
+    else:
+        torch.save(content, path)
+    (result,) = list(recording_results(path, None, None))
+    assert result.status == "error"
+    assert result.message.startswith(f"{path}: {key}"), result.message
+    assert not marker.exists()  # the file's pickle ran no code
+
+
+def test_an_empty_recording_is_an_error_not_a_pass(tmp_path: Path) -> None:
+    from gradcheck_lab.doors.functions.recording_file import write
+    from gradcheck_lab.doors.functions.replay import recording_results
+
+    path = tmp_path / "empty.gradcheck-calls"
+    write([], path)
+    (result,) = list(recording_results(path, None, None))
+    assert result.status == "error" and "no custom Function call was recorded" in result.message
+
+
+@pytest.mark.slow
+def test_record_runs_a_command_recording_every_process_and_run_checks_the_file(
+        tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    for path in SUITE.rglob("*.py"):
+        target = tmp_path / path.relative_to(SUITE)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target)
+    # A sitecustomize the user already had still runs under the recording.
+    theirs = tmp_path / "their_site"
+    theirs.mkdir()
+    (theirs / "sitecustomize.py").write_text(
+        "import pathlib; pathlib.Path('their_site_ran').touch()\n")
+    env = {**os.environ, "PYTHONPATH": str(theirs), "GRADCHECK_LAB_PLANTED": "1"}
+    recorded_run = subprocess.run(
+        [sys.executable, "-m", "gradcheck_lab", "record", "-o", "calls.gradcheck-calls", "--",
+         sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_sparklib.py"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert recorded_run.returncode == 0, recorded_run.stdout + recorded_run.stderr
+    assert "5 passed" in recorded_run.stdout
+    assert "5 call(s) of 5 custom Function(s) recorded to calls.gradcheck-calls" in \
+        recorded_run.stderr
+    assert (tmp_path / "their_site_ran").exists()
+    checked = subprocess.run(
+        [sys.executable, "-m", "gradcheck_lab", "run", "calls.gradcheck-calls", "--json",
+         "out.json"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    results = json.loads((tmp_path / "out.json").read_text())["results"]
+    by_case = {}
+    for result in results:
+        by_case.setdefault(result["case"].split(".apply")[0].rsplit(".", 1)[-1], set()).add(
+            result["status"])
+    assert by_case == {"Cube": {"fail"}, "LogSumExp": {"pass"}, "ScaledProductAndSum": {"pass"},
+                       "Softsign": {"pass"}, "Spike": {"skip"}}

@@ -138,3 +138,15 @@ def test_the_checks_themselves_can_fail(tmp_path: Path) -> None:
     assert sorted(internal_imports(source)) == [(2, "gradcheck_lab.ops.base"),
                                                 (3, "gradcheck_lab.errors")]
     assert layer_of("gradcheck_lab.doors.cli") > layer_of("gradcheck_lab.compare.findings")
+
+
+def test_every_package_folder_is_listed_for_installation() -> None:
+    """pyproject lists the packages by hand (a flat layout): a folder left out installs from a
+    checkout with `pip install -e` and is missing from a wheel (`pip install .`)."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+                 ["tool"]["setuptools"]["packages"])
+    folders = {module_name(init) for init in PACKAGE.rglob("__init__.py")}
+    assert folders == listed, f"left out: {sorted(folders - listed)}; not folders: " \
+                              f"{sorted(listed - folders)}"

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from gradcheck_lab.casefile import LoadLimits
 from gradcheck_lab.settings import (
@@ -64,7 +65,23 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run(commands)
     _add_single_case_commands(commands)
+    _add_record(commands)
     return parser
+
+
+def _add_record(commands: argparse._SubParsersAction) -> None:
+    record = commands.add_parser(
+        "record", help="record the custom autograd Functions a command calls",
+        description="Run COMMAND (after --) as it would run, recording in each of its Python "
+                    "processes the custom torch.autograd.Function calls it makes (a few small "
+                    "distinct calls per class, inputs copied), and write them to one file "
+                    "that `gradcheck-lab run FILE` checks three ways. Exits with the "
+                    "command's status.")
+    record.add_argument("-o", "--out", type=Path, default=Path("recorded.gradcheck-calls"),
+                        metavar="FILE", help="the recording to write (default "
+                                             "recorded.gradcheck-calls)")
+    record.add_argument("recorded_command", nargs=argparse.REMAINDER, metavar="-- COMMAND",
+                        help="the command to run, e.g. -- python -m pytest tests")
 
 
 def _add_run(commands: argparse._SubParsersAction) -> None:
@@ -239,6 +256,11 @@ def _command(args: argparse.Namespace) -> int:
         return explain_command(args)
     if args.command in ("graph", "steps"):
         return drawing_command(args)
+    if args.command == "record":
+        from gradcheck_lab.doors.functions.record_command import record
+
+        given = list(args.recorded_command)
+        return record(given[1:] if given[:1] == ["--"] else given, args.out)
     return run_command(args)
 
 
@@ -365,7 +387,6 @@ def run_command(args: argparse.Namespace) -> int:
         write_json,
     )
     from gradcheck_lab.results import environment
-    from gradcheck_lab.run.files import run_paths
     from gradcheck_lab.settings import LIMIT_OPTIONS, Settings, TimingSettings, load_limits
 
     started = time.perf_counter()
@@ -402,7 +423,7 @@ def run_command(args: argparse.Namespace) -> int:
     interrupted = None
     try:
         with report.progress() as advance, _stopped_by_signals():
-            for result in run_paths(args.paths, settings):
+            for result in _results(args.paths, settings):
                 results.append(result)
                 report.add(result)
                 advance(result)
@@ -429,6 +450,22 @@ def run_command(args: argparse.Namespace) -> int:
         return command_line_error("the terminal report's reader closed it early (broken "
                                   "pipe); the results are in --json/--jsonl where given")
     return exit_status(results)
+
+
+def _results(paths: Sequence[Path], settings: Any) -> Iterator[Any]:
+    """The case files' results, and those of recordings (``gradcheck-lab record``'s files)."""
+    from gradcheck_lab.doors.functions.recording_file import SUFFIX
+    from gradcheck_lab.run.files import run_paths
+
+    recordings = [path for path in paths if path.name.endswith(SUFFIX)]
+    if recordings:
+        from gradcheck_lab.doors.functions.replay import recording_results
+
+        for path in recordings:
+            yield from recording_results(path, settings.case_memory, settings.case_timeout)
+    rest = [path for path in paths if not path.name.endswith(SUFFIX)]
+    if rest:
+        yield from run_paths(rest, settings)
 
 
 class Terminated(Exception):  # noqa: N818 (a signal, as KeyboardInterrupt is)

@@ -133,6 +133,27 @@ def gradgradcheck(func: Callable[..., Any], inputs: Any, grad_outputs: Any = Non
         eps, atol, rtol, nondet_tol, raise_exception, memory, seconds, given), after)
 
 
+def results_of(func: Callable[..., Any], inputs: Any, *, memory: int | None = None,
+               seconds: float | None = None) -> tuple[list[Result], DropinCall]:
+    """``gradcheck(func, inputs)``'s Results, for a caller that reports Results itself (a
+    recorded Function call under ``gradcheck-lab run``), and the call's record (its status
+    where the check ended before the oracles ran, as for a NaN input or nothing to check).
+    torch's contract checks after the gradient check are not run; func's own exceptions and
+    budgets raise, as from ``gradcheck``."""
+    started = time.perf_counter()
+    name = function_name(func)
+    sink: list[Result] = []
+    settings = _Settings(_UNSET, _UNSET, _UNSET, 0.0, True, memory, seconds, {})
+    try:
+        _, record = _outcome("gradcheck", func, inputs, {}, settings, None, started, name,
+                             sink)
+    except _Failed as failed:
+        text = str(failed)
+        record = DropinCall("gradcheck", name, "fail", 2, None, time.perf_counter() - started,
+                            current_test(), text.splitlines()[0][:200])
+    return sink, record
+
+
 def _given(arguments: dict[str, Any]) -> dict[str, Any]:
     """The keywords a call gave torch's signature (what compare mode hands torch)."""
     return {key: value for key, value in arguments.items() if not key.startswith("_")
@@ -184,8 +205,9 @@ class _Failed(Exception):  # noqa: N818 (a verdict, carried out of the check)
 
 def _outcome(kind: str, func: Callable[..., Any], inputs: Any, keys: dict[str, Any],
              settings: _Settings, after: Callable[..., str] | None, started: float,
-             name: str) -> tuple[str, DropinCall]:
-    """The failure text ("" when the check holds) and the call's record."""
+             name: str, sink: list[Result] | None = None) -> tuple[str, DropinCall]:
+    """The failure text ("" when the check holds) and the call's record; the check's Results
+    are added to ``sink`` where given."""
     __tracebackhide__ = True
     values = as_tuple(inputs)
     check_inputs(values)
@@ -212,7 +234,7 @@ def _outcome(kind: str, func: Callable[..., Any], inputs: Any, keys: dict[str, A
                                   current_test(), "no real output: nothing to differentiate")
     refuse_reads_by_identity(func, values, output, positions, name)
     return _gradients(kind, func, call, (values, output, positions), keys, settings, after,
-                      started)
+                      started, sink)
 
 
 NO_GRAPH = "no output requires grad, yet an output changes with the inputs"
@@ -220,11 +242,14 @@ NO_GRAPH = "no output requires grad, yet an output changes with the inputs"
 
 def _gradients(kind: str, func: Callable[..., Any], call: Arguments,
                first: tuple[Any, Any, Any], keys: dict[str, Any], settings: _Settings,
-               after: Callable[..., str] | None, started: float) -> tuple[str, DropinCall]:
+               after: Callable[..., str] | None, started: float,
+               sink: list[Result] | None = None) -> tuple[str, DropinCall]:
     """The check proper: the failure text ("" when it holds) and the call's record."""
     __tracebackhide__ = True
     name = function_name(func)
     results = _run(kind, call, keys, settings, name)
+    if sink is not None:
+        sink.extend(results)
     failed = [r for r in results if r.status not in ("pass", "skip")]
     text = "\n\n".join(_report(kind, name, call, r) for r in failed)
     if not failed and after is not None:
@@ -296,15 +321,20 @@ def _report(kind: str, name: str, call: Arguments, result: Result) -> str:
     nothing about a case file the test author never wrote."""
     from gradcheck_lab.doors.render import failure_text
 
-    notes = [note.replace("(write output: to check the forward too)",
-                          "(the forward itself is not checked, as in torch's gradcheck)")
-                 .replace("the impl's forward", f"{name}'s forward") for note in result.notes]
+    notes = dropin_notes(result.notes, name)
     header = f"{kind}({name})"
     if result.status == "error":
         message = result.message.split(": ", 2)[-1] if result.message.startswith("<") else \
             result.message
         return f"{header}: {message}"
     return failure_text(dataclasses.replace(result, notes=notes), header=header)
+
+
+def dropin_notes(notes: list[str], name: str) -> list[str]:
+    """A check's notes in the terms of a caller who wrote no case file."""
+    return [note.replace("(write output: to check the forward too)",
+                         "(the forward itself is not checked, as in torch's gradcheck)")
+            .replace("the impl's forward", f"{name}'s forward") for note in notes]
 
 
 def _record(kind: str, name: str, results: list[Result], seconds: float,

@@ -12,7 +12,6 @@ subclasses, sparse or meta tensors.
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import time
 from collections.abc import Iterator
@@ -100,7 +99,7 @@ class Recorder:
             record = self.records[cls] = FunctionRecord(qualified_name(cls), cls)
         record.seen += 1
         try:
-            signature = _signature(args, kwargs)
+            signature = signature_of(args, kwargs)
             if signature in record.signatures or len(record.signatures) >= MAX_SIGNATURES:
                 return  # most calls repeat one already looked at
             record.signatures.add(signature)
@@ -114,7 +113,7 @@ class Recorder:
         if refusal:
             _count(record, refusal)
             return
-        elements = sum(t.numel() for t in _tensors((args, kwargs)))
+        elements = element_count((args, kwargs))
         if elements > self.max_call_elements:
             _count(record, f"over {self.max_call_elements:,} elements")
             return
@@ -141,54 +140,24 @@ class Recorder:
                                  _copied(kwargs), wanted, elements, signature, current_test()))
         kept.sort(key=lambda call: call.elements)
 
-    def export(self) -> bytes:
-        """The kept calls as bytes (what an xdist worker sends its controller); a call whose
-        arguments cannot be pickled is left out, counted under its class."""
-        import io
-        import pickle
-
-        import torch
-
-        sent = []
-        for record in self.records.values():
-            calls = []
-            for call in record.calls:
-                try:
-                    pickle.dumps((call.args, call.kwargs, call.signature))
-                except Exception as exc:
-                    _count(record, f"not sent from the xdist worker: {type(exc).__name__}")
-                    continue
-                calls.append(dataclasses.replace(call, cls=None))  # the class by its name
-            sent.append((record.cls.__module__, record.cls.__qualname__,
-                         dataclasses.replace(record, cls=None, calls=calls)))
-        buffer = io.BytesIO()
-        torch.save((self.seconds, sent), buffer)
-        return buffer.getvalue()
-
-    def merge(self, data: bytes) -> None:
-        """Add the calls another process kept (``export``), within the same budgets."""
-        import io
-
-        import torch
-
-        seconds, sent = torch.load(io.BytesIO(data), weights_only=False)
-        self.seconds += seconds
-        for module, qualname, record in sent:
-            cls = _class_named(module, qualname)
-            if cls is None:
-                continue
-            mine = self.records.setdefault(cls, FunctionRecord(record.function, cls))
+    def add(self, records: Any) -> None:
+        """Another process's records (an xdist worker's, a recorded command's) merged in: the
+        counts added, each class's smallest distinct calls kept within the budget."""
+        for record in records:
+            mine = self.records.setdefault(record.cls,
+                                           FunctionRecord(record.function, record.cls))
             mine.seen += record.seen
-            for reason, n in record.refused.items():
-                mine.refused[reason] = mine.refused.get(reason, 0) + n
+            for reason, count in record.refused.items():
+                mine.refused[reason] = mine.refused.get(reason, 0) + count
             for call in record.calls:
                 if all(c.signature != call.signature for c in mine.calls):
-                    mine.calls.append(dataclasses.replace(call, cls=cls))
+                    mine.calls.append(call)
             mine.calls.sort(key=lambda call: call.elements)
             del mine.calls[self.calls_per_class:]
 
 
-def _class_named(module: str, qualname: str) -> type | None:
+def class_named(module: str, qualname: str) -> type | None:
+    """The class ``qualname`` of ``module``, imported; None where it is not found."""
     import importlib
 
     try:
@@ -229,6 +198,11 @@ def _tensors(value: Any, depth: int = 0) -> Iterator[Any]:
             yield from _tensors(item, depth + 1)
 
 
+def element_count(value: Any) -> int:
+    """Elements of every tensor in ``value`` (arguments, nested up to 4 deep)."""
+    return sum(t.numel() for t in _tensors(value))
+
+
 def _unreplayable(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     """Why a call cannot be replayed from copies ('' when it can)."""
     import torch
@@ -246,7 +220,7 @@ def _unreplayable(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     return ""
 
 
-def _signature(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+def signature_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
     """What tells two calls apart: tensors by shape, dtype and requires_grad, constants by
     value, anything else by type (a hashable tuple: looked up on every call)."""
     import torch

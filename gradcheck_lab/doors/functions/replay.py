@@ -9,14 +9,18 @@ where the Function accepts float64 (a forward that raises on it is a skip that s
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from gradcheck_lab.doors.dropin.arguments import parameter_names
+from gradcheck_lab.doors.functions.intent import excluded
 from gradcheck_lab.doors.functions.recorder import RecordedCall
+from gradcheck_lab.results import Result
 
 REPLAY_DTYPES = ("float64",)  # checked beside the recorded precision
 
@@ -129,3 +133,65 @@ def _at(value: Any, dtype: Any) -> Any:
 def checkable(call: RecordedCall) -> bool:
     """Whether the call has a floating or complex tensor to differentiate."""
     return bool(_differentiated(call)[0])
+
+
+def recording_results(path: Path, memory: int | None,
+                      seconds: float | None) -> Iterator[Result]:
+    """Every call of a recording (``gradcheck-lab record``'s file) checked at each of its
+    dtypes, as Results named ``module.Class.apply[call N]``; a file or Function entry that
+    cannot be read is one error Result."""
+    from gradcheck_lab.doors.functions.recording_file import RecordingError, read
+
+    label = str(path)
+    try:
+        recording = read(path)
+    except RecordingError as exc:
+        yield _single(path.name, label, None, None, "error", str(exc))
+        return
+    for problem in recording.problems:
+        yield _single(path.name, label, None, None, "error", problem)
+    if not recording.records and not recording.problems:
+        yield _single(path.name, label, None, None, "error", f"{label}: functions: no "
+                      "custom Function call was recorded (nothing to check)")
+    for record in sorted(recording.records, key=lambda r: r.function):
+        reason = excluded(record.cls, {})
+        if reason is not None:
+            yield _single(f"{record.function}.apply", label, None, None, "skip",
+                          f"excluded: {reason}")
+            continue
+        for number, call in enumerate(record.calls, start=1):
+            if not checkable(call):
+                continue
+            for dtype in dtypes_to_check(call):
+                case = f"{record.function}.apply[call {number}]"
+                yield from call_results(call, case, label, dtype, memory, seconds)
+
+
+def call_results(call: RecordedCall, case: str, file: str, dtype: str, memory: int | None,
+                 seconds: float | None) -> list[Result]:
+    """One recorded call checked at ``dtype``: the check's Results, renamed ``case``."""
+    from gradcheck_lab.doors.dropin.check import dropin_notes, results_of
+
+    func, inputs = replayable(call, dtype)
+    device = inputs[0].device.type
+    try:
+        func(*inputs)
+    except Exception as exc:  # the Function's forward refuses this dtype
+        return [_single(case, file, dtype, device, "skip", f"{call.function} does not run in "
+                                                             f"{dtype}: {type(exc).__name__}: "
+                                                             f"{exc}"[:300])]
+    try:
+        found, record = results_of(func, inputs, memory=memory, seconds=seconds)
+    except Exception as exc:  # a budget, a refusal: not a verdict on the gradient
+        return [_single(case, file, dtype, device, "error", f"{type(exc).__name__}: {exc}")]
+    if not found:  # ended before the oracles ran: a NaN input, nothing to check
+        return [_single(case, file, dtype, device, record.status, record.caught)]
+    return [dataclasses.replace(result, case=case, file=file, line=None,
+                                notes=dropin_notes(result.notes, func.__name__))
+            for result in found]
+
+
+def _single(case: str, file: str, dtype: str | None, device: str | None, status: str,
+            message: str) -> Result:
+    return Result(case=case, file=file, line=None, dtype=dtype, device=device, status=status,
+                  message=message)
