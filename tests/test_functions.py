@@ -160,7 +160,7 @@ def test_the_flag_finds_all_five_checks_four_and_fails_the_planted_bug(
     copy_suite(pytester)
     monkeypatch.setenv("GRADCHECK_LAB_PLANTED", "1")
     plain = pytester.runpytest("-p", "no:cacheprovider", "-rA")
-    plain.assert_outcomes(passed=5)  # the suite's own tests never see the bug
+    plain.assert_outcomes(passed=6)  # the suite's own tests never see the bug
     flagged = pytester.runpytest("-p", "no:cacheprovider", "-rA", "--gradcheck-functions")
     seen = outcomes(flagged)
     own = {k: v for k, v in seen.items() if k.startswith("test_sparklib.py")}
@@ -190,7 +190,7 @@ def test_the_mended_suite_passes_every_check(pytester: pytest.Pytester,
     copy_suite(pytester)
     monkeypatch.setenv("GRADCHECK_LAB_PLANTED", "0")
     pytester.runpytest("-p", "no:cacheprovider", "--gradcheck-functions").assert_outcomes(
-        passed=5 + 7, skipped=1)
+        passed=6 + 7, skipped=1)
 
 
 def test_an_ini_exclusion_and_k_select_among_the_checks(pytester: pytest.Pytester,
@@ -224,7 +224,7 @@ def test_under_xdist_the_workers_recordings_are_checked_once(
     monkeypatch.setenv("GRADCHECK_LAB_PLANTED", "1")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2",
                                            "--gradcheck-functions")
-    result.assert_outcomes(passed=5 + 5, failed=2, skipped=1)
+    result.assert_outcomes(passed=6 + 5, failed=2, skipped=1)
     assert "5 custom Function(s) found, 4 checked" in result.stdout.str()
 
 
@@ -271,7 +271,7 @@ class _Payload:
     ({"format": "gradcheck-lab recorded calls", "version": 1, "functions": [
         {"module": "os;rm -rf", "qualname": "x", "calls": []}]}, "functions[0].module"),
     ({"format": "gradcheck-lab recorded calls", "version": 1, "functions": [
-        {"module": "os.path", "qualname": "join", "calls": []}]}, "functions[0]"),
+        {"module": "torch", "qualname": "save", "calls": []}]}, "functions[0]"),
     ({"format": "gradcheck-lab recorded calls", "version": 1, "functions": [
         {"module": Square.__module__, "qualname": "Square", "calls": [
             {"args": [1.0], "kwargs": {}, "wanted": [0], "test": ""}]}]},
@@ -289,7 +289,7 @@ def test_a_hostile_recording_is_one_error_naming_the_file_and_key(
     if isinstance(content, bytes):
         path.write_bytes(content)
     elif content == "pickle":
-        path.write_bytes(pickle.dumps(_Payload()))
+        path.write_bytes(pickle.dumps(_Payload(), protocol=2))
     else:
         torch.save(content, path)
     (result,) = list(recording_results(path, None, None))
@@ -331,7 +331,7 @@ def test_record_runs_a_command_recording_every_process_and_run_checks_the_file(
          sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_sparklib.py"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert recorded_run.returncode == 0, recorded_run.stdout + recorded_run.stderr
-    assert "5 passed" in recorded_run.stdout
+    assert "6 passed" in recorded_run.stdout
     assert "5 call(s) of 5 custom Function(s) recorded to calls.gradcheck-calls" in \
         recorded_run.stderr
     assert (tmp_path / "their_site_ran").exists()
@@ -346,3 +346,25 @@ def test_record_runs_a_command_recording_every_process_and_run_checks_the_file(
             result["status"])
     assert by_case == {"Cube": {"fail"}, "LogSumExp": {"pass"}, "ScaledProductAndSum": {"pass"},
                        "Softsign": {"pass"}, "Spike": {"skip"}}
+
+
+def test_functions_and_modules_named_in_the_ini_key_are_recorded_and_checked(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    copy_suite(pytester)
+    monkeypatch.setenv("GRADCHECK_LAB_PLANTED", "0")
+    pytester.makeini("[pytest]\ngradcheck_functions = true\ngradcheck_functions_include =\n"
+                     "    sparklib.ops.smooth_abs\n    sparklib.ops.Gate\n")
+    result = pytester.runpytest("-p", "no:cacheprovider", "-k", "smooth or gate")
+    checks = {k: v for k, v in outcomes(result).items() if k.startswith("gradcheck::")}
+    assert checks == {"gradcheck::sparklib.ops.smooth_abs[call 1, float64]": "PASSED",
+                      "gradcheck::sparklib.ops.Gate.forward[call 1, float64]": "PASSED"}
+
+
+def test_a_name_that_is_not_a_function_or_module_is_a_usage_error(
+        pytester: pytest.Pytester) -> None:
+    copy_suite(pytester)
+    pytester.makeini("[pytest]\ngradcheck_functions = true\ngradcheck_functions_include =\n"
+                     "    sparklib.ops.no_such_thing\n")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.stderr.fnmatch_lines(["*gradcheck_functions_include: sparklib.ops.no_such_thing: "
+                                 "no_such_thing not found*"])

@@ -96,6 +96,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "gradcheck_functions_exclude", type="linelist", default=None,
         help="gradcheck-lab: 'module.Class: reason' lines: Functions whose backward is not "
              "meant to be their forward's derivative (surrogate gradients), not checked")
+    parser.addini(
+        "gradcheck_functions_include", type="linelist", default=None,
+        help="gradcheck-lab: dotted names of functions or nn.Module subclasses whose calls "
+             "--gradcheck-functions records and checks as well (module.function, "
+             "module.Class)")
     group.addoption(
         "--gradcheck-functions", action="store_true", default=None,
         dest="gradcheck_functions",
@@ -327,8 +332,10 @@ def _install_functions(config: pytest.Config, settings: Any) -> None:
                                       "gradcheck_functions_exclude")
     except ValueError as exc:
         raise pytest.UsageError(f"gradcheck-lab: {exc}") from None
+    include = [name.strip() for name in config.getini("gradcheck_functions_include") or []
+               if name.strip()]
     config.pluginmanager.register(FunctionsSession(exclusions, settings.case_memory,
-                                                   settings.case_timeout),
+                                                   settings.case_timeout, include),
                                   "gradcheck-functions")
 
 

@@ -19,6 +19,7 @@ from gradcheck_lab.doors.functions.recorder import (
     FunctionRecord,
     RecordedCall,
     Recorder,
+    entry_name,
     source_location,
 )
 from gradcheck_lab.doors.functions.replay import Replay, checkable, dtypes_to_check, replay
@@ -32,16 +33,26 @@ class FunctionsSession:
     """The plugin object ``--gradcheck-functions`` registers (one per session)."""
 
     def __init__(self, exclusions: dict[str, str], memory: int | None,
-                 seconds: float | None) -> None:
+                 seconds: float | None, include: list[str] | None = None) -> None:
         self.exclusions = exclusions
         self.memory, self.seconds = memory, seconds
         self.recorder = Recorder()
         self.recorder.install()
+        self.include = list(include or [])  # watched once the test modules are imported
         self.replays: list[tuple[str, Replay]] = []
         self.ran = False
         self.workers = False  # calls came from xdist workers
         self.suite_seconds = 0.0  # the suite's own tests, recording on
         self.lost: list[str] = []  # workers' Functions the controller could not read
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        from gradcheck_lab.doors.functions.watched import WatchError
+
+        try:
+            self.recorder.watch(self.include)
+        except WatchError as exc:
+            raise pytest.UsageError(f"gradcheck-lab: gradcheck_functions_include: {exc}") \
+                from None
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtestloop(self, session: pytest.Session) -> Any:
@@ -72,15 +83,13 @@ class FunctionsSession:
             reason = excluded(record.cls, self.exclusions)
             if reason is not None:
                 items.append(ExcludedItem.from_parent(
-                    parent, name=f"{record.function}.apply[excluded]", record=record,
+                    parent, name=f"{entry_name(record.cls)}[excluded]", record=record,
                     reason=reason))
                 continue
-            for number, call in enumerate(record.calls, start=1):
-                if not checkable(call):
-                    continue
+            for number, call in enumerate(filter(checkable, record.calls), start=1):
                 for dtype in dtypes_to_check(call):
                     items.append(FunctionCheckItem.from_parent(
-                        parent, name=f"{record.function}.apply[call {number}, {dtype}]",
+                        parent, name=f"{entry_name(record.cls)}[call {number}, {dtype}]",
                         call=call, dtype=dtype, plugin=self))
         return items
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +65,7 @@ class Recorder:
         self.records: dict[type, FunctionRecord] = {}
         self.seconds = 0.0  # spent recording: what the flag adds to the suite's own run
         self._original: Any = None
+        self._undo: list[Callable[[], None]] = []  # of watch()
 
     def install(self) -> None:
         import torch
@@ -82,19 +83,37 @@ class Recorder:
 
         function_class.apply = classmethod(apply)  # type: ignore[method-assign,assignment]
 
+    def watch(self, names: list[str]) -> None:
+        """Also record calls of the functions and nn.Module subclasses ``names`` (dotted);
+        WatchError names one that is neither."""
+        from gradcheck_lab.doors.functions.watched import watch
+
+        def observe(key: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            started = time.perf_counter()
+            self.observe(key, args, kwargs, watched=True)
+            self.seconds += time.perf_counter() - started
+
+        for name in names:
+            self._undo += watch(name, observe)
+
     def uninstall(self) -> None:
         import torch
 
         if self._original is not None:
             torch.autograd.Function.apply = self._original  # type: ignore[method-assign]
             self._original = None
+        while self._undo:
+            self._undo.pop()()
 
-    def observe(self, cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        """Keep this call if it is new and within the budgets; never raises."""
+    def observe(self, cls: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+                watched: bool = False) -> None:
+        """Keep this call of ``cls`` (a Function subclass, or a watched function) if it is new
+        and within the budgets; never raises."""
         record = self.records.get(cls)
         if record is None:
             module = getattr(cls, "__module__", "") or ""
-            if module.split(".")[0] in _NOT_RECORDED or len(self.records) >= MAX_CLASSES:
+            if (module.split(".")[0] in _NOT_RECORDED and not watched) or \
+                    len(self.records) >= MAX_CLASSES:
                 return
             record = self.records[cls] = FunctionRecord(qualified_name(cls), cls)
         record.seen += 1
@@ -156,8 +175,9 @@ class Recorder:
             del mine.calls[self.calls_per_class:]
 
 
-def class_named(module: str, qualname: str) -> type | None:
-    """The class ``qualname`` of ``module``, imported; None where it is not found."""
+def class_named(module: str, qualname: str) -> Any:
+    """The class (or function) ``qualname`` of ``module``, imported; None where it is not
+    found."""
     import importlib
 
     try:
@@ -166,11 +186,29 @@ def class_named(module: str, qualname: str) -> type | None:
             found = getattr(found, part)
     except Exception:  # a class made inside a function: not found again by its name
         return None
-    return found if isinstance(found, type) else None
+    return found if isinstance(found, type) or inspect.isfunction(found) else None
 
 
-def qualified_name(cls: type) -> str:
+def qualified_name(cls: Any) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def is_function_class(key: Any) -> bool:
+    """Whether a record's key is a torch.autograd.Function subclass (else a watched callable:
+    a function, or a module class's forward)."""
+    import torch
+
+    return isinstance(key, type) and issubclass(key, torch.autograd.Function)
+
+
+def entry_point(key: Any) -> Callable[..., Any]:
+    """What a recorded call is replayed through: a Function's ``apply``, or the callable."""
+    return key.apply if is_function_class(key) else key
+
+
+def entry_name(key: Any) -> str:
+    """``mylib.ops.Cube.apply``, ``mylib.ops.fused_gelu``, ``mylib.nn.Block.forward``."""
+    return f"{qualified_name(key)}.apply" if is_function_class(key) else qualified_name(key)
 
 
 def source_location(cls: type) -> tuple[str, int]:

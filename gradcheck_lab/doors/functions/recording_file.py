@@ -1,4 +1,4 @@
-"""Recorded Function calls as a file: what ``gradcheck-lab record -- COMMAND`` writes and
+"""Recorded custom Function calls as a file: what ``gradcheck-lab record -- COMMAND`` writes and
 ``gradcheck-lab run FILE.gradcheck-calls`` checks.
 
 The file is read as data, never as code: ``torch.load(weights_only=True)`` of plain values
@@ -25,6 +25,7 @@ from gradcheck_lab.doors.functions.recorder import (
     Recorder,
     class_named,
     element_count,
+    is_function_class,
     signature_of,
 )
 
@@ -98,6 +99,8 @@ def to_bytes(records: Any, seconds: float = 0.0) -> bytes:
 
     functions = []
     for record in records:
+        if not is_function_class(record.cls):  # a watched function: checked under pytest only
+            continue
         calls = []
         for call in record.calls:
             problem = _plain_problem((call.args, call.kwargs))
@@ -208,9 +211,9 @@ def _record(entry: Any, where: str) -> FunctionRecord:
         if not isinstance(value, str) or not _DOTTED.match(value) or len(value) > 300:
             raise RecordingError(f"{where}.{key}: expected a dotted Python name")
     cls = class_named(module, qualname)
-    import torch
-
-    if cls is None or not issubclass(cls, torch.autograd.Function):
+    # A Function subclass only: its calls go through apply to its own forward. A plain
+    # function named by a file could be anything importable (torch.save of a path).
+    if cls is None or not is_function_class(cls):
         raise RecordingError(f"{where}: {module}.{qualname} is not an importable "
                              "torch.autograd.Function subclass here")
     record = FunctionRecord(f"{module}.{qualname}", cls)

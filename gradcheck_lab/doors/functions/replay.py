@@ -19,7 +19,7 @@ from typing import Any
 
 from gradcheck_lab.doors.dropin.arguments import parameter_names
 from gradcheck_lab.doors.functions.intent import excluded
-from gradcheck_lab.doors.functions.recorder import RecordedCall
+from gradcheck_lab.doors.functions.recorder import RecordedCall, entry_name, entry_point
 from gradcheck_lab.results import Result
 
 REPLAY_DTYPES = ("float64",)  # checked beside the recorded precision
@@ -88,20 +88,20 @@ def replayable(call: RecordedCall, dtype: str) -> tuple[Callable[..., Any], tupl
     args = [_at(value, target) for value in call.args]
     kwargs = {key: _at(value, target) for key, value in call.kwargs.items()}
     inputs = tuple(args[p].detach().clone().requires_grad_(True) for p in positions)
-    cls = call.cls
+    target = entry_point(call.cls)
 
     def func(*tensors: Any) -> Any:
         given = list(args)
         for position, tensor in zip(positions, tensors, strict=True):
             given[position] = tensor
-        output = cls.apply(*given, **kwargs)  # type: ignore[attr-defined]
+        output = target(*given, **kwargs)
         if isinstance(output, (tuple, list)):  # a None output (a support size not computed)
             return tuple(o for o in output if isinstance(o, torch.Tensor))
         return output
 
-    func.__name__ = func.__qualname__ = f"{call.function.rsplit('.', 1)[-1]}.apply"
+    func.__name__ = func.__qualname__ = ".".join(entry_name(call.cls).split(".")[-2:])
     # The forward's own parameter names, so that the report names x and y, not tensors0.
-    names = parameter_names(cls.apply, len(args))  # type: ignore[attr-defined]
+    names = parameter_names(target, len(args))
     func.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [inspect.Parameter(names[p], inspect.Parameter.POSITIONAL_ONLY) for p in positions])
     return func, inputs
@@ -156,14 +156,18 @@ def recording_results(path: Path, memory: int | None,
     for record in sorted(recording.records, key=lambda r: r.function):
         reason = excluded(record.cls, {})
         if reason is not None:
-            yield _single(f"{record.function}.apply", label, None, None, "skip",
+            yield _single(entry_name(record.cls), label, None, None, "skip",
                           f"excluded: {reason}")
             continue
-        for number, call in enumerate(record.calls, start=1):
-            if not checkable(call):
-                continue
+        checked = [call for call in record.calls if checkable(call)]
+        if not checked:
+            why = ", ".join(f"{n} x {reason}" for reason, n in record.refused.items())
+            yield _single(entry_name(record.cls), label, None, None, "skip",
+                          f"no call to check ({record.seen} seen"
+                          + (f": {why})" if why else ")"))
+        for number, call in enumerate(checked, start=1):
             for dtype in dtypes_to_check(call):
-                case = f"{record.function}.apply[call {number}]"
+                case = f"{entry_name(record.cls)}[call {number}]"
                 yield from call_results(call, case, label, dtype, memory, seconds)
 
 

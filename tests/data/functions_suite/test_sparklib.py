@@ -38,3 +38,12 @@ def test_cube_value():
     assert out.tolist() == [8.0, -1.0]
     out.sum().backward()  # the gradient is used, never checked
     assert x.grad is not None
+
+
+def test_smooth_abs_and_gate():
+    from sparklib.ops import Gate, smooth_abs
+
+    x = torch.tensor([-2.0, 0.5], dtype=torch.float64, requires_grad=True)
+    assert smooth_abs(x).min().item() > 0
+    gate = Gate(2).double()
+    assert gate(x).shape == (2,)

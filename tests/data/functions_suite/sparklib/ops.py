@@ -88,3 +88,19 @@ class Cube(torch.autograd.Function):
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
         return grad * (2 if PLANTED else 3) * x ** 2
+
+
+def smooth_abs(x, eps=1e-3):
+    """A plain function (no custom Function): recorded only when named in the ini key."""
+    return torch.sqrt(x * x + eps)
+
+
+class Gate(torch.nn.Module):
+    """A module, recorded only when named in the ini key."""
+
+    def __init__(self, features):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(features))
+
+    def forward(self, x):
+        return torch.sigmoid(self.scale * x) * x
