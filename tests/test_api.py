@@ -145,6 +145,14 @@ def test_run_file_returns_one_passing_result_for_r144(monkeypatch: pytest.Monkey
     assert result.to_json()["counts"]["gradient_elements"] == 3
 
 
+def test_run_file_raises_on_a_missing_path_saying_where_it_looked(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the README's example run outside the repository
+    with pytest.raises(FileNotFoundError, match=r"no such case file: cases/r144\.yaml \("
+                                                 r"relative paths are read from "):
+        gradcheck_lab.run_file("cases/r144.yaml")
+
+
 def test_run_file_keeps_going_past_a_broken_case(tmp_path: Path) -> None:
     path = tmp_path / "two.yaml"
     path.write_text("cases:\n  - name: good\n    inputs: {x: 2.0}\n    output: x * x\n"

@@ -159,3 +159,22 @@ def test_constants_are_names_in_expressions_at_their_binary_value() -> None:
     (result,) = check("sum(x * k)", {"x": [1.0, 2.0]}, constants={"k": 0.1},
                       expect={"grad": {"x": [0.1, 0.1]}})
     assert result.status == "pass", result.message
+
+
+def test_constants_are_usable_as_keyword_values() -> None:
+    # layer_norm(x, eps=eps) with eps a constant: the keyword takes the constant's value, as
+    # an impl with that eps agrees with the spec and one with torch's default does not.
+    import torch
+    import torch.nn.functional as F
+
+    def with_eps(eps: float) -> Any:
+        return lambda x, **constants: (F.softmax(F.layer_norm(x, (3,), eps=eps), dim=1)
+                                       * x).sum()
+
+    inputs = {"x": [[0.5, -1.0, 2.0], [1.5, 0.25, -0.75]]}
+    spec = "sum(softmax(layer_norm(x, eps=eps), dim=d) * x)"
+    statuses = [check(spec, inputs, impl=with_eps(eps), constants={"eps": 0.5, "d": 1},
+                      dtypes=["float64"])[0].status for eps in (0.5, 1e-5)]
+    assert statuses == ["pass", "fail"]
+    with pytest.raises(CaseError, match=r"softmax\(\): dim= needs an integer"):
+        check("sum(softmax(x, dim=d))", inputs, constants={"d": 1.5})

@@ -64,6 +64,7 @@ def test_the_plugin_is_active_in_pytester_runs_through_its_entry_point(
         pytester: pytest.Pytester) -> None:
     plugins = {entry.value for entry in entry_points(group="pytest11")}
     assert "gradcheck_lab.pytest_plugin" in plugins
+    (pytester.path / "cases").mkdir()
     result = pytester.runpytest("--collect-only")  # no -p gradcheck_lab.pytest_plugin
     result.stdout.fnmatch_lines(["gradcheck-lab *: case paths */cases"])
 
@@ -619,3 +620,10 @@ def test_the_worker_starts_after_collection_when_an_impl_case_is_to_run(
         workers = [pid for name, pid in seen[0]
                    if name == "gradcheck-lab-worker" and pid not in before]
         assert bool(workers) == started
+
+
+def test_no_header_line_names_case_paths_that_do_not_exist(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_plain="def test_one():\n    assert True\n")
+    result = pytester.runpytest()  # not -q: the header is printed
+    result.assert_outcomes(passed=1)
+    assert "case paths" not in result.stdout.str()

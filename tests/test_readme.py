@@ -76,8 +76,8 @@ def test_python_api_example_runs_as_a_test_file(tmp_path: Path) -> None:
     test_file = tmp_path / "test_readme_example.py"
     test_file.write_text(example, encoding="utf-8")
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           str(test_file)], cwd=REPO, capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout + done.stderr
+                           str(test_file)], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr  # from any directory
     assert "2 passed" in done.stdout
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
@@ -78,8 +79,11 @@ class ExprLimits:
 
 
 
-def parse_expression(text: str, limits: ExprLimits = ExprLimits()) -> Expr:
-    """Parse one expression of the case language; raises SpecError with a column offset."""
+def parse_expression(text: str, limits: ExprLimits = ExprLimits(),
+                     constants: Mapping[str, Fraction] | None = None) -> Expr:
+    """Parse one expression of the case language; raises SpecError with a column offset.
+    ``constants`` (a case's ``constants:``) may also stand for a keyword's number
+    (``layer_norm(x, eps=eps)``)."""
     if len(text) > limits.max_length:
         raise SpecError(f"expression is {len(text)} characters long (limit {limits.max_length})")
     if not text.strip():
@@ -105,14 +109,16 @@ def parse_expression(text: str, limits: ExprLimits = ExprLimits()) -> Expr:
         raise SpecError("expression is nested too deeply or is not text") from None
     # Column offsets are reported for one-line expressions only.
     shift = None if multiline else len(text) - len(text.lstrip())
-    return _Builder(source, limits, shift).build(tree.body, 0)
+    return _Builder(source, limits, shift, constants or {}).build(tree.body, 0)
 
 
 class _Builder:
-    def __init__(self, text: str, limits: ExprLimits, shift: int | None) -> None:
+    def __init__(self, text: str, limits: ExprLimits, shift: int | None,
+                 constants: Mapping[str, Fraction]) -> None:
         self.text = text
         self.limits = limits
         self.shift = shift
+        self.constants = constants
         self.nodes = 0
 
     def fail(self, message: str, node: ast.AST | None = None) -> SpecError:
@@ -402,6 +408,9 @@ class _Builder:
         sign = 1
         if isinstance(item, ast.UnaryOp) and isinstance(item.op, ast.USub):
             sign, item = -1, item.operand
+        named = self.named(item)
+        if named is not None and named.denominator == 1 and abs(named) < 2**31:
+            return sign * int(named)
         if (isinstance(item, ast.Constant) and isinstance(item.value, int)
                 and not isinstance(item.value, bool) and abs(item.value) < 2**31):
             return sign * item.value
@@ -411,12 +420,19 @@ class _Builder:
         sign = 1.0
         if isinstance(item, ast.UnaryOp) and isinstance(item.op, (ast.USub, ast.UAdd)):
             sign, item = (-1.0 if isinstance(item.op, ast.USub) else 1.0), item.operand
+        named = self.named(item)
+        if named is not None:
+            return sign * float(named)
         if isinstance(item, ast.Constant) and not isinstance(item.value, bool) and isinstance(
                 item.value, (int, float)):
             value = float(self.constant(item))
             if math.isfinite(value):
                 return sign * value
         raise self.fail(f"{op_name}(): {param.name}= needs a number", item)
+
+    def named(self, item: ast.AST) -> Fraction | None:
+        """A ``constants:`` name's number, where ``item`` is one."""
+        return self.constants.get(item.id) if isinstance(item, ast.Name) else None
 
     def string_value(self, op_name: str, param: Param, item: ast.AST) -> str:
         accepted = ", ".join(repr(choice) for choice in param.choices)

@@ -350,7 +350,7 @@ class _CaseBuilder:
                    add: Callable[[Any], int]) -> int:
         try:
             expr = (Const(text, 0) if isinstance(text, Fraction)
-                    else parse_expression(text, self.limits.expr))
+                    else parse_expression(text, self.limits.expr, builder.constants))
             return add(expr)
         except SpecError as exc:
             raise self.error(path, exc.message, exc.offset) from None

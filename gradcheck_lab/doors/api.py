@@ -82,13 +82,20 @@ def run_file(path: str | Path, **settings: Any) -> list[Result]:
     problem; a spec without user code runs in this process under the time budget (Unix, main
     thread). The worker is started by the first call that needs one and reused by the next
     (stopped at exit). ``case_timeout=None`` runs everything in this process without budgets
-    (to step into an impl with a debugger, or to see what a test monkeypatched)."""
+    (to step into an impl with a debugger, or to see what a test monkeypatched).
+
+    A path that does not exist raises FileNotFoundError (a relative path is read from the
+    working directory); a file that exists but cannot be read or parsed is an error Result,
+    as on the command line."""
     from gradcheck_lab.casefile import load_file
     from gradcheck_lab.run.files import run_file_cases, shared_isolation
     from gradcheck_lab.settings import DEFAULT_CASE_TIMEOUT, Settings
 
     run_settings = Settings.from_mapping({"case_timeout": DEFAULT_CASE_TIMEOUT, **settings},
                                          str(path))
+    if not Path(path).exists():  # a typo or the wrong directory: not a verdict about a case
+        raise FileNotFoundError(f"run_file: no such case file: {path} (relative paths are "
+                                f"read from {Path.cwd()})")
     with shared_isolation(run_settings) as isolation:
         return list(run_file_cases(load_file(Path(path)), run_settings, isolation))
 

@@ -435,10 +435,15 @@ def pytest_report_teststatus(report: pytest.TestReport,
     return ("passed", ".", f"PASSED ({text})") if text else None
 
 
-def pytest_report_header(config: pytest.Config) -> str:
+def pytest_report_header(config: pytest.Config) -> str | None:
+    """The case paths that exist, or nothing: a project that installs gradcheck-lab for its
+    drop-in or its API has no cases/ folder to be told about."""
     from gradcheck_lab.version import __version__
 
-    paths = ", ".join(str(p) for p in _case_paths(config))
+    existing = [p for p in _case_paths(config) if p.exists()]
+    if not existing:
+        return None
+    paths = ", ".join(str(p) for p in existing)
     return f"gradcheck-lab {__version__}: case paths {paths}"
 
 
