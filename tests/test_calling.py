@@ -164,11 +164,10 @@ def test_constants_are_names_in_expressions_at_their_binary_value() -> None:
 def test_constants_are_usable_as_keyword_values() -> None:
     # layer_norm(x, eps=eps) with eps a constant: the keyword takes the constant's value, as
     # an impl with that eps agrees with the spec and one with torch's default does not.
-    import torch
-    import torch.nn.functional as F
+    from torch.nn.functional import layer_norm, softmax
 
     def with_eps(eps: float) -> Any:
-        return lambda x, **constants: (F.softmax(F.layer_norm(x, (3,), eps=eps), dim=1)
+        return lambda x, **constants: (softmax(layer_norm(x, (3,), eps=eps), dim=1)
                                        * x).sum()
 
     inputs = {"x": [[0.5, -1.0, 2.0], [1.5, 0.25, -0.75]]}
