@@ -79,6 +79,34 @@ def test_rule_sweep_matches_exact_elementwise_sympy(output: str, inputs: dict) -
                                        atol=256 * EPS64 * scale)
 
 
+
+@pytest.mark.parametrize("output", [
+    "sum(clamp(x, min=0) ** 0.5)", "sum(relu(x) ** 0.5)", "sum(maximum(x, 0.0) ** 0.5)",
+    "sum(hardtanh(x, min_val=0.0, max_val=9.0) ** 0.5)", "sum(relu6(x) ** 0.5)",
+    "sum(where(x > 0, x, 0.0) ** 0.5)",
+])
+def test_an_infinite_slope_behind_a_flat_op_is_zero_in_the_sweep_as_in_sympy(
+        output: str) -> None:
+    # Where clamp (relu, maximum, where) is flat the composite is constant: the gradient is
+    # 0, though pow's slope at the clamped 0 is infinite (entmax's bisection: 0·inf = nan
+    # made the sweep the odd one out of a correct backward).
+    case = case_from({"inputs": {"x": [-1.0, 2.0, -0.5]}, "output": output})
+    point, probes = oracle_inputs(case)
+    exact = symbolic.gradients(case.program, point, probes, mode="exact")
+    swept = symbolic.gradients(case.program, point, probes, mode="sweep")
+    for k in range(len(probes)):
+        np.testing.assert_array_equal(swept.per_probe[k]["x"], exact.per_probe[k]["x"])
+    assert swept.per_probe[0]["x"][0] == 0.0
+
+
+def test_an_isolated_zero_slope_still_makes_an_infinite_one_undefined() -> None:
+    # x**2 has slope 0 at 0 only at that point: sqrt(x**2) = |x| has a kink there, and the
+    # sweep keeps 0·inf undefined rather than calling it 0.
+    case = case_from({"inputs": {"x": [0.0, 2.0]}, "output": "sum(sqrt(x ** 2))"})
+    point, probes = oracle_inputs(case)
+    swept = symbolic.gradients(case.program, point, probes, mode="sweep")
+    assert np.isnan(swept.per_probe[0]["x"][0])
+
 @pytest.mark.slow
 def test_symbolic_oracle_never_imports_torch(tmp_path: Path) -> None:
     script = """

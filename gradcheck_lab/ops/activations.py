@@ -152,12 +152,13 @@ ACTIVATIONS = [
         lambda a, min_val, max_val: np.clip(a, min_val, max_val), _functional("hardtanh"),
         params=_BOUNDS, check=_hardtanh_check,
         kinks=lambda a, min_val, max_val: (a == min_val) | (a == max_val),
-        kink_where="at min_val and max_val", group="activation",
+        kink_where="at min_val and max_val", group="activation", zero_slope_is_flat=True,
         doc="x clipped to [min_val, max_val]"),
     elementwise(
         "relu6", 1, lambda sp, s: _clip_sympy(sp, s, 0, 6), lambda a: np.clip(a, 0.0, 6.0),
         _functional("relu6"), kinks=_at(0.0, 6.0), kink_where="at 0 and 6",
-        flat_at_zero=True, group="activation", doc="x clipped to [0, 6]"),
+        flat_at_zero=True, zero_slope_is_flat=True, group="activation",
+        doc="x clipped to [0, 6]"),
     elementwise(
         "hardsigmoid", 1,
         lambda sp, s: _clip_sympy(sp, s / 6 + sp.Rational(1, 2), 0, 1),
@@ -166,7 +167,7 @@ ACTIVATIONS = [
         # float64 (torch 2.13: 0.16666667163, 3e-8 off, twice float64's tolerance), and a
         # spec's lowering must not be what fails. relu6's backward is exact.
         lambda t, a: t.nn.functional.relu6(a + 3.0) / 6.0,
-        kinks=_at(-3.0, 3.0), kink_where="at ±3", flat_at_zero=True,
+        kinks=_at(-3.0, 3.0), kink_where="at ±3", flat_at_zero=True, zero_slope_is_flat=True,
         smooth_range=(-2.5, 2.5), group="activation", doc="x / 6 + 1/2 clipped to [0, 1]"),
     elementwise(
         "hardswish", 1,

@@ -73,6 +73,7 @@ WHERE = elementwise(
     "where", 3, lambda sp, c, a, b: sp.Piecewise((a, c), (b, True)),
     lambda c, a, b: np.where(c, a, b), _where_torch, returns="promote",
     bool_args=frozenset({0}), arg_names=("condition", "input", "other"), group="condition",
+    zero_slope_is_flat=True,
     doc="input where condition holds, other elsewhere (condition: a comparison)")
 
 
@@ -130,6 +131,7 @@ CLAMP = elementwise(
     "clamp", 3, _clamp_sympy, _clamp_numpy, _clamp_torch, returns="promote", min_arity=1,
     arg_names=("input", "min", "max"), kinks=_clamp_kinks, kink_where="at min and max",
     check=_clamp_check, torch_scalar_args=frozenset({1, 2}), flat_at_zero=False,
+    zero_slope_is_flat=True,
     group="condition", doc="min(max(input, min), max); min or max may be left out; "
     "either may be a tensor")
 

@@ -175,7 +175,7 @@ FUNCTIONS = [
     # value at 0 is 1/2; the kink at 0 is reported instead of compared.
     _elementwise("relu", 1, lambda sp, s: sp.Piecewise((s, s > 0), (0, True)),
                  lambda a: np.maximum(a, 0.0), lambda t, a: t.relu(a),
-                 kinks=lambda a: a == 0, flat_at_zero=True),
+                 kinks=lambda a: a == 0, flat_at_zero=True, zero_slope_is_flat=True),
     _elementwise("abs", 1, lambda sp, s: sp.Abs(s), np.abs, lambda t, a: t.abs(a),
                  kinks=lambda a: a == 0),
     _elementwise("asin", 1, lambda sp, s: sp.asin(s), np.arcsin, lambda t, a: t.asin(a),
@@ -207,18 +207,21 @@ FUNCTIONS = [
     _elementwise("erfc", 1, lambda sp, s: sp.erfc(s), erfc, lambda t, a: t.erfc(a)),
     # Steps: derivative 0 wherever it exists; where it does not (a jump) is a kink.
     _elementwise("sign", 1, lambda sp, s: sp.Piecewise((1, s > 0), (-1, s < 0), (0, True)),
-                 np.sign, lambda t, a: t.sign(a), kinks=lambda a: a == 0),
+                 np.sign, lambda t, a: t.sign(a), kinks=lambda a: a == 0, zero_slope_is_flat=True),
     _elementwise("floor", 1, lambda sp, s: sp.floor(s), np.floor, lambda t, a: t.floor(a),
-                 kinks=lambda a: a == np.floor(a), kink_where="at an integer"),
+                 kinks=lambda a: a == np.floor(a), kink_where="at an integer",
+                 zero_slope_is_flat=True),
     _elementwise("ceil", 1, lambda sp, s: sp.ceiling(s), np.ceil, lambda t, a: t.ceil(a),
-                 kinks=lambda a: a == np.floor(a), kink_where="at an integer"),
+                 kinks=lambda a: a == np.floor(a), kink_where="at an integer",
+                 zero_slope_is_flat=True),
     # torch.round rounds half to even, as numpy; sympy's floor(s + 1/2) differs only at the
     # halves, which are kinks and never compared.
     _elementwise("round", 1, lambda sp, s: sp.floor(s + sp.Rational(1, 2)), np.round,
                  lambda t, a: t.round(a), kinks=lambda a: a - np.floor(a) == 0.5,
-                 kink_where="at a half-integer"),
+                 kink_where="at a half-integer", zero_slope_is_flat=True),
     _elementwise("trunc", 1, lambda sp, s: _trunc(sp, s), np.trunc, lambda t, a: t.trunc(a),
-                 kinks=lambda a: a == np.floor(a), kink_where="at an integer"),
+                 kinks=lambda a: a == np.floor(a), kink_where="at an integer",
+                 zero_slope_is_flat=True),
     # torch.frac keeps the sign: x - trunc(x), not x - floor(x).
     _elementwise("frac", 1, lambda sp, s: s - _trunc(sp, s), lambda a: a - np.trunc(a),
                  lambda t, a: t.frac(a), kinks=lambda a: a == np.floor(a),
@@ -253,8 +256,8 @@ BINARY = [
                  kink_where="where input / other is whole"),
     _elementwise("maximum", 2, lambda sp, a, b: sp.Piecewise((a, a > b), (b, True)),
                  np.maximum, lambda t, a, b: t.maximum(a, b), kinks=lambda a, b: a == b,
-                 kink_where="at a tie"),
+                 kink_where="at a tie", zero_slope_is_flat=True),
     _elementwise("minimum", 2, lambda sp, a, b: sp.Piecewise((a, a < b), (b, True)),
                  np.minimum, lambda t, a, b: t.minimum(a, b), kinks=lambda a, b: a == b,
-                 kink_where="at a tie"),
+                 kink_where="at a tie", zero_slope_is_flat=True),
 ]

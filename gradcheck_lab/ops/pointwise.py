@@ -53,6 +53,7 @@ def elementwise(
     fold: FoldRule | None = None,
     exact_limit: Callable[[Sequence[ArgInfo]], str | None] | None = None,
     flat_at_zero: bool = False,
+    zero_slope_is_flat: bool = False,
     smooth_range: tuple[float, float] = (-2.0, 2.0),
     torch_scalar_args: frozenset[int] = frozenset(),
     check: Callable[[Params], None] | None = None,
@@ -74,7 +75,11 @@ def elementwise(
     from, where that is larger than |f'(x)|: torch's sigmoid' is y·(1 - y), 0 at y = 1
     where the exact value is 4e-18, and its rounding is relative to y, not to the result.
     ``check(keywords)`` refuses keyword values the op cannot take (a SpecError), when the
-    case is loaded.
+    case is loaded. ``zero_slope_is_flat``: a partial is exactly 0 only where the op does not
+    depend on that argument near the point (clamp beyond a bound, the unselected side of
+    maximum, a step), so an infinite cotangent there still gives 0 (pow's infinite slope at
+    0 behind a clamp: the composite is constant), where a smooth op's isolated 0 (x² at 0)
+    keeps 0·inf undefined.
 
     Integer and bool operands mix with real ones as torch promotes them (``returns``, see
     ``ops.base.RESULT_KINDS``); a "bool" op (a comparison) has no derivative at all; the
@@ -87,7 +92,7 @@ def elementwise(
         return broadcast_shapes(*(a.shape for a in args))
 
     vjp, vjp_magnitude = _vjp_rules(lambda params: op.rule(params), returns != "bool",
-                                    limits, derivative_terms)
+                                    limits, derivative_terms, zero_slope_is_flat)
     if min_arity is not None:
         params = (*params, Param(GIVEN, "dims", hidden=True))
     op = Op(
@@ -112,7 +117,8 @@ def elementwise(
 
 def _vjp_rules(rule: Callable[[Params], ElementwiseRule], differentiable: bool,
                limits: Callable[..., None] | None,
-               derivative_terms: Callable[..., np.ndarray] | None) -> tuple[VjpRule, VjpRule]:
+               derivative_terms: Callable[..., np.ndarray] | None,
+               zero_slope_is_flat: bool = False) -> tuple[VjpRule, VjpRule]:
     """The VJP and its magnitude rule, by the chain rule over the derived partials (a
     comparison has none: its arguments get no gradient through it)."""
 
@@ -120,14 +126,15 @@ def _vjp_rules(rule: Callable[[Params], ElementwiseRule], differentiable: bool,
             needs: Sequence[bool]) -> list[np.ndarray | None]:
         if not differentiable:
             return [None] * len(args)
-        return _chain_rule(rule(params), g, args, needs, params, limits, None)
+        return _chain_rule(rule(params), g, args, needs, params, limits, None,
+                           zero_slope_is_flat)
 
     def vjp_magnitude(g: np.ndarray, args: Sequence[np.ndarray], out: np.ndarray,
                       params: Params, needs: Sequence[bool]) -> list[np.ndarray | None]:
         if not differentiable:
             return [None] * len(args)
         return _chain_rule(rule(params), g, args, needs, params, limits,
-                           derivative_terms or _no_terms)
+                           derivative_terms or _no_terms, zero_slope_is_flat)
 
     return vjp, vjp_magnitude
 
@@ -199,7 +206,8 @@ def _no_terms(*args: np.ndarray, **keywords: Any) -> float:
 
 def _chain_rule(rule: ElementwiseRule, g: np.ndarray, args: Sequence[np.ndarray],
                 needs: Sequence[bool], params: Params, limits: Callable[..., None] | None,
-                terms: Callable[..., np.ndarray | float] | None) -> list[np.ndarray | None]:
+                terms: Callable[..., np.ndarray | float] | None,
+                zero_slope_is_flat: bool = False) -> list[np.ndarray | None]:
     """g times each needed partial derivative, summed back over broadcast dims. ``terms``
     given: the magnitude rule instead, |g| times the larger of |f'| and ``terms(*args)``."""
     grads: list[np.ndarray | None] = []
@@ -217,6 +225,8 @@ def _chain_rule(rule: ElementwiseRule, g: np.ndarray, args: Sequence[np.ndarray]
             # term is 0, even where the local slope is infinite (sqrt at 0 behind a clamp
             # that a gather then skips), not 0·inf.
             term = np.where(g == 0, 0.0, term)
+            if zero_slope_is_flat:  # the op is constant in this argument here
+                term = np.where(local == 0, 0.0, term)
             grads.append(unbroadcast(term, np.shape(arg)))
     return grads
 
