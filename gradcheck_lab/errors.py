@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class GradcheckLabError(Exception):
     """Base class of every error gradcheck-lab raises on purpose."""
@@ -12,7 +14,7 @@ class CaseError(GradcheckLabError):
 
     def __init__(
         self, file: str, line: int | None, key: str, message: str, column: int | None = None,
-        case: str | None = None,
+        case: str | None = None, also: Sequence[CaseError] = (),
     ) -> None:
         self.case = case  # the case's name, when the problem is inside one named case
         self.file = file
@@ -20,7 +22,13 @@ class CaseError(GradcheckLabError):
         self.key = key
         self.message = message
         self.column = column
-        super().__init__(self.render())
+        # Further problems found at once (every schema problem of a case): each its own line.
+        self.also = list(also)
+        super().__init__("\n".join(self.lines()))
+
+    def lines(self) -> list[str]:
+        """This problem's line, then one line for each further problem."""
+        return [self.render(), *(other.render() for other in self.also)]
 
     def render(self) -> str:
         """One line, always: messages that carry line breaks (from a library) are folded,

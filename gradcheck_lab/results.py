@@ -85,6 +85,9 @@ class Result:
     timings: dict[str, dict[str, Any]] | None = None  # forward/backward, with --timings
     # The smallest planted relative errors the check catches, with --sensitivity.
     sensitivity: dict[str, Any] | None = None
+    # An error's further problems, found at once with the one in ``message`` (every schema
+    # problem of a case): a line each, in the same ``file:line: key: message`` form.
+    problems: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         # Names, paths and messages come from case files: every front door (the terminal,
@@ -95,6 +98,7 @@ class Result:
         self.device = None if self.device is None else visible(self.device)
         self.notes = [visible(note) for note in self.notes]
         self.diagnoses = [visible(diagnosis) for diagnosis in self.diagnoses]
+        self.problems = [visible(problem) for problem in self.problems]
         self.oracles = {key: visible(value) for key, value in self.oracles.items()}
 
     @property
@@ -129,6 +133,8 @@ class Result:
             data["timings"] = self.timings
         if self.sensitivity is not None:
             data["sensitivity"] = self.sensitivity
+        if self.problems:
+            data["problems"] = list(self.problems)
         return json_safe(data)
 
 

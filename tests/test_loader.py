@@ -620,3 +620,47 @@ def test_load_file_takes_a_path_as_text_too(write_case, monkeypatch) -> None:
     monkeypatch.chdir(path.parent)
     (case,) = load_file("texted.yaml")
     assert case.name == "texted" and case.file == "texted.yaml"
+
+
+BAD_FOUR = """name: bad
+inputs:
+  x: {shape: [3], init: randn, sed: 1}
+  w: {shape: [3], init: randn, requires_grad: maybe}
+output: sum(x * w)
+tolerence: {rtol: 1e-3}
+dtypes: [float65]
+"""
+BAD_FOUR_LINES = [":3: inputs.x.sed: unknown key 'sed' (did you mean 'seed'?)",
+                  ":4: inputs.w.requires_grad:",
+                  ":6: tolerence: unknown key 'tolerence' (did you mean 'tolerance'?)",
+                  ":7: dtypes[0]: expected 'float64', 'float32', 'float16' or 'bfloat16'"]
+
+
+def test_every_schema_problem_of_a_case_is_said_at_once_a_line_each(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from gradcheck_lab.doors.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD_FOUR)
+    (error,) = load_file(bad)
+    lines = error.lines()
+    assert len(lines) == 4
+    for line, expected in zip(lines, BAD_FOUR_LINES, strict=True):
+        assert line.startswith(str(bad)) and expected in line, line
+    report = tmp_path / "out.json"
+    main(["run", str(bad), "--json", str(report)])
+    shown = [line.strip() for line in capsys.readouterr().out.splitlines()]
+    assert sum(any(e in line for e in BAD_FOUR_LINES) for line in shown) == 4
+    (result,) = json.loads(report.read_text())["results"]
+    assert [result["message"], *result["problems"]] == lines
+
+
+def test_every_schema_problem_is_in_the_pytest_failure(pytester: pytest.Pytester) -> None:
+    (pytester.path / "cases").mkdir()
+    (pytester.path / "cases" / "bad.yaml").write_text(BAD_FOUR)
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    text = result.stdout.str()
+    assert all(expected in text for expected in BAD_FOUR_LINES)

@@ -269,10 +269,10 @@ class _CaseBuilder:
             problems.append((order, path + ((missing,) if missing else ()),
                              _message(problem, missing, _keys_at(data, path[:-1]))))
         problems.sort(key=lambda item: item[0])
-        _, path, message = problems[0]
-        if len(problems) > 1:
-            message += f" (and {len(problems) - 1} more problem(s) in this case)"
-        return self.error(path, message)
+        errors = [self.error(path, message) for _, path, message in problems]
+        first = errors[0]
+        first.also = errors[1:]  # every problem at once, each on its own line
+        return first
 
     # -- building -------------------------------------------------------------------------
     def placeholder_output(self, model: CaseModel, builder: ProgramBuilder,

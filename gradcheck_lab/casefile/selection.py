@@ -40,7 +40,7 @@ def select_case(path_spec: str, limits: LoadLimits | None = None) -> Case:
             raise SelectionError(f"no case named {name!r} in {path} (cases: {listed})")
         item = matches[0]
     if isinstance(item, CaseError):
-        raise SelectionError(item.render())
+        raise SelectionError("\n".join(item.lines()))
     return item
 
 

@@ -733,8 +733,9 @@ class InvalidCaseItem(pytest.Item):
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
                      style: str | None = None) -> Any:
         if isinstance(excinfo.value, CaseFailedError):
-            text = self.error.render()
-            return case_failure(text, self.path, self.error.line, text, tbstyle(self.config))
+            text = "\n".join(self.error.lines())  # every problem at once, a line each
+            return case_failure(text, self.path, self.error.line, self.error.render(),
+                                tbstyle(self.config))
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:

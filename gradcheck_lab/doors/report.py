@@ -53,6 +53,8 @@ class TerminalReport:
                         style="cyan")
         line.append(shown, style="dim" if result.status == "pass" else "")
         self.console.print(line, soft_wrap=True)
+        for problem in result.problems:  # every problem found at once, each its own line
+            self.console.print(Text(f"      {problem}"), soft_wrap=True)
         if result.sensitivity is not None:
             from gradcheck_lab.diagnose.sensitivity import describe
 

@@ -196,7 +196,8 @@ if hasattr(os, "register_at_fork"):  # a forked child has no worker of its own y
 def error_result(error: CaseError) -> Result:
     """A case (or file) that could not be parsed: dtype and device are null."""
     return Result(case=error.case or Path(error.file).stem, file=error.file, line=error.line,
-                  dtype=None, device=None, status="error", message=error.render())
+                  dtype=None, device=None, status="error", message=error.render(),
+                  problems=[other.render() for other in error.also])
 
 
 def _path_error(path: Path, message: str) -> Result:
