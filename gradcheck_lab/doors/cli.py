@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(commands)
     _add_single_case_commands(commands)
     _add_record(commands)
+    parser.set_defaults(commands=commands.choices)  # for a subcommand's own usage errors
     return parser
 
 
@@ -162,6 +163,14 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
                           "gradients)")
     run.add_argument("-v", "--verbose", action="store_true",
                      help="show messages of passing results too")
+    run.add_argument("-q", "--quiet", action="store_true",
+                     help="show only what did not pass, and the counts")
+    run.add_argument("-x", "--exitfirst", action="store_true",
+                     help="stop at the first result that fails or is an error")
+    run.add_argument("-k", dest="keyword", metavar="EXPRESSION",
+                     help="only cases whose FILE::NAME matches, as pytest's -k: substrings, "
+                          "case-insensitive, with and, or, not and parentheses "
+                          "(e.g. -k 'mlp and not order2')")
     run.add_argument("--debug", action="store_true",
                      help="show tracebacks of errors (internal errors above all)")
 
@@ -239,10 +248,20 @@ def _drawing_argument(command: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        return _command(build_parser().parse_args(argv))
+        return _command(parse_arguments(argv))
     except KeyboardInterrupt:  # Ctrl-C outside a run's loop (imports, explain, merge)
         print("gradcheck-lab: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line; an argument no command knows is answered with that command's own
+    usage (``run -q`` mistyped as ``run -Q``), not the top-level one."""
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        args.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
 
 
 def _command(args: argparse.Namespace) -> int:
@@ -404,6 +423,10 @@ def run_command(args: argparse.Namespace) -> int:
         sensitivity=args.sensitivity,
         threads=args.threads,
     )
+    try:
+        keep = case_filter(args.keyword) if args.keyword else None
+    except ValueError as error:
+        return command_line_error(f"-k {args.keyword!r}: {error}")
     unwritable = report_path_problem(args.json) if args.json else None
     if unwritable:
         return command_line_error(f"--json {args.json}: {unwritable}")
@@ -417,18 +440,21 @@ def run_command(args: argparse.Namespace) -> int:
     to_stdout = STDOUT in (str(args.json), str(args.jsonl))
     stream = GuardedStream(sys.stderr if to_stdout else sys.stdout)
     report = TerminalReport(Console(file=stream, highlight=False, markup=False),
-                            verbose=args.verbose or args.debug)
+                            verbose=args.verbose or args.debug,
+                            quiet=args.quiet and not (args.verbose or args.debug))
     report.header(env)
     results = []
     interrupted = None
     try:
         with report.progress() as advance, _stopped_by_signals():
-            for result in _results(args.paths, settings):
+            for result in _results(args.paths, settings, keep):
                 results.append(result)
                 report.add(result)
                 advance(result)
                 if lines is not None:
                     lines.add(result)
+                if args.exitfirst and not result.ok:
+                    break  # the generator's close ends the worker processes
     except (KeyboardInterrupt, Terminated) as stop:
         # The generator's close ends the worker processes; what finished is reported.
         interrupted = EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED
@@ -436,6 +462,8 @@ def run_command(args: argparse.Namespace) -> int:
         if lines is not None:
             lines.close()
     report.finish(time.perf_counter() - started)
+    if not results and keep is not None:
+        command_line_error(f"no case matches -k {args.keyword!r}")
     if args.json:
         try:
             write_json(args.json, results, env)
@@ -452,7 +480,28 @@ def run_command(args: argparse.Namespace) -> int:
     return exit_status(results)
 
 
-def _results(paths: Sequence[Path], settings: Any) -> Iterator[Any]:
+def case_filter(expression: str) -> Any:
+    """``-k``: pytest's own keyword expressions, matched against a case's FILE::NAME."""
+    try:
+        from _pytest.mark import expression as keywords
+    except ImportError as exc:  # a pytest that moved its private parser
+        raise ValueError(f"this pytest has no keyword expressions ({exc})") from None
+    # pytest 7 raises its ParseError, pytest 8 and 9 SyntaxError.
+    invalid = (SyntaxError, getattr(keywords, "ParseError", SyntaxError))
+    try:
+        compiled = keywords.Expression.compile(expression)
+    except invalid as exc:
+        raise ValueError(str(exc)) from None
+
+    def keep(case: Any) -> bool:
+        ident = f"{case.file}::{case.name}".lower()
+        # pytest 8.3+ hands keyword arguments too (name(key=value)): never a match here.
+        return compiled.evaluate(lambda word, **kwargs: not kwargs and word.lower() in ident)
+
+    return keep
+
+
+def _results(paths: Sequence[Path], settings: Any, keep: Any = None) -> Iterator[Any]:
     """The case files' results, and those of recordings (``gradcheck-lab record``'s files)."""
     from gradcheck_lab.doors.functions.recording_file import SUFFIX
     from gradcheck_lab.run.files import run_paths
@@ -465,7 +514,7 @@ def _results(paths: Sequence[Path], settings: Any) -> Iterator[Any]:
             yield from recording_results(path, settings.case_memory, settings.case_timeout)
     rest = [path for path in paths if not path.name.endswith(SUFFIX)]
     if rest:
-        yield from run_paths(rest, settings)
+        yield from run_paths(rest, settings, keep)
 
 
 class Terminated(Exception):  # noqa: N818 (a signal, as KeyboardInterrupt is)

@@ -20,12 +20,14 @@ from gradcheck_lab.results import STATUSES, Result, summarize
 class TerminalReport:
     """Streams one row per result, then the details of failures and a summary line."""
 
-    def __init__(self, console: Console | None = None, *, verbose: bool = False) -> None:
+    def __init__(self, console: Console | None = None, *, verbose: bool = False,
+                 quiet: bool = False) -> None:
         # Off a terminal (CI logs, pipes) rich assumes 80 columns; tables need more.
         self.console = console or Console(highlight=False, markup=False)
         if not self.console.is_terminal and self.console.width < 120:
             self.console.width = 120
         self.verbose = verbose
+        self.quiet = quiet  # -q: what did not pass, and the counts
         self.results: list[Result] = []
 
     def header(self, environment: dict[str, Any]) -> None:
@@ -38,6 +40,8 @@ class TerminalReport:
         """One line per result; long messages are left to the terminal to wrap, so each
         error stays one line for grep and CI logs."""
         self.results.append(result)
+        if self.quiet and result.status in ("pass", "skip"):
+            return
         where = f"{result.file}:{result.line}" if result.line else result.file
         shown = result.message if result.status != "pass" or self.verbose else where
         margin = margin_text(result.tolerance) if result.status == "pass" and self.verbose else ""
@@ -92,7 +96,7 @@ class TerminalReport:
                 self.failure(result)
             elif result.status == "error" and self.verbose and result.details:
                 self.console.print(Text(result.details, style="dim"))
-        if len(self.results) > 1:
+        if len(self.results) > 1 and not self.quiet:
             self.console.print()
             self.console.print(summary_table(self.results))
         summary = summarize(self.results)

@@ -13,7 +13,7 @@ import atexit
 import contextlib
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from gradcheck_lab.casefile import Case, ImplRef, RunQuota, is_case_file
@@ -57,8 +57,10 @@ def discover(paths: Iterable[Path]) -> tuple[list[Path], list[Result]]:
     return found, problems
 
 
-def run_paths(paths: Iterable[Path], settings: Settings = Settings()) -> Iterator[Result]:
-    """Every case under ``paths``; a ``FILE::NAME`` path checks that one case."""
+def run_paths(paths: Iterable[Path], settings: Settings = Settings(),
+              keep: Callable[[Case], bool] | None = None) -> Iterator[Result]:
+    """Every case under ``paths``; a ``FILE::NAME`` path checks that one case; ``keep``
+    (``run -k``) chooses among the cases (a case that could not be read is always said)."""
     plain, chosen, problems = [], [], []
     for path in paths:
         try:
@@ -75,6 +77,9 @@ def run_paths(paths: Iterable[Path], settings: Settings = Settings()) -> Iterato
     with Isolation(settings) as isolation:
         quota = RunQuota(settings.limits)
         loaded = [quota.load(path, settings.limits) for path in files] + chosen
+        if keep is not None:
+            loaded = [[c for c in items if isinstance(c, CaseError) or keep(c)]
+                      for items in loaded]
         isolation.prepare(case for items in loaded for case in items)
         for items in loaded:
             yield from run_file_cases(items, settings, isolation)
