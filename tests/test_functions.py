@@ -368,3 +368,101 @@ def test_a_name_that_is_not_a_function_or_module_is_a_usage_error(
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.stderr.fnmatch_lines(["*gradcheck_functions_include: sparklib.ops.no_such_thing: "
                                  "no_such_thing not found*"])
+
+
+# What the review of the flag found: the suite's tests unchanged, no false failure.
+
+class WithConfig(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, config):
+        return x * config.scale
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * 2.0, None
+
+
+class Config:
+    scale = 2.0
+
+
+def test_an_object_argument_is_not_kept_alive_by_the_recording() -> None:
+    import gc
+    import weakref
+
+    config = Config()
+    alive = weakref.ref(config)
+    recorder = recorded((WithConfig, (vector(1.0, 2.0), config)))
+    call = recorder.records[WithConfig].calls[0]
+    assert replay(call, "float64", None, None).status == "pass"  # while the object lives
+    del config
+    gc.collect()
+    assert alive() is None
+    gone = replay(call, "float64", None, None)
+    assert gone.status == "skip" and "freed before the check" in gone.text
+
+
+def test_a_tests_torch_function_mode_sees_only_the_functions_own_ops() -> None:
+    from torch.overrides import TorchFunctionMode
+
+    class Counting(TorchFunctionMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.names: list[str] = []
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+            self.names.append(getattr(func, "__name__", str(func)))
+            return func(*args, **(kwargs or {}))
+
+    def ops_seen(recording: bool) -> list[str]:
+        recorder = Recorder()
+        if recording:
+            recorder.install()
+        try:
+            with Counting() as mode:
+                Square.apply(vector(1.0, 2.0), 3.0)
+        finally:
+            recorder.uninstall()
+        return mode.names
+
+    assert ops_seen(recording=True) == ops_seen(recording=False)
+
+
+class SquaredError(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, target):
+        ctx.save_for_backward(x, target)
+        return ((x - target) ** 2).sum()
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, target = ctx.saved_tensors
+        return 2 * grad * (x - target), None  # no gradient for the target, by design
+
+
+def test_a_call_without_grad_checks_only_the_inputs_the_backward_differentiates() -> None:
+    call = recorded((SquaredError, (vector(0.5, 1.5, grad=False),
+                                    vector(1.0, -1.0, grad=False)))).records[SquaredError]
+    result = replay(call.calls[0], "float64", None, None)
+    assert result.status == "pass", result.text
+
+
+FLOAT32_WEIGHT = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+
+
+class Float32Weight(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x @ FLOAT32_WEIGHT
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad @ FLOAT32_WEIGHT.T
+
+
+def test_a_function_that_runs_in_float32_only_is_a_skip_saying_so_not_a_failure() -> None:
+    call = recorded((Float32Weight, (vector(1.0, 2.0, dtype=torch.float32),))).records[
+        Float32Weight].calls[0]
+    results = {dtype: replay(call, dtype, None, None) for dtype in dtypes_to_check(call)}
+    assert {d: r.status for d, r in results.items()} == {"float64": "skip", "float32": "skip"}
+    assert "does not run in float64, which finite differences" in results["float32"].text

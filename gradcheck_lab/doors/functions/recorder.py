@@ -117,12 +117,17 @@ class Recorder:
                 return
             record = self.records[cls] = FunctionRecord(qualified_name(cls), cls)
         record.seen += 1
+        import torch
+
+        # The recorder's own torch calls (attribute reads, isfinite, clone) stay out of a
+        # test's TorchFunctionMode: a test that counts the ops a Function runs sees its own.
         try:
-            signature = signature_of(args, kwargs)
-            if signature in record.signatures or len(record.signatures) >= MAX_SIGNATURES:
-                return  # most calls repeat one already looked at
-            record.signatures.add(signature)
-            self._keep(record, args, kwargs, signature)
+            with torch._C.DisableTorchFunction():
+                signature = signature_of(args, kwargs)
+                if signature in record.signatures or len(record.signatures) >= MAX_SIGNATURES:
+                    return  # most calls repeat one already looked at
+                record.signatures.add(signature)
+                self._keep(record, args, kwargs, signature)
         except Exception as exc:  # recording must never change what the caller's code sees
             _count(record, f"not copied: {type(exc).__name__}: {exc}"[:120])
 
@@ -255,6 +260,8 @@ def _unreplayable(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
             return f"a tensor subclass ({type(tensor).__name__})"
         if tensor.layout != torch.strided or tensor.device.type == "meta":
             return f"a {tensor.layout} tensor on {tensor.device.type}"
+        if tensor.is_cuda and torch.cuda.is_current_stream_capturing():
+            return "called during CUDA graph capture"  # a copy or a check would break it
     return ""
 
 
@@ -275,9 +282,23 @@ def signature_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ..
     return key(args), tuple((name, key(v)) for name, v in sorted(kwargs.items()))
 
 
+class Weak:
+    """An argument held weakly (a config object, a callable): the recording keeps nothing
+    alive that the suite would free; a check whose argument is gone is a skip."""
+
+    def __init__(self, value: Any) -> None:
+        import weakref
+
+        self.ref = weakref.ref(value)
+        self.kind = type(value).__name__
+
+
 def _copied(value: Any) -> Any:
-    """Tensors as detached clones (their requires_grad kept), containers rebuilt, anything
-    else the very object given (a module or a callable argument is shared, not copied)."""
+    """Tensors as detached clones (their requires_grad kept), containers rebuilt, constants
+    as given, a module deep-copied (its parameters as they were at the call), any other
+    object held weakly (``Weak``); a TypeError for one that can be neither."""
+    import copy
+
     import torch
 
     if isinstance(value, torch.Tensor):
@@ -288,4 +309,13 @@ def _copied(value: Any) -> Any:
         return [_copied(v) for v in value]
     if isinstance(value, dict):
         return {k: _copied(v) for k, v in value.items()}
-    return value
+    if isinstance(value, (*_CONSTANTS, torch.dtype, torch.device, torch.Size)):
+        return value
+    if isinstance(value, torch.nn.Module):
+        with torch.no_grad():
+            return copy.deepcopy(value)
+    try:
+        return Weak(value)
+    except TypeError:
+        raise TypeError(f"an argument of type {type(value).__name__} can be neither copied "
+                        "nor held weakly") from None

@@ -19,7 +19,12 @@ from typing import Any
 
 from gradcheck_lab.doors.dropin.arguments import parameter_names
 from gradcheck_lab.doors.functions.intent import excluded
-from gradcheck_lab.doors.functions.recorder import RecordedCall, entry_name, entry_point
+from gradcheck_lab.doors.functions.recorder import (
+    RecordedCall,
+    Weak,
+    entry_name,
+    entry_point,
+)
 from gradcheck_lab.results import Result
 
 REPLAY_DTYPES = ("float64",)  # checked beside the recorded precision
@@ -53,13 +58,10 @@ def replay(call: RecordedCall, dtype: str, memory: int | None,
     from gradcheck_lab.doors.dropin.error import gradcheck_error
 
     started = time.perf_counter()
-    func, inputs = replayable(call, dtype)
-    try:
-        func(*inputs)
-    except Exception as exc:  # the Function's forward refuses this dtype
-        return Replay("skip", f"{call.function} does not run in {dtype}: "
-                              f"{type(exc).__name__}: {exc}"[:300], 0, None,
-                      time.perf_counter() - started)
+    prepared = prepared_call(call, dtype)
+    if isinstance(prepared, str):
+        return Replay("skip", prepared, 0, None, time.perf_counter() - started)
+    func, inputs = prepared
     first = len(CALLS)
     try:
         gradcheck(func, inputs, memory=memory, seconds=seconds)
@@ -78,17 +80,38 @@ def replay(call: RecordedCall, dtype: str, memory: int | None,
                   record.missing if record else None, time.perf_counter() - started)
 
 
+def prepared_call(call: RecordedCall,
+                  dtype: str) -> tuple[Callable[..., Any], tuple[Any, ...]] | str:
+    """``replayable(call, dtype)`` where the Function runs at ``dtype`` and in float64 (what
+    finite differences and the traced spec evaluate it in); else why not, a skip's reason."""
+    try:
+        func, inputs = replayable(call, dtype)
+        func(*inputs)
+    except ArgumentGone as gone:
+        return str(gone)
+    except Exception as exc:  # the Function's forward refuses this dtype
+        return f"{call.function} does not run in {dtype}: {type(exc).__name__}: {exc}"[:300]
+    if dtype != "float64":
+        try:
+            wide, wide_inputs = replayable(call, "float64")
+            wide(*wide_inputs)
+        except Exception as exc:
+            return (f"{call.function} does not run in float64, which finite differences and "
+                    f"the traced spec evaluate it in ({type(exc).__name__}: {exc}"[:280] + ")")
+    return func, inputs
+
+
 def replayable(call: RecordedCall, dtype: str) -> tuple[Callable[..., Any], tuple[Any, ...]]:
     """A function of the differentiated tensors that calls the Function with the rest of the
     recorded arguments, and those tensors, fresh copies at ``dtype`` that require grad."""
     import torch
 
-    target = getattr(torch, dtype)
-    positions, _ = _differentiated(call)
-    args = [_at(value, target) for value in call.args]
-    kwargs = {key: _at(value, target) for key, value in call.kwargs.items()}
-    inputs = tuple(args[p].detach().clone().requires_grad_(True) for p in positions)
+    precision = getattr(torch, dtype)
+    args = [_at(value, precision) for value in call.args]
+    kwargs = {key: _at(value, precision) for key, value in call.kwargs.items()}
     target = entry_point(call.cls)
+    positions = _differentiated(call)[0] if call.wanted else _connected(target, args, kwargs)
+    inputs = tuple(args[p].detach().clone().requires_grad_(True) for p in positions)
 
     def func(*tensors: Any) -> Any:
         given = list(args)
@@ -117,8 +140,15 @@ def _differentiated(call: RecordedCall) -> tuple[tuple[int, ...], list[Any]]:
     return positions, [call.args[p] for p in positions]
 
 
+class ArgumentGone(Exception):  # noqa: N818 (a reason to skip, not a failure)
+    """An argument the recording held weakly was freed before the check."""
+
+
 def _at(value: Any, dtype: Any) -> Any:
-    """Floating tensors at ``dtype`` (complex ones kept), containers rebuilt, the rest as is."""
+    """Floating tensors at ``dtype`` (complex ones kept), a module copy's parameters too,
+    containers rebuilt, an argument held weakly resolved, the rest as is."""
+    import copy
+
     import torch
 
     if isinstance(value, torch.Tensor):
@@ -127,7 +157,40 @@ def _at(value: Any, dtype: Any) -> Any:
         return tuple(_at(v, dtype) for v in value)
     if isinstance(value, list):
         return [_at(v, dtype) for v in value]
+    if isinstance(value, torch.nn.Module):
+        return copy.deepcopy(value).to(dtype)
+    if isinstance(value, Weak):
+        held = value.ref()
+        if held is None:
+            raise ArgumentGone(f"the {value.kind} argument of this call was freed before the "
+                               "check (the recording holds such arguments weakly)")
+        return held
     return value
+
+
+def _connected(target: Callable[..., Any], args: list[Any],
+               kwargs: dict[str, Any]) -> tuple[int, ...]:
+    """Where no tensor required grad at the call: the floating tensor arguments the backward
+    gives a gradient to (a loss's target, a mask, for which it returns None, left out)."""
+    import torch
+
+    floating = [i for i, a in enumerate(args)
+                if isinstance(a, torch.Tensor) and (a.is_floating_point() or a.is_complex())]
+    given = list(args)
+    for i in floating:
+        given[i] = args[i].detach().clone().requires_grad_(True)
+    try:
+        outputs = target(*given, **kwargs)
+        outputs = [o for o in (outputs if isinstance(outputs, (tuple, list)) else [outputs])
+                   if isinstance(o, torch.Tensor) and o.requires_grad]
+        if not outputs:
+            return tuple(floating)
+        total = sum(o.real.sum() if o.is_complex() else o.sum() for o in outputs)
+        grads = torch.autograd.grad(total, [given[i] for i in floating], allow_unused=True)
+    except Exception:  # the check proper says what is wrong with the call
+        return tuple(floating)
+    return tuple(i for i, g in zip(floating, grads, strict=True) if g is not None) or \
+        tuple(floating)
 
 
 def checkable(call: RecordedCall) -> bool:
@@ -176,14 +239,11 @@ def call_results(call: RecordedCall, case: str, file: str, dtype: str, memory: i
     """One recorded call checked at ``dtype``: the check's Results, renamed ``case``."""
     from gradcheck_lab.doors.dropin.check import dropin_notes, results_of
 
-    func, inputs = replayable(call, dtype)
+    prepared = prepared_call(call, dtype)
+    if isinstance(prepared, str):
+        return [_single(case, file, dtype, None, "skip", prepared)]
+    func, inputs = prepared
     device = inputs[0].device.type
-    try:
-        func(*inputs)
-    except Exception as exc:  # the Function's forward refuses this dtype
-        return [_single(case, file, dtype, device, "skip", f"{call.function} does not run in "
-                                                             f"{dtype}: {type(exc).__name__}: "
-                                                             f"{exc}"[:300])]
     try:
         found, record = results_of(func, inputs, memory=memory, seconds=seconds)
     except Exception as exc:  # a budget, a refusal: not a verdict on the gradient
