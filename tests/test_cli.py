@@ -605,3 +605,47 @@ def test_run_file_name_checks_that_one_case(tmp_path: Path,
     (error,) = missing.results
     assert "no case named 'third'" in error["message"] and "(cases: first, second)" in \
         error["message"]
+
+
+def _three_cases(folder: Path) -> Path:
+    folder.mkdir(exist_ok=True)
+    (folder / "alpha.yaml").write_text("inputs: {x: 1.5}\noutput: x * x\n")
+    (folder / "beta.yaml").write_text("inputs: {x: 0.5}\noutput: sin(x)\n")
+    (folder / "broken.yaml").write_text("inputs: {x: 0.5}\noutput: x *\n")
+    return folder
+
+
+def test_run_k_selects_cases_by_pytest_keyword_expressions(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = _three_cases(tmp_path / "cases")
+    report = tmp_path / "out.json"
+    assert main(["run", str(folder), "-k", "alpha or (beta and not gamma)", "--json",
+                 str(report)]) == EXIT_ERROR  # broken.yaml is always said
+    cases = sorted(r["case"] for r in json.loads(report.read_text())["results"])
+    assert cases == ["alpha", "beta", "broken"]
+    assert main(["run", str(folder / "alpha.yaml"), "-k", "beta"]) == EXIT_ERROR
+    assert "no case matches -k 'beta'" in capsys.readouterr().err
+    assert main(["run", str(folder), "-k", "and or"]) == EXIT_ERROR
+    assert "-k 'and or':" in capsys.readouterr().err
+
+
+def test_run_q_shows_only_what_did_not_pass_and_x_stops_at_the_first(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = _three_cases(tmp_path / "cases")
+    main(["run", str(folder), "-q"])
+    out = capsys.readouterr().out
+    assert "PASS" not in out and "ERROR" in out and "summary" not in out
+    assert "2 passed, 0 failed, 1 errors" in out
+    report = tmp_path / "first.json"
+    main(["run", str(folder / "broken.yaml"), str(folder / "alpha.yaml"), "-x", "--json",
+          str(report)])
+    assert [r["case"] for r in json.loads(report.read_text())["results"]] == ["broken"]
+
+
+def test_an_unknown_argument_is_answered_with_the_subcommands_usage(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["run", "cases", "-Q"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: gradcheck-lab run ") and "unrecognized arguments: -Q" in err

@@ -276,6 +276,22 @@ class _Payload:
         {"module": Square.__module__, "qualname": "Square", "calls": [
             {"args": [1.0], "kwargs": {}, "wanted": [0], "test": ""}]}]},
      "functions[0].calls[0].wanted"),
+    ({"format": "gradcheck-lab recorded calls", "version": 1, "functions": [
+        {"module": Square.__module__, "qualname": "Square", "calls": [
+            {"args": [torch.ones(2), 2.0], "kwargs": {}, "wanted": [0, 0], "test": ""}]}]},
+     "functions[0].calls[0].wanted"),
+    ({"format": "gradcheck-lab recorded calls", "version": 1, "functions": [
+        {"module": Square.__module__, "qualname": "Square", "calls": [
+            {"args": [torch.ones(2, dtype=torch.int64), 2.0], "kwargs": {}, "wanted": [0],
+             "test": ""}]}]},
+     "functions[0].calls[0].wanted"),
+    ({"format": "gradcheck-lab recorded calls", "version": 1, "functions": [
+        {"module": Square.__module__, "qualname": "Square", "calls": [
+            {"args": [torch.zeros(1).expand(2**40), 2.0], "kwargs": {}, "wanted": [0],
+             "test": ""}]}]},
+     "functions[0].calls[0].args"),
+    ({"format": "gradcheck-lab recorded calls", "version": 1, "functions": [
+        {"module": "unittest.__main__", "qualname": "main", "calls": []}]}, "functions[0]"),
 ])
 def test_a_hostile_recording_is_one_error_naming_the_file_and_key(
         tmp_path: Path, content: object, key: str) -> None:
@@ -292,10 +308,26 @@ def test_a_hostile_recording_is_one_error_naming_the_file_and_key(
         path.write_bytes(pickle.dumps(_Payload(), protocol=2))
     else:
         torch.save(content, path)
-    (result,) = list(recording_results(path, None, None))
-    assert result.status == "error"
-    assert result.message.startswith(f"{path}: {key}"), result.message
+    results = list(recording_results(path, None, None))
+    assert [r.status for r in results] == ["error"], [r.message for r in results]
+    assert results[0].message.startswith(f"{path}: {key}"), results[0].message
     assert not marker.exists()  # the file's pickle ran no code
+
+
+def test_a_recording_that_unpacks_past_the_size_limit_is_refused_before_loading(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import zipfile
+
+    from gradcheck_lab.doors.functions import recording_file
+    from gradcheck_lab.doors.functions.replay import recording_results
+
+    monkeypatch.setattr(recording_file, "MAX_FILE_BYTES", 10_000)
+    path = tmp_path / "bomb.gradcheck-calls"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as bomb:
+        bomb.writestr("archive/data/0", b"\0" * 1_000_000)  # 1 MB in about 1 KB
+    assert path.stat().st_size < 10_000
+    (result,) = list(recording_results(path, None, None))
+    assert result.status == "error" and "unpacks to 1000000 bytes" in result.message
 
 
 def test_an_empty_recording_is_an_error_not_a_pass(tmp_path: Path) -> None:
@@ -410,7 +442,7 @@ def test_a_tests_torch_function_mode_sees_only_the_functions_own_ops() -> None:
             super().__init__()
             self.names: list[str] = []
 
-        def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        def __torch_function__(self, func, types, args=(), kwargs=None):
             self.names.append(getattr(func, "__name__", str(func)))
             return func(*args, **(kwargs or {}))
 
@@ -466,3 +498,85 @@ def test_a_function_that_runs_in_float32_only_is_a_skip_saying_so_not_a_failure(
     results = {dtype: replay(call, dtype, None, None) for dtype in dtypes_to_check(call)}
     assert {d: r.status for d, r in results.items()} == {"float64": "skip", "float32": "skip"}
     assert "does not run in float64, which finite differences" in results["float32"].text
+
+
+def test_a_projects_own_modifyitems_hook_never_sees_the_check_items(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    copy_suite(pytester)
+    monkeypatch.setenv("GRADCHECK_LAB_PLANTED", "0")
+    pytester.makeconftest("def pytest_collection_modifyitems(items):\n"
+                          "    for item in items:\n"
+                          "        item.function  # a test function's attribute\n")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--gradcheck-functions")
+    result.assert_outcomes(passed=6 + 7, skipped=1)
+
+
+SCRIPT = """import torch
+from sparklib.ops import Cube
+
+
+class Local(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x * 2
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * 2
+
+
+x = torch.tensor([1.5, -0.5], dtype=torch.float64, requires_grad=True)
+(Cube.apply(x) + Local.apply(x)).sum().backward()
+"""
+
+
+@pytest.mark.slow
+def test_record_of_a_script_merges_without_importing_and_says_what_run_cannot_check(
+        tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    shutil.copytree(SUITE / "sparklib", tmp_path / "sparklib")
+    (tmp_path / "script.py").write_text(SCRIPT)
+    env = {**os.environ, "GRADCHECK_LAB_PLANTED": "1"}
+    command = [sys.executable, "-m", "gradcheck_lab", "record", "-o", "r.gradcheck-calls",
+               "--", sys.executable]
+    # A process that never imports torch loads nothing of gradcheck-lab.
+    untouched = subprocess.run(
+        [*command, "-c", "import sys; print('gradcheck_lab' in sys.modules, "
+                         "'numpy' in sys.modules)"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert untouched.stdout.strip() == "False False", untouched.stderr
+    recorded_run = subprocess.run([*command, "script.py"], cwd=tmp_path, env=env,
+                                  capture_output=True, text=True, timeout=300)
+    assert recorded_run.returncode == 0, recorded_run.stderr
+    assert "2 call(s) of 2 custom Function(s)" in recorded_run.stderr
+    assert "__main__.Local: defined in a script run as __main__" in recorded_run.stderr
+    checked = subprocess.run([sys.executable, "-m", "gradcheck_lab", "run",
+                              "r.gradcheck-calls"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert checked.returncode == 2, checked.stdout  # an error: the script's Function
+    assert "sparklib.ops.Cube.apply[call 1]" in checked.stdout
+    assert "x: autograd is the odd one out" in checked.stdout
+    assert "__main__.Local: defined in a script run as __main__" in checked.stdout
+
+
+@pytest.mark.slow
+def test_a_damaged_part_costs_only_that_process_and_the_commands_status_is_kept(
+        tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    shutil.copytree(SUITE / "sparklib", tmp_path / "sparklib")
+    (tmp_path / "script.py").write_text(
+        SCRIPT + "import os, pathlib\n"
+                 "pathlib.Path(os.environ['GRADCHECK_LAB_RECORD_DIR'], "
+                 "'calls-0.gradcheck-calls').write_bytes(b'junk')\nraise SystemExit(3)\n")
+    done = subprocess.run([sys.executable, "-m", "gradcheck_lab", "record", "-o",
+                           "r.gradcheck-calls", "--", sys.executable, "script.py"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 3, done.stderr
+    assert "calls-0.gradcheck-calls: document: not a recording" in done.stderr
+    assert "2 call(s) of 2 custom Function(s)" in done.stderr
+    assert (tmp_path / "r.gradcheck-calls").exists()

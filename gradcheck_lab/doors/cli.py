@@ -161,6 +161,11 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
                      help="also report the smallest relative error, in one element and in all "
                           "elements, each check would have caught (planted into autograd's "
                           "gradients)")
+    _add_run_output_options(run)
+
+
+def _add_run_output_options(run: argparse.ArgumentParser) -> None:
+    """What ``run`` shows and how far it goes: -v, -q, -x, -k, --debug."""
     run.add_argument("-v", "--verbose", action="store_true",
                      help="show messages of passing results too")
     run.add_argument("-q", "--quiet", action="store_true",
@@ -443,24 +448,8 @@ def run_command(args: argparse.Namespace) -> int:
                             verbose=args.verbose or args.debug,
                             quiet=args.quiet and not (args.verbose or args.debug))
     report.header(env)
-    results = []
-    interrupted = None
-    try:
-        with report.progress() as advance, _stopped_by_signals():
-            for result in _results(args.paths, settings, keep):
-                results.append(result)
-                report.add(result)
-                advance(result)
-                if lines is not None:
-                    lines.add(result)
-                if args.exitfirst and not result.ok:
-                    break  # the generator's close ends the worker processes
-    except (KeyboardInterrupt, Terminated) as stop:
-        # The generator's close ends the worker processes; what finished is reported.
-        interrupted = EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED
-    finally:
-        if lines is not None:
-            lines.close()
+    results: list[Any] = []
+    interrupted = _checked(args, settings, keep, report, lines, results)
     report.finish(time.perf_counter() - started)
     if not results and keep is not None:
         command_line_error(f"no case matches -k {args.keyword!r}")
@@ -478,6 +467,29 @@ def run_command(args: argparse.Namespace) -> int:
         return command_line_error("the terminal report's reader closed it early (broken "
                                   "pipe); the results are in --json/--jsonl where given")
     return exit_status(results)
+
+
+def _checked(args: argparse.Namespace, settings: Any, keep: Any, report: Any, lines: Any,
+             results: list[Any]) -> int | None:
+    """The run's loop: each result reported and streamed as it comes, into ``results``; the
+    exit status of a signal that stopped it, or None."""
+    try:
+        with report.progress() as advance, _stopped_by_signals():
+            for result in _results(args.paths, settings, keep):
+                results.append(result)
+                report.add(result)
+                advance(result)
+                if lines is not None:
+                    lines.add(result)
+                if args.exitfirst and not result.ok:
+                    break  # the generator's close ends the worker processes
+    except (KeyboardInterrupt, Terminated) as stop:
+        # The generator's close ends the worker processes; what finished is reported.
+        return EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED
+    finally:
+        if lines is not None:
+            lines.close()
+    return None
 
 
 def case_filter(expression: str) -> Any:

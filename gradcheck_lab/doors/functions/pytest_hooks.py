@@ -66,8 +66,7 @@ class FunctionsSession:
                 or session.shouldfail or session.shouldstop):
             return
         items = self.items(session)
-        session.config.hook.pytest_collection_modifyitems(
-            session=session, config=session.config, items=items)
+        select_like_collected(session, items)
         session.testscollected += len(items)
         self.ran = True
         for index, item in enumerate(items):
@@ -84,13 +83,17 @@ class FunctionsSession:
             if reason is not None:
                 items.append(ExcludedItem.from_parent(
                     parent, name=f"{entry_name(record.cls)}[excluded]", record=record,
-                    reason=reason))
+                    reason=f"excluded: {reason}"))
                 continue
             for number, call in enumerate(filter(checkable, record.calls), start=1):
                 for dtype in dtypes_to_check(call):
                     items.append(FunctionCheckItem.from_parent(
                         parent, name=f"{entry_name(record.cls)}[call {number}, {dtype}]",
                         call=call, dtype=dtype, plugin=self))
+        for number, problem in enumerate(self.lost, start=1):
+            items.append(ExcludedItem.from_parent(
+                parent, name=f"not-checked[{number}]", record=None,
+                reason=f"not checked under xdist: {problem}"))
         return items
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -107,7 +110,8 @@ class FunctionsSession:
         if data:
             from gradcheck_lab.doors.functions.recording_file import from_bytes
 
-            recording = from_bytes(data, f"xdist worker {getattr(node, 'gateway', '')}")
+            worker = getattr(getattr(node, "gateway", None), "id", "?")
+            recording = from_bytes(data, f"xdist worker {worker}")
             self.recorder.add(recording.records)
             self.recorder.seconds += recording.seconds
             self.lost += recording.problems  # a class the controller cannot import by name
@@ -121,7 +125,8 @@ class FunctionsSession:
         for line in summary_lines(records, self.replays, self.exclusions):
             terminalreporter.write_line(line)
         for problem in self.lost:
-            terminalreporter.write_line(f"  not checked: {problem}")
+            terminalreporter.write_line(f"  not checked under xdist (run without -n to check "
+                                        f"it): {problem}")
         if records:
             seen = sum(r.seen for r in records)
             terminalreporter.write_line(
@@ -131,6 +136,26 @@ class FunctionsSession:
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.recorder.uninstall()
+
+
+# The plugins whose collection_modifyitems choose among the check items as among tests: -k
+# and -m (pytest's "mark"), --lf and --ff ("lfplugin"), gradcheck-lab's --gradcheck-shard.
+# Other hooks (a project's conftest reading item.function, stepwise's count) expect the
+# items of collection, which these are not.
+SELECTING_PLUGINS = ("mark", "lfplugin")
+
+
+def select_like_collected(session: pytest.Session, items: list[pytest.Item]) -> None:
+    """Deselect among ``items`` as pytest's own selection options do for collected tests."""
+    import sys
+
+    manager = session.config.pluginmanager
+    ours = {sys.modules.get("gradcheck_lab.pytest_plugin"),
+            sys.modules.get("gradcheck_lab.doors.pytest_plugin")}
+    others = [plugin for name, plugin in manager.list_name_plugin()
+              if plugin is not None and name not in SELECTING_PLUGINS and plugin not in ours]
+    manager.subset_hook_caller("pytest_collection_modifyitems", remove_plugins=others)(
+        session=session, config=session.config, items=items)
 
 
 class RecordedFunctions(pytest.Collector):
@@ -186,19 +211,20 @@ class FunctionCheckItem(pytest.Item):
 
 
 class ExcludedItem(pytest.Item):
-    """A Function declared not to have its forward's derivative as its backward: a skip that
-    says why, so that ``-rs`` lists every exclusion."""
+    """A Function declared not to have its forward's derivative as its backward, or one an
+    xdist worker recorded that the controller cannot check: a skip that says why, so that
+    ``-rs`` lists each."""
 
-    def __init__(self, *, record: FunctionRecord, reason: str, **kwargs: Any) -> None:
+    def __init__(self, *, record: FunctionRecord | None, reason: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         parse_own_id(self)
         self.record, self.reason = record, reason
 
     def runtest(self) -> None:
-        raise _skip_here(f"excluded: {self.reason}")
+        raise _skip_here(self.reason)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        file, line = source_location(self.record.cls)
+        file, line = source_location(self.record.cls) if self.record else ("", None)
         return (Path(file) if file else self.path), line, self.name
 
 

@@ -34,15 +34,18 @@ def record(command: Sequence[str], out: Path) -> int:
             print(f"gradcheck-lab record: {command[0]}: {exc.strerror}", file=sys.stderr)
             return 2
         try:
-            records = recording_file.merge_folder(Path(folder), out)
-        except (OSError, recording_file.RecordingError) as exc:
-            print(f"gradcheck-lab record: {out}: {exc}", file=sys.stderr)
-            return 2
-    calls = sum(len(record.calls) for record in records)
-    print(f"gradcheck-lab record: {calls} call(s) of {len(records)} custom Function(s) "
+            entries, problems = recording_file.merge_folder(Path(folder), out)
+        except OSError as exc:
+            print(f"gradcheck-lab record: {out}: {exc.strerror or exc}", file=sys.stderr)
+            return status or 2
+    for problem in problems:
+        print(f"gradcheck-lab record: {problem}", file=sys.stderr)
+    calls = sum(len(entry["calls"]) for entry in entries)
+    print(f"gradcheck-lab record: {calls} call(s) of {len(entries)} custom Function(s) "
           f"recorded to {out}; check them with: gradcheck-lab run {out}", file=sys.stderr)
-    if not records:
-        print("gradcheck-lab record: no custom torch.autograd.Function was called (a Python "
-              "started with -I or -S, or without gradcheck-lab installed, is not recorded)",
-              file=sys.stderr)
+    if not entries:
+        print("gradcheck-lab record: no custom torch.autograd.Function was called in a Python "
+              "process that recorded (one started with -I or -S, or with its own PYTHONPATH "
+              "that leaves gradcheck-lab's out, or without gradcheck-lab installed, does not "
+              "record)", file=sys.stderr)
     return status

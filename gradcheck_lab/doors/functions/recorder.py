@@ -189,7 +189,7 @@ def class_named(module: str, qualname: str) -> Any:
         found: Any = importlib.import_module(module)
         for part in qualname.split("."):
             found = getattr(found, part)
-    except Exception:  # a class made inside a function: not found again by its name
+    except (Exception, SystemExit):  # not found again by its name; a module that exits
         return None
     return found if isinstance(found, type) or inspect.isfunction(found) else None
 

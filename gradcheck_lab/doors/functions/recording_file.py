@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from gradcheck_lab.doors.functions.recorder import (
+    CALLS_PER_CLASS,
+    MAX_CALL_ELEMENTS,
     FunctionRecord,
     RecordedCall,
     Recorder,
@@ -30,7 +32,7 @@ from gradcheck_lab.doors.functions.recorder import (
 )
 
 __all__ = ["SUFFIX", "Recording", "RecordingError", "from_bytes", "merge_folder", "read",
-           "record_once_torch_loads", "to_bytes", "write"]
+           "start_recording", "to_bytes", "write"]
 
 SUFFIX = ".gradcheck-calls"
 FORMAT = "gradcheck-lab recorded calls"
@@ -44,62 +46,31 @@ class RecordingError(ValueError):
     """A recording file that cannot be read: the message names the file and the key."""
 
 
-def record_once_torch_loads(folder: str) -> None:
-    """Start recording in this process when torch is imported (now, if it already is); write
-    the calls into ``folder`` at exit."""
-    if "torch" in sys.modules:
-        _start(folder)
-        return
-    sys.meta_path.insert(0, _AfterTorch(folder))
-
-
-class _AfterTorch:
-    """A meta path finder that lets torch import as usual, then starts the recorder."""
-
-    def __init__(self, folder: str) -> None:
-        self.folder = folder
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
-        if name != "torch":
-            return None
-        import importlib.util
-
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec("torch")
-        if spec is None or spec.loader is None:
-            return spec
-        loader, folder = spec.loader, self.folder
-        execute = loader.exec_module
-
-        def exec_module(module: Any) -> None:
-            execute(module)
-            _start(folder)
-
-        loader.exec_module = exec_module  # type: ignore[method-assign]
-        return spec
-
-
-def _start(folder: str) -> None:
+def start_recording(folder: str) -> None:
+    """Record this process's custom Function calls from now on; write them into ``folder``
+    at exit (the sitecustomize of ``gradcheck-lab record`` calls this once torch is
+    imported)."""
     recorder = Recorder()
     recorder.install()
-    atexit.register(lambda: (Path(folder) / f"calls-{os.getpid()}{SUFFIX}").write_bytes(
-        to_bytes(recorder.records.values(), recorder.seconds)))
+    atexit.register(lambda: _write_atomically(Path(folder) / f"calls-{os.getpid()}{SUFFIX}",
+                                              to_bytes(recorder.records.values(),
+                                                       recorder.seconds)))
 
 
 def write(records: Any, path: Path) -> None:
     """The records' calls to ``path``, as plain values."""
-    path.write_bytes(to_bytes(records))
+    _write_atomically(path, to_bytes(records))
 
 
 def to_bytes(records: Any, seconds: float = 0.0) -> bytes:
     """The records' calls as the file's bytes (``seconds``: the time spent recording)."""
-    import io
 
-    import torch
 
-    functions = []
+    functions, not_sent = [], []
     for record in records:
         if not is_function_class(record.cls):  # a watched function: checked under pytest only
+            not_sent.append(f"{record.function}: a function named in "
+                            "gradcheck_functions_include is checked without -n only")
             continue
         calls = []
         for call in record.calls:
@@ -112,10 +83,8 @@ def to_bytes(records: Any, seconds: float = 0.0) -> bytes:
                           "wanted": list(call.wanted), "test": call.test})
         functions.append({"module": record.cls.__module__, "qualname": record.cls.__qualname__,
                           "seen": record.seen, "refused": dict(record.refused), "calls": calls})
-    buffer = io.BytesIO()
-    torch.save({"format": FORMAT, "version": VERSION, "functions": functions,
-                "seconds": float(seconds)}, buffer)
-    return buffer.getvalue()
+    return _save({"format": FORMAT, "version": VERSION, "functions": functions,
+                  "seconds": float(seconds), "not_sent": not_sent})
 
 
 def _plain_problem(value: Any, depth: int = 0) -> str:
@@ -136,13 +105,64 @@ def _plain_problem(value: Any, depth: int = 0) -> str:
     return f"an argument of type {type(value).__name__}"
 
 
-def merge_folder(folder: Path, path: Path) -> list[FunctionRecord]:
-    """Every process's calls in ``folder`` as one recording at ``path``."""
-    merged = Recorder()
+def merge_folder(folder: Path, path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every process's calls in ``folder`` as one recording at ``path``, merged as data (no
+    Function's module is imported: a script's or one beside it merges as any other); a part
+    that cannot be read is a problem line, and the others still merge. The merged entries
+    and the problems."""
+    merged: dict[tuple[str, str], dict[str, Any]] = {}
+    problems: list[str] = []
+    seconds = 0.0
     for part in sorted(folder.glob(f"*{SUFFIX}")):
-        merged.add(read(part).records)
-    write(merged.records.values(), path)
-    return list(merged.records.values())
+        try:
+            document = _document(_bytes_of(part), str(part))
+        except RecordingError as exc:  # a process killed while writing its part
+            problems.append(str(exc))
+            continue
+        seconds += document["seconds"]
+        problems += document["not_sent"]
+        for entry in document["functions"]:
+            key = (entry["module"], entry["qualname"])
+            mine = merged.setdefault(key, {**entry, "calls": [], "seen": 0, "refused": {}})
+            mine["seen"] += entry["seen"]
+            for reason, count in entry["refused"].items():
+                mine["refused"][reason] = mine["refused"].get(reason, 0) + count
+            known = {_call_signature(call) for call in mine["calls"]}
+            mine["calls"] += [call for call in entry["calls"]
+                              if _call_signature(call) not in known]
+            mine["calls"].sort(key=lambda call: element_count((call["args"], call["kwargs"])))
+            del mine["calls"][CALLS_PER_CLASS:]
+    for module, qualname in merged:
+        if module == "__main__":
+            problems.append(f"{module}.{qualname}: defined in a script run as __main__, which "
+                            "no later process can import by that name: move it into a module "
+                            "to have it checked")
+    _write_atomically(path, _save({"format": FORMAT, "version": VERSION,
+                                   "functions": list(merged.values()), "seconds": seconds,
+                                   "not_sent": []}))
+    return list(merged.values()), problems
+
+
+def _call_signature(call: dict[str, Any]) -> Any:
+    return signature_of(tuple(call["args"]), call["kwargs"])
+
+
+def _save(document: dict[str, Any]) -> bytes:
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(document, buffer)
+    return buffer.getvalue()
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """``data`` to ``path`` through a temporary beside it: a process killed mid-write leaves
+    no half file under the final name."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
 
 
 @dataclass(frozen=True)
@@ -156,8 +176,13 @@ class Recording:
 
 
 def read(path: Path) -> Recording:
-    """The recording at ``path`` and the seconds spent recording it; RecordingError names the
-    file and key of any problem."""
+    """The recording at ``path``, its Functions imported by name (the working directory
+    first on the import path, as ``python`` would have it); RecordingError names the file
+    and key of a problem with the whole file."""
+    return from_bytes(_bytes_of(path), str(path))
+
+
+def _bytes_of(path: Path) -> bytes:
     import stat
 
     label = str(path)
@@ -168,22 +193,50 @@ def read(path: Path) -> Recording:
         if status.st_size > MAX_FILE_BYTES:
             raise RecordingError(f"{label}: document: file is {status.st_size} bytes (limit "
                                  f"{MAX_FILE_BYTES})")
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
         raise RecordingError(f"{label}: document: cannot read the file: {exc.strerror}") \
             from None
-    return from_bytes(data, label)
 
 
 def from_bytes(data: bytes, label: str) -> Recording:
     """``read`` of bytes already in hand (an xdist worker's), ``label`` naming them."""
+    document = _document(data, label)
+    records, problems = [], list(document["not_sent"])
+    cwd = os.getcwd()
+    added = cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        for i, entry in enumerate(document["functions"]):
+            try:
+                records.append(_record(entry, f"{label}: functions[{i}]"))
+            except RecordingError as exc:  # one Function's entry: the others are still read
+                problems.append(str(exc))
+    finally:
+        if added:
+            sys.path.remove(cwd)
+    return Recording(records, document["seconds"], problems)
+
+
+def _document(data: bytes, label: str) -> dict[str, Any]:
+    """The file's data, every part checked for its shape and size, nothing imported."""
     import io
+    import zipfile
 
     import torch
 
+    try:  # a torch file is a zip: what it unpacks to is bounded before anything is loaded
+        unpacked = sum(info.file_size for info in zipfile.ZipFile(io.BytesIO(data)).infolist())
+    except (zipfile.BadZipFile, ValueError, OSError):
+        raise RecordingError(f"{label}: document: not a recording of gradcheck-lab record "
+                             "(not a torch file)") from None
+    if unpacked > MAX_FILE_BYTES:
+        raise RecordingError(f"{label}: document: unpacks to {unpacked} bytes (limit "
+                             f"{MAX_FILE_BYTES})")
     try:
         document = torch.load(io.BytesIO(data), weights_only=True)
-    except Exception as exc:  # not a torch file, or one holding more than plain data
+    except Exception as exc:  # holding more than plain data, or damaged
         raise RecordingError(f"{label}: document: not a recording of gradcheck-lab record "
                              f"({type(exc).__name__})") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
@@ -192,45 +245,40 @@ def from_bytes(data: bytes, label: str) -> Recording:
         raise RecordingError(f"{label}: version: {document.get('version')!r}, this "
                              f"gradcheck-lab reads version {VERSION}")
     functions, seconds = document.get("functions"), document.get("seconds", 0.0)
-    if not isinstance(functions, list) or not isinstance(seconds, float):
+    not_sent = document.get("not_sent", [])
+    if not isinstance(functions, list) or not isinstance(seconds, float) or not isinstance(
+            not_sent, list) or not all(isinstance(line, str) for line in not_sent):
         raise RecordingError(f"{label}: functions: expected a list")
-    records, problems = [], []
+    checked = []
     for i, entry in enumerate(functions):
-        try:
-            records.append(_record(entry, f"{label}: functions[{i}]"))
-        except RecordingError as exc:  # one Function's entry: the others are still read
-            problems.append(str(exc))
-    return Recording(records, seconds, problems)
+        _check_entry(entry, f"{label}: functions[{i}]")
+        checked.append(entry)
+    return {"functions": checked, "seconds": seconds, "not_sent": list(not_sent)}
 
 
-def _record(entry: Any, where: str) -> FunctionRecord:
+def _check_entry(entry: Any, where: str) -> None:
     if not isinstance(entry, dict):
         raise RecordingError(f"{where}: expected a mapping")
-    module, qualname = entry.get("module"), entry.get("qualname")
-    for key, value in (("module", module), ("qualname", qualname)):
+    for key in ("module", "qualname"):
+        value = entry.get(key)
         if not isinstance(value, str) or not _DOTTED.match(value) or len(value) > 300:
             raise RecordingError(f"{where}.{key}: expected a dotted Python name")
-    cls = class_named(module, qualname)
-    # A Function subclass only: its calls go through apply to its own forward. A plain
-    # function named by a file could be anything importable (torch.save of a path).
-    if cls is None or not is_function_class(cls):
-        raise RecordingError(f"{where}: {module}.{qualname} is not an importable "
-                             "torch.autograd.Function subclass here")
-    record = FunctionRecord(f"{module}.{qualname}", cls)
     seen, refused = entry.get("seen", 0), entry.get("refused", {})
     if not isinstance(seen, int) or not isinstance(refused, dict) or not all(
             isinstance(k, str) and isinstance(v, int) for k, v in refused.items()):
         raise RecordingError(f"{where}: seen/refused: expected a count and counts by reason")
-    record.seen, record.refused = seen, dict(refused)
+    entry.setdefault("seen", 0)
+    entry.setdefault("refused", {})
     calls = entry.get("calls")
     if not isinstance(calls, list):
         raise RecordingError(f"{where}.calls: expected a list")
     for i, call in enumerate(calls):
-        record.calls.append(_call(call, record, f"{where}.calls[{i}]"))
-    return record
+        _check_call(call, f"{where}.calls[{i}]")
 
 
-def _call(entry: Any, record: FunctionRecord, where: str) -> RecordedCall:
+def _check_call(entry: Any, where: str) -> None:
+    import torch
+
     if not isinstance(entry, dict):
         raise RecordingError(f"{where}: expected a mapping")
     args, kwargs = entry.get("args"), entry.get("kwargs")
@@ -240,18 +288,39 @@ def _call(entry: Any, record: FunctionRecord, where: str) -> RecordedCall:
     problem = _plain_problem((args, kwargs))
     if problem:
         raise RecordingError(f"{where}.args: {problem}")
-    if not isinstance(wanted, list) or not all(
+    elements = element_count((args, kwargs))
+    if elements > MAX_CALL_ELEMENTS:
+        raise RecordingError(f"{where}.args: {elements} tensor elements (limit "
+                             f"{MAX_CALL_ELEMENTS})")
+    if not isinstance(wanted, list) or len(set(map(repr, wanted))) != len(wanted) or not all(
             isinstance(p, int) and not isinstance(p, bool) and 0 <= p < len(args)
-            for p in wanted):
-        raise RecordingError(f"{where}.wanted: expected positions of args")
+            and isinstance(args[p], torch.Tensor)
+            and (args[p].is_floating_point() or args[p].is_complex()) for p in wanted):
+        raise RecordingError(f"{where}.wanted: expected distinct positions of floating-point "
+                             "tensors among args")
     if not isinstance(test, str):
         raise RecordingError(f"{where}.test: expected a string")
-    import torch
+    entry.setdefault("test", "")
 
-    for position in wanted:
-        if not isinstance(args[position], torch.Tensor):
-            raise RecordingError(f"{where}.wanted: args[{position}] is not a tensor")
-    elements = element_count((args, kwargs))
-    values = tuple(args)
-    return RecordedCall(record.function, record.cls, values, kwargs, tuple(wanted), elements,
-                        signature_of(values, kwargs), test)
+
+def _record(entry: dict[str, Any], where: str) -> FunctionRecord:
+    """A checked entry with its Function imported by name."""
+    module, qualname = entry["module"], entry["qualname"]
+    if module == "__main__" or module.endswith(".__main__"):
+        raise RecordingError(f"{where}: {module}.{qualname}: defined in a script run as "
+                             "__main__: not importable by name (move it into a module)")
+    cls = class_named(module, qualname)
+    # A Function subclass only: its calls go through apply to its own forward. A plain
+    # function named by a file could be anything importable (torch.save of a path).
+    if cls is None or not is_function_class(cls):
+        raise RecordingError(f"{where}: {module}.{qualname} is not an importable "
+                             "torch.autograd.Function subclass here")
+    record = FunctionRecord(f"{module}.{qualname}", cls)
+    record.seen, record.refused = entry["seen"], dict(entry["refused"])
+    for call in entry["calls"]:
+        values = tuple(call["args"])
+        record.calls.append(RecordedCall(
+            record.function, cls, values, call["kwargs"], tuple(call["wanted"]),
+            element_count((values, call["kwargs"])), signature_of(values, call["kwargs"]),
+            call["test"]))
+    return record
