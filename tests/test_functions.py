@@ -580,3 +580,34 @@ def test_a_damaged_part_costs_only_that_process_and_the_commands_status_is_kept(
     assert "calls-0.gradcheck-calls: document: not a recording" in done.stderr
     assert "2 call(s) of 2 custom Function(s)" in done.stderr
     assert (tmp_path / "r.gradcheck-calls").exists()
+
+
+class DoubleInPlace(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.mark_dirty(x)
+        return x.mul_(2)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * 2
+
+
+def test_a_call_that_raises_is_not_kept_and_an_in_place_function_is_checked() -> None:
+    recorder = Recorder()
+    recorder.install()
+    try:
+        with pytest.raises(TypeError):
+            Square.apply(vector(1.0, 2.0), "not a number")  # the test expects it to raise
+        Square.apply(vector(1.0, 2.0), 3.0)
+        DoubleInPlace.apply(vector(1.0, -2.0, grad=False).clone())
+    finally:
+        recorder.uninstall()
+    assert [c.args[1] for c in recorder.records[Square].calls] == [3.0]
+    (call,) = recorder.records[DoubleInPlace].calls
+    assert replay(call, "float64", None, None).status == "pass"
+
+
+def test_a_subclass_of_an_excluded_function_is_excluded_too() -> None:
+    surrogate = exclude("straight-through")(type("Rounding", (), {}))
+    assert excluded(type("Finer", (surrogate,), {}), {}) == "straight-through"

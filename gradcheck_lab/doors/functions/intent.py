@@ -34,7 +34,7 @@ def excluded(cls: type, configured: dict[str, str]) -> str | None:
     """The reason this Function is excluded (the decorator's, else the ini entry's), or None."""
     from gradcheck_lab.doors.functions.recorder import qualified_name
 
-    reason = cls.__dict__.get(_ATTRIBUTE)
+    reason = getattr(cls, _ATTRIBUTE, None)  # a surrogate's subclass is one too
     if isinstance(reason, str):
         return reason
     name = qualified_name(cls)

@@ -77,9 +77,15 @@ class Recorder:
 
         def apply(cls: type, *args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
-            recorder.observe(cls, args, kwargs)
+            kept = recorder.observe(cls, args, kwargs)
             recorder.seconds += time.perf_counter() - started
-            return original.__func__(cls, *args, **kwargs)
+            if kept is None:
+                return original.__func__(cls, *args, **kwargs)
+            try:
+                return original.__func__(cls, *args, **kwargs)
+            except BaseException:  # a call the test expects to raise is not one to check
+                recorder.forget(cls, kept)
+                raise
 
         function_class.apply = classmethod(apply)  # type: ignore[method-assign,assignment]
 
@@ -88,13 +94,14 @@ class Recorder:
         WatchError names one that is neither."""
         from gradcheck_lab.doors.functions.watched import watch
 
-        def observe(key: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        def observe(key: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             started = time.perf_counter()
-            self.observe(key, args, kwargs, watched=True)
+            kept = self.observe(key, args, kwargs, watched=True)
             self.seconds += time.perf_counter() - started
+            return kept
 
         for name in names:
-            self._undo += watch(name, observe)
+            self._undo += watch(name, observe, self.forget)
 
     def uninstall(self) -> None:
         import torch
@@ -105,16 +112,23 @@ class Recorder:
         while self._undo:
             self._undo.pop()()
 
+    def forget(self, cls: Any, call: RecordedCall) -> None:
+        """Drop a kept call whose forward raised (its signature open again)."""
+        record = self.records.get(cls)
+        if record is not None:
+            record.calls[:] = [kept for kept in record.calls if kept is not call]
+            record.signatures.discard(call.signature)
+
     def observe(self, cls: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
-                watched: bool = False) -> None:
+                watched: bool = False) -> RecordedCall | None:
         """Keep this call of ``cls`` (a Function subclass, or a watched function) if it is new
-        and within the budgets; never raises."""
+        and within the budgets, and return it (None when not kept); never raises."""
         record = self.records.get(cls)
         if record is None:
             module = getattr(cls, "__module__", "") or ""
             if (module.split(".")[0] in _NOT_RECORDED and not watched) or \
                     len(self.records) >= MAX_CLASSES:
-                return
+                return None
             record = self.records[cls] = FunctionRecord(qualified_name(cls), cls)
         record.seen += 1
         import torch
@@ -125,27 +139,28 @@ class Recorder:
             with torch._C.DisableTorchFunction():
                 signature = signature_of(args, kwargs)
                 if signature in record.signatures or len(record.signatures) >= MAX_SIGNATURES:
-                    return  # most calls repeat one already looked at
+                    return None  # most calls repeat one already looked at
                 record.signatures.add(signature)
-                self._keep(record, args, kwargs, signature)
+                return self._keep(record, args, kwargs, signature)
         except Exception as exc:  # recording must never change what the caller's code sees
             _count(record, f"not copied: {type(exc).__name__}: {exc}"[:120])
+            return None
 
     def _keep(self, record: FunctionRecord, args: tuple[Any, ...], kwargs: dict[str, Any],
-              signature: Any) -> None:
+              signature: Any) -> RecordedCall | None:
         refusal = _unreplayable(args, kwargs)
         if refusal:
             _count(record, refusal)
-            return
+            return None
         elements = element_count((args, kwargs))
         if elements > self.max_call_elements:
             _count(record, f"over {self.max_call_elements:,} elements")
-            return
+            return None
         kept = record.calls
         if len(kept) >= self.calls_per_class:
             largest = max(kept, key=lambda call: call.elements)
             if elements >= largest.elements:
-                return
+                return None
             kept[:] = [call for call in kept if call is not largest]
         import torch
 
@@ -155,14 +170,16 @@ class Recorder:
             # finite values checks the same backward (so the signature stays open for one).
             _count(record, "a tensor holds inf or NaN")
             record.signatures.discard(signature)
-            return
+            return None
         from gradcheck_lab.doors.dropin.calls import current_test
 
         wanted = tuple(i for i, a in enumerate(args)
                        if isinstance(a, torch.Tensor) and a.requires_grad)
-        kept.append(RecordedCall(record.function, record.cls, _copied(args),
-                                 _copied(kwargs), wanted, elements, signature, current_test()))
+        call = RecordedCall(record.function, record.cls, _copied(args), _copied(kwargs),
+                            wanted, elements, signature, current_test())
+        kept.append(call)
         kept.sort(key=lambda call: call.elements)
+        return call
 
     def add(self, records: Any) -> None:
         """Another process's records (an xdist worker's, a recorded command's) merged in: the

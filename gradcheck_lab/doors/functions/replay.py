@@ -116,7 +116,8 @@ def replayable(call: RecordedCall, dtype: str) -> tuple[Callable[..., Any], tupl
     def func(*tensors: Any) -> Any:
         given = list(args)
         for position, tensor in zip(positions, tensors, strict=True):
-            given[position] = tensor
+            # A copy, not the leaf: a Function that works in place (mark_dirty) may.
+            given[position] = tensor.clone()
         output = target(*given, **kwargs)
         if isinstance(output, (tuple, list)):  # a None output (a support size not computed)
             return tuple(o for o in output if isinstance(o, torch.Tensor))
