@@ -109,3 +109,31 @@ def test_a_signal_ends_the_run_with_its_status_the_results_so_far_and_no_worker_
     time.sleep(0.5)
     assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()
                 and "zombie" not in Path(f"/proc/{pid}/status").read_text()]
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_spec_only_check_ends_the_run_not_the_case(tmp_path: Path) -> None:
+    # No impl: the check runs in this process, where the pipeline turns a case's own
+    # exceptions into error results; SIGTERM must pass through that, as SIGINT does.
+    import signal
+    import time
+
+    (tmp_path / "a.yaml").write_text((CASES / "r144.yaml").read_text())
+    (tmp_path / "b.yaml").write_text(
+        "cases:\n" + "".join(
+            f"  - name: slow{i}\n    inputs: {{x: {{shape: [400, 400], init: randn, "
+            f"seed: {i}}}}}\n    points: 50\n    output: sum(tanh(x @ x) @ x)\n"
+            for i in range(3)))
+    run = subprocess.Popen([sys.executable, "-m", "gradcheck_lab", "run", ".", "--jsonl",
+                            "out.jsonl"], cwd=tmp_path, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    lines = tmp_path / "out.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (lines.exists() and lines.read_text()):
+        time.sleep(0.2)
+    time.sleep(1.5)  # inside slow0's check
+    run.send_signal(signal.SIGTERM)
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 143, out + err
+    assert "internal error" not in out and "slow1" not in out
+    assert "stopped by SIGTERM after 1 result" in err

@@ -56,3 +56,37 @@ def test_a_shape_rule_with_huge_parameters_allocates_nothing(name: str) -> None:
         tracemalloc.stop()
     assert peak < MEMORY_LIMIT, f"{name}: {peak / 2**20:.0f} MiB to decide a shape"
     assert spent < 1.0, f"{name}: {spent:.1f} s of CPU to decide a shape"
+
+
+def huge_then_zero(params: Any) -> dict[str, Any]:
+    """The first sized parameter huge and every later one 0: a view's huge size over zero
+    strides (as_strided((10^5, 10^5), (0, 0))) stays inside its input and passes every
+    range check, so only a rule that never allocates refuses it cheaply."""
+    values, first = {}, True
+    for param in params:
+        if param.kind in ("int", "dims"):
+            values[param.name] = huge(param) if first else (
+                0 if param.kind == "int" else (0,) * len(HUGE_DIMS))
+            first = False
+        else:
+            values[param.name] = huge(param)
+    return values
+
+
+@pytest.mark.parametrize("name", SIZED)
+def test_a_huge_size_over_zero_strides_allocates_nothing(name: str) -> None:
+    op = OPS[name]
+    args = [ArgInfo((2, 3, 4, 5)[: max(1, 4 - i)], is_integer=i in op.integer_args,
+                    is_bool=i in op.bool_args) for i in range(max(op.min_args, 1))]
+    tracemalloc.start()
+    started = time.process_time()
+    try:
+        op.shape(args, huge_then_zero(op.params))
+    except (SpecError, ValueError, TypeError, IndexError, OverflowError, ZeroDivisionError):
+        pass
+    finally:
+        spent = time.process_time() - started
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peak < MEMORY_LIMIT, f"{name}: {peak / 2**20:.0f} MiB to decide a shape"
+    assert spent < 1.0, f"{name}: {spent:.1f} s of CPU to decide a shape"

@@ -529,7 +529,7 @@ def _results(paths: Sequence[Path], settings: Any, keep: Any = None) -> Iterator
         yield from run_paths(rest, settings, keep)
 
 
-class Terminated(Exception):  # noqa: N818 (a signal, as KeyboardInterrupt is)
+class Terminated(BaseException):  # noqa: N818 (a signal, as KeyboardInterrupt is)
     """SIGTERM, raised in the main thread as SIGINT raises KeyboardInterrupt."""
 
 

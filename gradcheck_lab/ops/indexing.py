@@ -427,6 +427,23 @@ def _diagonal_view(grid: np.ndarray, params: Params) -> np.ndarray:
     return np.diagonal(grid, _int(params, "offset"), dim1, dim2)
 
 
+def _strided_size(shape: Shape, params: Params, op: str) -> Shape:
+    """An as_strided view's shape, its parameters checked in integers (nothing allocated: a
+    view of zero strides may be far larger than its input)."""
+    size, stride = _ints(params["size"]), _ints(params["stride"])
+    offset = _int(params, "storage_offset")
+    if len(size) != len(stride):
+        raise SpecError(f"{op}(): size {list(size)} and stride {list(stride)} need as many "
+                        "entries")
+    if min(size, default=0) < 0 or min(stride, default=0) < 0 or offset < 0:
+        raise SpecError(f"{op}(): sizes, strides and storage_offset must not be negative")
+    numel = math.prod(shape)
+    last = offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
+    if math.prod(size) and last >= numel:
+        raise SpecError(f"{op}(): the view reaches element {last} of an input of {numel}")
+    return tuple(size)
+
+
 def _strided(shape: Shape, params: Params, op: str) -> np.ndarray:
     """The flat positions, in the input's row-major order, of an as_strided view."""
     size, stride = _ints(params["size"]), _ints(params["stride"])
@@ -461,13 +478,17 @@ def _slice_shape(shape: Shape, params: Params) -> Shape:
 
 
 def _as_strided_scatter_view(shape: Shape, params: Params) -> Shape:
+    size = _strided_size(shape, params, "as_strided_scatter")
+    if math.prod(size) > math.prod(shape):  # more positions than elements: some repeat
+        raise SpecError(f"as_strided_scatter(): an overlapping view ({math.prod(size)} "
+                        f"positions in an input of {math.prod(shape)})")
     positions = _strided(shape, params, "as_strided_scatter")
     distinct(positions, "as_strided_scatter", "an overlapping view")
     return positions.shape
 
 
 def _as_strided_shape(args: Sequence[ArgInfo], params: Params) -> Shape:
-    return _strided(args[0].shape, params, "as_strided").shape
+    return _strided_size(args[0].shape, params, "as_strided")
 
 
 def _clone(t: Any, x: Any) -> Any:
