@@ -36,6 +36,23 @@ def test_a_full_device_is_one_error_line_and_exit_2(capsys: pytest.CaptureFixtur
     assert Path("/dev/full").is_char_device()  # written to, never replaced
 
 
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_jsonl_write_that_fails_is_one_error_line_and_exit_2(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", CASE, "--jsonl", "/dev/full"]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert err.strip() == "gradcheck-lab: --jsonl /dev/full: No space left on device"
+
+
+@pytest.mark.parametrize("option", ["--json", "--jsonl"])
+def test_a_fifo_nobody_reads_is_an_error_at_once_not_a_wait(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert main(["run", CASE, option, str(fifo)]) == EXIT_ERROR
+    assert f"{option} {fifo}: No such device or address" in capsys.readouterr().err
+
 def test_a_link_is_written_through_and_stays_a_link(tmp_path: Path) -> None:
     target = tmp_path / "real.json"
     target.write_text("old")

@@ -463,6 +463,9 @@ def run_command(args: argparse.Namespace) -> int:
         command_line_error(f"stopped by {signal_name} after {len(results)} result(s); those "
                            "are in --json/--jsonl where given")
         return interrupted
+    if lines is not None and lines.error is not None:
+        return command_line_error(f"--jsonl {args.jsonl}: "
+                                  f"{lines.error.strerror or lines.error}")
     if stream.broken:
         return command_line_error("the terminal report's reader closed it early (broken "
                                   "pipe); the results are in --json/--jsonl where given")
@@ -529,7 +532,7 @@ def _results(paths: Sequence[Path], settings: Any, keep: Any = None) -> Iterator
         yield from run_paths(rest, settings, keep)
 
 
-class Terminated(BaseException):  # noqa: N818 (a signal, as KeyboardInterrupt is)
+class Terminated(BaseException):  # a signal, as KeyboardInterrupt is
     """SIGTERM, raised in the main thread as SIGINT raises KeyboardInterrupt."""
 
 

@@ -192,7 +192,8 @@ def write_text_atomically(path: Path, text: str) -> None:
         sys.stdout.flush()
         return
     if path.is_symlink() or (path.exists() and not path.is_file()):
-        with open(path, "w", encoding="utf-8") as file:
+        with os.fdopen(open_in_place(path, os.O_WRONLY | os.O_TRUNC), "w",
+                       encoding="utf-8") as file:
             file.write(text)
         return
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
@@ -205,6 +206,18 @@ def write_text_atomically(path: Path, text: str) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def open_in_place(path: Path, flags: int) -> int:
+    """A descriptor for writing ``path`` as it is; a FIFO that no process reads is an OSError
+    at once (ENXIO), not a wait for a reader that may never come."""
+    import fcntl
+    import os
+
+    descriptor = os.open(path, flags | os.O_NONBLOCK, 0o666)
+    fcntl.fcntl(descriptor, fcntl.F_SETFL, fcntl.fcntl(descriptor, fcntl.F_GETFL)
+                & ~os.O_NONBLOCK)  # the writes themselves block, as a plain open's do
+    return descriptor
 
 
 def _umask() -> int:
@@ -290,16 +303,25 @@ class JsonLines:
             sys.stdout.flush()
             self.descriptor = os.dup(sys.stdout.fileno())
         else:
-            self.descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+            self.descriptor = open_in_place(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        self.error: OSError | None = None  # the first failed write; later lines are dropped
 
     def add(self, result: Result) -> None:
         import os
 
+        if self.error is not None:
+            return
         data = (json.dumps(result.to_json()) + "\n").encode("utf-8")
-        while data:  # a regular file takes it whole; the loop is for a full disk's short write
-            data = data[os.write(self.descriptor, data):]
+        try:
+            while data:  # a regular file takes it whole; the loop is for a short write
+                data = data[os.write(self.descriptor, data):]
+        except OSError as error:  # a full disk, a closed pipe: said once, at the end
+            self.error = error
 
     def close(self) -> None:
         import os
 
-        os.close(self.descriptor)
+        try:
+            os.close(self.descriptor)
+        except OSError as error:
+            self.error = self.error or error
