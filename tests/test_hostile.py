@@ -498,3 +498,56 @@ def test_the_runs_case_limit_holds_across_pytests_collection(pytester: pytest.Py
     result = pytester.runpytest("--gradcheck-max-cases-per-run", "3")
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(["*limit of 3 cases (--max-cases-per-run)*"])
+
+
+def test_a_gradient_past_float64s_range_is_a_skip_saying_so_not_an_internal_error() -> None:
+    import gradcheck_lab
+
+    (result,) = gradcheck_lab.check("x * 1e308 * 1e308", {"x": [1.0, 2.0]},
+                                    dtypes=["float64"])
+    assert result.status == "skip", result.message
+    assert "nan or infinite there, for symbolic and autograd alike" in result.message
+
+
+@pytest.mark.parametrize("output", ["norm(x, 1e308)", "vector_norm(x, ord=1e6)"])
+def test_a_norm_of_an_order_no_float64_can_hold_is_refused_at_once(output: str) -> None:
+    import gradcheck_lab
+
+    started = time.process_time()
+    with pytest.raises(gradcheck_lab.CaseError, match=r"order must be at most 64"):
+        gradcheck_lab.check(output, {"x": [1.0, 2.0]})
+    assert time.process_time() - started < 5.0  # it hung in sympy, growing 65 MB/s
+
+
+def test_a_number_of_a_million_digits_is_refused_without_reading_it_exactly(
+        tmp_path: Path) -> None:
+    from gradcheck_lab.casefile import load_file
+
+    case = tmp_path / "digits.yaml"
+    case.write_text("inputs: {x: [1." + "1" * 1_000_000 + ", 2.0]}\noutput: sum(x * x)\n")
+    started = time.process_time()
+    (error,) = load_file(case)
+    assert time.process_time() - started < 10.0  # quadratic: 2 million digits took 97 s
+    assert "has 1000001 digits (at most 800" in error.message
+    assert len(error.render()) < 300  # the number itself shortened
+
+
+@pytest.mark.parametrize("make", ["meta", "sparse"])
+def test_a_meta_or_sparse_tensor_input_is_a_case_error_from_the_api(make: str) -> None:
+    import torch
+
+    import gradcheck_lab
+
+    value = torch.randn(2, device="meta") if make == "meta" else torch.eye(2).to_sparse()
+    with pytest.raises(gradcheck_lab.CaseError, match="expected a dense tensor with values"):
+        gradcheck_lab.check("sum(x)", {"x": value})
+
+
+def test_a_negative_tolerance_is_refused_by_the_dropin() -> None:
+    import torch
+
+    import gradcheck_lab
+
+    x = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(ValueError, match="gradcheck: atol: must not be negative"):
+        gradcheck_lab.gradcheck(torch.sin, (x,), atol=-1)

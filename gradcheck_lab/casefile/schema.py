@@ -34,6 +34,7 @@ FLOAT64_MAX = Fraction(np.finfo(np.float64).max)
 # Decimal exponents beyond this are outside float64 (whose range is about 1e-324..1e308): refused
 # before Fraction(Decimal) builds a 10**99999999 denominator for '1e-99999999'.
 MAX_DECIMAL_EXPONENT = 400
+MAX_DECIMAL_DIGITS = 800
 INT64_RANGE = (-(2**63), 2**63 - 1)
 MAX_LITERAL_DIMS = 8
 MAX_POINTS = 64  # each point is a full three-way check
@@ -54,9 +55,7 @@ def describe(value: Any) -> str:
     """A short rendering of a user's value for error messages."""
     if isinstance(value, Fraction):
         value = value.numerator if value.denominator == 1 else float(value)
-    if isinstance(value, Decimal):
-        return str(value)
-    text = repr(value)
+    text = str(value) if isinstance(value, Decimal) else repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -69,6 +68,11 @@ def to_fraction(value: Any) -> Fraction:
         raise _fail("number", f"{value} is not allowed: values must be finite numbers")
     if isinstance(value, Decimal) and not value.is_finite():
         raise _fail("number", f"{value} is not allowed: values must be finite numbers")
+    if isinstance(value, Decimal) and len(value.as_tuple().digits) > MAX_DECIMAL_DIGITS:
+        # Exact conversion is quadratic in the digits (2 million took 97 s to read).
+        raise _fail("number", f"{describe(value)} has {len(value.as_tuple().digits)} digits "
+                              f"(at most {MAX_DECIMAL_DIGITS}: a float64 written exactly "
+                              "needs at most 767)")
     if isinstance(value, Decimal) and abs(value.adjusted()) > MAX_DECIMAL_EXPONENT and value:
         raise _fail("number", f"{describe(value)} is outside the float64 range")
     exact = Fraction(value) if not isinstance(value, np.generic) else Fraction(value.item())
@@ -181,6 +185,10 @@ def _seed(value: Any) -> int:
 def tensor_literal(value: Any) -> np.ndarray:
     """Nested lists of numbers (or an array) -> an object array of exact Fractions."""
     if hasattr(value, "detach"):  # a torch tensor given through the Python API
+        layout, device = str(getattr(value, "layout", "")), str(getattr(value, "device", ""))
+        if layout != "torch.strided" or device == "meta":
+            raise _fail("tensor", f"expected a dense tensor with values, got a {layout} "
+                                  f"tensor on {device}")
         value = value.detach().cpu().numpy()
     if isinstance(value, np.ndarray):
         if value.dtype.kind not in "iuf" or value.size == 0:

@@ -107,6 +107,9 @@ def _sqrt(values: np.ndarray) -> np.ndarray:
 # --- p-norms --------------------------------------------------------------------------------
 
 
+MAX_ORDER = 64
+
+
 def _order(params: Params) -> float:
     return float(params["ord"] if "ord" in params else params["p"])  # type: ignore[arg-type]
 
@@ -118,6 +121,11 @@ def _check_order(shape: Shape, axes: tuple[int, ...], params: Params) -> None:
     if not _order(params) > 0:
         raise SpecError("the norm's order must be positive (0 counts non-zeros and has no "
                         "gradient)")
+    if _order(params) > MAX_ORDER:
+        # |x|^p overflows float64 for |x| > 2^(1024/p), and exact powers of that size are
+        # integers of millions of digits (the exact oracle would run for hours).
+        raise SpecError(f"the norm's order must be at most {MAX_ORDER} (larger ones overflow "
+                        "float64; write amax(abs(x)) for the largest |element|)")
 
 
 def _norm(a: np.ndarray, axes: tuple[int, ...], params: Params) -> np.ndarray:

@@ -8,6 +8,7 @@ which scales to MNIST-sized networks at the cost of one backward pass.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
@@ -489,12 +490,21 @@ def _sympy_graph(program: Program,
             return sympy_to_float(value.evalf(_DIGITS))
         value = expr.xreplace(substitutions) if hasattr(expr, "xreplace") else expr
         if isinstance(value, (int, Fraction)):
-            return float(value)
+            return _float_or_infinity(value)
         if value.is_Rational:
-            return float(Fraction(int(value.p), int(value.q)))
+            return _float_or_infinity(Fraction(int(value.p), int(value.q)))
         return sympy_to_float(value.evalf(_DIGITS))
 
     return np.asarray(env[program.output], dtype=object), symbols, evaluate
+
+
+def _float_or_infinity(value: int | Fraction) -> float:
+    """The exact value in float64: past its range, the infinity float64 rounds it to (x ·
+    1e308 · 1e308's gradient), as autograd's float64 arithmetic gives it."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 def _exact(program: Program, point: Point,

@@ -286,6 +286,9 @@ def _run(kind: str, call: Arguments, keys: dict[str, Any], settings: _Settings,
 
     if settings.eps is not _UNSET:
         keys["fd_step"] = float(settings.eps)
+    for keyword, given in (("atol", settings.atol), ("rtol", settings.rtol)):
+        if given is not _UNSET and float(given) < 0:  # torch's would compare nothing true
+            raise ValueError(f"{kind}: {keyword}: must not be negative, got {given}")
     if settings.atol is not _UNSET or settings.rtol is not _UNSET:
         # torch's 0 ("no slack of this kind") as the smallest positive float: a tolerance of
         # the case language is positive.
