@@ -184,3 +184,18 @@ def test_select_case_by_name() -> None:
     case = select_case(f"{CASES / 'custom_linear.yaml'}::custom_linear_loss")
     assert case.name == "custom_linear_loss"
     assert Path(case.file).name == "custom_linear.yaml"
+
+
+@pytest.mark.parametrize("output, target", [
+    ("cross_entropy(W, t)", [1, 0]), ("nll_loss(log_softmax(W, dim=1), t)", [1, 0]),
+    ("sum(gather(W, 1, t))", [[1], [0]]), ("sum(index_select(W, 0, t))", [1, 0]),
+    ("sum(embedding(t, W))", [1, 0]), ("sum(one_hot(t, 2) * W)", [1, 0]),
+])
+def test_explain_reads_integer_targets_as_integers(write_case, capsys, output: str,
+                                                   target: list) -> None:
+    # Class targets went to the ops as sympy integers in an object array, which
+    # cross_entropy read as probabilities and gather refused as indices: a traceback.
+    path = write_case(f"inputs:\n  t: {{value: {target}, dtype: int64}}\n"
+                      f"  W: [[1.0, 2.0], [3.0, 4.0]]\noutput: {output}\n")
+    assert main(["explain", str(path)]) == 0
+    assert "representative element" in capsys.readouterr().out

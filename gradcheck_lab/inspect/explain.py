@@ -355,9 +355,8 @@ class _Explainer:
         given: dict[int, np.ndarray] = {}
         for name, index in self.program.inputs.items():
             node = self.program.nodes[index]
-            if node.is_integer:
-                given[index] = object_array(np.vectorize(int, otypes=[object])(
-                    self.point.values[name]))
+            if node.is_integer:  # as integers: ops that take indices read their dtype
+                given[index] = np.asarray(self.point.values[name], dtype=np.int64)
                 continue
             symbols = np.empty(node.shape, dtype=object)
             for multi in np.ndindex(*node.shape):
