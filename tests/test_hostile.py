@@ -551,3 +551,18 @@ def test_a_negative_tolerance_is_refused_by_the_dropin() -> None:
     x = torch.randn(3, dtype=torch.float64, requires_grad=True)
     with pytest.raises(ValueError, match="gradcheck: atol: must not be negative"):
         gradcheck_lab.gradcheck(torch.sin, (x,), atol=-1)
+
+
+def test_an_einsum_numpy_would_loop_over_for_minutes_is_refused_at_load() -> None:
+    import gradcheck_lab
+
+    inputs = {name: {"shape": [64, 64, 64], "init": "randn"} for name in "ABCD"}
+    started = time.process_time()
+    with pytest.raises(gradcheck_lab.CaseError, match=r"would take about 2\.7e\+11 "
+                                                      r"operations in numpy's order"):
+        gradcheck_lab.check('einsum("abc,ade,bdf,cef->", A, B, C, D)', inputs)
+    assert time.process_time() - started < 5.0  # it ran 206 s, past any budget
+    small = {name: {"shape": [4, 4, 4], "init": "randn"} for name in "ABCD"}
+    (result,) = gradcheck_lab.check('einsum("abc,ade,bdf,cef->", A, B, C, D)', small,
+                                    dtypes=["float64"])
+    assert result.status == "pass", result.message

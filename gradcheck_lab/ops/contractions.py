@@ -77,6 +77,28 @@ def _equation(params: Params, fixed: str | None) -> str:
     return fixed if fixed is not None else str(params["equation"])
 
 
+# One numpy call runs to its end whatever the case budget says: a contraction of more
+# operands than a product of two (which BLAS does) is refused beyond this many operations in
+# the order numpy would take (about 10 s of a numpy loop).
+MAX_CONTRACTION_FLOPS = 10**10
+
+
+def _refuse_costly(equation: str, shapes: Sequence[Shape]) -> None:
+    """A SpecError where numpy's greedy order for ``equation`` costs more than
+    MAX_CONTRACTION_FLOPS (where every pairwise intermediate is too large it falls back to
+    one loop over every index: four 64³ operands, 64⁶ products per element)."""
+    import re
+
+    views = [np.broadcast_to(np.zeros(()), shape) for shape in shapes]  # shapes, no data
+    _, report = np.einsum_path(equation, *views, optimize=OPTIMIZE)
+    found = re.search(r"Optimized FLOP count:\s*([0-9.e+]+)", report)
+    flops = float(found.group(1)) if found else 0.0
+    if flops > MAX_CONTRACTION_FLOPS:
+        raise SpecError(f"einsum(): {equation!r} would take about {flops:.2g} operations in "
+                        f"numpy's order (limit {MAX_CONTRACTION_FLOPS:.0e}): contract in "
+                        "steps of two operands")
+
+
 # numpy's contraction order (pairwise, greedy) instead of one loop over every index at once:
 # six operands of 60 elements are 6 sums, not 60**6 products.
 OPTIMIZE = "greedy"
@@ -93,6 +115,8 @@ def _contraction(name: str, fixed: str | None, doc: str, *, arg_names: tuple[str
     def shape(args: Sequence[ArgInfo], params: Params) -> Shape:
         specs, output = parse_equation(_equation(params, fixed), [len(a.shape) for a in args])
         sizes = _sizes(specs, [a.shape for a in args])
+        if len(args) > 2:
+            _refuse_costly(",".join(specs) + "->" + output, [a.shape for a in args])
         return tuple(sizes[c] for c in output)
 
     def vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
