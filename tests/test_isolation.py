@@ -541,3 +541,36 @@ def test_the_worker_starts_ahead_only_when_a_case_will_need_it(tmp_path: Path) -
         assert result.status == "pass", result.message
         assert isolation.worker._process is started  # the worker started ahead ran the case
         assert pid_of(tmp_path, "after") == started.pid
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not LINUX, reason="/proc and setsid")
+def test_a_worker_killed_by_its_impl_while_a_setsid_child_holds_its_pipe_is_said_at_once(
+        tmp_path: Path) -> None:
+    # The impl forks a child that leaves the worker's group and tree (setsid, then the
+    # worker exits): its copy of the worker's pipe kept EOF from coming, so the case waited
+    # out its whole budget, and the child outlived the run holding the caller's stdout.
+    (tmp_path / "impls.py").write_text(textwrap.dedent("""
+        import os, time
+
+        def setsid_then_exit(x):
+            if os.fork() == 0:
+                os.setsid()
+                os.execvp("sleep", ["sleep", "10002"])
+            time.sleep(0.3)
+            os._exit(3)
+        """))
+    (tmp_path / "f.yaml").write_text("inputs: {x: [1.0, 2.0]}\noutput: sum(x * 2)\n"
+                                     "impl: impls.py:setsid_then_exit\n")
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "gradcheck_lab", "run", "f.yaml",
+                           "--case-timeout", "30"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)  # a pipe: returns only once all close it
+    assert time.monotonic() - started < 25, done.stdout
+    assert "the worker process died while checking this case (exit status 3)" in done.stdout
+    survivors = subprocess.run(["pgrep", "-f", "sleep 10002"], capture_output=True,
+                               text=True).stdout.split()
+    for pid in survivors:
+        with contextlib.suppress(OSError):
+            os.kill(int(pid), signal.SIGKILL)
+    assert not survivors

@@ -24,6 +24,7 @@ import contextlib
 import multiprocessing
 import os
 import re
+import secrets
 import signal
 import sys
 import threading
@@ -44,6 +45,9 @@ _KILL_GRACE_S = 2.0
 _STARTUP_TIMEOUT_S = 300.0
 _WATCHDOG_INTERVAL_S = 0.5
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_POLL_S = 0.25  # how often a waiting parent looks whether the worker is still alive
+# The environment variable that marks a worker and what its impls start (kill_marked).
+WORKER_TOKEN = "GRADCHECK_LAB_WORKER"
 _PR_SET_CHILD_SUBREAPER = 36
 # What an allocation beyond the budget raises: MemoryError (numpy's _ArrayMemoryError is one),
 # or torch's RuntimeError from its CPU allocator.
@@ -79,7 +83,7 @@ class CaseWorker:
             # The budget starts now. The caller's working directory goes too: a worker may
             # outlive a chdir (run_file's is shared by every call).
             self._connection.send((case, settings, _working_directory()))
-            if self._connection.poll(timeout):
+            if self._answered(timeout):
                 kind, payload = self._connection.recv()
                 if kind == "results":
                     return self._over_budget(case, payload)
@@ -98,10 +102,25 @@ class CaseWorker:
                                         f"{timeout:g} s (--case-timeout); the worker was "
                                         "stopped")
 
+    def _answered(self, timeout: float) -> bool:
+        """Whether the worker replied within ``timeout``; an EOFError where it died first,
+        even while a process it started (after setsid()) holds its end of the pipe open."""
+        assert self._connection is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if self._connection.poll(max(0.0, min(_POLL_S, left))):
+                return True
+            if self._process is not None and not self._process.is_alive():
+                raise EOFError("the worker died")
+            if left <= 0:
+                return False
+
     def stop(self) -> None:
         if self._process is not None:
             if self._process.pid is not None:
                 kill_group(self._process.pid)  # the worker and whatever its impls forked
+            kill_marked(getattr(self, "_token", ""))  # and what left both tree and group
             self._process.terminate()  # where there are no process groups
             self._process.join(_KILL_GRACE_S)
             if self._process.is_alive():
@@ -175,8 +194,10 @@ class CaseWorker:
             return
         self.stop()
         parent, child = self._context.Pipe()
+        self._token = f"{os.getpid()}-{secrets.token_hex(8)}"
         self._process = self._context.Process(target=_serve,
-                                              args=(child, os.getpid(), self._memory),
+                                              args=(child, os.getpid(), self._memory,
+                                                    self._token),
                                               daemon=True, name="gradcheck-lab-worker")
         with _caller_script_hidden():
             self._process.start()
@@ -255,8 +276,10 @@ def kill_group(pgid: int) -> None:
             os.killpg(pgid, signal.SIGKILL)
 
 
-def _serve(connection: Connection, parent: int, memory: int | None) -> None:
-    """The worker's loop: receive a case, send back its results."""
+def _serve(connection: Connection, parent: int, memory: int | None, token: str = "") -> None:
+    """The worker's loop: receive a case, send back its results. ``token`` marks the
+    environment of the worker and of every process its impls start (``kill_marked``)."""
+    os.environ[WORKER_TOKEN] = token
     try:
         _guard(parent)
         _limit_memory(memory)
@@ -359,8 +382,29 @@ def kill_strays() -> None:
             with contextlib.suppress(OSError):  # ChildProcessError: not this worker's child
                 os.waitpid(pid, 0)
         if all(zombie for _, zombie in members):
-            return
+            break
         time.sleep(0.01)  # a grandchild SIGKILLed is reaped by init, not at once
+    kill_marked(os.environ.get(WORKER_TOKEN, ""))  # init's now: a setsid() child orphaned
+
+
+def kill_marked(token: str) -> None:
+    """SIGKILL every process whose environment holds this worker's token: what its impls
+    started and that neither its process group nor its tree holds any more (a setsid()
+    child whose parent, the worker, died: it is init's now). Linux, same user; else none."""
+    if not token or not os.path.isdir("/proc"):
+        return
+    mark = f"{WORKER_TOKEN}={token}".encode()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as file:
+                marked = mark in file.read().split(b"\0")
+        except OSError:
+            continue
+        if marked:
+            with contextlib.suppress(OSError):
+                os.kill(int(entry.name), signal.SIGKILL)
 
 
 def _descendants(root: int) -> list[tuple[int, bool]]:
