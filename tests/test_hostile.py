@@ -566,3 +566,18 @@ def test_an_einsum_numpy_would_loop_over_for_minutes_is_refused_at_load() -> Non
     (result,) = gradcheck_lab.check('einsum("abc,ade,bdf,cef->", A, B, C, D)', small,
                                     dtypes=["float64"])
     assert result.status == "pass", result.message
+
+
+def test_files_are_read_one_by_one_as_their_cases_run(tmp_path: Path) -> None:
+    # All files were read before the first case ran: a file slow to read (a 15 MB file of
+    # long expressions took 207 s) held back every result, and a signal kept none.
+    from gradcheck_lab.run.files import run_paths
+    from gradcheck_lab.settings import Settings
+
+    (tmp_path / "a.yaml").write_text("inputs: {x: 1.5}\noutput: x * x\n")
+    (tmp_path / "b.yaml").write_text("inputs: {x: 1.5}\noutput: x *\n")  # broken, for now
+    results = run_paths([tmp_path], Settings(case_timeout=None))
+    first = next(results)
+    assert (first.case, first.status) == ("a", "pass")
+    (tmp_path / "b.yaml").write_text("inputs: {x: 0.5}\noutput: sin(x)\n")  # mended meanwhile
+    assert [(r.case, r.status) for r in results] == [("b", "pass")]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import itertools
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -76,12 +77,12 @@ def run_paths(paths: Iterable[Path], settings: Settings = Settings(),
     yield from problems + missing
     with Isolation(settings) as isolation:
         quota = RunQuota(settings.limits)
-        loaded = [quota.load(path, settings.limits) for path in files] + chosen
-        if keep is not None:
-            loaded = [[c for c in items if isinstance(c, CaseError) or keep(c)]
-                      for items in loaded]
-        isolation.prepare(case for items in loaded for case in items)
-        for items in loaded:
+        # File by file, each read just before its cases run: results stream from the first
+        # file on (a slow file to read delays only its own), and a signal keeps them.
+        loaded = (quota.load(path, settings.limits) for path in files)
+        for items in itertools.chain(loaded, chosen):
+            if keep is not None:
+                items = [c for c in items if isinstance(c, CaseError) or keep(c)]
             yield from run_file_cases(items, settings, isolation)
 
 
