@@ -581,3 +581,23 @@ def test_files_are_read_one_by_one_as_their_cases_run(tmp_path: Path) -> None:
     assert (first.case, first.status) == ("a", "pass")
     (tmp_path / "b.yaml").write_text("inputs: {x: 0.5}\noutput: sin(x)\n")  # mended meanwhile
     assert [(r.case, r.status) for r in results] == [("b", "pass")]
+
+
+def test_the_dropins_time_budget_holds_from_after_the_first_call() -> None:
+    # The probes that call func again (does it differentiate inside, does it read by
+    # identity) ran outside the budget: seconds=1 with a 5 s func took 16 s.
+    import torch
+
+    import gradcheck_lab
+
+    calls = []
+
+    def slow(x):
+        calls.append(1)
+        time.sleep(0.5)
+        return x * 2
+
+    x = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(gradcheck_lab.BudgetError, match=r"ran past its time budget of 0\.2 s"):
+        gradcheck_lab.gradcheck(slow, (x,), seconds=0.2)
+    assert len(calls) == 2  # torch's first call, and the first probe, stopped

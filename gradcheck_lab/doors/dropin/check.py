@@ -44,8 +44,9 @@ from gradcheck_lab.doors.dropin.connections import (
 )
 from gradcheck_lab.doors.dropin.error import gradcheck_error
 from gradcheck_lab.doors.dropin.torch_checks import contract_checks, second_order_checks
-from gradcheck_lab.errors import BudgetError
+from gradcheck_lab.errors import BudgetError, CaseTimeout
 from gradcheck_lab.results import Result
+from gradcheck_lab.run.budget import time_budget
 from gradcheck_lab.settings import DEFAULT_CASE_MEMORY, DEFAULT_CASE_TIMEOUT
 
 _UNSET: Any = object()
@@ -213,6 +214,25 @@ def _outcome(kind: str, func: Callable[..., Any], inputs: Any, keys: dict[str, A
     check_inputs(values)
     output = func(*values)  # as torch's first call: func's own exceptions propagate as they are
     check_outputs(output)
+    # The budget holds from here: every later call of func (the probes and the check's).
+    limit = DEFAULTS["seconds"] if settings.seconds is _UNSET else settings.seconds
+    if _outer_timer():  # the caller's own watchdog (pytest-timeout) keeps the clock
+        limit = None
+    try:
+        with time_budget(limit):
+            return _after_first_call(kind, func, values, output, keys, settings, after,
+                                     started, name, sink)
+    except CaseTimeout:
+        raise BudgetError(f"{kind}({name}): the check ran past its time budget of {limit:g} s "
+                          "(raise it with seconds=, or --gradcheck-case-timeout under pytest)"
+                          ) from None
+
+
+def _after_first_call(kind: str, func: Callable[..., Any], values: tuple[Any, ...],
+                      output: Any, keys: dict[str, Any], settings: _Settings,
+                      after: Callable[..., str] | None, started: float, name: str,
+                      sink: list[Result] | None) -> tuple[str, DropinCall]:
+    __tracebackhide__ = True
     positions = differentiable_positions(output)
     memory = DEFAULTS["memory"] if settings.memory is _UNSET else settings.memory
     call = arguments(func, values, output, positions, memory or None,
@@ -281,8 +301,7 @@ def _run(kind: str, call: Arguments, keys: dict[str, Any], settings: _Settings,
          name: str) -> list[Result]:
     __tracebackhide__ = True
     from gradcheck_lab.doors.api import check
-    from gradcheck_lab.errors import CaseError, CaseTimeout
-    from gradcheck_lab.run.budget import time_budget
+    from gradcheck_lab.errors import CaseError
 
     if settings.eps is not _UNSET:
         keys["fd_step"] = float(settings.eps)
@@ -298,13 +317,9 @@ def _run(kind: str, call: Arguments, keys: dict[str, Any], settings: _Settings,
                                         ("atol", settings.atol, 1e-5))}
     if settings.nondet_tol:
         keys["nondet_tol"] = float(settings.nondet_tol)
-    limit = DEFAULTS["seconds"] if settings.seconds is _UNSET else settings.seconds
-    if _outer_timer():  # the caller's own watchdog (pytest-timeout) keeps the clock
-        limit = None
     try:
-        with time_budget(limit):
-            return check(impl=call.impl, inputs=call.inputs, dtypes=[call.dtype],
-                         devices=[call.device], name=_case_name(name, kind), **keys)
+        return check(impl=call.impl, inputs=call.inputs, dtypes=[call.dtype],
+                     devices=[call.device], name=_case_name(name, kind), **keys)
     except CaseError as exc:
         if not exc.key.startswith("inputs."):  # a keyword's value (eps, atol, rtol)
             keyword = {"fd_step": "eps", "tolerance.rtol": "rtol",
@@ -313,10 +328,6 @@ def _run(kind: str, call: Arguments, keys: dict[str, Any], settings: _Settings,
         # A value no derivative is defined at (NaN, inf): a failure, as torch's.
         where = exc.key.removeprefix("inputs.").removesuffix(".value")
         raise _Failed(f"{kind}({name}): {where}: {exc.message}") from None
-    except CaseTimeout:
-        raise BudgetError(f"{kind}({name}): the check ran past its time budget of {limit:g} s "
-                          "(raise it with seconds=, or --gradcheck-case-timeout under pytest)"
-                          ) from None
 
 
 def _report(kind: str, name: str, call: Arguments, result: Result) -> str:
