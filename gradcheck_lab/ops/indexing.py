@@ -446,17 +446,8 @@ def _strided_size(shape: Shape, params: Params, op: str) -> Shape:
 
 def _strided(shape: Shape, params: Params, op: str) -> np.ndarray:
     """The flat positions, in the input's row-major order, of an as_strided view."""
-    size, stride = _ints(params["size"]), _ints(params["stride"])
-    offset = _int(params, "storage_offset")
-    if len(size) != len(stride):
-        raise SpecError(f"{op}(): size {list(size)} and stride {list(stride)} need as many "
-                        "entries")
-    if min(size, default=0) < 0 or min(stride, default=0) < 0 or offset < 0:
-        raise SpecError(f"{op}(): sizes, strides and storage_offset must not be negative")
-    numel = math.prod(shape)
-    last = offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
-    if math.prod(size) and last >= numel:
-        raise SpecError(f"{op}(): the view reaches element {last} of an input of {numel}")
+    size = _strided_size(shape, params, op)
+    stride, offset = _ints(params["stride"]), _int(params, "storage_offset")
     positions = np.full(size, offset, dtype=np.int64)
     for d, (n, s) in enumerate(zip(size, stride, strict=True)):
         positions += (np.arange(n, dtype=np.int64) * s).reshape((-1,) + (1,) * (len(size)
