@@ -46,7 +46,6 @@ from gradcheck_lab.doors.dropin.error import gradcheck_error
 from gradcheck_lab.doors.dropin.torch_checks import contract_checks, second_order_checks
 from gradcheck_lab.errors import BudgetError, CaseTimeout
 from gradcheck_lab.results import Result
-from gradcheck_lab.run.budget import time_budget
 from gradcheck_lab.settings import DEFAULT_CASE_MEMORY, DEFAULT_CASE_TIMEOUT
 
 _UNSET: Any = object()
@@ -215,6 +214,8 @@ def _outcome(kind: str, func: Callable[..., Any], inputs: Any, keys: dict[str, A
     output = func(*values)  # as torch's first call: func's own exceptions propagate as they are
     check_outputs(output)
     # The budget holds from here: every later call of func (the probes and the check's).
+    from gradcheck_lab.run.budget import time_budget
+
     limit = DEFAULTS["seconds"] if settings.seconds is _UNSET else settings.seconds
     if _outer_timer():  # the caller's own watchdog (pytest-timeout) keeps the clock
         limit = None
