@@ -1,5 +1,5 @@
 """``gradcheck-lab record [-o FILE] -- COMMAND``: the command runs as it would, every Python
-process of it recording the custom Functions it calls (``site/sitecustomize.py``, put first
+process of it recording the custom Functions it calls (``startup/sitecustomize.py``, put first
 on PYTHONPATH, starts the recorder once the process imports torch); the processes' calls are
 merged into one file that ``gradcheck-lab run FILE`` checks."""
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from gradcheck_lab.doors.functions import recording_file
 
-SITE = Path(__file__).resolve().parent / "site"
+STARTUP = Path(__file__).resolve().parent / "startup"
 
 
 def record(command: Sequence[str], out: Path) -> int:
@@ -25,7 +25,7 @@ def record(command: Sequence[str], out: Path) -> int:
         return 2
     with tempfile.TemporaryDirectory(prefix="gradcheck-lab-record-") as folder:
         env = {**os.environ, "GRADCHECK_LAB_RECORD_DIR": folder,
-               "PYTHONPATH": os.pathsep.join(p for p in (str(SITE),
+               "PYTHONPATH": os.pathsep.join(p for p in (str(STARTUP),
                                                          os.environ.get("PYTHONPATH"))
                                              if p)}
         try:
