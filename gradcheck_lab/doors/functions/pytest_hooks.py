@@ -22,7 +22,7 @@ from gradcheck_lab.doors.functions.recorder import (
     entry_name,
     source_location,
 )
-from gradcheck_lab.doors.functions.replay import Replay, checkable, dtypes_to_check, replay
+from gradcheck_lab.doors.functions.replay import Replay, checkable, plan, replay
 from gradcheck_lab.doors.pytest_reports import case_failure, parse_own_id, tbstyle
 
 COLLECTOR = "gradcheck"  # the node id the items hang under
@@ -78,18 +78,16 @@ class FunctionsSession:
     def items(self, session: pytest.Session) -> list[pytest.Item]:
         parent = RecordedFunctions.from_parent(session, name=COLLECTOR, nodeid=COLLECTOR)
         items: list[pytest.Item] = []
-        for record in sorted(self.recorder.records.values(), key=lambda r: r.function):
-            reason = excluded(record.cls, self.exclusions)
-            if reason is not None:
+        for planned in plan(self.recorder.records.values(), self.exclusions):
+            name = entry_name(planned.record.cls)
+            if planned.excluded is not None:
                 items.append(ExcludedItem.from_parent(
-                    parent, name=f"{entry_name(record.cls)}[excluded]", record=record,
-                    reason=f"excluded: {reason}"))
-                continue
-            for number, call in enumerate(filter(checkable, record.calls), start=1):
-                for dtype in dtypes_to_check(call):
-                    items.append(FunctionCheckItem.from_parent(
-                        parent, name=f"{entry_name(record.cls)}[call {number}, {dtype}]",
-                        call=call, dtype=dtype, plugin=self))
+                    parent, name=f"{name}[excluded]", record=planned.record,
+                    reason=f"excluded: {planned.excluded}"))
+            for number, call, dtype in planned.checks:
+                items.append(FunctionCheckItem.from_parent(
+                    parent, name=f"{name}[call {number}, {dtype}]", call=call, dtype=dtype,
+                    plugin=self))
         for number, problem in enumerate(self.lost, start=1):
             items.append(ExcludedItem.from_parent(
                 parent, name=f"not-checked[{number}]", record=None,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 from gradcheck_lab.doors.dropin.arguments import parameter_names
 from gradcheck_lab.doors.functions.intent import excluded
 from gradcheck_lab.doors.functions.recorder import (
+    FunctionRecord,
     RecordedCall,
     Weak,
     entry_name,
@@ -39,6 +40,30 @@ class Replay:
     oracles: int  # 3, or 2 where the forward could not be traced
     missing: str | None  # why not
     seconds: float
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One Function's place in the plan: excluded (with the reason), or its checks, each a
+    call's number among the checkable calls, the call and a dtype (none: nothing to check)."""
+
+    record: FunctionRecord
+    excluded: str | None
+    checks: list[tuple[int, RecordedCall, str]]
+
+
+def plan(records: Iterable[FunctionRecord], exclusions: dict[str, str]) -> list[Planned]:
+    """What the pytest items and ``gradcheck-lab run`` check of recorded Functions, in the
+    order of their names: the same calls, numbered the same way, at the same dtypes."""
+    planned = []
+    for record in sorted(records, key=lambda r: r.function):
+        reason = excluded(record.cls, exclusions)
+        checks = [] if reason is not None else [
+            (number, call, dtype)
+            for number, call in enumerate(filter(checkable, record.calls), start=1)
+            for dtype in dtypes_to_check(call)]
+        planned.append(Planned(record, reason, checks))
+    return planned
 
 
 def dtypes_to_check(call: RecordedCall) -> list[str]:
@@ -217,22 +242,18 @@ def recording_results(path: Path, memory: int | None,
     if not recording.records and not recording.problems:
         yield _single(path.name, label, None, None, "error", f"{label}: functions: no "
                       "custom Function call was recorded (nothing to check)")
-    for record in sorted(recording.records, key=lambda r: r.function):
-        reason = excluded(record.cls, {})
-        if reason is not None:
-            yield _single(entry_name(record.cls), label, None, None, "skip",
-                          f"excluded: {reason}")
-            continue
-        checked = [call for call in record.calls if checkable(call)]
-        if not checked:
+    for planned in plan(recording.records, {}):
+        record, name = planned.record, entry_name(planned.record.cls)
+        if planned.excluded is not None:
+            yield _single(name, label, None, None, "skip", f"excluded: {planned.excluded}")
+        elif not planned.checks:
             why = ", ".join(f"{n} x {reason}" for reason, n in record.refused.items())
-            yield _single(entry_name(record.cls), label, None, None, "skip",
-                          f"no call to check ({record.seen} seen"
-                          + (f": {why})" if why else ")"))
-        for number, call in enumerate(checked, start=1):
-            for dtype in dtypes_to_check(call):
-                case = f"{entry_name(record.cls)}[call {number}]"
-                yield from call_results(call, case, label, dtype, memory, seconds)
+            yield _single(name, label, None, None, "skip", f"no call to check ({record.seen} "
+                                                           "seen" + (f": {why})" if why
+                                                                     else ")"))
+        for number, call, dtype in planned.checks:
+            yield from call_results(call, f"{name}[call {number}]", label, dtype, memory,
+                                    seconds)
 
 
 def call_results(call: RecordedCall, case: str, file: str, dtype: str, memory: int | None,
