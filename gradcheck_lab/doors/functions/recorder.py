@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -188,13 +188,26 @@ class Recorder:
             mine = self.records.setdefault(record.cls,
                                            FunctionRecord(record.function, record.cls))
             mine.seen += record.seen
-            for reason, count in record.refused.items():
-                mine.refused[reason] = mine.refused.get(reason, 0) + count
-            for call in record.calls:
-                if all(c.signature != call.signature for c in mine.calls):
-                    mine.calls.append(call)
-            mine.calls.sort(key=lambda call: call.elements)
-            del mine.calls[self.calls_per_class:]
+            add_counts(mine.refused, record.refused)
+            merge_calls(mine.calls, record.calls, lambda call: call.signature,
+                        lambda call: call.elements, self.calls_per_class)
+
+
+def add_counts(counts: dict[str, int], more: dict[str, int]) -> None:
+    """``more``'s counts by reason added into ``counts``."""
+    for reason, count in more.items():
+        counts[reason] = counts.get(reason, 0) + count
+
+
+def merge_calls(kept: list[Any], added: Iterable[Any], signature: Callable[[Any], Any],
+                size: Callable[[Any], int], cap: int) -> None:
+    """``added`` calls of a signature not kept yet joined to ``kept``, then the ``cap``
+    smallest kept: what merging two recordings of one Function keeps (records or, in a file
+    merged without importing, its plain entries)."""
+    known = {signature(call) for call in kept}
+    kept += [call for call in added if signature(call) not in known]
+    kept.sort(key=size)
+    del kept[cap:]
 
 
 def class_named(module: str, qualname: str) -> Any:

@@ -25,9 +25,11 @@ from gradcheck_lab.doors.functions.recorder import (
     FunctionRecord,
     RecordedCall,
     Recorder,
+    add_counts,
     class_named,
     element_count,
     is_function_class,
+    merge_calls,
     signature_of,
 )
 
@@ -125,13 +127,10 @@ def merge_folder(folder: Path, path: Path) -> tuple[list[dict[str, Any]], list[s
             key = (entry["module"], entry["qualname"])
             mine = merged.setdefault(key, {**entry, "calls": [], "seen": 0, "refused": {}})
             mine["seen"] += entry["seen"]
-            for reason, count in entry["refused"].items():
-                mine["refused"][reason] = mine["refused"].get(reason, 0) + count
-            known = {_call_signature(call) for call in mine["calls"]}
-            mine["calls"] += [call for call in entry["calls"]
-                              if _call_signature(call) not in known]
-            mine["calls"].sort(key=lambda call: element_count((call["args"], call["kwargs"])))
-            del mine["calls"][CALLS_PER_CLASS:]
+            add_counts(mine["refused"], entry["refused"])
+            merge_calls(mine["calls"], entry["calls"], _call_signature,
+                        lambda call: element_count((call["args"], call["kwargs"])),
+                        CALLS_PER_CLASS)
     for module, qualname in merged:
         if module == "__main__":
             problems.append(f"{module}.{qualname}: defined in a script run as __main__, which "
