@@ -559,8 +559,8 @@ def test_a_backward_returning_none_counts_as_zeros_and_the_note_says_so(
                   "--case-timeout", "0")
     assert run.code == EXIT_FAIL
     (result,) = run.results
-    assert result["notes"] == ["autograd: no gradient for x (backward returned None); "
-                               "counted as zeros"]
+    assert result["notes"][0] == ("autograd: no gradient for x (backward returned None); "
+                                  "counted as zeros")
     assert {m["odd_oracle"] for m in result["mismatches"]} == {"autograd"}
     assert {m["values"]["autograd"] for m in result["mismatches"]} == {0.0}
 

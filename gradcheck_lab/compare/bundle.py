@@ -54,7 +54,7 @@ class OracleResults:
     @property
     def symbolic_rule(self) -> ToleranceRule:
         """The symbolic oracle's own error bound."""
-        return symbolic_rule(self.exact)
+        return symbolic_rule(self.exact, self.symbolic is not None and self.symbolic.screened)
 
     @property
     def input_names(self) -> list[str]:

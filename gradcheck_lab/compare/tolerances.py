@@ -102,11 +102,17 @@ def rule_for(dtype: str, override: Tolerance | None = None,
     )
 
 
-def symbolic_rule(exact: bool) -> ToleranceRule:
-    """The symbolic oracle's own bound: rounding of an exact value, or a float64 sweep."""
+def symbolic_rule(exact: bool, screened: bool = False) -> ToleranceRule:
+    """The symbolic oracle's own bound: rounding of an exact value, or a float64 sweep; a
+    screening sweep (``Gradients.screened``) only its round-off, TERM_ULPS ulps of the terms
+    each element is computed from, so that a screen passes only what the exact oracle would
+    (an element off by more is handed to the exact oracle, never passed)."""
     if exact:
         return ToleranceRule("float64", EXACT_RTOL, None, "exact, rounded once to float64",
                              term_ulps=0.0)
+    if screened:
+        return ToleranceRule("float64", EXACT_RTOL, None,
+                             f"rule sweep in float64: {TERM_ULPS} ulps of its terms")
     return ToleranceRule("float64", default_rtol("float64"), None,
                          "rule sweep in float64: sqrt(eps)")
 

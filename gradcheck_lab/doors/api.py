@@ -36,11 +36,21 @@ def check(output: str | Mapping[str, str] | None = None,
                         inputs={"x": [0.5, 1.0], "c": {"value": [2, 3], "requires_grad": False}})
         assert all(r.ok for r in results), results[0].message
     """
-    from gradcheck_lab.casefile import build_case
-    from gradcheck_lab.pipeline import run_case
+    from gradcheck_lab.pipeline.cost import counted_from_here
 
     if inputs is None:
         raise TypeError("check() needs inputs=")
+    with counted_from_here():  # the case's building is part of the check's cost
+        return _checked(output, inputs, impl, let, expect, name, settings)
+
+
+def _checked(output: str | Mapping[str, str] | None, inputs: Mapping[str, Any],
+             impl: Callable[..., Any] | None, let: Mapping[str, str] | None,
+             expect: Mapping[str, Any] | None, name: str,
+             settings: dict[str, Any]) -> list[Result]:
+    from gradcheck_lab.casefile import build_case
+    from gradcheck_lab.pipeline import run_case
+
     case_keys, run_settings = split_settings(settings)
     data: dict[str, Any] = {"name": name, "inputs": dict(inputs), **case_keys}
     if output is not None:

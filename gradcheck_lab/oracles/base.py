@@ -62,6 +62,9 @@ class Gradients:
     # Symbolic only: exact elementwise sympy (True) or the float64 rule sweep; the ops of the
     # program that have kinks (what an inconclusive finite difference may have straddled).
     exact: bool = False
+    # The sweep standing in for an affordable exact oracle (mode "screen"): held to its own
+    # round-off, and replaced by the exact oracle where the comparison does not pass.
+    screened: bool = False
     kinked_ops: tuple[str, ...] = ()
     kinks: tuple[str, ...] = ()  # where the function is not differentiable at this point
     domain: tuple[str, ...] = ()  # where the forward leaves the real numbers (sqrt of a -1)

@@ -78,9 +78,15 @@ def estimate(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...
     if not all_partials and (directions_each < DIRECTIONS_PER_INPUT or sampled is not None):
         notes += (_reduction_note(len(differentiable), directions_each, sampled, budget),)
     per_input: dict[str, Estimates] = {}
+    screened = min(directions, directions_each)
     for number, spec in enumerate(differentiable):
         x = np.asarray(point.values[spec.name])
-        if all_partials:
+        # An input of no more elements than the screening directions gets its partials
+        # instead: no more evaluations, each along one element at the step as given (unless
+        # the budget cut the directions: its reduction stands as the note says).
+        every = all_partials or (x.size <= SCREENING_DIRECTIONS
+                                 and directions_each == DIRECTIONS_PER_INPUT)
+        if every:
             indices = np.arange(x.size)
         else:
             indices = np.asarray((focus or {}).get(spec.name, np.zeros(0, dtype=np.int64)),
@@ -100,13 +106,12 @@ def estimate(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...
             directional=np.zeros((len(probes), 0)),
             directional_errors=np.zeros((len(probes), 0)),
         )
-        if not all_partials and (sampled is None or spec.name in sampled):
-            estimates = _with_directions(estimates, min(directions, directions_each),
+        if not every and (sampled is None or spec.name in sampled):
+            estimates = _with_directions(estimates, screened,
                                          lambda moved, name=spec.name: evaluate(name, moved),
                                          x, value, cotangents, case.seed, number, term_scale,
                                          precision)
         per_input[spec.name] = estimates
-    screened = min(directions, directions_each)
     kind = "every partial" if all_partials else (
         f"{directions_each} random directions per input + focus elements"
         if screened == directions_each else
@@ -312,10 +317,11 @@ def method(precision: Precision) -> str:
             f"about {precision.dtype} precision, error from h vs 2h")
 
 
-def focus_elements(case: Case, sym: Gradients, ag: Gradients,
-                   count: int) -> dict[str, np.ndarray]:
+def focus_elements(case: Case, sym: Gradients, ag: Gradients, count: int,
+                   least: float = 0.0) -> dict[str, np.ndarray]:
     """The ``count`` elements where symbolic and autograd differ most, relative to the
-    gradient's scale, over all inputs and probes: where finite differences should look."""
+    gradient's scale, over all inputs and probes: where finite differences should look.
+    Elements whose relative gap is at most ``least`` are agreed on and never chosen."""
     candidates: list[tuple[float, str, int]] = []
     for spec in case.differentiable_inputs:
         worst = None
@@ -330,7 +336,8 @@ def focus_elements(case: Case, sym: Gradients, ag: Gradients,
         if worst is None or not worst.size:
             continue
         top = np.argsort(-worst)[:count]
-        candidates.extend((float(worst[i]), spec.name, int(i)) for i in top)
+        candidates.extend((float(worst[i]), spec.name, int(i)) for i in top
+                          if not worst[i] <= least)
     candidates.sort(key=lambda item: -item[0])
     chosen: dict[str, list[int]] = {}
     for _, name, flat in candidates[:count]:

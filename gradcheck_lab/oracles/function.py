@@ -9,6 +9,7 @@ Whatever it returns is checked before any oracle uses it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import sys
@@ -454,19 +455,27 @@ def device_available(device: str) -> bool:
     return index < torch.cuda.device_count()
 
 
+@functools.cache
+def _blas_pools() -> Any:
+    """The process's thread pools, found once: finding them reads the loaded libraries
+    (about 0.6 ms, a tenth of a small check). numpy's BLAS is loaded with numpy, before."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
 @contextlib.contextmanager
 def held_threads(count: int | None) -> Iterator[int]:
     """torch's CPU threads held at ``count`` for the block (None: torch's setting as it is)
     and put back after it, numpy's BLAS on as many (OpenBLAS's idle threads spin, and took a
     second core beside torch's single one); yields the count in force."""
     import torch
-    from threadpoolctl import threadpool_limits
 
     previous = torch.get_num_threads()
     if count is not None and count != previous:
         torch.set_num_threads(count)
     try:
-        with threadpool_limits(limits=torch.get_num_threads(), user_api="blas"):
+        with _blas_pools().limit(limits=torch.get_num_threads(), user_api="blas"):
             yield torch.get_num_threads()
     finally:
         if torch.get_num_threads() != previous:

@@ -40,11 +40,17 @@ _DIGITS = 30
 
 METHOD_EXACT = "exact, elementwise sympy"
 METHOD_SWEEP = "rule sweep, numpy float64 (sympy-derived rules)"
+# Mode "screen": where the exact oracle is affordable, the sweep goes first, held to its own
+# round-off; a check runs the exact oracle only where the sweep's verdict is not a pass
+# (``CaseCheck.compared``), since there exact arithmetic can change the verdict.
+METHOD_SCREEN = ("rule sweep, numpy float64 (sympy-derived rules), held to its round-off; "
+                 "exact elementwise sympy where it does not pass")
 
 
 def gradients(program: Program, point: Point, probes: tuple[Probe, ...],
               mode: str = "auto") -> Gradients:
-    """VJPs of the spec for each probe. ``mode``: "auto", "exact" or "sweep"."""
+    """VJPs of the spec for each probe. ``mode``: "auto", "exact", "sweep" or "screen" (the
+    sweep, marked ``screened``, where "auto" would be exact)."""
     roots = [program.output, *program.roots.values()]
     env = numpy_forward(program, point, roots)
     scale = term_scale(program, env)
@@ -57,23 +63,44 @@ def gradients(program: Program, point: Point, probes: tuple[Probe, ...],
         "kinked_ops": kinked_ops(program),
         "roots": {key: env[index] for key, index in program.roots.items()},
         "term_scale": scale,
-        "term_magnitudes": tuple(sweep(program, env, probe.cotangent, magnitudes=True)
-                                 for probe in probes),
+        "term_magnitudes": _swept(program, env, probes, magnitudes=True),
     }
     reason = exact_unaffordable_because(program)
     if mode == "exact" or (mode == "auto" and reason is None):
         check_within_sympy_recursion(program)
         value, per_probe, formulas = _exact(program, point, probes)
-        swept = tuple(sweep(program, env, probe.cotangent) for probe in probes)
+        swept = _swept(program, env, probes)
         value = _signed(value, env[program.output])
         per_probe, limits = _limits(per_probe, swept, point)
         return Gradients("symbolic", METHOD_EXACT, value, per_probe, exact=True,
                          formulas=formulas, notes=limits, **common)
-    per_probe = tuple(sweep(program, env, probe.cotangent) for probe in probes)
+    per_probe = _swept(program, env, probes)
+    if mode == "screen" and reason is None:
+        return Gradients("symbolic", METHOD_SCREEN, env[program.output], per_probe,
+                         screened=True, **common)
     notes = (f"symbolic: the rule sweep, not exact elementwise sympy: the case has {reason}",
-             ) if mode == "auto" and reason is not None and _small(program) else ()
+             ) if mode in ("auto", "screen") and reason is not None and _small(program) else ()
     return Gradients("symbolic", METHOD_SWEEP, env[program.output], per_probe, notes=notes,
                      **common)
+
+
+def _swept(program: Program, env: dict[int, np.ndarray], probes: tuple[Probe, ...],
+           magnitudes: bool = False) -> tuple[dict[str, np.ndarray], ...]:
+    """The sweep for each probe; a probe that is a multiple of an earlier one (a scalar
+    output's c against 1) is that probe's sweep scaled (a VJP is linear in its cotangent),
+    not swept again: the scaled probe tests autograd's use of grad_output, not the rules."""
+    swept: list[dict[str, np.ndarray]] = []
+    for probe in probes:
+        if probe.multiple_of is None:
+            swept.append(sweep(program, env, probe.cotangent, magnitudes=magnitudes))
+            continue
+        base = np.asarray(probes[probe.multiple_of].cotangent, dtype=np.float64).reshape(-1)
+        at = int(np.argmax(np.abs(base)))
+        factor = float(np.asarray(probe.cotangent).reshape(-1)[at] / base[at])
+        if magnitudes:
+            factor = abs(factor)
+        swept.append({name: factor * g for name, g in swept[probe.multiple_of].items()})
+    return tuple(swept)
 
 
 def _small(program: Program) -> bool:

@@ -31,22 +31,22 @@ from gradcheck_lab.oracles.base import Gradients, Point, Probe, independent
 from gradcheck_lab.oracles.function import FunctionUnderTest, device_available, held_threads
 from gradcheck_lab.oracles.precision import Precision
 from gradcheck_lab.oracles.surrogate import with_surrogates, without_surrogates
+from gradcheck_lab.pipeline.cost import CostStart, started_or_now
 from gradcheck_lab.program import Program, ProgramBuilder
 from gradcheck_lab.results import Result
 from gradcheck_lab.settings import Settings
 from gradcheck_lab.trace import Traced, UntraceableError
 
 FD_FOCUS_ELEMENTS = 16
-# What finite differences may spend on an impl's calls, estimated from one forward+backward
-# before they start (``CaseCheck.fd_mode``): beside the symbolic oracle, which compares every
-# element, they arbitrate and may go to directions; without it, they are the only reference.
-FD_SECONDS = 1.0
+# What finite differences may spend on an impl's calls without the symbolic oracle, where they
+# are the only reference, estimated from one forward+backward (``CaseCheck.fd_mode``).
 TWO_WAY_SECONDS = 10.0
 
 
 def run_case(case: Case, settings: Settings = Settings(),
              only: tuple[str, str] | None = None) -> Iterator[Result]:
     """One result per dtype × device (or only the one named by ``only``)."""
+    since: CostStart | None = started_or_now()  # the first result's cost counts from here
     traced = missing = None
     if case.traced:
         try:
@@ -65,7 +65,8 @@ def run_case(case: Case, settings: Settings = Settings(),
             continue
         check = CaseCheck(case, dtype, settings, missing)
         for device in devices:
-            result = check.run(device)
+            result = check.run(device, since)
+            since = None
             yield result if traced is None else _labelled(result, traced)
 
 
@@ -222,7 +223,7 @@ class CaseCheck:
             self.missing = f"{exc.message} (at point {index})"
             return PreparedPoint(point, probes, None, self.case.program)
         try:
-            sym = symbolic.gradients(program, point, probes, self.settings.symbolic)
+            sym = symbolic.gradients(program, point, probes, self.symbolic_mode)
         except Exception as exc:
             if not self.case.traced:
                 raise
@@ -239,6 +240,30 @@ class CaseCheck:
             point, sym = self.off_kinks(index, point, probes, sym, program)
         sym = with_surrogates(sym, self.case.surrogates, point, probes)
         return PreparedPoint(point, probes, sym, program)
+
+    @property
+    def symbolic_mode(self) -> str:
+        """"auto" screens with the sweep first: the exact oracle runs where it can change
+        the verdict (``compared``)."""
+        return "screen" if self.settings.symbolic == "auto" else self.settings.symbolic
+
+    def exact_in_place_of_screen(self, results: OracleResults) -> OracleResults:
+        """``results`` with the exact oracle in place of the screening sweep; where the exact
+        oracle cannot run (sympy's recursion, its own failure), the sweep as such, with its
+        float64 bound and a note saying why."""
+        from gradcheck_lab.oracles import symbolic
+
+        screen = results.symbolic
+        try:
+            exact = symbolic.gradients(results.spec, results.point, results.probes, "exact")
+        except Exception as exc:
+            note = (f"symbolic: the rule sweep, not exact elementwise sympy, which failed here "
+                    f"({type(exc).__name__}: {str(exc)[:200]})")
+            return dataclasses.replace(results, symbolic=dataclasses.replace(
+                screen, screened=False, method=symbolic.METHOD_SWEEP,
+                notes=(*screen.notes, note)))
+        exact = with_surrogates(exact, self.case.surrogates, results.point, results.probes)
+        return dataclasses.replace(results, symbolic=exact)
 
     def program_at(self, index: int, point: Point) -> Program:
         """The spec at a point: the written one; a traced spec is traced again at every point
@@ -265,7 +290,7 @@ class CaseCheck:
         hit = "; ".join(sym.kinks)
         for attempt in range(1, KINK_ATTEMPTS + 1):
             moved = moved_off_kinks(self.case, point, attempt)
-            moved_sym = symbolic.gradients(program, moved, probes, self.settings.symbolic)
+            moved_sym = symbolic.gradients(program, moved, probes, self.symbolic_mode)
             if not moved_sym.kinks:
                 self.kink_notes.append(
                     f"point {index} was {hit}; avoid_kinks moved it off: every real input "
@@ -274,10 +299,12 @@ class CaseCheck:
         return point, sym  # still on a kink: the result is a skip, as without avoid_kinks
 
     # -- per device -------------------------------------------------------------------------
-    def run(self, device: str) -> Result:
+    def run(self, device: str, since: CostStart | None = None) -> Result:
+        """The result at ``device``; its cost counted from ``since`` where given (what the
+        door and ``run_case`` did before: tracing, the first call), else from here."""
         started = time.perf_counter()
         clock = cost_clock(device)  # the check's cost, on its unit's clock
-        cost_started = clock()
+        cost_started = clock() if since is None else since.on(device)
         if not device_available(device):
             return self.result(device, "skip", f"{device} is not available on this machine")
         if self.case.program.output_node.size == 0:
@@ -365,7 +392,7 @@ class CaseCheck:
         else:
             # Without the symbolic oracle nothing says where to look: directions only.
             focus = {} if sym is None else finite_difference.focus_elements(
-                self.case, sym, ag, FD_FOCUS_ELEMENTS)
+                self.case, sym, ag, FD_FOCUS_ELEMENTS, self.agreed_gap(precision, prepared))
             fd = finite_difference.estimate(
                 functions.reference, point, probes, focus=focus, mode=mode,
                 term_scale=_term_scale(sym), precision=precision,
@@ -377,33 +404,51 @@ class CaseCheck:
         return OracleResults(self.case, point, probes, sym, ag, fd, precision,
                              prepared.program, self.missing)
 
+    def agreed_gap(self, precision: Precision, prepared: PreparedPoint) -> float:
+        """The relative gap between symbolic and autograd below which an element is agreed
+        on, so that finite differences need not look at it: a sixteenth of the rule's rtol
+        (float64 paths differ by ~1e-15 against an rtol of ~1e-8; a gap within a sixteenth
+        of the tolerance cannot turn into a mismatch). 0 (every element a candidate) where
+        the case sets an absolute tolerance, which a relative gap cannot be set against."""
+        rule = self.rule_at(precision.gradients, prepared.program.casts)
+        return 0.0 if rule.atol is not None else rule.rtol / 16
+
     def fd_mode(self, two_way: bool, unit_seconds: float | None) -> str:
         """How finite differences run here: the settings' mode, or for "auto" on an impl,
-        by what its calls cost (one forward+backward, ``unit_seconds``, bounds a forward).
-        Beside the symbolic oracle they arbitrate, so every partial (4 calls each) is taken
-        only while that stays within FD_SECONDS; without it they are the only reference,
-        so every element (2 calls each, batched) while that stays within TWO_WAY_SECONDS."""
+        by who else is there. Beside the symbolic oracle, which compares every element with
+        autograd, they screen along random directions (any error vector shows in a random
+        direction) and take partials where the two disagree (``focus_elements``): every
+        partial would cost 4 calls an element to confirm what two oracles already agree on.
+        Without it they are the only reference, so every element (2 calls each, batched)
+        while that stays within TWO_WAY_SECONDS (one forward+backward, ``unit_seconds``,
+        bounds a forward)."""
         mode = self.settings.fd
         if mode != "auto" or self.case.impl is None:
             return mode
+        if not two_way:
+            return "projections"
         elements = sum(spec.size for spec in self.case.differentiable_inputs)
         unit = unit_seconds or 0.0
-        if two_way:
-            return ("exhaustive" if elements * 2 * unit <= TWO_WAY_SECONDS
-                    or elements <= FD_FOCUS_ELEMENTS else "projections")
-        return "auto" if elements * 4 * unit <= FD_SECONDS else "projections"
+        return ("exhaustive" if elements * 2 * unit <= TWO_WAY_SECONDS
+                or elements <= FD_FOCUS_ELEMENTS else "projections")
 
     def compared(self, results: OracleResults, functions: _Functions, rule: ToleranceRule,
                  value_rule: ToleranceRule) -> tuple[OracleResults, Verdict]:
-        """The comparison. Where it fails, finite differences take every random direction
-        for the inputs that disagree (``finite_difference.more_directions``: votes beyond
-        the screening ones); where they could not tell symbolic from autograd, their estimates
-        at those elements are sharpened (``finite_difference.refine``); the comparison is made
-        again after each, before the verdict gives up."""
+        """The comparison. Where a screening sweep does not pass, the exact oracle takes its
+        place first (``exact_in_place_of_screen``). Where it fails, finite differences take
+        every random direction for the inputs that disagree
+        (``finite_difference.more_directions``: votes beyond the screening ones); where they
+        could not tell symbolic from autograd, their estimates at those elements are
+        sharpened (``finite_difference.refine``); the comparison is made again after each,
+        before the verdict gives up."""
         from gradcheck_lab.compare.verdict import judged
         from gradcheck_lab.oracles import finite_difference
 
         verdict, undecided = judged(results, rule, value_rule)
+        if verdict.status != "pass" and results.symbolic is not None and (
+                results.symbolic.screened):
+            results = self.exact_in_place_of_screen(results)
+            verdict, undecided = judged(results, rule, value_rule)
         if verdict.status != "fail" or results.finite_differences is None:
             return results, verdict
         contested = {m.input for m in verdict.mismatches

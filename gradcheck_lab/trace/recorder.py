@@ -29,10 +29,12 @@ The recording is bounded: more traced steps than ``max_steps`` or a forward runn
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+import types
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -166,10 +168,13 @@ def _mapped(values: Any, convert: Callable[[Any], Any]) -> Any:
     return convert(values)
 
 
-def _decompositions() -> dict[Any, Callable[..., Any]]:
+@functools.cache
+def _decompositions() -> Mapping[Any, Callable[..., Any]]:
+    """torch's core aten decompositions, built once per process: building the table walks
+    every registered op (about 45 ms, more than a small check's whole cost)."""
     from torch._decomp import core_aten_decompositions
 
-    return dict(core_aten_decompositions())
+    return types.MappingProxyType(dict(core_aten_decompositions()))
 
 
 class Recorder:

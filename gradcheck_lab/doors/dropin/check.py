@@ -209,6 +209,16 @@ def _outcome(kind: str, func: Callable[..., Any], inputs: Any, keys: dict[str, A
     """The failure text ("" when the check holds) and the call's record; the check's Results
     are added to ``sink`` where given."""
     __tracebackhide__ = True
+    from gradcheck_lab.pipeline.cost import counted_from_here
+
+    with counted_from_here():  # the first call and the analysis are part of the check's cost
+        return _counted_outcome(kind, func, inputs, keys, settings, after, started, name, sink)
+
+
+def _counted_outcome(kind: str, func: Callable[..., Any], inputs: Any, keys: dict[str, Any],
+                     settings: _Settings, after: Callable[..., str] | None, started: float,
+                     name: str, sink: list[Result] | None) -> tuple[str, DropinCall]:
+    __tracebackhide__ = True
     values = as_tuple(inputs)
     check_inputs(values)
     output = func(*values)  # as torch's first call: func's own exceptions propagate as they are

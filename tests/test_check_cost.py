@@ -1,0 +1,97 @@
+"""What a small check spends, and that spending less changes no verdict: the symbolic oracle
+screens with the float64 sweep and runs exact sympy only where the sweep does not pass;
+finite differences beside it screen along directions instead of taking every partial; the
+cost a result reports counts from the door's entry. Bounded by counts, never by timings."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+import gradcheck_lab
+from gradcheck_lab.oracles import finite_difference, symbolic
+from gradcheck_lab.pipeline.cost import counted_from_here
+
+SMALL_CASES = {
+    "tanh_dot": ("sum(tanh(x) * w)", {"x": [0.5, -1.25, 2.0], "w": [1.5, -0.5, 3.0]}),
+    "r144": ("((x + y) * z) ** 2", {"x": 1.0, "y": 3.0, "z": 3.0}),
+    "mean_square": ("mean(x ** 2)", {"x": [1.0, 2.0, 3.0, 4.0]}),
+    "softmax_ce": ("cross_entropy(x, t)", {
+        "x": {"shape": [3, 4], "init": "randn", "seed": 2},
+        "t": {"value": [0, 3, 1], "dtype": "int64"}}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SMALL_CASES))
+def test_a_passing_small_case_is_screened_and_as_sensitive_as_the_exact_oracle(
+        name: str) -> None:
+    output, inputs = SMALL_CASES[name]
+    (screened,) = gradcheck_lab.check(output, inputs, sensitivity=True)
+    (exact,) = gradcheck_lab.check(output, inputs, sensitivity=True, symbolic="exact")
+    assert screened.status == exact.status == "pass", (screened.message, exact.message)
+    assert screened.oracles["symbolic"] == symbolic.METHOD_SCREEN
+    assert exact.oracles["symbolic"] == symbolic.METHOD_EXACT
+    # The screen is held to its round-off, not to sqrt(eps): the smallest planted error a
+    # pass would catch is the exact oracle's, within the bisection's step (10**(1/64)).
+    for which in ("one_element", "all_elements"):
+        assert screened.sensitivity[which] <= exact.sensitivity[which] * 10 ** (1 / 64), which
+
+
+def test_where_the_screen_does_not_pass_the_exact_oracle_decides() -> None:
+    class Wrong(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x.sin()
+
+        @staticmethod
+        def backward(ctx, grad):
+            (x,) = ctx.saved_tensors
+            return grad * x.cos() * (1 + 1e-5)  # off by 1e-5 relative: a planted bug
+
+    (result,) = gradcheck_lab.check("sum(sin(x))", {"x": [0.3, 1.1, -0.7]},
+                                    impl=lambda x: Wrong.apply(x).sum())
+    assert result.status == "fail"
+    assert result.oracles["symbolic"] == symbolic.METHOD_EXACT
+    assert {m.odd_oracle for m in result.mismatches} == {"autograd"}
+
+
+def test_beside_the_symbolic_oracle_finite_differences_screen_instead_of_every_partial(
+        ) -> None:
+    elements = 60
+    (result,) = gradcheck_lab.check(
+        impl=lambda x: (torch.tanh(x) * x).sum(),
+        inputs={"x": {"shape": [elements], "init": "randn"}})
+    assert result.status == "pass", result.message
+    # Every partial would be 4 evaluations an element (240); the screen takes a few
+    # directions (a scalar output: one independent probe), whatever the size, plus the
+    # precision measurement's handful.
+    assert result.counts["finite_difference"] == finite_difference.SCREENING_DIRECTIONS
+    assert result.counts["finite_difference_evaluations"] < elements
+
+
+def test_an_input_no_larger_than_its_directions_gets_its_partials() -> None:
+    (result,) = gradcheck_lab.check(impl=lambda x: (x ** 3).sum(), inputs={"x": [0.5]})
+    assert result.status == "pass", result.message
+    # Its one partial, at the step as given, where two directions would cost as much.
+    assert result.counts["finite_difference"] == 1
+
+
+def _spin(cpu_seconds: float) -> None:
+    until = time.process_time() + cpu_seconds
+    while time.process_time() < until:
+        pass
+
+
+def test_the_reported_cost_counts_from_the_doors_entry() -> None:
+    spec = ("sum(x * x)", {"x": [1.0, 2.0]})
+    (plain,) = gradcheck_lab.check(*spec)
+    with counted_from_here():
+        _spin(0.2)  # CPU time the door spent before the pipeline (a first call, say)
+        (spun,) = gradcheck_lab.check(*spec)
+    # One forward+backward of this function takes well under 1 ms of CPU time, so 0.2 s of
+    # CPU time before the check is hundreds of units more (CPU time: a busy machine does
+    # not stretch it).
+    assert spun.counts["cost_units"] - plain.counts["cost_units"] >= 100
