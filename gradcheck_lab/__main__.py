@@ -2,6 +2,6 @@
 
 import sys
 
-from gradcheck_lab.doors.cli import main
+from gradcheck_lab.doors.entry import main
 
 sys.exit(main())

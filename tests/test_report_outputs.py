@@ -154,3 +154,41 @@ def test_sigterm_during_a_spec_only_check_ends_the_run_not_the_case(tmp_path: Pa
     assert run.returncode == 143, out + err
     assert "internal error" not in out and "slow1" not in out
     assert "stopped by SIGTERM after 1 result" in err
+
+
+# A signal while the command line's modules load: sent by an import hook at the moment
+# gradcheck_lab.doors.cli is imported, so the test does not depend on timing.
+_SIGNAL_WHILE_LOADING = """\
+import importlib.abc, os, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # even where the parent ignores it
+class Hook(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "gradcheck_lab.doors.cli":
+            os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+        return None
+sys.meta_path.insert(0, Hook())
+from gradcheck_lab.doors.entry import main
+sys.exit(main(["run", sys.argv[2]]))
+"""
+
+
+@pytest.mark.parametrize(("signal_name", "status"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_signal_while_the_command_line_loads_ends_it_in_one_line(signal_name: str,
+                                                                   status: int) -> None:
+    done = subprocess.run([sys.executable, "-c", _SIGNAL_WHILE_LOADING, signal_name, CASE],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == status, done.stderr
+    word = "interrupted" if signal_name == "SIGINT" else "terminated"
+    assert done.stderr.strip().splitlines() == [f"gradcheck-lab: {word}"]
+
+
+def test_importing_the_package_loads_none_of_its_modules_until_a_name_is_used() -> None:
+    code = ("import sys, gradcheck_lab\n"
+            "print(sorted(m for m in sys.modules if m.startswith('gradcheck_lab')))\n"
+            "gradcheck_lab.check\n"
+            "print('gradcheck_lab.doors.api' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=REPO)
+    first, second = done.stdout.strip().splitlines()
+    assert first == "['gradcheck_lab', 'gradcheck_lab.version']", done.stderr
+    assert second == "True"

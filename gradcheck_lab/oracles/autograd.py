@@ -17,7 +17,6 @@ from gradcheck_lab.errors import ImplError, raised_by_user_code
 from gradcheck_lab.oracles.base import Gradients, Point, Probe
 from gradcheck_lab.oracles.function import FunctionUnderTest, describe_exception, owned
 
-UNIT_REPEATS = 5  # forward+backward passes timed for the cost unit, their median kept
 SAME_GRAPH = "again, same graph"
 FRESH_GRAPH = "again, fresh graph"
 
@@ -48,8 +47,11 @@ def gradients(function: FunctionUnderTest, point: Point,
     method = f"{function.label}, torch.autograd.grad"
     leaves = make_leaves(case, point, dtype, device)
     before = {name: leaf.detach().clone() for name, leaf in leaves.items()}
+    # The forward+backward passes on fresh graphs below, timed: the unit of a check's cost
+    # (``pipeline.case_check``), taken from the passes the oracle makes anyway.
+    clock = _UnitClock(device)
     with torch.enable_grad():
-        out = function(leaves)
+        out = clock.forward(lambda: function(leaves))
     value = owned(out)
     notes: list[str] = []
     zeros = {name: np.zeros(point.values[name].shape) for name in names}
@@ -65,17 +67,18 @@ def gradients(function: FunctionUnderTest, point: Point,
     graph = (out, leaves)  # the graph of the probe that is run again, below
     for probe in probes:
         if probe.multiple_of is None:
-            grads = _backward(function, out, leaves, names, probe, "")
+            grads = clock.backward(lambda p=probe: _backward(function, out, leaves, names, p,
+                                                             ""))
             per_probe.append(_as_arrays(grads, names, leaves, zeros, missing, problems))
             continue
         # grad_output scaled (a scalar output's second cotangent): on a graph of its own, so
         # that a backward which may run only once per graph is still asked.
         scaled = make_leaves(case, point, dtype, device)
         with torch.enable_grad():
-            scaled_out = function(scaled)
+            scaled_out = clock.forward(lambda s=scaled: function(s))
         graph = (scaled_out, scaled)
-        grads = _backward(function, scaled_out, scaled, names, probe,
-                          f" with grad_output {probe.label.removeprefix('cotangent ')}")
+        grads = clock.backward(lambda p=probe, s=scaled, o=scaled_out: _backward(
+            function, o, s, names, p, f" with grad_output {p.label.removeprefix('cotangent ')}"))
         per_probe.append(_as_arrays(grads, names, scaled, zeros, missing, problems))
     modified = _modified(before, leaves)
 
@@ -96,12 +99,13 @@ def gradients(function: FunctionUnderTest, point: Point,
                      f"({exc}); statefulness is checked on a fresh graph only")
     fresh = make_leaves(case, point, dtype, device)
     with torch.enable_grad():
-        fresh_out = function(fresh)
+        fresh_out = clock.forward(lambda: function(fresh))
     unit = None
     if fresh_out.requires_grad:
-        grads = _backward(function, fresh_out, fresh, names, probes[rerun], " on a fresh graph")
+        grads = clock.backward(lambda: _backward(function, fresh_out, fresh, names,
+                                                 probes[rerun], " on a fresh graph"))
         reruns[FRESH_GRAPH] = _as_arrays(grads, names, fresh, zeros, set(), [])
-        unit = _forward_backward_seconds(function, point, names, probes[0])
+        unit = clock.unit()
     for name in sorted(missing):
         notes.append(f"autograd: no gradient for {name} (backward returned None); "
                      "counted as zeros")
@@ -179,27 +183,42 @@ def cost_clock(device: str) -> Callable[[], float]:
     return time.perf_counter if device.startswith("cuda") else time.process_time
 
 
-def _forward_backward_seconds(function: FunctionUnderTest, point: Point, names: list[str],
-                              probe: Probe, repeats: int = UNIT_REPEATS) -> float:
-    """The median time of a few forward+backward passes on fresh graphs by ``cost_clock``:
-    the unit of a check's cost (``pipeline.case_check``)."""
-    import statistics
+class _UnitClock:
+    """Times forward passes and the first backward after each (one forward+backward on a
+    fresh graph, by ``cost_clock``); ``unit()`` is the quickest of them. Taking the unit from
+    the oracle's own passes costs nothing more; the quickest, since the first pass after a
+    function is new to the process may include one-time work (allocations, lazy imports)."""
 
-    import torch
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.clock = cost_clock(device)
+        self.pending: float | None = None  # the last forward's seconds, awaiting its backward
+        self.passes: list[float] = []
 
-    device = function.device
-    clock = cost_clock(device)
-    times = []
-    for _ in range(repeats):
-        leaves = make_leaves(function.case, point, function.dtype, device)
-        started = clock()
-        with torch.enable_grad():
-            out = function(leaves)
-        _backward(function, out, leaves, names, probe, "")
-        if device.startswith("cuda"):
-            torch.cuda.synchronize(device)
-        times.append(clock() - started)
-    return statistics.median(times)
+    def forward(self, call: Callable[[], Any]) -> Any:
+        started = self.clock()
+        out = call()
+        self.pending = self._synced(started)
+        return out
+
+    def backward(self, call: Callable[[], Any]) -> Any:
+        started = self.clock()
+        grads = call()
+        seconds = self._synced(started)
+        if self.pending is not None:
+            self.passes.append(self.pending + seconds)
+            self.pending = None
+        return grads
+
+    def unit(self) -> float | None:
+        return min(self.passes) if self.passes else None
+
+    def _synced(self, started: float) -> float:
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize(self.device)
+        return self.clock() - started
 
 
 def _backward(function: FunctionUnderTest, out: Any, leaves: dict[str, Any], names: list[str],

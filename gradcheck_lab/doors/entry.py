@@ -1,0 +1,38 @@
+"""The ``gradcheck-lab`` command's entry point: imports nothing but the standard library until
+it is running, so that Ctrl-C (or SIGTERM) while the command line's modules load ends the
+command as it would end a run (exit 130 or 143, one line, no traceback)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Sequence
+
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # as doors.cli's, which is not loaded yet
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _terminated)  # until the command line takes over
+    try:
+        from gradcheck_lab.doors.cli import main as command_line
+    except KeyboardInterrupt:
+        return _said("interrupted", EXIT_INTERRUPTED)
+    except _Terminated:
+        return _said("terminated", EXIT_TERMINATED)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return command_line(argv)
+
+
+class _Terminated(BaseException):
+    pass
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
+def _said(what: str, code: int) -> int:
+    print(f"gradcheck-lab: {what}", file=sys.stderr)
+    return code
