@@ -17,6 +17,9 @@ from gradcheck_lab.errors import ImplError, raised_by_user_code
 from gradcheck_lab.oracles.base import Gradients, Point, Probe
 from gradcheck_lab.oracles.function import FunctionUnderTest, describe_exception, owned
 
+# Forward+backward passes timed for the cost unit in a row (warm), their median kept: the
+# oracle's own passes, each after other work, measured up to 50% slower and unsteady.
+UNIT_REPEATS = 3
 SAME_GRAPH = "again, same graph"
 FRESH_GRAPH = "again, fresh graph"
 
@@ -47,11 +50,8 @@ def gradients(function: FunctionUnderTest, point: Point,
     method = f"{function.label}, torch.autograd.grad"
     leaves = make_leaves(case, point, dtype, device)
     before = {name: leaf.detach().clone() for name, leaf in leaves.items()}
-    # The forward+backward passes on fresh graphs below, timed: the unit of a check's cost
-    # (``pipeline.case_check``), taken from the passes the oracle makes anyway.
-    clock = _UnitClock(device)
     with torch.enable_grad():
-        out = clock.forward(lambda: function(leaves))
+        out = function(leaves)
     value = owned(out)
     notes: list[str] = []
     zeros = {name: np.zeros(point.values[name].shape) for name in names}
@@ -67,18 +67,17 @@ def gradients(function: FunctionUnderTest, point: Point,
     graph = (out, leaves)  # the graph of the probe that is run again, below
     for probe in probes:
         if probe.multiple_of is None:
-            grads = clock.backward(lambda p=probe: _backward(function, out, leaves, names, p,
-                                                             ""))
+            grads = _backward(function, out, leaves, names, probe, "")
             per_probe.append(_as_arrays(grads, names, leaves, zeros, missing, problems))
             continue
         # grad_output scaled (a scalar output's second cotangent): on a graph of its own, so
         # that a backward which may run only once per graph is still asked.
         scaled = make_leaves(case, point, dtype, device)
         with torch.enable_grad():
-            scaled_out = clock.forward(lambda s=scaled: function(s))
+            scaled_out = function(scaled)
         graph = (scaled_out, scaled)
-        grads = clock.backward(lambda p=probe, s=scaled, o=scaled_out: _backward(
-            function, o, s, names, p, f" with grad_output {p.label.removeprefix('cotangent ')}"))
+        grads = _backward(function, scaled_out, scaled, names, probe,
+                          f" with grad_output {probe.label.removeprefix('cotangent ')}")
         per_probe.append(_as_arrays(grads, names, scaled, zeros, missing, problems))
     modified = _modified(before, leaves)
 
@@ -99,13 +98,12 @@ def gradients(function: FunctionUnderTest, point: Point,
                      f"({exc}); statefulness is checked on a fresh graph only")
     fresh = make_leaves(case, point, dtype, device)
     with torch.enable_grad():
-        fresh_out = clock.forward(lambda: function(fresh))
+        fresh_out = function(fresh)
     unit = None
     if fresh_out.requires_grad:
-        grads = clock.backward(lambda: _backward(function, fresh_out, fresh, names,
-                                                 probes[rerun], " on a fresh graph"))
+        grads = _backward(function, fresh_out, fresh, names, probes[rerun], " on a fresh graph")
         reruns[FRESH_GRAPH] = _as_arrays(grads, names, fresh, zeros, set(), [])
-        unit = clock.unit()
+        unit = _forward_backward_seconds(function, point, names, probes[0])
     for name in sorted(missing):
         notes.append(f"autograd: no gradient for {name} (backward returned None); "
                      "counted as zeros")
@@ -183,42 +181,27 @@ def cost_clock(device: str) -> Callable[[], float]:
     return time.perf_counter if device.startswith("cuda") else time.process_time
 
 
-class _UnitClock:
-    """Times forward passes and the first backward after each (one forward+backward on a
-    fresh graph, by ``cost_clock``); ``unit()`` is the quickest of them. Taking the unit from
-    the oracle's own passes costs nothing more; the quickest, since the first pass after a
-    function is new to the process may include one-time work (allocations, lazy imports)."""
+def _forward_backward_seconds(function: FunctionUnderTest, point: Point, names: list[str],
+                              probe: Probe, repeats: int = UNIT_REPEATS) -> float:
+    """The median time of a few forward+backward passes on fresh graphs by ``cost_clock``:
+    the unit of a check's cost (``pipeline.case_check``)."""
+    import statistics
 
-    def __init__(self, device: str) -> None:
-        self.device = device
-        self.clock = cost_clock(device)
-        self.pending: float | None = None  # the last forward's seconds, awaiting its backward
-        self.passes: list[float] = []
+    import torch
 
-    def forward(self, call: Callable[[], Any]) -> Any:
-        started = self.clock()
-        out = call()
-        self.pending = self._synced(started)
-        return out
-
-    def backward(self, call: Callable[[], Any]) -> Any:
-        started = self.clock()
-        grads = call()
-        seconds = self._synced(started)
-        if self.pending is not None:
-            self.passes.append(self.pending + seconds)
-            self.pending = None
-        return grads
-
-    def unit(self) -> float | None:
-        return min(self.passes) if self.passes else None
-
-    def _synced(self, started: float) -> float:
-        if self.device.startswith("cuda"):
-            import torch
-
-            torch.cuda.synchronize(self.device)
-        return self.clock() - started
+    device = function.device
+    clock = cost_clock(device)
+    times = []
+    for _ in range(repeats):
+        leaves = make_leaves(function.case, point, function.dtype, device)
+        started = clock()
+        with torch.enable_grad():
+            out = function(leaves)
+        _backward(function, out, leaves, names, probe, "")
+        if device.startswith("cuda"):
+            torch.cuda.synchronize(device)
+        times.append(clock() - started)
+    return statistics.median(times)
 
 
 def _backward(function: FunctionUnderTest, out: Any, leaves: dict[str, Any], names: list[str],

@@ -335,9 +335,10 @@ def focus_elements(case: Case, sym: Gradients, ag: Gradients, count: int,
             worst = gap if worst is None else np.maximum(worst, gap)
         if worst is None or not worst.size:
             continue
-        top = np.argsort(-worst)[:count]
-        candidates.extend((float(worst[i]), spec.name, int(i)) for i in top
-                          if not worst[i] <= least)
+        # Only the elements past ``least`` are ranked (nan compares false: kept).
+        eligible = np.flatnonzero(~(worst <= least))
+        top = eligible[np.argsort(-worst[eligible], kind="stable")[:count]]
+        candidates.extend((float(worst[i]), spec.name, int(i)) for i in top)
     candidates.sort(key=lambda item: -item[0])
     chosen: dict[str, list[int]] = {}
     for _, name, flat in candidates[:count]:
