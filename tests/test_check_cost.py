@@ -95,3 +95,57 @@ def test_the_reported_cost_counts_from_the_doors_entry() -> None:
     # CPU time before the check is hundreds of units more (CPU time: a busy machine does
     # not stretch it).
     assert spun.counts["cost_units"] - plain.counts["cost_units"] >= 100
+
+
+MLP_INPUTS = {"x": {"shape": [6, 5], "init": "randn", "seed": 1, "requires_grad": False},
+              "w1": {"shape": [4, 5], "init": "randn", "seed": 2},
+              "b1": {"shape": [4], "init": "randn", "seed": 3},
+              "w2": {"shape": [3, 4], "init": "randn", "seed": 4}}
+MLP_SPEC = "sum(linear(tanh(linear(x, w1, b1)), w2) ** 2)"
+
+
+def _mlp(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor,
+         scale: float = 1.0, shift: float = 0.0) -> torch.Tensor:
+    class Second(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, h, w):
+            ctx.save_for_backward(h, w)
+            return h @ w.t() + shift * torch.sin(h).sum()  # shift: a forward term the
+                                                            # backward leaves out
+
+        @staticmethod
+        def backward(ctx, grad):
+            h, w = ctx.saved_tensors
+            return grad @ w, scale * grad.t() @ h
+
+    return (Second.apply(torch.tanh(torch.nn.functional.linear(x, w1, b1)), w2) ** 2).sum()
+
+
+def test_joint_directions_screen_a_passing_multi_input_check() -> None:
+    (result,) = gradcheck_lab.check(MLP_SPEC, MLP_INPUTS, impl=_mlp)
+    assert result.status == "pass", result.message
+    assert "random directions over all inputs at once" in result.oracles["finite_difference"]
+    # One centre and four evaluations a direction, whatever the number of inputs (three
+    # here, which per-input screening would take 2 directions each of), and the precision
+    # measurement's few.
+    assert result.counts["finite_difference"] == finite_difference.JOINT_DIRECTIONS
+    assert result.counts["finite_difference_evaluations"] < 3 * 4 * 2
+
+
+@pytest.mark.parametrize(("scale", "shift"), [(1.0, 0.0), (1.0 + 1e-4, 0.0), (-1.0, 0.0),
+                                              (1.0, 1e-3)],
+                         ids=["correct", "w2_off_1e-4", "w2_sign", "forward_term"])
+def test_the_joint_screen_changes_no_verdict(monkeypatch: pytest.MonkeyPatch, scale: float,
+                                             shift: float) -> None:
+    def impl(x, w1, b1, w2):
+        return _mlp(x, w1, b1, w2, scale, shift)
+
+    def verdict() -> tuple[str, set[tuple[str | None, str | None]]]:
+        (result,) = gradcheck_lab.check(MLP_SPEC, MLP_INPUTS, impl=impl)
+        return result.status, {(m.input, m.odd_oracle) for m in result.mismatches}
+
+    screened = verdict()
+    from gradcheck_lab.pipeline.case_check import CaseCheck
+
+    monkeypatch.setattr(CaseCheck, "joint_screen", lambda *arguments: None)
+    assert screened == verdict()

@@ -139,7 +139,8 @@ def test_a_passing_check_screens_and_a_failing_one_takes_every_direction_where_i
     (passing,) = check(spec, inputs, let=lets, fd="projections")
     assert passing.status == "pass", passing.message
     method = passing.oracles["finite_difference"]
-    assert "2 random directions per input (8 where symbolic and autograd disagree)" in method
+    # Symbolic and autograd agree everywhere: joint directions over all inputs screen.
+    assert f"{finite_difference.JOINT_DIRECTIONS} random directions over all inputs" in method
     (failing,) = check(spec, inputs, let=lets, impl=wrong_mlp, fd="projections")
     assert failing.status == "fail"
     assert {m.odd_oracle for m in failing.mismatches if m.input == "w2"} == {"autograd"}

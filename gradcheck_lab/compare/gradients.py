@@ -75,6 +75,42 @@ def compare_gradients(results: OracleResults, rule: ToleranceRule,
     return findings, tally
 
 
+def joint_settled(results: OracleResults, rule: ToleranceRule) -> bool:
+    """Whether finite differences along the joint directions (``FiniteDifferences.joint``)
+    confirm symbolic and autograd, which agree at every element: each direction conclusive
+    and siding with them, at every probe. Anything else (a gap, an inconclusive or
+    non-finite estimate, an element outside the domain) is not settled: the check then takes
+    per-input directions, whose comparison says what is wrong where."""
+    fd = results.finite_differences
+    if fd is None or fd.joint is None or results.symbolic is None:
+        return False
+    inputs = [_InputGradient(results, rule, name, FdTally(), False)
+              for name in results.input_names]
+    d = fd.joint.directions.reshape(len(fd.joint.directions), -1)
+    magnitudes = np.abs(d)
+    for k in range(len(results.probes)):
+        probed = [gradient.probed(k) for gradient in inputs]
+        if not all(p.agree.all() and np.isfinite(p.s).all() and np.isfinite(p.a).all()
+                   for p in probed):
+            return False
+        s, a = (np.concatenate([getattr(p, side) for p in probed]) for side in ("s", "a"))
+        bound_s, bound_a = (np.concatenate([getattr(p, side) for p in probed])
+                            for side in ("bound_s", "bound_a"))
+        scales = np.concatenate([np.full(p.s.size, p.scale) for p in probed])
+        with np.errstate(all="ignore"):
+            sd, ad = d @ s, d @ a
+            bsd, bad = magnitudes @ bound_s, magnitudes @ bound_a
+            widths = magnitudes @ scales
+            f = fd.joint.directional[k]
+            bf = FD_SAFETY * fd.joint.directional_errors[k]
+            conclusive = (np.isfinite(f) & np.isfinite(bf)
+                          & ~(bf > FD_INCONCLUSIVE * (np.abs(sd) + widths)))
+            sides = agree(sd, f, bsd + bf) | agree(ad, f, bad + bf)
+        if not (conclusive & sides & agree(sd, ad, bsd + bad)).all():
+            return False
+    return True
+
+
 @dataclass
 class _Probed:
     """One probe's gradients of one input, flat, with their bounds."""

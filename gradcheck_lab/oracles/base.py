@@ -118,12 +118,16 @@ class FiniteDifferences:
     per_input: dict[str, Estimates]
     evaluations: int
     notes: tuple[str, ...] = ()
+    # Directions over every differentiated input at once (``finite_difference.joint_screen``):
+    # directions (d, total) over the inputs' flat elements joined in the case's order.
+    joint: Estimates | None = None
 
     @property
     def compared(self) -> int:
         """Partial or directional derivatives estimated, for one probe."""
-        return sum(e.partials.shape[-1] + e.directional.shape[-1]
-                   for e in self.per_input.values())
+        joint = 0 if self.joint is None else self.joint.directional.shape[-1]
+        return joint + sum(e.partials.shape[-1] + e.directional.shape[-1]
+                           for e in self.per_input.values())
 
 
 def make_probes(output_shape: tuple[int, ...], seed: int,

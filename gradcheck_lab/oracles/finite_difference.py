@@ -40,6 +40,11 @@ SCREENING_DIRECTIONS = 2
 FD_MAX_WORK = 1_000_000
 ROUNDOFF_FACTOR = 4.0  # a few ulps of the function's value per evaluation
 _DIRECTION_STREAM = 2  # seed stream of the directions (the cotangents use stream 1)
+_JOINT_STREAM = 3  # seed stream of the joint directions (``joint_screen``)
+# Where symbolic and autograd agree on every element, finite differences first screen along
+# this many directions over all inputs at once (``joint_screen``), 4 evaluations each
+# whatever the number of inputs, instead of SCREENING_DIRECTIONS per input.
+JOINT_DIRECTIONS = SCREENING_DIRECTIONS
 
 METHOD = "central, h=1e-6·max(1,|x|), error from h vs 2h"
 
@@ -120,6 +125,56 @@ def estimate(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...
     return FiniteDifferences(f"{method(precision)}; {kind}; on {function.label}",
                              value.reshape(case.program.output_node.shape), per_input,
                              counter[0], notes=notes)
+
+
+def takes_every_partial(case: Case, mode: str) -> bool:
+    """Whether ``estimate`` in ``mode`` takes every partial of every input."""
+    total = sum(spec.size for spec in case.differentiable_inputs)
+    return mode == "all" or (mode == "auto" and total <= estimate_budget(case))
+
+
+def joint_screen(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...], *,
+                 term_scale: float = 0.0, precision: Precision = FLOAT64,
+                 count: int = JOINT_DIRECTIONS) -> FiniteDifferences:
+    """Directional derivatives along ``count`` seeded random directions that move every
+    differentiated input at once: a screen that costs the same for one input or fifty. Each
+    input's part of a direction is scaled to the same size (standard normal × max(1,|x|),
+    over sqrt of its elements), so that a large weight matrix does not drown a bias. Any
+    error vector shows along a random direction; where one does not agree, the check takes
+    the per-input directions instead (``CaseCheck.oracle_results``), which say which input."""
+    case = function.case
+    differentiable = case.differentiable_inputs
+    value = evaluate_at(function, point.values, CENTER)
+    cotangents = np.stack([np.asarray(p.cotangent, dtype=np.float64).reshape(-1)
+                           for p in probes])
+    rng = np.random.default_rng([case.seed, _JOINT_STREAM])
+    parts = {spec.name: rng.standard_normal((count, *point.values[spec.name].shape))
+             * np.maximum(1.0, np.abs(point.values[spec.name])) / np.sqrt(max(spec.size, 1))
+             for spec in differentiable}
+    names = frozenset(parts)
+    directional, errors = [], []
+    for j in range(count):
+        def shifted(t: float, j: int = j) -> np.ndarray:
+            moved = {name: point.values[name] + t * part[j] for name, part in parts.items()}
+            return evaluate_at(function, {**point.values, **moved}, names)
+
+        column, error = central_difference(shifted, value, term_scale,
+                                           precision.relative_step, precision.roundoff)
+        directional.append(cotangents @ column)
+        errors.append(np.abs(cotangents) @ error)
+    joined = np.concatenate([parts[spec.name].reshape(count, -1) for spec in differentiable],
+                            axis=1)
+    joint = Estimates(np.zeros(0, dtype=np.int64), np.zeros((len(probes), 0)),
+                      np.zeros((len(probes), 0)), joined,
+                      _columns(directional, len(probes)), _columns(errors, len(probes)))
+    per_input = {spec.name: Estimates(
+        np.zeros(0, dtype=np.int64), np.zeros((len(probes), 0)), np.zeros((len(probes), 0)),
+        np.zeros((0, *point.values[spec.name].shape)), np.zeros((len(probes), 0)),
+        np.zeros((len(probes), 0))) for spec in differentiable}
+    return FiniteDifferences(
+        f"{method(precision)}; {count} random directions over all inputs at once; on "
+        f"{function.label}", value.reshape(case.program.output_node.shape), per_input,
+        1 + 4 * count, notes=called_in_note(function), joint=joint)
 
 
 def _with_directions(estimates: Estimates, count: int,

@@ -393,6 +393,9 @@ class CaseCheck:
             # Without the symbolic oracle nothing says where to look: directions only.
             focus = {} if sym is None else finite_difference.focus_elements(
                 self.case, sym, ag, FD_FOCUS_ELEMENTS, self.agreed_gap(precision, prepared))
+            joint = self.joint_screen(prepared, functions, ag, precision, mode, focus)
+            if joint is not None:
+                return joint
             fd = finite_difference.estimate(
                 functions.reference, point, probes, focus=focus, mode=mode,
                 term_scale=_term_scale(sym), precision=precision,
@@ -412,6 +415,32 @@ class CaseCheck:
         the case sets an absolute tolerance, which a relative gap cannot be set against."""
         rule = self.rule_at(precision.gradients, prepared.program.casts)
         return 0.0 if rule.atol is not None else rule.rtol / 16
+
+    def joint_screen(self, prepared: PreparedPoint, functions: _Functions, ag: Gradients,
+                     precision: Precision, mode: str,
+                     focus: dict[str, np.ndarray]) -> OracleResults | None:
+        """The results with finite differences along joint directions only, where symbolic
+        and autograd agree on every element (no focus element) and those directions confirm
+        them (``joint_settled``); None where the per-input estimates are needed: to name an
+        odd oracle, to take every partial of a small case, or after a joint direction that
+        did not settle."""
+        from gradcheck_lab.compare.gradients import joint_settled
+        from gradcheck_lab.oracles import finite_difference
+
+        sym = prepared.symbolic
+        if (sym is None or focus or len(self.case.differentiable_inputs) < 2
+                or self.case.surrogates  # differences see the true derivative, not those
+                or finite_difference.takes_every_partial(self.case, mode)):
+            return None
+        fd = finite_difference.joint_screen(functions.reference, prepared.point,
+                                            prepared.probes, term_scale=_term_scale(sym),
+                                            precision=precision)
+        fd = dataclasses.replace(fd, evaluations=fd.evaluations + precision.evaluations)
+        fd = without_surrogates(fd, self.case.surrogates)
+        results = OracleResults(self.case, prepared.point, prepared.probes, sym, ag, fd,
+                                precision, prepared.program, self.missing)
+        rule = self.rule_at(precision.gradients, prepared.program.casts)
+        return results if joint_settled(results, rule) else None
 
     def fd_mode(self, two_way: bool, unit_seconds: float | None) -> str:
         """How finite differences run here: the settings' mode, or for "auto" on an impl,
