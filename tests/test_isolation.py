@@ -434,6 +434,28 @@ def test_stopping_the_worker_kills_a_daemon_that_left_its_group(tmp_path: Path) 
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not LINUX, reason="the guardian finds orphans by their environment in /proc")
+def test_a_run_killed_with_sigkill_leaves_no_daemon_behind(tmp_path: Path) -> None:
+    """No handler of the run sees SIGKILL: the worker dies with it (PR_SET_PDEATHSIG), and the
+    worker's guardian kills the daemon its impl left behind after setsid()."""
+    path = write_cases(tmp_path, "daemonizes_then_sleeps")
+    run = subprocess.Popen([sys.executable, "-m", "gradcheck_lab", "run",
+                            str(path.relative_to(tmp_path))], cwd=tmp_path,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_until(lambda: (tmp_path / "daemon.pid").exists(), 120)
+        daemon = pid_of(tmp_path, "daemon")
+        assert not gone(daemon)
+        run.kill()
+        run.wait()
+        assert wait_until(lambda: gone(daemon), 10)
+    finally:
+        run.kill()
+        if (tmp_path / "daemon.pid").exists():
+            kill_quietly(pid_of(tmp_path, "daemon"))
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(not POSIX, reason="needs fork and process groups")
 def test_stopping_the_worker_kills_its_process_group(tmp_path: Path) -> None:
     path = write_cases(tmp_path, "forks_then_sleeps")

@@ -99,7 +99,9 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
                      help="append one JSON line per result as soon as it is ready (- for "
                           "stdout; the terminal report then goes to stderr)")
     run.add_argument("--symbolic", choices=("auto", "exact", "sweep"), default="auto",
-                     help="exact elementwise sympy, the numpy rule sweep, or auto by size")
+                     help="exact elementwise sympy, the numpy rule sweep, or auto: the sweep "
+                          "held to its round-off, exact sympy where it does not pass (the sweep "
+                          "alone past the exact oracle's size)")
     run.add_argument("--fd", choices=("auto", "all", "projections", "exhaustive"),
                      default="auto",
                      help="finite differences on every partial, along random directions, "

@@ -84,6 +84,7 @@ def estimate(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...
         notes += (_reduction_note(len(differentiable), directions_each, sampled, budget),)
     per_input: dict[str, Estimates] = {}
     screened = min(directions, directions_each)
+    small: list[str] = []  # inputs that took every partial for being small
     for number, spec in enumerate(differentiable):
         x = np.asarray(point.values[spec.name])
         # An input of no more elements than the screening directions gets its partials
@@ -91,6 +92,8 @@ def estimate(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...
         # the budget cut the directions: its reduction stands as the note says).
         every = all_partials or (x.size <= SCREENING_DIRECTIONS
                                  and directions_each == DIRECTIONS_PER_INPUT)
+        if every and not all_partials:
+            small.append(spec.name)
         if every:
             indices = np.arange(x.size)
         else:
@@ -117,14 +120,24 @@ def estimate(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...
                                          x, value, cotangents, case.seed, number, term_scale,
                                          precision)
         per_input[spec.name] = estimates
-    kind = "every partial" if all_partials else (
-        f"{directions_each} random directions per input + focus elements"
-        if screened == directions_each else
-        f"{screened} random directions per input ({directions_each} where symbolic and "
-        "autograd disagree) + focus elements")
+    kind = _kind(all_partials or len(small) == len(differentiable), small, directions_each,
+                 screened)
     return FiniteDifferences(f"{method(precision)}; {kind}; on {function.label}",
                              value.reshape(case.program.output_node.shape), per_input,
                              counter[0], notes=notes)
+
+
+def _kind(every: bool, small: list[str], directions_each: int, screened: int) -> str:
+    """What an estimate took, for its method text."""
+    if every:
+        return "every partial"
+    kind = (f"{directions_each} random directions per input + focus elements"
+            if screened == directions_each else
+            f"{screened} random directions per input ({directions_each} where symbolic and "
+            "autograd disagree) + focus elements")
+    if small:
+        kind += f"; every partial of {', '.join(small)} (at most {SCREENING_DIRECTIONS} elements)"
+    return kind
 
 
 def takes_every_partial(case: Case, mode: str) -> bool:

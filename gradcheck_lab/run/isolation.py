@@ -15,7 +15,9 @@ reused case after case):
 - the worker leads its own process group: what an impl forked is killed when the case ends
   (Linux) and with the worker when it is stopped (POSIX);
 - the worker dies with its parent: ``PR_SET_PDEATHSIG`` on Linux, and a watchdog thread that
-  notices the parent is gone on any POSIX system.
+  notices the parent is gone on any POSIX system; and a guardian process (``guardian.py``)
+  kills what the worker's impls started when the parent dies without stopping the worker,
+  ``kill -9`` included.
 """
 
 from __future__ import annotations
@@ -117,6 +119,8 @@ class CaseWorker:
                 return False
 
     def stop(self) -> None:
+        _stop_guardian(getattr(self, "_guardian", None))
+        self._guardian = None
         if self._process is not None:
             if self._process.pid is not None:
                 kill_group(self._process.pid)  # the worker and whatever its impls forked
@@ -199,11 +203,12 @@ class CaseWorker:
                                               args=(child, os.getpid(), self._memory,
                                                     self._token),
                                               daemon=True, name="gradcheck-lab-worker")
-        with _caller_script_hidden():
+        with _caller_script_hidden(), _in_environment(WORKER_TOKEN, self._token):
             self._process.start()
         child.close()
         self._connection = parent
         self._ready = False
+        self._guardian = _start_guardian(self._token, self._process.pid)
 
     def _ensure_started(self) -> None:
         self.start()
@@ -224,6 +229,55 @@ class CaseWorker:
                           "small: --case-memory)")
             raise WorkerStartError(f"the worker process could not start{budget}: {detail}")
         self._ready = True
+
+
+def _start_guardian(token: str, worker: int | None) -> Any:
+    """The worker's guardian (``run/guardian.py``): it kills what the worker leaves behind
+    when this process dies without stopping the worker, ``kill -9`` included. None where it
+    cannot start (the worker then still dies with this process, by PR_SET_PDEATHSIG)."""
+    import subprocess
+
+    if worker is None or not hasattr(os, "killpg"):
+        return None
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "guardian.py")
+    try:
+        # A session of its own: the terminal's Ctrl-C for this run does not reach it.
+        return subprocess.Popen([sys.executable, "-S", "-E", script, token, str(worker)],
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+    except OSError:
+        return None
+
+
+def _stop_guardian(guardian: Any) -> None:
+    """Tell the guardian this process stops the worker itself, and let it go."""
+    if guardian is None:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        guardian.stdin.write(b"stop\n")
+        guardian.stdin.close()
+    import subprocess
+
+    try:
+        guardian.wait(_KILL_GRACE_S)
+    except subprocess.TimeoutExpired:
+        guardian.kill()
+
+
+@contextlib.contextmanager
+def _in_environment(name: str, value: str) -> Iterator[None]:
+    """``name=value`` in this process's environment while the worker starts, so that it is in
+    the environment the worker is executed with: /proc/PID/environ shows that block (not what a
+    process sets later), and so does it for a process an impl forks without exec."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
 
 
 @contextlib.contextmanager
