@@ -13,9 +13,11 @@ from gradcheck_lab.doors.pytest_plugin import (
     pytest_ignore_collect,
     pytest_report_header,
     pytest_report_teststatus,
+    pytest_runtest_makereport,
     pytest_unconfigure,
 )
 
 __all__ = ["pytest_addoption", "pytest_collect_file", "pytest_collection_finish",
            "pytest_collection_modifyitems", "pytest_configure", "pytest_ignore_collect",
-           "pytest_report_header", "pytest_report_teststatus", "pytest_unconfigure"]
+           "pytest_report_header", "pytest_report_teststatus", "pytest_runtest_makereport",
+           "pytest_unconfigure"]

@@ -105,6 +105,8 @@ def test_a_failure_reports_the_yaml_file_line_and_the_mismatch_table(
     result = pytester.runpytest("planted/linear_sign.yaml", "-k", "layer and float64")
     result.assert_outcomes(failed=1, deselected=2)
     result.stdout.fnmatch_lines([
+        # The heading spells the item as its node id does: no space before the brackets.
+        "_*_ custom_linear_layer[[]float64-cpu[]] _*_",
         f"planted/linear_sign.yaml:{line}: custom_linear_layer[[]float64-cpu[]]: x: autograd "
         "is the odd one out*",
         "what*where*odd one out*symbolic*autograd*fin. diff.*abs err*rel err*allowed",
@@ -172,7 +174,26 @@ def test_a_cuda_case_is_skipped_with_a_reason_without_a_gpu(pytester: pytest.Pyt
           "name: gpu_only\ninputs: {x: 2.0}\noutput: x * x\ndevices: [cuda]\n")
     result = pytester.runpytest("-rs")
     result.assert_outcomes(passed=1, skipped=2)
-    result.stdout.fnmatch_lines(["SKIPPED*cuda is not available on this machine*"])
+    # Each skip at its case's file and line, not at the plugin's own.
+    result.stdout.fnmatch_lines(["SKIPPED [[]1[]] cases/gpu.yaml:*: cuda is not available on "
+                                 "this machine",
+                                 "SKIPPED [[]1[]] cases/gpu_only.yaml:1: cuda is not available "
+                                 "on this machine"], consecutive=False)
+    assert "pytest_plugin.py" not in result.stdout.str()
+
+
+def test_timing_items_are_made_for_the_cases_devices_and_this_machines(
+        pytester: pytest.Pytester) -> None:
+    write(pytester.path, "cases/cpu.yaml", R144_TEXT)
+    write(pytester.path, "cases/gpu.yaml",
+          "name: gpu\ninputs: {x: 2.0}\noutput: x * x\ndevices: [cpu, cuda]\n")
+    ids = collect(pytester, "--benchmark", "cases")
+    here = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+    assert ids == sorted(
+        [f"cases/cpu.yaml::r144[float64-{device}-{which}]" for device in here
+         for which in ("forward", "backward")]
+        + [f"cases/gpu.yaml::gpu[float64-{device}-{which}]" for device in ("cpu", "cuda")
+           for which in ("forward", "backward")])
 
 
 COLLECT_ONLY_SCRIPT = """\
@@ -401,21 +422,22 @@ def test_pytest_benchmark_flags_behave_as_pytest_benchmark_documents(
     write(pytester.path, "cases/r144.yaml", R144_TEXT)
     write(pytester.path, "tests/test_ok.py", "def test_ok():\n    assert True\n")
     only = pytester.runpytest("-p", "no:xdist", "-p", "no:cacheprovider", "--benchmark-only")
-    # Forward and backward on cpu timed; on cuda skipped without a GPU; test_ok is skipped by
-    # pytest-benchmark, as it is without gradcheck-lab.
-    cuda = 0 if torch.cuda.is_available() else 2
-    only.assert_outcomes(passed=4 - cuda, skipped=cuda + 1)
+    # Forward and backward timed on cpu (and on cuda where this machine has one; a cpu case
+    # gets no cuda items without); test_ok is skipped by pytest-benchmark, as it is without
+    # gradcheck-lab.
+    timed = 4 if torch.cuda.is_available() else 2
+    only.assert_outcomes(passed=timed, skipped=1)
     assert only.ret == 0
     skipped = pytester.runpytest("-p", "no:xdist", "-p", "no:cacheprovider", "--benchmark",
                                  "--benchmark-skip")
     assert skipped.ret == 0, skipped.outlines[-20:]
     assert "INTERNALERROR" not in skipped.stdout.str()
-    skipped.assert_outcomes(skipped=4)
+    skipped.assert_outcomes(skipped=timed)
     plain = pytester.runpytest("-p", "no:xdist", "-p", "no:cacheprovider", "--benchmark-skip")
     plain.assert_outcomes(passed=2)  # the check and test_ok; no timing asked for
     disabled = pytester.runpytest("-p", "no:xdist", "-p", "no:cacheprovider", "--benchmark",
                                   "--benchmark-disable")
-    disabled.assert_outcomes(passed=2, skipped=cuda)
+    disabled.assert_outcomes(passed=timed)
 
 
 @pytest.mark.slow

@@ -435,6 +435,22 @@ def pytest_report_teststatus(report: pytest.TestReport,
     return ("passed", ".", f"PASSED ({text})") if text else None
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A skip of a case's item is reported at the case's YAML file and line (``-rs``), not at
+    the line of this plugin that skipped it."""
+    outcome = yield
+    report = outcome.get_result()
+    if not (report.skipped and isinstance(report.longrepr, tuple)
+            and isinstance(item, (CaseItem, TimingItem))):
+        return
+    path, line, _name = item.reportinfo()
+    report.longrepr = (item.config.rootpath.joinpath(path).relative_to(item.config.rootpath)
+                       .as_posix() if path.is_absolute() and path.is_relative_to(
+                           item.config.rootpath) else str(path),
+                       (line or 0) + 1, report.longrepr[2])
+
+
 def pytest_report_header(config: pytest.Config) -> str | None:
     """The case paths that exist, or nothing: a project that installs gradcheck-lab for its
     drop-in or its API has no cases/ folder to be told about."""
@@ -583,7 +599,12 @@ class CaseFile(pytest.File):
 
 
     def timing_items(self, case: Any, used: set[str]) -> Iterator[pytest.Item]:
-        devices = list(dict.fromkeys([*TIMING_DEVICES, *case.devices]))
+        # The case's own devices, and those of this machine (a GPU present times every case
+        # there too); no skipped cuda item for a cpu case on a machine without one.
+        from gradcheck_lab.oracles.function import device_available
+
+        here = [device for device in TIMING_DEVICES if device_available(device)]
+        devices = list(dict.fromkeys([*here, *case.devices]))
         for dtype in case.dtypes:
             for device in devices:
                 for which in ("forward", "backward"):
@@ -701,7 +722,7 @@ class CaseItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         line = self.case.line
-        return self.path, (line - 1 if line else None), f"{self.case.name} [{self.dtype}-" \
+        return self.path, (line - 1 if line else None), f"{self.case.name}[{self.dtype}-" \
                                                         f"{self.device}]"
 
 
