@@ -649,3 +649,16 @@ def test_no_header_line_names_case_paths_that_do_not_exist(pytester: pytest.Pyte
     result = pytester.runpytest()  # not -q: the header is printed
     result.assert_outcomes(passed=1)
     assert "case paths" not in result.stdout.str()
+
+
+def test_the_histogram_option_without_its_extra_is_one_line(pytester: pytest.Pytester) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("pygal") is not None:
+        pytest.skip("pytest-benchmark's histogram extra is installed: the histogram is drawn")
+    write(pytester.path, "cases/r144.yaml", R144_TEXT)
+    result = pytester.runpytest("--benchmark", "--benchmark-histogram")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --benchmark-histogram needs pytest-benchmark's "
+                                 "histogram extra (pygal)*"])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()

@@ -280,6 +280,7 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, meaning in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {meaning}")
     settings = run_settings(config)  # a wrong --gradcheck-* value stops the run here
+    _histogram_needs_its_extra(config)
     _install_dropin(config, settings)
     _install_functions(config, settings)
     if not benchmark_mode(config):
@@ -292,6 +293,18 @@ def pytest_configure(config: pytest.Config) -> None:
                 config.args.append(str(root / entry))
     if xdist_active(config):
         config.issue_config_time_warning(pytest.PytestWarning(XDIST_MESSAGE), stacklevel=2)
+
+
+def _histogram_needs_its_extra(config: pytest.Config) -> None:
+    """``--benchmark-histogram`` draws with pygal, pytest-benchmark's optional extra: without
+    it, one line before anything runs, not an INTERNALERROR after every timing."""
+    import importlib.util
+
+    if config.getoption("benchmark_histogram", None) and importlib.util.find_spec(
+            "pygal") is None:
+        raise pytest.UsageError(
+            "--benchmark-histogram needs pytest-benchmark's histogram extra (pygal): pip "
+            "install -c constraints.txt 'pytest-benchmark[histogram]'")
 
 
 def _install_dropin(config: pytest.Config, settings: Any) -> None:
