@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from gradcheck_lab.doors.pytest_reports import case_failure, parse_own_id, tbstyle
+from gradcheck_lab.doors.pytest_reports import case_failure, parse_own_id
 from gradcheck_lab.visible import visible
 
 CASE_SUFFIXES = (".yaml", ".yml")
@@ -730,7 +730,7 @@ class CaseItem(pytest.Item):
 
             result = excinfo.value.result
             return case_failure(failure_text(result), self.path, self.case.line,
-                               result.message, tbstyle(self.config))
+                               result.message, self.config)
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
@@ -769,7 +769,7 @@ class InvalidCaseItem(pytest.Item):
         if isinstance(excinfo.value, CaseFailedError):
             text = "\n".join(self.error.lines())  # every problem at once, a line each
             return case_failure(text, self.path, self.error.line, self.error.render(),
-                                tbstyle(self.config))
+                                self.config)
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:

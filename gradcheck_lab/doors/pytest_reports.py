@@ -21,15 +21,26 @@ def parse_own_id(item: pytest.Item) -> None:
         item._id = type(own).parse(str(own))
 
 
-def case_failure(text: str, path: Path, line: int | None, message: str, style: str) -> Any:
+def case_failure(text: str, path: Path, line: int | None, message: str,
+                 config: pytest.Config) -> Any:
     """A failing case's report, in pytest's own form for a failure (so that pytest-xdist
     carries it whole from a worker): the whole text (mismatch table, diagnoses, settings) for
     the failures section, and one crash line, "file:line: message", for ``--tb=line`` and the
     short summary (``-ra``), as pytest gives a Python failure."""
     # --tb=line: pytest writes the crash line itself (pytest 9 writes the report's text too).
-    lines = [] if style == "line" else [f"{row}\n" for row in text.splitlines()]
+    lines = [] if tbstyle(config) == "line" else [f"{row}\n" for row in text.splitlines()]
     return ReprExceptionInfo(ReprTracebackNative(lines),
-                             ReprFileLocation(str(path), line or 0, message))
+                             ReprFileLocation(shown_path(path, config), line or 0, message))
+
+
+def shown_path(path: Path, config: pytest.Config) -> str:
+    """``path`` as the rest of pytest's report names files: relative to where pytest was
+    started when it lies below, else as it is."""
+    start = Path(config.invocation_params.dir)
+    try:
+        return Path(path).resolve().relative_to(start.resolve()).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def tbstyle(config: pytest.Config) -> str:

@@ -203,6 +203,7 @@ class CaseWorker:
                                               args=(child, os.getpid(), self._memory,
                                                     self._token),
                                               daemon=True, name="gradcheck-lab-worker")
+        _resource_tracker_running()  # started without the token, which marks what to kill
         with _caller_script_hidden(), _in_environment(WORKER_TOKEN, self._token):
             self._process.start()
         child.close()
@@ -262,6 +263,16 @@ def _stop_guardian(guardian: Any) -> None:
         guardian.wait(_KILL_GRACE_S)
     except subprocess.TimeoutExpired:
         guardian.kill()
+
+
+def _resource_tracker_running() -> None:
+    """multiprocessing's resource tracker, a process of this one's that the first worker's
+    start would launch with the worker's token in its environment (and the token's sweep
+    would then kill it): started here first, where the platform has one."""
+    with contextlib.suppress(ImportError, OSError, AttributeError):
+        from multiprocessing import resource_tracker
+
+        resource_tracker.ensure_running()
 
 
 @contextlib.contextmanager

@@ -23,7 +23,7 @@ from gradcheck_lab.doors.functions.recorder import (
     source_location,
 )
 from gradcheck_lab.doors.functions.replay import Replay, checkable, plan, replay
-from gradcheck_lab.doors.pytest_reports import case_failure, parse_own_id, tbstyle
+from gradcheck_lab.doors.pytest_reports import case_failure, parse_own_id
 
 COLLECTOR = "gradcheck"  # the node id the items hang under
 _WORKER_KEY = "gradcheck_functions_calls"
@@ -200,7 +200,7 @@ class FunctionCheckItem(pytest.Item):
             path, line = self.location_of()
             text = str(excinfo.value)
             return case_failure(text, path, line + 1, text.splitlines()[0],
-                                tbstyle(self.config))
+                                self.config)
         return super().repr_failure(excinfo, style)
 
     def location_of(self) -> tuple[Path, int]:
