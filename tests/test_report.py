@@ -53,12 +53,27 @@ def test_no_colour_under_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "FAIL" in text
 
 
-def test_the_summary_table_lists_every_result_with_its_worst_error_and_cost() -> None:
+def test_the_summary_table_lists_every_result_with_its_file_worst_error_and_cost() -> None:
     text = rendered(Console(file=io.StringIO(), width=140, highlight=False, markup=False))
-    summary = text[text.index("summary"):]
-    rows = {line.split()[0]: line for line in summary.splitlines()[2:] if line.strip()}
-    assert "pass" in rows["r144"] and "120 fwd+bwd" in rows["r144"]
-    assert "fail" in rows["lin"] and "0.5" in rows["lin"] and "autograd" in rows["lin"]
+    summary = text[text.index("\nsummary\n"):].splitlines()
+    assert summary[2].split()[:2] == ["case", "file"] and "cost (× fwd+bwd)" in summary[2]
+    assert summary[1] == "summary"  # a title line, not padded to the table's width
+    rows = {line.split()[0]: line.split() for line in summary[3:] if line.strip()}
+    assert rows["r144"][1:3] == ["cases/r144.yaml:5", "float64"]
+    assert "pass" in rows["r144"] and rows["r144"][-1] == "120"
+    assert rows["lin"][1] == "lin.yaml:4" and "fail" in rows["lin"] and "0.5" in rows["lin"]
+
+
+def test_the_summary_table_is_left_out_when_every_result_passed() -> None:
+    passing = [Result("r144", "cases/r144.yaml", 5, "float64", "cpu", "pass", "ok"),
+               Result("r144", "cases/r144.yaml", 5, "float32", "cpu", "pass", "ok")]
+    for verbose, shown in ((False, False), (True, True)):
+        console = Console(file=io.StringIO(), width=140, highlight=False, markup=False)
+        report = TerminalReport(console, verbose=verbose)
+        for result in passing:
+            report.add(result)
+        report.finish(1.0)
+        assert ("\nsummary\n" in console.file.getvalue()) == shown
 
 
 @pytest.mark.slow

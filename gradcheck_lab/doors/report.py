@@ -43,7 +43,9 @@ class TerminalReport:
         if self.quiet and result.status in ("pass", "skip"):
             return
         where = f"{result.file}:{result.line}" if result.line else result.file
-        shown = result.message if result.status != "pass" or self.verbose else where
+        # A pass keeps its file:line (what to open), -v adds the message after it.
+        shown = (result.message if result.status != "pass" else
+                 f"{where}  {result.message}" if self.verbose else where)
         margin = margin_text(result.tolerance) if result.status == "pass" and self.verbose else ""
         if margin:
             shown += f" ({margin})"
@@ -96,8 +98,13 @@ class TerminalReport:
                 self.failure(result)
             elif result.status == "error" and self.verbose and result.details:
                 self.console.print(Text(result.details, style="dim"))
-        if len(self.results) > 1 and not self.quiet:
+        if len(self.results) > 1 and not self.quiet and (
+                self.verbose or any(r.timings for r in self.results)
+                or any(r.status not in ("pass", "skip") for r in self.results)):
+            # When every result passed, their lines above said so: the table is for a run
+            # with something to look at (or asked for with -v, or holding timings).
             self.console.print()
+            self.console.print(Text("summary", style="bold"))
             self.console.print(summary_table(self.results))
         summary = summarize(self.results)
         parts = [f"{summary[s]} {label}" for s, label in
@@ -111,14 +118,18 @@ class TerminalReport:
         print_failure(self.console, result)
 
 
+# The cost column says its unit: the check's time over one forward+backward of the case.
+COST_HEADER = "cost (× fwd+bwd)"
+
+
 def summary_table(results: list[Result]) -> Table:
     """One row per result: status, the worst disagreement and who is odd, the cost, and the
     timings when they were asked for."""
-    table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold",
-                  title="summary", title_justify="left", title_style="bold")
+    table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
     timed = any(result.timings for result in results)
-    columns = [("case", "left"), ("dtype", "left"), ("device", "left"), ("status", "left"),
-               ("worst rel err", "right"), ("odd one out", "left"), ("cost", "right")]
+    columns = [("case", "left"), ("file", "left"), ("dtype", "left"), ("device", "left"),
+               ("status", "left"), ("worst rel err", "right"), ("odd one out", "left"),
+               (COST_HEADER, "right")]
     if timed:
         columns.append(("timings", "left"))
     for column, justify in columns:
@@ -127,10 +138,11 @@ def summary_table(results: list[Result]) -> Table:
         worst = max(result.mismatches, key=lambda m: m.rel_err, default=None)
         odd = sorted({m.odd_oracle for m in result.mismatches if m.odd_oracle})
         units = result.counts.get("cost_units")
-        row = [result.case, result.dtype or "", result.device or "",
+        where = f"{result.file}:{result.line}" if result.line else (result.file or "")
+        row = [result.case, where, result.dtype or "", result.device or "",
                Text(result.status, style=STATUS_STYLE[result.status]),
                format_value(worst.rel_err) if worst else "", ", ".join(odd),
-               f"{units:,} fwd+bwd" if units else ""]
+               f"{units:,}" if units else ""]
         if timed:
             row.append(timings_text(result.timings) if result.timings else "")
         table.add_row(*row)
