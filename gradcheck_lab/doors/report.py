@@ -127,9 +127,12 @@ def summary_table(results: list[Result]) -> Table:
     timings when they were asked for."""
     table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
     timed = any(result.timings for result in results)
-    columns = [("case", "left"), ("file", "left"), ("dtype", "left"), ("device", "left"),
-               ("status", "left"), ("worst rel err", "right"), ("odd one out", "left"),
-               (COST_HEADER, "right")]
+    # The file column where the results come from more than one file (two cases of one name
+    # in two files are told apart); from one, each failure's heading names it.
+    files = len({result.file for result in results}) > 1
+    columns = [("case", "left"), *([("file", "left")] if files else []), ("dtype", "left"),
+               ("device", "left"), ("status", "left"), ("worst rel err", "right"),
+               ("odd one out", "left"), (COST_HEADER, "right")]
     if timed:
         columns.append(("timings", "left"))
     for column, justify in columns:
@@ -139,7 +142,7 @@ def summary_table(results: list[Result]) -> Table:
         odd = sorted({m.odd_oracle for m in result.mismatches if m.odd_oracle})
         units = result.counts.get("cost_units")
         where = f"{result.file}:{result.line}" if result.line else (result.file or "")
-        row = [result.case, where, result.dtype or "", result.device or "",
+        row = [result.case, *([where] if files else []), result.dtype or "", result.device or "",
                Text(result.status, style=STATUS_STYLE[result.status]),
                format_value(worst.rel_err) if worst else "", ", ".join(odd),
                f"{units:,}" if units else ""]
