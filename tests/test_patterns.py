@@ -104,8 +104,10 @@ def test_a_failure_shows_its_diagnosis_under_the_table_and_in_the_json() -> None
     assert result.diagnoses[1].startswith("the backward under test: SquareTwice.backward (")
     assert result.diagnoses[1].endswith(f"test_patterns.py:{_def_line('def backward')})")
     text = failure_text(result).splitlines()
-    table_end = max(i for i, line in enumerate(text) if line.startswith("x "))
-    assert text[table_end + 1] == f"diagnosis: {result.diagnoses[0]}"
+    # Under the table and the legend of its "@..." notation: the first diagnosis.
+    first = next(i for i, line in enumerate(text) if line.startswith("diagnosis: "))
+    assert text[first] == f"diagnosis: {result.diagnoses[0]}"
+    assert text[first - 1].startswith("@output[i]: ") and text[first - 2].endswith("e-08")
     assert json.loads(json.dumps(result.to_json()))["diagnoses"] == result.diagnoses
 
 

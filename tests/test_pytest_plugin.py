@@ -111,8 +111,14 @@ def test_a_failure_reports_the_yaml_file_line_and_the_mismatch_table(
         "is the odd one out*",
         "what*where*odd one out*symbolic*autograd*fin. diff.*abs err*rel err*allowed",
         "x (*)*autograd*",
-        "dtype float64, device cpu, seed *",
+        "*autograd*",  # the next worst element of x: the input is named once
+        "@output[[]i[]]: the gradient of output element i alone*",
+        "diagnosis: autograd = -1 × symbolic on every element of x: a sign error",
+        "next: look at Linear.backward (*linear_sign.py:*); -v adds the notes and the settings",
     ])
+    assert "dtype float64, device cpu, seed" not in result.stdout.str()
+    verbose = pytester.runpytest("planted/linear_sign.yaml", "-k", "layer and float64", "-v")
+    verbose.stdout.fnmatch_lines(["note: *", "dtype float64, device cpu, seed *"])
 
 
 def test_a_wrong_expectation_fails_its_item(pytester: pytest.Pytester) -> None:

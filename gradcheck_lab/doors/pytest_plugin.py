@@ -729,7 +729,8 @@ class CaseItem(pytest.Item):
             from gradcheck_lab.doors.render import failure_text
 
             result = excinfo.value.result
-            return case_failure(failure_text(result), self.path, self.case.line,
+            return case_failure(failure_text(result, verbose=self.config.option.verbose > 0),
+                                self.path, self.case.line,
                                result.message, self.config)
         return super().repr_failure(excinfo, style)
 

@@ -20,33 +20,66 @@ STATUS_STYLE = {"pass": "green", "fail": "bold red", "error": "bold magenta", "s
 PLAIN_WIDTH = 140
 
 
-def failure_report(result: Result, header: str | None = None) -> list[RenderableType]:
+def failure_report(result: Result, header: str | None = None,
+                   verbose: bool = True) -> list[RenderableType]:
     """The parts of a failure's report, in order; ``header`` replaces the file and label
-    that open it (the drop-in names the call instead)."""
+    that open it (the drop-in names the call instead). First what a reader acts on: the
+    verdict, the worst elements under each input once, what their "@..." means, the likely
+    cause and the next step; the notes and the settings line follow with ``verbose`` (the
+    command line's and pytest's -v; always in --json)."""
     where = header or (f"{result.file}{f':{result.line}' if result.line else ''}: "
                        f"{result.label}")
-    return [
+    parts: list[RenderableType] = [
         Text(f"{where}: {result.message}", style="bold red"),
         mismatch_table(result.mismatches),
+        *(Text(line, style="dim") for line in where_legend(result.mismatches)),
         *(Text(f"diagnosis: {diagnosis}", style="bold") for diagnosis in result.diagnoses),
-        *(Text(f"note: {note}", style="dim") for note in result.notes),
-        Text(settings_line(result), style="dim"),
     ]
+    if verbose:
+        parts += [*(Text(f"note: {note}", style="dim") for note in result.notes),
+                  Text(settings_line(result), style="dim")]
+    else:
+        parts.append(Text(next_step(result), style="dim"))
+    return parts
 
 
-def print_failure(console: Console, result: Result, header: str | None = None) -> None:
-    for part in failure_report(result, header):
+def where_legend(mismatches: Iterable[Mismatch]) -> list[str]:
+    """What the table's "@..." say, for the kinds it shows: a first reader meets them here."""
+    probes = [m.probe for m in mismatches if m.probe]
+    lines = []
+    if any(probe.startswith("output[") for probe in probes):
+        lines.append("@output[i]: the gradient of output element i alone (one row of the "
+                     "Jacobian)")
+    if any(probe.startswith("cotangent") for probe in probes):
+        lines.append("@cotangent k: the gradient of the output weighted by the k-th seeded "
+                     "random cotangent (a vector-Jacobian product)")
+    return lines
+
+
+def next_step(result: Result) -> str:
+    """Where to look next, and how to see more."""
+    backward = next((d.split(": ", 1)[1] for d in result.diagnoses
+                     if d.startswith("the backward under test: ")), None)
+    odd = {m.odd_oracle for m in result.mismatches}
+    look = (f"look at {backward}" if backward and "autograd" in odd else
+            "`gradcheck-lab explain` shows the spec's formulas and each oracle's values")
+    return f"next: {look}; -v adds the notes and the settings"
+
+
+def print_failure(console: Console, result: Result, header: str | None = None,
+                  verbose: bool = True) -> None:
+    for part in failure_report(result, header, verbose):
         console.print(part, soft_wrap=isinstance(part, Text))
 
 
-def failure_text(result: Result, header: str | None = None) -> str:
+def failure_text(result: Result, header: str | None = None, verbose: bool = True) -> str:
     """The report of a failure as plain text (no colour); an error result's one line."""
     if result.status == "error":
         return result.message
     buffer = io.StringIO()
     console = Console(file=buffer, width=PLAIN_WIDTH, color_system=None, highlight=False,
                       markup=False)
-    print_failure(console, result, header)
+    print_failure(console, result, header, verbose)
     return buffer.getvalue().rstrip()
 
 
@@ -86,6 +119,7 @@ def mismatch_table(mismatches: Iterable[Mismatch]) -> Table:
                ("abs err", "right"), ("rel err", "right"), ("allowed", "right")]
     for column, justify in columns:
         table.add_column(column, justify=justify, no_wrap=True)
+    shown: set[str] = set()
     for m in mismatches:
         what = m.input or "output"
         if m.check != "gradient":
@@ -100,6 +134,7 @@ def mismatch_table(mismatches: Iterable[Mismatch]) -> Table:
             where += f" point {m.point}"
         if m.elements > 1:
             what += f" ({m.elements})"
+        what, shown = ("" if what in shown else what), shown | {what}  # each group once
         table.add_row(
             what, where, m.odd_oracle or "?",
             *(format_value(m.values.get(key)) for key, _ in value_columns),

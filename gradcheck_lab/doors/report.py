@@ -115,7 +115,7 @@ class TerminalReport:
 
     def failure(self, result: Result) -> None:
         self.console.print()
-        print_failure(self.console, result)
+        print_failure(self.console, result, verbose=self.verbose)
 
 
 # The cost column says its unit: the check's time over one forward+backward of the case.
