@@ -50,7 +50,10 @@ def run_case(case: Case, settings: Settings = Settings(),
     traced = missing = None
     if case.traced:
         try:
-            case, traced = _traced(case, settings)
+            # Tracing evaluates the traced program in numpy too: its BLAS held to torch's
+            # threads as the check's is (idle OpenBLAS threads spin, doubling CPU time).
+            with held_threads(settings.threads):
+                case, traced = _traced(case, settings)
         except UntraceableError as exc:  # two oracles: autograd against finite differences
             case, missing = _without_spec(case, exc), exc.message
         except (SpecError, ImplError) as exc:
