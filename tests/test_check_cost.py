@@ -147,5 +147,5 @@ def test_the_joint_screen_changes_no_verdict(monkeypatch: pytest.MonkeyPatch, sc
     screened = verdict()
     from gradcheck_lab.pipeline.case_check import CaseCheck
 
-    monkeypatch.setattr(CaseCheck, "joint_screen", lambda *arguments: None)
+    monkeypatch.setattr(CaseCheck, "joint_screens", lambda *arguments: False)
     assert screened == verdict()

@@ -68,6 +68,9 @@ class Verdict:
     counts: dict[str, int] = field(default_factory=dict)
     tolerance: dict[str, object] = field(default_factory=dict)
     diagnoses: list[str] = field(default_factory=list)
+    # Finite differences along joint directions did not settle the comparison: a failure
+    # until the per-input directions are taken (``CaseCheck.compared``).
+    joint_unsettled: bool = False
 
     def add(self, findings: Findings) -> None:
         """Fold in a later check's findings (forward mode, second order, a second device, a

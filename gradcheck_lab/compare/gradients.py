@@ -62,6 +62,9 @@ class FdTally:
     margin_at: str = ""
     # Per input whose odd oracle nobody could name: its disagreeing elements, largest first.
     undecided: dict[str, list[int]] = field(default_factory=dict)
+    # The joint directions did not confirm symbolic and autograd (``_joint_settled``): the
+    # check takes per-input directions instead, which say what is wrong where.
+    joint_unsettled: bool = False
 
 
 def compare_gradients(results: OracleResults, rule: ToleranceRule,
@@ -70,32 +73,36 @@ def compare_gradients(results: OracleResults, rule: ToleranceRule,
     impl's forward values are not the spec's, so finite differences of the impl cannot speak
     against the spec's gradient."""
     findings, tally = Findings(), FdTally()
-    for name in results.input_names:
-        _InputGradient(results, rule, name, tally, impl_differs_from_spec).compare(findings)
+    inputs = [_InputGradient(results, rule, name, tally, impl_differs_from_spec)
+              for name in results.input_names]
+    for gradient in inputs:
+        gradient.compare(findings)
+    fd = results.finite_differences
+    if fd is not None and fd.joint is not None and not _joint_settled(results, inputs):
+        tally.joint_unsettled = True
+        findings.summary.append("finite differences along directions over all inputs do "
+                                "not confirm symbolic and autograd")
     return findings, tally
 
 
-def joint_settled(results: OracleResults, rule: ToleranceRule) -> bool:
+def _joint_settled(results: OracleResults, inputs: list[_InputGradient]) -> bool:
     """Whether finite differences along the joint directions (``FiniteDifferences.joint``)
     confirm symbolic and autograd, which agree at every element: each direction conclusive
     and siding with them, at every probe. Anything else (a gap, an inconclusive or
     non-finite estimate, an element outside the domain) is not settled: the check then takes
-    per-input directions, whose comparison says what is wrong where."""
+    per-input directions, whose comparison says what is wrong where. Reads the comparison's
+    own per-input values and bounds (``_InputGradient.probes``)."""
     fd = results.finite_differences
-    if fd is None or fd.joint is None or results.symbolic is None:
-        return False
-    inputs = [_InputGradient(results, rule, name, FdTally(), False)
-              for name in results.input_names]
+    assert fd is not None and fd.joint is not None
     d = fd.joint.directions.reshape(len(fd.joint.directions), -1)
     magnitudes = np.abs(d)
     for k in range(len(results.probes)):
-        probed = [gradient.probed(k) for gradient in inputs]
+        probed = [gradient.probes[k] for gradient in inputs]
         if not all(p.agree.all() and np.isfinite(p.s).all() and np.isfinite(p.a).all()
                    for p in probed):
             return False
-        s, a = (np.concatenate([getattr(p, side) for p in probed]) for side in ("s", "a"))
-        bound_s, bound_a = (np.concatenate([getattr(p, side) for p in probed])
-                            for side in ("bound_s", "bound_a"))
+        s, a, bound_s, bound_a = (np.concatenate([getattr(p, side) for p in probed])
+                                  for side in ("s", "a", "bound_s", "bound_a"))
         scales = np.concatenate([np.full(p.s.size, p.scale) for p in probed])
         with np.errstate(all="ignore"):
             sd, ad = d @ s, d @ a

@@ -55,7 +55,8 @@ def judged(results: OracleResults, rule: ToleranceRule, value_rule: ToleranceRul
     if status == "pass" and _all_outside(results, tally):
         status, message = "skip", _outside_message(results)
     verdict = Verdict(status, message, found.mismatches, found.notes, _counts(results),
-                      _tolerance(results, rule, tally), found.diagnoses)
+                      _tolerance(results, rule, tally), found.diagnoses,
+                      joint_unsettled=tally.joint_unsettled)
     return verdict, {name: np.asarray(flats, dtype=np.int64)
                      for name, flats in tally.undecided.items()}
 

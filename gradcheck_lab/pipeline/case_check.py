@@ -27,7 +27,7 @@ from gradcheck_lab.compare.patterns import located
 from gradcheck_lab.compare.tolerances import EPSILON, ToleranceRule, rule_for
 from gradcheck_lab.errors import CaseError, ImplError, SpecError
 from gradcheck_lab.oracles.autograd import cost_clock
-from gradcheck_lab.oracles.base import Gradients, Point, Probe, independent
+from gradcheck_lab.oracles.base import FiniteDifferences, Gradients, Point, Probe, independent
 from gradcheck_lab.oracles.function import FunctionUnderTest, device_available, held_threads
 from gradcheck_lab.oracles.precision import Precision
 from gradcheck_lab.oracles.surrogate import with_surrogates, without_surrogates
@@ -384,66 +384,66 @@ class CaseCheck:
 
     def oracle_results(self, prepared: PreparedPoint, functions: _Functions) -> OracleResults:
         """Autograd and finite differences at one point, beside its symbolic gradients."""
-        from gradcheck_lab.oracles import autograd, finite_difference
+        from gradcheck_lab.oracles import autograd
 
         point, probes, sym = prepared.point, prepared.probes, prepared.symbolic
         ag = autograd.gradients(functions.checked, point, probes)
         precision = self.precision(functions, prepared, ag)
+        results = OracleResults(self.case, point, probes, sym, ag, None, precision,
+                                prepared.program, self.missing)
+        return dataclasses.replace(results, finite_differences=self.differences(
+            results, functions, joint=True))
+
+    def differences(self, results: OracleResults, functions: _Functions,
+                    joint: bool) -> FiniteDifferences:
+        """Finite differences for ``results``: every partial, batched (exhaustive); along
+        directions over all inputs at once where ``joint`` and symbolic and autograd agree
+        on every element (``joint_screen``); else per-input directions and partials where
+        the two disagree most. The precision measurement's evaluations counted in."""
+        from gradcheck_lab.oracles import finite_difference
+
+        point, probes, sym = results.point, results.probes, results.symbolic
+        precision, ag = results.precision, results.autograd
         mode = self.fd_mode(sym is None, ag.unit_seconds)
         if mode == "exhaustive":
             fd = self.exhaustive_differences(functions.reference, point, probes, sym, precision)
         else:
             # Without the symbolic oracle nothing says where to look: directions only.
             focus = {} if sym is None else finite_difference.focus_elements(
-                self.case, sym, ag, FD_FOCUS_ELEMENTS, self.agreed_gap(precision, prepared))
-            joint = self.joint_screen(prepared, functions, ag, precision, mode, focus)
-            if joint is not None:
-                return joint
-            fd = finite_difference.estimate(
-                functions.reference, point, probes, focus=focus, mode=mode,
-                term_scale=_term_scale(sym), precision=precision,
-                directions=(finite_difference.SCREENING_DIRECTIONS if sym is not None
-                            else finite_difference.DIRECTIONS_PER_INPUT))
-        # The precision measurement's evaluations are finite differences' too.
+                self.case, sym, ag, FD_FOCUS_ELEMENTS, self.agreed_gap(precision, results.spec))
+            if joint and self.joint_screens(sym, focus, mode):
+                fd = finite_difference.joint_screen(functions.reference, point, probes,
+                                                    term_scale=_term_scale(sym),
+                                                    precision=precision)
+            else:
+                fd = finite_difference.estimate(
+                    functions.reference, point, probes, focus=focus, mode=mode,
+                    term_scale=_term_scale(sym), precision=precision,
+                    directions=(finite_difference.SCREENING_DIRECTIONS if sym is not None
+                                else finite_difference.DIRECTIONS_PER_INPUT))
         fd = dataclasses.replace(fd, evaluations=fd.evaluations + precision.evaluations)
-        fd = without_surrogates(fd, self.case.surrogates)
-        return OracleResults(self.case, point, probes, sym, ag, fd, precision,
-                             prepared.program, self.missing)
+        return without_surrogates(fd, self.case.surrogates)
 
-    def agreed_gap(self, precision: Precision, prepared: PreparedPoint) -> float:
+    def joint_screens(self, sym: Gradients | None, focus: dict[str, np.ndarray],
+                      mode: str) -> bool:
+        """Whether finite differences first screen along joint directions: beside the
+        symbolic oracle, where it agrees with autograd on every element (no focus element),
+        for more than one input, without declared surrogates (differences see the true
+        derivative, not those), where every partial is not taken anyway."""
+        from gradcheck_lab.oracles import finite_difference
+
+        return (sym is not None and not focus and len(self.case.differentiable_inputs) > 1
+                and not self.case.surrogates
+                and not finite_difference.takes_every_partial(self.case, mode))
+
+    def agreed_gap(self, precision: Precision, program: Program) -> float:
         """The relative gap between symbolic and autograd below which an element is agreed
         on, so that finite differences need not look at it: a sixteenth of the rule's rtol
         (float64 paths differ by ~1e-15 against an rtol of ~1e-8; a gap within a sixteenth
         of the tolerance cannot turn into a mismatch). 0 (every element a candidate) where
         the case sets an absolute tolerance, which a relative gap cannot be set against."""
-        rule = self.rule_at(precision.gradients, prepared.program.casts)
+        rule = self.rule_at(precision.gradients, program.casts)
         return 0.0 if rule.atol is not None else rule.rtol / 16
-
-    def joint_screen(self, prepared: PreparedPoint, functions: _Functions, ag: Gradients,
-                     precision: Precision, mode: str,
-                     focus: dict[str, np.ndarray]) -> OracleResults | None:
-        """The results with finite differences along joint directions only, where symbolic
-        and autograd agree on every element (no focus element) and those directions confirm
-        them (``joint_settled``); None where the per-input estimates are needed: to name an
-        odd oracle, to take every partial of a small case, or after a joint direction that
-        did not settle."""
-        from gradcheck_lab.compare.gradients import joint_settled
-        from gradcheck_lab.oracles import finite_difference
-
-        sym = prepared.symbolic
-        if (sym is None or focus or len(self.case.differentiable_inputs) < 2
-                or self.case.surrogates  # differences see the true derivative, not those
-                or finite_difference.takes_every_partial(self.case, mode)):
-            return None
-        fd = finite_difference.joint_screen(functions.reference, prepared.point,
-                                            prepared.probes, term_scale=_term_scale(sym),
-                                            precision=precision)
-        fd = dataclasses.replace(fd, evaluations=fd.evaluations + precision.evaluations)
-        fd = without_surrogates(fd, self.case.surrogates)
-        results = OracleResults(self.case, prepared.point, prepared.probes, sym, ag, fd,
-                                precision, prepared.program, self.missing)
-        rule = self.rule_at(precision.gradients, prepared.program.casts)
-        return results if joint_settled(results, rule) else None
 
     def fd_mode(self, two_way: bool, unit_seconds: float | None) -> str:
         """How finite differences run here: the settings' mode, or for "auto" on an impl,
@@ -480,6 +480,13 @@ class CaseCheck:
         if verdict.status != "pass" and results.symbolic is not None and (
                 results.symbolic.screened):
             results = self.exact_in_place_of_screen(results)
+            verdict, undecided = judged(results, rule, value_rule)
+        fd = results.finite_differences
+        if fd is not None and fd.joint is not None and (verdict.joint_unsettled or any(
+                m.check == "gradient" for m in verdict.mismatches)):
+            # Joint directions cannot say which input is wrong: per-input ones can.
+            results = dataclasses.replace(results, finite_differences=self.differences(
+                results, functions, joint=False))
             verdict, undecided = judged(results, rule, value_rule)
         if verdict.status != "fail" or results.finite_differences is None:
             return results, verdict
