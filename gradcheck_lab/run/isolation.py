@@ -40,6 +40,7 @@ from typing import Any
 from gradcheck_lab.casefile import Case, ImplRef
 from gradcheck_lab.results import Result
 from gradcheck_lab.run.budget import error_results
+from gradcheck_lab.run.guardian import WORKER_TOKEN, kill_marked
 from gradcheck_lab.settings import Settings, format_size
 
 _KILL_GRACE_S = 2.0
@@ -48,8 +49,6 @@ _STARTUP_TIMEOUT_S = 300.0
 _WATCHDOG_INTERVAL_S = 0.5
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 _POLL_S = 0.25  # how often a waiting parent looks whether the worker is still alive
-# The environment variable that marks a worker and what its impls start (kill_marked).
-WORKER_TOKEN = "GRADCHECK_LAB_WORKER"
 _PR_SET_CHILD_SUBREAPER = 36
 # What an allocation beyond the budget raises: MemoryError (numpy's _ArrayMemoryError is one),
 # or torch's RuntimeError from its CPU allocator.
@@ -450,26 +449,6 @@ def kill_strays() -> None:
             break
         time.sleep(0.01)  # a grandchild SIGKILLed is reaped by init, not at once
     kill_marked(os.environ.get(WORKER_TOKEN, ""))  # init's now: a setsid() child orphaned
-
-
-def kill_marked(token: str) -> None:
-    """SIGKILL every process whose environment holds this worker's token: what its impls
-    started and that neither its process group nor its tree holds any more (a setsid()
-    child whose parent, the worker, died: it is init's now). Linux, same user; else none."""
-    if not token or not os.path.isdir("/proc"):
-        return
-    mark = f"{WORKER_TOKEN}={token}".encode()
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/environ", "rb") as file:
-                marked = mark in file.read().split(b"\0")
-        except OSError:
-            continue
-        if marked:
-            with contextlib.suppress(OSError):
-                os.kill(int(entry.name), signal.SIGKILL)
 
 
 def _descendants(root: int) -> list[tuple[int, bool]]:
