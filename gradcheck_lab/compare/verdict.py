@@ -185,6 +185,8 @@ def _pass_message(results: OracleResults, tally: FdTally) -> str:
         confirmed = fd.compared * len(independent(results.probes)) - (
             tally.inconclusive + tally.fd_alone + tally.not_numbers)
         text += f"; finite differences agree on {confirmed}"
+        if fd.joint is not None:
+            text += " (directions over all inputs at once)"
         if tally.inconclusive:
             text += f", inconclusive on {tally.inconclusive}"
         if tally.fd_alone:
