@@ -95,27 +95,54 @@ def _joint_settled(results: OracleResults, inputs: list[_InputGradient]) -> bool
     fd = results.finite_differences
     assert fd is not None and fd.joint is not None
     d = fd.joint.directions.reshape(len(fd.joint.directions), -1)
-    magnitudes = np.abs(d)
     for k in range(len(results.probes)):
         probed = [gradient.probes[k] for gradient in inputs]
         if not all(p.agree.all() and np.isfinite(p.s).all() and np.isfinite(p.a).all()
                    for p in probed):
             return False
-        s, a, bound_s, bound_a = (np.concatenate([getattr(p, side) for p in probed])
-                                  for side in ("s", "a", "bound_s", "bound_a"))
-        scales = np.concatenate([np.full(p.s.size, p.scale) for p in probed])
-        with np.errstate(all="ignore"):
-            sd, ad = d @ s, d @ a
-            bsd, bad = magnitudes @ bound_s, magnitudes @ bound_a
-            widths = magnitudes @ scales
-            f = fd.joint.directional[k]
-            bf = FD_SAFETY * fd.joint.directional_errors[k]
-            conclusive = (np.isfinite(f) & np.isfinite(bf)
-                          & ~(bf > FD_INCONCLUSIVE * (np.abs(sd) + widths)))
-            sides = agree(sd, f, bsd + bf) | agree(ad, f, bad + bf)
-        if not (conclusive & sides & agree(sd, ad, bsd + bad)).all():
+        ends = np.cumsum([p.s.size for p in probed])
+        blocks = [(d[:, end - p.s.size:end], p) for p, end in zip(probed, ends, strict=True)]
+        along = _along(blocks, fd.joint.directional[k],
+                       FD_SAFETY * fd.joint.directional_errors[k])
+        if not (along.finite & along.agreeing & ~along.too_wide
+                & (along.side_s | along.side_a)).all():
             return False
     return True
+
+
+@dataclass
+class _Along:
+    """Symbolic and autograd projected on directions, beside finite differences' estimates
+    along them and their error bars: per direction, which agree with which, and where the
+    bar is too wide to tell anything (against the projection and the gradient's scale)."""
+
+    s: np.ndarray
+    a: np.ndarray
+    bound_s: np.ndarray
+    bound_a: np.ndarray
+    f: np.ndarray
+    bf: np.ndarray
+    finite: np.ndarray
+    agreeing: np.ndarray
+    side_s: np.ndarray
+    side_a: np.ndarray
+    too_wide: np.ndarray
+
+
+def _along(blocks: list[tuple[np.ndarray, _Probed]], f: np.ndarray, bf: np.ndarray) -> _Along:
+    """The projections for directions split into blocks, each (directions × an input's
+    elements) with that input's probed gradients and bounds: one block for an input's own
+    directions, one per input for directions over all of them. ``f``, ``bf``: the estimates
+    along each direction and their error bars (the safety factor applied)."""
+    with np.errstate(all="ignore"):
+        sd = sum(d @ p.s for d, p in blocks)
+        ad = sum(d @ p.a for d, p in blocks)
+        bsd = sum(np.abs(d) @ p.bound_s for d, p in blocks)
+        bad = sum(np.abs(d) @ p.bound_a for d, p in blocks)
+        width = sum(p.scale * np.abs(d).sum(axis=1) for d, p in blocks)
+        return _Along(sd, ad, bsd, bad, f, bf, np.isfinite(f) & np.isfinite(bf),
+                      agree(sd, ad, bsd + bad), agree(sd, f, bsd + bf), agree(ad, f, bad + bf),
+                      bf > FD_INCONCLUSIVE * (np.abs(sd) + width))
 
 
 @dataclass
@@ -302,22 +329,15 @@ class _InputGradient:
         votes = []
         # Every direction's projections at once: one matrix product each, not a loop of dots.
         d = estimates.directions.reshape(len(estimates.directions), p.s.size)
-        magnitudes = np.abs(d)
-        with np.errstate(all="ignore"):
-            projected_s, projected_a = d @ p.s, d @ p.a
-            bounds_s, bounds_a = magnitudes @ p.bound_s, magnitudes @ p.bound_a
-        widths = magnitudes.sum(axis=1)
+        along = _along([(d, p)], estimates.directional[p.k],
+                       FD_SAFETY * estimates.directional_errors[p.k])
         for j in range(len(d)):
-            f = estimates.directional[p.k, j]
-            bf = FD_SAFETY * estimates.directional_errors[p.k, j]
-            sd, ad = float(projected_s[j]), float(projected_a[j])
-            bsd, bad = float(bounds_s[j]), float(bounds_a[j])
-            if not (np.isfinite(f) and np.isfinite(bf)):
+            if not along.finite[j]:
                 self.inconclusive("not finite")
                 continue
-            agreeing = bool(agree(sd, ad, bsd + bad))
-            side_s, side_a = bool(agree(sd, f, bsd + bf)), bool(agree(ad, f, bad + bf))
-            if agreeing and bf > FD_INCONCLUSIVE * (abs(sd) + p.scale * float(widths[j])):
+            agreeing, side_s, side_a = (bool(along.agreeing[j]), bool(along.side_s[j]),
+                                        bool(along.side_a[j]))
+            if agreeing and along.too_wide[j]:
                 self.inconclusive("zero gradient" if p.scale <= _TINY else "ill-conditioned")
                 continue
             if not agreeing and side_s and side_a:
@@ -327,9 +347,10 @@ class _InputGradient:
                 if not side_s and not side_a and self.fd_alone_uncounted():
                     self.tally.fd_alone += self.counted
                 elif not side_s and not side_a and self.first_report(p.k, "direction", j):
+                    sd, ad, f = float(along.s[j]), float(along.a[j]), float(along.f[j])
                     findings.mismatches.append(self.mismatch(
                         (AUTOGRAD, FD), FD, {SYMBOLIC: sd, AUTOGRAD: ad, FD: f}, abs(ad - f), sd,
-                        bad + bf, k=p.k, direction=j))
+                        float(along.bound_a[j] + along.bf[j]), k=p.k, direction=j))
                     findings.summary.append(f"{self.name}: {FD} is the odd one out along "
                                             f"direction {j}; symbolic and autograd agree")
             elif side_s != side_a:
