@@ -106,6 +106,11 @@ class Result:
         return self.status in ("pass", "skip")
 
     @property
+    def location(self) -> str:
+        """Where the case is written: ``file:line``, or the file where no line is known."""
+        return f"{self.file}:{self.line}" if self.line else self.file
+
+    @property
     def label(self) -> str:
         if self.dtype is None:
             return self.case

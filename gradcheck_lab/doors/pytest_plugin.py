@@ -458,10 +458,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             and isinstance(item, (CaseItem, TimingItem))):
         return
     path, line, _name = item.reportinfo()
-    report.longrepr = (item.config.rootpath.joinpath(path).relative_to(item.config.rootpath)
-                       .as_posix() if path.is_absolute() and path.is_relative_to(
-                           item.config.rootpath) else str(path),
-                       (line or 0) + 1, report.longrepr[2])
+    # pytest's summary names the file relative to where it started, as for its own skips.
+    report.longrepr = (str(path), (line or 0) + 1, report.longrepr[2])
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:

@@ -27,8 +27,7 @@ def failure_report(result: Result, header: str | None = None,
     verdict, the worst elements under each input once, what their "@..." means, the likely
     cause and the next step; the notes and the settings line follow with ``verbose`` (the
     command line's and pytest's -v; always in --json)."""
-    where = header or (f"{result.file}{f':{result.line}' if result.line else ''}: "
-                       f"{result.label}")
+    where = header or f"{result.location}: {result.label}"
     parts: list[RenderableType] = [
         Text(f"{where}: {result.message}", style="bold red"),
         mismatch_table(result.mismatches),

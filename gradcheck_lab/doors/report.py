@@ -42,7 +42,7 @@ class TerminalReport:
         self.results.append(result)
         if self.quiet and result.status in ("pass", "skip"):
             return
-        where = f"{result.file}:{result.line}" if result.line else result.file
+        where = result.location
         # A pass keeps its file:line (what to open), -v adds the message after it.
         shown = (result.message if result.status != "pass" else
                  f"{where}  {result.message}" if self.verbose else where)
@@ -141,8 +141,8 @@ def summary_table(results: list[Result]) -> Table:
         worst = max(result.mismatches, key=lambda m: m.rel_err, default=None)
         odd = sorted({m.odd_oracle for m in result.mismatches if m.odd_oracle})
         units = result.counts.get("cost_units")
-        where = f"{result.file}:{result.line}" if result.line else (result.file or "")
-        row = [result.case, *([where] if files else []), result.dtype or "", result.device or "",
+        row = [result.case, *([result.location] if files else []), result.dtype or "",
+               result.device or "",
                Text(result.status, style=STATUS_STYLE[result.status]),
                format_value(worst.rel_err) if worst else "", ", ".join(odd),
                f"{units:,}" if units else ""]
