@@ -166,13 +166,9 @@ def joint_screen(function: FunctionUnderTest, point: Point, probes: tuple[Probe,
     parts = {spec.name: rng.standard_normal((count, *point.values[spec.name].shape))
              * np.maximum(1.0, np.abs(point.values[spec.name])) / np.sqrt(max(spec.size, 1))
              for spec in differentiable}
-    names = frozenset(parts)
     directional, errors = [], []
     for j in range(count):
-        def shifted(t: float, j: int = j) -> np.ndarray:
-            moved = {name: point.values[name] + t * part[j] for name, part in parts.items()}
-            return evaluate_at(function, {**point.values, **moved}, names)
-
+        shifted = moved_along(function, point, {name: part[j] for name, part in parts.items()})
         column, error = central_difference(shifted, value, term_scale,
                                            precision.relative_step, precision.roundoff)
         directional.append(cotangents @ column)
@@ -486,14 +482,27 @@ def jacobian_vector_product(function: FunctionUnderTest, point: Point,
                             tangents: dict[str, np.ndarray], term_scale: float = 0.0,
                             precision: Precision = FLOAT64) -> tuple[np.ndarray, np.ndarray]:
     """d/dt f(x + t·v) for the tangents v of all inputs at once, with error bars."""
+    along = moved_along(function, point, tangents)
 
     def shifted(t: float) -> np.ndarray:
-        moved = {name: values + t * tangents[name] if name in tangents else values
-                 for name, values in point.values.items()}
-        return evaluate_at(function, moved).reshape(function.output_shape)
+        return along(t).reshape(function.output_shape)
 
     return central_difference(shifted, shifted(0.0), term_scale,
                               joint_step(point, tangents, precision), precision.roundoff)
+
+
+def moved_along(function: FunctionUnderTest, point: Point,
+                tangents: Mapping[str, np.ndarray]) -> Callable[[float], np.ndarray]:
+    """t -> f(x + t·v), flat: every input named in ``tangents`` moved along its tangent v at
+    once, the others at the point."""
+    moved = frozenset(tangents)
+
+    def shifted(t: float) -> np.ndarray:
+        return evaluate_at(function, {**point.values, **{
+            name: point.values[name] + t * tangent for name, tangent in tangents.items()}},
+            moved)
+
+    return shifted
 
 
 def hessian_vector_products(function: FunctionUnderTest, point: Point,
