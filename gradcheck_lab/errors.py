@@ -58,6 +58,15 @@ class SpecError(GradcheckLabError):
         super().__init__(message)
 
 
+class UndefinedNameError(SpecError):
+    """An expression names nothing defined: the loader tells one that names an earlier let
+    which itself failed (a consequence, not a problem of its own) from a misspelling."""
+
+    def __init__(self, message: str, name: str, offset: int | None = None) -> None:
+        super().__init__(message, offset)
+        self.name = name
+
+
 class ImplError(GradcheckLabError):
     """The implementation under test raised or returned something unusable."""
 

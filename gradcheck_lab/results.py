@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
 import platform
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -150,21 +153,34 @@ def summarize(results: list[Result]) -> dict[str, int]:
     return summary
 
 
-def environment() -> dict[str, Any]:
-    """Versions and settings that a verdict depends on."""
-    import numpy
-    import sympy
-    import torch
+def environment(threads: int | None = None) -> dict[str, Any]:
+    """Versions and settings that a verdict depends on. The versions are the installed
+    packages' (their metadata, as torch's ``__version__`` spells it): reading them imports
+    nothing, so a run whose files all fail validation says so without loading torch (1-3 s).
+    ``threads``: those the checks hold (``Settings.threads``); by default torch's own count.
+    ``cuda`` is read where torch is loaded, as it is once any case has run."""
+    torch = sys.modules.get("torch")
+    if threads is None:
+        import torch
 
+        threads = torch.get_num_threads()
     return {
-        "torch": torch.__version__,
-        "sympy": sympy.__version__,
-        "numpy": numpy.__version__,
+        "torch": _installed_version("torch"),
+        "sympy": _installed_version("sympy"),
+        "numpy": _installed_version("numpy"),
         "python": platform.python_version(),
-        "threads": torch.get_num_threads(),
-        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+        "threads": threads,
+        "cuda": torch.version.cuda if torch is not None and torch.cuda.is_available() else None,
         "platform": platform.platform(),
     }
+
+
+def _installed_version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, say
+        module = importlib.import_module(package)
+        return getattr(module, "__version__", None)
 
 
 def json_safe(value: Any) -> Any:

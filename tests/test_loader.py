@@ -657,6 +657,49 @@ def test_every_schema_problem_of_a_case_is_said_at_once_a_line_each(
     assert [result["message"], *result["problems"]] == lines
 
 
+def test_every_let_problem_is_said_at_once_and_not_what_follows_from_one(
+        tmp_path: Path) -> None:
+    bad = tmp_path / "lets.yaml"
+    bad.write_text("name: lets\n"
+                   "inputs:\n"
+                   "  x: {shape: [3], init: randn, seed: 1}\n"
+                   "let:\n"
+                   "  x: x + 1\n"          # shadows an input
+                   "  a: frob(x)\n"        # unknown function
+                   "  b: 2 * a\n"          # names the failed let: a consequence, not said
+                   "  c: x * qq\n"         # undefined name
+                   "output: sum(b) + sum(c) + sum(zz)\n")  # names failed lets first
+    (error,) = load_file(bad)
+    assert isinstance(error, CaseError)
+    said = [line.removeprefix(str(bad)) for line in error.lines()]
+    assert said == [":5: let.x: 'x' is already an input",
+                    ":6:6: let.a: unknown function 'frob'",
+                    ":8:10: let.c: undefined name 'qq'"]
+
+
+SCHEMA_ONLY = """
+import sys
+sys.modules["torch"] = None  # any import of torch now raises ImportError
+sys.modules["sympy"] = None
+from gradcheck_lab.doors.entry import main
+sys.exit(main())
+"""
+
+
+def test_a_file_that_fails_validation_is_reported_without_loading_torch(
+        tmp_path: Path) -> None:
+    """Validation needs neither torch nor sympy: a broken file is said in a fraction of a
+    second, before the seconds that loading torch takes (here it could not load at all)."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD_FOUR)
+    done = subprocess.run([sys.executable, "-c", SCHEMA_ONLY, "run", str(bad)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert all(expected in done.stdout for expected in BAD_FOUR_LINES), done.stdout
+    assert "torch 2." in done.stdout  # the header's versions, read without importing
+
+
 def test_every_schema_problem_is_in_the_pytest_failure(pytester: pytest.Pytester) -> None:
     (pytester.path / "cases").mkdir()
     (pytester.path / "cases" / "bad.yaml").write_text(BAD_FOUR)

@@ -47,7 +47,7 @@ from gradcheck_lab.casefile.yaml_reader import (
     read_yaml,
 )
 from gradcheck_lab.dtypes import LARGEST
-from gradcheck_lab.errors import CaseError, SpecError
+from gradcheck_lab.errors import CaseError, SpecError, UndefinedNameError
 from gradcheck_lab.ops import suggest
 from gradcheck_lab.program.graph import (
     DEFAULT_MAX_CASE_ELEMENTS,
@@ -230,6 +230,10 @@ def build_case(
     return builder.build(model, base_dir, default_name, impl)
 
 
+class _FollowsFromEarlierError(Exception):
+    """An expression names a let that failed: that let's problem is the one to say."""
+
+
 class _CaseBuilder:
     def __init__(self, label: str, document: YamlDocument | None, prefix: tuple,
                  limits: LoadLimits) -> None:
@@ -238,6 +242,8 @@ class _CaseBuilder:
         self.prefix = prefix
         self.limits = limits
         self.case_key = _dotted(prefix)
+        self.found: list[CaseError] = []  # problems of lets and output, said together
+        self.unbuilt: set[str] = set()  # lets that failed: naming one is not a new problem
 
     # -- locating keys -------------------------------------------------------------------
     def line(self, path: tuple) -> int | None:
@@ -307,15 +313,17 @@ class _CaseBuilder:
                                           "(randn, uniform, randint), and every input here is "
                                           "fixed")
         constants = calling.add_constants(self, model, builder, inputs)
-        for name, text in (model.let or {}).items():
-            if name in builder.inputs:
-                raise self.error(("let", name), f"{name!r} is already an input")
-            self.expression(builder, ("let", name), text, lambda e, n=name: builder.add_let(n, e))
+        self.add_lets(model, builder)
         traced = model.output is None
         if traced:
             output, outputs = self.placeholder_output(model, builder, impl), ()
         else:
-            output, outputs = calling.add_outputs(self, model, builder)
+            built = self.attempt("output", lambda: calling.add_outputs(self, model, builder))
+            if self.found:
+                first, *rest = self.found
+                first.also = rest  # every let and the output, a line each
+                raise first
+            output, outputs = built
         if outputs and model.expect is not None and model.expect.value is not None:
             raise self.error(("expect", "value"), "expect.value is for a single output; "
                                                   "with named outputs, expect each as a let")
@@ -352,8 +360,36 @@ class _CaseBuilder:
             expr = (Const(text, 0) if isinstance(text, Fraction)
                     else parse_expression(text, self.limits.expr, builder.constants))
             return add(expr)
+        except UndefinedNameError as exc:
+            if exc.name in self.unbuilt:
+                raise _FollowsFromEarlierError from None
+            raise self.error(path, exc.message, exc.offset) from None
         except SpecError as exc:
             raise self.error(path, exc.message, exc.offset) from None
+
+    def add_lets(self, model: CaseModel, builder: ProgramBuilder) -> None:
+        """Each let, a problem in one not stopping the next: a file's problems are said at
+        once. A let that names a failed one is not a problem of its own."""
+        for name, text in (model.let or {}).items():
+            def add(name: str = name, text: Any = text) -> int:
+                if name in builder.inputs:
+                    raise self.error(("let", name), f"{name!r} is already an input")
+                return self.expression(builder, ("let", name), text,
+                                       lambda e: builder.add_let(name, e))
+
+            self.attempt(name, add)
+
+    def attempt(self, name: str, build: Callable[[], Any]) -> Any:
+        """``build()``; where it raises a CaseError, the error is kept in ``found`` and
+        ``name`` marked unbuilt, and None returned."""
+        try:
+            return build()
+        except _FollowsFromEarlierError:
+            pass
+        except CaseError as exc:
+            self.found.append(exc)
+        self.unbuilt.add(name)
+        return None
 
     def inputs(self, model: CaseModel) -> tuple[InputSpec, ...]:
         specs = []

@@ -416,10 +416,6 @@ def run_command(args: argparse.Namespace) -> int:
     from gradcheck_lab.settings import LIMIT_OPTIONS, Settings, TimingSettings, load_limits
 
     started = time.perf_counter()
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     settings = Settings(
         symbolic=args.symbolic, fd=args.fd,
         limits=load_limits(**{name: getattr(args, name) for name in LIMIT_OPTIONS}),
@@ -441,7 +437,8 @@ def run_command(args: argparse.Namespace) -> int:
         lines = JsonLines(args.jsonl) if args.jsonl else None
     except OSError as error:
         return command_line_error(f"--jsonl {args.jsonl}: {error.strerror or error}")
-    env = environment()
+    # torch is not loaded yet: a run whose files all fail validation never loads it.
+    env = environment(settings.threads)
     # A report on stdout (`--json -`) keeps stdout to itself: the terminal report moves to
     # stderr. A reader of stdout that goes away ends the terminal report, not the run.
     to_stdout = STDOUT in (str(args.json), str(args.jsonl))
@@ -457,7 +454,7 @@ def run_command(args: argparse.Namespace) -> int:
         command_line_error(f"no case matches -k {args.keyword!r}")
     if args.json:
         try:
-            write_json(args.json, results, env)
+            write_json(args.json, results, _ran_environment(results, settings.threads))
         except OSError as error:
             return command_line_error(f"--json {args.json}: {error.strerror or error}")
     if interrupted is not None:
@@ -495,6 +492,16 @@ def _checked(args: argparse.Namespace, settings: Any, keep: Any, report: Any, li
         if lines is not None:
             lines.close()
     return None
+
+
+def _ran_environment(results: list[Any], threads: int) -> dict[str, Any]:
+    """The report's environment, with whether cuda is here read from torch where a case ran
+    (in worker processes, this one may not have loaded torch)."""
+    from gradcheck_lab.results import environment
+
+    if any(result.status != "error" for result in results):
+        import torch  # noqa: F401
+    return environment(threads)
 
 
 def case_filter(expression: str) -> Any:

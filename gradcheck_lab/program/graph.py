@@ -15,7 +15,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from gradcheck_lab.errors import SpecError
+from gradcheck_lab.errors import SpecError, UndefinedNameError
 from gradcheck_lab.ops import OPS, ArgInfo, Op, ParamValue, Shape, suggest
 from gradcheck_lab.ops.base import GIVEN
 from gradcheck_lab.program.ir import Call, Const, Expr, Name
@@ -214,7 +214,8 @@ class ProgramBuilder:
         if value is not None:
             return self.add_expression(Const(value, name.offset), f"constant {name.id}")
         known = [*self.inputs, *self.lets, *self.constants, *NAMED_CONSTANTS]
-        raise SpecError(f"undefined name {name.id!r}{suggest(name.id, known)}", name.offset)
+        raise UndefinedNameError(f"undefined name {name.id!r}{suggest(name.id, known)}", name.id,
+                            name.offset)
 
     def _append(self, node: Node) -> int:
         self.total_elements += math.prod(node.shape)
