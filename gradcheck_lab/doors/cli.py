@@ -219,7 +219,7 @@ def _add_single_case_commands(commands: argparse._SubParsersAction) -> None:
         description="Draw the computational graph of a case: inputs, let steps, intermediate "
                     "ops and the output, each with its value and (in red) the output's "
                     "gradient with respect to it; for a scalar graph, each edge labelled with "
-                    "its local derivative. A deep graph wraps into bands of five columns.")
+                    "its local derivative. A deep graph wraps into bands of at most five columns.")
     _case_argument(graph)
     _drawing_argument(graph)
     steps = commands.add_parser(
@@ -379,9 +379,9 @@ def drawing_command(args: argparse.Namespace) -> int:
         case = with_spec(select_case(args.case))
         dtype = args.dtype or case.dtypes[0]
         if args.command == "graph":
-            from gradcheck_lab.inspect import graph
+            from gradcheck_lab.inspect import graph, graph_drawing
 
-            graph.draw(graph.build_graph(case, dtype), args.output)
+            graph_drawing.draw(graph.build_graph(case, dtype), args.output)
         else:
             from gradcheck_lab.inspect import steps
 

@@ -1,19 +1,17 @@
-"""``gradcheck-lab graph``: a case's computational graph, drawn with matplotlib.
+"""``gradcheck-lab graph``, what is drawn: a case's computational graph as nodes with values and
+gradients.
 
-One box per input, let step, intermediate op and the output, each with its forward value (a
+One node per input, let step, intermediate op and the output, each with its forward value (a
 tensor: shape and norm) and its gradient: the adjoint of the output with respect to that node,
 from a reverse sweep of the symbolic oracle's rules that keeps every node's adjoint. Constants
-are folded into the label of the op that uses them. Layout: columns by depth from the inputs,
-wrapped into bands of at most ``COLUMNS_PER_BAND`` columns so that a deep graph (a layernorm
-MLP) stays readable at 1,600 px; the value in black inside each box, the gradient in red under
-it; for a scalar graph, each edge labelled with its local derivative, as in a backprop worked
-by hand; and a legend.
-"""
+are folded into the label of the op that uses them. For a scalar graph, each edge carries its
+local derivative at the point, as in a backprop worked by hand. Each node's depth from the
+inputs gives its column. Where the nodes go is ``graph_layout``'s part; painting them with
+matplotlib is ``graph_drawing``'s."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -29,11 +27,6 @@ from gradcheck_lab.program.sweep import node_adjoints
 
 FORMATS = (".svg", ".png", ".pdf")
 MAX_NODES = 300  # beyond this a drawing is unreadable, and matplotlib's canvas too large
-_COLORS = {"input": "#dbe9f6", "let": "#dff0d8", "op": "#f5f5f5", "output": "#fbe3c8"}
-_GRADIENT_COLOR = "#b03a2e"
-# 2.8 in per column at matplotlib's 100 dpi: five columns fit in 1,600 px.
-COLUMNS_PER_BAND = 5
-_COLUMN_INCHES = 2.8
 
 
 @dataclass(frozen=True)
@@ -124,17 +117,23 @@ def _local_derivatives(program: Program, index: int,
 
 
 def _depths(program: Program, drawn: list[int]) -> dict[int, int]:
-    """Depth from the inputs: 1 + the deepest argument. An input then moves to the column just
-    before its first use, so that a network's weights sit beside their layer."""
+    """Depth from the inputs: 1 + the deepest argument. Then what is computed from inputs alone
+    (an input, a weight's transpose) moves right, to the column just before its first use, so
+    that a network's weights sit beside their layer rather than sending long edges across."""
+    args = {i: [a for a in program.nodes[i].args if program.nodes[a].op != "const"]
+            for i in drawn}
     depth: dict[int, int] = {}
-    for index in drawn:
-        node = program.nodes[index]
-        args = [a for a in node.args if program.nodes[a].op != "const"]
-        depth[index] = 1 + max((depth[a] for a in args), default=0) if args else 0
-    for index in drawn:
-        if program.nodes[index].op == "input":
-            uses = [depth[i] for i in drawn if index in program.nodes[i].args]
-            depth[index] = min(uses, default=1) - 1
+    users: dict[int, list[int]] = {i: [] for i in drawn}
+    movable: set[int] = set()
+    for index in drawn:  # the program's order is topological: arguments first
+        depth[index] = 1 + max((depth[a] for a in args[index]), default=-1)
+        for a in args[index]:
+            users[a].append(index)
+        if program.nodes[index].op == "input" or all(a in movable for a in args[index]):
+            movable.add(index)
+    for index in reversed(drawn):  # users first, so that a chain moves as a whole
+        if index in movable and users[index]:
+            depth[index] = min(depth[u] for u in users[index]) - 1
     return depth
 
 
@@ -164,97 +163,3 @@ def _gradient_line(adjoint: np.ndarray | None) -> str:
     if adjoint.shape == ():
         return f"grad {format_number(float(adjoint), 6)}"
     return f"grad norm {format_number(norm(adjoint), 4)}"
-
-
-def layout(nodes: tuple[GraphNode, ...]) -> dict[int, tuple[float, float]]:
-    """Columns by depth; within a column, nodes ordered by the mean height of their
-    arguments (fewer crossing edges), centred on y = 0."""
-    columns: dict[int, list[GraphNode]] = {}
-    for node in nodes:
-        columns.setdefault(node.depth, []).append(node)
-    position: dict[int, tuple[float, float]] = {}
-    for depth in sorted(columns):
-        column = columns[depth]
-        def order(node: GraphNode) -> tuple[float, int]:
-            # Results by the mean height of their arguments, inputs below them.
-            heights = [position[a][1] for a in node.args if a in position]
-            if node.kind == "input" or not heights:
-                return (float("inf"), node.index)
-            return (-float(np.mean(heights)), node.index)
-
-        column = sorted(column, key=order)
-        for rank, node in enumerate(column):
-            position[node.index] = (float(depth), (len(column) - 1) / 2 - rank)
-    return position
-
-
-def banded(position: dict[int, tuple[float, float]], per_band: int = COLUMNS_PER_BAND,
-           ) -> tuple[dict[int, tuple[float, float]], int, float, int]:
-    """The layout's columns wrapped into bands of ``per_band``, top to bottom: drawing
-    positions, the columns of the widest band, the height of one band and the bands."""
-    columns = int(max(x for x, _ in position.values())) + 1
-    tallest = max(sum(1 for x, _ in position.values() if x == c) for c in range(columns))
-    band_height = tallest + 1.0
-    wrapped = {index: (x % per_band, y - (x // per_band) * band_height)
-               for index, (x, y) in position.items()}
-    return wrapped, min(columns, per_band), band_height, (columns - 1) // per_band + 1
-
-
-def draw(graph: CaseGraph, path: Path) -> None:
-    """Write the drawing to ``path``; the format follows its suffix (.svg, .png or .pdf)."""
-    import matplotlib
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Patch
-
-    logical = layout(graph.nodes)
-    position, columns, band_height, bands = banded(logical)
-    # svg.fonttype "none": labels stay <text> in an SVG (searchable, and what the tests read).
-    with matplotlib.rc_context({"svg.fonttype": "none"}):
-        figure = Figure(figsize=(max(4.0, _COLUMN_INCHES * columns),
-                                 max(2.5, 1.3 * band_height * bands + 0.8)))
-        FigureCanvasAgg(figure)  # the Agg backend, without switching pyplot's global one
-        axes = figure.add_axes((0.0, 0.0, 1.0, 0.9))
-        axes.set_axis_off()
-        axes.set_xlim(-0.5, columns - 0.5)
-        axes.set_ylim(band_height / 2 - band_height * bands, band_height / 2)
-        boxes = {}
-        for node in graph.nodes:
-            x, y = position[node.index]
-            # The value in the box; the gradient, in red, under it.
-            boxes[node.index] = axes.text(
-                x, y, "\n".join(node.lines[:2]), ha="center", va="center", fontsize=8,
-                bbox={"boxstyle": "round,pad=0.4", "facecolor": _COLORS[node.kind],
-                      "edgecolor": "#555555"}, zorder=2)
-            axes.annotate(node.lines[2], xy=(0.5, 0.0), xycoords=boxes[node.index],
-                          xytext=(0, -4), textcoords="offset points", ha="center", va="top",
-                          fontsize=7, color=_GRADIENT_COLOR, zorder=2)
-        for node in graph.nodes:
-            for number, arg in enumerate(node.args):
-                wraps = logical[arg][0] // COLUMNS_PER_BAND != logical[node.index][0] // (
-                    COLUMNS_PER_BAND)
-                # From the right edge of the argument's label to the left edge of the result's;
-                # an edge into the next band curves down to it.
-                axes.annotate(
-                    "", xy=(0.0, 0.5), xycoords=boxes[node.index], xytext=(1.0, 0.5),
-                    textcoords=boxes[arg],
-                    arrowprops={"arrowstyle": "-|>", "color": "#777777", "shrinkA": 6,
-                                "shrinkB": 6, "lw": 0.8,
-                                "connectionstyle": "arc3,rad=-0.25" if wraps else "arc3"},
-                    zorder=1)
-                local = node.local[number] if number < len(node.local) else None
-                if local is not None and not wraps:
-                    (x0, y0), (x1, y1) = position[arg], position[node.index]
-                    axes.text((x0 + x1) / 2, (y0 + y1) / 2 + 0.12, f"∂ = {local}",
-                              ha="center", va="bottom", fontsize=7, color="#1f4e79", zorder=3)
-        handles = [Patch(facecolor=color, edgecolor="#555555", label=kind)
-                   for kind, color in _COLORS.items()]
-        handles.append(Patch(facecolor="white", edgecolor=_GRADIENT_COLOR,
-                             label="red: grad = ∂output/∂node"))
-        if any(value is not None for node in graph.nodes for value in node.local):
-            handles.append(Patch(facecolor="white", edgecolor="#1f4e79",
-                                 label="blue on an edge: ∂node/∂argument"))
-        figure.legend(handles=handles, loc="upper right", fontsize=7, ncols=len(handles),
-                      frameon=False, bbox_to_anchor=(1.0, 0.95))
-        figure.suptitle(graph.title, fontsize=9)
-        figure.savefig(path, bbox_inches="tight")
