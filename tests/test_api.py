@@ -176,7 +176,7 @@ def test_assert_gradients_raises_with_the_command_lines_report() -> None:
             SinWithWrongBackward.apply(x) * c).sum())
     text = str(caught.value)
     lines = text.splitlines()
-    assert lines[0].startswith("<check>: check[float64-cpu]: x: autograd is the odd one out")
+    assert lines[0].startswith("<check>: check[float64-cpu]: autograd is the odd one out: x")
     assert lines[1].split()[:3] == ["what", "where", "odd"]  # the mismatch table, with values
     assert any(line.startswith("x (2)") and "autograd" in line for line in lines)
     assert "SinWithWrongBackward.backward (" in text

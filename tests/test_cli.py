@@ -532,7 +532,7 @@ def test_a_scalar_gradient_mismatch_has_index_0_as_in_the_readme(
     assert run.code == EXIT_FAIL
     assert_report_follows_contract(run.report)
     (result,) = run.results
-    assert result["message"].startswith("z: autograd is the odd one out (1 element)")
+    assert result["message"].startswith("autograd is the odd one out: z (1 element); x, y agree")
     gradient = next(m for m in result["mismatches"] if m["check"] == "gradient")
     assert (gradient["input"], gradient["odd_oracle"], gradient["index"]) == ("z", "autograd",
                                                                               [0])

@@ -79,7 +79,7 @@ def test_one_wrong_autograd_element_names_autograd_and_the_element() -> None:
     assert (mismatch.input, mismatch.index, mismatch.odd_oracle) == ("w", (1, 0), "autograd")
     assert mismatch.oracles == ("symbolic", "autograd")
     assert mismatch.rel_err == pytest.approx(1e-3, rel=1e-6)
-    assert result.message == "w: autograd is the odd one out (1 element)"
+    assert result.message == "autograd is the odd one out: w (1 element); x agrees"
 
 
 def test_a_wrong_symbolic_result_is_named_too() -> None:

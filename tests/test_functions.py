@@ -114,7 +114,7 @@ def test_a_correct_backward_passes_and_a_planted_one_fails_naming_autograd() -> 
     bad = recorded((WrongSquare, (vector(0.5, -1.5), 2.0))).records[WrongSquare].calls[0]
     result = replay(bad, "float64", None, None)
     assert result.status == "fail" and result.oracles == 3
-    assert "x: autograd is the odd one out" in result.text  # the forward's own name
+    assert "autograd is the odd one out: x" in result.text  # the forward's own name
 
 
 def test_float32_calls_are_checked_in_float64_too_where_the_function_accepts_it() -> None:
@@ -177,7 +177,7 @@ def test_the_flag_finds_all_five_checks_four_and_fails_the_planted_bug(
     assert checks["gradcheck::sparklib.ops.Cube.apply[call 1, float64]"] == "FAILED"
     assert checks["gradcheck::sparklib.ops.Cube.apply[call 1, float32]"] == "FAILED"
     text = flagged.stdout.str()
-    assert "x: autograd is the odd one out" in text
+    assert "autograd is the odd one out: x" in text
     assert "the call made by test_sparklib.py::test_cube_value" in text
     assert "5 custom Function(s) found, 4 checked" in text
     assert "excluded: sparklib.ops.Spike: surrogate gradient" in text
@@ -558,7 +558,7 @@ def test_record_of_a_script_merges_without_importing_and_says_what_run_cannot_ch
                              capture_output=True, text=True, timeout=300)
     assert checked.returncode == 2, checked.stdout  # an error: the script's Function
     assert "sparklib.ops.Cube.apply[call 1]" in checked.stdout
-    assert "x: autograd is the odd one out" in checked.stdout
+    assert "autograd is the odd one out: x" in checked.stdout
     assert "__main__.Local: defined in a script run as __main__" in checked.stdout
 
 

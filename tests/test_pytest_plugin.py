@@ -107,8 +107,8 @@ def test_a_failure_reports_the_yaml_file_line_and_the_mismatch_table(
     result.stdout.fnmatch_lines([
         # The heading spells the item as its node id does: no space before the brackets.
         "_*_ custom_linear_layer[[]float64-cpu[]] _*_",
-        f"planted/linear_sign.yaml:{line}: custom_linear_layer[[]float64-cpu[]]: x: autograd "
-        "is the odd one out*",
+        f"planted/linear_sign.yaml:{line}: custom_linear_layer[[]float64-cpu[]]: autograd is "
+        "the odd one out: x (20 elements); W, b agree",
         "what*where*odd one out*symbolic*autograd*fin. diff.*abs err*rel err*allowed",
         "x (*)*autograd*",
         "*autograd*",  # the next worst element of x: the input is named once
@@ -333,7 +333,7 @@ def test_a_traced_case_is_a_pytest_item_that_passes_or_fails_as_in_the_cli(
     # in-process run would import a second time when pytester restores sys.modules.
     result = pytester.runpytest_subprocess("-q", "-p", "no:xdist")
     result.assert_outcomes(passed=1, failed=1)
-    assert "x: autograd is the odd one out" in result.stdout.str()
+    assert "autograd is the odd one out: x" in result.stdout.str()
 
 
 def _planted_sign(pytester: pytest.Pytester) -> None:
@@ -352,8 +352,8 @@ def test_tb_line_gives_one_line_per_failure_and_tb_no_none(pytester: pytest.Pyte
     failures = failures[:next(i for i, o in enumerate(failures) if "short test summary" in o)]
     # Relative to where pytest started, as the rest of the report names files.
     assert failures == [
-        f"cases/linear_sign.yaml:{line}: x: autograd is the odd one out (20 elements)",
-        f"cases/linear_sign.yaml:{line + 10}: x: autograd is the odd one out (20 elements)",
+        f"cases/linear_sign.yaml:{at}: autograd is the odd one out: x (20 elements); W, b agree"
+        for at in (line, line + 10)
     ], failures
     quiet = pytester.runpytest("-p", "no:cacheprovider", "--tb=no", "-k", "float64")
     assert not any("what" in o and "odd one out" in o for o in quiet.outlines)
@@ -364,7 +364,7 @@ def test_the_short_summary_gives_the_message(pytester: pytest.Pytester) -> None:
     _planted_sign(pytester)
     result = pytester.runpytest("-p", "no:cacheprovider", "-ra", "-k", "layer and float64")
     result.stdout.fnmatch_lines(["FAILED cases/linear_sign.yaml::custom_linear_layer[[]"
-                                 "float64-cpu[]] - x: autograd*"])  # cut to the width
+                                 "float64-cpu[]] - autograd is*"])  # cut to the width
 
 
 @pytest.mark.slow

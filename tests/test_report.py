@@ -61,7 +61,29 @@ def test_the_summary_table_lists_every_result_with_its_file_worst_error_and_cost
     rows = {line.split()[0]: line.split() for line in summary[3:] if line.strip()}
     assert rows["r144"][1:3] == ["cases/r144.yaml:5", "float64"]
     assert "pass" in rows["r144"] and rows["r144"][-1] == "120"
-    assert rows["lin"][1] == "lin.yaml:4" and "fail" in rows["lin"] and "0.5" in rows["lin"]
+    assert rows["lin"][1] == "lin.yaml:4" and "fail" in rows["lin"] and "0.5000" in rows["lin"]
+
+
+def test_a_column_of_numbers_has_one_format() -> None:
+    """Plain where every number of the column is of a plain size, else all in e-notation:
+    never 4.538e-08 under 0.00105152, and the digits of each cell shown (0.08500)."""
+    from gradcheck_lab.doors.render import format_column, mismatch_table
+
+    assert format_column([0.085, 0.0818381, 2.0, None], 4) == ["0.08500", "0.08184", "2.000",
+                                                               ""]
+    assert format_column([4.538e-08, 0.00105152, 0.0], 4) == ["4.538e-08", "1.052e-03",
+                                                            "0.000"]
+    assert format_column([1e6, -3.0], 6) == ["1.00000e+06", "-3.00000e+00"]
+    rows = [Mismatch(input="x", oracles=("symbolic", "autograd"), odd_oracle="autograd",
+                     values={"symbolic": s, "autograd": -s}, abs_err=2 * s, rel_err=2.0,
+                     allowed=allowed, index=(i,))
+            for i, (s, allowed) in enumerate([(1.52277, 4.5e-8), (0.0425, 1.05e-3)])]
+    console = Console(file=io.StringIO(), width=140, highlight=False, markup=False)
+    console.print(mismatch_table(rows))
+    cells = [line.split() for line in console.file.getvalue().splitlines()[1:]]
+    allowed_column = [row[-1] for row in cells]
+    assert allowed_column == ["4.500e-08", "1.050e-03"]
+    assert [row[-2] for row in cells] == ["2.000", "2.000"]
 
 
 def test_the_summary_table_is_left_out_when_every_result_passed() -> None:

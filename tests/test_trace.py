@@ -41,7 +41,7 @@ def test_a_custom_function_passes_on_its_traced_forward() -> None:
 def test_a_wrong_backward_fails_with_autograd_named() -> None:
     (result,) = traced("square_rows_wrong", {"x": randn(3, 4)})
     assert result.status == "fail"
-    assert "x: autograd is the odd one out" in result.message
+    assert "autograd is the odd one out: x" in result.message
 
 
 def test_a_plain_torch_mlp_at_mnist_size_passes_under_the_sweep() -> None:

@@ -196,5 +196,10 @@ def odd_one_out(votes: Sequence[str | None]) -> str | None:
     return counted.most_common(1)[0][0] if counted else None
 
 
+def agreeing_text(names: list[str]) -> str:
+    """The inputs whose gradients agree, said beside those that do not ("W, b agree")."""
+    return f"{', '.join(names)} agree{'s' if len(names) == 1 else ''}"
+
+
 def count_text(n: int) -> str:
     return f"{n} element{'s' if n != 1 else ''}"

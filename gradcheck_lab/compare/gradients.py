@@ -23,6 +23,7 @@ from gradcheck_lab.compare.findings import (
     SYMBOLIC,
     Findings,
     agree,
+    agreeing_text,
     count_text,
     finite_or_inf,
     mismatch,
@@ -75,14 +76,41 @@ def compare_gradients(results: OracleResults, rule: ToleranceRule,
     findings, tally = Findings(), FdTally()
     inputs = [_InputGradient(results, rule, name, tally, impl_differs_from_spec)
               for name in results.input_names]
+    agreeing = []
     for gradient in inputs:
+        said = (len(findings.summary), len(findings.mismatches))
         gradient.compare(findings)
+        if (len(findings.summary), len(findings.mismatches)) == said and not gradient.odd:
+            agreeing.append(gradient.name)
+    findings.summary[:0] = odd_ones_out(inputs, agreeing)
     fd = results.finite_differences
     if fd is not None and fd.joint is not None and not _joint_settled(results, inputs):
         tally.joint_unsettled = True
         findings.summary.append("finite differences along directions over all inputs do "
                                 "not confirm symbolic and autograd")
     return findings, tally
+
+
+def odd_ones_out(inputs: list[_InputGradient], agreeing: list[str]) -> list[str]:
+    """The verdict's first lines: one per odd oracle, naming its inputs ("autograd is the odd
+    one out: x (20 elements), W (3 elements)"), then the inputs whose gradients agree, where
+    any do: a reader sees at once what is wrong, and where not to look."""
+    by_odd: dict[str, list[str]] = {}
+    for gradient in inputs:
+        for odd, where in gradient.odd:
+            by_odd.setdefault(odd, []).append(where)
+    if not by_odd:
+        return []
+    lines = [f"{odd} is the odd one out: {', '.join(where)}"
+             + (_FD_ODD_MEANS if odd == FD else "") for odd, where in by_odd.items()]
+    if agreeing:
+        lines.append(agreeing_text(agreeing))
+    return lines
+
+
+# What finite differences alone being odd means, said once for every input it is odd for.
+_FD_ODD_MEANS = ("; symbolic and autograd agree, so the function's forward may not match its "
+                 "backward")
 
 
 def _joint_settled(results: OracleResults, inputs: list[_InputGradient]) -> bool:
@@ -181,6 +209,9 @@ class _InputGradient:
         self.reported: dict[int, set[tuple[str, int]]] = {}
         self.counted = True
         self.probes: list[_Probed] = []
+        # The oracles named odd for this input, each with what it is odd on ("x (20
+        # elements)"): said grouped with the other inputs' (``odd_ones_out``).
+        self.odd: list[tuple[str, str]] = []
 
     def compare(self, findings: Findings) -> None:
         for k in range(len(self.results.probes)):
@@ -400,8 +431,12 @@ class _InputGradient:
                 (SYMBOLIC, AUTOGRAD), group_odd if odd is _UNDECIDED else odd, values, error,
                 s[flat], float(allowed), flat=flat, k=k, elements=elements))
         if disagreements:
-            findings.summary.append(self.describe_odd(group_odd, elements, disagreements)
-                                    + self.through_outputs(disagreements))
+            through = self.through_outputs(disagreements)
+            described = self.describe_odd(group_odd, elements, disagreements)
+            if described is None and group_odd is not None:
+                self.odd.append((group_odd, f"{self.name} ({count_text(elements)}{through})"))
+            else:
+                findings.summary.append(f"{described}{through}")
             if group_odd != SYMBOLIC:
                 found = diagnose(self.name, self.results.symbolic.per_probe[0][self.name].shape,
                                  [Probed(p.s, p.a, p.bound_s + p.bound_a, p.agree)
@@ -410,10 +445,7 @@ class _InputGradient:
                 if found is not None:
                     findings.diagnoses.append(found)
         if self.fd_odd_elements:
-            findings.summary.append(
-                f"{self.name}: {FD} is the odd one out ({count_text(len(self.fd_odd_elements))});"
-                " symbolic and autograd agree, so the function's forward may not match its "
-                "backward")
+            self.odd.append((FD, f"{self.name} ({count_text(len(self.fd_odd_elements))})"))
 
     def fd_alone_uncounted(self) -> bool:
         """Whether finite differences alone against symbolic and autograd, which agree, say
@@ -472,7 +504,9 @@ class _InputGradient:
         return f", through output {' and '.join(repr(name) for name in named)}"
 
     def describe_odd(self, odd: str | None, count: int,
-                     disagreements: list[tuple[float, int, int, str | None]]) -> str:
+                     disagreements: list[tuple[float, int, int, str | None]]) -> str | None:
+        """Why symbolic and autograd disagree on this input; None where it is plainly that
+        ``odd`` is the odd one out (said with the other inputs it is odd for)."""
         name = self.name
         both_infinite = all(
             not np.isfinite(self.results.symbolic.per_probe[k][name].reshape(-1)[flat])
@@ -486,7 +520,7 @@ class _InputGradient:
             return (f"{name}: the backward is not the declared surrogate gradient "
                     f"({count_text(count)}); autograd is the odd one out")
         if odd is not None:
-            return f"{name}: {odd} is the odd one out ({count_text(count)})"
+            return None
         if self.impl_differs_from_spec:
             return (f"{name}: symbolic and autograd disagree ({count_text(count)}); the impl's "
                     "forward is not the spec's (see value), so finite differences of the impl "

@@ -93,6 +93,8 @@ def compare_hvp(probes: tuple[Probe, ...], symbolic: tuple[dict[str, np.ndarray]
     autograd_alone = False
     found = Findings()
     sym_rule = symbolic_rule(exact=exact)
+    by_odd: dict[str, list[str]] = {}  # who is odd: the inputs, each with its count
+    detached: list[str] = []  # inputs whose first-order gradient does not require grad
     largest_tangent = max((float(np.max(np.abs(v))) for v in tangents.values() if v.size),
                           default=1.0)
     for name in symbolic[0]:
@@ -133,20 +135,32 @@ def compare_hvp(probes: tuple[Probe, ...], symbolic: tuple[dict[str, np.ndarray]
         odd = odd_one_out([row[7] for row in rows])
         who = (f"{odd} is the odd one out" if odd
                else "finite differences could not tell which is right")
-        why = ("; its first-order gradient does not require grad: the backward ran under "
-               "no_grad or on detached tensors, so it cannot be differentiated again"
-               if name in not_differentiable else "")
+        by_odd.setdefault(who, []).append(f"{name} ({count_text(elements)})")
+        if name in not_differentiable:
+            detached.append(name)
         autograd_alone |= odd == AUTOGRAD and name not in not_differentiable
-        found.summary.append(f"{name}: second order: Hessian-vector products disagree "
-                             f"({count_text(elements)}); {who}{why}")
-    if autograd_alone and first_order_agrees:
-        found.summary.append(
-            "first order agrees, so the backward is right but its own derivative is not: part "
-            "of it is computed on detached tensors, under no_grad or from values autograd did "
-            "not record, or a Function it calls has a wrong backward")
+    found.summary.extend(_hvp_summary(by_odd, detached, autograd_alone and first_order_agrees))
     found.counts = {"second_order": compared, "second_order_symbolic_vs_autograd": compared,
                     "second_order_finite_difference": confirmed}
     found.tolerance["second_order"] = (
         f"symbolic {sym_rule.describe()}; finite differences: a central difference of "
         "autograd's gradient along the tangent, error from h vs 2h")
     return found
+
+
+def _hvp_summary(by_odd: dict[str, list[str]], detached: list[str],
+                 backward_not_differentiable: bool) -> list[str]:
+    """One line per odd oracle naming its inputs, as for the first order; then why, where
+    that is known."""
+    lines = [f"second order: Hessian-vector products disagree; {who}: {', '.join(named)}"
+             for who, named in by_odd.items()]
+    if detached:
+        lines.append(f"{', '.join(detached)}: the first-order gradient does not require grad: "
+                     "the backward ran under no_grad or on detached tensors, so it cannot be "
+                     "differentiated again")
+    if backward_not_differentiable:
+        lines.append("first order agrees, so the backward is right but its own derivative is "
+                     "not: part of it is computed on detached tensors, under no_grad or from "
+                     "values autograd did not record, or a Function it calls has a wrong "
+                     "backward")
+    return lines

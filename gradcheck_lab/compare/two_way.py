@@ -23,6 +23,7 @@ from gradcheck_lab.compare.findings import (
     FD_SAFETY,
     Findings,
     agree,
+    agreeing_text,
     count_text,
     finite_or_inf,
     mismatch,
@@ -42,9 +43,12 @@ Row = tuple[float, int, int | None, int | None, float, float, float]
 def compare_two_way(results: OracleResults, rule: ToleranceRule) -> tuple[Findings, FdTally]:
     """Every differentiated input's gradient, autograd against finite differences."""
     findings, tally = Findings(), FdTally()
+    odd: list[str] = []  # the inputs autograd is odd for, each with its count
+    agreeing: list[str] = []
     for name in results.input_names:
         rows, probed = _disagreements(results, rule, name, tally)
         if not rows:
+            agreeing.append(name)
             continue
         elements = len({(flat, direction) for _, _, flat, direction, *_ in rows})
         for error, k, flat, direction, a, f, allowed in worst(rows, lambda row: row[0]):
@@ -52,13 +56,17 @@ def compare_two_way(results: OracleResults, rule: ToleranceRule) -> tuple[Findin
                 name, (AUTOGRAD, FD), AUTOGRAD, {AUTOGRAD: a, FD: f}, error, f, allowed,
                 flat=flat, shape=results.shape_of(name), probes=results.probes, k=k,
                 elements=elements, direction=direction))
-        findings.summary.append(f"{name}: {AUTOGRAD} is the odd one out against finite "
-                                f"differences ({count_text(elements)})")
+        odd.append(f"{name} ({count_text(elements)})")
         found = diagnose(name, results.shape_of(name), probed,
                          scales_with_cotangent=len(probed) > 1,
                          reference="finite differences") if probed else None
         if found is not None:
             findings.diagnoses.append(found)
+    if odd:  # one line naming every input, as with three oracles (``odd_ones_out``)
+        findings.summary.append(f"{AUTOGRAD} is the odd one out against finite differences: "
+                                f"{', '.join(odd)}")
+        if agreeing:
+            findings.summary.append(agreeing_text(agreeing))
     return findings, tally
 
 

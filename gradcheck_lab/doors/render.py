@@ -5,6 +5,7 @@ the settings the verdict was reached with."""
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -91,11 +92,22 @@ def margin_text(tolerance: Mapping[str, Any]) -> str:
     return f"worst error / allowed = {margin:.2g}, at {tolerance['margin_at']}"
 
 
-def format_value(value: float | None) -> str:
-    """A number as the tables show it: 6 significant digits, or 4 in e-notation when small."""
-    if value is None:
-        return ""
-    return f"{value:.6g}" if abs(value) >= 1e-4 or value == 0 else f"{value:.3e}"
+# Where every number of a column lies in this range, the column is written plainly (0.0425,
+# 1.52277); otherwise every number of it in e-notation, so that a column never mixes the two
+# and its digits line up.
+_PLAIN_RANGE = (1e-3, 1e5)
+
+
+def format_column(values: Iterable[float | None], digits: int = 6) -> list[str]:
+    """One column's numbers in one format: ``digits`` significant digits (zeros kept), plain
+    where every nonzero finite value of the column is within ``_PLAIN_RANGE``, else each in
+    e-notation; None as an empty cell."""
+    values = list(values)
+    sizes = [abs(v) for v in values if v is not None and math.isfinite(v) and v != 0]
+    plain = all(_PLAIN_RANGE[0] <= size < _PLAIN_RANGE[1] for size in sizes)
+    # "#": trailing zeros kept (0.08500 beside 0.08184), so every cell shows its digits.
+    return ["" if v is None else f"{v:#.{digits}g}" if plain or not math.isfinite(v) or v == 0
+            else f"{v:.{digits - 1}e}" for v in values]
 
 
 _ORACLE_COLUMNS = (("symbolic", "symbolic"), ("autograd", "autograd"),
@@ -119,6 +131,7 @@ def mismatch_table(mismatches: Iterable[Mismatch]) -> Table:
     for column, justify in columns:
         table.add_column(column, justify=justify, no_wrap=True)
     shown: set[str] = set()
+    labels, numbers = [], []
     for m in mismatches:
         what = m.input or "output"
         if m.check != "gradient":
@@ -134,11 +147,15 @@ def mismatch_table(mismatches: Iterable[Mismatch]) -> Table:
         if m.elements > 1:
             what += f" ({m.elements})"
         what, shown = ("" if what in shown else what), shown | {what}  # each group once
-        table.add_row(
-            what, where, m.odd_oracle or "?",
-            *(format_value(m.values.get(key)) for key, _ in value_columns),
-            format_value(m.abs_err), format_value(m.rel_err), format_value(m.allowed),
-        )
+        labels.append((what, where, m.odd_oracle or "?"))
+        numbers.append([*(m.values.get(key) for key, _ in value_columns),
+                        m.abs_err, m.rel_err, m.allowed])
+    # The oracles' values to 6 digits (a reader compares them digit by digit); the errors
+    # and the bound to 4.
+    columns_text = [format_column(column, 6 if j < len(value_columns) else 4)
+                    for j, column in enumerate(zip(*numbers, strict=True))]
+    for i, label in enumerate(labels):
+        table.add_row(*label, *(column[i] for column in columns_text))
     return table
 
 

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from gradcheck_lab.doors.render import STATUS_STYLE, format_value, margin_text, print_failure
+from gradcheck_lab.doors.render import STATUS_STYLE, format_column, margin_text, print_failure
 from gradcheck_lab.results import STATUSES, Result, summarize
 
 
@@ -137,14 +137,14 @@ def summary_table(results: list[Result]) -> Table:
         columns.append(("timings", "left"))
     for column, justify in columns:
         table.add_column(column, justify=justify, no_wrap=True)
-    for result in results:
-        worst = max(result.mismatches, key=lambda m: m.rel_err, default=None)
+    worst_errors = format_column(
+        [max((m.rel_err for m in result.mismatches), default=None) for result in results], 4)
+    for result, worst in zip(results, worst_errors, strict=True):
         odd = sorted({m.odd_oracle for m in result.mismatches if m.odd_oracle})
         units = result.counts.get("cost_units")
         row = [result.case, *([result.location] if files else []), result.dtype or "",
                result.device or "",
-               Text(result.status, style=STATUS_STYLE[result.status]),
-               format_value(worst.rel_err) if worst else "", ", ".join(odd),
+               Text(result.status, style=STATUS_STYLE[result.status]), worst, ", ".join(odd),
                f"{units:,}" if units else ""]
         if timed:
             row.append(timings_text(result.timings) if result.timings else "")
