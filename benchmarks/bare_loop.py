@@ -10,9 +10,9 @@ import torch
 
 from gradcheck_lab.casefile import Case
 from gradcheck_lab.oracles.autograd import make_leaves
-from gradcheck_lab.oracles.base import make_probes
-from gradcheck_lab.oracles.function import lower
-from gradcheck_lab.oracles.points import make_point
+from gradcheck_lab.subject.function import lower
+from gradcheck_lab.subject.points import make_point
+from gradcheck_lab.subject.probes import make_probes
 
 
 def bare_backward_seconds(case: Case, rounds: int, threads: int = 1, warmup: int = 3) -> float:

@@ -21,8 +21,8 @@ CHILD = r"""
 import json, sys, time
 from gradcheck_lab.casefile import build_case
 from gradcheck_lab.oracles import symbolic
-from gradcheck_lab.oracles.base import make_probes
-from gradcheck_lab.oracles.points import make_point
+from gradcheck_lab.subject.probes import make_probes
+from gradcheck_lab.subject.points import make_point
 
 rows, cols = int(sys.argv[1]), int(sys.argv[2])
 case = build_case({"inputs": {"x": {"shape": [8, cols], "init": "randn", "seed": 1},

@@ -33,10 +33,10 @@ import torch
 from gradcheck_lab import run_file
 from gradcheck_lab.casefile import load_file
 from gradcheck_lab.oracles.autograd import make_leaves
-from gradcheck_lab.oracles.function import lower
-from gradcheck_lab.oracles.points import make_point
 from gradcheck_lab.pipeline.case_check import run_case
 from gradcheck_lab.settings import Settings
+from gradcheck_lab.subject.function import lower
+from gradcheck_lab.subject.points import make_point
 
 CASES = Path(__file__).resolve().parent.parent / "cases"
 CASE = CASES / "mnist_mlp_ce.yaml"

@@ -31,9 +31,9 @@ from small_functions import LinearFunction
 import gradcheck_lab
 from gradcheck_lab.casefile import Case, build_case, load_file
 from gradcheck_lab.oracles.autograd import make_leaves
-from gradcheck_lab.oracles.function import lower
-from gradcheck_lab.oracles.points import make_point
 from gradcheck_lab.pipeline import run_case
+from gradcheck_lab.subject.function import lower
+from gradcheck_lab.subject.points import make_point
 
 CASES = Path(__file__).resolve().parent.parent / "cases"
 

@@ -20,9 +20,9 @@ from mnist_mlp_cost import forward_backward, median_seconds  # this folder is on
 
 from gradcheck_lab.casefile import load_file
 from gradcheck_lab.oracles import symbolic
-from gradcheck_lab.oracles.base import make_probes, make_tangents
-from gradcheck_lab.oracles.points import make_point
 from gradcheck_lab.pipeline import run_case
+from gradcheck_lab.subject.points import make_point
+from gradcheck_lab.subject.probes import make_probes, make_tangents
 
 CASE = Path(__file__).resolve().parent.parent / "cases" / "mnist_order2.yaml"
 

@@ -9,8 +9,8 @@ import torch
 
 import gradcheck_lab
 from gradcheck_lab.casefile import build_case
-from gradcheck_lab.oracles.function import lower
-from gradcheck_lab.oracles.points import make_point
+from gradcheck_lab.subject.function import lower
+from gradcheck_lab.subject.points import make_point
 
 FUNCTIONS = {
     "tanh_sum_20": ({"x": {"shape": [20], "init": "randn"}}, "sum(tanh(x) * x)"),

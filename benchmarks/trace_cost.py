@@ -21,9 +21,9 @@ from mnist_mlp_cost import median_seconds  # this folder is on sys.path when run
 from gradcheck_lab.casefile import load_file
 from gradcheck_lab.casefile.case import ImplRef
 from gradcheck_lab.oracles.autograd import make_leaves
-from gradcheck_lab.oracles.function import FunctionUnderTest, lower
-from gradcheck_lab.oracles.points import make_point
 from gradcheck_lab.pipeline import run_case
+from gradcheck_lab.subject.function import FunctionUnderTest, lower
+from gradcheck_lab.subject.points import make_point
 from gradcheck_lab.trace import trace
 
 HERE = Path(__file__).resolve().parent

@@ -49,8 +49,8 @@ def torch_verdict(path: Path) -> str:
     from torch.autograd.gradcheck import GradcheckError
 
     from gradcheck_lab.casefile import load_file
-    from gradcheck_lab.oracles.function import FunctionUnderTest
-    from gradcheck_lab.oracles.points import make_point
+    from gradcheck_lab.subject.function import FunctionUnderTest
+    from gradcheck_lab.subject.points import make_point
 
     (case,) = load_file(path)  # the zoo has one case per file
     # The case's own input values (float32 cases: already rounded to float32), in float64.

@@ -8,12 +8,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from gradcheck_lab.casefile import LoadLimits
-from gradcheck_lab.errors import CaseError
 from gradcheck_lab.ops import suggest
 
 SYMBOLIC_MODES = ("auto", "exact", "sweep")
@@ -86,19 +83,6 @@ class Settings:
                                    or memory < 1):
             raise SettingError("case_memory", f"expected a positive number of bytes or None, "
                                               f"got {memory!r}")
-
-    @classmethod
-    def names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in dataclasses.fields(cls))
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any], where: str) -> Settings:
-        """Settings from keyword values (the Python API's), each checked; a CaseError at
-        ``where`` names a wrong one."""
-        try:
-            return cls(**values)
-        except SettingError as exc:
-            raise CaseError(where, None, exc.key, exc.message) from None
 
 
 # The load limits every front door takes, by option name (the CLI's --max-*, pytest's

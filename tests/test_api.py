@@ -12,6 +12,7 @@ import torch
 
 import gradcheck_lab
 from gradcheck_lab import CaseError, Result
+from gradcheck_lab.settings import CHECK_THREADS
 from tests.conftest import DATA, REPO
 
 DOCSTRING_INPUTS: dict[str, Any] = {
@@ -207,8 +208,13 @@ def test_threads_hold_during_the_check_and_are_put_back_after_it() -> None:
     assert seen_threads and set(seen_threads) == {wanted}
     assert torch.get_num_threads() == before
     seen_threads.clear()
-    gradcheck_lab.check("sum(tanh(x))", {"x": [0.5, -1.0]}, impl=counts_threads)
-    assert set(seen_threads) == {before}  # threads=None: torch's own setting, untouched
+    torch.set_num_threads(wanted)
+    try:
+        gradcheck_lab.check("sum(tanh(x))", {"x": [0.5, -1.0]}, impl=counts_threads)
+        # Not given: the default every door has (the option table's), and put back after.
+        assert set(seen_threads) == {CHECK_THREADS} and torch.get_num_threads() == wanted
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("threads", [0, -1, 1.5, True, "2"])

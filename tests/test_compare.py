@@ -17,9 +17,10 @@ from gradcheck_lab.casefile import Tolerance, build_case
 from gradcheck_lab.compare import OracleResults, compare
 from gradcheck_lab.compare.tolerances import default_rtol, rule_for
 from gradcheck_lab.oracles import autograd, finite_difference, symbolic
-from gradcheck_lab.oracles.base import Estimates, FiniteDifferences, Gradients, make_probes
-from gradcheck_lab.oracles.function import FunctionUnderTest
-from gradcheck_lab.oracles.points import make_point
+from gradcheck_lab.oracles.contract import Estimates, FiniteDifferences, Gradients
+from gradcheck_lab.subject.function import FunctionUnderTest
+from gradcheck_lab.subject.points import make_point
+from gradcheck_lab.subject.probes import make_probes
 
 SPEC = {"inputs": {"x": [0.5, -1.0, 2.0], "w": [[1.0, 2.0], [3.0, -1.0], [0.5, 0.25]]},
         "output": "sum(tanh(x @ w) ** 2)"}

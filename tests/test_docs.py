@@ -187,11 +187,33 @@ def test_the_tutorial_runs_a_pass_a_failure_a_fix_and_explain() -> None:
 
 def test_the_home_page_quick_start_is_the_readme_one() -> None:
     def commands(text: str) -> list[str]:
-        return re.findall(r"```bash\n(python3 -m venv .*?)\n```", text)
+        quick_start = re.search(r"^## Quick start\n(.*?)(?=^## )", text, re.M | re.S)
+        assert quick_start, "no Quick start section"
+        return re.findall(r"```bash\n(python3 -m venv .*?)\n```", quick_start.group(1))
 
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert commands((DOCS / "index.md").read_text(encoding="utf-8")) == commands(readme)
     assert len(commands(readme)) == 2
+
+
+def test_the_inputs_example_differentiates_every_real_input_left_free(tmp_path: Path) -> None:
+    from gradcheck_lab.casefile import Case
+    from gradcheck_lab.casefile.loader import load_bytes
+
+    (block,) = [b for b in parse(DOCS / "writing-cases.md") if b.notes.get("file") == "inputs.yaml"]
+    (loaded,) = load_bytes(block.text.encode(), "inputs.yaml", tmp_path)
+    assert isinstance(loaded, Case), loaded
+    assert [spec.name for spec in loaded.inputs if spec.requires_grad] == ["x", "v", "W", "h"]
+
+
+def test_the_json_report_example_is_run_and_shows_a_real_report() -> None:
+    blocks = parse(DOCS / "running.md")
+    (run,) = [i for i, b in enumerate(blocks) if b.runs and "--json -" in b.text]
+    shown = blocks[run + 1]
+    assert shown.lang == "text" and shown.after_block, "the report the page shows is checked"
+    for key in ('"results"', '"mismatches"', '"counts"', '"tolerance"', '"summary"',
+                '"environment"'):
+        assert key in shown.text, key
 
 
 def test_shown_output_lines_must_be_real() -> None:
@@ -216,9 +238,9 @@ def test_the_case_format_page_is_generated_from_the_schema() -> None:
         "docs/case-format.md is stale: run `.venv/bin/python docs/gen_case_format.py`")
 
 
-def test_the_readme_function_table_is_generated_from_the_op_table() -> None:
+def test_the_function_table_is_generated_from_the_op_table() -> None:
     generator = load("gen_functions")
-    assert [page.name for page in generator.PAGES] == ["README.md", "expressions.md"]
+    assert [page.name for page in generator.PAGES] == ["expressions.md"]
     for page in generator.PAGES:
         text = page.read_text(encoding="utf-8")
         assert text == generator.with_table(text), (
@@ -248,6 +270,14 @@ def test_the_command_line_page_is_generated_from_the_parser() -> None:
                     "layout differs from this one's")
     assert (DOCS / "cli.md").read_text(encoding="utf-8") == generator.render(), (
         "docs/cli.md is stale: run `.venv/bin/python docs/gen_cli.py`")
+
+
+def test_the_pytest_run_settings_table_is_what_the_option_table_gives() -> None:
+    generator = load("gen_options")
+    text = (DOCS / "pytest.md").read_text(encoding="utf-8")
+    assert text == generator.with_table(text), (
+        "docs/pytest.md's run-settings table is stale: run `.venv/bin/python "
+        "docs/gen_options.py`")
 
 
 def test_the_command_line_page_documents_every_command() -> None:

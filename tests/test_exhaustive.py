@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from gradcheck_lab import check
-from gradcheck_lab.oracles.exhaustive import SAMPLE
+from gradcheck_lab.oracles.finite_difference.exhaustive import SAMPLE
 
 INPUTS = {"x": {"shape": [40, 60], "init": "randn", "seed": 5}}  # 2,400 > every-partial size
 SPEC = "sum(tanh(x) ** 2)"
@@ -74,7 +74,11 @@ def test_the_result_states_its_cost_in_forward_backward_units() -> None:
 
 def test_the_batch_size_comes_from_memory_not_from_timing() -> None:
     from gradcheck_lab.casefile import build_case
-    from gradcheck_lab.oracles.exhaustive import BATCH_BYTES, MAX_BATCH, batch_size
+    from gradcheck_lab.oracles.finite_difference.exhaustive import (
+        BATCH_BYTES,
+        MAX_BATCH,
+        batch_size,
+    )
 
     case = build_case({"inputs": {"x": {"shape": [64, 784], "init": "randn",
                                         "requires_grad": False},

@@ -10,11 +10,12 @@ import torch
 
 from gradcheck_lab import check
 from gradcheck_lab.casefile import build_case
-from gradcheck_lab.oracles import finite_difference, function
-from gradcheck_lab.oracles.base import make_probes
+from gradcheck_lab.oracles import finite_difference
 from gradcheck_lab.oracles.finite_difference import CENTER, evaluate_at
-from gradcheck_lab.oracles.function import FunctionUnderTest, lower
-from gradcheck_lab.oracles.points import make_point
+from gradcheck_lab.subject import function
+from gradcheck_lab.subject.function import FunctionUnderTest, lower
+from gradcheck_lab.subject.points import make_point
+from gradcheck_lab.subject.probes import make_probes
 
 MLP = {
     "inputs": {

@@ -15,11 +15,11 @@ from gradcheck_lab.doors.cli import EXIT_ERROR, EXIT_PASS, main
 from gradcheck_lab.inspect.graph import build_graph
 from gradcheck_lab.inspect.graph_drawing import render
 from gradcheck_lab.inspect.graph_layout import COLUMNS_PER_BAND, banded, layout
-from gradcheck_lab.oracles.base import make_probes
-from gradcheck_lab.oracles.points import make_point
 from gradcheck_lab.oracles.symbolic import numpy_forward
 from gradcheck_lab.pipeline.case_check import with_spec
 from gradcheck_lab.program.sweep import node_adjoints
+from gradcheck_lab.subject.points import make_point
+from gradcheck_lab.subject.probes import make_probes
 from tests.conftest import CASES
 
 R144 = CASES / "r144.yaml"

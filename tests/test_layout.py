@@ -22,7 +22,8 @@ LAYERS = [
     {"program"},
     {"casefile"},
     {"trace"},
-    {"settings"},
+    {"settings", "options"},
+    {"subject"},
     {"oracles"},
     {"compare"},
     {"diagnose"},
@@ -150,3 +151,71 @@ def test_every_package_folder_is_listed_for_installation() -> None:
     folders = {module_name(init) for init in PACKAGE.rglob("__init__.py")}
     assert folders == listed, f"left out: {sorted(folders - listed)}; not folders: " \
                               f"{sorted(listed - folders)}"
+
+
+def test_every_module_in_oracles_is_an_oracle_of_the_contract() -> None:
+    """oracles/ holds oracles only: each module (or package) there defines ``ORACLE``, an
+    object of the contract, and is an entry of ORACLES; the contract is the one other."""
+    from gradcheck_lab.oracles import contract
+
+    folder = PACKAGE / "oracles"
+    modules = {path.stem for path in folder.glob("*.py")} - {"__init__", "contract"}
+    packages = {path.name for path in folder.iterdir() if (path / "__init__.py").exists()}
+    # An oracle in a package of its own names its module there (finite_difference.oracle).
+    listed = {name.removeprefix("gradcheck_lab.oracles.").split(".")[0]
+              for name in contract.ORACLES}
+    assert modules | packages == listed
+    for oracle in contract.load_oracles():
+        assert isinstance(oracle, contract.Oracle), oracle
+        assert oracle.stage in (contract.AT_POINT, contract.ON_DEVICE), oracle.name
+
+
+MAX_CLIMBS = 6
+
+
+def file_layer(path: str) -> int | None:
+    """The layer of a file of the package (``layer_of`` its module), or None outside it."""
+    if not path.startswith(str(PACKAGE) + "/"):
+        return None
+    return layer_of(module_name(Path(path)))
+
+
+def climbs_of(run: object) -> list[str]:
+    """The climbs back up the layers while ``run()`` runs: each first call from a file of the
+    package into a file of a later layer (a callback: a module cannot import upward), told
+    by ``sys.setprofile``; module bodies (imports) left out."""
+    import sys
+
+    seen: set[tuple[str, str]] = set()
+    climbs: list[str] = []
+
+    def profile(frame, event, arg):  # sys.setprofile's hook
+        caller = frame.f_back
+        if event != "call" or caller is None or frame.f_code.co_name == "<module>":
+            return
+        pair = (caller.f_code.co_filename, frame.f_code.co_filename)
+        if pair in seen or pair[0] == pair[1]:
+            return
+        seen.add(pair)
+        below, above = file_layer(pair[0]), file_layer(pair[1])
+        if below is not None and above is not None and above > below:
+            climbs.append(f"{Path(pair[0]).relative_to(PACKAGE)}:{caller.f_lineno} -> "
+                          f"{Path(pair[1]).relative_to(PACKAGE)}:{frame.f_code.co_name}")
+
+    sys.setprofile(profile)
+    try:
+        run()  # type: ignore[operator]
+    finally:
+        sys.setprofile(None)
+    return climbs
+
+
+def test_a_run_of_r144_climbs_back_up_the_layers_at_most_six_times(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """From the command line to the PASS line, control returns up the flow only through a
+    few callbacks (the interpreter's torch form, today); each climb is listed on failure."""
+    from gradcheck_lab.doors.cli import main
+
+    climbs = climbs_of(lambda: main(["run", str(REPO / "cases" / "r144.yaml")]))
+    assert "PASS" in capsys.readouterr().out
+    assert len(climbs) <= MAX_CLIMBS, "\n".join(climbs)

@@ -16,8 +16,8 @@ import torch
 from gradcheck_lab.casefile import build_case
 from gradcheck_lab.ops import OPS
 from gradcheck_lab.oracles.finite_difference import CENTER
-from gradcheck_lab.oracles.function import FunctionUnderTest, lower
-from gradcheck_lab.oracles.points import make_point
+from gradcheck_lab.subject.function import FunctionUnderTest, lower
+from gradcheck_lab.subject.points import make_point
 
 
 def integers(shape: list[int], seed: int) -> dict:

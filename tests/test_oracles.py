@@ -14,9 +14,9 @@ import sympy
 
 from gradcheck_lab.casefile import build_case, load_file
 from gradcheck_lab.oracles import autograd, finite_difference, symbolic
-from gradcheck_lab.oracles.base import FULL_JACOBIAN_MAX_OUTPUTS, RANDOM_PROBES, make_probes
-from gradcheck_lab.oracles.function import FunctionUnderTest
-from gradcheck_lab.oracles.points import make_point
+from gradcheck_lab.subject.function import FunctionUnderTest
+from gradcheck_lab.subject.points import make_point
+from gradcheck_lab.subject.probes import FULL_JACOBIAN_MAX_OUTPUTS, RANDOM_PROBES, make_probes
 from tests.conftest import CASES, REPO
 
 EPS64 = float(np.finfo(np.float64).eps)
@@ -114,8 +114,8 @@ import sys
 import numpy as np
 from gradcheck_lab.casefile import build_case
 from gradcheck_lab.oracles import symbolic
-from gradcheck_lab.oracles.base import make_probes
-from gradcheck_lab.oracles.points import Point
+from gradcheck_lab.subject.probes import make_probes
+from gradcheck_lab.subject.points import Point
 rng = np.random.default_rng(0)
 x, W = rng.uniform(0.1, 1.0, (1, 2, 4, 4)), rng.uniform(-1.0, 1.0, (2, 2, 2, 2))
 # The reach of the language: convolutions, pooling, composites (losses, norms, attention),
@@ -289,7 +289,7 @@ def test_avoid_kinks_moves_a_point_off_the_kink_and_says_so() -> None:
 
 
 def test_avoid_kinks_moves_little_and_reproducibly() -> None:
-    from gradcheck_lab.oracles.points import KINK_SHIFT, make_point, moved_off_kinks
+    from gradcheck_lab.subject.points import KINK_SHIFT, make_point, moved_off_kinks
 
     case = case_from({"inputs": {"x": [1.0, 0.0, -2.0]}, "output": "sum(relu(x))",
                       "avoid_kinks": True})

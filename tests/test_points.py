@@ -8,7 +8,7 @@ import torch
 from gradcheck_lab import check
 from gradcheck_lab.casefile import build_case
 from gradcheck_lab.errors import CaseError
-from gradcheck_lab.oracles.points import make_point, point_seed
+from gradcheck_lab.subject.points import make_point, point_seed
 
 INPUTS = {"x": {"shape": [4], "init": "randn", "seed": 3}, "c": [1.0, 2.0, 3.0, 4.0]}
 

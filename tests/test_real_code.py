@@ -19,7 +19,7 @@ import torch
 
 import gradcheck_lab
 from gradcheck_lab import Result
-from gradcheck_lab.oracles.base import make_probes
+from gradcheck_lab.subject.probes import make_probes
 
 
 def only(results: list[Result]) -> Result:
@@ -220,8 +220,8 @@ def test_a_float64_impl_keeps_float64_precision_and_its_tolerance() -> None:
 
 
 def test_the_noise_measure_tells_float32_from_float64() -> None:
-    from gradcheck_lab.oracles.base import Point
-    from gradcheck_lab.oracles.precision import classify, measure
+    from gradcheck_lab.subject.points import Point
+    from gradcheck_lab.subject.precision import classify, measure
 
     x = np.random.default_rng(0).standard_normal(32)
     point = Point("float64", {"x": x}, {})
@@ -242,8 +242,8 @@ def test_the_noise_measure_tells_float32_from_float64() -> None:
 def test_neither_a_smooth_forward_bug_nor_a_kink_passes_for_round_off() -> None:
     # A forward off by 1e-6 relative (a bug: smooth, no noise) and a float64 function with a
     # kink within the noise step each fool one of the two tests alone, never both.
-    from gradcheck_lab.oracles.base import Point
-    from gradcheck_lab.oracles.precision import measure
+    from gradcheck_lab.subject.points import Point
+    from gradcheck_lab.subject.precision import measure
 
     x = np.random.default_rng(1).standard_normal(16)
     point = Point("float64", {"x": x}, {})

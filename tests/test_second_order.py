@@ -23,8 +23,8 @@ from gradcheck_lab.casefile import build_case, load_file
 from gradcheck_lab.ops import OPS
 from gradcheck_lab.ops.derivatives import drop_steps
 from gradcheck_lab.oracles import symbolic
-from gradcheck_lab.oracles.base import make_probes, make_tangents
-from gradcheck_lab.oracles.points import make_point
+from gradcheck_lab.subject.points import make_point
+from gradcheck_lab.subject.probes import make_probes, make_tangents
 from tests.conftest import CASES, DATA
 from tests.test_ops import (
     EXACT_CASES as EXAMPLES,

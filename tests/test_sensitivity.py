@@ -15,9 +15,9 @@ from gradcheck_lab.compare.tolerances import default_rtol, rule_for
 from gradcheck_lab.diagnose.sensitivity import GRID, _planted, measure, smallest_caught
 from gradcheck_lab.doors.cli import EXIT_FAIL, EXIT_PASS, main
 from gradcheck_lab.oracles import autograd, finite_difference, symbolic
-from gradcheck_lab.oracles.base import make_probes
-from gradcheck_lab.oracles.function import FunctionUnderTest
-from gradcheck_lab.oracles.points import make_point
+from gradcheck_lab.subject.function import FunctionUnderTest
+from gradcheck_lab.subject.points import make_point
+from gradcheck_lab.subject.probes import make_probes
 from tests.conftest import CASES, DATA
 
 # Small (exact symbolic oracle) and larger (rule sweep: over 64 differentiated elements).

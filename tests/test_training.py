@@ -276,7 +276,7 @@ def test_mnist_data_replaces_the_images_and_labels(monkeypatch: pytest.MonkeyPat
     (loaded,) = load_file(MNIST_CASE)
     assert isinstance(loaded, Case)
     assert (loaded.training.images, loaded.training.labels) == ("x", "target")
-    from gradcheck_lab.oracles.points import make_point
+    from gradcheck_lab.subject.points import make_point
 
     point = make_point(loaded, "float64")
     moved, note = training_module.training_point(loaded, point)

@@ -51,8 +51,9 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
             "`explain` shows each step's local derivatives."),
         "output": (
             "The spec, an expression: a scalar, or a tensor (its whole Jacobian is checked). "
-            "The expression language is listed in the README (Expressions). Several outputs "
-            "are a mapping of names to expressions (`{o: weights @ v, attn: weights}`): the "
+            "The expression language is listed on the [Expressions](expressions.md) page. "
+            "Several outputs are a mapping of names to expressions "
+            "(`{o: weights @ v, attn: weights}`): the "
             "impl returns a tuple in that order or a dict, every output's Jacobian is checked "
             "jointly (cotangents on all outputs at once, and on each alone), and a mismatch "
             "names its output. `expect.value` is for a single output. Left out in a case "

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
 from pydantic import (
@@ -41,7 +41,8 @@ MAX_POINTS = 64  # each point is a full three-way check
 # Each training step is a forward and backward of the user's model plus a float64 forward of
 # the spec (for the loss curve): a thousand stays within seconds for MNIST-sized models.
 MAX_TRAINING_STEPS = 1000
-DTYPES = ("float64", "float32", "float16", "bfloat16")
+Dtype = Literal["float64", "float32", "float16", "bfloat16"]
+DTYPES: tuple[str, ...] = get_args(Dtype)
 _DEVICE = re.compile(r"^(cpu|cuda(:[0-9]+)?)$")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CASE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
@@ -451,8 +452,8 @@ class RandomInput(_Strict):
                 raise _fail("init", "randint inputs are integers and never differentiated")
         elif self.dtype == "int64":
             raise _fail("init", f"dtype int64 goes with init: randint, not {self.init}")
-        low = self.low if self.low is not None else 0
-        high = self.high if self.high is not None else 1
+        low = self.low if self.low is not None else Fraction(0)
+        high = self.high if self.high is not None else Fraction(1)
         if self.init in ("uniform", "randint") and not low < high:
             raise _fail("init", f"low must be below high, got low={low} high={high}")
         # The draws are computed in float64 (rand·(high - low) + low, randn·std + mean): a
@@ -462,7 +463,7 @@ class RandomInput(_Strict):
             raise _fail("init", f"the range's width high - low overflows float64 (at most "
                                 f"{largest:.3g}): the draws would be inf")
         if self.init == "randn":
-            spread = abs(self.mean or 0) + RANDN_SPREAD * Fraction(self.std or 1)
+            spread = abs(self.mean or Fraction(0)) + RANDN_SPREAD * Fraction(self.std or 1)
             if not spread <= largest:
                 raise _fail("init", f"|mean| + {RANDN_SPREAD}·std is beyond the float64 range: "
                                     "the draws would overflow to inf")
@@ -515,8 +516,8 @@ class TrainingModel(_Strict):
     """``training:``: the user's training step, checked against the spec's gradient.
 
     ``step`` (FILE.py:NAME, found like ``impl``) is called as ``step(params=..., batch=...,
-    lr=...)``, updates the params in place and returns the loss; see the README's "Training
-    steps" section.
+    lr=...)``, updates the params in place and returns the loss; see "Training steps" in
+    docs/writing-cases.md.
     """
 
     step: StepRef
@@ -544,14 +545,13 @@ def _tolerance_kind(value: Any) -> str:
 
 ToleranceSpec = Annotated[
     Annotated[ToleranceModel, Tag("<rtol and atol>")]
-    | Annotated[dict[Literal[DTYPES], ToleranceModel],  # type: ignore[valid-type]
-                Tag("<per dtype>")],
+    | Annotated[dict[Dtype, ToleranceModel], Tag("<per dtype>")],
     Discriminator(_tolerance_kind),
 ]
 
 
 class CaseModel(_Strict):
-    """One case. See the README's case format section for each key."""
+    """One case. See docs/case-format.md (generated from this schema) for each key."""
 
     name: CaseName | None = None
     description: str | None = None
@@ -573,7 +573,7 @@ class CaseModel(_Strict):
     # grad_output, per input.
     surrogate: dict[Identifier, Expression] | None = None
     expect: ExpectModel | None = None
-    dtypes: list[Literal[DTYPES]] = Field(default=["float64"], min_length=1)  # type: ignore[valid-type]
+    dtypes: list[Dtype] = Field(default=["float64"], min_length=1)
     devices: list[Device] = Field(default=["cpu"], min_length=1)
     tolerance: ToleranceSpec | None = None
     # Finite differences' step, relative to max(1, |x|), in place of the derived one (torch's

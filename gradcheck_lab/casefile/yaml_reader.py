@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import gc
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import yaml
 
@@ -105,11 +105,19 @@ class YamlDocument:
         return self.key_lines.get((), 1)
 
 
+def _mark(mark: yaml.error.Mark | yaml._yaml.Mark | None) -> yaml.error.Mark:
+    """An event's mark, as the nodes take it. A parser's events always carry marks; libyaml's
+    are its own class (yaml._yaml.Mark, the same fields), which the stubs of the nodes and of
+    the errors leave out though PyYAML builds nodes with them."""
+    return cast(yaml.error.Mark, mark)
+
+
 class _Resolver(yaml.resolver.BaseResolver):
     """Marks untagged plain scalars so that YAML 1.2 rules (not PyYAML's 1.1) resolve them."""
 
-    def resolve(self, kind: type, value: Any, implicit: tuple[bool, bool]) -> str:
-        if kind is yaml.ScalarNode and implicit[0]:
+    def resolve(self, kind: type, value: Any, implicit: tuple[bool, bool] | bool) -> str:
+        # A scalar's implicit is (plain, quoted), a collection's one bool.
+        if kind is yaml.ScalarNode and isinstance(implicit, tuple) and implicit[0]:
             return _PLAIN
         return super().resolve(kind, value, implicit)
 
@@ -122,6 +130,11 @@ class _BoundedComposer(yaml.composer.Composer):
     crosses into libyaml), and collections register their anchor before their items so that a
     recursive alias resolves to the node itself and is refused later."""
 
+    if TYPE_CHECKING:  # from the parser and the resolver each composer class mixes in
+        def get_event(self) -> yaml.Event: ...  # a node's event here: never None
+        def resolve(self, kind: type, value: Any, implicit: tuple[bool, bool] | bool) -> str: ...
+        def dispose(self) -> None: ...
+
     def _bound(self, limits: ReadLimits) -> None:
         self.limits = limits
         self.nodes = 0  # node events so far, aliases included
@@ -132,7 +145,7 @@ class _BoundedComposer(yaml.composer.Composer):
         return self._compose(self.get_event(), parent is not None and index is None)
 
     def _compose(self, event: yaml.Event, is_key: bool) -> yaml.Node:
-        mark = event.start_mark
+        mark = _mark(event.start_mark)
         self.nodes += 1
         if self.nodes > self.limits.max_nodes:
             raise YamlReadError(f"more than {self.limits.max_nodes} YAML nodes (keys, values and "
@@ -140,8 +153,7 @@ class _BoundedComposer(yaml.composer.Composer):
         if self.depth > self.limits.max_depth:
             raise YamlReadError(f"nesting deeper than {self.limits.max_depth} levels",
                                 mark.line + 1)
-        kind = type(event)
-        if kind is yaml.AliasEvent:
+        if type(event) is yaml.AliasEvent:
             self.aliases += 1
             if is_key:  # its anchor's line would be reported for errors about this key
                 raise YamlReadError(f"an alias (*{event.anchor}) cannot be a mapping key: write "
@@ -150,18 +162,20 @@ class _BoundedComposer(yaml.composer.Composer):
                 raise yaml.composer.ComposerError(
                     None, None, f"found undefined alias {event.anchor!r}", mark)
             return self.anchors[event.anchor]
-        tag = event.tag
         node: yaml.Node
-        if kind is yaml.ScalarEvent:
+        if type(event) is yaml.ScalarEvent:
+            tag = event.tag
             if tag is None or tag == "!":
                 tag = self.resolve(yaml.ScalarNode, event.value, event.implicit)
             # libyaml's events mark a plain scalar's style with "", PyYAML's with None.
-            node = yaml.ScalarNode(tag, event.value, mark, event.end_mark,
+            node = yaml.ScalarNode(tag, event.value, mark, _mark(event.end_mark),
                                    style=event.style or None)
             if event.anchor is not None:
                 self._anchor(event, node)
             return node
-        if kind is yaml.SequenceStartEvent:
+        assert isinstance(event, yaml.CollectionStartEvent)  # the parser gives a node's event
+        tag = event.tag
+        if type(event) is yaml.SequenceStartEvent:
             if tag is None or tag == "!":
                 tag = self.resolve(yaml.SequenceNode, None, event.implicit)
             node = yaml.SequenceNode(tag, [], mark, None, flow_style=event.flow_style)
@@ -185,7 +199,7 @@ class _BoundedComposer(yaml.composer.Composer):
                 pairs.append((key, self._compose(self.get_event(), False)))
                 event = self.get_event()
         self.depth -= 1
-        node.end_mark = event.end_mark
+        node.end_mark = _mark(event.end_mark)
         return node
 
     def _anchor(self, event: yaml.NodeEvent, node: yaml.Node) -> None:
@@ -195,7 +209,7 @@ class _BoundedComposer(yaml.composer.Composer):
         if anchor in self.anchors:
             first = self.anchors[anchor].start_mark.line + 1
             raise YamlReadError(f"invalid YAML: the anchor &{anchor} is defined twice (first on "
-                                f"line {first})", event.start_mark.line + 1)
+                                f"line {first})", _mark(event.start_mark).line + 1)
         self.anchors[anchor] = node
 
 
@@ -213,7 +227,7 @@ class _PythonComposer(
         self._bound(limits)
 
 
-_COMPOSERS: dict[str, type[_BoundedComposer]] = {"python": _PythonComposer}
+_COMPOSERS: dict[str, Callable[[str, ReadLimits], _BoundedComposer]] = {"python": _PythonComposer}
 
 if getattr(yaml, "__with_libyaml__", False):
 
@@ -402,8 +416,7 @@ class _Converter:
         if tag != _PLAIN and tag not in _PLAIN_DATA_TAGS:
             raise YamlReadError(f"YAML tag {tag!r} is not allowed: case files hold plain data "
                                 "only", line, path)
-        kind = type(node)
-        if kind is yaml.ScalarNode:
+        if type(node) is yaml.ScalarNode:
             if self.restore is not None:
                 node.value = node.value.translate(self.restore)
             style = node.style
@@ -418,7 +431,7 @@ class _Converter:
                 return _resolve_plain(node.value, line, path)
             return _scalar(node, line, path)
         self.value_marks[path] = ValueMark(line, mark.column, "", False)
-        if kind is yaml.MappingNode:
+        if type(node) is yaml.MappingNode:
             if tag not in (_PLAIN, "tag:yaml.org,2002:map"):
                 raise YamlReadError(f"a mapping cannot carry the tag {tag!r}", line, path)
             result: dict[str, Any] = {}

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from gradcheck_lab.casefile import Case
+from gradcheck_lab.compare.findings import AUTOGRAD, SYMBOLIC
+from gradcheck_lab.compare.findings import FD as FINITE_DIFFERENCE
 from gradcheck_lab.compare.tolerances import ToleranceRule, symbolic_rule
-from gradcheck_lab.oracles.base import FiniteDifferences, Gradients, Point, Probe
-from gradcheck_lab.oracles.precision import FLOAT64, Precision
+from gradcheck_lab.oracles.contract import FiniteDifferences, Gradients
 from gradcheck_lab.program import Program
+from gradcheck_lab.subject.points import Point
+from gradcheck_lab.subject.precision import FLOAT64, Precision
+from gradcheck_lab.subject.probes import Probe
 
 
 @dataclass(frozen=True)
@@ -25,11 +31,23 @@ class OracleResults:
     symbolic: Gradients | None
     autograd: Gradients
     finite_differences: FiniteDifferences | None
-    # How precisely the function under test computes (oracles.precision): float64 for the
+    # How precisely the function under test computes (subject.precision): float64 for the
     # spec, measured for an impl.
     precision: Precision = FLOAT64
     program: Program | None = None  # the spec at this point; None: the case's own
     missing: str | None = None  # why the symbolic oracle did not run
+    # The further oracles of ``ORACLES`` (a complex step, a JAX reference), by name: each
+    # compared with autograd element by element (``compare.others``).
+    others: Mapping[str, Gradients] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, case: Case, point: Point, probes: tuple[Probe, ...], found: Mapping[str, Any],
+           precision: Precision, program: Program, missing: str | None) -> OracleResults:
+        """The results of every oracle, by name (``oracles.contract.ran``)."""
+        return cls(case, point, probes, found.get(SYMBOLIC), found[AUTOGRAD],
+                   found.get(FINITE_DIFFERENCE), precision, program, missing,
+                   others={name: result for name, result in found.items()
+                           if name not in (SYMBOLIC, AUTOGRAD, FINITE_DIFFERENCE)})
 
     @property
     def spec(self) -> Program:
@@ -46,9 +64,10 @@ class OracleResults:
         """How each oracle computed, as the result's ``oracles`` reports it."""
         symbolic = (self.symbolic.method if self.symbolic is not None
                     else f"not run: {self.missing}")
-        methods = {"symbolic": symbolic, "autograd": self.autograd.method}
+        methods = {SYMBOLIC: symbolic, AUTOGRAD: self.autograd.method}
         if self.finite_differences is not None:
-            methods["finite_difference"] = self.finite_differences.method
+            methods[FINITE_DIFFERENCE] = self.finite_differences.method
+        methods.update({name: other.method for name, other in self.others.items()})
         return methods
 
     @property

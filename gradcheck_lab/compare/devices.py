@@ -8,7 +8,7 @@ import numpy as np
 from gradcheck_lab.compare.bundle import OracleResults
 from gradcheck_lab.compare.findings import Findings, agree, finite_or_inf, mismatch, worst
 from gradcheck_lab.compare.tolerances import ToleranceRule, gradient_scale
-from gradcheck_lab.oracles.base import Gradients
+from gradcheck_lab.oracles.contract import Gradients
 
 
 def compare_devices(reference: Gradients, results: OracleResults, rule: ToleranceRule,

@@ -17,9 +17,9 @@ from typing import TypeVar
 
 import numpy as np
 
-from gradcheck_lab.oracles.base import Probe, probe_label
 from gradcheck_lab.program.naming import element_index
 from gradcheck_lab.results import Mismatch
+from gradcheck_lab.subject.probes import Probe, probe_label
 
 WORST_PER_GROUP = 5
 # Finite-difference error bars are estimates: allow twice the estimate before they count.

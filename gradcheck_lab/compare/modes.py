@@ -27,7 +27,8 @@ from gradcheck_lab.compare.findings import (
     worst,
 )
 from gradcheck_lab.compare.tolerances import ToleranceRule, gradient_scale, symbolic_rule
-from gradcheck_lab.oracles.base import Gradients, Probe, independent
+from gradcheck_lab.oracles.contract import Gradients
+from gradcheck_lab.subject.probes import Probe, independent
 
 
 def compare_jvp(probes: tuple[Probe, ...], symbolic: Gradients, tangents: dict[str, np.ndarray],

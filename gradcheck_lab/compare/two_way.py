@@ -33,8 +33,8 @@ from gradcheck_lab.compare.findings import (
 from gradcheck_lab.compare.gradients import FdTally
 from gradcheck_lab.compare.patterns import Probed, diagnose
 from gradcheck_lab.compare.tolerances import ToleranceRule, gradient_scale
-from gradcheck_lab.oracles.base import Probe, independent
 from gradcheck_lab.program.naming import element_index, index_text
+from gradcheck_lab.subject.probes import Probe, independent
 
 # A disagreement: (|a - f|, probe, flat element or None, direction or None, a, f, allowed)
 Row = tuple[float, int, int | None, int | None, float, float, float]

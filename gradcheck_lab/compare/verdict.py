@@ -14,9 +14,10 @@ from gradcheck_lab.compare.contract import (
 )
 from gradcheck_lab.compare.findings import FD_INCONCLUSIVE, FD_SAFETY, Findings, Verdict, count_text
 from gradcheck_lab.compare.gradients import FdTally, compare_gradients
+from gradcheck_lab.compare.others import compare_others
 from gradcheck_lab.compare.tolerances import ToleranceRule
 from gradcheck_lab.compare.values import compare_expectation, compare_values, value_gap
-from gradcheck_lab.oracles.base import describe_probes, independent
+from gradcheck_lab.subject.probes import describe_probes, independent
 
 
 def compare(results: OracleResults, rule: ToleranceRule,
@@ -42,8 +43,9 @@ def judged(results: OracleResults, rule: ToleranceRule, value_rule: ToleranceRul
     found = Findings(notes=[*results.symbolic.notes, *results.autograd.notes,
                             *(results.finite_differences.notes
                               if results.finite_differences else ())])
-    for findings in (gradients, compare_values(results, gap), compare_in_place(results),
-                     compare_reruns(results, rule), compare_gradient_types(results),
+    for findings in (gradients, compare_others(results, rule), compare_values(results, gap),
+                     compare_in_place(results), compare_reruns(results, rule),
+                     compare_gradient_types(results),
                      *(compare_expectation(results, rule, expectation)
                        for expectation in results.case.expectations)):
         found.extend(findings)
@@ -54,9 +56,9 @@ def judged(results: OracleResults, rule: ToleranceRule, value_rule: ToleranceRul
     message = "; ".join(found.summary) if status == "fail" else _pass_message(results, tally)
     if status == "pass" and _all_outside(results, tally):
         status, message = "skip", _outside_message(results)
-    verdict = Verdict(status, message, found.mismatches, found.notes, _counts(results),
-                      _tolerance(results, rule, tally), found.diagnoses,
-                      joint_unsettled=tally.joint_unsettled)
+    verdict = Verdict(status, message, found.mismatches, found.notes,
+                      {**_counts(results), **found.counts}, _tolerance(results, rule, tally),
+                      found.diagnoses, joint_unsettled=tally.joint_unsettled)
     return verdict, {name: np.asarray(flats, dtype=np.int64)
                      for name, flats in tally.undecided.items()}
 
@@ -71,8 +73,8 @@ def _judged_two_way(results: OracleResults, rule: ToleranceRule) -> Verdict:
     found = Findings(notes=[f"the symbolic oracle did not run: {results.missing}; autograd "
                             "is checked against finite differences alone",
                             *results.autograd.notes, *(fd.notes if fd else ())])
-    for findings in (gradients, compare_in_place(results), compare_reruns(results, rule),
-                     compare_gradient_types(results)):
+    for findings in (gradients, compare_others(results, rule), compare_in_place(results),
+                     compare_reruns(results, rule), compare_gradient_types(results)):
         found.extend(findings)
     found.notes.extend(_precision_notes(results))
     if tally.inconclusive:
@@ -87,8 +89,9 @@ def _judged_two_way(results: OracleResults, rule: ToleranceRule) -> Verdict:
                    f"{count_text(compared - tally.inconclusive)}"
                    + (f", inconclusive on {tally.inconclusive}" if tally.inconclusive else "")
                    + " (two oracles: no symbolic spec)")
-    return Verdict(status, message, found.mismatches, found.notes, _counts(results),
-                   _tolerance(results, rule, tally), found.diagnoses)
+    return Verdict(status, message, found.mismatches, found.notes,
+                   {**_counts(results), **found.counts}, _tolerance(results, rule, tally),
+                   found.diagnoses)
 
 
 def _precision_notes(results: OracleResults) -> list[str]:

@@ -26,12 +26,13 @@ from gradcheck_lab.compare.findings import Verdict, agree, same_nonfinite
 from gradcheck_lab.compare.tolerances import ToleranceRule, gradient_scale, symbolic_rule
 from gradcheck_lab.ops import OPS
 from gradcheck_lab.oracles.autograd import make_leaves
-from gradcheck_lab.oracles.base import Point, Probe
-from gradcheck_lab.oracles.function import lower_all, owned
 from gradcheck_lab.oracles.symbolic import numpy_forward, term_scale
 from gradcheck_lab.program import Program
 from gradcheck_lab.program.naming import index_text, node_names, spell
 from gradcheck_lab.program.sweep import node_adjoints
+from gradcheck_lab.subject.function import lower_all, owned
+from gradcheck_lab.subject.points import Point
+from gradcheck_lab.subject.probes import Probe
 
 MAX_EXPRESSION = 60  # characters of a step's expression quoted in the note
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from gradcheck_lab.compare import OracleResults, Verdict, compare
 from gradcheck_lab.compare.tolerances import ToleranceRule
-from gradcheck_lab.oracles.base import Gradients
+from gradcheck_lab.oracles.contract import Gradients
 from gradcheck_lab.program.naming import index_text
 
 GRID = tuple(10.0 ** exponent for exponent in range(-16, 1))  # 1e-16 .. 1

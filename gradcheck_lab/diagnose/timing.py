@@ -42,9 +42,9 @@ class TimedPass:
     """The forward or the backward of one case at one dtype and device, ready to time."""
 
     def __init__(self, case: Case, dtype: str, device: str, which: str) -> None:
-        from gradcheck_lab.oracles.base import make_probes
-        from gradcheck_lab.oracles.function import FunctionUnderTest
-        from gradcheck_lab.oracles.points import make_point
+        from gradcheck_lab.subject.function import FunctionUnderTest
+        from gradcheck_lab.subject.points import make_point
+        from gradcheck_lab.subject.probes import make_probes
 
         if which not in PASSES:
             raise ValueError(f"which must be one of {PASSES}, got {which!r}")
@@ -116,7 +116,7 @@ def timing_environment(device: str, threads: int | None) -> Iterator[int]:
     """Fix the CPU thread count and turn TF32 off; restore both afterwards."""
     import torch
 
-    from gradcheck_lab.oracles.function import held_threads
+    from gradcheck_lab.subject.function import held_threads
 
     cuda = torch.backends.cuda.matmul
     previous_tf32 = (cuda.allow_tf32, torch.backends.cudnn.allow_tf32)

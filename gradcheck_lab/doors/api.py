@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +25,13 @@ def check(output: str | Mapping[str, str] | None = None,
     ``tolerance``, ``seed``, ``nondet_tol``, ``points``, ``avoid_kinks``, ``order``,
     ``modes``, ``training``, ``constants``, ``params``, ``surrogate``), validated as the case
     file's are; so are the run settings ``symbolic``, ``fd``, ``sensitivity`` and ``threads``
-    (torch's CPU threads during the check, put back after it; default: torch's setting as it
-    is). ``training`` takes the case file's ``training:`` keys, with ``step`` a callable,
-    ``step(params=..., batch=..., lr=...)``. Raises CaseError when the case is invalid; returns
-    one Result per dtype × device otherwise. ``impl`` and ``step`` run in this process, without
-    the time and memory budgets of ``run_file`` and the command line: a callable cannot move to
-    a worker process (put the code in a file and use ``run_file`` for that). Example::
+    (torch's CPU threads during the check, put back after it; default 1, as at the command
+    line and in pytest: ``gradcheck_lab.options``). ``training`` takes the case file's
+    ``training:`` keys, with ``step`` a callable, ``step(params=..., batch=..., lr=...)``.
+    Raises CaseError when the case is invalid; returns one Result per dtype × device
+    otherwise. ``impl`` and ``step`` run in this process, without the time and memory budgets
+    of ``run_file`` and the command line: a callable cannot move to a worker process (put the
+    code in a file and use ``run_file`` for that). Example::
 
         results = check(output="sum(sin(x) * c)",
                         inputs={"x": [0.5, 1.0], "c": {"value": [2, 3], "requires_grad": False}})
@@ -82,7 +83,8 @@ def assert_gradients(output: str | Mapping[str, str] | None = None,
 
 def run_file(path: str | Path, **settings: Any) -> list[Result]:
     """Every result of one case file, as ``gradcheck-lab run`` reports them (``settings``:
-    ``symbolic``, ``fd``, ``sensitivity``, ``case_timeout``, ``case_memory``).
+    ``symbolic``, ``fd``, ``sensitivity``, ``threads``, ``case_timeout``, ``case_memory`` and
+    the ``max_*`` limits, as the option table ``gradcheck_lab.options`` lists them).
 
     As on the command line, a case with an impl or a training step file runs in a worker
     process, stopped after ``case_timeout`` seconds (default
@@ -98,11 +100,13 @@ def run_file(path: str | Path, **settings: Any) -> list[Result]:
     working directory); a file that exists but cannot be read or parsed is an error Result,
     as on the command line."""
     from gradcheck_lab.casefile import load_file
+    from gradcheck_lab.options import RUN_FILE
     from gradcheck_lab.run.files import run_file_cases, shared_isolation
-    from gradcheck_lab.settings import DEFAULT_CASE_TIMEOUT, Settings
 
-    run_settings = Settings.from_mapping({"case_timeout": DEFAULT_CASE_TIMEOUT, **settings},
-                                         str(path))
+    # None for a budget is said here: none (the table's 0), not "the default".
+    run_settings = door_settings({key: 0 if value is None and key in _BUDGETS else value
+                                  for key, value in settings.items()}, RUN_FILE, str(path),
+                                 "run_file")
     if not Path(path).exists():  # a typo or the wrong directory: not a verdict about a case
         raise FileNotFoundError(f"run_file: no such case file: {path} (relative paths are "
                                 f"read from {Path.cwd()})")
@@ -112,22 +116,39 @@ def run_file(path: str | Path, **settings: Any) -> list[Result]:
 
 def split_settings(settings: Mapping[str, Any]) -> tuple[dict[str, Any], Any]:
     """Keywords of ``check`` beyond the spec: the case file's keys, and the run settings (a
-    Settings). An unknown keyword is a TypeError naming it, as Python's own would be."""
+    Settings, from the option table's API keywords)."""
     from gradcheck_lab.casefile.schema import CASE_KEYS
-    from gradcheck_lab.ops import suggest
-    from gradcheck_lab.settings import Settings
+    from gradcheck_lab.options import API
 
     spec_keys = {"name", "inputs", "output", "impl", "let", "expect"}
     case_keys = [key for key in CASE_KEYS if key not in spec_keys]
-    run_keys = [key for key in Settings.names() if key not in ("limits", "timings",
-                                                              "case_timeout", "case_memory")]
-    for key in settings:
-        if key not in case_keys and key not in run_keys:
-            hint = suggest(key, [*case_keys, *run_keys])
-            raise TypeError(f"check() got an unexpected keyword argument {key!r}{hint}")
     return ({key: value for key, value in settings.items() if key in case_keys},
-            Settings.from_mapping({key: value for key, value in settings.items()
-                                   if key in run_keys}, API_LABEL))
+            door_settings({key: value for key, value in settings.items()
+                           if key not in case_keys}, API, API_LABEL, "check", case_keys))
+
+
+_BUDGETS = ("case_timeout", "case_memory")
+
+
+def door_settings(given: Mapping[str, Any], door: str, where: str, function: str,
+                  also: Sequence[str] = ()) -> Any:
+    """The Settings of an API function's keywords, each an option of ``door`` in the option
+    table (or one of ``also``, taken elsewhere). An unknown keyword is a TypeError naming
+    it, as Python's own would be; a wrong value a CaseError at ``where`` naming it."""
+    from gradcheck_lab.errors import CaseError
+    from gradcheck_lab.ops import suggest
+    from gradcheck_lab.options import options_of, settings_from
+    from gradcheck_lab.settings import SettingError
+
+    names = [option.name for option in options_of(door)]
+    for key in given:
+        if key not in names:
+            hint = suggest(key, [*also, *names])
+            raise TypeError(f"{function}() got an unexpected keyword argument {key!r}{hint}")
+    try:
+        return settings_from(given, door)
+    except SettingError as exc:
+        raise CaseError(where, None, exc.key, exc.message) from None
 
 
 def _plain(value: Any, depth: int = 0, path: str = "") -> Any:

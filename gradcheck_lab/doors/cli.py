@@ -12,48 +12,26 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from gradcheck_lab.casefile import LoadLimits
-from gradcheck_lab.settings import (
-    CHECK_THREADS,
-    DEFAULT_CASE_MEMORY,
-    DEFAULT_CASE_TIMEOUT,
-    parse_size,
-)
+from gradcheck_lab.options import CLI, Option, options_of
 from gradcheck_lab.version import __version__
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM, as shells report
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
+def _typed(option: Option) -> Callable[[str], Any]:
+    """The option's parser as an argparse type: its ValueError a usage error naming the flag."""
+    def parsed(text: str) -> Any:
+        try:
+            return option.parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return value
-
-
-def _size(text: str) -> int:
-    try:
-        return parse_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    return parsed
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,71 +76,14 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--jsonl", type=Path, metavar="FILE",
                      help="append one JSON line per result as soon as it is ready (- for "
                           "stdout; the terminal report then goes to stderr)")
-    run.add_argument("--symbolic", choices=("auto", "exact", "sweep"), default="auto",
-                     help="exact elementwise sympy, the numpy rule sweep, or auto: the sweep "
-                          "held to its round-off, exact sympy where it does not pass (the sweep "
-                          "alone past the exact oracle's size)")
-    run.add_argument("--fd", choices=("auto", "all", "projections", "exhaustive"),
-                     default="auto",
-                     help="finite differences on every partial, along random directions, "
-                          "auto by size, or exhaustive: every partial of any size, batched, "
-                          "with a progress bar")
-    run.add_argument("--threads", type=_positive_int, metavar="N", default=CHECK_THREADS,
-                     help="torch CPU threads for the checks (default 1: a check is many small "
-                          "evaluations, which more threads slow down, and collapse beside "
-                          "another busy process; reported)")
-    run.add_argument("--timings", action="store_true",
-                     help="also time the forward and the backward of each case (median and "
-                          "IQR over rounds, each round on a fresh graph)")
-    run.add_argument("--timing-threads", type=_positive_int, metavar="N", default=1,
-                     help="torch CPU threads while timing (default 1: shared machines are "
-                          "noisy)")
-    run.add_argument("--timing-rounds", type=_positive_int, metavar="N", default=5,
-                     help="at least this many timed rounds per pass (default 5)")
-    run.add_argument("--max-input-elements", type=_positive_int, metavar="N",
-                     default=50_000_000, help="refuse cases whose inputs hold more elements")
-    run.add_argument("--max-case-elements", type=_positive_int, metavar="N",
-                     default=LoadLimits().max_case_elements,
-                     help="refuse cases whose tensors, inputs and every intermediate, hold "
-                          "more elements in all")
-    run.add_argument("--max-program-nodes", type=_positive_int, metavar="N",
-                     default=LoadLimits().max_program_nodes,
-                     help="refuse cases whose program has more nodes (lets and composite "
-                          "functions expanded)")
-    run.add_argument("--max-file-bytes", type=_positive_int, metavar="N",
-                     default=16 * 2**20, help="refuse larger case files")
-    run.add_argument("--max-cases-per-file", type=_positive_int, metavar="N",
-                     default=LoadLimits().max_cases_per_file,
-                     help="refuse files with more cases (about 100 small cases are checked "
-                          "per second)")
-    run.add_argument("--max-cases-per-run", type=_positive_int, metavar="N",
-                     default=LoadLimits().max_cases_per_run,
-                     help="check at most this many cases in one run: the files past it are "
-                          "errors, not read")
-    run.add_argument("--max-yaml-nodes", type=_positive_int, metavar="N",
-                     default=LoadLimits().yaml.max_nodes,
-                     help="refuse case files of more YAML nodes (aliases expanded), counted "
-                          "while the file is read")
-    run.add_argument("--max-expression-length", type=_positive_int, metavar="N",
-                     default=10_000, help="refuse longer expressions (characters)")
-    run.add_argument("--max-expression-depth", type=_positive_int, metavar="N",
-                     default=200, help="refuse expressions nested deeper")
-    run.add_argument("--case-timeout", type=_positive_float, metavar="SECONDS",
-                     default=DEFAULT_CASE_TIMEOUT,
-                     help="time budget of each case; a case with an impl then runs in a "
-                          "worker process that is stopped when the budget runs out, a spec "
-                          "without one under an interval timer (default 300; 0: no budget, "
-                          "impls in this process)")
-    run.add_argument("--case-memory", type=_size, metavar="SIZE", default=DEFAULT_CASE_MEMORY,
-                     help="memory budget of the worker process that runs impls and training "
-                          "steps (its data segment, on Linux): an allocation beyond it is an "
-                          "error result for that case, and the worker is restarted (default "
-                          "4G; sizes such as 512M, 4G or bytes; 0: no limit; none with "
-                          "--case-timeout 0)")
-    run.add_argument("--sensitivity", action="store_true",
-                     help="also report the smallest relative error, in one element and in all "
-                          "elements, each check would have caught (planted into autograd's "
-                          "gradients)")
+    for option in options_of(CLI):  # the run settings, from the one option table
+        if option.switch:
+            run.add_argument(option.cli_flag, action="store_true", help=option.described())
+        else:
+            # A choice keeps argparse's own message ("invalid choice: ... (choose from ...)").
+            run.add_argument(option.cli_flag, type=None if option.choices else _typed(option),
+                             default=option.default, metavar=option.metavar,
+                             choices=option.choices, help=option.described())
     _add_run_output_options(run)
 
 
@@ -412,20 +333,12 @@ def run_command(args: argparse.Namespace) -> int:
         TerminalReport,
         write_json,
     )
+    from gradcheck_lab.options import settings_from
     from gradcheck_lab.results import environment
-    from gradcheck_lab.settings import LIMIT_OPTIONS, Settings, TimingSettings, load_limits
 
     started = time.perf_counter()
-    settings = Settings(
-        symbolic=args.symbolic, fd=args.fd,
-        limits=load_limits(**{name: getattr(args, name) for name in LIMIT_OPTIONS}),
-        timings=TimingSettings(min_rounds=args.timing_rounds, threads=args.timing_threads)
-        if args.timings else None,
-        case_timeout=args.case_timeout or None,
-        case_memory=args.case_memory or None,
-        sensitivity=args.sensitivity,
-        threads=args.threads,
-    )
+    settings = settings_from({option.name: getattr(args, option.name)
+                              for option in options_of(CLI)}, CLI)
     try:
         keep = case_filter(args.keyword) if args.keyword else None
     except ValueError as error:

@@ -64,10 +64,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="gradcheck-lab: run timings only (forward and backward of every case, through "
              "pytest-benchmark, plus the benchmark suites) instead of the checks")
     group.addoption(
-        "--gradcheck-timing-threads", type=int, default=1, metavar="N",
-        dest="gradcheck_timing_threads",
-        help="gradcheck-lab: torch CPU threads while timing (default: 1)")
-    group.addoption(
         "--gradcheck-shard", default=None, metavar="K/N", dest="gradcheck_shard",
         help="gradcheck-lab: run the K-th of N shards of the collected items (K from 1), "
              "chosen by a hash of each node id, the same on every machine; merge the shards' "
@@ -107,49 +103,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="gradcheck-lab: record every custom torch.autograd.Function the suite calls "
              "(a few small calls per class, inputs copied) and check each three ways at its "
              "recorded inputs after the suite, as items gradcheck::module.Class.apply[...]")
-    # The command line's run settings (``gradcheck-lab run --symbolic/--fd/--case-timeout/
-    # --case-memory/--sensitivity``), as flags and as ini keys: one Settings object, as the
-    # CLI builds it.
-    for name, help_text in RUN_OPTIONS.items():
-        parser.addini(f"gradcheck_{name}", type="string", default=None,
-                      help=f"gradcheck-lab: {help_text}")
-        flag = "--gradcheck-" + name.replace("_", "-")
-        if name == "sensitivity":
-            group.addoption(flag, action="store_true", default=None,
-                            dest=f"gradcheck_{name}", help=f"gradcheck-lab: {help_text}")
+    _add_run_options(parser, group)
+
+
+def _add_run_options(parser: pytest.Parser, group: pytest.OptionGroup) -> None:
+    """The run settings of the one option table (``gradcheck_lab.options``), each as a flag
+    (``--gradcheck-case-timeout``) and an ini key (``gradcheck_case_timeout``): one Settings
+    object, as the command line builds it."""
+    from gradcheck_lab.options import PYTEST, options_of
+
+    for option in options_of(PYTEST):
+        help_text = f"gradcheck-lab: {option.described()}"
+        parser.addini(option.ini_key, type="string", default=None,
+                      help=help_text + ("; true or false" if option.switch else ""))
+        if option.switch:
+            group.addoption(option.pytest_flag, action="store_true", default=None,
+                            dest=option.ini_key, help=help_text)
         else:
-            group.addoption(flag, default=None, dest=f"gradcheck_{name}",
-                            help=f"gradcheck-lab: {help_text}")
+            group.addoption(option.pytest_flag, default=None, dest=option.ini_key,
+                            metavar=option.metavar, help=help_text)
 
 
-RUN_OPTIONS = {
-    "symbolic": "symbolic oracle: auto, exact or sweep (as gradcheck-lab run --symbolic)",
-    "fd": "finite differences: auto, all, projections or exhaustive (as --fd)",
-    "case_timeout": "seconds each case may take; a case with an impl file runs in a worker "
-                    "process stopped when they run out (default 300, as --case-timeout; 0: "
-                    "no budget, impls in pytest's process)",
-    "case_memory": "memory budget of that worker process: an impl or training step that "
-                   "allocates beyond it fails its item (default 4G, as --case-memory; sizes "
-                   "such as 512M, 4G or bytes; 0: no limit)",
-    "threads": "torch CPU threads for the checks (default 1, as gradcheck-lab run "
-               "--threads)",
-    "sensitivity": "also measure the smallest planted errors each check catches (as "
-                   "--sensitivity; ini: true or false)",
-    "max_input_elements": "refuse cases whose inputs hold more elements (as "
-                          "--max-input-elements, default 50,000,000)",
-    "max_case_elements": "refuse cases whose tensors hold more elements in all, inputs and "
-                         "every intermediate (as --max-case-elements, default 200,000,000)",
-    "max_program_nodes": "refuse cases whose program has more nodes (as --max-program-nodes, "
-                         "default 20,000)",
-    "max_file_bytes": "refuse larger case files (as --max-file-bytes, default 16 MiB)",
-    "max_cases_per_file": "refuse files with more cases (as --max-cases-per-file, default "
-                          "2,000)",
-    "max_cases_per_run": "collect at most this many cases in one session: the files past it "
-                         "are failing items (as --max-cases-per-run, default 10,000)",
-    "max_yaml_nodes": "refuse case files of more YAML nodes (as --max-yaml-nodes)",
-    "max_expression_length": "refuse longer expressions (as --max-expression-length)",
-    "max_expression_depth": "refuse expressions nested deeper (as --max-expression-depth)",
-}
 _SETTINGS = pytest.StashKey[Any]()
 _ISOLATION = pytest.StashKey[Any]()
 _QUOTA = pytest.StashKey[Any]()  # the session's RunQuota: cases counted across files
@@ -160,60 +134,32 @@ def run_settings(config: pytest.Config) -> Any:
     command line's defaults; a wrong value is a usage error naming the flag."""
     if _SETTINGS in config.stash:
         return config.stash[_SETTINGS]
-    from gradcheck_lab.settings import (
-        CHECK_THREADS,
-        DEFAULT_CASE_MEMORY,
-        DEFAULT_CASE_TIMEOUT,
-        LIMIT_OPTIONS,
-        Settings,
-        load_limits,
-        parse_size,
-    )
-
-    def value(name: str) -> Any:
-        given = config.getoption(f"gradcheck_{name}", None)
-        # An unset ini key reads as None on pytest 8 and 9 and as [] on 7: unset either way.
-        return given if given is not None else config.getini(f"gradcheck_{name}") or None
+    from gradcheck_lab.options import PYTEST, settings_from
 
     try:
-        timeout = float(value("case_timeout") or DEFAULT_CASE_TIMEOUT)
-        if not timeout >= 0 or timeout == float("inf"):
-            raise ValueError("a finite number of seconds, at least 0")
-        memory_text = value("case_memory")
-        try:
-            memory = (parse_size(str(memory_text)) if memory_text is not None
-                      else DEFAULT_CASE_MEMORY)
-        except ValueError as exc:
-            raise ValueError(f"--gradcheck-case-memory (gradcheck_case_memory): {exc}") from None
-        sensitivity = value("sensitivity")
-        if isinstance(sensitivity, str):
-            if sensitivity.strip().lower() not in ("true", "false", ""):
-                raise ValueError(f"gradcheck_sensitivity must be true or false, not "
-                                 f"{sensitivity!r}")
-            sensitivity = sensitivity.strip().lower() == "true"
-        settings = Settings(symbolic=value("symbolic") or "auto", fd=value("fd") or "auto",
-                            case_timeout=timeout or None, case_memory=memory or None,
-                            sensitivity=bool(sensitivity),
-                            threads=_positive_int("threads", value("threads")) or CHECK_THREADS,
-                            limits=load_limits(**{name: _positive_int(name, value(name))
-                                                  for name in LIMIT_OPTIONS}))
+        settings = settings_from(option_values(config), PYTEST)
     except ValueError as exc:
         raise pytest.UsageError(f"gradcheck-lab: {exc}") from None
     config.stash[_SETTINGS] = settings
     return settings
 
 
-def _positive_int(name: str, text: Any) -> int | None:
-    """A limit option's value as a positive int; None where it is not given."""
-    if text is None or text == "":
-        return None
-    try:
-        number = int(text)
-    except ValueError:
-        number = 0
-    if number <= 0:
-        raise ValueError(f"{name}: must be a positive integer, not {text!r}")
-    return number
+def option_values(config: pytest.Config) -> dict[str, Any]:
+    """The table's options as given, flags over ini keys, parsed (None: not given; the
+    defaults are ``settings_from``'s); a wrong value is a ValueError naming flag and key."""
+    from gradcheck_lab.options import PYTEST, options_of
+
+    values = {}
+    for option in options_of(PYTEST):
+        given = config.getoption(option.ini_key, None)
+        # An unset ini key reads as None on pytest 8 and 9 and as [] on 7: unset either way.
+        text = given if given is not None else config.getini(option.ini_key) or None
+        try:
+            values[option.name] = (text if text is None or isinstance(text, bool)
+                                   else option.parse(str(text)))
+        except ValueError as exc:
+            raise ValueError(f"{option.pytest_flag} ({option.ini_key}): {exc}") from None
+    return values
 
 
 def _isolation(config: pytest.Config) -> Any:
@@ -612,7 +558,7 @@ class CaseFile(pytest.File):
     def timing_items(self, case: Any, used: set[str]) -> Iterator[pytest.Item]:
         # The case's own devices, and those of this machine (a GPU present times every case
         # there too); no skipped cuda item for a cpu case on a machine without one.
-        from gradcheck_lab.oracles.function import device_available
+        from gradcheck_lab.subject.function import device_available
 
         here = [device for device in TIMING_DEVICES if device_available(device)]
         devices = list(dict.fromkeys([*here, *case.devices]))
@@ -631,7 +577,7 @@ def _timing_test(case: Any, dtype: str, device: str, which: str) -> Any:
 
     def time_pass(benchmark: Any, request: pytest.FixtureRequest) -> None:
         from gradcheck_lab.diagnose.timing import TimedPass, seconds_per_round, timing_environment
-        from gradcheck_lab.oracles.function import device_available
+        from gradcheck_lab.subject.function import device_available
 
         config = request.config
         if xdist_active(config):
@@ -639,9 +585,11 @@ def _timing_test(case: Any, dtype: str, device: str, which: str) -> Any:
         if not device_available(device):
             pytest.skip(f"{device} is not available on this machine")
         from gradcheck_lab.errors import CaseTimeout
+        from gradcheck_lab.options import BY_NAME
         from gradcheck_lab.run.budget import time_budget
 
-        threads = config.getoption("gradcheck_timing_threads")
+        threads = (option_values(config)["timing_threads"]  # checked by run_settings
+                   or BY_NAME["timing_threads"].default)
         benchmark.group = case.name
         budget = run_settings(config).case_timeout
         # The impl runs in pytest's process here (a timing in a worker would time the pipe):

@@ -24,8 +24,6 @@ from gradcheck_lab.errors import SpecError
 from gradcheck_lab.ops.base import object_array
 from gradcheck_lab.ops.derivatives import sympy_to_float
 from gradcheck_lab.oracles import symbolic
-from gradcheck_lab.oracles.base import Point, Probe, make_probes
-from gradcheck_lab.oracles.points import make_point
 from gradcheck_lab.program import Program
 from gradcheck_lab.program.interpret import SYMPY, interpret
 from gradcheck_lab.program.naming import (
@@ -38,6 +36,8 @@ from gradcheck_lab.program.naming import (
     spell,
 )
 from gradcheck_lab.program.sweep import node_adjoints
+from gradcheck_lab.subject.points import Point, make_point
+from gradcheck_lab.subject.probes import Probe, make_probes
 
 MAX_FORMULA_CHARACTERS = 1500  # longer formulas are summarized, not printed
 PRETTY_WIDTH = 96  # wider 2-D formulas are printed in sympy's one-line form instead

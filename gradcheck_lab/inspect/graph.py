@@ -18,12 +18,12 @@ import numpy as np
 from gradcheck_lab.casefile import Case
 from gradcheck_lab.casefile.selection import located
 from gradcheck_lab.errors import GradcheckLabError, SpecError
-from gradcheck_lab.oracles.base import make_probes
-from gradcheck_lab.oracles.points import make_point
 from gradcheck_lab.oracles.symbolic import numpy_forward
 from gradcheck_lab.program import Program
 from gradcheck_lab.program.naming import OUTPUT, format_number, node_names, norm, spell
 from gradcheck_lab.program.sweep import node_adjoints
+from gradcheck_lab.subject.points import make_point
+from gradcheck_lab.subject.probes import make_probes
 
 FORMATS = (".svg", ".png", ".pdf")
 MAX_NODES = 300  # beyond this a drawing is unreadable, and matplotlib's canvas too large

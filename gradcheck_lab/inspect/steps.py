@@ -20,12 +20,12 @@ from gradcheck_lab.casefile import Case
 from gradcheck_lab.casefile.selection import located
 from gradcheck_lab.errors import GradcheckLabError, SpecError
 from gradcheck_lab.oracles import symbolic
-from gradcheck_lab.oracles.base import Point, Probe, make_probes
 from gradcheck_lab.oracles.finite_difference import ALL_PARTIALS_MAX_ELEMENTS, input_tensors
-from gradcheck_lab.oracles.function import FunctionUnderTest
-from gradcheck_lab.oracles.points import make_point
-from gradcheck_lab.oracles.precision import RELATIVE_STEP
 from gradcheck_lab.program.naming import OUTPUT, format_number, index_text
+from gradcheck_lab.subject.function import FunctionUnderTest
+from gradcheck_lab.subject.points import Point, make_point
+from gradcheck_lab.subject.precision import RELATIVE_STEP
+from gradcheck_lab.subject.probes import Probe, make_probes
 
 SMALLEST_STEP, LARGEST_STEP = 1e-14, 1e-1
 STEPS_PER_DECADE = 8

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from gradcheck_lab.errors import SpecError
-from gradcheck_lab.ops.base import Param, Params
+from gradcheck_lab.ops.base import Param, Params, float_param
 from gradcheck_lab.ops.derivatives import erf
 from gradcheck_lab.ops.pointwise import elementwise
 
@@ -84,7 +84,7 @@ def _mish_terms(a: np.ndarray) -> np.ndarray:
 
 
 def _hardtanh_check(params: Params) -> None:
-    if params["min_val"] > params["max_val"]:  # type: ignore[operator]
+    if float_param(params, "min_val") > float_param(params, "max_val"):
         raise SpecError("hardtanh(): min_val= must not exceed max_val=")
 
 

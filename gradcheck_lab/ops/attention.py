@@ -17,7 +17,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from gradcheck_lab.errors import SpecError
-from gradcheck_lab.ops.base import ArgInfo, Param, Params, Shape, broadcast_shapes, composite
+from gradcheck_lab.ops.base import (
+    ArgInfo,
+    Param,
+    Params,
+    Shape,
+    broadcast_shapes,
+    composite,
+    float_param,
+)
 from gradcheck_lab.ops.normalization import check_no_dropout
 
 _NAME = "scaled_dot_product_attention"
@@ -52,7 +60,7 @@ def _attention_shape(args: Sequence[ArgInfo], params: Params) -> Shape:
     if min(len(query), len(key), len(value)) < 2:
         raise SpecError(f"{_NAME}(): query, key and value must be at least 2-d (..., L, E), got "
                         f"shapes {list(query)}, {list(key)}, {list(value)}")
-    check_no_dropout(_NAME, "dropout_p", float(params["dropout_p"]))  # type: ignore[arg-type]
+    check_no_dropout(_NAME, "dropout_p", float_param(params, "dropout_p"))
     if params["enable_gqa"]:
         raise SpecError(f"{_NAME}(): enable_gqa=True is not supported; repeat key and value "
                         "over the query's heads (repeat_interleave(key, n, dim=-3)) instead")
@@ -111,7 +119,7 @@ def _attention(b: Any, args: list[int], p: Params) -> int:
     query, key, value = args[:3]
     embedding = b.shape(query)[-1]
     # torch's default: 1/sqrt(E), the float64 value torch computes it as.
-    scale = 1.0 / math.sqrt(embedding) if p["scale"] is None else float(p["scale"])  # type: ignore
+    scale = 1.0 / math.sqrt(embedding) if p["scale"] is None else float_param(p, "scale")
     scores = b.call("mul", b.call("matmul", query, b.call("transpose", key, dim0=-2, dim1=-1)),
                     b.const(scale))
     if p["is_causal"]:
@@ -131,7 +139,7 @@ def _attention_torch(args: Sequence[Any], params: Params) -> Any:
 
     return torch.nn.functional.scaled_dot_product_attention(
         args[0], args[1], args[2], attn_mask=args[3] if len(args) > 3 else None,
-        dropout_p=float(params["dropout_p"]), is_causal=bool(params["is_causal"]),  # type: ignore
+        dropout_p=float_param(params, "dropout_p"), is_causal=bool(params["is_causal"]),
         scale=params["scale"], enable_gqa=bool(params["enable_gqa"]))  # type: ignore[arg-type]
 
 

@@ -14,6 +14,7 @@ import difflib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from types import EllipsisType
 from typing import Any, Protocol
 
 import numpy as np
@@ -28,6 +29,8 @@ from gradcheck_lab.ops.second_order import (
 )
 
 Shape = tuple[int, ...]
+# A numpy basic index written out as a tuple: (Ellipsis, *slices), (n, c, *position).
+Subscript = tuple[int | slice | EllipsisType | None, ...]
 ParamValue = int | bool | float | str | tuple[int, ...] | tuple[float, ...] | None
 Params = dict[str, ParamValue]
 Arrays = Sequence[np.ndarray]
@@ -144,7 +147,7 @@ class Op:
     # "list": the tensors come as one list (cat([a, b], dim=1)); "star": as the positional
     # arguments after the keywords of ``positional`` (einsum("ij,jk", a, b)); None: fixed.
     variadic: str | None = None
-    group: str = "other"  # the row of the README's function table it is listed under
+    group: str = "other"  # its row of the function table (docs/expressions.md)
     doc: str = ""
     # A composite: defined in terms of other ops, which the program builder writes in its
     # place (``expand(builder, args, params) -> node``, see ``Expander``); its torch form is
@@ -387,13 +390,59 @@ def normalize_dims(dim: ParamValue, ndim: int, op: str) -> tuple[int, ...] | Non
         return None
     if isinstance(dim, bool):
         raise SpecError(f"{op}(): dim= needs an integer")
-    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    dims = as_ints(dim, "dim")
     if not dims:
         raise SpecError(f"{op}(): dim=() is ambiguous; leave dim out to reduce over all dims")
     normalized = tuple(normalize_dim(d, ndim, op) for d in dims)
     if len(set(normalized)) != len(normalized):
         raise SpecError(f"{op}(): dim={dim} repeats a dim")
     return tuple(sorted(normalized))
+
+
+def _number_param(value: ParamValue, key: str) -> int | float:
+    if isinstance(value, (int, float)):
+        return value
+    raise TypeError(f"param {key}={value!r} is not a number")
+
+
+def int_param(params: Params, key: str, default: int | None = None) -> int:
+    """The value of an "int" param (``default`` where the params leave it out): the parser
+    (casefile.expr) and the trace writer give one an int."""
+    return int(_number_param(params[key] if default is None else params.get(key, default), key))
+
+
+def float_param(params: Params, key: str, default: float | None = None) -> float:
+    """The value of a "float" param (an int accepted) as a float; ``default`` as above."""
+    return float(_number_param(params[key] if default is None else params.get(key, default),
+                               key))
+
+
+def optional_int_param(params: Params, key: str) -> int | None:
+    """The value of an "int" param whose default is None."""
+    value = params[key]
+    return None if value is None else int(_number_param(value, key))
+
+
+def optional_float_param(params: Params, key: str) -> float | None:
+    """The value of a "float" param whose default is None."""
+    value = params[key]
+    return None if value is None else float(_number_param(value, key))
+
+
+def as_ints(value: ParamValue, key: str) -> tuple[int, ...]:
+    """The value of a "dims" param (one int or a tuple of them) as a tuple of ints."""
+    if isinstance(value, int):
+        return (value,)
+    if isinstance(value, tuple):
+        ints = tuple(item for item in value if isinstance(item, int))
+        if len(ints) == len(value):
+            return ints
+    raise TypeError(f"param {key}={value!r} is not an int or a tuple of ints")
+
+
+def dims_param(params: Params, key: str) -> tuple[int, ...]:
+    """``as_ints`` of a "dims" param's value."""
+    return as_ints(params[key], key)
 
 
 def object_array(values: Any) -> np.ndarray:

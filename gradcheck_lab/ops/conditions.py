@@ -65,13 +65,17 @@ LOGIC = [
 ]
 
 
+def _where_numpy(condition: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.where(condition, a, b)
+
+
 def _where_torch(t: Any, condition: Any, a: Any, b: Any) -> Any:
     return t.where(condition, a, b)
 
 
 WHERE = elementwise(
     "where", 3, lambda sp, c, a, b: sp.Piecewise((a, c), (b, True)),
-    lambda c, a, b: np.where(c, a, b), _where_torch, returns="promote",
+    _where_numpy, _where_torch, returns="promote",
     bool_args=frozenset({0}), arg_names=("condition", "input", "other"), group="condition",
     zero_slope_is_flat=True,
     doc="input where condition holds, other elsewhere (condition: a comparison)")

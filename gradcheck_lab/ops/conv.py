@@ -24,7 +24,9 @@ from gradcheck_lab.ops.base import (
     Op,
     Param,
     Params,
+    ParamValue,
     Shape,
+    Subscript,
     as_float,
     linear_magnitudes,
     object_array,
@@ -55,7 +57,7 @@ def _letters(d: int) -> tuple[str, str]:
 # --- geometry ----------------------------------------------------------------------------------
 
 
-def _padding(value: object, d: int, op: str, extent: Sequence[int],
+def _padding(value: ParamValue, d: int, op: str, extent: Sequence[int],
              stride: Sequence[int]) -> tuple[tuple[int, int], ...]:
     """padding= as (before, after) per dim: symmetric ints, "valid" (none) or "same" (the output
     as long as the input; an odd total puts the extra element after, as torch does)."""
@@ -65,7 +67,7 @@ def _padding(value: object, d: int, op: str, extent: Sequence[int],
         if any(s != 1 for s in stride):
             raise SpecError(f"{op}(): padding='same' needs stride=1 (torch refuses it too)")
         return tuple(((span - 1) // 2, span - 1 - (span - 1) // 2) for span in extent)
-    return tuple((p, p) for p in per_dim(value, d, op, "padding", 0))  # type: ignore[arg-type]
+    return tuple((p, p) for p in per_dim(value, d, op, "padding", 0))
 
 
 def _geometry(name: str, d: int, weight: Shape, params: Params) -> Geometry:
@@ -192,8 +194,8 @@ def _weight_adjoint(x: np.ndarray, g: np.ndarray, geometry: Geometry,
     padding adds rows past the last window, which no weight reaches."""
     out, kernel = _letters(len(geometry.kernel))
     windows = window_view(pad(x, geometry), geometry)
-    reached = tuple(slice(0, size) for size in g.shape[2:])
-    windows = _by_group(windows[(slice(None), slice(None), *reached)], groups, 1)
+    reached: Subscript = (slice(None), slice(None), *(slice(0, size) for size in g.shape[2:]))
+    windows = _by_group(windows[reached], groups, 1)
     dw = np.einsum(f"ngc{out}{kernel},ngo{out}->goc{kernel}", windows, _by_group(g, groups, 1),
                    optimize=True)
     return dw.reshape(-1, *dw.shape[2:])
@@ -235,9 +237,9 @@ def _vjp(name: str, d: int, transposed: bool) -> Callable[..., Gradients]:
         grads: list[np.ndarray | None] = [None] * len(args)
         if needs[0]:
             if transposed:  # output padding's extra rows reach no input element
-                reached = tuple(slice(0, size) for size in x.shape[2:])
-                dx = _correlate(g, args[1], geometry, groups)[(slice(None), slice(None),
-                                                              *reached)]
+                reached: Subscript = (slice(None), slice(None),
+                                      *(slice(0, size) for size in x.shape[2:]))
+                dx = _correlate(g, args[1], geometry, groups)[reached]
             else:
                 dx = _input_adjoint(g, args[1], geometry, groups, x.shape[2:])
             grads[0] = unbatched(dx, args[0], d)
@@ -257,19 +259,22 @@ def _conv_sympy(name: str, d: int) -> Callable[..., np.ndarray]:
         geometry, groups = _settings(name, d, args, params)
         x, weight = batched(args[0], d), args[1]
         padded = np.zeros(geometry.padded_shape(x.shape), dtype=object)
-        inner = tuple(slice(low, low + size) for (low, _), size
-                      in zip(geometry.padding, x.shape[2:], strict=True))
-        padded[(slice(None), slice(None), *inner)] = x
+        inner: Subscript = (slice(None), slice(None), *(
+            slice(low, low + size) for (low, _), size in zip(geometry.padding, x.shape[2:],
+                                                             strict=True)))
+        padded[inner] = x
         outs, per_group = weight.shape[0], weight.shape[1]
         out = np.empty((x.shape[0], outs, *geometry.out_sizes(x.shape[2:], name)), dtype=object)
         for n, o, *position in np.ndindex(*out.shape):
             total = args[2][o] if len(args) == 3 else 0
             first = (o // (outs // groups)) * per_group
             for c, *offset in np.ndindex(per_group, *geometry.kernel):
-                at = tuple(p * s + k * dil for p, s, k, dil in zip(
-                    position, geometry.stride, offset, geometry.dilation, strict=True))
-                total = total + padded[(n, first + c, *at)] * weight[(o, c, *offset)]
-            out[(n, o, *position)] = total
+                at = (n, first + c, *(p * s + k * dil for p, s, k, dil in zip(
+                    position, geometry.stride, offset, geometry.dilation, strict=True)))
+                tap = (o, c, *offset)
+                total = total + padded[at] * weight[tap]
+            where = (n, o, *position)
+            out[where] = total
         return object_array(unbatched(out, args[0], d))
 
     return form
@@ -316,9 +321,10 @@ def _transposed_sympy(name: str, d: int) -> Callable[..., np.ndarray]:
         for n, c, *position in np.ndindex(*x.shape):
             first = (c // per_group_in) * per_group_out
             for o, *offset in np.ndindex(per_group_out, *geometry.kernel):
-                at = tuple(p * s + k * dil for p, s, k, dil in zip(
-                    position, geometry.stride, offset, geometry.dilation, strict=True))
-                full[(n, first + o, *at)] += x[(n, c, *position)] * weight[(c, o, *offset)]
+                at = (n, first + o, *(p * s + k * dil for p, s, k, dil in zip(
+                    position, geometry.stride, offset, geometry.dilation, strict=True)))
+                read, tap = (n, c, *position), (c, o, *offset)
+                full[at] += x[read] * weight[tap]
         out = crop(full, geometry, spatial)
         if len(args) == 3:
             out = out + args[2][_bias_shape(d)]

@@ -29,6 +29,8 @@ from gradcheck_lab.ops.base import (
     Params,
     Shape,
     as_float,
+    float_param,
+    int_param,
     object_array,
     torch_module,
 )
@@ -59,7 +61,7 @@ def _shape(name: str) -> Any:
         if len(args) > 2 and args[2].shape != logits.shape[-1:]:
             raise SpecError(f"{name}: weight must have shape [{logits.shape[-1]}] (one per "
                             f"class), got {list(args[2].shape)}")
-        if not 0.0 <= float(params.get("label_smoothing", 0.0)) <= 1.0:  # type: ignore
+        if not 0.0 <= float_param(params, "label_smoothing", 0.0) <= 1.0:
             raise SpecError(f"{name}: label_smoothing must be in [0, 1]")
         return rows if params["reduction"] == "none" else ()
 
@@ -81,7 +83,7 @@ def _targets(args: Sequence[Any], params: Params, exact: bool) -> _Targets:
     logits, target = args[0], args[1]
     classes = np.shape(logits)[-1]
     rows = 1 if np.ndim(logits) == 1 else np.shape(logits)[0]
-    epsilon: Any = float(params.get("label_smoothing", 0.0))  # type: ignore[arg-type]
+    epsilon: Any = float_param(params, "label_smoothing", 0.0)
     one: Any = 1.0
     if exact:  # ε at the binary value torch computes with
         import sympy
@@ -93,7 +95,7 @@ def _targets(args: Sequence[Any], params: Params, exact: bool) -> _Targets:
                np.full(classes, one, dtype=object if exact else np.float64))
     if np.issubdtype(np.asarray(target).dtype, np.integer):
         index = np.asarray(target).astype(np.int64).reshape(rows)
-        kept = index != int(params.get("ignore_index", -100))  # type: ignore[arg-type]
+        kept = index != int_param(params, "ignore_index", -100)
         bad = index[kept & ((index < 0) | (index >= classes))]
         if bad.size:
             raise SpecError(f"cross_entropy: target class {int(bad[0])} is outside "
@@ -162,7 +164,7 @@ def _forms(name: str, through_softmax: bool) -> dict[str, Any]:
                 local = np.abs(wq) if magnitude else -wq
             grads[0] = (scale * local).reshape(np.shape(args[0]))
         if len(args) > 1 and needs[1] and not targets.indices:
-            epsilon = float(params.get("label_smoothing", 0.0))  # type: ignore[arg-type]
+            epsilon = float_param(params, "label_smoothing", 0.0)
             lp = _log_probs(args, through_softmax, exact=False)
             local = -(1.0 - epsilon) * targets.w * lp
             grads[1] = (scale * (np.abs(local) if magnitude else local)).reshape(
@@ -184,10 +186,10 @@ def _torch(name: str) -> Any:
             target = target.long()
         # torch takes no gradient for the weights: neither do we (nondifferentiable_args).
         weight = args[2].detach() if len(args) > 2 else None
-        keywords = {"weight": weight, "ignore_index": int(params["ignore_index"]),
+        keywords = {"weight": weight, "ignore_index": int_param(params, "ignore_index"),
                     "reduction": str(params["reduction"])}
         if name == "cross_entropy":
-            keywords["label_smoothing"] = float(params["label_smoothing"])
+            keywords["label_smoothing"] = float_param(params, "label_smoothing")
         return getattr(torch.nn.functional, name)(logits, target, **keywords)
 
     return lower

@@ -175,7 +175,7 @@ def compile_to_numpy(expr: Any, symbols: Sequence[Any]) -> NumpyFunction:
     import sympy
 
     position = {symbol: i for i, symbol in enumerate(symbols)}
-    unary = {
+    unary: dict[Any, Callable[[Any], Any]] = {
         sympy.exp: np.exp, sympy.log: np.log, sympy.sin: np.sin, sympy.cos: np.cos,
         sympy.tan: np.tan, sympy.tanh: np.tanh, sympy.sinh: np.sinh, sympy.cosh: np.cosh,
         sympy.sign: np.sign, sympy.Abs: np.abs, sympy.asin: np.arcsin, sympy.acos: np.arccos,

@@ -31,6 +31,7 @@ from gradcheck_lab.ops.base import (
     Params,
     Shape,
     as_float,
+    as_ints,
     bincount,
     object_array,
     torch_module,
@@ -132,7 +133,7 @@ def _decided(array: np.ndarray, op: str) -> np.ndarray:
 def given_positions(params: Params, count: int) -> tuple[int, ...]:
     """Each given argument's position in the signature (``GIVEN`` where the op takes it)."""
     given = params.get(GIVEN)
-    return tuple(given) if isinstance(given, tuple) else tuple(range(count))
+    return as_ints(given, GIVEN) if isinstance(given, tuple) else tuple(range(count))
 
 
 def _layout(args: Sequence[Any], params: Params, index_args: frozenset[int], op: str,

@@ -27,6 +27,7 @@ from gradcheck_lab.ops.base import (
     Params,
     Shape,
     broadcast_shapes,
+    int_param,
     normalize_dim,
 )
 from gradcheck_lab.ops.grouping import (
@@ -45,7 +46,7 @@ from gradcheck_lab.ops.windows import per_dim
 
 
 def _int(params: Params, key: str) -> int:
-    return int(params[key])  # type: ignore[arg-type]
+    return int_param(params, key)
 
 
 def _ints(value: Any) -> tuple[int, ...]:
@@ -285,8 +286,9 @@ def _scatter_targets(maps: list[np.ndarray], params: Params, op: str
     x, index, src = maps
     dim = normalize_dim(_int(params, "dim"), x.ndim, op)
     checked = in_range(index, x.shape[dim] if x.ndim else 1, op, dim, wrap=False)
+    positions: np.ndarray
     if x.ndim:
-        coords = list(np.indices(index.shape, sparse=True))
+        coords: list[np.ndarray] = list(np.indices(index.shape, sparse=True))
         coords[dim] = checked
         positions = np.ravel_multi_index(tuple(np.broadcast_arrays(*coords)), x.shape)
     else:

@@ -1,5 +1,5 @@
-"""The op table in words: the README's function table is generated from here, so it cannot
-drift from the ops the language has (docs/gen_functions.py writes it, a test compares)."""
+"""The op table in words: the function table of docs/expressions.md is generated from here, so it
+cannot drift from the ops the language has (docs/gen_functions.py writes it, a test compares)."""
 
 from __future__ import annotations
 

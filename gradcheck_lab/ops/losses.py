@@ -21,6 +21,9 @@ from gradcheck_lab.ops.base import (
     Shape,
     broadcast_shapes,
     composite,
+    dims_param,
+    float_param,
+    int_param,
     normalize_dim,
 )
 
@@ -64,7 +67,7 @@ def _l1(b: Any, args: list[int], p: Params) -> int:
 
 def _smooth(b: Any, args: list[int], p: Params, huber: bool) -> int:
     """smooth_l1 (``beta``) and huber (``delta``): quadratic within the bound, linear out."""
-    bound = float(p["delta" if huber else "beta"])  # type: ignore[arg-type]
+    bound = float_param(p, "delta" if huber else "beta")
     d = b.call("sub", args[0], args[1])
     size = b.call("abs", d)
     if bound == 0:  # smooth_l1 with beta 0 is l1, as torch has it
@@ -82,7 +85,7 @@ def _smooth(b: Any, args: list[int], p: Params, huber: bool) -> int:
 
 def _check_bound(name: str) -> Any:
     def rule(args: Sequence[ArgInfo], params: Params) -> Shape:
-        if float(params[name]) < 0:  # type: ignore[arg-type]
+        if float_param(params, name) < 0:
             raise SpecError(f"{name}= must not be negative")
         return _elementwise_shape(2)(args, params)
 
@@ -108,7 +111,7 @@ def _bce(b: Any, args: list[int], p: Params) -> int:
 def _bce_logits(b: Any, args: list[int], p: Params) -> int:
     """(1 - t)·x + (1 + (pos_weight - 1)·t)·softplus(-x), times weight: torch's stable form
     (softplus(-x) as -logsigmoid(x), which has no threshold)."""
-    by_position = dict(zip(p[GIVEN], args, strict=True))  # type: ignore[arg-type]
+    by_position = dict(zip(dims_param(p, GIVEN), args, strict=True))
     x, t = by_position[0], by_position[1]
     softplus = b.call("neg", b.call("logsigmoid", x))
     scale = b.const(1)
@@ -124,7 +127,7 @@ def _bce_logits(b: Any, args: list[int], p: Params) -> int:
 def _bce_logits_torch(args: Sequence[Any], params: Params) -> Any:
     import torch
 
-    by_position = dict(zip(params[GIVEN], args, strict=True))  # type: ignore[arg-type]
+    by_position = dict(zip(dims_param(params, GIVEN), args, strict=True))
     return torch.nn.functional.binary_cross_entropy_with_logits(
         by_position[0], by_position[1], weight=by_position.get(2),
         pos_weight=by_position.get(3), reduction=str(params["reduction"]))
@@ -169,7 +172,7 @@ def _poisson_nll(b: Any, args: list[int], p: Params) -> int:
     if p["log_input"]:
         loss = b.call("sub", b.call("exp", x), b.call("mul", t, x))
     else:
-        eps = b.const(float(p["eps"]))  # type: ignore[arg-type]
+        eps = b.const(float_param(p, "eps"))
         loss = b.call("sub", x, b.call("mul", t, b.call("log", b.call("add", x, eps))))
     if p["full"]:
         # Stirling's term t·log t - t + log(2πt)/2, where t > 1 (0 elsewhere), as torch.
@@ -185,7 +188,7 @@ def _poisson_nll(b: Any, args: list[int], p: Params) -> int:
 def _margin_ranking(b: Any, args: list[int], p: Params) -> int:
     x1, x2, y = args
     gap = b.call("mul", b.call("neg", y), b.call("sub", x1, x2))
-    loss = b.call("relu", b.call("add", gap, b.const(float(p["margin"]))))  # type: ignore
+    loss = b.call("relu", b.call("add", gap, b.const(float_param(p, "margin"))))
     return _reduced(b, loss, p["reduction"])
 
 
@@ -199,7 +202,7 @@ def _distance(b: Any, x1: int, x2: int, order: float, eps: float, keepdim: bool)
 
 
 def _pairwise(b: Any, args: list[int], p: Params) -> int:
-    return _distance(b, args[0], args[1], float(p["p"]), float(p["eps"]),  # type: ignore
+    return _distance(b, args[0], args[1], float_param(p, "p"), float_param(p, "eps"),
                      bool(p["keepdim"]))
 
 
@@ -207,21 +210,21 @@ def _pairwise_shape(args: Sequence[ArgInfo], params: Params) -> Shape:
     shape = broadcast_shapes(args[0].shape, args[1].shape)
     if not shape:
         raise SpecError("pairwise_distance() needs at least 1-d inputs")
-    if not float(params["p"]) > 0:  # type: ignore[arg-type]
+    if not float_param(params, "p") > 0:
         raise SpecError("pairwise_distance(): p must be positive")
     return (*shape[:-1], 1) if params["keepdim"] else shape[:-1]
 
 
 def _triplet(b: Any, args: list[int], p: Params) -> int:
     anchor, positive, negative = args
-    order, eps = float(p["p"]), float(p["eps"])  # type: ignore[arg-type]
+    order, eps = float_param(p, "p"), float_param(p, "eps")
     to_positive = _distance(b, anchor, positive, order, eps, False)
     to_negative = _distance(b, anchor, negative, order, eps, False)
     if p["swap"]:
         to_negative = b.call("minimum", to_negative,
                              _distance(b, positive, negative, order, eps, False))
     loss = b.call("relu", b.call("add", b.call("sub", to_positive, to_negative),
-                                 b.const(float(p["margin"]))))  # type: ignore[arg-type]
+                                 b.const(float_param(p, "margin"))))
     return _reduced(b, loss, p["reduction"])
 
 
@@ -234,7 +237,7 @@ def _triplet_shape(args: Sequence[ArgInfo], params: Params) -> Shape:
 
 def _cosine(b: Any, args: list[int], p: Params) -> int:
     """x1·x2 over ``dim``, each normalized by its norm clamped at eps, as torch computes."""
-    dim, eps = int(p["dim"]), float(p["eps"])  # type: ignore[arg-type]
+    dim, eps = int_param(p, "dim"), float_param(p, "eps")
     unit = [b.call("div", x, b.call("clamp", b.call("vector_norm", x, dim=dim, keepdim=True),
                                     b.const(eps), given=(0, 1)))
             for x in args]
@@ -246,7 +249,7 @@ def _cosine_shape(args: Sequence[ArgInfo], params: Params) -> Shape:
     if args[0].shape != shape or args[1].shape != shape:
         raise SpecError("cosine_similarity(): x1 and x2 need the same shape here (broadcast "
                         "them first)")
-    dim = normalize_dim(int(params["dim"]), len(shape), "cosine_similarity")  # type: ignore
+    dim = normalize_dim(int_param(params, "dim"), len(shape), "cosine_similarity")
     return tuple(n for i, n in enumerate(shape) if i != dim)
 
 

@@ -562,7 +562,7 @@ def _eigen_kinks(vectors: bool) -> Callable[[Sequence[np.ndarray], Params], np.n
 
     def kinks(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
         a = np.asarray(args[0], dtype=np.float64)
-        values, eigenvectors = np.linalg.eigh(a, UPLO=str(params["UPLO"]))
+        values, eigenvectors = np.linalg.eigh(a, UPLO="U" if params["UPLO"] == "U" else "L")
         n = values.shape[-1]
         scale = np.max(np.abs(values), axis=-1, keepdims=True)
         ties = np.any(np.diff(values, axis=-1) <= TIE_RTOL * n * scale, axis=-1)

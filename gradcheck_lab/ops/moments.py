@@ -13,7 +13,15 @@ from typing import Any
 import numpy as np
 
 from gradcheck_lab.errors import SpecError
-from gradcheck_lab.ops.base import Param, Params, Shape, object_array, real_abs, real_sign
+from gradcheck_lab.ops.base import (
+    Param,
+    Params,
+    Shape,
+    float_param,
+    object_array,
+    real_abs,
+    real_sign,
+)
 from gradcheck_lab.ops.reductions import reduced_count, reduction
 
 _DIMS = (Param("dim", "dims"),)
@@ -22,7 +30,7 @@ _KEEPDIM = (Param("keepdim", "bool", default=False),)
 
 def _dof(shape: Shape, axes: tuple[int, ...], params: Params) -> float:
     """N - correction: what the sum of squares is divided by."""
-    return reduced_count(shape, axes) - float(params["correction"])  # type: ignore[arg-type]
+    return reduced_count(shape, axes) - float_param(params, "correction")
 
 
 def _check_dof(shape: Shape, axes: tuple[int, ...], params: Params) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 
@@ -20,7 +21,9 @@ from gradcheck_lab.ops.base import (
     Param,
     Params,
     Shape,
+    as_ints,
     elementwise_sympy,
+    float_param,
     object_array,
     torch_module,
 )
@@ -104,7 +107,7 @@ def _normalized_axes(shape: Shape, params: Params) -> tuple[int, ...]:
         requested = shape[-1:]
     if isinstance(requested, bool):
         raise SpecError("layer_norm(): normalized_shape= needs an int or a tuple of ints")
-    normalized = (requested,) if isinstance(requested, int) else tuple(requested)
+    normalized = as_ints(requested, "normalized_shape")
     if not normalized or len(normalized) > len(shape) or shape[-len(normalized):] != normalized:
         raise SpecError(
             f"layer_norm(): normalized_shape={list(normalized)} must be the trailing dims of x, "
@@ -116,7 +119,7 @@ def _layer_norm_shape(args: Sequence[ArgInfo], params: Params) -> Shape:
     shape = args[0].shape
     axes = _normalized_axes(shape, params)
     normalized = tuple(shape[i] for i in axes)
-    if not params["eps"] > 0:
+    if not float_param(params, "eps") > 0:
         raise SpecError(f"layer_norm(): eps={params['eps']} must be positive (it keeps "
                         "1/sqrt(var + eps) finite)")
     for position, name in ((1, "weight"), (2, "bias")):
@@ -186,7 +189,7 @@ def _layer_norm_sympy(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
     x = args[0]
     axes = _normalized_axes(np.shape(x), params)
     count = sympy.Integer(int(np.prod([x.shape[i] for i in axes])))
-    eps = Fraction(params["eps"])  # the float64 eps that torch and numpy add, exactly
+    eps = Fraction(float_param(params, "eps"))  # the float64 eps that torch and numpy add, exactly
     centered = x - object_array(np.sum(x, axis=axes, keepdims=True)) / count
     variance = object_array(np.sum(centered**2, axis=axes, keepdims=True)) / count
     rstd = elementwise_sympy(
@@ -197,7 +200,7 @@ def _layer_norm_sympy(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
     return object_array(out + args[2] if len(args) > 2 else out)
 
 
-def _layer_norm_torch(args: Sequence[object], params: Params) -> object:
+def _layer_norm_torch(args: Sequence[Any], params: Params) -> Any:
     x = args[0]
     axes = _normalized_axes(tuple(x.shape), params)
     return torch_module().nn.functional.layer_norm(

@@ -18,7 +18,20 @@ from collections.abc import Sequence
 from typing import Any
 
 from gradcheck_lab.errors import SpecError
-from gradcheck_lab.ops.base import GIVEN, ArgInfo, Op, Param, Params, Shape, composite
+from gradcheck_lab.ops.base import (
+    GIVEN,
+    ArgInfo,
+    Op,
+    Param,
+    Params,
+    Shape,
+    as_ints,
+    composite,
+    dims_param,
+    float_param,
+    int_param,
+    optional_float_param,
+)
 
 # torch.nn.functional's default eps of batch_norm and group_norm.
 NORM_EPS = 1e-5
@@ -28,7 +41,7 @@ _GIVEN = Param(GIVEN, "dims", hidden=True)
 def _by_position(args: Sequence[Any], params: Params) -> dict[int, Any]:
     """The tensor arguments a call gave, keyed by their position in the signature (an optional
     one may be skipped by giving a later one by keyword: ``batch_norm(x, weight=w)``)."""
-    return dict(zip(params[GIVEN], args, strict=True))  # type: ignore[arg-type]
+    return dict(zip(dims_param(params, GIVEN), args, strict=True))
 
 
 def _per_channel(b: Any, vector: int, ndim: int) -> int:
@@ -105,7 +118,7 @@ def _batch_norm(b: Any, args: list[int], p: Params) -> int:
     """training: the batch's statistics over every dim but the channels' (dim 1);
     otherwise running_mean and running_var, which get no gradient (as in torch)."""
     given = _by_position(args, p)
-    x, ndim, eps = given[0], len(b.shape(given[0])), float(p["eps"])  # type: ignore[arg-type]
+    x, ndim, eps = given[0], len(b.shape(given[0])), float_param(p, "eps")
     if p["training"]:
         # momentum only updates the running statistics torch keeps: no part of the output.
         y = _normalized(b, x, (0, *range(2, ndim)), eps)
@@ -126,8 +139,8 @@ def _batch_norm_torch(args: Sequence[Any], params: Params) -> Any:
         running = [None if t is None else t.detach().clone() for t in running]
     return torch.nn.functional.batch_norm(
         given[0], running[0], running[1], given.get(3), given.get(4),
-        training=bool(params["training"]), momentum=float(params["momentum"]),  # type: ignore
-        eps=float(params["eps"]))  # type: ignore[arg-type]
+        training=bool(params["training"]), momentum=float_param(params, "momentum"),
+        eps=float_param(params, "eps"))
 
 
 # --- group_norm ---------------------------------------------------------------------------
@@ -136,7 +149,7 @@ def _batch_norm_torch(args: Sequence[Any], params: Params) -> Any:
 def _group_norm_shape(args: Sequence[ArgInfo], params: Params) -> Shape:
     shape = args[0].shape
     channels = _channels("group_norm", shape)
-    groups = int(params["num_groups"])  # type: ignore[arg-type]
+    groups = int_param(params, "num_groups")
     if groups <= 0 or channels % groups:
         raise SpecError(f"group_norm(): num_groups={groups} must divide the {channels} "
                         "channels of input (dim 1)")
@@ -151,8 +164,8 @@ def _group_norm(b: Any, args: list[int], p: Params) -> int:
     given = _by_position(args, p)
     x = given[0]
     shape = b.shape(x)
-    grouped = b.call("reshape", x, shape=(shape[0], int(p["num_groups"]), -1))  # type: ignore
-    y = _normalized(b, grouped, (2,), float(p["eps"]))  # type: ignore[arg-type]
+    grouped = b.call("reshape", x, shape=(shape[0], int_param(p, "num_groups"), -1))
+    y = _normalized(b, grouped, (2,), float_param(p, "eps"))
     y = b.call("reshape", y, shape=shape)
     return _affine(b, y, given.get(1), given.get(2), len(shape))
 
@@ -161,9 +174,9 @@ def _group_norm_torch(args: Sequence[Any], params: Params) -> Any:
     import torch
 
     given = _by_position(args, params)
-    return torch.nn.functional.group_norm(given[0], int(params["num_groups"]),  # type: ignore
+    return torch.nn.functional.group_norm(given[0], int_param(params, "num_groups"),
                                           given.get(1), given.get(2),
-                                          eps=float(params["eps"]))  # type: ignore[arg-type]
+                                          eps=float_param(params, "eps"))
 
 
 # --- rms_norm -----------------------------------------------------------------------------
@@ -172,7 +185,7 @@ def _group_norm_torch(args: Sequence[Any], params: Params) -> Any:
 def _rms_axes(shape: Shape, params: Params) -> tuple[int, ...]:
     """The trailing dims ``normalized_shape`` names, as negative dims, checked."""
     requested = params["normalized_shape"]
-    normalized = (requested,) if isinstance(requested, int) else tuple(requested)  # type: ignore
+    normalized = as_ints(requested, "normalized_shape")
     if not normalized or len(normalized) > len(shape) or shape[-len(normalized):] != normalized:
         raise SpecError(f"rms_norm(): normalized_shape={list(normalized)} must be the trailing "
                         f"dims of input, whose shape is {list(shape)}")
@@ -205,17 +218,16 @@ def _rms_norm(b: Any, args: list[int], p: Params) -> int:
     axes = _rms_axes(b.shape(x), p)
     mean_square = b.call("mean", b.call("mul", x, x), dim=axes, keepdim=True)
     y = b.call("mul", x, b.call("rsqrt", b.call("add", mean_square,
-                                                b.const(float(p["eps"])))))  # type: ignore
+                                                b.const(float_param(p, "eps")))))
     return b.call("mul", y, args[1]) if len(args) > 1 else y
 
 
 def _rms_norm_torch(args: Sequence[Any], params: Params) -> Any:
     import torch
 
-    requested = params["normalized_shape"]
-    normalized = [requested] if isinstance(requested, int) else list(requested)  # type: ignore
+    normalized = list(dims_param(params, "normalized_shape"))
     return torch.nn.functional.rms_norm(args[0], normalized, args[1] if len(args) > 1 else None,
-                                        eps=params["eps"])  # type: ignore[arg-type]
+                                        eps=optional_float_param(params, "eps"))
 
 
 # --- dropout ------------------------------------------------------------------------------
@@ -233,7 +245,7 @@ def check_no_dropout(name: str, keyword: str, p: float, training: bool = True) -
 
 
 def _dropout_shape(args: Sequence[ArgInfo], params: Params) -> Shape:
-    check_no_dropout("dropout", "p", float(params["p"]),  # type: ignore[arg-type]
+    check_no_dropout("dropout", "p", float_param(params, "p"),
                      bool(params["training"]))
     return args[0].shape
 
@@ -243,7 +255,7 @@ def _dropout_torch(args: Sequence[Any], params: Params) -> Any:
 
     # inplace changes where torch writes the result, never the value or the gradient: the
     # torch form computes out of place, so the caller's tensor stays as it was.
-    return torch.nn.functional.dropout(args[0], p=float(params["p"]),  # type: ignore[arg-type]
+    return torch.nn.functional.dropout(args[0], p=float_param(params, "p"),
                                        training=bool(params["training"]), inplace=False)
 
 

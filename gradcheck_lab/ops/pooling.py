@@ -23,8 +23,11 @@ from gradcheck_lab.ops.base import (
     Param,
     Params,
     Shape,
+    Subscript,
     as_float,
     bincount,
+    float_param,
+    int_param,
     linear_magnitudes,
     object_array,
     torch_module,
@@ -83,7 +86,8 @@ def _pool_shape(name: str, d: int) -> Callable[..., Shape]:
         if params.get("return_indices"):
             raise SpecError(f"{name}(): return_indices=True gives the indices as a second "
                             "output, which has no gradient; leave it False")
-        if params.get("divisor_override") is not None and params["divisor_override"] < 1:
+        if params.get("divisor_override") is not None and \
+                int_param(params, "divisor_override") < 1:
             raise SpecError(f"{name}(): divisor_override= must be at least 1")
         geometry, out = _pool_geometry(name, d, x[-d:], params)
         check_window_work(name, x, geometry, out)
@@ -96,7 +100,8 @@ def _windows(x: np.ndarray, geometry: Geometry, out: Sequence[int],
              fill: float) -> np.ndarray:
     """(..., *spatial) -> (..., *out, *kernel), padding read as ``fill``."""
     view = window_view(pad(x, geometry, fill), geometry)
-    return view[(Ellipsis, *(slice(0, n) for n in out), *(slice(None),) * len(out))]
+    reached: Subscript = (Ellipsis, *(slice(0, n) for n in out), *(slice(None),) * len(out))
+    return view[reached]
 
 
 def _flat(windows: np.ndarray, d: int) -> np.ndarray:
@@ -147,7 +152,8 @@ def _max_magnitude(name: str, d: int) -> Callable[..., Gradients]:
     def magnitude(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
                   needs: Sequence[bool]) -> Gradients:
         # One term per window, routed by the argmax of x itself (not of |x|).
-        return [np.abs(grad) for grad in vjp(np.abs(g), args, out, params, needs)]
+        return [None if grad is None else np.abs(grad)
+                for grad in vjp(np.abs(g), args, out, params, needs)]
 
     return magnitude
 
@@ -178,7 +184,7 @@ def _in_bounds(x: np.ndarray, d: int, geometry: Geometry, index: tuple[int, ...]
                                             x.shape[-d:], strict=True):
         ranges.append([o * s - low + j * dil for j in range(k)
                        if 0 <= o * s - low + j * dil < size])
-    return [x[(*index[:-d], *at)] for at in itertools.product(*ranges)]
+    return [x[index[:-d] + at] for at in itertools.product(*ranges)]
 
 
 def _max_sympy(name: str, d: int) -> Callable[..., np.ndarray]:
@@ -241,7 +247,7 @@ def _divisors(name: str, d: int, spatial: Shape, params: Params) -> np.ndarray:
     ``divisor_override``."""
     geometry, out = _pool_geometry(name, d, spatial, params)
     if params.get("divisor_override") is not None:
-        return np.full(out, float(params["divisor_override"]))  # type: ignore[arg-type]
+        return np.full(out, float_param(params, "divisor_override"))
     counts = []
     for n, k, s, (low, _), size in zip(out, geometry.kernel, geometry.stride, geometry.padding,
                                        spatial, strict=True):
@@ -274,7 +280,8 @@ def _avg_vjp(name: str, d: int) -> Callable[..., Gradients]:
         spatial = np.shape(x)[-d:]
         geometry, _ = _pool_geometry(name, d, spatial, params)
         share = as_float(g) / _divisors(name, d, spatial, params)
-        spread = np.broadcast_to(share[(Ellipsis, *(np.newaxis,) * d)],
+        widened: Subscript = (Ellipsis, *(np.newaxis,) * d)
+        spread = np.broadcast_to(share[widened],
                                  (*share.shape, *geometry.kernel))
         full = scatter_windows(spread, geometry, geometry.padded_shape(np.shape(x)))
         return [crop(full, geometry, spatial)]
@@ -293,7 +300,7 @@ def _avg_sympy(name: str, d: int) -> Callable[..., np.ndarray]:
         for index in np.ndindex(*out.shape):
             read = _in_bounds(x, d, geometry, index)
             if params.get("divisor_override") is not None:
-                divisor = int(params["divisor_override"])  # type: ignore[arg-type]
+                divisor = int_param(params, "divisor_override")
             elif params["count_include_pad"]:
                 divisor = math.prod(
                     min(o * s - low + k, size + low) - (o * s - low) for o, k, s, (low, _), size
@@ -407,7 +414,8 @@ def _adaptive_sympy(name: str, d: int) -> Callable[..., np.ndarray]:
         for index in np.ndindex(*out.shape):
             bins = [_bins(size, o)[i] for size, o, i in zip(x.shape[-d:], sizes, index[-d:],
                                                              strict=True)]
-            window = x[(*index[:-d], *(slice(start, end) for start, end in bins))]
+            where: Subscript = (*index[:-d], *(slice(start, end) for start, end in bins))
+            window = x[where]
             out[index] = sympy.Add(*window.ravel()) / window.size
         return object_array(out)
 

@@ -139,7 +139,8 @@ def reduction(name: str, *, numpy_form: KeptForm, sympy_form: KeptForm,
         a = as_float(args[0])
         axes = axes_of(a, params)
         out = expand_back(np.asarray(numpy_form(a, axes, params)), a.shape, axes)
-        return kinks(np.ones_like(a), a, out, axes, params)  # type: ignore[misc]
+        assert kinks is not None  # kink_mask is the Op's kinks only where kinks is given
+        return kinks(np.ones_like(a), a, out, axes, params)
 
     return Op(
         name=name, arg_names=("input",), group="reduction", doc=doc, min_args=1, max_args=1,
@@ -150,7 +151,7 @@ def reduction(name: str, *, numpy_form: KeptForm, sympy_form: KeptForm,
 
 
 def _torch_reduce(name: str) -> TorchForm:
-    def lower(args: Sequence[object], params: Params) -> object:
+    def lower(args: Sequence[Any], params: Params) -> Any:
         torch = torch_module()
         (a,) = args
         axes = reduction_axes(params, a.ndim, name)
@@ -280,7 +281,8 @@ def _logsumexp_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
 def _logsumexp_magnitude(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
                          needs: Sequence[bool]) -> Gradients:
     # One term per element, |dy| times a softmax weight (positive).
-    return [np.abs(grad) for grad in _logsumexp_vjp(np.abs(g), args, out, params, needs)]
+    return [None if grad is None else np.abs(grad)
+            for grad in _logsumexp_vjp(np.abs(g), args, out, params, needs)]
 
 
 def _sympy_logsumexp(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
@@ -293,7 +295,7 @@ def _sympy_logsumexp(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
     return elementwise_sympy(sympy.log)(total)
 
 
-def _torch_logsumexp(args: Sequence[object], params: Params) -> object:
+def _torch_logsumexp(args: Sequence[Any], params: Params) -> Any:
     torch = torch_module()
     (a,) = args
     axes = reduction_axes(params, a.ndim, "logsumexp")

@@ -34,6 +34,7 @@ from gradcheck_lab.ops.base import (
     Param,
     Params,
     Shape,
+    Subscript,
     as_float,
     bincount,
     object_array,
@@ -421,12 +422,13 @@ def _grid_sympy(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
     d = len(spatial)
     out = np.empty((*x.shape[:2], *grid.shape[1:-1]), dtype=object)
     for sample in np.ndindex(*grid.shape[:-1]):
-        weights = [_pixel_weights(grid[(*sample, d - 1 - axis)], size, params)
-                   for axis, size in enumerate(spatial)]
+        coordinates = [(*sample, d - 1 - axis) for axis in range(d)]  # grid[..., d - 1 - axis]
+        weights = [_pixel_weights(grid[at], size, params)
+                   for at, size in zip(coordinates, spatial, strict=True)]
         for c in range(x.shape[1]):
-            out[(sample[0], c, *sample[1:])] = sympy.Add(*(
-                x[(sample[0], c, *pixel)] * sympy.Mul(*(w[i] for w, i in zip(weights, pixel,
-                                                                             strict=True)))
+            plane, where = x[sample[0], c], (sample[0], c, *sample[1:])
+            out[where] = sympy.Add(*(
+                plane[pixel] * sympy.Mul(*(w[i] for w, i in zip(weights, pixel, strict=True)))
                 for pixel in np.ndindex(*spatial)))
     return object_array(out)
 
@@ -685,8 +687,10 @@ def _interpolate_sympy(args: Sequence[np.ndarray], params: Params) -> np.ndarray
             chosen = [taps[a][o][k] for a, (o, k) in enumerate(zip(where, combination,
                                                                    strict=True))]
             weight = math.prod(w for _, w in chosen)
-            total = total + x[(slice(None), slice(None), *(i for i, _ in chosen))] * weight
-        out[(slice(None), slice(None), *where)] = total
+            at: Subscript = (slice(None), slice(None), *(i for i, _ in chosen))
+            total = total + x[at] * weight
+        into: Subscript = (slice(None), slice(None), *where)
+        out[into] = total
     return object_array(out)
 
 

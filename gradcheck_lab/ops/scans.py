@@ -19,6 +19,7 @@ from gradcheck_lab.ops.base import (
     Params,
     Shape,
     as_float,
+    int_param,
     normalize_dim,
     object_array,
     torch_module,
@@ -28,7 +29,7 @@ ScanRule = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
 def _dim(a: Any, params: Params, name: str) -> int:
-    return normalize_dim(int(params["dim"]), np.ndim(a), name)  # type: ignore[arg-type]
+    return normalize_dim(int_param(params, "dim"), np.ndim(a), name)
 
 
 def _along_last(function: Callable[..., np.ndarray], *arrays: np.ndarray,
@@ -89,11 +90,12 @@ def _sympy_scan(kind: str) -> Callable[[np.ndarray], np.ndarray]:
         for index in np.ndindex(*row.shape[:-1]):
             total = None
             for k in range(row.shape[-1]):
-                value = row[(*index, k)]
+                at = (*index, k)
+                value = row[at]
                 term = sympy.exp(value) if kind == "logcumsumexp" else value
                 total = term if total is None else (
                     total * term if kind == "cumprod" else total + term)
-                out[(*index, k)] = sympy.log(total) if kind == "logcumsumexp" else total
+                out[at] = sympy.log(total) if kind == "logcumsumexp" else total
         return out
 
     return scan
@@ -102,7 +104,7 @@ def _sympy_scan(kind: str) -> Callable[[np.ndarray], np.ndarray]:
 def _scan(name: str, numpy_scan: Callable[[np.ndarray], np.ndarray], vjp_rule: ScanRule,
           magnitude_rule: ScanRule, doc: str) -> Op:
     def shape(args: Sequence[ArgInfo], params: Params) -> Shape:
-        normalize_dim(int(params["dim"]), len(args[0].shape), name)  # type: ignore[arg-type]
+        normalize_dim(int_param(params, "dim"), len(args[0].shape), name)
         return args[0].shape
 
     def backward(rule: ScanRule) -> Callable[..., Gradients]:
@@ -117,7 +119,7 @@ def _scan(name: str, numpy_scan: Callable[[np.ndarray], np.ndarray], vjp_rule: S
     return Op(
         name=name, arg_names=("input",), group="reduction", doc=doc, min_args=1, max_args=1,
         params=(Param("dim", "int", required=True),), shape=shape,
-        torch=lambda args, p: getattr(torch_module(), name)(args[0], dim=int(p["dim"])),
+        torch=lambda args, p: getattr(torch_module(), name)(args[0], dim=int_param(p, "dim")),
         numpy=lambda args, p: _along_last(numpy_scan, as_float(args[0]),
                                           dim=_dim(args[0], p, name)),
         vjp=backward(vjp_rule), vjp_magnitude=backward(magnitude_rule),

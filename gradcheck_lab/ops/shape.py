@@ -21,6 +21,7 @@ from gradcheck_lab.ops.base import (
     Params,
     ParamValue,
     Shape,
+    as_ints,
     linear_magnitudes,
     normalize_dim,
     object_array,
@@ -31,9 +32,9 @@ from gradcheck_lab.ops.base import (
 def _target_shape(requested: ParamValue, shape: Shape) -> Shape:
     """reshape's ``shape=`` (an int or a tuple, one entry may be -1) resolved against the
     input's shape, as torch does; a SpecError naming the op otherwise."""
-    if requested is None or isinstance(requested, bool):
+    if not isinstance(requested, (int, tuple)) or isinstance(requested, bool):
         raise SpecError("reshape(): shape= needs an int or a tuple of ints, as in shape=(2, -1)")
-    sizes = (requested,) if isinstance(requested, int) else tuple(requested)
+    sizes = as_ints(requested, "shape")
     total = math.prod(shape)
     spelled = list(sizes)
     if sizes.count(-1) > 1:
@@ -196,7 +197,7 @@ def _select_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
     """The cotangent goes back to the selected slice; every other element gets 0."""
     dim, index = _selected(params, np.shape(args[0]))
     grad = np.zeros(np.shape(args[0]), dtype=np.result_type(g, np.float64))
-    where = [slice(None)] * grad.ndim
+    where: list[slice | int] = [slice(None)] * grad.ndim
     where[dim] = index
     grad[tuple(where)] = g
     return [grad]

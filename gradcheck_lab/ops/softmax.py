@@ -8,6 +8,7 @@ tests that confirm the closed forms agree with sympy's differentiation).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +24,7 @@ from gradcheck_lab.ops.base import (
     ShapeRule,
     TorchForm,
     elementwise_sympy,
+    int_param,
     normalize_dim,
     object_array,
     torch_module,
@@ -32,7 +34,7 @@ _DIM = (Param("dim", "int", default=-1),)
 
 
 def _dim(params: Params, ndim: int, op: str) -> int:
-    return normalize_dim(int(params["dim"]), ndim, op)  # type: ignore[arg-type]
+    return normalize_dim(int_param(params, "dim"), ndim, op)
 
 
 def _same_shape(op: str) -> ShapeRule:
@@ -43,12 +45,12 @@ def _same_shape(op: str) -> ShapeRule:
     return rule
 
 
-def log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
+def log_softmax(x: np.ndarray, axis: int | None) -> np.ndarray:
     shifted = x - np.max(x, axis=axis, keepdims=True)
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 
-def softmax(x: np.ndarray, axis: int) -> np.ndarray:
+def softmax(x: np.ndarray, axis: int | None) -> np.ndarray:
     return np.exp(log_softmax(x, axis))
 
 
@@ -101,7 +103,7 @@ def _sympy_softmax(x: np.ndarray, axis: int | None) -> np.ndarray:
 
 
 def _torch_softmax(name: str) -> TorchForm:
-    def lower(args: Sequence[object], params: Params) -> object:
+    def lower(args: Sequence[Any], params: Params) -> Any:
         (x,) = args
         return getattr(torch_module(), name)(x, dim=_dim(params, x.ndim, name))
 
@@ -145,7 +147,7 @@ LOG_SOFTMAX = Op(
 def _softmin_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
                  needs: Sequence[bool]) -> Gradients:
     """softmin(x) = softmax(-x): softmax's VJP, negated."""
-    return [-grad for grad in _softmax_vjp(g, args, out, params, needs)]
+    return [None if grad is None else -grad for grad in _softmax_vjp(g, args, out, params, needs)]
 
 
 SOFTMIN = Op(
@@ -190,6 +192,11 @@ def _gate(b: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * b))  # sigmoid, without overflow
 
 
+def _glu(args: Arrays, params: Params) -> np.ndarray:
+    a, b, _ = _halves(args[0], params)
+    return a * _gate(b)
+
+
 def _glu_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
              needs: Sequence[bool]) -> Gradients:
     a, b, axis = _halves(args[0], params)
@@ -225,7 +232,7 @@ GLU = Op(
     shape=_glu_shape,
     torch=lambda args, p: torch_module().nn.functional.glu(
         args[0], dim=_dim(p, args[0].ndim, "glu")),
-    numpy=lambda args, p: (lambda a, b, axis: a * _gate(b))(*_halves(args[0], p)),
+    numpy=_glu,
     vjp=_glu_vjp,
     vjp_magnitude=_glu_magnitude,
     sympy=_sympy_glu,

@@ -30,6 +30,7 @@ from gradcheck_lab.ops.base import (
     Shape,
     as_float,
     bincount,
+    int_param,
     normalize_dim,
     object_array,
     torch_module,
@@ -55,7 +56,7 @@ SYMPY_MAX_SLICE = 16
 
 
 def _int(params: Params, key: str) -> int:
-    return int(params[key])  # type: ignore[arg-type]
+    return int_param(params, key)
 
 
 def _dim_of(params: Params, ndim: int, op: str) -> int | None:
@@ -158,7 +159,8 @@ def _exact_limit(name: str, most: int) -> Callable[[Sequence[ArgInfo]], str | No
 
 def _batcher(n: int) -> list[tuple[int, int]]:
     """Batcher's odd-even merge sort: compare-exchange pairs sorting n (a power of 2)."""
-    pairs, p = [], 1
+    pairs: list[tuple[int, int]] = []
+    p = 1
     while p < n:
         k = p
         while k >= 1:

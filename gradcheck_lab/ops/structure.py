@@ -20,7 +20,10 @@ from gradcheck_lab.ops.base import (
     Param,
     Params,
     Shape,
+    as_ints,
+    int_param,
     normalize_dim,
+    optional_float_param,
     torch_module,
 )
 from gradcheck_lab.ops.rearrange import checked_indices, rearrangement
@@ -30,7 +33,7 @@ PART = "part"  # the hidden keyword of split(...)[k] and chunk(...)[k]
 
 
 def _dim(params: Params, key: str, ndim: int, op: str) -> int:
-    return normalize_dim(int(params[key]), ndim, op)  # type: ignore[arg-type]
+    return normalize_dim(int_param(params, key), ndim, op)
 
 
 def _ints(value: Any) -> tuple[int, ...]:
@@ -92,7 +95,7 @@ def _narrow(a: list[np.ndarray], p: Params, fill: Any) -> np.ndarray:
     x = a[0]
     dim = _dim(p, "dim", x.ndim, "narrow")
     size = x.shape[dim]
-    start, length = int(p["start"]), int(p["length"])  # type: ignore[arg-type]
+    start, length = int_param(p, "start"), int_param(p, "length")
     start = start + size if start < 0 else start
     if not (0 <= start <= size and length >= 0 and start + length <= size):
         raise SpecError(f"narrow(): start={p['start']}, length={length} do not fit a dim "
@@ -112,7 +115,7 @@ def _squeeze(a: list[np.ndarray], p: Params, fill: Any) -> np.ndarray:
 
 def _unsqueeze(a: list[np.ndarray], p: Params, fill: Any) -> np.ndarray:
     x = a[0]
-    return np.expand_dims(x, normalize_dim(int(p["dim"]), x.ndim + 1, "unsqueeze"))
+    return np.expand_dims(x, normalize_dim(int_param(p, "dim"), x.ndim + 1, "unsqueeze"))
 
 
 def _expanded(x: np.ndarray, sizes: tuple[int, ...]) -> tuple[int, ...]:
@@ -158,7 +161,7 @@ def _triangle(upper: bool) -> Any:
     def move(a: list[np.ndarray], p: Params, fill: Any) -> np.ndarray:
         if a[0].ndim < 2:
             raise SpecError(f"{'triu' if upper else 'tril'}() needs at least 2 dims")
-        k = int(p["diagonal"])  # type: ignore[arg-type]
+        k = int_param(p, "diagonal")
         return np.triu(a[0], k) if upper else np.tril(a[0], k)
 
     return move
@@ -177,7 +180,7 @@ def _tile_shape(shapes: list[Shape], p: Params) -> Shape:
 
 
 def _repeat_interleave_shape(shapes: list[Shape], p: Params) -> Shape:
-    shape, repeats = shapes[0], int(p["repeats"])  # type: ignore[arg-type]
+    shape, repeats = shapes[0], int_param(p, "repeats")
     if repeats < 0:
         raise SpecError(f"repeat_interleave(): repeats must not be negative, got {repeats}")
     if p["dim"] is None:
@@ -189,8 +192,8 @@ def _repeat_interleave_shape(shapes: list[Shape], p: Params) -> Shape:
 REORDER = [
     rearrangement(
         "narrow", _narrow,
-        lambda t, args, p: t.narrow(args[0], int(p["dim"]), int(p["start"]),
-                                    int(p["length"])),
+        lambda t, args, p: t.narrow(args[0], int_param(p, "dim"), int_param(p, "start"),
+                                    int_param(p, "length")),
         params=(Param("dim", "int", required=True), Param("start", "int", required=True),
                 Param("length", "int", required=True)),
         doc="`length` elements from `start` along `dim`"),
@@ -207,7 +210,7 @@ REORDER = [
                   args[0].squeeze(p["dim"]),
                   params=(Param("dim", "dims"),), doc="drops size-1 dims (of `dim`)"),
     rearrangement("unsqueeze", _unsqueeze,
-                  lambda t, args, p: t.unsqueeze(args[0], int(p["dim"])),
+                  lambda t, args, p: t.unsqueeze(args[0], int_param(p, "dim")),
                   params=(Param("dim", "int", required=True),),
                   doc="a size-1 dim at `dim`"),
     rearrangement(
@@ -233,27 +236,27 @@ REORDER = [
                   doc="repeats the whole tensor `dims` times per dim"),
     rearrangement(
         "repeat_interleave",
-        lambda a, p, fill: np.repeat(a[0], int(p["repeats"]), axis=None if p["dim"] is None
+        lambda a, p, fill: np.repeat(a[0], int_param(p, "repeats"), axis=None if p["dim"] is None
                                      else _dim(p, "dim", a[0].ndim, "repeat_interleave")),
-        lambda t, args, p: t.repeat_interleave(args[0], int(p["repeats"]), dim=p["dim"]),
+        lambda t, args, p: t.repeat_interleave(args[0], int_param(p, "repeats"), dim=p["dim"]),
         params=(Param("repeats", "int", required=True), Param("dim", "int")),
         sized=_repeat_interleave_shape,
         doc="each element `repeats` times along `dim` (flattened when None)"),
     rearrangement(
         "diagonal", lambda a, p, fill: np.diagonal(
-            a[0], int(p["offset"]), _dim(p, "dim1", a[0].ndim, "diagonal"),
+            a[0], int_param(p, "offset"), _dim(p, "dim1", a[0].ndim, "diagonal"),
             _dim(p, "dim2", a[0].ndim, "diagonal")).copy(),
-        lambda t, args, p: t.diagonal(args[0], int(p["offset"]), int(p["dim1"]),
-                                      int(p["dim2"])),
+        lambda t, args, p: t.diagonal(args[0], int_param(p, "offset"), int_param(p, "dim1"),
+                                      int_param(p, "dim2")),
         params=(Param("offset", "int", default=0), Param("dim1", "int", default=0),
                 Param("dim2", "int", default=1)),
         doc="the diagonal of dims `dim1`, `dim2`, last"),
     rearrangement("tril", _triangle(False),
-                  lambda t, args, p: t.tril(args[0], int(p["diagonal"])),
+                  lambda t, args, p: t.tril(args[0], int_param(p, "diagonal")),
                   params=(Param("diagonal", "int", default=0),),
                   doc="the lower triangle, zeros above"),
     rearrangement("triu", _triangle(True),
-                  lambda t, args, p: t.triu(args[0], int(p["diagonal"])),
+                  lambda t, args, p: t.triu(args[0], int_param(p, "diagonal")),
                   params=(Param("diagonal", "int", default=0),),
                   doc="the upper triangle, zeros below"),
 ]
@@ -292,13 +295,13 @@ def _piece(chunks: bool) -> Any:
         dim = _dim(p, "dim", x.ndim, name)
         size = x.shape[dim]
         if chunks:
-            count = int(p["chunks"])  # type: ignore[arg-type]
+            count = int_param(p, "chunks")
             if count <= 0:
                 raise SpecError("chunk(): chunks must be positive")
             bounds = _split_bounds(size, (max(math.ceil(size / count), 1),))
         else:
             bounds = _split_bounds(size, _ints(p["split_size_or_sections"]))
-        part = int(p[PART])  # type: ignore[arg-type]
+        part = int_param(p, PART)
         if not -len(bounds) <= part < len(bounds):
             raise SpecError(f"{name}() gives {len(bounds)} pieces; [{part}] is not one")
         start, stop = bounds[part]
@@ -308,25 +311,26 @@ def _piece(chunks: bool) -> Any:
 
 
 JOINS = [
-    rearrangement("cat", _join(False), lambda t, args, p: t.cat(list(args), dim=int(p["dim"])),
+    rearrangement("cat", _join(False),
+                  lambda t, args, p: t.cat(list(args), dim=int_param(p, "dim")),
                   arg_names=("tensors",), max_args=64, variadic="list",
                   params=(Param("dim", "int", default=0),),
                   doc="joins the tensors along `dim`: cat([a, b], dim=1)"),
     rearrangement("stack", _join(True),
-                  lambda t, args, p: t.stack(list(args), dim=int(p["dim"])),
+                  lambda t, args, p: t.stack(list(args), dim=int_param(p, "dim")),
                   arg_names=("tensors",), max_args=64, variadic="list",
                   params=(Param("dim", "int", default=0),),
                   doc="stacks the tensors along a new dim `dim`"),
     rearrangement("split", _piece(False),
-                  lambda t, args, p: t.split(args[0], _split_arg(p), int(p["dim"]))[
-                      int(p[PART])],
+                  lambda t, args, p: t.split(args[0], _split_arg(p), int_param(p, "dim"))[
+                      int_param(p, PART)],
                   arg_names=("tensor",),
                   params=(Param("split_size_or_sections", "dims", required=True),
                           Param("dim", "int", default=0), Param(PART, "int", hidden=True)),
                   doc="split(x, size, dim)[k]: piece k (pick one with [k])"),
     rearrangement("chunk", _piece(True),
-                  lambda t, args, p: t.chunk(args[0], int(p["chunks"]), int(p["dim"]))[
-                      int(p[PART])],
+                  lambda t, args, p: t.chunk(args[0], int_param(p, "chunks"), int_param(p, "dim"))[
+                      int_param(p, PART)],
                   params=(Param("chunks", "int", required=True),
                           Param("dim", "int", default=0), Param(PART, "int", hidden=True)),
                   doc="chunk(x, n, dim)[k]: piece k of n (pick one with [k])"),
@@ -335,7 +339,7 @@ JOINS = [
 
 def _split_arg(p: Params) -> Any:
     value = p["split_size_or_sections"]
-    return value if isinstance(value, int) else list(value)  # type: ignore[arg-type]
+    return value if isinstance(value, int) else list(as_ints(value, "split_size_or_sections"))
 
 
 # --- indexing by tensors -----------------------------------------------------------------------
@@ -411,18 +415,18 @@ def _pad(a: list[np.ndarray], p: Params, fill: Any) -> np.ndarray:
 
 
 def _pad_torch(t: Any, args: Sequence[Any], p: Params) -> Any:
-    value = None if p["mode"] != "constant" else float(p["value"] or 0.0)
+    value = None if p["mode"] != "constant" else optional_float_param(p, "value") or 0.0
     return t.nn.functional.pad(args[0], _ints(p["pad"]), mode=str(p["mode"]), value=value)
 
 
 INDEXING = [
     rearrangement("index_select", _index_select,
-                  lambda t, args, p: t.index_select(args[0], int(p["dim"]), args[1]),
+                  lambda t, args, p: t.index_select(args[0], int_param(p, "dim"), args[1]),
                   arg_names=("input", "index"), min_args=2, max_args=2,
                   integer_args=frozenset({1}), positional=("input", "dim", "index"),
                   params=(Param("dim", "int", required=True),),
                   doc="the entries `index` (int64, 1-d) along `dim`"),
-    rearrangement("gather", _gather, lambda t, args, p: t.gather(args[0], int(p["dim"]),
+    rearrangement("gather", _gather, lambda t, args, p: t.gather(args[0], int_param(p, "dim"),
                                                                   args[1]),
                   arg_names=("input", "index"), min_args=2, max_args=2,
                   integer_args=frozenset({1}), positional=("input", "dim", "index"),
@@ -439,22 +443,22 @@ INDEXING = [
                           Param("mode", "str", default="constant",
                                 choices=("constant", "reflect", "replicate", "circular")),
                           Param("value", "float")),
-                  fill=lambda p: float(p["value"] or 0.0),
+                  fill=lambda p: optional_float_param(p, "value") or 0.0,
                   doc="torch's pad tuple (last dim first); mode constant (with `value`), "
                       "reflect, replicate or circular"),
 ]
 
 
 def _one_hot(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
-    count = int(params["num_classes"])  # type: ignore[arg-type]
+    count = int_param(params, "num_classes")
     return np.eye(count, dtype=np.int64)[checked_indices(args[0], count, "one_hot")]
 
 
 def _one_hot_shape(args: Sequence[ArgInfo], params: Params) -> tuple[int, ...]:
-    if int(params["num_classes"]) <= 0:  # type: ignore[arg-type]
+    if int_param(params, "num_classes") <= 0:
         raise SpecError("one_hot() needs num_classes= (positive): a shape must not depend "
                         "on the values")
-    return (*args[0].shape, int(params["num_classes"]))  # type: ignore[arg-type]
+    return (*args[0].shape, int_param(params, "num_classes"))
 
 
 ONE_HOT = Op(
@@ -462,7 +466,7 @@ ONE_HOT = Op(
     doc="int64 one-hot rows of the class indices `tensor`, as torch",
     params=(Param("num_classes", "int", default=-1),), shape=_one_hot_shape,
     torch=lambda args, p: torch_module().nn.functional.one_hot(args[0],
-                                                                int(p["num_classes"])),
+                                                                int_param(p, "num_classes")),
     numpy=_one_hot, sympy=_one_hot, vjp=lambda *a: [None], vjp_magnitude=lambda *a: [None],
     integer_args=frozenset({0}), nondifferentiable_args=frozenset({0}), returns="int")
 

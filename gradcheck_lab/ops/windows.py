@@ -17,7 +17,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from gradcheck_lab.errors import SpecError
-from gradcheck_lab.ops.base import ParamValue, Shape
+from gradcheck_lab.ops.base import ParamValue, Shape, Subscript, as_ints
 
 Dims = tuple[int, ...]
 # The numpy forms materialize the padded input and the windows (N·C·prod(out)·prod(kernel)
@@ -28,7 +28,7 @@ AXIS_NAMES = {1: ("length",), 2: ("height", "width"), 3: ("depth", "height", "wi
 LAYOUTS = {1: "(N, C, L) or (C, L)", 2: "(N, C, H, W) or (C, H, W)",
            3: "(N, C, D, H, W) or (C, D, H, W)"}
 LAYOUT_DOCS = {d: f"`{layout.split(' or ')[0]}` or `{layout.split(' or ')[1]}`"
-               for d, layout in LAYOUTS.items()}  # as the README's function table writes them
+               for d, layout in LAYOUTS.items()}  # as docs/expressions.md writes them
 COUNT_WORDS = {1: "one int", 2: "one int or two (height, width)",
                3: "one int or three (depth, height, width)"}
 
@@ -36,9 +36,9 @@ COUNT_WORDS = {1: "one int", 2: "one int or two (height, width)",
 def per_dim(value: ParamValue, d: int, op: str, name: str, minimum: int) -> Dims:
     """An int (the same for every spatial dim) or one int per spatial dim, each at least
     ``minimum``."""
-    if isinstance(value, bool) or value is None or isinstance(value, str):
+    if isinstance(value, bool) or not isinstance(value, (int, tuple)):
         raise SpecError(f"{op}(): {name}= needs an int or a tuple of {d} ints")
-    values = (value,) * d if isinstance(value, int) else tuple(value)
+    values = (value,) * d if isinstance(value, int) else as_ints(value, name)
     if len(values) == 1 and d > 1:
         values = values * d  # torch accepts (k,) for every dim
     if len(values) != d:
@@ -119,9 +119,9 @@ def window_view(padded: np.ndarray, geometry: Geometry) -> np.ndarray:
     """(..., *padded spatial) -> (..., *out, *kernel): a strided view, no copy."""
     d = len(geometry.kernel)
     view = sliding_window_view(padded, geometry.extent, axis=tuple(range(-d, 0)))
-    steps = (*(slice(None, None, s) for s in geometry.stride),
+    steps: Subscript = (Ellipsis, *(slice(None, None, s) for s in geometry.stride),
              *(slice(None, None, dil) for dil in geometry.dilation))
-    return view[(Ellipsis, *steps)]
+    return view[steps]
 
 
 def scatter_windows(spread: np.ndarray, geometry: Geometry, padded_shape: Shape) -> np.ndarray:
@@ -133,12 +133,14 @@ def scatter_windows(spread: np.ndarray, geometry: Geometry, padded_shape: Shape)
     for offset in itertools.product(*(range(k) for k in geometry.kernel)):
         where = tuple(slice(k * dil, k * dil + s * (n - 1) + 1, s) for k, dil, s, n in zip(
             offset, geometry.dilation, geometry.stride, out, strict=True))
-        total[(Ellipsis, *where)] += spread[(Ellipsis, *offset)]
+        into: Subscript = (Ellipsis, *where)
+        read: Subscript = (Ellipsis, *offset)
+        total[into] += spread[read]
     return total
 
 
 def crop(padded: np.ndarray, geometry: Geometry, spatial: Sequence[int]) -> np.ndarray:
     """The inverse of ``pad``: the input's own positions of a padded array."""
-    where = tuple(slice(low, low + size) for (low, _), size in zip(geometry.padding, spatial,
-                                                                   strict=True))
-    return padded[(Ellipsis, *where)]
+    where: Subscript = (Ellipsis, *(slice(low, low + size) for (low, _), size in zip(
+        geometry.padding, spatial, strict=True)))
+    return padded[where]

@@ -14,8 +14,10 @@ import numpy as np
 
 from gradcheck_lab.casefile import Case
 from gradcheck_lab.errors import ImplError, raised_by_user_code
-from gradcheck_lab.oracles.base import Gradients, Point, Probe
-from gradcheck_lab.oracles.function import FunctionUnderTest, describe_exception, owned
+from gradcheck_lab.oracles.contract import ON_DEVICE, Given, Gradients
+from gradcheck_lab.subject.function import FunctionUnderTest, describe_exception, owned
+from gradcheck_lab.subject.points import Point
+from gradcheck_lab.subject.probes import Probe
 
 # Forward+backward passes timed for the cost unit in a row (warm), their median kept: the
 # oracle's own passes, each after other work, measured up to 50% slower and unsteady.
@@ -339,3 +341,18 @@ def hessian_vector_products(function: FunctionUnderTest, point: Point,
                         else owned(g)
                         for name, g in zip(names, second, strict=True)})
     return tuple(results), sorted(set(not_differentiable))
+
+
+class AutogradOracle:
+    """torch's backward pass through the subject in the case's dtype: the thing under test."""
+
+    name = "autograd"
+    stage = ON_DEVICE
+
+    def gradients(self, given: Given) -> Gradients:
+        assert given.subject is not None  # an ON_DEVICE oracle gets the device's subject
+        return gradients(given.subject.checked, given.point, given.probes)
+
+
+ORACLE = AutogradOracle()
+

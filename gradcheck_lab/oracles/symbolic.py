@@ -19,11 +19,13 @@ from gradcheck_lab.dtypes import EPSILON
 from gradcheck_lab.errors import SpecError
 from gradcheck_lab.ops import OPS
 from gradcheck_lab.ops.derivatives import drop_steps, sympy_to_float
-from gradcheck_lab.oracles.base import Gradients, Point, Probe
+from gradcheck_lab.oracles.contract import AT_POINT, Given, Gradients
 from gradcheck_lab.program import Program
 from gradcheck_lab.program.interpret import NUMPY, SYMPY, input_values, interpret
 from gradcheck_lab.program.naming import index_text
 from gradcheck_lab.program.sweep import hessian_vector_sweeps, sweep
+from gradcheck_lab.subject.points import Point
+from gradcheck_lab.subject.probes import Probe
 
 # Elementwise sympy expressions grow with the graph: beyond these sizes, use the rule sweep.
 EXACT_MAX_SCALARS = 512
@@ -626,3 +628,25 @@ def _symbolic_exponent(expr: Any) -> bool:
     import sympy
 
     return any(power.exp.free_symbols for power in expr.atoms(sympy.Pow))
+
+
+def mode_for(setting: str) -> str:
+    """The oracle's mode for the ``symbolic`` setting: "auto" screens with the sweep first
+    (the exact oracle then runs where it can change the verdict: ``CaseCheck.compared``)."""
+    return "screen" if setting == "auto" else setting
+
+
+class SymbolicOracle:
+    """Derived from the spec with sympy's rules, never calling torch: once per point, before
+    any device (it is also what says the point sits on a kink)."""
+
+    name = "symbolic"
+    stage = AT_POINT
+
+    def gradients(self, given: Given) -> Gradients:
+        return gradients(given.program, given.point, given.probes,
+                         mode_for(given.settings.symbolic))
+
+
+ORACLE = SymbolicOracle()
+

@@ -17,6 +17,7 @@ import time
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -27,20 +28,30 @@ from gradcheck_lab.compare.patterns import located
 from gradcheck_lab.compare.tolerances import EPSILON, ToleranceRule, rule_for
 from gradcheck_lab.errors import CaseError, ImplError, SpecError
 from gradcheck_lab.oracles.autograd import cost_clock
-from gradcheck_lab.oracles.base import FiniteDifferences, Gradients, Point, Probe, independent
-from gradcheck_lab.oracles.function import FunctionUnderTest, device_available, held_threads
-from gradcheck_lab.oracles.precision import Precision
-from gradcheck_lab.oracles.surrogate import with_surrogates, without_surrogates
+from gradcheck_lab.oracles.contract import (
+    AT_POINT,
+    ON_DEVICE,
+    FiniteDifferences,
+    Given,
+    Gradients,
+    load_oracles,
+    ran,
+)
 from gradcheck_lab.pipeline.cost import CostStart, started_or_now
+from gradcheck_lab.pipeline.surrogate import with_surrogates, without_surrogates
 from gradcheck_lab.program import Program, ProgramBuilder
 from gradcheck_lab.results import Result
 from gradcheck_lab.settings import Settings
+from gradcheck_lab.subject.function import (
+    FunctionUnderTest,
+    Subject,
+    device_available,
+    held_threads,
+)
+from gradcheck_lab.subject.points import Point
+from gradcheck_lab.subject.precision import Precision
+from gradcheck_lab.subject.probes import Probe, independent
 from gradcheck_lab.trace import Traced, UntraceableError
-
-FD_FOCUS_ELEMENTS = 16
-# What finite differences may spend on an impl's calls without the symbolic oracle, where they
-# are the only reference, estimated from one forward+backward (``CaseCheck.fd_mode``).
-TWO_WAY_SECONDS = 10.0
 
 
 def run_case(case: Case, settings: Settings = Settings(),
@@ -75,7 +86,7 @@ def run_case(case: Case, settings: Settings = Settings(),
 
 def _traced(case: Case, settings: Settings = Settings()) -> tuple[Case, Traced]:
     """The case with its spec traced from the impl's forward at the first point (float64)."""
-    from gradcheck_lab.oracles.points import make_point
+    from gradcheck_lab.subject.points import make_point
     from gradcheck_lab.trace import traced_case
 
     return traced_case(case, make_point(case, "float64", 0).values, _forward(case),
@@ -116,7 +127,7 @@ def _output_shapes(case: Case) -> tuple[tuple[tuple[int, ...], ...], bool]:
     tuple."""
     import torch
 
-    from gradcheck_lab.oracles.points import make_point
+    from gradcheck_lab.subject.points import make_point
 
     values = make_point(case, "float64", 0).values
     tensors = {spec.name: torch.tensor(values[spec.name], dtype=torch.int64 if spec.is_integer
@@ -160,21 +171,17 @@ def _labelled(result: Result, traced: Traced) -> Result:
 
 @dataclass(frozen=True)
 class PreparedPoint:
-    """What every device of one dtype shares at one point."""
+    """What every device of one dtype shares at one point: the point, its probes, the spec
+    there, and the results of the oracles that run once per point (``AT_POINT``)."""
 
     point: Point
     probes: tuple[Probe, ...]
-    symbolic: Gradients | None  # None: no spec (the check is autograd vs finite differences)
+    found: dict[str, Any]  # no "symbolic": no spec (autograd vs finite differences)
     program: Program  # the spec at this point (a traced one is traced again at each point)
 
-
-@dataclass(frozen=True)
-class _Functions:
-    """The function under test in the case's dtype (autograd) and in float64 (finite
-    differences), built once per device."""
-
-    checked: FunctionUnderTest
-    reference: FunctionUnderTest
+    @property
+    def symbolic(self) -> Gradients | None:
+        return self.found.get("symbolic")
 
 
 class CaseCheck:
@@ -191,6 +198,7 @@ class CaseCheck:
         # The first device's autograd gradients, which every other device must agree with.
         self.reference_device: tuple[str, Gradients] | None = None
         self.kink_notes: list[str] = []  # points moved off a kink (avoid_kinks)
+        self.oracles = load_oracles()
 
     def result(self, device: str, status: str, message: str, **extra: object) -> Result:
         return Result(case=self.case.name, file=self.case.file, line=self.case.line,
@@ -211,22 +219,22 @@ class CaseCheck:
         return self._prepared
 
     def prepare(self, index: int) -> PreparedPoint:
-        from gradcheck_lab.oracles import symbolic
-        from gradcheck_lab.oracles.base import make_probes
-        from gradcheck_lab.oracles.points import make_point
+        from gradcheck_lab.subject.points import make_point
+        from gradcheck_lab.subject.probes import make_probes
 
         probes = make_probes(self.case.program.output_node.shape, self.case.seed,
                              self.case.outputs)
         point = make_point(self.case, self.dtype, index)
         if self.missing is not None:
-            return PreparedPoint(point, probes, None, self.case.program)
+            return PreparedPoint(point, probes, {}, self.case.program)
         try:
             program = self.program_at(index, point)
         except UntraceableError as exc:  # another path at this point: two oracles there
             self.missing = f"{exc.message} (at point {index})"
-            return PreparedPoint(point, probes, None, self.case.program)
+            return PreparedPoint(point, probes, {}, self.case.program)
+        given = Given(self.case, program, point, probes, self.settings)
         try:
-            sym = symbolic.gradients(program, point, probes, self.symbolic_mode)
+            found = ran(self.oracles, AT_POINT, given)
         except Exception as exc:
             if not self.case.traced:
                 raise
@@ -238,17 +246,12 @@ class CaseCheck:
                             f"the symbolic oracle failed on the traced spec ("
                             f"{type(exc).__name__}: {exc}; a gradcheck-lab bug: please report "
                             "it)")
-            return PreparedPoint(point, probes, None, program)
+            return PreparedPoint(point, probes, {}, program)
+        sym = found["symbolic"]
         if sym.kinks and self.case.avoid_kinks:
             point, sym = self.off_kinks(index, point, probes, sym, program)
-        sym = with_surrogates(sym, self.case.surrogates, point, probes)
-        return PreparedPoint(point, probes, sym, program)
-
-    @property
-    def symbolic_mode(self) -> str:
-        """"auto" screens with the sweep first: the exact oracle runs where it can change
-        the verdict (``compared``)."""
-        return "screen" if self.settings.symbolic == "auto" else self.settings.symbolic
+        found["symbolic"] = with_surrogates(sym, self.case.surrogates, point, probes)
+        return PreparedPoint(point, probes, found, program)
 
     def exact_in_place_of_screen(self, results: OracleResults) -> OracleResults:
         """``results`` with the exact oracle in place of the screening sweep; where the exact
@@ -288,12 +291,13 @@ class CaseCheck:
                   sym: Gradients, program: Program) -> tuple[Point, Gradients]:
         """avoid_kinks: shift the inputs off the kink (seeded), and say so in the result."""
         from gradcheck_lab.oracles import symbolic
-        from gradcheck_lab.oracles.points import KINK_ATTEMPTS, KINK_SHIFT, moved_off_kinks
+        from gradcheck_lab.subject.points import KINK_ATTEMPTS, KINK_SHIFT, moved_off_kinks
 
         hit = "; ".join(sym.kinks)
         for attempt in range(1, KINK_ATTEMPTS + 1):
             moved = moved_off_kinks(self.case, point, attempt)
-            moved_sym = symbolic.gradients(program, moved, probes, self.symbolic_mode)
+            moved_sym = symbolic.gradients(program, moved, probes,
+                                           symbolic.mode_for(self.settings.symbolic))
             if not moved_sym.kinks:
                 self.kink_notes.append(
                     f"point {index} was {hit}; avoid_kinks moved it off: every real input "
@@ -337,9 +341,7 @@ class CaseCheck:
     def check(self, device: str, points: list[PreparedPoint]) -> tuple[Result, float | None]:
         """The result at ``device``, and the seconds of one forward+backward pass (the unit
         of the check's cost)."""
-        functions = _Functions(FunctionUnderTest(self.case, self.dtype, device),
-                               FunctionUnderTest(self.case, "float64", device,
-                                                 fallback=self.dtype))
+        functions = Subject.on(self.case, self.dtype, device)
         verdicts, skipped = [], []
         sensitivity = None
         for index, prepared in enumerate(points):
@@ -347,11 +349,11 @@ class CaseCheck:
                 # only a re-drawn point gets here: point 0 skips
                 skipped.append(f"point {index} skipped: {'; '.join(prepared.symbolic.kinks)}")
                 continue
-            results = self.oracle_results(prepared, functions)
-            casts = prepared.program.casts
-            rule = self.rule_at(results.precision.gradients, casts)
-            results, verdict = self.compared(results, functions, rule,
-                                             self.rule_at(results.precision.dtype, casts))
+            given = self.given_on(functions, prepared)
+            results = self.oracle_results(given)
+            rule = given.rule
+            results, verdict = self.compared(results, given, self.rule_at(
+                results.precision.dtype, prepared.program.casts))
             if verdict.status == "skip":  # outside the domain everywhere: nothing to compare
                 if index == 0:
                     return self.result(device, "skip", verdict.message, notes=verdict.notes,
@@ -382,89 +384,38 @@ class CaseCheck:
             oracles=first.methods, sensitivity=sensitivity,
         ), first.autograd.unit_seconds
 
-    def oracle_results(self, prepared: PreparedPoint, functions: _Functions) -> OracleResults:
-        """Autograd and finite differences at one point, beside its symbolic gradients."""
-        from gradcheck_lab.oracles import autograd
+    def given_on(self, subject: Subject, prepared: PreparedPoint) -> Given:
+        """What the oracles on a device are handed at one point: the point stage's, and the
+        subject there, how precisely it computes, and the rule its gradients are held to."""
+        from gradcheck_lab.pipeline.progress import progress_bar
 
-        point, probes, sym = prepared.point, prepared.probes, prepared.symbolic
-        ag = autograd.gradients(functions.checked, point, probes)
-        precision = self.precision(functions, prepared, ag)
-        results = OracleResults(self.case, point, probes, sym, ag, None, precision,
-                                prepared.program, self.missing)
-        return dataclasses.replace(results, finite_differences=self.differences(
-            results, functions, joint=True))
+        precision = self.precision(subject, prepared)
+        return Given(self.case, prepared.program, prepared.point, prepared.probes,
+                     self.settings, found=prepared.found, subject=subject, precision=precision,
+                     rule=self.rule_at(precision.gradients, prepared.program.casts),
+                     progress=progress_bar)
 
-    def differences(self, results: OracleResults, functions: _Functions,
-                    joint: bool) -> FiniteDifferences:
-        """Finite differences for ``results``: every partial, batched (exhaustive); along
-        directions over all inputs at once where ``joint`` and symbolic and autograd agree
-        on every element (``joint_screen``); else per-input directions and partials where
-        the two disagree most. The precision measurement's evaluations counted in."""
-        from gradcheck_lab.oracles import finite_difference
+    def oracle_results(self, given: Given) -> OracleResults:
+        """Every device oracle at one point, in order (``ORACLES``), each handed what those
+        before it found, beside the point stage's."""
+        found = ran(self.oracles, ON_DEVICE, given)
+        fd = found.get("finite_difference")
+        if fd is not None:  # differences see the true derivative, not a declared surrogate
+            found["finite_difference"] = without_surrogates(fd, self.case.surrogates)
+        return OracleResults.of(self.case, given.point, given.probes, found, given.precision,
+                                given.program, self.missing)
 
-        point, probes, sym = results.point, results.probes, results.symbolic
-        precision, ag = results.precision, results.autograd
-        mode = self.fd_mode(sym is None, ag.unit_seconds)
-        if mode == "exhaustive":
-            fd = self.exhaustive_differences(functions.reference, point, probes, sym, precision)
-        else:
-            # Without the symbolic oracle nothing says where to look: directions only.
-            focus = {} if sym is None else finite_difference.focus_elements(
-                self.case, sym, ag, FD_FOCUS_ELEMENTS, self.agreed_gap(precision, results.spec))
-            if joint and self.joint_screens(sym, focus, mode):
-                fd = finite_difference.joint_screen(functions.reference, point, probes,
-                                                    term_scale=_term_scale(sym),
-                                                    precision=precision)
-            else:
-                fd = finite_difference.estimate(
-                    functions.reference, point, probes, focus=focus, mode=mode,
-                    term_scale=_term_scale(sym), precision=precision,
-                    directions=(finite_difference.SCREENING_DIRECTIONS if sym is not None
-                                else finite_difference.DIRECTIONS_PER_INPUT))
-        fd = dataclasses.replace(fd, evaluations=fd.evaluations + precision.evaluations)
+    def per_input_differences(self, results: OracleResults, given: Given) -> FiniteDifferences:
+        """Finite differences again, per input (the joint directions cannot say which input
+        is wrong)."""
+        from gradcheck_lab.oracles.finite_difference.oracle import ORACLE
+
+        found = {**given.found, "symbolic": results.symbolic, "autograd": results.autograd}
+        fd = ORACLE.estimates(dataclasses.replace(given, found=found),
+                                                joint=False)
         return without_surrogates(fd, self.case.surrogates)
 
-    def joint_screens(self, sym: Gradients | None, focus: dict[str, np.ndarray],
-                      mode: str) -> bool:
-        """Whether finite differences first screen along joint directions: beside the
-        symbolic oracle, where it agrees with autograd on every element (no focus element),
-        for more than one input, without declared surrogates (differences see the true
-        derivative, not those), where every partial is not taken anyway."""
-        from gradcheck_lab.oracles import finite_difference
-
-        return (sym is not None and not focus and len(self.case.differentiable_inputs) > 1
-                and not self.case.surrogates
-                and not finite_difference.takes_every_partial(self.case, mode))
-
-    def agreed_gap(self, precision: Precision, program: Program) -> float:
-        """The relative gap between symbolic and autograd below which an element is agreed
-        on, so that finite differences need not look at it: a sixteenth of the rule's rtol
-        (float64 paths differ by ~1e-15 against an rtol of ~1e-8; a gap within a sixteenth
-        of the tolerance cannot turn into a mismatch). 0 (every element a candidate) where
-        the case sets an absolute tolerance, which a relative gap cannot be set against."""
-        rule = self.rule_at(precision.gradients, program.casts)
-        return 0.0 if rule.atol is not None else rule.rtol / 16
-
-    def fd_mode(self, two_way: bool, unit_seconds: float | None) -> str:
-        """How finite differences run here: the settings' mode, or for "auto" on an impl,
-        by who else is there. Beside the symbolic oracle, which compares every element with
-        autograd, they screen along random directions (any error vector shows in a random
-        direction) and take partials where the two disagree (``focus_elements``): every
-        partial would cost 4 calls an element to confirm what two oracles already agree on.
-        Without it they are the only reference, so every element (2 calls each, batched)
-        while that stays within TWO_WAY_SECONDS (one forward+backward, ``unit_seconds``,
-        bounds a forward)."""
-        mode = self.settings.fd
-        if mode != "auto" or self.case.impl is None:
-            return mode
-        if not two_way:
-            return "projections"
-        elements = sum(spec.size for spec in self.case.differentiable_inputs)
-        unit = unit_seconds or 0.0
-        return ("exhaustive" if elements * 2 * unit <= TWO_WAY_SECONDS
-                or elements <= FD_FOCUS_ELEMENTS else "projections")
-
-    def compared(self, results: OracleResults, functions: _Functions, rule: ToleranceRule,
+    def compared(self, results: OracleResults, given: Given,
                  value_rule: ToleranceRule) -> tuple[OracleResults, Verdict]:
         """The comparison. Where a screening sweep does not pass, the exact oracle takes its
         place first (``exact_in_place_of_screen``). Where it fails, finite differences take
@@ -476,6 +427,7 @@ class CaseCheck:
         from gradcheck_lab.compare.verdict import judged
         from gradcheck_lab.oracles import finite_difference
 
+        rule, functions = given.rule, given.subject
         verdict, undecided = judged(results, rule, value_rule)
         if verdict.status != "pass" and results.symbolic is not None and (
                 results.symbolic.screened):
@@ -485,8 +437,8 @@ class CaseCheck:
         if fd is not None and fd.joint is not None and (verdict.joint_unsettled or any(
                 m.check == "gradient" for m in verdict.mismatches)):
             # Joint directions cannot say which input is wrong: per-input ones can.
-            results = dataclasses.replace(results, finite_differences=self.differences(
-                results, functions, joint=False))
+            results = dataclasses.replace(
+                results, finite_differences=self.per_input_differences(results, given))
             verdict, undecided = judged(results, rule, value_rule)
         if verdict.status != "fail" or results.finite_differences is None:
             return results, verdict
@@ -506,21 +458,20 @@ class CaseCheck:
         results = dataclasses.replace(results, finite_differences=sharper)
         return results, compare(results, rule, value_rule)
 
-    def precision(self, functions: _Functions, prepared: PreparedPoint,
-                  ag: Gradients) -> Precision:
+    def precision(self, functions: Subject, prepared: PreparedPoint) -> Precision:
         """How precisely the function computes, with the case's ``fd_step`` if it sets one."""
-        measured = self.measured_precision(functions, prepared, ag)
+        measured = self.measured_precision(functions, prepared)
         if self.case.fd_step is None:
             return measured
         return dataclasses.replace(measured, step=self.case.fd_step)
 
-    def measured_precision(self, functions: _Functions, prepared: PreparedPoint,
-                           ag: Gradients) -> Precision:
+    def measured_precision(self, functions: Subject, prepared: PreparedPoint) -> Precision:
         """How precisely an impl computes, measured at the point (the spec lowered by us
         computes in float64); at least as coarse as the dtype it is called in. Without a
         spec, its noise alone says."""
-        from gradcheck_lab.oracles import autograd, precision
+        from gradcheck_lab.oracles import autograd
         from gradcheck_lab.oracles.finite_difference import evaluate_at
+        from gradcheck_lab.subject import precision
 
         if self.case.impl is None:
             return precision.FLOAT64
@@ -550,21 +501,7 @@ class CaseCheck:
         return rule_for(dtype, source=f"derived: sqrt(eps) of {dtype}, {why}",
                         nondet=self.case.nondet_tol)
 
-    def exhaustive_differences(self, function: FunctionUnderTest, point: Point,
-                               probes: tuple[Probe, ...], sym: Gradients | None,
-                               precision: Precision) -> object:
-        """Every partial by finite differences, with a progress bar on a terminal."""
-        from gradcheck_lab.oracles import exhaustive
-        from gradcheck_lab.pipeline.progress import progress_bar
-
-        label = f"{self.case.name}[{self.dtype}-{function.device}] finite differences"
-        with progress_bar(label) as progress:
-            return exhaustive.estimate(function, point, probes,
-                                       reference=None if sym is None else sym.per_probe,
-                                       term_scale=_term_scale(sym), progress=progress,
-                                       precision=precision)
-
-    def beside_the_comparison(self, results: OracleResults, functions: _Functions,
+    def beside_the_comparison(self, results: OracleResults, functions: Subject,
                               verdict: Verdict, rule: ToleranceRule) -> None:
         """At one point, after the comparison: a spec-only gradient failure localized, and
         forward mode and second order when the case asks for them."""
@@ -576,10 +513,10 @@ class CaseCheck:
                                           rule, functions.checked.device))
         verdict.add(self.modes(results, functions, verdict, rule))
 
-    def modes(self, results: OracleResults, functions: _Functions, verdict: Verdict,
+    def modes(self, results: OracleResults, functions: Subject, verdict: Verdict,
               rule: ToleranceRule) -> Findings:
         """Forward mode (modes: [reverse, forward]) and second order (order: 2)."""
-        from gradcheck_lab.oracles.base import make_tangents
+        from gradcheck_lab.subject.probes import make_tangents
 
         found = Findings()
         forward = "forward" in self.case.modes
@@ -597,7 +534,7 @@ class CaseCheck:
                                            rule, first_order_agrees=not gradient))
         return found
 
-    def forward_mode(self, results: OracleResults, functions: _Functions,
+    def forward_mode(self, results: OracleResults, functions: Subject,
                      tangents: dict[str, np.ndarray], rule: ToleranceRule) -> Findings:
         from gradcheck_lab.compare.modes import compare_jvp
         from gradcheck_lab.compare.two_way import compare_jvp_two_way
@@ -612,7 +549,7 @@ class CaseCheck:
         return compare_jvp(results.probes, results.symbolic, tangents, ag_jvp, fd_jvp,
                            fd_error, rule, exact=results.exact)
 
-    def second_order(self, results: OracleResults, functions: _Functions,
+    def second_order(self, results: OracleResults, functions: Subject,
                      tangents: dict[str, np.ndarray], first_order_wrong: bool,
                      rule: ToleranceRule, first_order_agrees: bool = False) -> Findings:
         from gradcheck_lab.compare.modes import compare_hvp

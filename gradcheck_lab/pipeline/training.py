@@ -48,9 +48,11 @@ from gradcheck_lab.compare.findings import (
 from gradcheck_lab.compare.tolerances import EPSILON, ToleranceRule, gradient_scale, symbolic_rule
 from gradcheck_lab.errors import ImplError, SpecError, raised_by_user_code
 from gradcheck_lab.oracles import symbolic
-from gradcheck_lab.oracles.base import Gradients, Point, make_probes
+from gradcheck_lab.oracles.contract import Gradients
 from gradcheck_lab.program.naming import index_text
 from gradcheck_lab.results import Mismatch
+from gradcheck_lab.subject.points import Point
+from gradcheck_lab.subject.probes import make_probes
 
 STEP_KEY = "training.step"
 # The update W - lr·g, computed in the dtype, rounds lr, the product and the difference: half
@@ -209,7 +211,7 @@ def run_steps(case: Case, training: Training, start: Point, dtype: str, device: 
         except BaseException as exc:
             if not raised_by_user_code(exc):
                 raise
-            from gradcheck_lab.oracles.function import describe_exception
+            from gradcheck_lab.subject.function import describe_exception
 
             raise SpecError(f"{label} raised {describe_exception(exc, path)} (call {call})",
                             key=STEP_KEY) from None
@@ -224,7 +226,7 @@ def run_steps(case: Case, training: Training, start: Point, dtype: str, device: 
 
 
 def _step_function(training: Training) -> tuple[Callable[..., Any], str, Path | None]:
-    from gradcheck_lab.oracles.function import load_impl
+    from gradcheck_lab.subject.function import load_impl
 
     if not isinstance(training.step, ImplRef):
         return training.step, f"training step {training.step_label}", None

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from gradcheck_lab.oracles.base import Estimates, FiniteDifferences, Point, Probe
+from gradcheck_lab.oracles.contract import Estimates, FiniteDifferences
 from gradcheck_lab.oracles.finite_difference import (
     CENTER,
     ROUNDOFF_FACTOR,
@@ -36,9 +36,11 @@ from gradcheck_lab.oracles.finite_difference import (
     method,
     partial_difference,
 )
-from gradcheck_lab.oracles.function import FunctionUnderTest
-from gradcheck_lab.oracles.precision import FLOAT64, Precision
 from gradcheck_lab.program import Program
+from gradcheck_lab.subject.function import FunctionUnderTest
+from gradcheck_lab.subject.points import Point
+from gradcheck_lab.subject.precision import FLOAT64, Precision
+from gradcheck_lab.subject.probes import Probe
 
 # What one batched forward may hold: its perturbed copies of the input and of every node that
 # depends on it, in float64 (the MNIST MLP's W1: about 1 MB a copy, 128 copies).

@@ -1,16 +1,13 @@
-"""What every oracle takes and hands to the comparison: plain, frozen data.
-
-A point is the input values every oracle sees. A probe is a cotangent for the output: one
-(1.0) for a scalar output, the basis vectors of a small tensor output (the full Jacobian), or
-seeded random vectors for a large one, so that a backward that ignores or mishandles its
-incoming gradient is caught.
+"""The cotangents a check probes the output with (``Probe``): one (1.0) for a scalar output,
+the basis vectors of a small tensor output (the full Jacobian), or seeded random vectors for a
+large one, so that a backward that ignores or mishandles its incoming gradient is caught; and
+the tangents of forward mode and second order.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,22 +20,6 @@ _TANGENT_STREAM = 3  # seed stream of the tangents of forward mode and second or
 
 
 @dataclass(frozen=True)
-class Point:
-    """Input values: float64 arrays (rounded to ``dtype``) or int64 arrays; exact literals."""
-
-    dtype: str
-    values: dict[str, np.ndarray]
-    # Object arrays of Fractions for literals written as ints or decimals (float64 only); other
-    # values are exactly their binary floats.
-    exact: dict[str, np.ndarray]
-
-    def scale(self, name: str) -> float:
-        """The input's magnitude, max(1, max |x|): the unit of its finite-difference steps."""
-        values = self.values[name]
-        return float(max(1.0, np.max(np.abs(values)))) if values.size else 1.0
-
-
-@dataclass(frozen=True)
 class Probe:
     label: str
     cotangent: np.ndarray  # float64, the output's shape
@@ -48,86 +29,6 @@ class Probe:
     multiple_of: int | None = None
     # With named outputs: the one output this cotangent is on (None: on all of them).
     output: str | None = None
-
-
-@dataclass(frozen=True)
-class Gradients:
-    """Vector-Jacobian products of one oracle: ``per_probe[k][input]`` is a float64 array."""
-
-    oracle: str
-    method: str
-    value: np.ndarray
-    per_probe: tuple[dict[str, np.ndarray], ...]
-    notes: tuple[str, ...] = ()
-    # Symbolic only: exact elementwise sympy (True) or the float64 rule sweep; the ops of the
-    # program that have kinks (what an inconclusive finite difference may have straddled).
-    exact: bool = False
-    # The sweep standing in for an affordable exact oracle (mode "screen"): held to its own
-    # round-off, and replaced by the exact oracle where the comparison does not pass.
-    screened: bool = False
-    kinked_ops: tuple[str, ...] = ()
-    kinks: tuple[str, ...] = ()  # where the function is not differentiable at this point
-    domain: tuple[str, ...] = ()  # where the forward leaves the real numbers (sqrt of a -1)
-    # The input elements an op leaves the domain at, elementwise (sqrt(x) at x[1] = -1).
-    domain_elements: dict[str, tuple[int, ...]] = field(default_factory=dict)
-    roots: dict[str, np.ndarray] = field(default_factory=dict)  # evaluated expect expressions
-    formulas: dict[str, Any] = field(default_factory=dict)  # exact derivatives, per input
-    # The largest |intermediate value| of the forward: the size of the terms that rounding
-    # acts on (sum((x + 1e8) - 1e8) is 2 but is computed through 1e8).
-    term_scale: float = 0.0
-    # Per probe and input, the sum of |terms| behind each gradient element: the size of what
-    # a backward pass rounds (softmax - onehot may be 1e-17, computed from numbers near 1).
-    term_magnitudes: tuple[dict[str, np.ndarray], ...] = ()
-    # Autograd only: one probe's gradients again (``rerun_probe``), by label: a second
-    # backward through the same graph, and a second forward and backward on fresh leaves (a
-    # stateful or racy backward differs); inputs the function changed in place (values
-    # before, after); gradients whose dtype or device is not their input's.
-    reruns: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
-    rerun_probe: int = 0  # the probe whose VJP the reruns repeat
-    modified_inputs: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
-    contract_problems: tuple[str, ...] = ()
-    device: str = "cpu"
-    # Autograd only: the custom Functions' backward methods in the graph, with their source
-    # file and line (``autograd.custom_backwards``).
-    backwards: tuple[str, ...] = ()
-    # Seconds of one forward and backward on a fresh graph: the unit a check's cost is told in.
-    unit_seconds: float | None = None
-
-
-@dataclass(frozen=True)
-class Estimates:
-    """Finite-difference estimates for one input, with an error estimate for each.
-
-    ``partials``: flat element indices and, per probe, the estimated VJP element there.
-    ``directions``: direction vectors (input-shaped) and, per probe, the estimated
-    directional derivative <direction, VJP>.
-    """
-
-    indices: np.ndarray  # (k,) flat indices
-    partials: np.ndarray  # (probes, k)
-    partial_errors: np.ndarray  # (probes, k)
-    directions: np.ndarray  # (d, *input shape)
-    directional: np.ndarray  # (probes, d)
-    directional_errors: np.ndarray  # (probes, d)
-
-
-@dataclass(frozen=True)
-class FiniteDifferences:
-    method: str
-    value: np.ndarray  # the function's output at the point, float64
-    per_input: dict[str, Estimates]
-    evaluations: int
-    notes: tuple[str, ...] = ()
-    # Directions over every differentiated input at once (``finite_difference.joint_screen``):
-    # directions (d, total) over the inputs' flat elements joined in the case's order.
-    joint: Estimates | None = None
-
-    @property
-    def compared(self) -> int:
-        """Partial or directional derivatives estimated, for one probe."""
-        joint = 0 if self.joint is None else self.joint.directional.shape[-1]
-        return joint + sum(e.partials.shape[-1] + e.directional.shape[-1]
-                           for e in self.per_input.values())
 
 
 def make_probes(output_shape: tuple[int, ...], seed: int,

@@ -15,6 +15,7 @@ import importlib.util
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -258,6 +259,21 @@ class FunctionUnderTest:
         if out.device.type != torch.device(self.device).type:
             raise ImplError(f"{self.label} returned a tensor on {out.device}, "
                             f"expected {self.device}")
+
+
+@dataclass(frozen=True)
+class Subject:
+    """The function under test on one device, as the oracles call it: in the case's dtype
+    (``checked``, what autograd differentiates) and in float64 (``reference``, what finite
+    differences difference; in the case's dtype where the impl refuses float64)."""
+
+    checked: FunctionUnderTest
+    reference: FunctionUnderTest
+
+    @classmethod
+    def on(cls, case: Case, dtype: str, device: str) -> Subject:
+        return cls(FunctionUnderTest(case, dtype, device),
+                   FunctionUnderTest(case, "float64", device, fallback=dtype))
 
 
 class _Center:

@@ -23,9 +23,11 @@ from typing import Any
 import numpy as np
 
 from gradcheck_lab.casefile import Case
-from gradcheck_lab.oracles.base import Estimates, FiniteDifferences, Gradients, Point, Probe
-from gradcheck_lab.oracles.function import FunctionUnderTest, owned
-from gradcheck_lab.oracles.precision import EPS64, FLOAT64, Precision, fourth_difference
+from gradcheck_lab.oracles.contract import Estimates, FiniteDifferences, Gradients
+from gradcheck_lab.subject.function import FunctionUnderTest, owned
+from gradcheck_lab.subject.points import Point
+from gradcheck_lab.subject.precision import EPS64, FLOAT64, Precision, fourth_difference
+from gradcheck_lab.subject.probes import Probe
 
 ALL_PARTIALS_MAX_ELEMENTS = 2048
 DIRECTIONS_PER_INPUT = 8
@@ -61,7 +63,7 @@ def estimate(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...
 
     ``term_scale``: the largest intermediate value of the computation, when known, for the
     round-off floor of the error bars. ``precision``: how precisely the function computes
-    (``oracles.precision``), which sets the step and the round-off in the bars.
+    (``subject.precision``), which sets the step and the round-off in the bars.
     """
     case = function.case
     counter = [0]

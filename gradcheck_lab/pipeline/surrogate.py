@@ -17,10 +17,12 @@ import numpy as np
 from gradcheck_lab.casefile.calling import GRAD_OUTPUT
 from gradcheck_lab.ops.base import object_array
 from gradcheck_lab.ops.derivatives import sympy_to_float
-from gradcheck_lab.oracles.base import FiniteDifferences, Gradients, Point, Probe
+from gradcheck_lab.oracles.contract import FiniteDifferences, Gradients
 from gradcheck_lab.oracles.symbolic import exact_rational
 from gradcheck_lab.program import Program
 from gradcheck_lab.program.interpret import NUMPY, SYMPY, input_values, interpret
+from gradcheck_lab.subject.points import Point
+from gradcheck_lab.subject.probes import Probe
 
 
 def declared(program: Program, point: Point, cotangent: np.ndarray, exact: bool) -> np.ndarray:

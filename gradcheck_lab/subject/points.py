@@ -8,15 +8,32 @@ error, not the rounding of its inputs.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from gradcheck_lab.casefile import Case, InputSpec
-from gradcheck_lab.oracles.base import Point
 
 __all__ = ["KINK_ATTEMPTS", "KINK_SHIFT", "Point", "make_point", "moved_off_kinks",
            "point_seed"]
+
+
+@dataclass(frozen=True)
+class Point:
+    """Input values: float64 arrays (rounded to ``dtype``) or int64 arrays; exact literals."""
+
+    dtype: str
+    values: dict[str, np.ndarray]
+    # Object arrays of Fractions for literals written as ints or decimals (float64 only); other
+    # values are exactly their binary floats.
+    exact: dict[str, np.ndarray]
+
+    def scale(self, name: str) -> float:
+        """The input's magnitude, max(1, max |x|): the unit of its finite-difference steps."""
+        values = self.values[name]
+        return float(max(1.0, np.max(np.abs(values)))) if values.size else 1.0
+
 
 # Point k >= 1 of a case with ``points: N`` re-draws each random input with the seed
 # (seed + k * POINT_SEED_STRIDE) mod 2**63; literals, zeros and ones stay as written.

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradcheck_lab.dtypes import EPSILON, FINEST_FIRST
-from gradcheck_lab.oracles.base import Point
+from gradcheck_lab.subject.points import Point
 
 RELATIVE_STEP = 1e-6  # float64 central differences: truncation O(h²) against round-off O(eps/h)
 EPS64 = EPSILON["float64"]
