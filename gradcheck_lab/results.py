@@ -159,18 +159,18 @@ def environment(threads: int | None = None) -> dict[str, Any]:
     nothing, so a run whose files all fail validation says so without loading torch (1-3 s).
     ``threads``: those the checks hold (``Settings.threads``); by default torch's own count.
     ``cuda`` is read where torch is loaded, as it is once any case has run."""
-    torch = sys.modules.get("torch")
     if threads is None:
         import torch
 
         threads = torch.get_num_threads()
+    loaded = sys.modules.get("torch")  # imported above, or by a case that has run
     return {
         "torch": _installed_version("torch"),
         "sympy": _installed_version("sympy"),
         "numpy": _installed_version("numpy"),
         "python": platform.python_version(),
         "threads": threads,
-        "cuda": torch.version.cuda if torch is not None and torch.cuda.is_available() else None,
+        "cuda": loaded.version.cuda if loaded is not None and loaded.cuda.is_available() else None,
         "platform": platform.platform(),
     }
 

@@ -649,3 +649,21 @@ def test_an_unknown_argument_is_answered_with_the_subcommands_usage(
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("usage: gradcheck-lab run ") and "unrecognized arguments: -Q" in err
+
+
+def test_a_planted_failure_fits_twenty_lines_of_a_hundred_columns(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The first screen of a failure, without -v: the odd oracle and its inputs, the inputs
+    that agree, the worst elements, where to look next; 20 lines of 100 columns at most."""
+    run = run_cli(tmp_path, capsys, f"{PLANTED_SIGN}::custom_linear_layer")
+    assert run.code == EXIT_FAIL
+    lines = run.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines)
+                 if line.endswith(": custom_linear_layer[float64-cpu]:"))
+    report = lines[start:lines.index("", start)]
+    assert len(report) <= 20 and max(map(len, report)) <= 100, "\n".join(report)
+    text = "\n".join(report)
+    assert "autograd is the odd one out: x (20 elements); W, b agree" in text
+    assert report[2].split()[:3] == ["what", "where", "odd"]
+    assert report[3].split()[:2] == ["x", "(20)"]  # the input named once, its worst elements
+    assert "next: look at Linear.backward (" in text and "dtype float64, device" not in text

@@ -16,7 +16,7 @@ from gradcheck_lab.inspect.graph import build_graph
 from gradcheck_lab.inspect.graph_drawing import render
 from gradcheck_lab.inspect.graph_layout import COLUMNS_PER_BAND, banded, layout
 from gradcheck_lab.oracles.symbolic import numpy_forward
-from gradcheck_lab.pipeline.case_check import with_spec
+from gradcheck_lab.pipeline.tracing import with_spec
 from gradcheck_lab.program.sweep import node_adjoints
 from gradcheck_lab.subject.points import make_point
 from gradcheck_lab.subject.probes import make_probes

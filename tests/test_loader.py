@@ -677,6 +677,29 @@ def test_every_let_problem_is_said_at_once_and_not_what_follows_from_one(
                     ":8:10: let.c: undefined name 'qq'"]
 
 
+def test_every_named_output_problem_is_said_at_once_with_the_lets(tmp_path: Path) -> None:
+    bad = tmp_path / "outputs.yaml"
+    bad.write_text("name: outputs\n"
+                   "inputs:\n"
+                   "  x: {shape: [3], init: randn, seed: 1}\n"
+                   "let:\n"
+                   "  a: frob(x)\n"        # unknown function
+                   "output:\n"
+                   "  x: x * 2\n"          # shadows an input
+                   "  p: sum(x) * qq\n"    # undefined name
+                   "  q: 2 * a\n"          # names the failed let: a consequence, not said
+                   "  r: p + 1\n"          # names the failed output p: not said either
+                   "  t: sum(x) > 0\n"     # a condition: an integer tensor
+                   "  u: sum(x)\n")        # fine
+    (error,) = load_file(bad)
+    assert isinstance(error, CaseError)
+    said = [line.removeprefix(str(bad)) for line in error.lines()]
+    assert said == [":5:6: let.a: unknown function 'frob'",
+                    ":7: output.x: 'x' is already an input or a let",
+                    ":8:15: output.p: undefined name 'qq'",
+                    ":11: output.t: output 't' is an integer tensor"]
+
+
 SCHEMA_ONLY = """
 import sys
 sys.modules["torch"] = None  # any import of torch now raises ImportError

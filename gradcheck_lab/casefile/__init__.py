@@ -1,8 +1,10 @@
 """Case file -> parsed case: YAML reading, the format's schema, expressions, validation.
 
 ``yaml_reader`` (YAML with line marks, no code), ``schema`` (the format, defined once),
-``expr`` (expression text -> program IR), ``loader`` (validation into a ``Case``) and
-``selection`` (one case of a file, for the commands that take one). Only this package reads
+``expr`` (expression text -> program IR), ``loader`` (validation into a ``Case``), with
+``locating`` (a key's line and column; expressions parsed at a key, their problems said
+together) and ``calling`` (constants, named outputs, params, surrogates), and ``selection``
+(one case of a file, for the commands that take one). Only this package reads
 case files.
 """
 

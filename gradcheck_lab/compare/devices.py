@@ -24,8 +24,9 @@ def compare_devices(reference: Gradients, results: OracleResults, rule: Toleranc
                                                          results.autograd.per_probe,
                                                          strict=True)):
             r, o = ref_grads[name].reshape(-1), other_grads[name].reshape(-1)
-            terms = (results.symbolic.term_magnitudes[k][name].reshape(-1)
-                     if results.symbolic.term_magnitudes else 0.0)
+            symbolic = results.symbolic
+            terms = (symbolic.term_magnitudes[k][name].reshape(-1)
+                     if symbolic is not None and symbolic.term_magnitudes else 0.0)
             bound = rule.bound(r, gradient_scale(r), terms)
             with np.errstate(all="ignore"):
                 errors = np.abs(r - o)

@@ -13,7 +13,7 @@ import dataclasses
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TypeVar, overload
 
 import numpy as np
 
@@ -155,14 +155,32 @@ def finite_or_inf(error: float) -> float:
 
 # -- deciding ------------------------------------------------------------------------------------
 
-def agree(a: np.ndarray, b: np.ndarray, bound: np.ndarray) -> np.ndarray:
-    """Elementwise agreement; NaN or inf on either side never agrees."""
+@overload
+def agree(a: np.ndarray, b: np.ndarray | float, bound: np.ndarray | float) -> np.ndarray: ...
+
+
+@overload
+def agree(a: float, b: float, bound: float) -> np.bool_: ...
+
+
+def agree(a: np.ndarray | float, b: np.ndarray | float, bound: np.ndarray | float
+          ) -> np.ndarray | np.bool_:
+    """Elementwise agreement; NaN or inf on either side never agrees (of numbers: one numpy
+    bool)."""
     with np.errstate(all="ignore"):
         close = np.abs(a - b) <= bound
     return close & np.isfinite(a) & np.isfinite(b)
 
 
-def same_nonfinite(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+@overload
+def same_nonfinite(a: np.ndarray, b: np.ndarray | float) -> np.ndarray: ...
+
+
+@overload
+def same_nonfinite(a: float, b: float) -> np.bool_: ...
+
+
+def same_nonfinite(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray | np.bool_:
     """Both nan, or the same signed infinity: outside the domain (or overflowing) alike."""
     with np.errstate(all="ignore"):
         return (np.isnan(a) & np.isnan(b)) | (np.isinf(a) & (a == b))

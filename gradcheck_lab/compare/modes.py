@@ -127,12 +127,13 @@ def compare_hvp(probes: tuple[Probe, ...], symbolic: tuple[dict[str, np.ndarray]
             continue
         shape = symbolic[0][name].shape
         elements = len({row[2] for row in rows})
-        for error, k, flat, s_value, a_value, f_value, allowed, odd in worst(
+        for error, k, element, s_value, a_value, f_value, allowed, odd in worst(
                 rows, lambda row: row[0]):
             found.mismatches.append(mismatch(
                 name, (SYMBOLIC, AUTOGRAD), odd, {SYMBOLIC: s_value, AUTOGRAD: a_value,
                                                   FD: f_value}, error, s_value, allowed,
-                check="hvp", flat=flat, shape=shape, probes=probes, k=k, elements=elements))
+                check="hvp", flat=element, shape=shape, probes=probes, k=k,
+                elements=elements))
         odd = odd_one_out([row[7] for row in rows])
         who = (f"{odd} is the odd one out" if odd
                else "finite differences could not tell which is right")

@@ -37,31 +37,31 @@ def compare_others(results: OracleResults, rule: ToleranceRule) -> Findings:
 def _one_input(results: OracleResults, rule: ToleranceRule, name: str, input_name: str,
                found: Findings) -> None:
     other_rule = symbolic_rule(exact=False)
-    rows = []
+    rows: list[tuple[float, int, int, float, float, float, str | None]] = []
     for k in range(len(results.probes)):
         o = results.others[name].per_probe[k][input_name].reshape(-1)
         a = results.autograd.per_probe[k][input_name].reshape(-1)
         scale = gradient_scale(o)
         allowed = other_rule.bound(o, scale) + rule.bound(o, scale)
         outside = ~(agree(o, a, allowed) | same_nonfinite(o, a))
-        for flat in np.flatnonzero(outside):
-            rows.append((finite_or_inf(abs(o[flat] - a[flat])), k, int(flat), o[flat], a[flat],
-                         float(allowed[flat]), _odd(results, name, k, input_name, flat,
-                                                    allowed[flat])))
+        for flat in map(int, np.flatnonzero(outside)):
+            rows.append((finite_or_inf(abs(o[flat] - a[flat])), k, flat, float(o[flat]),
+                         float(a[flat]), float(allowed[flat]),
+                         _odd(results, name, k, input_name, flat, float(allowed[flat]))))
     if not rows:
         return
     elements = len({row[2] for row in rows})
     shape = results.point.values[input_name].shape
-    for error, k, flat, o_value, a_value, allowed, odd in worst(rows, lambda row: row[0]):
+    for error, k, flat, o_value, a_value, allowed, row_odd in worst(rows, lambda row: row[0]):
         values = {name: o_value, AUTOGRAD: a_value}
         if results.symbolic is not None:
             values[SYMBOLIC] = results.symbolic.per_probe[k][input_name].reshape(-1)[flat]
         found.mismatches.append(mismatch(
-            input_name, (name, AUTOGRAD), odd, values, error, o_value, allowed, flat=flat,
+            input_name, (name, AUTOGRAD), row_odd, values, error, o_value, allowed, flat=flat,
             shape=shape, probes=results.probes, k=k, elements=elements))
-    odd = {row[6] for row in rows}
-    who = f"{odd.pop()} is the odd one out" if len(odd) == 1 and None not in odd else (
-        "nobody could be named odd")
+    named = {row[6] for row in rows}
+    odd = named.pop() if len(named) == 1 else None
+    who = f"{odd} is the odd one out" if odd is not None else "nobody could be named odd"
     found.summary.append(f"{name} and autograd disagree: {input_name} "
                          f"({count_text(elements)}); {who}")
 

@@ -59,7 +59,7 @@ def diagnose(name: str, shape: tuple[int, ...], probes: Sequence[Probed],
     if _transposed(shape, probes):
         return (f"autograd = {reference}ᵀ on every element of {name}: the gradient is "
                 "transposed (rows and columns swapped, or broadcast along the wrong dim)")
-    wrong = set()
+    wrong: set[int] = set()
     for p in probes:
         wrong.update(int(f) for f in np.flatnonzero(~p.agrees))
     if len(wrong) == 1 and _size(shape) > 1:

@@ -158,7 +158,7 @@ def compare_hvp_two_way(probes: tuple[Probe, ...], autograd: tuple[dict[str, np.
     found = Findings()
     compared = confirmed = 0
     for name in autograd[0]:
-        rows = []
+        rows: list[tuple[float, int, int, float, float, float]] = []
         for k in range(len(probes)):
             a = autograd[k][name].reshape(-1)
             f, bf = fd[k][name][0].reshape(-1), FD_SAFETY * fd[k][name][1].reshape(-1)
@@ -174,10 +174,10 @@ def compare_hvp_two_way(probes: tuple[Probe, ...], autograd: tuple[dict[str, np.
         if not rows:
             continue
         elements = len({row[2] for row in rows})
-        for error, k, flat, a_value, f_value, allowed in worst(rows, lambda row: row[0]):
+        for error, k, flat, a_value, f_value, limit in worst(rows, lambda row: row[0]):
             found.mismatches.append(mismatch(
                 name, (AUTOGRAD, FD), AUTOGRAD, {AUTOGRAD: a_value, FD: f_value}, error,
-                f_value, allowed, check="hvp", flat=flat, shape=autograd[0][name].shape,
+                f_value, limit, check="hvp", flat=flat, shape=autograd[0][name].shape,
                 probes=probes, k=k, elements=elements))
         why = ("; its first-order gradient does not require grad: the backward ran under "
                "no_grad or on detached tensors, so it cannot be differentiated again"

@@ -36,6 +36,7 @@ class ValueGap:
 
 
 def value_gap(results: OracleResults, rule: ToleranceRule) -> ValueGap:
+    assert results.symbolic is not None  # a three-way comparison: the spec's gradients are in
     s = np.asarray(results.symbolic.value, dtype=np.float64).reshape(-1)
     a = np.asarray(results.autograd.value, dtype=np.float64).reshape(-1)
     scale = gradient_scale(s)
@@ -84,11 +85,12 @@ def compare_expectation(results: OracleResults, rule: ToleranceRule,
     and autograd agree with each other, the answer is the odd one out."""
     findings = Findings()
     key, target = expectation.key, expectation.target
+    sym, ag = results.symbolic, results.autograd
+    assert sym is not None  # a three-way comparison: the spec's gradients are in
     if expectation.literal is not None:
         expected = np.vectorize(float, otypes=[np.float64])(expectation.literal)
     else:
-        expected = np.asarray(results.symbolic.roots[key], dtype=np.float64)
-    sym, ag = results.symbolic, results.autograd
+        expected = np.asarray(sym.roots[key], dtype=np.float64)
     if target == "value":
         s, a, shape = sym.value, ag.value, np.shape(sym.value)
         scale = gradient_scale(np.asarray(s, dtype=np.float64).reshape(-1))

@@ -117,7 +117,7 @@ def _all_outside(results: OracleResults, tally: FdTally) -> bool:
 
 
 def _outside_message(results: OracleResults) -> str:
-    where = "; ".join(results.symbolic.domain) or "the gradient is not finite anywhere"
+    where = "; ".join(results.three_way.domain) or "the gradient is not finite anywhere"
     return (f"{where}: every gradient element is nan or infinite there, for symbolic and "
             "autograd alike, so nothing can be compared")
 
@@ -126,7 +126,7 @@ def _domain_notes(results: OracleResults, tally: FdTally) -> list[str]:
     if not tally.outside:
         return []
     counted = ", ".join(f"{len(flats)} of {name}" for name, flats in tally.outside.items())
-    where = "; ".join(results.symbolic.domain) or "where the gradient is not finite"
+    where = "; ".join(results.three_way.domain) or "where the gradient is not finite"
     return [f"{where}: symbolic and autograd give the same nan or infinity at {counted} "
             "gradient element(s), not compared as numbers (autograd must agree in kind there, "
             "and does)"]

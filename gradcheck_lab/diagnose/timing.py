@@ -10,6 +10,7 @@ CPU threads are fixed while timing (1 by default: shared machines are noisy) and
 from __future__ import annotations
 
 import contextlib
+import functools
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -151,7 +152,7 @@ def measure(timed: TimedPass, settings: TimingSettings = TimingSettings()) -> Ti
         samples = []
         for _ in range(rounds):
             args, kwargs = timed.setup()
-            samples.append(clock(lambda a=args, k=kwargs: timed.target(*a, **k)))
+            samples.append(clock(functools.partial(timed.target, *args, **kwargs)))
     return TimingStats(statistics.median(samples), interquartile_range(samples), rounds,
                        threads, "cuda events" if timed.on_cuda else "time.perf_counter")
 

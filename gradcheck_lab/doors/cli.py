@@ -14,10 +14,13 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from gradcheck_lab.options import CLI, Option, options_of
 from gradcheck_lab.version import __version__
+
+if TYPE_CHECKING:
+    from gradcheck_lab.results import Result
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM, as shells report
@@ -272,7 +275,7 @@ def explain_command(args: argparse.Namespace) -> int:
     from gradcheck_lab.casefile.selection import select_case
     from gradcheck_lab.errors import GradcheckLabError
     from gradcheck_lab.inspect.explain import explain
-    from gradcheck_lab.pipeline.case_check import with_spec
+    from gradcheck_lab.pipeline.tracing import with_spec
 
     try:
         case = with_spec(select_case(args.case))
@@ -288,7 +291,7 @@ def drawing_command(args: argparse.Namespace) -> int:
     from gradcheck_lab.casefile.selection import select_case
     from gradcheck_lab.errors import GradcheckLabError
     from gradcheck_lab.inspect.graph import FORMATS
-    from gradcheck_lab.pipeline.case_check import with_spec
+    from gradcheck_lab.pipeline.tracing import with_spec
 
     if args.output.suffix.lower() not in FORMATS:
         return command_error(args.command, f"-o {args.output}: the suffix chooses the format: "
@@ -356,7 +359,8 @@ def run_command(args: argparse.Namespace) -> int:
     # stderr. A reader of stdout that goes away ends the terminal report, not the run.
     to_stdout = STDOUT in (str(args.json), str(args.jsonl))
     stream = GuardedStream(sys.stderr if to_stdout else sys.stdout)
-    report = TerminalReport(Console(file=stream, highlight=False, markup=False),
+    # rich types file= as IO[str]; it only writes, flushes and asks what the stream has.
+    report = TerminalReport(Console(file=cast(IO[str], stream), highlight=False, markup=False),
                             verbose=args.verbose or args.debug,
                             quiet=args.quiet and not (args.verbose or args.debug))
     report.header(env)
@@ -407,7 +411,7 @@ def _checked(args: argparse.Namespace, settings: Any, keep: Any, report: Any, li
     return None
 
 
-def _ran_environment(results: list[Any], threads: int) -> dict[str, Any]:
+def _ran_environment(results: list[Any], threads: int | None) -> dict[str, Any]:
     """The report's environment, with whether cuda is here read from torch where a case ran
     (in worker processes, this one may not have loaded torch)."""
     from gradcheck_lab.results import environment
@@ -433,7 +437,10 @@ def case_filter(expression: str) -> Any:
     def keep(case: Any) -> bool:
         ident = f"{case.file}::{case.name}".lower()
         # pytest 8.3+ hands keyword arguments too (name(key=value)): never a match here.
-        return compiled.evaluate(lambda word, **kwargs: not kwargs and word.lower() in ident)
+        def matches(word: str, /, **kwargs: str | int | bool | None) -> bool:
+            return not kwargs and word.lower() in ident
+
+        return compiled.evaluate(matches)
 
     return keep
 
@@ -497,7 +504,7 @@ def command_line_error(message: str) -> int:
     return EXIT_ERROR
 
 
-def exit_status(results: Sequence[object]) -> int:
+def exit_status(results: Sequence[Result]) -> int:
     statuses = {r.status for r in results}
     if not results or "error" in statuses:
         return EXIT_ERROR

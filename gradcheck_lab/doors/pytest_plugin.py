@@ -20,14 +20,18 @@ import functools
 import json
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from gradcheck_lab.doors.pytest_reports import case_failure, parse_own_id
 from gradcheck_lab.visible import visible
+
+if TYPE_CHECKING:
+    from _pytest._code.code import TracebackStyle  # repr_failure's style= (pytest 8+)
+    from pluggy import Result  # a hook wrapper's outcome (pluggy 1.1+)
 
 CASE_SUFFIXES = (".yaml", ".yml")
 # Under a directory named on the command line, only YAML that looks like a case file is
@@ -330,7 +334,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     _keep_shard(config, items)
     if not _own_benchmark_flag(config):
         return
-    keep, drop = [], []
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
     for item in items:
         timing = isinstance(item, (TimingItem, InvalidCaseItem)) or (
             "benchmark" in getattr(item, "fixturenames", ()))
@@ -372,7 +377,8 @@ def _keep_shard(config: pytest.Config, items: list[pytest.Item]) -> None:
     except ValueError:
         raise pytest.UsageError(f"gradcheck-lab: --gradcheck-shard {given}: expected K/N with "
                                 "1 <= K <= N (3/4: the third of four shards)") from None
-    keep, dropped = [], []
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
     for item in items:
         (keep if shard_of(item.nodeid, n) == k else dropped).append(item)
     if dropped:
@@ -395,7 +401,8 @@ def pytest_report_teststatus(report: pytest.TestReport,
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Generator[None, Result[pytest.TestReport], None]:
     """A skip of a case's item is reported at the case's YAML file and line (``-rs``), not at
     the line of this plugin that skipped it."""
     outcome = yield
@@ -670,7 +677,7 @@ class CaseItem(pytest.Item):
             raise CaseFailedError(result)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
-                     style: str | None = None) -> Any:
+                     style: TracebackStyle | None = None) -> Any:
         if isinstance(excinfo.value, CaseFailedError):
             from gradcheck_lab.doors.render import failure_text
 
@@ -712,7 +719,7 @@ class InvalidCaseItem(pytest.Item):
         raise CaseFailedError(self.error)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
-                     style: str | None = None) -> Any:
+                     style: TracebackStyle | None = None) -> Any:
         if isinstance(excinfo.value, CaseFailedError):
             text = "\n".join(self.error.lines())  # every problem at once, a line each
             return case_failure(text, self.path, self.error.line, self.error.render(),

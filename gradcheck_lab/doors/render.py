@@ -9,7 +9,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from rich.console import Console, RenderableType
+from rich.console import Console, JustifyMethod, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -19,6 +19,8 @@ from gradcheck_lab.results import Mismatch, Result
 STATUS_STYLE = {"pass": "green", "fail": "bold red", "error": "bold magenta", "skip": "yellow"}
 # pytest and the API: wide enough for the table's columns, narrow enough for a CI log.
 PLAIN_WIDTH = 140
+# What a failure's report is laid out to fit: its heading wraps before the verdict past it.
+REPORT_WIDTH = 100
 
 
 def failure_report(result: Result, header: str | None = None,
@@ -29,8 +31,12 @@ def failure_report(result: Result, header: str | None = None,
     cause and the next step; the notes and the settings line follow with ``verbose`` (the
     command line's and pytest's -v; always in --json)."""
     where = header or f"{result.location}: {result.label}"
+    # One line where it fits a report's width; else where, and the verdict under it.
+    heading = (f"{where}: {result.message}"
+               if len(where) + len(result.message) + 2 <= REPORT_WIDTH
+               else f"{where}:\n{result.message}")
     parts: list[RenderableType] = [
-        Text(f"{where}: {result.message}", style="bold red"),
+        Text(heading, style="bold red"),
         mismatch_table(result.mismatches),
         *(Text(line, style="dim") for line in where_legend(result.mismatches)),
         *(Text(f"diagnosis: {diagnosis}", style="bold") for diagnosis in result.diagnoses),
@@ -39,7 +45,8 @@ def failure_report(result: Result, header: str | None = None,
         parts += [*(Text(f"note: {note}", style="dim") for note in result.notes),
                   Text(settings_line(result), style="dim")]
     else:
-        parts.append(Text(next_step(result), style="dim"))
+        parts += [Text(next_step(result), style="dim"),
+                  Text("-v adds the notes and the settings", style="dim")]
     return parts
 
 
@@ -63,7 +70,7 @@ def next_step(result: Result) -> str:
     odd = {m.odd_oracle for m in result.mismatches}
     look = (f"look at {backward}" if backward and "autograd" in odd else
             "`gradcheck-lab explain` shows the spec's formulas and each oracle's values")
-    return f"next: {look}; -v adds the notes and the settings"
+    return f"next: {look}"
 
 
 def print_failure(console: Console, result: Result, header: str | None = None,
@@ -124,10 +131,14 @@ def mismatch_table(mismatches: Iterable[Mismatch]) -> Table:
     value_columns = [(key, header) for key, header in _ORACLE_COLUMNS if key in present]
     value_columns += [(key, key) for key in present
                       if key not in {k for k, _ in _ORACLE_COLUMNS}]
-    table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
-    columns = [("what", "left"), ("where", "left"), ("odd one out", "left"),
-               *((header, "right") for _, header in value_columns),
-               ("abs err", "right"), ("rel err", "right"), ("allowed", "right")]
+    # One space between columns (collapsed padding): the worst elements of a small case fit
+    # REPORT_WIDTH.
+    table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold",
+                  collapse_padding=True)
+    columns: list[tuple[str, JustifyMethod]] = [
+        ("what", "left"), ("where", "left"), ("odd one out", "left"),
+        *((header, "right") for _, header in value_columns),
+        ("abs err", "right"), ("rel err", "right"), ("allowed", "right")]
     for column, justify in columns:
         table.add_column(column, justify=justify, no_wrap=True)
     shown: set[str] = set()

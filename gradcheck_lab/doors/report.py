@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 from rich.text import Text
 
@@ -130,9 +130,11 @@ def summary_table(results: list[Result]) -> Table:
     # The file column where the results come from more than one file (two cases of one name
     # in two files are told apart); from one, each failure's heading names it.
     files = len({result.file for result in results}) > 1
-    columns = [("case", "left"), *([("file", "left")] if files else []), ("dtype", "left"),
-               ("device", "left"), ("status", "left"), ("worst rel err", "right"),
-               ("odd one out", "left"), (COST_HEADER, "right")]
+    columns: list[tuple[str, JustifyMethod]] = [
+        ("case", "left"), ("dtype", "left"), ("device", "left"), ("status", "left"),
+        ("worst rel err", "right"), ("odd one out", "left"), (COST_HEADER, "right")]
+    if files:
+        columns.insert(1, ("file", "left"))
     if timed:
         columns.append(("timings", "left"))
     for column, justify in columns:
@@ -142,10 +144,11 @@ def summary_table(results: list[Result]) -> Table:
     for result, worst in zip(results, worst_errors, strict=True):
         odd = sorted({m.odd_oracle for m in result.mismatches if m.odd_oracle})
         units = result.counts.get("cost_units")
-        row = [result.case, *([result.location] if files else []), result.dtype or "",
-               result.device or "",
-               Text(result.status, style=STATUS_STYLE[result.status]), worst, ", ".join(odd),
-               f"{units:,}" if units else ""]
+        row: list[str | Text] = [
+            result.case, *([result.location] if files else []), result.dtype or "",
+            result.device or "",
+            Text(result.status, style=STATUS_STYLE[result.status]), worst, ", ".join(odd),
+            f"{units:,}" if units else ""]
         if timed:
             row.append(timings_text(result.timings) if result.timings else "")
         table.add_row(*row)

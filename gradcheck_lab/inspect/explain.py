@@ -64,12 +64,15 @@ def explain(case: Case, dtype: str, latex: bool = False) -> str:
         raise located(case, exc) from None
 
 
-class _Explainer:
-    def __init__(self, case: Case, point: Point, latex: bool) -> None:
+class _Derivation:
+    """The values and local derivatives: the program's values at the point, the gradients
+    and adjoints of the check's first probe, and each step as a sympy expression of the
+    names it uses, differentiated and evaluated there."""
+
+    def __init__(self, case: Case, point: Point) -> None:
         self.case = case
         self.program = case.program
         self.point = point
-        self.latex = latex
         self.names = node_names(self.program)
         program = self.program
         self.env = symbolic.numpy_forward(
@@ -81,117 +84,7 @@ class _Explainer:
         self.adjoints = node_adjoints(program, self.env, self.probe.cotangent)
         self.subject = OUTPUT if self.probe.label == "output" else self.probe.label
 
-    def text(self) -> str:
-        lines = self._header()
-        needed = self.program.needed_for([self.program.output])
-        if all(self.program.nodes[i].shape == () for i in needed):
-            # A scalar graph's sections are sympy formulas of every node.
-            symbolic.check_within_sympy_recursion(self.program, hint="")
-            lines += self._scalar_sections()
-        else:
-            lines += self._tensor_sections()
-        return "\n".join(lines) + "\n"
-
-    # --- common ---------------------------------------------------------------------------
-
-    def _header(self) -> list[str]:
-        case = self.case
-        where = f"{case.file}:{case.line}" if case.line is not None else case.file
-        lines = [f"{case.name} ({where})" + (f": {case.description}" if case.description
-                                              else "")]
-        of = ("the output" if self.subject == OUTPUT
-              else f"{self.subject} (the first of the check's cotangents)")
-        lines.append(f"point: {self.point.dtype}; gradients of {of}: {self.gradients.method}")
-        if case.impl is not None:
-            spec = ("spec traced from the impl's forward (no output: written)" if case.traced
-                    else "spec (output:)")
-            lines.append(f"impl {case.impl_label} is what autograd checks; this explains the "
-                         f"{spec} that the symbolic oracle differentiates")
-        lines += [f"note: {kink}" for kink in self.gradients.kinks]
-        return lines
-
-    def _partial(self, of: str, wrt: str) -> str:
-        if self.latex:
-            import sympy
-
-            return (rf"\frac{{\partial {sympy.latex(sympy.Symbol(of))}}}"
-                    rf"{{\partial {sympy.latex(sympy.Symbol(wrt))}}}")
-        return f"∂{of}/∂{wrt}"
-
-    def _formula(self, left: str, expression: Any, value: float | None,
-                 indent: str = _INDENT) -> list[str]:
-        """``left = formula = value``, sympy's 2-D layout on the formula's baseline; a formula
-        too wide for that in sympy's one-line form, wrapped below ``left``."""
-        import sympy
-        from sympy.printing.pretty.pretty import PrettyPrinter
-        from sympy.printing.pretty.stringpict import prettyForm
-
-        tail = "" if value is None else f" = {format_number(value)}"
-        size = len(str(expression))
-        if size > MAX_FORMULA_CHARACTERS:
-            return [f"{indent}{left}{tail}  (sympy's formula has {size} characters: too long "
-                    "to print)"]
-        if self.latex:
-            return [f"{indent}{left} = {sympy.latex(expression)}{tail}"]
-        form = PrettyPrinter({"use_unicode": True, "wrap_line": False})._print(expression)
-        if form.width() <= PRETTY_WIDTH:
-            form = prettyForm(*form.left(f"{indent}{left} = "))
-            form = prettyForm(*form.right(tail))
-            return [row.rstrip() for row in form.render(wrap_line=False).splitlines()]
-        # Too wide for a 2-D layout (it would wrap into unreadable strips). Non-breaking
-        # spaces after commas keep "x[0, 4]" on one line.
-        rows = [row.replace("\u00a0", " ") for row in textwrap.wrap(
-            str(expression).replace(", ", ",\u00a0"), PRETTY_WIDTH, break_on_hyphens=False)]
-        return [f"{indent}{left} =", *(f"{indent}{_INDENT * 2}{row}" for row in rows),
-                *([f"{indent}{_INDENT}{tail.strip()}"] if tail else [])]
-
-    # --- scalar cases ---------------------------------------------------------------------
-
-    def _scalar_sections(self) -> list[str]:
-        program = self.program
-        steps = self._steps()
-        lines = ["", "values at the point"]
-        for name, index in program.inputs.items():
-            role = "" if program.nodes[index].needs_grad else "  (no gradient)"
-            lines.append(f"{_INDENT}{name} = {describe_array(self.env[index])}{role}")
-        for step in steps:
-            spelled = spell(program, step.index, self.names) if step.name == self.names.get(
-                step.index) else ", ".join(step.uses)
-            lines.append(f"{_INDENT}{step.name} = {spelled} = "
-                         f"{describe_array(self.env[step.index])}")
-
-        local: dict[tuple[str, str], float] = {}
-        lines += ["", "local derivatives (each step with respect to the names it uses)"]
-        reached = self._reached(steps)
-        for step in reversed(steps):
-            if step.name not in reached:
-                continue
-            for used in step.uses:
-                if not self._needs_grad(used):
-                    continue
-                derivative = _diff(step.expression, used)
-                value = self._evaluate(derivative)
-                local[(step.name, used)] = value
-                lines += self._formula(self._partial(step.name, used), derivative,
-                                       None if derivative.is_Number else value)
-
-        lines += ["", "chain rule (a sum over paths from the output, of the products of the "
-                      "local derivatives)"]
-        uses = {step.name: [u for u in step.uses if self._needs_grad(u)] for step in steps}
-        gradient = self.gradients.per_probe[0]
-        for name in gradient:
-            lines += self._chain(name, uses, local, float(gradient[name]))
-
-        lines += ["", "gradients (sympy's derivative of the whole expression)"]
-        whole = self._whole_output(element_symbols=False)
-        for name in gradient:
-            formula = _simplified(_diff(whole, name))
-            # A number needs no "= value" after it (0 for an input the output ignores).
-            lines += self._formula(self._partial(OUTPUT, name), formula,
-                                   None if formula.is_Number else float(gradient[name]))
-        return lines
-
-    def _steps(self) -> list[_Step]:
+    def steps(self) -> list[_Step]:
         """Each let, then the output, as an expression of the names it uses directly."""
         import sympy
 
@@ -211,6 +104,21 @@ class _Explainer:
                                tuple(self.names[i] for i in uses)))
         return steps
 
+    def local_derivatives(self, steps: list[_Step]) -> list[tuple[str, str, Any, float]]:
+        """(step, used name, ∂step/∂used, its value) for each step the output depends on,
+        from the output down, over the names it uses that carry a gradient."""
+        found = []
+        reached = self._reached(steps)
+        for step in reversed(steps):
+            if step.name not in reached:
+                continue
+            for used in step.uses:
+                if not self.needs_grad(used):
+                    continue
+                derivative = _diff(step.expression, used)
+                found.append((step.name, used, derivative, self._evaluate(derivative)))
+        return found
+
     def _reached(self, steps: list[_Step]) -> set[str]:
         """Names of the steps the output depends on (a let nobody uses has no gradient)."""
         by_name = {step.name: step for step in steps}
@@ -223,34 +131,9 @@ class _Explainer:
             stack.extend(by_name[name].uses)
         return reached
 
-    def _needs_grad(self, name: str) -> bool:
+    def needs_grad(self, name: str) -> bool:
         index = self.program.inputs.get(name, self.program.lets.get(name))
         return index is not None and self.program.nodes[index].needs_grad
-
-    def _chain(self, name: str, uses: dict[str, list[str]], local: dict[tuple[str, str], float],
-               total: float) -> list[str]:
-        paths = _paths(OUTPUT, name, uses, MAX_PATHS)
-        left = f"{_INDENT}{self._partial(OUTPUT, name)} = {format_number(total)}"
-        if paths is None:
-            return [f"{left}  (a sum over more than {MAX_PATHS} paths)"]
-        if not paths:
-            return [f"{left}  (the output does not depend on {name})"]
-        times = r" \cdot " if self.latex else " · "
-        products = []
-        for path in paths:
-            symbols = times.join(self._partial(a, b) for a, b in path)
-            numbers = times.join(_factor(local[edge]) for edge in path)
-            product = float(np.prod([local[edge] for edge in path]))
-            products.append((symbols, numbers, product))
-        if len(paths) == 1:
-            symbols, numbers, _ = products[0]
-            if len(paths[0]) == 1:  # a direct use: nothing to multiply
-                return [left]
-            return [f"{_INDENT}{self._partial(OUTPUT, name)} = {symbols} = {numbers} = "
-                    f"{format_number(total)}"]
-        return [f"{left}, the sum of {len(paths)} paths:",
-                *(f"{_INDENT * 3}{symbols} = {numbers} = {format_number(product, 8)}"
-                  for symbols, numbers, product in products)]
 
     def _evaluate(self, expression: Any) -> float:
         """The value at the point: names replaced by their exact binary values."""
@@ -276,78 +159,7 @@ class _Explainer:
         result = sympy.sympify(expression, strict=True).xreplace(values)
         return sympy_to_float(result.evalf(30))
 
-    # --- tensor cases ---------------------------------------------------------------------
-
-    def _tensor_sections(self) -> list[str]:
-        program = self.program
-        gradient = self.gradients.per_probe[0]
-        lines = ["", "inputs"]
-        width = max(len(name) for name in program.inputs)
-        for name, index in program.inputs.items():
-            value = self.env[index]
-            text = f"{_INDENT}{name:<{width}}  {describe_array(value)}"
-            if name in gradient and gradient[name].shape == ():
-                text += f"; grad {format_number(float(gradient[name]), 6)}"
-            elif name in gradient:
-                grad = gradient[name]
-                text += f"; grad norm {format_number(norm(grad), 4)}"
-                if grad.size > 1 and np.isfinite(grad).any():
-                    where = np.unravel_index(int(np.nanargmax(np.abs(grad))), grad.shape)
-                    text += (f", largest |grad| {format_number(abs(float(grad[where])), 4)} "
-                             f"at {name}{index_text(where)}")
-            else:
-                text += "; no gradient"
-            lines.append(text)
-
-        lines += ["", "op chain (each step, then its ops in evaluation order: shape, value, "
-                      f"∂{self.subject}/∂op; a tensor by its norm)"]
-        rows: list[tuple[str, str] | str] = []
-        for name, index in [*program.lets.items(), (OUTPUT, program.output)]:
-            if self.names[index] != name:
-                rows.append(f"{_INDENT}{name} = {self.names[index]}")
-                continue
-            rows.append(f"{_INDENT}{name} = {spell(program, index, self.names)}")
-            key = "output" if name == OUTPUT else f"let.{name}"
-            for node in program.nodes:
-                value = self.env.get(node.index)
-                # value None: a let nothing needs, which the forward did not evaluate
-                if node.key != key or node.op in ("input", "const") or value is None:
-                    continue
-                numbers = _value_and_gradient(value, self.adjoints.get(node.index))
-                rows.append((f"{_INDENT * 2}{spell(program, node.index, self.names, depth=1)}",
-                             f"{list(node.shape)}  {numbers}"))
-        width = max((len(row[0]) for row in rows if isinstance(row, tuple)), default=0)
-        lines += [row if isinstance(row, str) else f"{row[0]:<{width}}  {row[1]}"
-                  for row in rows]
-        value = self.env[program.output]
-        lines.append(f"{_INDENT}value of the output: {describe_array(value)}")
-        lines += ["", "representative element"]
-        lines += self._representative(gradient)
-        return lines
-
-    def _representative(self, gradient: dict[str, np.ndarray]) -> list[str]:
-        """The formula of the largest gradient element, when the exact oracle affords it."""
-        if not symbolic.exact_is_affordable(self.program):
-            return [f"{_INDENT}(no per-element formula: the case is larger than the exact "
-                    "oracle handles; the gradients come from the rule sweep)"]
-        candidates = [(abs(float(g.reshape(-1)[k])), name, k) for name, g in gradient.items()
-                      for k in range(g.size) if np.isfinite(g.reshape(-1)[k])]
-        if not candidates:
-            return [f"{_INDENT}(no differentiated input)"]
-        _, name, flat = max(candidates, key=lambda item: item[0])
-        shape = gradient[name].shape
-        element = np.unravel_index(flat, shape) if shape else ()
-        symbol = name + index_text(element)
-        output = self._whole_output(element_symbols=True)
-        cotangent = np.asarray(self.probe.cotangent, dtype=np.float64)
-        k = int(np.argmax(np.abs(cotangent.reshape(-1))))
-        of = OUTPUT if not cotangent.shape else OUTPUT + index_text(
-            np.unravel_index(k, cotangent.shape))
-        formula = _simplified(_diff(output.reshape(-1)[k], symbol))
-        return self._formula(self._partial(of, symbol), formula,
-                             float(gradient[name].reshape(-1)[flat]))
-
-    def _whole_output(self, element_symbols: bool) -> Any:
+    def whole_output(self, element_symbols: bool) -> Any:
         """The output in one symbol per input element (``x[0, 1]``, or ``x`` for a scalar);
         integer inputs (class targets) as their values."""
         import sympy
@@ -364,6 +176,239 @@ class _Explainer:
             given[index] = symbols
         values, _ = _sympy_values(self.program, self.program.output, given)
         return values.item() if not element_symbols and values.shape == () else values
+
+
+class _Formulas:
+    """The chain-rule and formulas text: partial derivatives and ``left = formula = value``
+    lines (sympy's 2-D layout, or LaTeX), the chain rule's products along paths, and the
+    gradient formulas sympy derives from the whole expression."""
+
+    def __init__(self, derivation: _Derivation, latex: bool) -> None:
+        self.derivation = derivation
+        self.latex = latex
+
+    def partial(self, of: str, wrt: str) -> str:
+        if self.latex:
+            import sympy
+
+            return (rf"\frac{{\partial {sympy.latex(sympy.Symbol(of))}}}"
+                    rf"{{\partial {sympy.latex(sympy.Symbol(wrt))}}}")
+        return f"∂{of}/∂{wrt}"
+
+    def formula(self, left: str, expression: Any, value: float | None,
+                indent: str = _INDENT) -> list[str]:
+        """``left = formula = value``, sympy's 2-D layout on the formula's baseline; a formula
+        too wide for that in sympy's one-line form, wrapped below ``left``."""
+        import sympy
+        from sympy.printing.pretty.pretty import PrettyPrinter
+        from sympy.printing.pretty.stringpict import prettyForm
+
+        tail = "" if value is None else f" = {format_number(value)}"
+        size = len(str(expression))
+        if size > MAX_FORMULA_CHARACTERS:
+            return [f"{indent}{left}{tail}  (sympy's formula has {size} characters: too long "
+                    "to print)"]
+        if self.latex:
+            return [f"{indent}{left} = {sympy.latex(expression)}{tail}"]
+        form = PrettyPrinter({"use_unicode": True, "wrap_line": False})._print(expression)
+        if form.width() <= PRETTY_WIDTH:
+            form = prettyForm(*form.left(f"{indent}{left} = "))
+            form = prettyForm(*form.right(tail))
+            return [row.rstrip() for row in form.render(wrap_line=False).splitlines()]
+        # Too wide for a 2-D layout (it would wrap into unreadable strips). Non-breaking
+        # spaces after commas keep "x[0, 4]" on one line.
+        rows = [row.replace("\u00a0", " ") for row in textwrap.wrap(
+            str(expression).replace(", ", ",\u00a0"), PRETTY_WIDTH, break_on_hyphens=False)]
+        return [f"{indent}{left} =", *(f"{indent}{_INDENT * 2}{row}" for row in rows),
+                *([f"{indent}{_INDENT}{tail.strip()}"] if tail else [])]
+
+    def chain(self, name: str, uses: dict[str, list[str]], local: dict[tuple[str, str], float],
+              total: float) -> list[str]:
+        paths = _paths(OUTPUT, name, uses, MAX_PATHS)
+        left = f"{_INDENT}{self.partial(OUTPUT, name)} = {format_number(total)}"
+        if paths is None:
+            return [f"{left}  (a sum over more than {MAX_PATHS} paths)"]
+        if not paths:
+            return [f"{left}  (the output does not depend on {name})"]
+        times = r" \cdot " if self.latex else " · "
+        products = []
+        for path in paths:
+            symbols = times.join(self.partial(a, b) for a, b in path)
+            numbers = times.join(_factor(local[edge]) for edge in path)
+            product = float(np.prod([local[edge] for edge in path]))
+            products.append((symbols, numbers, product))
+        if len(paths) == 1:
+            symbols, numbers, _ = products[0]
+            if len(paths[0]) == 1:  # a direct use: nothing to multiply
+                return [left]
+            return [f"{_INDENT}{self.partial(OUTPUT, name)} = {symbols} = {numbers} = "
+                    f"{format_number(total)}"]
+        return [f"{left}, the sum of {len(paths)} paths:",
+                *(f"{_INDENT * 3}{symbols} = {numbers} = {format_number(product, 8)}"
+                  for symbols, numbers, product in products)]
+
+    def whole_gradients(self, gradient: dict[str, np.ndarray]) -> list[str]:
+        """Each input's gradient formula, from the whole output in the inputs' symbols."""
+        lines = []
+        whole = self.derivation.whole_output(element_symbols=False)
+        for name in gradient:
+            formula = _simplified(_diff(whole, name))
+            # A number needs no "= value" after it (0 for an input the output ignores).
+            lines += self.formula(self.partial(OUTPUT, name), formula,
+                                  None if formula.is_Number else float(gradient[name]))
+        return lines
+
+    def representative(self, gradient: dict[str, np.ndarray]) -> list[str]:
+        """The formula of the largest gradient element, when the exact oracle affords it."""
+        derivation = self.derivation
+        if not symbolic.exact_is_affordable(derivation.program):
+            return [f"{_INDENT}(no per-element formula: the case is larger than the exact "
+                    "oracle handles; the gradients come from the rule sweep)"]
+        candidates = [(abs(float(g.reshape(-1)[k])), name, k) for name, g in gradient.items()
+                      for k in range(g.size) if np.isfinite(g.reshape(-1)[k])]
+        if not candidates:
+            return [f"{_INDENT}(no differentiated input)"]
+        _, name, flat = max(candidates, key=lambda item: item[0])
+        shape = gradient[name].shape
+        element = np.unravel_index(flat, shape) if shape else ()
+        symbol = name + index_text(element)
+        output = derivation.whole_output(element_symbols=True)
+        cotangent = np.asarray(derivation.probe.cotangent, dtype=np.float64)
+        k = int(np.argmax(np.abs(cotangent.reshape(-1))))
+        of = OUTPUT if not cotangent.shape else OUTPUT + index_text(
+            np.unravel_index(k, cotangent.shape))
+        formula = _simplified(_diff(output.reshape(-1)[k], symbol))
+        return self.formula(self.partial(of, symbol), formula,
+                            float(gradient[name].reshape(-1)[flat]))
+
+
+class _Explainer:
+    """The layout of the output: the header, then a scalar case's sections (values, local
+    derivatives, chain rule, gradients) or a tensor case's (inputs, op chain, a
+    representative element), each under its heading."""
+
+    def __init__(self, case: Case, point: Point, latex: bool) -> None:
+        self.case = case
+        self.derivation = _Derivation(case, point)
+        self.formulas = _Formulas(self.derivation, latex)
+
+    def text(self) -> str:
+        program = self.case.program
+        lines = self._header()
+        needed = program.needed_for([program.output])
+        if all(program.nodes[i].shape == () for i in needed):
+            # A scalar graph's sections are sympy formulas of every node.
+            symbolic.check_within_sympy_recursion(program, hint="")
+            lines += self._scalar_sections()
+        else:
+            lines += self._tensor_sections()
+        return "\n".join(lines) + "\n"
+
+    def _header(self) -> list[str]:
+        case, derivation = self.case, self.derivation
+        where = f"{case.file}:{case.line}" if case.line is not None else case.file
+        lines = [f"{case.name} ({where})" + (f": {case.description}" if case.description
+                                              else "")]
+        of = ("the output" if derivation.subject == OUTPUT
+              else f"{derivation.subject} (the first of the check's cotangents)")
+        lines.append(f"point: {derivation.point.dtype}; gradients of {of}: "
+                     f"{derivation.gradients.method}")
+        if case.impl is not None:
+            spec = ("spec traced from the impl's forward (no output: written)" if case.traced
+                    else "spec (output:)")
+            lines.append(f"impl {case.impl_label} is what autograd checks; this explains the "
+                         f"{spec} that the symbolic oracle differentiates")
+        lines += [f"note: {kink}" for kink in derivation.gradients.kinks]
+        return lines
+
+    def _scalar_sections(self) -> list[str]:
+        derivation, formulas = self.derivation, self.formulas
+        program, names, env = derivation.program, derivation.names, derivation.env
+        steps = derivation.steps()
+        lines = ["", "values at the point"]
+        for name, index in program.inputs.items():
+            role = "" if program.nodes[index].needs_grad else "  (no gradient)"
+            lines.append(f"{_INDENT}{name} = {describe_array(env[index])}{role}")
+        for step in steps:
+            spelled = spell(program, step.index, names) if step.name == names.get(
+                step.index) else ", ".join(step.uses)
+            lines.append(f"{_INDENT}{step.name} = {spelled} = {describe_array(env[step.index])}")
+
+        local: dict[tuple[str, str], float] = {}
+        lines += ["", "local derivatives (each step with respect to the names it uses)"]
+        for of, used, derivative, value in derivation.local_derivatives(steps):
+            local[(of, used)] = value
+            lines += formulas.formula(formulas.partial(of, used), derivative,
+                                      None if derivative.is_Number else value)
+
+        lines += ["", "chain rule (a sum over paths from the output, of the products of the "
+                      "local derivatives)"]
+        uses = {step.name: [u for u in step.uses if derivation.needs_grad(u)] for step in steps}
+        gradient = derivation.gradients.per_probe[0]
+        for name in gradient:
+            lines += formulas.chain(name, uses, local, float(gradient[name]))
+
+        lines += ["", "gradients (sympy's derivative of the whole expression)"]
+        lines += formulas.whole_gradients(gradient)
+        return lines
+
+    def _tensor_sections(self) -> list[str]:
+        derivation = self.derivation
+        gradient = derivation.gradients.per_probe[0]
+        lines = ["", "inputs"]
+        lines += self._inputs(gradient)
+        lines += ["", "op chain (each step, then its ops in evaluation order: shape, value, "
+                      f"∂{derivation.subject}/∂op; a tensor by its norm)"]
+        lines += self._op_chain()
+        value = derivation.env[derivation.program.output]
+        lines.append(f"{_INDENT}value of the output: {describe_array(value)}")
+        lines += ["", "representative element"]
+        lines += self.formulas.representative(gradient)
+        return lines
+
+    def _inputs(self, gradient: dict[str, np.ndarray]) -> list[str]:
+        """One line per input: its value, and its gradient (a tensor's by its norm)."""
+        program, env = self.derivation.program, self.derivation.env
+        lines = []
+        width = max(len(name) for name in program.inputs)
+        for name, index in program.inputs.items():
+            text = f"{_INDENT}{name:<{width}}  {describe_array(env[index])}"
+            if name in gradient and gradient[name].shape == ():
+                text += f"; grad {format_number(float(gradient[name]), 6)}"
+            elif name in gradient:
+                grad = gradient[name]
+                text += f"; grad norm {format_number(norm(grad), 4)}"
+                if grad.size > 1 and np.isfinite(grad).any():
+                    where = np.unravel_index(int(np.nanargmax(np.abs(grad))), grad.shape)
+                    text += (f", largest |grad| {format_number(abs(float(grad[where])), 4)} "
+                             f"at {name}{index_text(where)}")
+            else:
+                text += "; no gradient"
+            lines.append(text)
+        return lines
+
+    def _op_chain(self) -> list[str]:
+        """Each let and the output, then its ops with shape, value and adjoint, in columns."""
+        derivation = self.derivation
+        program, names, env = derivation.program, derivation.names, derivation.env
+        rows: list[tuple[str, str] | str] = []
+        for name, index in [*program.lets.items(), (OUTPUT, program.output)]:
+            if names[index] != name:
+                rows.append(f"{_INDENT}{name} = {names[index]}")
+                continue
+            rows.append(f"{_INDENT}{name} = {spell(program, index, names)}")
+            key = "output" if name == OUTPUT else f"let.{name}"
+            for node in program.nodes:
+                value = env.get(node.index)
+                # value None: a let nothing needs, which the forward did not evaluate
+                if node.key != key or node.op in ("input", "const") or value is None:
+                    continue
+                numbers = _value_and_gradient(value, derivation.adjoints.get(node.index))
+                rows.append((f"{_INDENT * 2}{spell(program, node.index, names, depth=1)}",
+                             f"{list(node.shape)}  {numbers}"))
+        width = max((len(row[0]) for row in rows if isinstance(row, tuple)), default=0)
+        return [row if isinstance(row, str) else f"{row[0]:<{width}}  {row[1]}"
+                for row in rows]
 
 
 def _factor(value: float) -> str:

@@ -31,8 +31,8 @@ def render(graph: CaseGraph) -> tuple[Figure, Drawing]:
     from matplotlib.figure import Figure
 
     figure = Figure()
-    FigureCanvasAgg(figure)  # the Agg backend, without switching pyplot's global one
-    renderer = figure.canvas.get_renderer()
+    canvas = FigureCanvasAgg(figure)  # the Agg backend, without switching pyplot's global one
+    renderer = canvas.get_renderer()
 
     def extent(text: str, size: int) -> tuple[float, float]:
         artist = figure.text(0, 0, text, fontsize=size)

@@ -81,7 +81,8 @@ def _layered(nodes: tuple[GraphNode, ...], column: dict[int, int]) -> _Layers:
     """Items in their columns, a waypoint in every column an edge skips, and an order within
     each column that reduces crossings."""
     column = dict(column)
-    links, chains = [], []
+    links: list[tuple[int, int, int]] = []
+    chains: list[tuple[int, int, int, list[int]]] = []
     for node in nodes:
         for number, arg in enumerate(node.args):
             items = [arg]
@@ -123,6 +124,14 @@ def _crossings(layers: _Layers) -> int:
                for i, a in enumerate(pairs) for b in pairs[i + 1:])
 
 
+def _barycentre(near: dict[int, list[int]], beside: dict[int, int], own: dict[int, int]
+                ) -> Callable[[int], tuple[float, int]]:
+    """The sort key of an item: the mean rank in ``beside`` of its neighbours there (its own
+    rank where it has none), then its own rank."""
+    return lambda item: (
+        float(np.mean([beside[n] for n in near[item]])) if near[item] else own[item], own[item])
+
+
 def _reduce_crossings(layers: _Layers, sweeps: int = 8) -> None:
     """Barycentre ordering: each column sorted by the mean rank of its items' neighbours in
     the column before (a sweep right) or after (a sweep left); the best order found is kept.
@@ -135,9 +144,7 @@ def _reduce_crossings(layers: _Layers, sweeps: int = 8) -> None:
             beside = {item: r for r, item in enumerate(layers.order[c - 1 if right else c + 1])}
             own = {item: r for r, item in enumerate(layers.order[c])}
             near = layers.preds if right else layers.succs
-            layers.order[c].sort(key=lambda item, near=near, beside=beside, own=own: (
-                float(np.mean([beside[n] for n in near[item]])) if near[item] else own[item],
-                own[item]))
+            layers.order[c].sort(key=_barycentre(near, beside, own))
         count = _crossings(layers)
         if count < fewest:
             best, fewest = [list(items) for items in layers.order], count

@@ -121,9 +121,11 @@ class _ScalarFunction:
                  values: np.ndarray | None = None) -> dict[str, Any]:
         import torch
 
-        if self.tensors is None or name is None:
-            moved = self.base if name is None else {**self.base, name: values}
-            return input_tensors(self.case, moved, "cpu")
+        if name is None:
+            return input_tensors(self.case, self.base, "cpu")
+        assert values is not None  # given with its name
+        if self.tensors is None:
+            return input_tensors(self.case, {**self.base, name: values}, "cpu")
         return {**self.tensors, name: torch.tensor(values, dtype=torch.float64)}
 
     def __call__(self, name: str, values: np.ndarray) -> float:
@@ -137,7 +139,7 @@ class _ScalarFunction:
     def central(self, name: str, flat: int, step: float) -> float:
         """(F(x + h e) - F(x - h e)) / 2h, x + h e computed in float64 as the oracle does."""
         x = self.base[name]
-        direction = np.zeros(x.size)
+        direction: np.ndarray = np.zeros(x.size)
         direction[flat] = 1.0
         direction = direction.reshape(x.shape)
         return (self(name, x + step * direction) - self(name, x - step * direction)) / (2 * step)

@@ -25,6 +25,7 @@ from gradcheck_lab.ops.base import (
     broadcast_shapes,
     composite,
     float_param,
+    optional_float_param,
 )
 from gradcheck_lab.ops.normalization import check_no_dropout
 
@@ -140,7 +141,7 @@ def _attention_torch(args: Sequence[Any], params: Params) -> Any:
     return torch.nn.functional.scaled_dot_product_attention(
         args[0], args[1], args[2], attn_mask=args[3] if len(args) > 3 else None,
         dropout_p=float_param(params, "dropout_p"), is_causal=bool(params["is_causal"]),
-        scale=params["scale"], enable_gqa=bool(params["enable_gqa"]))  # type: ignore[arg-type]
+        scale=optional_float_param(params, "scale"), enable_gqa=bool(params["enable_gqa"]))
 
 
 # integer_args: a condition mask is a bool tensor. Unlike a class target it is no

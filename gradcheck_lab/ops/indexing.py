@@ -555,13 +555,13 @@ VIEWS = [
 @dataclass(frozen=True)
 class Patches:
     """The sliding blocks of F.unfold over (N, C, H, W): per-dim settings, the blocks'
-    count along each spatial dim."""
+    count along each spatial dim (two of each)."""
 
-    kernel: tuple[int, int]
-    dilation: tuple[int, int]
-    padding: tuple[int, int]
-    stride: tuple[int, int]
-    blocks: tuple[int, int]
+    kernel: tuple[int, ...]
+    dilation: tuple[int, ...]
+    padding: tuple[int, ...]
+    stride: tuple[int, ...]
+    blocks: tuple[int, ...]
 
 
 def _patches(spatial: Shape, params: Params, op: str) -> Patches:
@@ -574,7 +574,7 @@ def _patches(spatial: Shape, params: Params, op: str) -> Patches:
     if min(blocks) < 1:
         raise SpecError(f"{op}(): the kernel {list(kernel)} (dilation {list(dilation)}) does "
                         f"not fit the padded {list(spatial)}")
-    return Patches(kernel, dilation, padding, stride, blocks)  # type: ignore[arg-type]
+    return Patches(kernel, dilation, padding, stride, blocks)
 
 
 def _patch_map(shape: Shape, patches: Patches) -> np.ndarray:

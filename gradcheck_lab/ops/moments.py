@@ -119,7 +119,7 @@ MAX_ORDER = 64
 
 
 def _order(params: Params) -> float:
-    return float(params["ord"] if "ord" in params else params["p"])  # type: ignore[arg-type]
+    return float_param(params, "ord" if "ord" in params else "p")
 
 
 def _check_order(shape: Shape, axes: tuple[int, ...], params: Params) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -403,7 +403,8 @@ def _pad_shape(shapes: list[Shape], p: Params) -> Shape:
     return tuple(n + left + right for n, (left, right) in zip(shapes[0], widths, strict=True))
 
 
-_NUMPY_PAD_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+_NUMPY_PAD_MODES: dict[str, Literal["reflect", "edge", "wrap"]] = {
+    "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
 def _pad(a: list[np.ndarray], p: Params, fill: Any) -> np.ndarray:
@@ -411,7 +412,7 @@ def _pad(a: list[np.ndarray], p: Params, fill: Any) -> np.ndarray:
     widths = _pad_widths(x, _ints(p["pad"]), mode)
     if mode == "constant":
         return np.pad(x, widths, mode="constant", constant_values=fill)
-    return np.pad(x, widths, mode=_NUMPY_PAD_MODES[mode])  # type: ignore[call-overload]
+    return np.pad(x, widths, mode=_NUMPY_PAD_MODES[mode])
 
 
 def _pad_torch(t: Any, args: Sequence[Any], p: Params) -> Any:

@@ -148,7 +148,7 @@ def custom_backwards(out: Any) -> tuple[str, ...]:
             if path is not None:
                 with contextlib.suppress(ValueError):  # on another drive (Windows)
                     path = os.path.relpath(path)
-                found[f"{function.__qualname__}.backward ({path}:{line})"] = None
+                found[f"{getattr(function, '__qualname__', '?')}.backward ({path}:{line})"] = None
         pending.extend(next_node for next_node, _ in getattr(node, "next_functions", ()))
     return tuple(found)
 

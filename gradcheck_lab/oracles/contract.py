@@ -134,8 +134,11 @@ class HeldTo(Protocol):
     """The tolerance a gradient is held to (``compare.tolerances.ToleranceRule``, which the
     comparison, after the oracles, defines): relative, and absolute where the case sets one."""
 
-    rtol: float
-    atol: float | None
+    @property
+    def rtol(self) -> float: ...
+
+    @property
+    def atol(self) -> float | None: ...
 
 
 @dataclass(frozen=True)

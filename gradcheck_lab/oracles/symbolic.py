@@ -58,7 +58,7 @@ def gradients(program: Program, point: Point, probes: tuple[Probe, ...],
     scale = term_scale(program, env)
     kinks = tuple(_kinks(program, env, point.dtype))
     domain, domain_elements = _domain(program, env)
-    common = {
+    common: dict[str, Any] = {
         "kinks": kinks,
         "domain": tuple(domain),
         "domain_elements": domain_elements,
@@ -149,7 +149,8 @@ def _limits(per_probe: tuple[dict[str, np.ndarray], ...],
     """Exact gradients with infinities signed, and where sympy's formula is an indeterminate
     form at finite inputs (0·0**-1, 0**0·log 0: nan or an unsigned infinity) but the op's rule
     knows its finite limit (pow at a zero base), the rule's value, said in a note."""
-    fixed, replaced = [], {}
+    fixed: list[dict[str, np.ndarray]] = []
+    replaced: dict[str, str] = {}
     inputs_finite = all(np.isfinite(v).all() for v in point.values.values()
                         if v.dtype.kind == "f")
     for grads, rules in zip(per_probe, swept, strict=True):

@@ -73,11 +73,11 @@ def with_surrogates(symbolic: Gradients, surrogates: Mapping[str, Program], poin
                                notes=(*symbolic.notes, note))
 
 
-def without_surrogates(fd: FiniteDifferences | None,
-                       surrogates: Mapping[str, Program]) -> FiniteDifferences | None:
+def without_surrogates(fd: FiniteDifferences,
+                       surrogates: Mapping[str, Program]) -> FiniteDifferences:
     """Finite differences without the declared inputs: they estimate the true derivative,
     which a surrogate differs from on purpose."""
-    if fd is None or not surrogates:
+    if not surrogates:
         return fd
     return dataclasses.replace(fd, per_input={name: estimates for name, estimates in
                                               fd.per_input.items() if name not in surrogates})

@@ -17,7 +17,7 @@ import numpy as np
 
 from gradcheck_lab.errors import SpecError, UndefinedNameError
 from gradcheck_lab.ops import OPS, ArgInfo, Op, ParamValue, Shape, suggest
-from gradcheck_lab.ops.base import GIVEN
+from gradcheck_lab.ops.base import GIVEN, as_ints
 from gradcheck_lab.program.ir import Call, Const, Expr, Name
 
 DEFAULT_MAX_NODE_ELEMENTS = 100_000_000
@@ -250,7 +250,7 @@ def _check_kinds(op: Op, args: list[Node], params: dict[str, ParamValue],
     # call gave: its kind sets name positions in its signature, not in that shorter list
     # (batch_norm(x, weight=w, training=True): w fills the weight slot, not running_mean's).
     given = params.get(GIVEN)
-    positions = given if isinstance(given, tuple) else range(len(args))
+    positions = as_ints(given, GIVEN) if isinstance(given, tuple) else range(len(args))
     for position, node in zip(positions, args, strict=True):
         what = node.name or f"argument {position + 1}"
         names = op.arg_names

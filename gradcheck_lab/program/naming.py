@@ -4,7 +4,9 @@ graphs, localization notes and kink messages. One index style everywhere: ``x[0,
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from fractions import Fraction
+from typing import SupportsIndex
 
 import numpy as np
 
@@ -14,8 +16,8 @@ from gradcheck_lab.program.graph import Program
 OUTPUT = "output"  # what the (unnamed) output is called in explanations and graphs
 
 
-def index_text(index: tuple[int, ...]) -> str:
-    """``[1, 2]`` for an element index, ``""`` for a 0-d tensor's."""
+def index_text(index: Sequence[SupportsIndex]) -> str:
+    """``[1, 2]`` for an element index (ints, or numpy's), ``""`` for a 0-d tensor's."""
     return "[" + ", ".join(str(int(i)) for i in index) + "]" if len(index) else ""
 
 

@@ -40,7 +40,7 @@ def node_adjoints(program: Program, env: dict[int, np.ndarray], cotangent: np.nd
             node = program.nodes[index]
             g = adjoints.get(index)
             needs = _needs(program, index) if g is not None else None
-            if needs is None:
+            if g is None or needs is None:
                 continue
             op = OPS[node.op]
             rule = op.vjp_magnitude if magnitudes else op.vjp
@@ -107,7 +107,7 @@ def _adjoint_tangents(program: Program, env: dict[int, np.ndarray], order: list[
         node = program.nodes[index]
         g = adjoints.get(index)
         needs = _needs(program, index) if g is not None else None
-        if needs is None:
+        if g is None or needs is None:
             continue
         local = OPS[node.op].pair_rule(g, adjoint_dots.get(index), [env[a] for a in node.args],
                                        [dots[a] for a in node.args], env[index],

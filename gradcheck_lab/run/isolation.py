@@ -468,7 +468,7 @@ def _descendants(root: int) -> list[tuple[int, bool]]:
 def _proc_stats() -> list[tuple[int, list[bytes]]]:
     """(pid, the fields of /proc/pid/stat after the command name) for every process but this
     one; [] where there is no /proc."""
-    stats = []
+    stats: list[tuple[int, list[bytes]]] = []
     if not os.path.isdir("/proc"):
         return stats
     for entry in os.scandir("/proc"):

@@ -35,7 +35,7 @@ _MODULES: dict[tuple[Path, int], ModuleType] = {}
 def describe_exception(exc: BaseException, near: Path | None = None) -> str:
     """``TypeError: message (file.py:12)``, naming the deepest frame in the user's file."""
     where = ""
-    frames = traceback.extract_tb(exc.__traceback__)
+    frames = list(traceback.extract_tb(exc.__traceback__))
     if near is not None:
         # Only the user's own file is worth naming: a call that failed before entering it (a
         # wrong signature) names no line.
@@ -199,6 +199,7 @@ class FunctionUnderTest:
 
     def called(self, tensors: dict[str, Any]) -> Any:
         """The impl's own result for ``tensors`` (named outputs joined), unchecked."""
+        assert self.impl is not None, "called() is the impl's call: the spec has none"
         path = self.source
         if self.called_in != self.dtype:
             import torch
@@ -207,7 +208,7 @@ class FunctionUnderTest:
             tensors = {name: t.to(target) if t.is_floating_point() else t
                        for name, t in tensors.items()}
         try:
-            out = self.impl(**tensors, **self.case.constants)  # type: ignore[misc]
+            out = self.impl(**tensors, **self.case.constants)
         except BaseException as exc:
             if not raised_by_user_code(exc):
                 raise
@@ -326,7 +327,7 @@ class _Center:
                 rows = op.moves_rule(
                     arguments(program, index, self.nodes, form), moving[0], indices, values,
                     self.nodes[index],
-                    lambda args, op=op, params=params: form.apply(op, args, params))
+                    functools.partial(_applied, form, op, params))
             if rows is None:
                 whole_input = True
             else:
@@ -496,3 +497,9 @@ def held_threads(count: int | None) -> Iterator[int]:
     finally:
         if torch.get_num_threads() != previous:
             torch.set_num_threads(previous)
+
+
+def _applied(form: Form, op: Op, params: dict[str, Any], args: list[Any]) -> Any:
+    """``op`` on ``args`` in ``form`` (a rule's evaluation of its one moving argument)."""
+    return form.apply(op, args, params)
+

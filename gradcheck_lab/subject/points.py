@@ -71,17 +71,20 @@ def _draw(spec: InputSpec, torch: Any, index: int) -> Any:  # torch module -> to
         as_float = np.vectorize(float, otypes=[np.float64])(spec.literal) if (
             spec.literal.dtype == object) else spec.literal.astype(np.float64)
         return torch.tensor(np.asarray(as_float, dtype=np.float64))
+    # A drawn input always has a seed and its bounds (the loader fills them in).
+    assert spec.seed is not None, f"{spec.name} has an init but no seed"
     seed = spec.seed if index == 0 or spec.init not in RANDOM_INITS else point_seed(
         spec.seed, index)
     generator = torch.Generator().manual_seed(seed)
     shape = spec.shape
     if spec.init == "randn":
         return torch.randn(shape, generator=generator, dtype=torch.float64) * spec.std + spec.mean
-    if spec.init == "uniform":
+    if spec.init in ("uniform", "randint"):
+        assert spec.low is not None and spec.high is not None, f"{spec.name}: no bounds"
+        if spec.init == "randint":
+            return torch.randint(int(spec.low), int(spec.high), shape, generator=generator)
         unit = torch.rand(shape, generator=generator, dtype=torch.float64)
         return unit * (spec.high - spec.low) + spec.low
-    if spec.init == "randint":
-        return torch.randint(int(spec.low), int(spec.high), shape, generator=generator)
     if spec.init == "zeros":
         return torch.zeros(shape, dtype=torch.float64)
     if spec.init == "ones":

@@ -59,7 +59,8 @@ def trace(case: Case, values: Mapping[str, np.ndarray], forward: Forward, *,
     import torch
 
     from gradcheck_lab.trace.aten import KEEPS_RESULTS, METADATA_ONLY, TABLE
-    from gradcheck_lab.trace.recorder import Recorder, Recording, Stop, recording_mode
+    from gradcheck_lab.trace.recorder import Recorder, recording_mode
+    from gradcheck_lab.trace.tape import Stop
 
     deadline = None if seconds is None else time.monotonic() + seconds
     recorder = Recorder(TABLE.__contains__, METADATA_ONLY.__contains__,
@@ -79,8 +80,7 @@ def trace(case: Case, values: Mapping[str, np.ndarray], forward: Forward, *,
         raise SpecError("the impl's output is not a tensor (or a tuple of them), got "
                         f"{type(out).__name__}: nothing to trace", key="impl")
     outputs = [recorder.value_of(part) for part in parts]
-    recording = Recording(recorder.steps, recorder.inputs, tuple(recorder.stops),
-                          recorder.untranslatable, tuple(sorted(recorder.casts)))
+    recording = recorder.recording()
     inputs = {spec.name: (spec.shape, spec.is_integer, spec.requires_grad)
               for spec in case.inputs}
     is_tuple = isinstance(out, (tuple, list))
@@ -126,7 +126,7 @@ def _holds(program: Program, values: Mapping[str, np.ndarray], parts: list[Any])
     (something ran outside torch, or a translation does not hold here) and the check goes
     on without it."""
     from gradcheck_lab.program.interpret import NUMPY, input_values, interpret
-    from gradcheck_lab.trace.recorder import as_numpy
+    from gradcheck_lab.trace.tape import as_numpy
 
     moved = program.depending_on(name for name, index in program.inputs.items()
                                  if program.nodes[index].needs_grad)

@@ -19,7 +19,7 @@ from gradcheck_lab.errors import SpecError
 from gradcheck_lab.program.graph import CallWriter, ProgramBuilder
 from gradcheck_lab.trace.aten import refusal, translation
 from gradcheck_lab.trace.aten.table import RANDOM
-from gradcheck_lab.trace.recorder import Recording, Step, Value, values_in
+from gradcheck_lab.trace.tape import Recording, Step, Value, values_in
 
 
 class UntraceableError(SpecError):
@@ -142,7 +142,8 @@ def _read_as_constants(writer: SpecWriter, step: Step) -> bool:
     if not outs or any(v.constant is None for v in outs):
         return False
     for value in outs:
-        writer.bind(value, writer.constant(value.constant))  # type: ignore[arg-type]
+        assert value.constant is not None  # every one checked above
+        writer.bind(value, writer.constant(value.constant))
     return True
 
 

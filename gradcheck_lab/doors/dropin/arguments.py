@@ -165,7 +165,7 @@ def parameter_names(func: Callable[..., Any], count: int) -> list[str]:
     return names
 
 
-def _function_class(func: Callable[..., Any]) -> type | None:
+def _function_class(func: Callable[..., Any]) -> type[Any] | None:
     """The autograd.Function subclass whose ``apply`` ``func`` is, or None."""
     owner = getattr(func, "__self__", None)
     return owner if isinstance(owner, type) and getattr(func, "__name__", "") == "apply" \

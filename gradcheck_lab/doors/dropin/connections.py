@@ -79,8 +79,8 @@ def reached(output: Any, positions: tuple[int, ...] | None,
                 by_id[id(value.grad_fn)] = position
     parts = [output] if positions is None else [output[i] for i in positions]
     found = {by_id[id(p)] for p in parts if id(p) in by_id}
-    frontier = [p.grad_fn for p in parts if isinstance(p, torch.Tensor) and
-                p.grad_fn is not None]
+    frontier: list[torch.autograd.graph.Node | None] = [
+        p.grad_fn for p in parts if isinstance(p, torch.Tensor) and p.grad_fn is not None]
     seen: set[int] = set()
     while frontier:
         node = frontier.pop()

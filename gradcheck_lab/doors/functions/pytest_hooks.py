@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -24,6 +24,9 @@ from gradcheck_lab.doors.functions.recorder import (
 )
 from gradcheck_lab.doors.functions.replay import Replay, checkable, plan, replay
 from gradcheck_lab.doors.pytest_reports import case_failure, parse_own_id
+
+if TYPE_CHECKING:  # repr_failure's style= (pytest 8+ names it; before, _TracebackStyle)
+    from _pytest._code.code import TracebackStyle
 
 COLLECTOR = "gradcheck"  # the node id the items hang under
 _WORKER_KEY = "gradcheck_functions_calls"
@@ -195,7 +198,7 @@ class FunctionCheckItem(pytest.Item):
         return f"recorded: the call made{made}, replayed with its inputs{promoted}"
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
-                     style: str | None = None) -> Any:
+                     style: TracebackStyle | None = None) -> Any:
         if isinstance(excinfo.value, FunctionCheckFailed):
             path, line = self.location_of()
             text = str(excinfo.value)

@@ -87,7 +87,8 @@ class Recorder:
                 recorder.forget(cls, kept)
                 raise
 
-        function_class.apply = classmethod(apply)  # type: ignore[method-assign,assignment]
+        # Patched while recording (uninstall puts torch's own back): a classmethod in a method.
+        function_class.apply = classmethod(apply)  # type: ignore[method-assign,assignment]  # patch
 
     def watch(self, names: list[str]) -> None:
         """Also record calls of the functions and nn.Module subclasses ``names`` (dotted);
@@ -107,7 +108,8 @@ class Recorder:
         import torch
 
         if self._original is not None:
-            torch.autograd.Function.apply = self._original  # type: ignore[method-assign]
+            # torch's own apply back in place of the patch.
+            torch.autograd.Function.apply = self._original  # type: ignore[method-assign]  # undo
             self._original = None
         while self._undo:
             self._undo.pop()()

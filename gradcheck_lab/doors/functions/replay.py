@@ -151,7 +151,8 @@ def replayable(call: RecordedCall, dtype: str) -> tuple[Callable[..., Any], tupl
     func.__name__ = func.__qualname__ = ".".join(entry_name(call.cls).split(".")[-2:])
     # The forward's own parameter names, so that the report names x and y, not tensors0.
     names = parameter_names(target, len(args))
-    func.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    # inspect.signature reads __signature__, which the checker's function type does not have.
+    func.__signature__ = inspect.Signature(  # type: ignore[attr-defined]  # read by inspect
         [inspect.Parameter(names[p], inspect.Parameter.POSITIONAL_ONLY) for p in positions])
     return func, inputs
 

@@ -17,6 +17,7 @@ symbolic and autograd disagree most), so the cost stays bounded.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -70,7 +71,7 @@ def estimate(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...
 
     def evaluate(name: str | None = None, replacement: np.ndarray | None = None) -> np.ndarray:
         counter[0] += 1
-        if name is None:
+        if name is None or replacement is None:
             return evaluate_at(function, point.values, CENTER)
         return evaluate_at(function, {**point.values, name: replacement}, frozenset({name}))
 
@@ -106,7 +107,7 @@ def estimate(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...
         partials, partial_errors = [], []
         for flat in indices:
             column, error = partial_difference(
-                lambda moved, name=spec.name: evaluate(name, moved), x, int(flat), value,
+                functools.partial(evaluate, spec.name), x, int(flat), value,
                 term_scale, precision)
             partials.append(cotangents @ column)
             partial_errors.append(np.abs(cotangents) @ error)
@@ -120,7 +121,7 @@ def estimate(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...
         )
         if not every and (sampled is None or spec.name in sampled):
             estimates = _with_directions(estimates, screened,
-                                         lambda moved, name=spec.name: evaluate(name, moved),
+                                         functools.partial(evaluate, spec.name),
                                          x, value, cotangents, case.seed, number, term_scale,
                                          precision)
         per_input[spec.name] = estimates
@@ -204,7 +205,7 @@ def _with_directions(estimates: Estimates, count: int,
     directions = rng.standard_normal((count, *x.shape)) * np.maximum(1.0, np.abs(x))
     directional, errors = list(estimates.directional.T), list(estimates.directional_errors.T)
     for direction in directions[have:]:
-        column, error = central_difference(lambda t, d=direction: at(x + t * d), value,
+        column, error = central_difference(functools.partial(_stepped, at, x, direction), value,
                                            term_scale, precision.relative_step,
                                            precision.roundoff)
         directional.append(cotangents @ column)
@@ -239,7 +240,7 @@ def more_directions(function: FunctionUnderTest, point: Point, probes: tuple[Pro
     per_input = dict(differences.per_input)
     for number, spec in wanted:
         per_input[spec.name] = _with_directions(
-            per_input[spec.name], each, lambda moved, name=spec.name: at(name, moved),
+            per_input[spec.name], each, functools.partial(at, spec.name),
             np.asarray(point.values[spec.name]), value, cotangents, case.seed, number,
             term_scale, precision)
     names = ", ".join(spec.name for _, spec in wanted)
@@ -349,7 +350,7 @@ def _element_difference(function: FunctionUnderTest, point: Point, name: str, x:
                         flat: int, center: np.ndarray, precision: Precision,
                         term_scale: float) -> tuple[np.ndarray, np.ndarray]:
     """d f / d x[flat] at the precision's step, its bar from this element's own noise."""
-    unit = np.zeros(x.size)
+    unit: np.ndarray = np.zeros(x.size)
     unit[flat] = 1.0
     unit = unit.reshape(x.shape)
 
@@ -419,7 +420,7 @@ def partial_difference(at: Callable[[np.ndarray], np.ndarray], x: np.ndarray, fl
                        precision: Precision = FLOAT64) -> tuple[np.ndarray, np.ndarray]:
     """d f / d x[flat], with its error bar: ``at(moved)`` is f with the input x replaced by
     ``moved``; the step is h = the precision's relative step × max(1, |x[flat]|)."""
-    direction = np.zeros(x.size)
+    direction: np.ndarray = np.zeros(x.size)
     direction[flat] = 1.0
     direction = direction.reshape(x.shape)
     step = precision.relative_step * max(1.0, abs(float(x.reshape(-1)[flat])))
@@ -540,7 +541,7 @@ def hessian_vector_products(function: FunctionUnderTest, point: Point,
     step = joint_step(point, tangents, precision)
     results = []
     for probe in probes:
-        estimate, error = central_difference(lambda t, p=probe: gradient_at(t, p),
+        estimate, error = central_difference(functools.partial(gradient_at, probe=probe),
                                              gradient_at(0.0, probe), 0.0, step,
                                              precision.roundoff)
         split = np.cumsum(sizes)[:-1]
@@ -557,3 +558,10 @@ def _columns(rows: list[np.ndarray], probes: int) -> np.ndarray:
     if not rows:
         return np.zeros((probes, 0))
     return np.stack(rows, axis=1)
+
+
+def _stepped(at: Callable[[np.ndarray], np.ndarray], x: np.ndarray, direction: np.ndarray,
+             t: float) -> np.ndarray:
+    """f at x moved by t along ``direction``."""
+    return at(x + t * direction)
+

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any
+
 from gradcheck_lab.trace.aten import (
     indexing,
     linalg,
@@ -20,7 +23,6 @@ from gradcheck_lab.trace.aten.table import (
     RESULTS,
     TABLE,
     UNTRANSLATED,
-    Translation,
     Writer,
     bound,
     refusal,
@@ -48,14 +50,22 @@ def coverage(name: str) -> str | None:
     return None if reason == UNTRANSLATED else f"refused: {reason}"
 
 
-def translation(name: str) -> Translation | None:
+# A step's translation: (writer, its positional and keyword arguments, its results) -> nodes.
+StepTranslation = Callable[[Writer, Sequence[Any], dict[str, Any], Sequence[Any]], Any]
+
+
+def translation(name: str) -> StepTranslation | None:
     """How the aten overload ``name`` is written, with its arguments bound by name (and,
     for the ops that keep them, its recorded results under ``RESULTS``)."""
     translate = TABLE.get(name)
     if translate is None:
         return None
-    return lambda w, args, kwargs, results=(): translate(
-        w, bound(name, args, kwargs) | {RESULTS: results})
+
+    def write(w: Writer, args: Sequence[Any], kwargs: dict[str, Any],
+              results: Sequence[Any] = ()) -> Any:
+        return translate(w, bound(name, args, kwargs) | {RESULTS: results})
+
+    return write
 
 
 __all__ = ["KEEPS_RESULTS", "METADATA_ONLY", "REFUSED", "TABLE", "Writer", "coverage",

@@ -12,7 +12,7 @@ from gradcheck_lab.errors import SpecError
 from gradcheck_lab.ops.base import GIVEN
 from gradcheck_lab.ops.structure import INDEX, index_text
 from gradcheck_lab.trace.aten.structure import join
-from gradcheck_lab.trace.aten.table import Args, Writer, ints, register
+from gradcheck_lab.trace.aten.table import Args, Translation, Writer, ints, register
 
 _REDUCTION = {0: "none", 1: "mean", 2: "sum"}  # aten's reduction enum
 
@@ -58,12 +58,16 @@ def _avg_pool(d: int) -> Any:
     return lambda w, a: w.call(f"avg_pool{d}d", w.node(a["self"]), **_pool_params(a, names))
 
 
+def _adaptive_avg_pool(d: int) -> Translation:
+    return lambda w, a: w.call(f"adaptive_avg_pool{d}d", w.node(a["self"]),
+                               output_size=ints(a["output_size"]))
+
+
 for _d in (1, 2, 3):
     register(f"aten.max_pool{_d}d_with_indices.default", _max_pool(_d))
     register(f"aten.avg_pool{_d}d.default", _avg_pool(_d))
     register(f"aten._adaptive_avg_pool{_d}d.default aten.adaptive_avg_pool{_d}d.default",
-             lambda w, a, d=_d: w.call(f"adaptive_avg_pool{d}d", w.node(a["self"]),
-                                       output_size=ints(a["output_size"])))
+             _adaptive_avg_pool(_d))
 register("aten.max_pool1d.default", lambda w, a: _max_pool(1)(w, a)[0])
 
 ADAPTIVE_CELLS = 1024  # an adaptive max pool of uneven windows is written cell by cell
@@ -142,7 +146,7 @@ def _batch_norm(w: Writer, a: Args) -> tuple[int, None, None]:
     training (the running ones are updated beside the output, not read), else the running
     statistics, which are constants of the program."""
     training = bool(a.get("training", False))
-    slots = ((3, "weight"), (4, "bias"))
+    slots: tuple[tuple[int, str], ...] = ((3, "weight"), (4, "bias"))
     if not training:
         slots = ((1, "running_mean"), (2, "running_var"), *slots)
     nodes, positions = _optional(w, a, slots)

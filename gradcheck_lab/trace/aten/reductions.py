@@ -47,11 +47,16 @@ def _moment(op: str) -> Translation:
     return translate
 
 
+def _moment_mean(op: str) -> Translation:
+    """var_mean/std_mean: the moment and the mean."""
+    return lambda w, a: (_moment(op)(w, a), _reduce("mean")(w, a))
+
+
 for _name in ("var", "std"):
     register(f"aten.{_name}.correction aten.{_name}.dim aten.{_name}.default",
              _moment(_name))
     register(f"aten.{_name}_mean.correction aten.{_name}_mean.dim aten.{_name}_mean.default",
-             lambda w, a, op=_name: (_moment(op)(w, a), _reduce("mean")(w, a)))
+             _moment_mean(_name))
 
 
 def _vector_norm(w: Writer, a: Args) -> int:
@@ -73,9 +78,14 @@ def _vector_norm(w: Writer, a: Args) -> int:
 
 
 register("aten.linalg_vector_norm.default", _vector_norm)
+
+
+def _scan(op: str) -> Translation:
+    return lambda w, a: w.call(op, w.node(a["self"]), dim=int(a["dim"]))
+
+
 for _name in ("cumsum", "cumprod", "logcumsumexp"):
-    register(f"aten.{_name}.default",
-             lambda w, a, op=_name: w.call(op, w.node(a["self"]), dim=int(a["dim"])))
+    register(f"aten.{_name}.default", _scan(_name))
 register("aten._softmax.default aten.softmax.int",
          lambda w, a: w.call("softmax", w.node(a["self"]), dim=int(a["dim"])))
 register("aten._log_softmax.default aten.log_softmax.int",

@@ -9,6 +9,12 @@ from __future__ import annotations
 import os
 import sys
 
+TYPE_CHECKING = False  # typing's own, without importing typing into every process
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from importlib.machinery import ModuleSpec
+    from types import ModuleType
+
 
 class _AfterTorch:
     """A meta path finder that lets torch import as usual, then starts the recorder."""
@@ -16,7 +22,8 @@ class _AfterTorch:
     def __init__(self, folder: str) -> None:
         self.folder = folder
 
-    def find_spec(self, name: str, path: object = None, target: object = None) -> object:
+    def find_spec(self, name: str, path: Sequence[str] | None = None,
+                  target: ModuleType | None = None) -> ModuleSpec | None:
         if name != "torch":
             return None
         import importlib.util
@@ -27,11 +34,12 @@ class _AfterTorch:
             return spec
         execute, folder = spec.loader.exec_module, self.folder
 
-        def exec_module(module: object) -> None:
+        def exec_module(module: ModuleType) -> None:
             execute(module)
             _start(folder)
 
-        spec.loader.exec_module = exec_module  # type: ignore[method-assign]
+        # Wrapped on this one loader object: its class, shared with other modules, is untouched.
+        spec.loader.exec_module = exec_module  # type: ignore[method-assign]  # instance only
         return spec
 
 
