@@ -700,6 +700,32 @@ def test_every_named_output_problem_is_said_at_once_with_the_lets(tmp_path: Path
                     ":11: output.t: output 't' is an integer tensor"]
 
 
+def test_a_case_says_at_most_max_problems_and_counts_the_rest(tmp_path: Path) -> None:
+    """Past MAX_PROBLEMS a case's lets are not built (a machine-made file of 1,800 bad lets
+    took 35 s and 2.8 GB to say them all): the first ones, and one line counting the rest."""
+    from gradcheck_lab.casefile.locating import MAX_PROBLEMS
+
+    count = MAX_PROBLEMS + 7
+    bad = tmp_path / "many.yaml"
+    bad.write_text("name: many\ninputs:\n  x: {shape: [2], init: randn, seed: 1}\nlet:\n"
+                   + "".join(f"  a{k}: frob{k}(x)\n" for k in range(count))
+                   + "output: sum(x)\n")
+    (error,) = load_file(bad)
+    assert isinstance(error, CaseError)
+    lines = error.lines()
+    assert len(lines) == MAX_PROBLEMS + 1
+    assert all("unknown function 'frob" in line for line in lines[:MAX_PROBLEMS])
+    # The 7 lets past the cap, and the output: not built, so not checked.
+    assert lines[-1].endswith(f"8 more lets and outputs not checked: a case's problems are "
+                              f"said {MAX_PROBLEMS} at a time; fix these and run again")
+    schema = tmp_path / "keys.yaml"
+    schema.write_text("name: keys\ninputs:\n  x: {shape: [2], init: randn, seed: 1}\n"
+                      "output: sum(x)\n" + "".join(f"oops{k}: 1\n" for k in range(count)))
+    (error,) = load_file(schema)
+    assert isinstance(error, CaseError) and len(error.lines()) == MAX_PROBLEMS + 1
+    assert "7 more problems not said" in error.lines()[-1]
+
+
 SCHEMA_ONLY = """
 import sys
 sys.modules["torch"] = None  # any import of torch now raises ImportError

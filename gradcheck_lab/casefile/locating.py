@@ -30,6 +30,11 @@ from gradcheck_lab.errors import CaseError, SpecError, UndefinedNameError
 from gradcheck_lab.ops import suggest
 from gradcheck_lab.program.graph import ProgramBuilder
 
+# The problems of one case said at once, at most: past them a file is likely machine-made
+# or hostile (1,800 lets, each too deep, took 35 s and 2.8 GB to say them all, where the first
+# took 2 s), and a reader fixes the first ones first. The rest are counted on one more line.
+MAX_PROBLEMS = 20
+
 _KNOWN_KEYS = sorted({*CASE_KEYS, *LiteralInput.model_fields, *RandomInput.model_fields,
                       *TrainingModel.model_fields, "rtol", "atol", "cases"})
 
@@ -76,7 +81,10 @@ class Locator:
             problems.append((order, path + ((missing,) if missing else ()),
                              _message(problem, missing, _keys_at(data, path[:-1]))))
         problems.sort(key=lambda item: item[0])
-        errors = [self.error(path, message) for _, path, message in problems]
+        errors = [self.error(path, message) for _, path, message in problems[:MAX_PROBLEMS]]
+        if len(problems) > MAX_PROBLEMS:
+            errors.append(self.error((), _more(len(problems) - MAX_PROBLEMS, "problems",
+                                               "not said")))
         first = errors[0]
         first.also = errors[1:]  # every problem at once, each on its own line
         return first
@@ -100,6 +108,7 @@ class Expressions:
         self.limits = limits
         self.found: list[CaseError] = []  # problems of lets and outputs, said together
         self.unbuilt: set[str] = set()  # names that failed: naming one is not a new problem
+        self.unread = 0  # lets and outputs not built once MAX_PROBLEMS were found
 
     def expression(self, builder: ProgramBuilder, path: tuple, text: Any,
                    add: Callable[[Any], int]) -> int:
@@ -118,7 +127,12 @@ class Expressions:
 
     def attempt(self, name: str, build: Callable[[], Any]) -> Any:
         """``build()``; where it raises a CaseError, the error is kept in ``found`` and
-        ``name`` marked unbuilt, and None returned."""
+        ``name`` marked unbuilt, and None returned. Past MAX_PROBLEMS, nothing more is built
+        (each is counted, as unbuilt)."""
+        if len(self.found) >= MAX_PROBLEMS:
+            self.unread += 1
+            self.unbuilt.add(name)
+            return None
         try:
             return build()
         except _FollowsFromEarlierError:
@@ -132,8 +146,16 @@ class Expressions:
         """Raise the first problem kept, carrying the others (a line each), if any."""
         if self.found:
             first, *rest = self.found
+            if self.unread:
+                rest.append(self.locator.error((), _more(self.unread, "lets and outputs",
+                                                         "not checked")))
             first.also = rest
             raise first
+
+
+def _more(count: int, what: str, done: str) -> str:
+    return (f"{count} more {what} {done}: a case's problems are said {MAX_PROBLEMS} at a "
+            "time; fix these and run again")
 
 
 def _key_paths(model: CaseModel) -> Iterator[tuple]:
