@@ -129,6 +129,7 @@ def _add_run_options(parser: pytest.Parser, group: pytest.OptionGroup) -> None:
 
 
 _SETTINGS = pytest.StashKey[Any]()
+_OPTION_VALUES = pytest.StashKey[dict[str, Any]]()
 _ISOLATION = pytest.StashKey[Any]()
 _QUOTA = pytest.StashKey[Any]()  # the session's RunQuota: cases counted across files
 
@@ -149,8 +150,11 @@ def run_settings(config: pytest.Config) -> Any:
 
 
 def option_values(config: pytest.Config) -> dict[str, Any]:
-    """The table's options as given, flags over ini keys, parsed (None: not given; the
-    defaults are ``settings_from``'s); a wrong value is a ValueError naming flag and key."""
+    """The table's options as given, flags over ini keys, parsed once a session (None: not
+    given; the defaults are ``settings_from``'s); a wrong value is a ValueError naming flag
+    and key."""
+    if _OPTION_VALUES in config.stash:
+        return config.stash[_OPTION_VALUES]
     from gradcheck_lab.options import PYTEST, options_of
 
     values = {}
@@ -163,6 +167,7 @@ def option_values(config: pytest.Config) -> dict[str, Any]:
                                    else option.parse(str(text)))
         except ValueError as exc:
             raise ValueError(f"{option.pytest_flag} ({option.ini_key}): {exc}") from None
+    config.stash[_OPTION_VALUES] = values
     return values
 
 

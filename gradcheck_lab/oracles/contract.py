@@ -177,10 +177,9 @@ class Oracle(Protocol):
     def gradients(self, given: Given) -> Any: ...
 
 
-def load_oracles(names: tuple[str, ...] | None = None) -> list[Oracle]:
-    """The oracles of ``names`` (default ``ORACLES``), in order, each module imported when
-    asked for."""
-    return [importlib.import_module(name).ORACLE for name in (names or ORACLES)]
+def load_oracles() -> list[Oracle]:
+    """The oracles of ``ORACLES``, in order, each module imported when asked for."""
+    return [importlib.import_module(name).ORACLE for name in ORACLES]
 
 
 def ran(oracles: list[Oracle], stage: str, given: Given) -> dict[str, Any]:

@@ -36,7 +36,6 @@ from gradcheck_lab.pipeline.comparison import compared
 from gradcheck_lab.pipeline.cost import CostStart, started_or_now
 from gradcheck_lab.pipeline.modes import beside_the_comparison
 from gradcheck_lab.pipeline.points import PointStage, PreparedPoint
-from gradcheck_lab.pipeline.surrogate import without_surrogates
 from gradcheck_lab.pipeline.tracing import labelled, with_traced_spec, without_spec
 from gradcheck_lab.results import Result
 from gradcheck_lab.settings import Settings
@@ -113,12 +112,6 @@ class CaseCheck:
         return Result(case=self.case.name, file=self.case.file, line=self.case.line,
                       dtype=self.dtype, device=device, status=status, message=message,
                       seed=self.case.seed, **extra)
-
-    # -- once per dtype ----------------------------------------------------------------------
-
-
-
-
 
     # -- per device -------------------------------------------------------------------------
     def run(self, device: str, since: CostStart | None = None) -> Result:
@@ -214,13 +207,8 @@ class CaseCheck:
         """Every device oracle at one point, in order (``ORACLES``), each handed what those
         before it found, beside the point stage's."""
         found = ran(self.oracles, ON_DEVICE, given)
-        fd = found.get("finite_difference")
-        if fd is not None:  # differences see the true derivative, not a declared surrogate
-            found["finite_difference"] = without_surrogates(fd, self.case.surrogates)
         return OracleResults.of(self.case, given.point, given.probes, found, given.precision,
                                 given.program, self.points.missing)
-
-
 
     def rule_at(self, dtype: str, casts: tuple[str, ...] = ()) -> ToleranceRule:
         """The case's rule, or that of ``dtype`` when the function under test computes that

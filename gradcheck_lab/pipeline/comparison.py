@@ -11,7 +11,7 @@ from gradcheck_lab.casefile import Case
 from gradcheck_lab.compare import OracleResults, Verdict, compare
 from gradcheck_lab.compare.tolerances import ToleranceRule
 from gradcheck_lab.oracles.contract import FiniteDifferences, Given
-from gradcheck_lab.pipeline.surrogate import with_surrogates, without_surrogates
+from gradcheck_lab.pipeline.surrogate import with_surrogates
 
 
 def compared(case: Case, results: OracleResults, given: Given, rule: ToleranceRule,
@@ -38,7 +38,7 @@ def compared(case: Case, results: OracleResults, given: Given, rule: ToleranceRu
             m.check == "gradient" for m in verdict.mismatches)):
         # Joint directions cannot say which input is wrong: per-input ones can.
         results = dataclasses.replace(
-            results, finite_differences=per_input_differences(case, results, given))
+            results, finite_differences=per_input_differences(results, given))
         verdict, undecided = judged(results, rule, value_rule)
     fd = results.finite_differences
     if verdict.status != "fail" or fd is None:
@@ -78,11 +78,10 @@ def exact_in_place_of_screen(case: Case, results: OracleResults) -> OracleResult
     return dataclasses.replace(results, symbolic=exact)
 
 
-def per_input_differences(case: Case, results: OracleResults, given: Given) -> FiniteDifferences:
+def per_input_differences(results: OracleResults, given: Given) -> FiniteDifferences:
     """Finite differences again, per input (the joint directions cannot say which input
     is wrong)."""
     from gradcheck_lab.oracles.finite_difference.oracle import ORACLE
 
     found = {**given.found, "symbolic": results.symbolic, "autograd": results.autograd}
-    fd = ORACLE.estimates(dataclasses.replace(given, found=found), joint=False)
-    return without_surrogates(fd, case.surrogates)
+    return ORACLE.estimates(dataclasses.replace(given, found=found), joint=False)

@@ -17,7 +17,7 @@ import numpy as np
 from gradcheck_lab.casefile.calling import GRAD_OUTPUT
 from gradcheck_lab.ops.base import object_array
 from gradcheck_lab.ops.derivatives import sympy_to_float
-from gradcheck_lab.oracles.contract import FiniteDifferences, Gradients
+from gradcheck_lab.oracles.contract import Gradients
 from gradcheck_lab.oracles.symbolic import exact_rational
 from gradcheck_lab.program import Program
 from gradcheck_lab.program.interpret import NUMPY, SYMPY, input_values, interpret
@@ -72,12 +72,3 @@ def with_surrogates(symbolic: Gradients, surrogates: Mapping[str, Program], poin
                                term_magnitudes=tuple(magnitudes) if magnitudes else (),
                                notes=(*symbolic.notes, note))
 
-
-def without_surrogates(fd: FiniteDifferences,
-                       surrogates: Mapping[str, Program]) -> FiniteDifferences:
-    """Finite differences without the declared inputs: they estimate the true derivative,
-    which a surrogate differs from on purpose."""
-    if not surrogates:
-        return fd
-    return dataclasses.replace(fd, per_input={name: estimates for name, estimates in
-                                              fd.per_input.items() if name not in surrogates})

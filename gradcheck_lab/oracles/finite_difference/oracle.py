@@ -43,7 +43,7 @@ class FiniteDifferenceOracle:
         """Every partial, batched (exhaustive); along directions over all inputs at once
         where ``joint`` and symbolic and autograd agree on every element (``joint_screen``);
         else per-input directions and partials where the two disagree most. The precision
-        measurement's evaluations counted in."""
+        measurement's evaluations counted in; a declared surrogate input left out."""
         assert given.subject is not None  # an ON_DEVICE oracle gets the device's subject
         case, point, probes, precision = given.case, given.point, given.probes, given.precision
         sym, ag = given.found.get("symbolic"), given.found["autograd"]
@@ -68,7 +68,12 @@ class FiniteDifferenceOracle:
                               term_scale=terms, precision=precision,
                               directions=(SCREENING_DIRECTIONS if sym is not None
                                           else DIRECTIONS_PER_INPUT))
-        return dataclasses.replace(fd, evaluations=fd.evaluations + precision.evaluations)
+        # A declared surrogate input is left out: differences see the true derivative, which
+        # its surrogate differs from on purpose.
+        return dataclasses.replace(
+            fd, evaluations=fd.evaluations + precision.evaluations,
+            per_input={name: estimates for name, estimates in fd.per_input.items()
+                       if name not in case.surrogates})
 
 
 ORACLE = FiniteDifferenceOracle()
