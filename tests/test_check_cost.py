@@ -65,11 +65,44 @@ def test_beside_the_symbolic_oracle_finite_differences_screen_instead_of_every_p
         impl=lambda x: (torch.tanh(x) * x).sum(),
         inputs={"x": {"shape": [elements], "init": "randn"}})
     assert result.status == "pass", result.message
-    # Every partial would be 4 evaluations an element (240); the screen takes a few
-    # directions (a scalar output: one independent probe), whatever the size, plus the
-    # precision measurement's handful.
-    assert result.counts["finite_difference"] == finite_difference.SCREENING_DIRECTIONS
+    # Every partial would be 4 evaluations an element (240); symbolic and autograd agree on
+    # every element, so the screen is the joint direction (one input: still fewer than its
+    # per-input screening directions), whatever the size, plus the precision measurement's
+    # handful.
+    assert result.counts["finite_difference"] == finite_difference.JOINT_DIRECTIONS
+    assert finite_difference.JOINT_DIRECTIONS < finite_difference.SCREENING_DIRECTIONS
+    assert "random directions over all inputs at once" in result.oracles["finite_difference"]
     assert result.counts["finite_difference_evaluations"] < elements
+
+
+@pytest.mark.parametrize(("scale", "shift"), [(1.0, 0.0), (1.0 + 1e-4, 0.0), (-1.0, 0.0),
+                                              (1.0, 1e-3)],
+                         ids=["correct", "off_1e-4", "sign", "forward_term"])
+def test_the_joint_screen_of_one_input_changes_no_verdict(
+        monkeypatch: pytest.MonkeyPatch, scale: float, shift: float) -> None:
+    class Scaled(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return torch.tanh(x) + shift * x.sum()  # shift: a term the backward leaves out
+
+        @staticmethod
+        def backward(ctx, grad):
+            (x,) = ctx.saved_tensors
+            return scale * grad * (1 - torch.tanh(x) ** 2)
+
+    def verdict() -> tuple[str, set[tuple[str | None, str | None]]]:
+        (result,) = gradcheck_lab.check("sum(tanh(x) ** 2)",
+                                        {"x": {"shape": [12], "init": "randn", "seed": 5}},
+                                        impl=lambda x: (Scaled.apply(x) ** 2).sum())
+        return result.status, {(m.input, m.odd_oracle) for m in result.mismatches}
+
+    screened = verdict()
+    from gradcheck_lab.oracles.finite_difference import oracle
+
+    monkeypatch.setattr(oracle, "joint_screens", lambda *arguments: False)
+    assert screened == verdict()
+    assert screened[0] == ("pass" if (scale, shift) == (1.0, 0.0) else "fail")
 
 
 def test_an_input_no_larger_than_its_directions_gets_its_partials() -> None:

@@ -11,6 +11,7 @@ This module compares and collects the votes; ``gradient_report`` says what they 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,7 +38,7 @@ from gradcheck_lab.compare.gradient_report import (
     FdTally,  # defined with the report; the verdict and the two-way check import it from here
     ProbedGradient,
 )
-from gradcheck_lab.compare.tolerances import ToleranceRule, gradient_scale
+from gradcheck_lab.compare.tolerances import ToleranceRule, gradient_scales
 from gradcheck_lab.program.naming import element_index, index_text
 
 _TINY = float(np.finfo(np.float64).tiny)  # gradient_scale's floor: the gradient is all zeros
@@ -97,20 +98,31 @@ def _joint_settled(results: OracleResults, inputs: list[_InputGradient]) -> bool
     own per-input values and bounds (``_InputGradient.probes``)."""
     fd = results.finite_differences
     assert fd is not None and fd.joint is not None
+    stacked = [gradient.all_probes for gradient in inputs]
+    if not all(p.agree.all() and np.isfinite(p.s).all() and np.isfinite(p.a).all()
+               for p in stacked):
+        return False
+    # Every probe at once: the projections are (directions × probes).
     d = fd.joint.directions.reshape(len(fd.joint.directions), -1)
-    for k in range(len(results.probes)):
-        probed = [gradient.probes[k] for gradient in inputs]
-        if not all(p.agree.all() and np.isfinite(p.s).all() and np.isfinite(p.a).all()
-                   for p in probed):
-            return False
-        ends = np.cumsum([p.s.size for p in probed])
-        blocks = [(d[:, end - p.s.size:end], p) for p, end in zip(probed, ends, strict=True)]
-        along = _along(blocks, fd.joint.directional[k],
-                       FD_SAFETY * fd.joint.directional_errors[k])
-        if not (along.finite & along.agreeing & ~along.too_wide
-                & (along.side_s | along.side_a)).all():
-            return False
-    return True
+    ends = np.cumsum([len(p.s) for p in stacked])
+    blocks = [(d[:, end - len(p.s):end], p) for p, end in zip(stacked, ends, strict=True)]
+    along = _along(blocks, np.array(fd.joint.directional).T,
+                   FD_SAFETY * np.array(fd.joint.directional_errors).T)
+    return bool((along.finite & along.agreeing & ~along.too_wide
+                 & (along.side_s | along.side_a)).all())
+
+
+@dataclass(frozen=True)
+class _AllProbes:
+    """One input's gradients and bounds at every probe, a column per probe (``_along`` then
+    projects every probe at once); ``scale``: each probe's gradient scale."""
+
+    s: np.ndarray
+    a: np.ndarray
+    scale: np.ndarray
+    bound_s: np.ndarray
+    bound_a: np.ndarray
+    agree: np.ndarray
 
 
 @dataclass
@@ -132,18 +144,19 @@ class _Along:
     too_wide: np.ndarray
 
 
-def _along(blocks: list[tuple[np.ndarray, ProbedGradient]], f: np.ndarray,
+def _along(blocks: Sequence[tuple[np.ndarray, ProbedGradient | _AllProbes]], f: np.ndarray,
            bf: np.ndarray) -> _Along:
     """The projections for directions split into blocks, each (directions × an input's
     elements) with that input's probed gradients and bounds: one block for an input's own
     directions, one per input for directions over all of them. ``f``, ``bf``: the estimates
-    along each direction and their error bars (the safety factor applied)."""
+    along each direction and their error bars (the safety factor applied), or (directions ×
+    probes) for blocks of ``_AllProbes``."""
     with np.errstate(all="ignore"):
         sd = sum(d @ p.s for d, p in blocks)
         ad = sum(d @ p.a for d, p in blocks)
         bsd = sum(np.abs(d) @ p.bound_s for d, p in blocks)
         bad = sum(np.abs(d) @ p.bound_a for d, p in blocks)
-        width = sum(p.scale * np.abs(d).sum(axis=1) for d, p in blocks)
+        width = sum(np.multiply.outer(np.abs(d).sum(axis=1), p.scale) for d, p in blocks)
         return _Along(sd, ad, bsd, bad, f, bf, np.isfinite(f) & np.isfinite(bf),
                       agree(sd, ad, bsd + bad), agree(sd, f, bsd + bf), agree(ad, f, bad + bf),
                       bf > FD_INCONCLUSIVE * (np.abs(sd) + width))
@@ -168,6 +181,7 @@ class _InputGradient:
         self.disagreements: list[Disagreement] = []
         self.votes: list[str] = []
         self.probes: list[ProbedGradient] = []
+        self.all_probes: _AllProbes  # set by ``probed``
 
     @property
     def odd(self) -> list[tuple[str, str]]:
@@ -176,8 +190,9 @@ class _InputGradient:
         return self.reporter.odd
 
     def compare(self, findings: Findings) -> None:
-        for k in range(len(self.results.probes)):
-            probed = self.probed(k)
+        for probed, outside in zip(*self.probed(), strict=True):
+            if outside.size:  # said probe by probe: the votes at probe k read it
+                self.tally.outside.setdefault(self.name, set()).update(int(f) for f in outside)
             self.probes.append(probed)
             odd_here, along_directions = self.fd_votes.vote(probed, findings)
             self.votes.extend(odd for odd in odd_here.values() if odd is not None)
@@ -185,43 +200,65 @@ class _InputGradient:
             with np.errstate(all="ignore"):
                 errors = np.abs(probed.s - probed.a)
             for flat in np.flatnonzero(~probed.agree):
-                if self.reporter.first_report(k, "disagree", int(flat)):
-                    self.disagreements.append((finite_or_inf(errors[flat]), k, int(flat),
+                if self.reporter.first_report(probed.k, "disagree", int(flat)):
+                    self.disagreements.append((finite_or_inf(errors[flat]), probed.k, int(flat),
                                                odd_here.get(int(flat), UNDECIDED)))
         self.reporter.report(findings, self.disagreements, self.votes, self.probes)
 
-    def probed(self, k: int) -> ProbedGradient:
-        s = self.results.three_way.per_probe[k][self.name].reshape(-1)
-        a = self.results.autograd.per_probe[k][self.name].reshape(-1)
-        scale, terms = gradient_scale(s), self.results.terms(self.name, k)
-        self.tally.largest_atol = max(self.tally.largest_atol,
-                                      float(np.max(self.rule.absolute(scale, terms))))
-        bound_s = self.sym_rule.bound(s, scale, terms)
-        bound_a = self.rule.bound(s, scale, terms)
-        # Outside the domain: the same nan or infinity on both sides; or, at an input element
-        # where the forward itself leaves the domain, autograd not finite whatever symbolic
-        # says (0·nan is nan for torch where the exact off-diagonal entry is 0). Autograd
-        # finite where the exact gradient is not is compared: a number where there is none.
-        at_domain_edge = np.zeros(s.shape, dtype=bool)
-        at_domain_edge[list(self.results.three_way.domain_elements.get(self.name, ()))] = True
-        outside = np.flatnonzero(same_nonfinite(s, a) | (at_domain_edge & ~np.isfinite(a)))
-        if outside.size:
-            self.tally.outside.setdefault(self.name, set()).update(int(f) for f in outside)
-        agreeing = agree(s, a, bound_s + bound_a) | self.rule.flushed(s, a)
-        agreeing[outside] = True
-        self.measure_margin(s, a, bound_s + bound_a, agreeing)
-        return ProbedGradient(k, s, a, scale, bound_s, bound_a, agreeing)
-
-    def measure_margin(self, s: np.ndarray, a: np.ndarray, allowed: np.ndarray,
-                       agreeing: np.ndarray) -> None:
-        """The worst agreeing element's error over what was allowed there."""
+    def probed(self) -> tuple[list[ProbedGradient], list[np.ndarray]]:
+        """Every probe's gradients of this input with their bounds and agreement, computed
+        for all probes at once (one array operation each, not one per probe); and each
+        probe's elements outside the domain."""
+        count = len(self.results.probes)
+        s = np.stack([self.results.three_way.per_probe[k][self.name].reshape(-1)
+                      for k in range(count)])
+        a = np.stack([self.results.autograd.per_probe[k][self.name].reshape(-1)
+                      for k in range(count)])
+        scales = gradient_scales(s)
+        # The terms' magnitudes where the symbolic oracle gave them; else one 0 for all.
+        terms: np.ndarray | float = 0.0
+        if self.results.symbolic is not None and self.results.symbolic.term_magnitudes:
+            terms = np.stack([np.broadcast_to(self.results.terms(self.name, k), s.shape[1:])
+                              for k in range(count)])
+        scale_column = scales[:, None]
+        self.tally.largest_atol = max(self.tally.largest_atol, float(np.max(
+            self.rule.absolute(scale_column, terms))))
+        bound_s = self.sym_rule.bound(s, scale_column, terms)
+        bound_a = self.rule.bound(s, scale_column, terms)
+        allowed = bound_s + bound_a
         with np.errstate(all="ignore"):
-            ratio = np.where(agreeing & np.isfinite(s) & np.isfinite(a) & (allowed > 0),
-                             np.abs(s - a) / allowed, 0.0)
+            gap = np.abs(s - a)
+        finite = np.isfinite(s) & np.isfinite(a)
+        if finite.all():  # the usual case: no element outside the domain, one pass each
+            outside = np.zeros(s.shape, dtype=bool)
+            agreeing = (gap <= allowed) | self.rule.flushed(s, a)
+        else:
+            # Outside the domain: the same nan or infinity on both sides; or, at an input
+            # element where the forward itself leaves the domain, autograd not finite
+            # whatever symbolic says (0·nan is nan for torch where the exact off-diagonal
+            # entry is 0). Autograd finite where the exact gradient is not is compared: a
+            # number where there is none.
+            at_domain_edge = np.zeros(s.shape[1:], dtype=bool)
+            at_domain_edge[list(self.results.three_way.domain_elements.get(self.name, ()))] = (
+                True)
+            outside = same_nonfinite(s, a) | (at_domain_edge & ~np.isfinite(a))
+            agreeing = agree(s, a, allowed) | self.rule.flushed(s, a) | outside
+        self.measure_margin(gap, allowed, agreeing & finite)
+        self.all_probes = _AllProbes(s.T, a.T, scales, bound_s.T, bound_a.T, agreeing.T)
+        probed = [ProbedGradient(k, s[k], a[k], float(scales[k]), bound_s[k], bound_a[k],
+                                 agreeing[k]) for k in range(count)]
+        return probed, [np.flatnonzero(row) for row in outside]
+
+    def measure_margin(self, gap: np.ndarray, allowed: np.ndarray,
+                       counted: np.ndarray) -> None:
+        """The worst error (``gap``) over what was allowed there, among the ``counted``
+        elements (agreeing, both finite)."""
+        with np.errstate(all="ignore"):
+            ratio = np.where(counted & (allowed > 0), gap / allowed, 0.0)
         if ratio.size and float(ratio.max()) > self.tally.margin:
-            flat = int(np.argmax(ratio))
+            flat = int(np.argmax(ratio)) % ratio.shape[-1]  # probes are rows: the element
             shape = self.results.three_way.per_probe[0][self.name].shape
-            self.tally.margin = float(ratio[flat])
+            self.tally.margin = float(ratio.max())
             self.tally.margin_at = self.name + index_text(element_index(flat, shape))
 
 
@@ -256,6 +293,8 @@ class _FdVotes:
         and autograd disagree; where they agree, whether finite differences are off alone."""
         odd_here: dict[int, str | None] = {}
         fd_value, fd_bound, fd_at = self.fd.partials(p.k)
+        if not fd_at.size:  # no partial estimated for this input (joint directions only)
+            return odd_here
         outside = self.tally.outside.get(self.name, set())
         for position in np.flatnonzero(~self._settled(p, fd_value, fd_bound, fd_at, outside)):
             flat = fd_at[position]
@@ -321,6 +360,8 @@ class _FdVotes:
         if fd is None or self.name not in fd.per_input:
             return []
         estimates = fd.per_input[self.name]
+        if not len(estimates.directions):  # none of its own (joint directions only)
+            return []
         votes = []
         # Every direction's projections at once: one matrix product each, not a loop of dots.
         d = estimates.directions.reshape(len(estimates.directions), p.s.size)

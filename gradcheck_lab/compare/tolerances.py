@@ -23,7 +23,7 @@ from gradcheck_lab.dtypes import EPSILON, SMALLEST_NORMAL
 # (subnormals), and smaller values underflow: an exact 3e-70 is 0 in float32. That spacing, a
 # few times over, is the absolute floor of a bound.
 __all__ = ["EPSILON", "SMALLEST_NORMAL", "ToleranceRule", "default_rtol", "gradient_scale",
-           "rule_for", "symbolic_rule"]
+           "gradient_scales", "rule_for", "symbolic_rule"]
 # The exact oracle's only error is the final rounding to float64.
 EXACT_RTOL = 4 * EPSILON["float64"]
 # A computed value carries the rounding of its largest intermediate, a few ulps per step:
@@ -44,7 +44,7 @@ class ToleranceRule:
     # a randomized kernel) is allowed that much against every other oracle too.
     nondet: float = 0.0
 
-    def bound(self, reference: np.ndarray, scale: float,
+    def bound(self, reference: np.ndarray, scale: float | np.ndarray,
               terms: float | np.ndarray = 0.0) -> np.ndarray:
         return self.absolute(scale, terms) + self.rtol * np.abs(reference)
 
@@ -52,15 +52,18 @@ class ToleranceRule:
         """Where ``other`` is exactly 0 and the reference lies below the dtype's smallest
         normal number: a kernel that flushes subnormal results to zero (GPUs do, and CPUs
         with flush-to-zero set), not a bug. Anything else subnormal is compared as usual."""
-        if self.atol is not None or self.term_ulps == 0:
+        zero = np.asarray(other) == 0
+        if self.atol is not None or self.term_ulps == 0 or not zero.any():
             return np.zeros(np.shape(reference), dtype=bool)
         with np.errstate(invalid="ignore"):
-            return (np.asarray(other) == 0) & (
-                np.abs(reference) < SMALLEST_NORMAL[self.dtype]) & (np.asarray(reference) != 0)
+            return zero & (np.abs(reference) < SMALLEST_NORMAL[self.dtype]) & (
+                np.asarray(reference) != 0)
 
-    def absolute(self, scale: float, terms: float | np.ndarray = 0.0) -> np.ndarray:
+    def absolute(self, scale: float | np.ndarray,
+                 terms: float | np.ndarray = 0.0) -> np.ndarray:
         """rtol × scale, or the rounding of the terms (``terms``: their |sum|, elementwise or
-        one number) where that is larger; a case's own atol replaces both."""
+        one number) where that is larger; a case's own atol replaces both. ``scale`` may be a
+        column, one scale per row of ``terms`` (a row per probe)."""
         if self.atol is not None:
             return np.maximum(np.asarray(self.atol), self.nondet)
         with np.errstate(all="ignore"):
@@ -122,3 +125,9 @@ def gradient_scale(reference: np.ndarray) -> float:
     finite = np.abs(reference[np.isfinite(reference)])
     largest = float(finite.max()) if finite.size else 0.0
     return max(largest, np.finfo(np.float64).tiny)
+
+
+def gradient_scales(references: np.ndarray) -> np.ndarray:
+    """``gradient_scale`` of each row of ``references`` (one reference gradient per row)."""
+    magnitudes = np.where(np.isfinite(references), np.abs(references), 0.0)
+    return np.maximum(magnitudes.max(axis=1, initial=0.0), np.finfo(np.float64).tiny)

@@ -8,9 +8,11 @@ inf/inf) the affected elements are re-evaluated by mpmath at 30 digits.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -55,6 +57,42 @@ class SecondOrderRule:
                                     arrays)
 
 
+# Within ``one_point_partials``: each partial evaluated there, by (rule, argument position,
+# limits, the argument arrays' identities), with those arrays kept alive so that no identity
+# is reused while the scope lasts.
+_SHARED: contextvars.ContextVar[dict[tuple[int, ...], tuple[np.ndarray, Any]] | None] = (
+    contextvars.ContextVar("gradcheck_lab_shared_partials", default=None))
+
+
+@contextlib.contextmanager
+def one_point_partials() -> Iterator[None]:
+    """Within, an elementwise partial is evaluated once per op and argument arrays: the
+    sweeps of one point (each probe's, the magnitudes', the domain's slopes) differentiate the
+    same ops at the same values. The arrays must not change while the scope lasts."""
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
+def shared_partial(rule: ElementwiseRule, position: int, arrays: Sequence[np.ndarray],
+                   patch: Callable[..., None] | None) -> np.ndarray:
+    """``rule``'s partial in argument ``position`` with the op's limits ``patch``ed in,
+    evaluated once per ``one_point_partials`` scope (every time outside one). Read-only to the
+    caller: the same array is handed to every sweep."""
+    shared = _SHARED.get()
+    key = (id(rule), position, id(patch), *map(id, arrays))
+    if shared is not None and key in shared:
+        return shared[key][0]
+    local = rule.partial(position, *arrays)
+    if patch is not None:
+        patch(position, local, arrays)
+    if shared is not None:
+        shared[key] = (local, (rule, patch, tuple(arrays)))
+    return local
+
+
 def evaluate_elementwise(expr: Any, compiled: NumpyFunction, symbols: Sequence[Any],
                          arrays: Sequence[np.ndarray]) -> np.ndarray:
     """A derived formula evaluated in float64 over broadcast arrays; where float64 overflows
@@ -62,13 +100,20 @@ def evaluate_elementwise(expr: Any, compiled: NumpyFunction, symbols: Sequence[A
     with np.errstate(all="ignore"):
         result = np.asarray(compiled(*arrays), dtype=np.float64)
     shape = np.broadcast_shapes(*(np.shape(a) for a in arrays))
-    result = np.broadcast_to(result, shape).copy()
+    # A fresh array of the full shape is the caller's to patch (the op's limits); a formula
+    # that is one of its arguments (d(x·y)/dx is y) or smaller than the broadcast is copied.
+    if (result.shape != shape or not result.flags.owndata
+            or any(result is array for array in arrays)):
+        result = np.broadcast_to(result, shape).copy()
+    nan = np.isnan(result)
+    if not nan.any():  # the common case: nothing to re-evaluate
+        return result
     inputs_finite = np.ones(shape, dtype=bool)
     for array in arrays:
         inputs_finite &= np.broadcast_to(np.isfinite(array), shape)
     # NaN from finite inputs is overflow inside the formula; a signed infinity is a genuine
     # value (1/x at 0) and keeps its sign.
-    redo = np.argwhere(np.isnan(result) & inputs_finite)
+    redo = np.argwhere(nan & inputs_finite)
     if 0 < len(redo) <= _MAX_HIGH_PRECISION_ELEMENTS:
         broadcast = [np.broadcast_to(a, shape) for a in arrays]
         for index in map(tuple, redo):

@@ -29,7 +29,12 @@ from gradcheck_lab.ops.base import (
     torch_module,
     unbroadcast,
 )
-from gradcheck_lab.ops.derivatives import ElementwiseRule, SecondOrderRule, exact_keywords
+from gradcheck_lab.ops.derivatives import (
+    ElementwiseRule,
+    SecondOrderRule,
+    exact_keywords,
+    shared_partial,
+)
 from gradcheck_lab.ops.second_order import JvpRule, PairRule, Tangents
 
 SympyForm = Callable[..., Any]
@@ -233,11 +238,9 @@ def _chain_rule(rule: ElementwiseRule, g: np.ndarray, args: Sequence[np.ndarray]
 
 def _partial(rule: ElementwiseRule, position: int, args: Sequence[np.ndarray],
              limits: Callable[..., None] | None) -> np.ndarray:
-    """∂f/∂a_position over the arguments, with the op's limits patched in."""
-    local = rule.partial(position, *args)
-    if limits is not None:
-        limits(position, local, args)
-    return local
+    """∂f/∂a_position over the arguments, with the op's limits patched in (read-only: shared
+    by the sweeps of one point, ``one_point_partials``)."""
+    return shared_partial(rule, position, args, limits)
 
 
 def _second(rule: SecondOrderRule, i: int, j: int, args: Sequence[np.ndarray],

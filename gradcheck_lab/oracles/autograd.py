@@ -19,9 +19,10 @@ from gradcheck_lab.subject.function import FunctionUnderTest, describe_exception
 from gradcheck_lab.subject.points import Point
 from gradcheck_lab.subject.probes import Probe
 
-# Forward+backward passes timed for the cost unit in a row (warm), their median kept: the
-# oracle's own passes, each after other work, measured up to 50% slower and unsteady.
-UNIT_REPEATS = 3
+# Forward+backward passes timed for the cost unit in a row (warm), besides the oracle's own
+# rerun on fresh leaves; the smallest kept (the oracle's own passes alone, each after other
+# work, measured up to 50% slower and unsteady).
+UNIT_REPEATS = 1
 SAME_GRAPH = "again, same graph"
 FRESH_GRAPH = "again, fresh graph"
 
@@ -99,13 +100,18 @@ def gradients(function: FunctionUnderTest, point: Point,
         notes.append(f"autograd: a second backward through the same graph is not possible "
                      f"({exc}); statefulness is checked on a fresh graph only")
     fresh = make_leaves(case, point, dtype, device)
+    clock = cost_clock(device)
+    started = clock()
     with torch.enable_grad():
         fresh_out = function(fresh)
     unit = None
     if fresh_out.requires_grad:
         grads = _backward(function, fresh_out, fresh, names, probes[rerun], " on a fresh graph")
+        _synchronized(device)
+        fresh_seconds = clock() - started
         reruns[FRESH_GRAPH] = _as_arrays(grads, names, fresh, zeros, set(), [])
-        unit = _forward_backward_seconds(function, point, names, probes[0])
+        # The rerun on fresh leaves is a forward+backward like the unit's: a sample of it.
+        unit = min(fresh_seconds, _forward_backward_seconds(function, point, names, probes[0]))
     for name in sorted(missing):
         notes.append(f"autograd: no gradient for {name} (backward returned None); "
                      "counted as zeros")
@@ -200,10 +206,17 @@ def _forward_backward_seconds(function: FunctionUnderTest, point: Point, names: 
         with torch.enable_grad():
             out = function(leaves)
         _backward(function, out, leaves, names, probe, "")
-        if device.startswith("cuda"):
-            torch.cuda.synchronize(device)
+        _synchronized(device)
         times.append(clock() - started)
     return statistics.median(times)
+
+
+def _synchronized(device: str) -> None:
+    """The device's queued work done (a cuda kernel runs after its launch returns)."""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize(device)
 
 
 def _backward(function: FunctionUnderTest, out: Any, leaves: dict[str, Any], names: list[str],

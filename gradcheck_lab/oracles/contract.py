@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -28,6 +28,26 @@ from gradcheck_lab.subject.function import Subject
 from gradcheck_lab.subject.points import Point
 from gradcheck_lab.subject.precision import FLOAT64, Precision
 from gradcheck_lab.subject.probes import Probe
+
+
+class Deferred(Sequence[dict[str, np.ndarray]]):
+    """Per-probe arrays computed on first use; their number (``len``, truth) known before. The
+    term magnitudes are one more sweep per probe that a comparison passing without them never
+    reads (``pipeline.comparison``)."""
+
+    def __init__(self, count: int,
+                 compute: Callable[[], tuple[dict[str, np.ndarray], ...]]) -> None:
+        self._count = count
+        self._compute: Callable[[], tuple[dict[str, np.ndarray], ...]] | None = compute
+        self._items: tuple[dict[str, np.ndarray], ...] = ()
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, k: Any) -> Any:
+        if self._compute is not None:
+            self._items, self._compute = self._compute(), None
+        return self._items[k]
 
 
 @dataclass(frozen=True)
@@ -57,7 +77,7 @@ class Gradients:
     term_scale: float = 0.0
     # Per probe and input, the sum of |terms| behind each gradient element: the size of what
     # a backward pass rounds (softmax - onehot may be 1e-17, computed from numbers near 1).
-    term_magnitudes: tuple[dict[str, np.ndarray], ...] = ()
+    term_magnitudes: Sequence[dict[str, np.ndarray]] = ()  # the symbolic oracle's: Deferred
     # Autograd only: one probe's gradients again (``rerun_probe``), by label: a second
     # backward through the same graph, and a second forward and backward on fresh leaves (a
     # stateful or racy backward differs); inputs the function changed in place (values

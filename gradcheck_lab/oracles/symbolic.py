@@ -18,8 +18,8 @@ import numpy as np
 from gradcheck_lab.dtypes import EPSILON
 from gradcheck_lab.errors import SpecError
 from gradcheck_lab.ops import OPS
-from gradcheck_lab.ops.derivatives import drop_steps, sympy_to_float
-from gradcheck_lab.oracles.contract import AT_POINT, Given, Gradients
+from gradcheck_lab.ops.derivatives import drop_steps, one_point_partials, sympy_to_float
+from gradcheck_lab.oracles.contract import AT_POINT, Deferred, Given, Gradients
 from gradcheck_lab.program import Program
 from gradcheck_lab.program.interpret import NUMPY, SYMPY, input_values, interpret
 from gradcheck_lab.program.naming import index_text
@@ -53,6 +53,12 @@ def gradients(program: Program, point: Point, probes: tuple[Probe, ...],
               mode: str = "auto") -> Gradients:
     """VJPs of the spec for each probe. ``mode``: "auto", "exact", "sweep" or "screen" (the
     sweep, marked ``screened``, where "auto" would be exact)."""
+    with one_point_partials():  # every sweep below differentiates the same forward
+        return _gradients(program, point, probes, mode)
+
+
+def _gradients(program: Program, point: Point, probes: tuple[Probe, ...],
+               mode: str) -> Gradients:
     roots = [program.output, *program.roots.values()]
     env = numpy_forward(program, point, roots)
     scale = term_scale(program, env)
@@ -65,7 +71,8 @@ def gradients(program: Program, point: Point, probes: tuple[Probe, ...],
         "kinked_ops": kinked_ops(program),
         "roots": {key: env[index] for key, index in program.roots.items()},
         "term_scale": scale,
-        "term_magnitudes": _swept(program, env, probes, magnitudes=True),
+        "term_magnitudes": Deferred(len(probes), lambda: _swept(program, env, probes,
+                                                                magnitudes=True)),
     }
     reason = exact_unaffordable_because(program)
     if mode == "exact" or (mode == "auto" and reason is None):

@@ -78,22 +78,6 @@ def run_case(case: Case, settings: Settings = Settings(),
             yield result if traced is None else labelled(result, traced)
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 class CaseCheck:
     """The checks of one case at one dtype, device after device."""
 
@@ -223,10 +207,6 @@ class CaseCheck:
             return self.rule
         return rule_for(dtype, source=f"derived: sqrt(eps) of {dtype}, {why}",
                         nondet=self.case.nondet_tol)
-
-
-
-
 
     def against_reference_device(self, results: OracleResults,
                                  rule: ToleranceRule) -> Findings:

@@ -104,11 +104,15 @@ def mode_for(case: Case, setting: str, two_way: bool, unit_seconds: float | None
 def joint_screens(case: Case, sym: Gradients | None, focus: dict[str, np.ndarray],
                   mode: str) -> bool:
     """Whether finite differences first screen along joint directions: beside the symbolic
-    oracle, where it agrees with autograd on every element (no focus element), for more than
-    one input, without declared surrogates (differences see the true derivative, not those),
-    where every partial is not taken anyway."""
-    return (sym is not None and not focus and len(case.differentiable_inputs) > 1
-            and not case.surrogates and not takes_every_partial(case, mode))
+    oracle, where it agrees with autograd on every element (no focus element), without
+    declared surrogates (differences see the true derivative, not those), where every partial
+    is not taken anyway. One input too, unless it is so small that it takes its partials
+    (``estimate``): its one joint direction costs half its two screening ones, and a
+    direction that does not settle hands over to those."""
+    inputs = case.differentiable_inputs
+    return (sym is not None and not focus and not case.surrogates
+            and (len(inputs) > 1 or sum(spec.size for spec in inputs) > SCREENING_DIRECTIONS)
+            and not takes_every_partial(case, mode))
 
 
 def agreed_gap(rule: HeldTo | None) -> float:
