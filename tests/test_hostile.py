@@ -147,6 +147,11 @@ EXPECTED = {
     "sizes_intermediates_add_up.yaml": (8, "let.a3", "245000004 elements in all"),
     "sizes_many_lets.yaml": (20004, "let.a19999", "more than 20000 nodes"),
     "sizes_many_inputs.yaml": (20003, "inputs.x20000", "more than 20000 nodes"),
+    # Loading is budgeted (casefile/budget.py): a case's expression text, and a file's text
+    # and program nodes; aliases make a 5 KB file hold 600,000 nodes' worth of expressions.
+    "sizes_aliased_lets.yaml": (55, "let.a48", "over the budget of 200000 for one case"),
+    "sizes_aliased_cases.yaml": (5, "cases[11]", "nor the 18 after it: the cases before spent "
+                                                 "the file's load budget"),
     # User code runs in the worker under one budget (time and memory), training steps too.
     "impl_allocates_too_much.yaml": (4, "impl", "allocated beyond the case memory budget of "
                                                 "4 GiB"),

@@ -18,6 +18,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from gradcheck_lab.casefile import calling
+from gradcheck_lab.casefile.budget import BudgetLimits, LoadBudget
 from gradcheck_lab.casefile.case import (
     Case,
     Expectation,
@@ -76,6 +77,23 @@ class LoadLimits:
     max_cases_per_run: int = 10_000
     yaml: ReadLimits = field(default_factory=ReadLimits)
     expr: ExprLimits = field(default_factory=ExprLimits)
+    # What a case, and a file's cases together, may parse and build (casefile.budget); None:
+    # following max_program_nodes (10, 50 and 10 times it).
+    max_case_expression_characters: int | None = None
+    max_file_expression_characters: int | None = None
+    max_file_program_nodes: int | None = None
+
+    def load_budget(self) -> LoadBudget:
+        """A fresh budget for one file (or one case of the API)."""
+        following = BudgetLimits.following(self.max_program_nodes)
+
+        def given(value: int | None, default: int) -> int:
+            return default if value is None else value
+
+        return LoadBudget(BudgetLimits(
+            given(self.max_case_expression_characters, following.case_characters),
+            given(self.max_file_expression_characters, following.file_characters),
+            given(self.max_file_program_nodes, following.file_nodes)))
 
 
 CaseOrError = Case | CaseError
@@ -142,11 +160,11 @@ def load_bytes(raw: bytes, label: str, base_dir: Path,
     except YamlReadError as exc:
         key = dotted(exc.path) or "document"
         return [CaseError(label, exc.line, key, exc.message)]
-    return list(_cases_of(document, label, base_dir, limits))
+    return list(_cases_of(document, label, base_dir, limits, limits.load_budget()))
 
 
 def _cases_of(document: YamlDocument, label: str, base_dir: Path,
-              limits: LoadLimits) -> Iterator[CaseOrError]:
+              limits: LoadLimits, budget: LoadBudget) -> Iterator[CaseOrError]:
     data = document.data
     stem = Path(label).stem
     if not isinstance(data, dict):
@@ -154,7 +172,7 @@ def _cases_of(document: YamlDocument, label: str, base_dir: Path,
                         f"expected a case (a mapping) or cases: [...], got {_kind(data)}")
         return
     if "cases" not in data:
-        yield _build_or_error(data, document, (), label, base_dir, stem, limits)
+        yield _build_or_error(data, document, (), label, base_dir, stem, limits, budget)
         return
     others = sorted(set(data) - {"cases"})
     if others:
@@ -174,12 +192,16 @@ def _cases_of(document: YamlDocument, label: str, base_dir: Path,
     seen: dict[str, int] = {}
     for index, item in enumerate(cases):
         prefix = ("cases", index)
+        if budget.spent:  # the cases before spent the file's: the rest are one error
+            yield CaseError(label, document.line_of(prefix), f"cases[{index}]",
+                            budget.rest_not_loaded(len(cases) - index - 1))
+            return
         if not isinstance(item, dict):
             yield CaseError(label, document.line_of(prefix), f"cases[{index}]",
                             f"expected a case (a mapping), got {_kind(item)}")
             continue
         result = _build_or_error(item, document, prefix, label, base_dir, f"{stem}_{index}",
-                                 limits)
+                                 limits, budget)
         if isinstance(result, Case):
             if result.name in seen:
                 yield CaseError(label, document.line_of((*prefix, "name")),
@@ -192,10 +214,11 @@ def _cases_of(document: YamlDocument, label: str, base_dir: Path,
 
 
 def _build_or_error(data: dict, document: YamlDocument, prefix: tuple, label: str,
-                    base_dir: Path, default_name: str, limits: LoadLimits) -> CaseOrError:
+                    base_dir: Path, default_name: str, limits: LoadLimits,
+                    budget: LoadBudget) -> CaseOrError:
     try:
         return build_case(data, label=label, base_dir=base_dir, default_name=default_name,
-                          document=document, prefix=prefix, limits=limits)
+                          document=document, prefix=prefix, limits=limits, budget=budget)
     except CaseError as exc:
         name = data.get("name")
         if isinstance(name, str) and name.strip():
@@ -215,26 +238,29 @@ def build_case(
     prefix: tuple = (),
     limits: LoadLimits = LoadLimits(),
     impl: Callable[..., Any] | None = None,
+    budget: LoadBudget | None = None,
 ) -> Case:
-    """Validate one case mapping into a Case; raises CaseError at the offending key."""
+    """Validate one case mapping into a Case; raises CaseError at the offending key.
+    ``budget``: the file's, shared by its cases (by default, the case's own)."""
     locator = Locator(label, document, prefix)
     try:
         model = CaseModel.model_validate(data)
     except ValidationError as exc:
         raise locator.from_validation(exc, data) from None
-    return _CaseBuilder(locator, limits).build(model, base_dir, default_name, impl)
+    return _CaseBuilder(locator, limits, budget or limits.load_budget()).build(
+        model, base_dir, default_name, impl)
 
 
 class _CaseBuilder:
     """Assembling one validated case, in one pass: inputs, then the program (constants, lets,
     outputs), then what checks it (expectations, tolerance, training), into the Case."""
 
-    def __init__(self, locator: Locator, limits: LoadLimits) -> None:
+    def __init__(self, locator: Locator, limits: LoadLimits, budget: LoadBudget) -> None:
         self.locator = locator
         self.limits = limits
         # Made once, handed to each part and to ``calling``: lets' and outputs' problems are
-        # kept together in it.
-        self.expressions = Expressions(locator, limits.expr)
+        # kept together in it, and every expression is charged to the budget there.
+        self.expressions = Expressions(locator, limits.expr, budget)
 
     def build(self, model: CaseModel, base_dir: Path | None, default_name: str,
               impl: Callable[..., Any] | None) -> Case:

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from gradcheck_lab.casefile.budget import LoadBudget
 from gradcheck_lab.casefile.expr import Const, ExprLimits, parse_expression
 from gradcheck_lab.casefile.schema import (
     CASE_KEYS,
@@ -99,13 +100,20 @@ class _FollowsFromEarlierError(Exception):
     """An expression names a let that failed: that let's problem is the one to say."""
 
 
+class OverBudgetError(CaseError):
+    """The case's or the file's load budget is past (``budget``): the case's one problem,
+    nothing more of it is parsed or built."""
+
+
 class Expressions:
     """Parsing an expression at a key into a program, each let's and output's problem kept
     (``attempt``) so that a case's problems are said together (``say_found``)."""
 
-    def __init__(self, locator: Locator, limits: ExprLimits) -> None:
+    def __init__(self, locator: Locator, limits: ExprLimits, budget: LoadBudget) -> None:
         self.locator = locator
         self.limits = limits
+        self.budget = budget  # the file's, shared by its cases
+        self.characters = 0  # the case's expression text, counted against the budget
         self.found: list[CaseError] = []  # problems of lets and outputs, said together
         self.unbuilt: set[str] = set()  # names that failed: naming one is not a new problem
         self.unread = 0  # lets and outputs not built once MAX_PROBLEMS were found
@@ -113,17 +121,31 @@ class Expressions:
     def expression(self, builder: ProgramBuilder, path: tuple, text: Any,
                    add: Callable[[Any], int]) -> int:
         """``add(expression)`` for the text at ``path`` (a number is a constant); a problem is
-        a CaseError at the key and column."""
+        a CaseError at the key and column. The text and the nodes it adds are charged to the
+        budget: past it, an OverBudgetError at the key, the text not parsed."""
+        if isinstance(text, str):
+            self.characters += len(text)
+            self.over_budget(path, self.budget.charge_text(self.characters, len(text)))
+        before = len(builder.nodes)
         try:
             expr = (Const(text, 0) if isinstance(text, Fraction)
                     else parse_expression(text, self.limits, builder.constants))
-            return add(expr)
+            index = add(expr)
         except UndefinedNameError as exc:
             if exc.name in self.unbuilt:
                 raise _FollowsFromEarlierError from None
             raise self.locator.error(path, exc.message, exc.offset) from None
         except SpecError as exc:
             raise self.locator.error(path, exc.message, exc.offset) from None
+        finally:  # a failed expression's nodes were built too
+            problem = self.budget.charge_nodes(len(builder.nodes) - before)
+        self.over_budget(path, problem)
+        return index
+
+    def over_budget(self, path: tuple, problem: str | None) -> None:
+        if problem is not None:
+            where = self.locator.error(path, problem)
+            raise OverBudgetError(where.file, where.line, where.key, where.message)
 
     def attempt(self, name: str, build: Callable[[], Any]) -> Any:
         """``build()``; where it raises a CaseError, the error is kept in ``found`` and
@@ -137,6 +159,8 @@ class Expressions:
             return build()
         except _FollowsFromEarlierError:
             pass
+        except OverBudgetError:
+            raise
         except CaseError as exc:
             self.found.append(exc)
         self.unbuilt.add(name)
