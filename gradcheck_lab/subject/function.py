@@ -392,10 +392,34 @@ def bound_module(factory: Callable[..., Any], case: Case, dtype: str, device: st
 
 def _source_of(function: Any) -> Path | None:
     """The file a Python callable was defined in (a custom Function's ``apply`` is torch's:
-    its class's file then), or None."""
+    its class's file then), or None. Looked up once per callable: the drop-in builds the
+    subject at every call, and the lookup reads the file system."""
+    owner = getattr(function, "__self__", None)  # Function.apply is bound to its class
+    # The lookup needs only the code (its file) and a class owner: cached by those, which
+    # keeps no caller's object alive (an instance owner has no source file of its own).
+    code = getattr(getattr(function, "__func__", function), "__code__", None)
+    owner_class = owner if isinstance(owner, type) else None
+    if code is None:
+        return _source_uncached(function, owner)
+    return _source_cached(code, owner_class, function)
+
+
+def _source_cached(code: Any, owner_class: type | None, function: Any) -> Path | None:
+    key = (code, owner_class)
+    if key not in _SOURCES:
+        if len(_SOURCES) >= _SOURCES_KEPT:
+            _SOURCES.clear()
+        _SOURCES[key] = _source_uncached(function, owner_class)
+    return _SOURCES[key]
+
+
+_SOURCES: dict[tuple[Any, type | None], Path | None] = {}
+_SOURCES_KEPT = 1024
+
+
+def _source_uncached(function: Any, owner: Any) -> Path | None:
     import inspect
 
-    owner = getattr(function, "__self__", None)  # Function.apply is bound to its class
     for candidate in (function, owner):
         try:
             source = inspect.getsourcefile(candidate) if candidate is not None else None
