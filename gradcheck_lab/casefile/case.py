@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,16 @@ class InputSpec:
     @property
     def size(self) -> int:
         return math.prod(self.shape)
+
+    @functools.cached_property
+    def literal_float64(self) -> np.ndarray:
+        """The literal as float64 (each exact Fraction rounded once), converted once: every
+        point and dtype of a check draws from it, and an element costs a Python call."""
+        assert self.literal is not None, f"{self.name} has no literal"
+        if self.literal.dtype != object:
+            return self.literal.astype(np.float64)
+        return np.fromiter((float(v) for v in self.literal.flat), dtype=np.float64,
+                           count=self.literal.size).reshape(self.literal.shape)
 
 
 @dataclass(frozen=True)

@@ -68,9 +68,7 @@ def _draw(spec: InputSpec, torch: Any, index: int) -> Any:  # torch module -> to
     if spec.literal is not None:
         if spec.is_integer:
             return torch.tensor(np.asarray(spec.literal, dtype=np.int64))
-        as_float = np.vectorize(float, otypes=[np.float64])(spec.literal) if (
-            spec.literal.dtype == object) else spec.literal.astype(np.float64)
-        return torch.tensor(np.asarray(as_float, dtype=np.float64))
+        return torch.tensor(spec.literal_float64)
     # A drawn input always has a seed and its bounds (the loader fills them in).
     assert spec.seed is not None, f"{spec.name} has an init but no seed"
     seed = spec.seed if index == 0 or spec.init not in RANDOM_INITS else point_seed(

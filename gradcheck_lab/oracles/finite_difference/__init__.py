@@ -397,10 +397,14 @@ def focus_elements(case: Case, sym: Gradients, ag: Gradients, count: int,
         for k in range(len(sym.per_probe)):
             s = sym.per_probe[k][spec.name].reshape(-1)
             a = ag.per_probe[k][spec.name].reshape(-1)
-            finite = np.abs(s[np.isfinite(s)])
-            scale = max(float(finite.max()) if finite.size else 0.0, 1e-300)
+            magnitudes = np.abs(s)
+            finite = np.isfinite(magnitudes)
+            largest = float(magnitudes.max(initial=0.0) if finite.all()
+                            else magnitudes.max(where=finite, initial=0.0))
+            scale = max(largest, 1e-300)
             with np.errstate(all="ignore"):
-                gap = np.nan_to_num(np.abs(s - a) / scale, nan=np.inf, posinf=np.inf)
+                gap = np.abs(s - a) / scale
+            gap[np.isnan(gap)] = np.inf  # a nan on either side: as far apart as can be
             worst = gap if worst is None else np.maximum(worst, gap)
         if worst is None or not worst.size:
             continue
