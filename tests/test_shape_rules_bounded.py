@@ -83,3 +83,26 @@ def test_a_huge_size_over_zero_strides_allocates_nothing(name: str) -> None:
     args = [ArgInfo((2, 3, 4, 5)[: max(1, 4 - i)], is_integer=i in op.integer_args,
                     is_bool=i in op.bool_args) for i in range(max(op.min_args, 1))]
     assert_cheap(name, args, huge_then_zero(op.params))
+
+
+# Matrices at the input limit (5·10^7 elements) for every op of one or two matrices: the
+# shape rule counts the operations of its one LAPACK or BLAS call from the shapes and refuses
+# it (tests/test_kernel_cost.py), cheaply, before anything is allocated.
+MATRIX_ARGS = {"dot": ((10**7,), (10**7,)), "outer": ((7071,), (7071,)),
+               "bmm": ((1, 7071, 7071), (1, 7071, 7071)), "einsum": ((7071, 7071),) * 2}
+LINALG = sorted(name for name, op in OPS.items() if op.group == "linalg")
+
+
+@pytest.mark.parametrize("name", LINALG)
+def test_a_linear_algebra_shape_rule_on_huge_matrices_allocates_nothing(name: str) -> None:
+    op = OPS[name]
+    shapes = MATRIX_ARGS.get(name, ((7071, 7071),) * max(op.min_args, 1))
+    args = [ArgInfo(shape, is_integer=False) for shape in shapes]
+    params = {p.name: p.default for p in op.params}
+    params.update({"part": 0} if "part" in params else {})
+    if name == "einsum":
+        params["equation"] = "ij,jk->ik"
+    assert_cheap(name, args, params)
+    if name not in ("dot", "outer", "trace"):  # linear in their elements: no limit to pass
+        with pytest.raises(SpecError, match="operations in one call"):
+            op.shape(args, params)

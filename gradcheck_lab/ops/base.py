@@ -323,6 +323,84 @@ def torch_module() -> Any:
     return torch
 
 
+# One numpy, BLAS or LAPACK call runs to its end whatever the case budget says (an interval
+# timer interrupts Python between calls, not inside one): an op whose single call would take
+# more than this many operations, counted from the shapes by the textbook formula (a matrix
+# product of m x k and k x n is 2mkn; an SVD of n x n some 26n³), is refused by its shape rule,
+# before anything is allocated. At the limit one call takes under a second to a few seconds
+# on two shared cores (a 1,700 x 1,700 product 0.3 s, a 720 x 720 SVD with its vectors 1 to
+# 4 s).
+MAX_KERNEL_FLOPS = 10**10
+
+
+def check_kernel_cost(op: str, what: str, flops: float, remedy: str) -> None:
+    """A SpecError where one call of ``op`` would take more than MAX_KERNEL_FLOPS operations:
+    ``what`` names the call ("a 4000 x 4000 A in LAPACK"), ``remedy`` what to do instead."""
+    if flops > MAX_KERNEL_FLOPS:
+        raise SpecError(f"{op}(): {what} would take about {flops:.2g} operations in one call "
+                        f"(limit {MAX_KERNEL_FLOPS:.0e}), which the case budget cannot stop: "
+                        f"{remedy}")
+
+
+@dataclass(frozen=True)
+class SparseMatrix:
+    """An (out, size) matrix by its entries (rows sorted, columns sorted within a row): what a
+    resampling op (adaptive pooling, interpolation) applies along one axis, in memory that
+    grows with its entries, where the dense matrix holds out·size values whatever the input
+    (8,000 to 8,000 is 512 MB)."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    weights: np.ndarray
+    shape: tuple[int, int]
+
+    @classmethod
+    def from_entries(cls, rows: np.ndarray, cols: np.ndarray, weights: np.ndarray,
+                     shape: tuple[int, int]) -> SparseMatrix:
+        """Entries at the same place added in the order given, as np.add.at adds them into a
+        dense zero matrix."""
+        keys = np.asarray(rows, dtype=np.int64) * shape[1] + np.asarray(cols, dtype=np.int64)
+        places, where = np.unique(keys, return_inverse=True)
+        summed = np.zeros(len(places), dtype=np.result_type(weights, np.float64))
+        np.add.at(summed, where.reshape(-1), weights)
+        return cls(places // shape[1], places % shape[1], summed, shape)
+
+    @property
+    def T(self) -> SparseMatrix:  # noqa: N802 (as numpy spells it)
+        order = np.lexsort((self.rows, self.cols))
+        return SparseMatrix(self.cols[order], self.rows[order], self.weights[order],
+                            (self.shape[1], self.shape[0]))
+
+    def absolute(self) -> SparseMatrix:
+        return SparseMatrix(self.rows, self.cols, np.abs(self.weights), self.shape)
+
+    def row_entries(self, row: int) -> tuple[np.ndarray, np.ndarray]:
+        """The columns and weights of one row."""
+        start, end = np.searchsorted(self.rows, [row, row + 1])
+        return self.cols[start:end], self.weights[start:end]
+
+    def along(self, x: np.ndarray, axis: int) -> np.ndarray:
+        """The matrix applied to ``axis`` of x (size -> out): out[.., i, ..] = the sum over j of
+        M[i, j]·x[.., j, ..], each row's products summed in column order."""
+        moved = np.moveaxis(np.asarray(x), axis, -1)
+        products = moved[..., self.cols] * self.weights
+        result = np.zeros((*moved.shape[:-1], self.shape[0]), dtype=products.dtype)
+        if len(self.rows):
+            starts = np.flatnonzero(np.concatenate([[True], self.rows[1:] != self.rows[:-1]]))
+            result[..., self.rows[starts]] = np.add.reduceat(products, starts, axis=-1)
+        return np.moveaxis(result, -1, axis)
+
+
+def along_axes(x: np.ndarray, matrices: Sequence[tuple[int, SparseMatrix]]) -> np.ndarray:
+    """Each (axis, matrix) applied in turn: those that shrink their axis first, then those
+    that grow theirs (each group in the order given), so that no intermediate holds more
+    elements than the larger of x and the result (an axis grown 10^4 times before another is
+    shrunk 10^4 times would)."""
+    for axis, matrix in sorted(matrices, key=lambda item: item[1].shape[0] > item[1].shape[1]):
+        x = matrix.along(x, axis)
+    return x
+
+
 def broadcast_shapes(*shapes: Shape) -> Shape:
     """torch/numpy broadcasting, with an error that names both shapes."""
     ndim = max(len(s) for s in shapes)

@@ -8,6 +8,7 @@ which the output sums over). np.einsum works alike on floats and on sympy object
 
 from __future__ import annotations
 
+import math
 import string
 from collections.abc import Sequence
 from typing import Any
@@ -16,6 +17,7 @@ import numpy as np
 
 from gradcheck_lab.errors import SpecError
 from gradcheck_lab.ops.base import (
+    MAX_KERNEL_FLOPS,
     ArgInfo,
     Arrays,
     Gradients,
@@ -24,6 +26,7 @@ from gradcheck_lab.ops.base import (
     Params,
     Shape,
     as_float,
+    check_kernel_cost,
     linear_magnitudes,
     object_array,
     torch_module,
@@ -78,9 +81,9 @@ def _equation(params: Params, fixed: str | None) -> str:
 
 
 # One numpy call runs to its end whatever the case budget says: a contraction of more
-# operands than a product of two (which BLAS does) is refused beyond this many operations in
-# the order numpy would take (about 10 s of a numpy loop).
-MAX_CONTRACTION_FLOPS = 10**10
+# operands than a product of two is refused beyond this many operations in the order numpy
+# would take (the limit of every single call, ops.base.MAX_KERNEL_FLOPS).
+MAX_CONTRACTION_FLOPS = MAX_KERNEL_FLOPS
 
 
 def _refuse_costly(equation: str, shapes: Sequence[Shape]) -> None:
@@ -97,6 +100,15 @@ def _refuse_costly(equation: str, shapes: Sequence[Shape]) -> None:
         raise SpecError(f"einsum(): {equation!r} would take about {flops:.2g} operations in "
                         f"numpy's order (limit {MAX_CONTRACTION_FLOPS:.0e}): contract in "
                         "steps of two operands")
+
+
+def _pair_flops(specs: Sequence[str], output: str, sizes: dict[str, int]) -> int:
+    """What numpy does with two operands (np.einsum's bmm_einsum): each operand's indices
+    that neither the other nor the output has summed away first, then one (batched) BLAS
+    product over the indices left, a multiply-add for each of their combinations."""
+    kept = {c for c in "".join(specs) if c in output or all(c in s for s in specs)}
+    sums = sum(math.prod(sizes[c] for c in spec) for spec in specs)
+    return sums + 2 * math.prod(sizes[c] for c in kept)
 
 
 # numpy's contraction order (pairwise, greedy) instead of one loop over every index at once:
@@ -117,6 +129,11 @@ def _contraction(name: str, fixed: str | None, doc: str, *, arg_names: tuple[str
         sizes = _sizes(specs, [a.shape for a in args])
         if len(args) > 2:
             _refuse_costly(",".join(specs) + "->" + output, [a.shape for a in args])
+        else:
+            shapes = " and ".join(str(list(a.shape)) for a in args)
+            what = f"a product of {shapes}" if fixed else f"{params['equation']!r} of {shapes}"
+            check_kernel_cost(name, what, _pair_flops(specs, output, sizes),
+                              "use smaller operands")
         return tuple(sizes[c] for c in output)
 
     def vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,

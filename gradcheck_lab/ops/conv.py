@@ -11,6 +11,7 @@ transposed one, written independently of the numpy kernels so the tests compare 
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Sequence
 
@@ -28,6 +29,8 @@ from gradcheck_lab.ops.base import (
     Shape,
     Subscript,
     as_float,
+    check_kernel_cost,
+    int_param,
     linear_magnitudes,
     object_array,
     torch_module,
@@ -130,6 +133,13 @@ def _shape_rule(name: str, d: int, transposed: bool) -> Callable[..., Shape]:
         else:
             spatial = geometry.out_sizes(x[-d:], name)
             check_window_work(name, x, geometry, spatial)
+        # One BLAS product of the windows with the weights: a multiply-add for each window
+        # element and each channel of the other side of its group.
+        windowed = x[-d:] if transposed else spatial
+        check_kernel_cost(name, f"the product of its windows with w {list(args[1].shape)}",
+                          2 * math.prod(x[:-d]) * outs // int_param(params, "groups")
+                          * math.prod(windowed) * math.prod(geometry.kernel),
+                          "use fewer channels, a smaller kernel or a smaller input")
         return (*x[:-d - 1], outs, *spatial)
 
     return rule

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ from gradcheck_lab.ops.base import (
     Params,
     Shape,
     broadcast_shapes,
+    check_kernel_cost,
     linear_magnitudes,
     object_array,
     replaced_columns,
@@ -32,12 +34,17 @@ def _matmul_shape(args: Sequence[ArgInfo], params: Params) -> Shape:
     if a[-1] != (b[0] if len(b) == 1 else b[-2]):
         raise SpecError(f"@ cannot multiply shapes {list(a)} and {list(b)}: inner sizes differ")
     if len(a) == 1 and len(b) == 1:
-        return ()
-    if len(b) == 1:
-        return a[:-1]
-    if len(a) == 1:
-        return b[:-2] + b[-1:]
-    return (*broadcast_shapes(a[:-2], b[:-2]), a[-2], b[-1])
+        out: Shape = ()
+    elif len(b) == 1:
+        out = a[:-1]
+    elif len(a) == 1:
+        out = b[:-2] + b[-1:]
+    else:
+        out = (*broadcast_shapes(a[:-2], b[:-2]), a[-2], b[-1])
+    # One BLAS call: a multiply-add for every output element and every inner index.
+    check_kernel_cost("matmul", f"a product of {list(a)} and {list(b)}",
+                      2 * math.prod(out) * a[-1], "use smaller matrices")
+    return out
 
 
 def _matmul_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
@@ -70,6 +77,8 @@ def _linear_shape(args: Sequence[ArgInfo], params: Params) -> Shape:
     if len(args) == 3 and args[2].shape != (weight[0],):
         raise SpecError(
             f"linear(x, W, b): b must have shape [{weight[0]}], got {list(args[2].shape)}")
+    check_kernel_cost("linear", f"x {list(x)} times W {list(weight)}",
+                      2 * math.prod(x) * weight[0], "use smaller matrices")
     return (*x[:-1], weight[0])
 
 

@@ -26,6 +26,7 @@ slogdet cholesky, up to 3 x 3) a sympy form. Three things differ from a plain np
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -42,6 +43,7 @@ from gradcheck_lab.ops.base import (
     Shape,
     as_float,
     broadcast_shapes,
+    check_kernel_cost,
     object_array,
     torch_module,
     unbroadcast,
@@ -160,11 +162,48 @@ def _matrix(name: str, shape: Shape, square: bool = True) -> tuple[int, int]:
     return m, n
 
 
+# The operations of the costliest single LAPACK or BLAS call among an op's forms (forward,
+# VJP, kinks, complex step) for one m x n matrix, by the textbook counts (Golub & Van Loan),
+# with M = max(m, n) and k = min(m, n): a product of two n x n matrices is 2n³ (every rule has
+# some), an SVD with its vectors 6Mk² + 20k³ (det's cofactors and the kinks of svd and
+# svdvals take one), a symmetric eigensolver with its vectors 9n³ (eigvalsh's forward and
+# kinks compute them too), a QR with Q formed 4mnk, and matrix_exp's VJP exponentiates a
+# 2n x 2n block (products of 16n³).
+def _svd_flops(m: int, n: int) -> int:
+    big, k = max(m, n), min(m, n)
+    return 6 * big * k * k + 20 * k**3
+
+
+KERNEL_FLOPS: dict[str, Callable[[int, int], int]] = {
+    "inv": lambda m, n: 2 * n**3,
+    "det": _svd_flops,
+    "slogdet": lambda m, n: 4 * n**3,
+    "cholesky": lambda m, n: 2 * n**3,
+    "qr": lambda m, n: 4 * m * n * min(m, n),
+    "eigh": lambda m, n: 9 * n**3,
+    "eigvalsh": lambda m, n: 9 * n**3,
+    "svd": _svd_flops,
+    "svdvals": _svd_flops,
+    "matrix_exp": lambda m, n: 16 * n**3,
+}
+
+
+def check_matrix_cost(name: str, shape: Shape, flops: int | None = None) -> None:
+    """Refuse, from A's shape, an op whose one call over the batch of matrices (np.linalg
+    takes the whole stack in one call) would take more than MAX_KERNEL_FLOPS operations."""
+    m, n = shape[-2:]
+    batch = math.prod(shape[:-2])
+    total = batch * (KERNEL_FLOPS[name](m, n) if flops is None else flops)
+    stack = f" (a batch of {batch})" if batch > 1 else ""
+    check_kernel_cost(name, f"a {m} x {n} A{stack}", total, "use a smaller matrix")
+
+
 def _square(name: str, result: Callable[[Shape, int, Params], Shape]) -> Callable[..., Shape]:
     """A shape rule for an op of one square matrix: ``result(batch, n, params)``."""
 
     def rule(args: Sequence[ArgInfo], params: Params) -> Shape:
         n, _ = _matrix(name, args[0].shape)
+        check_matrix_cost(name, args[0].shape)
         if PART in params:
             _part(name, params)  # one of its results, picked by [k]
         return result(args[0].shape[:-2], n, params)
@@ -202,11 +241,15 @@ def _solve_shape(args: Sequence[ArgInfo], params: Params) -> Shape:
     except SpecError:
         raise SpecError(f"solve(): the batch dims of A {list(a)} and B {list(b)} cannot be "
                         "broadcast together") from None
+    columns = 1 if _vector_rhs(a, b) else b[-1] if params["left"] else b[-2]
+    # LU, A's inverse (the magnitude rule) and the products with B: 2n³ + 2n²k per matrix.
+    check_matrix_cost("solve", (*batch, n, n), 2 * n**3 + 2 * n * n * columns)
     return (*batch, n) if _vector_rhs(a, b) else (*batch, *b[-2:])
 
 
 def _qr_shape(args: Sequence[ArgInfo], params: Params) -> Shape:
     m, n = _matrix("qr", args[0].shape, square=False)
+    check_matrix_cost("qr", args[0].shape)
     if params["mode"] == "r":
         raise SpecError("qr(): mode='r' computes no Q, and torch cannot differentiate it: use "
                         "mode='reduced'")
@@ -219,6 +262,7 @@ def _qr_shape(args: Sequence[ArgInfo], params: Params) -> Shape:
 
 def _svd_shape(args: Sequence[ArgInfo], params: Params) -> Shape:
     m, n = _matrix("svd", args[0].shape, square=False)
+    check_matrix_cost("svd", args[0].shape)
     k, batch, part = min(m, n), args[0].shape[:-2], _part("svd", params)
     if params["full_matrices"] and m != n and part != 1:
         raise SpecError(f"svd(): full_matrices=True of a {m} x {n} matrix: the {max(m, n) - k} "
@@ -229,6 +273,7 @@ def _svd_shape(args: Sequence[ArgInfo], params: Params) -> Shape:
 
 def _svdvals_shape(args: Sequence[ArgInfo], params: Params) -> Shape:
     m, n = _matrix("svdvals", args[0].shape, square=False)
+    check_matrix_cost("svdvals", args[0].shape)
     return (*args[0].shape[:-2], min(m, n))
 
 

@@ -23,7 +23,9 @@ from gradcheck_lab.ops.base import (
     Param,
     Params,
     Shape,
+    SparseMatrix,
     Subscript,
+    along_axes,
     as_float,
     bincount,
     float_param,
@@ -352,16 +354,22 @@ def _avg_pool(d: int) -> Op:
 # --- adaptive_avg_pool -------------------------------------------------------------------------
 
 
-def _bins(size: int, out: int) -> list[tuple[int, int]]:
-    """torch's adaptive windows: [floor(i L / out), ceil((i + 1) L / out))."""
-    return [(i * size // out, -(-(i + 1) * size // out)) for i in range(out)]
+def _bin(size: int, out: int, i: int) -> tuple[int, int]:
+    """torch's adaptive window i: [floor(i L / out), ceil((i + 1) L / out))."""
+    return i * size // out, -(-(i + 1) * size // out)
 
 
-def _averaging(size: int, out: int) -> np.ndarray:
-    matrix = np.zeros((out, size))
-    for i, (start, end) in enumerate(_bins(size, out)):
-        matrix[i, start:end] = 1.0 / (end - start)
-    return matrix
+def _averaging(size: int, out: int) -> SparseMatrix:
+    """(out, size): 1 / its length on each window. Its entries are the windows' lengths,
+    at most size + 2·out together (a window is at most ceil(size / out) + 1 long), where the
+    dense matrix holds out·size values."""
+    index = np.arange(out, dtype=np.int64)
+    starts, ends = index * size // out, -(-(index + 1) * size // out)
+    lengths = ends - starts
+    rows = np.repeat(index, lengths)
+    first = np.cumsum(lengths) - lengths  # where each row's entries begin
+    cols = np.arange(len(rows), dtype=np.int64) - np.repeat(first - starts, lengths)
+    return SparseMatrix(rows, cols, np.repeat(1.0 / lengths, lengths), (out, size))
 
 
 def _output_size(name: str, d: int, params: Params) -> tuple[int, ...]:
@@ -377,11 +385,9 @@ def _adaptive_shape(name: str, d: int) -> Callable[..., Shape]:
     return rule
 
 
-def _along_spatial(x: np.ndarray, d: int, matrices: Sequence[np.ndarray]) -> np.ndarray:
+def _along_spatial(x: np.ndarray, d: int, matrices: Sequence[SparseMatrix]) -> np.ndarray:
     """Apply one matrix (new size, old size) to each spatial axis in turn."""
-    for axis, matrix in zip(range(np.ndim(x) - d, np.ndim(x)), matrices, strict=True):
-        x = np.moveaxis(np.tensordot(x, matrix, axes=([axis], [1])), -1, axis)
-    return x
+    return along_axes(x, list(zip(range(np.ndim(x) - d, np.ndim(x)), matrices, strict=True)))
 
 
 def _adaptive_numpy(name: str, d: int) -> Callable[..., np.ndarray]:
@@ -412,8 +418,8 @@ def _adaptive_sympy(name: str, d: int) -> Callable[..., np.ndarray]:
         sizes = _output_size(name, d, params)
         out = np.empty((*x.shape[:-d], *sizes), dtype=object)
         for index in np.ndindex(*out.shape):
-            bins = [_bins(size, o)[i] for size, o, i in zip(x.shape[-d:], sizes, index[-d:],
-                                                             strict=True)]
+            bins = [_bin(size, o, i) for size, o, i in zip(x.shape[-d:], sizes, index[-d:],
+                                                           strict=True)]
             where: Subscript = (*index[:-d], *(slice(start, end) for start, end in bins))
             window = x[where]
             out[index] = sympy.Add(*window.ravel()) / window.size

@@ -34,7 +34,9 @@ from gradcheck_lab.ops.base import (
     Param,
     Params,
     Shape,
+    SparseMatrix,
     Subscript,
+    along_axes,
     as_float,
     bincount,
     object_array,
@@ -614,32 +616,34 @@ def _linear_source(size: int, out: int, scale: float | None, align_corners: bool
     return index, np.clip(real - index, 0.0, 1.0)
 
 
-def _resize_matrix(resize: _Resize, axis: int) -> np.ndarray:
-    """(out, in): the weight of each input pixel in each output position along ``axis``."""
+def _resize_matrix(resize: _Resize, axis: int) -> SparseMatrix:
+    """(out, in): the weight of each input pixel in each output position along ``axis``; at
+    most four entries a row (bicubic), where a dense matrix holds out·in values."""
     size, out, scale = resize.sizes[axis], resize.outs[axis], resize.scales[axis]
     rows = np.arange(out)
-    matrix = np.zeros((out, size))
     if resize.mode in NEAREST_MODES:
-        matrix[rows, _nearest_source(size, out, scale, resize.mode == "nearest-exact",
-                                     resize.rank)] = 1.0
-    elif resize.mode == "bicubic":  # four taps, each clamped to the input (border padding)
+        return SparseMatrix(rows, _nearest_source(size, out, scale,
+                                                  resize.mode == "nearest-exact", resize.rank),
+                            np.ones(out), (out, size))
+    if resize.mode == "bicubic":  # four taps, each clamped to the input (border padding)
         index, t = _linear_source(size, out, scale, resize.align_corners, cubic=True)
-        for k, weight in enumerate(cubic_weights(t, CUBIC_A)):
-            np.add.at(matrix, (rows, np.clip(index + k - 1, 0, size - 1)), weight)
+        taps = [(np.clip(index + k - 1, 0, size - 1), weight)
+                for k, weight in enumerate(cubic_weights(t, CUBIC_A))]
     elif size == out:  # aten's linear kernels copy when the size is unchanged, whatever scale
-        matrix[rows, rows] = 1.0
+        return SparseMatrix(rows, rows, np.ones(out), (out, size))
     else:
         index, lam = _linear_source(size, out, scale, resize.align_corners, cubic=False)
-        np.add.at(matrix, (rows, index), 1.0 - lam)
-        np.add.at(matrix, (rows, index + (index < size - 1)), lam)
-    return matrix
+        taps = [(index, 1.0 - lam), (index + (index < size - 1), lam)]
+    # Taps that land on the same pixel (clamped at a border) add up in this order, as they did
+    # into a dense matrix.
+    return SparseMatrix.from_entries(
+        np.tile(rows, len(taps)), np.concatenate([cols for cols, _ in taps]),
+        np.concatenate([np.broadcast_to(weight, (out,)) for _, weight in taps]), (out, size))
 
 
-def _along_spatial(x: np.ndarray, matrices: Sequence[np.ndarray]) -> np.ndarray:
-    """Apply one matrix (new size, old size) to each spatial axis in turn."""
-    for axis, matrix in enumerate(matrices, start=2):
-        x = np.moveaxis(np.tensordot(x, matrix, axes=([axis], [1])), -1, axis)
-    return x
+def _along_spatial(x: np.ndarray, matrices: Sequence[SparseMatrix]) -> np.ndarray:
+    """Apply one matrix (new size, old size) to each spatial axis."""
+    return along_axes(x, list(enumerate(matrices, start=2)))
 
 
 # --- interpolate: its forms --------------------------------------------------------------------
@@ -660,7 +664,7 @@ def _interpolate_vjp(absolute: bool) -> Callable[..., Gradients]:
         resize = _resize(np.shape(args[0]), params)
         matrices = [_resize_matrix(resize, axis).T for axis in range(len(resize.sizes))]
         if absolute:
-            return [_along_spatial(np.abs(as_float(g)), [np.abs(m) for m in matrices])]
+            return [_along_spatial(np.abs(as_float(g)), [m.absolute() for m in matrices])]
         return [_along_spatial(as_float(g), matrices)]
 
     return vjp
@@ -678,8 +682,9 @@ def _interpolate_sympy(args: Sequence[np.ndarray], params: Params) -> np.ndarray
     float64 ones the numpy form uses: they are what torch computes)."""
     x = args[0]
     resize = _resize(x.shape, params)
-    taps = [[[(i, _exact(float(w))) for i, w in enumerate(row) if w != 0]
-             for row in _resize_matrix(resize, axis)] for axis in range(len(resize.sizes))]
+    matrices = [_resize_matrix(resize, axis) for axis in range(len(resize.sizes))]
+    taps = [[[(int(i), _exact(float(w))) for i, w in zip(*matrix.row_entries(row), strict=True)
+              if w != 0] for row in range(matrix.shape[0])] for matrix in matrices]
     out = np.empty((*x.shape[:2], *resize.outs), dtype=object)
     for where in np.ndindex(*resize.outs):
         total: Any = 0

@@ -5,6 +5,7 @@ the input gathers the cotangents of elements i.. of the result.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -58,16 +59,36 @@ def _cumprod_vjp(g: np.ndarray, x: np.ndarray, out: np.ndarray) -> np.ndarray:
     return grad
 
 
+# The complex step of logcumsumexp weighs every earlier element at every element: one
+# (..., n, n) matrix would hold n times the input (10^5 elements in a row: 80 GB). Blocks
+# of b elements along the row, b² weights per row at most this many together, carry the sum
+# from one block to the next.
+_BLOCK_WEIGHTS = 2**22
+
+
 def _logcumsumexp(a: np.ndarray) -> np.ndarray:
     real = np.logaddexp.accumulate(a.real, axis=-1)
     if a.dtype.kind != "c":
         return real
     # A complex step a + ih·t (np.logaddexp takes no complex): the value plus i times its
-    # derivative along the imaginary part, d out[j] = sum over i <= j of exp(a[i] - out[j]) t[i].
+    # derivative along the imaginary part, d out[j] = sum over i <= j of exp(a[i] - out[j]) t[i]
+    # = exp(out[s - 1] - out[j]) d out[s - 1] + the sum over s <= i <= j, s where j's block
+    # starts.
+    n = a.shape[-1]
+    rows = max(1, a.size // max(n, 1))
+    block = max(1, min(n, math.isqrt(_BLOCK_WEIGHTS // rows)))
+    tangent = np.zeros(real.shape, dtype=np.result_type(real, a.imag))
     with np.errstate(all="ignore"):
-        weights = np.exp(a.real[..., None, :] - real[..., :, None])
-        weights = np.tril(np.nan_to_num(weights, nan=0.0))
-    return real + 1j * np.einsum("...ji,...i->...j", weights, a.imag)
+        for start in range(0, n, block):
+            end = min(start + block, n)
+            weights = np.exp(a.real[..., None, start:end] - real[..., start:end, None])
+            weights = np.tril(np.nan_to_num(weights, nan=0.0))
+            part = np.einsum("...ji,...i->...j", weights, a.imag[..., start:end])
+            if start:
+                carry = np.exp(real[..., start - 1:start] - real[..., start:end])
+                part = part + np.nan_to_num(carry, nan=0.0) * tangent[..., start - 1:start]
+            tangent[..., start:end] = part
+    return real + 1j * tangent
 
 
 def _logcumsumexp_vjp(g: np.ndarray, x: np.ndarray, out: np.ndarray) -> np.ndarray:
