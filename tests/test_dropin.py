@@ -142,3 +142,23 @@ def test_eps_is_the_step_finite_differences_take() -> None:
     offsets = {round(abs(value - 0.5), 9) for value in seen}
     assert {0.25, 0.5} <= offsets
     assert 1e-6 not in offsets
+
+
+def test_torchs_default_eps_given_for_float32_inputs_is_not_refused() -> None:
+    # torch's gradcheck takes eps=1e-6 whatever the dtype; a case file in float32 may not go
+    # below 1.2e-5 (casefile.schema.fd_step_range): the drop-in takes that floor instead of
+    # refusing a suite that spells torch's default out.
+    seen: list[float] = []
+
+    def square(x: torch.Tensor) -> torch.Tensor:
+        seen.append(float(x.detach().double()[0]))
+        return x * x
+
+    x = torch.tensor([0.5, 1.5], dtype=torch.float32, requires_grad=True)
+    assert gradcheck(square, (x,), eps=1e-6, atol=1e-3, rtol=1e-2)
+    from gradcheck_lab.casefile.schema import fd_step_range
+
+    floor = fd_step_range("float32")[0]
+    assert any(abs(abs(value - 0.5) - floor) < 1e-12 for value in seen)
+    with pytest.raises(ValueError, match="eps"):
+        gradcheck(square, (x,), eps=1e-300)

@@ -460,7 +460,82 @@ def test_a_timing_that_hangs_is_stopped_by_the_case_budget(pytester: pytest.Pyte
                                 "--gradcheck-case-timeout", "2", "cases")
     assert time.monotonic() - started < 120  # ten minutes of sleep before
     assert result.parseoutcomes()["failed"] == 2  # forward and backward on cpu
-    result.stdout.fnmatch_lines(["*the timing ran past the case time budget of 2 s*"])
+    result.stdout.fnmatch_lines(["*impl: sleepy.py:sleepy ran past the case time budget of "
+                                 "2 s*"])
+
+
+HOSTILE_TIMING_IMPL = """\
+import os
+import signal
+import time
+from pathlib import Path
+
+with Path(__file__).with_name("imported.log").open("a") as log:
+    log.write(f"{os.getpid()}\\n")
+signal.signal(signal.SIGALRM, signal.SIG_IGN)
+
+
+def quit_now(x):
+    os._exit(0)
+
+
+def ignores_alarm(x):
+    signal.signal(signal.SIGALRM, signal.SIG_IGN)
+    time.sleep(600)
+    return (x * x).sum()
+
+
+def swallows(x):
+    end = time.monotonic() + 600
+    while time.monotonic() < end:
+        try:
+            time.sleep(0.2)
+        except BaseException:
+            pass
+    return (x * x).sum()
+
+
+def square_sum(x):
+    return (x * x).sum()
+"""
+HOSTILE_TIMING_CASES = "".join(
+    f"  - name: {name}\n    inputs: {{x: [1.0, 2.0]}}\n    output: sum(x * x)\n"
+    f"    impl: timed.py:{function}\n    devices: [cpu]\n"
+    for name, function in (("exits", "quit_now"), ("ignores_alarm", "ignores_alarm"),
+                           ("swallows", "swallows"), ("fine", "square_sum")))
+
+
+@pytest.mark.slow
+def test_timings_of_an_impl_run_in_the_worker_under_the_budget(
+        pytester: pytest.Pytester) -> None:
+    """`pytest --benchmark` times a case with an impl file where its check runs, in the worker
+    under the case budget: an impl that ends its interpreter, ignores SIGALRM or swallows
+    every exception fails its own two items within about the budget, never runs in pytest's
+    process, and the other items run, are reported and keep pytest-benchmark's table."""
+    write(pytester.path, "cases/timed.py", HOSTILE_TIMING_IMPL)
+    write(pytester.path, "cases/timed.yaml", "cases:\n" + HOSTILE_TIMING_CASES)
+    write(pytester.path, "cases/r144.yaml", R144_TEXT)
+    write(pytester.path, "conftest.py",
+          "import os\nfrom pathlib import Path\n\n\ndef pytest_configure(config):\n"
+          "    Path(__file__).with_name('pytest.pid').write_text(str(os.getpid()))\n")
+    started = time.monotonic()
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-p", "no:xdist", "--benchmark", "--tb=line",
+        "--gradcheck-case-timeout", "2", "--benchmark-max-time", "0.01", "cases")
+    assert time.monotonic() - started < 300  # hang guard: each impl sleeps ten minutes
+    gpu = 2 if torch.cuda.is_available() else 1  # r144 is timed on cuda too where there is one
+    result.assert_outcomes(failed=6, passed=2 + 2 * gpu)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    out = result.stdout.str()
+    assert "impl: the worker process died while checking this case (exit status 0)" in out
+    for label in ("timed.py:ignores_alarm", "timed.py:swallows"):
+        assert f"impl: {label} ran past the case time budget of 2 s" in out
+    result.stdout.fnmatch_lines(["*fine[[]float64-cpu-backward[]]*",
+                                 "*r144[[]float64-cpu-backward[]]*"])
+    assert "Benchmark fixture was not used" not in out
+    pytest_pid = (pytester.path / "pytest.pid").read_text()
+    importers = (pytester.path / "cases" / "imported.log").read_text().split()
+    assert importers and pytest_pid not in importers
 
 
 HOSTILE_IMPL = """\

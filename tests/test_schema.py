@@ -108,3 +108,52 @@ def test_new_refuses_to_overwrite_or_a_bad_name(tmp_path: Path, monkeypatch, cap
     assert (tmp_path / "demo.yaml").read_text() == "mine\n"
     assert main(["new", "../escape"]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+# fd_step's range follows the case's dtypes (casefile.schema.fd_step_range): the coarsest
+# dtype's round-off decides how small a step still gives a meaningful difference quotient.
+FD_STEP_FLOORS = {"float64": 2.220446049250313e-14, "float32": 1.1920928955078125e-05,
+                  "float16": 0.09765625, "bfloat16": 2.0 ** (-7 / 3)}
+
+
+@pytest.mark.parametrize("dtype", sorted(FD_STEP_FLOORS))
+def test_fd_step_is_refused_below_its_dtypes_floor_at_its_key(tmp_path: Path,
+                                                              dtype: str) -> None:
+    from gradcheck_lab.casefile import load_file
+    from gradcheck_lab.casefile.schema import fd_step_range
+    from gradcheck_lab.dtypes import EPSILON
+
+    floor = FD_STEP_FLOORS[dtype]
+    assert fd_step_range(dtype) == pytest.approx((floor, 1.0), rel=1e-12)
+    # The step finite differences derive for a function computing in the dtype, eps^(1/3)
+    # (subject.precision), and float64's 1e-6 for float64, are inside the range.
+    derived = 1e-6 if dtype == "float64" else EPSILON[dtype] ** (1 / 3)
+    case = tmp_path / "step.yaml"
+    for step, valid in ((floor * 0.99, False), (floor * 1.01, True), (derived, True),
+                        (1.0, True), (1.5, False), (1e-13, dtype == "float64")):
+        case.write_text(f"name: step\ninputs: {{x: [1.0, 2.0]}}\noutput: sum(x * x)\n"
+                        f"dtypes: [{dtype}]\nfd_step: {step!r}\n")
+        (loaded,) = load_file(case)
+        if valid:
+            assert loaded.fd_step == step, (step, loaded)
+            continue
+        text = loaded.render()
+        assert text.startswith(f"{case}:5: fd_step: "), text
+        assert "leaves finite differences meaningless" in text, text
+        assert (f"{floor:.3g}, 1]" in text and
+                (dtype == "float64" or f"computes in {dtype}" in text)), text
+
+
+def test_fd_step_suits_every_dtype_of_the_case() -> None:
+    import gradcheck_lab
+    from gradcheck_lab.errors import CaseError
+
+    with pytest.raises(CaseError, match=r"fd_step: 0.001 leaves .* computes in bfloat16"):
+        gradcheck_lab.check(impl=lambda x: (x * x).sum(), inputs={"x": [1.0, 2.0]},
+                            output="sum(x * x)", dtypes=["float64", "bfloat16"],
+                            fd_step=1e-3)
+    # float32's floor holds for float32 and float64 together.
+    results = gradcheck_lab.check(impl=lambda x: (x * x).sum(), inputs={"x": [1.0, 2.0]},
+                                  output="sum(x * x)", dtypes=["float64", "float32"],
+                                  fd_step=1e-3)
+    assert all(result.status == "pass" for result in results), results

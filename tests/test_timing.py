@@ -14,7 +14,13 @@ import pytest
 import torch
 
 from gradcheck_lab.casefile import build_case
-from gradcheck_lab.diagnose.timing import TimedPass, TimingSettings, interquartile_range, measure
+from gradcheck_lab.diagnose.timing import (
+    SampledTimings,
+    TimedPass,
+    TimingSettings,
+    interquartile_range,
+    measure,
+)
 from gradcheck_lab.doors.cli import main
 from tests.conftest import CASES
 
@@ -80,6 +86,28 @@ def test_every_backward_round_differentiates_its_own_fresh_graph() -> None:
     assert Counted.calls["forward"] == Counted.calls["backward"]
     assert stats.threads == 1
     assert stats.median_s > 0
+
+
+def test_sampled_timings_keep_every_round_as_pytest_benchmark_runs_them() -> None:
+    """`pytest --benchmark`'s timings in the worker: the pilots first, then the warm-up (at
+    most the timed rounds where capped, as pytest-benchmark caps its warm-up iterations), and
+    every round's seconds returned for pytest-benchmark's statistics."""
+    case = build_case({"inputs": {"x": [1.0, 2.0]}, "output": "sum(x * 3)"}, label="t",
+                      base_dir=None, default_name="t",
+                      impl=lambda x: Counted.apply(x).sum())
+    pilots = 4
+    for warmup, capped, warmed in ((2, False, 2), (100, True, 5), (0, False, 0)):
+        Counted.calls.update(forward=0, backward=0)
+        settings = SampledTimings(min_rounds=5, max_time=0.0, warmup_rounds=warmup,
+                                  warmup_capped=capped)
+        stats = measure(TimedPass(case, "float64", "cpu", "forward"), settings)
+        assert Counted.calls["forward"] == pilots + warmed + 5
+        assert len(stats.samples) == stats.rounds == 5
+        assert all(seconds > 0 for seconds in stats.samples)
+        assert stats.to_json()["samples_s"] == list(stats.samples)
+    plain = measure(TimedPass(case, "float64", "cpu", "forward"),
+                    TimingSettings(min_rounds=3, max_time=0.0))
+    assert plain.samples == () and "samples_s" not in plain.to_json()
 
 
 def test_rounds_follow_min_rounds_and_max_time() -> None:
@@ -175,11 +203,16 @@ def test_benchmark_runs_rounds_as_the_options_say_on_fresh_graphs(
         "--benchmark-max-time", "0", "-p", "no:cacheprovider")
     # counted.yaml's timings: forward and backward on cpu, and on cuda where there is one.
     result.assert_outcomes(passed=1, deselected=3 if torch.cuda.is_available() else 1)
+    # An impl file is checked and timed in the worker: the check's calls, then the forward's
+    # rounds (forward alone), then the backward's, each on a fresh graph (its forward in the
+    # untimed setup, then the backward).
     calls = (pytester.path / "calls.log").read_text().split()
     pilots, warmup, rounds = 4, 3, 7
-    assert calls.count("backward") == pilots + warmup + rounds
-    assert calls.count("forward") == calls.count("backward")
+    each = pilots + warmup + rounds
+    assert calls[-2 * each:] == ["forward", "backward"] * each
+    assert calls[-3 * each:-2 * each] == ["forward"] * each
     assert any("counted[float64-cpu-backward]" in line for line in result.outlines)
+    result.stdout.fnmatch_lines(["counted[[]float64-cpu-backward[]] * 7 * 1"])
 
 
 @pytest.mark.slow

@@ -28,6 +28,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from gradcheck_lab.dtypes import EPSILON
 from gradcheck_lab.ops import OPS
 
 FLOAT64_MAX = Fraction(np.finfo(np.float64).max)
@@ -244,9 +245,31 @@ def _identifier(value: Any) -> str:
     return value
 
 
+def fd_step_range(dtype: str) -> tuple[float, float]:
+    """The finite-difference steps (relative to max(1, |x|)) that leave a difference quotient
+    meaningful for a function that computes in ``dtype``.
+
+    Finite differences call the function in float64, but an impl may compute in the case's
+    dtype all the same (it casts, or refuses float64 and is called in the dtype), and the
+    case's ``fd_step`` replaces the step derived from its measured precision
+    (``subject.precision``). Such a function rounds each value by about eps (the dtype's
+    epsilon, relative to the value), so the central difference at a relative step h carries a
+    round-off error of about eps/h relative to a derivative of the function's own scale (the
+    floor of its error bar, ``oracles.finite_difference.central_difference``), and a
+    truncation error of about h². Below: the step where round-off alone costs 1% of the
+    derivative, h = 100 eps; where the dtype cannot reach 1% at any step (bfloat16, where
+    the error is least, about eps^(2/3) = 4%, at the central-difference optimum h = eps^(1/3),
+    the step ``Precision.relative_step`` derives), that optimum: a smaller step only adds
+    round-off. So float64 2.2e-14, float32 1.2e-5, float16 9.8e-2, bfloat16 2.0e-1. Above: 1,
+    whatever the dtype: a wider step moves x by more than max(1, |x|) and the quotient is a
+    secant, not a slope."""
+    eps = EPSILON[dtype]
+    return min(100 * eps, eps ** (1 / 3)), 1.0
+
+
 # The finite-difference steps that leave a difference quotient meaningful in float64 (why:
-# CaseModel._meaningful_step).
-FD_STEP_RANGE = (100 * float(np.finfo(np.float64).eps), 1.0)
+# fd_step_range).
+FD_STEP_RANGE = fd_step_range("float64")
 
 
 def is_valid_name(value: str) -> bool:
@@ -604,14 +627,21 @@ class CaseModel(_Strict):
 
     @field_validator("fd_step")
     @classmethod
-    def _meaningful_step(cls, value: float | None) -> float | None:
-        # Finite differences run in float64: below 100 eps, rounding alone (eps |f| / h)
-        # costs more than 1% of a derivative of size |f|; above 1 the step (relative to
-        # max(1, |x|)) is wider than the input itself and the quotient a secant, not a slope.
-        if value is not None and not FD_STEP_RANGE[0] <= value <= FD_STEP_RANGE[1]:
+    def _meaningful_step(cls, value: float | None, info: ValidationInfo) -> float | None:
+        # The step must suit a function computing in each of the case's dtypes (why and how
+        # much: fd_step_range); the coarsest decides. A case whose dtypes are invalid is
+        # held to float64's range (its dtypes are an error of their own).
+        if value is None:
+            return value
+        dtypes = info.data.get("dtypes") or ["float64"]
+        coarsest = max(dtypes, key=lambda dtype: EPSILON.get(dtype, 0.0))
+        low, high = fd_step_range(coarsest if coarsest in EPSILON else "float64")
+        if not low <= value <= high:
+            where = ("in float64" if coarsest == "float64"
+                     else f"for a function that computes in {coarsest}")
             raise _fail("fd_step", f"{describe(value)} leaves finite differences meaningless: "
-                                   f"the step must be in [{FD_STEP_RANGE[0]:.1e}, "
-                                   f"{FD_STEP_RANGE[1]:g}] (relative to max(1, |x|), in float64)")
+                                   f"the step must be in [{low:.3g}, {high:g}] (relative to "
+                                   f"max(1, |x|), {where})")
         return value
 
     @field_validator("modes")

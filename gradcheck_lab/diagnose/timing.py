@@ -5,6 +5,11 @@ differentiates a fresh graph) and a ``target`` (the timed region: the forward, o
 ``torch.autograd.grad`` alone, no accumulation). On CUDA the target synchronizes before it
 returns, the CLI path times it with CUDA events, and TF32 is off so float32 means float32.
 CPU threads are fixed while timing (1 by default: shared machines are noisy) and reported.
+
+``pytest --benchmark`` times a case with an impl file in the worker process that checks it
+(``run.isolation``), under the case budget, with ``SampledTimings``: its rounds are those
+pytest-benchmark's pedantic mode would run, and every round's seconds come back, for
+pytest-benchmark to compute its statistics from.
 """
 
 from __future__ import annotations
@@ -14,14 +19,15 @@ import functools
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gradcheck_lab.casefile import Case
 from gradcheck_lab.settings import TimingSettings
 
-__all__ = ["PASSES", "TimedPass", "TimingSettings", "TimingStats", "interquartile_range",
-           "measure", "seconds_per_round", "time_case", "timing_environment"]
+__all__ = ["PASSES", "SampledTimings", "TimedPass", "TimingSettings", "TimingStats",
+           "interquartile_range", "measure", "seconds_per_round", "time_case",
+           "timing_environment"]
 
 PASSES = ("forward", "backward")
 
@@ -33,10 +39,25 @@ class TimingStats:
     rounds: int
     threads: int
     timer: str
+    samples: tuple[float, ...] = field(default=(), repr=False)  # SampledTimings only
 
     def to_json(self) -> dict[str, Any]:
-        return {"median_s": self.median_s, "iqr_s": self.iqr_s, "rounds": self.rounds,
-                "threads": self.threads, "timer": self.timer}
+        data: dict[str, Any] = {"median_s": self.median_s, "iqr_s": self.iqr_s,
+                                "rounds": self.rounds, "threads": self.threads,
+                                "timer": self.timer}
+        if self.samples:
+            data["samples_s"] = list(self.samples)
+        return data
+
+
+@dataclass(frozen=True)
+class SampledTimings(TimingSettings):
+    """Timings as ``pytest --benchmark`` runs them, in the worker: the pilot rounds first, then
+    the warm-up rounds (at most the timed rounds where ``warmup_capped``, as pytest-benchmark
+    caps ``--benchmark-warmup-iterations``), and every timed round's seconds kept
+    (``TimingStats.samples``)."""
+
+    warmup_capped: bool = False
 
 
 class TimedPass:
@@ -143,18 +164,31 @@ def seconds_per_round(timed: TimedPass, pilots: int = 3) -> float:
 
 def measure(timed: TimedPass, settings: TimingSettings = TimingSettings()) -> TimingStats:
     """Time ``timed`` round by round (setup untimed) and summarize as median and IQR."""
+    sampled = isinstance(settings, SampledTimings)
     with timing_environment(timed.device, settings.threads) as threads:
-        for _ in range(settings.warmup_rounds):
-            args, kwargs = timed.setup()
-            timed.target(*args, **kwargs)
+        if not sampled:
+            _warm_up(timed, settings.warmup_rounds)
         rounds = settings.rounds_for(seconds_per_round(timed))
-        clock = _cuda_clock(timed.device) if timed.on_cuda else _wall_clock
+        if isinstance(settings, SampledTimings):  # pytest-benchmark's order: after the pilots
+            _warm_up(timed, min(settings.warmup_rounds, rounds) if settings.warmup_capped
+                     else settings.warmup_rounds)
+        # pytest-benchmark's own clock is the wall clock (the target synchronizes on CUDA): its
+        # rows from the worker are measured alike.
+        events = timed.on_cuda and not sampled
+        clock = _cuda_clock(timed.device) if events else _wall_clock
         samples = []
         for _ in range(rounds):
             args, kwargs = timed.setup()
             samples.append(clock(functools.partial(timed.target, *args, **kwargs)))
     return TimingStats(statistics.median(samples), interquartile_range(samples), rounds,
-                       threads, "cuda events" if timed.on_cuda else "time.perf_counter")
+                       threads, "cuda events" if events else "time.perf_counter",
+                       tuple(samples) if sampled else ())
+
+
+def _warm_up(timed: TimedPass, rounds: int) -> None:
+    for _ in range(rounds):
+        args, kwargs = timed.setup()
+        timed.target(*args, **kwargs)
 
 
 def time_case(case: Case, dtype: str, device: str,

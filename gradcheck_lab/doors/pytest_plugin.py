@@ -16,11 +16,12 @@ plus the tests under the benchmark paths (ini ``gradcheck_benchmark_paths``, def
 
 from __future__ import annotations
 
+import array
 import functools
 import json
 import re
 import zlib
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -576,16 +577,25 @@ class CaseFile(pytest.File):
         devices = list(dict.fromkeys([*here, *case.devices]))
         for dtype in case.dtypes:
             for device in devices:
+                timed_in_worker: dict[str, Any] = {}  # by pass: what the worker timed
                 for which in ("forward", "backward"):
                     name = _unique(f"{case.name}[{dtype}-{device}-{which}]", used)
                     item = TimingItem.from_parent(
-                        self, name=name, callobj=_timing_test(case, dtype, device, which))
+                        self, name=name,
+                        callobj=_timing_test(case, dtype, device, which, timed_in_worker))
                     item.case_line = case.line
                     yield item
 
 
-def _timing_test(case: Any, dtype: str, device: str, which: str) -> Any:
-    """The test function of one timing item; pytest injects pytest-benchmark's fixture."""
+def _timing_test(case: Any, dtype: str, device: str, which: str,
+                 timed_in_worker: dict[str, Any]) -> Any:
+    """The test function of one timing item; pytest injects pytest-benchmark's fixture.
+
+    A case with an impl (or training step) file is timed where its check runs: in the
+    session's worker process, under the case time and memory budgets (``run.isolation``), so
+    that an impl that hangs, swallows signals or ends its interpreter fails this item, not
+    pytest; every round's seconds come back and are pytest-benchmark's rounds. A spec without
+    user code is timed here, under the interval timer of ``run.budget``."""
 
     def time_pass(benchmark: Any, request: pytest.FixtureRequest) -> None:
         from gradcheck_lab.diagnose.timing import TimedPass, seconds_per_round, timing_environment
@@ -597,17 +607,19 @@ def _timing_test(case: Any, dtype: str, device: str, which: str) -> Any:
         if not device_available(device):
             pytest.skip(f"{device} is not available on this machine")
         from gradcheck_lab.errors import CaseTimeout
-        from gradcheck_lab.options import BY_NAME
         from gradcheck_lab.run.budget import time_budget
 
-        threads = (option_values(config)["timing_threads"]  # checked by run_settings
-                   or BY_NAME["timing_threads"].default)
         benchmark.group = case.name
-        budget = run_settings(config).case_timeout
-        # The impl runs in pytest's process here (a timing in a worker would time the pipe):
-        # the case budget interrupts it, as the worker's would be stopped.
+        settings = run_settings(config)
+        if _isolation(config).applies_to(case):
+            _time_in_worker(config, benchmark, case, dtype, device, which, timed_in_worker)
+            return
+        budget = settings.case_timeout
+        # No user code: the spec's passes are timed here, where the case budget's interval
+        # timer interrupts them.
         try:
-            with time_budget(budget), timing_environment(device, threads) as used_threads:
+            with time_budget(budget), timing_environment(device, _timing_threads(
+                    config)) as used_threads:
                 timed = TimedPass(case, dtype, device, which)
                 per_round = seconds_per_round(timed)
                 rounds = pedantic_rounds(config, per_round)
@@ -621,6 +633,87 @@ def _timing_test(case: Any, dtype: str, device: str, which: str) -> Any:
                         "(--gradcheck-case-timeout)", pytrace=False)
 
     return time_pass
+
+
+def _timing_threads(config: pytest.Config) -> int:
+    from gradcheck_lab.options import BY_NAME
+
+    return int(option_values(config)["timing_threads"]  # checked by run_settings
+               or BY_NAME["timing_threads"].default)
+
+
+def _time_in_worker(config: pytest.Config, benchmark: Any, case: Any, dtype: str, device: str,
+                    which: str, timed_in_worker: dict[str, Any]) -> None:
+    """Time one pass of a case with user code in the session's worker, as its check item
+    checks it there (``CaseItem.runtest``): the check, then the forward's and the backward's
+    rounds, all under the case budget; the first of the two items runs it, the other reads
+    its rounds (an item run again runs it again). An error there (the impl ran past the
+    budget, ended the worker, raised) fails the item with its message, and the impl never
+    runs in pytest's process."""
+    import dataclasses
+
+    from gradcheck_lab.diagnose.timing import PASSES, SampledTimings
+    from gradcheck_lab.run.files import Isolation, run_file_cases
+
+    if which not in timed_in_worker:
+        session = _isolation(config)
+        session.prepare([case])  # the session's worker, started once, shared with the checks
+        if benchmark.disabled:  # --benchmark-disable: each pass once, untimed
+            timings = SampledTimings(min_rounds=1, max_time=0.0, warmup_rounds=0,
+                                     threads=_timing_threads(config))
+        else:
+            timings = SampledTimings(
+                min_rounds=int(config.getoption("benchmark_min_rounds", 5)),
+                max_time=float(config.getoption("benchmark_max_time", 1.0)),
+                warmup_rounds=warmup_rounds(config, SampledTimings.max_rounds),
+                warmup_capped=bool(config.getoption("benchmark_warmup", False)),
+                threads=_timing_threads(config))
+        settings = dataclasses.replace(run_settings(config), timings=timings)
+        one = dataclasses.replace(case, dtypes=(dtype,), devices=(device,))
+        with Isolation(settings, session.worker) as isolation:
+            (result,) = run_file_cases([one], settings, isolation)
+        for each in PASSES:  # each kept until its item reads it (the rounds compactly)
+            stats = (result.timings or {}).get(each)
+            timed_in_worker[each] = (result.status, result.message, None if stats is None else (
+                stats["threads"], array.array("d", stats.get("samples_s") or [stats["median_s"]])))
+    status, message, timed = timed_in_worker.pop(which)
+    if timed is None:
+        if status == "skip":
+            pytest.skip(message)
+        # Not a benchmark: no row, and no warning that the fixture went unused.
+        benchmark.has_error = True
+        benchmark._mode = "gradcheck-lab: not timed"
+        pytest.fail(f"{message}\n(the {which} pass was not timed: a case with an impl file is "
+                    "checked and timed in the worker process)", pytrace=False)
+    threads, samples = timed
+    benchmark.extra_info.update({
+        "case": case.name, "dtype": dtype, "device": device, "pass": which,
+        "threads": threads, "tf32": False, "fresh_graph_per_round": True,
+        "timed_in": "worker process"})
+    if benchmark.disabled:
+        benchmark.pedantic(_untimed)
+        return
+    # The worker's rounds entered as pytest-benchmark's: each round reads the clock twice,
+    # and the round's seconds are the second reading less the first.
+    benchmark._timer = _Replay(samples)
+    benchmark.pedantic(_untimed, rounds=len(samples), warmup_rounds=0, iterations=1)
+
+
+def _untimed() -> None:
+    """The body of a round timed in the worker."""
+
+
+class _Replay:
+    """A clock for pytest-benchmark that replays rounds timed elsewhere: 0, then the first
+    round's seconds, 0, then the second's, and so on."""
+
+    __name__ = "perf_counter"  # the worker's clock, as pytest-benchmark's JSON names its own
+
+    def __init__(self, samples: Iterable[float]) -> None:
+        self._readings = (reading for seconds in samples for reading in (0.0, seconds))
+
+    def __call__(self) -> float:
+        return next(self._readings, 0.0)
 
 
 def pedantic_rounds(config: pytest.Config, seconds_per_round: float) -> int:

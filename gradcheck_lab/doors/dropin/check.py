@@ -53,7 +53,8 @@ TINY = 5e-324  # the smallest positive float64
 
 # What each of torch's keywords does in the drop-in: torch's behaviour, or a stronger one.
 KEYWORDS = {
-    "eps": "the finite-difference step; left out, derived from the dtype (h = 1e-6 max(1, |x|) "
+    "eps": "the finite-difference step (at least the smallest a case in the inputs' dtype may "
+           "take: 1.2e-5 for float32); left out, derived from the dtype (h = 1e-6 max(1, |x|) "
            "in float64), with the error estimated from h against 2h",
     "atol, rtol": "given, replace the derived tolerance; left out, the derived one holds "
                   "(sqrt(eps) of the dtype, tighter than torch's defaults in float64)",
@@ -299,6 +300,19 @@ def _verdict(kind: str, func: Callable[..., Any], inputs: Any, settings: _Settin
     return False
 
 
+def _step_for(eps: float, dtype: str) -> float:
+    """The finite-difference step for torch's ``eps``: as given, but at least the smallest
+    step a case in ``dtype`` may take (``casefile.schema.fd_step_range``). The drop-in's
+    finite differences call ``func`` in float64 where it accepts it, and torch's gradcheck takes
+    its default eps=1e-6 for float32 inputs too: a suite that passes it explicitly is not
+    refused for it. A step outside float64's own range is still refused, as the case file's."""
+    from gradcheck_lab.casefile.schema import FD_STEP_RANGE, fd_step_range
+    from gradcheck_lab.dtypes import EPSILON
+
+    low = fd_step_range(dtype)[0] if dtype in EPSILON else FD_STEP_RANGE[0]
+    return max(eps, low) if FD_STEP_RANGE[0] <= eps < low else eps
+
+
 def _compared(kind: str, func: Callable[..., Any], inputs: Any, settings: _Settings,
               record: DropinCall) -> DropinCall:
     """The record with torch's verdict and time on the same call, in compare mode."""
@@ -315,7 +329,7 @@ def _run(kind: str, call: Arguments, keys: dict[str, Any], settings: _Settings,
     from gradcheck_lab.errors import CaseError
 
     if settings.eps is not _UNSET:
-        keys["fd_step"] = float(settings.eps)
+        keys["fd_step"] = _step_for(float(settings.eps), call.dtype)
     for keyword, given in (("atol", settings.atol), ("rtol", settings.rtol)):
         if given is not _UNSET and float(given) < 0:  # torch's would compare nothing true
             raise ValueError(f"{kind}: {keyword}: must not be negative, got {given}")
