@@ -63,7 +63,9 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "fd_step": (
             "Finite differences' step, relative to `max(1, |x|)`, in place of the one derived "
             "from the function's measured precision (torch's `eps`); the error bars still "
-            "come from the steps h and 2h."),
+            "come from the steps h and 2h. At most 1, and at least the smallest step that "
+            "leaves a difference meaningful in the case's coarsest dtype (100 eps, or eps^(1/3) "
+            "where that is smaller: 2.2e-14 for float64, 1.2e-5 for float32)."),
         "impl": (
             "`FILE.py:NAME`: a top-level callable in a Python file next to the case file, "
             "called with every input and every constant as keyword arguments. Autograd and "
