@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import math
 import textwrap
+from collections.abc import Container
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -21,6 +23,7 @@ import numpy as np
 from gradcheck_lab.casefile import Case
 from gradcheck_lab.casefile.selection import located
 from gradcheck_lab.errors import SpecError
+from gradcheck_lab.ops import OPS
 from gradcheck_lab.ops.base import object_array
 from gradcheck_lab.ops.derivatives import sympy_to_float
 from gradcheck_lab.oracles import symbolic
@@ -42,6 +45,20 @@ from gradcheck_lab.subject.probes import Probe, make_probes
 MAX_FORMULA_CHARACTERS = 1500  # longer formulas are summarized, not printed
 PRETTY_WIDTH = 96  # wider 2-D formulas are printed in sympy's one-line form instead
 MAX_PATHS = 4  # chain-rule paths written out per input; more are only counted
+# The whole-expression work (the exact oracle's values, a scalar case's gradient formulas, a
+# tensor case's representative element) differentiates the output as one sympy expression,
+# which sympy walks as a tree: a let used twice is copied into it twice, so lets that each
+# use the previous one twice double it at every let (40 such lets: 10¹⁴ nodes). The size of
+# each derivative's tree is counted on the program first, in integers (``_derivative_size``),
+# and past these bounds that work is skipped with a line saying so. The bundled cases and the
+# docs' examples stay under 94,000 in all and 3,100 nodes per derivative; lets that
+# nest a transcendental op at each level take seconds to evaluate exactly at 4,000 (tanh and
+# exp seven levels deep: 4,481 nodes, 15 s) and grow fourfold per level.
+MAX_DERIVATIVE_NODES = 4_000  # of one derivative's tree
+MAX_DERIVATIVES_NODES = 64 * MAX_DERIVATIVE_NODES  # of all of them: one per differentiated element
+_COUNT_CAP = 10**18  # sizes are counted up to here (40 such lets would be 10¹⁴ nodes)
+# Ops whose derivative holds no copy of their arguments: add, sub, neg, sum.
+_LINEAR_OPS = frozenset({"add", "sub", "neg", "sum"})
 _INDENT = "  "
 
 
@@ -80,7 +97,15 @@ class _Derivation:
         # The first of the check's own probes: 1 for a scalar output, output[0, ...] for a
         # small tensor, a seeded random cotangent for a large one.
         self.probe: Probe = make_probes(program.output_node.shape, case.seed, case.outputs)[0]
-        self.gradients = symbolic.gradients(program, point, (self.probe,))
+        # Why the whole expression is too large to differentiate, or None: decided on the
+        # program before sympy builds anything, and the exact oracle is not asked either.
+        self.too_large = _whole_too_large(program)
+        # A value past float64's range: evaluating exactly at such magnitudes (erf and cosh
+        # of e³⁰⁰⁰⁰) has no bound, and the gradient there is inf or nan in float64 anyway.
+        self.overflow = _overflowed(program, self.names, self.env)
+        exact = self.too_large is None and self.overflow is None
+        self.gradients = symbolic.gradients(program, point, (self.probe,),
+                                            "auto" if exact else "sweep")
         self.adjoints = node_adjoints(program, self.env, self.probe.cotangent)
         self.subject = OUTPUT if self.probe.label == "output" else self.probe.label
 
@@ -97,8 +122,9 @@ class _Derivation:
                 other = self.names[index]
                 steps.append(_Step(name, index, sympy.Symbol(other, real=True), (other,)))
                 continue
-            given = {i: object_array(sympy.Symbol(n, real=True)) for i, n in self.names.items()
-                     if i != index}
+            # Only the names the step uses: every name for every step is quadratic in lets.
+            given = {i: object_array(sympy.Symbol(self.names[i], real=True))
+                     for i in _reading_order(program, index, self.names)}
             expression, uses = _sympy_values(program, index, given)
             steps.append(_Step(name, index, expression.item(),
                                tuple(self.names[i] for i in uses)))
@@ -139,6 +165,17 @@ class _Derivation:
         """The value at the point: names replaced by their exact binary values."""
         import sympy
 
+        # safe: expressions built from the parsed IR (sympy objects and numbers); strict
+        # refuses strings, so no case-file text can reach sympy's parser here.
+        result = sympy.sympify(expression, strict=True).xreplace(self._values)
+        return sympy_to_float(result.evalf(30))
+
+    @cached_property
+    def _values(self) -> dict[Any, Any]:
+        """Each name's symbol -> its exact value at the point; once, not once per derivative
+        (that was quadratic in the lets)."""
+        import sympy
+
         values = {}
         for index, name in self.names.items():
             value = self.env.get(index)
@@ -154,10 +191,7 @@ class _Derivation:
             number = Fraction(exact.item() if exact is not None else plain)
             values[sympy.Symbol(name, real=True)] = sympy.Rational(number.numerator,
                                                                    number.denominator)
-        # safe: expressions built from the parsed IR (sympy objects and numbers); strict
-        # refuses strings, so no case-file text can reach sympy's parser here.
-        result = sympy.sympify(expression, strict=True).xreplace(values)
-        return sympy_to_float(result.evalf(30))
+        return values
 
     def whole_output(self, element_symbols: bool) -> Any:
         """The output in one symbol per input element (``x[0, 1]``, or ``x`` for a scalar);
@@ -249,6 +283,9 @@ class _Formulas:
 
     def whole_gradients(self, gradient: dict[str, np.ndarray]) -> list[str]:
         """Each input's gradient formula, from the whole output in the inputs' symbols."""
+        if self.derivation.too_large is not None:
+            return [_skipped(self.derivation.too_large, "the chain rule above gives the "
+                             "gradients")]
         lines = []
         whole = self.derivation.whole_output(element_symbols=False)
         for name in gradient:
@@ -264,6 +301,8 @@ class _Formulas:
         if not symbolic.exact_is_affordable(derivation.program):
             return [f"{_INDENT}(no per-element formula: the case is larger than the exact "
                     "oracle handles; the gradients come from the rule sweep)"]
+        if derivation.too_large is not None:
+            return [_skipped(derivation.too_large, "the gradients come from the rule sweep")]
         candidates = [(abs(float(g.reshape(-1)[k])), name, k) for name, g in gradient.items()
                       for k in range(g.size) if np.isfinite(g.reshape(-1)[k])]
         if not candidates:
@@ -319,6 +358,9 @@ class _Explainer:
             lines.append(f"impl {case.impl_label} is what autograd checks; this explains the "
                          f"{spec} that the symbolic oracle differentiates")
         lines += [f"note: {kink}" for kink in derivation.gradients.kinks]
+        if derivation.overflow is not None:
+            lines.append(f"note: {derivation.overflow} is past float64's range: the gradients "
+                         "are the rule sweep's, not evaluated exactly")
         return lines
 
     def _scalar_sections(self) -> list[str]:
@@ -392,16 +434,19 @@ class _Explainer:
         derivation = self.derivation
         program, names, env = derivation.program, derivation.names, derivation.env
         rows: list[tuple[str, str] | str] = []
+        by_key: dict[str, list[int]] = {}  # in evaluation order; once, not once per let
+        for node in program.nodes:
+            by_key.setdefault(node.key, []).append(node.index)
         for name, index in [*program.lets.items(), (OUTPUT, program.output)]:
             if names[index] != name:
                 rows.append(f"{_INDENT}{name} = {names[index]}")
                 continue
             rows.append(f"{_INDENT}{name} = {spell(program, index, names)}")
             key = "output" if name == OUTPUT else f"let.{name}"
-            for node in program.nodes:
+            for node in (program.nodes[i] for i in by_key.get(key, ())):
                 value = env.get(node.index)
                 # value None: a let nothing needs, which the forward did not evaluate
-                if node.key != key or node.op in ("input", "const") or value is None:
+                if node.op in ("input", "const") or value is None:
                     continue
                 numbers = _value_and_gradient(value, derivation.adjoints.get(node.index))
                 rows.append((f"{_INDENT * 2}{spell(program, node.index, names, depth=1)}",
@@ -409,6 +454,80 @@ class _Explainer:
         width = max((len(row[0]) for row in rows if isinstance(row, tuple)), default=0)
         return [row if isinstance(row, str) else f"{row[0]:<{width}}  {row[1]}"
                 for row in rows]
+
+
+def _whole_too_large(program: Program) -> str | None:
+    """Why differentiating the whole output in sympy would be too costly for explain, or
+    None: the derivatives' trees counted against MAX_DERIVATIVE_NODES and, one per
+    differentiated element, MAX_DERIVATIVES_NODES."""
+    size = _derivative_size(program)
+    count = max(symbolic.differentiated_elements(program), 1)
+    if size > MAX_DERIVATIVE_NODES:
+        return (f"sympy's derivative of the whole expression would be a tree of "
+                f"{_count_text(size)} nodes, more than {MAX_DERIVATIVE_NODES:,} (a let used "
+                "twice is copied into it twice)")
+    if size * count > MAX_DERIVATIVES_NODES:
+        return (f"the derivatives of the whole expression by its {count:,} differentiated "
+                f"elements would be trees of {_count_text(size * count)} nodes in all, more "
+                f"than {MAX_DERIVATIVES_NODES:,}")
+    return None
+
+
+def _overflowed(program: Program, names: dict[int, str],
+                env: dict[int, np.ndarray]) -> str | None:
+    """The first element of a node the output needs whose float64 value is not finite
+    (``b = inf``, ``a[1] = inf``, ``cosh(a4) = inf in let.a5``), or None."""
+    for index in program.needed_for([program.output]):
+        value = env.get(index)
+        if value is None or value.dtype.kind != "f" or np.isfinite(value).all():
+            continue
+        element = tuple(int(i) for i in np.argwhere(~np.isfinite(value))[0])
+        number = format_number(float(value[element]))
+        if index in names:
+            return f"{names[index]}{index_text(element)} = {number}"
+        spelled = spell(program, index, names, depth=2)
+        return (f"{spelled}{index_text(element)} = {number} in "
+                f"{program.nodes[index].key}")
+    return None
+
+
+def _derivative_size(program: Program) -> int:
+    """An estimate of the size of one output element's derivative as sympy's tree, counted
+    on the program's graph in integers (capped at _COUNT_CAP), before anything is built.
+
+    A node's expression has ``1 + Σ m·size(arg)`` nodes (m = 1 for an elementwise op; for
+    any other op each argument element may be in each result element, as
+    ``symbolic.expression_size`` counts); its derivative holds its arguments' derivatives the
+    same way, and, unless the op is linear, a copy of the node's expression (the product
+    rule's other factors, f'(a) of a function). A shared let is counted at every use, as
+    sympy's tree holds it."""
+    sizes: dict[int, tuple[int, int]] = {}  # node -> (expression, derivative)
+    for index in program.needed_for([program.output]):
+        node = program.nodes[index]
+        if not node.args:  # an input or a constant
+            sizes[index] = (1, 1)
+            continue
+        elementwise = OPS[node.op].is_elementwise
+        expression = derivative = 1
+        for arg in node.args:
+            times = 1 if elementwise else program.nodes[arg].size
+            expression += times * sizes[arg][0]
+            derivative += times * sizes[arg][1]
+        if node.op not in _LINEAR_OPS:
+            derivative += expression
+        sizes[index] = (min(expression, _COUNT_CAP), min(derivative, _COUNT_CAP))
+    return sizes[program.output][1]
+
+
+def _count_text(count: int) -> str:
+    if count >= _COUNT_CAP:
+        return f"over {_COUNT_CAP:.0e}"
+    return f"{count:,}" if count < 10**6 else f"about {count:.1e}"
+
+
+def _skipped(why: str, instead: str) -> str:
+    return (f"{_INDENT}(not derived: {why}; {instead}, and `gradcheck-lab steps` or `graph` "
+            "draws every op's value and gradient)")
 
 
 def _factor(value: float) -> str:
@@ -434,7 +553,7 @@ def _sympy_values(program: Program, root: int,
     return np.asarray(env[root], dtype=object), _reading_order(program, root, given)
 
 
-def _reading_order(program: Program, root: int, given: dict[int, np.ndarray]) -> list[int]:
+def _reading_order(program: Program, root: int, given: Container[int]) -> list[int]:
     """The given nodes under ``root``, in the order the expression mentions them."""
     order: list[int] = []
     seen: set[int] = set()
