@@ -469,6 +469,110 @@ def test_stopping_the_worker_kills_its_process_group(tmp_path: Path) -> None:
             kill_quietly(pid_of(tmp_path, "child"))
 
 
+@pytest.mark.skipif(not POSIX, reason="needs signals and process groups")
+def test_a_second_signal_while_the_worker_stops_cannot_skip_the_kills(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A double Ctrl-C: the first stops the run, the second lands in the teardown (here in
+    the kill of the group and in the wait on the guardian). Every kill is still made, and
+    the interrupt comes once the worker is stopped, to the handler that was there."""
+    import io
+
+    from gradcheck_lab.run import isolation
+
+    done: list[str] = []
+
+    def interrupted(what: str) -> None:
+        done.append(what)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # where an interrupt would be raised
+
+    class Process:
+        pid = 123456789
+
+        def terminate(self) -> None:
+            done.append("terminate")
+
+        def join(self, timeout: float | None = None) -> None:
+            pass
+
+        def is_alive(self) -> bool:
+            return False
+
+    class Guardian:
+        stdin = io.BytesIO()
+
+        def wait(self, timeout: float | None = None) -> int:
+            interrupted("guardian told")
+            return 0
+
+    monkeypatch.setattr(isolation, "kill_group", lambda pid: interrupted("group"))
+    monkeypatch.setattr(isolation, "kill_marked", lambda token: done.append("marked"))
+    worker = isolation.CaseWorker()
+    worker._process, worker._guardian, worker._token = Process(), Guardian(), "token"
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            worker.stop()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before)
+    # The kills before the guardian is let go: were the teardown cut short, it kills them.
+    assert done == ["group", "marked", "terminate", "guardian told"]
+    assert worker._process is None and worker._guardian is None
+
+
+def _descendants(pid: int) -> set[int]:
+    found, frontier = set(), [pid]
+    while frontier:
+        parent = frontier.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                children = {int(c) for c in (task / "children").read_text().split()}
+                frontier += children - found
+                found |= children
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not LINUX, reason="processes are found in /proc")
+@pytest.mark.parametrize(("signal_name", "count", "gap"), [
+    ("SIGINT", 2, 0.01),    # a double Ctrl-C
+    ("SIGINT", 2, 0.002),
+    ("SIGINT", 6, 0.005),
+    ("SIGTERM", 6, 0.005),
+])
+def test_a_burst_of_signals_ends_the_run_in_one_line_and_leaves_no_process_behind(
+        tmp_path: Path, signal_name: str, count: int, gap: float) -> None:
+    path = write_cases(tmp_path, "first", "daemonizes_then_sleeps")
+    number = getattr(signal, signal_name)
+    run = subprocess.Popen([sys.executable, "-m", "gradcheck_lab", "run", path.name, "--json",
+                            "out.json", "--jsonl", "out.jsonl"], cwd=tmp_path,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           # Ctrl-C's default, even where the test's parent ignores it.
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        assert wait_until(lambda: (tmp_path / "daemon.pid").exists(), 120)
+        started = _descendants(run.pid)
+        daemon = pid_of(tmp_path, "daemon")
+        for _ in range(count):
+            run.send_signal(number)
+            time.sleep(gap)
+        _, err = run.communicate(timeout=120)
+        assert run.returncode == 128 + number, err
+        assert err.splitlines() == [f"gradcheck-lab: stopped by {signal_name} after 1 "
+                                    "result(s); those are in --json/--jsonl where given"]
+        assert json.loads((tmp_path / "out.json").read_text())["summary"]["pass"] == 1
+        assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 1
+        left = started | {daemon}
+        assert wait_until(lambda: all(gone(pid) for pid in left), 10), \
+            [pid for pid in left if not gone(pid)]
+    finally:
+        run.kill()
+        run.wait()
+        if (tmp_path / "daemon.pid").exists():
+            kill_quietly(pid_of(tmp_path, "daemon"))
+
+
 # --- training steps: the key and the label ---------------------------------------------------
 
 @pytest.mark.slow

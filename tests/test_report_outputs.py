@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -52,6 +53,90 @@ def test_a_fifo_nobody_reads_is_an_error_at_once_not_a_wait(
     os.mkfifo(fifo)
     assert main(["run", CASE, option, str(fifo)]) == EXIT_ERROR
     assert f"{option} {fifo}: No such device or address" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+@pytest.mark.parametrize("command", ["graph", "steps"])
+def test_a_drawing_to_a_fifo_nobody_reads_is_an_error_at_once_not_a_wait(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str) -> None:
+    import stat
+    import threading
+
+    fifo = tmp_path / "fifo.svg"
+    os.mkfifo(fifo)
+    # A hang guard: a drawing that waited for a reader gets one after 60 s (which goes at
+    # once), and the test fails instead of hanging.
+    reader = threading.Timer(60, lambda: os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)))
+    reader.start()
+    try:
+        assert main([command, CASE, "-o", str(fifo)]) == EXIT_ERROR
+    finally:
+        reader.cancel()
+    err = capsys.readouterr().err
+    assert err.strip() == f"gradcheck-lab {command}: -o {fifo}: No such device or address"
+    assert stat.S_ISFIFO(fifo.stat().st_mode)  # written in place, never replaced
+
+
+def _stdout_that_fails(how: str) -> IO[str]:
+    if how == "ENOSPC":
+        return open("/dev/full", "w")  # the test closes it
+    read, write = os.pipe()
+    os.close(read)  # the reader went away: EPIPE (Python ignores SIGPIPE)
+    return os.fdopen(write, "w")
+
+
+_EVERY_COMMAND = {
+    "run": ["run", CASE],
+    "explain": ["explain", CASE],
+    "schema": ["schema"],
+    "merge": ["merge", "{report}", "{report}"],
+    "graph": ["graph", CASE, "-o", "{tmp}/g.svg"],
+    "steps": ["steps", CASE, "-o", "{tmp}/s.svg"],
+    "new": ["new", "made"],
+    "help": ["--help"],
+}
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("how", ["ENOSPC", "EPIPE"])
+@pytest.mark.parametrize("command", list(_EVERY_COMMAND))
+def test_a_write_to_stdout_that_fails_is_one_line_and_exit_2_for_every_command(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        command: str, how: str) -> None:
+    report = tmp_path / "r.json"
+    report.write_text(json.dumps({"results": [{"status": "pass"}]}))
+    argv = [word.format(report=report, tmp=tmp_path) for word in _EVERY_COMMAND[command]]
+    monkeypatch.chdir(tmp_path)
+    stdout = _stdout_that_fails(how)
+    monkeypatch.setattr(sys, "stdout", stdout)
+    try:
+        assert main(argv) == EXIT_ERROR
+    finally:
+        stdout.close()
+    what = ("No space left on device" if how == "ENOSPC"
+            else "its reader closed it early (broken pipe)")
+    name = "" if command == "help" else f" {command}"
+    assert capsys.readouterr().err.splitlines() == [f"gradcheck-lab{name}: stdout: {what}"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_stdout_or_a_closed_pipe_ends_the_command_in_one_line_without_a_traceback(
+        ) -> None:
+    command = [sys.executable, "-m", "gradcheck_lab", "schema"]
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True,
+                              timeout=120)
+    assert (done.returncode, done.stderr) == (
+        EXIT_ERROR, "gradcheck-lab schema: stdout: No space left on device\n")
+    closed = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    assert closed.stdout is not None
+    closed.stdout.close()  # as `| head -c 0` would
+    _, err = closed.communicate(timeout=120)
+    assert (closed.returncode, err) == (
+        EXIT_ERROR, "gradcheck-lab schema: stdout: its reader closed it early (broken pipe)\n")
+
 
 def test_a_link_is_written_through_and_stays_a_link(tmp_path: Path) -> None:
     target = tmp_path / "real.json"
@@ -156,6 +241,46 @@ def test_sigterm_during_a_spec_only_check_ends_the_run_not_the_case(tmp_path: Pa
     assert "stopped by SIGTERM after 1 result" in err
 
 
+def test_the_first_signal_raises_and_a_burst_after_it_is_only_noted() -> None:
+    """A second Ctrl-C, or SIGTERM sent again and again, cannot cut short what the first
+    began (the workers' teardown, the reports): it is noted, never raised; afterwards the
+    process, on its way out, ignores them."""
+    import signal
+    import time
+
+    from gradcheck_lab.doors.cli import Signals, Terminated
+
+    before = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    signals = Signals()
+    try:
+        with signals:
+            with pytest.raises(Terminated):
+                os.kill(os.getpid(), signal.SIGTERM)
+                for _ in range(1000):
+                    time.sleep(0.001)
+            for number in (signal.SIGINT, signal.SIGTERM, signal.SIGINT):
+                os.kill(os.getpid(), number)  # noted only: nothing is raised here
+                time.sleep(0.01)
+        assert signals.caught[0] == signal.SIGTERM and signal.SIGINT in signals.caught
+        assert (signals.status, signals.name) == (143, "SIGTERM")
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+    finally:
+        for number, handler in before.items():
+            signal.signal(number, handler)
+
+
+def test_without_a_signal_the_callers_handlers_are_back() -> None:
+    import signal
+
+    from gradcheck_lab.doors.cli import Signals
+
+    before = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    with Signals() as signals:
+        assert signal.getsignal(signal.SIGTERM) != before[signal.SIGTERM]
+    assert signals.status is None
+    assert {n: signal.getsignal(n) for n in (signal.SIGINT, signal.SIGTERM)} == before
+
+
 # A signal while the command line's modules load: sent by an import hook at the moment
 # gradcheck_lab.doors.cli is imported, so the test does not depend on timing.
 _SIGNAL_WHILE_LOADING = """\
@@ -168,15 +293,20 @@ class Hook(importlib.abc.MetaPathFinder):
         return None
 sys.meta_path.insert(0, Hook())
 from gradcheck_lab.doors.entry import main
-sys.exit(main(["run", sys.argv[2]]))
+status = main(["run", sys.argv[2]])
+for more in sys.argv[3:]:  # the rest of a burst, once the first has decided the exit
+    os.kill(os.getpid(), getattr(signal, more))
+sys.exit(status)
 """
 
 
+@pytest.mark.parametrize("burst", [(), ("SIGTERM", "SIGINT", "SIGTERM")],
+                         ids=["one", "burst"])
 @pytest.mark.parametrize(("signal_name", "status"), [("SIGINT", 130), ("SIGTERM", 143)])
-def test_a_signal_while_the_command_line_loads_ends_it_in_one_line(signal_name: str,
-                                                                   status: int) -> None:
-    done = subprocess.run([sys.executable, "-c", _SIGNAL_WHILE_LOADING, signal_name, CASE],
-                          capture_output=True, text=True, timeout=120)
+def test_a_signal_while_the_command_line_loads_ends_it_in_one_line(
+        signal_name: str, status: int, burst: tuple[str, ...]) -> None:
+    done = subprocess.run([sys.executable, "-c", _SIGNAL_WHILE_LOADING, signal_name, CASE,
+                           *burst], capture_output=True, text=True, timeout=120)
     assert done.returncode == status, done.stderr
     word = "interrupted" if signal_name == "SIGINT" else "terminated"
     assert done.stderr.strip().splitlines() == [f"gradcheck-lab: {word}"]

@@ -8,11 +8,10 @@ an error, no case file is found, or the command line is wrong (2 takes precedenc
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
@@ -178,11 +177,64 @@ def _drawing_argument(command: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line; its exit status. SIGINT and SIGTERM end any command in one line
+    (130, 143): a run first stops its workers and reports what finished, and a burst of them
+    cannot cut that short (``Signals``). A write to stdout that fails (a full disk, a reader
+    that went away) ends what the command prints, not the command: one line, exit 2."""
+    with Signals() as signals:
+        status = EXIT_ERROR
+        try:
+            status = _guarded_stdout(argv, signals)
+        except (KeyboardInterrupt, Terminated) as stop:  # outside a run's loop (imports,
+            signals.stopped_by(stop)                    # explain, merge)
+        finally:
+            signals.raising = False
+    if signals.status is not None:
+        if not signals.told:
+            print(f"gradcheck-lab: {signals.word}", file=sys.stderr)
+        return signals.status
+    return status
+
+
+def _guarded_stdout(argv: Sequence[str] | None, signals: Signals) -> int:
+    """The command, run with stdout guarded (``GuardedStream``): its first failed write is
+    said once, at the end, as a problem with stdout."""
+    from gradcheck_lab.doors.report import GuardedStream
+
+    stdout = GuardedStream(sys.stdout)
+    sys.stdout = cast(Any, stdout)
+    args = None
     try:
-        return _command(parse_arguments(argv))
-    except KeyboardInterrupt:  # Ctrl-C outside a run's loop (imports, explain, merge)
-        print("gradcheck-lab: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        try:
+            args = parse_arguments(argv)
+            status = _command(args, signals)
+        except SystemExit:  # argparse: --help, --version, a usage error
+            stdout.flush()
+            if stdout.error is None:
+                raise
+            status = EXIT_ERROR
+        stdout.flush()
+    finally:
+        sys.stdout = stdout.stream
+    if stdout.error is None or signals.status is not None:
+        return status
+    return _stdout_failed(args, stdout.error)
+
+
+def _stdout_failed(args: argparse.Namespace | None, error: OSError) -> int:
+    """One line for a write to stdout that failed; exit status 2."""
+    from gradcheck_lab.doors.report import STDOUT
+
+    what = ("its reader closed it early (broken pipe)" if isinstance(error, BrokenPipeError)
+            else error.strerror or str(error))
+    kept = [f"{flag} {path}" for flag, path in (("--json", getattr(args, "json", None)),
+                                                ("--jsonl", getattr(args, "jsonl", None)))
+            if path is not None and str(path) != STDOUT]
+    also = f"; the results are in {' and '.join(kept)}" if kept else ""
+    command = getattr(args, "command", None)
+    print(f"gradcheck-lab{f' {command}' if command else ''}: stdout: {what}{also}",
+          file=sys.stderr)
+    return EXIT_ERROR
 
 
 def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -195,7 +247,7 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _command(args: argparse.Namespace) -> int:
+def _command(args: argparse.Namespace, signals: Signals) -> int:
     if args.command == "new":
         return new_command(args)
     if args.command == "schema":
@@ -211,7 +263,7 @@ def _command(args: argparse.Namespace) -> int:
 
         given = list(args.recorded_command)
         return record(given[1:] if given[:1] == ["--"] else given, args.out)
-    return run_command(args)
+    return run_command(args, signals)
 
 
 def new_command(args: argparse.Namespace) -> int:
@@ -289,6 +341,7 @@ def explain_command(args: argparse.Namespace) -> int:
 def drawing_command(args: argparse.Namespace) -> int:
     """``graph`` and ``steps``: pick the case, compute, draw to the file named by -o."""
     from gradcheck_lab.casefile.selection import select_case
+    from gradcheck_lab.doors.report import output_file
     from gradcheck_lab.errors import GradcheckLabError
     from gradcheck_lab.inspect.graph import FORMATS
     from gradcheck_lab.pipeline.tracing import with_spec
@@ -305,12 +358,16 @@ def drawing_command(args: argparse.Namespace) -> int:
         if args.command == "graph":
             from gradcheck_lab.inspect import graph, graph_drawing
 
-            graph_drawing.draw(graph.build_graph(case, dtype), args.output)
+            drawn = graph.build_graph(case, dtype)
+            # Opened as --json is: a FIFO or a device written in place, never waited on.
+            with output_file(args.output, "wb") as file:
+                graph_drawing.draw(drawn, args.output, file)
         else:
             from gradcheck_lab.inspect import steps
 
             curve = steps.step_curve(case, dtype)
-            steps.draw(curve, args.output)
+            with output_file(args.output, "wb") as file:
+                steps.draw(curve, args.output, file)
             print(steps.summary(curve))
     except GradcheckLabError as error:
         return command_error(args.command, str(error))
@@ -326,7 +383,10 @@ def command_error(command: str, message: str) -> int:
     return EXIT_ERROR
 
 
-def run_command(args: argparse.Namespace) -> int:
+def run_command(args: argparse.Namespace, signals: Signals | None = None) -> int:
+    if signals is None:  # called on its own, not by main
+        with Signals() as own:
+            return run_command(args, own)
     from rich.console import Console
 
     from gradcheck_lab.doors.report import (
@@ -356,7 +416,8 @@ def run_command(args: argparse.Namespace) -> int:
     # torch is not loaded yet: a run whose files all fail validation never loads it.
     env = environment(settings.threads)
     # A report on stdout (`--json -`) keeps stdout to itself: the terminal report moves to
-    # stderr. A reader of stdout that goes away ends the terminal report, not the run.
+    # stderr. A reader of stdout that goes away ends the terminal report, not the run (main
+    # says so at the end).
     to_stdout = STDOUT in (str(args.json), str(args.jsonl))
     stream = GuardedStream(sys.stderr if to_stdout else sys.stdout)
     # rich types file= as IO[str]; it only writes, flushes and asks what the stream has.
@@ -365,7 +426,7 @@ def run_command(args: argparse.Namespace) -> int:
                             quiet=args.quiet and not (args.verbose or args.debug))
     report.header(env)
     results: list[Any] = []
-    interrupted = _checked(args, settings, keep, report, lines, results)
+    _checked(args, settings, keep, report, lines, results, signals)
     report.finish(time.perf_counter() - started)
     if not results and keep is not None:
         command_line_error(f"no case matches -k {args.keyword!r}")
@@ -374,41 +435,41 @@ def run_command(args: argparse.Namespace) -> int:
             write_json(args.json, results, _ran_environment(results, settings.threads))
         except OSError as error:
             return command_line_error(f"--json {args.json}: {error.strerror or error}")
-    if interrupted is not None:
-        signal_name = "SIGTERM" if interrupted == EXIT_TERMINATED else "SIGINT"
-        command_line_error(f"stopped by {signal_name} after {len(results)} result(s); those "
+    if signals.status is not None:
+        signals.told = True
+        command_line_error(f"stopped by {signals.name} after {len(results)} result(s); those "
                            "are in --json/--jsonl where given")
-        return interrupted
+        return signals.status
     if lines is not None and lines.error is not None:
         return command_line_error(f"--jsonl {args.jsonl}: "
                                   f"{lines.error.strerror or lines.error}")
-    if stream.broken:
-        return command_line_error("the terminal report's reader closed it early (broken "
-                                  "pipe); the results are in --json/--jsonl where given")
     return exit_status(results)
 
 
 def _checked(args: argparse.Namespace, settings: Any, keep: Any, report: Any, lines: Any,
-             results: list[Any]) -> int | None:
-    """The run's loop: each result reported and streamed as it comes, into ``results``; the
-    exit status of a signal that stopped it, or None."""
+             results: list[Any], signals: Signals) -> None:
+    """The run's loop: each result reported and streamed as it comes, into ``results``,
+    until the end, -x, or the first SIGINT or SIGTERM (noted in ``signals``)."""
+    outcomes = _results(args.paths, settings, keep)
     try:
-        with report.progress() as advance, _stopped_by_signals():
-            for result in _results(args.paths, settings, keep):
+        with report.progress() as advance:
+            for result in outcomes:
                 results.append(result)
                 report.add(result)
                 advance(result)
                 if lines is not None:
                     lines.add(result)
                 if args.exitfirst and not result.ok:
-                    break  # the generator's close ends the worker processes
+                    break
     except (KeyboardInterrupt, Terminated) as stop:
-        # The generator's close ends the worker processes; what finished is reported.
-        return EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED
+        signals.stopped_by(stop)  # what finished is reported
     finally:
+        # From here on a signal is noted, never raised: a second Ctrl-C, or a burst of
+        # SIGTERM, cannot skip the worker's teardown or the reports.
+        signals.raising = False
+        outcomes.close()  # the worker processes ended (and what their impls started)
         if lines is not None:
             lines.close()
-    return None
 
 
 def _ran_environment(results: list[Any], threads: int | None) -> dict[str, Any]:
@@ -445,7 +506,8 @@ def case_filter(expression: str) -> Any:
     return keep
 
 
-def _results(paths: Sequence[Path], settings: Any, keep: Any = None) -> Iterator[Any]:
+def _results(paths: Sequence[Path], settings: Any, keep: Any = None
+             ) -> Generator[Any, None, None]:
     """The case files' results, and those of recordings (``gradcheck-lab record``'s files)."""
     from gradcheck_lab.doors.functions.recording_file import SUFFIX
     from gradcheck_lab.run.files import run_paths
@@ -465,24 +527,77 @@ class Terminated(BaseException):  # a signal, as KeyboardInterrupt is
     """SIGTERM, raised in the main thread as SIGINT raises KeyboardInterrupt."""
 
 
-@contextlib.contextmanager
-def _stopped_by_signals() -> Iterator[None]:
-    """SIGTERM ends the run as Ctrl-C does: results so far reported, the status 128 + the
-    signal's number; the handler the caller had is back afterwards."""
-    import signal
+class Signals:
+    """SIGINT and SIGTERM while a command runs. The first raises KeyboardInterrupt or
+    Terminated where it lands, while ``raising``; every other one is only noted in
+    ``caught``, so that a burst of them (a double Ctrl-C, SIGTERM sent again and again)
+    cannot cut short what the first began: the workers stopped, the reports written, one line
+    said. The handlers the caller had are back afterwards, unless a signal came: the process
+    is then on its way out, and ignores them until it exits. A SIGINT the caller ignores (a
+    background job) stays ignored; off the main thread no handler is set."""
 
-    def terminate(signum: int, frame: object) -> None:
-        raise Terminated
+    def __init__(self) -> None:
+        self.caught: list[int] = []
+        self.raising = True
+        self.told = False  # the command said itself that a signal stopped it
+        self._previous: dict[int, Any] = {}
 
-    try:
-        previous = signal.signal(signal.SIGTERM, terminate)
-    except ValueError:  # not the main thread: no handler can be set
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    def __enter__(self) -> Signals:
+        import signal
+
+        for number in (signal.SIGINT, signal.SIGTERM):
+            handler = signal.getsignal(number)
+            if handler is None or (number == signal.SIGINT and handler == signal.SIG_IGN):
+                continue  # None: a handler not set from Python, which cannot be put back
+            try:
+                self._previous[number] = signal.signal(number, self._handle)
+            except ValueError:  # not the main thread
+                break
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        import signal
+
+        self.raising = False
+        for number, handler in self._previous.items():
+            # After a signal: ignored, not handled. The interpreter puts the default action
+            # back for a signal it handles as it finalizes, and a SIGTERM then would kill
+            # the process (status -15) after everything was said; an ignored one it leaves.
+            signal.signal(number, signal.SIG_IGN if self.caught else handler)
+
+    def _handle(self, number: int, frame: object) -> None:
+        import signal
+
+        self.caught.append(number)
+        if self.raising and len(self.caught) == 1:
+            self.raising = False
+            raise Terminated if number == signal.SIGTERM else KeyboardInterrupt
+
+    def stopped_by(self, stop: BaseException) -> None:
+        """``stop`` (KeyboardInterrupt or Terminated) noted, where no handler of ours raised
+        it (a Ctrl-C before the handlers were set)."""
+        import signal
+
+        if not self.caught:
+            self.caught.append(signal.SIGTERM if isinstance(stop, Terminated)
+                               else signal.SIGINT)
+
+    @property
+    def name(self) -> str:
+        import signal
+
+        return signal.Signals(self.caught[0]).name if self.caught else ""
+
+    @property
+    def word(self) -> str:
+        return "terminated" if self.name == "SIGTERM" else "interrupted"
+
+    @property
+    def status(self) -> int | None:
+        """128 + the first signal's number, as shells report it; None before any."""
+        if not self.caught:
+            return None
+        return EXIT_TERMINATED if self.name == "SIGTERM" else EXIT_INTERRUPTED
 
 
 def report_path_problem(path: Path) -> str | None:

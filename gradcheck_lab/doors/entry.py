@@ -17,12 +17,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from gradcheck_lab.doors.cli import main as command_line
     except KeyboardInterrupt:
+        _ignore_more()  # a burst: the rest of it must not cut the one line short
         return _said("interrupted", EXIT_INTERRUPTED)
     except _Terminated:
+        _ignore_more()
         return _said("terminated", EXIT_TERMINATED)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    signal.signal(signal.SIGTERM, previous)
     return command_line(argv)
+
+
+def _ignore_more() -> None:
+    """Both signals ignored from here to the exit: the first one decided it, and a default
+    action or Python's KeyboardInterrupt at shutdown would replace the exit status and the
+    line with a kill or a traceback."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
 
 
 class _Terminated(BaseException):

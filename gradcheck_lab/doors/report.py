@@ -201,24 +201,38 @@ def write_text_atomically(path: Path, text: str) -> None:
     file gets the mode a plain open() gives (0666 less the umask). ``-`` is stdout; a target
     that is a link or not a regular file (``/dev/stdout``, a device, a FIFO) is written in
     place, never replaced. A failed write (a full disk, a closed pipe) raises OSError."""
-    import os
     import sys
-    import tempfile
 
     if str(path) == STDOUT:
         sys.stdout.write(text)
         sys.stdout.flush()
         return
+    with output_file(path) as file:
+        file.write(text)
+
+
+@contextlib.contextmanager
+def output_file(path: Path, mode: str = "w") -> Iterator[Any]:
+    """``path`` open for writing a whole report or drawing (``mode`` "w" or "wb"), the one way
+    every output file of the command line is opened: a regular file (or a new one) is written
+    to a temporary beside it that replaces it once complete (removed if the writing fails); a
+    link or a target that is not a regular file (a device, a FIFO) is written in place, never
+    replaced, and a FIFO that no process reads is an OSError at once (``open_in_place``), not a
+    wait. A failed write (a full disk, a closed pipe) raises OSError."""
+    import os
+    import tempfile
+
+    encoding = None if "b" in mode else "utf-8"
     if path.is_symlink() or (path.exists() and not path.is_file()):
-        with os.fdopen(open_in_place(path, os.O_WRONLY | os.O_TRUNC), "w",
-                       encoding="utf-8") as file:
-            file.write(text)
+        with os.fdopen(open_in_place(path, os.O_WRONLY | os.O_TRUNC), mode,
+                       encoding=encoding) as file:
+            yield file
         return
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
                                          dir=path.parent if str(path.parent) else ".")
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
+        with os.fdopen(handle, mode, encoding=encoding) as file:
+            yield file
         os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
     except BaseException:
@@ -247,45 +261,58 @@ def _umask() -> int:
 
 
 class GuardedStream:
-    """stdout for the terminal report: a reader that goes away (``| head``) ends the report,
-    not the run. Later writes are dropped, ``broken`` says so, and stdout is pointed at
-    /dev/null so that the interpreter's last flush does not fail again."""
+    """stdout (or stderr) for what a command prints: a write that fails, a reader that went
+    away (``| head``) or a full disk (``> /dev/full``), ends that output, not the command. The
+    first error is kept in ``error`` (the command line says it in one line at the end), later
+    writes are dropped, and the stream's descriptor is pointed at /dev/null so that the
+    interpreter's last flush does not fail again. Everything else is the stream's own."""
 
     def __init__(self, stream: Any) -> None:
         self.stream = stream
-        self.broken = False
+        self.error: OSError | None = None
+
+    @property
+    def broken(self) -> bool:
+        return self.error is not None
 
     def write(self, text: str) -> int:
-        if not self.broken:
+        if self.error is None:
             try:
                 self.stream.write(text)
-            except BrokenPipeError:
-                self._close()
+            except OSError as error:  # EPIPE, ENOSPC, EIO, ...
+                self._close(error)
         return len(text)
 
     def flush(self) -> None:
-        if not self.broken:
+        if self.error is None:
             try:
                 self.stream.flush()
-            except BrokenPipeError:
-                self._close()
+            except OSError as error:
+                self._close(error)
 
     @property
     def encoding(self) -> str:
         return getattr(self.stream, "encoding", None) or "utf-8"
 
     def isatty(self) -> bool:
-        return not self.broken and self.stream.isatty()
+        return self.error is None and self.stream.isatty()
 
     def fileno(self) -> int:
         return self.stream.fileno()
 
-    def _close(self) -> None:
+    def __getattr__(self, name: str) -> Any:  # errors, buffer, ...: the stream's
+        if name == "stream":  # not set yet (a copy being made)
+            raise AttributeError(name)
+        return getattr(self.stream, name)
+
+    def _close(self, error: OSError) -> None:
         import os
 
-        self.broken = True
+        self.error = error
         with contextlib.suppress(OSError, ValueError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, self.stream.fileno())
+            os.close(null)
 
 
 def merge_reports(documents: list[Any], names: list[str]) -> dict[str, Any]:

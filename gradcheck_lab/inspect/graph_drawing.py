@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import textwrap
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from gradcheck_lab.inspect.graph import CaseGraph
 from gradcheck_lab.inspect.graph_layout import FONT, SMALL, Drawing, arrange
@@ -121,11 +121,13 @@ def _paint(axes: Axes, graph: CaseGraph, drawing: Drawing) -> None:
                             "edgecolor": "none"})
 
 
-def draw(graph: CaseGraph, path: Path) -> None:
-    """Write the drawing to ``path``; the format follows its suffix (.svg, .png or .pdf)."""
+def draw(graph: CaseGraph, path: Path, file: IO[bytes] | None = None) -> None:
+    """Write the drawing to ``path``, or to ``file`` where given (``path`` opened by the
+    caller, as the command line opens every output: a FIFO or a device in place, never by
+    matplotlib); the format follows the path's suffix (.svg, .png or .pdf)."""
     import matplotlib
 
     # svg.fonttype "none": labels stay <text> in an SVG (searchable, and what the tests read).
     with matplotlib.rc_context({"svg.fonttype": "none"}):
         figure, _ = render(graph)
-        figure.savefig(path)
+        figure.savefig(path if file is None else file, format=path.suffix[1:].lower())

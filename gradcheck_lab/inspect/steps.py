@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -176,8 +176,10 @@ def _worst_element(scalar: _ScalarFunction, point: Point,
                                 f"{format_number(worst[0], 3)} of the largest gradient")
 
 
-def draw(curve: StepCurve, path: Path) -> None:
-    """Log-log plot of the curve, the check's step marked; the format follows the suffix."""
+def draw(curve: StepCurve, path: Path, file: IO[bytes] | None = None) -> None:
+    """Log-log plot of the curve, the check's step marked, to ``path`` or to ``file`` where
+    given (``path`` opened by the caller, as the command line opens every output); the format
+    follows the path's suffix."""
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -206,7 +208,8 @@ def draw(curve: StepCurve, path: Path) -> None:
                        f"{format_number(curve.symbolic, 8)}", fontsize=9)
         axes.grid(True, which="major", linewidth=0.4, alpha=0.6)
         axes.legend(fontsize=8, loc="best")
-        figure.savefig(path, bbox_inches="tight")
+        figure.savefig(path if file is None else file, format=path.suffix[1:].lower(),
+                       bbox_inches="tight")
 
 
 def summary(curve: StepCurve) -> str:

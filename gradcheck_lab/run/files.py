@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from gradcheck_lab.casefile import Case, ImplRef, RunQuota, is_case_file
-from gradcheck_lab.casefile.selection import SelectionError, selected_items
+from gradcheck_lab.casefile.selection import SEPARATOR, SelectionError, selected_items
 from gradcheck_lab.errors import CaseError
 from gradcheck_lab.pipeline import run_case
 from gradcheck_lab.results import Result
@@ -61,29 +61,52 @@ def discover(paths: Iterable[Path]) -> tuple[list[Path], list[Result]]:
 def run_paths(paths: Iterable[Path], settings: Settings = Settings(),
               keep: Callable[[Case], bool] | None = None) -> Iterator[Result]:
     """Every case under ``paths``; a ``FILE::NAME`` path checks that one case; ``keep``
-    (``run -k``) chooses among the cases (a case that could not be read is always said)."""
-    plain, chosen, problems = [], [], []
-    for path in paths:
-        try:
-            selected = selected_items(str(path), settings.limits)
-        except SelectionError as exc:
-            problems.append(_path_error(path, str(exc)))
-            continue
-        if selected is None:
-            plain.append(path)
-        else:
-            chosen.append(selected[1])
+    (``run -k``) chooses among the cases (a case that could not be read is always said). The
+    run's case limit counts both: the files and selections past it are errors, not read."""
+    paths = list(paths)
+    plain = [path for path in paths if not _is_selection(path)]
+    chosen = [path for path in paths if _is_selection(path)]
     files, missing = discover(plain)
-    yield from problems + missing
+    yield from missing
     with Isolation(settings) as isolation:
         quota = RunQuota(settings.limits)
         # File by file, each read just before its cases run: results stream from the first
         # file on (a slow file to read delays only its own), and a signal keeps them.
         loaded = (quota.load(path, settings.limits) for path in files)
-        for items in itertools.chain(loaded, chosen):
+        selected = (_selected(path, quota, settings) for path in chosen)
+        for items in itertools.chain(loaded, selected):
+            if isinstance(items, Result):  # a FILE::NAME that names no case
+                yield items
+                continue
             if keep is not None:
                 items = [c for c in items if isinstance(c, CaseError) or keep(c)]
             yield from run_file_cases(items, settings, isolation)
+
+
+def _is_selection(path: Path) -> bool:
+    """``FILE::NAME``, as ``selected_items`` reads it: a file whose own name holds "::" is a
+    file."""
+    return SEPARATOR in str(path) and not path.exists()
+
+
+def _selected(path: Path, quota: RunQuota, settings: Settings
+              ) -> list[Case | CaseError] | Result:
+    """The case ``FILE::NAME`` names, counted against the run's case limit as a file's cases
+    are (past it, the quota's error and the file not read); a name that is not there is an
+    error result."""
+    file = Path(str(path).rpartition(SEPARATOR)[0])
+    if quota.used >= quota.limit:
+        return quota.load(file, settings.limits)  # the limit's error; nothing is read
+    try:
+        selected = selected_items(str(path), settings.limits)
+    except SelectionError as exc:
+        return _path_error(path, str(exc))
+    items = selected[1] if selected is not None else []
+    if quota.used + len(items) > quota.limit:  # two cases of one name past the limit
+        quota.used = quota.limit
+        return quota.load(file, settings.limits)
+    quota.used += len(items)
+    return items
 
 
 def run_file_cases(loaded: list[Case | CaseError], settings: Settings,

@@ -118,20 +118,35 @@ class CaseWorker:
                 return False
 
     def stop(self) -> None:
-        _stop_guardian(getattr(self, "_guardian", None))
-        self._guardian = None
-        if self._process is not None:
-            if self._process.pid is not None:
-                kill_group(self._process.pid)  # the worker and whatever its impls forked
+        """Kill the worker and whatever its impls started, then let its guardian go. SIGINT
+        and SIGTERM are held meanwhile (``SignalsHeld``): a second Ctrl-C cannot skip the
+        kills, and a daemon left behind would outlive the run."""
+        held = SignalsHeld()
+        try:
+            held.hold()  # may raise a signal that was pending: the teardown still runs
+        finally:
+            try:
+                self._kill()
+            finally:
+                held.release()
+
+    def _kill(self) -> None:
+        # The kills first: the guardian is told to stand down only once they are done, so
+        # that a teardown cut short by anything still leaves it to kill them at exit.
+        process, self._process = self._process, None
+        if process is not None:
+            if process.pid is not None:
+                kill_group(process.pid)  # the worker and whatever its impls forked
             kill_marked(getattr(self, "_token", ""))  # and what left both tree and group
-            self._process.terminate()  # where there are no process groups
-            self._process.join(_KILL_GRACE_S)
-            if self._process.is_alive():
-                self._process.kill()
-                self._process.join()
+            process.terminate()  # where there are no process groups
+            process.join(_KILL_GRACE_S)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        guardian, self._guardian = getattr(self, "_guardian", None), None
+        _stop_guardian(guardian)
         if self._connection is not None:
             self._connection.close()
-        self._process = None
         self._connection = None
         self._ready = False
 
@@ -196,6 +211,16 @@ class CaseWorker:
         if self._process is not None and self._process.is_alive():
             return
         self.stop()
+        held = SignalsHeld()  # a Ctrl-C now would leave a worker started and not known
+        try:
+            held.hold()
+        finally:
+            try:
+                self._start()
+            finally:
+                held.release()
+
+    def _start(self) -> None:
         parent, child = self._context.Pipe()
         self._token = f"{os.getpid()}-{secrets.token_hex(8)}"
         self._process = self._context.Process(target=_serve,
@@ -229,6 +254,49 @@ class CaseWorker:
                           "small: --case-memory)")
             raise WorkerStartError(f"the worker process could not start{budget}: {detail}")
         self._ready = True
+
+
+class SignalsHeld:
+    """SIGINT and SIGTERM held while the worker starts or stops (main thread; elsewhere no
+    signal interrupts Python code): each one that comes meanwhile is noted, and given to the
+    handler that was there once the work is done (one that raises, KeyboardInterrupt, raises
+    then; a default action is taken then). ``hold`` may itself raise, for a signal that was
+    pending when it began: callers run their work in its ``finally``."""
+
+    def __init__(self) -> None:
+        self.held: list[int] = []
+        self.previous: dict[int, Any] = {}
+
+    def hold(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for number in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(number) is not None:  # None: not Python's, cannot be put back
+                self.previous[number] = signal.signal(number, self._note)
+
+    def _note(self, number: int, frame: object) -> None:
+        self.held.append(number)
+
+    def release(self) -> None:
+        previous, self.previous = self.previous, {}
+        raised: BaseException | None = None
+        for number, handler in previous.items():
+            for _ in range(2):  # signal.signal first runs a pending signal's handler
+                try:
+                    signal.signal(number, handler)
+                    break
+                except BaseException as exc:  # that handler's KeyboardInterrupt: put the
+                    raised = raised or exc    # rest back all the same
+        if raised is not None:
+            raise raised
+        held, self.held = self.held, []
+        handlers = {number: signal.getsignal(number) for number in set(held)}
+        for number in held:
+            handler = handlers[number]
+            if callable(handler):
+                handler(number, None)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), number)
 
 
 def _start_guardian(token: str, worker: int | None) -> Any:
