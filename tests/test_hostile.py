@@ -48,6 +48,11 @@ EXPECTED = {
     "expr_huge_tile.yaml": (4, "output", "tile() would produce shape [100000, 200000]"),
     "expr_huge_repeat.yaml": (4, "output", "repeat_interleave() would produce shape"),
     "expr_huge_pad.yaml": (4, "output", "pad() would produce shape [2000000002]"),
+    # One LAPACK or BLAS call that no budget stops: refused from the shapes, at the key.
+    "expr_costly_svd.yaml": (4, "output", "svd(): a 4000 x 4000 A would take about 1.7e+12 "
+                                          "operations in one call (limit 1e+10)"),
+    "expr_costly_matmul.yaml": (5, "output", "matmul(): a product of [7000, 7000] and "
+                                             "[7000, 7000] would take about 6.9e+11"),
     "expr_import_payload.yaml": (3, "output", "only plain function names"),
     "expr_integer_reduction.yaml": (4, "output", "t is an integer tensor"),
     "expr_lambda.yaml": (3, "output", "lambdas not allowed"),
@@ -89,6 +94,9 @@ EXPECTED = {
     # A step that switches finite differences off (overflows, or rounds to nothing).
     "fd_step_huge.yaml": (5, "fd_step", "leaves finite differences meaningless"),
     "fd_step_subnormal.yaml": (5, "fd_step", "leaves finite differences meaningless"),
+    # Fine for float64, meaningless for a function computing in the case's coarser dtype.
+    "fd_step_tiny_float32.yaml": (6, "fd_step", "meaningless: the step must be in [1.19e-05"),
+    "fd_step_tiny_bfloat16.yaml": (6, "fd_step", "computes in bfloat16"),
     "nan_input.yaml": (2, "inputs.x", "element [1]: nan is not allowed"),
     "negative_shape.yaml": (2, "inputs.x.shape", "positive integers"),
     "negative_tolerance.yaml": (4, "tolerance.rtol", "expected a positive number"),
@@ -187,7 +195,10 @@ VALID = {"valid_r144.yaml", "valid_with_impl.yaml", "valid_brackets_in_plain_sca
          # Six operands contracted pairwise: minutes as one loop over 60**6 index tuples.
          "valid_einsum_six_operands.yaml",
          # U+2028 in a comment: a character in YAML 1.2, no line break.
-         "valid_line_separator_in_comment.yaml"}
+         "valid_line_separator_in_comment.yaml",
+         # Helpers once sized by a parameter: np.eye(200000) (298 GiB), 40,000 x 40,000
+         # averaging and interpolation matrices (12.8 GB each).
+         "valid_one_hot_many_classes.yaml", "valid_resampling_wide.yaml"}
 
 
 @pytest.fixture(scope="module")
@@ -491,6 +502,29 @@ def test_files_past_the_runs_case_limit_are_errors_and_not_checked(
     assert "limit of 3 cases (--max-cases-per-run)" in results[2]["message"]
     assert "not read" in results[3]["message"]
     assert main(["run", str(tmp_path), "--max-cases-per-run", "6"]) == 0
+    capsys.readouterr()
+
+
+def test_file_name_selections_count_against_the_runs_case_limit(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from gradcheck_lab.doors.cli import EXIT_ERROR, main
+
+    one = tmp_path / "one.yaml"
+    one.write_text("name: one\ninputs: {x: 2.0}\noutput: x ** 3\n")
+    report = tmp_path / "out.json"
+    assert main(["run", "--max-cases-per-run", "3", *[f"{one}::one"] * 6, "--json",
+                 str(report)]) == EXIT_ERROR
+    results = json.loads(report.read_text())["results"]
+    assert [r["status"] for r in results] == ["pass"] * 3 + ["error"] * 3
+    assert all("limit of 3 cases (--max-cases-per-run)" in r["message"]
+               and "not read" in r["message"] for r in results[3:])
+    # Counted with the files' cases, in one quota.
+    assert main(["run", "--max-cases-per-run", "2", str(one), f"{one}::one", f"{one}::one",
+                 "--json", str(report)]) == EXIT_ERROR
+    assert [r["status"] for r in json.loads(report.read_text())["results"]] == \
+        ["pass", "pass", "error"]
     capsys.readouterr()
 
 
