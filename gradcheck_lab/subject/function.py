@@ -166,6 +166,13 @@ class FunctionUnderTest:
         self._check(out)
         return out
 
+    def plain(self, tensors: dict[str, Any]) -> Any:
+        """The function itself at ``tensors``: the impl's call, or the spec lowered, without
+        the checks of ``__call__`` (what one forward of the case costs: the cost unit)."""
+        if self.impl is None:
+            return lower(self.case.program, tensors, self.dtype, self.device)
+        return self.called(tensors)
+
     def _lowered(self, tensors: dict[str, Any], moved: frozenset[str] | None) -> Any:
         import torch
 
