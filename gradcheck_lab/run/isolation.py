@@ -33,7 +33,7 @@ import threading
 import time
 import traceback
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -121,14 +121,7 @@ class CaseWorker:
         """Kill the worker and whatever its impls started, then let its guardian go. SIGINT
         and SIGTERM are held meanwhile (``SignalsHeld``): a second Ctrl-C cannot skip the
         kills, and a daemon left behind would outlive the run."""
-        held = SignalsHeld()
-        try:
-            held.hold()  # may raise a signal that was pending: the teardown still runs
-        finally:
-            try:
-                self._kill()
-            finally:
-                held.release()
+        SignalsHeld.around(self._kill)
 
     def _kill(self) -> None:
         # The kills first: the guardian is told to stand down only once they are done, so
@@ -211,14 +204,7 @@ class CaseWorker:
         if self._process is not None and self._process.is_alive():
             return
         self.stop()
-        held = SignalsHeld()  # a Ctrl-C now would leave a worker started and not known
-        try:
-            held.hold()
-        finally:
-            try:
-                self._start()
-            finally:
-                held.release()
+        SignalsHeld.around(self._start)  # a Ctrl-C now would leave a worker started, unknown
 
     def _start(self) -> None:
         parent, child = self._context.Pipe()
@@ -266,6 +252,19 @@ class SignalsHeld:
     def __init__(self) -> None:
         self.held: list[int] = []
         self.previous: dict[int, Any] = {}
+
+    @classmethod
+    def around(cls, work: Callable[[], None]) -> None:
+        """``work()`` with the signals held, run even where holding raises a signal that was
+        pending; the held ones given to their handlers after."""
+        held = cls()
+        try:
+            held.hold()
+        finally:
+            try:
+                work()
+            finally:
+                held.release()
 
     def hold(self) -> None:
         if threading.current_thread() is not threading.main_thread():
