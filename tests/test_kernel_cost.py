@@ -167,3 +167,86 @@ def test_logcumsumexps_complex_step_holds_blocks_not_an_n_by_n_matrix() -> None:
     j = n - 1
     weights = np.exp(a.real[: j + 1] - out.real[j])
     assert np.isclose(out.imag[j], weights @ a.imag[: j + 1], rtol=1e-9, atol=0)
+
+
+# --- einsum of three or more operands: run in the pairs its shape rule priced ---------------
+#
+# torch.einsum of three or more operands contracts left to right (without opt_einsum): a
+# [N,1], b [1,N], c [N,1] in "ij,jk,kl->il" made an N x N b·a (1.66 GB peak at N = 5,000)
+# where numpy's greedy order, the one priced, takes b·c first (one element).
+
+LEFT_TO_RIGHT = "ij,jk,kl->il"
+
+
+def chain(n: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [rng.standard_normal(shape) for shape in ((n, 1), (1, n), (n, 1))]
+
+
+def counting(monkeypatch: pytest.MonkeyPatch, module: Any) -> list[tuple[int, int]]:
+    """``module.einsum`` patched to note (operands, elements of the result) of each call."""
+    calls: list[tuple[int, int]] = []
+    einsum = module.einsum
+
+    def counted(equation: str, *operands: Any, **kwargs: Any) -> Any:
+        result = einsum(equation, *operands, **kwargs)
+        calls.append((len(operands), int(np.prod(result.shape))))
+        return result
+
+    monkeypatch.setattr(module, "einsum", counted)
+    return calls
+
+
+def test_the_torch_form_of_einsum_contracts_in_the_priced_pairs(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    torch = pytest.importorskip("torch")
+    n = 3000
+    arrays = chain(n)
+    calls = counting(monkeypatch, torch)
+    out = OPS["einsum"].torch([torch.from_numpy(x) for x in arrays],
+                              {"equation": LEFT_TO_RIGHT})
+    assert calls and all(operands <= 2 for operands, _ in calls)
+    assert max(size for _, size in calls) <= n  # left to right: an n x n = 9·10^6 b·a
+    a, b, c = arrays
+    np.testing.assert_allclose(out.numpy(), a @ (b @ c), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(out.numpy(), OPS["einsum"].numpy(arrays,
+                                                                {"equation": LEFT_TO_RIGHT}),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_the_einsum_vjp_contracts_in_pairs_within_the_operands_memory(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    n = 3000
+    arrays = chain(n)
+    params = {"equation": LEFT_TO_RIGHT}
+    out = OPS["einsum"].numpy(arrays, params)
+    g = np.random.default_rng(1).standard_normal(out.shape)
+    calls = counting(monkeypatch, np)
+    grads, peak = peak_of(lambda: OPS["einsum"].vjp(g, arrays, out, params, [True] * 3))
+    assert calls and all(operands <= 2 for operands, _ in calls)
+    assert max(size for _, size in calls) <= n  # "il,jk,kl->ij" left to right: n x n
+    assert peak < 2 * MiB  # an n x n intermediate is 72 MB
+    a, b, c = arrays
+    np.testing.assert_allclose(grads[0], g @ (b @ c).T, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(grads[1], a.T @ g @ c.T, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(grads[2], (a @ b).T @ g, rtol=1e-12, atol=1e-12)
+
+
+def test_an_einsum_whose_gradient_costs_past_the_limit_is_refused_by_its_shape_rule() -> None:
+    # Forward: bce·c first (b·e elements), then the product onto abde, 2·10^8 operations. The
+    # gradient of the third operand, abde,bce,c->dea, in numpy's greedy order takes abde·bce
+    # first: 2·10^10.
+    sizes = {"a": 1000, "b": 100, "c": 100, "d": 10, "e": 100}
+    args = [real(*(sizes[c] for c in spec)) for spec in ("bce", "c", "dea")]
+
+    def refuse() -> str:
+        with pytest.raises(SpecError) as refused:
+            OPS["einsum"].shape(args, {"equation": "bce,c,dea->abde"})
+        return str(refused.value)
+
+    message, peak = peak_of(refuse)
+    assert message.startswith("einsum(): the gradient of operand 3 (abde,bce,c->dea) would "
+                              "take about 2e+10 operations in one call (limit 1e+10)")
+    assert peak < 10 * MiB
+    small = [real(*(min(sizes[c], 10) for c in spec)) for spec in ("bce", "c", "dea")]
+    assert OPS["einsum"].shape(small, {"equation": "bce,c,dea->abde"}) == (10, 10, 10, 10)

@@ -8,9 +8,11 @@ which the output sums over). np.einsum works alike on floats and on sympy object
 
 from __future__ import annotations
 
+import functools
 import math
 import string
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -86,20 +88,34 @@ def _equation(params: Params, fixed: str | None) -> str:
 MAX_CONTRACTION_FLOPS = MAX_KERNEL_FLOPS
 
 
-def _refuse_costly(equation: str, shapes: Sequence[Shape]) -> None:
-    """A SpecError where numpy's greedy order for ``equation`` costs more than
-    MAX_CONTRACTION_FLOPS (where every pairwise intermediate is too large it falls back to
-    one loop over every index: four 64³ operands, 64⁶ products per element)."""
+def _numpy_path(equation: str, shapes: Sequence[Shape]) -> tuple[list[tuple[int, ...]], float]:
+    """numpy's greedy order for ``equation`` on operands of these shapes (np.einsum_path on
+    zero-strided views: no data) and its count of operations."""
     import re
 
     views = [np.broadcast_to(np.zeros(()), shape) for shape in shapes]  # shapes, no data
-    _, report = np.einsum_path(equation, *views, optimize=OPTIMIZE)
+    path, report = np.einsum_path(equation, *views, optimize=OPTIMIZE)
     found = re.search(r"Optimized FLOP count:\s*([0-9.e+]+)", report)
     flops = float(found.group(1)) if found else 0.0
+    return [tuple(int(i) for i in step) for step in path[1:]], flops
+
+
+def _refuse_costly(equation: str, shapes: Sequence[Shape]) -> None:
+    """A SpecError where numpy's greedy order for ``equation`` costs more than
+    MAX_CONTRACTION_FLOPS (where every pairwise intermediate is too large it falls back to
+    one loop over every index: four 64³ operands, 64⁶ products per element), or where the
+    pairwise order torch runs (contraction_plan) does."""
+    _, flops = _numpy_path(equation, shapes)
     if flops > MAX_CONTRACTION_FLOPS:
         raise SpecError(f"einsum(): {equation!r} would take about {flops:.2g} operations in "
                         f"numpy's order (limit {MAX_CONTRACTION_FLOPS:.0e}): contract in "
                         "steps of two operands")
+    specs, output = parse_equation(equation, [len(shape) for shape in shapes])
+    flops = contraction_plan(tuple(specs), output, tuple(map(tuple, shapes))).flops
+    if flops > MAX_CONTRACTION_FLOPS:
+        raise SpecError(f"einsum(): {equation!r} would take about {flops:.2g} operations in "
+                        f"pairs (limit {MAX_CONTRACTION_FLOPS:.0e}): contract in steps of "
+                        "two operands")
 
 
 def _pair_flops(specs: Sequence[str], output: str, sizes: dict[str, int]) -> int:
@@ -114,6 +130,120 @@ def _pair_flops(specs: Sequence[str], output: str, sizes: dict[str, int]) -> int
 # numpy's contraction order (pairwise, greedy) instead of one loop over every index at once:
 # six operands of 60 elements are 6 sums, not 60**6 products.
 OPTIMIZE = "greedy"
+
+
+@dataclass(frozen=True)
+class ContractionPlan:
+    """An einsum as steps of one or two operands: each step takes the operands at
+    ``positions`` of the working list (the operands, then each step's result appended at its
+    end, as np.einsum_path numbers them), contracts them by ``equation`` and appends the
+    result. The steps are numpy's greedy path (what _refuse_costly prices), a step of more
+    operands (numpy's fallback to one loop) split into pairs, smallest result first; ``flops``
+    counts every step (_pair_flops) and ``largest`` the most elements a result holds. Run by
+    torch.einsum two operands at a time, a path holds no intermediate but those counted
+    (torch.einsum of three or more operands contracts left to right: a [N,1], b [1,N],
+    c [N,1] in "ij,jk,kl->il" make an N x N b·a)."""
+
+    steps: tuple[tuple[tuple[int, ...], str], ...]
+    flops: int
+    largest: int
+
+    def run(self, operands: Sequence[Any], einsum: Callable[..., Any]) -> Any:
+        terms = list(operands)
+        for positions, equation in self.steps:
+            picked = [terms[p] for p in positions]
+            for p in sorted(positions, reverse=True):
+                del terms[p]
+            terms.append(einsum(equation, *picked))
+        (result,) = terms
+        return result
+
+
+def _cheapest_pair(group: Sequence[int], members: dict[int, str], target: str,
+                   sizes: dict[str, int]) -> tuple[int, int, str]:
+    """Of a group contracted at once onto ``target``, the pair whose result is smallest
+    (then cheapest), and its result's letters: those the target or the group's other
+    members have."""
+    best: tuple[tuple[int, int], int, int, str] | None = None
+    for i, a in enumerate(group):
+        for b in group[i + 1:]:
+            keep = set(target).union(*(members[g] for g in group if g not in (a, b)))
+            result = "".join(sorted(set(members[a] + members[b]) & keep))
+            key = (math.prod(sizes[c] for c in result),
+                   _pair_flops([members[a], members[b]], result, sizes))
+            if best is None or key < best[0]:
+                best = (key, a, b, result)
+    assert best is not None
+    return best[1], best[2], best[3]
+
+
+@functools.lru_cache(maxsize=512)
+def contraction_plan(specs: tuple[str, ...], output: str,
+                     shapes: tuple[Shape, ...]) -> ContractionPlan:
+    """The pairwise steps of ``specs -> output`` on these shapes (ContractionPlan)."""
+    sizes = _sizes(list(specs), shapes)
+    path, _ = _numpy_path(",".join(specs) + "->" + output, shapes)
+
+    def size(letters: str) -> int:
+        return math.prod(sizes[c] for c in letters)
+
+    terms = list(enumerate(specs))  # (identity, letters): the working list
+    fresh = len(specs)
+    steps: list[tuple[tuple[int, ...], str]] = []
+    flops = largest = 0
+
+    def emit(group: list[int], result: str) -> None:
+        nonlocal fresh, flops, largest
+        positions = tuple(i for i, (ident, _) in enumerate(terms) if ident in group)
+        positions = tuple(sorted(positions, key=lambda i: group.index(terms[i][0])))
+        letters = [terms[i][1] for i in positions]
+        steps.append((positions, ",".join(letters) + "->" + result))
+        flops += _pair_flops(letters, result, sizes)
+        largest = max(largest, size(result))
+        for p in sorted(positions, reverse=True):
+            del terms[p]
+        terms.append((fresh, result))
+        fresh += 1
+
+    for step in path:
+        group = [terms[p][0] for p in step]
+        members = {ident: letters for ident, letters in terms if ident in group}
+        rest = [letters for ident, letters in terms if ident not in group]
+        if rest:
+            needed = set(output).union(*rest)
+            target = "".join(sorted(set("".join(members.values())) & needed))
+        else:
+            target = output
+        while len(group) > 2:  # numpy's one loop over every index: in pairs, as torch runs
+            a, b, result = _cheapest_pair(group, members, target, sizes)
+            emit([a, b], result)
+            group = [g for g in group if g not in (a, b)] + [fresh - 1]
+            members[fresh - 1] = result
+        emit(group, target)
+    return ContractionPlan(tuple(steps), flops, largest)
+
+
+def _vjp_terms(specs: Sequence[str], output: str, k: int) -> tuple[tuple[str, ...], str]:
+    """The einsum of operand k's gradient: the cotangent's and the other operands' letters,
+    onto those of operand k that any of them has (the VJP broadcasts over the rest)."""
+    others = [s for j, s in enumerate(specs) if j != k]
+    reachable = set(output).union(*others)
+    return (output, *others), "".join(c for c in specs[k] if c in reachable)
+
+
+def _numpy_einsum(equation: str, *operands: Any) -> Any:
+    return np.einsum(equation, *operands, optimize=OPTIMIZE)
+
+
+def _torch_einsum(equation: str, operands: Sequence[Any]) -> Any:
+    """torch.einsum in the pairwise steps of contraction_plan (what the shape rule priced),
+    never torch's own left-to-right order of three or more operands."""
+    einsum = torch_module().einsum
+    if len(operands) <= 2:
+        return einsum(equation, *operands)
+    specs, output = parse_equation(equation, [len(a.shape) for a in operands])
+    plan = contraction_plan(tuple(specs), output, tuple(tuple(a.shape) for a in operands))
+    return plan.run(operands, einsum)
 
 
 def _contraction(name: str, fixed: str | None, doc: str, *, arg_names: tuple[str, ...],
@@ -134,7 +264,16 @@ def _contraction(name: str, fixed: str | None, doc: str, *, arg_names: tuple[str
             what = f"a product of {shapes}" if fixed else f"{params['equation']!r} of {shapes}"
             check_kernel_cost(name, what, _pair_flops(specs, output, sizes),
                               "use smaller operands")
-        return tuple(sizes[c] for c in output)
+        out_shape = tuple(sizes[c] for c in output)
+        arg_shapes = [tuple(a.shape) for a in args]
+        for k in range(len(args)):  # each operand's gradient, in the order the VJP runs it
+            terms, present = _vjp_terms(specs, output, k)
+            others = (s for j, s in enumerate(arg_shapes) if j != k)
+            plan = contraction_plan(terms, present, (out_shape, *others))
+            check_kernel_cost(name, f"the gradient of operand {k + 1} "
+                              f"({','.join(terms)}->{present})", plan.flops,
+                              "use smaller operands")
+        return out_shape
 
     def vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
             needs: Sequence[bool]) -> Gradients:
@@ -144,13 +283,12 @@ def _contraction(name: str, fixed: str | None, doc: str, *, arg_names: tuple[str
             if not needs[k]:
                 grads.append(None)
                 continue
-            others = [(s, a) for j, (s, a) in enumerate(zip(specs, args, strict=True))
-                      if j != k]
-            reachable = set(output).union(*(s for s, _ in others))
-            present = "".join(c for c in spec if c in reachable)
-            terms = ",".join([output, *(s for s, _ in others)])
-            grad = np.einsum(f"{terms}->{present}", g, *(a for _, a in others),
-                             optimize=OPTIMIZE)
+            terms, present = _vjp_terms(specs, output, k)
+            others = [a for j, a in enumerate(args) if j != k]
+            plan = contraction_plan(terms, present,
+                                    tuple(tuple(np.shape(a)) for a in (g, *others)))
+            grad = plan.run([g, *others], _numpy_einsum)
+            reachable = set(output).union(*(s for j, s in enumerate(specs) if j != k))
             for axis, letter in enumerate(spec):  # indices only this operand has
                 if letter not in reachable:
                     grad = np.expand_dims(grad, axis)
@@ -161,7 +299,7 @@ def _contraction(name: str, fixed: str | None, doc: str, *, arg_names: tuple[str
     return Op(
         name=name, arg_names=arg_names, group="linalg", doc=doc,
         min_args=arity or 1, max_args=arity or MAX_OPERANDS, params=params, shape=shape,
-        torch=(lambda args, p: torch_module().einsum(_equation(p, fixed), *args))
+        torch=(lambda args, p: _torch_einsum(_equation(p, fixed), args))
         if fixed is None else lambda args, p: getattr(torch_module(), name)(*args),
         numpy=lambda args, p: as_float(np.einsum(_equation(p, fixed), *args,
                                                  optimize=OPTIMIZE)),
