@@ -84,6 +84,12 @@ class PassThrough(BaseException):
     recording): it passes through the user's frames and is never the user's failure."""
 
 
+class Terminated(PassThrough):
+    """SIGTERM, raised in the main thread as SIGINT raises KeyboardInterrupt (the command
+    line's handler): like an interrupt it passes through the user's frames, never their
+    failure (a SIGTERM inside a backward once became that case's error, and the run went on)."""
+
+
 def raised_by_user_code(exc: BaseException) -> bool:
     """Whether an exception out of an impl, a module factory or a training step is the user
     code's own failure, to report as an error result: anything, ``BaseException`` subclasses

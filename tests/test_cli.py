@@ -375,6 +375,19 @@ def test_a_cuda_device_without_a_gpu_is_skipped_and_exits_0(
 # --- JSON lines and non-finite numbers --------------------------------------------------------
 
 
+@pytest.mark.parametrize("flag", ["--json", "--jsonl"])
+@pytest.mark.parametrize("selected", ["", "::mean_square"])
+def test_a_report_pointed_at_an_input_file_is_refused_before_anything_runs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, selected: str) -> None:
+    case = copy_case(CASES / "mean_square.yaml", tmp_path, "in.yaml")
+    before = case.read_bytes()
+    assert main(["run", f"{case}{selected}", flag, str(case)]) == EXIT_ERROR
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"gradcheck-lab: {flag} {case}: is the input file {case}{selected}: the "
+                   "report would replace it"]
+    assert case.read_bytes() == before
+
+
 def test_jsonl_writes_one_parseable_line_per_result(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cases = tmp_path / "cases"
@@ -667,3 +680,27 @@ def test_a_planted_failure_fits_twenty_lines_of_a_hundred_columns(
     assert report[2].split()[:3] == ["what", "where", "odd"]
     assert report[3].split()[:2] == ["x", "(20)"]  # the input named once, its worst elements
     assert "next: look at Linear.backward (" in text and "dtype float64, device" not in text
+
+
+@pytest.mark.parametrize("command", ["explain", "graph"])
+def test_explain_and_graph_run_under_the_default_case_budget(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        command: str) -> None:
+    # A sweep that never ends (a case whose ops run for minutes, as a 100,000-element cumprod's
+    # VJP did) is stopped by run's default budget, here shortened, in one line.
+    from gradcheck_lab.doors import cli
+    from gradcheck_lab.inspect import explain, graph
+
+    def forever(*args: Any, **kwargs: Any) -> str:
+        while True:
+            pass
+
+    monkeypatch.setattr(cli, "DEFAULT_CASE_TIMEOUT", 0.2)
+    monkeypatch.setattr(explain, "explain", forever)
+    monkeypatch.setattr(graph, "build_graph", forever)
+    case = str(CASES / "r144.yaml")
+    extra = ["-o", str(tmp_path / "g.svg")] if command == "graph" else []
+    assert main([command, case, *extra]) == EXIT_ERROR
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"gradcheck-lab {command}: {case}: ran past the time budget of 0.2 s (run's default "
+        "--case-timeout): `gradcheck-lab run` checks it under a budget you set"]

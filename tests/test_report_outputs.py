@@ -322,3 +322,26 @@ def test_importing_the_package_loads_none_of_its_modules_until_a_name_is_used() 
     first, second = done.stdout.strip().splitlines()
     assert first == "['gradcheck_lab', 'gradcheck_lab.version']", done.stderr
     assert second == "True"
+
+
+def test_sigterm_inside_user_code_stops_the_check_and_is_never_the_cases_error() -> None:
+    # The command line's SIGTERM lands wherever the main thread is: inside a backward it is
+    # not the backward's failure (an error result, the run going on) but the run's end.
+    import torch
+
+    import gradcheck_lab
+    from gradcheck_lab.errors import Terminated, raised_by_user_code
+
+    class Stopped(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, grad):
+            raise Terminated  # as the handler raises it, mid-backward
+
+    assert not raised_by_user_code(Terminated())
+    with pytest.raises(Terminated):
+        gradcheck_lab.check("sum(2 * x)", {"x": [1.0, 2.0]},
+                            impl=lambda x: Stopped.apply(x).sum())

@@ -8,14 +8,17 @@ an error, no case file is found, or the command line is wrong (2 takes precedenc
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
+from gradcheck_lab.errors import CaseTimeout, Terminated
 from gradcheck_lab.options import CLI, Option, options_of
+from gradcheck_lab.settings import DEFAULT_CASE_TIMEOUT
 from gradcheck_lab.version import __version__
 
 if TYPE_CHECKING:
@@ -330,12 +333,30 @@ def explain_command(args: argparse.Namespace) -> int:
     from gradcheck_lab.pipeline.tracing import with_spec
 
     try:
-        case = with_spec(select_case(args.case))
-        text = explain(case, args.dtype or case.dtypes[0], latex=args.latex)
+        with inspection_budget():
+            case = with_spec(select_case(args.case))
+            text = explain(case, args.dtype or case.dtypes[0], latex=args.latex)
     except GradcheckLabError as error:
         return command_error(args.command, str(error))
+    except CaseTimeout:
+        return command_error(args.command, _past_budget(args.case))
     sys.stdout.write(text)
     return EXIT_PASS
+
+
+@contextlib.contextmanager
+def inspection_budget() -> Iterator[None]:
+    """explain, graph and steps run a case's sweeps (and its impl) in this process: under the
+    interval timer of run's default case budget, as run's in-process checks are."""
+    from gradcheck_lab.run.budget import time_budget
+
+    with time_budget(DEFAULT_CASE_TIMEOUT):
+        yield
+
+
+def _past_budget(case: str) -> str:
+    return (f"{case}: ran past the time budget of {DEFAULT_CASE_TIMEOUT:g} s (run's default "
+            "--case-timeout): `gradcheck-lab run` checks it under a budget you set")
 
 
 def drawing_command(args: argparse.Namespace) -> int:
@@ -349,28 +370,31 @@ def drawing_command(args: argparse.Namespace) -> int:
     if args.output.suffix.lower() not in FORMATS:
         return command_error(args.command, f"-o {args.output}: the suffix chooses the format: "
                                            f"{', '.join(FORMATS)}")
-    unwritable = report_path_problem(args.output)
+    unwritable = report_path_problem(args.output, [args.case])
     if unwritable:
         return command_error(args.command, f"-o {args.output}: {unwritable}")
     try:
-        case = with_spec(select_case(args.case))
-        dtype = args.dtype or case.dtypes[0]
-        if args.command == "graph":
-            from gradcheck_lab.inspect import graph, graph_drawing
+        with inspection_budget():
+            case = with_spec(select_case(args.case))
+            dtype = args.dtype or case.dtypes[0]
+            if args.command == "graph":
+                from gradcheck_lab.inspect import graph, graph_drawing
 
-            drawn = graph.build_graph(case, dtype)
-            # Opened as --json is: a FIFO or a device written in place, never waited on.
-            with output_file(args.output, "wb") as file:
-                graph_drawing.draw(drawn, args.output, file)
-        else:
-            from gradcheck_lab.inspect import steps
+                drawn = graph.build_graph(case, dtype)
+                # Opened as --json is: a FIFO or a device written in place, never waited on.
+                with output_file(args.output, "wb") as file:
+                    graph_drawing.draw(drawn, args.output, file)
+            else:
+                from gradcheck_lab.inspect import steps
 
-            curve = steps.step_curve(case, dtype)
-            with output_file(args.output, "wb") as file:
-                steps.draw(curve, args.output, file)
-            print(steps.summary(curve))
+                curve = steps.step_curve(case, dtype)
+                with output_file(args.output, "wb") as file:
+                    steps.draw(curve, args.output, file)
+                print(steps.summary(curve))
     except GradcheckLabError as error:
         return command_error(args.command, str(error))
+    except CaseTimeout:
+        return command_error(args.command, _past_budget(args.case))
     except OSError as error:
         return command_error(args.command, f"-o {args.output}: {error.strerror or error}")
     print(f"wrote {args.output}")
@@ -406,9 +430,10 @@ def run_command(args: argparse.Namespace, signals: Signals | None = None) -> int
         keep = case_filter(args.keyword) if args.keyword else None
     except ValueError as error:
         return command_line_error(f"-k {args.keyword!r}: {error}")
-    unwritable = report_path_problem(args.json) if args.json else None
-    if unwritable:
-        return command_line_error(f"--json {args.json}: {unwritable}")
+    for flag, path in (("--json", args.json), ("--jsonl", args.jsonl)):
+        unwritable = report_path_problem(path, args.paths) if path else None
+        if unwritable:
+            return command_line_error(f"{flag} {path}: {unwritable}")
     try:
         lines = JsonLines(args.jsonl) if args.jsonl else None
     except OSError as error:
@@ -523,10 +548,6 @@ def _results(paths: Sequence[Path], settings: Any, keep: Any = None
         yield from run_paths(rest, settings, keep)
 
 
-class Terminated(BaseException):  # a signal, as KeyboardInterrupt is
-    """SIGTERM, raised in the main thread as SIGINT raises KeyboardInterrupt."""
-
-
 class Signals:
     """SIGINT and SIGTERM while a command runs. The first raises KeyboardInterrupt or
     Terminated where it lands, while ``raising``; every other one is only noted in
@@ -600,10 +621,17 @@ class Signals:
         return EXIT_TERMINATED if self.name == "SIGTERM" else EXIT_INTERRUPTED
 
 
-def report_path_problem(path: Path) -> str | None:
-    """Why a report could not be written to path, checked before any case runs, or None."""
+def report_path_problem(path: Path, inputs: Sequence[Path | str] = ()) -> str | None:
+    """Why a report could not be written to path, checked before any case runs, or None;
+    ``inputs``: the files the command reads (``FILE::NAME`` as FILE), which a report must
+    not replace."""
     if str(path) == "-":
         return None
+    for given in inputs:
+        read = Path(str(given).split("::", 1)[0])
+        with contextlib.suppress(OSError):  # missing either side: nothing to replace
+            if read.is_file() and path.exists() and os.path.samefile(read, path):
+                return f"is the input file {given}: the report would replace it"
     directory = path.parent
     if not directory.is_dir():
         return f"no such directory: {directory}"
