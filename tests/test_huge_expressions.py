@@ -92,10 +92,10 @@ def test_a_file_past_its_node_budget_loads_the_cases_before_and_refuses_the_rest
     results = load_file(path, SMALL)
     *loaded, over, rest = results
     assert all(isinstance(case, Case) for case in loaded)
-    assert len(loaded) == 19  # 20,000 nodes: 19 cases of 1,023 nodes (inputs not charged)
+    assert len(loaded) == 19  # 20,000 nodes: 19 cases of 1,024 nodes (the input's one too)
     assert isinstance(over, CaseError) and isinstance(rest, CaseError)
     assert over.key == "cases[19].output"
-    assert "the file's programs would have 20460 nodes in all, over the budget of 20000 for " \
+    assert "the file's programs would have 20480 nodes in all, over the budget of 20000 for " \
            "one file (by default 10 times --max-program-nodes)" in over.message
     assert (rest.line, rest.key) == (2, "cases[20]")  # an alias is where its anchor is
     assert rest.message.startswith("case not loaded, nor the 1479 after it: the cases before "
@@ -104,6 +104,22 @@ def test_a_file_past_its_node_budget_loads_the_cases_before_and_refuses_the_rest
     # Built: the budget and the one expression that passed it, of 1.5 million nodes.
     assert counted["nodes"] <= 20_000 + 1_023 + 20
     assert counted["characters"] <= 20 * len(PRODUCT)
+
+
+def test_inputs_are_charged_to_the_files_node_budget(write_case,
+                                                     counted: dict[str, int]) -> None:
+    # 40 cases of 1,000 scalar inputs each, one output reading two of them: 40,000 input
+    # nodes, twice the file's budget of 20,000, where each case is within its own 2,000.
+    inputs = ", ".join(f"x{i}: 0.5" for i in range(1_000))
+    path = write_case("cases:\n" + f"  - &c {{inputs: {{{inputs}}}, output: 'x0 * x999'}}\n"
+                      + "  - *c\n" * 39)
+    *loaded, over, rest = load_file(path, SMALL)
+    assert len(loaded) == 19 and all(isinstance(case, Case) for case in loaded)
+    assert isinstance(over, CaseError) and over.key == "cases[19].inputs"
+    # 19 cases of 1,001 nodes (1,000 inputs and the product), then 1,000 inputs more.
+    assert "the file's programs would have 20019 nodes in all" in over.message
+    assert isinstance(rest, CaseError) and rest.key == "cases[20]"
+    assert counted["nodes"] <= 20_000 + 1_000 + 20
 
 
 @pytest.mark.parametrize("expression", [
