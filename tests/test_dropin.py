@@ -162,3 +162,26 @@ def test_torchs_default_eps_given_for_float32_inputs_is_not_refused() -> None:
     assert any(abs(abs(value - 0.5) - floor) < 1e-12 for value in seen)
     with pytest.raises(ValueError, match="eps"):
         gradcheck(square, (x,), eps=1e-300)
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0], ids=["correct", "sign_flipped"])
+def test_mixed_dtypes_are_stepped_at_the_narrowest_ones_precision(sign: float) -> None:
+    # The output is cast to float16 (the narrowest input's dtype): under a float64 step it
+    # does not move at all, which once read as float64 precision, took h = 1e-6, and blamed
+    # a correct function's forward. The step is float16's, and a wrong backward still fails.
+    class Cube(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, b):
+            ctx.save_for_backward(b)
+            return b ** 3
+
+        @staticmethod
+        def backward(ctx, grad):
+            (b,) = ctx.saved_tensors
+            return sign * 3 * grad * b ** 2
+
+    a = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)
+    b = torch.tensor([1.0, 2.0], dtype=torch.float16, requires_grad=True)
+    passed = gradcheck(lambda a, b: (a * Cube.apply(b.double())).sum(), (a, b),
+                       raise_exception=False)
+    assert passed is (sign == 1.0)
