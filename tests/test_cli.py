@@ -375,6 +375,28 @@ def test_a_cuda_device_without_a_gpu_is_skipped_and_exits_0(
 # --- JSON lines and non-finite numbers --------------------------------------------------------
 
 
+def test_a_report_in_a_directory_where_no_file_can_be_made_is_refused_before_anything_runs(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # /proc as root: os.access says writable, yet no file can be made there; the run would
+    # check every case and only then fail to write its report.
+    import tempfile
+
+    from gradcheck_lab.doors import cli
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise FileNotFoundError(2, "No such file or directory")
+
+    ran: list[Any] = []
+    monkeypatch.setattr(tempfile, "TemporaryFile", refused)
+    monkeypatch.setattr(cli, "_checked", lambda *args: ran.append(args))
+    target = CASES.parent / "nowhere.json"
+    assert main(["run", str(CASES / "r144.yaml"), "--json", str(target)]) == EXIT_ERROR
+    assert capsys.readouterr().err.strip() == (
+        f"gradcheck-lab: --json {target}: cannot write in {CASES.parent}: No such file or "
+        "directory")
+    assert not ran and not target.exists()
+
+
 @pytest.mark.parametrize("flag", ["--json", "--jsonl"])
 @pytest.mark.parametrize("selected", ["", "::mean_square"])
 def test_a_report_pointed_at_an_input_file_is_refused_before_anything_runs(

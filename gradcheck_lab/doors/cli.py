@@ -639,6 +639,14 @@ def report_path_problem(path: Path, inputs: Sequence[Path | str] = ()) -> str | 
         return "is a directory"
     if not os.access(directory, os.W_OK):
         return f"directory is not writable: {directory}"
+    if not path.exists() or path.is_file():  # written beside, then renamed: try it now
+        import tempfile
+
+        try:  # root passes os.access on /proc and /sys, where no file can be made
+            with tempfile.TemporaryFile(dir=directory):
+                pass
+        except OSError as error:
+            return f"cannot write in {directory}: {error.strerror or error}"
     return None
 
 
