@@ -23,7 +23,6 @@ import numpy as np
 from gradcheck_lab.casefile import Case
 from gradcheck_lab.casefile.selection import located
 from gradcheck_lab.errors import SpecError
-from gradcheck_lab.ops import OPS
 from gradcheck_lab.ops.base import object_array
 from gradcheck_lab.ops.derivatives import sympy_to_float
 from gradcheck_lab.oracles import symbolic
@@ -49,16 +48,13 @@ MAX_PATHS = 4  # chain-rule paths written out per input; more are only counted
 # tensor case's representative element) differentiates the output as one sympy expression,
 # which sympy walks as a tree: a let used twice is copied into it twice, so lets that each
 # use the previous one twice double it at every let (40 such lets: 10¹⁴ nodes). The size of
-# each derivative's tree is counted on the program first, in integers (``_derivative_size``),
+# each derivative's tree is counted on the program first, in integers (``symbolic.tree_sizes``),
 # and past these bounds that work is skipped with a line saying so. The bundled cases and the
 # docs' examples stay under 94,000 in all and 3,100 nodes per derivative; lets that
 # nest a transcendental op at each level take seconds to evaluate exactly at 4,000 (tanh and
 # exp seven levels deep: 4,481 nodes, 15 s) and grow fourfold per level.
 MAX_DERIVATIVE_NODES = 4_000  # of one derivative's tree
 MAX_DERIVATIVES_NODES = 64 * MAX_DERIVATIVE_NODES  # of all of them: one per differentiated element
-_COUNT_CAP = 10**18  # sizes are counted up to here (40 such lets would be 10¹⁴ nodes)
-# Ops whose derivative holds no copy of their arguments: add, sub, neg, sum.
-_LINEAR_OPS = frozenset({"add", "sub", "neg", "sum"})
 _INDENT = "  "
 
 
@@ -460,7 +456,7 @@ def _whole_too_large(program: Program) -> str | None:
     """Why differentiating the whole output in sympy would be too costly for explain, or
     None: the derivatives' trees counted against MAX_DERIVATIVE_NODES and, one per
     differentiated element, MAX_DERIVATIVES_NODES."""
-    size = _derivative_size(program)
+    size = symbolic.tree_sizes(program)[1]
     count = max(symbolic.differentiated_elements(program), 1)
     if size > MAX_DERIVATIVE_NODES:
         return (f"sympy's derivative of the whole expression would be a tree of "
@@ -491,37 +487,9 @@ def _overflowed(program: Program, names: dict[int, str],
     return None
 
 
-def _derivative_size(program: Program) -> int:
-    """An estimate of the size of one output element's derivative as sympy's tree, counted
-    on the program's graph in integers (capped at _COUNT_CAP), before anything is built.
-
-    A node's expression has ``1 + Σ m·size(arg)`` nodes (m = 1 for an elementwise op; for
-    any other op each argument element may be in each result element, as
-    ``symbolic.expression_size`` counts); its derivative holds its arguments' derivatives the
-    same way, and, unless the op is linear, a copy of the node's expression (the product
-    rule's other factors, f'(a) of a function). A shared let is counted at every use, as
-    sympy's tree holds it."""
-    sizes: dict[int, tuple[int, int]] = {}  # node -> (expression, derivative)
-    for index in program.needed_for([program.output]):
-        node = program.nodes[index]
-        if not node.args:  # an input or a constant
-            sizes[index] = (1, 1)
-            continue
-        elementwise = OPS[node.op].is_elementwise
-        expression = derivative = 1
-        for arg in node.args:
-            times = 1 if elementwise else program.nodes[arg].size
-            expression += times * sizes[arg][0]
-            derivative += times * sizes[arg][1]
-        if node.op not in _LINEAR_OPS:
-            derivative += expression
-        sizes[index] = (min(expression, _COUNT_CAP), min(derivative, _COUNT_CAP))
-    return sizes[program.output][1]
-
-
 def _count_text(count: int) -> str:
-    if count >= _COUNT_CAP:
-        return f"over {_COUNT_CAP:.0e}"
+    if count >= symbolic.COUNT_CAP:
+        return f"over {symbolic.COUNT_CAP:.0e}"
     return f"{count:,}" if count < 10**6 else f"about {count:.1e}"
 
 

@@ -299,15 +299,37 @@ def expression_size(program: Program) -> int:
     elementwise op adds its arguments' sizes; any other op (matmul, softmax, sum, ...) may
     make each output element depend on every element of its arguments. Nested matmuls grow
     it multiplicatively, which is what makes exact differentiation take minutes."""
-    sizes: dict[int, int] = {}
+    return tree_sizes(program)[0]
+
+
+# Ops whose derivative holds no copy of their arguments: add, sub, neg, sum.
+_LINEAR_OPS = frozenset({"add", "sub", "neg", "sum"})
+COUNT_CAP = 10**18  # sizes are counted up to here (40 lets that double: 10¹⁴ nodes)
+
+
+def tree_sizes(program: Program) -> tuple[int, int]:
+    """Estimates of one output element's sympy expression and of its derivative as trees,
+    counted on the program's graph in integers (capped at COUNT_CAP), before anything is
+    built. A node's expression has ``1 + Σ m·size(arg)`` nodes (m = 1 for an elementwise
+    op; for any other op each argument element may be in each result element); its
+    derivative holds its arguments' derivatives the same way and, unless the op is linear, a
+    copy of the node's expression (the product rule's other factors, f'(a) of a function).
+    A shared let is counted at every use, as sympy's tree holds it."""
+    sizes: dict[int, tuple[int, int]] = {}  # node -> (expression, derivative)
     for index in program.needed_for([program.output]):
         node = program.nodes[index]
-        if node.op in ("input", "const"):
-            sizes[index] = 1
-        elif OPS[node.op].is_elementwise:
-            sizes[index] = 1 + sum(sizes[a] for a in node.args)
-        else:
-            sizes[index] = 1 + sum(program.nodes[a].size * sizes[a] for a in node.args)
+        if not node.args:  # an input, a constant, a value made from nothing
+            sizes[index] = (1, 1)
+            continue
+        elementwise = OPS[node.op].is_elementwise
+        expression = derivative = 1
+        for arg in node.args:
+            times = 1 if elementwise else program.nodes[arg].size
+            expression += times * sizes[arg][0]
+            derivative += times * sizes[arg][1]
+        if node.op not in _LINEAR_OPS:
+            derivative += expression
+        sizes[index] = (min(expression, COUNT_CAP), min(derivative, COUNT_CAP))
     return sizes[program.output]
 
 
