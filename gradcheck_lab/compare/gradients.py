@@ -99,8 +99,7 @@ def _joint_settled(results: OracleResults, inputs: list[_InputGradient]) -> bool
     fd = results.finite_differences
     assert fd is not None and fd.joint is not None
     stacked = [gradient.all_probes for gradient in inputs]
-    if not all(p.agree.all() and np.isfinite(p.s).all() and np.isfinite(p.a).all()
-               for p in stacked):
+    if not all(p.finite and p.agree.all() for p in stacked):
         return False
     # Every probe at once: the projections are (directions × probes).
     d = fd.joint.directions.reshape(len(fd.joint.directions), -1)
@@ -123,6 +122,7 @@ class _AllProbes:
     bound_s: np.ndarray
     bound_a: np.ndarray
     agree: np.ndarray
+    finite: bool  # every element of s and a
 
 
 @dataclass
@@ -154,9 +154,10 @@ def _along(blocks: Sequence[tuple[np.ndarray, ProbedGradient | _AllProbes]], f: 
     with np.errstate(all="ignore"):
         sd = sum(d @ p.s for d, p in blocks)
         ad = sum(d @ p.a for d, p in blocks)
-        bsd = sum(np.abs(d) @ p.bound_s for d, p in blocks)
-        bad = sum(np.abs(d) @ p.bound_a for d, p in blocks)
-        width = sum(np.multiply.outer(np.abs(d).sum(axis=1), p.scale) for d, p in blocks)
+        magnitudes = [(np.abs(d), p) for d, p in blocks]
+        bsd = sum(m @ p.bound_s for m, p in magnitudes)
+        bad = sum(m @ p.bound_a for m, p in magnitudes)
+        width = sum(np.multiply.outer(m.sum(axis=1), p.scale) for m, p in magnitudes)
         return _Along(sd, ad, bsd, bad, f, bf, np.isfinite(f) & np.isfinite(bf),
                       agree(sd, ad, bsd + bad), agree(sd, f, bsd + bf), agree(ad, f, bad + bf),
                       bf > FD_INCONCLUSIVE * (np.abs(sd) + width))
@@ -197,11 +198,11 @@ class _InputGradient:
             odd_here, along_directions = self.fd_votes.vote(probed, findings)
             self.votes.extend(odd for odd in odd_here.values() if odd is not None)
             self.votes.extend(along_directions)
-            with np.errstate(all="ignore"):
-                errors = np.abs(probed.s - probed.a)
             for flat in np.flatnonzero(~probed.agree):
                 if self.reporter.first_report(probed.k, "disagree", int(flat)):
-                    self.disagreements.append((finite_or_inf(errors[flat]), probed.k, int(flat),
+                    with np.errstate(all="ignore"):
+                        error = abs(probed.s[flat] - probed.a[flat])
+                    self.disagreements.append((finite_or_inf(error), probed.k, int(flat),
                                                odd_here.get(int(flat), UNDECIDED)))
         self.reporter.report(findings, self.disagreements, self.votes, self.probes)
 
@@ -214,7 +215,14 @@ class _InputGradient:
                       for k in range(count)])
         a = np.stack([self.results.autograd.per_probe[k][self.name].reshape(-1)
                       for k in range(count)])
-        scales = gradient_scales(s)
+        # Each row's extremes, without a temporary: NaN carries through max and min and an
+        # infinity is one of them, so finite extremes say that every element is finite.
+        s_high, s_low = s.max(axis=1, initial=0.0), s.min(axis=1, initial=0.0)
+        finite_rows = np.isfinite(s_high) & np.isfinite(s_low)
+        finite = bool(finite_rows.all() and np.isfinite(a.max(axis=1, initial=0.0)).all()
+                      and np.isfinite(a.min(axis=1, initial=0.0)).all())
+        scales = (np.maximum(np.maximum(s_high, -s_low), _TINY) if finite_rows.all()
+                  else gradient_scales(s))
         # The terms' magnitudes where the symbolic oracle gave them; else one 0 for all.
         terms: np.ndarray | float = 0.0
         if self.results.symbolic is not None and self.results.symbolic.term_magnitudes:
@@ -223,15 +231,19 @@ class _InputGradient:
         scale_column = scales[:, None]
         self.tally.largest_atol = max(self.tally.largest_atol, float(np.max(
             self.rule.absolute(scale_column, terms))))
-        bound_s = self.sym_rule.bound(s, scale_column, terms)
-        bound_a = self.rule.bound(s, scale_column, terms)
-        allowed = bound_s + bound_a
+        magnitude = np.abs(s)  # both bounds read it
+        bound_s = self.sym_rule.bound_of_magnitude(magnitude, scale_column, terms)
+        bound_a = self.rule.bound_of_magnitude(magnitude, scale_column, terms)
+        allowed = np.add(bound_s, bound_a, out=magnitude)
         with np.errstate(all="ignore"):
-            gap = np.abs(s - a)
-        finite = np.isfinite(s) & np.isfinite(a)
-        if finite.all():  # the usual case: no element outside the domain, one pass each
+            gap = np.subtract(s, a)
+            np.abs(gap, out=gap)
+        if finite:  # the usual case: no element outside the domain, one pass each
             outside = np.zeros(s.shape, dtype=bool)
-            agreeing = (gap <= allowed) | self.rule.flushed(s, a)
+            agreeing = gap <= allowed
+            if not agreeing.all():
+                agreeing |= self.rule.flushed(s, a)
+            self.measure_margin(gap, allowed, None if agreeing.all() else agreeing)
         else:
             # Outside the domain: the same nan or infinity on both sides; or, at an input
             # element where the forward itself leaves the domain, autograd not finite
@@ -243,22 +255,28 @@ class _InputGradient:
                 True)
             outside = same_nonfinite(s, a) | (at_domain_edge & ~np.isfinite(a))
             agreeing = agree(s, a, allowed) | self.rule.flushed(s, a) | outside
-        self.measure_margin(gap, allowed, agreeing & finite)
-        self.all_probes = _AllProbes(s.T, a.T, scales, bound_s.T, bound_a.T, agreeing.T)
+            self.measure_margin(gap, allowed, agreeing & np.isfinite(s) & np.isfinite(a))
+        self.all_probes = _AllProbes(s.T, a.T, scales, bound_s.T, bound_a.T, agreeing.T,
+                                     finite)
         probed = [ProbedGradient(k, s[k], a[k], float(scales[k]), bound_s[k], bound_a[k],
                                  agreeing[k]) for k in range(count)]
         return probed, [np.flatnonzero(row) for row in outside]
 
     def measure_margin(self, gap: np.ndarray, allowed: np.ndarray,
-                       counted: np.ndarray) -> None:
+                       counted: np.ndarray | None) -> None:
         """The worst error (``gap``) over what was allowed there, among the ``counted``
-        elements (agreeing, both finite)."""
+        elements (agreeing, both finite; None: every element). Overwrites ``gap``."""
         with np.errstate(all="ignore"):
-            ratio = np.where(counted & (allowed > 0), gap / allowed, 0.0)
-        if ratio.size and float(ratio.max()) > self.tally.margin:
-            flat = int(np.argmax(ratio)) % ratio.shape[-1]  # probes are rows: the element
-            shape = self.results.three_way.per_probe[0][self.name].shape
-            self.tally.margin = float(ratio.max())
+            if counted is None:  # 0/0 where nothing is allowed and nothing differs: no ratio
+                ratio = np.divide(gap, allowed, out=gap)
+                worst = float(np.fmax.reduce(ratio, axis=None, initial=0.0))
+            else:
+                ratio = np.where(counted & (allowed > 0), gap / allowed, 0.0)
+                worst = float(ratio.max(initial=0.0))
+        if worst > self.tally.margin:
+            flat = int(np.flatnonzero(ratio.reshape(-1) == worst)[0]) % ratio.shape[-1]
+            shape = self.results.three_way.per_probe[0][self.name].shape  # probes are rows
+            self.tally.margin = worst
             self.tally.margin_at = self.name + index_text(element_index(flat, shape))
 
 

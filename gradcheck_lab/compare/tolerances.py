@@ -48,6 +48,14 @@ class ToleranceRule:
               terms: float | np.ndarray = 0.0) -> np.ndarray:
         return self.absolute(scale, terms) + self.rtol * np.abs(reference)
 
+    def bound_of_magnitude(self, magnitude: np.ndarray, scale: float | np.ndarray,
+                           terms: float | np.ndarray = 0.0) -> np.ndarray:
+        """``bound`` from |reference|, already taken (the comparison's two bounds share it):
+        a new array of ``magnitude``'s shape, computed in place."""
+        bound = np.multiply(magnitude, self.rtol)
+        bound += self.absolute(scale, terms)
+        return bound
+
     def flushed(self, reference: np.ndarray, other: np.ndarray) -> np.ndarray:
         """Where ``other`` is exactly 0 and the reference lies below the dtype's smallest
         normal number: a kernel that flushes subnormal results to zero (GPUs do, and CPUs
