@@ -6,12 +6,14 @@ cost a result reports counts from the door's entry. Bounded by counts, never by 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
 
 import gradcheck_lab
-from gradcheck_lab.oracles import finite_difference, symbolic
+from gradcheck_lab.oracles import autograd, finite_difference, symbolic
 from gradcheck_lab.pipeline.cost import counted_from_here
 
 SMALL_CASES = {
@@ -182,3 +184,76 @@ def test_the_joint_screen_changes_no_verdict(monkeypatch: pytest.MonkeyPatch, sc
 
     monkeypatch.setattr(oracle, "joint_screens", lambda *arguments: False)
     assert screened == verdict()
+
+
+def _layer_norm_with_hook(gain: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """layer_norm through torch's own formulas alone (3×4: 12 output elements, so the full
+    Jacobian, 12 probes); ``gain`` != 1 scales the gradient in a hook, a planted error."""
+
+    def function(x: torch.Tensor) -> torch.Tensor:
+        y = torch.nn.functional.layer_norm(x, (4,))
+        if gain != 1.0 and y.requires_grad:
+            y.register_hook(lambda grad: grad * gain)
+        return y * torch.tanh(x)
+
+    return function
+
+
+@pytest.mark.parametrize("gain", [1.0, 1.0 + 1e-4, -1.0], ids=["correct", "off_1e-4", "sign"])
+def test_batched_vjps_change_no_verdict(monkeypatch: pytest.MonkeyPatch, gain: float) -> None:
+    x = torch.randn(3, 4, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+
+    def verdict() -> tuple[str, set[tuple[str | None, str | None]], list[str]]:
+        (result,) = gradcheck_lab.check(impl=_layer_norm_with_hook(gain), inputs={"x": x})
+        return (result.status, {(m.input, m.odd_oracle) for m in result.mismatches},
+                sorted(m.check for m in result.mismatches))
+
+    batched = verdict()
+    monkeypatch.setattr(autograd, "_batched_backward", lambda *arguments: None)
+    assert batched == verdict()
+    assert batched[0] == ("pass" if gain == 1.0 else "fail")
+
+
+def test_batched_vjps_are_the_vjps_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same numbers: each row of the batched call is the VJP of its cotangent, to the
+    rounding of a reduction over 4 elements reordered (a few ulps of the largest term)."""
+    calls: list[int] = []
+    batched_backward = autograd._batched_backward
+
+    def counted(*arguments: Any) -> Any:
+        found = batched_backward(*arguments)
+        calls.append(found is not None)
+        return found
+
+    monkeypatch.setattr(autograd, "_batched_backward", counted)
+    x = torch.randn(3, 4, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    (batched,) = gradcheck_lab.check(impl=_layer_norm_with_hook(1.0), inputs={"x": x})
+    assert calls == [True]
+    monkeypatch.setattr(autograd, "_batched_backward", lambda *arguments: None)
+    (one_by_one,) = gradcheck_lab.check(impl=_layer_norm_with_hook(1.0), inputs={"x": x})
+    assert batched.status == one_by_one.status == "pass"
+    # The margins (worst error over its allowance, reported to 3 digits) measure the same
+    # gradients: a row given to the wrong probe would fail, or move the margin by far more.
+    assert batched.tolerance["margin"] == pytest.approx(one_by_one.tolerance["margin"], rel=1e-2)
+    assert batched.tolerance["margin_at"] == one_by_one.tolerance["margin_at"]
+
+
+def test_a_custom_functions_backward_is_never_batched(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Doubled(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return 2 * x
+
+        @staticmethod
+        def backward(ctx, grad):
+            seen.append(tuple(grad.shape))  # one cotangent at a time, as training asks
+            return 2 * grad
+
+    seen: list[tuple[int, ...]] = []
+    asked: list[object] = []
+    monkeypatch.setattr(autograd, "_batched_backward", lambda *arguments: asked.append(1))
+    (result,) = gradcheck_lab.check(impl=lambda x: torch.tanh(Doubled.apply(x)),
+                                    inputs={"x": torch.randn(3, 4, dtype=torch.float64)})
+    assert result.status == "pass", result.message
+    assert asked == []
+    assert seen and set(seen) == {(3, 4)}

@@ -6,6 +6,7 @@ accumulates). An input that gets no gradient counts as zeros, and the result say
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -66,22 +67,8 @@ def gradients(function: FunctionUnderTest, point: Point,
                          modified_inputs=_modified(before, leaves))
     problems: list[str] = []
     missing: set[str] = set()
-    per_probe = []
-    graph = (out, leaves)  # the graph of the probe that is run again, below
-    for probe in probes:
-        if probe.multiple_of is None:
-            grads = _backward(function, out, leaves, names, probe, "")
-            per_probe.append(_as_arrays(grads, names, leaves, zeros, missing, problems))
-            continue
-        # grad_output scaled (a scalar output's second cotangent): on a graph of its own, so
-        # that a backward which may run only once per graph is still asked.
-        scaled = make_leaves(case, point, dtype, device)
-        with torch.enable_grad():
-            scaled_out = function(scaled)
-        graph = (scaled_out, scaled)
-        grads = _backward(function, scaled_out, scaled, names, probe,
-                          f" with grad_output {probe.label.removeprefix('cotangent ')}")
-        per_probe.append(_as_arrays(grads, names, scaled, zeros, missing, problems))
+    backwards = custom_backwards(out)
+    per_probe, graph = _vjps(function, point, probes, (out, leaves), zeros, missing, problems)
     modified = _modified(before, leaves)
 
     # The same VJP again, through the same graph (state kept on ctx) and from a fresh forward
@@ -116,10 +103,46 @@ def gradients(function: FunctionUnderTest, point: Point,
         notes.append(f"autograd: no gradient for {name} (backward returned None); "
                      "counted as zeros")
     return Gradients("autograd", method, value, tuple(per_probe), tuple(notes), reruns=reruns,
-                     rerun_probe=rerun, backwards=custom_backwards(out),
+                     rerun_probe=rerun, backwards=backwards,
                      modified_inputs=modified, contract_problems=tuple(dict.fromkeys(problems)),
                      device=device, unit_seconds=unit)
 
+
+def _vjps(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...],
+          graph: tuple[Any, dict[str, Any]], zeros: dict[str, np.ndarray], missing: set[str],
+          problems: list[str]) -> tuple[list[dict[str, np.ndarray]], tuple[Any, dict[str, Any]]]:
+    """Every probe's VJP through ``graph``, a scaled probe's on a graph of its own; and the
+    graph of the probe that is run again after (``rerun_probe``). Through torch's own
+    formulas alone, every probe but that one in a single batched call
+    (``_batched_backward``): the probe run again is asked alone each time, so that its three
+    answers are computed the same way and must match exactly."""
+    import torch
+
+    out, leaves = graph
+    names = [spec.name for spec in function.case.differentiable_inputs]
+    rerun = rerun_probe(probes)
+    others = [k for k in range(len(probes)) if k != rerun]
+    batched = (_batched_backward(out, leaves, names, [probes[k] for k in others], zeros,
+                                 missing, problems)
+               if len(others) >= _BATCHED_FROM and _builtin_graph(out) else None)
+    per_probe: list[dict[str, np.ndarray]] = []
+    for k, probe in enumerate(probes):
+        if batched is not None and k != rerun:
+            per_probe.append(batched[others.index(k)])
+        elif probe.multiple_of is None:
+            grads = _backward(function, out, leaves, names, probe, "")
+            per_probe.append(_as_arrays(grads, names, leaves, zeros, missing, problems))
+        else:
+            # grad_output scaled (a scalar output's second cotangent): on a graph of its own,
+            # so that a backward which may run only once per graph is still asked.
+            scaled = make_leaves(function.case, point, function.dtype, function.device)
+            with torch.enable_grad():
+                scaled_out = function(scaled)
+            graph = (scaled_out, scaled)
+            grads = _backward(function, scaled_out, scaled, names, probe,
+                              f" with grad_output {probe.label.removeprefix('cotangent ')}")
+            per_probe.append(_as_arrays(grads, names, scaled, zeros, missing, problems))
+    return per_probe, graph
 
 # A graph is walked for custom Functions up to this many nodes (an MNIST CNN has about 30).
 _MAX_GRAPH_NODES = 10_000
@@ -239,6 +262,78 @@ def _backward(function: FunctionUnderTest, out: Any, leaves: dict[str, Any], nam
             raise
         raise ImplError(f"backward of {function.label} raised{when} "
                         f"{describe_exception(exc)}") from None
+
+
+# The nodes of torch's own derivative formulas ("MulBackward0"), and the two of its own
+# without a number; anything else in a graph (a custom Function's "LinearBackward", a C++
+# extension's "CppNode<...>") runs a backward someone else wrote.
+_BUILTIN_NODE = re.compile(r"[A-Za-z0-9_]+Backward[0-9]+|AccumulateGrad|CopySlices")
+
+
+def _builtin_graph(out: Any) -> bool:
+    """Whether every node of ``out``'s graph is one of torch's own (``_BUILTIN_NODE``), with no
+    custom Function's; False past ``_MAX_GRAPH_NODES``."""
+    seen: set[int] = set()
+    pending = [out.grad_fn]
+    while pending:
+        node = pending.pop()
+        if node is None or id(node) in seen:
+            continue
+        custom = getattr(type(node), "_forward_cls", None) is not None
+        if custom or len(seen) >= _MAX_GRAPH_NODES or not _BUILTIN_NODE.fullmatch(
+                type(node).__name__):
+            return False
+        seen.add(id(node))
+        pending.extend(next_node for next_node, _ in node.next_functions)
+    return True
+
+
+def _batched_backward(out: Any, leaves: dict[str, Any], names: list[str],
+                      probes: list[Probe], zeros: dict[str, np.ndarray], missing: set[str],
+                      problems: list[str]) -> list[dict[str, np.ndarray]] | None:
+    """The probes' VJPs in one backward call, the cotangents stacked (torch's
+    ``is_grads_batched``: vmap over the backward), as ``_as_arrays`` gives each; None where
+    that is not the same question: a scaled probe (asked on a graph of its own), or a
+    backward that vmap cannot run (the probes are then asked one by one, which says what
+    raised). Only for graphs of torch's own formulas (``_builtin_graph``): a custom Function's
+    backward is user code, asked as a training step asks it, once per cotangent."""
+    import warnings
+
+    import torch
+
+    if any(p.multiple_of is not None for p in probes):
+        return None
+    cotangents = torch.tensor(np.stack([np.asarray(p.cotangent, dtype=np.float64)
+                                        for p in probes]), dtype=out.dtype, device=out.device)
+    try:
+        with warnings.catch_warnings():  # vmap's "no batching rule, a loop instead"
+            warnings.simplefilter("ignore")
+            stacked = torch.autograd.grad(out, [leaves[n] for n in names],
+                                          grad_outputs=cotangents, retain_graph=True,
+                                          allow_unused=True, is_grads_batched=True)
+    except Exception:  # any refusal of vmap: the probes one by one instead
+        return None
+    found: list[dict[str, np.ndarray]] = [{} for _ in probes]
+    for name, grad in zip(names, stacked, strict=True):
+        # One conversion for every probe: each probe's gradient is a row of it.
+        (rows,) = _as_arrays((grad,), [name], {name: _Batched(leaves[name], len(probes))},
+                             {name: np.zeros((len(probes), *zeros[name].shape))}, missing,
+                             problems).values()
+        for k, row in enumerate(rows):
+            found[k][name] = row
+    return found
+
+
+class _Batched:
+    """A leaf as its batched gradient should look: the batch dimension in front (what
+    ``_as_arrays`` checks a gradient's shape, dtype and device against)."""
+
+    def __init__(self, leaf: Any, count: int) -> None:
+        self.shape, self.dtype, self.device = (count, *leaf.shape), leaf.dtype, leaf.device
+
+
+# Probes from which the VJPs are batched: with fewer, one call per probe costs no more.
+_BATCHED_FROM = 3
 
 
 def _as_arrays(grads: tuple[Any, ...], names: list[str], leaves: dict[str, Any],
