@@ -976,6 +976,38 @@ def torch_jacobians(example: Example, values: list[np.ndarray]) -> list[np.ndarr
     return [j.numpy().reshape(size, v.size) for j, v in zip(jacobians, values, strict=True)]
 
 
+PROBED_CASES = [pytest.param(e, id=e.id) for e in EXAMPLES if OPS[e.op].probes_vjp]
+
+
+def test_the_common_ops_take_every_probe_at_once() -> None:
+    """The ops the bundled cases and real suites sweep most (elementwise, shape moves,
+    matmul) answer for every probe in one call: a rule sweep pays per op, not per probe."""
+    batched = {name for name, op in OPS.items() if op.probes_vjp is not None}
+    assert {"mul", "add", "div", "sub", "pow", "tanh", "exp", "matmul", "getitem", "select",
+            "stack", "cat", "transpose", "permute", "reshape", "flatten", "unsqueeze",
+            "pad"} <= batched
+
+
+@pytest.mark.parametrize("example", PROBED_CASES)
+def test_the_probes_vjp_is_the_vjp_of_each_probe(example: Example) -> None:
+    """Three cotangents through ``probes_vjp`` at once: each row the plain VJP of its own
+    cotangent, to the rounding of sums taken in another order (a few ulps of the terms)."""
+    op, params = OPS[example.op], example.full_params
+    values = sample(example)
+    out = op.numpy(values, params)
+    rng = np.random.default_rng(SEED + 2)
+    cotangents = rng.standard_normal((3, *np.shape(out)))
+    needs = needs_gradient(example)
+    together = op.probes_vjp(cotangents, values, out, params, needs)
+    for k, g in enumerate(cotangents):
+        alone = op.vjp(g, values, out, params, needs)
+        terms = op.vjp_magnitude(np.abs(g), values, out, params, needs)
+        for position, (row, grad) in enumerate(zip(together, alone, strict=True)):
+            assert (row is None) == (grad is None), position
+            if grad is not None:
+                assert_same_math(row[k], grad, scale=np.maximum(1.0, terms[position]))
+
+
 @pytest.mark.parametrize("example", TORCH_CASES)
 def test_vjp_and_magnitude_rules_match_torch_jacobian(example: Example) -> None:
     """The exact test's twin where sympy cannot (eigh, svd, qr, matrix_exp; inv, det, solve,

@@ -161,6 +161,9 @@ class Op:
     # Which output elements one moved element of an argument reaches (``MovesRule``);
     # elementwise ops have ``elementwise_moves``; None: the op is evaluated whole.
     moves: MovesRule | None = None
+    # ``vjp`` for every probe of a sweep at once: g, and each gradient it gives, carry a
+    # leading probe axis (``program.sweep.probe_sweeps``); None: vjp is asked once per probe.
+    probes_vjp: VjpRule | None = None
 
     @property
     def jvp_rule(self) -> JvpRule:
@@ -452,6 +455,19 @@ def unbroadcast(gradient: np.ndarray, shape: Shape) -> np.ndarray:
     if axes:
         gradient = gradient.sum(axis=axes, keepdims=True)
     return gradient.reshape(shape)
+
+
+def unbroadcast_probes(gradient: np.ndarray, shape: Shape) -> np.ndarray:
+    """``unbroadcast`` behind a leading probe axis: (probes, *broadcast) summed back down to
+    (probes, *shape)."""
+    extra = gradient.ndim - 1 - len(shape)
+    if extra > 0:
+        gradient = gradient.sum(axis=tuple(range(1, extra + 1)))
+    axes = tuple(i + 1 for i, size in enumerate(shape)
+                 if size == 1 and gradient.shape[i + 1] != 1)
+    if axes:
+        gradient = gradient.sum(axis=axes, keepdims=True)
+    return gradient.reshape((gradient.shape[0], *shape))
 
 
 def normalize_dim(dim: int, ndim: int, op: str) -> int:

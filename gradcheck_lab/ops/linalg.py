@@ -24,6 +24,7 @@ from gradcheck_lab.ops.base import (
     replaced_rows,
     torch_module,
     unbroadcast,
+    unbroadcast_probes,
 )
 
 
@@ -50,6 +51,18 @@ def _matmul_shape(args: Sequence[ArgInfo], params: Params) -> Shape:
 def _matmul_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
                 needs: Sequence[bool]) -> Gradients:
     """C = A @ B: dA = dC @ B^T, dB = A^T @ dC, with 1-d operands promoted and batch dims summed."""
+    return _matmul_gradients(g, args, needs, ())
+
+
+def _matmul_probes_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
+                       needs: Sequence[bool]) -> Gradients:
+    """``_matmul_vjp`` behind a leading probe axis: a batch dim of dC that no operand has,
+    kept where the other batch dims are summed."""
+    return _matmul_gradients(g, args, needs, (len(g),))
+
+
+def _matmul_gradients(g: np.ndarray, args: Arrays, needs: Sequence[bool],
+                      probes: tuple[int, ...]) -> Gradients:
     a, b = args
     a2 = a[np.newaxis, :] if a.ndim == 1 else a
     b2 = b[:, np.newaxis] if b.ndim == 1 else b
@@ -58,11 +71,14 @@ def _matmul_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
         g2 = g2[..., np.newaxis]
     if a.ndim == 1:
         g2 = g2[..., np.newaxis, :]
+    summed_to = unbroadcast_probes if probes else unbroadcast
     grads: list[np.ndarray | None] = [None, None]
     if needs[0]:
-        grads[0] = unbroadcast(g2 @ np.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
+        grads[0] = summed_to(g2 @ np.swapaxes(b2, -1, -2), a2.shape).reshape(
+            (*probes, *a.shape))
     if needs[1]:
-        grads[1] = unbroadcast(np.swapaxes(a2, -1, -2) @ g2, b2.shape).reshape(b.shape)
+        grads[1] = summed_to(np.swapaxes(a2, -1, -2) @ g2, b2.shape).reshape(
+            (*probes, *b.shape))
     return grads
 
 
@@ -162,6 +178,7 @@ MATMUL = Op(
     numpy=lambda args, p: np.asarray(np.matmul(args[0], args[1])),
     vjp=_matmul_vjp,
     vjp_magnitude=linear_magnitudes(_matmul_vjp),
+    probes_vjp=_matmul_probes_vjp,
     sympy=lambda args, p: object_array(np.matmul(args[0], args[1])),
     moves=_matmul_moves,
     infix="@",  # and matmul(a, b), as torch.matmul

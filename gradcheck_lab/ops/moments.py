@@ -92,7 +92,7 @@ _MOMENT_PARAMS = (*_DIMS, Param("correction", "float", default=1), *_KEEPDIM)
 VAR = reduction(
     "var", numpy_form=_var, sympy_form=_sympy_var, torch_form=_torch_moment("var"),
     vjp=_var_vjp, magnitude=_var_magnitude, params=_MOMENT_PARAMS, check=_check_dof,
-    doc="sum((x - mean)²) / (N - correction), over every dim or `dim`")
+    scales_g=True, doc="sum((x - mean)²) / (N - correction), over every dim or `dim`")
 
 STD = reduction(
     "std", numpy_form=lambda a, axes, p: np.sqrt(_var(a, axes, p)),
@@ -101,7 +101,8 @@ STD = reduction(
     vjp=lambda g, x, out, axes, p: _var_vjp(g, x, out, axes, p) / (2.0 * out),
     magnitude=lambda g, x, out, axes, p: _var_magnitude(g, x, out, axes, p) / (2.0 * out),
     kinks=_flat_slices, kink_where="where it is 0 (a slice of equal elements)",
-    params=_MOMENT_PARAMS, check=_check_dof, doc="sqrt(var(x)), with var's `correction`")
+    params=_MOMENT_PARAMS, check=_check_dof, scales_g=True,
+    doc="sqrt(var(x)), with var's `correction`")
 
 
 def _sqrt(values: np.ndarray) -> np.ndarray:
@@ -184,7 +185,7 @@ def _torch_norm(name: str) -> Any:
 def _p_norm(name: str, order: str) -> Any:
     return reduction(
         name, numpy_form=_norm, sympy_form=_sympy_norm, torch_form=_torch_norm(name),
-        vjp=_norm_vjp, kinks=_norm_kinks,
+        vjp=_norm_vjp, kinks=_norm_kinks, scales_g=True,
         kink_where="where it is 0, and for an order up to 1 where an element is 0",
         params=(Param(order, "float", default=2.0), *_DIMS, *_KEEPDIM), check=_check_order,
         doc=f"(sum |x|^{order})^(1/{order}) over every dim or `dim`; `{order}` a positive "

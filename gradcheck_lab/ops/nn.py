@@ -150,13 +150,26 @@ def _layer_norm_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params
                     needs: Sequence[bool]) -> Gradients:
     """y = x̂ w + b, x̂ = (x - mean) r, r = 1/sqrt(var + eps): with d = dy w,
     dx = r (d - mean(d) - x̂ mean(d x̂)); dw = sum of dy x̂ over the leading dims; db = sum dy."""
+    return _layer_norm_gradients(g, args, params, needs, 0)
+
+
+def _layer_norm_probes_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
+                           needs: Sequence[bool]) -> Gradients:
+    return _layer_norm_gradients(g, args, params, needs, 1)
+
+
+def _layer_norm_gradients(g: np.ndarray, args: Arrays, params: Params, needs: Sequence[bool],
+                          probe_axes: int) -> Gradients:
+    """``_layer_norm_vjp``, with ``probe_axes`` (0 or 1) leading axes on g kept apart."""
     xhat, rstd, axes = _layer_norm_parts(args[0], params)
-    leading = tuple(range(np.ndim(args[0]) - len(axes)))
+    ndim = np.ndim(args[0])
+    trailing = tuple(axis - ndim for axis in axes)  # the normalized dims, counted from the end
+    leading = tuple(range(probe_axes, probe_axes + ndim - len(axes)))
     grads: list[np.ndarray | None] = [None] * len(args)
     if needs[0]:
         d = g * args[1] if len(args) > 1 else g
-        grads[0] = rstd * (d - np.mean(d, axis=axes, keepdims=True)
-                           - xhat * np.mean(d * xhat, axis=axes, keepdims=True))
+        grads[0] = rstd * (d - np.mean(d, axis=trailing, keepdims=True)
+                           - xhat * np.mean(d * xhat, axis=trailing, keepdims=True))
     if len(args) > 1 and needs[1]:
         grads[1] = np.sum(g * xhat, axis=leading)
     if len(args) > 2 and needs[2]:
@@ -223,6 +236,7 @@ LAYER_NORM = Op(
     numpy=_layer_norm_numpy,
     vjp=_layer_norm_vjp,
     vjp_magnitude=_layer_norm_magnitude,
+    probes_vjp=_layer_norm_probes_vjp,
     sympy=_layer_norm_sympy,
 )
 

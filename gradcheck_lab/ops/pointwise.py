@@ -28,6 +28,7 @@ from gradcheck_lab.ops.base import (
     elementwise_sympy,
     torch_module,
     unbroadcast,
+    unbroadcast_probes,
 )
 from gradcheck_lab.ops.derivatives import (
     ElementwiseRule,
@@ -96,8 +97,9 @@ def elementwise(
             check(params)
         return broadcast_shapes(*(a.shape for a in args))
 
-    vjp, vjp_magnitude = _vjp_rules(lambda params: op.rule(params), returns != "bool",
-                                    limits, derivative_terms, zero_slope_is_flat)
+    vjp, vjp_magnitude, probes_vjp = _vjp_rules(lambda params: op.rule(params),
+                                                returns != "bool", limits, derivative_terms,
+                                                zero_slope_is_flat)
     if min_arity is not None:
         params = (*params, Param(GIVEN, "dims", hidden=True))
     op = Op(
@@ -106,7 +108,8 @@ def elementwise(
         integer_args=frozenset(range(arity)) - bool_args, nondifferentiable_args=bool_args,
         torch=lambda args, p: torch_forward(torch_module(), *args, **p),
         numpy=_numpy_form(numpy_forward, returns, bool_args), vjp=vjp,
-        vjp_magnitude=vjp_magnitude, sympy=_sympy_form(sympy_form, bool_args),
+        vjp_magnitude=vjp_magnitude, probes_vjp=probes_vjp,
+        sympy=_sympy_form(sympy_form, bool_args),
         jvp=elementwise_jvp(lambda p: op.rule(p), limits) if returns != "bool" else _no_tangent,
         pairs=elementwise_pairs(lambda p: op.rule(p), lambda p: op.second_rule(p),
                                 returns != "bool", limits, second_limits),
@@ -123,9 +126,10 @@ def elementwise(
 def _vjp_rules(rule: Callable[[Params], ElementwiseRule], differentiable: bool,
                limits: Callable[..., None] | None,
                derivative_terms: Callable[..., np.ndarray] | None,
-               zero_slope_is_flat: bool = False) -> tuple[VjpRule, VjpRule]:
-    """The VJP and its magnitude rule, by the chain rule over the derived partials (a
-    comparison has none: its arguments get no gradient through it)."""
+               zero_slope_is_flat: bool = False) -> tuple[VjpRule, VjpRule, VjpRule]:
+    """The VJP, its magnitude rule, and the VJP of every probe at once (g with a leading
+    probe axis), by the chain rule over the derived partials (a comparison has none: its
+    arguments get no gradient through it)."""
 
     def vjp(g: np.ndarray, args: Sequence[np.ndarray], out: np.ndarray, params: Params,
             needs: Sequence[bool]) -> list[np.ndarray | None]:
@@ -141,7 +145,14 @@ def _vjp_rules(rule: Callable[[Params], ElementwiseRule], differentiable: bool,
         return _chain_rule(rule(params), g, args, needs, params, limits,
                            derivative_terms or _no_terms, zero_slope_is_flat)
 
-    return vjp, vjp_magnitude
+    def probes_vjp(g: np.ndarray, args: Sequence[np.ndarray], out: np.ndarray,
+                   params: Params, needs: Sequence[bool]) -> list[np.ndarray | None]:
+        if not differentiable:
+            return [None] * len(args)
+        return _chain_rule(rule(params), g, args, needs, params, limits, None,
+                           zero_slope_is_flat, unbroadcast_probes)
+
+    return vjp, vjp_magnitude, probes_vjp
 
 
 def _sympy_form(sympy_form: SympyForm, bool_args: frozenset[int]) -> Callable[..., np.ndarray]:
@@ -212,8 +223,11 @@ def _no_terms(*args: np.ndarray, **keywords: Any) -> float:
 def _chain_rule(rule: ElementwiseRule, g: np.ndarray, args: Sequence[np.ndarray],
                 needs: Sequence[bool], params: Params, limits: Callable[..., None] | None,
                 terms: Callable[..., np.ndarray | float] | None,
-                zero_slope_is_flat: bool = False) -> list[np.ndarray | None]:
-    """g times each needed partial derivative, summed back over broadcast dims. ``terms``
+                zero_slope_is_flat: bool = False,
+                summed_to: Callable[[np.ndarray, Shape], np.ndarray] = unbroadcast,
+                ) -> list[np.ndarray | None]:
+    """g times each needed partial derivative, summed back over broadcast dims
+    (``summed_to``: ``unbroadcast_probes`` where g has a leading probe axis). ``terms``
     given: the magnitude rule instead, |g| times the larger of |f'| and ``terms(*args)``."""
     grads: list[np.ndarray | None] = []
     for position, arg in enumerate(args):
@@ -232,7 +246,7 @@ def _chain_rule(rule: ElementwiseRule, g: np.ndarray, args: Sequence[np.ndarray]
             term = np.where(g == 0, 0.0, term)
             if zero_slope_is_flat:  # the op is constant in this argument here
                 term = np.where(local == 0, 0.0, term)
-            grads.append(unbroadcast(term, np.shape(arg)))
+            grads.append(summed_to(term, np.shape(arg)))
     return grads
 
 

@@ -86,35 +86,62 @@ def rearrangement(name: str, move: Move, torch_form: TorchMove, *, doc: str,
 
     def vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
             needs: Sequence[bool]) -> Gradients:
-        maps, offset = [], 0
-        for i, a in enumerate(args):
-            if i in integer_args:
-                maps.append(np.asarray(a))
-                continue
-            size = int(np.size(a))
-            maps.append(np.arange(offset + 1, offset + size + 1).reshape(np.shape(a)))
-            offset += size
-        sources = np.asarray(move(maps, params, 0)).reshape(-1)
+        sources, offset = _sources(move, integer_args, args, params)
         weights = as_float(g).reshape(-1)
         totals = bincount(sources, weights, offset + 1)[1:]  # [0]: what padding filled in
-        grads: Gradients = []
-        start = 0
-        for i, a in enumerate(args):
-            if i in integer_args:
-                grads.append(None)
-                continue
-            size = int(np.size(a))
-            grads.append(totals[start:start + size].reshape(np.shape(a)))
-            start += size
-        return grads
+        return _split(integer_args, totals, args, ())
+
+    def probes_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
+                   needs: Sequence[bool]) -> Gradients:
+        # Probe k's sources shifted into a bin range of its own: one bincount for all, each
+        # bin summed in the same order as one probe's alone.
+        sources, offset = _sources(move, integer_args, args, params)
+        count = len(g)
+        shifted = (sources[np.newaxis, :]
+                   + (offset + 1) * np.arange(count, dtype=sources.dtype)[:, np.newaxis])
+        weights = as_float(g).reshape(-1)
+        totals = bincount(shifted.reshape(-1), weights, count * (offset + 1))
+        return _split(integer_args, totals.reshape(count, offset + 1)[:, 1:], args, (count,))
 
     return Op(
         name=name, arg_names=arg_names, group="structure", doc=doc, min_args=min_args,
         max_args=max_args, params=params, shape=shape,
         torch=lambda args, p: torch_form(torch_module(), args, p), numpy=forward, vjp=vjp,
-        vjp_magnitude=linear_magnitudes(vjp), sympy=symbolic, integer_args=integer_args,
+        vjp_magnitude=linear_magnitudes(vjp), probes_vjp=probes_vjp, sympy=symbolic,
+        integer_args=integer_args,
         nondifferentiable_args=integer_args, positional=positional, variadic=variadic,
         callable=callable_, infix=infix)
+
+
+def _sources(move: Move, integer_args: frozenset[int], args: Arrays,
+             params: Params) -> tuple[np.ndarray, int]:
+    """Where each output element of ``move`` comes from: 1 + its flat position among the real
+    arguments' elements laid end to end (0: what padding filled in); and their count."""
+    maps, offset = [], 0
+    for i, a in enumerate(args):
+        if i in integer_args:
+            maps.append(np.asarray(a))
+            continue
+        size = int(np.size(a))
+        maps.append(np.arange(offset + 1, offset + size + 1).reshape(np.shape(a)))
+        offset += size
+    return np.asarray(move(maps, params, 0)).reshape(-1), offset
+
+
+def _split(integer_args: frozenset[int], totals: np.ndarray, args: Arrays,
+           lead: tuple[int, ...]) -> Gradients:
+    """The summed cotangent (``lead`` + the arguments' elements end to end) cut back into
+    each real argument's gradient."""
+    grads: Gradients = []
+    start = 0
+    for i, a in enumerate(args):
+        if i in integer_args:
+            grads.append(None)
+            continue
+        size = int(np.size(a))
+        grads.append(totals[..., start:start + size].reshape((*lead, *np.shape(a))))
+        start += size
+    return grads
 
 
 def checked_indices(index: np.ndarray, size: int, op: str) -> np.ndarray:

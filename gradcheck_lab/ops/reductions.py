@@ -59,6 +59,12 @@ def expand_back(g: np.ndarray, shape: Shape, axes: tuple[int, ...]) -> np.ndarra
     return np.broadcast_to(np.reshape(g, kept), shape).copy()
 
 
+def expand_back_probes(g: np.ndarray, shape: Shape, axes: tuple[int, ...]) -> np.ndarray:
+    """``expand_back`` behind a leading probe axis: (probes, *reduced) to (probes, *shape)."""
+    kept = tuple(1 if i in axes else n for i, n in enumerate(shape))
+    return np.broadcast_to(np.reshape(g, (len(g), *kept)), (len(g), *shape)).copy()
+
+
 def slices_of(a: np.ndarray, axes: tuple[int, ...]) -> tuple[np.ndarray, Shape]:
     """The reduced axes moved last and flattened: (rows, reduced elements), and the kept
     shape (reduced dims of size 1) to give each row's result back in."""
@@ -88,11 +94,13 @@ def reduction(name: str, *, numpy_form: KeptForm, sympy_form: KeptForm,
               kinks: ReducedVjp | None = None, kink_where: str = "",
               params: tuple[Param, ...] = _PARAMS, check: Callable[..., None] | None = None,
               exact_limit: Callable[[Sequence[ArgInfo]], str | None] | None = None,
-              doc: str = "") -> Op:
+              scales_g: bool = False, doc: str = "") -> Op:
     """A reduction of one tensor over ``dim`` (all dims when None) with ``keepdim``, from
     forms that keep the reduced dims. ``magnitude`` defaults to the VJP of |g| and |x|;
     ``kinks(g, x, out)`` (g unused: ones) marks elements where the reduction has a kink;
-    ``check(shape, axes, params)`` refuses what torch would (var over one element)."""
+    ``check(shape, axes, params)`` refuses what torch would (var over one element).
+    ``scales_g``: the VJP multiplies the broadcast g elementwise, and nothing else reads g
+    (``g * f(x, out)``), so it takes every probe at once behind a leading axis."""
 
     def axes_of(a: Any, params: Params) -> tuple[int, ...]:
         return reduction_axes(params, np.ndim(a), name)
@@ -114,6 +122,13 @@ def reduction(name: str, *, numpy_form: KeptForm, sympy_form: KeptForm,
                          axes, params)]
 
         return apply
+
+    def probes_backward(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
+                        needs: Sequence[bool]) -> Gradients:
+        a = np.asarray(args[0])
+        axes = axes_of(a, params)
+        return [vjp(expand_back_probes(g, a.shape, axes), a, expand_back(out, a.shape, axes),
+                    axes, params)]
 
     def default_magnitude(g: np.ndarray, x: np.ndarray, out: np.ndarray,
                           axes: tuple[int, ...], params: Params) -> np.ndarray:
@@ -146,6 +161,7 @@ def reduction(name: str, *, numpy_form: KeptForm, sympy_form: KeptForm,
         name=name, arg_names=("input",), group="reduction", doc=doc, min_args=1, max_args=1,
         params=params, shape=shape, torch=lower, numpy=forward, vjp=backward(vjp),
         vjp_magnitude=backward(magnitude or default_magnitude), sympy=symbolic,
+        probes_vjp=probes_backward if scales_g else None,
         kinks=kink_mask if kinks is not None else None, kink_where=kink_where,
         exact_limit=exact_limit)
 
@@ -173,6 +189,19 @@ def _mean_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
     shape = np.shape(args[0])
     axes = reduction_axes(params, len(shape), "mean")
     return [expand_back(g, shape, axes) / reduced_count(shape, axes)]
+
+
+def _sum_probes_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
+                    needs: Sequence[bool]) -> Gradients:
+    shape = np.shape(args[0])
+    return [expand_back_probes(g, shape, reduction_axes(params, len(shape), "sum"))]
+
+
+def _mean_probes_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
+                     needs: Sequence[bool]) -> Gradients:
+    shape = np.shape(args[0])
+    axes = reduction_axes(params, len(shape), "mean")
+    return [expand_back_probes(g, shape, axes) / reduced_count(shape, axes)]
 
 
 def _sympy_sum(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
@@ -204,6 +233,7 @@ SUM = Op(
                                  keepdims=bool(p["keepdim"])),
     vjp=_sum_vjp,
     vjp_magnitude=linear_magnitudes(_sum_vjp),
+    probes_vjp=_sum_probes_vjp,
     sympy=_sympy_sum,
 )
 
@@ -221,6 +251,7 @@ MEAN = Op(
                                   keepdims=bool(p["keepdim"])),
     vjp=_mean_vjp,
     vjp_magnitude=linear_magnitudes(_mean_vjp),
+    probes_vjp=_mean_probes_vjp,
     sympy=_sympy_mean,
 )
 

@@ -62,6 +62,12 @@ def _reshape_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
     return [np.reshape(g, np.shape(args[0]))]
 
 
+def _reshape_probes_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
+                        needs: Sequence[bool]) -> Gradients:
+    """reshape's and flatten's VJP behind a leading probe axis."""
+    return [np.reshape(g, (len(g), *np.shape(args[0])))]
+
+
 RESHAPE = Op(
     name="reshape",
     arg_names=("input",),
@@ -76,6 +82,7 @@ RESHAPE = Op(
     numpy=lambda args, p: np.reshape(args[0], _target_shape(p["shape"], np.shape(args[0]))),
     vjp=_reshape_vjp,
     vjp_magnitude=linear_magnitudes(_reshape_vjp),
+    probes_vjp=_reshape_probes_vjp,
     sympy=lambda args, p: object_array(
         np.reshape(args[0], _target_shape(p["shape"], np.shape(args[0])))),
 )
@@ -124,6 +131,7 @@ FLATTEN = Op(
     numpy=lambda args, p: np.reshape(args[0], _flattened(np.shape(args[0]), p)),
     vjp=_flatten_vjp,
     vjp_magnitude=linear_magnitudes(_flatten_vjp),
+    probes_vjp=_reshape_probes_vjp,
     sympy=lambda args, p: object_array(np.reshape(args[0], _flattened(np.shape(args[0]), p))),
 )
 
@@ -153,6 +161,14 @@ def _transpose_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
     return [_swap(g, params)]  # a swap of two axes is its own inverse
 
 
+def _transpose_probes_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
+                          needs: Sequence[bool]) -> Gradients:
+    if np.ndim(args[0]) == 0:
+        return [np.asarray(g)]
+    dim0, dim1 = _transpose_axes(params, np.ndim(args[0]))
+    return [np.swapaxes(g, dim0 + 1, dim1 + 1)]  # behind the probe axis
+
+
 TRANSPOSE = Op(
     name="transpose",
     arg_names=("input",),
@@ -166,6 +182,7 @@ TRANSPOSE = Op(
         args[0], *_transpose_axes(p, args[0].ndim)),
     numpy=lambda args, p: _swap(args[0], p),
     vjp=_transpose_vjp,
+    probes_vjp=_transpose_probes_vjp,
     vjp_magnitude=linear_magnitudes(_transpose_vjp),
     sympy=lambda args, p: object_array(_swap(args[0], p)),
 )
@@ -203,6 +220,16 @@ def _select_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
     return [grad]
 
 
+def _select_probes_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
+                       needs: Sequence[bool]) -> Gradients:
+    dim, index = _selected(params, np.shape(args[0]))
+    grad = np.zeros((len(g), *np.shape(args[0])), dtype=np.result_type(g, np.float64))
+    where: list[slice | int] = [slice(None)] * grad.ndim
+    where[dim + 1] = index  # behind the probe axis
+    grad[tuple(where)] = g
+    return [grad]
+
+
 SELECT = Op(
     name="select",
     arg_names=("input",),
@@ -216,6 +243,7 @@ SELECT = Op(
     torch=lambda args, p: torch_module().select(args[0], *_selected(p, tuple(args[0].shape))),
     numpy=lambda args, p: _take(args[0], p),
     vjp=_select_vjp,
+    probes_vjp=_select_probes_vjp,
     vjp_magnitude=linear_magnitudes(_select_vjp),
     sympy=lambda args, p: object_array(_take(args[0], p)),
 )

@@ -66,6 +66,23 @@ def _softmax_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
     return [out * (g - np.sum(g * out, axis=axis, keepdims=True))]
 
 
+def _probe_axis(x: np.ndarray, params: Params, op: str) -> int | tuple[int, ...]:
+    """``_axis`` behind a leading probe axis (a 0-d tensor's single element: no axis)."""
+    return () if x.ndim == 0 else _dim(params, x.ndim, op) + 1
+
+
+def _softmax_probes_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
+                        needs: Sequence[bool]) -> Gradients:
+    axis = _probe_axis(args[0], params, "softmax")
+    return [out * (g - np.sum(g * out, axis=axis, keepdims=True))]
+
+
+def _log_softmax_probes_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
+                            needs: Sequence[bool]) -> Gradients:
+    axis = _probe_axis(args[0], params, "log_softmax")
+    return [g - np.exp(out) * np.sum(g, axis=axis, keepdims=True)]
+
+
 def _softmax_magnitude(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
                        needs: Sequence[bool]) -> Gradients:
     axis = _axis(args[0], params, "softmax")
@@ -123,6 +140,7 @@ SOFTMAX = Op(
     numpy=lambda args, p: softmax(args[0], _axis(args[0], p, "softmax")),
     vjp=_softmax_vjp,
     vjp_magnitude=_softmax_magnitude,
+    probes_vjp=_softmax_probes_vjp,
     sympy=lambda args, p: _sympy_softmax(args[0], _axis(args[0], p, "softmax")),
 )
 
@@ -139,6 +157,7 @@ LOG_SOFTMAX = Op(
     numpy=lambda args, p: log_softmax(args[0], _axis(args[0], p, "log_softmax")),
     vjp=_log_softmax_vjp,
     vjp_magnitude=_log_softmax_magnitude,
+    probes_vjp=_log_softmax_probes_vjp,
     sympy=lambda args, p: sympy_log_softmax(args[0], _axis(args[0], p, "log_softmax")),
 )
 

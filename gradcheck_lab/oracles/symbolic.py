@@ -23,7 +23,7 @@ from gradcheck_lab.oracles.contract import AT_POINT, Deferred, Given, Gradients
 from gradcheck_lab.program import Program
 from gradcheck_lab.program.interpret import NUMPY, SYMPY, input_values, interpret
 from gradcheck_lab.program.naming import index_text
-from gradcheck_lab.program.sweep import hessian_vector_sweeps, sweep
+from gradcheck_lab.program.sweep import hessian_vector_sweeps, probe_sweeps, sweep
 from gradcheck_lab.subject.points import Point
 from gradcheck_lab.subject.probes import Probe
 
@@ -95,13 +95,18 @@ def _gradients(program: Program, point: Point, probes: tuple[Probe, ...],
 
 def _swept(program: Program, env: dict[int, np.ndarray], probes: tuple[Probe, ...],
            magnitudes: bool = False) -> tuple[dict[str, np.ndarray], ...]:
-    """The sweep for each probe; a probe that is a multiple of an earlier one (a scalar
-    output's c against 1) is that probe's sweep scaled (a VJP is linear in its cotangent),
-    not swept again: the scaled probe tests autograd's use of grad_output, not the rules."""
+    """The sweep for each probe, the independent ones in one sweep (``probe_sweeps``); a probe
+    that is a multiple of an earlier one (a scalar output's c against 1) is that probe's
+    sweep scaled (a VJP is linear in its cotangent), not swept again: the scaled probe tests
+    autograd's use of grad_output, not the rules."""
     swept: list[dict[str, np.ndarray]] = []
+    independent = [probe.cotangent for probe in probes if probe.multiple_of is None]
+    together = (probe_sweeps(program, env, independent)
+                if len(independent) > 1 and not magnitudes else None)
     for probe in probes:
         if probe.multiple_of is None:
-            swept.append(sweep(program, env, probe.cotangent, magnitudes=magnitudes))
+            swept.append(sweep(program, env, probe.cotangent, magnitudes=magnitudes)
+                         if together is None else together[len(swept)])
             continue
         base = np.asarray(probes[probe.multiple_of].cotangent, dtype=np.float64).reshape(-1)
         at = int(np.argmax(np.abs(base)))

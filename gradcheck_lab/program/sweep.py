@@ -9,6 +9,7 @@ which keep every node's adjoint.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -61,6 +62,61 @@ def sweep(program: Program, env: dict[int, np.ndarray], cotangent: np.ndarray,
         for name, index in program.inputs.items()
         if program.nodes[index].needs_grad
     }
+
+
+def probe_sweeps(program: Program, env: dict[int, np.ndarray],
+                 cotangents: Sequence[np.ndarray]) -> tuple[dict[str, np.ndarray], ...]:
+    """``sweep`` for several cotangents at once: every adjoint carries a leading probe axis,
+    and each op's ``probes_vjp`` takes all of them in one call (an op without one is asked
+    probe by probe). The same sums as one sweep per cotangent, in fewer, larger array
+    operations."""
+    count = len(cotangents)
+    output = program.nodes[program.output]
+    start = np.stack([np.asarray(c, dtype=np.float64).reshape(output.shape)
+                      for c in cotangents])
+    adjoints: dict[int, np.ndarray] = {program.output: start}
+    with np.errstate(all="ignore"):
+        for index in reversed(program.needed_for([program.output])):
+            node = program.nodes[index]
+            g = adjoints.get(index)
+            needs = _needs(program, index) if g is not None else None
+            if g is None or needs is None:
+                continue
+            op = OPS[node.op]
+            args = [env[a] for a in node.args]
+            if op.probes_vjp is not None:
+                local = op.probes_vjp(g, args, env[index], node.param_dict, needs)
+            else:
+                local = _probe_by_probe(op.vjp, g, args, env[index], node.param_dict, needs)
+            for arg, grad in zip(node.args, local, strict=True):
+                if grad is not None:
+                    adjoints[arg] = adjoints[arg] + grad if arg in adjoints else grad
+    swept: list[dict[str, np.ndarray]] = [{} for _ in range(count)]
+    for name, index in program.inputs.items():
+        node = program.nodes[index]
+        if not node.needs_grad:
+            continue
+        found = adjoints.get(index)
+        rows = (np.zeros((count, *node.shape)) if found is None
+                else np.asarray(found, dtype=np.float64).reshape((count, *node.shape)))
+        for k in range(count):
+            swept[k][name] = rows[k]
+    return tuple(swept)
+
+
+def _probe_by_probe(vjp: Any, g: np.ndarray, args: list[np.ndarray], out: np.ndarray,
+                    params: dict[str, Any], needs: list[bool]) -> list[np.ndarray | None]:
+    """An op's plain VJP asked once per probe, its gradients stacked on the probe axis."""
+    each = [vjp(g[k], args, out, params, needs) for k in range(len(g))]
+    stacked: list[np.ndarray | None] = []
+    for position, arg in enumerate(args):
+        grads = [local[position] for local in each]
+        if all(grad is None for grad in grads):
+            stacked.append(None)
+            continue
+        stacked.append(np.stack([np.zeros(np.shape(arg)) if grad is None
+                                 else np.reshape(grad, np.shape(arg)) for grad in grads]))
+    return stacked
 
 
 def hessian_vector_sweeps(program: Program, env: dict[int, np.ndarray],
