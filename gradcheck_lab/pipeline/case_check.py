@@ -248,7 +248,7 @@ def precision_of(case: Case, dtype: str, subject: Subject, prepared: PreparedPoi
     by us computes in float64), at least as coarse as the dtype it is called in; without a
     spec its noise alone says. The case's ``fd_step``, where it sets one, as the step."""
     from gradcheck_lab.oracles import autograd
-    from gradcheck_lab.oracles.finite_difference import evaluate_at
+    from gradcheck_lab.oracles.finite_difference import CENTER, evaluate_at
     from gradcheck_lab.subject import precision
 
     if case.impl is None:
@@ -256,9 +256,11 @@ def precision_of(case: Case, dtype: str, subject: Subject, prepared: PreparedPoi
     else:
         function, point, sym = subject.reference, prepared.point, prepared.symbolic
         names = [spec.name for spec in case.differentiable_inputs]
+        # The point made the centre here: finite differences move from this evaluation.
         measured = precision.measure(lambda values: evaluate_at(function, values), point,
                                      names, None if sym is None else sym.value,
-                                     0.0 if sym is None else sym.term_scale, case.seed)
+                                     0.0 if sym is None else sym.term_scale, case.seed,
+                                     evaluate_at(function, point.values, CENTER))
         measured = precision.at_least(measured, function.called_in)
         if measured.dtype == "float64":
             # No round-off seen, yet it returns a coarser dtype (the drop-in casts the outputs

@@ -24,10 +24,11 @@ returns bfloat16 from a float64 backward does not loosen the gradient's toleranc
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -55,6 +56,9 @@ class Precision:
     gradient_dtype: str | None = None
     evaluations: int = 0
     step: float | None = None  # the case's fd_step: the step given, not derived
+    # The function at the point, flat, in float64, as the measurement evaluated it (the
+    # centre finite differences move from, evaluated once for both); None: not measured.
+    center: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def epsilon(self) -> float:
@@ -110,8 +114,8 @@ def at_least(precision: Precision, dtype: str) -> Precision:
     """``precision``, or ``dtype``'s when that is coarser (an impl called in float32)."""
     if dtype not in EPSILON or EPSILON[dtype] <= precision.epsilon:
         return precision
-    return Precision(max(precision.noise, EPSILON[dtype]), dtype, precision.gradient_dtype,
-                     precision.evaluations)
+    return dataclasses.replace(precision, noise=max(precision.noise, EPSILON[dtype]),
+                               dtype=dtype)
 
 
 def fourth_difference(values: Mapping[int, np.ndarray]) -> np.ndarray:
@@ -122,16 +126,20 @@ def fourth_difference(values: Mapping[int, np.ndarray]) -> np.ndarray:
 
 
 def measure(evaluate: Evaluate, point: Point, names: list[str],
-            spec_value: np.ndarray | None, term_scale: float, seed: int) -> Precision:
+            spec_value: np.ndarray | None, term_scale: float, seed: int,
+            center: np.ndarray | None = None) -> Precision:
     """The forward's precision at ``point``: ``evaluate(values)`` is f at input values (by
-    name), flat, in float64; ``names`` the inputs moved (the differentiated ones);
-    ``spec_value`` what the spec gives there, in float64 (None: there is no spec, and the
-    noise alone, probed at float32's ulps, says)."""
-    center = evaluate(point.values)
+    name), flat, in float64, and ``center`` f at the point where the caller has it;
+    ``names`` the inputs moved (the differentiated ones); ``spec_value`` what the spec gives
+    there, in float64 (None: there is no spec, and the noise alone, probed at float32's
+    ulps, says). The result keeps the centre (``Precision.center``)."""
+    if center is None:
+        center = evaluate(point.values)
     if spec_value is None:
         noise, evaluations = _noise(evaluate, center, point, names, EPSILON["float32"],
                                     term_scale, seed, NOISE_DIRECTIONS)
-        return Precision(max(noise, EPS64), classify(noise), evaluations=evaluations + 1)
+        return Precision(max(noise, EPS64), classify(noise), evaluations=evaluations + 1,
+                         center=center)
     scale = np.maximum(np.abs(np.asarray(spec_value, dtype=np.float64).reshape(-1)),
                        term_scale)
     with np.errstate(all="ignore"):
@@ -139,11 +147,11 @@ def measure(evaluate: Evaluate, point: Point, names: list[str],
     gap = gap[np.isfinite(gap)]
     candidate = classify(float(gap.max()) if gap.size else 0.0)
     if candidate == "float64":
-        return Precision(EPS64, "float64", evaluations=1)
+        return Precision(EPS64, "float64", evaluations=1, center=center)
     noise, evaluations = _noise(evaluate, center, point, names, EPSILON[candidate],
                                 term_scale, seed, NOISE_DIRECTIONS)
     dtype = finer(candidate, classify(noise))
-    return Precision(max(noise, EPS64), dtype, evaluations=evaluations + 1)
+    return Precision(max(noise, EPS64), dtype, evaluations=evaluations + 1, center=center)
 
 
 def measure_gradients(vjp: Evaluate, point: Point, names: list[str], precision: Precision,
@@ -154,8 +162,8 @@ def measure_gradients(vjp: Evaluate, point: Point, names: list[str], precision: 
     center = vjp(point.values)
     noise, evaluations = _noise(vjp, center, point, names, precision.epsilon, 0.0, seed + 1,
                                 GRADIENT_DIRECTIONS)
-    return Precision(precision.noise, precision.dtype, finer(classify(noise), precision.dtype),
-                     precision.evaluations + evaluations + 1)
+    return dataclasses.replace(precision, gradient_dtype=finer(classify(noise), precision.dtype),
+                               evaluations=precision.evaluations + evaluations + 1)
 
 
 def _noise(evaluate: Evaluate, center: np.ndarray, point: Point, names: list[str],

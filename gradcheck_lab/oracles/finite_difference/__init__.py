@@ -75,7 +75,7 @@ def estimate(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...
             return evaluate_at(function, point.values, CENTER)
         return evaluate_at(function, {**point.values, name: replacement}, frozenset({name}))
 
-    value = evaluate()
+    value = precision.center if precision.center is not None else evaluate()
 
     cotangents = np.stack([np.asarray(p.cotangent, dtype=np.float64).reshape(-1)
                            for p in probes])
@@ -162,7 +162,10 @@ def joint_screen(function: FunctionUnderTest, point: Point, probes: tuple[Probe,
     the per-input directions instead (``CaseCheck.oracle_results``), which say which input."""
     case = function.case
     differentiable = case.differentiable_inputs
-    value = evaluate_at(function, point.values, CENTER)
+    # The centre the precision measurement took, where it took one.
+    measured = precision.center is not None
+    value = (precision.center if precision.center is not None
+             else evaluate_at(function, point.values, CENTER))
     cotangents = np.stack([np.asarray(p.cotangent, dtype=np.float64).reshape(-1)
                            for p in probes])
     rng = np.random.default_rng([case.seed, _JOINT_STREAM])
@@ -188,7 +191,7 @@ def joint_screen(function: FunctionUnderTest, point: Point, probes: tuple[Probe,
     return FiniteDifferences(
         f"{method(precision)}; {count} random directions over all inputs at once; on "
         f"{function.label}", value.reshape(case.program.output_node.shape), per_input,
-        1 + 4 * count, notes=called_in_note(function), joint=joint)
+        (0 if measured else 1) + 4 * count, notes=called_in_note(function), joint=joint)
 
 
 def _with_directions(estimates: Estimates, count: int,
