@@ -194,11 +194,14 @@ def function_name(func: Callable[..., Any]) -> str:
 
 
 def arguments(func: Callable[..., Any], values: Sequence[Any], output: Any,
-              positions: tuple[int, ...] | None, memory: int | None,
-              grad_inside: bool = False) -> Arguments:
+              positions: tuple[int, ...] | None, memory: int | None) -> Arguments:
     """The case for a call whose inputs passed ``check_inputs`` and whose first forward gave
-    ``output``. Raises BudgetError past ``memory`` bytes. ``grad_inside``: func calls
-    autograd itself, so every evaluation gives it inputs that require grad, in grad mode."""
+    ``output``. Raises BudgetError past ``memory`` bytes.
+
+    A func that calls autograd itself (an energy's force, a gradient penalty) fails when an
+    evaluation gives it inputs without a graph (finite differences' are); at the first such
+    failure, and from then on, every evaluation gives it inputs that require grad, in grad
+    mode, as torch's gradcheck gives them (found then, not by a call of its own before)."""
     import torch
 
     from gradcheck_lab.casefile.schema import is_valid_name
@@ -254,23 +257,47 @@ def arguments(func: Callable[..., Any], values: Sequence[Any], output: Any,
                 "--gradcheck-case-memory under pytest)")
 
     mixed = len({t.dtype for t in differentiated}) > 1
+    impl = _impl(func, values, slots, positions, dtype if mixed else None)
+    impl.__qualname__ = function_name(func)
+    return Arguments(case_inputs, impl, dtype, devices.pop() if devices else "cpu",
+                     tuple(n for slot in slots if slot for n in slot), empty)
+
+
+def _impl(func: Callable[..., Any], values: Sequence[Any],
+          slots: list[tuple[str, ...] | None], positions: tuple[int, ...] | None,
+          cast_to: str | None) -> Callable[..., Any]:
+    """``func`` as a case's impl: the case's inputs (by name) put in the slots of the values
+    given, the outputs selected, and cast to ``cast_to`` where the inputs mix dtypes (the
+    narrowest input's precision, which is checked)."""
+    import torch
+
+    grad_inside = [False]  # set at the first evaluation that fails asking for a graph
 
     def impl(**tensors: Any) -> Any:
         args = [value if slot is None else as_given(value, [tensors[n] for n in slot])
                 for value, slot in zip(values, slots, strict=True)]
-        if grad_inside:
+        out = None
+        if not grad_inside[0]:
+            try:
+                out = selected(func(*args), positions)
+            except RuntimeError as exc:
+                if not asks_for_a_graph(exc):
+                    raise
+                grad_inside[0] = True
+        if grad_inside[0]:
             with torch.enable_grad():
                 args = [a.detach().requires_grad_() if slot is not None and not a.requires_grad
                         else a for a, slot in zip(args, slots, strict=True)]
                 out = selected(func(*args), positions)
-        else:
-            out = selected(func(*args), positions)
-        # Mixed dtypes: the outputs at the narrowest input's precision, which is checked.
-        return _cast(out, getattr(torch, dtype)) if mixed else out
+        return out if cast_to is None else _cast(out, getattr(torch, cast_to))
 
-    impl.__qualname__ = function_name(func)
-    return Arguments(case_inputs, impl, dtype, devices.pop() if devices else "cpu",
-                     tuple(n for slot in slots if slot for n in slot), empty)
+    return impl
+
+
+def asks_for_a_graph(exc: RuntimeError) -> bool:
+    """Whether autograd raised ``exc`` for want of a graph: a func that differentiates inside
+    was given inputs that require no grad, or was run without grad mode."""
+    return "does not require grad" in str(exc) or "grad_fn" in str(exc)
 
 
 def _cast(out: Any, dtype: Any) -> Any:

@@ -37,7 +37,6 @@ from gradcheck_lab.doors.dropin.arguments import (
 )
 from gradcheck_lab.doors.dropin.calls import CALLS, DropinCall, current_test
 from gradcheck_lab.doors.dropin.connections import (
-    differentiates_inside,
     has_real_output,
     refuse_reads_by_identity,
     unconnected,
@@ -247,8 +246,7 @@ def _after_first_call(kind: str, func: Callable[..., Any], values: tuple[Any, ..
     __tracebackhide__ = True
     positions = differentiable_positions(output)
     memory = DEFAULTS["memory"] if settings.memory is _UNSET else settings.memory
-    call = arguments(func, values, output, positions, memory or None,
-                     differentiates_inside(func, values))
+    call = arguments(func, values, output, positions, memory or None)
     if call.empty:
         return "", DropinCall(kind, name, "skip", 3, None, time.perf_counter() - started,
                               current_test(), "nothing to check: no element")

@@ -118,21 +118,3 @@ def refuse_reads_by_identity(func: Callable[..., Any], values: tuple[Any, ...],
         "arguments, at copies of them. Make func use what it is given, e.g. "
         "torch.func.functional_call(model, dict(zip(names, params)), (x,))")
 
-
-def differentiates_inside(func: Callable[..., Any], values: tuple[Any, ...]) -> bool:
-    """Whether ``func`` calls autograd itself (an energy's force, a gradient penalty): run
-    without grad on detached inputs, it then fails asking for a graph. Such a func gets its
-    inputs requiring grad, under grad mode, in every evaluation, as torch's gradcheck gives
-    them."""
-    import torch
-
-    detached = tuple(as_given(v, [v.detach()]) if isinstance(v, torch.Tensor) and
-                     v.requires_grad else v for v in values)
-    try:
-        with torch.no_grad():
-            func(*detached)
-    except RuntimeError as exc:
-        return "does not require grad" in str(exc) or "grad_fn" in str(exc)
-    except Exception:  # another failure off the caller's inputs: not ours to judge here
-        return False
-    return False
