@@ -401,6 +401,28 @@ def test_a_func_that_reads_its_inputs_by_identity_is_refused_not_passed() -> Non
     assert torch.equal(params[0], model.weight)  # the caller's tensors are as they were
 
 
+def test_a_func_reading_one_input_by_identity_is_refused_though_another_is_reached() -> None:
+    x, weight = double(3), double(3, seed=1)
+    with pytest.raises(NotImplementedError, match="reads input 1 by identity"):
+        gradcheck_lab.gradcheck(lambda a, w: (a * weight).sum(), (x, weight))
+
+
+def test_a_check_calls_func_a_bounded_number_of_times() -> None:
+    """On a real suite each call of func is most of a check's cost (their functions are
+    Python-heavy): torch's first call, the trace, the precision measurement's centre (which
+    finite differences move from), four along finite differences' direction, autograd's
+    forward and its rerun on a fresh graph, the cost unit's pass and torch's own
+    undefined-gradient check; no call of the drop-in's own analysis besides."""
+    calls: list[int] = []
+
+    def f(x: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return x.sin() * 2
+
+    assert gradcheck_lab.gradcheck(f, (double(5),))
+    assert len(calls) <= 11
+
+
 def test_nondet_tol_allows_a_backward_that_differs_run_to_run_by_that_much() -> None:
     class Noisy(torch.autograd.Function):
         @staticmethod

@@ -34,6 +34,26 @@ class Arguments:
     device: str
     names: tuple[str, ...]  # the differentiated inputs, in order
     empty: bool  # nothing to check: every differentiated input or output has no element
+    reach: Reach
+
+
+class Reach:
+    """Whether an evaluation of the impl in grad mode (the trace's, autograd's) has had a
+    graph from its outputs back to every input it was given requiring grad."""
+
+    def __init__(self) -> None:
+        self.every_input = False
+
+    def note(self, out: Any, args: Sequence[Any], slots: Sequence[Any]) -> None:
+        import torch
+
+        if self.every_input or not torch.is_grad_enabled():
+            return
+        wanted = {position for position, (arg, slot) in enumerate(zip(args, slots, strict=True))
+                  if slot is not None and isinstance(arg, torch.Tensor) and arg.requires_grad}
+        parts = out if isinstance(out, tuple) else (out,)
+        self.every_input = bool(wanted) and wanted <= reached(parts, tuple(range(len(parts))),
+                                                              tuple(args))
 
 
 def as_tuple(inputs: Any) -> tuple[Any, ...]:
@@ -257,18 +277,20 @@ def arguments(func: Callable[..., Any], values: Sequence[Any], output: Any,
                 "--gradcheck-case-memory under pytest)")
 
     mixed = len({t.dtype for t in differentiated}) > 1
-    impl = _impl(func, values, slots, positions, dtype if mixed else None)
+    reach = Reach()
+    impl = _impl(func, values, slots, positions, dtype if mixed else None, reach)
     impl.__qualname__ = function_name(func)
     return Arguments(case_inputs, impl, dtype, devices.pop() if devices else "cpu",
-                     tuple(n for slot in slots if slot for n in slot), empty)
+                     tuple(n for slot in slots if slot for n in slot), empty, reach)
 
 
 def _impl(func: Callable[..., Any], values: Sequence[Any],
           slots: list[tuple[str, ...] | None], positions: tuple[int, ...] | None,
-          cast_to: str | None) -> Callable[..., Any]:
+          cast_to: str | None, reach: Reach) -> Callable[..., Any]:
     """``func`` as a case's impl: the case's inputs (by name) put in the slots of the values
     given, the outputs selected, and cast to ``cast_to`` where the inputs mix dtypes (the
-    narrowest input's precision, which is checked)."""
+    narrowest input's precision, which is checked); what its graph reaches noted in
+    ``reach``."""
     import torch
 
     grad_inside = [False]  # set at the first evaluation that fails asking for a graph
@@ -289,9 +311,39 @@ def _impl(func: Callable[..., Any], values: Sequence[Any],
                 args = [a.detach().requires_grad_() if slot is not None and not a.requires_grad
                         else a for a, slot in zip(args, slots, strict=True)]
                 out = selected(func(*args), positions)
+        reach.note(out, args, slots)
         return out if cast_to is None else _cast(out, getattr(torch, cast_to))
 
     return impl
+
+
+def reached(output: Any, positions: tuple[int, ...] | None,
+            values: tuple[Any, ...]) -> set[int]:
+    """The positions of the inputs requiring grad that the outputs' graph reaches (a leaf
+    through its accumulator, a non-leaf through its own node, an output that is the input)."""
+    import torch
+
+    by_id = {}
+    for position, value in enumerate(values):
+        if isinstance(value, torch.Tensor) and value.requires_grad:
+            by_id[id(value)] = position
+            if value.grad_fn is not None:
+                by_id[id(value.grad_fn)] = position
+    parts = [output] if positions is None else [output[i] for i in positions]
+    found = {by_id[id(p)] for p in parts if id(p) in by_id}
+    frontier: list[torch.autograd.graph.Node | None] = [
+        p.grad_fn for p in parts if isinstance(p, torch.Tensor) and p.grad_fn is not None]
+    seen: set[int] = set()
+    while frontier:
+        node = frontier.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        for key in (id(node), id(getattr(node, "variable", None))):
+            if key in by_id:
+                found.add(by_id[key])
+        frontier.extend(child for child, _ in node.next_functions)
+    return found
 
 
 def asks_for_a_graph(exc: RuntimeError) -> bool:

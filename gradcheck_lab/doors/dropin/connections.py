@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from gradcheck_lab.doors.dropin.arguments import as_given, selected
+from gradcheck_lab.doors.dropin.arguments import as_given, reached, selected
 
 
 def unconnected(kind: str, func: Callable[..., Any], values: tuple[Any, ...],
@@ -63,35 +63,6 @@ def _step(value: Any, generator: Any) -> Any:
 def _moved(values: tuple[Any, ...], steps: list[Any], sign: float) -> list[Any]:
     return [value if step is None else as_given(value, [value.detach() + sign * step])
             for value, step in zip(values, steps, strict=True)]
-
-
-def reached(output: Any, positions: tuple[int, ...] | None,
-            values: tuple[Any, ...]) -> set[int]:
-    """The positions of the inputs requiring grad that the outputs' graph reaches (a leaf
-    through its accumulator, a non-leaf through its own node, an output that is the input)."""
-    import torch
-
-    by_id = {}
-    for position, value in enumerate(values):
-        if isinstance(value, torch.Tensor) and value.requires_grad:
-            by_id[id(value)] = position
-            if value.grad_fn is not None:
-                by_id[id(value.grad_fn)] = position
-    parts = [output] if positions is None else [output[i] for i in positions]
-    found = {by_id[id(p)] for p in parts if id(p) in by_id}
-    frontier: list[torch.autograd.graph.Node | None] = [
-        p.grad_fn for p in parts if isinstance(p, torch.Tensor) and p.grad_fn is not None]
-    seen: set[int] = set()
-    while frontier:
-        node = frontier.pop()
-        if node is None or id(node) in seen:
-            continue
-        seen.add(id(node))
-        for key in (id(node), id(getattr(node, "variable", None))):
-            if key in by_id:
-                found.add(by_id[key])
-        frontier.extend(child for child, _ in node.next_functions)
-    return found
 
 
 def refuse_reads_by_identity(func: Callable[..., Any], values: tuple[Any, ...],
