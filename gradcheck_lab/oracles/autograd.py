@@ -20,10 +20,11 @@ from gradcheck_lab.subject.function import FunctionUnderTest, describe_exception
 from gradcheck_lab.subject.points import Point
 from gradcheck_lab.subject.probes import Probe
 
-# Forward+backward passes timed for the cost unit in a row (warm), besides the oracle's own
-# rerun on fresh leaves; the smallest kept (the oracle's own passes alone, each after other
-# work, measured up to 50% slower and unsteady).
-UNIT_REPEATS = 1
+# Forward+backward passes timed for the cost unit in a row, besides the oracle's own rerun on
+# fresh leaves; the smallest kept. The first pass after other work runs on cold caches: with
+# one, cost_units measured 0.73-1.17 of the outside figure on the MNIST MLP and the custom
+# Linear (7 rounds each, twice); with two, 0.93-1.00 (benchmarks/network_cost.py).
+UNIT_REPEATS = 2
 SAME_GRAPH = "again, same graph"
 FRESH_GRAPH = "again, fresh graph"
 
