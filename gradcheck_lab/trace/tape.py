@@ -122,14 +122,17 @@ def user_frame() -> str:
 
 
 def leaves(values: Any) -> Iterator[Any]:
-    if isinstance(values, (list, tuple)):
-        for value in values:
-            yield from leaves(value)
-    elif isinstance(values, dict):
-        for value in values.values():
-            yield from leaves(value)
-    else:
-        yield values
+    """Everything inside nested lists, tuples and dicts (their values), in order; depth
+    first without recursion (an op's arguments are read at every op the forward runs)."""
+    pending = [values]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, (list, tuple)):
+            pending.extend(reversed(value))
+        elif isinstance(value, dict):
+            pending.extend(reversed(value.values()))
+        else:
+            yield value
 
 
 def values_in(values: Any) -> list[Value]:
