@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from gradcheck_lab import check
@@ -189,3 +190,36 @@ def test_each_point_is_traced_on_its_own_path() -> None:
     (result,) = results
     assert result.status == "pass", result.message
     assert any("traced at each point" in note for note in result.notes)
+
+
+def test_the_symbolic_oracle_reads_the_traces_own_evaluation_at_the_traced_point(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from gradcheck_lab.oracles import symbolic
+
+    evaluated: list[int] = []
+    interpret = symbolic.interpret
+
+    def counted(*arguments: Any) -> Any:
+        evaluated.append(1)
+        return interpret(*arguments)
+
+    monkeypatch.setattr(symbolic, "interpret", counted)
+    (result,) = traced("square_rows", {"x": randn(3, 4)})
+    assert result.status == "pass", result.message
+    assert evaluated == []  # the nodes the trace checked against the forward, read again
+    # A second point is traced there and read there too; a point moved off a kink is not
+    # the traced one and is evaluated anew (what holds_at tells apart, below).
+    (result,) = traced("square_rows", {"x": randn(3, 4)}, points=2)
+    assert result.status == "pass", result.message
+    assert evaluated == []
+
+
+def test_a_traced_evaluation_holds_at_its_own_inputs_bit_for_bit() -> None:
+    from gradcheck_lab.program.graph import EvaluatedAt
+
+    at = EvaluatedAt({"x": np.array([0.0, 1.5])}, {})
+    assert at.holds_at({"x": np.array([0.0, 1.5])})
+    assert not at.holds_at({"x": np.array([-0.0, 1.5])})  # 1/x is -inf there, not inf
+    assert not at.holds_at({"x": np.array([0.0, 1.5], dtype=np.float32)})
+    assert not at.holds_at({"x": np.array([[0.0, 1.5]])})
+    assert not at.holds_at({})

@@ -339,7 +339,13 @@ def tree_sizes(program: Program) -> tuple[int, int]:
 
 
 def numpy_forward(program: Program, point: Point, roots: list[int]) -> dict[int, np.ndarray]:
-    """Every node ``roots`` need, evaluated in numpy float64 (integer tensors stay int64)."""
+    """Every node ``roots`` need, evaluated in numpy float64 (integer tensors stay int64);
+    at the point a traced program was traced at, its nodes as the trace evaluated them."""
+    known = program.evaluated_at
+    if known is not None and known.holds_at(point.values):
+        needed = program.needed_for(roots)
+        if all(index in known.nodes for index in needed):
+            return {index: known.nodes[index] for index in needed}
     return interpret(program, input_values(program, point.values), roots, NUMPY)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Container, Iterable
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -62,6 +62,24 @@ class Node:
 
 
 @dataclass(frozen=True)
+class EvaluatedAt:
+    """Node values (numpy, by index, read-only) at input values (by name, copies: a caller's
+    array changed in place later is not these values)."""
+
+    inputs: Mapping[str, np.ndarray]
+    nodes: Mapping[int, np.ndarray]
+
+    def holds_at(self, values: Mapping[str, np.ndarray]) -> bool:
+        """Whether ``values`` are these inputs, bit for bit (-0.0 is not 0.0: 1/x differs)."""
+        for name, known in self.inputs.items():
+            given = np.asarray(values.get(name))
+            if (given.dtype != known.dtype or given.shape != known.shape
+                    or given.tobytes() != known.tobytes()):
+                return False
+        return True
+
+
+@dataclass(frozen=True)
 class Program:
     """Nodes in evaluation order; names of inputs and lets; the output; named extra roots."""
 
@@ -77,6 +95,9 @@ class Program:
     # The float dtypes a traced forward cast a traced value to: it computes that coarsely
     # there, whatever its inputs' dtype.
     casts: tuple[str, ...] = ()
+    # A traced program's nodes in float64 at the inputs it was traced at (the trace checks
+    # them against the forward): the symbolic oracle's forward there, not evaluated again.
+    evaluated_at: EvaluatedAt | None = field(default=None, compare=False, repr=False)
 
     def node(self, name: str) -> Node:
         return self.nodes[self.inputs.get(name, self.lets.get(name, -1))]

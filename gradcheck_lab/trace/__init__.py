@@ -25,7 +25,7 @@ import numpy as np
 from gradcheck_lab.casefile import Case
 from gradcheck_lab.errors import SpecError
 from gradcheck_lab.program import Program
-from gradcheck_lab.program.graph import DEFAULT_MAX_PROGRAM_NODES, ProgramBuilder
+from gradcheck_lab.program.graph import DEFAULT_MAX_PROGRAM_NODES, EvaluatedAt, ProgramBuilder
 from gradcheck_lab.trace.writer import UntraceableError, output_node, write_program
 
 Forward = Callable[[dict[str, Any]], Any]
@@ -90,7 +90,7 @@ def trace(case: Case, values: Mapping[str, np.ndarray], forward: Forward, *,
         program = dataclasses.replace(writer.builder.build(output),
                                       stops=tuple(dict.fromkeys(recording.stops)),
                                       casts=recording.casts)
-        _holds(program, values, parts)
+        program = dataclasses.replace(program, evaluated_at=_holds(program, values, parts))
     except UntraceableError as exc:
         exc.outputs, exc.is_tuple = tuple(v.shape for v in outputs), is_tuple
         exc.casts = recording.casts
@@ -120,11 +120,12 @@ def _input_tensors(case: Case, values: Mapping[str, np.ndarray]) -> dict[str, An
 VALUE_RTOL = 1e-5
 
 
-def _holds(program: Program, values: Mapping[str, np.ndarray], parts: list[Any]) -> None:
+def _holds(program: Program, values: Mapping[str, np.ndarray],
+           parts: list[Any]) -> EvaluatedAt:
     """The program computes what the forward returned, and depends on a differentiated
     input wherever autograd says the output does; else the trace is not the forward's
     (something ran outside torch, or a translation does not hold here) and the check goes
-    on without it."""
+    on without it. Its nodes' values there, as it computed them."""
     from gradcheck_lab.program.interpret import NUMPY, input_values, interpret
     from gradcheck_lab.trace.tape import as_numpy
 
@@ -134,8 +135,9 @@ def _holds(program: Program, values: Mapping[str, np.ndarray], parts: list[Any])
         raise UntraceableError("", "", "autograd connects its output to the "
                                "differentiated inputs, but no torch op the trace saw does "
                                "(computed outside torch, from numpy?)")
-    value = interpret(program, input_values(program, values), [program.output],
-                      NUMPY)[program.output].reshape(-1)
+    given = input_values(program, values)
+    nodes = interpret(program, given, [program.output], NUMPY)
+    value = nodes[program.output].reshape(-1)
     expected = np.concatenate([as_numpy(part).reshape(-1) for part in parts])
     scale = float(np.max(np.abs(expected[np.isfinite(expected)]), initial=1.0))
     with np.errstate(all="ignore"):
@@ -148,6 +150,7 @@ def _holds(program: Program, values: Mapping[str, np.ndarray], parts: list[Any])
                                f"{at}): the translation does not hold at this point (a sign a "
                                "decomposition leaves free at a degenerate point, or a "
                                "gradcheck-lab bug: please report it)")
+    return EvaluatedAt({name: np.array(values[name]) for name in program.inputs}, nodes)
 
 
 def traced_case(case: Case, values: Mapping[str, np.ndarray], forward: Forward,
