@@ -211,6 +211,30 @@ def _weight_adjoint(x: np.ndarray, g: np.ndarray, geometry: Geometry,
     return dw.reshape(-1, *dw.shape[2:])
 
 
+def _probes_vjp(name: str, d: int) -> Callable[..., Gradients]:
+    """A convolution's VJP for every probe at once (g with a leading probe axis): the input
+    adjoint once over probes × batch (it is separable in the batch), the weight adjoint per
+    probe (it sums over the batch)."""
+    def vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
+            needs: Sequence[bool]) -> Gradients:
+        geometry, groups = _settings(name, d, args, params)
+        x, count = batched(args[0], d), len(g)
+        g = as_float(g).reshape(count, *x.shape[:1], *np.shape(g)[-(d + 1):])  # (P, N, O, ...)
+        grads: list[np.ndarray | None] = [None] * len(args)
+        if needs[0]:
+            flat = g.reshape(count * x.shape[0], *g.shape[2:])
+            dx = _input_adjoint(flat, args[1], geometry, groups, x.shape[2:])
+            grads[0] = dx.reshape(count, *np.shape(args[0]))
+        if needs[1]:
+            grads[1] = np.stack([_weight_adjoint(x, g[k], geometry, groups)
+                                 for k in range(count)])
+        if len(args) == 3 and needs[2]:
+            grads[2] = g.sum(axis=(1, *range(3, 3 + d)))
+        return grads
+
+    return vjp
+
+
 def _bias_shape(d: int) -> tuple[slice | None, ...]:
     return (slice(None), *(None,) * d)
 
@@ -375,6 +399,7 @@ def _convolution(d: int) -> Op:
         numpy=_conv_numpy(name, d),
         vjp=_vjp(name, d, transposed=False),
         vjp_magnitude=linear_magnitudes(_vjp(name, d, transposed=False)),  # linear in x, w, b
+        probes_vjp=_probes_vjp(name, d),
         sympy=_conv_sympy(name, d),
     )
 

@@ -113,6 +113,23 @@ def _linear_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
     return grads
 
 
+def _linear_probes_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
+                       needs: Sequence[bool]) -> Gradients:
+    """``_linear_vjp`` behind a leading probe axis: dx over probes × rows at once, dW and db
+    summed over each probe's rows."""
+    x, weight = args[0], args[1]
+    count = len(g)
+    g3 = np.reshape(g, (count, -1, weight.shape[0]))  # (P, rows, out features)
+    grads: list[np.ndarray | None] = [None] * len(args)
+    if needs[0]:
+        grads[0] = np.reshape(g3.reshape(-1, weight.shape[0]) @ weight, (count, *x.shape))
+    if needs[1]:
+        grads[1] = np.swapaxes(g3, 1, 2) @ np.reshape(x, (-1, weight.shape[1]))
+    if len(args) == 3 and needs[2]:
+        grads[2] = g3.sum(axis=1)
+    return grads
+
+
 def _linear_numpy(args: Sequence[np.ndarray], params: Params) -> np.ndarray:
     out = np.matmul(args[0], args[1].T)
     return out + args[2] if len(args) == 3 else out
@@ -196,6 +213,7 @@ LINEAR = Op(
     numpy=_linear_numpy,
     vjp=_linear_vjp,
     vjp_magnitude=linear_magnitudes(_linear_vjp),
+    probes_vjp=_linear_probes_vjp,
     sympy=lambda args, p: object_array(_linear_numpy(args, p)),
     moves=_linear_moves,
 )
