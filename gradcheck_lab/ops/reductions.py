@@ -113,22 +113,17 @@ def reduction(name: str, *, numpy_form: KeptForm, sympy_form: KeptForm,
             check(args[0].shape, reduction_axes(params, len(args[0].shape), name), params)
         return reduced_shape(name)(args, params)
 
-    def backward(rule: ReducedVjp) -> VjpRule:
+    def backward(rule: ReducedVjp, spread: Callable[..., np.ndarray] = expand_back) -> VjpRule:
+        """``rule`` given g spread back over the reduced axes (by ``expand_back_probes``
+        behind a leading probe axis)."""
         def apply(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
                   needs: Sequence[bool]) -> Gradients:
             a = np.asarray(args[0])
             axes = axes_of(a, params)
-            return [rule(expand_back(g, a.shape, axes), a, expand_back(out, a.shape, axes),
+            return [rule(spread(g, a.shape, axes), a, expand_back(out, a.shape, axes),
                          axes, params)]
 
         return apply
-
-    def probes_backward(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
-                        needs: Sequence[bool]) -> Gradients:
-        a = np.asarray(args[0])
-        axes = axes_of(a, params)
-        return [vjp(expand_back_probes(g, a.shape, axes), a, expand_back(out, a.shape, axes),
-                    axes, params)]
 
     def default_magnitude(g: np.ndarray, x: np.ndarray, out: np.ndarray,
                           axes: tuple[int, ...], params: Params) -> np.ndarray:
@@ -161,7 +156,7 @@ def reduction(name: str, *, numpy_form: KeptForm, sympy_form: KeptForm,
         name=name, arg_names=("input",), group="reduction", doc=doc, min_args=1, max_args=1,
         params=params, shape=shape, torch=lower, numpy=forward, vjp=backward(vjp),
         vjp_magnitude=backward(magnitude or default_magnitude), sympy=symbolic,
-        probes_vjp=probes_backward if scales_g else None,
+        probes_vjp=backward(vjp, expand_back_probes) if scales_g else None,
         kinks=kink_mask if kinks is not None else None, kink_where=kink_where,
         exact_limit=exact_limit)
 
@@ -178,30 +173,23 @@ def _torch_reduce(name: str) -> TorchForm:
     return lower
 
 
-def _sum_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
-             needs: Sequence[bool]) -> Gradients:
-    shape = np.shape(args[0])
-    return [expand_back(g, shape, reduction_axes(params, len(shape), "sum"))]
+def _spread(name: str, expand: Callable[[np.ndarray, Shape, tuple[int, ...]], np.ndarray]
+            ) -> VjpRule:
+    """sum's VJP, g broadcast back over the reduced axes by ``expand`` (``expand_back``, or
+    ``expand_back_probes`` behind a leading probe axis); mean's, that over the count."""
+
+    def vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
+            needs: Sequence[bool]) -> Gradients:
+        shape = np.shape(args[0])
+        axes = reduction_axes(params, len(shape), name)
+        spread = expand(g, shape, axes)
+        return [spread / reduced_count(shape, axes) if name == "mean" else spread]
+
+    return vjp
 
 
-def _mean_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
-              needs: Sequence[bool]) -> Gradients:
-    shape = np.shape(args[0])
-    axes = reduction_axes(params, len(shape), "mean")
-    return [expand_back(g, shape, axes) / reduced_count(shape, axes)]
-
-
-def _sum_probes_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
-                    needs: Sequence[bool]) -> Gradients:
-    shape = np.shape(args[0])
-    return [expand_back_probes(g, shape, reduction_axes(params, len(shape), "sum"))]
-
-
-def _mean_probes_vjp(g: np.ndarray, args: Arrays, out: np.ndarray, params: Params,
-                     needs: Sequence[bool]) -> Gradients:
-    shape = np.shape(args[0])
-    axes = reduction_axes(params, len(shape), "mean")
-    return [expand_back_probes(g, shape, axes) / reduced_count(shape, axes)]
+_sum_vjp, _sum_probes_vjp = _spread("sum", expand_back), _spread("sum", expand_back_probes)
+_mean_vjp, _mean_probes_vjp = _spread("mean", expand_back), _spread("mean", expand_back_probes)
 
 
 def _sympy_sum(args: Sequence[np.ndarray], params: Params) -> np.ndarray:

@@ -8,12 +8,13 @@ which keep every node's adjoint.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import functools
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from gradcheck_lab.ops import OPS
+from gradcheck_lab.ops import OPS, Op
+from gradcheck_lab.ops.base import Params, VjpRule
 from gradcheck_lab.program.graph import Program
 
 
@@ -35,7 +36,17 @@ def node_adjoints(program: Program, env: dict[int, np.ndarray], cotangent: np.nd
     magnitude rule instead: every element is the sum of the |terms| a backward pass adds up to
     get it."""
     start = np.asarray(cotangent, dtype=np.float64)
-    adjoints: dict[int, np.ndarray] = {program.output: np.abs(start) if magnitudes else start}
+    adjoints = _reverse(program, env, np.abs(start) if magnitudes else start,
+                        lambda op: op.vjp_magnitude if magnitudes else op.vjp)
+    return {index: np.asarray(g, dtype=np.float64).reshape(program.nodes[index].shape)
+            for index, g in adjoints.items() if program.nodes[index].needs_grad}
+
+
+def _reverse(program: Program, env: dict[int, np.ndarray], start: np.ndarray,
+             rule_of: Callable[[Op], VjpRule]) -> dict[int, np.ndarray]:
+    """The adjoints from ``start`` at the output back to the inputs, each node's from its
+    op's rule (``rule_of``), summed where a node feeds several."""
+    adjoints: dict[int, np.ndarray] = {program.output: start}
     with np.errstate(all="ignore"):
         for index in reversed(program.needed_for([program.output])):
             node = program.nodes[index]
@@ -43,14 +54,12 @@ def node_adjoints(program: Program, env: dict[int, np.ndarray], cotangent: np.nd
             needs = _needs(program, index) if g is not None else None
             if g is None or needs is None:
                 continue
-            op = OPS[node.op]
-            rule = op.vjp_magnitude if magnitudes else op.vjp
+            rule = rule_of(OPS[node.op])
             local = rule(g, [env[a] for a in node.args], env[index], node.param_dict, needs)
             for arg, grad in zip(node.args, local, strict=True):
                 if grad is not None:
                     adjoints[arg] = adjoints[arg] + grad if arg in adjoints else grad
-    return {index: np.asarray(g, dtype=np.float64).reshape(program.nodes[index].shape)
-            for index, g in adjoints.items() if program.nodes[index].needs_grad}
+    return adjoints
 
 
 def sweep(program: Program, env: dict[int, np.ndarray], cotangent: np.ndarray,
@@ -74,23 +83,8 @@ def probe_sweeps(program: Program, env: dict[int, np.ndarray],
     output = program.nodes[program.output]
     start = np.stack([np.asarray(c, dtype=np.float64).reshape(output.shape)
                       for c in cotangents])
-    adjoints: dict[int, np.ndarray] = {program.output: start}
-    with np.errstate(all="ignore"):
-        for index in reversed(program.needed_for([program.output])):
-            node = program.nodes[index]
-            g = adjoints.get(index)
-            needs = _needs(program, index) if g is not None else None
-            if g is None or needs is None:
-                continue
-            op = OPS[node.op]
-            args = [env[a] for a in node.args]
-            if op.probes_vjp is not None:
-                local = op.probes_vjp(g, args, env[index], node.param_dict, needs)
-            else:
-                local = _probe_by_probe(op.vjp, g, args, env[index], node.param_dict, needs)
-            for arg, grad in zip(node.args, local, strict=True):
-                if grad is not None:
-                    adjoints[arg] = adjoints[arg] + grad if arg in adjoints else grad
+    adjoints = _reverse(program, env, start, lambda op: op.probes_vjp or functools.partial(
+        _probe_by_probe, op.vjp))
     swept: list[dict[str, np.ndarray]] = [{} for _ in range(count)]
     for name, index in program.inputs.items():
         node = program.nodes[index]
@@ -104,8 +98,8 @@ def probe_sweeps(program: Program, env: dict[int, np.ndarray],
     return tuple(swept)
 
 
-def _probe_by_probe(vjp: Any, g: np.ndarray, args: list[np.ndarray], out: np.ndarray,
-                    params: dict[str, Any], needs: list[bool]) -> list[np.ndarray | None]:
+def _probe_by_probe(vjp: VjpRule, g: np.ndarray, args: Sequence[np.ndarray], out: np.ndarray,
+                    params: Params, needs: Sequence[bool]) -> list[np.ndarray | None]:
     """An op's plain VJP asked once per probe, its gradients stacked on the probe axis."""
     each = [vjp(g[k], args, out, params, needs) for k in range(len(g))]
     stacked: list[np.ndarray | None] = []
