@@ -199,19 +199,32 @@ def _layer_norm_with_hook(gain: float) -> Callable[[torch.Tensor], torch.Tensor]
     return function
 
 
-@pytest.mark.parametrize("gain", [1.0, 1.0 + 1e-4, -1.0], ids=["correct", "off_1e-4", "sign"])
-def test_batched_vjps_change_no_verdict(monkeypatch: pytest.MonkeyPatch, gain: float) -> None:
+@pytest.mark.parametrize("factor", ["1", "1.0001", "-1"], ids=["correct", "off_1e-4", "sign"])
+def test_batched_vjps_change_no_verdict(monkeypatch: pytest.MonkeyPatch, factor: str) -> None:
+    """torch's own formulas are right: the planted error is in the spec written beside the
+    impl (symbolic is then the odd one out), judged the same with autograd's VJPs batched."""
     x = torch.randn(3, 4, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
 
     def verdict() -> tuple[str, set[tuple[str | None, str | None]], list[str]]:
-        (result,) = gradcheck_lab.check(impl=_layer_norm_with_hook(gain), inputs={"x": x})
+        (result,) = gradcheck_lab.check(f"tanh(x) * sum(x * x) * {factor}", {"x": x},
+                                        impl=lambda x: torch.tanh(x) * (x * x).sum())
         return (result.status, {(m.input, m.odd_oracle) for m in result.mismatches},
                 sorted(m.check for m in result.mismatches))
 
+    asked: list[bool] = []
+    batched_backward = autograd._batched_backward
+
+    def counted(*arguments: Any) -> Any:
+        found = batched_backward(*arguments)
+        asked.append(found is not None)
+        return found
+
+    monkeypatch.setattr(autograd, "_batched_backward", counted)
     batched = verdict()
+    assert asked == [True]
     monkeypatch.setattr(autograd, "_batched_backward", lambda *arguments: None)
     assert batched == verdict()
-    assert batched[0] == ("pass" if gain == 1.0 else "fail")
+    assert batched[0] == ("pass" if factor == "1" else "fail")
 
 
 def test_batched_vjps_are_the_vjps_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -257,3 +270,47 @@ def test_a_custom_functions_backward_is_never_batched(monkeypatch: pytest.Monkey
     assert result.status == "pass", result.message
     assert asked == []
     assert seen and set(seen) == {(3, 4)}
+
+
+def _hooked(hook: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], Any]:
+    def function(x: torch.Tensor) -> torch.Tensor:
+        y = x * 1
+        if y.requires_grad:
+            y.register_hook(hook)
+        return torch.tanh(y)
+
+    return function
+
+
+def test_a_backward_that_runs_python_is_never_batched(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hook is someone's code in the backward (as a custom Function's backward hidden in a
+    CopySlices, or a checkpoint's recomputation): asked once per cotangent, as training asks
+    it, never under vmap; the same function without it is batched."""
+    asked: list[int] = []
+    batched_backward = autograd._batched_backward
+
+    def counted(*arguments: Any) -> Any:
+        asked.append(1)
+        return batched_backward(*arguments)
+
+    monkeypatch.setattr(autograd, "_batched_backward", counted)
+    x = torch.randn(3, 4, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    (result,) = gradcheck_lab.check(impl=_hooked(lambda grad: grad * 1.0), inputs={"x": x})
+    assert result.status == "pass", result.message
+    assert asked == []
+    (result,) = gradcheck_lab.check(impl=lambda x: torch.tanh(x * 1), inputs={"x": x})
+    assert result.status == "pass", result.message
+    assert asked == [1]
+
+
+def test_a_stateful_hook_is_caught_as_it_is_one_probe_at_a_time() -> None:
+    calls = [0]
+
+    def drifting(grad: torch.Tensor) -> torch.Tensor:
+        calls[0] += 1
+        return grad * (1.0 + 1e-3 * calls[0])
+
+    x = torch.randn(3, 4, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    (result,) = gradcheck_lab.check(impl=_hooked(drifting), inputs={"x": x})
+    assert result.status == "fail"
+    assert "nondeterministic" in {m.check for m in result.mismatches}

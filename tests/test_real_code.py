@@ -258,6 +258,30 @@ def test_neither_a_smooth_forward_bug_nor_a_kink_passes_for_round_off() -> None:
     assert relu.dtype == "float64"
 
 
+def test_the_measured_centre_is_finite_differences_centre_in_its_own_dtype_only() -> None:
+    # An impl that refuses float64 at a point the noise measurement moves to is called in its
+    # own dtype from then on: a centre taken in float64 is no centre for those evaluations.
+    import dataclasses
+
+    from gradcheck_lab.subject.points import Point
+    from gradcheck_lab.subject.precision import measure
+
+    x = np.random.default_rng(2).standard_normal(8)
+    point = Point("float64", {"x": x}, {})
+    center = np.asarray([np.sum(np.tanh(x))])
+    evaluated: list[int] = []
+
+    def function(values: dict[str, np.ndarray]) -> np.ndarray:
+        evaluated.append(1)
+        return np.asarray([np.sum(np.tanh(values["x"]))])
+
+    measured = measure(function, point, ["x"], center, 0.0, 0, center)
+    assert evaluated == []  # the centre given is not evaluated again
+    measured = dataclasses.replace(measured, center_called_in="float64")
+    assert measured.center_for("float64") is center
+    assert measured.center_for("float32") is None
+
+
 def test_a_float64_backward_keeps_its_tolerance_behind_a_coarse_forward() -> None:
     # The forward rounds its result to bfloat16; the backward is float64 and 5% off.
     class Bfloat16Out(torch.autograd.Function):

@@ -7,6 +7,7 @@ accumulates). An input that gets no gradient counts as zeros, and the result say
 from __future__ import annotations
 
 import re
+import sys
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -112,38 +113,69 @@ def gradients(function: FunctionUnderTest, point: Point,
 def _vjps(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...],
           graph: tuple[Any, dict[str, Any]], zeros: dict[str, np.ndarray], missing: set[str],
           problems: list[str]) -> tuple[list[dict[str, np.ndarray]], tuple[Any, dict[str, Any]]]:
-    """Every probe's VJP through ``graph``, a scaled probe's on a graph of its own; and the
-    graph of the probe that is run again after (``rerun_probe``). Through torch's own
-    formulas alone, every probe but that one in a single batched call
-    (``_batched_backward``): the probe run again is asked alone each time, so that its three
-    answers are computed the same way and must match exactly."""
+    """Every probe's VJP through ``graph``, in order, a scaled probe's on a graph of its own;
+    and the graph of the probe that is run again after (``rerun_probe``). Where the first
+    probe's backward ran torch's own formulas alone, no Python of anyone's (cpu, a graph of
+    torch's nodes), the others in one batched call (``_batched_backward``); the probe run
+    again is always asked alone, so that its three answers are computed the same way."""
     import torch
 
     out, leaves = graph
     names = [spec.name for spec in function.case.differentiable_inputs]
-    rerun = rerun_probe(probes)
-    others = [k for k in range(len(probes)) if k != rerun]
-    batched = (_batched_backward(out, leaves, names, [probes[k] for k in others], zeros,
-                                 missing, problems)
-               if len(others) >= _BATCHED_FROM and _builtin_graph(out) else None)
-    per_probe: list[dict[str, np.ndarray]] = []
+    found: dict[int, dict[str, np.ndarray]] = {}
+    if (len(probes) > _BATCHED_FROM and rerun_probe(probes) == 0
+            and function.device == "cpu" and _builtin_graph(out)):
+        grads, ran_python = _backward_watched(function, out, leaves, names, probes[0])
+        found[0] = _as_arrays(grads, names, leaves, zeros, missing, problems)
+        batched = None if ran_python else _batched_backward(
+            out, leaves, names, list(probes[1:]), zeros, missing, problems)
+        found.update(enumerate(batched or [], start=1))
     for k, probe in enumerate(probes):
-        if batched is not None and k != rerun:
-            per_probe.append(batched[others.index(k)])
-        elif probe.multiple_of is None:
+        if k in found:
+            continue
+        if probe.multiple_of is None:
             grads = _backward(function, out, leaves, names, probe, "")
-            per_probe.append(_as_arrays(grads, names, leaves, zeros, missing, problems))
-        else:
-            # grad_output scaled (a scalar output's second cotangent): on a graph of its own,
-            # so that a backward which may run only once per graph is still asked.
-            scaled = make_leaves(function.case, point, function.dtype, function.device)
-            with torch.enable_grad():
-                scaled_out = function(scaled)
-            graph = (scaled_out, scaled)
-            grads = _backward(function, scaled_out, scaled, names, probe,
-                              f" with grad_output {probe.label.removeprefix('cotangent ')}")
-            per_probe.append(_as_arrays(grads, names, scaled, zeros, missing, problems))
-    return per_probe, graph
+            found[k] = _as_arrays(grads, names, leaves, zeros, missing, problems)
+            continue
+        # grad_output scaled (a scalar output's second cotangent): on a graph of its own, so
+        # that a backward which may run only once per graph is still asked.
+        scaled = make_leaves(function.case, point, function.dtype, function.device)
+        with torch.enable_grad():
+            scaled_out = function(scaled)
+        graph = (scaled_out, scaled)
+        grads = _backward(function, scaled_out, scaled, names, probe,
+                          f" with grad_output {probe.label.removeprefix('cotangent ')}")
+        found[k] = _as_arrays(grads, names, scaled, zeros, missing, problems)
+    return [found[k] for k in range(len(probes))], graph
+
+
+def _backward_watched(function: FunctionUnderTest, out: Any, leaves: dict[str, Any],
+                      names: list[str], probe: Probe) -> tuple[tuple[Any, ...], bool]:
+    """``probe``'s VJP, and whether the backward ran any Python: a tensor or node hook, a
+    custom Function's backward (one hidden in a CopySlices too), a checkpoint's recomputation,
+    a saved-tensor hook. That is someone's code, to be asked as a training step asks it, not
+    under vmap. Where another profiler is set (not to be replaced), it says that it did."""
+    if sys.getprofile() is not None:
+        return _backward(function, out, leaves, names, probe, ""), True
+    inside = [0]  # within the engine's run_backward (a C call): any Python call is a callback
+    ran = [False]
+
+    def watch(frame: Any, event: str, arg: Any) -> None:
+        if event == "c_call" and getattr(arg, "__name__", "") == "run_backward":
+            inside[0] += 1
+        elif event in ("c_return", "c_exception") and getattr(arg, "__name__",
+                                                              "") == "run_backward":
+            inside[0] -= 1
+        elif event == "call" and inside[0]:
+            ran[0] = True
+
+    sys.setprofile(watch)
+    try:
+        grads = _backward(function, out, leaves, names, probe, "")
+    finally:
+        sys.setprofile(None)
+    return grads, ran[0]
+
 
 # A graph is walked for custom Functions up to this many nodes (an MNIST CNN has about 30).
 _MAX_GRAPH_NODES = 10_000
@@ -265,10 +297,10 @@ def _backward(function: FunctionUnderTest, out: Any, leaves: dict[str, Any], nam
                         f"{describe_exception(exc)}") from None
 
 
-# The nodes of torch's own derivative formulas ("MulBackward0"), and the two of its own
+# The nodes of torch's own derivative formulas ("MulBackward0"), and the three of its own
 # without a number; anything else in a graph (a custom Function's "LinearBackward", a C++
 # extension's "CppNode<...>") runs a backward someone else wrote.
-_BUILTIN_NODE = re.compile(r"[A-Za-z0-9_]+Backward[0-9]+|AccumulateGrad|CopySlices")
+_BUILTIN_NODE = re.compile(r"[A-Za-z0-9_]+Backward[0-9]+|AccumulateGrad|CopySlices|CopyBackwards")
 
 
 def _builtin_graph(out: Any) -> bool:
@@ -333,7 +365,8 @@ class _Batched:
         self.shape, self.dtype, self.device = (count, *leaf.shape), leaf.dtype, leaf.device
 
 
-# Probes from which the VJPs are batched: with fewer, one call per probe costs no more.
+# Probes besides the first from which they are batched: with fewer, one call per probe costs
+# no more.
 _BATCHED_FROM = 3
 
 

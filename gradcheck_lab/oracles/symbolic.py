@@ -103,10 +103,14 @@ def _swept(program: Program, env: dict[int, np.ndarray], probes: tuple[Probe, ..
     independent = [probe.cotangent for probe in probes if probe.multiple_of is None]
     together = (probe_sweeps(program, env, independent)
                 if len(independent) > 1 and not magnitudes else None)
+    taken = 0  # of ``together``, in the order of the independent probes
     for probe in probes:
         if probe.multiple_of is None:
-            swept.append(sweep(program, env, probe.cotangent, magnitudes=magnitudes)
-                         if together is None else together[len(swept)])
+            if together is None:
+                swept.append(sweep(program, env, probe.cotangent, magnitudes=magnitudes))
+            else:
+                swept.append(together[taken])
+                taken += 1
             continue
         base = np.asarray(probes[probe.multiple_of].cotangent, dtype=np.float64).reshape(-1)
         at = int(np.argmax(np.abs(base)))

@@ -256,17 +256,20 @@ def precision_of(case: Case, dtype: str, subject: Subject, prepared: PreparedPoi
     else:
         function, point, sym = subject.reference, prepared.point, prepared.symbolic
         names = [spec.name for spec in case.differentiable_inputs]
-        # The point made the centre here: finite differences move from this evaluation.
+        # The point made the centre here: finite differences move from this evaluation,
+        # while the function is called in the dtype it was called in for it.
+        center = evaluate_at(function, point.values, CENTER)
+        center_called_in = function.called_in
         measured = precision.measure(lambda values: evaluate_at(function, values), point,
                                      names, None if sym is None else sym.value,
-                                     0.0 if sym is None else sym.term_scale, case.seed,
-                                     evaluate_at(function, point.values, CENTER))
+                                     0.0 if sym is None else sym.term_scale, case.seed, center)
         measured = precision.at_least(measured, function.called_in)
         if measured.dtype == "float64":
             # No round-off seen, yet it returns a coarser dtype (the drop-in casts the outputs
             # of mixed-dtype inputs to the narrowest one's): a float16 output does not move
             # at all under the measurement's float64 steps, which is no sign of precision.
             measured = precision.at_least(measured, function.returned_dtype)
+        measured = dataclasses.replace(measured, center_called_in=center_called_in)
         if measured.coarser_than(dtype):
             measured = precision.measure_gradients(
                 lambda values: autograd.vjp_at(subject.checked, values, prepared.probes[0]),

@@ -57,8 +57,15 @@ class Precision:
     evaluations: int = 0
     step: float | None = None  # the case's fd_step: the step given, not derived
     # The function at the point, flat, in float64, as the measurement evaluated it (the
-    # centre finite differences move from, evaluated once for both); None: not measured.
+    # centre finite differences move from, evaluated once for both), and the dtype the
+    # function was called in then (an impl that refuses float64 is called in its own after);
+    # None: not measured.
     center: np.ndarray | None = field(default=None, compare=False, repr=False)
+    center_called_in: str | None = field(default=None, compare=False, repr=False)
+
+    def center_for(self, called_in: str) -> np.ndarray | None:
+        """The measured centre where the function is still called in the same dtype."""
+        return self.center if self.center_called_in == called_in else None
 
     @property
     def epsilon(self) -> float:

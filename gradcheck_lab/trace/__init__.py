@@ -150,7 +150,8 @@ def _holds(program: Program, values: Mapping[str, np.ndarray],
                                f"{at}): the translation does not hold at this point (a sign a "
                                "decomposition leaves free at a degenerate point, or a "
                                "gradcheck-lab bug: please report it)")
-    return EvaluatedAt({name: np.array(values[name]) for name in program.inputs}, nodes)
+    return EvaluatedAt({name: np.array(values[name]) for name in program.inputs
+                        if name in values}, nodes)
 
 
 def traced_case(case: Case, values: Mapping[str, np.ndarray], forward: Forward,

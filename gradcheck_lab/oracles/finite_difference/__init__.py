@@ -75,7 +75,8 @@ def estimate(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...
             return evaluate_at(function, point.values, CENTER)
         return evaluate_at(function, {**point.values, name: replacement}, frozenset({name}))
 
-    value = precision.center if precision.center is not None else evaluate()
+    center = precision.center_for(function.called_in)
+    value = center if center is not None else evaluate()
 
     cotangents = np.stack([np.asarray(p.cotangent, dtype=np.float64).reshape(-1)
                            for p in probes])
@@ -163,9 +164,9 @@ def joint_screen(function: FunctionUnderTest, point: Point, probes: tuple[Probe,
     case = function.case
     differentiable = case.differentiable_inputs
     # The centre the precision measurement took, where it took one.
-    measured = precision.center is not None
-    value = (precision.center if precision.center is not None
-             else evaluate_at(function, point.values, CENTER))
+    center = precision.center_for(function.called_in)
+    measured = center is not None
+    value = center if center is not None else evaluate_at(function, point.values, CENTER)
     cotangents = np.stack([np.asarray(p.cotangent, dtype=np.float64).reshape(-1)
                            for p in probes])
     rng = np.random.default_rng([case.seed, _JOINT_STREAM])
