@@ -186,17 +186,18 @@ def test_the_joint_screen_changes_no_verdict(monkeypatch: pytest.MonkeyPatch, sc
     assert screened == verdict()
 
 
-def _layer_norm_with_hook(gain: float) -> Callable[[torch.Tensor], torch.Tensor]:
-    """layer_norm through torch's own formulas alone (3×4: 12 output elements, so the full
-    Jacobian, 12 probes); ``gain`` != 1 scales the gradient in a hook, a planted error."""
+def _batched_calls(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Each call of the autograd oracle's batched backward from here on: whether it batched."""
+    calls: list[bool] = []
+    batched_backward = autograd._batched_backward
 
-    def function(x: torch.Tensor) -> torch.Tensor:
-        y = torch.nn.functional.layer_norm(x, (4,))
-        if gain != 1.0 and y.requires_grad:
-            y.register_hook(lambda grad: grad * gain)
-        return y * torch.tanh(x)
+    def counted(*arguments: Any) -> Any:
+        found = batched_backward(*arguments)
+        calls.append(found is not None)
+        return found
 
-    return function
+    monkeypatch.setattr(autograd, "_batched_backward", counted)
+    return calls
 
 
 @pytest.mark.parametrize("factor", ["1", "1.0001", "-1"], ids=["correct", "off_1e-4", "sign"])
@@ -211,17 +212,9 @@ def test_batched_vjps_change_no_verdict(monkeypatch: pytest.MonkeyPatch, factor:
         return (result.status, {(m.input, m.odd_oracle) for m in result.mismatches},
                 sorted(m.check for m in result.mismatches))
 
-    asked: list[bool] = []
-    batched_backward = autograd._batched_backward
-
-    def counted(*arguments: Any) -> Any:
-        found = batched_backward(*arguments)
-        asked.append(found is not None)
-        return found
-
-    monkeypatch.setattr(autograd, "_batched_backward", counted)
+    calls = _batched_calls(monkeypatch)
     batched = verdict()
-    assert asked == [True]
+    assert calls == [True]
     monkeypatch.setattr(autograd, "_batched_backward", lambda *arguments: None)
     assert batched == verdict()
     assert batched[0] == ("pass" if factor == "1" else "fail")
@@ -230,20 +223,15 @@ def test_batched_vjps_change_no_verdict(monkeypatch: pytest.MonkeyPatch, factor:
 def test_batched_vjps_are_the_vjps_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
     """The same numbers: each row of the batched call is the VJP of its cotangent, to the
     rounding of a reduction over 4 elements reordered (a few ulps of the largest term)."""
-    calls: list[int] = []
-    batched_backward = autograd._batched_backward
+    def function(x: torch.Tensor) -> torch.Tensor:  # 12 outputs: the full Jacobian, 12 probes
+        return torch.nn.functional.layer_norm(x, (4,)) * torch.tanh(x)
 
-    def counted(*arguments: Any) -> Any:
-        found = batched_backward(*arguments)
-        calls.append(found is not None)
-        return found
-
-    monkeypatch.setattr(autograd, "_batched_backward", counted)
+    calls = _batched_calls(monkeypatch)
     x = torch.randn(3, 4, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
-    (batched,) = gradcheck_lab.check(impl=_layer_norm_with_hook(1.0), inputs={"x": x})
+    (batched,) = gradcheck_lab.check(impl=function, inputs={"x": x})
     assert calls == [True]
     monkeypatch.setattr(autograd, "_batched_backward", lambda *arguments: None)
-    (one_by_one,) = gradcheck_lab.check(impl=_layer_norm_with_hook(1.0), inputs={"x": x})
+    (one_by_one,) = gradcheck_lab.check(impl=function, inputs={"x": x})
     assert batched.status == one_by_one.status == "pass"
     # The margins (worst error over its allowance, reported to 3 digits) measure the same
     # gradients: a row given to the wrong probe would fail, or move the margin by far more.
@@ -286,21 +274,14 @@ def test_a_backward_that_runs_python_is_never_batched(monkeypatch: pytest.Monkey
     """A hook is someone's code in the backward (as a custom Function's backward hidden in a
     CopySlices, or a checkpoint's recomputation): asked once per cotangent, as training asks
     it, never under vmap; the same function without it is batched."""
-    asked: list[int] = []
-    batched_backward = autograd._batched_backward
-
-    def counted(*arguments: Any) -> Any:
-        asked.append(1)
-        return batched_backward(*arguments)
-
-    monkeypatch.setattr(autograd, "_batched_backward", counted)
+    calls = _batched_calls(monkeypatch)
     x = torch.randn(3, 4, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
     (result,) = gradcheck_lab.check(impl=_hooked(lambda grad: grad * 1.0), inputs={"x": x})
     assert result.status == "pass", result.message
-    assert asked == []
+    assert calls == []
     (result,) = gradcheck_lab.check(impl=lambda x: torch.tanh(x * 1), inputs={"x": x})
     assert result.status == "pass", result.message
-    assert asked == [1]
+    assert calls == [True]
 
 
 def test_a_stateful_hook_is_caught_as_it_is_one_probe_at_a_time() -> None:
