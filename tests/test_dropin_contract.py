@@ -18,6 +18,7 @@ from torch.autograd.gradcheck import GradcheckError as TorchGradcheckError
 import gradcheck_lab
 from gradcheck_lab import dropin
 from gradcheck_lab.doors.dropin.arguments import OUTPUT_COPIES
+from gradcheck_lab.doors.dropin.check import results_of
 from gradcheck_lab.errors import BudgetError
 from gradcheck_lab.oracles import autograd
 from tests.conftest import REPO
@@ -424,6 +425,21 @@ def test_a_check_calls_func_a_bounded_number_of_times() -> None:
     assert gradcheck_lab.gradcheck(f, (double(5),))
     assert len(calls) <= 10 + autograd.UNIT_REPEATS
 
+
+def test_a_scalar_outputs_scaled_probe_pass_stands_in_for_the_units_own_passes() -> None:
+    """A scalar output's second cotangent is asked on a graph of its own: a forward+backward
+    the cost unit takes as a sample, so one pass of the unit's own follows, not two (the
+    calls above, and the scaled probe's forward)."""
+    calls: list[int] = []
+
+    def f(x: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return (x.sin() * 2).sum()
+
+    assert gradcheck_lab.gradcheck(f, (double(5),))
+    assert len(calls) <= 10 + autograd.UNIT_REPEATS
+    (result,), _ = results_of(f, (double(5),))
+    assert result.counts["cost_units"] > 0
 
 def test_nondet_tol_allows_a_backward_that_differs_run_to_run_by_that_much() -> None:
     class Noisy(torch.autograd.Function):

@@ -6,6 +6,7 @@ accumulates). An input that gets no gradient counts as zeros, and the result say
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 import time
@@ -24,7 +25,9 @@ from gradcheck_lab.subject.probes import Probe
 # Forward+backward passes timed for the cost unit in a row, besides the oracle's own rerun on
 # fresh leaves; the smallest kept. The first pass after other work runs on cold caches: with
 # one, cost_units measured 0.73-1.17 of the outside figure on the MNIST MLP and the custom
-# Linear (7 rounds each, twice); with two, 0.93-1.00 (benchmarks/network_cost.py).
+# Linear (7 rounds each, twice); with two, 0.93-1.00 (benchmarks/network_cost.py). A scalar
+# output's scaled probe is such a pass already (a fresh graph, right after the first): where
+# the oracle made one, it stands in for one of these.
 UNIT_REPEATS = 2
 SAME_GRAPH = "again, same graph"
 FRESH_GRAPH = "again, fresh graph"
@@ -70,7 +73,8 @@ def gradients(function: FunctionUnderTest, point: Point,
     problems: list[str] = []
     missing: set[str] = set()
     backwards = custom_backwards(out)
-    per_probe, graph = _vjps(function, point, probes, (out, leaves), zeros, missing, problems)
+    per_probe, graph, passes = _vjps(function, point, probes, (out, leaves), zeros, missing,
+                                     problems)
     modified = _modified(before, leaves)
 
     # The same VJP again, through the same graph (state kept on ctx) and from a fresh forward
@@ -99,8 +103,11 @@ def gradients(function: FunctionUnderTest, point: Point,
         _synchronized(device)
         fresh_seconds = clock() - started
         reruns[FRESH_GRAPH] = _as_arrays(grads, names, fresh, zeros, set(), [])
-        # The rerun on fresh leaves is a forward+backward like the unit's: a sample of it.
-        unit = min(fresh_seconds, _forward_backward_seconds(function, point, names, probes[0]))
+        # The rerun on fresh leaves and the scaled probe's pass are forward+backward passes
+        # like the unit's: samples of it.
+        repeats = max(UNIT_REPEATS - len(passes), 0)
+        unit = min([fresh_seconds, *passes, *([_forward_backward_seconds(
+            function, point, names, probes[0], repeats)] if repeats else [])])
     for name in sorted(missing):
         notes.append(f"autograd: no gradient for {name} (backward returned None); "
                      "counted as zeros")
@@ -112,9 +119,12 @@ def gradients(function: FunctionUnderTest, point: Point,
 
 def _vjps(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...],
           graph: tuple[Any, dict[str, Any]], zeros: dict[str, np.ndarray], missing: set[str],
-          problems: list[str]) -> tuple[list[dict[str, np.ndarray]], tuple[Any, dict[str, Any]]]:
+          problems: list[str]) -> tuple[list[dict[str, np.ndarray]], tuple[Any, dict[str, Any]],
+                                        list[float]]:
     """Every probe's VJP through ``graph``, in order, a scaled probe's on a graph of its own;
-    and the graph of the probe that is run again after (``rerun_probe``). Where the first
+    the graph of the probe that is run again after (``rerun_probe``); and the seconds of each
+    scaled probe's forward+backward on its own graph (``cost_clock``: samples of the cost
+    unit). Where the first
     probe's backward ran torch's own formulas alone, no Python of anyone's (cpu, a graph of
     torch's nodes), the others in one batched call (``_batched_backward``); the probe run
     again is always asked alone, so that its three answers are computed the same way."""
@@ -123,6 +133,7 @@ def _vjps(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...],
     out, leaves = graph
     names = [spec.name for spec in function.case.differentiable_inputs]
     found: dict[int, dict[str, np.ndarray]] = {}
+    passes: list[float] = []
     if (len(probes) > _BATCHED_FROM and rerun_probe(probes) == 0
             and function.device == "cpu" and _builtin_graph(out)):
         grads, ran_python = _backward_watched(function, out, leaves, names, probes[0])
@@ -140,13 +151,17 @@ def _vjps(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...],
         # grad_output scaled (a scalar output's second cotangent): on a graph of its own, so
         # that a backward which may run only once per graph is still asked.
         scaled = make_leaves(function.case, point, function.dtype, function.device)
+        clock = cost_clock(function.device)
+        started = clock()
         with torch.enable_grad():
             scaled_out = function(scaled)
         graph = (scaled_out, scaled)
         grads = _backward(function, scaled_out, scaled, names, probe,
                           f" with grad_output {probe.label.removeprefix('cotangent ')}")
+        _synchronized(function.device)
+        passes.append(clock() - started)
         found[k] = _as_arrays(grads, names, scaled, zeros, missing, problems)
-    return [found[k] for k in range(len(probes))], graph
+    return [found[k] for k in range(len(probes))], graph, passes
 
 
 def _backward_watched(function: FunctionUnderTest, out: Any, leaves: dict[str, Any],
@@ -185,7 +200,6 @@ def custom_backwards(out: Any) -> tuple[str, ...]:
     """The backward methods of the custom Functions in ``out``'s graph, where their source
     can be found: "Linear.backward (cases/custom_linear.py:19)"; what a failure points at."""
     import contextlib
-    import inspect
     import os
 
     found: dict[str, None] = {}
@@ -199,20 +213,31 @@ def custom_backwards(out: Any) -> tuple[str, ...]:
         function = getattr(type(node), "_forward_cls", None)
         backward = getattr(function, "backward", None)
         if backward is not None:
-            try:
-                path = inspect.getsourcefile(backward)
-                lines, first = inspect.getsourcelines(backward)
-                # The def line, past decorators (@staticmethod).
-                line = first + next((i for i, text in enumerate(lines)
-                                     if text.lstrip().startswith(("def ", "async def "))), 0)
-            except (OSError, TypeError):
-                path = None
-            if path is not None:
+            where = _source_line(backward)
+            if where is not None:
+                path, line = where
                 with contextlib.suppress(ValueError):  # on another drive (Windows)
                     path = os.path.relpath(path)
                 found[f"{getattr(function, '__qualname__', '?')}.backward ({path}:{line})"] = None
         pending.extend(next_node for next_node, _ in getattr(node, "next_functions", ()))
     return tuple(found)
+
+
+@functools.lru_cache(maxsize=256)
+def _source_line(backward: Callable[..., Any]) -> tuple[str, int] | None:
+    """The file and def line (past decorators) of a backward, or None where its source cannot
+    be found; read once per function (reading the source costs a tenth of a small check)."""
+    import inspect
+
+    try:
+        path = inspect.getsourcefile(backward)
+        lines, first = inspect.getsourcelines(backward)
+    except (OSError, TypeError):
+        return None
+    if path is None:
+        return None
+    return path, first + next((i for i, text in enumerate(lines)
+                               if text.lstrip().startswith(("def ", "async def "))), 0)
 
 
 def vjp_at(function: FunctionUnderTest, values: Mapping[str, np.ndarray],
