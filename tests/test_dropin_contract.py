@@ -20,7 +20,6 @@ from gradcheck_lab import dropin
 from gradcheck_lab.doors.dropin.arguments import OUTPUT_COPIES
 from gradcheck_lab.doors.dropin.check import results_of
 from gradcheck_lab.errors import BudgetError
-from gradcheck_lab.oracles import autograd
 from tests.conftest import REPO
 
 
@@ -413,9 +412,9 @@ def test_a_check_calls_func_a_bounded_number_of_times() -> None:
     """On a real suite each call of func is most of a check's cost (their functions are
     Python-heavy): torch's first call, the trace, the precision measurement's centre (which
     finite differences move from), four along finite differences' direction, autograd's
-    forward and its rerun on a fresh graph, the cost unit's two passes
-    (``autograd.UNIT_REPEATS``) and torch's own undefined-gradient check; no call of the
-    drop-in's own analysis besides."""
+    forward and its rerun on a fresh graph (two samples of the cost unit), one pass of the
+    unit's own (``autograd.UNIT_SAMPLES``) and torch's own undefined-gradient check; no call
+    of the drop-in's own analysis besides."""
     calls: list[int] = []
 
     def f(x: torch.Tensor) -> torch.Tensor:
@@ -423,13 +422,13 @@ def test_a_check_calls_func_a_bounded_number_of_times() -> None:
         return x.sin() * 2
 
     assert gradcheck_lab.gradcheck(f, (double(5),))
-    assert len(calls) <= 10 + autograd.UNIT_REPEATS
+    assert len(calls) <= 11
 
 
 def test_a_scalar_outputs_scaled_probe_pass_stands_in_for_the_units_own_passes() -> None:
     """A scalar output's second cotangent is asked on a graph of its own: a forward+backward
-    the cost unit takes as a sample, so one pass of the unit's own follows, not two (the
-    calls above, and the scaled probe's forward)."""
+    the cost unit takes as its third sample, so no pass of the unit's own follows (the calls
+    above, with the scaled probe's forward in place of the unit's pass)."""
     calls: list[int] = []
 
     def f(x: torch.Tensor) -> torch.Tensor:
@@ -437,7 +436,7 @@ def test_a_scalar_outputs_scaled_probe_pass_stands_in_for_the_units_own_passes()
         return (x.sin() * 2).sum()
 
     assert gradcheck_lab.gradcheck(f, (double(5),))
-    assert len(calls) <= 10 + autograd.UNIT_REPEATS
+    assert len(calls) <= 11
     (result,), _ = results_of(f, (double(5),))
     assert result.counts["cost_units"] > 0
 

@@ -22,13 +22,13 @@ from gradcheck_lab.subject.function import FunctionUnderTest, describe_exception
 from gradcheck_lab.subject.points import Point
 from gradcheck_lab.subject.probes import Probe
 
-# Forward+backward passes timed for the cost unit in a row, besides the oracle's own rerun on
-# fresh leaves; the smallest kept. The first pass after other work runs on cold caches: with
-# one, cost_units measured 0.73-1.17 of the outside figure on the MNIST MLP and the custom
-# Linear (7 rounds each, twice); with two, 0.93-1.00 (benchmarks/network_cost.py). A scalar
-# output's scaled probe is such a pass already (a fresh graph, right after the first): where
-# the oracle made one, it stands in for one of these.
-UNIT_REPEATS = 2
+# Forward+backward passes the cost unit is the smallest of: the oracle's own (its first
+# forward with the first probe's backward, a scalar output's scaled probe on a graph of its
+# own, the rerun on fresh leaves), and passes taken for the unit alone, in a row, up to this
+# many. The first pass after other work runs on cold caches: with two samples, cost_units
+# measured 0.73-1.17 of the outside figure on the MNIST MLP and the custom Linear (7 rounds
+# each, twice); with three, 0.93-1.00 (benchmarks/network_cost.py).
+UNIT_SAMPLES = 3
 SAME_GRAPH = "again, same graph"
 FRESH_GRAPH = "again, fresh graph"
 
@@ -59,8 +59,12 @@ def gradients(function: FunctionUnderTest, point: Point,
     method = f"{function.label}, torch.autograd.grad"
     leaves = make_leaves(case, point, dtype, device)
     before = {name: leaf.detach().clone() for name, leaf in leaves.items()}
+    clock = cost_clock(device)
+    started = clock()
     with torch.enable_grad():
         out = function(leaves)
+    _synchronized(device)
+    forward_seconds = clock() - started
     value = owned(out)
     notes: list[str] = []
     zeros = {name: np.zeros(point.values[name].shape) for name in names}
@@ -73,8 +77,8 @@ def gradients(function: FunctionUnderTest, point: Point,
     problems: list[str] = []
     missing: set[str] = set()
     backwards = custom_backwards(out)
-    per_probe, graph, passes = _vjps(function, point, probes, (out, leaves), zeros, missing,
-                                     problems)
+    per_probe, graph, passes = _vjps(function, point, probes, (out, leaves, forward_seconds),
+                                     zeros, missing, problems)
     modified = _modified(before, leaves)
 
     # The same VJP again, through the same graph (state kept on ctx) and from a fresh forward
@@ -93,7 +97,6 @@ def gradients(function: FunctionUnderTest, point: Point,
         notes.append(f"autograd: a second backward through the same graph is not possible "
                      f"({exc}); statefulness is checked on a fresh graph only")
     fresh = make_leaves(case, point, dtype, device)
-    clock = cost_clock(device)
     started = clock()
     with torch.enable_grad():
         fresh_out = function(fresh)
@@ -103,11 +106,13 @@ def gradients(function: FunctionUnderTest, point: Point,
         _synchronized(device)
         fresh_seconds = clock() - started
         reruns[FRESH_GRAPH] = _as_arrays(grads, names, fresh, zeros, set(), [])
-        # The rerun on fresh leaves and the scaled probe's pass are forward+backward passes
-        # like the unit's: samples of it.
-        repeats = max(UNIT_REPEATS - len(passes), 0)
-        unit = min([fresh_seconds, *passes, *([_forward_backward_seconds(
-            function, point, names, probes[0], repeats)] if repeats else [])])
+        # The oracle's own forward+backward passes are samples of the unit (UNIT_SAMPLES).
+        samples = [*passes, fresh_seconds]
+        repeats = UNIT_SAMPLES - len(samples)
+        if repeats > 0:
+            samples.append(_forward_backward_seconds(function, point, names, probes[0],
+                                                     repeats))
+        unit = min(samples)
     for name in sorted(missing):
         notes.append(f"autograd: no gradient for {name} (backward returned None); "
                      "counted as zeros")
@@ -118,28 +123,36 @@ def gradients(function: FunctionUnderTest, point: Point,
 
 
 def _vjps(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...],
-          graph: tuple[Any, dict[str, Any]], zeros: dict[str, np.ndarray], missing: set[str],
-          problems: list[str]) -> tuple[list[dict[str, np.ndarray]], tuple[Any, dict[str, Any]],
-                                        list[float]]:
-    """Every probe's VJP through ``graph``, in order, a scaled probe's on a graph of its own;
-    the graph of the probe that is run again after (``rerun_probe``); and the seconds of each
-    scaled probe's forward+backward on its own graph (``cost_clock``: samples of the cost
-    unit). Where the first
-    probe's backward ran torch's own formulas alone, no Python of anyone's (cpu, a graph of
-    torch's nodes), the others in one batched call (``_batched_backward``); the probe run
-    again is always asked alone, so that its three answers are computed the same way."""
+          graph: tuple[Any, dict[str, Any], float], zeros: dict[str, np.ndarray],
+          missing: set[str], problems: list[str]
+          ) -> tuple[list[dict[str, np.ndarray]], tuple[Any, dict[str, Any]], list[float]]:
+    """Every probe's VJP through ``graph`` (the output, the leaves and the forward's
+    seconds), in order, a scaled probe's on a graph of its own; the graph of the probe that
+    is run again after (``rerun_probe``); and the seconds of each forward+backward pass made
+    (``cost_clock``: samples of the cost unit): the first forward with the first probe's
+    backward, and each scaled probe's. Where the first probe's backward ran torch's own
+    formulas alone, no Python of anyone's (cpu, a graph of torch's nodes), the others in one
+    batched call (``_batched_backward``); the probe run again is always asked alone, so that
+    its three answers are computed the same way."""
     import torch
 
-    out, leaves = graph
+    out, leaves, forward_seconds = graph
+    rerun_graph = (out, leaves)
     names = [spec.name for spec in function.case.differentiable_inputs]
     found: dict[int, dict[str, np.ndarray]] = {}
-    passes: list[float] = []
+    clock = cost_clock(function.device)
+    started = clock()
     if (len(probes) > _BATCHED_FROM and rerun_probe(probes) == 0
             and function.device == "cpu" and _builtin_graph(out)):
         grads, ran_python = _backward_watched(function, out, leaves, names, probes[0])
-        found[0] = _as_arrays(grads, names, leaves, zeros, missing, problems)
-        batched = None if ran_python else _batched_backward(
-            out, leaves, names, list(probes[1:]), zeros, missing, problems)
+    else:
+        grads, ran_python = _backward(function, out, leaves, names, probes[0], ""), True
+    _synchronized(function.device)
+    passes = [forward_seconds + clock() - started]
+    found[0] = _as_arrays(grads, names, leaves, zeros, missing, problems)
+    if not ran_python:
+        batched = _batched_backward(out, leaves, names, list(probes[1:]), zeros, missing,
+                                    problems)
         found.update(enumerate(batched or [], start=1))
     for k, probe in enumerate(probes):
         if k in found:
@@ -151,17 +164,16 @@ def _vjps(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...],
         # grad_output scaled (a scalar output's second cotangent): on a graph of its own, so
         # that a backward which may run only once per graph is still asked.
         scaled = make_leaves(function.case, point, function.dtype, function.device)
-        clock = cost_clock(function.device)
         started = clock()
         with torch.enable_grad():
             scaled_out = function(scaled)
-        graph = (scaled_out, scaled)
+        rerun_graph = (scaled_out, scaled)
         grads = _backward(function, scaled_out, scaled, names, probe,
                           f" with grad_output {probe.label.removeprefix('cotangent ')}")
         _synchronized(function.device)
         passes.append(clock() - started)
         found[k] = _as_arrays(grads, names, scaled, zeros, missing, problems)
-    return [found[k] for k in range(len(probes))], graph, passes
+    return [found[k] for k in range(len(probes))], rerun_graph, passes
 
 
 def _backward_watched(function: FunctionUnderTest, out: Any, leaves: dict[str, Any],
@@ -271,7 +283,7 @@ def cost_clock(device: str) -> Callable[[], float]:
 
 
 def _forward_backward_seconds(function: FunctionUnderTest, point: Point, names: list[str],
-                              probe: Probe, repeats: int = UNIT_REPEATS) -> float:
+                              probe: Probe, repeats: int) -> float:
     """The median time of a few forward+backward passes on fresh graphs by ``cost_clock``:
     the unit of a check's cost (``pipeline.case_check``)."""
     import statistics
