@@ -441,8 +441,10 @@ def _modified(before: dict[str, Any], leaves: dict[str, Any]) -> dict[str, tuple
     changed = {}
     for name, original in before.items():
         now = leaves[name].detach()
-        same = (torch.allclose(original, now, rtol=0.0, atol=0.0, equal_nan=True)
-                if original.is_floating_point() else torch.equal(original, now))
+        # torch.equal first (one pass, no temporaries): it differs from the NaN-aware
+        # comparison only where a NaN is kept.
+        same = torch.equal(original, now) or (original.is_floating_point() and torch.allclose(
+            original, now, rtol=0.0, atol=0.0, equal_nan=True))
         if not same:
             changed[name] = (owned(original), owned(now))
     return changed

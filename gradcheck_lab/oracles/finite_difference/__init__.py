@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -170,9 +171,13 @@ def joint_screen(function: FunctionUnderTest, point: Point, probes: tuple[Probe,
     cotangents = np.stack([np.asarray(p.cotangent, dtype=np.float64).reshape(-1)
                            for p in probes])
     rng = np.random.default_rng([case.seed, _JOINT_STREAM])
-    parts = {spec.name: rng.standard_normal((count, *point.values[spec.name].shape))
-             * np.maximum(1.0, np.abs(point.values[spec.name])) / np.sqrt(max(spec.size, 1))
-             for spec in differentiable}
+    parts = {}
+    for spec in differentiable:
+        x = point.values[spec.name]
+        part = rng.standard_normal((count, *x.shape))
+        part *= np.maximum(np.abs(x), 1.0)  # in place, the same products in the same order
+        part /= np.sqrt(max(spec.size, 1))
+        parts[spec.name] = part
     directional, errors = [], []
     for j in range(count):
         shifted = moved_along(function, point, {name: part[j] for name, part in parts.items()})
@@ -401,15 +406,21 @@ def focus_elements(case: Case, sym: Gradients, ag: Gradients, count: int,
         for k in range(len(sym.per_probe)):
             s = sym.per_probe[k][spec.name].reshape(-1)
             a = ag.per_probe[k][spec.name].reshape(-1)
-            magnitudes = np.abs(s)
-            finite = np.isfinite(magnitudes)
-            largest = float(magnitudes.max(initial=0.0) if finite.all()
-                            else magnitudes.max(where=finite, initial=0.0))
+            # The largest |s| from the extremes (no temporary) where they are finite.
+            high, low = float(s.max(initial=0.0)), float(s.min(initial=0.0))
+            if math.isfinite(high) and math.isfinite(low):
+                largest = max(high, -low)
+            else:
+                magnitudes = np.abs(s)
+                largest = float(magnitudes.max(where=np.isfinite(magnitudes), initial=0.0))
             scale = max(largest, 1e-300)
             with np.errstate(all="ignore"):
-                gap = np.abs(s - a) / scale
-            gap[np.isnan(gap)] = np.inf  # a nan on either side: as far apart as can be
-            worst = gap if worst is None else np.maximum(worst, gap)
+                gap = np.subtract(s, a)
+                np.abs(gap, out=gap)
+                np.divide(gap, scale, out=gap)
+            if math.isnan(float(gap.max(initial=0.0))):  # NaN carries through max
+                gap[np.isnan(gap)] = np.inf  # a nan on either side: as far apart as can be
+            worst = gap if worst is None else np.maximum(worst, gap, out=worst)
         if worst is None or not worst.size:
             continue
         # Only the elements past ``least`` are ranked (nan compares false: kept).
