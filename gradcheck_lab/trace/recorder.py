@@ -81,7 +81,9 @@ class Recorder:
         import torch
 
         self.budget.check_deadline()
-        name = str(func)
+        name = _NAMES.get(func)
+        if name is None:
+            name = _NAMES[func] = str(func)
         # Only a real value carries a gradient: what is made from integer and bool values
         # alone (a sort's indices gathered, a mask counted) is a constant, which torch
         # computes here with its own dtypes (int plus 1.0 is float32 in torch). Integer and
@@ -96,6 +98,7 @@ class Recorder:
 
 
 _MODE_CLASS: list[type] = []
+_NAMES: dict[Any, str] = {}  # an aten overload -> its name ("aten.mul.Tensor"), made once
 
 
 def recording_mode(recorder: Recorder) -> Any:

@@ -114,11 +114,27 @@ def user_frame() -> str:
     outside gradcheck-lab."""
     frame: types.FrameType | None = sys._getframe(2)
     while frame is not None:
-        path = frame.f_code.co_filename
-        if not (path.startswith(_OWN_DIR) or _TORCH_DIR in path or path.startswith("<")):
-            return f" (at {os.path.basename(path)}:{frame.f_lineno})"
+        code = frame.f_code
+        skipped = _NOT_USERS.get(code)
+        if skipped is None:
+            skipped = _not_users(code.co_filename)
+            if len(_NOT_USERS) >= _MAX_CODES_KNOWN:
+                _NOT_USERS.clear()
+            _NOT_USERS[code] = skipped
+        if not skipped:
+            return f" (at {os.path.basename(code.co_filename)}:{frame.f_lineno})"
         frame = frame.f_back
     return ""
+
+
+# Each code object met, whether it is torch's or gradcheck-lab's own (``user_frame`` walks a
+# dozen frames at every op the forward runs; the paths are compared once per code object).
+_NOT_USERS: dict[types.CodeType, bool] = {}
+_MAX_CODES_KNOWN = 10_000
+
+
+def _not_users(path: str) -> bool:
+    return path.startswith(_OWN_DIR) or _TORCH_DIR in path or path.startswith("<")
 
 
 def leaves(values: Any) -> Iterator[Any]:

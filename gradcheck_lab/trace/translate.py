@@ -202,9 +202,17 @@ def written(func: Any, mutated: list[int], args: tuple[Any, ...],
 
 def mutated_arguments(func: Any) -> list[int]:
     """The positions of the arguments an op writes into (``self`` for ``add_``; an out=
-    keyword is past the positional ones)."""
-    return [i for i, argument in enumerate(func._schema.arguments)
-            if argument.alias_info is not None and argument.alias_info.is_write]
+    keyword is past the positional ones); read from the schema once per op (the recorder
+    asks at every op the forward runs)."""
+    known = _MUTATED.get(func)
+    if known is None:
+        known = _MUTATED[func] = tuple(
+            i for i, argument in enumerate(func._schema.arguments)
+            if argument.alias_info is not None and argument.alias_info.is_write)
+    return list(known)
+
+
+_MUTATED: dict[Any, tuple[int, ...]] = {}  # an aten overload -> its written positions
 
 
 def _functional_twin(func: Any) -> Any:

@@ -102,16 +102,23 @@ def _schema(name: str) -> Any:
 def bound(name: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Args:
     """The op's arguments by their schema names, defaults filled in."""
     given: Args = {}
-    for position, argument in enumerate(_schema(name).arguments):
-        if position < len(args) and not argument.kwarg_only:
-            given[argument.name] = args[position]
-        elif argument.name in kwargs:
-            given[argument.name] = kwargs[argument.name]
-        elif argument.has_default_value():
-            given[argument.name] = argument.default_value
-        else:
-            given[argument.name] = None
+    for position, (argument, kwarg_only, default) in enumerate(_signature(name)):
+        if position < len(args) and not kwarg_only:
+            given[argument] = args[position]
+        elif argument in kwargs:
+            given[argument] = kwargs[argument]
+        else:  # a list default copied: a translation may not change the next call's
+            given[argument] = list(default) if isinstance(default, list) else default
     return given
+
+
+@cache
+def _signature(name: str) -> tuple[tuple[str, bool, Any], ...]:
+    """Each argument's name, whether it is keyword-only, and its default (None where it has
+    none): the schema read once per op (``bound`` runs at every step written)."""
+    return tuple((argument.name, argument.kwarg_only,
+                  argument.default_value if argument.has_default_value() else None)
+                 for argument in _schema(name).arguments)
 
 
 def ints(value: Any) -> tuple[int, ...]:
