@@ -144,3 +144,54 @@ def test_a_wrong_reach_rule_is_caught_by_the_plain_call_it_is_checked_against(
     method = result.oracles["finite_difference"]
     assert "vmap's values differ from a plain call's by more than round-off" in method
     assert "evaluated only where" not in method
+
+
+def test_the_full_error_bars_are_the_per_element_ones_batched() -> None:
+    """The sampled full bars (h vs 2h, fourth difference) come from four batched forwards,
+    and are the bars ``partial_difference`` takes one element at a time: the same moved
+    values, the same formula."""
+    import numpy as np
+
+    from gradcheck_lab.casefile import build_case
+    from gradcheck_lab.oracles.finite_difference import CENTER, evaluate_at, partial_difference
+    from gradcheck_lab.oracles.finite_difference.exhaustive import _Batched, _FullBars
+    from gradcheck_lab.subject.function import Subject
+    from gradcheck_lab.subject.points import make_point
+    from gradcheck_lab.subject.precision import FLOAT64
+
+    case = build_case({"inputs": {"x": {"shape": [3, 5], "init": "randn", "seed": 2}},
+                       "output": "sin(x) * exp(x)"}, label="<t>", base_dir=None,
+                      default_name="bars")
+    point = make_point(case, "float64")
+    function = Subject.on(case, "float64", "cpu").reference
+    center = evaluate_at(function, point.values, CENTER)
+    magnitudes = np.abs(np.random.default_rng(0).standard_normal((2, center.size)))
+    base = function.input_tensors(point.values, center=True)
+    steps = FLOAT64.relative_step * torch.clamp(base["x"].reshape(-1).abs(), min=1.0)
+    batched = _Batched(function, base, [0], 1e-12)
+    bars = _FullBars(batched, "x", steps, center, magnitudes, 0.0, FLOAT64, batch=4)
+    flats = np.array([0, 7, 3, 14, 9])
+    x = point.values["x"]
+
+    def at(moved: np.ndarray) -> np.ndarray:
+        return evaluate_at(function, {"x": moved}, frozenset({"x"}))
+
+    one_at_a_time = np.stack([magnitudes @ partial_difference(at, x, int(flat), center, 0.0)[1]
+                              for flat in flats], axis=1)
+    np.testing.assert_allclose(bars.of(flats), one_at_a_time, rtol=1e-12, atol=0)
+
+
+def test_an_untraceable_functions_error_bars_cost_batched_calls_not_four_an_element() -> None:
+    """Without the symbolic oracle every partial is taken, batched; the 32 sampled full
+    error bars were four plain calls each (128 calls); batched, four calls in all."""
+    import gradcheck_lab
+
+    calls: list[int] = []
+
+    def f(x: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return torch.lgamma(x + 1.5) * x  # lgamma: no translation, two oracles
+
+    x = torch.rand(6, 7, dtype=torch.float64, requires_grad=True)
+    assert gradcheck_lab.gradcheck(f, (x,))
+    assert len(calls) < 4 * SAMPLE

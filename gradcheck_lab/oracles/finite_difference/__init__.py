@@ -481,12 +481,20 @@ def central_difference(shifted: Callable[[float], np.ndarray], center: np.ndarra
     outputs = {0: center}
     for multiple in (1, -1, 2, -2):
         outputs[multiple] = shifted(multiple * step)
+    return difference_and_bar(outputs, step, term_scale, roundoff_per_evaluation)
+
+
+def difference_and_bar(outputs: Mapping[int, np.ndarray], step: float | np.ndarray,
+                       term_scale: float, roundoff_per_evaluation: float = EPS64
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """``central_difference`` from F at 0, ±h and ±2h (``outputs`` by multiple of h),
+    elementwise: several steps at once where ``step`` is a column, a row of F each."""
     with np.errstate(all="ignore"):
         at_h = (outputs[1] - outputs[-1]) / (2 * step)
         at_2h = (outputs[2] - outputs[-2]) / (4 * step)
         fourth = fourth_difference(outputs)
-        magnitude = np.maximum(np.max(np.abs(np.stack(list(outputs.values()))), axis=0),
-                               term_scale)
+        magnitude = np.maximum(np.max(np.abs(np.stack(np.broadcast_arrays(
+            *outputs.values()))), axis=0), term_scale)
         roundoff = ROUNDOFF_FACTOR * roundoff_per_evaluation * magnitude / step
         error = np.abs(at_h - at_2h) + np.abs(fourth) / (2 * step) + roundoff
     return at_h, error

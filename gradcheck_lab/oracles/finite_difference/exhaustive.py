@@ -16,8 +16,8 @@ calls: one element moved in place, the function called, the element put back.
 
 Each estimate gets the round-off part of its error bar directly. The truncation part, which
 needs steps 2h and the fourth difference (four more forwards), is measured on a seeded sample
-of elements and on every element that disagrees with the reference; the sample's largest
-truncation error stands for the rest of the input.
+of elements and on every element that disagrees with the reference, batched as the partials
+are; the sample's largest truncation error stands for the rest of the input.
 """
 
 from __future__ import annotations
@@ -32,9 +32,8 @@ from gradcheck_lab.oracles.finite_difference import (
     CENTER,
     ROUNDOFF_FACTOR,
     called_in_note,
-    evaluate_at,
+    difference_and_bar,
     method,
-    partial_difference,
 )
 from gradcheck_lab.program import Program
 from gradcheck_lab.subject.function import FunctionUnderTest
@@ -92,17 +91,17 @@ def estimate(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...
             done += len(indices)
             if progress is not None:
                 progress(done, total)
-        batched.release(spec.name)
         partials_np = partials.cpu().numpy()
         # Round-off: a few ulps of the function's values (or a larger intermediate), over h.
         roundoff = (ROUNDOFF_FACTOR * precision.roundoff * magnitude
                     / steps.cpu().numpy())[None, :] * (
             np.abs(cotangents.cpu().numpy()).sum(axis=1)[:, None])
-        errors = _error_bars(point, spec.name, number, partials_np, roundoff, function,
-                             center.cpu().numpy(), cotangents.cpu().numpy(), term_scale,
+        bars = _FullBars(batched, spec.name, steps, center.cpu().numpy(),
+                         np.abs(cotangents.cpu().numpy()), term_scale, precision, size)
+        errors = _error_bars(bars, case.seed, number, partials_np, roundoff,
                              None if reference is None else [r[spec.name].reshape(-1)
-                                                             for r in reference],
-                             evaluations, precision)
+                                                             for r in reference])
+        batched.release(spec.name)
         per_input[spec.name] = Estimates(
             indices=np.arange(x.numel()), partials=partials_np, partial_errors=errors,
             directions=np.zeros((0, *spec.shape)), directional=np.zeros((len(probes), 0)),
@@ -256,38 +255,57 @@ class _Batched:
         return torch.stack(rows).to(torch.float64)
 
 
-def _error_bars(point: Point, name: str, number: int, partials: np.ndarray,
-                roundoff: np.ndarray, function: FunctionUnderTest, center: np.ndarray,
-                cotangents: np.ndarray, term_scale: float,
-                reference: list[np.ndarray] | None, evaluations: list[int],
-                precision: Precision) -> np.ndarray:
+def _error_bars(bars: _FullBars, seed: int, number: int, partials: np.ndarray,
+                roundoff: np.ndarray, reference: list[np.ndarray] | None) -> np.ndarray:
     """Round-off for every element; the full bar (h vs 2h, fourth difference) on a sample and
     on the elements that disagree with the reference beyond the sample-based bar."""
-
-    x = point.values[name]
-    size = x.size
-    rng = np.random.default_rng([function.case.seed, _SAMPLE_STREAM, number])
+    size = partials.shape[1]
+    rng = np.random.default_rng([seed, _SAMPLE_STREAM, number])
     sample = rng.choice(size, size=min(SAMPLE, size), replace=False)
-
-    def at(moved: np.ndarray) -> np.ndarray:
-        evaluations[0] += 1
-        return evaluate_at(function, {**point.values, name: moved}, frozenset({name}))
-
-    def full_bar(flat: int) -> np.ndarray:
-        _, error = partial_difference(at, x, flat, center, term_scale, precision)
-        return np.abs(cotangents) @ error
-
     errors = roundoff.copy()
-    truncation = np.zeros(len(cotangents))
-    for flat in sample:
-        measured = full_bar(int(flat))
-        errors[:, flat] = np.maximum(errors[:, flat], measured)
-        truncation = np.maximum(truncation, measured)
+    measured = bars.of(sample)
+    errors[:, sample] = np.maximum(errors[:, sample], measured)
+    # The sample's largest truncation error stands for every element (NaN carries through).
+    truncation = np.maximum(np.zeros(len(errors)), measured.max(axis=1, initial=-np.inf))
     errors = np.maximum(errors, truncation[:, None])
     if reference is not None:
         with np.errstate(all="ignore"):
             gap = np.max([np.abs(partials[k] - reference[k]) - 2 * errors[k]
                           for k in range(len(reference))], axis=0)
-        for flat in np.flatnonzero(~(gap <= 0)):
-            errors[:, flat] = np.maximum(roundoff[:, flat], full_bar(int(flat)))
+        disagreeing = np.flatnonzero(~(gap <= 0))
+        if disagreeing.size:
+            errors[:, disagreeing] = np.maximum(roundoff[:, disagreeing],
+                                                bars.of(disagreeing))
     return errors
+
+
+class _FullBars:
+    """The full error bar of each partial asked for (|cotangent| · the bar of its column):
+    f at ±h and ±2h of the element, through the batches the partials went through (four
+    batched forwards for a sample, not four calls an element), the bar as
+    ``central_difference`` takes it."""
+
+    def __init__(self, batched: _Batched, name: str, steps: Any, center: np.ndarray,
+                 magnitudes: np.ndarray, term_scale: float, precision: Precision,
+                 batch: int) -> None:
+        self.batched, self.name, self.steps = batched, name, steps
+        self.center, self.magnitudes = center, magnitudes
+        self.term_scale, self.precision, self.batch = term_scale, precision, batch
+
+    def of(self, flats: np.ndarray) -> np.ndarray:
+        """(probes, len(flats)): each element's full bar, projected on each cotangent."""
+        import torch
+
+        bars = np.zeros((len(self.magnitudes), len(flats)))
+        for start in range(0, len(flats), self.batch):
+            chunk = flats[start:start + self.batch]
+            indices = torch.as_tensor(chunk, dtype=torch.int64, device=self.steps.device)
+            steps = self.steps[indices]
+            outputs = {0: self.center}
+            for multiple in (1, -1, 2, -2):  # x + (m·h): the moves partial_difference makes
+                outputs[multiple] = self.batched(self.name, indices,
+                                                 multiple * steps).cpu().numpy()
+            _, error = difference_and_bar(outputs, steps.cpu().numpy()[:, None],
+                                          self.term_scale, self.precision.roundoff)
+            bars[:, start:start + len(chunk)] = self.magnitudes @ error.T
+        return bars
