@@ -169,21 +169,31 @@ def test_the_full_error_bars_are_the_per_element_ones_batched() -> None:
     base = function.input_tensors(point.values, center=True)
     steps = FLOAT64.relative_step * torch.clamp(base["x"].reshape(-1).abs(), min=1.0)
     batched = _Batched(function, base, [0], 1e-12)
-    bars = _FullBars(batched, "x", steps, center, magnitudes, 0.0, FLOAT64, batch=4)
     flats = np.array([0, 7, 3, 14, 9])
     x = point.values["x"]
 
     def at(moved: np.ndarray) -> np.ndarray:
         return evaluate_at(function, {"x": moved}, frozenset({"x"}))
 
+    def moved_by(flat: int, step: float) -> np.ndarray:
+        moved = x.copy().reshape(-1)
+        moved[flat] += step
+        return at(moved.reshape(x.shape))
+
     one_at_a_time = np.stack([magnitudes @ partial_difference(at, x, int(flat), center, 0.0)[1]
                               for flat in flats], axis=1)
-    np.testing.assert_allclose(bars.of(flats), one_at_a_time, rtol=1e-12, atol=0)
+    # f(x ± h) evaluated afresh, and taken from the partials' own evaluations.
+    known = {int(flat): (moved_by(flat, float(steps[flat])), moved_by(flat, -float(steps[flat])))
+             for flat in flats}
+    for at_h in ({}, known):
+        bars = _FullBars(batched, "x", steps, center, magnitudes, 0.0, FLOAT64, 4, at_h)
+        np.testing.assert_allclose(bars.of(flats), one_at_a_time, rtol=1e-12, atol=0)
 
 
 def test_an_untraceable_functions_error_bars_cost_batched_calls_not_four_an_element() -> None:
     """Without the symbolic oracle every partial is taken, batched; the 32 sampled full
-    error bars were four plain calls each (128 calls); batched, four calls in all."""
+    error bars were four plain calls each (128 calls); now f(x ± h) is the partials' own,
+    and f(x ± 2h) two batched calls."""
     import gradcheck_lab
 
     calls: list[int] = []

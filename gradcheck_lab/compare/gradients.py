@@ -239,7 +239,7 @@ class _InputGradient:
             gap = np.subtract(s, a)
             np.abs(gap, out=gap)
         if finite:  # the usual case: no element outside the domain, one pass each
-            outside = np.zeros(s.shape, dtype=bool)
+            outside: np.ndarray | None = None
             agreeing = gap <= allowed
             if not agreeing.all():
                 agreeing |= self.rule.flushed(s, a)
@@ -260,7 +260,9 @@ class _InputGradient:
                                      finite)
         probed = [ProbedGradient(k, s[k], a[k], float(scales[k]), bound_s[k], bound_a[k],
                                  agreeing[k]) for k in range(count)]
-        return probed, [np.flatnonzero(row) for row in outside]
+        nothing = np.zeros(0, dtype=np.int64)
+        return probed, ([nothing] * count if outside is None
+                        else [np.flatnonzero(row) for row in outside])
 
     def measure_margin(self, gap: np.ndarray, allowed: np.ndarray,
                        counted: np.ndarray | None) -> None:

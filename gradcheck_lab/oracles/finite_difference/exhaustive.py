@@ -82,12 +82,17 @@ def estimate(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...
         steps = precision.relative_step * torch.clamp(x.abs(), min=1.0)
         partials = torch.empty((len(probes), x.numel()), dtype=torch.float64, device=device)
         size = batch_size(case.program, spec.name)
+        sample = _sample(case.seed, number, x.numel())
+        at_h: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # the sample's f(x ± h)
         for start in range(0, x.numel(), size):
             indices = torch.arange(start, min(start + size, x.numel()), device=device)
             plus = batched(spec.name, indices, steps[indices])
             minus = batched(spec.name, indices, -steps[indices])
             columns = (plus - minus) / (2 * steps[indices, None])  # (batch, outputs)
             partials[:, indices] = cotangents @ columns.T
+            for flat in sample[(sample >= start) & (sample < start + len(indices))]:
+                at_h[int(flat)] = (plus[flat - start].cpu().numpy(),
+                                   minus[flat - start].cpu().numpy())
             done += len(indices)
             if progress is not None:
                 progress(done, total)
@@ -97,8 +102,8 @@ def estimate(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...
                     / steps.cpu().numpy())[None, :] * (
             np.abs(cotangents.cpu().numpy()).sum(axis=1)[:, None])
         bars = _FullBars(batched, spec.name, steps, center.cpu().numpy(),
-                         np.abs(cotangents.cpu().numpy()), term_scale, precision, size)
-        errors = _error_bars(bars, case.seed, number, partials_np, roundoff,
+                         np.abs(cotangents.cpu().numpy()), term_scale, precision, size, at_h)
+        errors = _error_bars(bars, sample, partials_np, roundoff,
                              None if reference is None else [r[spec.name].reshape(-1)
                                                              for r in reference])
         batched.release(spec.name)
@@ -255,13 +260,16 @@ class _Batched:
         return torch.stack(rows).to(torch.float64)
 
 
-def _error_bars(bars: _FullBars, seed: int, number: int, partials: np.ndarray,
-                roundoff: np.ndarray, reference: list[np.ndarray] | None) -> np.ndarray:
-    """Round-off for every element; the full bar (h vs 2h, fourth difference) on a sample and
-    on the elements that disagree with the reference beyond the sample-based bar."""
-    size = partials.shape[1]
+def _sample(seed: int, number: int, size: int) -> np.ndarray:
+    """The seeded elements of input ``number`` whose error bars are measured in full."""
     rng = np.random.default_rng([seed, _SAMPLE_STREAM, number])
-    sample = rng.choice(size, size=min(SAMPLE, size), replace=False)
+    return rng.choice(size, size=min(SAMPLE, size), replace=False)
+
+
+def _error_bars(bars: _FullBars, sample: np.ndarray, partials: np.ndarray,
+                roundoff: np.ndarray, reference: list[np.ndarray] | None) -> np.ndarray:
+    """Round-off for every element; the full bar (h vs 2h, fourth difference) on ``sample``
+    and on the elements that disagree with the reference beyond the sample-based bar."""
     errors = roundoff.copy()
     measured = bars.of(sample)
     errors[:, sample] = np.maximum(errors[:, sample], measured)
@@ -281,16 +289,18 @@ def _error_bars(bars: _FullBars, seed: int, number: int, partials: np.ndarray,
 
 class _FullBars:
     """The full error bar of each partial asked for (|cotangent| · the bar of its column):
-    f at ±h and ±2h of the element, through the batches the partials went through (four
+    f at ±h and ±2h of the element, through the batches the partials went through (a few
     batched forwards for a sample, not four calls an element), the bar as
-    ``central_difference`` takes it."""
+    ``central_difference`` takes it. ``at_h``: f at ±h where the partials kept it (the
+    sample's), so that only ±2h is evaluated again."""
 
     def __init__(self, batched: _Batched, name: str, steps: Any, center: np.ndarray,
                  magnitudes: np.ndarray, term_scale: float, precision: Precision,
-                 batch: int) -> None:
+                 batch: int, at_h: dict[int, tuple[np.ndarray, np.ndarray]]) -> None:
         self.batched, self.name, self.steps = batched, name, steps
         self.center, self.magnitudes = center, magnitudes
         self.term_scale, self.precision, self.batch = term_scale, precision, batch
+        self.at_h = at_h
 
     def of(self, flats: np.ndarray) -> np.ndarray:
         """(probes, len(flats)): each element's full bar, projected on each cotangent."""
@@ -302,9 +312,13 @@ class _FullBars:
             indices = torch.as_tensor(chunk, dtype=torch.int64, device=self.steps.device)
             steps = self.steps[indices]
             outputs = {0: self.center}
+            if all(int(flat) in self.at_h for flat in chunk):
+                outputs[1] = np.stack([self.at_h[int(flat)][0] for flat in chunk])
+                outputs[-1] = np.stack([self.at_h[int(flat)][1] for flat in chunk])
             for multiple in (1, -1, 2, -2):  # x + (m·h): the moves partial_difference makes
-                outputs[multiple] = self.batched(self.name, indices,
-                                                 multiple * steps).cpu().numpy()
+                if multiple not in outputs:
+                    outputs[multiple] = self.batched(self.name, indices,
+                                                     multiple * steps).cpu().numpy()
             _, error = difference_and_bar(outputs, steps.cpu().numpy()[:, None],
                                           self.term_scale, self.precision.roundoff)
             bars[:, start:start + len(chunk)] = self.magnitudes @ error.T
