@@ -402,27 +402,28 @@ def focus_elements(case: Case, sym: Gradients, ag: Gradients, count: int,
     Elements whose relative gap is at most ``least`` are agreed on and never chosen."""
     candidates: list[tuple[float, str, int]] = []
     for spec in case.differentiable_inputs:
-        worst = None
-        for k in range(len(sym.per_probe)):
-            s = sym.per_probe[k][spec.name].reshape(-1)
-            a = ag.per_probe[k][spec.name].reshape(-1)
-            # The largest |s| from the extremes (no temporary) where they are finite.
-            high, low = float(s.max(initial=0.0)), float(s.min(initial=0.0))
-            if math.isfinite(high) and math.isfinite(low):
-                largest = max(high, -low)
-            else:
-                magnitudes = np.abs(s)
-                largest = float(magnitudes.max(where=np.isfinite(magnitudes), initial=0.0))
-            scale = max(largest, 1e-300)
-            with np.errstate(all="ignore"):
-                gap = np.subtract(s, a)
-                np.abs(gap, out=gap)
-                np.divide(gap, scale, out=gap)
-            if math.isnan(float(gap.max(initial=0.0))):  # NaN carries through max
-                gap[np.isnan(gap)] = np.inf  # a nan on either side: as far apart as can be
-            worst = gap if worst is None else np.maximum(worst, gap, out=worst)
-        if worst is None or not worst.size:
+        if not sym.per_probe:
             continue
+        # Every probe at once, a row each.
+        s = np.stack([p[spec.name].reshape(-1) for p in sym.per_probe])
+        a = np.stack([p[spec.name].reshape(-1) for p in ag.per_probe])
+        if not s.shape[1]:
+            continue
+        # The largest |s| of each row from its extremes (no temporary) where they are finite.
+        high, low = s.max(axis=1, initial=0.0), s.min(axis=1, initial=0.0)
+        if np.isfinite(high).all() and np.isfinite(low).all():
+            largest = np.maximum(high, -low)
+        else:
+            magnitudes = np.abs(s)
+            largest = magnitudes.max(axis=1, where=np.isfinite(magnitudes), initial=0.0)
+        scale = np.maximum(largest, 1e-300)[:, None]
+        with np.errstate(all="ignore"):
+            gap = np.subtract(s, a)
+            np.abs(gap, out=gap)
+            np.divide(gap, scale, out=gap)
+        if math.isnan(float(gap.max(initial=0.0))):  # NaN carries through max
+            gap[np.isnan(gap)] = np.inf  # a nan on either side: as far apart as can be
+        worst = gap.max(axis=0)
         # Only the elements past ``least`` are ranked (nan compares false: kept).
         eligible = np.flatnonzero(~(worst <= least))
         top = eligible[np.argsort(-worst[eligible], kind="stable")[:count]]
