@@ -485,6 +485,9 @@ def owned(tensor: Any) -> np.ndarray:
 
     if tensor._is_zerotensor():
         return np.zeros(tuple(tensor.shape))
+    if (tensor.dtype == torch.float64 and tensor.device.type == "cpu" and not tensor.is_neg()
+            and not tensor.is_conj()):  # the usual case, without the conversions below
+        return np.array(tensor.detach().numpy(), copy=True)
     # A backward may return a lazy negation (the gradient through conj or imag): numpy
     # reads values, not views with pending bits.
     return np.array(tensor.detach().resolve_neg().resolve_conj().to(torch.float64).cpu()
