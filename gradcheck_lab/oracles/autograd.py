@@ -24,10 +24,12 @@ from gradcheck_lab.subject.probes import Probe
 
 # Forward+backward passes the cost unit is the smallest of: the oracle's own (its first
 # forward with the first probe's backward, a scalar output's scaled probe on a graph of its
-# own, the rerun on fresh leaves), and passes taken for the unit alone, in a row, up to this
-# many. The first pass after other work runs on cold caches: with two samples, cost_units
-# measured 0.73-1.17 of the outside figure on the MNIST MLP and the custom Linear (7 rounds
-# each, twice); with three, 0.93-1.00 (benchmarks/network_cost.py).
+# own, the rerun on fresh leaves), and at least one taken for the unit alone, right after
+# the rerun, up to this many in all. The first pass after other work runs on cold caches:
+# with two samples, cost_units measured 0.73-1.17 of the outside figure on the MNIST MLP and
+# the custom Linear (7 rounds each, twice); with three, 0.93-1.00; with the oracle's own three
+# and none of the unit's, 0.76-0.85 on the MNIST MLP at first and second order
+# (benchmarks/network_cost.py): a pass right after a pass is what a warm pass costs.
 UNIT_SAMPLES = 3
 SAME_GRAPH = "again, same graph"
 FRESH_GRAPH = "again, fresh graph"
@@ -108,10 +110,8 @@ def gradients(function: FunctionUnderTest, point: Point,
         reruns[FRESH_GRAPH] = _as_arrays(grads, names, fresh, zeros, set(), [])
         # The oracle's own forward+backward passes are samples of the unit (UNIT_SAMPLES).
         samples = [*passes, fresh_seconds]
-        repeats = UNIT_SAMPLES - len(samples)
-        if repeats > 0:
-            samples.append(_forward_backward_seconds(function, point, names, probes[0],
-                                                     repeats))
+        repeats = max(UNIT_SAMPLES - len(samples), 1)
+        samples.append(_forward_backward_seconds(function, point, names, probes[0], repeats))
         unit = min(samples)
     for name in sorted(missing):
         notes.append(f"autograd: no gradient for {name} (backward returned None); "
