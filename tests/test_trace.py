@@ -223,3 +223,27 @@ def test_a_traced_evaluation_holds_at_its_own_inputs_bit_for_bit() -> None:
     assert not at.holds_at({"x": np.array([0.0, 1.5], dtype=np.float32)})
     assert not at.holds_at({"x": np.array([[0.0, 1.5]])})
     assert not at.holds_at({})
+
+
+def test_where_a_step_was_made_is_told_by_file_not_by_code_alone() -> None:
+    """Two helpers of the same source in two files have equal code objects: the one inside
+    torch is skipped, the user's is where the step was made."""
+    import os
+
+    import torch
+
+    from gradcheck_lab.trace import tape
+
+    source = "def helper(probe):\n    return probe()\n"
+    inside: dict[str, Any] = {}
+    outside: dict[str, Any] = {}
+    exec(compile(source, os.path.join(os.path.dirname(torch.__file__), "helper.py"), "exec"),
+         inside)
+    exec(compile(source, os.path.join("somewhere", "model.py"), "exec"), outside)
+    assert inside["helper"].__code__ == outside["helper"].__code__
+
+    def probe() -> str:
+        return tape.user_frame()  # the frame two up: the helper's
+
+    assert "model.py" not in inside["helper"](probe)
+    assert outside["helper"](probe) == " (at model.py:2)"

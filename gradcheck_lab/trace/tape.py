@@ -114,23 +114,19 @@ def user_frame() -> str:
     outside gradcheck-lab."""
     frame: types.FrameType | None = sys._getframe(2)
     while frame is not None:
-        code = frame.f_code
-        skipped = _NOT_USERS.get(code)
+        path = frame.f_code.co_filename
+        skipped = _NOT_USERS.get(path)
         if skipped is None:
-            skipped = _not_users(code.co_filename)
-            if len(_NOT_USERS) >= _MAX_CODES_KNOWN:
-                _NOT_USERS.clear()
-            _NOT_USERS[code] = skipped
+            skipped = _NOT_USERS[path] = _not_users(path)
         if not skipped:
-            return f" (at {os.path.basename(code.co_filename)}:{frame.f_lineno})"
+            return f" (at {os.path.basename(path)}:{frame.f_lineno})"
         frame = frame.f_back
     return ""
 
 
-# Each code object met, whether it is torch's or gradcheck-lab's own (``user_frame`` walks a
-# dozen frames at every op the forward runs; the paths are compared once per code object).
-_NOT_USERS: dict[types.CodeType, bool] = {}
-_MAX_CODES_KNOWN = 10_000
+# Each file met, whether it is torch's or gradcheck-lab's own (``user_frame`` walks a dozen
+# frames at every op the forward runs; each path is compared once).
+_NOT_USERS: dict[str, bool] = {}
 
 
 def _not_users(path: str) -> bool:

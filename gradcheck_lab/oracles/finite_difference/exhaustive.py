@@ -90,9 +90,12 @@ def estimate(function: FunctionUnderTest, point: Point, probes: tuple[Probe, ...
             minus = batched(spec.name, indices, -steps[indices])
             columns = (plus - minus) / (2 * steps[indices, None])  # (batch, outputs)
             partials[:, indices] = cotangents @ columns.T
-            for flat in sample[(sample >= start) & (sample < start + len(indices))]:
-                at_h[int(flat)] = (plus[flat - start].cpu().numpy(),
-                                   minus[flat - start].cpu().numpy())
+            if not batched.vmapped.get(spec.name, False):
+                # Plain calls: the sample's f(x ± h) are the values its bars would take again
+                # (copies: a view would keep the whole batch alive).
+                for flat in sample[(sample >= start) & (sample < start + len(indices))]:
+                    at_h[int(flat)] = (plus[flat - start].cpu().numpy().copy(),
+                                       minus[flat - start].cpu().numpy().copy())
             done += len(indices)
             if progress is not None:
                 progress(done, total)
@@ -181,6 +184,14 @@ class _Batched:
                 return self._first(name, indices, steps)
             if self.vmapped[name]:
                 return self._vmap(name, indices, steps)
+            return self._plain(name, indices, steps)
+
+    def plain(self, name: str, indices: Any, steps: Any) -> Any:
+        """``self(...)`` by plain calls whatever the input's batches went through."""
+        import torch
+
+        self.evaluations[0] += len(indices)
+        with torch.no_grad():
             return self._plain(name, indices, steps)
 
     def _first(self, name: str, indices: Any, steps: Any) -> Any:
@@ -289,10 +300,10 @@ def _error_bars(bars: _FullBars, sample: np.ndarray, partials: np.ndarray,
 
 class _FullBars:
     """The full error bar of each partial asked for (|cotangent| · the bar of its column):
-    f at ±h and ±2h of the element, through the batches the partials went through (a few
-    batched forwards for a sample, not four calls an element), the bar as
-    ``central_difference`` takes it. ``at_h``: f at ±h where the partials kept it (the
-    sample's), so that only ±2h is evaluated again."""
+    f at ±h and ±2h of the element by plain calls, the bar as ``central_difference`` takes
+    it. ``at_h``: f at ±h where the partials took it by plain calls too (the sample's), so
+    that only ±2h is evaluated again (batched values may differ from a plain call's by
+    round-off, which a bar is made of: those are not reused)."""
 
     def __init__(self, batched: _Batched, name: str, steps: Any, center: np.ndarray,
                  magnitudes: np.ndarray, term_scale: float, precision: Precision,
@@ -317,9 +328,10 @@ class _FullBars:
                 outputs[-1] = np.stack([self.at_h[int(flat)][1] for flat in chunk])
             for multiple in (1, -1, 2, -2):  # x + (m·h): the moves partial_difference makes
                 if multiple not in outputs:
-                    outputs[multiple] = self.batched(self.name, indices,
-                                                     multiple * steps).cpu().numpy()
+                    outputs[multiple] = self.batched.plain(self.name, indices,
+                                                           multiple * steps).cpu().numpy()
             _, error = difference_and_bar(outputs, steps.cpu().numpy()[:, None],
                                           self.term_scale, self.precision.roundoff)
-            bars[:, start:start + len(chunk)] = self.magnitudes @ error.T
+            for row, column in enumerate(error):  # each as one element's bar is summed
+                bars[:, start + row] = self.magnitudes @ column
         return bars
