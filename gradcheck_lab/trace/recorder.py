@@ -33,6 +33,7 @@ no gradient flows through); here, the dispatch mode that hands each op to one of
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -81,9 +82,7 @@ class Recorder:
         import torch
 
         self.budget.check_deadline()
-        name = _NAMES.get(func)
-        if name is None:
-            name = _NAMES[func] = str(func)
+        name = _name_of(func)
         # Only a real value carries a gradient: what is made from integer and bool values
         # alone (a sort's indices gathered, a mask counted) is a constant, which torch
         # computes here with its own dtypes (int plus 1.0 is float32 in torch). Integer and
@@ -98,7 +97,12 @@ class Recorder:
 
 
 _MODE_CLASS: list[type] = []
-_NAMES: dict[Any, str] = {}  # an aten overload -> its name ("aten.mul.Tensor"), made once
+
+
+@functools.cache
+def _name_of(func: Any) -> str:
+    """An aten overload's name ("aten.mul.Tensor"), made once per op."""
+    return str(func)
 
 
 def recording_mode(recorder: Recorder) -> Any:

@@ -5,6 +5,7 @@ limits the recording runs under; with the helpers that read a real tensor into t
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -115,21 +116,16 @@ def user_frame() -> str:
     frame: types.FrameType | None = sys._getframe(2)
     while frame is not None:
         path = frame.f_code.co_filename
-        skipped = _NOT_USERS.get(path)
-        if skipped is None:
-            skipped = _NOT_USERS[path] = _not_users(path)
-        if not skipped:
+        if not _not_users(path):
             return f" (at {os.path.basename(path)}:{frame.f_lineno})"
         frame = frame.f_back
     return ""
 
 
-# Each file met, whether it is torch's or gradcheck-lab's own (``user_frame`` walks a dozen
-# frames at every op the forward runs; each path is compared once).
-_NOT_USERS: dict[str, bool] = {}
-
-
+@functools.cache
 def _not_users(path: str) -> bool:
+    """Whether a file is torch's or gradcheck-lab's own: decided once per file
+    (``user_frame`` walks a dozen frames at every op the forward runs)."""
     return path.startswith(_OWN_DIR) or _TORCH_DIR in path or path.startswith("<")
 
 

@@ -202,17 +202,16 @@ def written(func: Any, mutated: list[int], args: tuple[Any, ...],
 
 def mutated_arguments(func: Any) -> list[int]:
     """The positions of the arguments an op writes into (``self`` for ``add_``; an out=
-    keyword is past the positional ones); read from the schema once per op (the recorder
-    asks at every op the forward runs)."""
-    known = _MUTATED.get(func)
-    if known is None:
-        known = _MUTATED[func] = tuple(
-            i for i, argument in enumerate(func._schema.arguments)
-            if argument.alias_info is not None and argument.alias_info.is_write)
-    return list(known)
+    keyword is past the positional ones)."""
+    return list(_written_positions(func))
 
 
-_MUTATED: dict[Any, tuple[int, ...]] = {}  # an aten overload -> its written positions
+@functools.cache
+def _written_positions(func: Any) -> tuple[int, ...]:
+    """``mutated_arguments`` read from the schema once per op (the recorder asks at every op
+    the forward runs)."""
+    return tuple(i for i, argument in enumerate(func._schema.arguments)
+                 if argument.alias_info is not None and argument.alias_info.is_write)
 
 
 def _functional_twin(func: Any) -> Any:

@@ -16,8 +16,9 @@ calls: one element moved in place, the function called, the element put back.
 
 Each estimate gets the round-off part of its error bar directly. The truncation part, which
 needs steps 2h and the fourth difference (four more forwards), is measured on a seeded sample
-of elements and on every element that disagrees with the reference, batched as the partials
-are; the sample's largest truncation error stands for the rest of the input.
+of elements and on every element that disagrees with the reference, by plain calls (f at x ± h
+read from the partials' own where those were plain calls too); the sample's largest
+truncation error stands for the rest of the input.
 """
 
 from __future__ import annotations
